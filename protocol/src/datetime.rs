@@ -1,0 +1,260 @@
+//! Serverpod's `DateTime` text form: ISO-8601 in UTC as Dart's `toIso8601String` writes
+//! it (`2026-01-01T12:00:00.000Z`, microseconds appended when non-zero).
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Timelike, Utc};
+
+/// Formats `value` the way Dart's `DateTime.toIso8601String()` formats a UTC time.
+///
+/// Precision below one microsecond is dropped (Dart has none). Years outside
+/// `0..=9999` are written with a sign and six digits, as Dart does.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// let t = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+/// assert_eq!(streampod_protocol::datetime::format(&t), "2026-01-01T12:00:00.000Z");
+/// ```
+pub fn format(value: &DateTime<Utc>) -> String {
+    let mut out = String::with_capacity(27);
+    let year = value.year();
+    // Writing to a String cannot fail.
+    let _ = if (0..=9999).contains(&year) {
+        write!(out, "{year:04}")
+    } else {
+        write!(out, "{}{:06}", if year < 0 { '-' } else { '+' }, year.unsigned_abs())
+    };
+    // chrono stores a leap second as nanoseconds >= 1e9; Dart cannot express it.
+    let nanos = value.nanosecond().min(999_999_999);
+    let (millis, micros) = (nanos / 1_000_000, nanos / 1_000 % 1_000);
+    let _ = write!(
+        out,
+        "-{:02}-{:02}T{:02}:{:02}:{:02}.{millis:03}",
+        value.month(),
+        value.day(),
+        value.hour(),
+        value.minute(),
+        value.second(),
+    );
+    if micros != 0 {
+        let _ = write!(out, "{micros:03}");
+    }
+    out.push('Z');
+    out
+}
+
+/// Why a `DateTime` string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid DateTime '{input}': {reason}; expected ISO-8601 like 2026-01-01T12:00:00.000Z")]
+pub struct ParseError {
+    input: String,
+    reason: &'static str,
+}
+
+/// Parses the forms Dart's `DateTime.parse` accepts for the wire: a date, optionally a
+/// time (`T` or space), optional fraction and an optional `Z` or `±HH:MM` offset.
+/// A time without an offset is taken as UTC.
+///
+/// # Errors
+///
+/// A [`ParseError`] naming what is wrong.
+pub fn parse(input: &str) -> Result<DateTime<Utc>, ParseError> {
+    let fail = |reason| ParseError {
+        input: input.to_owned(),
+        reason,
+    };
+    let mut cursor = Cursor(input.as_bytes());
+    let sign = match cursor.peek() {
+        Some(b'+') => {
+            cursor.bump();
+            1
+        }
+        Some(b'-') => {
+            cursor.bump();
+            -1
+        }
+        _ => 1,
+    };
+    let year_digits = cursor.digits_len();
+    if !(4..=6).contains(&year_digits) || (sign < 0 || year_digits > 4) && year_digits != 6 {
+        return Err(fail("the year needs 4 digits, or a sign and 6 digits"));
+    }
+    let year = sign * cursor.number(year_digits).ok_or_else(|| fail("bad year"))?;
+    let month = cursor.expect_then(b'-', 2).ok_or_else(|| fail("bad month"))?;
+    let day = cursor.expect_then(b'-', 2).ok_or_else(|| fail("bad day"))?;
+    let date = i32::try_from(year)
+        .ok()
+        .and_then(|y| NaiveDate::from_ymd_opt(y, month as u32, day as u32))
+        .ok_or_else(|| fail("no such date"))?;
+
+    let mut time = NaiveTime::MIN;
+    if matches!(cursor.peek(), Some(b'T' | b't' | b' ')) {
+        cursor.bump();
+        let hour = cursor.number(2).ok_or_else(|| fail("bad hour"))?;
+        let minute = cursor.expect_then(b':', 2).unwrap_or(0);
+        let second = if cursor.peek() == Some(b':') {
+            cursor.expect_then(b':', 2).ok_or_else(|| fail("bad second"))?
+        } else {
+            0
+        };
+        let mut micros = 0;
+        if matches!(cursor.peek(), Some(b'.' | b',')) {
+            cursor.bump();
+            let len = cursor.digits_len();
+            if len == 0 {
+                return Err(fail("a fraction needs digits"));
+            }
+            let kept = len.min(6);
+            micros = cursor.number(kept).ok_or_else(|| fail("bad fraction"))?
+                * 10_i64.pow((6 - kept) as u32);
+            cursor.skip(len - kept);
+        }
+        time = NaiveTime::from_hms_micro_opt(hour as u32, minute as u32, second as u32, micros as u32)
+            .ok_or_else(|| fail("no such time"))?;
+    }
+
+    let offset_seconds = match cursor.peek() {
+        None => 0,
+        Some(b'Z' | b'z') => {
+            cursor.bump();
+            0
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            cursor.bump();
+            let hours = cursor.number(2).ok_or_else(|| fail("bad offset hours"))?;
+            if cursor.peek() == Some(b':') {
+                cursor.bump();
+            }
+            let minutes = if cursor.digits_len() >= 2 {
+                cursor.number(2).ok_or_else(|| fail("bad offset minutes"))?
+            } else {
+                0
+            };
+            let total = hours * 3600 + minutes * 60;
+            if sign == b'-' {
+                -total
+            } else {
+                total
+            }
+        }
+        Some(_) => return Err(fail("unexpected character after the time")),
+    };
+    if !cursor.0.is_empty() {
+        return Err(fail("unexpected trailing characters"));
+    }
+    let local = date.and_time(time).and_utc();
+    local
+        .checked_sub_signed(TimeDelta::seconds(offset_seconds))
+        .ok_or_else(|| fail("out of range"))
+}
+
+/// A time from integer milliseconds since the Unix epoch (the other form Serverpod accepts).
+pub fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis)
+}
+
+/// A byte cursor for the hand-written parser above.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.0.first().copied()
+    }
+
+    fn bump(&mut self) {
+        self.skip(1);
+    }
+
+    fn skip(&mut self, n: usize) {
+        self.0 = self.0.get(n..).unwrap_or_default();
+    }
+
+    fn digits_len(&self) -> usize {
+        self.0.iter().take_while(|b| b.is_ascii_digit()).count()
+    }
+
+    /// Reads exactly `len` digits.
+    fn number(&mut self, len: usize) -> Option<i64> {
+        if len == 0 || self.digits_len() < len {
+            return None;
+        }
+        let value = self.0[..len]
+            .iter()
+            .fold(0_i64, |acc, b| acc * 10 + i64::from(b - b'0'));
+        self.skip(len);
+        Some(value)
+    }
+
+    /// Reads `separator` followed by exactly `len` digits.
+    fn expect_then(&mut self, separator: u8, len: usize) -> Option<i64> {
+        if self.peek() != Some(separator) {
+            return None;
+        }
+        self.bump();
+        self.number(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn formats_like_dart() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        assert_eq!(format(&t), "2026-01-01T12:00:00.000Z");
+        let t = t + TimeDelta::microseconds(1_234);
+        assert_eq!(format(&t), "2026-01-01T12:00:00.001234Z");
+        let t = Utc.with_ymd_and_hms(12345, 3, 4, 5, 6, 7).unwrap();
+        assert_eq!(format(&t), "+012345-03-04T05:06:07.000Z");
+        let t = Utc.with_ymd_and_hms(-44, 3, 15, 0, 0, 0).unwrap();
+        assert_eq!(format(&t), "-000044-03-15T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_dart_and_iso_forms() {
+        let want = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        for text in [
+            "2026-01-01T12:00:00.000Z",
+            "2026-01-01T12:00:00Z",
+            "2026-01-01 12:00:00",
+            "2026-01-01T12:00",
+            "2026-01-01T14:00:00+02:00",
+            "2026-01-01T07:30:00.000-0430",
+            "2026-01-01T12:00:00.0000000Z",
+        ] {
+            assert_eq!(parse(text), Ok(want), "{text}");
+        }
+        assert_eq!(
+            parse("2026-01-01"),
+            Ok(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+        );
+        assert_eq!(
+            parse("2026-01-01T12:00:00.123456789Z").unwrap().nanosecond(),
+            123_456_000
+        );
+        assert_eq!(
+            parse("+012345-03-04T05:06:07.000Z"),
+            Ok(Utc.with_ymd_and_hms(12345, 3, 4, 5, 6, 7).unwrap())
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_reason() {
+        for text in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30",
+            "2026-01-01T25:00:00Z",
+            "2026-01-01T12:00:00.Z",
+            "2026-01-01T12:00:00Zjunk",
+            "26-01-01",
+            "-2026-01-01",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.to_string().contains(text), "{err}");
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! WebSocket text frames: Serverpod's streaming-endpoint JSON plus streampod's error frame.
+//!
+//! | frame | JSON |
+//! |---|---|
+//! | endpoint message (both ways) | `{"endpoint":"chat","object":{"className":"ChatMessage","data":{…}}}` |
+//! | ping (client) | `{"command":"ping","args":{}}` |
+//! | pong (server) | `{"command":"pong"}` |
+//! | auth (client) | `{"command":"auth","args":{"key":"Bearer …"}}` (`null` signs out) |
+//! | error (server) | `{"error":{"code":"unknown_endpoint","message":"…","endpoint":"chatt"}}` |
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error_code::ErrorCode;
+use crate::model::{EncodeError, ModelSet};
+
+/// One decoded text frame. Strings borrow from the frame text where they have no escapes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Frame<'a> {
+    /// A model sent to or from an endpoint.
+    Message(MessageFrame<'a>),
+    /// Keepalive request; the server answers [`Frame::Pong`].
+    Ping,
+    /// Keepalive answer.
+    Pong,
+    /// Sets (or with `None`, clears) the session's auth key.
+    Auth {
+        /// The key as sent, possibly wrapped as `Bearer …`/`Basic …`
+        /// (see [`crate::auth::unwrap_key`]).
+        key: Option<Cow<'a, str>>,
+    },
+    /// The server rejected a frame.
+    Error(ErrorFrame<'a>),
+}
+
+/// An endpoint message: `{"endpoint":…,"object":{"className":…,"data":…}}`.
+#[derive(Debug, Clone)]
+pub struct MessageFrame<'a> {
+    /// The endpoint the message is for (client → server) or from (server → client).
+    pub endpoint: Cow<'a, str>,
+    /// The model's class name, used to decode `data`.
+    pub class_name: Cow<'a, str>,
+    /// The model's JSON, undecoded until the endpoint is known.
+    pub data: &'a RawValue,
+}
+
+impl PartialEq for MessageFrame<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.endpoint == other.endpoint
+            && self.class_name == other.class_name
+            && self.data.get() == other.data.get()
+    }
+}
+
+/// An error frame: `{"error":{"code":…,"message":…,"endpoint":…,"className":…}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorFrame<'a> {
+    /// What went wrong, from a closed set.
+    pub code: ErrorCode,
+    /// A sentence for a developer reading the frame.
+    pub message: Cow<'a, str>,
+    /// The endpoint the rejected frame named, when it named one.
+    pub endpoint: Option<Cow<'a, str>>,
+    /// The class the rejected frame named, when it named one.
+    pub class_name: Option<Cow<'a, str>>,
+}
+
+impl<'a> ErrorFrame<'a> {
+    /// An error frame with only a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'a, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            endpoint: None,
+            class_name: None,
+        }
+    }
+
+    /// Names the endpoint the rejected frame was for.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<Cow<'a, str>>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Names the class the rejected frame carried.
+    #[must_use]
+    pub fn with_class_name(mut self, class_name: impl Into<Cow<'a, str>>) -> Self {
+        self.class_name = Some(class_name.into());
+        self
+    }
+
+    /// The frame's JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(64 + self.message.len());
+        self.encode(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"error\":{\"code\":");
+        write_str(out, self.code.as_str());
+        out.extend_from_slice(b",\"message\":");
+        write_str(out, &self.message);
+        if let Some(endpoint) = &self.endpoint {
+            out.extend_from_slice(b",\"endpoint\":");
+            write_str(out, endpoint);
+        }
+        if let Some(class_name) = &self.class_name {
+            out.extend_from_slice(b",\"className\":");
+            write_str(out, class_name);
+        }
+        out.extend_from_slice(b"}}");
+    }
+}
+
+/// Why a text frame could not be read. Each maps to the [`ErrorCode`] the server answers with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The text is not JSON.
+    #[error("frame is not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The JSON is not one of the frame shapes.
+    #[error("not a streampod frame: {0}")]
+    Shape(String),
+    /// A `command` frame names an unknown command.
+    #[error("unknown command '{0}'; known commands: ping, auth")]
+    UnknownCommand(String),
+}
+
+impl FrameError {
+    /// The error code the server answers this with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotJson(_) => ErrorCode::InvalidJson,
+            Self::Shape(_) => ErrorCode::InvalidFrame,
+            Self::UnknownCommand(_) => ErrorCode::UnknownCommand,
+        }
+    }
+}
+
+impl<'a> Frame<'a> {
+    /// Reads one text frame.
+    ///
+    /// ```
+    /// use streampod_protocol::frame::Frame;
+    /// let Frame::Message(message) =
+    ///     Frame::parse(r#"{"endpoint":"chat","object":{"className":"ChatMessage","data":{"content":"hi"}}}"#)?
+    /// else { unreachable!() };
+    /// assert_eq!(message.endpoint, "chat");
+    /// assert_eq!(message.data.get(), r#"{"content":"hi"}"#);
+    /// # Ok::<(), streampod_protocol::frame::FrameError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`FrameError`]; [`FrameError::code`] gives the error frame's code.
+    pub fn parse(text: &'a str) -> Result<Self, FrameError> {
+        let raw: RawFrame<'a> = serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                FrameError::Shape(e.to_string())
+            } else {
+                FrameError::NotJson(e)
+            }
+        })?;
+        match raw {
+            RawFrame {
+                endpoint: Some(endpoint),
+                object: Some(object),
+                command: None,
+                error: None,
+                ..
+            } => Ok(Frame::Message(MessageFrame {
+                endpoint: endpoint.0,
+                class_name: object.class_name.0,
+                data: object.data,
+            })),
+            RawFrame {
+                endpoint: None,
+                object: None,
+                command: Some(command),
+                error: None,
+                args,
+            } => Self::command(command.0, args),
+            RawFrame {
+                endpoint: None,
+                object: None,
+                command: None,
+                error: Some(error),
+                ..
+            } => {
+                let code = error
+                    .code
+                    .0
+                    .parse()
+                    .map_err(|e: crate::error_code::UnknownErrorCode| FrameError::Shape(e.to_string()))?;
+                Ok(Frame::Error(ErrorFrame {
+                    code,
+                    message: error.message.0,
+                    endpoint: error.endpoint.map(|e| e.0),
+                    class_name: error.class_name.map(|c| c.0),
+                }))
+            }
+            RawFrame {
+                endpoint: Some(_),
+                object: None,
+                ..
+            } => Err(FrameError::Shape("an endpoint message needs an 'object' with 'className' and 'data'".into())),
+            RawFrame {
+                endpoint: None,
+                object: Some(_),
+                ..
+            } => Err(FrameError::Shape("an endpoint message needs an 'endpoint'".into())),
+            _ => Err(FrameError::Shape(
+                "expected {\"endpoint\":…,\"object\":…} or {\"command\":…,\"args\":…}".into(),
+            )),
+        }
+    }
+
+    fn command(name: Cow<'a, str>, args: Option<&'a RawValue>) -> Result<Self, FrameError> {
+        match &*name {
+            "ping" => Ok(Frame::Ping),
+            "pong" => Ok(Frame::Pong),
+            "auth" => {
+                let args = args.ok_or_else(|| FrameError::Shape("the auth command needs \"args\":{\"key\":…}".into()))?;
+                let args: AuthArgs<'a> = serde_json::from_str(args.get())
+                    .map_err(|e| FrameError::Shape(format!("auth args: {e}; expected {{\"key\": string or null}}")))?;
+                Ok(Frame::Auth {
+                    key: args.key.map(|k| k.0),
+                })
+            }
+            _ => Err(FrameError::UnknownCommand(name.into_owned())),
+        }
+    }
+
+    /// Appends the frame's JSON text to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Frame::Message(message) => {
+                write_message_head(out, &message.endpoint, &message.class_name);
+                out.extend_from_slice(message.data.get().as_bytes());
+                out.extend_from_slice(b"}}");
+            }
+            Frame::Ping => out.extend_from_slice(PING),
+            Frame::Pong => out.extend_from_slice(PONG),
+            Frame::Auth { key } => {
+                out.extend_from_slice(b"{\"command\":\"auth\",\"args\":{\"key\":");
+                match key {
+                    Some(key) => write_str(out, key),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b"}}");
+            }
+            Frame::Error(error) => error.encode(out),
+        }
+    }
+
+    /// The frame's JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The ping frame's text.
+pub const PING: &[u8] = br#"{"command":"ping","args":{}}"#;
+/// The pong frame's text.
+pub const PONG: &[u8] = br#"{"command":"pong"}"#;
+
+/// Appends an endpoint message frame carrying `message` to `out`, encoding the model
+/// straight into the buffer.
+///
+/// ```
+/// # use streampod_protocol::{frame, ModelSet, DecodeError, EncodeError};
+/// # use serde_json::value::RawValue;
+/// # struct Hello;
+/// # impl ModelSet for Hello {
+/// #     fn class_name(&self) -> &'static str { "Hello" }
+/// #     fn decode(_: &str, _: &RawValue) -> Result<Self, DecodeError> { Ok(Hello) }
+/// #     fn encode_data(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> { out.extend_from_slice(b"{}"); Ok(()) }
+/// #     fn class_names() -> &'static [&'static str] { &["Hello"] }
+/// # }
+/// let mut out = Vec::new();
+/// frame::encode_message("chat", &Hello, &mut out)?;
+/// assert_eq!(out, br#"{"endpoint":"chat","object":{"className":"Hello","data":{}}}"#);
+/// # Ok::<(), EncodeError>(())
+/// ```
+///
+/// # Errors
+///
+/// When the model cannot be encoded ([`EncodeError`]); `out` is then left as it was.
+pub fn encode_message<P: ModelSet>(endpoint: &str, message: &P, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    write_message_head(out, endpoint, message.class_name());
+    if let Err(e) = message.encode_data(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    out.extend_from_slice(b"}}");
+    Ok(())
+}
+
+fn write_message_head(out: &mut Vec<u8>, endpoint: &str, class_name: &str) {
+    out.extend_from_slice(b"{\"endpoint\":");
+    write_str(out, endpoint);
+    out.extend_from_slice(b",\"object\":{\"className\":");
+    write_str(out, class_name);
+    out.extend_from_slice(b",\"data\":");
+}
+
+/// Appends `value` as a JSON string literal.
+fn write_str(out: &mut Vec<u8>, value: &str) {
+    // Serializing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// The union of all frame shapes, for one pass of serde.
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(borrow, default)]
+    endpoint: Option<CowStr<'a>>,
+    #[serde(borrow, default)]
+    object: Option<RawObject<'a>>,
+    #[serde(borrow, default)]
+    command: Option<CowStr<'a>>,
+    #[serde(borrow, default)]
+    args: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<RawError<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawObject<'a> {
+    #[serde(borrow, rename = "className")]
+    class_name: CowStr<'a>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct RawError<'a> {
+    #[serde(borrow)]
+    code: CowStr<'a>,
+    #[serde(borrow)]
+    message: CowStr<'a>,
+    #[serde(borrow, default)]
+    endpoint: Option<CowStr<'a>>,
+    #[serde(borrow, default, rename = "className")]
+    class_name: Option<CowStr<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AuthArgs<'a> {
+    #[serde(borrow, default)]
+    key: Option<CowStr<'a>>,
+}
+
+/// A string that borrows from the input unless it has escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CowVisitor;
+        impl<'de> Visitor<'de> for CowVisitor {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(value.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(CowVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> ErrorCode {
+        Frame::parse(text).unwrap_err().code()
+    }
+
+    #[test]
+    fn reads_serverpod_frames() {
+        assert_eq!(Frame::parse(r#"{"command":"ping","args":{}}"#).unwrap(), Frame::Ping);
+        // Serverpod kills the session on a ping without args; we do not.
+        assert_eq!(Frame::parse(r#"{"command":"ping"}"#).unwrap(), Frame::Ping);
+        assert_eq!(
+            Frame::parse(r#"{"command":"auth","args":{"key":"Bearer k"}}"#).unwrap(),
+            Frame::Auth {
+                key: Some("Bearer k".into())
+            }
+        );
+        assert_eq!(
+            Frame::parse(r#"{"command":"auth","args":{"key":null}}"#).unwrap(),
+            Frame::Auth { key: None }
+        );
+        let Frame::Message(message) =
+            Frame::parse(r#"{"endpoint":"ch\u0061t","object":{"className":"A","data":{"x": [1, 2]}}}"#).unwrap()
+        else {
+            panic!("not a message")
+        };
+        assert_eq!(message.endpoint, "chat");
+        assert_eq!(message.data.get(), r#"{"x": [1, 2]}"#);
+    }
+
+    #[test]
+    fn borrows_unescaped_strings() {
+        let text = r#"{"endpoint":"chat","object":{"className":"A","data":{}}}"#;
+        let Frame::Message(message) = Frame::parse(text).unwrap() else {
+            panic!("not a message")
+        };
+        assert!(matches!(message.endpoint, Cow::Borrowed(_)));
+        assert!(matches!(message.class_name, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn classifies_bad_frames() {
+        assert_eq!(code_of("hello"), ErrorCode::InvalidJson);
+        assert_eq!(code_of(r#"{"endpoint":"chat""#), ErrorCode::InvalidJson);
+        assert_eq!(code_of("[]"), ErrorCode::InvalidFrame);
+        assert_eq!(code_of("{}"), ErrorCode::InvalidFrame);
+        assert_eq!(code_of(r#"{"endpoint":5,"object":{}}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code_of(r#"{"endpoint":"chat"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code_of(r#"{"object":{"className":"A","data":{}}}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code_of(r#"{"endpoint":"chat","object":{"data":{}}}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code_of(r#"{"command":"auth"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code_of(r#"{"command":"auth","args":{"key":3}}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code_of(r#"{"command":"dance","args":{}}"#), ErrorCode::UnknownCommand);
+        assert_eq!(
+            code_of(r#"{"command":"ping","endpoint":"chat","object":{"className":"A","data":{}}}"#),
+            ErrorCode::InvalidFrame
+        );
+    }
+
+    #[test]
+    fn error_frames_have_the_documented_shape() {
+        let frame = ErrorFrame::new(ErrorCode::UnknownEndpoint, "no endpoint 'chatt'; did you mean 'chat'?")
+            .with_endpoint("chatt");
+        assert_eq!(
+            frame.to_json(),
+            r#"{"error":{"code":"unknown_endpoint","message":"no endpoint 'chatt'; did you mean 'chat'?","endpoint":"chatt"}}"#
+        );
+        assert_eq!(Frame::parse(&frame.to_json()).unwrap(), Frame::Error(frame));
+        assert_eq!(
+            code_of(r#"{"error":{"code":"bogus","message":""}}"#),
+            ErrorCode::InvalidFrame
+        );
+    }
+}

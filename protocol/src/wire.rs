@@ -1,0 +1,518 @@
+//! Serverpod's JSON encoding of field values.
+//!
+//! Generated models keep `#[derive(Serialize, Deserialize)]` and mark every field with
+//! `#[serde(with = "…::wire::field")]`, so one recursive trait, [`WireValue`], decides
+//! how each value kind and each container nesting of it is written:
+//!
+//! | YAML type | Rust type | JSON | also decoded from |
+//! |---|---|---|---|
+//! | `bool` | `bool` | `true` | `0`, `1` |
+//! | `int` | `i64` | number | |
+//! | `double` | `f64` | number | |
+//! | `String` | `String` | string | |
+//! | `DateTime` | [`DateTime`] | `"2026-01-01T12:00:00.000Z"` | other ISO-8601 forms, integer ms |
+//! | `Duration` | [`Duration`] | integer milliseconds | |
+//! | `UuidValue` | [`Uuid`] | `"a0b1…"` | |
+//! | `Uri` | [`Url`] | `"https://…"` | |
+//! | `BigInt` | [`BigInt`] | `"123"` | integer |
+//! | `ByteData` | [`Bytes`] | `"decode('AQI=', 'base64')"` | bare base64 |
+//! | `List<T>` | `Vec<T>` | array | |
+//! | `Set<T>` | `HashSet<T>` | array | |
+//! | `Map<String,V>` | `HashMap<String,V>` | object | |
+//! | `Map<K,V>` | `HashMap<K,V>` | `[{"k":…,"v":…}]` | |
+//! | enum | generated | name or index | fallback value |
+//! | model | generated | object | |
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use base64::Engine as _;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{EnumSerialization, ModelEnum};
+use crate::types::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
+
+/// A value with a Serverpod JSON form. Implemented for every type a YAML field can have.
+pub trait WireValue: Sized {
+    /// Writes the value in Serverpod's JSON form.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the serializer reports.
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+
+    /// Reads the value from its Serverpod JSON form (and the lenient forms listed above).
+    ///
+    /// # Errors
+    ///
+    /// A serde error naming the expected form.
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+}
+
+/// A value that can key a `Map` or be an element of a `Set`.
+pub trait WireKey: WireValue + Eq + Hash {
+    /// `true` when maps with this key are JSON objects (only `String`); other keys make
+    /// the map an array of `{"k": key, "v": value}` entries, as Serverpod does.
+    const OBJECT_KEY: bool = false;
+}
+
+/// Borrows a value as its Serverpod JSON form for serde.
+#[derive(Debug)]
+pub struct Wire<'a, T>(pub &'a T);
+
+impl<T: WireValue> Serialize for Wire<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.encode(serializer)
+    }
+}
+
+/// Decodes a value from its Serverpod JSON form through serde.
+#[derive(Debug)]
+pub struct FromWire<T>(pub T);
+
+impl<'de, T: WireValue> Deserialize<'de> for FromWire<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::decode(deserializer).map(FromWire)
+    }
+}
+
+/// The `#[serde(with = …)]` module generated fields use.
+pub mod field {
+    use super::WireValue;
+    use serde::{Deserializer, Serializer};
+
+    /// Serializes a field in its Serverpod JSON form.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the serializer reports.
+    pub fn serialize<T: WireValue, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+        value.encode(serializer)
+    }
+
+    /// Deserializes a field from its Serverpod JSON form.
+    ///
+    /// # Errors
+    ///
+    /// A serde error naming the expected form.
+    pub fn deserialize<'de, T: WireValue, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
+        T::decode(deserializer)
+    }
+}
+
+/// Implements [`WireValue`] (and optionally [`WireKey`]) by plain serde.
+macro_rules! wire_via_serde {
+    ($($ty:ty),* $(,)?) => {$(
+        impl WireValue for $ty {
+            fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                Serialize::serialize(self, serializer)
+            }
+            fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Deserialize::deserialize(deserializer)
+            }
+        }
+    )*};
+}
+
+wire_via_serde!(i64, f64, String);
+
+impl WireKey for i64 {}
+impl WireKey for String {
+    const OBJECT_KEY: bool = true;
+}
+
+/// Implements [`WireValue`] for a type whose JSON form is a string.
+macro_rules! wire_via_string {
+    ($ty:ty, $expecting:literal, $to_string:expr, $from_str:expr) => {
+        impl WireValue for $ty {
+            fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let to_string: fn(&$ty) -> String = $to_string;
+                serializer.serialize_str(&to_string(self))
+            }
+            fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any(StrVisitor::<$ty>::new($expecting, $from_str))
+            }
+        }
+        impl WireKey for $ty {}
+    };
+}
+
+/// Visits a string (and, where `from_int` allows, an integer) through a parse function.
+struct StrVisitor<T> {
+    expecting: &'static str,
+    from_str: fn(&str) -> Result<T, String>,
+    from_int: Option<fn(i128) -> Result<T, String>>,
+}
+
+impl<T> StrVisitor<T> {
+    fn new(expecting: &'static str, from_str: fn(&str) -> Result<T, String>) -> Self {
+        Self {
+            expecting,
+            from_str,
+            from_int: None,
+        }
+    }
+
+    fn with_int(mut self, from_int: fn(i128) -> Result<T, String>) -> Self {
+        self.from_int = Some(from_int);
+        self
+    }
+
+    fn int<E: de::Error>(self, value: i128, unexpected: de::Unexpected<'_>) -> Result<T, E> {
+        match self.from_int {
+            Some(from_int) => from_int(value).map_err(E::custom),
+            None => Err(E::invalid_type(unexpected, &self)),
+        }
+    }
+}
+
+impl<T> Visitor<'_> for StrVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<T, E> {
+        (self.from_str)(value).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<T, E> {
+        self.int(value.into(), de::Unexpected::Signed(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<T, E> {
+        self.int(value.into(), de::Unexpected::Unsigned(value))
+    }
+}
+
+wire_via_string!(
+    Uuid,
+    "a UUID string",
+    |value| value.hyphenated().to_string(),
+    |text| Uuid::parse_str(text).map_err(|e| format!("invalid UUID '{text}': {e}"))
+);
+wire_via_string!(Url, "a URI string", |value| value.as_str().to_owned(), |text| {
+    Url::parse(text).map_err(|e| format!("invalid URI '{text}': {e} (only absolute URIs are supported)"))
+});
+
+impl WireValue for BigInt {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = StrVisitor::new("a BigInt as a decimal string", |text| {
+            text.parse::<BigInt>()
+                .map_err(|e| format!("invalid BigInt '{text}': {e}"))
+        })
+        .with_int(|value| Ok(BigInt::from(value)));
+        deserializer.deserialize_any(visitor)
+    }
+}
+impl WireKey for BigInt {}
+
+impl WireValue for DateTime {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::datetime::format(self))
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = StrVisitor::new(
+            "a DateTime as an ISO-8601 string or integer milliseconds",
+            |text| crate::datetime::parse(text).map_err(|e| e.to_string()),
+        )
+        .with_int(|millis| {
+            i64::try_from(millis)
+                .ok()
+                .and_then(crate::datetime::from_millis)
+                .ok_or_else(|| format!("DateTime milliseconds {millis} out of range"))
+        });
+        deserializer.deserialize_any(visitor)
+    }
+}
+impl WireKey for DateTime {}
+
+impl WireValue for Duration {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(self.num_milliseconds())
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let millis = i64::deserialize(deserializer)?;
+        Duration::try_milliseconds(millis)
+            .ok_or_else(|| de::Error::custom(format!("Duration of {millis} ms is out of range")))
+    }
+}
+impl WireKey for Duration {}
+
+/// The prefix and suffix Serverpod wraps base64 `ByteData` in.
+const BYTES_PREFIX: &str = "decode('";
+const BYTES_SUFFIX: &str = "', 'base64')";
+
+impl WireValue for Bytes {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut text = String::with_capacity(BYTES_PREFIX.len() + BYTES_SUFFIX.len() + self.len() * 4 / 3 + 4);
+        text.push_str(BYTES_PREFIX);
+        engine.encode_string(self, &mut text);
+        text.push_str(BYTES_SUFFIX);
+        serializer.serialize_str(&text)
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = StrVisitor::new("ByteData as \"decode('<base64>', 'base64')\"", |text| {
+            let inner = text
+                .strip_prefix(BYTES_PREFIX)
+                .and_then(|rest| rest.strip_suffix(BYTES_SUFFIX))
+                .unwrap_or(text);
+            base64::engine::general_purpose::STANDARD
+                .decode(inner)
+                .map(Bytes::from)
+                .map_err(|e| format!("invalid base64 in ByteData: {e}"))
+        });
+        deserializer.deserialize_str(visitor)
+    }
+}
+impl WireKey for Bytes {}
+
+impl WireValue for bool {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bool(*self)
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BoolVisitor;
+        impl Visitor<'_> for BoolVisitor {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a bool (or 0/1)")
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<bool, E> {
+                Ok(value)
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<bool, E> {
+                match value {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(value), &self)),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<bool, E> {
+                match u64::try_from(value) {
+                    Ok(value) => self.visit_u64(value),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(value), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(BoolVisitor)
+    }
+}
+impl WireKey for bool {}
+
+impl<T: WireValue> WireValue for Option<T> {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Some(value) => serializer.serialize_some(&Wire(value)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Option::<FromWire<T>>::deserialize(deserializer)?.map(|v| v.0))
+    }
+}
+
+impl<T: WireValue> WireValue for Box<T> {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).encode(serializer)
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::decode(deserializer).map(Box::new)
+    }
+}
+
+impl<T: WireValue> WireValue for Vec<T> {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter().map(Wire))
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<FromWire<T>>::deserialize(deserializer)?;
+        Ok(items.into_iter().map(|v| v.0).collect())
+    }
+}
+
+impl<T: WireKey> WireValue for HashSet<T> {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for item in self {
+            seq.serialize_element(&Wire(item))?;
+        }
+        seq.end()
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<FromWire<T>>::deserialize(deserializer)?;
+        Ok(items.into_iter().map(|v| v.0).collect())
+    }
+}
+
+impl<K: WireKey, V: WireValue> WireValue for HashMap<K, V> {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if K::OBJECT_KEY {
+            let mut map = serializer.serialize_map(Some(self.len()))?;
+            for (key, value) in self {
+                map.serialize_entry(&Wire(key), &Wire(value))?;
+            }
+            map.end()
+        } else {
+            serializer.collect_seq(self.iter().map(|(key, value)| Entry { key, value }))
+        }
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MapVisitor(PhantomData))
+    }
+}
+
+/// One `{"k": key, "v": value}` entry of a map whose keys are not strings.
+struct Entry<'a, K, V> {
+    key: &'a K,
+    value: &'a V,
+}
+
+impl<K: WireValue, V: WireValue> Serialize for Entry<'_, K, V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut entry = serializer.serialize_struct("MapEntry", 2)?;
+        entry.serialize_field("k", &Wire(self.key))?;
+        entry.serialize_field("v", &Wire(self.value))?;
+        entry.end()
+    }
+}
+
+/// Decodes one `{"k": key, "v": value}` entry.
+#[derive(Deserialize)]
+#[serde(bound = "K: WireValue, V: WireValue")]
+struct OwnedEntry<K, V> {
+    k: FromWire<K>,
+    v: FromWire<V>,
+}
+
+/// Decodes a map from an object (string keys) or an array of `{"k","v"}` entries.
+struct MapVisitor<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<'de, K: WireKey, V: WireValue> Visitor<'de> for MapVisitor<K, V> {
+    type Value = HashMap<K, V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if K::OBJECT_KEY {
+            f.write_str("a JSON object")
+        } else {
+            f.write_str("an array of {\"k\": key, \"v\": value} entries")
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        if !K::OBJECT_KEY {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        }
+        let mut map = HashMap::with_capacity(access.size_hint().unwrap_or(0).min(1024));
+        while let Some((FromWire(key), FromWire(value))) = access.next_entry::<FromWire<K>, FromWire<V>>()? {
+            map.insert(key, value);
+        }
+        Ok(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        if K::OBJECT_KEY {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        }
+        let mut map = HashMap::with_capacity(access.size_hint().unwrap_or(0).min(1024));
+        while let Some(entry) = access.next_element::<OwnedEntry<K, V>>()? {
+            map.insert(entry.k.0, entry.v.0);
+        }
+        Ok(map)
+    }
+}
+
+/// Serializes a generated enum by name or index.
+///
+/// # Errors
+///
+/// Whatever the serializer reports.
+pub fn serialize_enum<E: ModelEnum, S: Serializer>(value: &E, serializer: S) -> Result<S::Ok, S::Error> {
+    match E::SERIALIZATION {
+        EnumSerialization::ByName => serializer.serialize_str(value.name()),
+        EnumSerialization::ByIndex => serializer.serialize_u64(value.index() as u64),
+    }
+}
+
+/// Deserializes a generated enum by name or index, falling back to its `default:` value
+/// for unknown ones.
+///
+/// # Errors
+///
+/// An unknown value when the enum has no fallback, or a value of the wrong JSON type.
+pub fn deserialize_enum<'de, E: ModelEnum, D: Deserializer<'de>>(deserializer: D) -> Result<E, D::Error> {
+    deserializer.deserialize_any(EnumVisitor(PhantomData))
+}
+
+/// Decodes a generated enum.
+struct EnumVisitor<E>(PhantomData<E>);
+
+impl<E: ModelEnum> EnumVisitor<E> {
+    fn unknown<Err: de::Error>(unexpected: de::Unexpected<'_>) -> Result<E, Err> {
+        E::FALLBACK.ok_or_else(|| {
+            Err::custom(format_args!(
+                "unknown {} value {unexpected}; expected one of: {}",
+                E::ENUM_NAME,
+                E::NAMES.join(", ")
+            ))
+        })
+    }
+}
+
+impl<E: ModelEnum> Visitor<'_> for EnumVisitor<E> {
+    type Value = E;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match E::SERIALIZATION {
+            EnumSerialization::ByName => write!(f, "a {} value name", E::ENUM_NAME),
+            EnumSerialization::ByIndex => write!(f, "a {} value index", E::ENUM_NAME),
+        }
+    }
+
+    fn visit_str<Err: de::Error>(self, value: &str) -> Result<E, Err> {
+        if E::SERIALIZATION != EnumSerialization::ByName {
+            return Err(Err::invalid_type(de::Unexpected::Str(value), &self));
+        }
+        match E::NAMES.iter().position(|name| *name == value) {
+            Some(index) => E::VALUES.get(index).copied().ok_or_else(|| Err::custom("enum tables disagree")),
+            None => Self::unknown(de::Unexpected::Str(value)),
+        }
+    }
+
+    fn visit_u64<Err: de::Error>(self, value: u64) -> Result<E, Err> {
+        if E::SERIALIZATION != EnumSerialization::ByIndex {
+            return Err(Err::invalid_type(de::Unexpected::Unsigned(value), &self));
+        }
+        match usize::try_from(value).ok().and_then(|index| E::VALUES.get(index)) {
+            Some(found) => Ok(*found),
+            None => Self::unknown(de::Unexpected::Unsigned(value)),
+        }
+    }
+
+    fn visit_i64<Err: de::Error>(self, value: i64) -> Result<E, Err> {
+        match u64::try_from(value) {
+            Ok(value) => self.visit_u64(value),
+            Err(_) if E::SERIALIZATION == EnumSerialization::ByIndex => Self::unknown(de::Unexpected::Signed(value)),
+            Err(_) => Err(Err::invalid_type(de::Unexpected::Signed(value), &self)),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Frames: encode → parse is the identity for every frame kind.
+
+use std::borrow::Cow;
+
+use proptest::prelude::*;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use streampod_protocol::frame::{ErrorFrame, Frame, MessageFrame};
+use streampod_protocol::ErrorCode;
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(".{0,6}", inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    proptest::sample::select(ErrorCode::ALL.to_vec())
+}
+
+proptest! {
+    #[test]
+    fn message_frames_round_trip(endpoint in ".*", class_name in ".*", data in json_value()) {
+        let raw = RawValue::from_string(data.to_string()).unwrap();
+        let frame = Frame::Message(MessageFrame {
+            endpoint: Cow::Owned(endpoint),
+            class_name: Cow::Owned(class_name),
+            data: &raw,
+        });
+        let text = frame.to_json();
+        prop_assert_eq!(Frame::parse(&text).unwrap(), frame);
+    }
+
+    #[test]
+    fn command_frames_round_trip(key in proptest::option::of(".*")) {
+        for frame in [Frame::Ping, Frame::Pong, Frame::Auth { key: key.clone().map(Cow::Owned) }] {
+            let text = frame.to_json();
+            prop_assert_eq!(Frame::parse(&text).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn error_frames_round_trip(
+        code in error_code(),
+        message in ".*",
+        endpoint in proptest::option::of(".*"),
+        class_name in proptest::option::of(".*"),
+    ) {
+        let mut error = ErrorFrame::new(code, message);
+        error.endpoint = endpoint.map(Cow::Owned);
+        error.class_name = class_name.map(Cow::Owned);
+        let frame = Frame::Error(error);
+        let text = frame.to_json();
+        prop_assert_eq!(Frame::parse(&text).unwrap(), frame);
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in ".*") {
+        let _ = Frame::parse(&text);
+    }
+}
+
+#[test]
+fn golden_frames() {
+    let data = RawValue::from_string(r#"{"__className__":"ChatMessage","content":"hi"}"#.into()).unwrap();
+    let frame = Frame::Message(MessageFrame {
+        endpoint: "chat".into(),
+        class_name: "ChatMessage".into(),
+        data: &data,
+    });
+    assert_eq!(
+        frame.to_json(),
+        r#"{"endpoint":"chat","object":{"className":"ChatMessage","data":{"__className__":"ChatMessage","content":"hi"}}}"#
+    );
+    assert_eq!(Frame::Ping.to_json(), r#"{"command":"ping","args":{}}"#);
+    assert_eq!(Frame::Pong.to_json(), r#"{"command":"pong"}"#);
+    assert_eq!(
+        Frame::Auth { key: Some("Bearer x".into()) }.to_json(),
+        r#"{"command":"auth","args":{"key":"Bearer x"}}"#
+    );
+}

@@ -1,0 +1,192 @@
+//! Every value kind: golden JSON from Serverpod's documented format, and encode → decode
+//! round trips over generated values.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use proptest::prelude::*;
+use streampod_protocol::types::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
+use streampod_protocol::wire::{FromWire, Wire, WireValue};
+
+fn encode<T: WireValue>(value: &T) -> String {
+    serde_json::to_string(&Wire(value)).unwrap()
+}
+
+fn decode<T: WireValue>(json: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str::<FromWire<T>>(json).map(|v| v.0)
+}
+
+/// `value` encodes to exactly `json`, and `json` decodes to `value`.
+fn golden<T: WireValue + PartialEq + Debug>(value: T, json: &str) {
+    assert_eq!(encode(&value), json, "encoding {value:?}");
+    assert_eq!(decode::<T>(json).unwrap(), value, "decoding {json}");
+}
+
+fn round_trips<T: WireValue + PartialEq + Debug>(value: &T) -> Result<(), TestCaseError> {
+    let json = encode(value);
+    let back: T = decode(&json).map_err(|e| TestCaseError::fail(format!("{json}: {e}")))?;
+    prop_assert_eq!(&back, value, "via {}", json);
+    Ok(())
+}
+
+fn noon() -> DateTime {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+#[test]
+fn golden_scalars() {
+    golden(true, "true");
+    golden(42_i64, "42");
+    golden(-7_i64, "-7");
+    golden(1.5_f64, "1.5");
+    golden(String::from("héllo \"q\"\n"), r#""héllo \"q\"\n""#);
+}
+
+#[test]
+fn golden_datetime_is_dart_iso8601_utc() {
+    golden(noon(), r#""2026-01-01T12:00:00.000Z""#);
+    golden(noon() + TimeDelta::milliseconds(5), r#""2026-01-01T12:00:00.005Z""#);
+    golden(noon() + TimeDelta::microseconds(5), r#""2026-01-01T12:00:00.000005Z""#);
+    // Accepted on decode: integer milliseconds and offsets.
+    assert_eq!(decode::<DateTime>("1767268800000").unwrap(), noon());
+    assert_eq!(decode::<DateTime>(r#""2026-01-01T13:00:00+01:00""#).unwrap(), noon());
+}
+
+#[test]
+fn golden_duration_is_milliseconds() {
+    let value = TimeDelta::days(1) + TimeDelta::hours(2) + TimeDelta::milliseconds(100);
+    golden(value, "93600100");
+    golden(TimeDelta::milliseconds(-1500), "-1500");
+}
+
+#[test]
+fn golden_uuid_uri_bigint_bytes() {
+    golden(
+        Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap(),
+        r#""550e8400-e29b-41d4-a716-446655440000""#,
+    );
+    assert_eq!(
+        decode::<Uuid>(r#""550E8400-E29B-41D4-A716-446655440000""#).unwrap(),
+        Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap()
+    );
+    golden(
+        Url::parse("https://serverpod.dev/docs?x=1#top").unwrap(),
+        r#""https://serverpod.dev/docs?x=1#top""#,
+    );
+    golden(
+        "-123456789012345678901234567890".parse::<BigInt>().unwrap(),
+        r#""-123456789012345678901234567890""#,
+    );
+    assert_eq!(decode::<BigInt>("12").unwrap(), BigInt::from(12));
+    golden(Bytes::from_static(&[1, 2, 3]), r#""decode('AQID', 'base64')""#);
+    golden(Bytes::new(), r#""decode('', 'base64')""#);
+    assert_eq!(decode::<Bytes>(r#""AQID""#).unwrap(), Bytes::from_static(&[1, 2, 3]));
+}
+
+#[test]
+fn golden_containers() {
+    golden(vec![1_i64, 2, 3], "[1,2,3]");
+    golden(HashSet::from([String::from("a")]), r#"["a"]"#);
+    golden(HashMap::from([(String::from("a"), 1_i64)]), r#"{"a":1}"#);
+    // Non-string keys: an array of {"k","v"} entries, as Serverpod writes them.
+    golden(HashMap::from([(1_i64, String::from("a"))]), r#"[{"k":1,"v":"a"}]"#);
+    golden(
+        HashMap::from([(noon(), vec![Some(TimeDelta::seconds(1)), None])]),
+        r#"[{"k":"2026-01-01T12:00:00.000Z","v":[1000,null]}]"#,
+    );
+    golden(None::<i64>, "null");
+    golden(Some(vec![Some(noon())]), r#"["2026-01-01T12:00:00.000Z"]"#);
+}
+
+#[test]
+fn bool_accepts_zero_and_one() {
+    assert!(decode::<bool>("1").unwrap());
+    assert!(!decode::<bool>("0").unwrap());
+    assert!(decode::<bool>("2").is_err());
+}
+
+#[test]
+fn rejections_name_the_expected_form() {
+    let cases: [(&str, String); 7] = [
+        ("DateTime", decode::<DateTime>(r#""yesterday""#).unwrap_err().to_string()),
+        ("UUID", decode::<Uuid>(r#""xyz""#).unwrap_err().to_string()),
+        ("URI", decode::<Url>(r#""not a uri""#).unwrap_err().to_string()),
+        ("BigInt", decode::<BigInt>(r#""1e5""#).unwrap_err().to_string()),
+        ("base64", decode::<Bytes>(r#""decode('%%', 'base64')""#).unwrap_err().to_string()),
+        ("{\"k\"", decode::<HashMap<i64, i64>>(r#"{"1":2}"#).unwrap_err().to_string()),
+        ("object", decode::<HashMap<String, i64>>(r#"[{"k":"a","v":1}]"#).unwrap_err().to_string()),
+    ];
+    for (needle, message) in cases {
+        assert!(message.contains(needle), "{message:?} should mention {needle}");
+    }
+}
+
+fn datetime() -> impl Strategy<Value = DateTime> {
+    // Years about -95,000 to +95,000, microsecond precision (the wire's precision).
+    (-3_000_000_000_000_000_000_i64..3_000_000_000_000_000_000).prop_map(|micros| DateTime::from_timestamp_micros(micros).unwrap())
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    (-1_000_000_000_000_000_i64..1_000_000_000_000_000).prop_map(TimeDelta::milliseconds)
+}
+
+fn uri() -> impl Strategy<Value = Url> {
+    ("[a-z]{1,8}", "[a-z0-9.-]{1,12}", "(/[a-zA-Z0-9%_.~-]{0,6}){0,3}", proptest::option::of("[a-z=&0-9]{0,10}"))
+        .prop_filter_map("must parse", |(scheme, host, path, query)| {
+            let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+            Url::parse(&format!("{scheme}://{host}{path}{query}")).ok()
+        })
+}
+
+proptest! {
+    #[test]
+    fn scalars_round_trip(b in any::<bool>(), i in any::<i64>(), f in any::<f64>().prop_filter("finite", |f| f.is_finite()), s in ".*") {
+        round_trips(&b)?;
+        round_trips(&i)?;
+        round_trips(&f)?;
+        round_trips(&s)?;
+    }
+
+    #[test]
+    fn datetime_round_trips(value in datetime()) {
+        round_trips(&value)?;
+    }
+
+    #[test]
+    fn duration_round_trips(value in duration()) {
+        round_trips(&value)?;
+    }
+
+    #[test]
+    fn uuid_uri_bigint_bytes_round_trip(
+        uuid in any::<u128>().prop_map(Uuid::from_u128),
+        url in uri(),
+        big in proptest::collection::vec(any::<u32>(), 0..6).prop_flat_map(|digits| (Just(digits), any::<bool>()))
+            .prop_map(|(digits, negative)| {
+                let magnitude = BigInt::from_slice(num_bigint::Sign::Plus, &digits);
+                if negative { -magnitude } else { magnitude }
+            }),
+        bytes in proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from),
+    ) {
+        round_trips(&uuid)?;
+        round_trips(&url)?;
+        round_trips(&big)?;
+        round_trips(&bytes)?;
+    }
+
+    #[test]
+    fn nested_containers_round_trip(
+        list in proptest::collection::vec(proptest::option::of(datetime()), 0..5),
+        set in proptest::collection::hash_set(any::<i64>(), 0..5),
+        by_string in proptest::collection::hash_map(".*", proptest::collection::vec(duration(), 0..3), 0..4),
+        by_uuid in proptest::collection::hash_map(any::<u128>().prop_map(Uuid::from_u128), proptest::option::of(".*"), 0..4),
+        deep in proptest::collection::vec(proptest::collection::hash_map(any::<bool>(), proptest::collection::hash_set(".{0,4}", 0..3), 0..2), 0..3),
+    ) {
+        round_trips(&list)?;
+        round_trips(&set)?;
+        round_trips(&by_string)?;
+        round_trips(&by_uuid)?;
+        round_trips(&deep)?;
+    }
+}
