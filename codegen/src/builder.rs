@@ -1,0 +1,228 @@
+//! The build.rs entry points: find model files, generate, write, tell cargo what to watch.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
+use crate::{expand, validate, Error};
+
+/// Options for a generator run. Start from [`configure`](crate::configure).
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Builder {
+    out_dir: Option<PathBuf>,
+    file_name: String,
+    runtime_path: String,
+    emit_rerun_if_changed: bool,
+    emit_warnings: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            out_dir: None,
+            file_name: "protocol.rs".into(),
+            runtime_path: "::streampod::__codegen".into(),
+            emit_rerun_if_changed: true,
+            emit_warnings: true,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Generated {
+    /// The generated Rust source.
+    pub code: String,
+    /// Where it was written (`None` from [`Builder::generate`]).
+    pub path: Option<PathBuf>,
+    /// The model directory and every model file read: what cargo must watch.
+    pub inputs: Vec<PathBuf>,
+    /// Warnings (ignored database keys and the like).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Generated {
+    /// The `cargo:` lines a build script prints for this run: `rerun-if-changed` for the
+    /// directory and every file, and a `warning` per warning.
+    pub fn cargo_directives(&self, rerun_if_changed: bool, warnings: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        if rerun_if_changed {
+            lines.extend(
+                self.inputs
+                    .iter()
+                    .map(|path| format!("cargo:rerun-if-changed={}", path.display())),
+            );
+        }
+        if warnings {
+            lines.extend(
+                self.warnings
+                    .iter()
+                    .map(|w| format!("cargo:warning={}", w.headline())),
+            );
+        }
+        lines
+    }
+}
+
+impl Builder {
+    /// Writes into this directory instead of `$OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// The output file's name; default `protocol.rs`.
+    pub fn file_name(mut self, name: impl Into<String>) -> Self {
+        self.file_name = name.into();
+        self
+    }
+
+    /// The path generated code reaches the runtime through; default
+    /// `::streampod::__codegen`. Crates that depend only on `streampod-protocol` use
+    /// `::streampod_protocol::__codegen`.
+    pub fn runtime_path(mut self, path: impl Into<String>) -> Self {
+        self.runtime_path = path.into();
+        self
+    }
+
+    /// Whether [`Builder::compile`] prints `cargo:rerun-if-changed` lines; default on.
+    pub fn emit_rerun_if_changed(mut self, emit: bool) -> Self {
+        self.emit_rerun_if_changed = emit;
+        self
+    }
+
+    /// Whether [`Builder::compile`] prints warnings as `cargo:warning` lines; default on.
+    pub fn emit_warnings(mut self, emit: bool) -> Self {
+        self.emit_warnings = emit;
+        self
+    }
+
+    /// Generates code from every `*.yaml`/`*.yml` file under `dir` (recursively, in path
+    /// order) without writing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Models`] with every problem found, [`Error::Io`] when a file cannot be read.
+    pub fn generate(&self, dir: impl AsRef<Path>) -> Result<Generated, Error> {
+        let dir = dir.as_ref();
+        let paths = model_files(dir)?;
+        let mut files = Vec::with_capacity(paths.len());
+        for path in &paths {
+            let text = fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            files.push(SourceFile::new(path, text));
+        }
+        let runtime: syn::Path = syn::parse_str(&self.runtime_path).map_err(|_| Error::RuntimePath(self.runtime_path.clone()))?;
+
+        let mut diagnostics = Diagnostics::default();
+        let set = validate::validate(&files, &mut diagnostics);
+        diagnostics
+            .items
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        if diagnostics.has_errors() {
+            return Err(Error::Models(diagnostics.items));
+        }
+        let code = expand::format(expand::file(&set, &runtime)).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut inputs = vec![dir.to_owned()];
+        inputs.extend(paths);
+        Ok(Generated {
+            code,
+            path: None,
+            inputs,
+            warnings: diagnostics
+                .items
+                .into_iter()
+                .filter(|d| d.severity == Severity::Warning)
+                .collect(),
+        })
+    }
+
+    /// Generates code from the models under `dir`, writes it (only when it changed) to
+    /// `$OUT_DIR/protocol.rs` and prints the cargo directives.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::generate`], plus [`Error::NoOutDir`] outside a build script and
+    /// [`Error::Io`] when the output cannot be written.
+    pub fn compile(&self, dir: impl AsRef<Path>) -> Result<Generated, Error> {
+        let dir = dir.as_ref();
+        if self.emit_rerun_if_changed {
+            // Printed before generating, so a failed run still reruns when the directory changes.
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
+        let out_dir = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(Error::NoOutDir)?,
+        };
+        let result = self.generate(dir);
+        if result.is_err() && self.emit_rerun_if_changed {
+            // A failed build must still rerun when any model file changes.
+            for path in model_files(dir).unwrap_or_default() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+        let mut generated = result?;
+        let path = out_dir.join(&self.file_name);
+        write_if_changed(&path, generated.code.as_bytes()).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        for line in generated.cargo_directives(self.emit_rerun_if_changed, self.emit_warnings) {
+            println!("{line}");
+        }
+        generated.path = Some(path);
+        Ok(generated)
+    }
+
+    /// [`Builder::compile`], printing the errors (all of them, rustc style) to stderr and
+    /// exiting with status 1 on failure. For build scripts.
+    pub fn compile_or_exit(&self, dir: impl AsRef<Path>) -> Generated {
+        match self.compile(dir) {
+            Ok(generated) => generated,
+            Err(error) => {
+                eprintln!("{error}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// Every model file under `dir`, sorted by path.
+fn model_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let io_error = |source| Error::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).map_err(io_error)? {
+            let path = entry.map_err(io_error)?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn write_if_changed(path: &Path, contents: &[u8]) -> io::Result<()> {
+    if fs::read(path).is_ok_and(|existing| existing == contents) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(path, contents)
+}

@@ -1,0 +1,148 @@
+//! The validated model set the generator emits from. Front-end agnostic: nothing here
+//! knows about YAML, so other emitters (TypeScript, docs) can reuse it.
+
+use std::path::PathBuf;
+
+use crate::defaults::DefaultValue;
+
+/// Every model and enum of one generator run, in file order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ModelSet {
+    pub(crate) models: Vec<Model>,
+    pub(crate) enums: Vec<Enum>,
+}
+
+/// A `class:` or `exception:`.
+#[derive(Debug, Clone)]
+pub(crate) struct Model {
+    pub(crate) name: String,
+    pub(crate) kind: ModelKind,
+    pub(crate) docs: Vec<String>,
+    pub(crate) fields: Vec<Field>,
+    /// `serverOnly: true`: generated, but not part of the wire `Protocol`.
+    pub(crate) server_only: bool,
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ModelKind {
+    Class,
+    Exception,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    /// The name in YAML (`senderName`).
+    pub(crate) name: String,
+    /// The Rust field name (`sender_name`, `r#type`, `self_`).
+    pub(crate) rust_name: String,
+    /// The JSON key: the YAML name or `jsonKey=`.
+    pub(crate) json_key: String,
+    /// The type with nullability as `Type::Option` at the top and inside containers.
+    pub(crate) ty: Type,
+    pub(crate) default: Option<DefaultValue>,
+    pub(crate) scope: Scope,
+    pub(crate) docs: Vec<String>,
+    /// The model type is boxed because the field closes a cycle of direct references.
+    pub(crate) boxed: bool,
+}
+
+impl Field {
+    pub(crate) fn nullable(&self) -> bool {
+        matches!(self.ty, Type::Option(_))
+    }
+}
+
+/// Who sees a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Sent over the wire.
+    All,
+    /// Kept on the server; never encoded (`scope=serverOnly`).
+    ServerOnly,
+    /// Never encoded at all (`scope=none`).
+    None,
+}
+
+/// A resolved field type.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Type {
+    Scalar(Scalar),
+    Model(String),
+    Enum(String),
+    List(Box<Type>),
+    Set(Box<Type>),
+    Map(Box<Type>, Box<Type>),
+    Option(Box<Type>),
+}
+
+impl Type {
+    /// The type under one level of `Option`.
+    pub(crate) fn non_null(&self) -> &Type {
+        match self {
+            Type::Option(inner) => inner,
+            other => other,
+        }
+    }
+}
+
+/// Serverpod's scalar types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scalar {
+    Bool,
+    Int,
+    Double,
+    String,
+    DateTime,
+    Duration,
+    Uuid,
+    Uri,
+    BigInt,
+    ByteData,
+}
+
+impl Scalar {
+    /// Every scalar with its YAML name.
+    pub(crate) const ALL: [(&'static str, Scalar); 10] = [
+        ("bool", Scalar::Bool),
+        ("int", Scalar::Int),
+        ("double", Scalar::Double),
+        ("String", Scalar::String),
+        ("DateTime", Scalar::DateTime),
+        ("Duration", Scalar::Duration),
+        ("UuidValue", Scalar::Uuid),
+        ("Uri", Scalar::Uri),
+        ("BigInt", Scalar::BigInt),
+        ("ByteData", Scalar::ByteData),
+    ];
+
+    pub(crate) fn from_name(name: &str) -> Option<Scalar> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// Whether the scalar has total equality and a hash, so it can key a Map or fill a Set.
+    pub(crate) fn is_key(self) -> bool {
+        self != Scalar::Double
+    }
+}
+
+/// An `enum:`.
+#[derive(Debug, Clone)]
+pub(crate) struct Enum {
+    pub(crate) name: String,
+    pub(crate) docs: Vec<String>,
+    pub(crate) values: Vec<EnumValue>,
+    pub(crate) by_index: bool,
+    /// Index of the `default:` value unknown names decode to.
+    pub(crate) fallback: Option<usize>,
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EnumValue {
+    /// The wire name (`inProgress`).
+    pub(crate) name: String,
+    /// The Rust variant (`InProgress`).
+    pub(crate) variant: String,
+    pub(crate) docs: Vec<String>,
+}

@@ -1,0 +1,191 @@
+//! Field type expressions: `String`, `int?`, `List<Map<String, DateTime?>>?`, model names.
+
+use crate::diagnostic::did_you_mean;
+
+/// A parsed type, before names are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeExpr {
+    pub(crate) kind: TypeKind,
+    pub(crate) nullable: bool,
+    /// Character offset of the type's name in the field's value text.
+    pub(crate) offset: usize,
+    /// Length of the name.
+    pub(crate) len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TypeKind {
+    /// A scalar (`int`, `DateTime`, …) or a model or enum name.
+    Named(String),
+    List(Box<TypeExpr>),
+    Set(Box<TypeExpr>),
+    Map(Box<TypeExpr>, Box<TypeExpr>),
+}
+
+/// A syntax error at a character offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeError {
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    pub(crate) message: String,
+}
+
+const GENERICS: [&str; 3] = ["List", "Set", "Map"];
+
+/// Parses a whole type expression.
+pub(crate) fn parse(text: &str) -> Result<TypeExpr, TypeError> {
+    let mut parser = Parser {
+        chars: text.chars().collect(),
+        at: 0,
+    };
+    parser.skip_spaces();
+    let ty = parser.ty()?;
+    parser.skip_spaces();
+    if parser.at < parser.chars.len() {
+        return Err(parser.error(1, format!("unexpected '{}' after the type", parser.chars[parser.at])));
+    }
+    Ok(ty)
+}
+
+struct Parser {
+    chars: Vec<char>,
+    at: usize,
+}
+
+impl Parser {
+    fn error(&self, len: usize, message: impl Into<String>) -> TypeError {
+        TypeError {
+            offset: self.at,
+            len,
+            message: message.into(),
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.chars.get(self.at).is_some_and(|c| c.is_whitespace()) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        self.skip_spaces();
+        if self.chars.get(self.at) == Some(&c) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ty(&mut self) -> Result<TypeExpr, TypeError> {
+        self.skip_spaces();
+        let start = self.at;
+        match self.chars.get(self.at) {
+            None => return Err(self.error(1, "missing type")),
+            Some('(') => {
+                return Err(self.error(1, "record types like '(int, String)' are not supported; define a class instead"))
+            }
+            Some(c) if !(c.is_ascii_alphabetic() || *c == '_') => {
+                return Err(self.error(1, format!("expected a type name, found '{c}'")))
+            }
+            Some(_) => {}
+        }
+        while self
+            .chars
+            .get(self.at)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
+            self.at += 1;
+        }
+        let name: String = self.chars[start..self.at].iter().collect();
+        let len = self.at - start;
+        if self.chars.get(self.at) == Some(&':') {
+            self.at = start;
+            return Err(self.error(len, "module types ('module:name:Type') are not supported; streampod has no modules"));
+        }
+        let kind = if self.eat('<') {
+            let arity = match name.as_str() {
+                "List" | "Set" => 1,
+                "Map" => 2,
+                _ => {
+                    self.at = start;
+                    return Err(self.error(
+                        len,
+                        format!(
+                            "'{name}' takes no type arguments; generic types are List, Set and Map{}",
+                            did_you_mean(&name, GENERICS)
+                        ),
+                    ));
+                }
+            };
+            let mut args = vec![self.ty()?];
+            while self.eat(',') {
+                args.push(self.ty()?);
+            }
+            if !self.eat('>') {
+                return Err(self.error(1, format!("expected '>' to close '{name}<'")));
+            }
+            if args.len() != arity {
+                self.at = start;
+                return Err(self.error(len, format!("'{name}' takes {arity} type argument(s), found {}", args.len())));
+            }
+            let mut args = args.into_iter().map(Box::new);
+            match (name.as_str(), args.next(), args.next()) {
+                ("List", Some(item), _) => TypeKind::List(item),
+                ("Set", Some(item), _) => TypeKind::Set(item),
+                ("Map", Some(key), Some(value)) => TypeKind::Map(key, value),
+                _ => unreachable!("arity checked above"),
+            }
+        } else if GENERICS.contains(&name.as_str()) {
+            self.at = start;
+            return Err(self.error(len, format!("'{name}' needs type arguments, like '{name}<int>'")));
+        } else {
+            TypeKind::Named(name)
+        };
+        let nullable = self.eat('?');
+        Ok(TypeExpr {
+            kind,
+            nullable,
+            offset: start,
+            len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, offset: usize, nullable: bool) -> TypeExpr {
+        TypeExpr {
+            kind: TypeKind::Named(name.into()),
+            nullable,
+            offset,
+            len: name.len(),
+        }
+    }
+
+    #[test]
+    fn parses_nested_generics_with_offsets() {
+        let ty = parse("Map<String, List<int?>>?").unwrap();
+        assert!(ty.nullable);
+        let TypeKind::Map(key, value) = ty.kind else { panic!() };
+        assert_eq!(*key, named("String", 4, false));
+        let TypeKind::List(item) = value.kind else { panic!() };
+        assert_eq!(*item, named("int", 17, true));
+    }
+
+    #[test]
+    fn rejects_with_positions() {
+        let err = |text| parse(text).unwrap_err();
+        assert_eq!(err("Lst<int>").offset, 0);
+        assert!(err("Lst<int>").message.contains("did you mean 'List'"));
+        assert!(err("List").message.contains("needs type arguments"));
+        assert!(err("Map<int>").message.contains("takes 2"));
+        assert_eq!(err("List<int").offset, 8);
+        assert!(err("(int, String)").message.contains("record"));
+        assert!(err("module:auth:UserInfo").message.contains("module"));
+        assert_eq!(err("int int").offset, 4);
+        assert!(err("").message.contains("missing"));
+    }
+}

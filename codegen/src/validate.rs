@@ -1,0 +1,862 @@
+//! Model files → validated [`ModelSet`]. Every problem becomes a diagnostic; checking goes
+//! on after an error so one run reports all of them.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::defaults::{self, DefaultValue};
+use crate::diagnostic::{did_you_mean, Diagnostics, Pos, SourceFile};
+use crate::ir::{Enum, EnumValue, Field, Model, ModelKind, ModelSet, Scalar, Scope, Type};
+use crate::types::{self, TypeExpr, TypeKind};
+use crate::yaml::{self, Entry, Node, Value};
+
+/// Keys that only matter to Serverpod's database layer: accepted, warned about, ignored.
+const DATABASE_KEYS: [&str; 4] = ["table", "managedMigration", "indexes", "database"];
+/// Field options that only matter to the database layer.
+const DATABASE_OPTIONS: [&str; 7] = ["relation", "persist", "!persist", "column", "parent", "defaultPersist", "api"];
+const FIELD_OPTIONS: [&str; 5] = ["default", "defaultModel", "scope", "jsonKey", "required"];
+/// Names a model may not take: they are generated, scalar or Rust prelude names.
+const RESERVED_NAMES: [&str; 13] = [
+    "Protocol", "List", "Set", "Map", "Option", "Result", "Vec", "Box", "Some", "None", "Ok", "Err", "Self",
+];
+
+/// Validates every file and returns what could be built; errors are in `diagnostics`.
+pub(crate) fn validate(files: &[SourceFile], diagnostics: &mut Diagnostics) -> ModelSet {
+    let mut declarations = Vec::new();
+    for (file_index, file) in files.iter().enumerate() {
+        match yaml::parse(file) {
+            Ok(root) => {
+                if let Some(declaration) = read_declaration(file_index, file, &root, diagnostics) {
+                    declarations.push(declaration);
+                }
+            }
+            Err(diagnostic) => diagnostics.push(diagnostic),
+        }
+    }
+    Resolver::new(files, &declarations, diagnostics).resolve()
+}
+
+/// One file's top-level declaration, with field types parsed but not resolved.
+struct Declaration {
+    file: usize,
+    name: String,
+    name_pos: Pos,
+    docs: Vec<String>,
+    server_only: bool,
+    body: Body,
+}
+
+enum Body {
+    Model { kind: ModelKind, fields: Vec<RawField> },
+    Enum(Enum),
+}
+
+struct RawField {
+    name: String,
+    key_pos: Pos,
+    value_pos: Pos,
+    docs: Vec<String>,
+    ty: TypeExpr,
+    default: Option<(String, Pos)>,
+    scope: Scope,
+    json_key: Option<String>,
+}
+
+fn read_declaration(file_index: usize, file: &SourceFile, root: &Node, diagnostics: &mut Diagnostics) -> Option<Declaration> {
+    let Value::Map(entries) = &root.value else {
+        diagnostics.push(file.error(root.pos, "a model file is a mapping with 'class:', 'exception:' or 'enum:'"));
+        return None;
+    };
+    let kinds: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| matches!(e.key.as_str(), "class" | "exception" | "enum"))
+        .collect();
+    let head = match kinds.as_slice() {
+        [head] => *head,
+        [] => {
+            diagnostics.push(file.error(root.pos, "missing 'class:', 'exception:' or 'enum:' naming the model"));
+            return None;
+        }
+        [_, second, ..] => {
+            diagnostics.push(file.error(second.key_pos, "a model file declares one model; found a second 'class:', 'exception:' or 'enum:'"));
+            return None;
+        }
+    };
+    let name = scalar(file, &head.value, &format!("'{}' needs a name", head.key), diagnostics)?;
+    check_type_name(file, &name, head.value.pos, diagnostics);
+    let docs = head.docs.clone();
+
+    let allowed: &[&str] = match head.key.as_str() {
+        "class" => &["class", "fields", "serverOnly", "immutable"],
+        "exception" => &["exception", "fields", "serverOnly"],
+        _ => &["enum", "values", "serialized", "default", "serverOnly"],
+    };
+    let mut server_only = false;
+    for entry in entries {
+        let key = entry.key.as_str();
+        if allowed.contains(&key) {
+            match key {
+                "serverOnly" => server_only = flag(file, entry, diagnostics),
+                "immutable" => {
+                    // Rust values are immutable unless bound `mut`; equality is derived anyway.
+                    flag(file, entry, diagnostics);
+                }
+                _ => {}
+            }
+        } else if DATABASE_KEYS.contains(&key) {
+            diagnostics.push(file.warning(
+                entry.key_pos,
+                format!("'{key}' is a database key; streampod has no database layer and ignores it"),
+            ));
+        } else if matches!(key, "extends" | "sealed") {
+            diagnostics.push(file.error(
+                entry.key_pos,
+                format!("'{key}' (model inheritance) is not supported: Rust structs have no inheritance; compose a field of the parent type instead"),
+            ));
+        } else if key == "properties" && head.key == "enum" {
+            diagnostics.push(file.error(
+                entry.key_pos,
+                "'properties' (enhanced enums) is not supported yet; keep per-value data in a model",
+            ));
+        } else {
+            let known = allowed.iter().chain(DATABASE_KEYS.iter()).copied();
+            diagnostics.push(file.error(
+                entry.key_pos,
+                format!("unknown key '{key}' in a {} file{}", head.key, did_you_mean(key, known)),
+            ));
+        }
+    }
+    let find = |key: &str| entries.iter().find(|e| e.key == key);
+
+    let body = if head.key == "enum" {
+        Body::Enum(read_enum(file, &name, docs.clone(), find("values"), find("serialized"), find("default"), diagnostics)?)
+    } else {
+        let kind = if head.key == "class" { ModelKind::Class } else { ModelKind::Exception };
+        let fields = match find("fields").map(|e| &e.value) {
+            None => Vec::new(),
+            Some(Node { value: Value::Null, .. }) => Vec::new(),
+            Some(Node { value: Value::Map(fields), .. }) => fields.iter().filter_map(|f| read_field(file, f, diagnostics)).collect(),
+            Some(other) => {
+                diagnostics.push(file.error(other.pos, format!("'fields' must be a mapping of name: Type, found {}", other.describe())));
+                Vec::new()
+            }
+        };
+        Body::Model { kind, fields }
+    };
+    Some(Declaration {
+        file: file_index,
+        name,
+        name_pos: head.value.pos,
+        docs,
+        server_only,
+        body,
+    })
+}
+
+fn scalar(file: &SourceFile, node: &Node, missing: &str, diagnostics: &mut Diagnostics) -> Option<String> {
+    match &node.value {
+        Value::Scalar(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+        _ => {
+            diagnostics.push(file.error(node.pos, missing));
+            None
+        }
+    }
+}
+
+fn flag(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -> bool {
+    match &entry.value.value {
+        Value::Scalar(text) if text == "true" => true,
+        Value::Scalar(text) if text == "false" => false,
+        _ => {
+            diagnostics.push(file.error(entry.value.pos, format!("'{}' must be true or false", entry.key)));
+            false
+        }
+    }
+}
+
+fn is_type_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn check_type_name(file: &SourceFile, name: &str, pos: Pos, diagnostics: &mut Diagnostics) {
+    if !is_type_name(name) {
+        diagnostics.push(file.error(
+            pos,
+            format!("invalid name '{name}': model and enum names are UpperCamelCase letters and digits, like 'ChatMessage'"),
+        ));
+    } else if RESERVED_NAMES.contains(&name) || Scalar::from_name(name).is_some() {
+        diagnostics.push(file.error(pos, format!("'{name}' is reserved (a built-in or generated type name); choose another name")));
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // One parameter per enum key; bundling them adds nothing.
+fn read_enum(
+    file: &SourceFile,
+    name: &str,
+    docs: Vec<String>,
+    values: Option<&Entry>,
+    serialized: Option<&Entry>,
+    default: Option<&Entry>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Enum> {
+    let Some(values) = values else {
+        diagnostics.push(file.error(Pos::new(1, 1, 1), format!("enum '{name}' needs 'values:' with at least one value")));
+        return None;
+    };
+    let Value::Seq(items) = &values.value.value else {
+        diagnostics.push(file.error(values.value.pos, "'values' must be a list of names ('- hearts')"));
+        return None;
+    };
+    if items.is_empty() {
+        diagnostics.push(file.error(values.key_pos, format!("enum '{name}' needs at least one value")));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for item in items {
+        let Value::Scalar(value) = &item.value else {
+            let message = if matches!(item.value, Value::Map(_)) {
+                "enum values with properties (enhanced enums) are not supported yet; write plain names"
+            } else {
+                "enum values are plain names"
+            };
+            diagnostics.push(file.error(item.pos, message));
+            continue;
+        };
+        let valid = value.starts_with(|c: char| c.is_ascii_alphabetic()) && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            diagnostics.push(file.error(item.pos, format!("invalid enum value '{value}': use letters, digits and '_', starting with a letter")));
+            continue;
+        }
+        let variant = pascal_case(value);
+        let variant = if variant == "Self" { "Self_".to_owned() } else { variant };
+        if let Some(previous) = seen.insert(variant.clone(), value.clone()) {
+            let message = if previous == *value {
+                format!("duplicate enum value '{value}'")
+            } else {
+                format!("enum values '{previous}' and '{value}' both become the Rust variant '{variant}'; rename one")
+            };
+            diagnostics.push(file.error(item.pos, message));
+            continue;
+        }
+        out.push(EnumValue {
+            name: value.clone(),
+            variant,
+            docs: item.docs.clone(),
+        });
+    }
+    let by_index = match serialized.map(|e| (&e.value.value, e.value.pos)) {
+        None => false,
+        Some((Value::Scalar(s), _)) if s == "byName" => false,
+        Some((Value::Scalar(s), _)) if s == "byIndex" => true,
+        Some((_, pos)) => {
+            diagnostics.push(file.error(pos, "'serialized' is byName or byIndex"));
+            false
+        }
+    };
+    let fallback = default.and_then(|entry| {
+        let text = scalar(file, &entry.value, "'default' names the value unknown values decode to", diagnostics)?;
+        let found = out.iter().position(|v| v.name == text);
+        if found.is_none() {
+            diagnostics.push(file.error(
+                entry.value.pos,
+                format!("default '{text}' is not a value of enum '{name}'{}", did_you_mean(&text, out.iter().map(|v| v.name.as_str()))),
+            ));
+        }
+        found
+    });
+    Some(Enum {
+        name: name.to_owned(),
+        docs,
+        values: out,
+        by_index,
+        fallback,
+        file: file.path.clone(),
+    })
+}
+
+fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -> Option<RawField> {
+    let name = entry.key.clone();
+    let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        diagnostics.push(file.error(
+            entry.key_pos,
+            format!("invalid field name '{name}': start with a lowercase letter and use letters, digits and '_'"),
+        ));
+    }
+    let Value::Scalar(text) = &entry.value.value else {
+        diagnostics.push(file.error(entry.value.pos, format!("field '{name}' needs a type, like '{name}: String'")));
+        return None;
+    };
+    let value_pos = entry.value.pos;
+    let parts = split_top_level(text);
+    let (type_offset, type_text) = parts.first().copied().unwrap_or((0, ""));
+    let ty = match types::parse(type_text) {
+        Ok(ty) => TypeExpr {
+            offset: ty.offset + type_offset,
+            ..ty
+        },
+        Err(e) => {
+            diagnostics.push(file.error(value_pos.shifted(type_offset + e.offset, e.len), e.message));
+            return None;
+        }
+    };
+    let mut field = RawField {
+        name,
+        key_pos: entry.key_pos,
+        value_pos,
+        docs: entry.docs.clone(),
+        ty,
+        default: None,
+        scope: Scope::All,
+        json_key: None,
+    };
+    let mut required = None;
+    for &(offset, option) in parts.iter().skip(1) {
+        let pos = value_pos.shifted(offset, option.chars().count());
+        let (key, value) = match option.split_once('=') {
+            Some((key, value)) => (key.trim(), Some(value.trim())),
+            None => (option, None),
+        };
+        let bare_key = key.split('(').next().unwrap_or(key);
+        match (key, value) {
+            ("default" | "defaultModel", Some(value)) => {
+                if field.default.is_some() {
+                    diagnostics.push(file.error(pos, "a field has one default; remove 'default' or 'defaultModel'"));
+                }
+                field.default = Some((value.to_owned(), pos));
+            }
+            ("scope", Some("all")) => field.scope = Scope::All,
+            ("scope", Some("serverOnly")) => field.scope = Scope::ServerOnly,
+            ("scope", Some("none")) => field.scope = Scope::None,
+            ("scope", Some(other)) => {
+                diagnostics.push(file.error(pos, format!("scope is all, serverOnly or none, not '{other}'")));
+            }
+            ("jsonKey", Some(value)) if !value.is_empty() => {
+                let value = value.trim_matches(['\'', '"']);
+                if value == "__className__" {
+                    diagnostics.push(file.error(pos, "jsonKey '__className__' is reserved for the class name"));
+                }
+                field.json_key = Some(value.to_owned());
+            }
+            ("required", None) => required = Some(pos),
+            ("database", None) => diagnostics.push(file.error(
+                pos,
+                "'database' (deprecated) keeps a field off the wire; write scope=serverOnly",
+            )),
+            _ if DATABASE_OPTIONS.contains(&bare_key) => diagnostics.push(file.warning(
+                pos,
+                format!("'{bare_key}' is a database option; streampod has no database layer and ignores it"),
+            )),
+            (key, _) if FIELD_OPTIONS.contains(&key) => {
+                diagnostics.push(file.error(pos, format!("option '{key}' {}", option_usage(key))));
+            }
+            (key, _) => diagnostics.push(file.error(
+                pos,
+                format!(
+                    "unknown field option '{key}'{}",
+                    did_you_mean(key, FIELD_OPTIONS.iter().chain(DATABASE_OPTIONS.iter()).copied())
+                ),
+            )),
+        }
+    }
+    if let Some(pos) = required.filter(|_| !field.ty.nullable) {
+        diagnostics.push(file.error(pos, "'required' only applies to nullable fields; non-nullable fields are always required"));
+    }
+    if field.scope != Scope::All && !field.ty.nullable {
+        diagnostics.push(file.error(
+            field.value_pos.shifted(field.ty.offset, field.ty.len),
+            format!("field '{}' has a restricted scope and so must be nullable: '{}?'", field.name, type_text.trim()),
+        ));
+    }
+    Some(field)
+}
+
+fn option_usage(key: &str) -> &'static str {
+    match key {
+        "default" | "defaultModel" => "needs a value: default=5",
+        "scope" => "needs a value: scope=serverOnly",
+        "jsonKey" => "needs a value: jsonKey=name",
+        _ => "takes no value",
+    }
+}
+
+/// Splits at commas outside `<>`, `()` and quotes; each part is trimmed and paired with
+/// its character offset.
+fn split_top_level(text: &str) -> Vec<(usize, &str)> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut start) = (0_i32, None, 0);
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for &(byte, c) in &chars {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '<' | '(') => depth += 1,
+            (None, '>' | ')') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push((start, byte));
+                start = byte + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push((start, text.len()));
+    parts
+        .into_iter()
+        .map(|(from, to)| {
+            let raw = &text[from..to];
+            let trimmed = raw.trim();
+            let lead = raw.len() - raw.trim_start().len();
+            (text[..from + lead].chars().count(), trimmed)
+        })
+        .collect()
+}
+
+/// Resolves names across files and checks what needs the whole set.
+struct Resolver<'a> {
+    files: &'a [SourceFile],
+    declarations: &'a [Declaration],
+    diagnostics: &'a mut Diagnostics,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(files: &'a [SourceFile], declarations: &'a [Declaration], diagnostics: &'a mut Diagnostics) -> Self {
+        Self {
+            files,
+            declarations,
+            diagnostics,
+        }
+    }
+
+    fn resolve(mut self) -> ModelSet {
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut unique = Vec::new();
+        for (index, declaration) in self.declarations.iter().enumerate() {
+            match names.get(&declaration.name) {
+                Some(&first) => {
+                    let first = &self.declarations[first];
+                    let message = format!(
+                        "'{}' is already defined at {}:{}:{}",
+                        declaration.name,
+                        self.files[first.file].path.display(),
+                        first.name_pos.line,
+                        first.name_pos.column
+                    );
+                    self.diagnostics.push(self.files[declaration.file].error(declaration.name_pos, message));
+                }
+                None => {
+                    names.insert(declaration.name.clone(), index);
+                    unique.push(index);
+                }
+            }
+        }
+
+        let mut set = ModelSet::default();
+        let declarations = self.declarations;
+        for index in unique {
+            let declaration = &declarations[index];
+            match &declaration.body {
+                Body::Enum(e) => set.enums.push(Enum {
+                    docs: declaration.docs.clone(),
+                    ..e.clone()
+                }),
+                Body::Model { kind, fields } => {
+                    let fields = fields
+                        .iter()
+                        .filter_map(|field| self.resolve_field(declaration, field, &names))
+                        .collect();
+                    let fields = self.check_rust_names(declaration, fields);
+                    set.models.push(Model {
+                        name: declaration.name.clone(),
+                        kind: *kind,
+                        docs: declaration.docs.clone(),
+                        fields,
+                        server_only: declaration.server_only,
+                        file: self.files[declaration.file].path.clone(),
+                    });
+                }
+            }
+        }
+        self.box_cycles(&mut set, &names);
+        set
+    }
+
+    fn file(&self, declaration: &Declaration) -> &'a SourceFile {
+        &self.files[declaration.file]
+    }
+
+    fn resolve_field(&mut self, owner: &Declaration, field: &RawField, names: &HashMap<String, usize>) -> Option<Field> {
+        let ty = self.resolve_type(owner, field, &field.ty, names)?;
+        if field.scope == Scope::All && !owner.server_only {
+            if let Some(hidden) = self.server_only_name(&ty, names) {
+                let message = format!(
+                    "field '{}' of client-visible '{}' has the server-only type '{hidden}'; make the field scope=serverOnly or '{}' serverOnly",
+                    field.name, owner.name, owner.name
+                );
+                self.diagnostics.push(self.file(owner).error(field.key_pos, message));
+            }
+        }
+        let default = match &field.default {
+            None => None,
+            Some((text, pos)) => match self.resolve_default(&ty, text) {
+                Ok(value) => Some(value),
+                Err(message) => {
+                    self.diagnostics.push(self.file(owner).error(*pos, message));
+                    None
+                }
+            },
+        };
+        Some(Field {
+            name: field.name.clone(),
+            rust_name: rust_field_name(&field.name),
+            json_key: field.json_key.clone().unwrap_or_else(|| field.name.clone()),
+            ty,
+            default,
+            scope: field.scope,
+            docs: field.docs.clone(),
+            boxed: false,
+        })
+    }
+
+    fn resolve_type(&mut self, owner: &Declaration, field: &RawField, expr: &TypeExpr, names: &HashMap<String, usize>) -> Option<Type> {
+        let pos = field.value_pos.shifted(expr.offset, expr.len);
+        let resolved = match &expr.kind {
+            TypeKind::Named(name) => {
+                if let Some(scalar) = Scalar::from_name(name) {
+                    Type::Scalar(scalar)
+                } else if let Some(&index) = names.get(name) {
+                    match self.declarations[index].body {
+                        Body::Enum(_) => Type::Enum(name.clone()),
+                        Body::Model { .. } => Type::Model(name.clone()),
+                    }
+                } else {
+                    let candidates = Scalar::ALL
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .chain(names.keys().map(String::as_str))
+                        .chain(["List", "Set", "Map"]);
+                    let hint = match name.as_str() {
+                        "dynamic" | "Object" => " (untyped values are not supported; use a model or Map<String, String>)".to_owned(),
+                        _ => did_you_mean(name, candidates),
+                    };
+                    let message = format!("unknown type '{name}'{hint}");
+                    self.diagnostics.push(self.file(owner).error(pos, message));
+                    return None;
+                }
+            }
+            TypeKind::List(item) => Type::List(Box::new(self.resolve_type(owner, field, item, names)?)),
+            TypeKind::Set(item) => {
+                let item_ty = self.resolve_type(owner, field, item, names)?;
+                self.check_key(owner, field, item, &item_ty, "a Set element")?;
+                Type::Set(Box::new(item_ty))
+            }
+            TypeKind::Map(key, value) => {
+                let key_ty = self.resolve_type(owner, field, key, names)?;
+                self.check_key(owner, field, key, &key_ty, "a Map key")?;
+                let value_ty = self.resolve_type(owner, field, value, names)?;
+                Type::Map(Box::new(key_ty), Box::new(value_ty))
+            }
+        };
+        Some(if expr.nullable {
+            Type::Option(Box::new(resolved))
+        } else {
+            resolved
+        })
+    }
+
+    fn check_key(&mut self, owner: &Declaration, field: &RawField, expr: &TypeExpr, ty: &Type, role: &str) -> Option<()> {
+        let why = match ty {
+            Type::Scalar(s) if s.is_key() => return Some(()),
+            Type::Enum(_) => return Some(()),
+            Type::Scalar(_) => "double has no total equality",
+            Type::Option(_) => "a nullable key or element is not supported",
+            Type::Model(_) => "models are not hashable",
+            Type::List(_) | Type::Set(_) | Type::Map(..) => "collections are not hashable",
+        };
+        let pos = field.value_pos.shifted(expr.offset, expr.len);
+        let message = format!("this type cannot be {role}: {why}; use a List or another key type");
+        self.diagnostics.push(self.file(owner).error(pos, message));
+        None
+    }
+
+    /// The first server-only model or enum the type mentions.
+    fn server_only_name(&self, ty: &Type, names: &HashMap<String, usize>) -> Option<String> {
+        match ty {
+            Type::Model(name) | Type::Enum(name) => names
+                .get(name)
+                .filter(|&&i| self.declarations[i].server_only)
+                .map(|_| name.clone()),
+            Type::Option(inner) | Type::List(inner) | Type::Set(inner) => self.server_only_name(inner, names),
+            Type::Map(key, value) => self
+                .server_only_name(key, names)
+                .or_else(|| self.server_only_name(value, names)),
+            Type::Scalar(_) => None,
+        }
+    }
+
+    fn resolve_default(&self, ty: &Type, text: &str) -> Result<DefaultValue, String> {
+        match ty.non_null() {
+            Type::Scalar(scalar) => defaults::parse_scalar(*scalar, text),
+            Type::Enum(name) => {
+                let Some(Body::Enum(e)) = self.declarations.iter().find(|d| d.name == *name).map(|d| &d.body) else {
+                    return Err(format!("enum '{name}' not found"));
+                };
+                let text = text.trim();
+                if e.values.iter().any(|v| v.name == text) {
+                    Ok(DefaultValue::EnumValue(text.to_owned()))
+                } else {
+                    Err(format!(
+                        "'{text}' is not a value of enum '{name}'{}",
+                        did_you_mean(text, e.values.iter().map(|v| v.name.as_str()))
+                    ))
+                }
+            }
+            _ => Err("only scalar and enum fields can have a default".into()),
+        }
+    }
+
+    /// Drops fields whose Rust name or JSON key repeats an earlier field's.
+    fn check_rust_names(&mut self, owner: &Declaration, fields: Vec<Field>) -> Vec<Field> {
+        let Body::Model { fields: raw, .. } = &owner.body else {
+            return fields;
+        };
+        let mut by_rust: HashMap<String, String> = HashMap::new();
+        let mut by_json: HashMap<String, String> = HashMap::new();
+        let mut kept = Vec::with_capacity(fields.len());
+        for field in fields {
+            let pos = raw.iter().find(|r| r.name == field.name).map_or(owner.name_pos, |r| r.key_pos);
+            let clash = if let Some(previous) = by_rust.get(&field.rust_name) {
+                Some(if *previous == field.name {
+                    format!("duplicate field '{}'", field.name)
+                } else {
+                    format!(
+                        "fields '{previous}' and '{}' both become the Rust field '{}'; rename one",
+                        field.name, field.rust_name
+                    )
+                })
+            } else {
+                by_json
+                    .get(&field.json_key)
+                    .map(|previous| format!("fields '{previous}' and '{}' both use the JSON key '{}'", field.name, field.json_key))
+            };
+            if let Some(message) = clash {
+                self.diagnostics.push(self.file(owner).error(pos, message));
+                continue;
+            }
+            by_rust.insert(field.rust_name.clone(), field.name.clone());
+            by_json.insert(field.json_key.clone(), field.name.clone());
+            kept.push(field);
+        }
+        kept
+    }
+
+    /// Boxes every direct model reference that closes a cycle (so the type has a finite
+    /// size) and rejects cycles made only of non-nullable references (no value of such a
+    /// type could ever be built).
+    fn box_cycles(&mut self, set: &mut ModelSet, names: &HashMap<String, usize>) {
+        let index: HashMap<&str, usize> = set.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
+        // Direct edges: (owner, field, target, nullable).
+        let mut edges = Vec::new();
+        for (owner, model) in set.models.iter().enumerate() {
+            for (field_index, field) in model.fields.iter().enumerate() {
+                if let Type::Model(target) = field.ty.non_null() {
+                    if let Some(&target) = index.get(target.as_str()) {
+                        edges.push((owner, field_index, target, field.nullable()));
+                    }
+                }
+            }
+        }
+        let all_reach = reachability(set.models.len(), edges.iter().map(|e| (e.0, e.2)));
+        let strict_edges: Vec<_> = edges.iter().filter(|e| !e.3).map(|e| (e.0, e.2)).collect();
+        let strict_reach = reachability(set.models.len(), strict_edges.iter().copied());
+
+        let mut reported: HashSet<usize> = HashSet::new();
+        for &(owner, field_index, target, nullable) in &edges {
+            if all_reach[target].contains(&owner) {
+                set.models[owner].fields[field_index].boxed = true;
+            }
+            if !nullable && strict_reach[target].contains(&owner) {
+                let cycle_id = *strict_reach[owner].iter().filter(|&&m| strict_reach[m].contains(&owner)).min().unwrap_or(&owner);
+                if !reported.insert(cycle_id) {
+                    continue;
+                }
+                let path = cycle_path(&set.models, &strict_edges, &edges, owner, field_index, target);
+                let model = &set.models[owner];
+                let Some(declaration) = names.get(&model.name).map(|&i| &self.declarations[i]) else {
+                    continue;
+                };
+                let Body::Model { fields, .. } = &declaration.body else {
+                    continue;
+                };
+                let pos = fields
+                    .iter()
+                    .find(|f| f.name == model.fields[field_index].name)
+                    .map_or(declaration.name_pos, |f| f.key_pos);
+                let message = format!(
+                    "'{}' contains itself through non-nullable fields ({path}), so no value of it can be built; make one of these fields nullable or a List",
+                    model.name
+                );
+                self.diagnostics.push(self.files[declaration.file].error(pos, message));
+            }
+        }
+    }
+}
+
+/// For each node, the set of nodes reachable by one or more edges.
+fn reachability(count: usize, edges: impl Iterator<Item = (usize, usize)> + Clone) -> Vec<HashSet<usize>> {
+    let mut adjacency = vec![Vec::new(); count];
+    for (from, to) in edges {
+        adjacency[from].push(to);
+    }
+    (0..count)
+        .map(|start| {
+            let mut seen = HashSet::new();
+            let mut queue: VecDeque<usize> = adjacency[start].iter().copied().collect();
+            while let Some(node) = queue.pop_front() {
+                if seen.insert(node) {
+                    queue.extend(adjacency[node].iter().copied());
+                }
+            }
+            seen
+        })
+        .collect()
+}
+
+/// `A.b -> B.a -> A` for the cycle through `owner.field`.
+fn cycle_path(
+    models: &[Model],
+    strict_edges: &[(usize, usize)],
+    edges: &[(usize, usize, usize, bool)],
+    owner: usize,
+    field_index: usize,
+    target: usize,
+) -> String {
+    // Breadth-first from target back to owner over non-nullable edges.
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    let mut queue = VecDeque::from([target]);
+    let mut seen = HashSet::from([target]);
+    while let Some(node) = queue.pop_front() {
+        if node == owner {
+            break;
+        }
+        for &(from, to) in strict_edges {
+            if from == node && seen.insert(to) {
+                parent.insert(to, from);
+                queue.push_back(to);
+            }
+        }
+    }
+    let mut chain = vec![owner];
+    let mut node = owner;
+    while node != target {
+        match parent.get(&node) {
+            Some(&previous) => {
+                chain.push(previous);
+                node = previous;
+            }
+            None => break,
+        }
+    }
+    chain.reverse();
+    let mut text = format!("{}.{}", models[owner].name, models[owner].fields[field_index].name);
+    for pair in chain.windows(2) {
+        let field = edges
+            .iter()
+            .find(|e| e.0 == pair[0] && e.2 == pair[1] && !e.3)
+            .map_or("?", |e| models[e.0].fields[e.1].name.as_str());
+        text.push_str(&format!(" -> {}.{field}", models[pair[0]].name));
+    }
+    text.push_str(&format!(" -> {}", models[owner].name));
+    text
+}
+
+/// `senderName` → `sender_name`; keywords become raw identifiers, or get a `_` suffix
+/// where Rust allows no raw form.
+pub(crate) fn rust_field_name(name: &str) -> String {
+    let snake = snake_case(name);
+    match snake.as_str() {
+        "self" | "super" | "crate" | "_" => format!("{snake}_"),
+        keyword if is_keyword(keyword) => format!("r#{snake}"),
+        _ => snake,
+    }
+}
+
+fn is_keyword(word: &str) -> bool {
+    const KEYWORDS: [&str; 51] = [
+        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
+        "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super",
+        "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box",
+        "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+    ];
+    KEYWORDS.contains(&word)
+}
+
+/// Splits camelCase, PascalCase, acronyms and `_` into lowercase words.
+fn words(name: &str) -> Vec<String> {
+    let chars: Vec<char> = name.chars().collect();
+    let mut words = Vec::new();
+    let mut current = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' {
+            if !current.is_empty() {
+                words.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        let previous = i.checked_sub(1).map(|p| chars[p]);
+        let next = chars.get(i + 1).copied();
+        let boundary = c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()
+                || (p.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase())));
+        if boundary && !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+        current.push(c.to_ascii_lowercase());
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+fn snake_case(name: &str) -> String {
+    words(name).join("_")
+}
+
+fn pascal_case(name: &str) -> String {
+    words(name)
+        .iter()
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_convert_like_heck() {
+        assert_eq!(snake_case("senderName"), "sender_name");
+        assert_eq!(snake_case("userID"), "user_id");
+        assert_eq!(snake_case("HTTPServer2Go"), "http_server2_go");
+        assert_eq!(snake_case("already_snake"), "already_snake");
+        assert_eq!(pascal_case("inProgress"), "InProgress");
+        assert_eq!(pascal_case("ALL_DONE"), "AllDone");
+        assert_eq!(rust_field_name("type"), "r#type");
+        assert_eq!(rust_field_name("self"), "self_");
+        assert_eq!(rust_field_name("asyncValue"), "async_value");
+    }
+
+    #[test]
+    fn splits_options_outside_brackets_and_quotes() {
+        assert_eq!(
+            split_top_level("Map<String, int>?, default='a, b', scope=serverOnly"),
+            vec![(0, "Map<String, int>?"), (19, "default='a, b'"), (35, "scope=serverOnly")]
+        );
+    }
+}
