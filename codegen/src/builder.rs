@@ -117,7 +117,8 @@ impl Builder {
             })?;
             files.push(SourceFile::new(path, text));
         }
-        let runtime: syn::Path = syn::parse_str(&self.runtime_path).map_err(|_| Error::RuntimePath(self.runtime_path.clone()))?;
+        let runtime: syn::Path = syn::parse_str(&self.runtime_path)
+            .map_err(|_| Error::RuntimePath(self.runtime_path.clone()))?;
 
         let mut diagnostics = Diagnostics::default();
         let set = validate::validate(&files, &mut diagnostics);
@@ -127,7 +128,8 @@ impl Builder {
         if diagnostics.has_errors() {
             return Err(Error::Models(diagnostics.items));
         }
-        let code = expand::format(expand::file(&set, &runtime)).map_err(|e| Error::Internal(e.to_string()))?;
+        let code = expand::format(expand::file(&set, &runtime))
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let mut inputs = vec![dir.to_owned()];
         inputs.extend(paths);
         Ok(Generated {
@@ -157,7 +159,9 @@ impl Builder {
         }
         let out_dir = match &self.out_dir {
             Some(dir) => dir.clone(),
-            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(Error::NoOutDir)?,
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or(Error::NoOutDir)?,
         };
         let result = self.generate(dir);
         if result.is_err() && self.emit_rerun_if_changed {

@@ -18,7 +18,9 @@ pub(crate) enum DefaultValue {
     /// Milliseconds.
     Duration(i64),
     /// `random` (v4) or `random_v7`.
-    RandomUuid { v7: bool },
+    RandomUuid {
+        v7: bool,
+    },
     Uuid(u128),
     Uri(String),
     BigInt(String),
@@ -58,26 +60,30 @@ pub(crate) fn parse_scalar(scalar: Scalar, text: &str) -> Result<DefaultValue, S
                 .map_err(|e| format!("{e}; or use 'now'"))
         }
         Scalar::Duration => parse_duration(text).map(DefaultValue::Duration),
-        Scalar::Uuid => match text {
-            "random" => Ok(DefaultValue::RandomUuid { v7: false }),
-            "random_v7" => Ok(DefaultValue::RandomUuid { v7: true }),
-            _ => {
-                let literal = unquote(text).ok_or_else(|| {
+        Scalar::Uuid => {
+            match text {
+                "random" => Ok(DefaultValue::RandomUuid { v7: false }),
+                "random_v7" => Ok(DefaultValue::RandomUuid { v7: true }),
+                _ => {
+                    let literal = unquote(text).ok_or_else(|| {
                     format!("UuidValue defaults are random, random_v7 or a quoted UUID, not '{text}'")
                 })?;
-                uuid::Uuid::parse_str(literal)
-                    .map(|u| DefaultValue::Uuid(u.as_u128()))
-                    .map_err(|e| format!("invalid UUID '{literal}': {e}"))
+                    uuid::Uuid::parse_str(literal)
+                        .map(|u| DefaultValue::Uuid(u.as_u128()))
+                        .map_err(|e| format!("invalid UUID '{literal}': {e}"))
+                }
             }
-        },
+        }
         Scalar::Uri => {
-            let literal = unquote(text).ok_or_else(|| format!("Uri defaults are quoted: default='{text}'"))?;
+            let literal = unquote(text)
+                .ok_or_else(|| format!("Uri defaults are quoted: default='{text}'"))?;
             url::Url::parse(literal)
                 .map(|_| DefaultValue::Uri(literal.to_owned()))
                 .map_err(|e| format!("invalid Uri '{literal}': {e}"))
         }
         Scalar::BigInt => {
-            let literal = unquote(text).ok_or_else(|| format!("BigInt defaults are quoted: default='{text}'"))?;
+            let literal = unquote(text)
+                .ok_or_else(|| format!("BigInt defaults are quoted: default='{text}'"))?;
             literal
                 .parse::<num_bigint::BigInt>()
                 .map(|_| DefaultValue::BigInt(literal.to_owned()))
@@ -90,13 +96,15 @@ pub(crate) fn parse_scalar(scalar: Scalar, text: &str) -> Result<DefaultValue, S
 /// `'text'` or `"text"` without the quotes.
 fn unquote(text: &str) -> Option<&str> {
     let quoted = text.len() >= 2
-        && ((text.starts_with('\'') && text.ends_with('\'')) || (text.starts_with('"') && text.ends_with('"')));
+        && ((text.starts_with('\'') && text.ends_with('\''))
+            || (text.starts_with('"') && text.ends_with('"')));
     quoted.then(|| &text[1..text.len() - 1])
 }
 
 /// Serverpod's duration syntax, `1d 2h 10min 30s 100ms`, in milliseconds.
 fn parse_duration(text: &str) -> Result<i64, String> {
-    let fail = || format!("'{text}' is not a Duration default; write it like 1d 2h 10min 30s 100ms");
+    let fail =
+        || format!("'{text}' is not a Duration default; write it like 1d 2h 10min 30s 100ms");
     let literal = unquote(text).unwrap_or(text);
     let (negative, body) = match literal.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -133,10 +141,19 @@ mod tests {
 
     #[test]
     fn parses_every_scalar_form() {
-        assert_eq!(parse_scalar(Scalar::Bool, "true"), Ok(DefaultValue::Bool(true)));
+        assert_eq!(
+            parse_scalar(Scalar::Bool, "true"),
+            Ok(DefaultValue::Bool(true))
+        );
         assert_eq!(parse_scalar(Scalar::Int, "-5"), Ok(DefaultValue::Int(-5)));
-        assert_eq!(parse_scalar(Scalar::Double, "2.5"), Ok(DefaultValue::Double(2.5)));
-        assert_eq!(parse_scalar(Scalar::String, "'a, b'"), Ok(DefaultValue::String("a, b".into())));
+        assert_eq!(
+            parse_scalar(Scalar::Double, "2.5"),
+            Ok(DefaultValue::Double(2.5))
+        );
+        assert_eq!(
+            parse_scalar(Scalar::String, "'a, b'"),
+            Ok(DefaultValue::String("a, b".into()))
+        );
         assert_eq!(parse_scalar(Scalar::DateTime, "now"), Ok(DefaultValue::Now));
         assert_eq!(
             parse_scalar(Scalar::DateTime, "1970-01-01T00:00:01.000Z"),

@@ -35,14 +35,10 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// The one-line form, `file:line:col: message` (warnings say `warning:` after the position).
+    /// The one-line form, `file:line:col: message`.
     pub fn headline(&self) -> String {
-        let prefix = match self.severity {
-            Severity::Error => "",
-            Severity::Warning => "warning: ",
-        };
         format!(
-            "{}:{}:{}: {prefix}{}",
+            "{}:{}:{}: {}",
             self.file.display(),
             self.line,
             self.column,
@@ -51,8 +47,12 @@ impl Diagnostic {
     }
 }
 
+/// The headline (after `warning: ` for warnings), then the line with the span underlined.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
         f.write_str(&self.headline())?;
         if let Some(source_line) = &self.source_line {
             let number = self.line.to_string();
@@ -126,7 +126,12 @@ impl SourceFile {
         }
     }
 
-    pub(crate) fn diagnostic(&self, severity: Severity, pos: Pos, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn diagnostic(
+        &self,
+        severity: Severity,
+        pos: Pos,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let line = pos.line.max(1);
         Diagnostic {
             severity,
@@ -149,11 +154,19 @@ impl SourceFile {
 }
 
 /// `" (did you mean 'x'?)"` when a candidate is close to `name`, else `""`.
-pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|candidate| (edit_distance(&name.to_lowercase(), &candidate.to_lowercase()), candidate))
+        .map(|candidate| {
+            (
+                edit_distance(&name.to_lowercase(), &candidate.to_lowercase()),
+                candidate,
+            )
+        })
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| format!(" (did you mean '{candidate}'?)"))
@@ -182,16 +195,28 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("Strin", ["String", "int"]), " (did you mean 'String'?)");
-        assert_eq!(did_you_mean("strng", ["String", "bool"]), " (did you mean 'String'?)");
+        assert_eq!(
+            did_you_mean("Strin", ["String", "int"]),
+            " (did you mean 'String'?)"
+        );
+        assert_eq!(
+            did_you_mean("strng", ["String", "bool"]),
+            " (did you mean 'String'?)"
+        );
         assert_eq!(did_you_mean("Banana", ["String", "int"]), "");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
     fn renders_like_rustc() {
-        let file = SourceFile::new(Path::new("models/chat.yaml"), "class: Chat\nfields:\n  name: Strin\n".into());
-        let diagnostic = file.error(Pos::new(3, 9, 5), "unknown type 'Strin' (did you mean 'String'?)");
+        let file = SourceFile::new(
+            Path::new("models/chat.yaml"),
+            "class: Chat\nfields:\n  name: Strin\n".into(),
+        );
+        let diagnostic = file.error(
+            Pos::new(3, 9, 5),
+            "unknown type 'Strin' (did you mean 'String'?)",
+        );
         assert_eq!(
             diagnostic.to_string(),
             "models/chat.yaml:3:9: unknown type 'Strin' (did you mean 'String'?)\n  |\n3 |   name: Strin\n  |         ^^^^^"

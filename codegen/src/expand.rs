@@ -35,7 +35,7 @@ struct Context<'a> {
 }
 
 /// `#[doc = "…"]` lines, or `fallback` when the YAML had no `###` comment.
-fn docs(lines: &[String], fallback: String) -> TokenStream {
+fn docs(lines: &[String], fallback: &str) -> TokenStream {
     if lines.is_empty() {
         let line = format!(" {fallback}");
         return quote!(#[doc = #line]);
@@ -48,10 +48,13 @@ impl Context<'_> {
     fn enumeration(&self, e: &Enum) -> TokenStream {
         let rt = self.rt;
         let name = format_ident!("{}", e.name);
-        let doc = docs(&e.docs, format!("The `{}` enum from `{}`.", e.name, e.file.display()));
+        let doc = docs(
+            &e.docs,
+            &format!("The `{}` enum from `{}`.", e.name, e.file.display()),
+        );
         let variants = e.values.iter().map(|value| {
             let variant = format_ident!("{}", value.variant);
-            let doc = docs(&value.docs, format!("`{}` on the wire.", value.name));
+            let doc = docs(&value.docs, &format!("`{}` on the wire.", value.name));
             quote!(#doc #variant)
         });
         let all = e.values.iter().map(|v| format_ident!("{}", v.variant));
@@ -99,11 +102,15 @@ impl Context<'_> {
             ModelKind::Class => "model",
             ModelKind::Exception => "exception",
         };
-        let mut fallback = format!("The `{}` {kind} from `{}`.", model.name, model.file.display());
+        let mut fallback = format!(
+            "The `{}` {kind} from `{}`.",
+            model.name,
+            model.file.display()
+        );
         if model.server_only {
             fallback.push_str(" Server-only: not part of `Protocol`.");
         }
-        let doc = docs(&model.docs, fallback);
+        let doc = docs(&model.docs, &fallback);
         let serde_crate = format!("{}::serde", path_string(rt));
         let fields = model.fields.iter().map(|f| self.field(model, f));
         let allow_missing_docs = model
@@ -154,9 +161,10 @@ impl Context<'_> {
     }
 
     fn field(&self, model: &Model, field: &Field) -> TokenStream {
-        let ident: syn::Ident = syn::parse_str(&field.rust_name).unwrap_or_else(|_| format_ident!("invalid_name"));
+        let ident: syn::Ident =
+            syn::parse_str(&field.rust_name).unwrap_or_else(|_| format_ident!("invalid_name"));
         let ty = self.field_type(field);
-        let doc = (!field.docs.is_empty()).then(|| docs(&field.docs, String::new()));
+        let doc = (!field.docs.is_empty()).then(|| docs(&field.docs, ""));
         let default_path = field
             .default
             .as_ref()
@@ -171,7 +179,9 @@ impl Context<'_> {
                 (None, false) => {}
             }
             if field.nullable() {
-                parts.push(quote!(skip_serializing_if = "::core::option::Option::is_none"));
+                parts.push(quote!(
+                    skip_serializing_if = "::core::option::Option::is_none"
+                ));
             }
             quote!(#[serde(#(#parts),*)])
         } else {
@@ -291,7 +301,8 @@ impl Context<'_> {
                     .find(|e| e.name == *enum_name)
                     .and_then(|e| e.values.iter().find(|v| v.name == *value))
                     .map_or_else(|| value.clone(), |v| v.variant.clone());
-                let (enum_ident, variant) = (format_ident!("{}", enum_name), format_ident!("{}", variant));
+                let (enum_ident, variant) =
+                    (format_ident!("{}", enum_name), format_ident!("{}", variant));
                 quote!(#enum_ident::#variant)
             }
         }
@@ -300,7 +311,10 @@ impl Context<'_> {
     fn protocol(&self) -> TokenStream {
         let rt = self.rt;
         let wire_models: Vec<&Model> = self.set.models.iter().filter(|m| !m.server_only).collect();
-        let names: Vec<_> = wire_models.iter().map(|m| format_ident!("{}", m.name)).collect();
+        let names: Vec<_> = wire_models
+            .iter()
+            .map(|m| format_ident!("{}", m.name))
+            .collect();
         let class_names: Vec<&String> = wire_models.iter().map(|m| &m.name).collect();
         let variant_docs = class_names.iter().map(|name| format!(" A [`{name}`]."));
         quote! {
@@ -354,6 +368,10 @@ fn default_fn_name(field: &Field) -> String {
 /// A path as it is written in source, for serde's string attributes.
 fn path_string(path: &syn::Path) -> String {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-    let lead = if path.leading_colon.is_some() { "::" } else { "" };
+    let lead = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
     format!("{lead}{}", segments.join("::"))
 }

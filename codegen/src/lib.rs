@@ -13,12 +13,10 @@
 //!
 //! ```no_run
 //! // build.rs
-//! fn main() {
-//!     streampod_codegen::compile_or_exit("models");
-//! }
+//! streampod_codegen::compile_or_exit("models");
 //! ```
 //!
-//! ```ignore
+//! ```text
 //! // src/main.rs
 //! streampod::include_models!();
 //! // or: include!(concat!(env!("OUT_DIR"), "/protocol.rs"));
@@ -107,7 +105,11 @@ struct Report<'a>(&'a [Diagnostic]);
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errors = self.0.iter().filter(|d| d.severity == Severity::Error).count();
+        let errors = self
+            .0
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
         for diagnostic in self.0 {
             writeln!(f, "{diagnostic}\n")?;
         }

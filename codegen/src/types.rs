@@ -42,7 +42,10 @@ pub(crate) fn parse(text: &str) -> Result<TypeExpr, TypeError> {
     let ty = parser.ty()?;
     parser.skip_spaces();
     if parser.at < parser.chars.len() {
-        return Err(parser.error(1, format!("unexpected '{}' after the type", parser.chars[parser.at])));
+        return Err(parser.error(
+            1,
+            format!("unexpected '{}' after the type", parser.chars[parser.at]),
+        ));
     }
     Ok(ty)
 }
@@ -83,7 +86,10 @@ impl Parser {
         match self.chars.get(self.at) {
             None => return Err(self.error(1, "missing type")),
             Some('(') => {
-                return Err(self.error(1, "record types like '(int, String)' are not supported; define a class instead"))
+                return Err(self.error(
+                    1,
+                    "record types like '(int, String)' are not supported; define a class instead",
+                ))
             }
             Some(c) if !(c.is_ascii_alphabetic() || *c == '_') => {
                 return Err(self.error(1, format!("expected a type name, found '{c}'")))
@@ -101,7 +107,10 @@ impl Parser {
         let len = self.at - start;
         if self.chars.get(self.at) == Some(&':') {
             self.at = start;
-            return Err(self.error(len, "module types ('module:name:Type') are not supported; streampod has no modules"));
+            return Err(self.error(
+                len,
+                "module types ('module:name:Type') are not supported; streampod has no modules",
+            ));
         }
         let kind = if self.eat('<') {
             let arity = match name.as_str() {
@@ -127,7 +136,13 @@ impl Parser {
             }
             if args.len() != arity {
                 self.at = start;
-                return Err(self.error(len, format!("'{name}' takes {arity} type argument(s), found {}", args.len())));
+                return Err(self.error(
+                    len,
+                    format!(
+                        "'{name}' takes {arity} type argument(s), found {}",
+                        args.len()
+                    ),
+                ));
             }
             let mut args = args.into_iter().map(Box::new);
             match (name.as_str(), args.next(), args.next()) {
@@ -138,7 +153,10 @@ impl Parser {
             }
         } else if GENERICS.contains(&name.as_str()) {
             self.at = start;
-            return Err(self.error(len, format!("'{name}' needs type arguments, like '{name}<int>'")));
+            return Err(self.error(
+                len,
+                format!("'{name}' needs type arguments, like '{name}<int>'"),
+            ));
         } else {
             TypeKind::Named(name)
         };
@@ -169,9 +187,13 @@ mod tests {
     fn parses_nested_generics_with_offsets() {
         let ty = parse("Map<String, List<int?>>?").unwrap();
         assert!(ty.nullable);
-        let TypeKind::Map(key, value) = ty.kind else { panic!() };
+        let TypeKind::Map(key, value) = ty.kind else {
+            panic!()
+        };
         assert_eq!(*key, named("String", 4, false));
-        let TypeKind::List(item) = value.kind else { panic!() };
+        let TypeKind::List(item) = value.kind else {
+            panic!()
+        };
         assert_eq!(*item, named("int", 17, true));
     }
 

@@ -12,11 +12,20 @@ use crate::yaml::{self, Entry, Node, Value};
 /// Keys that only matter to Serverpod's database layer: accepted, warned about, ignored.
 const DATABASE_KEYS: [&str; 4] = ["table", "managedMigration", "indexes", "database"];
 /// Field options that only matter to the database layer.
-const DATABASE_OPTIONS: [&str; 7] = ["relation", "persist", "!persist", "column", "parent", "defaultPersist", "api"];
+const DATABASE_OPTIONS: [&str; 7] = [
+    "relation",
+    "persist",
+    "!persist",
+    "column",
+    "parent",
+    "defaultPersist",
+    "api",
+];
 const FIELD_OPTIONS: [&str; 5] = ["default", "defaultModel", "scope", "jsonKey", "required"];
 /// Names a model may not take: they are generated, scalar or Rust prelude names.
 const RESERVED_NAMES: [&str; 13] = [
-    "Protocol", "List", "Set", "Map", "Option", "Result", "Vec", "Box", "Some", "None", "Ok", "Err", "Self",
+    "Protocol", "List", "Set", "Map", "Option", "Result", "Vec", "Box", "Some", "None", "Ok",
+    "Err", "Self",
 ];
 
 /// Validates every file and returns what could be built; errors are in `diagnostics`.
@@ -46,7 +55,10 @@ struct Declaration {
 }
 
 enum Body {
-    Model { kind: ModelKind, fields: Vec<RawField> },
+    Model {
+        kind: ModelKind,
+        fields: Vec<RawField>,
+    },
     Enum(Enum),
 }
 
@@ -61,9 +73,17 @@ struct RawField {
     json_key: Option<String>,
 }
 
-fn read_declaration(file_index: usize, file: &SourceFile, root: &Node, diagnostics: &mut Diagnostics) -> Option<Declaration> {
+fn read_declaration(
+    file_index: usize,
+    file: &SourceFile,
+    root: &Node,
+    diagnostics: &mut Diagnostics,
+) -> Option<Declaration> {
     let Value::Map(entries) = &root.value else {
-        diagnostics.push(file.error(root.pos, "a model file is a mapping with 'class:', 'exception:' or 'enum:'"));
+        diagnostics.push(file.error(
+            root.pos,
+            "a model file is a mapping with 'class:', 'exception:' or 'enum:'",
+        ));
         return None;
     };
     let kinds: Vec<&Entry> = entries
@@ -73,15 +93,26 @@ fn read_declaration(file_index: usize, file: &SourceFile, root: &Node, diagnosti
     let head = match kinds.as_slice() {
         [head] => *head,
         [] => {
-            diagnostics.push(file.error(root.pos, "missing 'class:', 'exception:' or 'enum:' naming the model"));
+            diagnostics.push(file.error(
+                root.pos,
+                "missing 'class:', 'exception:' or 'enum:' naming the model",
+            ));
             return None;
         }
         [_, second, ..] => {
-            diagnostics.push(file.error(second.key_pos, "a model file declares one model; found a second 'class:', 'exception:' or 'enum:'"));
+            diagnostics.push(file.error(
+                second.key_pos,
+                "a model file declares one model; found a second 'class:', 'exception:' or 'enum:'",
+            ));
             return None;
         }
     };
-    let name = scalar(file, &head.value, &format!("'{}' needs a name", head.key), diagnostics)?;
+    let name = scalar(
+        file,
+        &head.value,
+        &format!("'{}' needs a name", head.key),
+        diagnostics,
+    )?;
     check_type_name(file, &name, head.value.pos, diagnostics);
     let docs = head.docs.clone();
 
@@ -105,7 +136,9 @@ fn read_declaration(file_index: usize, file: &SourceFile, root: &Node, diagnosti
         } else if DATABASE_KEYS.contains(&key) {
             diagnostics.push(file.warning(
                 entry.key_pos,
-                format!("'{key}' is a database key; streampod has no database layer and ignores it"),
+                format!(
+                    "'{key}' is a database key; streampod has no database layer and ignores it"
+                ),
             ));
         } else if matches!(key, "extends" | "sealed") {
             diagnostics.push(file.error(
@@ -121,22 +154,52 @@ fn read_declaration(file_index: usize, file: &SourceFile, root: &Node, diagnosti
             let known = allowed.iter().chain(DATABASE_KEYS.iter()).copied();
             diagnostics.push(file.error(
                 entry.key_pos,
-                format!("unknown key '{key}' in a {} file{}", head.key, did_you_mean(key, known)),
+                format!(
+                    "unknown key '{key}' in a {} file{}",
+                    head.key,
+                    did_you_mean(key, known)
+                ),
             ));
         }
     }
     let find = |key: &str| entries.iter().find(|e| e.key == key);
 
     let body = if head.key == "enum" {
-        Body::Enum(read_enum(file, &name, docs.clone(), find("values"), find("serialized"), find("default"), diagnostics)?)
+        Body::Enum(read_enum(
+            file,
+            &name,
+            docs.clone(),
+            find("values"),
+            find("serialized"),
+            find("default"),
+            diagnostics,
+        )?)
     } else {
-        let kind = if head.key == "class" { ModelKind::Class } else { ModelKind::Exception };
+        let kind = if head.key == "class" {
+            ModelKind::Class
+        } else {
+            ModelKind::Exception
+        };
         let fields = match find("fields").map(|e| &e.value) {
-            None => Vec::new(),
-            Some(Node { value: Value::Null, .. }) => Vec::new(),
-            Some(Node { value: Value::Map(fields), .. }) => fields.iter().filter_map(|f| read_field(file, f, diagnostics)).collect(),
+            None
+            | Some(Node {
+                value: Value::Null, ..
+            }) => Vec::new(),
+            Some(Node {
+                value: Value::Map(fields),
+                ..
+            }) => fields
+                .iter()
+                .filter_map(|f| read_field(file, f, diagnostics))
+                .collect(),
             Some(other) => {
-                diagnostics.push(file.error(other.pos, format!("'fields' must be a mapping of name: Type, found {}", other.describe())));
+                diagnostics.push(file.error(
+                    other.pos,
+                    format!(
+                        "'fields' must be a mapping of name: Type, found {}",
+                        other.describe()
+                    ),
+                ));
                 Vec::new()
             }
         };
@@ -152,7 +215,12 @@ fn read_declaration(file_index: usize, file: &SourceFile, root: &Node, diagnosti
     })
 }
 
-fn scalar(file: &SourceFile, node: &Node, missing: &str, diagnostics: &mut Diagnostics) -> Option<String> {
+fn scalar(
+    file: &SourceFile,
+    node: &Node,
+    missing: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<String> {
     match &node.value {
         Value::Scalar(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
         _ => {
@@ -167,14 +235,18 @@ fn flag(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -> bool
         Value::Scalar(text) if text == "true" => true,
         Value::Scalar(text) if text == "false" => false,
         _ => {
-            diagnostics.push(file.error(entry.value.pos, format!("'{}' must be true or false", entry.key)));
+            diagnostics.push(file.error(
+                entry.value.pos,
+                format!("'{}' must be true or false", entry.key),
+            ));
             false
         }
     }
 }
 
 fn is_type_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric())
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 fn check_type_name(file: &SourceFile, name: &str, pos: Pos, diagnostics: &mut Diagnostics) {
@@ -184,7 +256,12 @@ fn check_type_name(file: &SourceFile, name: &str, pos: Pos, diagnostics: &mut Di
             format!("invalid name '{name}': model and enum names are UpperCamelCase letters and digits, like 'ChatMessage'"),
         ));
     } else if RESERVED_NAMES.contains(&name) || Scalar::from_name(name).is_some() {
-        diagnostics.push(file.error(pos, format!("'{name}' is reserved (a built-in or generated type name); choose another name")));
+        diagnostics.push(file.error(
+            pos,
+            format!(
+                "'{name}' is reserved (a built-in or generated type name); choose another name"
+            ),
+        ));
     }
 }
 
@@ -199,15 +276,24 @@ fn read_enum(
     diagnostics: &mut Diagnostics,
 ) -> Option<Enum> {
     let Some(values) = values else {
-        diagnostics.push(file.error(Pos::new(1, 1, 1), format!("enum '{name}' needs 'values:' with at least one value")));
+        diagnostics.push(file.error(
+            Pos::new(1, 1, 1),
+            format!("enum '{name}' needs 'values:' with at least one value"),
+        ));
         return None;
     };
     let Value::Seq(items) = &values.value.value else {
-        diagnostics.push(file.error(values.value.pos, "'values' must be a list of names ('- hearts')"));
+        diagnostics.push(file.error(
+            values.value.pos,
+            "'values' must be a list of names ('- hearts')",
+        ));
         return None;
     };
     if items.is_empty() {
-        diagnostics.push(file.error(values.key_pos, format!("enum '{name}' needs at least one value")));
+        diagnostics.push(file.error(
+            values.key_pos,
+            format!("enum '{name}' needs at least one value"),
+        ));
     }
     let mut out = Vec::with_capacity(items.len());
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -221,13 +307,18 @@ fn read_enum(
             diagnostics.push(file.error(item.pos, message));
             continue;
         };
-        let valid = value.starts_with(|c: char| c.is_ascii_alphabetic()) && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = value.starts_with(|c: char| c.is_ascii_alphabetic())
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             diagnostics.push(file.error(item.pos, format!("invalid enum value '{value}': use letters, digits and '_', starting with a letter")));
             continue;
         }
         let variant = pascal_case(value);
-        let variant = if variant == "Self" { "Self_".to_owned() } else { variant };
+        let variant = if variant == "Self" {
+            "Self_".to_owned()
+        } else {
+            variant
+        };
         if let Some(previous) = seen.insert(variant.clone(), value.clone()) {
             let message = if previous == *value {
                 format!("duplicate enum value '{value}'")
@@ -253,12 +344,20 @@ fn read_enum(
         }
     };
     let fallback = default.and_then(|entry| {
-        let text = scalar(file, &entry.value, "'default' names the value unknown values decode to", diagnostics)?;
+        let text = scalar(
+            file,
+            &entry.value,
+            "'default' names the value unknown values decode to",
+            diagnostics,
+        )?;
         let found = out.iter().position(|v| v.name == text);
         if found.is_none() {
             diagnostics.push(file.error(
                 entry.value.pos,
-                format!("default '{text}' is not a value of enum '{name}'{}", did_you_mean(&text, out.iter().map(|v| v.name.as_str()))),
+                format!(
+                    "default '{text}' is not a value of enum '{name}'{}",
+                    did_you_mean(&text, out.iter().map(|v| v.name.as_str()))
+                ),
             ));
         }
         found
@@ -275,7 +374,8 @@ fn read_enum(
 
 fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -> Option<RawField> {
     let name = entry.key.clone();
-    let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_name {
         diagnostics.push(file.error(
             entry.key_pos,
@@ -283,7 +383,10 @@ fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -
         ));
     }
     let Value::Scalar(text) = &entry.value.value else {
-        diagnostics.push(file.error(entry.value.pos, format!("field '{name}' needs a type, like '{name}: String'")));
+        diagnostics.push(file.error(
+            entry.value.pos,
+            format!("field '{name}' needs a type, like '{name}: String'"),
+        ));
         return None;
     };
     let value_pos = entry.value.pos;
@@ -295,7 +398,8 @@ fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -
             ..ty
         },
         Err(e) => {
-            diagnostics.push(file.error(value_pos.shifted(type_offset + e.offset, e.len), e.message));
+            diagnostics
+                .push(file.error(value_pos.shifted(type_offset + e.offset, e.len), e.message));
             return None;
         }
     };
@@ -359,12 +463,19 @@ fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -
         }
     }
     if let Some(pos) = required.filter(|_| !field.ty.nullable) {
-        diagnostics.push(file.error(pos, "'required' only applies to nullable fields; non-nullable fields are always required"));
+        diagnostics.push(file.error(
+            pos,
+            "'required' only applies to nullable fields; non-nullable fields are always required",
+        ));
     }
     if field.scope != Scope::All && !field.ty.nullable {
         diagnostics.push(file.error(
             field.value_pos.shifted(field.ty.offset, field.ty.len),
-            format!("field '{}' has a restricted scope and so must be nullable: '{}?'", field.name, type_text.trim()),
+            format!(
+                "field '{}' has a restricted scope and so must be nullable: '{}?'",
+                field.name,
+                type_text.trim()
+            ),
         ));
     }
     Some(field)
@@ -384,11 +495,9 @@ fn option_usage(key: &str) -> &'static str {
 fn split_top_level(text: &str) -> Vec<(usize, &str)> {
     let mut parts = Vec::new();
     let (mut depth, mut quote, mut start) = (0_i32, None, 0);
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    for &(byte, c) in &chars {
+    for (byte, c) in text.char_indices() {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
             (None, '\'' | '"') => quote = Some(c),
             (None, '<' | '(') => depth += 1,
             (None, '>' | ')') => depth -= 1,
@@ -419,7 +528,11 @@ struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    fn new(files: &'a [SourceFile], declarations: &'a [Declaration], diagnostics: &'a mut Diagnostics) -> Self {
+    fn new(
+        files: &'a [SourceFile],
+        declarations: &'a [Declaration],
+        diagnostics: &'a mut Diagnostics,
+    ) -> Self {
         Self {
             files,
             declarations,
@@ -441,7 +554,8 @@ impl<'a> Resolver<'a> {
                         first.name_pos.line,
                         first.name_pos.column
                     );
-                    self.diagnostics.push(self.files[declaration.file].error(declaration.name_pos, message));
+                    self.diagnostics
+                        .push(self.files[declaration.file].error(declaration.name_pos, message));
                 }
                 None => {
                     names.insert(declaration.name.clone(), index);
@@ -484,7 +598,12 @@ impl<'a> Resolver<'a> {
         &self.files[declaration.file]
     }
 
-    fn resolve_field(&mut self, owner: &Declaration, field: &RawField, names: &HashMap<String, usize>) -> Option<Field> {
+    fn resolve_field(
+        &mut self,
+        owner: &Declaration,
+        field: &RawField,
+        names: &HashMap<String, usize>,
+    ) -> Option<Field> {
         let ty = self.resolve_type(owner, field, &field.ty, names)?;
         if field.scope == Scope::All && !owner.server_only {
             if let Some(hidden) = self.server_only_name(&ty, names) {
@@ -492,7 +611,8 @@ impl<'a> Resolver<'a> {
                     "field '{}' of client-visible '{}' has the server-only type '{hidden}'; make the field scope=serverOnly or '{}' serverOnly",
                     field.name, owner.name, owner.name
                 );
-                self.diagnostics.push(self.file(owner).error(field.key_pos, message));
+                self.diagnostics
+                    .push(self.file(owner).error(field.key_pos, message));
             }
         }
         let default = match &field.default {
@@ -517,7 +637,13 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    fn resolve_type(&mut self, owner: &Declaration, field: &RawField, expr: &TypeExpr, names: &HashMap<String, usize>) -> Option<Type> {
+    fn resolve_type(
+        &mut self,
+        owner: &Declaration,
+        field: &RawField,
+        expr: &TypeExpr,
+        names: &HashMap<String, usize>,
+    ) -> Option<Type> {
         let pos = field.value_pos.shifted(expr.offset, expr.len);
         let resolved = match &expr.kind {
             TypeKind::Named(name) => {
@@ -543,7 +669,9 @@ impl<'a> Resolver<'a> {
                     return None;
                 }
             }
-            TypeKind::List(item) => Type::List(Box::new(self.resolve_type(owner, field, item, names)?)),
+            TypeKind::List(item) => {
+                Type::List(Box::new(self.resolve_type(owner, field, item, names)?))
+            }
             TypeKind::Set(item) => {
                 let item_ty = self.resolve_type(owner, field, item, names)?;
                 self.check_key(owner, field, item, &item_ty, "a Set element")?;
@@ -563,7 +691,14 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    fn check_key(&mut self, owner: &Declaration, field: &RawField, expr: &TypeExpr, ty: &Type, role: &str) -> Option<()> {
+    fn check_key(
+        &mut self,
+        owner: &Declaration,
+        field: &RawField,
+        expr: &TypeExpr,
+        ty: &Type,
+        role: &str,
+    ) -> Option<()> {
         let why = match ty {
             Type::Scalar(s) if s.is_key() => return Some(()),
             Type::Enum(_) => return Some(()),
@@ -585,7 +720,9 @@ impl<'a> Resolver<'a> {
                 .get(name)
                 .filter(|&&i| self.declarations[i].server_only)
                 .map(|_| name.clone()),
-            Type::Option(inner) | Type::List(inner) | Type::Set(inner) => self.server_only_name(inner, names),
+            Type::Option(inner) | Type::List(inner) | Type::Set(inner) => {
+                self.server_only_name(inner, names)
+            }
             Type::Map(key, value) => self
                 .server_only_name(key, names)
                 .or_else(|| self.server_only_name(value, names)),
@@ -597,7 +734,12 @@ impl<'a> Resolver<'a> {
         match ty.non_null() {
             Type::Scalar(scalar) => defaults::parse_scalar(*scalar, text),
             Type::Enum(name) => {
-                let Some(Body::Enum(e)) = self.declarations.iter().find(|d| d.name == *name).map(|d| &d.body) else {
+                let Some(Body::Enum(e)) = self
+                    .declarations
+                    .iter()
+                    .find(|d| d.name == *name)
+                    .map(|d| &d.body)
+                else {
                     return Err(format!("enum '{name}' not found"));
                 };
                 let text = text.trim();
@@ -623,7 +765,10 @@ impl<'a> Resolver<'a> {
         let mut by_json: HashMap<String, String> = HashMap::new();
         let mut kept = Vec::with_capacity(fields.len());
         for field in fields {
-            let pos = raw.iter().find(|r| r.name == field.name).map_or(owner.name_pos, |r| r.key_pos);
+            let pos = raw
+                .iter()
+                .find(|r| r.name == field.name)
+                .map_or(owner.name_pos, |r| r.key_pos);
             let clash = if let Some(previous) = by_rust.get(&field.rust_name) {
                 Some(if *previous == field.name {
                     format!("duplicate field '{}'", field.name)
@@ -634,9 +779,12 @@ impl<'a> Resolver<'a> {
                     )
                 })
             } else {
-                by_json
-                    .get(&field.json_key)
-                    .map(|previous| format!("fields '{previous}' and '{}' both use the JSON key '{}'", field.name, field.json_key))
+                by_json.get(&field.json_key).map(|previous| {
+                    format!(
+                        "fields '{previous}' and '{}' both use the JSON key '{}'",
+                        field.name, field.json_key
+                    )
+                })
             };
             if let Some(message) = clash {
                 self.diagnostics.push(self.file(owner).error(pos, message));
@@ -653,7 +801,12 @@ impl<'a> Resolver<'a> {
     /// size) and rejects cycles made only of non-nullable references (no value of such a
     /// type could ever be built).
     fn box_cycles(&mut self, set: &mut ModelSet, names: &HashMap<String, usize>) {
-        let index: HashMap<&str, usize> = set.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = set
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.as_str(), i))
+            .collect();
         // Direct edges: (owner, field, target, nullable).
         let mut edges = Vec::new();
         for (owner, model) in set.models.iter().enumerate() {
@@ -675,13 +828,25 @@ impl<'a> Resolver<'a> {
                 set.models[owner].fields[field_index].boxed = true;
             }
             if !nullable && strict_reach[target].contains(&owner) {
-                let cycle_id = *strict_reach[owner].iter().filter(|&&m| strict_reach[m].contains(&owner)).min().unwrap_or(&owner);
+                let cycle_id = *strict_reach[owner]
+                    .iter()
+                    .filter(|&&m| strict_reach[m].contains(&owner))
+                    .min()
+                    .unwrap_or(&owner);
                 if !reported.insert(cycle_id) {
                     continue;
                 }
-                let path = cycle_path(&set.models, &strict_edges, &edges, owner, field_index, target);
+                let path = cycle_path(
+                    &set.models,
+                    &strict_edges,
+                    &edges,
+                    owner,
+                    field_index,
+                    target,
+                );
                 let model = &set.models[owner];
-                let Some(declaration) = names.get(&model.name).map(|&i| &self.declarations[i]) else {
+                let Some(declaration) = names.get(&model.name).map(|&i| &self.declarations[i])
+                else {
                     continue;
                 };
                 let Body::Model { fields, .. } = &declaration.body else {
@@ -695,14 +860,18 @@ impl<'a> Resolver<'a> {
                     "'{}' contains itself through non-nullable fields ({path}), so no value of it can be built; make one of these fields nullable or a List",
                     model.name
                 );
-                self.diagnostics.push(self.files[declaration.file].error(pos, message));
+                self.diagnostics
+                    .push(self.files[declaration.file].error(pos, message));
             }
         }
     }
 }
 
 /// For each node, the set of nodes reachable by one or more edges.
-fn reachability(count: usize, edges: impl Iterator<Item = (usize, usize)> + Clone) -> Vec<HashSet<usize>> {
+fn reachability(
+    count: usize,
+    edges: impl Iterator<Item = (usize, usize)> + Clone,
+) -> Vec<HashSet<usize>> {
     let mut adjacency = vec![Vec::new(); count];
     for (from, to) in edges {
         adjacency[from].push(to);
@@ -757,7 +926,10 @@ fn cycle_path(
         }
     }
     chain.reverse();
-    let mut text = format!("{}.{}", models[owner].name, models[owner].fields[field_index].name);
+    let mut text = format!(
+        "{}.{}",
+        models[owner].name, models[owner].fields[field_index].name
+    );
     for pair in chain.windows(2) {
         let field = edges
             .iter()
@@ -782,10 +954,11 @@ pub(crate) fn rust_field_name(name: &str) -> String {
 
 fn is_keyword(word: &str) -> bool {
     const KEYWORDS: [&str; 51] = [
-        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
-        "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super",
-        "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box",
-        "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn",
+        "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+        "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
+        "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final",
+        "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
     ];
     KEYWORDS.contains(&word)
 }
@@ -805,8 +978,11 @@ fn words(name: &str) -> Vec<String> {
         let previous = i.checked_sub(1).map(|p| chars[p]);
         let next = chars.get(i + 1).copied();
         let boundary = c.is_ascii_uppercase()
-            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()
-                || (p.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase())));
+            && previous.is_some_and(|p| {
+                p.is_ascii_lowercase()
+                    || p.is_ascii_digit()
+                    || (p.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase()))
+            });
         if boundary && !current.is_empty() {
             words.push(std::mem::take(&mut current));
         }
@@ -856,7 +1032,11 @@ mod tests {
     fn splits_options_outside_brackets_and_quotes() {
         assert_eq!(
             split_top_level("Map<String, int>?, default='a, b', scope=serverOnly"),
-            vec![(0, "Map<String, int>?"), (19, "default='a, b'"), (35, "scope=serverOnly")]
+            vec![
+                (0, "Map<String, int>?"),
+                (19, "default='a, b'"),
+                (35, "scope=serverOnly")
+            ]
         );
     }
 }

@@ -61,7 +61,10 @@ pub(crate) fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
         // serde_yaml places a duplicate key at its mapping; the scan knows the repeat.
         if let Some((path, pos, first_line)) = index.duplicates.first() {
             let key = path.last().map_or("", String::as_str);
-            return file.error(*pos, format!("duplicate key '{key}' (first on line {first_line})"));
+            return file.error(
+                *pos,
+                format!("duplicate key '{key}' (first on line {first_line})"),
+            );
         }
         let pos = e
             .location()
@@ -83,7 +86,9 @@ fn convert(
     file: &SourceFile,
 ) -> Result<Node, Diagnostic> {
     let located = index.positions.get(path.as_slice());
-    let pos = located.and_then(|l| l.value).unwrap_or_else(|| located.map_or(fallback, |l| l.key));
+    let pos = located
+        .and_then(|l| l.value)
+        .unwrap_or_else(|| located.map_or(fallback, |l| l.key));
     let value = match value {
         serde_yaml::Value::Null => Value::Null,
         serde_yaml::Value::Bool(b) => Value::Scalar(b.to_string()),
@@ -123,7 +128,13 @@ fn convert(
             Value::Map(entries)
         }
         serde_yaml::Value::Tagged(tagged) => {
-            return Err(file.error(pos, format!("YAML tags ('!{}') are not supported in model files", tagged.tag)));
+            return Err(file.error(
+                pos,
+                format!(
+                    "YAML tags ('!{}') are not supported in model files",
+                    tagged.tag
+                ),
+            ));
         }
     };
     let docs = index.docs.get(path.as_slice()).cloned().unwrap_or_default();
@@ -173,12 +184,16 @@ impl PositionIndex {
                 pending_docs.push(doc.strip_prefix(' ').unwrap_or(doc).trim_end().to_owned());
                 continue;
             }
-            if trimmed.starts_with('#') || trimmed.starts_with("---") || trimmed.starts_with("...") {
+            if trimmed.starts_with('#') || trimmed.starts_with("---") || trimmed.starts_with("...")
+            {
                 continue;
             }
 
             let (mut content, mut content_indent) = (trimmed, indent);
-            if let Some(rest) = trimmed.strip_prefix('-').filter(|r| r.is_empty() || r.starts_with(' ')) {
+            if let Some(rest) = trimmed
+                .strip_prefix('-')
+                .filter(|r| r.is_empty() || r.starts_with(' '))
+            {
                 while stack
                     .last()
                     .is_some_and(|top| top.indent > indent || (top.indent == indent && top.is_item))
@@ -230,7 +245,9 @@ impl PositionIndex {
                 },
             );
             if let Some(previous) = previous {
-                index.duplicates.push((path.clone(), key_pos, previous.key.line));
+                index
+                    .duplicates
+                    .push((path.clone(), key_pos, previous.key.line));
             }
             index.docs.insert(path, std::mem::take(&mut pending_docs));
             stack.push(Level {
@@ -253,13 +270,18 @@ fn split_key(content: &str) -> Option<(&str, &str)> {
     if key.is_empty() || key.starts_with(['{', '[', '"', '\'']) && !is_quoted(key) {
         return None;
     }
-    let key = if is_quoted(key) { &key[1..key.len() - 1] } else { key };
+    let key = if is_quoted(key) {
+        &key[1..key.len() - 1]
+    } else {
+        key
+    };
     Some((key, &content[colon + 1..]))
 }
 
 fn is_quoted(text: &str) -> bool {
     text.len() >= 2
-        && ((text.starts_with('"') && text.ends_with('"')) || (text.starts_with('\'') && text.ends_with('\'')))
+        && ((text.starts_with('"') && text.ends_with('"'))
+            || (text.starts_with('\'') && text.ends_with('\'')))
 }
 
 /// The position of an inline scalar's content (inside quotes), without a trailing comment.
@@ -304,7 +326,9 @@ mod tests {
         assert_eq!(fields[0].docs, ["Who wrote it."]);
         assert_eq!(fields[1].key, "quoted");
         assert_eq!(fields[1].value.pos, Pos::new(7, 14, 4));
-        let Value::Seq(items) = &top[2].value.value else { panic!() };
+        let Value::Seq(items) = &top[2].value.value else {
+            panic!()
+        };
         assert_eq!(items[0].pos, Pos::new(9, 3, 1));
         assert_eq!(items[1].pos, Pos::new(12, 3, 1));
         let docs = PositionIndex::scan("values:\n- a\n  ### B doc\n- b\n").docs;
@@ -314,16 +338,24 @@ mod tests {
     #[test]
     fn indented_lists_and_nested_maps() {
         let index = PositionIndex::scan("values:\n  - a\n  - b:\n      x: 1\nnext: 2\n");
-        let at = |p: &[&str]| index.positions[&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+        let at =
+            |p: &[&str]| index.positions[&p.iter().map(ToString::to_string).collect::<Vec<_>>()];
         assert_eq!(at(&["values", "1"]).key.line, 3);
         assert_eq!(at(&["values", "1", "b"]).key, Pos::new(3, 5, 1));
-        assert_eq!(at(&["values", "1", "b", "x"]).value, Some(Pos::new(4, 10, 1)));
+        assert_eq!(
+            at(&["values", "1", "b", "x"]).value,
+            Some(Pos::new(4, 10, 1))
+        );
         assert_eq!(at(&["next"]).key.line, 5);
     }
 
     #[test]
     fn syntax_errors_have_a_position() {
-        let err = parse(&SourceFile::new(Path::new("t.yaml"), "class: A\nfields:\n  a: [\n".into())).unwrap_err();
+        let err = parse(&SourceFile::new(
+            Path::new("t.yaml"),
+            "class: A\nfields:\n  a: [\n".into(),
+        ))
+        .unwrap_err();
         assert!(err.line >= 3, "{err}");
         assert!(err.message.starts_with("invalid YAML"), "{err}");
     }

@@ -1,5 +1,8 @@
 //! The build.rs API: what cargo is told to watch, and how output is written.
 
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -44,8 +47,16 @@ fn warnings_become_cargo_warnings() {
     let generated = streampod_codegen::configure().generate(dir.path()).unwrap();
     let directives = generated.cargo_directives(false, true);
     assert_eq!(directives.len(), 1);
-    assert!(directives[0].starts_with("cargo:warning="), "{directives:?}");
-    assert!(directives[0].ends_with("a.yaml:2:1: warning: 'table' is a database key; streampod has no database layer and ignores it"), "{directives:?}");
+    assert!(
+        directives[0].starts_with("cargo:warning="),
+        "{directives:?}"
+    );
+    assert!(
+        directives[0].ends_with(
+            "a.yaml:2:1: 'table' is a database key; streampod has no database layer and ignores it"
+        ),
+        "{directives:?}"
+    );
 }
 
 #[test]
@@ -67,20 +78,35 @@ fn writes_the_file_only_when_it_changes() {
     let modified = fs::metadata(&path).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     builder.compile(dir.path()).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified, "unchanged output must not be rewritten");
+    assert_eq!(
+        fs::metadata(&path).unwrap().modified().unwrap(),
+        modified,
+        "unchanged output must not be rewritten"
+    );
 }
 
 #[test]
 fn missing_directory_and_out_dir_are_clear_errors() {
-    let err = streampod_codegen::configure().generate(Path::new("does/not/exist")).unwrap_err();
-    assert!(err.to_string().starts_with("cannot access does/not/exist"), "{err}");
+    let err = streampod_codegen::configure()
+        .generate(Path::new("does/not/exist"))
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("cannot access does/not/exist"),
+        "{err}"
+    );
 
     let dir = model_dir(&[("a.yaml", "class: A\n")]);
     // Tests do not run under a build script, so OUT_DIR is unset.
     assert!(std::env::var_os("OUT_DIR").is_none());
-    let err = streampod_codegen::configure().emit_rerun_if_changed(false).compile(dir.path()).unwrap_err();
+    let err = streampod_codegen::configure()
+        .emit_rerun_if_changed(false)
+        .compile(dir.path())
+        .unwrap_err();
     assert!(err.to_string().contains("OUT_DIR is not set"), "{err}");
 
-    let err = streampod_codegen::configure().runtime_path("not a path").generate(dir.path()).unwrap_err();
+    let err = streampod_codegen::configure()
+        .runtime_path("not a path")
+        .generate(dir.path())
+        .unwrap_err();
     assert!(err.to_string().contains("not a Rust path"), "{err}");
 }

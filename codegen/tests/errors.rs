@@ -1,6 +1,9 @@
 //! Every rejected input: the error names the file, line and column, says what is wrong
 //! and, where it can, what to write instead. All errors of a run are reported together.
 
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 
 /// Generates from `files` and returns the headline of every diagnostic, with the
@@ -14,7 +17,10 @@ fn errors(files: &[(&str, &str)]) -> Vec<String> {
         Ok(_) => Vec::new(),
         Err(streampod_codegen::Error::Models(diagnostics)) => diagnostics
             .iter()
-            .map(|d| d.headline().replace(&dir.path().display().to_string(), "models"))
+            .map(|d| {
+                d.headline()
+                    .replace(&dir.path().display().to_string(), "models")
+            })
             .collect(),
         Err(other) => panic!("unexpected error: {other}"),
     }
@@ -34,7 +40,13 @@ fn unknown_type_with_suggestion() {
     );
     // Inside generics and after other text, the column points at the name itself.
     assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  x: Map<String, List<ChatMesage>>?\n"), ("b.yaml", "class: ChatMessage\n")]),
+        one(&[
+            (
+                "a.yaml",
+                "class: A\nfields:\n  x: Map<String, List<ChatMesage>>?\n"
+            ),
+            ("b.yaml", "class: ChatMessage\n")
+        ]),
         "models/a.yaml:3:23: unknown type 'ChatMesage' (did you mean 'ChatMessage'?)"
     );
     assert_eq!(
@@ -99,11 +111,17 @@ fn duplicate_fields_and_names() {
         "models/a.yaml:4:3: fields 'userId' and 'user_id' both become the Rust field 'user_id'; rename one"
     );
     assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  x: int\n  y: int, jsonKey=x\n")]),
+        one(&[(
+            "a.yaml",
+            "class: A\nfields:\n  x: int\n  y: int, jsonKey=x\n"
+        )]),
         "models/a.yaml:4:3: fields 'x' and 'y' both use the JSON key 'x'"
     );
     assert_eq!(
-        one(&[("a.yaml", "class: Chat\n"), ("b.yaml", "\nenum: Chat\nvalues:\n  - x\n")]),
+        one(&[
+            ("a.yaml", "class: Chat\n"),
+            ("b.yaml", "\nenum: Chat\nvalues:\n  - x\n")
+        ]),
         "models/b.yaml:2:7: 'Chat' is already defined at models/a.yaml:1:8"
     );
     assert_eq!(
@@ -134,7 +152,11 @@ fn invalid_identifiers() {
 
 #[test]
 fn rust_keywords_are_escaped_not_errors() {
-    assert!(errors(&[("a.yaml", "class: A\nfields:\n  type: String\n  self: int\n  fn: bool\n  crate: int\n")]).is_empty());
+    assert!(errors(&[(
+        "a.yaml",
+        "class: A\nfields:\n  type: String\n  self: int\n  fn: bool\n  crate: int\n"
+    )])
+    .is_empty());
 }
 
 #[test]
@@ -148,7 +170,11 @@ fn cycles_without_indirection() {
         "models/a.yaml:3:3: 'Node' contains itself through non-nullable fields (Node.next -> Node), so no value of it can be built; make one of these fields nullable or a List"
     );
     // Nullable or collection links make a buildable type: no error, the link is boxed.
-    assert!(errors(&[("a.yaml", "class: A\nfields:\n  b: B?\n"), ("b.yaml", "class: B\nfields:\n  a: A\n  all: List<A>\n")]).is_empty());
+    assert!(errors(&[
+        ("a.yaml", "class: A\nfields:\n  b: B?\n"),
+        ("b.yaml", "class: B\nfields:\n  a: A\n  all: List<A>\n")
+    ])
+    .is_empty());
 }
 
 #[test]
@@ -194,11 +220,17 @@ fn scopes_defaults_and_server_only_types() {
         "models/a.yaml:3:11: 'required' only applies to nullable fields; non-nullable fields are always required"
     );
     assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  name: String, default=anonymous\n")]),
+        one(&[(
+            "a.yaml",
+            "class: A\nfields:\n  name: String, default=anonymous\n"
+        )]),
         "models/a.yaml:3:17: String defaults are quoted: default='anonymous'"
     );
     assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  s: S, default=hart\n"), ("s.yaml", "enum: S\nvalues:\n  - heart\n")]),
+        one(&[
+            ("a.yaml", "class: A\nfields:\n  s: S, default=hart\n"),
+            ("s.yaml", "enum: S\nvalues:\n  - heart\n")
+        ]),
         "models/a.yaml:3:9: 'hart' is not a value of enum 'S' (did you mean 'heart'?)"
     );
     assert_eq!(
@@ -225,7 +257,10 @@ fn malformed_files() {
         one(&[("a.yaml", "class: A\nenum: B\n")]),
         "models/a.yaml:2:1: a model file declares one model; found a second 'class:', 'exception:' or 'enum:'"
     );
-    assert_eq!(one(&[("a.yaml", "- just\n- a list\n")]), "models/a.yaml:1:1: a model file is a mapping with 'class:', 'exception:' or 'enum:'");
+    assert_eq!(
+        one(&[("a.yaml", "- just\n- a list\n")]),
+        "models/a.yaml:1:1: a model file is a mapping with 'class:', 'exception:' or 'enum:'"
+    );
     assert_eq!(
         one(&[("a.yaml", "class: A\nfields:\n  x:\n")]),
         "models/a.yaml:3:3: field 'x' needs a type, like 'x: String'"
@@ -235,15 +270,28 @@ fn malformed_files() {
         "models/a.yaml:2:13: 'serverOnly' must be true or false"
     );
     let syntax = one(&[("a.yaml", "class: A\nfields:\n  x: [int\n")]);
-    assert!(syntax.starts_with("models/a.yaml:4:1: invalid YAML"), "{syntax}");
+    assert!(
+        syntax.starts_with("models/a.yaml:4:1: invalid YAML"),
+        "{syntax}"
+    );
 }
 
 #[test]
 fn the_report_shows_every_error_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("a.yaml"), "class: A\nfields:\n  x: Strin\n  y: Bool\n").unwrap();
-    let err = streampod_codegen::configure().generate(dir.path()).unwrap_err().to_string();
+    fs::write(
+        dir.path().join("a.yaml"),
+        "class: A\nfields:\n  x: Strin\n  y: Bool\n",
+    )
+    .unwrap();
+    let err = streampod_codegen::configure()
+        .generate(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("3 |   x: Strin\n  |      ^^^^^"), "{err}");
     assert!(err.contains("4 |   y: Bool\n  |      ^^^^"), "{err}");
-    assert!(err.ends_with("streampod-codegen: 2 errors in model files"), "{err}");
+    assert!(
+        err.ends_with("streampod-codegen: 2 errors in model files"),
+        "{err}"
+    );
 }

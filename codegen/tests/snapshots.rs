@@ -1,6 +1,9 @@
 //! Snapshot of the code generated for the fixture models (the same fixtures the
 //! `streampod-tests` crate compiles and round-trips).
 
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 const FIXTURES: &str = "tests/fixtures/models";
 
 fn generate() -> streampod_codegen::Generated {
@@ -17,6 +20,10 @@ fn generated_code() {
 
 #[test]
 fn database_keys_are_ignored_with_warnings() {
-    let warnings: Vec<String> = generate().warnings.iter().map(ToString::to_string).collect();
+    let warnings: Vec<String> = generate()
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     insta::assert_snapshot!(warnings.join("\n"));
 }

@@ -22,7 +22,12 @@ pub fn format(value: &DateTime<Utc>) -> String {
     let _ = if (0..=9999).contains(&year) {
         write!(out, "{year:04}")
     } else {
-        write!(out, "{}{:06}", if year < 0 { '-' } else { '+' }, year.unsigned_abs())
+        write!(
+            out,
+            "{}{:06}",
+            if year < 0 { '-' } else { '+' },
+            year.unsigned_abs()
+        )
     };
     // chrono stores a leap second as nanoseconds >= 1e9; Dart cannot express it.
     let nanos = value.nanosecond().min(999_999_999);
@@ -80,7 +85,9 @@ pub fn parse(input: &str) -> Result<DateTime<Utc>, ParseError> {
         return Err(fail("the year needs 4 digits, or a sign and 6 digits"));
     }
     let year = sign * cursor.number(year_digits).ok_or_else(|| fail("bad year"))?;
-    let month = cursor.expect_then(b'-', 2).ok_or_else(|| fail("bad month"))?;
+    let month = cursor
+        .expect_then(b'-', 2)
+        .ok_or_else(|| fail("bad month"))?;
     let day = cursor.expect_then(b'-', 2).ok_or_else(|| fail("bad day"))?;
     let date = i32::try_from(year)
         .ok()
@@ -93,7 +100,9 @@ pub fn parse(input: &str) -> Result<DateTime<Utc>, ParseError> {
         let hour = cursor.number(2).ok_or_else(|| fail("bad hour"))?;
         let minute = cursor.expect_then(b':', 2).unwrap_or(0);
         let second = if cursor.peek() == Some(b':') {
-            cursor.expect_then(b':', 2).ok_or_else(|| fail("bad second"))?
+            cursor
+                .expect_then(b':', 2)
+                .ok_or_else(|| fail("bad second"))?
         } else {
             0
         };
@@ -109,8 +118,9 @@ pub fn parse(input: &str) -> Result<DateTime<Utc>, ParseError> {
                 * 10_i64.pow((6 - kept) as u32);
             cursor.skip(len - kept);
         }
-        time = NaiveTime::from_hms_micro_opt(hour as u32, minute as u32, second as u32, micros as u32)
-            .ok_or_else(|| fail("no such time"))?;
+        time =
+            NaiveTime::from_hms_micro_opt(hour as u32, minute as u32, second as u32, micros as u32)
+                .ok_or_else(|| fail("no such time"))?;
     }
 
     let offset_seconds = match cursor.peek() {
@@ -231,7 +241,9 @@ mod tests {
             Ok(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
         );
         assert_eq!(
-            parse("2026-01-01T12:00:00.123456789Z").unwrap().nanosecond(),
+            parse("2026-01-01T12:00:00.123456789Z")
+                .unwrap()
+                .nanosecond(),
             123_456_000
         );
         assert_eq!(

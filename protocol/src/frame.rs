@@ -195,11 +195,14 @@ impl<'a> Frame<'a> {
                 error: Some(error),
                 ..
             } => {
-                let code = error
-                    .code
-                    .0
-                    .parse()
-                    .map_err(|e: crate::error_code::UnknownErrorCode| FrameError::Shape(e.to_string()))?;
+                let code =
+                    error
+                        .code
+                        .0
+                        .parse()
+                        .map_err(|e: crate::error_code::UnknownErrorCode| {
+                            FrameError::Shape(e.to_string())
+                        })?;
                 Ok(Frame::Error(ErrorFrame {
                     code,
                     message: error.message.0,
@@ -211,12 +214,16 @@ impl<'a> Frame<'a> {
                 endpoint: Some(_),
                 object: None,
                 ..
-            } => Err(FrameError::Shape("an endpoint message needs an 'object' with 'className' and 'data'".into())),
+            } => Err(FrameError::Shape(
+                "an endpoint message needs an 'object' with 'className' and 'data'".into(),
+            )),
             RawFrame {
                 endpoint: None,
                 object: Some(_),
                 ..
-            } => Err(FrameError::Shape("an endpoint message needs an 'endpoint'".into())),
+            } => Err(FrameError::Shape(
+                "an endpoint message needs an 'endpoint'".into(),
+            )),
             _ => Err(FrameError::Shape(
                 "expected {\"endpoint\":…,\"object\":…} or {\"command\":…,\"args\":…}".into(),
             )),
@@ -228,9 +235,14 @@ impl<'a> Frame<'a> {
             "ping" => Ok(Frame::Ping),
             "pong" => Ok(Frame::Pong),
             "auth" => {
-                let args = args.ok_or_else(|| FrameError::Shape("the auth command needs \"args\":{\"key\":…}".into()))?;
-                let args: AuthArgs<'a> = serde_json::from_str(args.get())
-                    .map_err(|e| FrameError::Shape(format!("auth args: {e}; expected {{\"key\": string or null}}")))?;
+                let args = args.ok_or_else(|| {
+                    FrameError::Shape("the auth command needs \"args\":{\"key\":…}".into())
+                })?;
+                let args: AuthArgs<'a> = serde_json::from_str(args.get()).map_err(|e| {
+                    FrameError::Shape(format!(
+                        "auth args: {e}; expected {{\"key\": string or null}}"
+                    ))
+                })?;
                 Ok(Frame::Auth {
                     key: args.key.map(|k| k.0),
                 })
@@ -296,7 +308,11 @@ pub const PONG: &[u8] = br#"{"command":"pong"}"#;
 /// # Errors
 ///
 /// When the model cannot be encoded ([`EncodeError`]); `out` is then left as it was.
-pub fn encode_message<P: ModelSet>(endpoint: &str, message: &P, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub fn encode_message<P: ModelSet>(
+    endpoint: &str,
+    message: &P,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     let start = out.len();
     write_message_head(out, endpoint, message.class_name());
     if let Err(e) = message.encode_data(out) {
@@ -394,7 +410,10 @@ mod tests {
 
     #[test]
     fn reads_serverpod_frames() {
-        assert_eq!(Frame::parse(r#"{"command":"ping","args":{}}"#).unwrap(), Frame::Ping);
+        assert_eq!(
+            Frame::parse(r#"{"command":"ping","args":{}}"#).unwrap(),
+            Frame::Ping
+        );
         // Serverpod kills the session on a ping without args; we do not.
         assert_eq!(Frame::parse(r#"{"command":"ping"}"#).unwrap(), Frame::Ping);
         assert_eq!(
@@ -407,9 +426,10 @@ mod tests {
             Frame::parse(r#"{"command":"auth","args":{"key":null}}"#).unwrap(),
             Frame::Auth { key: None }
         );
-        let Frame::Message(message) =
-            Frame::parse(r#"{"endpoint":"ch\u0061t","object":{"className":"A","data":{"x": [1, 2]}}}"#).unwrap()
-        else {
+        let Frame::Message(message) = Frame::parse(
+            r#"{"endpoint":"ch\u0061t","object":{"className":"A","data":{"x": [1, 2]}}}"#,
+        )
+        .unwrap() else {
             panic!("not a message")
         };
         assert_eq!(message.endpoint, "chat");
@@ -432,13 +452,28 @@ mod tests {
         assert_eq!(code_of(r#"{"endpoint":"chat""#), ErrorCode::InvalidJson);
         assert_eq!(code_of("[]"), ErrorCode::InvalidFrame);
         assert_eq!(code_of("{}"), ErrorCode::InvalidFrame);
-        assert_eq!(code_of(r#"{"endpoint":5,"object":{}}"#), ErrorCode::InvalidFrame);
+        assert_eq!(
+            code_of(r#"{"endpoint":5,"object":{}}"#),
+            ErrorCode::InvalidFrame
+        );
         assert_eq!(code_of(r#"{"endpoint":"chat"}"#), ErrorCode::InvalidFrame);
-        assert_eq!(code_of(r#"{"object":{"className":"A","data":{}}}"#), ErrorCode::InvalidFrame);
-        assert_eq!(code_of(r#"{"endpoint":"chat","object":{"data":{}}}"#), ErrorCode::InvalidFrame);
+        assert_eq!(
+            code_of(r#"{"object":{"className":"A","data":{}}}"#),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code_of(r#"{"endpoint":"chat","object":{"data":{}}}"#),
+            ErrorCode::InvalidFrame
+        );
         assert_eq!(code_of(r#"{"command":"auth"}"#), ErrorCode::InvalidFrame);
-        assert_eq!(code_of(r#"{"command":"auth","args":{"key":3}}"#), ErrorCode::InvalidFrame);
-        assert_eq!(code_of(r#"{"command":"dance","args":{}}"#), ErrorCode::UnknownCommand);
+        assert_eq!(
+            code_of(r#"{"command":"auth","args":{"key":3}}"#),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code_of(r#"{"command":"dance","args":{}}"#),
+            ErrorCode::UnknownCommand
+        );
         assert_eq!(
             code_of(r#"{"command":"ping","endpoint":"chat","object":{"className":"A","data":{}}}"#),
             ErrorCode::InvalidFrame
@@ -447,8 +482,11 @@ mod tests {
 
     #[test]
     fn error_frames_have_the_documented_shape() {
-        let frame = ErrorFrame::new(ErrorCode::UnknownEndpoint, "no endpoint 'chatt'; did you mean 'chat'?")
-            .with_endpoint("chatt");
+        let frame = ErrorFrame::new(
+            ErrorCode::UnknownEndpoint,
+            "no endpoint 'chatt'; did you mean 'chat'?",
+        )
+        .with_endpoint("chatt");
         assert_eq!(
             frame.to_json(),
             r#"{"error":{"code":"unknown_endpoint","message":"no endpoint 'chatt'; did you mean 'chat'?","endpoint":"chatt"}}"#

@@ -33,8 +33,8 @@ pub mod wire;
 
 pub use error_code::{ErrorCode, UnknownErrorCode};
 pub use model::{
-    decode_model, encode_model, unknown_class, DecodeError, EncodeError, EnumSerialization, ModelEnum, ModelSet,
-    SerializableException, SerializableModel,
+    decode_model, encode_model, unknown_class, DecodeError, EncodeError, EnumSerialization,
+    ModelEnum, ModelSet, SerializableException, SerializableModel,
 };
 
 /// The Rust types of Serverpod's value kinds, as generated fields use them.
@@ -65,8 +65,8 @@ pub mod reexports {
 #[doc(hidden)]
 pub mod __codegen {
     pub use crate::model::{
-        decode_model, encode_model, unknown_class, DecodeError, EncodeError, EnumSerialization, ModelEnum, ModelSet,
-        SerializableException, SerializableModel,
+        decode_model, encode_model, unknown_class, DecodeError, EncodeError, EnumSerialization,
+        ModelEnum, ModelSet, SerializableException, SerializableModel,
     };
     pub use crate::types::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
     pub use crate::wire;
@@ -78,7 +78,8 @@ pub mod __codegen {
     /// The current time, at the microsecond precision the wire keeps (`default=now`).
     pub fn now() -> DateTime {
         let now = DateTime::from(std::time::SystemTime::now());
-        chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
+        chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1))
+            .unwrap_or(now)
     }
 
     /// A `DateTime` default written in YAML, as microseconds since the epoch.
@@ -106,10 +107,15 @@ pub mod __codegen {
 macro_rules! impl_model_wire {
     ($ty:ty) => {
         impl $crate::wire::WireValue for $ty {
-            fn encode<S: $crate::__codegen::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
+            fn encode<S: $crate::__codegen::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::core::result::Result<S::Ok, S::Error> {
                 $crate::__codegen::serde::Serialize::serialize(self, serializer)
             }
-            fn decode<'de, D: $crate::__codegen::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+            fn decode<'de, D: $crate::__codegen::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> ::core::result::Result<Self, D::Error> {
                 <Self as $crate::__codegen::serde::Deserialize<'de>>::deserialize(deserializer)
             }
         }
@@ -122,20 +128,30 @@ macro_rules! impl_model_wire {
 macro_rules! impl_model_enum {
     ($ty:ty) => {
         impl $crate::__codegen::serde::Serialize for $ty {
-            fn serialize<S: $crate::__codegen::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
+            fn serialize<S: $crate::__codegen::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::core::result::Result<S::Ok, S::Error> {
                 $crate::wire::serialize_enum(self, serializer)
             }
         }
         impl<'de> $crate::__codegen::serde::Deserialize<'de> for $ty {
-            fn deserialize<D: $crate::__codegen::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+            fn deserialize<D: $crate::__codegen::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> ::core::result::Result<Self, D::Error> {
                 $crate::wire::deserialize_enum(deserializer)
             }
         }
         impl $crate::wire::WireValue for $ty {
-            fn encode<S: $crate::__codegen::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
+            fn encode<S: $crate::__codegen::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::core::result::Result<S::Ok, S::Error> {
                 $crate::wire::serialize_enum(self, serializer)
             }
-            fn decode<'de, D: $crate::__codegen::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+            fn decode<'de, D: $crate::__codegen::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> ::core::result::Result<Self, D::Error> {
                 $crate::wire::deserialize_enum(deserializer)
             }
         }

@@ -89,7 +89,10 @@ pub trait ModelEnum: Copy + Eq + Send + Sync + 'static {
 #[non_exhaustive]
 pub enum DecodeError {
     /// No model of this protocol has the class name.
-    #[error("unknown className '{class_name}'; known classes: {}", KnownClasses(known))]
+    #[error(
+        "unknown className '{class_name}'; known classes: {}",
+        KnownClasses(known)
+    )]
     UnknownClass {
         /// The class name the peer sent.
         class_name: String,

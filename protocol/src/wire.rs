@@ -90,7 +90,10 @@ pub mod field {
     /// # Errors
     ///
     /// Whatever the serializer reports.
-    pub fn serialize<T: WireValue, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: WireValue, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         value.encode(serializer)
     }
 
@@ -99,7 +102,9 @@ pub mod field {
     /// # Errors
     ///
     /// A serde error naming the expected form.
-    pub fn deserialize<'de, T: WireValue, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: WireValue, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
         T::decode(deserializer)
     }
 }
@@ -196,9 +201,15 @@ wire_via_string!(
     |value| value.hyphenated().to_string(),
     |text| Uuid::parse_str(text).map_err(|e| format!("invalid UUID '{text}': {e}"))
 );
-wire_via_string!(Url, "a URI string", |value| value.as_str().to_owned(), |text| {
-    Url::parse(text).map_err(|e| format!("invalid URI '{text}': {e} (only absolute URIs are supported)"))
-});
+wire_via_string!(
+    Url,
+    "a URI string",
+    |value| value.as_str().to_owned(),
+    |text| {
+        Url::parse(text)
+            .map_err(|e| format!("invalid URI '{text}': {e} (only absolute URIs are supported)"))
+    }
+);
 
 impl WireValue for BigInt {
     fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -257,7 +268,8 @@ const BYTES_SUFFIX: &str = "', 'base64')";
 impl WireValue for Bytes {
     fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let engine = base64::engine::general_purpose::STANDARD;
-        let mut text = String::with_capacity(BYTES_PREFIX.len() + BYTES_SUFFIX.len() + self.len() * 4 / 3 + 4);
+        let mut text =
+            String::with_capacity(BYTES_PREFIX.len() + BYTES_SUFFIX.len() + self.len() * 4 / 3 + 4);
         text.push_str(BYTES_PREFIX);
         engine.encode_string(self, &mut text);
         text.push_str(BYTES_SUFFIX);
@@ -423,7 +435,9 @@ impl<'de, K: WireKey, V: WireValue> Visitor<'de> for MapVisitor<K, V> {
             return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
         }
         let mut map = HashMap::with_capacity(access.size_hint().unwrap_or(0).min(1024));
-        while let Some((FromWire(key), FromWire(value))) = access.next_entry::<FromWire<K>, FromWire<V>>()? {
+        while let Some((FromWire(key), FromWire(value))) =
+            access.next_entry::<FromWire<K>, FromWire<V>>()?
+        {
             map.insert(key, value);
         }
         Ok(map)
@@ -446,7 +460,10 @@ impl<'de, K: WireKey, V: WireValue> Visitor<'de> for MapVisitor<K, V> {
 /// # Errors
 ///
 /// Whatever the serializer reports.
-pub fn serialize_enum<E: ModelEnum, S: Serializer>(value: &E, serializer: S) -> Result<S::Ok, S::Error> {
+pub fn serialize_enum<E: ModelEnum, S: Serializer>(
+    value: &E,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match E::SERIALIZATION {
         EnumSerialization::ByName => serializer.serialize_str(value.name()),
         EnumSerialization::ByIndex => serializer.serialize_u64(value.index() as u64),
@@ -459,7 +476,9 @@ pub fn serialize_enum<E: ModelEnum, S: Serializer>(value: &E, serializer: S) -> 
 /// # Errors
 ///
 /// An unknown value when the enum has no fallback, or a value of the wrong JSON type.
-pub fn deserialize_enum<'de, E: ModelEnum, D: Deserializer<'de>>(deserializer: D) -> Result<E, D::Error> {
+pub fn deserialize_enum<'de, E: ModelEnum, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<E, D::Error> {
     deserializer.deserialize_any(EnumVisitor(PhantomData))
 }
 
@@ -493,7 +512,10 @@ impl<E: ModelEnum> Visitor<'_> for EnumVisitor<E> {
             return Err(Err::invalid_type(de::Unexpected::Str(value), &self));
         }
         match E::NAMES.iter().position(|name| *name == value) {
-            Some(index) => E::VALUES.get(index).copied().ok_or_else(|| Err::custom("enum tables disagree")),
+            Some(index) => E::VALUES
+                .get(index)
+                .copied()
+                .ok_or_else(|| Err::custom("enum tables disagree")),
             None => Self::unknown(de::Unexpected::Str(value)),
         }
     }
@@ -502,7 +524,10 @@ impl<E: ModelEnum> Visitor<'_> for EnumVisitor<E> {
         if E::SERIALIZATION != EnumSerialization::ByIndex {
             return Err(Err::invalid_type(de::Unexpected::Unsigned(value), &self));
         }
-        match usize::try_from(value).ok().and_then(|index| E::VALUES.get(index)) {
+        match usize::try_from(value)
+            .ok()
+            .and_then(|index| E::VALUES.get(index))
+        {
             Some(found) => Ok(*found),
             None => Self::unknown(de::Unexpected::Unsigned(value)),
         }
@@ -511,7 +536,9 @@ impl<E: ModelEnum> Visitor<'_> for EnumVisitor<E> {
     fn visit_i64<Err: de::Error>(self, value: i64) -> Result<E, Err> {
         match u64::try_from(value) {
             Ok(value) => self.visit_u64(value),
-            Err(_) if E::SERIALIZATION == EnumSerialization::ByIndex => Self::unknown(de::Unexpected::Signed(value)),
+            Err(_) if E::SERIALIZATION == EnumSerialization::ByIndex => {
+                Self::unknown(de::Unexpected::Signed(value))
+            }
             Err(_) => Err(Err::invalid_type(de::Unexpected::Signed(value), &self)),
         }
     }

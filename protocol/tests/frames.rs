@@ -1,5 +1,8 @@
 //! Frames: encode → parse is the identity for every frame kind.
 
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::borrow::Cow;
 
 use proptest::prelude::*;
@@ -72,7 +75,8 @@ proptest! {
 
 #[test]
 fn golden_frames() {
-    let data = RawValue::from_string(r#"{"__className__":"ChatMessage","content":"hi"}"#.into()).unwrap();
+    let data =
+        RawValue::from_string(r#"{"__className__":"ChatMessage","content":"hi"}"#.into()).unwrap();
     let frame = Frame::Message(MessageFrame {
         endpoint: "chat".into(),
         class_name: "ChatMessage".into(),
@@ -85,7 +89,10 @@ fn golden_frames() {
     assert_eq!(Frame::Ping.to_json(), r#"{"command":"ping","args":{}}"#);
     assert_eq!(Frame::Pong.to_json(), r#"{"command":"pong"}"#);
     assert_eq!(
-        Frame::Auth { key: Some("Bearer x".into()) }.to_json(),
+        Frame::Auth {
+            key: Some("Bearer x".into())
+        }
+        .to_json(),
         r#"{"command":"auth","args":{"key":"Bearer x"}}"#
     );
 }

@@ -1,6 +1,9 @@
 //! Every value kind: golden JSON from Serverpod's documented format, and encode → decode
 //! round trips over generated values.
 
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 
@@ -18,9 +21,9 @@ fn decode<T: WireValue>(json: &str) -> Result<T, serde_json::Error> {
 }
 
 /// `value` encodes to exactly `json`, and `json` decodes to `value`.
-fn golden<T: WireValue + PartialEq + Debug>(value: T, json: &str) {
-    assert_eq!(encode(&value), json, "encoding {value:?}");
-    assert_eq!(decode::<T>(json).unwrap(), value, "decoding {json}");
+fn golden<T: WireValue + PartialEq + Debug>(value: &T, json: &str) {
+    assert_eq!(encode(value), json, "encoding {value:?}");
+    assert_eq!(&decode::<T>(json).unwrap(), value, "decoding {json}");
 }
 
 fn round_trips<T: WireValue + PartialEq + Debug>(value: &T) -> Result<(), TestCaseError> {
@@ -36,34 +39,43 @@ fn noon() -> DateTime {
 
 #[test]
 fn golden_scalars() {
-    golden(true, "true");
-    golden(42_i64, "42");
-    golden(-7_i64, "-7");
-    golden(1.5_f64, "1.5");
-    golden(String::from("héllo \"q\"\n"), r#""héllo \"q\"\n""#);
+    golden(&true, "true");
+    golden(&42_i64, "42");
+    golden(&-7_i64, "-7");
+    golden(&1.5_f64, "1.5");
+    golden(&String::from("héllo \"q\"\n"), r#""héllo \"q\"\n""#);
 }
 
 #[test]
 fn golden_datetime_is_dart_iso8601_utc() {
-    golden(noon(), r#""2026-01-01T12:00:00.000Z""#);
-    golden(noon() + TimeDelta::milliseconds(5), r#""2026-01-01T12:00:00.005Z""#);
-    golden(noon() + TimeDelta::microseconds(5), r#""2026-01-01T12:00:00.000005Z""#);
+    golden(&noon(), r#""2026-01-01T12:00:00.000Z""#);
+    golden(
+        &(noon() + TimeDelta::milliseconds(5)),
+        r#""2026-01-01T12:00:00.005Z""#,
+    );
+    golden(
+        &(noon() + TimeDelta::microseconds(5)),
+        r#""2026-01-01T12:00:00.000005Z""#,
+    );
     // Accepted on decode: integer milliseconds and offsets.
     assert_eq!(decode::<DateTime>("1767268800000").unwrap(), noon());
-    assert_eq!(decode::<DateTime>(r#""2026-01-01T13:00:00+01:00""#).unwrap(), noon());
+    assert_eq!(
+        decode::<DateTime>(r#""2026-01-01T13:00:00+01:00""#).unwrap(),
+        noon()
+    );
 }
 
 #[test]
 fn golden_duration_is_milliseconds() {
     let value = TimeDelta::days(1) + TimeDelta::hours(2) + TimeDelta::milliseconds(100);
-    golden(value, "93600100");
-    golden(TimeDelta::milliseconds(-1500), "-1500");
+    golden(&value, "93600100");
+    golden(&TimeDelta::milliseconds(-1500), "-1500");
 }
 
 #[test]
 fn golden_uuid_uri_bigint_bytes() {
     golden(
-        Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap(),
+        &Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap(),
         r#""550e8400-e29b-41d4-a716-446655440000""#,
     );
     assert_eq!(
@@ -71,32 +83,41 @@ fn golden_uuid_uri_bigint_bytes() {
         Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap()
     );
     golden(
-        Url::parse("https://serverpod.dev/docs?x=1#top").unwrap(),
+        &Url::parse("https://serverpod.dev/docs?x=1#top").unwrap(),
         r#""https://serverpod.dev/docs?x=1#top""#,
     );
     golden(
-        "-123456789012345678901234567890".parse::<BigInt>().unwrap(),
+        &"-123456789012345678901234567890".parse::<BigInt>().unwrap(),
         r#""-123456789012345678901234567890""#,
     );
     assert_eq!(decode::<BigInt>("12").unwrap(), BigInt::from(12));
-    golden(Bytes::from_static(&[1, 2, 3]), r#""decode('AQID', 'base64')""#);
-    golden(Bytes::new(), r#""decode('', 'base64')""#);
-    assert_eq!(decode::<Bytes>(r#""AQID""#).unwrap(), Bytes::from_static(&[1, 2, 3]));
+    golden(
+        &Bytes::from_static(&[1, 2, 3]),
+        r#""decode('AQID', 'base64')""#,
+    );
+    golden(&Bytes::new(), r#""decode('', 'base64')""#);
+    assert_eq!(
+        decode::<Bytes>(r#""AQID""#).unwrap(),
+        Bytes::from_static(&[1, 2, 3])
+    );
 }
 
 #[test]
 fn golden_containers() {
-    golden(vec![1_i64, 2, 3], "[1,2,3]");
-    golden(HashSet::from([String::from("a")]), r#"["a"]"#);
-    golden(HashMap::from([(String::from("a"), 1_i64)]), r#"{"a":1}"#);
+    golden(&vec![1_i64, 2, 3], "[1,2,3]");
+    golden(&HashSet::from([String::from("a")]), r#"["a"]"#);
+    golden(&HashMap::from([(String::from("a"), 1_i64)]), r#"{"a":1}"#);
     // Non-string keys: an array of {"k","v"} entries, as Serverpod writes them.
-    golden(HashMap::from([(1_i64, String::from("a"))]), r#"[{"k":1,"v":"a"}]"#);
     golden(
-        HashMap::from([(noon(), vec![Some(TimeDelta::seconds(1)), None])]),
+        &HashMap::from([(1_i64, String::from("a"))]),
+        r#"[{"k":1,"v":"a"}]"#,
+    );
+    golden(
+        &HashMap::from([(noon(), vec![Some(TimeDelta::seconds(1)), None])]),
         r#"[{"k":"2026-01-01T12:00:00.000Z","v":[1000,null]}]"#,
     );
-    golden(None::<i64>, "null");
-    golden(Some(vec![Some(noon())]), r#"["2026-01-01T12:00:00.000Z"]"#);
+    golden(&None::<i64>, "null");
+    golden(&Some(vec![Some(noon())]), r#"["2026-01-01T12:00:00.000Z"]"#);
 }
 
 #[test]
@@ -109,22 +130,52 @@ fn bool_accepts_zero_and_one() {
 #[test]
 fn rejections_name_the_expected_form() {
     let cases: [(&str, String); 7] = [
-        ("DateTime", decode::<DateTime>(r#""yesterday""#).unwrap_err().to_string()),
+        (
+            "DateTime",
+            decode::<DateTime>(r#""yesterday""#)
+                .unwrap_err()
+                .to_string(),
+        ),
         ("UUID", decode::<Uuid>(r#""xyz""#).unwrap_err().to_string()),
-        ("URI", decode::<Url>(r#""not a uri""#).unwrap_err().to_string()),
-        ("BigInt", decode::<BigInt>(r#""1e5""#).unwrap_err().to_string()),
-        ("base64", decode::<Bytes>(r#""decode('%%', 'base64')""#).unwrap_err().to_string()),
-        ("{\"k\"", decode::<HashMap<i64, i64>>(r#"{"1":2}"#).unwrap_err().to_string()),
-        ("object", decode::<HashMap<String, i64>>(r#"[{"k":"a","v":1}]"#).unwrap_err().to_string()),
+        (
+            "URI",
+            decode::<Url>(r#""not a uri""#).unwrap_err().to_string(),
+        ),
+        (
+            "BigInt",
+            decode::<BigInt>(r#""1e5""#).unwrap_err().to_string(),
+        ),
+        (
+            "base64",
+            decode::<Bytes>(r#""decode('%%', 'base64')""#)
+                .unwrap_err()
+                .to_string(),
+        ),
+        (
+            "{\"k\"",
+            decode::<HashMap<i64, i64>>(r#"{"1":2}"#)
+                .unwrap_err()
+                .to_string(),
+        ),
+        (
+            "object",
+            decode::<HashMap<String, i64>>(r#"[{"k":"a","v":1}]"#)
+                .unwrap_err()
+                .to_string(),
+        ),
     ];
     for (needle, message) in cases {
-        assert!(message.contains(needle), "{message:?} should mention {needle}");
+        assert!(
+            message.contains(needle),
+            "{message:?} should mention {needle}"
+        );
     }
 }
 
 fn datetime() -> impl Strategy<Value = DateTime> {
     // Years about -95,000 to +95,000, microsecond precision (the wire's precision).
-    (-3_000_000_000_000_000_000_i64..3_000_000_000_000_000_000).prop_map(|micros| DateTime::from_timestamp_micros(micros).unwrap())
+    (-3_000_000_000_000_000_000_i64..3_000_000_000_000_000_000)
+        .prop_map(|micros| DateTime::from_timestamp_micros(micros).unwrap())
 }
 
 fn duration() -> impl Strategy<Value = Duration> {
@@ -132,7 +183,12 @@ fn duration() -> impl Strategy<Value = Duration> {
 }
 
 fn uri() -> impl Strategy<Value = Url> {
-    ("[a-z]{1,8}", "[a-z0-9.-]{1,12}", "(/[a-zA-Z0-9%_.~-]{0,6}){0,3}", proptest::option::of("[a-z=&0-9]{0,10}"))
+    (
+        "[a-z]{1,8}",
+        "[a-z0-9.-]{1,12}",
+        "(/[a-zA-Z0-9%_.~-]{0,6}){0,3}",
+        proptest::option::of("[a-z=&0-9]{0,10}"),
+    )
         .prop_filter_map("must parse", |(scheme, host, path, query)| {
             let query = query.map(|q| format!("?{q}")).unwrap_or_default();
             Url::parse(&format!("{scheme}://{host}{path}{query}")).ok()

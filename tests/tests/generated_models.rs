@@ -1,0 +1,276 @@
+//! The code generated from the codegen fixtures compiles (this crate's build.rs) and
+//! reads and writes Serverpod's JSON: golden documents round-trip exactly.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::value::RawValue;
+use streampod::__codegen::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
+use streampod::protocol::frame::{self, Frame};
+use streampod::{ModelEnum, ModelSet, SerializableException, SerializableModel};
+use streampod_tests::fixtures::*;
+
+fn noon() -> DateTime {
+    "2026-01-01T12:00:00Z".parse().unwrap()
+}
+
+/// `json` decodes to `value`, and `value` encodes back to exactly `json`.
+fn golden<T: SerializableModel + PartialEq + std::fmt::Debug>(value: &T, json: &str) {
+    let decoded: T = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+    assert_eq!(&decoded, value);
+    assert_eq!(serde_json::to_string(value).unwrap(), json);
+}
+
+fn chat() -> ChatMessage {
+    ChatMessage {
+        sender_name: "ann".into(),
+        content: "hi".into(),
+        timestamp: Some(noon()),
+        channel_id: "room-1".into(),
+        priority: Priority::Urgent,
+    }
+}
+
+#[test]
+fn chat_message_golden() {
+    golden(
+        &chat(),
+        r#"{"__className__":"ChatMessage","senderName":"ann","content":"hi","timestamp":"2026-01-01T12:00:00.000Z","channelId":"room-1","priority":"urgent"}"#,
+    );
+}
+
+#[test]
+fn class_name_is_optional_on_decode_and_missing_fields_use_null_or_default() {
+    let decoded: ChatMessage =
+        serde_json::from_str(r#"{"senderName":"ann","content":"hi","channelId":"room-1"}"#)
+            .unwrap();
+    assert_eq!(decoded.timestamp, None);
+    assert_eq!(decoded.priority, Priority::Normal);
+    // Unknown fields from newer clients are ignored.
+    let decoded: ChatMessage =
+        serde_json::from_str(r#"{"senderName":"a","content":"b","channelId":"c","mood":"happy"}"#)
+            .unwrap();
+    assert_eq!(decoded.sender_name, "a");
+    // A missing non-nullable field without default is an error naming it.
+    let err =
+        serde_json::from_str::<ChatMessage>(r#"{"senderName":"a","content":"b"}"#).unwrap_err();
+    assert!(err.to_string().contains("channelId"), "{err}");
+}
+
+#[test]
+fn every_type_golden() {
+    let value = EveryType {
+        a_bool: true,
+        an_int: -42,
+        a_double: 0.25,
+        a_string: "s".into(),
+        a_date_time: noon(),
+        a_duration: Duration::milliseconds(1500),
+        a_uuid: Uuid::from_u128(1),
+        a_uri: Url::parse("https://serverpod.dev/a?b=c").unwrap(),
+        a_big_int: "-98765432109876543210".parse::<BigInt>().unwrap(),
+        some_bytes: Bytes::from_static(b"hi"),
+        maybe_int: None,
+        int_list: vec![1, 2],
+        nullable_items: Some(vec![Some("x".into()), None]),
+        tags: HashSet::from(["t".to_owned()]),
+        counts: HashMap::from([("c".to_owned(), 3)]),
+        by_day: HashMap::from([(noon(), vec![Some(Duration::seconds(2)), None])]),
+        suits: HashMap::from([(Suit::InProgress, HashSet::from([Uuid::from_u128(2)]))]),
+        deep: vec![HashMap::from([("k".to_owned(), vec![HashSet::from([7])])])],
+        message: Some(chat()),
+        messages: vec![],
+    };
+    golden(
+        &value,
+        concat!(
+            r#"{"__className__":"EveryType","aBool":true,"anInt":-42,"aDouble":0.25,"aString":"s","#,
+            r#""aDateTime":"2026-01-01T12:00:00.000Z","aDuration":1500,"#,
+            r#""aUuid":"00000000-0000-0000-0000-000000000001","aUri":"https://serverpod.dev/a?b=c","#,
+            r#""aBigInt":"-98765432109876543210","someBytes":"decode('aGk=', 'base64')","#,
+            r#""intList":[1,2],"nullableItems":["x",null],"tags":["t"],"counts":{"c":3},"#,
+            r#""byDay":[{"k":"2026-01-01T12:00:00.000Z","v":[2000,null]}],"#,
+            r#""suits":[{"k":2,"v":["00000000-0000-0000-0000-000000000002"]}],"#,
+            r#""deep":[{"k":[[7]]}],"#,
+            r#""message":{"__className__":"ChatMessage","senderName":"ann","content":"hi","timestamp":"2026-01-01T12:00:00.000Z","channelId":"room-1","priority":"urgent"},"#,
+            r#""messages":[]}"#
+        ),
+    );
+}
+
+#[test]
+fn defaults_fill_missing_fields() {
+    let before = streampod::__codegen::now();
+    let value: Defaults = serde_json::from_str("{}").unwrap();
+    assert!(value.flag);
+    assert_eq!(value.count, -3);
+    assert_eq!(value.ratio, 0.5);
+    assert_eq!(value.label, "a, b");
+    assert!(value.created >= before && value.created <= streampod::__codegen::now());
+    assert_eq!(value.epoch.timestamp(), 0);
+    assert_eq!(value.timeout, Duration::milliseconds(94_230_100));
+    assert_eq!(value.id.get_version_num(), 4);
+    assert_eq!(value.sortable.get_version_num(), 7);
+    assert_eq!(
+        value.fixed,
+        Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap()
+    );
+    assert_eq!(value.home.as_str(), "https://serverpod.dev/");
+    assert_eq!(value.huge.to_string(), "123456789012345678901234567890");
+    assert_eq!(value.suit, Some(Suit::Spades));
+    assert_eq!(value.retries, Some(3));
+    // A default never overrides a value that is present.
+    let value: Defaults = serde_json::from_str(r#"{"count":9,"retries":null}"#).unwrap();
+    assert_eq!((value.count, value.retries), (9, None));
+}
+
+#[test]
+fn keyword_fields_and_json_keys() {
+    let value = Keywords {
+        r#type: "t".into(),
+        self_: Some(1),
+        r#match: Some(false),
+        async_value: None,
+        renamed: "r".into(),
+    };
+    golden(
+        &value,
+        r#"{"__className__":"Keywords","type":"t","self":1,"match":false,"renamed_on_wire":"r"}"#,
+    );
+}
+
+#[test]
+fn recursive_models_and_server_only_fields() {
+    let grandparent = Person {
+        name: "g".into(),
+        parent: None,
+        children: vec![],
+        record: None,
+        secret_note: Some("kept".into()),
+    };
+    let person = Person {
+        name: "p".into(),
+        parent: Some(Box::new(grandparent)),
+        children: vec![],
+        record: Some(UserRecord {
+            name: "r".into(),
+            password_hash: Some("hash".into()),
+            cache: None,
+            company: None,
+        }),
+        secret_note: Some("never sent".into()),
+    };
+    let json = serde_json::to_string(&person).unwrap();
+    assert_eq!(
+        json,
+        r#"{"__className__":"Person","name":"p","parent":{"__className__":"Person","name":"g","children":[]},"children":[]}"#
+    );
+    // Server-only fields are not read from the wire either; they take their default.
+    let decoded: Person = serde_json::from_str(
+        r#"{"name":"p","children":[],"record":{"name":"x"},"secretNote":"injected"}"#,
+    )
+    .unwrap();
+    assert_eq!(decoded.record, None);
+    assert_eq!(decoded.secret_note.as_deref(), Some("none"));
+    let user: UserRecord = serde_json::from_str(r#"{"name":"n","passwordHash":"leak"}"#).unwrap();
+    assert_eq!(user.password_hash, None);
+}
+
+#[test]
+fn enums_by_name_and_by_index() {
+    assert_eq!(
+        serde_json::to_string(&Priority::Urgent).unwrap(),
+        r#""urgent""#
+    );
+    assert_eq!(serde_json::to_string(&Suit::InProgress).unwrap(), "2");
+    assert_eq!(serde_json::from_str::<Suit>("1").unwrap(), Suit::Spades);
+    // Priority has `default: normal`: unknown names fall back to it.
+    assert_eq!(
+        serde_json::from_str::<Priority>(r#""someday""#).unwrap(),
+        Priority::Normal
+    );
+    // Suit has no default: unknown indexes are errors that list the values.
+    let err = serde_json::from_str::<Suit>("7").unwrap_err().to_string();
+    assert!(
+        err.contains("unknown Suit value") && err.contains("hearts, spades, inProgress"),
+        "{err}"
+    );
+    assert!(
+        serde_json::from_str::<Suit>(r#""hearts""#).is_err(),
+        "byIndex enums are not read by name"
+    );
+    assert_eq!(Suit::VALUES, [Suit::Hearts, Suit::Spades, Suit::InProgress]);
+    assert_eq!(Priority::Low.name(), "low");
+}
+
+#[test]
+fn exceptions_are_errors() {
+    fn as_exception<E: SerializableException>(e: E) -> Box<dyn std::error::Error> {
+        Box::new(e)
+    }
+    let err = as_exception(RoomNotFound {
+        room_id: "r1".into(),
+        message: None,
+    });
+    assert!(err.to_string().contains("r1"));
+    assert_eq!(RoomNotFound::CLASS_NAME, "RoomNotFound");
+}
+
+#[test]
+fn protocol_decodes_by_class_name() {
+    assert_eq!(
+        Protocol::class_names(),
+        [
+            "ChatMessage",
+            "Defaults",
+            "EveryType",
+            "Keywords",
+            "Person",
+            "RoomNotFound"
+        ],
+        "server-only UserRecord is not on the wire"
+    );
+    let data =
+        RawValue::from_string(r#"{"senderName":"ann","content":"hi","channelId":"room-1"}"#.into())
+            .unwrap();
+    let Protocol::ChatMessage(message) = Protocol::decode("ChatMessage", &data).unwrap() else {
+        panic!("wrong variant")
+    };
+    assert_eq!(message.sender_name, "ann");
+
+    let err = Protocol::decode("ChatMesage", &data)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("unknown className 'ChatMesage'; known classes: ChatMessage, Defaults"),
+        "{err}"
+    );
+    let err = Protocol::decode("Keywords", &data).unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid data for 'Keywords': missing field `type`"),
+        "{err}"
+    );
+    assert!(Protocol::decode("UserRecord", &data).is_err());
+}
+
+#[test]
+fn protocol_encodes_frames_in_one_pass() {
+    let message = Protocol::from(chat());
+    assert_eq!(message.class_name(), "ChatMessage");
+    let mut out = Vec::new();
+    frame::encode_message("chat", &message, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text,
+        r#"{"endpoint":"chat","object":{"className":"ChatMessage","data":{"__className__":"ChatMessage","senderName":"ann","content":"hi","timestamp":"2026-01-01T12:00:00.000Z","channelId":"room-1","priority":"urgent"}}}"#
+    );
+    let Frame::Message(parsed) = Frame::parse(&text).unwrap() else {
+        panic!("not a message frame")
+    };
+    assert_eq!(
+        Protocol::decode(&parsed.class_name, parsed.data).unwrap(),
+        message
+    );
+}
