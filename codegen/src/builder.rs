@@ -153,19 +153,14 @@ impl Builder {
     /// [`Error::Io`] when the output cannot be written.
     pub fn compile(&self, dir: impl AsRef<Path>) -> Result<Generated, Error> {
         let dir = dir.as_ref();
-        if self.emit_rerun_if_changed {
-            // Printed before generating, so a failed run still reruns when the directory changes.
-            println!("cargo:rerun-if-changed={}", dir.display());
-        }
         let out_dir = match &self.out_dir {
             Some(dir) => dir.clone(),
-            None => std::env::var_os("OUT_DIR")
-                .map(PathBuf::from)
-                .ok_or(Error::NoOutDir)?,
+            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(Error::NoOutDir)?,
         };
         let result = self.generate(dir);
         if result.is_err() && self.emit_rerun_if_changed {
-            // A failed build must still rerun when any model file changes.
+            // A failed build must still rerun when the directory or any model file changes.
+            println!("cargo:rerun-if-changed={}", dir.display());
             for path in model_files(dir).unwrap_or_default() {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
