@@ -155,7 +155,9 @@ impl Builder {
         let dir = dir.as_ref();
         let out_dir = match &self.out_dir {
             Some(dir) => dir.clone(),
-            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(Error::NoOutDir)?,
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or(Error::NoOutDir)?,
         };
         let result = self.generate(dir);
         if result.is_err() && self.emit_rerun_if_changed {

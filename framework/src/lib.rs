@@ -1,19 +1,61 @@
 //! streampod: typed real-time endpoints for Rust, ported from Serverpod's streaming
 //! endpoints.
 //!
-//! Models are written in YAML and generated into serde types by `streampod-codegen`
-//! from your `build.rs`; [`include_models!`] brings them into your crate:
+//! 1. Write models in YAML and generate them from `build.rs` with
+//!    `streampod_codegen::compile_or_exit("models")`; bring them in with
+//!    [`include_models!`].
+//! 2. Implement [`Endpoint`] for the generated `Protocol`.
+//! 3. Register endpoints on a [`Server`] and bind it. Clients open one WebSocket at
+//!    `GET /websocket` and exchange Serverpod-format JSON frames.
 //!
-//! ```text
-//! // build.rs:   fn main() { streampod_codegen::compile_or_exit("models"); }
-//! // src/main.rs:
-//! streampod::include_models!();
+//! ```no_run
+//! # streampod::__doc_models!();
+//! use streampod::{async_trait, Endpoint, EndpointError, Server, StreamingSession};
+//!
+//! struct Echo;
+//!
+//! #[async_trait]
+//! impl Endpoint<Protocol> for Echo {
+//!     async fn handle_stream_message(
+//!         &self,
+//!         session: &StreamingSession<Protocol>,
+//!         message: Protocol,
+//!     ) -> Result<(), EndpointError> {
+//!         session.send_stream_message(message)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let server = Server::builder().endpoint("echo", Echo).bind("127.0.0.1:8080").await?;
+//!     server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//!     Ok(())
+//! }
 //! ```
 //!
-//! The server runtime, message central and client build on the types re-exported here.
+//! Bad input never takes a server down: frames that cannot be used get an error frame
+//! (`{"error":{"code":…,"message":…}}`, codes in [`protocol::ErrorCode`]) and the socket
+//! stays open; protocol violations close it with the RFC 6455 code (1007 invalid UTF-8,
+//! 1009 too large); a slow consumer is closed with 1008 without delaying anyone else.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]
 
+pub mod auth;
+mod config;
+mod connection;
+mod endpoint;
+mod http;
+mod outbound;
+mod registry;
+mod server;
+mod session;
+
+pub use async_trait::async_trait;
+pub use config::{ServerConfig, SlowConsumerPolicy};
+pub use endpoint::{Endpoint, EndpointError};
+pub use server::{Server, ServerBuilder, ServerHandle};
+pub use session::{SendError, SessionHandle, SessionId, StreamingSession};
 pub use streampod_protocol as protocol;
 pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, SerializableModel};
 
@@ -35,5 +77,61 @@ macro_rules! include_models {
     };
     ($file:literal) => {
         include!(concat!(env!("OUT_DIR"), "/", $file));
+    };
+}
+
+/// A one-model `Protocol` for this crate's doc examples (doc tests have no build script).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __doc_models {
+    () => {
+        /// A chat message.
+        #[derive(
+            Debug,
+            Clone,
+            PartialEq,
+            $crate::__codegen::serde::Serialize,
+            $crate::__codegen::serde::Deserialize,
+        )]
+        #[serde(crate = "streampod::__codegen::serde", tag = "__className__")]
+        pub struct ChatMessage {
+            /// The text.
+            pub content: String,
+        }
+        impl $crate::SerializableModel for ChatMessage {
+            const CLASS_NAME: &'static str = "ChatMessage";
+        }
+        /// The doc examples' model set.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Protocol {
+            /// A chat message.
+            ChatMessage(ChatMessage),
+        }
+        impl From<ChatMessage> for Protocol {
+            fn from(message: ChatMessage) -> Self {
+                Self::ChatMessage(message)
+            }
+        }
+        impl $crate::ModelSet for Protocol {
+            fn class_name(&self) -> &'static str {
+                "ChatMessage"
+            }
+            fn decode(
+                class_name: &str,
+                data: &$crate::__codegen::RawValue,
+            ) -> Result<Self, $crate::__codegen::DecodeError> {
+                match class_name {
+                    "ChatMessage" => $crate::__codegen::decode_model(data).map(Self::ChatMessage),
+                    _ => Err($crate::__codegen::unknown_class::<Self>(class_name)),
+                }
+            }
+            fn encode_data(&self, out: &mut Vec<u8>) -> Result<(), $crate::__codegen::EncodeError> {
+                let Self::ChatMessage(message) = self;
+                $crate::__codegen::encode_model(message, out)
+            }
+            fn class_names() -> &'static [&'static str] {
+                &["ChatMessage"]
+            }
+        }
     };
 }

@@ -259,8 +259,8 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(message.data.get().as_bytes());
                 out.extend_from_slice(b"}}");
             }
-            Frame::Ping => out.extend_from_slice(PING),
-            Frame::Pong => out.extend_from_slice(PONG),
+            Frame::Ping => out.extend_from_slice(PING.as_bytes()),
+            Frame::Pong => out.extend_from_slice(PONG.as_bytes()),
             Frame::Auth { key } => {
                 out.extend_from_slice(b"{\"command\":\"auth\",\"args\":{\"key\":");
                 match key {
@@ -282,9 +282,9 @@ impl<'a> Frame<'a> {
 }
 
 /// The ping frame's text.
-pub const PING: &[u8] = br#"{"command":"ping","args":{}}"#;
+pub const PING: &str = r#"{"command":"ping","args":{}}"#;
 /// The pong frame's text.
-pub const PONG: &[u8] = br#"{"command":"pong"}"#;
+pub const PONG: &str = r#"{"command":"pong"}"#;
 
 /// Appends an endpoint message frame carrying `message` to `out`, encoding the model
 /// straight into the buffer.

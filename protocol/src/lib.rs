@@ -29,6 +29,7 @@ pub mod datetime;
 mod error_code;
 pub mod frame;
 mod model;
+pub mod suggest;
 pub mod wire;
 
 pub use error_code::{ErrorCode, UnknownErrorCode};

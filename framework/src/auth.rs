@@ -1,0 +1,124 @@
+//! Authentication: turning an auth key into a user and scopes.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+
+use async_trait::async_trait;
+
+/// A permission a signed-in user may hold, such as `"admin"`.
+///
+/// ```
+/// use streampod::auth::Scope;
+/// const ADMIN: Scope = Scope::from_static("admin");
+/// assert_eq!(ADMIN.as_str(), "admin");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope(Cow<'static, str>);
+
+impl Scope {
+    /// A scope from a string known at compile time, usable in `const`s.
+    pub const fn from_static(name: &'static str) -> Self {
+        Self(Cow::Borrowed(name))
+    }
+
+    /// A scope from any string.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(Cow::Owned(name.into()))
+    }
+
+    /// The scope's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who a session is: what an [`AuthenticationHandler`] returns for a valid key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthInfo {
+    /// The user's id (numeric ids are written as decimal strings).
+    pub user_id: String,
+    /// The scopes the user holds.
+    pub scopes: HashSet<Scope>,
+}
+
+impl AuthInfo {
+    /// A user with no scopes.
+    pub fn new(user_id: impl Into<String>) -> Self {
+        Self {
+            user_id: user_id.into(),
+            scopes: HashSet::new(),
+        }
+    }
+
+    /// Adds scopes.
+    #[must_use]
+    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        self.scopes.extend(scopes);
+        self
+    }
+
+    /// Whether the user holds `scope`.
+    pub fn has_scope(&self, scope: &Scope) -> bool {
+        self.scopes.contains(scope)
+    }
+}
+
+/// Checks auth keys. The key comes from the socket's `?auth=` query parameter, its
+/// `Authorization` header (`Bearer`/`Basic` unwrapped), or the `auth` command; the
+/// server never logs it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot authenticate sessions",
+    note = "implement `AuthenticationHandler`, or wrap an async closure with `streampod::auth::from_fn`"
+)]
+#[async_trait]
+pub trait AuthenticationHandler: Send + Sync + 'static {
+    /// The user behind `key`, or `None` when the key is not valid.
+    async fn authenticate(&self, key: &str) -> Option<AuthInfo>;
+}
+
+/// An [`AuthenticationHandler`] from an async function.
+///
+/// ```
+/// use streampod::auth::{self, AuthInfo};
+/// let handler = auth::from_fn(|key: String| async move {
+///     (key == "secret").then(|| AuthInfo::new("42"))
+/// });
+/// # let _ = handler;
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> FnAuthenticationHandler<F>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<AuthInfo>> + Send + 'static,
+{
+    FnAuthenticationHandler(f)
+}
+
+/// The handler [`from_fn`] returns.
+#[derive(Clone)]
+pub struct FnAuthenticationHandler<F>(F);
+
+impl<F> fmt::Debug for FnAuthenticationHandler<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnAuthenticationHandler")
+    }
+}
+
+#[async_trait]
+impl<F, Fut> AuthenticationHandler for FnAuthenticationHandler<F>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<AuthInfo>> + Send + 'static,
+{
+    async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
+        (self.0)(key.to_owned()).await
+    }
+}

@@ -1,0 +1,115 @@
+//! Server configuration with documented defaults.
+
+use std::time::Duration;
+
+/// What happens when a session's outbound queue is full. The publisher never waits
+/// under any policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Close the session with code 1008 "slow consumer" (the default). Its queued
+    /// frames are dropped and `stream_closed` runs.
+    #[default]
+    Disconnect,
+    /// Drop the oldest queued frames to make room for the new one.
+    DropOldest,
+}
+
+/// Server settings. Every field has a default chosen for chat-like traffic; change them
+/// with the by-value setters:
+///
+/// ```
+/// use std::time::Duration;
+/// use streampod::ServerConfig;
+///
+/// let config = ServerConfig::default()
+///     .keepalive_interval(Duration::from_secs(15))
+///     .max_frame_size(64 * 1024);
+/// assert_eq!(config.max_frame_size, 64 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest text frame (and message) a client may send, in bytes. Larger ones close
+    /// the socket with 1009. Default 1 MiB.
+    pub max_frame_size: usize,
+    /// Most frames waiting in one session's outbound queue. Default 4,096.
+    pub outbound_queue_frames: usize,
+    /// Most bytes waiting in one session's outbound queue. Default 8 MiB.
+    pub outbound_queue_bytes: usize,
+    /// What a full outbound queue does. Default [`SlowConsumerPolicy::Disconnect`].
+    pub slow_consumer: SlowConsumerPolicy,
+    /// A socket that sent nothing for this long gets a WebSocket ping. Default 20 s:
+    /// below the 30 s idle timeout of common load balancers.
+    pub keepalive_interval: Duration,
+    /// A pinged socket that sends nothing for this long is closed. Default 10 s.
+    pub keepalive_timeout: Duration,
+    /// How long a closing socket may take to flush and send its close frame. Default 2 s.
+    pub close_timeout: Duration,
+    /// How long [`Server::shutdown`](crate::Server::shutdown) waits for sessions to
+    /// close before it returns. Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// Bytes tungstenite reads at once per socket; allocated per connection. Default
+    /// 4 KiB (tungstenite's own default, 128 KiB, costs that much per idle socket).
+    pub read_buffer_size: usize,
+    /// Bytes tungstenite collects before writing to the socket; the writer flushes after
+    /// each drained batch anyway. Default 64 KiB.
+    pub write_buffer_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 1 << 20,
+            outbound_queue_frames: 4096,
+            outbound_queue_bytes: 8 << 20,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(10),
+            read_buffer_size: 4 << 10,
+            write_buffer_size: 64 << 10,
+        }
+    }
+}
+
+/// Generates a by-value setter per field.
+macro_rules! setters {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        impl ServerConfig {
+            $(
+                #[doc = concat!("Sets [`ServerConfig::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $field(mut self, $field: $ty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    max_frame_size: usize,
+    outbound_queue_frames: usize,
+    outbound_queue_bytes: usize,
+    slow_consumer: SlowConsumerPolicy,
+    keepalive_interval: Duration,
+    keepalive_timeout: Duration,
+    close_timeout: Duration,
+    shutdown_timeout: Duration,
+    read_buffer_size: usize,
+    write_buffer_size: usize,
+}
+
+impl ServerConfig {
+    /// The tungstenite settings these values imply.
+    pub(crate) fn websocket(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        config.read_buffer_size = self.read_buffer_size;
+        config.write_buffer_size = self.write_buffer_size;
+        config.max_message_size = Some(self.max_frame_size);
+        config.max_frame_size = Some(self.max_frame_size);
+        config
+    }
+}

@@ -1,0 +1,493 @@
+//! One WebSocket: the reader loop (decode, dispatch one frame at a time, keepalive) and
+//! the writer task (drain the outbound queue, flush once per batch).
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+
+use crate::endpoint::{Denied, Registered};
+use crate::outbound::{Batch, Limits};
+use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
+use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
+use crate::server::ServerInner;
+use crate::session::{SessionHandle, SessionShared, StreamingSession};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Serves one upgraded socket until it closes, then runs `stream_closed`.
+pub(crate) async fn run<P: ModelSet>(
+    server: Arc<ServerInner<P>>,
+    upgraded: Upgraded,
+    remote_addr: SocketAddr,
+    auth_key: Option<String>,
+) {
+    let config = &server.config;
+    let socket = WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        Role::Server,
+        Some(config.websocket()),
+    )
+    .await;
+    let id = server.next_session_id();
+    let span = tracing::info_span!(
+        target: "streampod::connection",
+        "session",
+        id,
+        peer = %remote_addr,
+        user = tracing::field::Empty,
+    );
+    let limits = Limits {
+        frames: config.outbound_queue_frames,
+        bytes: config.outbound_queue_bytes,
+        policy: config.slow_consumer,
+    };
+    let shared = Arc::new(SessionShared::new(id, remote_addr, limits, span.clone()));
+    let opened = vec![false; server.endpoints.len()];
+    let connection = Connection {
+        handle: SessionHandle::new(shared.clone()),
+        shared,
+        server,
+        opened,
+    };
+    connection.serve(socket, auth_key).instrument(span).await;
+}
+
+struct Connection<P: ModelSet> {
+    server: Arc<ServerInner<P>>,
+    shared: Arc<SessionShared>,
+    handle: SessionHandle<P>,
+    /// Whether each endpoint's `stream_opened` succeeded (and `stream_closed` is owed).
+    opened: Vec<bool>,
+}
+
+impl<P: ModelSet> Connection<P> {
+    async fn serve(mut self, socket: Socket, auth_key: Option<String>) {
+        tracing::debug!(target: "streampod::connection", "socket opened");
+        self.server.sessions.insert(self.shared.clone());
+        if self.server.shutdown.is_cancelled() {
+            self.shared.close(CloseCode::Away, "server shutting down");
+        }
+        let (sink, stream) = socket.split();
+        let writer = tokio::spawn(
+            write_loop(sink, self.shared.clone(), self.server.config.close_timeout)
+                .in_current_span(),
+        );
+
+        if let Some(key) = auth_key {
+            self.authenticate(Some(&key)).await;
+        }
+        self.open_accessible().await;
+        self.read_loop(stream).await;
+
+        // Whatever ended the loop, nothing more is read; flush or drop, then close.
+        self.shared.peer_closed();
+        self.close_opened(|_| true).await;
+        self.server.sessions.remove(self.shared.id);
+        let grace = self.server.config.close_timeout + Duration::from_millis(500);
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            tracing::warn!(target: "streampod::connection", "writer did not finish in time");
+        }
+        tracing::debug!(target: "streampod::connection", "socket closed");
+    }
+
+    async fn read_loop(&mut self, mut stream: SplitStream<Socket>) {
+        let mut keepalive = Keepalive::new(
+            self.server.config.keepalive_interval,
+            self.server.config.keepalive_timeout,
+        );
+        loop {
+            let deadline = keepalive.deadline();
+            tokio::select! {
+                biased;
+                () = self.shared.closing.cancelled() => return,
+                message = stream.next() => {
+                    keepalive.activity();
+                    match message {
+                        Some(Ok(Message::Text(text))) => self.handle_text(&text).await,
+                        Some(Ok(Message::Binary(_))) => self.reject(
+                            ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"),
+                        ),
+                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Err(error)) => {
+                            self.read_failed(&error);
+                            return;
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if keepalive.expired() {
+                        tracing::info!(target: "streampod::connection", "keepalive timeout; closing");
+                        self.shared.abort(CloseCode::Away, "keepalive timeout");
+                        return;
+                    }
+                    self.shared.outbound.ping();
+                }
+            }
+        }
+    }
+
+    /// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
+    /// peer vanished.
+    fn read_failed(&self, error: &WsError) {
+        let (code, reason) = match error {
+            WsError::Utf8(_) => (
+                CloseCode::Invalid,
+                "invalid UTF-8 in a text frame".to_owned(),
+            ),
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+                CloseCode::Size,
+                format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
+            ),
+            WsError::Capacity(other) => (CloseCode::Size, other.to_string()),
+            WsError::Protocol(violation) => {
+                (CloseCode::Protocol, format!("protocol error: {violation}"))
+            }
+            WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
+                tracing::debug!(target: "streampod::connection", %error, "peer went away");
+                return;
+            }
+            other => (CloseCode::Error, format!("read error: {other}")),
+        };
+        tracing::info!(target: "streampod::connection", code = u16::from(code), %reason, "closing on bad input");
+        self.shared.close(code, &reason);
+    }
+
+    fn reject(&self, error: ErrorFrame<'_>) {
+        tracing::debug!(target: "streampod::connection", code = %error.code, message = %error.message, "rejected frame");
+        self.shared.push_error(&error);
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        match Frame::parse(text) {
+            Err(error) => self.reject(ErrorFrame::new(error.code(), error.to_string())),
+            Ok(Frame::Message(message)) => self.dispatch(message).await,
+            Ok(Frame::Ping) => {
+                self.shared.push(Utf8Bytes::from_static(PONG));
+            }
+            Ok(Frame::Auth { key }) => {
+                self.authenticate(key.as_deref()).await;
+                // Endpoints the new identity may not use close; newly allowed ones open.
+                let auth = self.shared.auth();
+                self.close_opened(|registered| registered.check_access(auth.as_deref()).is_err())
+                    .await;
+                self.open_accessible().await;
+            }
+            Ok(Frame::Pong) => {}
+            Ok(_) => self.reject(ErrorFrame::new(
+                ErrorCode::InvalidFrame,
+                "clients send endpoint messages and the ping and auth commands only",
+            )),
+        }
+    }
+
+    /// Sets the session's auth from `key` (`None` signs out).
+    async fn authenticate(&self, key: Option<&str>) {
+        let Some(key) = key else {
+            self.shared.set_auth(None);
+            return;
+        };
+        let auth = match &self.server.authentication {
+            Some(handler) => handler.authenticate(&auth::unwrap_key(key)).await,
+            None => {
+                tracing::warn!(target: "streampod::connection", "auth key sent but the server has no authentication handler");
+                None
+            }
+        };
+        if auth.is_none() {
+            self.reject(ErrorFrame::new(
+                ErrorCode::Unauthenticated,
+                "the auth key was not accepted; the session is signed out",
+            ));
+        }
+        self.shared.set_auth(auth);
+    }
+
+    async fn dispatch(&mut self, message: MessageFrame<'_>) {
+        let server = self.server.clone();
+        let Some(index) = server.endpoints.index_of(&message.endpoint) else {
+            let hint = server
+                .endpoints
+                .closest(&message.endpoint)
+                .map(|name| format!(" (did you mean '{name}'?)"))
+                .unwrap_or_default();
+            return self.reject(
+                ErrorFrame::new(
+                    ErrorCode::UnknownEndpoint,
+                    format!("no endpoint named '{}'{hint}", message.endpoint),
+                )
+                .with_endpoint(message.endpoint.as_ref()),
+            );
+        };
+        let Some(registered) = server.endpoints.get(index) else {
+            return;
+        };
+        let refused = |code, text: String| {
+            ErrorFrame::new(code, text)
+                .with_endpoint(message.endpoint.as_ref())
+                .with_class_name(message.class_name.as_ref())
+        };
+        if let Err(denied) = registered.check_access(self.shared.auth().as_deref()) {
+            let frame = match denied {
+                Denied::Unauthenticated => refused(
+                    ErrorCode::Unauthenticated,
+                    format!(
+                        "endpoint '{}' requires a signed-in session; send the auth command first",
+                        registered.name
+                    ),
+                ),
+                Denied::Forbidden(scope) => refused(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "endpoint '{}' requires the scope '{scope}'",
+                        registered.name
+                    ),
+                ),
+            };
+            return self.reject(frame);
+        }
+        if !self.opened[index] {
+            return self.reject(refused(
+                ErrorCode::Internal,
+                format!(
+                    "endpoint '{}' failed to open this stream; reconnect to retry",
+                    registered.name
+                ),
+            ));
+        }
+        let decoded = match P::decode(&message.class_name, message.data) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                let code = match error {
+                    DecodeError::UnknownClass { .. } => ErrorCode::UnknownClass,
+                    _ => ErrorCode::InvalidData,
+                };
+                return self.reject(refused(code, error.to_string()));
+            }
+        };
+        let session = StreamingSession::new(self.handle.clone(), registered.name.clone());
+        let span = tracing::debug_span!(
+            target: "streampod::endpoint",
+            "handle_stream_message",
+            endpoint = %registered.name,
+            class = %message.class_name,
+        );
+        let outcome =
+            AssertUnwindSafe(registered.endpoint.handle_stream_message(&session, decoded))
+                .catch_unwind()
+                .instrument(span)
+                .await;
+        if let Some(failure) = failure(outcome) {
+            tracing::error!(
+                target: "streampod::endpoint",
+                endpoint = %registered.name,
+                class = %message.class_name,
+                error = %failure,
+                "handle_stream_message failed"
+            );
+            self.reject(refused(
+                ErrorCode::Internal,
+                format!(
+                    "endpoint '{}' failed to handle {}",
+                    registered.name, message.class_name
+                ),
+            ));
+        }
+    }
+
+    /// Runs `stream_opened` for every endpoint the session may access and has not opened.
+    async fn open_accessible(&mut self) {
+        let server = self.server.clone();
+        for (index, registered) in server.endpoints.iter().enumerate() {
+            if self.opened[index] || self.shared.closing.is_cancelled() {
+                continue;
+            }
+            if registered
+                .check_access(self.shared.auth().as_deref())
+                .is_err()
+            {
+                continue;
+            }
+            let session = self.session_for(registered);
+            let outcome = AssertUnwindSafe(registered.endpoint.stream_opened(&session))
+                .catch_unwind()
+                .await;
+            match failure(outcome) {
+                None => self.opened[index] = true,
+                Some(failure) => {
+                    tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_opened failed");
+                    self.reject(
+                        ErrorFrame::new(
+                            ErrorCode::Internal,
+                            format!("endpoint '{}' failed to open this stream", registered.name),
+                        )
+                        .with_endpoint(&*registered.name),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs `stream_closed` for every opened endpoint `which` selects.
+    async fn close_opened(&mut self, which: impl Fn(&Registered<P>) -> bool) {
+        let server = self.server.clone();
+        for (index, registered) in server.endpoints.iter().enumerate() {
+            if !self.opened[index] || !which(registered) {
+                continue;
+            }
+            self.opened[index] = false;
+            let session = self.session_for(registered);
+            let outcome = AssertUnwindSafe(registered.endpoint.stream_closed(&session))
+                .catch_unwind()
+                .await
+                .map(Ok::<(), std::convert::Infallible>);
+            if let Some(failure) = failure(outcome) {
+                tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_closed panicked");
+            }
+        }
+    }
+
+    fn session_for(&self, registered: &Registered<P>) -> StreamingSession<P> {
+        StreamingSession::new(self.handle.clone(), registered.name.clone())
+    }
+}
+
+/// Describes a handler's error or panic, or `None` when it succeeded.
+fn failure<E: std::fmt::Display>(
+    outcome: Result<Result<(), E>, Box<dyn Any + Send>>,
+) -> Option<String> {
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(panic) => Some(
+            match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+                (Some(text), _) => format!("panicked: {text}"),
+                (_, Some(text)) => format!("panicked: {text}"),
+                _ => "panicked".to_owned(),
+            },
+        ),
+    }
+}
+
+/// When to ping an idle socket, and when to give up on it.
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+    last_activity: Instant,
+    pinged_at: Option<Instant>,
+}
+
+impl Keepalive {
+    fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            last_activity: Instant::now(),
+            pinged_at: None,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self.pinged_at {
+            Some(pinged_at) => pinged_at + self.timeout,
+            None => self.last_activity + self.interval,
+        }
+    }
+
+    fn activity(&mut self) {
+        self.last_activity = Instant::now();
+        self.pinged_at = None;
+    }
+
+    /// Called at the deadline: `true` when the ping went unanswered; otherwise records
+    /// that a ping is being sent.
+    fn expired(&mut self) -> bool {
+        if self.pinged_at.is_some() {
+            return true;
+        }
+        self.pinged_at = Some(Instant::now());
+        false
+    }
+}
+
+/// Takes everything queued, writes it, flushes once; repeats until the session closes.
+async fn write_loop(
+    mut sink: SplitSink<Socket, Message>,
+    shared: Arc<SessionShared>,
+    close_timeout: Duration,
+) {
+    let mut batch = Batch::default();
+    loop {
+        tokio::select! {
+            biased;
+            () = shared.closing.cancelled() => break,
+            () = shared.outbound.wait() => {}
+        }
+        if !write_batch(&mut sink, &shared, &mut batch).await {
+            shared.peer_closed();
+            return;
+        }
+    }
+    if !shared.abort.is_cancelled() {
+        // Graceful close: what was queued before the close still goes out.
+        let _ =
+            tokio::time::timeout(close_timeout, write_batch(&mut sink, &shared, &mut batch)).await;
+    }
+    let close = shared.take_close_frame();
+    let _ = tokio::time::timeout(close_timeout, async {
+        match close {
+            Some(frame) => sink.send(Message::Close(Some(frame))).await,
+            None => sink.close().await,
+        }
+    })
+    .await;
+}
+
+/// Writes one batch; `false` when the socket failed or the session was aborted.
+async fn write_batch(
+    sink: &mut SplitSink<Socket, Message>,
+    shared: &SessionShared,
+    batch: &mut Batch,
+) -> bool {
+    shared.outbound.take(batch);
+    if batch.frames.is_empty() && !batch.ping {
+        return true;
+    }
+    let ping = std::mem::take(&mut batch.ping);
+    let write = async {
+        while let Some(frame) = batch.frames.pop_front() {
+            sink.feed(Message::Text(frame)).await?;
+        }
+        if ping {
+            sink.feed(Message::Ping(Bytes::new())).await?;
+        }
+        sink.flush().await
+    };
+    let written = tokio::select! {
+        biased;
+        () = shared.abort.cancelled() => false,
+        result = write => match result {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(target: "streampod::connection", %error, "write failed");
+                false
+            }
+        },
+    };
+    batch.frames.clear();
+    written
+}

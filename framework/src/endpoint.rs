@@ -1,0 +1,191 @@
+//! The `Endpoint` trait and the registry of named endpoints.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::auth::{AuthInfo, Scope};
+use crate::protocol::ModelSet;
+use crate::session::StreamingSession;
+
+/// A streaming endpoint, as in Serverpod: one per name, shared by every session.
+///
+/// When a socket opens, [`stream_opened`](Endpoint::stream_opened) runs for every
+/// endpoint the session may access; each frame addressed to the endpoint is decoded into
+/// the generated `Protocol` enum and passed to
+/// [`handle_stream_message`](Endpoint::handle_stream_message), one at a time per
+/// socket; when the socket closes for any reason, [`stream_closed`](Endpoint::stream_closed)
+/// runs exactly once for each endpoint whose `stream_opened` succeeded.
+///
+/// ```
+/// use streampod::{async_trait, Endpoint, EndpointError, StreamingSession};
+/// # streampod::__doc_models!();
+///
+/// struct Echo;
+///
+/// #[async_trait]
+/// impl Endpoint<Protocol> for Echo {
+///     async fn handle_stream_message(
+///         &self,
+///         session: &StreamingSession<Protocol>,
+///         message: Protocol,
+///     ) -> Result<(), EndpointError> {
+///         session.send_stream_message(message)?;
+///         Ok(())
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a streampod endpoint for `{P}`",
+    note = "implement `Endpoint<{P}>` with `#[streampod::async_trait]`"
+)]
+#[async_trait]
+pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
+    /// A socket opened and may access this endpoint. An error is logged, sent to the
+    /// client as an `internal` error frame, and leaves the endpoint closed for this
+    /// session (its messages are refused and `stream_closed` does not run).
+    async fn stream_opened(&self, session: &StreamingSession<P>) -> Result<(), EndpointError> {
+        let _ = session;
+        Ok(())
+    }
+
+    /// A message for this endpoint arrived. An error (or a panic) is logged and the
+    /// client gets an `internal` error frame; the session stays open.
+    async fn handle_stream_message(
+        &self,
+        session: &StreamingSession<P>,
+        message: P,
+    ) -> Result<(), EndpointError> {
+        let _ = (session, message);
+        Ok(())
+    }
+
+    /// The socket closed (client close, network drop, keepalive timeout, slow consumer,
+    /// [`StreamingSession::close`], server shutdown). The session can no longer send.
+    async fn stream_closed(&self, session: &StreamingSession<P>) {
+        let _ = session;
+    }
+
+    /// Whether only authenticated sessions may use this endpoint. Default `false`.
+    fn require_login(&self) -> bool {
+        false
+    }
+
+    /// Scopes a session needs to use this endpoint (implies login). Default none.
+    fn required_scopes(&self) -> &[Scope] {
+        &[]
+    }
+}
+
+/// An endpoint failed. Any `std::error::Error` converts into it with `?`; the details go
+/// to the server log, never to the client.
+pub struct EndpointError(Box<dyn std::error::Error + Send + Sync>);
+
+impl EndpointError {
+    /// An error with a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self(message.to_string().into())
+    }
+
+    /// The underlying error.
+    pub fn into_inner(self) -> Box<dyn std::error::Error + Send + Sync> {
+        self.0
+    }
+}
+
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for EndpointError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl fmt::Debug for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Why a session may not use an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Denied {
+    Unauthenticated,
+    Forbidden(Scope),
+}
+
+/// One registered endpoint.
+pub(crate) struct Registered<P: ModelSet> {
+    pub(crate) name: Arc<str>,
+    pub(crate) endpoint: Arc<dyn Endpoint<P>>,
+}
+
+impl<P: ModelSet> Registered<P> {
+    /// Whether a session with `auth` may use the endpoint.
+    pub(crate) fn check_access(&self, auth: Option<&AuthInfo>) -> Result<(), Denied> {
+        let scopes = self.endpoint.required_scopes();
+        if !self.endpoint.require_login() && scopes.is_empty() {
+            return Ok(());
+        }
+        let auth = auth.ok_or(Denied::Unauthenticated)?;
+        match scopes.iter().find(|scope| !auth.has_scope(scope)) {
+            Some(missing) => Err(Denied::Forbidden(missing.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The endpoints of a server, by name, in registration order.
+pub(crate) struct Endpoints<P: ModelSet> {
+    list: Vec<Registered<P>>,
+    by_name: HashMap<Arc<str>, usize>,
+}
+
+impl<P: ModelSet> Default for Endpoints<P> {
+    fn default() -> Self {
+        Self {
+            list: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+}
+
+impl<P: ModelSet> Endpoints<P> {
+    /// Adds an endpoint; `false` when the name is taken.
+    pub(crate) fn insert(&mut self, name: &str, endpoint: Arc<dyn Endpoint<P>>) -> bool {
+        if self.by_name.contains_key(name) {
+            return false;
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.by_name.insert(name.clone(), self.list.len());
+        self.list.push(Registered { name, endpoint });
+        true
+    }
+
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&Registered<P>> {
+        self.list.get(index)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Registered<P>> {
+        self.list.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The registered name closest to `name`, for "did you mean" hints.
+    pub(crate) fn closest(&self, name: &str) -> Option<&str> {
+        crate::protocol::suggest::closest(name, self.list.iter().map(|r| &*r.name), 2)
+    }
+}

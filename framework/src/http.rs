@@ -1,0 +1,204 @@
+//! HTTP routing: `GET /websocket` upgrades, `GET /health`, JSON errors for the rest.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::connection;
+use crate::protocol::ModelSet;
+use crate::server::ServerInner;
+
+/// The response body type.
+pub(crate) type Body = Full<Bytes>;
+
+/// Serves HTTP/1.1 on one accepted TCP connection.
+pub(crate) async fn serve_connection<P: ModelSet>(
+    server: Arc<ServerInner<P>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let service = {
+        let server = server.clone();
+        service_fn(move |request| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(route(&server, request, peer)) }
+        })
+    };
+    let connection = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = server.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(target: "streampod::http", %peer, %error, "HTTP connection ended with an error");
+    }
+}
+
+fn route<P: ModelSet>(
+    server: &Arc<ServerInner<P>>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    match request.uri().path() {
+        "/websocket" => upgrade(server, request, peer),
+        "/health" if request.method() == Method::GET => json(
+            StatusCode::OK,
+            format!(r#"{{"status":"ok","sessions":{}}}"#, server.sessions.len()),
+        ),
+        "/health" => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET /health",
+        ),
+        path => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {} {path}", request.method()),
+        ),
+    }
+}
+
+/// Answers a WebSocket handshake and hands the upgraded connection to a session task.
+fn upgrade<P: ModelSet>(
+    server: &Arc<ServerInner<P>>,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    if request.method() != Method::GET {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "open the stream with GET /websocket",
+        );
+    }
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return error(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "GET /websocket needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut response = error(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported_version",
+            "only WebSocket version 13 is supported",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "missing Sec-WebSocket-Key header",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let auth_key = auth_key(&request);
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let session_server = server.clone();
+    server.tasks.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => connection::run(session_server, upgraded, peer, auth_key).await,
+            Err(error) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// The auth key from `?auth=` or the `Authorization` header (wrapped form; unwrapped later).
+fn auth_key<B>(request: &Request<B>) -> Option<String> {
+    let from_query = request.uri().query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "auth")
+            .map(|(_, value)| value.into_owned())
+    });
+    from_query.or_else(|| {
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    })
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A JSON error response: `{"error":{"code":…,"message":…}}`.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    json(status, body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_key_from_query_or_header() {
+        let request = Request::builder()
+            .uri("/websocket?x=1&auth=a%20b%2Bc")
+            .body(())
+            .unwrap();
+        assert_eq!(auth_key(&request).as_deref(), Some("a b+c"));
+        let request = Request::builder()
+            .uri("/websocket")
+            .header("authorization", "Bearer tok")
+            .body(())
+            .unwrap();
+        assert_eq!(auth_key(&request).as_deref(), Some("Bearer tok"));
+        let request = Request::builder().uri("/websocket").body(()).unwrap();
+        assert_eq!(auth_key(&request), None);
+    }
+}

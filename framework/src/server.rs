@@ -1,0 +1,293 @@
+//! The server: builder, accept loop, handle for background tasks, graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::AuthenticationHandler;
+use crate::config::ServerConfig;
+use crate::endpoint::{Endpoint, Endpoints};
+use crate::http;
+use crate::protocol::ModelSet;
+use crate::registry::SessionRegistry;
+use crate::session::{SessionHandle, SessionId};
+
+/// State shared by the accept loop, every connection and every [`ServerHandle`].
+pub(crate) struct ServerInner<P: ModelSet> {
+    pub(crate) endpoints: Endpoints<P>,
+    pub(crate) authentication: Option<Arc<dyn AuthenticationHandler>>,
+    pub(crate) config: ServerConfig,
+    pub(crate) sessions: SessionRegistry,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    local_addr: SocketAddr,
+    next_id: AtomicU64,
+}
+
+impl<P: ModelSet> ServerInner<P> {
+    pub(crate) fn next_session_id(&self) -> SessionId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Builds a [`Server`]: endpoints by name, authentication, configuration.
+///
+/// ```no_run
+/// # streampod::__doc_models!();
+/// use streampod::{async_trait, Endpoint, Server};
+///
+/// struct Chat;
+/// #[async_trait]
+/// impl Endpoint<Protocol> for Chat {}
+///
+/// # async fn run() -> Result<(), std::io::Error> {
+/// let server = Server::<Protocol>::builder()
+///     .endpoint("chat", Chat)
+///     .bind("127.0.0.1:8080")
+///     .await?;
+/// println!("listening on {}", server.local_addr());
+/// server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+pub struct ServerBuilder<P: ModelSet> {
+    endpoints: Endpoints<P>,
+    authentication: Option<Arc<dyn AuthenticationHandler>>,
+    config: ServerConfig,
+}
+
+impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|e| &*e.name).collect::<Vec<_>>(),
+            )
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: ModelSet> ServerBuilder<P> {
+    /// Registers `endpoint` under `name` (the `"endpoint"` of frames addressed to it).
+    ///
+    /// # Panics
+    ///
+    /// When `name` is empty or already registered: a setup mistake, reported at the
+    /// caller's line.
+    #[track_caller]
+    pub fn endpoint(mut self, name: &str, endpoint: impl Endpoint<P>) -> Self {
+        assert!(
+            !name.is_empty(),
+            "streampod: an endpoint name cannot be empty"
+        );
+        assert!(
+            self.endpoints.insert(name, Arc::new(endpoint)),
+            "streampod: an endpoint named '{name}' is already registered"
+        );
+        self
+    }
+
+    /// Checks auth keys with `handler`. Without one, every session is unauthenticated.
+    pub fn authentication(mut self, handler: impl AuthenticationHandler) -> Self {
+        self.authentication = Some(Arc::new(handler));
+        self
+    }
+
+    /// Replaces the configuration (default [`ServerConfig::default`]).
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Binds `addr` and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server<P>> {
+        let listener = TcpListener::bind(addr).await?;
+        self.serve(listener)
+    }
+
+    /// Starts serving on an already bound listener.
+    ///
+    /// # Errors
+    ///
+    /// When the listener's local address cannot be read.
+    pub fn serve(self, listener: TcpListener) -> io::Result<Server<P>> {
+        let local_addr = listener.local_addr()?;
+        let inner = Arc::new(ServerInner {
+            endpoints: self.endpoints,
+            authentication: self.authentication,
+            config: self.config,
+            sessions: SessionRegistry::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            local_addr,
+            next_id: AtomicU64::new(1),
+        });
+        tracing::info!(target: "streampod::server", %local_addr, endpoints = inner.endpoints.len(), "serving");
+        let accept = tokio::spawn(accept_loop(inner.clone(), listener));
+        Ok(Server {
+            handle: ServerHandle { inner },
+            accept,
+        })
+    }
+}
+
+async fn accept_loop<P: ModelSet>(inner: Arc<ServerInner<P>>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = inner.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Frames are small and latency matters more than packet count.
+                let _ = stream.set_nodelay(true);
+                inner
+                    .tasks
+                    .spawn(http::serve_connection(inner.clone(), stream, peer));
+            }
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!(target: "streampod::server", %error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::info!(target: "streampod::server", "stopped accepting connections");
+}
+
+/// A running server. Dropping it leaves the server running in the background; call
+/// [`Server::shutdown`] or [`Server::run_until`] to stop it.
+#[derive(Debug)]
+pub struct Server<P: ModelSet> {
+    handle: ServerHandle<P>,
+    accept: JoinHandle<()>,
+}
+
+impl<P: ModelSet> Server<P> {
+    /// A builder with no endpoints and the default configuration.
+    pub fn builder() -> ServerBuilder<P> {
+        ServerBuilder {
+            endpoints: Endpoints::default(),
+            authentication: None,
+            config: ServerConfig::default(),
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// A handle for background tasks: reach sessions, shut down.
+    pub fn handle(&self) -> ServerHandle<P> {
+        self.handle.clone()
+    }
+
+    /// Stops the server gracefully; see [`ServerHandle::shutdown`].
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+        let _ = self.accept.await;
+    }
+
+    /// Serves until `signal` completes (e.g. Ctrl-C) or a handle calls shutdown, then
+    /// shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        tokio::select! {
+            () = signal => tracing::info!(target: "streampod::server", "shutdown requested"),
+            () = self.handle.inner.shutdown.cancelled() => {}
+        }
+        self.shutdown().await;
+    }
+}
+
+/// A cheap, clonable handle to a running server for background tasks.
+pub struct ServerHandle<P: ModelSet> {
+    inner: Arc<ServerInner<P>>,
+}
+
+impl<P: ModelSet> Clone for ServerHandle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<P: ModelSet> std::fmt::Debug for ServerHandle<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.inner.local_addr)
+            .field("sessions", &self.inner.sessions.len())
+            .finish()
+    }
+}
+
+impl<P: ModelSet> ServerHandle<P> {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// How many sessions are open.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// The open session with `id`.
+    pub fn session(&self, id: SessionId) -> Option<SessionHandle<P>> {
+        self.inner.sessions.get(id).map(SessionHandle::new)
+    }
+
+    /// Every open session, at the time of the call.
+    pub fn sessions(&self) -> Vec<SessionHandle<P>> {
+        self.inner
+            .sessions
+            .snapshot()
+            .into_iter()
+            .map(SessionHandle::new)
+            .collect()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Stops accepting connections, closes every session with 1001 "server shutting
+    /// down" after flushing what was queued (running `stream_closed`), and waits up to
+    /// [`ServerConfig::shutdown_timeout`] for them to finish.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let sessions = self.inner.sessions.snapshot();
+        tracing::info!(target: "streampod::server", sessions = sessions.len(), "shutting down");
+        for session in sessions {
+            session.close(CloseCode::Away, "server shutting down");
+        }
+        self.inner.tasks.close();
+        if tokio::time::timeout(self.inner.config.shutdown_timeout, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                target: "streampod::server",
+                remaining = self.inner.sessions.len(),
+                "shutdown timeout reached with sessions still closing"
+            );
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Sessions: one per WebSocket. [`SessionHandle`] reaches a session from any task;
+//! [`StreamingSession`] is the same session seen by one endpoint.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthInfo, Scope};
+use crate::outbound::{Limits, Outbound, Push};
+use crate::protocol::frame::{self, ErrorFrame};
+use crate::protocol::{EncodeError, ModelSet};
+
+/// A session's id, unique within one server process.
+pub type SessionId = u64;
+
+/// Why a frame was not queued for a session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closing or closed; nothing more can be sent to it.
+    #[error("session is closed")]
+    Closed,
+    /// The session's outbound queue was full and its policy disconnects slow consumers:
+    /// the session is now closing (1008 "slow consumer").
+    #[error("session's outbound queue is full; it was disconnected as a slow consumer")]
+    SlowConsumer,
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Per-session state shared by the connection's tasks and every handle.
+pub(crate) struct SessionShared {
+    pub(crate) id: SessionId,
+    pub(crate) remote_addr: SocketAddr,
+    auth: RwLock<Option<Arc<AuthInfo>>>,
+    pub(crate) outbound: Outbound,
+    /// Cancelled when the session starts closing: the reader stops, the writer flushes
+    /// (unless aborted) and sends the close frame.
+    pub(crate) closing: CancellationToken,
+    /// Cancelled when pending frames must be dropped and a blocked write abandoned
+    /// (slow consumer, keepalive timeout). Cancelling it also cancels `closing`.
+    pub(crate) abort: CancellationToken,
+    close_frame: Mutex<Option<CloseFrame>>,
+    state: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    pub(crate) span: tracing::Span,
+}
+
+impl SessionShared {
+    pub(crate) fn new(
+        id: SessionId,
+        remote_addr: SocketAddr,
+        limits: Limits,
+        span: tracing::Span,
+    ) -> Self {
+        let abort = CancellationToken::new();
+        Self {
+            id,
+            remote_addr,
+            auth: RwLock::new(None),
+            outbound: Outbound::new(limits),
+            closing: abort.child_token(),
+            abort,
+            close_frame: Mutex::new(None),
+            state: Mutex::new(HashMap::new()),
+            span,
+        }
+    }
+
+    pub(crate) fn auth(&self) -> Option<Arc<AuthInfo>> {
+        self.auth
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_auth(&self, auth: Option<AuthInfo>) {
+        let user = auth.as_ref().map(|a| a.user_id.clone());
+        *self.auth.write().unwrap_or_else(PoisonError::into_inner) = auth.map(Arc::new);
+        match user {
+            Some(user) => self.span.record("user", user.as_str()),
+            None => self.span.record("user", "-"),
+        };
+    }
+
+    /// Queues a frame; a full queue under the `Disconnect` policy closes the session.
+    pub(crate) fn push(&self, frame: Utf8Bytes) -> Push {
+        let outcome = self.outbound.push(frame);
+        match outcome {
+            Push::Overflow => {
+                tracing::warn!(
+                    target: "streampod::session",
+                    parent: &self.span,
+                    "outbound queue full; disconnecting slow consumer"
+                );
+                self.abort(CloseCode::Policy, "slow consumer");
+            }
+            Push::QueuedDroppingOldest(dropped) => tracing::debug!(
+                target: "streampod::session",
+                parent: &self.span,
+                dropped,
+                "outbound queue full; dropped oldest frames"
+            ),
+            Push::Queued | Push::Closed => {}
+        }
+        outcome
+    }
+
+    pub(crate) fn push_error(&self, error: &ErrorFrame<'_>) {
+        self.push(Utf8Bytes::from(error.to_json()));
+    }
+
+    fn set_close_frame(&self, code: CloseCode, reason: &str) {
+        let mut frame = self
+            .close_frame
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if frame.is_none() {
+            *frame = Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(truncate_reason(reason).to_owned()),
+            });
+        }
+    }
+
+    /// Starts a graceful close: queued frames are flushed, then the close frame is sent.
+    pub(crate) fn close(&self, code: CloseCode, reason: &str) {
+        self.set_close_frame(code, reason);
+        self.outbound.close(false);
+        self.closing.cancel();
+    }
+
+    /// Closes without flushing: queued frames are dropped and a blocked write abandoned.
+    pub(crate) fn abort(&self, code: CloseCode, reason: &str) {
+        self.set_close_frame(code, reason);
+        self.outbound.close(true);
+        self.abort.cancel();
+    }
+
+    /// Ends the session after the peer went away: nothing more is queued, no close frame
+    /// of ours is sent (tungstenite answers a peer's close frame itself).
+    pub(crate) fn peer_closed(&self) {
+        self.outbound.close(true);
+        self.closing.cancel();
+    }
+
+    pub(crate) fn take_close_frame(&self) -> Option<CloseFrame> {
+        self.close_frame
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Close reasons must fit a control frame (123 bytes); cut at a character boundary.
+fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= 123 {
+        return reason;
+    }
+    let mut end = 123;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+/// A handle to one session, usable from any task: cheap to clone, valid after the
+/// session closes (sends then fail with [`SendError::Closed`]).
+pub struct SessionHandle<P> {
+    pub(crate) shared: Arc<SessionShared>,
+    _protocol: PhantomData<fn(P)>,
+}
+
+impl<P> Clone for SessionHandle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            _protocol: PhantomData,
+        }
+    }
+}
+
+impl<P> fmt::Debug for SessionHandle<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.shared.id)
+            .field("remote_addr", &self.shared.remote_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: ModelSet> SessionHandle<P> {
+    pub(crate) fn new(shared: Arc<SessionShared>) -> Self {
+        Self {
+            shared,
+            _protocol: PhantomData,
+        }
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.shared.id
+    }
+
+    /// The client's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.shared.remote_addr
+    }
+
+    /// Who the session is signed in as, if anyone.
+    pub fn auth(&self) -> Option<Arc<AuthInfo>> {
+        self.shared.auth()
+    }
+
+    /// The signed-in user's id, if the session is authenticated.
+    pub fn authenticated_user_id(&self) -> Option<String> {
+        self.shared.auth().map(|auth| auth.user_id.clone())
+    }
+
+    /// Whether the session is signed in with `scope`.
+    pub fn has_scope(&self, scope: &Scope) -> bool {
+        self.shared.auth().is_some_and(|auth| auth.has_scope(scope))
+    }
+
+    /// Sends `message` to this session as a message from `endpoint`. Never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once the session is closing, [`SendError::SlowConsumer`]
+    /// when its queue overflowed (the session is then closed), [`SendError::Encode`]
+    /// when the model cannot be encoded.
+    pub fn send(&self, endpoint: &str, message: impl Into<P>) -> Result<(), SendError> {
+        let mut buffer = Vec::with_capacity(128);
+        frame::encode_message(endpoint, &message.into(), &mut buffer)?;
+        // serde_json writes UTF-8; the check cannot fail.
+        let text = String::from_utf8(buffer).map_err(|_| SendError::Closed)?;
+        self.send_frame(Utf8Bytes::from(text))
+    }
+
+    /// Queues an already encoded frame.
+    pub(crate) fn send_frame(&self, frame: Utf8Bytes) -> Result<(), SendError> {
+        match self.shared.push(frame) {
+            Push::Queued | Push::QueuedDroppingOldest(_) => Ok(()),
+            Push::Overflow => Err(SendError::SlowConsumer),
+            Push::Closed => Err(SendError::Closed),
+        }
+    }
+
+    /// Closes the session: frames already queued are sent, then a close frame with
+    /// `code` (an RFC 6455 code, e.g. 1000, or 4000–4999 for applications) and `reason`
+    /// (cut to 123 bytes). `stream_closed` then runs for every opened endpoint.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.shared.close(CloseCode::from(code), reason);
+    }
+
+    /// Whether the session is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closing.is_cancelled()
+    }
+
+    /// Stores a value of type `T` for this session, replacing (and returning) any
+    /// previous one. One value per type, shared by all endpoints.
+    pub fn insert_state<T: Send + Sync + 'static>(&self, value: T) -> Option<Arc<T>> {
+        let previous = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(TypeId::of::<T>(), Arc::new(value));
+        previous.and_then(|p| p.downcast::<T>().ok())
+    }
+
+    /// The session's value of type `T`, if one was stored.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let value = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&TypeId::of::<T>())
+            .cloned();
+        value.and_then(|v| v.downcast::<T>().ok())
+    }
+
+    /// Removes and returns the session's value of type `T`.
+    pub fn remove_state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let value = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&TypeId::of::<T>());
+        value.and_then(|v| v.downcast::<T>().ok())
+    }
+}
+
+/// A session as one endpoint sees it: [`send_stream_message`](Self::send_stream_message)
+/// frames messages with this endpoint's name. Derefs to [`SessionHandle`] for the rest;
+/// clone it to use it from another task.
+pub struct StreamingSession<P> {
+    handle: SessionHandle<P>,
+    endpoint: Arc<str>,
+}
+
+impl<P> Clone for StreamingSession<P> {
+    fn clone(&self) -> Self {
+        Self {
+            handle: self.handle.clone(),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+}
+
+impl<P> fmt::Debug for StreamingSession<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingSession")
+            .field("id", &self.handle.shared.id)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Deref for StreamingSession<P> {
+    type Target = SessionHandle<P>;
+
+    fn deref(&self) -> &SessionHandle<P> {
+        &self.handle
+    }
+}
+
+impl<P: ModelSet> StreamingSession<P> {
+    pub(crate) fn new(handle: SessionHandle<P>, endpoint: Arc<str>) -> Self {
+        Self { handle, endpoint }
+    }
+
+    /// The endpoint this view belongs to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The session handle, without the endpoint.
+    pub fn handle(&self) -> &SessionHandle<P> {
+        &self.handle
+    }
+
+    /// Sends `message` to this session from this endpoint. Never waits.
+    ///
+    /// # Errors
+    ///
+    /// See [`SessionHandle::send`].
+    pub fn send_stream_message(&self, message: impl Into<P>) -> Result<(), SendError> {
+        self.handle.send(&self.endpoint, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        let long = "é".repeat(100);
+        let cut = truncate_reason(&long);
+        assert!(cut.len() <= 123);
+        assert!(long.starts_with(cut));
+        assert_eq!(truncate_reason("slow consumer"), "slow consumer");
+    }
+}
