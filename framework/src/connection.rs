@@ -437,9 +437,14 @@ async fn write_loop(
             () = shared.closing.cancelled() => break,
             () = shared.outbound.wait() => {}
         }
-        if !write_batch(&mut sink, &shared, &mut batch).await {
-            shared.peer_closed();
-            return;
+        match write_batch(&mut sink, &shared, &mut batch).await {
+            Written::All => {}
+            Written::Aborted => break,
+            Written::Failed => {
+                // The peer is gone: there is nobody to send a close frame to.
+                shared.peer_closed();
+                return;
+            }
         }
     }
     if !shared.abort.is_cancelled() {
@@ -457,15 +462,24 @@ async fn write_loop(
     .await;
 }
 
-/// Writes one batch; `false` when the socket failed or the session was aborted.
+/// How writing a batch ended.
+enum Written {
+    All,
+    /// The session was aborted mid-write; what was left is dropped.
+    Aborted,
+    /// The socket failed.
+    Failed,
+}
+
+/// Writes one batch and flushes once.
 async fn write_batch(
     sink: &mut SplitSink<Socket, Message>,
     shared: &SessionShared,
     batch: &mut Batch,
-) -> bool {
+) -> Written {
     shared.outbound.take(batch);
     if batch.frames.is_empty() && !batch.ping {
-        return true;
+        return Written::All;
     }
     let ping = std::mem::take(&mut batch.ping);
     let write = async {
@@ -479,12 +493,12 @@ async fn write_batch(
     };
     let written = tokio::select! {
         biased;
-        () = shared.abort.cancelled() => false,
+        () = shared.abort.cancelled() => Written::Aborted,
         result = write => match result {
-            Ok(()) => true,
+            Ok(()) => Written::All,
             Err(error) => {
                 tracing::debug!(target: "streampod::connection", %error, "write failed");
-                false
+                Written::Failed
             }
         },
     };

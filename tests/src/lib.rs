@@ -1,7 +1,31 @@
 //! End-to-end tests of streampod. The tests live in `tests/`; this library holds what
-//! they share.
+//! they share: the fixture models and a small WebSocket test client.
+
+pub mod client;
+pub mod recorder;
 
 /// The code generator's fixture models (`codegen/tests/fixtures/models`), compiled.
 pub mod fixtures {
     streampod::include_models!();
+}
+
+/// Polls `condition` every 10 ms until it holds, failing the test after `client::WAIT`.
+///
+/// # Panics
+///
+/// When the condition does not hold in time; `what` names it.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + client::WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A `ChatMessage` in its JSON form, with `content`.
+pub fn chat_json(content: &str) -> serde_json::Value {
+    serde_json::json!({"senderName": "ann", "content": content, "channelId": "room-1"})
 }

@@ -1,0 +1,206 @@
+//! Authentication: keys from `?auth=`, the Authorization header and the `auth` command;
+//! login-only and scoped endpoints; signing in and out on an open socket.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use streampod::auth::{self, AuthInfo, Scope};
+use streampod::Server;
+use streampod_tests::client::TestClient;
+use streampod_tests::fixtures::Protocol;
+use streampod_tests::recorder::Recorder;
+use streampod_tests::{chat_json, eventually};
+
+const ADMIN: Scope = Scope::from_static("admin");
+
+struct Setup {
+    server: Server<Protocol>,
+    open: Recorder,
+    members: Recorder,
+    admin: Recorder,
+}
+
+/// Keys: "ann-key" → user 1; "root-key" → user 2 with the admin scope.
+async fn start() -> Setup {
+    let open = Recorder::default();
+    let members = Recorder {
+        login: true,
+        ..Recorder::default()
+    };
+    let admin = Recorder {
+        scopes: vec![ADMIN],
+        ..Recorder::default()
+    };
+    let server = Server::builder()
+        .endpoint("open", open.clone())
+        .endpoint("members", members.clone())
+        .endpoint("admin", admin.clone())
+        .authentication(auth::from_fn(|key: String| async move {
+            match key.as_str() {
+                "ann-key" => Some(AuthInfo::new("1")),
+                "root-key" => Some(AuthInfo::new("2").with_scopes([ADMIN])),
+                _ => None,
+            }
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    Setup {
+        server,
+        open,
+        members,
+        admin,
+    }
+}
+
+/// `(user, session id)` as the `open` endpoint reports them.
+async fn whoami(client: &mut TestClient, endpoint: &str) -> (String, u64) {
+    client
+        .send_model(endpoint, "ChatMessage", chat_json("whoami"))
+        .await;
+    let frame = client.next_json().await;
+    let content = frame["object"]["data"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut parts = content.split(' ');
+    (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().parse().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn key_from_query_header_or_command() {
+    let setup = start().await;
+    let addr = setup.server.local_addr();
+
+    let mut by_query = TestClient::connect(addr, "?auth=ann-key").await;
+    assert_eq!(whoami(&mut by_query, "members").await.0, "1");
+
+    let mut by_bearer =
+        TestClient::connect_with(addr, "", &[("authorization", "Bearer ann-key")]).await;
+    assert_eq!(whoami(&mut by_bearer, "members").await.0, "1");
+
+    // Serverpod's Basic form: base64 of the key.
+    let mut by_basic =
+        TestClient::connect_with(addr, "", &[("authorization", "Basic cm9vdC1rZXk=")]).await;
+    assert_eq!(whoami(&mut by_basic, "admin").await.0, "2");
+
+    let mut by_command = TestClient::connect(addr, "").await;
+    assert_eq!(whoami(&mut by_command, "open").await.0, "-");
+    by_command
+        .send_text(r#"{"command":"auth","args":{"key":"Bearer ann-key"}}"#)
+        .await;
+    assert_eq!(whoami(&mut by_command, "members").await.0, "1");
+    setup.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_endpoints_ignore_unauthenticated_sessions() {
+    let setup = start().await;
+    let mut client = TestClient::connect(setup.server.local_addr(), "").await;
+    let (_, id) = whoami(&mut client, "open").await;
+    assert!(setup.open.opened(id));
+    assert!(!setup.members.opened(id), "no stream_opened without login");
+    assert!(
+        !setup.admin.opened(id),
+        "no stream_opened without the scope"
+    );
+
+    client
+        .send_model("members", "ChatMessage", chat_json("hi"))
+        .await;
+    let error = client.expect_error("unauthenticated").await;
+    assert_eq!(error["endpoint"], "members");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("requires a signed-in session"),
+        "{error}"
+    );
+
+    // Signing in opens the endpoint on the same socket.
+    client
+        .send_text(r#"{"command":"auth","args":{"key":"ann-key"}}"#)
+        .await;
+    client
+        .send_model("members", "ChatMessage", chat_json("hi"))
+        .await;
+    assert_eq!(client.next_json().await["object"]["data"]["content"], "hi");
+    assert!(setup.members.opened(id));
+
+    // Signing out closes it again, exactly once.
+    client
+        .send_text(r#"{"command":"auth","args":{"key":null}}"#)
+        .await;
+    client
+        .send_model("members", "ChatMessage", chat_json("hi"))
+        .await;
+    client.expect_error("unauthenticated").await;
+    assert_eq!(setup.members.closed_count(id), 1);
+    client.close().await;
+    eventually("open endpoint closed", || setup.open.closed_count(id) == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        setup.members.closed_count(id),
+        1,
+        "not closed a second time"
+    );
+    setup.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_scope_is_forbidden() {
+    let setup = start().await;
+    let mut ann = TestClient::connect(setup.server.local_addr(), "?auth=ann-key").await;
+    ann.send_model("admin", "ChatMessage", chat_json("hi"))
+        .await;
+    let error = ann.expect_error("forbidden").await;
+    assert_eq!(
+        error["message"],
+        "endpoint 'admin' requires the scope 'admin'"
+    );
+
+    let mut root = TestClient::connect(setup.server.local_addr(), "?auth=root-key").await;
+    let (user, id) = whoami(&mut root, "admin").await;
+    assert_eq!(user, "2");
+    assert!(setup.admin.opened(id));
+    setup.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejected_key_is_reported_and_leaves_the_session_signed_out() {
+    let setup = start().await;
+    let mut client = TestClient::connect(setup.server.local_addr(), "?auth=stolen").await;
+    let error = client.expect_error("unauthenticated").await;
+    assert_eq!(
+        error["message"],
+        "the auth key was not accepted; the session is signed out"
+    );
+    assert_eq!(whoami(&mut client, "open").await.0, "-");
+
+    client
+        .send_text(r#"{"command":"auth","args":{"key":"ann-key"}}"#)
+        .await;
+    assert_eq!(whoami(&mut client, "members").await.0, "1");
+    client
+        .send_text(r#"{"command":"auth","args":{"key":"wrong"}}"#)
+        .await;
+    client.expect_error("unauthenticated").await;
+    client
+        .send_model("members", "ChatMessage", chat_json("hi"))
+        .await;
+    client.expect_error("unauthenticated").await;
+
+    client.send_text(r#"{"command":"auth"}"#).await;
+    let error = client.expect_error("invalid_frame").await;
+    assert!(
+        error["message"].as_str().unwrap().contains("args"),
+        "{error}"
+    );
+    setup.server.shutdown().await;
+}
