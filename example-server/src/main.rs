@@ -1,14 +1,76 @@
-//! The streampod example server: chat rooms and notifications.
-//!
-//! Until the streaming runtime lands, this binary lists the models generated from
-//! `models/*.yaml`, which shows the build.rs code generation working end to end.
+//! `example-server [--bind ADDR]`: serves the chat example (default 127.0.0.1:8080).
+//! Logs go to stderr; set `RUST_LOG` (default `info`) to change the level.
 
-streampod::include_models!();
+use std::net::SocketAddr;
 
-fn main() {
-    use streampod::ModelSet as _;
-    println!("streampod example-server models:");
-    for class_name in Protocol::class_names() {
-        println!("  {class_name}");
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const USAGE: &str = "usage: example-server [--bind ADDR]";
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let bind = match parse_bind(std::env::args().skip(1)) {
+        Ok(bind) => bind,
+        Err(message) => {
+            eprintln!("{message}\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let server = match example_server::server().bind(bind).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("cannot listen on {bind}: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Tests and scripts read the address from this line.
+    println!("listening on {}", server.local_addr());
+    server.run_until(shutdown_signal()).await;
+    std::process::ExitCode::SUCCESS
+}
+
+fn parse_bind(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
+    let mut bind = DEFAULT_BIND.to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bind" => {
+                bind = args
+                    .next()
+                    .ok_or("--bind needs an address like 127.0.0.1:8080")?;
+            }
+            "-h" | "--help" => return Err("serves the streampod chat example".into()),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    bind.parse()
+        .map_err(|e| format!("invalid --bind address '{bind}': {e}"))
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
     }
 }

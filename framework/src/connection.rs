@@ -119,7 +119,7 @@ impl<P: ModelSet> Connection<P> {
                     match message {
                         Some(Ok(Message::Text(text))) => self.handle_text(&text).await,
                         Some(Ok(Message::Binary(_))) => self.reject(
-                            ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"),
+                            &ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"),
                         ),
                         Some(Ok(Message::Close(_))) | None => return,
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
@@ -167,14 +167,14 @@ impl<P: ModelSet> Connection<P> {
         self.shared.close(code, &reason);
     }
 
-    fn reject(&self, error: ErrorFrame<'_>) {
+    fn reject(&self, error: &ErrorFrame<'_>) {
         tracing::debug!(target: "streampod::connection", code = %error.code, message = %error.message, "rejected frame");
-        self.shared.push_error(&error);
+        self.shared.push_error(error);
     }
 
     async fn handle_text(&mut self, text: &str) {
         match Frame::parse(text) {
-            Err(error) => self.reject(ErrorFrame::new(error.code(), error.to_string())),
+            Err(error) => self.reject(&ErrorFrame::new(error.code(), error.to_string())),
             Ok(Frame::Message(message)) => self.dispatch(message).await,
             Ok(Frame::Ping) => {
                 self.shared.push(Utf8Bytes::from_static(PONG));
@@ -188,7 +188,7 @@ impl<P: ModelSet> Connection<P> {
                 self.open_accessible().await;
             }
             Ok(Frame::Pong) => {}
-            Ok(_) => self.reject(ErrorFrame::new(
+            Ok(_) => self.reject(&ErrorFrame::new(
                 ErrorCode::InvalidFrame,
                 "clients send endpoint messages and the ping and auth commands only",
             )),
@@ -209,7 +209,7 @@ impl<P: ModelSet> Connection<P> {
             }
         };
         if auth.is_none() {
-            self.reject(ErrorFrame::new(
+            self.reject(&ErrorFrame::new(
                 ErrorCode::Unauthenticated,
                 "the auth key was not accepted; the session is signed out",
             ));
@@ -226,7 +226,7 @@ impl<P: ModelSet> Connection<P> {
                 .map(|name| format!(" (did you mean '{name}'?)"))
                 .unwrap_or_default();
             return self.reject(
-                ErrorFrame::new(
+                &ErrorFrame::new(
                     ErrorCode::UnknownEndpoint,
                     format!("no endpoint named '{}'{hint}", message.endpoint),
                 )
@@ -258,10 +258,10 @@ impl<P: ModelSet> Connection<P> {
                     ),
                 ),
             };
-            return self.reject(frame);
+            return self.reject(&frame);
         }
         if !self.opened[index] {
-            return self.reject(refused(
+            return self.reject(&refused(
                 ErrorCode::Internal,
                 format!(
                     "endpoint '{}' failed to open this stream; reconnect to retry",
@@ -276,7 +276,7 @@ impl<P: ModelSet> Connection<P> {
                     DecodeError::UnknownClass { .. } => ErrorCode::UnknownClass,
                     _ => ErrorCode::InvalidData,
                 };
-                return self.reject(refused(code, error.to_string()));
+                return self.reject(&refused(code, error.to_string()));
             }
         };
         let session = StreamingSession::new(self.handle.clone(), registered.name.clone());
@@ -289,17 +289,19 @@ impl<P: ModelSet> Connection<P> {
         let outcome =
             AssertUnwindSafe(registered.endpoint.handle_stream_message(&session, decoded))
                 .catch_unwind()
-                .instrument(span)
+                .instrument(span.clone())
                 .await;
         if let Some(failure) = failure(outcome) {
-            tracing::error!(
-                target: "streampod::endpoint",
-                endpoint = %registered.name,
-                class = %message.class_name,
-                error = %failure,
-                "handle_stream_message failed"
-            );
-            self.reject(refused(
+            span.in_scope(|| {
+                tracing::error!(
+                    target: "streampod::endpoint",
+                    endpoint = %registered.name,
+                    class = %message.class_name,
+                    error = %failure,
+                    "handle_stream_message failed"
+                );
+            });
+            self.reject(&refused(
                 ErrorCode::Internal,
                 format!(
                     "endpoint '{}' failed to handle {}",
@@ -331,7 +333,7 @@ impl<P: ModelSet> Connection<P> {
                 Some(failure) => {
                     tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_opened failed");
                     self.reject(
-                        ErrorFrame::new(
+                        &ErrorFrame::new(
                             ErrorCode::Internal,
                             format!("endpoint '{}' failed to open this stream", registered.name),
                         )

@@ -183,7 +183,7 @@ mod tests {
         }
         let mut batch = Batch::default();
         q.take(&mut batch);
-        let texts: Vec<&str> = batch.frames.iter().map(|f| f.as_str()).collect();
+        let texts: Vec<&str> = batch.frames.iter().map(Utf8Bytes::as_str).collect();
         assert_eq!(texts, ["c", "d"]);
         assert_eq!(
             q.push(frame("e")),

@@ -86,10 +86,8 @@ impl SessionShared {
     pub(crate) fn set_auth(&self, auth: Option<AuthInfo>) {
         let user = auth.as_ref().map(|a| a.user_id.clone());
         *self.auth.write().unwrap_or_else(PoisonError::into_inner) = auth.map(Arc::new);
-        match user {
-            Some(user) => self.span.record("user", user.as_str()),
-            None => self.span.record("user", "-"),
-        };
+        let user = user.unwrap_or_else(|| "-".to_owned());
+        self.span.record("user", tracing::field::display(user));
     }
 
     /// Queues a frame; a full queue under the `Disconnect` policy closes the session.

@@ -1,0 +1,20 @@
+//! The streampod example: chat rooms and notifications, after Serverpod's documentation.
+//!
+//! [`server`] registers the endpoints; the `example-server` binary binds it and shuts it
+//! down gracefully on Ctrl-C or SIGTERM.
+
+pub mod chat;
+
+/// The models generated from `models/*.yaml`.
+pub mod models {
+    streampod::include_models!();
+}
+
+use streampod::{Server, ServerBuilder};
+
+pub use models::Protocol;
+
+/// A server builder with the example's endpoints registered.
+pub fn server() -> ServerBuilder<Protocol> {
+    Server::builder().endpoint("chat", chat::ChatEndpoint::default())
+}

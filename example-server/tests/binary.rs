@@ -1,0 +1,163 @@
+//! The example server binary as a user runs it: two clients chat in a room over real
+//! sockets, then SIGTERM shuts it down gracefully (close 1001, exit status 0).
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Kills the server if the test fails before it stops it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start() -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_example-server"))
+        .args(["--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address line")
+        .to_owned();
+    (Running(child), addr)
+}
+
+async fn connect(addr: &str) -> Socket {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/websocket"))
+        .await
+        .unwrap()
+        .0
+}
+
+async fn send(socket: &mut Socket, class_name: &str, data: Value) {
+    let frame = json!({"endpoint": "chat", "object": {"className": class_name, "data": data}});
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+async fn next(socket: &mut Socket) -> Message {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            message => return message,
+        }
+    }
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    match next(socket).await {
+        Message::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
+    let (mut server, addr) = start();
+    let mut ann = connect(&addr).await;
+    let mut bob = connect(&addr).await;
+    for socket in [&mut ann, &mut bob] {
+        send(
+            socket,
+            "ChannelSubscription",
+            json!({"channelId": "lobby", "subscribe": true}),
+        )
+        .await;
+    }
+    // Ping round trips make sure both subscriptions were handled before posting.
+    for socket in [&mut ann, &mut bob] {
+        socket
+            .send(Message::text(r#"{"command":"ping","args":{}}"#))
+            .await
+            .unwrap();
+        assert_eq!(next_json(socket).await, json!({"command": "pong"}));
+    }
+
+    send(
+        &mut ann,
+        "ChatMessage",
+        json!({"senderName": "ann", "content": "hi bob", "channelId": "lobby"}),
+    )
+    .await;
+    for socket in [&mut ann, &mut bob] {
+        let frame = next_json(socket).await;
+        assert_eq!(frame["endpoint"], "chat");
+        assert_eq!(frame["object"]["className"], "ChatMessage");
+        let data = &frame["object"]["data"];
+        assert_eq!(
+            (data["senderName"].as_str(), data["content"].as_str()),
+            (Some("ann"), Some("hi bob"))
+        );
+        assert!(
+            data["timestamp"].as_str().unwrap().ends_with('Z'),
+            "server timestamp: {data}"
+        );
+    }
+
+    send(
+        &mut bob,
+        "ChatMessage",
+        json!({"senderName": "bob", "content": "x", "channelId": "elsewhere"}),
+    )
+    .await;
+    let frame = next_json(&mut bob).await;
+    assert_eq!(frame["object"]["className"], "InvalidRequest");
+    assert_eq!(
+        frame["object"]["data"]["message"],
+        "join room 'elsewhere' before posting to it"
+    );
+
+    // SIGTERM to the process this test started.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for socket in [&mut ann, &mut bob] {
+        match next(socket).await {
+            Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 1001);
+                assert_eq!(frame.reason, "server shutting down");
+            }
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = server.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit}");
+}

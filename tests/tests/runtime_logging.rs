@@ -1,0 +1,82 @@
+//! Logs carry a span per connection (id, peer, user) and per endpoint call, so a failed
+//! handler can be traced to its session. This file installs a global subscriber, so it
+//! holds this one test only.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use streampod::auth::{self, AuthInfo};
+use streampod::Server;
+use streampod_tests::client::TestClient;
+use streampod_tests::recorder::Recorder;
+use streampod_tests::{chat_json, eventually};
+
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn handler_failures_are_logged_inside_the_session_span() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("streampod=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let server = Server::builder()
+        .endpoint("chat", Recorder::default())
+        .authentication(auth::from_fn(|key: String| async move {
+            (key == "k").then(|| AuthInfo::new("77"))
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut client = TestClient::connect(server.local_addr(), "?auth=k").await;
+    client
+        .send_model("chat", "ChatMessage", chat_json("fail"))
+        .await;
+    client.expect_error("internal").await;
+
+    eventually("the failure is logged", || {
+        captured.text().contains("handle_stream_message failed")
+    })
+    .await;
+    let log = captured.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("handle_stream_message failed"))
+        .unwrap();
+    assert!(line.contains("session{id=1 peer=127.0.0.1:"), "{line}");
+    assert!(line.contains("user=77"), "{line}");
+    assert!(
+        line.contains("handle_stream_message{endpoint=chat class=ChatMessage}"),
+        "{line}"
+    );
+    assert!(line.contains("the handler failed on purpose"), "{line}");
+    assert!(
+        !log.contains("?auth=k") && !log.contains("key=k"),
+        "auth keys never reach the log"
+    );
+    server.shutdown().await;
+}
