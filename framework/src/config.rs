@@ -2,16 +2,23 @@
 
 use std::time::Duration;
 
-/// What happens when a session's outbound queue is full. The publisher never waits
-/// under any policy.
+/// What a session's full outbound queue does with a new frame. The server default
+/// applies to direct sends; each channel can choose its own (see
+/// [`ChannelConfig`](crate::messages::ChannelConfig)). The publisher never waits under
+/// any policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowConsumerPolicy {
     /// Close the session with code 1008 "slow consumer" (the default). Its queued
     /// frames are dropped and `stream_closed` runs.
     #[default]
     Disconnect,
-    /// Drop the oldest queued frames to make room for the new one.
+    /// Drop the oldest queued frames of the same channel (or, for direct sends, the
+    /// oldest direct frames) to make room; when there are none, drop the new frame.
     DropOldest,
+    /// Keep only the newest frame of a channel waiting: a new frame replaces the
+    /// channel's frame still queued, full queue or not, so a consumer that falls behind
+    /// skips to the latest value. For direct sends it acts as `DropOldest`.
+    LatestValue,
 }
 
 /// Server settings. Every field has a default chosen for chat-like traffic; change them

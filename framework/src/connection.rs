@@ -53,9 +53,14 @@ pub(crate) async fn run<P: ModelSet>(
     let limits = Limits {
         frames: config.outbound_queue_frames,
         bytes: config.outbound_queue_bytes,
-        policy: config.slow_consumer,
     };
-    let shared = Arc::new(SessionShared::new(id, remote_addr, limits, span.clone()));
+    let shared = Arc::new(SessionShared::new(
+        id,
+        remote_addr,
+        limits,
+        config.slow_consumer,
+        span.clone(),
+    ));
     let opened = vec![false; server.endpoints.len()];
     let connection = Connection {
         handle: SessionHandle::new(shared.clone()),
@@ -96,6 +101,7 @@ impl<P: ModelSet> Connection<P> {
         // Whatever ended the loop, nothing more is read; flush or drop, then close.
         self.shared.peer_closed();
         self.close_opened(|_| true).await;
+        self.server.messages.remove_session(&self.shared);
         self.server.sessions.remove(self.shared.id);
         let grace = self.server.config.close_timeout + Duration::from_millis(500);
         if tokio::time::timeout(grace, writer).await.is_err() {
@@ -198,6 +204,11 @@ impl<P: ModelSet> Connection<P> {
     /// Sets the session's auth from `key` (`None` signs out).
     async fn authenticate(&self, key: Option<&str>) {
         let Some(key) = key else {
+            if let Some(old) = self.shared.auth() {
+                self.server
+                    .sessions
+                    .set_user(&self.shared, Some(&old.user_id), None);
+            }
             self.shared.set_auth(None);
             return;
         };
@@ -208,6 +219,12 @@ impl<P: ModelSet> Connection<P> {
                 None
             }
         };
+        let old = self.shared.auth();
+        self.server.sessions.set_user(
+            &self.shared,
+            old.as_ref().map(|a| a.user_id.as_str()),
+            auth.as_ref().map(|a| a.user_id.as_str()),
+        );
         if auth.is_none() {
             self.reject(&ErrorFrame::new(
                 ErrorCode::Unauthenticated,
@@ -279,7 +296,11 @@ impl<P: ModelSet> Connection<P> {
                 return self.reject(&refused(code, error.to_string()));
             }
         };
-        let session = StreamingSession::new(self.handle.clone(), registered.name.clone());
+        let session = StreamingSession::new(
+            self.handle.clone(),
+            registered.name.clone(),
+            self.server.messages.clone(),
+        );
         let span = tracing::debug_span!(
             target: "streampod::endpoint",
             "handle_stream_message",
@@ -364,7 +385,11 @@ impl<P: ModelSet> Connection<P> {
     }
 
     fn session_for(&self, registered: &Registered<P>) -> StreamingSession<P> {
-        StreamingSession::new(self.handle.clone(), registered.name.clone())
+        StreamingSession::new(
+            self.handle.clone(),
+            registered.name.clone(),
+            self.server.messages.clone(),
+        )
     }
 }
 
@@ -486,7 +511,7 @@ async fn write_batch(
     let ping = std::mem::take(&mut batch.ping);
     let write = async {
         while let Some(frame) = batch.frames.pop_front() {
-            sink.feed(Message::Text(frame)).await?;
+            sink.feed(Message::Text(frame.frame)).await?;
         }
         if ping {
             sink.feed(Message::Ping(Bytes::new())).await?;

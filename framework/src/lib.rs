@@ -42,10 +42,12 @@
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]
 
 pub mod auth;
+mod broadcast;
 mod config;
 mod connection;
 mod endpoint;
 mod http;
+pub mod messages;
 mod outbound;
 mod registry;
 mod server;

@@ -1,5 +1,6 @@
 //! A session's bounded outbound queue: senders never wait; the writer task takes
-//! everything queued at once and flushes once per batch.
+//! everything queued at once and flushes once per batch. Each queued frame remembers the
+//! channel it came from, so per-channel slow-consumer policies act on that channel only.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -9,13 +10,22 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::SlowConsumerPolicy;
 
+/// The channel a frame came from; [`DIRECT`] for frames sent to the session itself.
+pub(crate) type ChannelKey = u64;
+
+/// The key of frames that did not come through a channel.
+pub(crate) const DIRECT: ChannelKey = 0;
+
 /// What happened to a frame offered to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Push {
     /// Queued for the writer.
     Queued,
-    /// Queued after dropping this many older frames (`DropOldest`).
-    QueuedDroppingOldest(usize),
+    /// Queued after dropping this many older frames (`DropOldest`), or replacing the
+    /// channel's pending frame (`LatestValue`, counted as one).
+    QueuedDropping(usize),
+    /// Not queued: the queue is full and nothing of this channel could make room.
+    Dropped,
     /// The queue is full and the policy is `Disconnect`: the caller closes the session.
     Overflow,
     /// The session is closing; the frame was not queued.
@@ -27,23 +37,48 @@ pub(crate) enum Push {
 pub(crate) struct Limits {
     pub(crate) frames: usize,
     pub(crate) bytes: usize,
-    pub(crate) policy: SlowConsumerPolicy,
+}
+
+/// A frame waiting to be written.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub(crate) channel: ChannelKey,
+    pub(crate) frame: Utf8Bytes,
 }
 
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    pub(crate) frames: VecDeque<Utf8Bytes>,
+    pub(crate) frames: VecDeque<Queued>,
     /// Send a WebSocket ping after the frames.
     pub(crate) ping: bool,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Utf8Bytes>,
+    frames: VecDeque<Queued>,
     bytes: usize,
     ping: bool,
     closed: bool,
+}
+
+impl State {
+    fn is_full(&self, limits: Limits, len: usize) -> bool {
+        self.frames.len() >= limits.frames || self.bytes + len > limits.bytes
+    }
+
+    /// Removes the oldest frame of `channel`; `false` when there is none.
+    fn drop_oldest_of(&mut self, channel: ChannelKey) -> bool {
+        match self.frames.iter().position(|q| q.channel == channel) {
+            Some(index) => {
+                if let Some(old) = self.frames.remove(index) {
+                    self.bytes -= old.frame.len();
+                }
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The queue between senders (any task) and the connection's writer task.
@@ -68,38 +103,54 @@ impl Outbound {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Offers a frame. Never waits.
-    pub(crate) fn push(&self, frame: Utf8Bytes) -> Push {
+    /// Offers a frame from `channel` under `policy`. Never waits.
+    pub(crate) fn push(
+        &self,
+        frame: Utf8Bytes,
+        channel: ChannelKey,
+        policy: SlowConsumerPolicy,
+    ) -> Push {
         let len = frame.len();
         let mut state = self.lock();
         if state.closed {
             return Push::Closed;
         }
         let mut dropped = 0;
-        while state.frames.len() + 1 > self.limits.frames || state.bytes + len > self.limits.bytes {
-            match self.limits.policy {
-                SlowConsumerPolicy::Disconnect => return Push::Overflow,
-                SlowConsumerPolicy::DropOldest => match state.frames.pop_front() {
-                    Some(old) => {
-                        state.bytes -= old.len();
-                        dropped += 1;
-                    }
-                    // A single frame larger than the byte limit cannot be queued at all.
-                    None => return Push::QueuedDroppingOldest(1),
-                },
+        if policy == SlowConsumerPolicy::LatestValue && channel != DIRECT {
+            if let Some(index) = state.frames.iter().position(|q| q.channel == channel) {
+                // Behind on this channel: the newest value takes the old one's place.
+                let old_len = state.frames[index].frame.len();
+                state.bytes = state.bytes - old_len + len;
+                state.frames[index].frame = frame;
+                return Push::QueuedDropping(1);
             }
         }
-        let was_empty = state.frames.is_empty() && !state.ping;
+        while state.is_full(self.limits, len) {
+            match policy {
+                SlowConsumerPolicy::Disconnect => return Push::Overflow,
+                SlowConsumerPolicy::DropOldest | SlowConsumerPolicy::LatestValue => {
+                    if !state.drop_oldest_of(channel) {
+                        return if dropped == 0 {
+                            Push::Dropped
+                        } else {
+                            Push::QueuedDropping(dropped)
+                        };
+                    }
+                    dropped += 1;
+                }
+            }
+        }
+        let was_idle = state.frames.is_empty() && !state.ping;
         state.bytes += len;
-        state.frames.push_back(frame);
+        state.frames.push_back(Queued { channel, frame });
         drop(state);
-        if was_empty {
+        if was_idle {
             self.wake.notify_one();
         }
         if dropped == 0 {
             Push::Queued
         } else {
-            Push::QueuedDroppingOldest(dropped)
+            Push::QueuedDropping(dropped)
         }
     }
 
@@ -141,7 +192,7 @@ impl Outbound {
         self.wake.notified().await;
     }
 
-    /// Frames waiting, for tests and metrics.
+    /// Frames waiting.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().frames.len()
@@ -151,64 +202,86 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use SlowConsumerPolicy::{Disconnect, DropOldest, LatestValue};
 
-    fn queue(frames: usize, bytes: usize, policy: SlowConsumerPolicy) -> Outbound {
-        Outbound::new(Limits {
-            frames,
-            bytes,
-            policy,
-        })
+    fn queue(frames: usize, bytes: usize) -> Outbound {
+        Outbound::new(Limits { frames, bytes })
     }
 
     fn frame(text: &str) -> Utf8Bytes {
         Utf8Bytes::from(text.to_owned())
     }
 
-    #[test]
-    fn disconnect_policy_reports_overflow_by_frames_and_bytes() {
-        let q = queue(2, 100, SlowConsumerPolicy::Disconnect);
-        assert_eq!(q.push(frame("a")), Push::Queued);
-        assert_eq!(q.push(frame("b")), Push::Queued);
-        assert_eq!(q.push(frame("c")), Push::Overflow);
-        let q = queue(10, 5, SlowConsumerPolicy::Disconnect);
-        assert_eq!(q.push(frame("abc")), Push::Queued);
-        assert_eq!(q.push(frame("abc")), Push::Overflow);
+    fn drain(q: &Outbound) -> Vec<(ChannelKey, String)> {
+        let mut batch = Batch::default();
+        q.take(&mut batch);
+        batch
+            .frames
+            .iter()
+            .map(|q| (q.channel, q.frame.to_string()))
+            .collect()
     }
 
     #[test]
-    fn drop_oldest_keeps_the_newest() {
-        let q = queue(2, 100, SlowConsumerPolicy::DropOldest);
-        for text in ["a", "b", "c", "d"] {
-            q.push(frame(text));
-        }
-        let mut batch = Batch::default();
-        q.take(&mut batch);
-        let texts: Vec<&str> = batch.frames.iter().map(Utf8Bytes::as_str).collect();
-        assert_eq!(texts, ["c", "d"]);
+    fn disconnect_policy_reports_overflow_by_frames_and_bytes() {
+        let q = queue(2, 100);
+        assert_eq!(q.push(frame("a"), DIRECT, Disconnect), Push::Queued);
+        assert_eq!(q.push(frame("b"), DIRECT, Disconnect), Push::Queued);
+        assert_eq!(q.push(frame("c"), DIRECT, Disconnect), Push::Overflow);
+        let q = queue(10, 5);
+        assert_eq!(q.push(frame("abc"), DIRECT, Disconnect), Push::Queued);
+        assert_eq!(q.push(frame("abc"), DIRECT, Disconnect), Push::Overflow);
+    }
+
+    #[test]
+    fn drop_oldest_drops_only_its_own_channel() {
+        let q = queue(3, 100);
+        q.push(frame("x1"), 7, Disconnect);
+        q.push(frame("a1"), 1, DropOldest);
+        q.push(frame("a2"), 1, DropOldest);
+        assert_eq!(q.push(frame("a3"), 1, DropOldest), Push::QueuedDropping(1));
+        // Channel 2 has nothing queued to give up: its new frame is dropped instead.
+        assert_eq!(q.push(frame("b1"), 2, DropOldest), Push::Dropped);
         assert_eq!(
-            q.push(frame("e")),
+            drain(&q),
+            [(7, "x1".into()), (1, "a2".into()), (1, "a3".into())]
+        );
+        assert_eq!(
+            q.push(frame("e"), DIRECT, DropOldest),
             Push::Queued,
             "taking the batch freed the space"
         );
     }
 
     #[test]
+    fn latest_value_replaces_the_pending_frame_in_place() {
+        let q = queue(10, 100);
+        q.push(frame("t1"), 3, LatestValue);
+        q.push(frame("other"), 4, Disconnect);
+        assert_eq!(q.push(frame("t2"), 3, LatestValue), Push::QueuedDropping(1));
+        assert_eq!(q.push(frame("t3"), 3, LatestValue), Push::QueuedDropping(1));
+        assert_eq!(drain(&q), [(3, "t3".into()), (4, "other".into())]);
+        // Nothing pending: the next value is simply queued.
+        assert_eq!(q.push(frame("t4"), 3, LatestValue), Push::Queued);
+    }
+
+    #[test]
     fn closed_queue_refuses_and_discards() {
-        let q = queue(8, 100, SlowConsumerPolicy::Disconnect);
-        q.push(frame("a"));
+        let q = queue(8, 100);
+        q.push(frame("a"), DIRECT, Disconnect);
         q.close(true);
         assert_eq!(q.len(), 0);
-        assert_eq!(q.push(frame("b")), Push::Closed);
+        assert_eq!(q.push(frame("b"), DIRECT, Disconnect), Push::Closed);
     }
 
     #[tokio::test]
     async fn a_push_wakes_the_writer() {
-        let q = std::sync::Arc::new(queue(8, 100, SlowConsumerPolicy::Disconnect));
+        let q = std::sync::Arc::new(queue(8, 100));
         let waiter = tokio::spawn({
             let q = q.clone();
             async move { q.wait().await }
         });
-        q.push(frame("a"));
+        q.push(frame("a"), DIRECT, Disconnect);
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("woken")

@@ -8,9 +8,10 @@ use crate::session::{SessionId, SessionShared};
 
 const SHARDS: usize = 16;
 
-/// Live sessions by id.
+/// Live sessions by id, and by signed-in user.
 pub(crate) struct SessionRegistry {
     shards: [Mutex<HashMap<SessionId, Arc<SessionShared>>>; SHARDS],
+    users: [Mutex<HashMap<String, Vec<Arc<SessionShared>>>>; SHARDS],
     count: AtomicUsize,
 }
 
@@ -18,6 +19,7 @@ impl Default for SessionRegistry {
     fn default() -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            users: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             count: AtomicUsize::new(0),
         }
     }
@@ -37,9 +39,52 @@ impl SessionRegistry {
     }
 
     pub(crate) fn remove(&self, id: SessionId) {
-        if self.shard(id).remove(&id).is_some() {
+        if let Some(session) = self.shard(id).remove(&id) {
             self.count.fetch_sub(1, Ordering::Relaxed);
+            if let Some(auth) = session.auth() {
+                self.set_user(&session, Some(&auth.user_id), None);
+            }
         }
+    }
+
+    fn user_shard(&self, user: &str) -> MutexGuard<'_, HashMap<String, Vec<Arc<SessionShared>>>> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(user, &mut hasher);
+        self.users[(std::hash::Hasher::finish(&hasher) as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves `session` from user `old` to user `new` in the user index.
+    pub(crate) fn set_user(
+        &self,
+        session: &Arc<SessionShared>,
+        old: Option<&str>,
+        new: Option<&str>,
+    ) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            let mut users = self.user_shard(old);
+            if let Some(sessions) = users.get_mut(old) {
+                sessions.retain(|s| s.id != session.id);
+                if sessions.is_empty() {
+                    users.remove(old);
+                }
+            }
+        }
+        if let Some(new) = new {
+            self.user_shard(new)
+                .entry(new.to_owned())
+                .or_default()
+                .push(session.clone());
+        }
+    }
+
+    /// Every open session signed in as `user`.
+    pub(crate) fn sessions_of_user(&self, user: &str) -> Vec<Arc<SessionShared>> {
+        self.user_shard(user).get(user).cloned().unwrap_or_default()
     }
 
     pub(crate) fn get(&self, id: SessionId) -> Option<Arc<SessionShared>> {

@@ -16,6 +16,7 @@ use crate::auth::AuthenticationHandler;
 use crate::config::ServerConfig;
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::http;
+use crate::messages::MessageCentral;
 use crate::protocol::ModelSet;
 use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId};
@@ -25,7 +26,8 @@ pub(crate) struct ServerInner<P: ModelSet> {
     pub(crate) endpoints: Endpoints<P>,
     pub(crate) authentication: Option<Arc<dyn AuthenticationHandler>>,
     pub(crate) config: ServerConfig,
-    pub(crate) sessions: SessionRegistry,
+    pub(crate) sessions: Arc<SessionRegistry>,
+    pub(crate) messages: MessageCentral<P>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     local_addr: SocketAddr,
@@ -121,16 +123,27 @@ impl<P: ModelSet> ServerBuilder<P> {
 
     /// Starts serving on an already bound listener.
     ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
     /// # Errors
     ///
     /// When the listener's local address cannot be read.
     pub fn serve(self, listener: TcpListener) -> io::Result<Server<P>> {
         let local_addr = listener.local_addr()?;
+        let sessions = Arc::new(SessionRegistry::default());
+        let messages = MessageCentral::new(
+            sessions.clone(),
+            self.config.outbound_queue_frames,
+            tokio::runtime::Handle::current(),
+        );
         let inner = Arc::new(ServerInner {
             endpoints: self.endpoints,
             authentication: self.authentication,
             config: self.config,
-            sessions: SessionRegistry::default(),
+            sessions,
+            messages,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             local_addr,
@@ -241,6 +254,11 @@ impl<P: ModelSet> ServerHandle<P> {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// The message central: channels, listeners, posts and broadcasts.
+    pub fn messages(&self) -> MessageCentral<P> {
+        self.inner.messages.clone()
     }
 
     /// How many sessions are open.

@@ -2,7 +2,7 @@
 //! [`StreamingSession`] is the same session seen by one endpoint.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -15,7 +15,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthInfo, Scope};
-use crate::outbound::{Limits, Outbound, Push};
+use crate::config::SlowConsumerPolicy;
+use crate::messages::{ListenerId, MessageCentral, SessionMessages};
+use crate::outbound::{ChannelKey, Limits, Outbound, Push, DIRECT};
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
 
@@ -52,6 +54,12 @@ pub(crate) struct SessionShared {
     pub(crate) abort: CancellationToken,
     close_frame: Mutex<Option<CloseFrame>>,
     state: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    tags: RwLock<HashSet<String>>,
+    /// Channel listeners this session owns, removed when it closes: (channel, id, whether
+    /// it is the session's own subscription). `None` once closed: no more may be added.
+    pub(crate) listeners: Mutex<Option<Vec<(Arc<str>, ListenerId, bool)>>>,
+    /// The policy for frames sent to the session directly.
+    direct_policy: SlowConsumerPolicy,
     pub(crate) span: tracing::Span,
 }
 
@@ -60,6 +68,7 @@ impl SessionShared {
         id: SessionId,
         remote_addr: SocketAddr,
         limits: Limits,
+        direct_policy: SlowConsumerPolicy,
         span: tracing::Span,
     ) -> Self {
         let abort = CancellationToken::new();
@@ -72,8 +81,21 @@ impl SessionShared {
             abort,
             close_frame: Mutex::new(None),
             state: Mutex::new(HashMap::new()),
+            tags: RwLock::new(HashSet::new()),
+            listeners: Mutex::new(Some(Vec::new())),
+            direct_policy: match direct_policy {
+                SlowConsumerPolicy::LatestValue => SlowConsumerPolicy::DropOldest,
+                other => other,
+            },
             span,
         }
+    }
+
+    pub(crate) fn has_tag(&self, tag: &str) -> bool {
+        self.tags
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(tag)
     }
 
     pub(crate) fn auth(&self) -> Option<Arc<AuthInfo>> {
@@ -90,9 +112,20 @@ impl SessionShared {
         self.span.record("user", tracing::field::display(user));
     }
 
-    /// Queues a frame; a full queue under the `Disconnect` policy closes the session.
+    /// Queues a frame sent to this session directly.
     pub(crate) fn push(&self, frame: Utf8Bytes) -> Push {
-        let outcome = self.outbound.push(frame);
+        self.push_from(frame, DIRECT, self.direct_policy)
+    }
+
+    /// Queues a frame from `channel` under its policy; a full queue under `Disconnect`
+    /// closes the session.
+    pub(crate) fn push_from(
+        &self,
+        frame: Utf8Bytes,
+        channel: ChannelKey,
+        policy: SlowConsumerPolicy,
+    ) -> Push {
+        let outcome = self.outbound.push(frame, channel, policy);
         match outcome {
             Push::Overflow => {
                 tracing::warn!(
@@ -102,11 +135,16 @@ impl SessionShared {
                 );
                 self.abort(CloseCode::Policy, "slow consumer");
             }
-            Push::QueuedDroppingOldest(dropped) => tracing::debug!(
+            Push::QueuedDropping(dropped) => tracing::trace!(
                 target: "streampod::session",
                 parent: &self.span,
                 dropped,
-                "outbound queue full; dropped oldest frames"
+                "consumer behind; dropped older frames"
+            ),
+            Push::Dropped => tracing::trace!(
+                target: "streampod::session",
+                parent: &self.span,
+                "outbound queue full; dropped a frame"
             ),
             Push::Queued | Push::Closed => {}
         }
@@ -247,7 +285,7 @@ impl<P: ModelSet> SessionHandle<P> {
     /// Queues an already encoded frame.
     pub(crate) fn send_frame(&self, frame: Utf8Bytes) -> Result<(), SendError> {
         match self.shared.push(frame) {
-            Push::Queued | Push::QueuedDroppingOldest(_) => Ok(()),
+            Push::Queued | Push::QueuedDropping(_) | Push::Dropped => Ok(()),
             Push::Overflow => Err(SendError::SlowConsumer),
             Push::Closed => Err(SendError::Closed),
         }
@@ -258,6 +296,30 @@ impl<P: ModelSet> SessionHandle<P> {
     /// (cut to 123 bytes). `stream_closed` then runs for every opened endpoint.
     pub fn close(&self, code: u16, reason: &str) {
         self.shared.close(CloseCode::from(code), reason);
+    }
+
+    /// Tags the session (for [`Broadcast::filter`](crate::messages::Broadcast::filter)
+    /// and your own bookkeeping); `false` when it already had the tag.
+    pub fn add_tag(&self, tag: impl Into<String>) -> bool {
+        self.shared
+            .tags
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tag.into())
+    }
+
+    /// Removes a tag; `false` when the session did not have it.
+    pub fn remove_tag(&self, tag: &str) -> bool {
+        self.shared
+            .tags
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tag)
+    }
+
+    /// Whether the session has `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.shared.has_tag(tag)
     }
 
     /// Whether the session is closing or closed.
@@ -307,6 +369,7 @@ impl<P: ModelSet> SessionHandle<P> {
 pub struct StreamingSession<P> {
     handle: SessionHandle<P>,
     endpoint: Arc<str>,
+    central: MessageCentral<P>,
 }
 
 impl<P> Clone for StreamingSession<P> {
@@ -314,6 +377,7 @@ impl<P> Clone for StreamingSession<P> {
         Self {
             handle: self.handle.clone(),
             endpoint: self.endpoint.clone(),
+            central: self.central.clone(),
         }
     }
 }
@@ -336,8 +400,20 @@ impl<P> Deref for StreamingSession<P> {
 }
 
 impl<P: ModelSet> StreamingSession<P> {
-    pub(crate) fn new(handle: SessionHandle<P>, endpoint: Arc<str>) -> Self {
-        Self { handle, endpoint }
+    pub(crate) fn new(
+        handle: SessionHandle<P>,
+        endpoint: Arc<str>,
+        central: MessageCentral<P>,
+    ) -> Self {
+        Self {
+            handle,
+            endpoint,
+            central,
+        }
+    }
+
+    pub(crate) fn central(&self) -> &MessageCentral<P> {
+        &self.central
     }
 
     /// The endpoint this view belongs to.
@@ -357,6 +433,16 @@ impl<P: ModelSet> StreamingSession<P> {
     /// See [`SessionHandle::send`].
     pub fn send_stream_message(&self, message: impl Into<P>) -> Result<(), SendError> {
         self.handle.send(&self.endpoint, message)
+    }
+
+    /// The message central, seen from this session and endpoint: channels it joins
+    /// deliver as this endpoint, and listeners it adds are removed when it closes.
+    pub fn messages(&self) -> SessionMessages<P> {
+        SessionMessages::new(self.clone())
+    }
+
+    pub(crate) fn endpoint_name(&self) -> &Arc<str> {
+        &self.endpoint
     }
 }
 

@@ -7,6 +7,7 @@
 //! | pong (server) | `{"command":"pong"}` |
 //! | auth (client) | `{"command":"auth","args":{"key":"Bearer …"}}` (`null` signs out) |
 //! | error (server) | `{"error":{"code":"unknown_endpoint","message":"…","endpoint":"chatt"}}` |
+//! | batch (server, streampod extension) | `{"endpoint":"chat","batch":[{"className":…,"data":…},…]}` |
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,6 +37,28 @@ pub enum Frame<'a> {
     },
     /// The server rejected a frame.
     Error(ErrorFrame<'a>),
+    /// Several messages from one endpoint in one frame (a batched broadcast); read them
+    /// one by one with [`Frame::into_messages`].
+    Batch(BatchFrame<'a>),
+}
+
+/// Messages from one endpoint sent as one frame: `{"endpoint":…,"batch":[…]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchFrame<'a> {
+    /// The endpoint every message is from.
+    pub endpoint: Cow<'a, str>,
+    /// The messages, in order: `(className, data)`.
+    pub messages: Vec<(Cow<'a, str>, RawData<'a>)>,
+}
+
+/// A model's undecoded JSON, compared by its text.
+#[derive(Debug, Clone, Copy)]
+pub struct RawData<'a>(pub &'a RawValue);
+
+impl PartialEq for RawData<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// An endpoint message: `{"endpoint":…,"object":{"className":…,"data":…}}`.
@@ -172,9 +195,24 @@ impl<'a> Frame<'a> {
         match raw {
             RawFrame {
                 endpoint: Some(endpoint),
+                batch: Some(batch),
+                object: None,
+                command: None,
+                error: None,
+                ..
+            } => Ok(Frame::Batch(BatchFrame {
+                endpoint: endpoint.0,
+                messages: batch
+                    .into_iter()
+                    .map(|o| (o.class_name.0, RawData(o.data)))
+                    .collect(),
+            })),
+            RawFrame {
+                endpoint: Some(endpoint),
                 object: Some(object),
                 command: None,
                 error: None,
+                batch: None,
                 ..
             } => Ok(Frame::Message(MessageFrame {
                 endpoint: endpoint.0,
@@ -186,6 +224,7 @@ impl<'a> Frame<'a> {
                 object: None,
                 command: Some(command),
                 error: None,
+                batch: None,
                 args,
             } => Self::command(command.0, args),
             RawFrame {
@@ -193,6 +232,7 @@ impl<'a> Frame<'a> {
                 object: None,
                 command: None,
                 error: Some(error),
+                batch: None,
                 ..
             } => {
                 let code =
@@ -270,6 +310,40 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(b"}}");
             }
             Frame::Error(error) => error.encode(out),
+            Frame::Batch(batch) => {
+                out.extend_from_slice(b"{\"endpoint\":");
+                write_str(out, &batch.endpoint);
+                out.extend_from_slice(b",\"batch\":[");
+                for (i, (class_name, data)) in batch.messages.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"className\":");
+                    write_str(out, class_name);
+                    out.extend_from_slice(b",\"data\":");
+                    out.extend_from_slice(data.0.get().as_bytes());
+                    out.push(b'}');
+                }
+                out.extend_from_slice(b"]}");
+            }
+        }
+    }
+
+    /// The endpoint messages this frame carries: one for a message frame, each of a
+    /// batch's in order, none for other frames. Clients use this to unpack batches.
+    pub fn into_messages(self) -> Vec<MessageFrame<'a>> {
+        match self {
+            Frame::Message(message) => vec![message],
+            Frame::Batch(batch) => batch
+                .messages
+                .into_iter()
+                .map(|(class_name, data)| MessageFrame {
+                    endpoint: batch.endpoint.clone(),
+                    class_name,
+                    data: data.0,
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -323,6 +397,37 @@ pub fn encode_message<P: ModelSet>(
     Ok(())
 }
 
+/// Appends a batch frame carrying `messages`, in order, to `out`.
+///
+/// # Errors
+///
+/// When a model cannot be encoded; `out` is then left as it was.
+pub fn encode_batch<'m, P: ModelSet + 'm>(
+    endpoint: &str,
+    messages: impl IntoIterator<Item = &'m P>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(b"{\"endpoint\":");
+    write_str(out, endpoint);
+    out.extend_from_slice(b",\"batch\":[");
+    for (i, message) in messages.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"className\":");
+        write_str(out, message.class_name());
+        out.extend_from_slice(b",\"data\":");
+        if let Err(e) = message.encode_data(out) {
+            out.truncate(start);
+            return Err(e);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(())
+}
+
 fn write_message_head(out: &mut Vec<u8>, endpoint: &str, class_name: &str) {
     out.extend_from_slice(b"{\"endpoint\":");
     write_str(out, endpoint);
@@ -350,6 +455,8 @@ struct RawFrame<'a> {
     args: Option<&'a RawValue>,
     #[serde(borrow, default)]
     error: Option<RawError<'a>>,
+    #[serde(borrow, default)]
+    batch: Option<Vec<RawObject<'a>>>,
 }
 
 #[derive(Deserialize)]

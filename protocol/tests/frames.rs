@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use streampod_protocol::frame::{ErrorFrame, Frame, MessageFrame};
+use streampod_protocol::frame::{BatchFrame, ErrorFrame, Frame, MessageFrame, RawData};
 use streampod_protocol::ErrorCode;
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -65,6 +65,28 @@ proptest! {
         let frame = Frame::Error(error);
         let text = frame.to_json();
         prop_assert_eq!(Frame::parse(&text).unwrap(), frame);
+    }
+
+    #[test]
+    fn batch_frames_round_trip_and_unpack_in_order(
+        endpoint in ".*",
+        items in proptest::collection::vec((".*", json_value()), 0..6),
+    ) {
+        let raws: Vec<Box<RawValue>> = items.iter().map(|(_, data)| RawValue::from_string(data.to_string()).unwrap()).collect();
+        let frame = Frame::Batch(BatchFrame {
+            endpoint: Cow::Owned(endpoint.clone()),
+            messages: items.iter().zip(&raws).map(|((class_name, _), raw)| (Cow::Owned(class_name.clone()), RawData(raw))).collect(),
+        });
+        let text = frame.to_json();
+        let parsed = Frame::parse(&text).unwrap();
+        prop_assert_eq!(&parsed, &frame);
+        let messages = parsed.into_messages();
+        prop_assert_eq!(messages.len(), items.len());
+        for (message, ((class_name, _), raw)) in messages.iter().zip(items.iter().zip(&raws)) {
+            prop_assert_eq!(&*message.endpoint, endpoint.as_str());
+            prop_assert_eq!(&*message.class_name, class_name.as_str());
+            prop_assert_eq!(message.data.get(), raw.get());
+        }
     }
 
     #[test]

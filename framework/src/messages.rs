@@ -1,0 +1,868 @@
+//! The message central: named channels with listeners, and posting to them.
+//!
+//! A listener is a session that joined the channel (it receives each message as a frame
+//! from the endpoint it joined through), a callback, or a [`ChannelStream`]. A post
+//! encodes the message once per endpoint name and shares the frame with every session's
+//! queue; it never waits for a consumer.
+//!
+//! ```no_run
+//! # streampod::__doc_models!();
+//! use streampod::messages::Scope;
+//! # fn demo(server: streampod::ServerHandle<Protocol>) {
+//! let messages = server.messages();
+//! let report = messages
+//!     .post_message("room-1", ChatMessage { content: "hi".into() }, Scope::Local)
+//!     .expect("encodable");
+//! println!("{} delivered, {} dropped", report.delivered, report.dropped);
+//! # }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use crate::broadcast::{Batched, Broadcast, Throttle, Throttled};
+use crate::config::SlowConsumerPolicy;
+use crate::outbound::{ChannelKey, Push};
+use crate::protocol::{frame, EncodeError, ModelSet};
+use crate::registry::SessionRegistry;
+use crate::session::{SessionShared, StreamingSession};
+
+/// Where a post goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Listeners on this server (the default, unlike Serverpod's old global default).
+    #[default]
+    Local,
+    /// Listeners on every server of the cluster. Without a cluster configured this is
+    /// the same as `Local`.
+    Global,
+}
+
+/// What a local post did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeliveryReport {
+    /// Listeners the message was queued for or handed to.
+    pub delivered: usize,
+    /// Frames dropped by `DropOldest`/`LatestValue` policies (older ones, or this one).
+    pub dropped: usize,
+    /// Sessions disconnected as slow consumers by this post.
+    pub disconnected: usize,
+}
+
+impl DeliveryReport {
+    pub(crate) fn count(&mut self, push: Push) {
+        match push {
+            Push::Queued => self.delivered += 1,
+            Push::QueuedDropping(dropped) => {
+                self.delivered += 1;
+                self.dropped += dropped;
+            }
+            Push::Dropped => self.dropped += 1,
+            Push::Overflow => self.disconnected += 1,
+            Push::Closed => {}
+        }
+    }
+}
+
+/// Why a post failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostError {
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Per-channel settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelConfig {
+    /// What a subscriber whose queue is full gets. Default `Disconnect`.
+    pub slow_consumer: SlowConsumerPolicy,
+}
+
+impl ChannelConfig {
+    /// A config with `policy`.
+    pub fn slow_consumer(policy: SlowConsumerPolicy) -> Self {
+        Self {
+            slow_consumer: policy,
+        }
+    }
+}
+
+/// Cumulative counters of the message central.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MessageStats {
+    /// Posts and broadcasts made.
+    pub posts: u64,
+    /// Frames encoded for them (one per post and endpoint name, not per recipient).
+    pub frames_encoded: u64,
+}
+
+/// Identifies a listener within the central.
+pub(crate) type ListenerId = u64;
+
+enum Listener<P> {
+    Session {
+        id: ListenerId,
+        session: Arc<SessionShared>,
+        endpoint: Arc<str>,
+    },
+    Callback {
+        id: ListenerId,
+        callback: Arc<dyn Fn(&P) + Send + Sync>,
+    },
+    Stream {
+        id: ListenerId,
+        queue: Arc<StreamQueue<P>>,
+    },
+}
+
+impl<P> Listener<P> {
+    fn id(&self) -> ListenerId {
+        match self {
+            Listener::Session { id, .. }
+            | Listener::Callback { id, .. }
+            | Listener::Stream { id, .. } => *id,
+        }
+    }
+}
+
+struct Channel<P> {
+    key: ChannelKey,
+    policy: AtomicU8,
+    /// Replaced, never mutated in place: a post clones the `Arc` and iterates unlocked.
+    listeners: Mutex<Arc<Vec<Listener<P>>>>,
+}
+
+impl<P> Channel<P> {
+    fn snapshot(&self) -> Arc<Vec<Listener<P>>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn policy(&self) -> SlowConsumerPolicy {
+        match self.policy.load(Ordering::Relaxed) {
+            1 => SlowConsumerPolicy::DropOldest,
+            2 => SlowConsumerPolicy::LatestValue,
+            _ => SlowConsumerPolicy::Disconnect,
+        }
+    }
+
+    fn set_policy(&self, policy: SlowConsumerPolicy) {
+        let code = match policy {
+            SlowConsumerPolicy::Disconnect => 0,
+            SlowConsumerPolicy::DropOldest => 1,
+            SlowConsumerPolicy::LatestValue => 2,
+        };
+        self.policy.store(code, Ordering::Relaxed);
+    }
+}
+
+const SHARDS: usize = 16;
+
+type Shard<P> = Mutex<HashMap<Arc<str>, Arc<Channel<P>>>>;
+
+pub(crate) struct Central<P> {
+    shards: [Shard<P>; SHARDS],
+    configs: RwLock<HashMap<String, ChannelConfig>>,
+    pub(crate) sessions: Arc<SessionRegistry>,
+    stream_capacity: usize,
+    next_key: AtomicU64,
+    next_listener: AtomicU64,
+    posts: AtomicU64,
+    frames_encoded: AtomicU64,
+    listeners: AtomicUsize,
+    /// Where throttled and batched posts schedule their timers.
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+/// The message central of a server: cheap to clone, usable from any task.
+pub struct MessageCentral<P> {
+    pub(crate) inner: Arc<Central<P>>,
+}
+
+impl<P> Clone for MessageCentral<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<P> fmt::Debug for MessageCentral<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageCentral")
+            .field("listeners", &self.inner.listeners.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The frames of one post, encoded lazily once per endpoint name.
+pub(crate) struct Frames<'a, E> {
+    encode: E,
+    encoded: Vec<(Arc<str>, Utf8Bytes)>,
+    counter: &'a AtomicU64,
+}
+
+impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
+    pub(crate) fn new(encode: E, counter: &'a AtomicU64) -> Self {
+        Self {
+            encode,
+            encoded: Vec::new(),
+            counter,
+        }
+    }
+
+    pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<Utf8Bytes, EncodeError> {
+        if let Some((_, frame)) = self.encoded.iter().find(|(name, _)| name == endpoint) {
+            return Ok(frame.clone());
+        }
+        let mut buffer = Vec::with_capacity(128);
+        (self.encode)(endpoint, &mut buffer)?;
+        let frame = utf8_frame(buffer);
+        self.counter.fetch_add(1, Ordering::Relaxed);
+        self.encoded.push((endpoint.clone(), frame.clone()));
+        Ok(frame)
+    }
+}
+
+/// A frame from encoder output (always UTF-8: serde_json writes nothing else).
+pub(crate) fn utf8_frame(buffer: Vec<u8>) -> Utf8Bytes {
+    Utf8Bytes::from(
+        String::from_utf8(buffer)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+impl<P> MessageCentral<P> {
+    fn shard(&self, channel: &str) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Channel<P>>>> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        channel.hash(&mut hasher);
+        self.inner.shards[(hasher.finish() as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn channel(&self, channel: &str) -> Option<Arc<Channel<P>>> {
+        self.shard(channel).get(channel).cloned()
+    }
+
+    /// Removes a listener; `false` when it was not there. An emptied channel is dropped.
+    pub(crate) fn remove(&self, channel: &str, id: ListenerId) -> bool {
+        let mut shard = self.shard(channel);
+        let Some(entry) = shard.get(channel).cloned() else {
+            return false;
+        };
+        let mut listeners = entry
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !listeners.iter().any(|l| l.id() == id) {
+            return false;
+        }
+        let next: Vec<Listener<P>> = listeners
+            .iter()
+            .filter(|l| l.id() != id)
+            .map(Listener::clone_entry)
+            .collect();
+        let now_empty = next.is_empty();
+        *listeners = Arc::new(next);
+        drop(listeners);
+        self.inner.listeners.fetch_sub(1, Ordering::Relaxed);
+        if now_empty {
+            shard.remove(channel);
+        }
+        true
+    }
+}
+
+impl<P: ModelSet> MessageCentral<P> {
+    pub(crate) fn new(
+        sessions: Arc<SessionRegistry>,
+        stream_capacity: usize,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Central {
+                shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+                configs: RwLock::new(HashMap::new()),
+                sessions,
+                stream_capacity,
+                next_key: AtomicU64::new(1),
+                next_listener: AtomicU64::new(1),
+                posts: AtomicU64::new(0),
+                frames_encoded: AtomicU64::new(0),
+                listeners: AtomicUsize::new(0),
+                runtime,
+            }),
+        }
+    }
+
+    /// Sets a channel's options; they apply to current and future listeners and stay
+    /// after the channel's last listener leaves.
+    pub fn configure_channel(&self, channel: &str, config: ChannelConfig) {
+        self.inner
+            .configs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(channel.to_owned(), config);
+        if let Some(existing) = self.channel(channel) {
+            existing.set_policy(config.slow_consumer);
+        }
+    }
+
+    fn add(&self, channel: &str, make: impl FnOnce(ListenerId) -> Listener<P>) -> ListenerId {
+        let id = self.inner.next_listener.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.shard(channel);
+        let entry = shard.entry(Arc::from(channel)).or_insert_with(|| {
+            let config = self
+                .inner
+                .configs
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(channel)
+                .copied()
+                .unwrap_or_default();
+            let created = Channel {
+                key: self.inner.next_key.fetch_add(1, Ordering::Relaxed),
+                policy: AtomicU8::new(0),
+                listeners: Mutex::new(Arc::new(Vec::new())),
+            };
+            created.set_policy(config.slow_consumer);
+            Arc::new(created)
+        });
+        let mut listeners = entry
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next: Vec<Listener<P>> = Vec::with_capacity(listeners.len() + 1);
+        next.extend(listeners.iter().map(Listener::clone_entry));
+        next.push(make(id));
+        *listeners = Arc::new(next);
+        self.inner.listeners.fetch_add(1, Ordering::Relaxed);
+        id
+    }
+
+    /// Calls `listener` with every message posted to `channel` (on the posting task;
+    /// keep it short and spawn for slow work). It stays until
+    /// [`ListenerHandle::remove`]; listeners added through
+    /// [`SessionMessages::add_listener`] go when their session closes.
+    pub fn add_listener(
+        &self,
+        channel: &str,
+        listener: impl Fn(&P) + Send + Sync + 'static,
+    ) -> ListenerHandle<P> {
+        let callback: Arc<dyn Fn(&P) + Send + Sync> = Arc::new(listener);
+        let id = self.add(channel, |id| Listener::Callback { id, callback });
+        ListenerHandle {
+            central: self.clone(),
+            channel: Arc::from(channel),
+            id,
+        }
+    }
+
+    /// A stream of the messages posted to `channel` from now on (Serverpod's
+    /// `createStream`). It holds at most the server's outbound queue size; the
+    /// channel's slow-consumer policy applies when it is full (`Disconnect` ends it).
+    pub fn create_stream(&self, channel: &str) -> ChannelStream<P> {
+        let queue = Arc::new(StreamQueue::new(self.inner.stream_capacity));
+        let id = self.add(channel, |id| Listener::Stream {
+            id,
+            queue: queue.clone(),
+        });
+        ChannelStream {
+            queue,
+            guard: ListenerHandle {
+                central: self.clone(),
+                channel: Arc::from(channel),
+                id,
+            },
+            pending: None,
+        }
+    }
+
+    /// Adds `session` as a listener of `channel`, receiving frames from `endpoint`;
+    /// `false` when it already listens there or is closed.
+    pub(crate) fn join(
+        &self,
+        session: &Arc<SessionShared>,
+        endpoint: &Arc<str>,
+        channel: &str,
+    ) -> bool {
+        let mut owned = session
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(owned) = owned.as_mut() else {
+            return false;
+        };
+        if owned
+            .iter()
+            .any(|(name, _, is_session)| *is_session && &**name == channel)
+        {
+            return false;
+        }
+        let id = self.add(channel, |id| Listener::Session {
+            id,
+            session: session.clone(),
+            endpoint: endpoint.clone(),
+        });
+        owned.push((Arc::from(channel), id, true));
+        true
+    }
+
+    /// Removes `session` from `channel`; `false` when it was not there.
+    pub(crate) fn leave(&self, session: &SessionShared, channel: &str) -> bool {
+        let mut owned = session
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(owned) = owned.as_mut() else {
+            return false;
+        };
+        let Some(index) = owned
+            .iter()
+            .position(|(name, _, is_session)| *is_session && &**name == channel)
+        else {
+            return false;
+        };
+        let (name, id, _) = owned.remove(index);
+        self.remove(&name, id)
+    }
+
+    /// Adds a callback owned by `session`: removed when it closes.
+    pub(crate) fn add_session_callback(
+        &self,
+        session: &SessionShared,
+        channel: &str,
+        listener: impl Fn(&P) + Send + Sync + 'static,
+    ) -> Option<ListenerHandle<P>> {
+        let mut owned = session
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let owned = owned.as_mut()?;
+        let handle = self.add_listener(channel, listener);
+        owned.push((handle.channel.clone(), handle.id, false));
+        Some(handle)
+    }
+
+    /// Removes every listener `session` owns; later joins are refused.
+    pub(crate) fn remove_session(&self, session: &SessionShared) {
+        let owned = session
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        for (channel, id, _) in owned {
+            self.remove(&channel, id);
+        }
+    }
+
+    /// Posts `message` to every listener of `channel`. Never waits for a consumer.
+    ///
+    /// # Errors
+    ///
+    /// [`PostError::Encode`] when the message cannot be encoded.
+    pub fn post_message(
+        &self,
+        channel: &str,
+        message: impl Into<P>,
+        scope: Scope,
+    ) -> Result<DeliveryReport, PostError> {
+        let _ = scope; // Without a cluster, Global is Local.
+        self.deliver(channel, &[Arc::new(message.into())], |_| true)
+    }
+
+    /// Delivers `messages` to `channel`'s listeners: sessions get one frame (a batch
+    /// frame for several messages) encoded once per endpoint; callbacks and streams get
+    /// each message. `include` selects sessions.
+    pub(crate) fn deliver(
+        &self,
+        channel: &str,
+        messages: &[Arc<P>],
+        include: impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
+        self.inner.posts.fetch_add(1, Ordering::Relaxed);
+        let mut report = DeliveryReport::default();
+        let Some(channel) = self.channel(channel) else {
+            return Ok(report);
+        };
+        let listeners = channel.snapshot();
+        let policy = channel.policy();
+        let mut frames = Frames::new(
+            |endpoint: &str, out: &mut Vec<u8>| encode(endpoint, messages, out),
+            &self.inner.frames_encoded,
+        );
+        for listener in listeners.iter() {
+            match listener {
+                Listener::Session {
+                    session, endpoint, ..
+                } => {
+                    if include(session) {
+                        report.count(session.push_from(frames.get(endpoint)?, channel.key, policy));
+                    }
+                }
+                Listener::Callback { callback, .. } => {
+                    for message in messages {
+                        if std::panic::catch_unwind(AssertUnwindSafe(|| callback(message))).is_ok()
+                        {
+                            report.delivered += 1;
+                        } else {
+                            tracing::error!(target: "streampod::messages", "a channel listener panicked");
+                            report.dropped += 1;
+                        }
+                    }
+                }
+                Listener::Stream { queue, .. } => {
+                    for message in messages {
+                        report.count(queue.push(message.clone(), policy));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Starts a broadcast to every session of the server, framed as from `endpoint`.
+    pub fn to_all(&self, endpoint: &str) -> Broadcast<P> {
+        Broadcast::all(self.clone(), Arc::from(endpoint))
+    }
+
+    /// Starts a broadcast to every session of `user_id` (all their devices), framed as
+    /// from `endpoint`.
+    pub fn to_user(&self, user_id: &str, endpoint: &str) -> Broadcast<P> {
+        Broadcast::user(self.clone(), user_id.to_owned(), Arc::from(endpoint))
+    }
+
+    /// Starts a post to `channel` that can leave out sessions (`except`, `filter`).
+    pub fn to_channel(&self, channel: &str) -> Broadcast<P> {
+        Broadcast::channel(self.clone(), channel.to_owned())
+    }
+
+    /// Listeners on `channel`.
+    pub fn listener_count(&self, channel: &str) -> usize {
+        self.channel(channel).map_or(0, |c| c.snapshot().len())
+    }
+
+    /// Listeners on all channels.
+    pub fn total_listeners(&self) -> usize {
+        self.inner.listeners.load(Ordering::Relaxed)
+    }
+
+    /// Channels with at least one listener.
+    pub fn channel_count(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Connected sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Cumulative counters.
+    pub fn stats(&self) -> MessageStats {
+        MessageStats {
+            posts: self.inner.posts.load(Ordering::Relaxed),
+            frames_encoded: self.inner.frames_encoded.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn encode_counter(&self) -> &AtomicU64 {
+        &self.inner.frames_encoded
+    }
+
+    pub(crate) fn count_post(&self) {
+        self.inner.posts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One message as a message frame, several as a batch frame.
+pub(crate) fn encode<P: ModelSet>(
+    endpoint: &str,
+    messages: &[Arc<P>],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    match messages {
+        [one] => frame::encode_message(endpoint, &**one, out),
+        many => frame::encode_batch(endpoint, many.iter().map(|m| &**m), out),
+    }
+}
+
+impl<P> Listener<P> {
+    fn clone_entry(&self) -> Self {
+        match self {
+            Listener::Session {
+                id,
+                session,
+                endpoint,
+            } => Listener::Session {
+                id: *id,
+                session: session.clone(),
+                endpoint: endpoint.clone(),
+            },
+            Listener::Callback { id, callback } => Listener::Callback {
+                id: *id,
+                callback: callback.clone(),
+            },
+            Listener::Stream { id, queue } => Listener::Stream {
+                id: *id,
+                queue: queue.clone(),
+            },
+        }
+    }
+}
+
+/// Removes a listener added with [`MessageCentral::add_listener`].
+#[must_use = "keep the handle to remove the listener later; dropping it leaves the listener in place"]
+pub struct ListenerHandle<P> {
+    central: MessageCentral<P>,
+    channel: Arc<str>,
+    id: ListenerId,
+}
+
+impl<P> fmt::Debug for ListenerHandle<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerHandle")
+            .field("channel", &self.channel)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<P> ListenerHandle<P> {
+    /// Removes the listener; `false` when it was already gone.
+    pub fn remove(self) -> bool {
+        self.central.remove(&self.channel, self.id)
+    }
+
+    /// The channel the listener is on.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+}
+
+/// A bounded queue feeding one [`ChannelStream`].
+struct StreamQueue<P> {
+    state: Mutex<StreamState<P>>,
+    wake: Notify,
+    capacity: usize,
+}
+
+struct StreamState<P> {
+    items: VecDeque<Arc<P>>,
+    closed: bool,
+}
+
+impl<P> StreamQueue<P> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(StreamState {
+                items: VecDeque::new(),
+                closed: false,
+            }),
+            wake: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn push(&self, item: Arc<P>, policy: SlowConsumerPolicy) -> Push {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.closed {
+            return Push::Closed;
+        }
+        let mut dropped = 0;
+        match policy {
+            SlowConsumerPolicy::LatestValue if !state.items.is_empty() => {
+                dropped = state.items.len();
+                state.items.clear();
+            }
+            _ if state.items.len() >= self.capacity => match policy {
+                SlowConsumerPolicy::Disconnect => {
+                    state.closed = true;
+                    drop(state);
+                    self.wake.notify_one();
+                    return Push::Overflow;
+                }
+                _ => {
+                    state.items.pop_front();
+                    dropped = 1;
+                }
+            },
+            _ => {}
+        }
+        state.items.push_back(item);
+        drop(state);
+        self.wake.notify_one();
+        if dropped == 0 {
+            Push::Queued
+        } else {
+            Push::QueuedDropping(dropped)
+        }
+    }
+
+    async fn recv(self: Arc<Self>) -> Option<Arc<P>> {
+        loop {
+            {
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(item) = state.items.pop_front() {
+                    return Some(item);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+}
+
+type Recv<P> = Pin<Box<dyn Future<Output = Option<Arc<P>>> + Send>>;
+
+/// The messages of one channel as an async [`Stream`](futures_util::Stream). Dropping it
+/// removes its listener. It ends when it fell behind under the `Disconnect` policy.
+pub struct ChannelStream<P> {
+    queue: Arc<StreamQueue<P>>,
+    guard: ListenerHandle<P>,
+    pending: Option<Recv<P>>,
+}
+
+impl<P> fmt::Debug for ChannelStream<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelStream")
+            .field("channel", &self.guard.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: ModelSet> ChannelStream<P> {
+    /// The next message, or `None` once the stream ended.
+    pub async fn recv(&mut self) -> Option<Arc<P>> {
+        futures_util::StreamExt::next(self).await
+    }
+}
+
+impl<P: ModelSet> futures_util::Stream for ChannelStream<P> {
+    type Item = Arc<P>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Arc<P>>> {
+        let queue = self.queue.clone();
+        let pending = self.pending.get_or_insert_with(|| Box::pin(queue.recv()));
+        let result = pending.as_mut().poll(cx);
+        if result.is_ready() {
+            self.pending = None;
+        }
+        result
+    }
+}
+
+impl<P> Drop for ChannelStream<P> {
+    fn drop(&mut self) {
+        self.guard
+            .central
+            .remove(&self.guard.channel, self.guard.id);
+    }
+}
+
+/// The message central as one session and endpoint see it: joins deliver frames as
+/// this endpoint, and everything added here is removed when the session closes.
+pub struct SessionMessages<P> {
+    session: StreamingSession<P>,
+}
+
+impl<P> fmt::Debug for SessionMessages<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionMessages")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl<P: ModelSet> SessionMessages<P> {
+    pub(crate) fn new(session: StreamingSession<P>) -> Self {
+        Self { session }
+    }
+
+    fn central(&self) -> &MessageCentral<P> {
+        self.session.central()
+    }
+
+    /// Joins `channel`: posts to it reach this session as messages from this endpoint.
+    /// `false` when already joined (through any endpoint) or closed.
+    pub fn join(&self, channel: &str) -> bool {
+        self.central().join(
+            &self.session.handle().shared,
+            self.session.endpoint_name(),
+            channel,
+        )
+    }
+
+    /// Leaves `channel`; `false` when not joined.
+    pub fn leave(&self, channel: &str) -> bool {
+        self.central().leave(&self.session.handle().shared, channel)
+    }
+
+    /// Adds a callback listener that is removed when this session closes (Serverpod's
+    /// `session.messages.addListener`). `None` when the session is already closed.
+    pub fn add_listener(
+        &self,
+        channel: &str,
+        listener: impl Fn(&P) + Send + Sync + 'static,
+    ) -> Option<ListenerHandle<P>> {
+        self.central()
+            .add_session_callback(&self.session.handle().shared, channel, listener)
+    }
+
+    /// Posts to `channel`; see [`MessageCentral::post_message`].
+    ///
+    /// # Errors
+    ///
+    /// See [`MessageCentral::post_message`].
+    pub fn post_message(
+        &self,
+        channel: &str,
+        message: impl Into<P>,
+        scope: Scope,
+    ) -> Result<DeliveryReport, PostError> {
+        self.central().post_message(channel, message, scope)
+    }
+
+    /// Starts a post to `channel` leaving this session out (all but the sender).
+    pub fn to_others(&self, channel: &str) -> Broadcast<P> {
+        self.central().to_channel(channel).except(self.session.id())
+    }
+
+    /// Starts a broadcast to every session, framed as from this endpoint.
+    pub fn to_all(&self) -> Broadcast<P> {
+        self.central().to_all(self.session.endpoint())
+    }
+
+    /// Starts a broadcast to every session of `user_id`, framed as from this endpoint.
+    pub fn to_user(&self, user_id: &str) -> Broadcast<P> {
+        self.central().to_user(user_id, self.session.endpoint())
+    }
+
+    /// The server's message central.
+    pub fn central_handle(&self) -> MessageCentral<P> {
+        self.central().clone()
+    }
+}
