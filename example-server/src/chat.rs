@@ -1,95 +1,107 @@
 //! The `chat` endpoint: join and leave rooms with `ChannelSubscription`; a `ChatMessage`
-//! goes to everyone in its room, stamped with the server's time.
+//! goes to everyone in its room (or everyone but the sender), stamped with the server's
+//! time. Each room is the message-central channel `chat-room-<id>`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 
+use streampod::messages::Scope;
 use streampod::protocol::types::DateTime;
-use streampod::{async_trait, Endpoint, EndpointError, SessionId, StreamingSession};
+use streampod::{async_trait, Endpoint, EndpointError, ModelSet, StreamingSession};
 
-use crate::models::{ChatMessage, InvalidRequest, Protocol};
+use crate::models::{InvalidRequest, Protocol};
 
-/// Rooms and their members, as in Serverpod's streaming-endpoint example.
-#[derive(Debug, Default)]
-pub struct ChatEndpoint {
-    rooms: Mutex<HashMap<String, HashMap<SessionId, StreamingSession<Protocol>>>>,
+/// The channel behind a chat room.
+pub fn room_channel(room: &str) -> String {
+    format!("chat-room-{room}")
 }
 
-impl ChatEndpoint {
-    fn rooms(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<SessionId, StreamingSession<Protocol>>>>
-    {
-        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// The rooms a session has joined, kept in its session state.
+#[derive(Debug, Default)]
+struct Joined(Mutex<HashSet<String>>);
 
-    fn broadcast(&self, message: &ChatMessage) {
-        let members: Vec<StreamingSession<Protocol>> = self
-            .rooms()
-            .get(&message.channel_id)
-            .map(|members| members.values().cloned().collect())
-            .unwrap_or_default();
-        for member in members {
-            // A member that is closing or too slow is dropped by the runtime; skip it.
-            let _ = member.send_stream_message(message.clone());
-        }
+impl Joined {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Chat rooms over the message central.
+#[derive(Debug, Default)]
+pub struct ChatEndpoint;
+
+fn refuse(
+    session: &StreamingSession<Protocol>,
+    message: String,
+    field: Option<&str>,
+) -> Result<(), EndpointError> {
+    session.send_stream_message(InvalidRequest {
+        message,
+        field: field.map(str::to_owned),
+    })?;
+    Ok(())
 }
 
 #[async_trait]
 impl Endpoint<Protocol> for ChatEndpoint {
+    async fn stream_opened(
+        &self,
+        session: &StreamingSession<Protocol>,
+    ) -> Result<(), EndpointError> {
+        session.insert_state(Joined::default());
+        Ok(())
+    }
+
     async fn handle_stream_message(
         &self,
         session: &StreamingSession<Protocol>,
         message: Protocol,
     ) -> Result<(), EndpointError> {
+        let joined = session
+            .state::<Joined>()
+            .ok_or_else(|| EndpointError::msg("chat state missing"))?;
+        let messages = session.messages();
         match message {
             Protocol::ChannelSubscription(subscription) => {
-                let mut rooms = self.rooms();
-                if subscription.subscribe {
-                    rooms
-                        .entry(subscription.channel_id)
-                        .or_default()
-                        .insert(session.id(), session.clone());
-                } else if let Some(members) = rooms.get_mut(&subscription.channel_id) {
-                    members.remove(&session.id());
-                    if members.is_empty() {
-                        rooms.remove(&subscription.channel_id);
-                    }
+                let room = subscription.channel_id;
+                if room.is_empty() {
+                    return refuse(
+                        session,
+                        "channelId cannot be empty".into(),
+                        Some("channelId"),
+                    );
                 }
+                if subscription.subscribe {
+                    messages.join(&room_channel(&room));
+                    joined.rooms().insert(room);
+                } else {
+                    messages.leave(&room_channel(&room));
+                    joined.rooms().remove(&room);
+                }
+                Ok(())
             }
             Protocol::ChatMessage(mut chat) => {
-                let joined = self
-                    .rooms()
-                    .get(&chat.channel_id)
-                    .is_some_and(|members| members.contains_key(&session.id()));
-                if !joined {
-                    session.send_stream_message(InvalidRequest {
-                        message: format!("join room '{}' before posting to it", chat.channel_id),
-                        field: Some("channelId".into()),
-                    })?;
-                    return Ok(());
+                if !joined.rooms().contains(&chat.channel_id) {
+                    return refuse(
+                        session,
+                        format!("join room '{}' before posting to it", chat.channel_id),
+                        Some("channelId"),
+                    );
                 }
                 chat.timestamp = DateTime::from(std::time::SystemTime::now());
-                self.broadcast(&chat);
+                let channel = room_channel(&chat.channel_id);
+                if chat.exclude_sender {
+                    messages.to_others(&channel).post(chat)?;
+                } else {
+                    messages.post_message(&channel, chat, Scope::Local)?;
+                }
+                Ok(())
             }
-            other => {
-                session.send_stream_message(InvalidRequest {
-                    message: format!(
-                        "the chat endpoint does not handle {}",
-                        streampod::ModelSet::class_name(&other)
-                    ),
-                    field: None,
-                })?;
-            }
+            other => refuse(
+                session,
+                format!("the chat endpoint does not handle {}", other.class_name()),
+                None,
+            ),
         }
-        Ok(())
-    }
-
-    async fn stream_closed(&self, session: &StreamingSession<Protocol>) {
-        self.rooms().retain(|_, members| {
-            members.remove(&session.id());
-            !members.is_empty()
-        });
     }
 }

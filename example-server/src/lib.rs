@@ -4,6 +4,7 @@
 //! down gracefully on Ctrl-C or SIGTERM.
 
 pub mod chat;
+pub mod notification;
 
 /// The models generated from `models/*.yaml`.
 pub mod models {
@@ -16,5 +17,7 @@ pub use models::Protocol;
 
 /// A server builder with the example's endpoints registered.
 pub fn server() -> ServerBuilder<Protocol> {
-    Server::builder().endpoint("chat", chat::ChatEndpoint::default())
+    Server::builder()
+        .endpoint("chat", chat::ChatEndpoint)
+        .endpoint("notification", notification::NotificationEndpoint)
 }

@@ -113,6 +113,15 @@ pub struct MessageStats {
 /// Identifies a listener within the central.
 pub(crate) type ListenerId = u64;
 
+/// A listener a session owns and that goes when the session closes.
+#[derive(Debug)]
+pub(crate) struct OwnedListener {
+    channel: Arc<str>,
+    id: ListenerId,
+    /// The session's own subscription (a join), as opposed to a callback it added.
+    subscription: bool,
+}
+
 enum Listener<P> {
     Session {
         id: ListenerId,
@@ -412,7 +421,7 @@ impl<P: ModelSet> MessageCentral<P> {
         };
         if owned
             .iter()
-            .any(|(name, _, is_session)| *is_session && &**name == channel)
+            .any(|o| o.subscription && &*o.channel == channel)
         {
             return false;
         }
@@ -421,7 +430,11 @@ impl<P: ModelSet> MessageCentral<P> {
             session: session.clone(),
             endpoint: endpoint.clone(),
         });
-        owned.push((Arc::from(channel), id, true));
+        owned.push(OwnedListener {
+            channel: Arc::from(channel),
+            id,
+            subscription: true,
+        });
         true
     }
 
@@ -436,12 +449,12 @@ impl<P: ModelSet> MessageCentral<P> {
         };
         let Some(index) = owned
             .iter()
-            .position(|(name, _, is_session)| *is_session && &**name == channel)
+            .position(|o| o.subscription && &*o.channel == channel)
         else {
             return false;
         };
-        let (name, id, _) = owned.remove(index);
-        self.remove(&name, id)
+        let left = owned.remove(index);
+        self.remove(&left.channel, left.id)
     }
 
     /// Adds a callback owned by `session`: removed when it closes.
@@ -457,7 +470,11 @@ impl<P: ModelSet> MessageCentral<P> {
             .unwrap_or_else(PoisonError::into_inner);
         let owned = owned.as_mut()?;
         let handle = self.add_listener(channel, listener);
-        owned.push((handle.channel.clone(), handle.id, false));
+        owned.push(OwnedListener {
+            channel: handle.channel.clone(),
+            id: handle.id,
+            subscription: false,
+        });
         Some(handle)
     }
 
@@ -469,8 +486,8 @@ impl<P: ModelSet> MessageCentral<P> {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
             .unwrap_or_default();
-        for (channel, id, _) in owned {
-            self.remove(&channel, id);
+        for listener in owned {
+            self.remove(&listener.channel, listener.id);
         }
     }
 

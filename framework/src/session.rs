@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::config::SlowConsumerPolicy;
-use crate::messages::{ListenerId, MessageCentral, SessionMessages};
+use crate::messages::{MessageCentral, OwnedListener, SessionMessages};
 use crate::outbound::{ChannelKey, Limits, Outbound, Push, DIRECT};
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
@@ -55,9 +55,9 @@ pub(crate) struct SessionShared {
     close_frame: Mutex<Option<CloseFrame>>,
     state: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     tags: RwLock<HashSet<String>>,
-    /// Channel listeners this session owns, removed when it closes: (channel, id, whether
-    /// it is the session's own subscription). `None` once closed: no more may be added.
-    pub(crate) listeners: Mutex<Option<Vec<(Arc<str>, ListenerId, bool)>>>,
+    /// Channel listeners this session owns, removed when it closes. `None` once closed:
+    /// no more may be added.
+    pub(crate) listeners: Mutex<Option<Vec<OwnedListener>>>,
     /// The policy for frames sent to the session directly.
     direct_policy: SlowConsumerPolicy,
     pub(crate) span: tracing::Span,

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod recorder;
+pub mod rooms;
 
 /// The code generator's fixture models (`codegen/tests/fixtures/models`), compiled.
 pub mod fixtures {
@@ -28,4 +29,9 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 /// A `ChatMessage` in its JSON form, with `content`.
 pub fn chat_json(content: &str) -> serde_json::Value {
     serde_json::json!({"senderName": "ann", "content": content, "channelId": "room-1"})
+}
+
+/// Raises this process's open-file limit to its hard limit, for tests with many sockets.
+pub fn raise_fd_limit() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
 }

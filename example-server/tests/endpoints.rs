@@ -1,0 +1,199 @@
+//! The example's endpoints over the message central: rooms with an all-but-sender
+//! option, and per-user and global notifications reaching every device.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use example_server::models::{AnnouncementMessage, NotificationMessage};
+use example_server::notification::{user_channel, GLOBAL_CHANNEL};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use streampod::auth::{self, AuthInfo};
+use streampod::messages::Scope;
+use streampod::protocol::types::DateTime;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: std::net::SocketAddr, query: &str) -> Socket {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/websocket{query}"))
+        .await
+        .unwrap()
+        .0
+}
+
+async fn send(socket: &mut Socket, class_name: &str, data: Value) {
+    let frame = json!({"endpoint": "chat", "object": {"className": class_name, "data": data}});
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+/// The next text frame as JSON, or `None` if nothing arrives within `wait`.
+async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return None,
+            Ok(Some(Ok(Message::Text(text)))) => return Some(serde_json::from_str(&text).unwrap()),
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("socket ended: {other:?}"),
+        }
+    }
+}
+
+async fn next(socket: &mut Socket) -> Value {
+    next_within(socket, Duration::from_secs(10))
+        .await
+        .expect("a frame")
+}
+
+/// A ping round trip: everything sent before it has been handled.
+async fn sync(socket: &mut Socket) {
+    socket
+        .send(Message::text(r#"{"command":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next(socket).await, json!({"command": "pong"}));
+}
+
+async fn start() -> streampod::Server<example_server::Protocol> {
+    example_server::server()
+        .authentication(auth::from_fn(|key: String| async move {
+            key.strip_prefix("token-").map(AuthInfo::new)
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rooms_with_and_without_the_sender() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let mut socket = connect(addr, "").await;
+        send(
+            &mut socket,
+            "ChannelSubscription",
+            json!({"channelId": "lobby", "subscribe": true}),
+        )
+        .await;
+        sync(&mut socket).await;
+        members.push(socket);
+    }
+    let mut outsider = connect(addr, "").await;
+
+    send(
+        &mut members[0],
+        "ChatMessage",
+        json!({"senderName": "a", "content": "to all", "channelId": "lobby"}),
+    )
+    .await;
+    for member in &mut members {
+        let frame = next(member).await;
+        assert_eq!(frame["object"]["data"]["content"], "to all");
+        let stamped: DateTime = frame["object"]["data"]["timestamp"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (DateTime::from(std::time::SystemTime::now()) - stamped)
+                .num_seconds()
+                .abs()
+                < 60
+        );
+    }
+    send(&mut members[0], "ChatMessage", json!({"senderName": "a", "content": "not me", "channelId": "lobby", "excludeSender": true})).await;
+    for member in &mut members[1..] {
+        assert_eq!(next(member).await["object"]["data"]["content"], "not me");
+    }
+    assert_eq!(
+        next_within(&mut members[0], Duration::from_millis(300)).await,
+        None,
+        "the sender is left out"
+    );
+    assert_eq!(
+        next_within(&mut outsider, Duration::from_millis(300)).await,
+        None,
+        "non-members get nothing"
+    );
+
+    send(
+        &mut members[2],
+        "ChannelSubscription",
+        json!({"channelId": "lobby", "subscribe": false}),
+    )
+    .await;
+    sync(&mut members[2]).await;
+    assert_eq!(
+        server.handle().messages().listener_count("chat-room-lobby"),
+        2
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn notifications_reach_every_device_of_a_user_and_announcements_everyone() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut phone = connect(addr, "?auth=token-42").await;
+    let mut laptop = connect(addr, "?auth=token-42").await;
+    let mut other = connect(addr, "?auth=token-7").await;
+    let mut anonymous = connect(addr, "").await;
+    for socket in [&mut phone, &mut laptop, &mut other, &mut anonymous] {
+        sync(socket).await;
+    }
+    let messages = server.handle().messages();
+    assert_eq!(messages.listener_count(&user_channel("42")), 2);
+    assert_eq!(
+        messages.listener_count(GLOBAL_CHANNEL),
+        3,
+        "anonymous sessions do not open the notification endpoint"
+    );
+
+    let note = NotificationMessage {
+        text: "your order shipped".into(),
+        timestamp: DateTime::from(std::time::SystemTime::now()),
+    };
+    let report = messages
+        .post_message(&user_channel("42"), note, Scope::Local)
+        .unwrap();
+    assert_eq!(report.delivered, 2);
+    for device in [&mut phone, &mut laptop] {
+        let frame = next(device).await;
+        assert_eq!(frame["endpoint"], "notification");
+        assert_eq!(frame["object"]["className"], "NotificationMessage");
+        assert_eq!(frame["object"]["data"]["text"], "your order shipped");
+    }
+    assert_eq!(
+        next_within(&mut other, Duration::from_millis(300)).await,
+        None
+    );
+
+    let announcement = AnnouncementMessage {
+        text: "maintenance at noon".into(),
+        timestamp: DateTime::from(std::time::SystemTime::now()),
+    };
+    assert_eq!(
+        messages
+            .post_message(GLOBAL_CHANNEL, announcement, Scope::Local)
+            .unwrap()
+            .delivered,
+        3
+    );
+    for socket in [&mut phone, &mut laptop, &mut other] {
+        assert_eq!(
+            next(socket).await["object"]["className"],
+            "AnnouncementMessage"
+        );
+    }
+    assert_eq!(
+        next_within(&mut anonymous, Duration::from_millis(300)).await,
+        None
+    );
+    server.shutdown().await;
+}
