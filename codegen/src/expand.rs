@@ -52,11 +52,14 @@ impl Context<'_> {
             &e.docs,
             &format!("The `{}` enum from `{}`.", e.name, e.file.display()),
         );
-        let variants = e.values.iter().map(|value| {
+        let variants = e.values.iter().enumerate().map(|(index, value)| {
             let variant = format_ident!("{}", value.variant);
             let doc = docs(&value.docs, &format!("`{}` on the wire.", value.name));
-            quote!(#doc #variant)
+            // The YAML `default:` is also the Rust default.
+            let default = (e.fallback == Some(index)).then(|| quote!(#[default]));
+            quote!(#doc #default #variant)
         });
+        let derive_default = e.fallback.is_some().then(|| quote!(Default,));
         let all = e.values.iter().map(|v| format_ident!("{}", v.variant));
         let names = e.values.iter().map(|v| &v.name);
         let enum_name = &e.name;
@@ -65,16 +68,18 @@ impl Context<'_> {
         } else {
             quote!(#rt::EnumSerialization::ByName)
         };
-        let fallback = match e.fallback.and_then(|i| e.values.get(i)) {
-            Some(value) => {
-                let variant = format_ident!("{}", value.variant);
-                quote!(::core::option::Option::Some(Self::#variant))
-            }
+        let fallback_variant = e
+            .fallback
+            .and_then(|i| e.values.get(i))
+            .map(|value| format_ident!("{}", value.variant));
+        let fallback = match &fallback_variant {
+            Some(variant) => quote!(::core::option::Option::Some(Self::#variant)),
             None => quote!(::core::option::Option::None),
         };
+
         quote! {
             #doc
-            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, #derive_default)]
             pub enum #name {
                 #(#variants,)*
             }

@@ -4,6 +4,7 @@
 //! down gracefully on Ctrl-C or SIGTERM.
 
 pub mod chat;
+pub mod demo_auth;
 pub mod notification;
 
 /// The models generated from `models/*.yaml`.
@@ -19,5 +20,5 @@ pub use models::Protocol;
 pub fn server() -> ServerBuilder<Protocol> {
     Server::builder()
         .endpoint("chat", chat::ChatEndpoint)
-        .endpoint("notification", notification::NotificationEndpoint)
+        .endpoint_with_methods(notification::NAME, notification::NotificationEndpoint)
 }

@@ -1,10 +1,14 @@
-//! `example-server [--bind ADDR]`: serves the chat example (default 127.0.0.1:8080).
-//! Logs go to stderr; set `RUST_LOG` (default `info`) to change the level.
+//! `example-server [--bind ADDR] [--token TOKEN=USER[:scope,…]]…`: serves the chat and
+//! notification example (default 127.0.0.1:8080). Tokens sign sessions and method calls
+//! in (`?auth=TOKEN` or `Authorization: Bearer TOKEN`); there are none by default. Logs
+//! go to stderr; set `RUST_LOG` (default `info`) to change the level.
 
 use std::net::SocketAddr;
 
+use example_server::demo_auth::DemoTokens;
+
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
-const USAGE: &str = "usage: example-server [--bind ADDR]";
+const USAGE: &str = "usage: example-server [--bind ADDR] [--token TOKEN=USER[:scope,scope]]...";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -16,14 +20,21 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let bind = match parse_bind(std::env::args().skip(1)) {
-        Ok(bind) => bind,
+    let (bind, tokens) = match parse_args(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
             return std::process::ExitCode::from(2);
         }
     };
-    let server = match example_server::server().bind(bind).await {
+    if tokens.is_empty() {
+        tracing::info!("no --token given: every session is anonymous");
+    }
+    let server = match example_server::server()
+        .authentication(tokens)
+        .bind(bind)
+        .await
+    {
         Ok(server) => server,
         Err(error) => {
             eprintln!("cannot listen on {bind}: {error}");
@@ -36,10 +47,12 @@ async fn main() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-fn parse_bind(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, DemoTokens), String> {
     let mut bind = DEFAULT_BIND.to_owned();
+    let mut tokens = DemoTokens::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--token" => tokens.add(&args.next().ok_or("--token needs TOKEN=USER")?)?,
             "--bind" => {
                 bind = args
                     .next()
@@ -49,8 +62,10 @@ fn parse_bind(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, Stri
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
-    bind.parse()
-        .map_err(|e| format!("invalid --bind address '{bind}': {e}"))
+    let bind = bind
+        .parse()
+        .map_err(|e| format!("invalid --bind address '{bind}': {e}"))?;
+    Ok((bind, tokens))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -1,10 +1,15 @@
-//! The `notification` endpoint (Serverpod's broadcasting example): every signed-in
+//! The `notification` endpoint (Serverpod's broadcasting examples): every signed-in
 //! session listens on `user-<id>`, so all of a user's devices get their notifications,
-//! and on `global` for announcements.
+//! and on `global` for announcements. Its HTTP methods post to those channels.
 
-use streampod::{async_trait, Endpoint, EndpointError, StreamingSession};
+use streampod::messages::Scope;
+use streampod::protocol::types::DateTime;
+use streampod::{async_trait, endpoint, Endpoint, EndpointError, Session, StreamingSession};
 
-use crate::models::Protocol;
+use crate::models::{
+    AnnouncementMessage, InvalidRequest, NotificationMessage, Protocol, SystemNotification,
+    UserNotification,
+};
 
 /// The channel of one user's notifications.
 pub fn user_channel(user_id: &str) -> String {
@@ -14,7 +19,10 @@ pub fn user_channel(user_id: &str) -> String {
 /// The channel of announcements for everyone.
 pub const GLOBAL_CHANNEL: &str = "global";
 
-/// Per-user and global notifications. Requires a signed-in session.
+/// The endpoint name, as registered and as framed.
+pub const NAME: &str = "notification";
+
+/// Per-user and global notifications. The stream requires a signed-in session.
 #[derive(Debug, Default)]
 pub struct NotificationEndpoint;
 
@@ -35,5 +43,92 @@ impl Endpoint<Protocol> for NotificationEndpoint {
 
     fn require_login(&self) -> bool {
         true
+    }
+}
+
+fn now() -> DateTime {
+    DateTime::from(std::time::SystemTime::now())
+}
+
+/// Counts fit an `int` on the wire.
+fn count(delivered: usize) -> i64 {
+    i64::try_from(delivered).unwrap_or(i64::MAX)
+}
+
+#[endpoint(require_login)]
+impl NotificationEndpoint {
+    /// Sends `message` to every device of `targetUserId`; answers how many devices got it.
+    pub async fn send_notification(
+        &self,
+        session: &Session<Protocol>,
+        target_user_id: i64,
+        message: String,
+    ) -> Result<i64, EndpointError> {
+        let note = NotificationMessage {
+            text: message,
+            timestamp: now(),
+        };
+        let report = session.messages().post_message(
+            &user_channel(&target_user_id.to_string()),
+            note,
+            Scope::Local,
+        )?;
+        Ok(count(report.delivered))
+    }
+
+    /// Announces `message` to every signed-in session (admins only).
+    #[method(scopes("admin"))]
+    pub async fn broadcast_announcement(
+        &self,
+        session: &Session<Protocol>,
+        message: String,
+    ) -> Result<i64, EndpointError> {
+        let announcement = AnnouncementMessage {
+            text: message,
+            timestamp: now(),
+        };
+        let report = session
+            .messages()
+            .post_message(GLOBAL_CHANNEL, announcement, Scope::Local)?;
+        Ok(count(report.delivered))
+    }
+
+    /// Sends a system notice to every connected session, signed in or not (admins only).
+    #[method(scopes("admin"))]
+    pub async fn notify_all_users(
+        &self,
+        session: &Session<Protocol>,
+        notification: SystemNotification,
+    ) -> Result<i64, EndpointError> {
+        let report = session.messages().to_all(NAME).post(notification)?;
+        Ok(count(report.delivered))
+    }
+
+    /// Sends `notification` to every device of `userId`; the notification must name the
+    /// same user.
+    pub async fn notify_user(
+        &self,
+        session: &Session<Protocol>,
+        user_id: i64,
+        notification: UserNotification,
+    ) -> Result<i64, InvalidRequest> {
+        if notification.user_id != user_id {
+            return Err(InvalidRequest {
+                message: format!(
+                    "notification.userId is {} but userId is {user_id}",
+                    notification.user_id
+                ),
+                field: Some("notification.userId".into()),
+            });
+        }
+        let report = session
+            .messages()
+            .to_user(&user_id.to_string(), NAME)
+            .post(notification)
+            .map_err(|error| InvalidRequest {
+                message: format!("the notification cannot be sent: {error}"),
+                field: None,
+            })?;
+        Ok(count(report.delivered))
     }
 }

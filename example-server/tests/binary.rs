@@ -27,7 +27,14 @@ impl Drop for Running {
 
 fn start() -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_example-server"))
-        .args(["--bind", "127.0.0.1:0"])
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--token",
+            "ann-secret-1=1",
+            "--token",
+            "root-secret-9=99:admin",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -45,10 +52,30 @@ fn start() -> (Running, String) {
 }
 
 async fn connect(addr: &str) -> Socket {
-    tokio_tungstenite::connect_async(format!("ws://{addr}/websocket"))
+    connect_as(addr, "").await
+}
+
+async fn connect_as(addr: &str, query: &str) -> Socket {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/websocket{query}"))
         .await
         .unwrap()
         .0
+}
+
+/// A plain HTTP/1.1 POST, as curl sends it; returns the status and the JSON body.
+async fn post(addr: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(body).unwrap())
 }
 
 async fn send(socket: &mut Socket, class_name: &str, data: Value) {
@@ -133,13 +160,67 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
         "join room 'elsewhere' before posting to it"
     );
 
+    // The README's curl call: a method call reaches every device of the user.
+    let mut phone = connect_as(&addr, "?auth=ann-secret-1").await;
+    phone
+        .send(Message::text(r#"{"command":"ping","args":{}}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut phone).await, json!({"command": "pong"}));
+    let (status, body) = post(
+        &addr,
+        "/notification/sendNotification",
+        "ann-secret-1",
+        r#"{"targetUserId":1,"message":"hello"}"#,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!(1)));
+    let frame = next_json(&mut phone).await;
+    assert_eq!(frame["endpoint"], "notification");
+    assert_eq!(frame["object"]["className"], "NotificationMessage");
+    assert_eq!(frame["object"]["data"]["text"], "hello");
+    let (status, body) = post(
+        &addr,
+        "/notification/broadcastAnnouncement",
+        "ann-secret-1",
+        r#"{"message":"hi all"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, body) = post(
+        &addr,
+        "/notification/broadcastAnnouncement",
+        "root-secret-9",
+        r#"{"message":"hi all"}"#,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!(1)));
+    assert_eq!(
+        next_json(&mut phone).await["object"]["className"],
+        "AnnouncementMessage"
+    );
+    let (status, body) = post(
+        &addr,
+        "/notification/notifyUser",
+        "ann-secret-1",
+        r#"{"userId":2,"notification":{"userId":1,"title":"t","body":"b"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["className"].as_str()),
+        (400, Some("InvalidRequest"))
+    );
+
     // SIGTERM to the process this test started.
     let status = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    for socket in [&mut ann, &mut bob] {
+    for socket in [&mut ann, &mut bob, &mut phone] {
         match next(socket).await {
             Message::Close(Some(frame)) => {
                 assert_eq!(u16::from(frame.code), 1001);

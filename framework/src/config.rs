@@ -61,6 +61,8 @@ pub struct ServerConfig {
     /// Bytes tungstenite collects before writing to the socket; the writer flushes after
     /// each drained batch anyway. Default 64 KiB.
     pub write_buffer_size: usize,
+    /// Largest HTTP method-call body; larger ones get 413. Default 1 MiB.
+    pub max_body_size: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(10),
             read_buffer_size: 4 << 10,
             write_buffer_size: 64 << 10,
+            max_body_size: 1 << 20,
         }
     }
 }
@@ -107,6 +110,7 @@ setters! {
     shutdown_timeout: Duration,
     read_buffer_size: usize,
     write_buffer_size: usize,
+    max_body_size: usize,
 }
 
 impl ServerConfig {

@@ -79,6 +79,35 @@ pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
     }
 }
 
+/// An endpoint shared through an `Arc` (e.g. registered both as a streaming endpoint and
+/// for its HTTP methods) is an endpoint too.
+#[async_trait]
+impl<P: ModelSet, T: Endpoint<P>> Endpoint<P> for Arc<T> {
+    async fn stream_opened(&self, session: &StreamingSession<P>) -> Result<(), EndpointError> {
+        (**self).stream_opened(session).await
+    }
+
+    async fn handle_stream_message(
+        &self,
+        session: &StreamingSession<P>,
+        message: P,
+    ) -> Result<(), EndpointError> {
+        (**self).handle_stream_message(session, message).await
+    }
+
+    async fn stream_closed(&self, session: &StreamingSession<P>) {
+        (**self).stream_closed(session).await;
+    }
+
+    fn require_login(&self) -> bool {
+        (**self).require_login()
+    }
+
+    fn required_scopes(&self) -> &[Scope] {
+        (**self).required_scopes()
+    }
+}
+
 /// An endpoint failed. Any `std::error::Error` converts into it with `?`; the details go
 /// to the server log, never to the client.
 pub struct EndpointError(Box<dyn std::error::Error + Send + Sync>);

@@ -32,7 +32,7 @@ pub(crate) async fn serve_connection<P: ModelSet>(
         let server = server.clone();
         service_fn(move |request| {
             let server = server.clone();
-            async move { Ok::<_, Infallible>(route(&server, request, peer)) }
+            async move { Ok::<_, Infallible>(route(&server, request, peer).await) }
         })
     };
     let connection = http1::Builder::new()
@@ -51,7 +51,7 @@ pub(crate) async fn serve_connection<P: ModelSet>(
     }
 }
 
-fn route<P: ModelSet>(
+async fn route<P: ModelSet>(
     server: &Arc<ServerInner<P>>,
     request: Request<Incoming>,
     peer: SocketAddr,
@@ -60,18 +60,14 @@ fn route<P: ModelSet>(
         "/websocket" => upgrade(server, request, peer),
         "/health" if request.method() == Method::GET => json(
             StatusCode::OK,
-            format!(r#"{{"status":"ok","sessions":{}}}"#, server.sessions.len()),
+            format!(r#"{{"status":"ok","sessions":{}}}"#, server.sessions.len()).into_bytes(),
         ),
         "/health" => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "use GET /health",
         ),
-        path => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no route for {} {path}", request.method()),
-        ),
+        _ => crate::call::handle(server, request, peer).await,
     }
 }
 
@@ -165,7 +161,7 @@ fn auth_key<B>(request: &Request<B>) -> Option<String> {
 }
 
 /// A JSON response.
-pub(crate) fn json(status: StatusCode, body: String) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -178,7 +174,7 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<Body> {
 /// A JSON error response: `{"error":{"code":…,"message":…}}`.
 pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    json(status, body.to_string())
+    json(status, body.to_string().into_bytes())
 }
 
 #[cfg(test)]

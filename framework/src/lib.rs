@@ -43,11 +43,13 @@
 
 pub mod auth;
 mod broadcast;
+mod call;
 mod config;
 mod connection;
 mod endpoint;
 mod http;
 pub mod messages;
+pub mod methods;
 mod outbound;
 mod registry;
 mod server;
@@ -56,14 +58,27 @@ mod session;
 pub use async_trait::async_trait;
 pub use config::{ServerConfig, SlowConsumerPolicy};
 pub use endpoint::{Endpoint, EndpointError};
+pub use methods::{IntoMethodError, MethodError, Methods};
 pub use server::{Server, ServerBuilder, ServerHandle};
-pub use session::{SendError, SessionHandle, SessionId, StreamingSession};
+pub use session::{SendError, Session, SessionHandle, SessionId, StreamingSession};
+pub use streampod_macros::endpoint;
 pub use streampod_protocol as protocol;
 pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, SerializableModel};
 
 /// Items generated code refers to. Not a public API.
 #[doc(hidden)]
 pub use streampod_protocol::__codegen;
+
+/// Items the `#[endpoint]` macro's expansion refers to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::methods::{
+        into_method_error, respond_value, Args, MethodFuture, MethodInfo, Methods,
+    };
+    pub use crate::protocol::ModelSet;
+    pub use crate::session::Session;
+    pub use std::boxed::Box;
+}
 
 /// Includes the models `streampod-codegen` generated into `OUT_DIR` (`protocol.rs`, or
 /// the file name given).
@@ -103,6 +118,7 @@ macro_rules! __doc_models {
         impl $crate::SerializableModel for ChatMessage {
             const CLASS_NAME: &'static str = "ChatMessage";
         }
+        $crate::__codegen::impl_model_wire!(ChatMessage);
         /// The doc examples' model set.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Protocol {

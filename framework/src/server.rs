@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthenticationHandler;
+use crate::call::MethodEndpoints;
 use crate::config::ServerConfig;
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::http;
 use crate::messages::MessageCentral;
+use crate::methods::Methods;
 use crate::protocol::ModelSet;
 use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId};
@@ -24,6 +26,7 @@ use crate::session::{SessionHandle, SessionId};
 /// State shared by the accept loop, every connection and every [`ServerHandle`].
 pub(crate) struct ServerInner<P: ModelSet> {
     pub(crate) endpoints: Endpoints<P>,
+    pub(crate) methods: MethodEndpoints<P>,
     pub(crate) authentication: Option<Arc<dyn AuthenticationHandler>>,
     pub(crate) config: ServerConfig,
     pub(crate) sessions: Arc<SessionRegistry>,
@@ -63,6 +66,7 @@ impl<P: ModelSet> ServerInner<P> {
 #[must_use]
 pub struct ServerBuilder<P: ModelSet> {
     endpoints: Endpoints<P>,
+    methods: MethodEndpoints<P>,
     authentication: Option<Arc<dyn AuthenticationHandler>>,
     config: ServerConfig,
 }
@@ -84,19 +88,48 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///
     /// # Panics
     ///
-    /// When `name` is empty or already registered: a setup mistake, reported at the
-    /// caller's line.
+    /// When `name` is empty, contains `/`, is `websocket` or `health`, or is already
+    /// registered: a setup mistake, reported at the caller's line.
     #[track_caller]
     pub fn endpoint(mut self, name: &str, endpoint: impl Endpoint<P>) -> Self {
-        assert!(
-            !name.is_empty(),
-            "streampod: an endpoint name cannot be empty"
-        );
+        check_name(name);
         assert!(
             self.endpoints.insert(name, Arc::new(endpoint)),
-            "streampod: an endpoint named '{name}' is already registered"
+            "streampod: a streaming endpoint named '{name}' is already registered"
         );
         self
+    }
+
+    /// Makes the `#[endpoint]` methods of `methods` callable as `POST /<name>/<method>`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is empty, contains `/`, is `websocket` or `health`, or already has
+    /// methods registered.
+    #[track_caller]
+    pub fn methods(mut self, name: &str, methods: impl Methods<P>) -> Self {
+        check_name(name);
+        assert!(
+            self.methods.insert(name, Arc::new(methods)),
+            "streampod: methods for '{name}' are already registered"
+        );
+        self
+    }
+
+    /// Registers one value both as the streaming endpoint `name` and for its HTTP
+    /// methods, sharing its state.
+    ///
+    /// # Panics
+    ///
+    /// As [`ServerBuilder::endpoint`] and [`ServerBuilder::methods`].
+    #[track_caller]
+    pub fn endpoint_with_methods<E: Endpoint<P> + Methods<P>>(
+        self,
+        name: &str,
+        endpoint: E,
+    ) -> Self {
+        let shared = Arc::new(endpoint);
+        self.endpoint(name, shared.clone()).methods(name, shared)
     }
 
     /// Checks auth keys with `handler`. Without one, every session is unauthenticated.
@@ -140,6 +173,7 @@ impl<P: ModelSet> ServerBuilder<P> {
         );
         let inner = Arc::new(ServerInner {
             endpoints: self.endpoints,
+            methods: self.methods,
             authentication: self.authentication,
             config: self.config,
             sessions,
@@ -156,6 +190,23 @@ impl<P: ModelSet> ServerBuilder<P> {
             accept,
         })
     }
+}
+
+/// Endpoint names become URL path segments next to the server's own routes.
+#[track_caller]
+fn check_name(name: &str) {
+    assert!(
+        !name.is_empty(),
+        "streampod: an endpoint name cannot be empty"
+    );
+    assert!(
+        !name.contains('/'),
+        "streampod: endpoint name '{name}' cannot contain '/'"
+    );
+    assert!(
+        name != "websocket" && name != "health",
+        "streampod: '{name}' is a reserved route and cannot name an endpoint"
+    );
 }
 
 async fn accept_loop<P: ModelSet>(inner: Arc<ServerInner<P>>, listener: TcpListener) {
@@ -196,6 +247,7 @@ impl<P: ModelSet> Server<P> {
     pub fn builder() -> ServerBuilder<P> {
         ServerBuilder {
             endpoints: Endpoints::default(),
+            methods: MethodEndpoints::default(),
             authentication: None,
             config: ServerConfig::default(),
         }
@@ -251,6 +303,10 @@ impl<P: ModelSet> std::fmt::Debug for ServerHandle<P> {
 }
 
 impl<P: ModelSet> ServerHandle<P> {
+    pub(crate) fn from_inner(inner: Arc<ServerInner<P>>) -> Self {
+        Self { inner }
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr

@@ -37,6 +37,11 @@ use crate::model::{EnumSerialization, ModelEnum};
 use crate::types::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
 
 /// A value with a Serverpod JSON form. Implemented for every type a YAML field can have.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no Serverpod JSON form",
+    label = "not a model, enum or Serverpod value type",
+    note = "use bool, i64, f64, String, DateTime, Duration, Uuid, Url, BigInt, Bytes, a generated model or enum, or Option/Vec/HashSet/HashMap of them"
+)]
 pub trait WireValue: Sized {
     /// Writes the value in Serverpod's JSON form.
     ///
@@ -51,6 +56,12 @@ pub trait WireValue: Sized {
     ///
     /// A serde error naming the expected form.
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+
+    /// The value a missing field or argument stands for: `None` for `Option`, nothing
+    /// (the value is required) for everything else.
+    fn when_absent() -> Option<Self> {
+        None
+    }
 }
 
 /// A value that can key a `Map` or be an element of a `Set`.
@@ -336,6 +347,25 @@ impl<T: WireValue> WireValue for Option<T> {
 
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(Option::<FromWire<T>>::deserialize(deserializer)?.map(|v| v.0))
+    }
+
+    fn when_absent() -> Option<Self> {
+        Some(None)
+    }
+}
+
+/// `()`: JSON `null`, for methods that return nothing.
+impl WireValue for () {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <()>::deserialize(deserializer)
+    }
+
+    fn when_absent() -> Option<Self> {
+        Some(())
     }
 }
 

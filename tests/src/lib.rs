@@ -2,6 +2,7 @@
 //! they share: the fixture models and a small WebSocket test client.
 
 pub mod client;
+pub mod http;
 pub mod recorder;
 pub mod rooms;
 

@@ -68,7 +68,7 @@ async fn unknown_paths_are_404_with_a_json_body() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body,
-        json!({"error": {"code": "not_found", "message": "no route for GET /nope"}})
+        json!({"error": {"code": "not_found", "message": "no endpoint named 'nope'"}})
     );
     server.shutdown().await;
 }

@@ -1,0 +1,97 @@
+//! Demo authentication: a fixed table of tokens, given on the command line
+//! (`--token TOKEN=USER[:scope,scope]`, repeatable). There is no default token: without
+//! any, every session is anonymous, so nobody can act as a user unless the operator
+//! said so. For real deployments implement `AuthenticationHandler` against your users.
+
+use std::collections::HashMap;
+
+use streampod::async_trait;
+use streampod::auth::{AuthInfo, AuthenticationHandler, Scope};
+
+/// Tokens and who they sign in as.
+#[derive(Debug, Clone, Default)]
+pub struct DemoTokens {
+    tokens: HashMap<String, AuthInfo>,
+}
+
+impl DemoTokens {
+    /// Adds a token from `TOKEN=USER` or `TOKEN=USER:scope,scope`.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong with `spec`.
+    pub fn add(&mut self, spec: &str) -> Result<(), String> {
+        let (token, who) = spec.split_once('=').ok_or_else(|| {
+            format!("token '{spec}' must look like TOKEN=USER or TOKEN=USER:scope,scope")
+        })?;
+        let (user, scopes) = who.split_once(':').unwrap_or((who, ""));
+        if token.len() < 8 {
+            return Err(format!(
+                "token for user '{user}' is too short: use at least 8 characters"
+            ));
+        }
+        if user.is_empty() {
+            return Err(format!("token '{spec}' names no user"));
+        }
+        let scopes = scopes.split(',').filter(|s| !s.is_empty()).map(Scope::new);
+        if self
+            .tokens
+            .insert(token.to_owned(), AuthInfo::new(user).with_scopes(scopes))
+            .is_some()
+        {
+            return Err("the same token is given twice".into());
+        }
+        Ok(())
+    }
+
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+#[async_trait]
+impl AuthenticationHandler for DemoTokens {
+    async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
+        self.tokens.get(key).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tokens_sign_in_as_their_user_with_scopes() {
+        let mut tokens = DemoTokens::default();
+        tokens.add("ann-secret=1").unwrap();
+        tokens.add("root-secret=99:admin,ops").unwrap();
+        let ann = tokens.authenticate("ann-secret").await.unwrap();
+        assert_eq!(ann.user_id, "1");
+        assert!(ann.scopes.is_empty());
+        let root = tokens.authenticate("root-secret").await.unwrap();
+        assert!(
+            root.has_scope(&Scope::from_static("admin"))
+                && root.has_scope(&Scope::from_static("ops"))
+        );
+        assert!(tokens.authenticate("guess").await.is_none());
+    }
+
+    #[test]
+    fn bad_specs_are_explained() {
+        let mut tokens = DemoTokens::default();
+        assert!(tokens.add("no-equals").unwrap_err().contains("TOKEN=USER"));
+        assert!(tokens.add("short=1").unwrap_err().contains("too short"));
+        assert!(tokens
+            .add("long-enough=")
+            .unwrap_err()
+            .contains("names no user"));
+        tokens.add("long-enough=1").unwrap();
+        assert!(tokens.add("long-enough=2").unwrap_err().contains("twice"));
+    }
+}

@@ -1,0 +1,290 @@
+//! Serving one HTTP method call: route, read the body (bounded), authenticate, check
+//! access, call, answer with JSON.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::value::RawValue;
+use tracing::Instrument;
+
+use crate::http::{json, Body};
+use crate::methods::{Args, MethodError, MethodInfo, Methods};
+use crate::protocol::{auth, ModelSet};
+use crate::server::{ServerHandle, ServerInner};
+use crate::session::Session;
+
+/// One registered method endpoint: its name and its methods.
+type Registered<P> = (Arc<str>, Arc<dyn Methods<P>>);
+
+/// Method endpoints by name, in registration order.
+pub(crate) struct MethodEndpoints<P: ModelSet> {
+    list: Vec<Registered<P>>,
+}
+
+impl<P: ModelSet> Default for MethodEndpoints<P> {
+    fn default() -> Self {
+        Self { list: Vec::new() }
+    }
+}
+
+impl<P: ModelSet> MethodEndpoints<P> {
+    pub(crate) fn insert(&mut self, name: &str, methods: Arc<dyn Methods<P>>) -> bool {
+        if self.get(name).is_some() {
+            return false;
+        }
+        self.list.push((Arc::from(name), methods));
+        true
+    }
+
+    fn get(&self, name: &str) -> Option<&Registered<P>> {
+        self.list.iter().find(|(n, _)| &**n == name)
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|(n, _)| &**n)
+    }
+}
+
+/// Answers `POST /<endpoint>/<method>` or `POST /<endpoint>` with `"method"` in the body.
+pub(crate) async fn handle<P: ModelSet>(
+    server: &Arc<ServerInner<P>>,
+    request: Request<Incoming>,
+    remote_addr: SocketAddr,
+) -> Response<Body> {
+    match call(server, request, remote_addr).await {
+        Ok(answer) => json(StatusCode::OK, answer),
+        Err(error) => {
+            let mut response = Response::new(Body::from(error.body().to_owned()));
+            *response.status_mut() = error.status();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
+}
+
+async fn call<P: ModelSet>(
+    server: &Arc<ServerInner<P>>,
+    request: Request<Incoming>,
+    remote_addr: SocketAddr,
+) -> Result<Vec<u8>, MethodError> {
+    let path = request.uri().path().trim_matches('/').to_owned();
+    let (endpoint_name, path_method) = match path.split_once('/') {
+        Some((endpoint, method)) if !method.contains('/') => {
+            (endpoint.to_owned(), Some(method.to_owned()))
+        }
+        Some(_) => {
+            return Err(MethodError::not_found(format!(
+                "no route for {} /{path}",
+                request.method()
+            )))
+        }
+        None => (path.clone(), None),
+    };
+    let Some((endpoint_name, methods)) = server.methods.get(&endpoint_name).cloned() else {
+        let hint = crate::protocol::suggest::closest(&endpoint_name, server.methods.names(), 2)
+            .map(|name| format!(" (did you mean '{name}'?)"))
+            .unwrap_or_default();
+        return Err(MethodError::not_found(format!(
+            "no endpoint named '{endpoint_name}'{hint}"
+        )));
+    };
+    if request.method() != Method::POST {
+        return Err(MethodError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "endpoint methods are called with POST",
+        ));
+    }
+
+    let key = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| auth::unwrap_key(value).into_owned());
+    let query = request.uri().query().map(str::to_owned);
+    let mut args = read_body(request, server.config.max_body_size).await?;
+    merge_query(&mut args, query.as_deref());
+
+    let method_name = match path_method {
+        Some(name) => name,
+        None => match args.remove("method") {
+            Some(raw) => serde_json::from_str::<String>(raw.get())
+                .map_err(|_| MethodError::bad_request("\"method\" must be a string"))?,
+            None => {
+                return Err(MethodError::bad_request(format!(
+                    "name the method: POST /{endpoint_name}/<method>, or \"method\" in the body"
+                )))
+            }
+        },
+    };
+    let table = methods.method_table();
+    let Some(index) = table.iter().position(|m| m.name == method_name) else {
+        let hint = crate::protocol::suggest::closest(&method_name, table.iter().map(|m| m.name), 2)
+            .map(|name| format!(" (did you mean '{name}'?)"))
+            .unwrap_or_default();
+        return Err(MethodError::not_found(format!(
+            "endpoint '{endpoint_name}' has no method '{method_name}'{hint}"
+        )));
+    };
+    let info: &'static MethodInfo = &table[index];
+
+    let auth = match (&key, &server.authentication) {
+        (Some(key), Some(handler)) => handler.authenticate(key).await.map(Arc::new),
+        _ => None,
+    };
+    if info.require_login || !info.scopes.is_empty() {
+        let Some(auth) = &auth else {
+            let why = if key.is_some() {
+                "the auth key was not accepted"
+            } else {
+                "no Authorization header"
+            };
+            return Err(MethodError::unauthenticated(format!(
+                "'{endpoint_name}.{}' requires a signed-in caller: {why}",
+                info.name
+            )));
+        };
+        if let Some(missing) = info
+            .scopes
+            .iter()
+            .find(|s| !auth.scopes.iter().any(|held| held.as_str() == **s))
+        {
+            return Err(MethodError::forbidden(format!(
+                "'{endpoint_name}.{}' requires the scope '{missing}'",
+                info.name
+            )));
+        }
+    }
+
+    let session = Session {
+        auth,
+        remote_addr,
+        endpoint: endpoint_name.clone(),
+        method: info.name,
+        server: ServerHandle::from_inner(server.clone()),
+    };
+    let span = tracing::info_span!(
+        target: "streampod::call",
+        "call",
+        endpoint = %endpoint_name,
+        method = info.name,
+        peer = %remote_addr,
+        user = session.authenticated_user_id().unwrap_or("-"),
+    );
+    let outcome = AssertUnwindSafe(methods.call_method(index, &session, Args::new(args, info)))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let result = match outcome {
+        Ok(result) => result,
+        Err(panic) => Err(MethodError::internal(panic_message(&*panic))),
+    };
+    if let Err(error) = &result {
+        span.in_scope(|| match error.detail() {
+            Some(detail) => tracing::error!(target: "streampod::call", error = %detail, "method failed"),
+            None => tracing::debug!(target: "streampod::call", status = %error.status(), "method refused the call"),
+        });
+    }
+    result
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => format!("panicked: {text}"),
+        (_, Some(text)) => format!("panicked: {text}"),
+        _ => "panicked".to_owned(),
+    }
+}
+
+/// The body as named arguments: a JSON object (or nothing), at most `limit` bytes.
+async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<HashMap<String, Box<RawValue>>, MethodError> {
+    let too_large = || {
+        MethodError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body exceeds {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let bytes = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                MethodError::bad_request(format!("could not read the request body: {error}"))
+            }
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(HashMap::new());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        MethodError::bad_request(format!(
+            "the body must be a JSON object of named arguments: {e}"
+        ))
+    })
+}
+
+/// Adds `?name=value` pairs (Serverpod merges them into the arguments); a value that is
+/// valid JSON is taken as JSON, anything else as a string. Body arguments win.
+fn merge_query(args: &mut HashMap<String, Box<RawValue>>, query: Option<&str>) {
+    let Some(query) = query else { return };
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if args.contains_key(name.as_ref()) {
+            continue;
+        }
+        let raw = RawValue::from_string(value.to_string())
+            .ok()
+            .filter(|_| serde_json::from_str::<serde::de::IgnoredAny>(&value).is_ok())
+            .or_else(|| serde_json::value::to_raw_value(&value).ok());
+        if let Some(raw) = raw {
+            args.insert(name.into_owned(), raw);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_json_or_strings() {
+        let mut args = HashMap::new();
+        args.insert(
+            "kept".to_owned(),
+            RawValue::from_string("1".into()).unwrap(),
+        );
+        merge_query(
+            &mut args,
+            Some("id=42&name=ann&flag=true&kept=2&list=%5B1%2C2%5D"),
+        );
+        let get = |name: &str| args[name].get().to_owned();
+        assert_eq!(get("id"), "42");
+        assert_eq!(get("name"), "\"ann\"");
+        assert_eq!(get("flag"), "true");
+        assert_eq!(get("kept"), "1", "the body wins");
+        assert_eq!(get("list"), "[1,2]");
+    }
+}

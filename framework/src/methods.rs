@@ -1,0 +1,300 @@
+//! Endpoint methods callable over HTTP, as Serverpod's request/response methods.
+//!
+//! Mark an inherent `impl` block with [`#[endpoint]`](crate::endpoint) and register it with
+//! [`ServerBuilder::methods`](crate::ServerBuilder::methods). Each `pub async fn` becomes
+//! `POST /<endpoint>/<methodName>` (camelCase), taking a JSON object of named arguments
+//! and answering with the JSON of its return value:
+//!
+//! ```no_run
+//! # streampod::__doc_models!();
+//! use streampod::{endpoint, EndpointError, Session};
+//!
+//! struct Greeter;
+//!
+//! #[endpoint]
+//! impl Greeter {
+//!     /// `POST /greeter/hello` with `{"name":"ann","times":2}` answers `"hello ann hello ann"`.
+//!     pub async fn hello(&self, session: &Session<Protocol>, name: String, times: i64) -> Result<String, EndpointError> {
+//!         let _ = session.authenticated_user_id();
+//!         Ok(vec![format!("hello {name}"); times.max(0) as usize].join(" "))
+//!     }
+//! }
+//! ```
+//!
+//! Method shapes: the `&Session<P>` argument is optional (it must come first when
+//! present); arguments are any type with a Serverpod JSON form (scalars, `Option`, `Vec`,
+//! maps, generated models and enums), matched by camelCase name, `Option` ones may be
+//! left out; the return type is `Result<R, E>` or a plain `R` (`()` answers `null`).
+//! `E` is [`EndpointError`] (500, details only in the log), a generated exception (400
+//! with `{"className":…,"data":…}`) or [`MethodError`] (its own status).
+//!
+//! Statuses: 404 unknown endpoint or method (Serverpod says 400 for an unknown method; a
+//! missing resource is what it is), 400 bad JSON or missing, extra or ill-typed
+//! arguments (naming the argument), 401 no valid key for a login-only method, 403 missing
+//! scope, 413 body over [`ServerConfig::max_body_size`](crate::ServerConfig), 500 for
+//! anything else. Every error body is JSON.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::value::RawValue;
+
+use crate::endpoint::EndpointError;
+use crate::protocol::wire::{FromWire, Wire, WireValue};
+use crate::protocol::{ModelSet, SerializableException};
+use crate::session::Session;
+
+/// What the `#[endpoint]` macro records about one method.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct MethodInfo {
+    /// The camelCase name on the wire.
+    pub name: &'static str,
+    /// Argument names, camelCase, in declaration order.
+    pub args: &'static [&'static str],
+    /// Whether a signed-in session is required.
+    pub require_login: bool,
+    /// Scopes required.
+    pub scopes: &'static [&'static str],
+}
+
+/// The future of one method call: the encoded JSON answer or an error.
+#[doc(hidden)]
+pub type MethodFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, MethodError>> + Send + 'a>>;
+
+/// A type whose `#[endpoint]` impl block makes methods callable over HTTP. Implemented
+/// by the macro; register with [`ServerBuilder::methods`](crate::ServerBuilder::methods).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no HTTP methods for `{P}`",
+    note = "put `#[streampod::endpoint]` on an `impl` block of `{Self}` with `pub async fn` methods taking `&Session<{P}>`"
+)]
+pub trait Methods<P: ModelSet>: Send + Sync + 'static {
+    /// The methods, in declaration order.
+    #[doc(hidden)]
+    fn method_table(&self) -> &'static [MethodInfo];
+
+    /// Calls the method at `index` of the table with decoded `args`.
+    #[doc(hidden)]
+    fn call_method<'a>(
+        &'a self,
+        index: usize,
+        session: &'a Session<P>,
+        args: Args,
+    ) -> MethodFuture<'a>;
+}
+
+impl<P: ModelSet, T: Methods<P>> Methods<P> for Arc<T> {
+    fn method_table(&self) -> &'static [MethodInfo] {
+        (**self).method_table()
+    }
+
+    fn call_method<'a>(
+        &'a self,
+        index: usize,
+        session: &'a Session<P>,
+        args: Args,
+    ) -> MethodFuture<'a> {
+        (**self).call_method(index, session, args)
+    }
+}
+
+/// The named arguments of one call.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Args {
+    values: HashMap<String, Box<RawValue>>,
+    method: &'static MethodInfo,
+}
+
+impl Args {
+    pub(crate) fn new(values: HashMap<String, Box<RawValue>>, method: &'static MethodInfo) -> Self {
+        Self { values, method }
+    }
+
+    /// Decodes and removes argument `name`; a missing `Option` argument is `None`.
+    ///
+    /// # Errors
+    ///
+    /// A 400 [`MethodError`] naming the argument.
+    pub fn take<T: WireValue>(&mut self, name: &'static str) -> Result<T, MethodError> {
+        match self.values.remove(name) {
+            Some(raw) => serde_json::from_str::<FromWire<T>>(raw.get())
+                .map(|value| value.0)
+                .map_err(|e| {
+                    MethodError::bad_request(format!(
+                        "argument '{name}' of '{}': {e}",
+                        self.method.name
+                    ))
+                }),
+            None => T::when_absent().ok_or_else(|| {
+                MethodError::bad_request(format!(
+                    "missing argument '{name}' of '{}'",
+                    self.method.name
+                ))
+            }),
+        }
+    }
+
+    /// Fails if arguments the method does not take are left.
+    ///
+    /// # Errors
+    ///
+    /// A 400 [`MethodError`] naming the first unexpected argument.
+    pub fn finish(self) -> Result<(), MethodError> {
+        let mut extra: Vec<&String> = self.values.keys().collect();
+        extra.sort();
+        match extra.first() {
+            None => Ok(()),
+            Some(name) => Err(MethodError::bad_request(format!(
+                "unexpected argument '{name}'; '{}' takes {}",
+                self.method.name,
+                if self.method.args.is_empty() {
+                    "no arguments".to_owned()
+                } else {
+                    self.method.args.join(", ")
+                }
+            ))),
+        }
+    }
+}
+
+/// A failed method call: an HTTP status and a JSON body.
+pub struct MethodError {
+    status: StatusCode,
+    body: String,
+    /// What the log gets for a 500; never sent.
+    detail: Option<String>,
+}
+
+impl fmt::Debug for MethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MethodError")
+            .field("status", &self.status)
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for MethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl MethodError {
+    /// An error with `status` and body `{"error":{"code":…,"message":…}}`.
+    pub fn new(status: StatusCode, code: &str, message: impl fmt::Display) -> Self {
+        let body = serde_json::json!({"error": {"code": code, "message": message.to_string()}});
+        Self {
+            status,
+            body: body.to_string(),
+            detail: None,
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 401 `unauthenticated`.
+    pub fn unauthenticated(message: impl fmt::Display) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl fmt::Display) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 500 with a fixed message; `detail` goes to the log only.
+    pub fn internal(detail: impl fmt::Display) -> Self {
+        Self {
+            detail: Some(detail.to_string()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal server error",
+            )
+        }
+    }
+
+    /// A generated exception as Serverpod sends it: 400 with `{"className":…,"data":…}`.
+    pub fn exception<E: SerializableException>(exception: &E) -> Self {
+        match serde_json::to_string(exception) {
+            Ok(data) => Self {
+                status: StatusCode::BAD_REQUEST,
+                body: format!(
+                    r#"{{"className":{},"data":{data}}}"#,
+                    serde_json::json!(E::CLASS_NAME)
+                ),
+                detail: None,
+            },
+            Err(error) => Self::internal(format_args!("cannot encode {}: {error}", E::CLASS_NAME)),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    pub(crate) fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+/// Errors a method may return in `Result<R, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned as an endpoint method error",
+    note = "return `EndpointError` (500), `MethodError` (any status) or an `exception:` model (400)"
+)]
+pub trait IntoMethodError {
+    /// The status and body to answer with.
+    fn into_method_error(self) -> MethodError;
+}
+
+impl IntoMethodError for MethodError {
+    fn into_method_error(self) -> MethodError {
+        self
+    }
+}
+
+impl IntoMethodError for EndpointError {
+    fn into_method_error(self) -> MethodError {
+        MethodError::internal(self)
+    }
+}
+
+impl<E: SerializableException> IntoMethodError for E {
+    fn into_method_error(self) -> MethodError {
+        MethodError::exception(&self)
+    }
+}
+
+/// Encodes a plain return value.
+#[doc(hidden)]
+pub fn respond_value<R: WireValue>(value: &R) -> Result<Vec<u8>, MethodError> {
+    serde_json::to_vec(&Wire(value))
+        .map_err(|e| MethodError::internal(format_args!("cannot encode the result: {e}")))
+}
+
+/// Converts a method's error.
+#[doc(hidden)]
+pub fn into_method_error<E: IntoMethodError>(error: E) -> MethodError {
+    error.into_method_error()
+}

@@ -1,0 +1,408 @@
+//! `#[endpoint]` input → a checked model of the methods. All errors are collected and
+//! reported together, each at its token.
+
+use proc_macro2::TokenStream;
+use syn::punctuated::Punctuated;
+use syn::{
+    FnArg, GenericArgument, ImplItem, ItemImpl, LitStr, Pat, PathArguments, ReturnType, Token,
+    Type, Visibility,
+};
+
+/// Access rules from `#[endpoint(...)]` or `#[method(...)]`.
+#[derive(Default, Clone)]
+pub(crate) struct Access {
+    pub(crate) require_login: bool,
+    pub(crate) scopes: Vec<LitStr>,
+}
+
+pub(crate) enum Output {
+    /// `-> Result<R, E>`: the `R` and `E` types.
+    Result(Box<Type>, Box<Type>),
+    /// `-> R`, or nothing (`()`).
+    Plain(Option<Box<Type>>),
+}
+
+pub(crate) struct Argument {
+    pub(crate) ident: syn::Ident,
+    pub(crate) wire_name: String,
+    pub(crate) ty: Type,
+}
+
+pub(crate) struct Method {
+    pub(crate) ident: syn::Ident,
+    pub(crate) wire_name: String,
+    pub(crate) has_session: bool,
+    pub(crate) args: Vec<Argument>,
+    pub(crate) output: Output,
+    pub(crate) access: Access,
+}
+
+/// The checked `#[endpoint]` impl block.
+pub(crate) struct EndpointImpl {
+    /// The block as written, minus the `#[method]` attributes.
+    pub(crate) item: ItemImpl,
+    /// The model set from `&Session<P>`, when a method names it.
+    pub(crate) protocol: Option<Type>,
+    pub(crate) methods: Vec<Method>,
+}
+
+/// Collects errors so all of them are reported.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(existing) => existing.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish<T>(self, value: T) -> syn::Result<T> {
+        match self.0 {
+            Some(error) => Err(error),
+            None => Ok(value),
+        }
+    }
+}
+
+pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<EndpointImpl> {
+    let mut item: ItemImpl = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[endpoint] goes on an `impl` block: `#[endpoint] impl MyEndpoint { … }`",
+        )
+    })?;
+    let mut errors = Errors::default();
+    let defaults = match parse_access(attr) {
+        Ok(access) => access,
+        Err(error) => {
+            errors.push(error);
+            Access::default()
+        }
+    };
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.push(syn::Error::new_spanned(
+            path,
+            "#[endpoint] goes on an inherent impl block (`impl MyEndpoint`), not a trait impl",
+        ));
+    }
+
+    let mut methods: Vec<Method> = Vec::new();
+    let mut protocol: Option<Type> = None;
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(function) = impl_item else {
+            continue;
+        };
+        let mut access = defaults.clone();
+        let mut kept = Vec::with_capacity(function.attrs.len());
+        for attr in std::mem::take(&mut function.attrs) {
+            if attr.path().is_ident("method") {
+                match attr
+                    .meta
+                    .require_list()
+                    .and_then(|list| parse_access(list.tokens.clone()))
+                {
+                    Ok(own) => {
+                        access.require_login |= own.require_login;
+                        access.scopes.extend(own.scopes);
+                    }
+                    Err(error) => errors.push(error),
+                }
+            } else {
+                kept.push(attr);
+            }
+        }
+        function.attrs = kept;
+        if !matches!(function.vis, Visibility::Public(_)) {
+            continue;
+        }
+        match parse_method(&function.sig, access) {
+            Ok((method, session_protocol)) => {
+                if let (None, Some(found)) = (&protocol, session_protocol) {
+                    protocol = Some(found);
+                }
+                if let Some(previous) = methods.iter().find(|m| m.wire_name == method.wire_name) {
+                    errors.push(syn::Error::new_spanned(
+                        &function.sig.ident,
+                        format!(
+                            "`{}` and `{}` are both the method '{}' on the wire",
+                            previous.ident, method.ident, method.wire_name
+                        ),
+                    ));
+                }
+                methods.push(method);
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    if methods.is_empty() && errors.0.is_none() {
+        errors.push(syn::Error::new_spanned(
+            &item.self_ty,
+            "an #[endpoint] impl block needs at least one `pub async fn` method",
+        ));
+    }
+    errors.finish(EndpointImpl {
+        item,
+        protocol,
+        methods,
+    })
+}
+
+/// The item as written, minus `#[method]` attributes, for when the macro fails.
+pub(crate) fn fallback(item: TokenStream) -> TokenStream {
+    let Ok(mut parsed) = syn::parse2::<ItemImpl>(item.clone()) else {
+        return item;
+    };
+    for impl_item in &mut parsed.items {
+        if let ImplItem::Fn(function) = impl_item {
+            function
+                .attrs
+                .retain(|attr| !attr.path().is_ident("method"));
+        }
+    }
+    quote::ToTokens::into_token_stream(parsed)
+}
+
+/// `require_login`, `scopes("a", "b")`, comma separated.
+fn parse_access(tokens: TokenStream) -> syn::Result<Access> {
+    let mut access = Access::default();
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("require_login") {
+            access.require_login = true;
+            Ok(())
+        } else if meta.path.is_ident("scopes") {
+            let content;
+            syn::parenthesized!(content in meta.input);
+            let scopes = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+            access.scopes.extend(scopes);
+            Ok(())
+        } else {
+            Err(meta.error("unknown option; expected `require_login` or `scopes(\"name\", …)`"))
+        }
+    });
+    syn::parse::Parser::parse2(parser, tokens)?;
+    Ok(access)
+}
+
+fn parse_method(sig: &syn::Signature, access: Access) -> syn::Result<(Method, Option<Type>)> {
+    let mut errors = Errors::default();
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            sig.fn_token,
+            "endpoint methods must be `async`: write `pub async fn`, or make the method private to keep it off the wire",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "endpoint methods cannot be generic: arguments are decoded by concrete type",
+        ));
+    }
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(receiver))
+            if receiver.reference.is_some() && receiver.mutability.is_none() => {}
+        Some(FnArg::Receiver(receiver)) => errors.push(syn::Error::new_spanned(
+            receiver,
+            "endpoint methods take `&self`: one endpoint value serves concurrent calls",
+        )),
+        _ => errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            "endpoint methods take `&self` first",
+        )),
+    }
+
+    let mut has_session = false;
+    let mut protocol = None;
+    let mut args = Vec::new();
+    for (position, input) in inputs.enumerate() {
+        let FnArg::Typed(typed) = input else { continue };
+        if let Some(found) = session_protocol(&typed.ty) {
+            if position == 0 {
+                has_session = true;
+                protocol = Some(found);
+            } else {
+                errors.push(syn::Error::new_spanned(
+                    &typed.ty,
+                    "the `&Session` argument comes first, right after `&self`",
+                ));
+            }
+            continue;
+        }
+        let Pat::Ident(pattern) = &*typed.pat else {
+            errors.push(syn::Error::new_spanned(
+                &typed.pat,
+                "use a plain name for each argument: arguments are matched by name",
+            ));
+            continue;
+        };
+        if pattern.by_ref.is_some() || pattern.subpat.is_some() {
+            errors.push(syn::Error::new_spanned(
+                pattern,
+                "use a plain name for each argument",
+            ));
+            continue;
+        }
+        if let Type::ImplTrait(_) | Type::Reference(_) = &*typed.ty {
+            errors.push(syn::Error::new_spanned(
+                &typed.ty,
+                "arguments are decoded from JSON into owned values: use a concrete owned type such as `String`",
+            ));
+            continue;
+        }
+        let name = pattern.ident.to_string();
+        args.push(Argument {
+            ident: pattern.ident.clone(),
+            wire_name: camel_case(name.trim_start_matches("r#")),
+            ty: (*typed.ty).clone(),
+        });
+    }
+    let output = match &sig.output {
+        ReturnType::Default => Output::Plain(None),
+        ReturnType::Type(_, ty) => match result_types(ty) {
+            Some((ok, err)) => Output::Result(Box::new(ok), Box::new(err)),
+            None if is_result(ty) => {
+                errors.push(syn::Error::new_spanned(
+                    ty,
+                    "spell the return type `Result<T, E>` with both types",
+                ));
+                Output::Plain(None)
+            }
+            None => Output::Plain(Some(ty.clone())),
+        },
+    };
+    let method = Method {
+        ident: sig.ident.clone(),
+        wire_name: camel_case(sig.ident.to_string().trim_start_matches("r#")),
+        has_session,
+        args,
+        output,
+        access,
+    };
+    errors.finish((method, protocol))
+}
+
+/// `P` of a `&Session<P>` type.
+fn session_protocol(ty: &Type) -> Option<Type> {
+    let Type::Reference(reference) = ty else {
+        return None;
+    };
+    let Type::Path(path) = &*reference.elem else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Session" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    generics.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty.clone()),
+        _ => None,
+    })
+}
+
+/// `R` and `E` of `Result<R, E>`.
+fn result_types(ty: &Type) -> Option<(Type, Type)> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    let mut types = generics.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty.clone()),
+        _ => None,
+    });
+    Some((types.next()?, types.next()?))
+}
+
+fn is_result(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Result"))
+}
+
+/// `send_notification` → `sendNotification`.
+pub(crate) fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = !out.is_empty();
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn camel_case_names() {
+        assert_eq!(camel_case("send_notification"), "sendNotification");
+        assert_eq!(camel_case("notify"), "notify");
+        assert_eq!(camel_case("user_id_2"), "userId2");
+    }
+
+    #[test]
+    fn reads_methods_access_and_protocol() {
+        let model = parse(
+            quote!(require_login),
+            quote! {
+                impl Notes {
+                    pub async fn send_note(&self, session: &Session<Protocol>, user_id: i64, text: Option<String>) -> Result<(), EndpointError> { Ok(()) }
+                    #[method(scopes("admin"))]
+                    pub async fn wipe(&self) {}
+                    fn helper(&self) {}
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(model.methods.len(), 2);
+        let send = &model.methods[0];
+        assert_eq!(send.wire_name, "sendNote");
+        assert!(send.has_session);
+        assert_eq!(
+            send.args
+                .iter()
+                .map(|a| a.wire_name.as_str())
+                .collect::<Vec<_>>(),
+            ["userId", "text"]
+        );
+        assert!(matches!(send.output, Output::Result(..)));
+        assert!(model.methods[1].access.require_login);
+        assert_eq!(model.methods[1].access.scopes[0].value(), "admin");
+        assert!(model.protocol.is_some());
+    }
+
+    #[test]
+    fn reports_every_bad_signature() {
+        let error = parse(
+            quote!(),
+            quote! {
+                impl Notes {
+                    pub fn not_async(&self) {}
+                    pub async fn no_self() {}
+                    pub async fn bad_arg(&self, (a, b): (i64, i64)) {}
+                }
+            },
+        )
+        .err()
+        .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].contains("must be `async`"));
+        assert!(messages[1].contains("take `&self`"));
+        assert!(messages[2].contains("plain name"));
+    }
+}
