@@ -44,6 +44,9 @@
 pub mod auth;
 mod broadcast;
 mod call;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod config;
 mod connection;
 mod endpoint;
