@@ -9,7 +9,7 @@ use streampod::messages::Scope;
 use streampod::protocol::types::DateTime;
 use streampod::{async_trait, Endpoint, EndpointError, ModelSet, StreamingSession};
 
-use crate::models::{InvalidRequest, Protocol};
+use crate::models::{InvalidRequest, Protocol, RoomUpdate};
 
 /// The channel behind a chat room.
 pub fn room_channel(room: &str) -> String {
@@ -29,6 +29,21 @@ impl Joined {
 /// Chat rooms over the message central.
 #[derive(Debug, Default)]
 pub struct ChatEndpoint;
+
+/// Tells everyone in `room` how many members it has now.
+fn announce_members(
+    messages: &streampod::messages::SessionMessages<Protocol>,
+    room: &str,
+) -> Result<(), EndpointError> {
+    let channel = room_channel(room);
+    let members = messages.central_handle().listener_count(&channel);
+    let update = RoomUpdate {
+        channel_id: room.to_owned(),
+        members: i64::try_from(members).unwrap_or(i64::MAX),
+    };
+    messages.post_message(&channel, update, Scope::Local)?;
+    Ok(())
+}
 
 fn refuse(
     session: &StreamingSession<Protocol>,
@@ -71,12 +86,13 @@ impl Endpoint<Protocol> for ChatEndpoint {
                         Some("channelId"),
                     );
                 }
-                if subscription.subscribe {
-                    messages.join(&room_channel(&room));
-                    joined.rooms().insert(room);
+                let changed = if subscription.subscribe {
+                    messages.join(&room_channel(&room)) && joined.rooms().insert(room.clone())
                 } else {
-                    messages.leave(&room_channel(&room));
-                    joined.rooms().remove(&room);
+                    messages.leave(&room_channel(&room)) && joined.rooms().remove(&room)
+                };
+                if changed {
+                    announce_members(&messages, &room)?;
                 }
                 Ok(())
             }
@@ -102,6 +118,18 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 format!("the chat endpoint does not handle {}", other.class_name()),
                 None,
             ),
+        }
+    }
+
+    async fn stream_closed(&self, session: &StreamingSession<Protocol>) {
+        let Some(joined) = session.state::<Joined>() else {
+            return;
+        };
+        let rooms: Vec<String> = joined.rooms().drain().collect();
+        let messages = session.messages();
+        for room in rooms {
+            messages.leave(&room_channel(&room));
+            let _ = announce_members(&messages, &room);
         }
     }
 }

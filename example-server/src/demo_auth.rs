@@ -44,6 +44,26 @@ impl DemoTokens {
         Ok(())
     }
 
+    /// Adds the tokens of a file: one `TOKEN=USER[:scope,scope]` per line; blank lines
+    /// and lines starting with `#` are skipped.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or a line is not a token (with its line number).
+    pub fn add_file(&mut self, path: &std::path::Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            self.add(line)
+                .map_err(|e| format!("{}:{}: {e}", path.display(), index + 1))?;
+        }
+        Ok(())
+    }
+
     /// How many tokens there are.
     pub fn len(&self) -> usize {
         self.tokens.len()
@@ -80,6 +100,30 @@ mod tests {
                 && root.has_scope(&Scope::from_static("ops"))
         );
         assert!(tokens.authenticate("guess").await.is_none());
+    }
+
+    #[test]
+    fn token_files_skip_comments_and_name_bad_lines() {
+        let dir = std::env::temp_dir().join(format!("streampod-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens.txt");
+        std::fs::write(
+            &path,
+            "# demo users\nann-secret-1=1\n\nroot-secret-9=99:admin\n",
+        )
+        .unwrap();
+        let mut tokens = DemoTokens::default();
+        tokens.add_file(&path).unwrap();
+        assert_eq!(tokens.len(), 2);
+        std::fs::write(&path, "ann-secret-1=1\nbroken\n").unwrap();
+        let error = DemoTokens::default().add_file(&path).unwrap_err();
+        assert!(
+            error.ends_with(
+                ":2: token 'broken' must look like TOKEN=USER or TOKEN=USER:scope,scope"
+            ),
+            "{error}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

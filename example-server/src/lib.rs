@@ -16,9 +16,13 @@ use streampod::{Server, ServerBuilder};
 
 pub use models::Protocol;
 
-/// A server builder with the example's endpoints registered.
+/// The browser chat page served at `/`.
+pub const PAGE: &[u8] = include_bytes!("../static/index.html");
+
+/// A server builder with the example's endpoints and page registered.
 pub fn server() -> ServerBuilder<Protocol> {
     Server::builder()
+        .static_file("/", "text/html; charset=utf-8", PAGE)
         .endpoint("chat", chat::ChatEndpoint)
         .endpoint_with_methods(notification::NAME, notification::NotificationEndpoint)
 }

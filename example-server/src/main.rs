@@ -1,71 +1,88 @@
-//! `example-server [--bind ADDR] [--token TOKEN=USER[:scope,…]]…`: serves the chat and
-//! notification example (default 127.0.0.1:8080). Tokens sign sessions and method calls
-//! in (`?auth=TOKEN` or `Authorization: Bearer TOKEN`); there are none by default. Logs
-//! go to stderr; set `RUST_LOG` (default `info`) to change the level.
+//! The example server: chat rooms and notifications over streampod.
+//!
+//! ```text
+//! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope,…]]… [--tokens-file PATH]
+//! ```
+//!
+//! Every flag also reads an environment variable (see `--help`). Tokens sign sessions and
+//! method calls in (`?auth=TOKEN`, `Authorization: Bearer TOKEN`); there are none by
+//! default, so nobody can act as a user unless you say so.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use clap::Parser;
 use example_server::demo_auth::DemoTokens;
 
-const DEFAULT_BIND: &str = "127.0.0.1:8080";
-const USAGE: &str = "usage: example-server [--bind ADDR] [--token TOKEN=USER[:scope,scope]]...";
+/// Serves the streampod chat and notification example.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "STREAMPOD_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Log filter, e.g. `info` or `streampod=debug,info`.
+    #[arg(long, env = "STREAMPOD_LOG", default_value = "info")]
+    log: String,
+    /// A demo token, `TOKEN=USER` or `TOKEN=USER:scope,scope` (repeatable).
+    #[arg(long = "token", env = "STREAMPOD_TOKENS", value_delimiter = ',')]
+    tokens: Vec<String>,
+    /// A file of demo tokens, one `TOKEN=USER[:scopes]` per line.
+    #[arg(long, env = "STREAMPOD_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
-    let (bind, tokens) = match parse_args(std::env::args().skip(1)) {
-        Ok(parsed) => parsed,
-        Err(message) => {
-            eprintln!("{message}\n{USAGE}");
+    let args = Args::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("invalid --log filter '{}': {error}", args.log);
             return std::process::ExitCode::from(2);
         }
     };
-    if tokens.is_empty() {
-        tracing::info!("no --token given: every session is anonymous");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut tokens = DemoTokens::default();
+    let loaded = args
+        .tokens
+        .iter()
+        .try_for_each(|spec| tokens.add(spec))
+        .and_then(|()| {
+            args.tokens_file
+                .as_deref()
+                .map_or(Ok(()), |path| tokens.add_file(path))
+        });
+    if let Err(message) = loaded {
+        eprintln!("{message}");
+        return std::process::ExitCode::from(2);
     }
+    if tokens.is_empty() {
+        tracing::info!("no demo tokens: every session is anonymous (see --token)");
+    } else {
+        tracing::info!(tokens = tokens.len(), "demo tokens loaded");
+    }
+
     let server = match example_server::server()
         .authentication(tokens)
-        .bind(bind)
+        .bind(args.bind)
         .await
     {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("cannot listen on {bind}: {error}");
+            eprintln!("cannot listen on {}: {error}", args.bind);
             return std::process::ExitCode::FAILURE;
         }
     };
     // Tests and scripts read the address from this line.
     println!("listening on {}", server.local_addr());
+    tracing::info!("chat page: http://{}/", server.local_addr());
     server.run_until(shutdown_signal()).await;
     std::process::ExitCode::SUCCESS
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, DemoTokens), String> {
-    let mut bind = DEFAULT_BIND.to_owned();
-    let mut tokens = DemoTokens::default();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--token" => tokens.add(&args.next().ok_or("--token needs TOKEN=USER")?)?,
-            "--bind" => {
-                bind = args
-                    .next()
-                    .ok_or("--bind needs an address like 127.0.0.1:8080")?;
-            }
-            "-h" | "--help" => return Err("serves the streampod chat example".into()),
-            other => return Err(format!("unknown argument '{other}'")),
-        }
-    }
-    let bind = bind
-        .parse()
-        .map_err(|e| format!("invalid --bind address '{bind}': {e}"))?;
-    Ok((bind, tokens))
 }
 
 /// Ctrl-C or SIGTERM.

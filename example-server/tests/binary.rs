@@ -97,10 +97,16 @@ async fn next(socket: &mut Socket) -> Message {
     }
 }
 
+/// The next text frame as JSON, skipping room member counts (checked in endpoints.rs).
 async fn next_json(socket: &mut Socket) -> Value {
-    match next(socket).await {
-        Message::Text(text) => serde_json::from_str(&text).unwrap(),
-        other => panic!("expected text, got {other:?}"),
+    loop {
+        let value: Value = match next(socket).await {
+            Message::Text(text) => serde_json::from_str(&text).unwrap(),
+            other => panic!("expected text, got {other:?}"),
+        };
+        if value["object"]["className"] != "RoomUpdate" {
+            return value;
+        }
     }
 }
 

@@ -30,15 +30,38 @@ async fn send(socket: &mut Socket, class_name: &str, data: Value) {
     socket.send(Message::text(frame.to_string())).await.unwrap();
 }
 
-/// The next text frame as JSON, or `None` if nothing arrives within `wait`.
+/// The next text frame as JSON, or `None` if nothing arrives within `wait`; room member
+/// counts are skipped (see `members`).
 async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, socket.next()).await {
             Err(_) => return None,
-            Ok(Some(Ok(Message::Text(text)))) => return Some(serde_json::from_str(&text).unwrap()),
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["object"]["className"] != "RoomUpdate" {
+                    return Some(value);
+                }
+            }
             Ok(Some(Ok(_))) => continue,
             Ok(other) => panic!("socket ended: {other:?}"),
+        }
+    }
+}
+
+/// The next room member count.
+async fn members(socket: &mut Socket) -> i64 {
+    loop {
+        let Some(Ok(Message::Text(text))) =
+            tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .unwrap()
+        else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["object"]["className"] == "RoomUpdate" {
+            return value["object"]["data"]["members"].as_i64().unwrap();
         }
     }
 }
@@ -133,6 +156,33 @@ async fn rooms_with_and_without_the_sender() {
         server.handle().messages().listener_count("chat-room-lobby"),
         2
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rooms_announce_their_member_counts() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut first = connect(addr, "").await;
+    send(
+        &mut first,
+        "ChannelSubscription",
+        json!({"channelId": "den", "subscribe": true}),
+    )
+    .await;
+    assert_eq!(members(&mut first).await, 1);
+    let mut second = connect(addr, "").await;
+    send(
+        &mut second,
+        "ChannelSubscription",
+        json!({"channelId": "den", "subscribe": true}),
+    )
+    .await;
+    assert_eq!(members(&mut first).await, 2);
+    assert_eq!(members(&mut second).await, 2);
+    // Leaving by closing the socket counts too.
+    drop(second);
+    assert_eq!(members(&mut first).await, 1);
     server.shutdown().await;
 }
 

@@ -56,6 +56,16 @@ async fn route<P: ModelSet>(
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
+    if request.method() == Method::GET {
+        if let Some(file) = server.files.iter().find(|f| f.path == request.uri().path()) {
+            let mut response = Response::new(Body::from(Bytes::from_static(file.body)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(file.content_type),
+            );
+            return response;
+        }
+    }
     match request.uri().path() {
         "/websocket" => upgrade(server, request, peer),
         "/health" if request.method() == Method::GET => json(

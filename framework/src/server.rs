@@ -25,6 +25,7 @@ use crate::session::{SessionHandle, SessionId};
 
 /// State shared by the accept loop, every connection and every [`ServerHandle`].
 pub(crate) struct ServerInner<P: ModelSet> {
+    pub(crate) files: Vec<StaticFile>,
     pub(crate) endpoints: Endpoints<P>,
     pub(crate) methods: MethodEndpoints<P>,
     pub(crate) authentication: Option<Arc<dyn AuthenticationHandler>>,
@@ -65,6 +66,7 @@ impl<P: ModelSet> ServerInner<P> {
 /// ```
 #[must_use]
 pub struct ServerBuilder<P: ModelSet> {
+    files: Vec<StaticFile>,
     endpoints: Endpoints<P>,
     methods: MethodEndpoints<P>,
     authentication: Option<Arc<dyn AuthenticationHandler>>,
@@ -132,6 +134,35 @@ impl<P: ModelSet> ServerBuilder<P> {
         self.endpoint(name, shared.clone()).methods(name, shared)
     }
 
+    /// Serves `body` with `content_type` at `GET path` (a page for browsers, a manifest, …).
+    ///
+    /// # Panics
+    ///
+    /// When `path` does not start with `/` or is `/websocket` or `/health`.
+    #[track_caller]
+    pub fn static_file(
+        mut self,
+        path: &'static str,
+        content_type: &'static str,
+        body: &'static [u8],
+    ) -> Self {
+        assert!(
+            path.starts_with('/'),
+            "streampod: static path '{path}' must start with '/'"
+        );
+        assert!(
+            path != "/websocket" && path != "/health",
+            "streampod: '{path}' is a reserved route"
+        );
+        self.files.retain(|file| file.path != path);
+        self.files.push(StaticFile {
+            path,
+            content_type,
+            body,
+        });
+        self
+    }
+
     /// Checks auth keys with `handler`. Without one, every session is unauthenticated.
     pub fn authentication(mut self, handler: impl AuthenticationHandler) -> Self {
         self.authentication = Some(Arc::new(handler));
@@ -172,6 +203,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             tokio::runtime::Handle::current(),
         );
         let inner = Arc::new(ServerInner {
+            files: self.files,
             endpoints: self.endpoints,
             methods: self.methods,
             authentication: self.authentication,
@@ -190,6 +222,13 @@ impl<P: ModelSet> ServerBuilder<P> {
             accept,
         })
     }
+}
+
+/// A file served at a fixed path.
+pub(crate) struct StaticFile {
+    pub(crate) path: &'static str,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: &'static [u8],
 }
 
 /// Endpoint names become URL path segments next to the server's own routes.
@@ -246,6 +285,7 @@ impl<P: ModelSet> Server<P> {
     /// A builder with no endpoints and the default configuration.
     pub fn builder() -> ServerBuilder<P> {
         ServerBuilder {
+            files: Vec::new(),
             endpoints: Endpoints::default(),
             methods: MethodEndpoints::default(),
             authentication: None,
