@@ -1,10 +1,15 @@
 //! End-to-end tests of streampod. The tests live in `tests/`; this library holds what
-//! they share: the fixture models and a small WebSocket test client.
+//! they share: the fixture models and small WebSocket, HTTP and WebDriver clients.
+//!
+//! The README is this crate's documentation (below), so every Rust block in it is
+//! compiled by `cargo test`.
+#![doc = include_str!("../../README.md")]
 
 pub mod client;
 pub mod http;
 pub mod recorder;
 pub mod rooms;
+pub mod webdriver;
 
 /// The code generator's fixture models (`codegen/tests/fixtures/models`), compiled.
 pub mod fixtures {
