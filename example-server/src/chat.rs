@@ -2,10 +2,11 @@
 //! goes to everyone in its room (or everyone but the sender), stamped with the server's
 //! time. Each room is the message-central channel `chat-room-<id>`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use streampod::messages::Scope;
+use streampod::messages::{Scope, SessionMessages, Throttled};
 use streampod::protocol::types::DateTime;
 use streampod::{async_trait, Endpoint, EndpointError, ModelSet, StreamingSession};
 
@@ -26,23 +27,50 @@ impl Joined {
     }
 }
 
+/// How often a room's member count goes out at most. Without a limit, N sessions
+/// joining one room would send N² updates.
+const MEMBER_UPDATE_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Chat rooms over the message central.
 #[derive(Debug, Default)]
-pub struct ChatEndpoint;
+pub struct ChatEndpoint {
+    /// One throttled poster of member counts per room.
+    member_updates: Mutex<HashMap<String, Throttled<Protocol>>>,
+}
 
-/// Tells everyone in `room` how many members it has now.
-fn announce_members(
-    messages: &streampod::messages::SessionMessages<Protocol>,
-    room: &str,
-) -> Result<(), EndpointError> {
-    let channel = room_channel(room);
-    let members = messages.central_handle().listener_count(&channel);
-    let update = RoomUpdate {
-        channel_id: room.to_owned(),
-        members: i64::try_from(members).unwrap_or(i64::MAX),
-    };
-    messages.post_message(&channel, update, Scope::Local)?;
-    Ok(())
+impl ChatEndpoint {
+    /// Tells everyone in `room` how many members it has now: at once, or, when an update
+    /// went out less than [`MEMBER_UPDATE_INTERVAL`] ago, with the newest count when the
+    /// interval ends.
+    fn announce_members(
+        &self,
+        messages: &SessionMessages<Protocol>,
+        room: &str,
+    ) -> Result<(), EndpointError> {
+        let channel = room_channel(room);
+        let central = messages.central_handle();
+        let members = central.listener_count(&channel);
+        let poster = {
+            let mut posters = self
+                .member_updates
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let poster = posters
+                .entry(room.to_owned())
+                .or_insert_with(|| central.throttled(&channel, MEMBER_UPDATE_INTERVAL))
+                .clone();
+            if members == 0 {
+                posters.remove(room);
+            }
+            poster
+        };
+        let update = RoomUpdate {
+            channel_id: room.to_owned(),
+            members: i64::try_from(members).unwrap_or(i64::MAX),
+        };
+        poster.post(update)?;
+        Ok(())
+    }
 }
 
 fn refuse(
@@ -92,7 +120,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
                     messages.leave(&room_channel(&room)) && joined.rooms().remove(&room)
                 };
                 if changed {
-                    announce_members(&messages, &room)?;
+                    self.announce_members(&messages, &room)?;
                 }
                 Ok(())
             }
@@ -129,7 +157,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
         let messages = session.messages();
         for room in rooms {
             messages.leave(&room_channel(&room));
-            let _ = announce_members(&messages, &room);
+            let _ = self.announce_members(&messages, &room);
         }
     }
 }

@@ -23,6 +23,6 @@ pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 pub fn server() -> ServerBuilder<Protocol> {
     Server::builder()
         .static_file("/", "text/html; charset=utf-8", PAGE)
-        .endpoint("chat", chat::ChatEndpoint)
+        .endpoint("chat", chat::ChatEndpoint::default())
         .endpoint_with_methods(notification::NAME, notification::NotificationEndpoint)
 }

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Runs the standard benchmark scenarios against the example server and the reference
+# floor, on loopback, and refreshes the results table in BENCHMARKS.md.
+#
+#   bash tests/bench.sh            # RUNS=3 runs per fan-out scenario, medians reported
+#   RUNS=1 bash tests/bench.sh     # quicker
+#
+# The server runs on core 0 and the load generator on core 1 (taskset), each with one
+# tokio worker. Every process the script starts is stopped, by PID, when it exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+RATE_SECONDS=${RATE_SECONDS:-10}
+OUT=target/bench
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+echo "== building release binaries"
+cargo build --release --quiet -p example-server -p streampod-tests --bins
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+PORT=18700
+# start_server NAME -> sets SERVER_PID and SERVER_URL
+start_server() {
+    PORT=$((PORT + 1))
+    case "$1" in
+        streampod) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --log error >/dev/null 2>&1 & ;;
+        floor) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/floor --bind "127.0.0.1:$PORT" >/dev/null 2>&1 & ;;
+    esac
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    SERVER_URL="ws://127.0.0.1:$PORT/websocket"
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "server $1 did not start" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+
+loadgen() {
+    timeout 300 taskset -c 1 target/release/loadgen "$@"
+}
+
+for subscribers in 100 1000 5000 10000; do
+    messages=$((2000000 / subscribers))
+    for target in floor streampod; do
+        runs="$OUT/burst-$target-$subscribers.jsonl"
+        : > "$runs"
+        for run in $(seq "$RUNS"); do
+            start_server "$target"
+            loadgen burst --url "$SERVER_URL" --target "$target" --subscribers "$subscribers" \
+                --messages "$messages" --window 200 --server-pid "$SERVER_PID" | tee -a "$runs"
+            stop_server
+        done
+        target/release/loadgen median "$runs" >> "$RESULTS"
+    done
+done
+
+for rate in 10 100; do
+    for target in floor streampod; do
+        runs="$OUT/rate-$target-$rate.jsonl"
+        : > "$runs"
+        for run in $(seq "$RUNS"); do
+            start_server "$target"
+            loadgen rate --url "$SERVER_URL" --target "$target" --subscribers 1000 \
+                --per-second "$rate" --seconds "$RATE_SECONDS" | tee -a "$runs"
+            stop_server
+        done
+        target/release/loadgen median "$runs" >> "$RESULTS"
+    done
+done
+
+TABLE="$OUT/table.md"
+{
+    echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), medians of $RUNS runs, with \`bash tests/bench.sh\`."
+    echo
+    target/release/loadgen table "$RESULTS"
+} > "$TABLE"
+awk -v table="$TABLE" '
+    /<!-- results:start -->/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
+    /<!-- results:end -->/ { skip = 0 }
+    !skip { print }
+' BENCHMARKS.md > "$OUT/BENCHMARKS.md" && mv "$OUT/BENCHMARKS.md" BENCHMARKS.md
+cat "$TABLE"
