@@ -4,6 +4,7 @@
 #
 #   bash tests/bench.sh            # RUNS=3 runs per fan-out scenario, medians reported
 #   RUNS=1 bash tests/bench.sh     # quicker
+#   SUBSCRIBERS="100 1000" bash tests/bench.sh   # fewer fan-out sizes
 #
 # The server runs on core 0 and the load generator on core 1 (taskset), each with one
 # tokio worker. Every process the script starts is stopped, by PID, when it exits.
@@ -11,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
+SUBSCRIBERS=${SUBSCRIBERS:-100 1000 5000 10000}
 RATE_SECONDS=${RATE_SECONDS:-10}
 OUT=target/bench
 mkdir -p "$OUT"
@@ -55,7 +57,7 @@ loadgen() {
     timeout 300 taskset -c 1 target/release/loadgen "$@"
 }
 
-for subscribers in 100 1000 5000 10000; do
+for subscribers in $SUBSCRIBERS; do
     messages=$((2000000 / subscribers))
     for target in floor streampod; do
         runs="$OUT/burst-$target-$subscribers.jsonl"
