@@ -39,6 +39,7 @@ fn frames(c: &mut Criterion) {
             frame::encode_message("chat", black_box(&message), &mut buffer).unwrap();
         });
     });
+    buffer.clear();
     frame::encode_message("chat", &message, &mut buffer).unwrap();
     let text = String::from_utf8(buffer.clone()).unwrap();
     c.bench_function("parse and decode a ChatMessage frame", |b| {
