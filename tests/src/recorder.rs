@@ -129,3 +129,31 @@ impl Endpoint<Protocol> for Recorder {
         &self.scopes
     }
 }
+
+/// Asks a [`Recorder`] endpoint who this client is: `(user id or "-", session id)`.
+///
+/// # Panics
+///
+/// When the answer is not the recorder's `whoami` reply.
+pub async fn whoami(client: &mut crate::client::TestClient, endpoint: &str) -> (String, u64) {
+    client
+        .send_model(endpoint, "ChatMessage", crate::chat_json("whoami"))
+        .await;
+    let frame = client.next_json().await;
+    let content = frame["object"]["data"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut parts = content.split(' ');
+    let user = parts.next().unwrap_or_default().to_owned();
+    let id = parts
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("not a whoami reply: {frame}"));
+    (user, id)
+}
+
+/// This client's session id, from a [`Recorder`] registered as `chat`.
+pub async fn session_id(client: &mut crate::client::TestClient) -> u64 {
+    whoami(client, "chat").await.1
+}

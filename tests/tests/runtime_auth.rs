@@ -10,7 +10,7 @@ use streampod::auth::{self, AuthInfo, Scope};
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::Protocol;
-use streampod_tests::recorder::Recorder;
+use streampod_tests::recorder::{whoami, Recorder};
 use streampod_tests::{chat_json, eventually};
 
 const ADMIN: Scope = Scope::from_static("admin");
@@ -53,23 +53,6 @@ async fn start() -> Setup {
         members,
         admin,
     }
-}
-
-/// `(user, session id)` as the `open` endpoint reports them.
-async fn whoami(client: &mut TestClient, endpoint: &str) -> (String, u64) {
-    client
-        .send_model(endpoint, "ChatMessage", chat_json("whoami"))
-        .await;
-    let frame = client.next_json().await;
-    let content = frame["object"]["data"]["content"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut parts = content.split(' ');
-    (
-        parts.next().unwrap().to_owned(),
-        parts.next().unwrap().parse().unwrap(),
-    )
 }
 
 #[tokio::test]

@@ -12,24 +12,12 @@ use std::time::Duration;
 use streampod::{Server, ServerConfig, SessionHandle, SlowConsumerPolicy};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
-use streampod_tests::recorder::Recorder;
+use streampod_tests::recorder::{session_id, Recorder};
 use streampod_tests::{chat_json, eventually};
 
 /// More than the slow socket's kernel buffers and its queue can hold.
 const MESSAGES: usize = 300;
 const PAYLOAD: usize = 64 * 1024;
-
-async fn session_id(client: &mut TestClient) -> u64 {
-    client
-        .send_model("chat", "ChatMessage", chat_json("whoami"))
-        .await;
-    let frame = client.next_json().await;
-    let content = frame["object"]["data"]["content"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    content.split(' ').nth(1).unwrap().parse().unwrap()
-}
 
 fn message(index: usize, padding: &str) -> ChatMessage {
     ChatMessage {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use streampod::{Server, ServerConfig, SessionHandle};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
-use streampod_tests::recorder::{Event, Recorder};
+use streampod_tests::recorder::{session_id, Event, Recorder};
 use streampod_tests::{chat_json, eventually};
 
 struct Setup {
@@ -33,19 +33,6 @@ async fn start(config: ServerConfig) -> Setup {
         chat,
         notes,
     }
-}
-
-/// Asks the server who this client is; returns its session id.
-async fn session_id(client: &mut TestClient) -> u64 {
-    client
-        .send_model("chat", "ChatMessage", chat_json("whoami"))
-        .await;
-    let frame = client.next_json().await;
-    let content = frame["object"]["data"]["content"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    content.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 impl Setup {
