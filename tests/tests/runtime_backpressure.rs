@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use streampod::{Server, ServerConfig, SessionHandle, SlowConsumerPolicy};
 use streampod_tests::client::TestClient;
+use streampod_tests::eventually;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
 use streampod_tests::recorder::{session_id, Recorder};
-use streampod_tests::{chat_json, eventually};
 
 /// More than the slow socket's kernel buffers and its queue can hold.
 const MESSAGES: usize = 300;
