@@ -53,8 +53,10 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null || true
 }
 
+# The generator gives up by itself after --deadline seconds and reports a partial run;
+# the outer timeout only guards against a hung connect.
 loadgen() {
-    timeout 300 taskset -c 1 target/release/loadgen "$@"
+    timeout 300 taskset -c 1 target/release/loadgen "$@" --deadline 60 || echo '{"error":"loadgen did not finish"}'
 }
 
 for subscribers in $SUBSCRIBERS; do

@@ -97,6 +97,9 @@ struct Common {
     /// Bytes of padding per message (about 100-byte messages by default).
     #[arg(long, default_value_t = 40)]
     padding: usize,
+    /// Gives up after this many seconds and reports what was delivered by then.
+    #[arg(long, default_value_t = 120)]
+    deadline: u64,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -293,8 +296,12 @@ async fn run(mode: Mode) -> Value {
             let rss_after = common.server_pid.and_then(rss_kib);
             let mut sink = drain(publisher(&common).await);
             let started = Instant::now();
-            for sequence in 0..messages {
+            let deadline = start + Duration::from_secs(common.deadline);
+            'publish: for sequence in 0..messages {
                 while sequence >= min_received(&subs.received) + window {
+                    if Instant::now() > deadline {
+                        break 'publish;
+                    }
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
                 sink.feed(message(
@@ -310,7 +317,8 @@ async fn run(mode: Mode) -> Value {
             }
             sink.flush().await.expect("publish");
             for handle in subs.latencies {
-                let _ = tokio::time::timeout(Duration::from_secs(120), handle).await;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(left, handle).await;
             }
             let seconds = started.elapsed().as_secs_f64();
             let deliveries: u64 = subs
@@ -356,10 +364,10 @@ async fn run(mode: Mode) -> Value {
                 .expect("publish");
             }
             let mut samples = Vec::new();
+            let deadline = start + Duration::from_secs(common.deadline);
             for handle in subs.latencies {
-                if let Ok(Ok(mut part)) =
-                    tokio::time::timeout(Duration::from_secs(60), handle).await
-                {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Ok(Ok(mut part)) = tokio::time::timeout(left, handle).await {
                     samples.append(&mut part);
                 }
             }
