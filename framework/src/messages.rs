@@ -412,10 +412,7 @@ impl<P: ModelSet> MessageCentral<P> {
         endpoint: &Arc<str>,
         channel: &str,
     ) -> bool {
-        let mut owned = session
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut owned = owned_listeners(session);
         let Some(owned) = owned.as_mut() else {
             return false;
         };
@@ -440,10 +437,7 @@ impl<P: ModelSet> MessageCentral<P> {
 
     /// Removes `session` from `channel`; `false` when it was not there.
     pub(crate) fn leave(&self, session: &SessionShared, channel: &str) -> bool {
-        let mut owned = session
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut owned = owned_listeners(session);
         let Some(owned) = owned.as_mut() else {
             return false;
         };
@@ -464,10 +458,7 @@ impl<P: ModelSet> MessageCentral<P> {
         channel: &str,
         listener: impl Fn(&P) + Send + Sync + 'static,
     ) -> Option<ListenerHandle<P>> {
-        let mut owned = session
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut owned = owned_listeners(session);
         let owned = owned.as_mut()?;
         let handle = self.add_listener(channel, listener);
         owned.push(OwnedListener {
@@ -480,12 +471,7 @@ impl<P: ModelSet> MessageCentral<P> {
 
     /// Removes every listener `session` owns; later joins are refused.
     pub(crate) fn remove_session(&self, session: &SessionShared) {
-        let owned = session
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .unwrap_or_default();
+        let owned = owned_listeners(session).take().unwrap_or_default();
         for listener in owned {
             self.remove(&listener.channel, listener.id);
         }
@@ -611,6 +597,15 @@ impl<P: ModelSet> MessageCentral<P> {
     pub(crate) fn count_post(&self) {
         self.inner.posts.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The listeners `session` owns; `None` inside once it closed. Holding this lock while
+/// adding to a channel is what keeps a closing session from gaining listeners.
+fn owned_listeners(session: &SessionShared) -> MutexGuard<'_, Option<Vec<OwnedListener>>> {
+    session
+        .listeners
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One message as a message frame, several as a batch frame.
