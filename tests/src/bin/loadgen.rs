@@ -97,6 +97,9 @@ struct Common {
     /// Bytes of padding per message (about 100-byte messages by default).
     #[arg(long, default_value_t = 40)]
     padding: usize,
+    /// Loopback source addresses to spread connections over (127.0.0.1 and up).
+    #[arg(long, default_value_t = 250)]
+    source_addresses: u8,
     /// Gives up after this many seconds and reports what was delivered by then.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
@@ -111,10 +114,10 @@ fn ws_config() -> WebSocketConfig {
     config
 }
 
-/// Opens connection `index`, from 127.0.0.(1 + index % 250) so ports do not run out.
-async fn open(url: &str, addr: SocketAddr, index: usize) -> Socket {
+/// Opens connection `index`, from 127.0.0.(1 + index % spread) so ports do not run out.
+async fn open(url: &str, addr: SocketAddr, index: usize, spread: u8) -> Socket {
     let socket = TcpSocket::new_v4().expect("socket");
-    let source = Ipv4Addr::new(127, 0, 0, 1 + (index % 250) as u8);
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (index % usize::from(spread.max(1))) as u8);
     socket
         .bind(SocketAddr::new(IpAddr::V4(source), 0))
         .expect("bind a loopback source");
@@ -194,9 +197,10 @@ async fn subscribe(
     let mut sockets = Vec::with_capacity(common.subscribers);
     for chunk_start in (0..common.subscribers).step_by(common.connect_parallelism.max(1)) {
         let end = (chunk_start + common.connect_parallelism).min(common.subscribers);
-        let opened =
-            futures_util::future::join_all((chunk_start..end).map(|i| open(&common.url, addr, i)))
-                .await;
+        let opened = futures_util::future::join_all(
+            (chunk_start..end).map(|i| open(&common.url, addr, i, common.source_addresses)),
+        )
+        .await;
         sockets.extend(opened);
     }
     for socket in &mut sockets {
@@ -213,11 +217,22 @@ async fn subscribe(
             let mut samples = Vec::new();
             let mut count = 0;
             while count < expected {
-                let Some(Ok(message)) = socket.next().await else {
-                    break;
+                let message = match socket.next().await {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
+                        // A subscriber that fails is a finding, not noise: say why.
+                        eprintln!("subscriber {index}: {error}");
+                        break;
+                    }
+                    None => break,
                 };
-                let Message::Text(text) = message else {
-                    continue;
+                let text = match message {
+                    Message::Text(text) => text,
+                    Message::Close(frame) => {
+                        eprintln!("subscriber {index}: closed by the server: {frame:?}");
+                        break;
+                    }
+                    _ => continue,
                 };
                 let Some((_, sent)) = parse(&text) else {
                     continue;
@@ -258,7 +273,13 @@ fn min_received(received: &[AtomicU64]) -> u64 {
 }
 
 async fn publisher(common: &Common) -> Socket {
-    let mut socket = open(&common.url, server_addr(&common.url), 0).await;
+    let mut socket = open(
+        &common.url,
+        server_addr(&common.url),
+        0,
+        common.source_addresses,
+    )
+    .await;
     socket
         .send(Message::text(common.join.clone()))
         .await
