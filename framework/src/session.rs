@@ -277,9 +277,7 @@ impl<P: ModelSet> SessionHandle<P> {
     pub fn send(&self, endpoint: &str, message: impl Into<P>) -> Result<(), SendError> {
         let mut buffer = Vec::with_capacity(128);
         frame::encode_message(endpoint, &message.into(), &mut buffer)?;
-        // serde_json writes UTF-8; the check cannot fail.
-        let text = String::from_utf8(buffer).map_err(|_| SendError::Closed)?;
-        self.send_frame(Utf8Bytes::from(text))
+        self.send_frame(crate::messages::utf8_frame(buffer))
     }
 
     /// Queues an already encoded frame.

@@ -41,3 +41,24 @@ pub fn chat_json(content: &str) -> serde_json::Value {
 pub fn raise_fd_limit() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
 }
+
+/// The index a flood test puts in `senderName`.
+///
+/// # Panics
+///
+/// When the frame carries no numeric `senderName`.
+pub fn sender_index(frame: &serde_json::Value) -> usize {
+    frame["object"]["data"]["senderName"]
+        .as_str()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or_else(|| panic!("no index in senderName: {frame}"))
+}
+
+/// Reads `client` until the message with index `last`; returns every index seen.
+pub async fn read_indexes_until(client: &mut client::TestClient, last: usize) -> Vec<usize> {
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        seen.push(sender_index(&client.next_json().await));
+    }
+    seen
+}

@@ -11,9 +11,9 @@ use std::time::Duration;
 use streampod::messages::{ChannelConfig, DeliveryReport, Scope};
 use streampod::{Server, ServerConfig, SlowConsumerPolicy};
 use streampod_tests::client::TestClient;
-use streampod_tests::eventually;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
 use streampod_tests::rooms::{command, Rooms};
+use streampod_tests::{eventually, read_indexes_until, sender_index};
 
 const MESSAGES: usize = 300;
 const PAYLOAD: usize = 64 * 1024;
@@ -53,11 +53,7 @@ async fn run(policy: SlowConsumerPolicy) -> Outcome {
             let mut order = Vec::new();
             while order.last() != Some(&(MESSAGES - 1)) {
                 let frame = healthy.next_json().await;
-                let index = frame["object"]["data"]["senderName"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap();
+                let index = sender_index(&frame);
                 order.push(index);
                 progress.store(index + 1, Ordering::Relaxed);
             }
@@ -121,18 +117,7 @@ fn check_publisher(outcome: &Outcome) {
 
 /// Reads the slow client until the newest message; returns the indexes it saw.
 async fn drain_to_newest(slow: &mut TestClient) -> Vec<usize> {
-    let mut seen = Vec::new();
-    while seen.last() != Some(&(MESSAGES - 1)) {
-        let frame = slow.next_json().await;
-        seen.push(
-            frame["object"]["data"]["senderName"]
-                .as_str()
-                .unwrap()
-                .parse::<usize>()
-                .unwrap(),
-        );
-    }
-    seen
+    read_indexes_until(slow, MESSAGES - 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

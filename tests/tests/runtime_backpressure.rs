@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use streampod::{Server, ServerConfig, SessionHandle, SlowConsumerPolicy};
 use streampod_tests::client::TestClient;
-use streampod_tests::eventually;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
 use streampod_tests::recorder::{session_id, Recorder};
+use streampod_tests::{eventually, read_indexes_until, sender_index};
 
 /// More than the slow socket's kernel buffers and its queue can hold.
 const MESSAGES: usize = 300;
@@ -66,13 +66,7 @@ async fn flood(policy: SlowConsumerPolicy) -> Run {
             let mut order = Vec::with_capacity(MESSAGES);
             while order.len() < MESSAGES {
                 let frame = healthy.next_json().await;
-                order.push(
-                    frame["object"]["data"]["senderName"]
-                        .as_str()
-                        .unwrap()
-                        .parse::<usize>()
-                        .unwrap(),
-                );
+                order.push(sender_index(&frame));
                 received.fetch_add(1, Ordering::Relaxed);
             }
             order
@@ -151,17 +145,7 @@ async fn drop_oldest_keeps_a_slow_client_with_the_newest_frames() {
     );
 
     // Now it reads: frames arrive in order with a gap, and end with the newest one.
-    let mut seen = Vec::new();
-    while seen.last() != Some(&(MESSAGES - 1)) {
-        let frame = run.slow.next_json().await;
-        seen.push(
-            frame["object"]["data"]["senderName"]
-                .as_str()
-                .unwrap()
-                .parse::<usize>()
-                .unwrap(),
-        );
-    }
+    let seen = read_indexes_until(&mut run.slow, MESSAGES - 1).await;
     assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "in order");
     assert!(
         seen.len() < MESSAGES,
