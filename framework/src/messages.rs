@@ -151,7 +151,8 @@ impl<P> Listener<P> {
 struct Channel<P> {
     key: ChannelKey,
     policy: AtomicU8,
-    /// Replaced, never mutated in place: a post clones the `Arc` and iterates unlocked.
+    /// Copy-on-write: a post clones the `Arc` and iterates unlocked; a change copies the
+    /// list only while such a snapshot is alive (`Arc::make_mut`), so mass joins stay O(1).
     listeners: Mutex<Arc<Vec<Listener<P>>>>,
 }
 
@@ -280,16 +281,12 @@ impl<P> MessageCentral<P> {
             .listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !listeners.iter().any(|l| l.id() == id) {
+        let Some(index) = listeners.iter().position(|l| l.id() == id) else {
             return false;
-        }
-        let next: Vec<Listener<P>> = listeners
-            .iter()
-            .filter(|l| l.id() != id)
-            .map(Listener::clone_entry)
-            .collect();
+        };
+        let next = Arc::make_mut(&mut listeners);
+        next.remove(index);
         let now_empty = next.is_empty();
-        *listeners = Arc::new(next);
         drop(listeners);
         self.inner.listeners.fetch_sub(1, Ordering::Relaxed);
         if now_empty {
@@ -358,10 +355,8 @@ impl<P: ModelSet> MessageCentral<P> {
             .listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut next: Vec<Listener<P>> = Vec::with_capacity(listeners.len() + 1);
-        next.extend(listeners.iter().map(Listener::clone_entry));
-        next.push(make(id));
-        *listeners = Arc::new(next);
+        // Copies the list only while a post still iterates the old one.
+        Arc::make_mut(&mut listeners).push(make(id));
         self.inner.listeners.fetch_add(1, Ordering::Relaxed);
         id
     }
@@ -620,8 +615,9 @@ pub(crate) fn encode<P: ModelSet>(
     }
 }
 
-impl<P> Listener<P> {
-    fn clone_entry(&self) -> Self {
+/// Cloning an entry clones its handles, never a message (so no `P: Clone` bound).
+impl<P> Clone for Listener<P> {
+    fn clone(&self) -> Self {
         match self {
             Listener::Session {
                 id,

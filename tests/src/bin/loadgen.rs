@@ -16,7 +16,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -179,6 +179,8 @@ fn cpu_busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
 
 struct Subscribers {
     received: Arc<Vec<AtomicU64>>,
+    /// Set once a subscriber has seen a warm-up message: its join took effect.
+    ready: Arc<Vec<AtomicBool>>,
     latencies: Vec<tokio::task::JoinHandle<Vec<u32>>>,
 }
 
@@ -193,6 +195,8 @@ async fn subscribe(
     let addr = server_addr(&common.url);
     let received: Arc<Vec<AtomicU64>> =
         Arc::new((0..common.subscribers).map(|_| AtomicU64::new(0)).collect());
+    let ready: Arc<Vec<AtomicBool>> =
+        Arc::new((0..common.subscribers).map(|_| AtomicBool::new(false)).collect());
     let connect_started = Instant::now();
     let mut sockets = Vec::with_capacity(common.subscribers);
     for chunk_start in (0..common.subscribers).step_by(common.connect_parallelism.max(1)) {
@@ -213,6 +217,7 @@ async fn subscribe(
     let mut latencies = Vec::with_capacity(sockets.len());
     for (index, mut socket) in sockets.into_iter().enumerate() {
         let received = received.clone();
+        let ready = ready.clone();
         latencies.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut count = 0;
@@ -235,6 +240,9 @@ async fn subscribe(
                     _ => continue,
                 };
                 let Some((_, sent)) = parse(&text) else {
+                    if text.contains(WARM_UP) {
+                        ready[index].store(true, Ordering::Relaxed);
+                    }
                     continue;
                 };
                 count += 1;
@@ -250,14 +258,21 @@ async fn subscribe(
     (
         Subscribers {
             received,
+            ready,
             latencies,
         },
         connect_seconds,
     )
 }
 
+/// The content of warm-up messages (not counted, not timed).
+const WARM_UP: &str = "warm-up";
+
 fn message(common: &Common, sequence: u64, sent: u64) -> Message {
-    let content = format!("{sequence}:{sent}:{}", "x".repeat(common.padding));
+    chat_frame(&format!("{sequence}:{sent}:{}", "x".repeat(common.padding)))
+}
+
+fn chat_frame(content: &str) -> Message {
     let frame = json!({"endpoint": "chat", "object": {"className": "ChatMessage", "data": {
         "senderName": "p", "content": content, "channelId": "bench", "excludeSender": true
     }}});
@@ -294,6 +309,29 @@ fn drain(socket: Socket) -> futures_util::stream::SplitSink<Socket, Message> {
     sink
 }
 
+/// Publishes warm-up messages until every subscriber has seen one, so no measured
+/// message is posted before a join took effect; the seconds that took, or `None` when
+/// `deadline` passed first.
+async fn warm_up(
+    sink: &mut futures_util::stream::SplitSink<Socket, Message>,
+    ready: &[AtomicBool],
+    deadline: Instant,
+) -> Option<f64> {
+    let started = Instant::now();
+    loop {
+        sink.send(chat_frame(WARM_UP)).await.expect("publish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if ready.iter().all(|r| r.load(Ordering::Relaxed)) {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        if Instant::now() > deadline {
+            let missing = ready.iter().filter(|r| !r.load(Ordering::Relaxed)).count();
+            eprintln!("warm-up: {missing} subscribers never saw a message (joins not applied?)");
+            return None;
+        }
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -313,11 +351,11 @@ async fn run(mode: Mode) -> Value {
         } => {
             let rss_before = common.server_pid.and_then(rss_kib);
             let (subs, connect_seconds) = subscribe(&common, start, messages, false).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let rss_after = common.server_pid.and_then(rss_kib);
-            let mut sink = drain(publisher(&common).await);
-            let started = Instant::now();
             let deadline = start + Duration::from_secs(common.deadline);
+            let mut sink = drain(publisher(&common).await);
+            let warm_up_seconds = warm_up(&mut sink, &subs.ready, deadline).await;
+            let rss_after = common.server_pid.and_then(rss_kib);
+            let started = Instant::now();
             'publish: for sequence in 0..messages {
                 while sequence >= min_received(&subs.received) + window {
                     if Instant::now() > deadline {
@@ -357,6 +395,7 @@ async fn run(mode: Mode) -> Value {
                 "mode": "burst", "messages": messages, "deliveries": deliveries,
                 "expected": messages * common.subscribers as u64, "seconds": seconds,
                 "deliveries_per_s": deliveries as f64 / seconds, "connect_s": connect_seconds,
+                "warm_up_s": warm_up_seconds,
                 "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after,
                 "rss_per_connection_kib": per_connection,
             });
@@ -369,8 +408,9 @@ async fn run(mode: Mode) -> Value {
         } => {
             let total = per_second * seconds;
             let (subs, connect_seconds) = subscribe(&common, start, total, true).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let deadline = start + Duration::from_secs(common.deadline);
             let mut sink = drain(publisher(&common).await);
+            let warm_up_seconds = warm_up(&mut sink, &subs.ready, deadline).await;
             let mut ticker =
                 tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -385,7 +425,6 @@ async fn run(mode: Mode) -> Value {
                 .expect("publish");
             }
             let mut samples = Vec::new();
-            let deadline = start + Duration::from_secs(common.deadline);
             for handle in subs.latencies {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if let Ok(Ok(mut part)) = tokio::time::timeout(left, handle).await {
@@ -396,7 +435,7 @@ async fn run(mode: Mode) -> Value {
             let result = json!({
                 "mode": "rate", "per_second": per_second, "seconds": seconds,
                 "deliveries": samples.len(), "expected": total * common.subscribers as u64,
-                "connect_s": connect_seconds,
+                "connect_s": connect_seconds, "warm_up_s": warm_up_seconds,
                 "p50_ms": percentile(&samples, 0.50), "p99_ms": percentile(&samples, 0.99),
                 "max_ms": percentile(&samples, 1.0),
             });
