@@ -60,7 +60,9 @@ loadgen() {
 }
 
 for subscribers in $SUBSCRIBERS; do
-    messages=$((2000000 / subscribers))
+    # 6 M deliveries per run: long enough that the first burst's buffer allocations
+    # (queues, write buffers) do not dominate.
+    messages=$((6000000 / subscribers))
     for target in floor streampod; do
         runs="$OUT/burst-$target-$subscribers.jsonl"
         : > "$runs"

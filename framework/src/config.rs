@@ -55,11 +55,14 @@ pub struct ServerConfig {
     /// How long [`Server::shutdown`](crate::Server::shutdown) waits for sessions to
     /// close before it returns. Default 10 s.
     pub shutdown_timeout: Duration,
-    /// Bytes tungstenite reads at once per socket; allocated per connection. Default
-    /// 4 KiB (tungstenite's own default, 128 KiB, costs that much per idle socket).
+    /// Bytes tungstenite reads at once per socket; allocated per connection, so it is
+    /// most of an idle connection's memory. Default 2 KiB (tungstenite's own default,
+    /// 128 KiB, costs that much per idle socket). Larger incoming frames still arrive
+    /// whole, in several reads: raise it when clients send large frames often.
     pub read_buffer_size: usize,
     /// Bytes tungstenite collects before writing to the socket; the writer flushes after
-    /// each drained batch anyway. Default 64 KiB.
+    /// each drained batch anyway. The buffer keeps its capacity, so this is also what a
+    /// busy connection holds on to. Default 16 KiB (about 150 small frames per write).
     pub write_buffer_size: usize,
     /// Largest HTTP method-call body; larger ones get 413. Default 1 MiB.
     pub max_body_size: usize,
@@ -76,8 +79,8 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
-            read_buffer_size: 4 << 10,
-            write_buffer_size: 64 << 10,
+            read_buffer_size: 2 << 10,
+            write_buffer_size: 16 << 10,
             max_body_size: 1 << 20,
         }
     }

@@ -458,12 +458,8 @@ async fn write_loop(
     close_timeout: Duration,
 ) {
     let mut batch = Batch::default();
-    loop {
-        tokio::select! {
-            biased;
-            () = shared.closing.cancelled() => break,
-            () = shared.outbound.wait() => {}
-        }
+    // Every close (graceful or not) closes the queue first, which wakes this loop.
+    while shared.outbound.next(&mut batch).await {
         match write_batch(&mut sink, &shared, &mut batch).await {
             Written::All => {}
             Written::Aborted => break,
@@ -498,13 +494,12 @@ enum Written {
     Failed,
 }
 
-/// Writes one batch and flushes once.
+/// Writes one batch (taken from the queue) and flushes once.
 async fn write_batch(
     sink: &mut SplitSink<Socket, Message>,
     shared: &SessionShared,
     batch: &mut Batch,
 ) -> Written {
-    shared.outbound.take(batch);
     if batch.frames.is_empty() && !batch.ping {
         return Written::All;
     }
@@ -518,9 +513,10 @@ async fn write_batch(
         }
         sink.flush().await
     };
+    // The write goes first: most batches complete without waiting, and then the abort
+    // token is never polled (polling it registers a waker under its lock).
     let written = tokio::select! {
         biased;
-        () = shared.abort.cancelled() => Written::Aborted,
         result = write => match result {
             Ok(()) => Written::All,
             Err(error) => {
@@ -528,6 +524,7 @@ async fn write_batch(
                 Written::Failed
             }
         },
+        () = shared.abort.cancelled() => Written::Aborted,
     };
     batch.frames.clear();
     written

@@ -3,9 +3,10 @@
 //! channel it came from, so per-channel slow-consumer policies act on that channel only.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::SlowConsumerPolicy;
@@ -60,6 +61,9 @@ struct State {
     bytes: usize,
     ping: bool,
     closed: bool,
+    /// The writer task, parked because there was nothing to write. A push takes it out
+    /// and wakes it; a push to a queue whose writer is busy costs no wake-up at all.
+    writer: Option<Waker>,
 }
 
 impl State {
@@ -86,7 +90,6 @@ impl State {
 pub(crate) struct Outbound {
     state: Mutex<State>,
     limits: Limits,
-    wake: Notify,
 }
 
 impl Outbound {
@@ -94,7 +97,6 @@ impl Outbound {
         Self {
             state: Mutex::new(State::default()),
             limits,
-            wake: Notify::new(),
         }
     }
 
@@ -140,12 +142,12 @@ impl Outbound {
                 }
             }
         }
-        let was_idle = state.frames.is_empty() && !state.ping;
         state.bytes += len;
         state.frames.push_back(Queued { channel, frame });
+        let writer = state.writer.take();
         drop(state);
-        if was_idle {
-            self.wake.notify_one();
+        if let Some(writer) = writer {
+            writer.wake();
         }
         if dropped == 0 {
             Push::Queued
@@ -161,8 +163,11 @@ impl Outbound {
             return;
         }
         state.ping = true;
+        let writer = state.writer.take();
         drop(state);
-        self.wake.notify_one();
+        if let Some(writer) = writer {
+            writer.wake();
+        }
     }
 
     /// Stops accepting frames. With `discard`, frames already queued are dropped too.
@@ -174,22 +179,30 @@ impl Outbound {
             state.bytes = 0;
             state.ping = false;
         }
+        let writer = state.writer.take();
         drop(state);
-        self.wake.notify_one();
+        if let Some(writer) = writer {
+            writer.wake();
+        }
     }
 
-    /// Moves everything queued into `batch` (whose deque is empty and is swapped in, so
-    /// the two buffers' capacity is reused).
-    pub(crate) fn take(&self, batch: &mut Batch) {
-        let mut state = self.lock();
-        std::mem::swap(&mut state.frames, &mut batch.frames);
-        state.bytes = 0;
-        batch.ping = std::mem::take(&mut state.ping);
-    }
-
-    /// Waits until something may have been queued (or the queue closed).
-    pub(crate) async fn wait(&self) {
-        self.wake.notified().await;
+    /// Waits until something is queued or the queue is closed, then moves everything
+    /// queued into `batch` (whose deque is empty and is swapped in, so the two buffers'
+    /// capacity is reused). Returns `false` once the queue is closed: `batch` then holds
+    /// the last frames. Only one task (the writer) may wait at a time.
+    pub(crate) async fn next(&self, batch: &mut Batch) -> bool {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.frames.is_empty() && !state.ping && !state.closed {
+                state.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            std::mem::swap(&mut state.frames, &mut batch.frames);
+            state.bytes = 0;
+            batch.ping = std::mem::take(&mut state.ping);
+            Poll::Ready(!state.closed)
+        })
+        .await
     }
 
     /// Frames waiting.
@@ -214,7 +227,8 @@ mod tests {
 
     fn drain(q: &Outbound) -> Vec<(ChannelKey, String)> {
         let mut batch = Batch::default();
-        q.take(&mut batch);
+        // Ready at once when something is queued; pending (nothing taken) otherwise.
+        let _ = futures_util::FutureExt::now_or_never(q.next(&mut batch));
         batch
             .frames
             .iter()
@@ -275,16 +289,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_push_wakes_the_writer() {
+    async fn a_push_wakes_the_writer_and_a_close_ends_it() {
         let q = std::sync::Arc::new(queue(8, 100));
-        let waiter = tokio::spawn({
+        let writer = tokio::spawn({
             let q = q.clone();
-            async move { q.wait().await }
+            async move {
+                let mut batch = Batch::default();
+                let mut seen = Vec::new();
+                while q.next(&mut batch).await {
+                    seen.extend(batch.frames.drain(..).map(|f| f.frame.to_string()));
+                }
+                seen.extend(batch.frames.drain(..).map(|f| f.frame.to_string()));
+                seen
+            }
         });
         q.push(frame("a"), DIRECT, Disconnect);
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        tokio::task::yield_now().await;
+        q.push(frame("b"), DIRECT, Disconnect);
+        q.close(false);
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
             .await
             .expect("woken")
             .expect("no panic");
+        assert_eq!(seen, ["a", "b"]);
     }
 }

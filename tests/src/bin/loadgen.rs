@@ -195,8 +195,11 @@ async fn subscribe(
     let addr = server_addr(&common.url);
     let received: Arc<Vec<AtomicU64>> =
         Arc::new((0..common.subscribers).map(|_| AtomicU64::new(0)).collect());
-    let ready: Arc<Vec<AtomicBool>> =
-        Arc::new((0..common.subscribers).map(|_| AtomicBool::new(false)).collect());
+    let ready: Arc<Vec<AtomicBool>> = Arc::new(
+        (0..common.subscribers)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+    );
     let connect_started = Instant::now();
     let mut sockets = Vec::with_capacity(common.subscribers);
     for chunk_start in (0..common.subscribers).step_by(common.connect_parallelism.max(1)) {
