@@ -295,9 +295,9 @@ impl<'a> Frame<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Frame::Message(message) => {
-                write_message_head(out, &message.endpoint, &message.class_name);
-                out.extend_from_slice(message.data.get().as_bytes());
-                out.extend_from_slice(b"}}");
+                write_frame_head(out, &message.endpoint, b"object");
+                write_raw_object(out, &message.class_name, message.data.get());
+                out.push(b'}');
             }
             Frame::Ping => out.extend_from_slice(PING.as_bytes()),
             Frame::Pong => out.extend_from_slice(PONG.as_bytes()),
@@ -311,18 +311,13 @@ impl<'a> Frame<'a> {
             }
             Frame::Error(error) => error.encode(out),
             Frame::Batch(batch) => {
-                out.extend_from_slice(b"{\"endpoint\":");
-                write_str(out, &batch.endpoint);
-                out.extend_from_slice(b",\"batch\":[");
+                write_frame_head(out, &batch.endpoint, b"batch");
+                out.push(b'[');
                 for (i, (class_name, data)) in batch.messages.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(b"{\"className\":");
-                    write_str(out, class_name);
-                    out.extend_from_slice(b",\"data\":");
-                    out.extend_from_slice(data.0.get().as_bytes());
-                    out.push(b'}');
+                    write_raw_object(out, class_name, data.0.get());
                 }
                 out.extend_from_slice(b"]}");
             }
@@ -388,12 +383,12 @@ pub fn encode_message<P: ModelSet>(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = out.len();
-    write_message_head(out, endpoint, message.class_name());
-    if let Err(e) = message.encode_data(out) {
+    write_frame_head(out, endpoint, b"object");
+    if let Err(e) = encode_object(message, out) {
         out.truncate(start);
         return Err(e);
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
     Ok(())
 }
 
@@ -408,32 +403,63 @@ pub fn encode_batch<'m, P: ModelSet + 'm>(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = out.len();
-    out.extend_from_slice(b"{\"endpoint\":");
-    write_str(out, endpoint);
-    out.extend_from_slice(b",\"batch\":[");
+    write_frame_head(out, endpoint, b"batch");
+    out.push(b'[');
     for (i, message) in messages.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"className\":");
-        write_str(out, message.class_name());
-        out.extend_from_slice(b",\"data\":");
-        if let Err(e) = message.encode_data(out) {
+        if let Err(e) = encode_object(message, out) {
             out.truncate(start);
             return Err(e);
         }
-        out.push(b'}');
     }
     out.extend_from_slice(b"]}");
     Ok(())
 }
 
-fn write_message_head(out: &mut Vec<u8>, endpoint: &str, class_name: &str) {
-    out.extend_from_slice(b"{\"endpoint\":");
-    write_str(out, endpoint);
-    out.extend_from_slice(b",\"object\":{\"className\":");
+/// Appends `message` as a frame's object, `{"className":…,"data":…}`: the part of a
+/// message frame that does not depend on the endpoint (what cluster nodes exchange).
+///
+/// # Errors
+///
+/// When the model cannot be encoded; `out` may then hold a partial object.
+pub fn encode_object<P: ModelSet>(message: &P, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_object_head(out, message.class_name());
+    message.encode_data(out)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// `{"className":"…","data":<data>}` from already encoded data.
+fn write_raw_object(out: &mut Vec<u8>, class_name: &str, data: &str) {
+    write_object_head(out, class_name);
+    out.extend_from_slice(data.as_bytes());
+    out.push(b'}');
+}
+
+/// `{"className":"…","data":`
+fn write_object_head(out: &mut Vec<u8>, class_name: &str) {
+    out.extend_from_slice(b"{\"className\":");
     write_str(out, class_name);
     out.extend_from_slice(b",\"data\":");
+}
+
+/// Appends a message frame around `object`, a JSON object as written by
+/// [`encode_object`] (not checked: it is copied as is).
+pub fn encode_message_with_object(endpoint: &str, object: &str, out: &mut Vec<u8>) {
+    write_frame_head(out, endpoint, b"object");
+    out.extend_from_slice(object.as_bytes());
+    out.push(b'}');
+}
+
+/// `{"endpoint":"…","<key>":`
+fn write_frame_head(out: &mut Vec<u8>, endpoint: &str, key: &[u8]) {
+    out.extend_from_slice(b"{\"endpoint\":");
+    write_str(out, endpoint);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
 }
 
 /// Appends `value` as a JSON string literal.
