@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::messages::{encode, DeliveryReport, Frames, MessageCentral, PostError};
+use crate::cluster::{BroadcastTarget, Envelope};
+use crate::messages::{DeliveryReport, MessageCentral, Payload, PostError, Scope};
 use crate::protocol::ModelSet;
 use crate::session::{SessionHandle, SessionId, SessionShared};
 
@@ -38,6 +39,7 @@ pub struct Broadcast<P> {
     target: Target,
     except: Option<SessionId>,
     filter: Option<Filter<P>>,
+    scope: Scope,
 }
 
 impl<P> fmt::Debug for Broadcast<P> {
@@ -51,6 +53,7 @@ impl<P> fmt::Debug for Broadcast<P> {
             .field("target", &target)
             .field("except", &self.except)
             .field("filtered", &self.filter.is_some())
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -62,6 +65,7 @@ impl<P: ModelSet> Broadcast<P> {
             target,
             except: None,
             filter: None,
+            scope: Scope::Local,
         }
     }
 
@@ -93,13 +97,49 @@ impl<P: ModelSet> Broadcast<P> {
         self
     }
 
+    /// Reaches this server only (`Local`, the default) or every server of the cluster
+    /// (`Global`; see [`Scope::Global`]). A `Global` broadcast cannot have a
+    /// [`filter`](Broadcast::filter); its `except` applies on this server.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
     /// Sends the message, encoded once. Never waits for a consumer.
     ///
     /// # Errors
     ///
-    /// [`PostError::Encode`] when the message cannot be encoded.
+    /// [`PostError::Encode`] when the message cannot be encoded; for `Global`,
+    /// [`PostError::GlobalFilter`] and [`PostError::Cluster`].
     pub fn post(self, message: impl Into<P>) -> Result<DeliveryReport, PostError> {
-        let messages = [Arc::new(message.into())];
+        let message = message.into();
+        if let (Scope::Global, Some(cluster)) = (self.scope, self.central.cluster()) {
+            if self.filter.is_some() {
+                return Err(PostError::GlobalFilter);
+            }
+            let (channel, target) = match &self.target {
+                Target::Channel(channel) => (cluster.channel_name(channel), None),
+                Target::All(endpoint) => (
+                    cluster.broadcast_name(),
+                    Some(BroadcastTarget {
+                        endpoint,
+                        user: None,
+                    }),
+                ),
+                Target::User(user, endpoint) => (
+                    cluster.broadcast_name(),
+                    Some(BroadcastTarget {
+                        endpoint,
+                        user: Some(user),
+                    }),
+                ),
+            };
+            let payload = Envelope::encode(cluster.node, self.except, target, &message)?;
+            cluster.publish(channel, payload)?;
+            self.central.count_post();
+            return Ok(DeliveryReport::default());
+        }
+        let messages = [Arc::new(message)];
         let include = |session: &Arc<SessionShared>| {
             Some(session.id) != self.except
                 && self
@@ -113,16 +153,8 @@ impl<P: ModelSet> Broadcast<P> {
             Target::All(endpoint) => (registry.snapshot(), endpoint),
             Target::User(user, endpoint) => (registry.sessions_of_user(user), endpoint),
         };
-        self.central.count_post();
-        let mut frames = Frames::new(
-            |endpoint: &str, out: &mut Vec<u8>| encode(endpoint, &messages, out),
-            self.central.encode_counter(),
-        );
-        let mut report = DeliveryReport::default();
-        for session in sessions.iter().filter(|s| include(s)) {
-            report.count(session.push(frames.get(endpoint)?));
-        }
-        Ok(report)
+        self.central
+            .deliver_to_sessions(&sessions, endpoint, &Payload::Models(&messages), include)
     }
 }
 

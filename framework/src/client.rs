@@ -27,7 +27,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -41,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+pub use crate::backoff::Backoff;
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::wire::{FromWire, WireValue};
 use crate::protocol::{ErrorCode, ModelSet, SerializableException};
@@ -125,67 +125,6 @@ pub enum CallError<E> {
     /// The request could not be sent or the answer read.
     #[error("request failed: {0}")]
     Transport(String),
-}
-
-/// Reconnect delays: exponential from `initial` by `multiplier`, capped at `max`, with
-/// full jitter (each delay is uniformly random between zero and the capped value), so a
-/// restarted server is not hit by every client at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct Backoff {
-    /// The cap of the first retry's delay. Default 100 ms.
-    pub initial: Duration,
-    /// The largest cap. Default 10 s.
-    pub max: Duration,
-    /// Growth per attempt. Default 2.
-    pub multiplier: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-            multiplier: 2.0,
-        }
-    }
-}
-
-impl Backoff {
-    /// A backoff with these bounds and a multiplier of 2.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            initial,
-            max,
-            multiplier: 2.0,
-        }
-    }
-
-    /// The cap for `attempt` (1-based): `initial × multiplier^(attempt−1)`, at most `max`.
-    pub fn cap(&self, attempt: u32) -> Duration {
-        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-        let cap = self.initial.as_secs_f64() * self.multiplier.max(1.0).powi(exponent);
-        Duration::from_secs_f64(cap.min(self.max.as_secs_f64()))
-    }
-
-    /// The delay for `attempt` given a uniform random `unit` in `[0, 1)`.
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        self.cap(attempt).mul_f64(unit.clamp(0.0, 1.0))
-    }
-}
-
-/// A random number in `[0, 1)` (splitmix64 over the clock and a counter; jitter needs
-/// spread, not cryptographic quality).
-fn random_unit() -> f64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    (x >> 11) as f64 / (1_u64 << 53) as f64
 }
 
 type Hook<P> = Arc<dyn Fn(Client<P>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -517,7 +456,7 @@ impl<P: ModelSet> Supervisor<P> {
                 break;
             }
             let attempt = failures + 1;
-            let delay = self.backoff.delay(attempt, random_unit());
+            let delay = self.backoff.jittered(attempt);
             inner
                 .state
                 .send_replace(ConnectionState::Reconnecting { attempt, delay });
@@ -647,36 +586,5 @@ impl<P: ModelSet> Supervisor<P> {
             }
         }
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_caps_grow_then_stop() {
-        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let caps: Vec<u128> = (1..=7).map(|a| backoff.cap(a).as_millis()).collect();
-        assert_eq!(caps, [100, 200, 400, 800, 1600, 2000, 2000]);
-        assert_eq!(backoff.cap(u32::MAX), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn delays_are_jittered_within_the_cap() {
-        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let delays: Vec<Duration> = (0..500).map(|_| backoff.delay(4, random_unit())).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)));
-        let distinct: std::collections::HashSet<_> = delays.iter().collect();
-        assert!(
-            distinct.len() > 400,
-            "jitter spreads the delays: {} distinct",
-            distinct.len()
-        );
-        let mean = delays.iter().sum::<Duration>() / 500;
-        assert!(
-            mean > Duration::from_millis(300) && mean < Duration::from_millis(500),
-            "full jitter averages half the cap: {mean:?}"
-        );
     }
 }

@@ -42,8 +42,10 @@
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]
 
 pub mod auth;
+mod backoff;
 mod broadcast;
 mod call;
+pub mod cluster;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
@@ -59,6 +61,7 @@ mod server;
 mod session;
 
 pub use async_trait::async_trait;
+pub use backoff::Backoff;
 pub use config::{ServerConfig, SlowConsumerPolicy};
 pub use endpoint::{Endpoint, EndpointError};
 pub use methods::{IntoMethodError, MethodError, Methods};

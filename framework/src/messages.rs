@@ -24,13 +24,15 @@ use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use crate::broadcast::{Batched, Broadcast, Throttle, Throttled};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError, ClusterState, Envelope, Received};
 use crate::config::SlowConsumerPolicy;
 use crate::outbound::{ChannelKey, Push};
 use crate::protocol::{frame, EncodeError, ModelSet};
@@ -43,8 +45,12 @@ pub enum Scope {
     /// Listeners on this server (the default, unlike Serverpod's old global default).
     #[default]
     Local,
-    /// Listeners on every server of the cluster. Without a cluster configured this is
-    /// the same as `Local`.
+    /// Listeners on every server of the cluster, delivered through Redis (the posting
+    /// server's own listeners included, so everyone sees one order per channel). The
+    /// post returns before delivery, with an empty report; it fails at once while Redis
+    /// is unreachable. Without a cluster configured
+    /// ([`ServerBuilder::cluster`](crate::ServerBuilder::cluster)) this is the same as
+    /// `Local`.
     Global,
 }
 
@@ -81,6 +87,15 @@ pub enum PostError {
     /// The message could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A `Global` post could not be handed to the cluster.
+    #[error("global post failed: {0}")]
+    Cluster(#[from] ClusterError),
+    /// A `Global` broadcast had a filter: the closure cannot run on other servers.
+    #[error(
+        "a Global broadcast cannot carry a filter (the closure cannot run on other \
+         servers); post to a channel the right sessions joined, or filter locally"
+    )]
+    GlobalFilter,
 }
 
 /// Per-channel settings.
@@ -196,6 +211,8 @@ pub(crate) struct Central<P> {
     posts: AtomicU64,
     frames_encoded: AtomicU64,
     listeners: AtomicUsize,
+    /// Redis backplane for `Global` posts, when configured.
+    cluster: OnceLock<Cluster>,
     /// Where throttled and batched posts schedule their timers.
     pub(crate) runtime: tokio::runtime::Handle,
 }
@@ -291,6 +308,9 @@ impl<P> MessageCentral<P> {
         self.inner.listeners.fetch_sub(1, Ordering::Relaxed);
         if now_empty {
             shard.remove(channel);
+            if let Some(cluster) = self.inner.cluster.get() {
+                cluster.unsubscribe(channel);
+            }
         }
         true
     }
@@ -313,6 +333,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 posts: AtomicU64::new(0),
                 frames_encoded: AtomicU64::new(0),
                 listeners: AtomicUsize::new(0),
+                cluster: OnceLock::new(),
                 runtime,
             }),
         }
@@ -349,6 +370,9 @@ impl<P: ModelSet> MessageCentral<P> {
                 listeners: Mutex::new(Arc::new(Vec::new())),
             };
             created.set_policy(config.slow_consumer);
+            if let Some(cluster) = self.inner.cluster.get() {
+                cluster.subscribe(channel);
+            }
             Arc::new(created)
         });
         let mut listeners = entry
@@ -483,8 +507,96 @@ impl<P: ModelSet> MessageCentral<P> {
         message: impl Into<P>,
         scope: Scope,
     ) -> Result<DeliveryReport, PostError> {
-        let _ = scope; // Without a cluster, Global is Local.
-        self.deliver(channel, &[Arc::new(message.into())], |_| true)
+        let message = message.into();
+        match (scope, self.cluster()) {
+            (Scope::Global, Some(cluster)) => {
+                let payload = Envelope::encode(cluster.node, None, None, &message)?;
+                cluster.publish(cluster.channel_name(channel), payload)?;
+                self.count_post();
+                Ok(DeliveryReport::default())
+            }
+            _ => self.deliver(channel, &[Arc::new(message)], |_| true),
+        }
+    }
+
+    /// Posts `message` to `channel` on every server of the cluster and waits until Redis
+    /// took it: the number of servers listening on `channel` (0 when none is). Without
+    /// a cluster this posts locally and returns 1 when the channel has listeners here.
+    ///
+    /// # Errors
+    ///
+    /// [`PostError::Encode`]; [`PostError::Cluster`] when Redis is unreachable, the
+    /// publish queue is full, or Redis did not confirm within the publish timeout.
+    pub async fn post_global(&self, channel: &str, message: impl Into<P>) -> Result<usize, PostError> {
+        let message = message.into();
+        let Some(cluster) = self.cluster() else {
+            let report = self.deliver(channel, &[Arc::new(message)], |_| true)?;
+            return Ok(usize::from(report.delivered > 0));
+        };
+        let payload = Envelope::encode(cluster.node, None, None, &message)?;
+        self.count_post();
+        Ok(cluster
+            .publish_confirmed(cluster.channel_name(channel), payload)
+            .await?)
+    }
+
+    /// The cluster connection's state; `None` without a cluster.
+    pub fn cluster_state(&self) -> Option<ClusterState> {
+        self.cluster().map(Cluster::state)
+    }
+
+    /// Changes of the cluster connection's state; `None` without a cluster.
+    pub fn cluster_state_changes(&self) -> Option<tokio::sync::watch::Receiver<ClusterState>> {
+        self.cluster().map(Cluster::state_changes)
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.get()
+    }
+
+    /// Connects this central to a cluster. Called once, by the server builder.
+    pub(crate) fn start_cluster(&self, config: ClusterConfig) -> Result<(), redis::RedisError> {
+        let central: Weak<Central<P>> = Arc::downgrade(&self.inner);
+        let cluster = Cluster::start(
+            config,
+            Box::new(move |received| {
+                if let Some(inner) = central.upgrade() {
+                    MessageCentral { inner }.receive(&received);
+                }
+            }),
+        )?;
+        let _ = self.inner.cluster.set(cluster);
+        Ok(())
+    }
+
+    /// Delivers a message that came through Redis to this server's listeners.
+    fn receive(&self, received: &Received<'_>) {
+        let envelope: Envelope<'_> = match serde_json::from_slice(received.payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(target: "streampod::cluster", %error, "ignoring a malformed cluster message");
+                return;
+            }
+        };
+        let node = self.cluster().map(|c| c.node);
+        // Session ids are per server: `except` applies on the posting server only.
+        let except = envelope.except.filter(|_| Some(envelope.node) == node);
+        let include = |session: &Arc<SessionShared>| Some(session.id) != except;
+        let payload = Payload::Object(envelope.object.get());
+        let result = match (received.channel, envelope.endpoint) {
+            (Some(channel), _) => self.deliver_payload(channel, &payload, include),
+            (None, Some(endpoint)) => {
+                let sessions = match &envelope.user {
+                    Some(user) => self.inner.sessions.sessions_of_user(user),
+                    None => self.inner.sessions.snapshot(),
+                };
+                self.deliver_to_sessions(&sessions, &Arc::from(&*endpoint), &payload, include)
+            }
+            (None, None) => return,
+        };
+        if let Err(error) = result {
+            tracing::warn!(target: "streampod::cluster", %error, "could not deliver a cluster message");
+        }
     }
 
     /// Delivers `messages` to `channel`'s listeners: sessions get one frame (a batch
@@ -496,6 +608,36 @@ impl<P: ModelSet> MessageCentral<P> {
         messages: &[Arc<P>],
         include: impl Fn(&Arc<SessionShared>) -> bool,
     ) -> Result<DeliveryReport, PostError> {
+        self.deliver_payload(channel, &Payload::Models(messages), include)
+    }
+
+    /// Pushes `payload`, framed as from `endpoint`, to each of `sessions` that `include`
+    /// selects; one encode in all.
+    pub(crate) fn deliver_to_sessions(
+        &self,
+        sessions: &[Arc<SessionShared>],
+        endpoint: &Arc<str>,
+        payload: &Payload<'_, P>,
+        include: impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
+        self.count_post();
+        let mut frames = Frames::new(
+            |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
+            &self.inner.frames_encoded,
+        );
+        let mut report = DeliveryReport::default();
+        for session in sessions.iter().filter(|s| include(s)) {
+            report.count(session.push(frames.get(endpoint)?));
+        }
+        Ok(report)
+    }
+
+    fn deliver_payload(
+        &self,
+        channel: &str,
+        payload: &Payload<'_, P>,
+        include: impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
         self.inner.posts.fetch_add(1, Ordering::Relaxed);
         let mut report = DeliveryReport::default();
         let Some(channel) = self.channel(channel) else {
@@ -504,9 +646,11 @@ impl<P: ModelSet> MessageCentral<P> {
         let listeners = channel.snapshot();
         let policy = channel.policy();
         let mut frames = Frames::new(
-            |endpoint: &str, out: &mut Vec<u8>| encode(endpoint, messages, out),
+            |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
             &self.inner.frames_encoded,
         );
+        // Decoded only if a callback or stream listens (a remote post arrives encoded).
+        let mut models = None;
         for listener in listeners.iter() {
             match listener {
                 Listener::Session {
@@ -517,6 +661,7 @@ impl<P: ModelSet> MessageCentral<P> {
                     }
                 }
                 Listener::Callback { callback, .. } => {
+                    let messages: &[Arc<P>] = models.get_or_insert_with(|| payload.models());
                     for message in messages {
                         if std::panic::catch_unwind(AssertUnwindSafe(|| callback(message))).is_ok()
                         {
@@ -528,6 +673,7 @@ impl<P: ModelSet> MessageCentral<P> {
                     }
                 }
                 Listener::Stream { queue, .. } => {
+                    let messages: &[Arc<P>] = models.get_or_insert_with(|| payload.models());
                     for message in messages {
                         report.count(queue.push(message.clone(), policy));
                     }
@@ -585,10 +731,6 @@ impl<P: ModelSet> MessageCentral<P> {
         }
     }
 
-    pub(crate) fn encode_counter(&self) -> &AtomicU64 {
-        &self.inner.frames_encoded
-    }
-
     pub(crate) fn count_post(&self) {
         self.inner.posts.fetch_add(1, Ordering::Relaxed);
     }
@@ -601,6 +743,53 @@ fn owned_listeners(session: &SessionShared) -> MutexGuard<'_, Option<Vec<OwnedLi
         .listeners
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a post carries: models (a local post), or a frame object that came through the
+/// cluster already encoded.
+pub(crate) enum Payload<'a, P> {
+    Models(&'a [Arc<P>]),
+    Object(&'a str),
+}
+
+impl<P: ModelSet> Payload<'_, P> {
+    fn encode(&self, endpoint: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            Payload::Models(messages) => encode(endpoint, messages, out),
+            Payload::Object(object) => {
+                frame::encode_message_with_object(endpoint, object, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// The messages for callback and stream listeners (decoded from a remote object;
+    /// none, with a warning, when it does not decode).
+    fn models(&self) -> Cow<'_, [Arc<P>]> {
+        match self {
+            Payload::Models(messages) => Cow::Borrowed(messages),
+            Payload::Object(object) => match decode_object::<P>(object) {
+                Ok(message) => Cow::Owned(vec![Arc::new(message)]),
+                Err(error) => {
+                    tracing::warn!(target: "streampod::cluster", %error, "a cluster message does not decode here; callbacks skip it");
+                    Cow::Owned(Vec::new())
+                }
+            },
+        }
+    }
+}
+
+/// Decodes a frame object `{"className":…,"data":…}`.
+fn decode_object<P: ModelSet>(object: &str) -> Result<P, String> {
+    #[derive(serde::Deserialize)]
+    struct Object<'a> {
+        #[serde(rename = "className", borrow)]
+        class_name: Cow<'a, str>,
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+    }
+    let object: Object<'_> = serde_json::from_str(object).map_err(|e| e.to_string())?;
+    P::decode(&object.class_name, object.data).map_err(|e| e.to_string())
 }
 
 /// One message as a message frame, several as a batch frame.

@@ -17,6 +17,7 @@ use crate::call::MethodEndpoints;
 use crate::config::ServerConfig;
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::http;
+use crate::cluster::ClusterConfig;
 use crate::messages::MessageCentral;
 use crate::methods::Methods;
 use crate::protocol::ModelSet;
@@ -71,6 +72,7 @@ pub struct ServerBuilder<P: ModelSet> {
     methods: MethodEndpoints<P>,
     authentication: Option<Arc<dyn AuthenticationHandler>>,
     config: ServerConfig,
+    cluster: Option<ClusterConfig>,
 }
 
 impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
@@ -81,6 +83,7 @@ impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
                 &self.endpoints.iter().map(|e| &*e.name).collect::<Vec<_>>(),
             )
             .field("config", &self.config)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +172,14 @@ impl<P: ModelSet> ServerBuilder<P> {
         self
     }
 
+    /// Joins a cluster: `Scope::Global` posts and broadcasts then reach every server
+    /// connected to the same Redis (see [`crate::cluster`]). The server starts even
+    /// while Redis is down and connects when it comes up.
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Replaces the configuration (default [`ServerConfig::default`]).
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -193,7 +204,8 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///
     /// # Errors
     ///
-    /// When the listener's local address cannot be read.
+    /// When the listener's local address cannot be read, or the cluster's Redis URL
+    /// is invalid.
     pub fn serve(self, listener: TcpListener) -> io::Result<Server<P>> {
         let local_addr = listener.local_addr()?;
         let sessions = Arc::new(SessionRegistry::default());
@@ -202,6 +214,14 @@ impl<P: ModelSet> ServerBuilder<P> {
             self.config.outbound_queue_frames,
             tokio::runtime::Handle::current(),
         );
+        if let Some(cluster) = self.cluster {
+            messages.start_cluster(cluster).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid cluster Redis URL: {error}"),
+                )
+            })?;
+        }
         let inner = Arc::new(ServerInner {
             files: self.files,
             endpoints: self.endpoints,
@@ -290,6 +310,7 @@ impl<P: ModelSet> Server<P> {
             methods: MethodEndpoints::default(),
             authentication: None,
             config: ServerConfig::default(),
+            cluster: None,
         }
     }
 

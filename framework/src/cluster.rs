@@ -1,0 +1,626 @@
+//! The cluster backplane: `Scope::Global` posts travel through Redis pub/sub to every
+//! server (node) of the cluster, the posting node included, so every subscriber sees
+//! one order per channel.
+//!
+//! Each node keeps two Redis connections, both owned by one supervisor task: a pub/sub
+//! connection that `SUBSCRIBE`s to `<prefix>:channel:<name>` while the node has a
+//! listener on `<name>` (plus `<prefix>:broadcast` for `to_all` / `to_user`), and a
+//! multiplexed connection that pipelines the `PUBLISH`es. When Redis goes away, the
+//! supervisor reconnects with jittered exponential backoff and re-subscribes every
+//! channel the node still has; meanwhile global posts fail at once
+//! ([`PostError::ClusterUnavailable`](crate::messages::PostError)) and local posts are
+//! unaffected. Delivery is at most once, as in Serverpod: what is posted while a node is
+//! cut off does not reach it later.
+//!
+//! ```no_run
+//! # streampod::__doc_models!();
+//! # struct Chat;
+//! # #[streampod::async_trait]
+//! # impl streampod::Endpoint<Protocol> for Chat {}
+//! use streampod::cluster::ClusterConfig;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = streampod::Server::<Protocol>::builder()
+//!     .endpoint("chat", Chat)
+//!     .cluster(ClusterConfig::redis("redis://127.0.0.1:6379/").prefix("my-app"))
+//!     .bind("127.0.0.1:8080")
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use serde_json::value::RawValue;
+
+use crate::backoff::Backoff;
+use crate::protocol::{frame, EncodeError, ModelSet};
+
+/// How a server joins a cluster.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClusterConfig {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) publish_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect: Backoff,
+    pub(crate) publish_queue: usize,
+}
+
+impl ClusterConfig {
+    /// A cluster through the Redis at `url` (`redis://host:port/`), with defaults:
+    /// prefix `streampod`, publish timeout 500 ms, connect timeout 1 s, reconnect
+    /// backoff 100 ms doubling up to 2 s (jittered), 10,000 queued global posts.
+    pub fn redis(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "streampod".to_owned(),
+            publish_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+            reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
+            publish_queue: 10_000,
+        }
+    }
+
+    /// Prefixes every Redis channel name (`<prefix>:channel:<name>`), so several apps
+    /// can share one Redis.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a publish may wait for Redis before it counts as failed.
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Delays between reconnection attempts.
+    pub fn reconnect_backoff(mut self, backoff: Backoff) -> Self {
+        self.reconnect = backoff;
+        self
+    }
+
+    /// Global posts that may wait to be published; beyond that a post fails with
+    /// [`PostError::ClusterBacklog`](crate::messages::PostError) instead of buffering.
+    pub fn publish_queue(mut self, posts: usize) -> Self {
+        self.publish_queue = posts.max(1);
+        self
+    }
+}
+
+/// The state of a node's connection to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Connecting (first attempt or after a loss).
+    Connecting,
+    /// Connected and subscribed: global posts go out.
+    Connected,
+    /// Redis is unreachable; a reconnect is scheduled. Global posts fail meanwhile.
+    Disconnected {
+        /// Why the last attempt or connection failed.
+        error: String,
+    },
+}
+
+impl fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterState::Connecting => f.write_str("connecting"),
+            ClusterState::Connected => f.write_str("connected"),
+            ClusterState::Disconnected { error } => write!(f, "disconnected ({error})"),
+        }
+    }
+}
+
+/// Why a global publish failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis cannot be reached now.
+    #[error(
+        "the cluster's Redis is unreachable ({0}); global posts fail until it is back \
+         (local posts still work)"
+    )]
+    Unavailable(String),
+    /// Too many global posts are already waiting.
+    #[error(
+        "{0} global posts are already waiting for Redis; post less often or raise \
+         ClusterConfig::publish_queue"
+    )]
+    Backlog(usize),
+    /// Redis did not confirm in time.
+    #[error("Redis did not confirm the publish within {0:?}; it may or may not have gone out")]
+    Timeout(Duration),
+}
+
+/// A global message on the wire (JSON): the posting node, the session it leaves out,
+/// for `to_all` / `to_user` the endpoint (and user) to frame it for, and the frame's
+/// object `{"className":…,"data":…}`, encoded once by the poster and framed once per
+/// endpoint by each receiving node.
+#[derive(serde::Deserialize)]
+pub(crate) struct Envelope<'a> {
+    pub(crate) node: u64,
+    #[serde(default)]
+    pub(crate) except: Option<u64>,
+    #[serde(borrow, default)]
+    pub(crate) endpoint: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) user: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub(crate) object: &'a RawValue,
+}
+
+/// Where a broadcast envelope goes: every session, or one user's, framed from `endpoint`.
+pub(crate) struct BroadcastTarget<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) user: Option<&'a str>,
+}
+
+impl Envelope<'_> {
+    /// Encodes `message` into an envelope.
+    pub(crate) fn encode<P: ModelSet>(
+        node: u64,
+        except: Option<u64>,
+        broadcast: Option<BroadcastTarget<'_>>,
+        message: &P,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b"{\"node\":");
+        out.extend_from_slice(node.to_string().as_bytes());
+        if let Some(except) = except {
+            out.extend_from_slice(b",\"except\":");
+            out.extend_from_slice(except.to_string().as_bytes());
+        }
+        if let Some(target) = broadcast {
+            out.extend_from_slice(b",\"endpoint\":");
+            write_str(&mut out, target.endpoint);
+            if let Some(user) = target.user {
+                out.extend_from_slice(b",\"user\":");
+                write_str(&mut out, user);
+            }
+        }
+        out.extend_from_slice(b",\"object\":");
+        frame::encode_object(message, &mut out)?;
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, value: &str) {
+    // Serializing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// A message received from another node (or this one) through Redis.
+pub(crate) struct Received<'a> {
+    /// The streampod channel, or `None` for the broadcast channel.
+    pub(crate) channel: Option<&'a str>,
+    pub(crate) payload: &'a [u8],
+}
+
+/// What the node's Redis subscriber hands received messages to.
+pub(crate) type Sink = Box<dyn Fn(Received<'_>) + Send + Sync>;
+
+struct Outgoing {
+    channel: String,
+    payload: Vec<u8>,
+    reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
+}
+
+/// A node's handle on the cluster: cheap checks, never waits.
+pub(crate) struct Cluster {
+    prefix: String,
+    /// This node's id in envelopes (random per process start).
+    pub(crate) node: u64,
+    state: watch::Receiver<ClusterState>,
+    wanted: mpsc::UnboundedSender<Change>,
+    publish: mpsc::Sender<Outgoing>,
+    publish_queue: usize,
+    shutdown: CancellationToken,
+}
+
+enum Change {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+impl Cluster {
+    /// Starts the supervisor and publisher tasks on the current runtime.
+    pub(crate) fn start(config: ClusterConfig, deliver: Sink) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let (state_tx, state) = watch::channel(ClusterState::Connecting);
+        let (wanted, changes) = mpsc::unbounded_channel();
+        let (publish, outgoing) = mpsc::channel(config.publish_queue);
+        let (connection_tx, connection) = watch::channel(None);
+        let shutdown = CancellationToken::new();
+        let prefix = config.prefix.clone();
+        tokio::spawn(publish_loop(
+            outgoing,
+            connection,
+            config.publish_timeout,
+            shutdown.clone(),
+        ));
+        let supervisor = Supervisor {
+            client,
+            broadcast: broadcast_name(&prefix),
+            channel_prefix: channel_prefix(&prefix),
+            config: config.clone(),
+            state: state_tx,
+            connection: connection_tx,
+            deliver,
+            wanted: HashSet::new(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(supervisor.run(changes));
+        Ok(Self {
+            prefix,
+            node: crate::backoff::random_u64(),
+            state,
+            wanted,
+            publish,
+            publish_queue: config.publish_queue,
+            shutdown,
+        })
+    }
+
+    /// The current connection state.
+    pub(crate) fn state(&self) -> ClusterState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of state changes.
+    pub(crate) fn state_changes(&self) -> watch::Receiver<ClusterState> {
+        self.state.clone()
+    }
+
+    /// The Redis channel of streampod channel `name`.
+    pub(crate) fn channel_name(&self, name: &str) -> String {
+        format!("{}{name}", channel_prefix(&self.prefix))
+    }
+
+    /// The Redis channel of `to_all` / `to_user` broadcasts.
+    pub(crate) fn broadcast_name(&self) -> String {
+        broadcast_name(&self.prefix)
+    }
+
+    /// The node got its first listener on `channel`.
+    pub(crate) fn subscribe(&self, channel: &str) {
+        let _ = self.wanted.send(Change::Subscribe(self.channel_name(channel)));
+    }
+
+    /// The node's last listener on `channel` left.
+    pub(crate) fn unsubscribe(&self, channel: &str) {
+        let _ = self.wanted.send(Change::Unsubscribe(self.channel_name(channel)));
+    }
+
+    /// Queues a publish; fails at once while disconnected or when the queue is full.
+    pub(crate) fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), ClusterError> {
+        self.enqueue(channel, payload, None)
+    }
+
+    /// Publishes and waits for Redis: the number of nodes subscribed to `channel`.
+    pub(crate) async fn publish_confirmed(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<usize, ClusterError> {
+        let (reply, confirmed) = oneshot::channel();
+        self.enqueue(channel, payload, Some(reply))?;
+        confirmed
+            .await
+            .unwrap_or_else(|_| Err(ClusterError::Unavailable("the server is shutting down".into())))
+    }
+
+    fn enqueue(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+        reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
+    ) -> Result<(), ClusterError> {
+        match &*self.state.borrow() {
+            ClusterState::Connected => {}
+            ClusterState::Connecting => {
+                return Err(ClusterError::Unavailable("still connecting".into()));
+            }
+            ClusterState::Disconnected { error } => {
+                return Err(ClusterError::Unavailable(error.clone()));
+            }
+        }
+        self.publish
+            .try_send(Outgoing {
+                channel,
+                payload,
+                reply,
+            })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => ClusterError::Backlog(self.publish_queue),
+                mpsc::error::TrySendError::Closed(_) => {
+                    ClusterError::Unavailable("the server is shutting down".into())
+                }
+            })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn channel_prefix(prefix: &str) -> String {
+    format!("{prefix}:channel:")
+}
+
+fn broadcast_name(prefix: &str) -> String {
+    format!("{prefix}:broadcast")
+}
+
+/// Owns the Redis connections: connects, subscribes, receives, reconnects.
+struct Supervisor {
+    client: redis::Client,
+    broadcast: String,
+    channel_prefix: String,
+    config: ClusterConfig,
+    state: watch::Sender<ClusterState>,
+    connection: watch::Sender<Option<MultiplexedConnection>>,
+    deliver: Sink,
+    /// Redis channels this node should be subscribed to.
+    wanted: HashSet<String>,
+    shutdown: CancellationToken,
+}
+
+/// Why a connected session with Redis ended.
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+impl Supervisor {
+    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<Change>) {
+        self.wanted.insert(self.broadcast.clone());
+        let mut failures: u32 = 0;
+        loop {
+            self.set_state(ClusterState::Connecting);
+            let error = match self.connect().await {
+                Ok((sink, stream, connection)) => {
+                    failures = 0;
+                    match self.serve(sink, stream, connection, &mut changes).await {
+                        Ended::Shutdown => return,
+                        Ended::Lost(error) => error,
+                    }
+                }
+                Err(error) => error,
+            };
+            let _ = self.connection.send(None);
+            failures = failures.saturating_add(1);
+            let delay = self.config.reconnect.jittered(failures);
+            tracing::warn!(
+                target: "streampod::cluster",
+                url = %self.config.url, %error, attempt = failures, ?delay,
+                "Redis unreachable; global posts fail until it is back, retrying"
+            );
+            self.set_state(ClusterState::Disconnected { error });
+            // Keep track of joins and leaves while waiting, so the resubscribe is current.
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = &mut sleep => break,
+                    change = changes.recv() => match change {
+                        Some(change) => self.apply(change),
+                        None => return,
+                    },
+                }
+            }
+        }
+    }
+
+    fn set_state(&self, state: ClusterState) {
+        self.state.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<(PubSubSink, redis::aio::PubSubStream, MultiplexedConnection), String> {
+        let timeout = self.config.connect_timeout;
+        let connect = async {
+            let pubsub = self.client.get_async_pubsub().await?;
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(self.config.publish_timeout));
+            let connection = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let (mut sink, stream) = pubsub.split();
+            let channels: Vec<&String> = self.wanted.iter().collect();
+            sink.subscribe(&channels).await?;
+            Ok::<_, redis::RedisError>((sink, stream, connection))
+        };
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(connected)) => Ok(connected),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no connection within {timeout:?}")),
+        }
+    }
+
+    /// Runs a connected session until Redis goes away or the server shuts down.
+    async fn serve(
+        &mut self,
+        mut sink: PubSubSink,
+        mut stream: redis::aio::PubSubStream,
+        connection: MultiplexedConnection,
+        changes: &mut mpsc::UnboundedReceiver<Change>,
+    ) -> Ended {
+        let mut subscribed = self.wanted.clone();
+        // Joins and leaves that came in while connecting.
+        while let Ok(change) = changes.try_recv() {
+            self.apply(change);
+        }
+        if let Err(error) = self.sync(&mut sink, &mut subscribed).await {
+            return Ended::Lost(error);
+        }
+        let _ = self.connection.send(Some(connection));
+        tracing::info!(
+            target: "streampod::cluster",
+            url = %self.config.url, channels = subscribed.len(),
+            "connected to Redis; global posts go out"
+        );
+        self.set_state(ClusterState::Connected);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                message = stream.next() => match message {
+                    Some(message) => self.receive(&message),
+                    None => return Ended::Lost("connection closed".into()),
+                },
+                change = changes.recv() => {
+                    let Some(change) = change else { return Ended::Shutdown };
+                    self.apply(change);
+                    while let Ok(change) = changes.try_recv() {
+                        self.apply(change);
+                    }
+                    if let Err(error) = self.sync(&mut sink, &mut subscribed).await {
+                        return Ended::Lost(error);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Subscribe(channel) => self.wanted.insert(channel),
+            Change::Unsubscribe(channel) => self.wanted.remove(&channel),
+        };
+    }
+
+    /// Brings Redis's subscriptions in line with `wanted`, one command each way.
+    async fn sync(
+        &self,
+        sink: &mut PubSubSink,
+        subscribed: &mut HashSet<String>,
+    ) -> Result<(), String> {
+        let add: Vec<&String> = self.wanted.difference(subscribed).collect();
+        let remove: Vec<&String> = subscribed.difference(&self.wanted).collect();
+        let timeout = self.config.publish_timeout;
+        let update = async {
+            if !add.is_empty() {
+                sink.subscribe(&add).await?;
+            }
+            if !remove.is_empty() {
+                sink.unsubscribe(&remove).await?;
+            }
+            Ok::<_, redis::RedisError>(())
+        };
+        match tokio::time::timeout(timeout, update).await {
+            Ok(Ok(())) => {
+                subscribed.clone_from(&self.wanted);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("SUBSCRIBE not confirmed within {timeout:?}")),
+        }
+    }
+
+    fn receive(&self, message: &redis::Msg) {
+        let name = message.get_channel_name();
+        let channel = if name == self.broadcast {
+            None
+        } else if let Some(channel) = name.strip_prefix(&self.channel_prefix) {
+            Some(channel)
+        } else {
+            return;
+        };
+        (self.deliver)(Received {
+            channel,
+            payload: message.get_payload_bytes(),
+        });
+    }
+}
+
+/// Sends queued publishes, everything queued at once as one pipeline (one round trip,
+/// order kept).
+async fn publish_loop(
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    connection: watch::Receiver<Option<MultiplexedConnection>>,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return,
+            first = outgoing.recv() => match first {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        batch.push(first);
+        while batch.len() < 1024 {
+            match outgoing.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let current = connection.borrow().clone();
+        let result = match current {
+            None => Err(ClusterError::Unavailable("connection lost".into())),
+            Some(mut connection) => {
+                let mut pipe = redis::pipe();
+                for post in &batch {
+                    pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
+                }
+                match tokio::time::timeout(timeout, pipe.query_async::<Vec<usize>>(&mut connection))
+                    .await
+                {
+                    Ok(Ok(receivers)) => Ok(receivers),
+                    Ok(Err(error)) => Err(ClusterError::Unavailable(error.to_string())),
+                    Err(_) => Err(ClusterError::Timeout(timeout)),
+                }
+            }
+        };
+        match result {
+            Ok(receivers) => {
+                for (post, receivers) in batch.drain(..).zip(receivers) {
+                    if let Some(reply) = post.reply {
+                        let _ = reply.send(Ok(receivers));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "streampod::cluster",
+                    %error, posts = batch.len(),
+                    "global posts were not published"
+                );
+                for post in batch.drain(..) {
+                    if let Some(reply) = post.reply {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        batch.clear();
+    }
+}
