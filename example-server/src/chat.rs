@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use streampod::cluster::ClusterState;
 use streampod::messages::{Scope, SessionMessages, Throttled};
 use streampod::protocol::types::DateTime;
 use streampod::{async_trait, Endpoint, EndpointError, ModelSet, StreamingSession};
@@ -134,10 +135,20 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 }
                 chat.timestamp = DateTime::from(std::time::SystemTime::now());
                 let channel = room_channel(&chat.channel_id);
+                // Global: with a cluster (`--redis`) the room spans every server;
+                // without one it is the same as Local. While Redis is down, rooms keep
+                // working within each server.
+                let scope = match messages.central_handle().cluster_state() {
+                    Some(ClusterState::Connected) | None => Scope::Global,
+                    Some(state) => {
+                        tracing::warn!(%state, room = %chat.channel_id, "cluster unavailable; the message reaches this server's members only");
+                        Scope::Local
+                    }
+                };
                 if chat.exclude_sender {
-                    messages.to_others(&channel).post(chat)?;
+                    messages.to_others(&channel).scope(scope).post(chat)?;
                 } else {
-                    messages.post_message(&channel, chat, Scope::Local)?;
+                    messages.post_message(&channel, chat, scope)?;
                 }
                 Ok(())
             }

@@ -2,17 +2,20 @@
 //!
 //! ```text
 //! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope,…]]… [--tokens-file PATH]
+//!                [--redis URL [--redis-prefix PREFIX]]
 //! ```
 //!
 //! Every flag also reads an environment variable (see `--help`). Tokens sign sessions and
 //! method calls in (`?auth=TOKEN`, `Authorization: Bearer TOKEN`); there are none by
-//! default, so nobody can act as a user unless you say so.
+//! default, so nobody can act as a user unless you say so. With `--redis`, several
+//! servers form one cluster: chat rooms and notifications reach users on every server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
 use example_server::demo_auth::DemoTokens;
+use streampod::cluster::ClusterConfig;
 
 /// Serves the streampod chat and notification example.
 #[derive(Debug, Parser)]
@@ -30,6 +33,17 @@ struct Args {
     /// A file of demo tokens, one `TOKEN=USER[:scopes]` per line.
     #[arg(long, env = "STREAMPOD_TOKENS_FILE")]
     tokens_file: Option<PathBuf>,
+    /// Join a cluster through this Redis (`redis://127.0.0.1:6379/`): chat rooms and
+    /// notifications then reach every server started with the same URL and prefix.
+    #[arg(long, env = "STREAMPOD_REDIS")]
+    redis: Option<String>,
+    /// Prefix of the Redis channel names, so several apps can share one Redis.
+    #[arg(
+        long,
+        env = "STREAMPOD_REDIS_PREFIX",
+        default_value = "streampod-example"
+    )]
+    redis_prefix: String,
 }
 
 #[tokio::main]
@@ -67,11 +81,12 @@ async fn main() -> std::process::ExitCode {
         tracing::info!(tokens = tokens.len(), "demo tokens loaded");
     }
 
-    let server = match example_server::server()
-        .authentication(tokens)
-        .bind(args.bind)
-        .await
-    {
+    let mut builder = example_server::server().authentication(tokens);
+    if let Some(url) = &args.redis {
+        tracing::info!(%url, prefix = %args.redis_prefix, "joining a cluster through Redis");
+        builder = builder.cluster(ClusterConfig::redis(url).prefix(&args.redis_prefix));
+    }
+    let server = match builder.bind(args.bind).await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("cannot listen on {}: {error}", args.bind);

@@ -55,9 +55,28 @@ fn count(delivered: usize) -> i64 {
     i64::try_from(delivered).unwrap_or(i64::MAX)
 }
 
+/// Posts to `channel`: on a single server, the sessions that got it; in a cluster
+/// (`--redis`), through Redis to every server, answering how many servers listen there.
+async fn post(
+    session: &Session<Protocol>,
+    channel: &str,
+    message: impl Into<Protocol>,
+) -> Result<i64, EndpointError> {
+    let messages = session.messages();
+    if messages.cluster_state().is_some() {
+        return Ok(count(messages.post_global(channel, message).await?));
+    }
+    Ok(count(
+        messages
+            .post_message(channel, message, Scope::Local)?
+            .delivered,
+    ))
+}
+
 #[endpoint(require_login)]
 impl NotificationEndpoint {
-    /// Sends `message` to every device of `targetUserId`; answers how many devices got it.
+    /// Sends `message` to every device of `targetUserId`; answers how many devices got it
+    /// (in a cluster: how many servers have a device of that user).
     pub async fn send_notification(
         &self,
         session: &Session<Protocol>,
@@ -68,12 +87,7 @@ impl NotificationEndpoint {
             text: message,
             timestamp: now(),
         };
-        let report = session.messages().post_message(
-            &user_channel(&target_user_id.to_string()),
-            note,
-            Scope::Local,
-        )?;
-        Ok(count(report.delivered))
+        post(session, &user_channel(&target_user_id.to_string()), note).await
     }
 
     /// Announces `message` to every signed-in session (admins only).
@@ -87,20 +101,22 @@ impl NotificationEndpoint {
             text: message,
             timestamp: now(),
         };
-        let report = session
-            .messages()
-            .post_message(GLOBAL_CHANNEL, announcement, Scope::Local)?;
-        Ok(count(report.delivered))
+        post(session, GLOBAL_CHANNEL, announcement).await
     }
 
-    /// Sends a system notice to every connected session, signed in or not (admins only).
+    /// Sends a system notice to every connected session, signed in or not (admins only);
+    /// answers how many got it here (in a cluster: 0, delivery goes through Redis).
     #[method(scopes("admin"))]
     pub async fn notify_all_users(
         &self,
         session: &Session<Protocol>,
         notification: SystemNotification,
     ) -> Result<i64, EndpointError> {
-        let report = session.messages().to_all(NAME).post(notification)?;
+        let report = session
+            .messages()
+            .to_all(NAME)
+            .scope(Scope::Global)
+            .post(notification)?;
         Ok(count(report.delivered))
     }
 
@@ -124,6 +140,7 @@ impl NotificationEndpoint {
         let report = session
             .messages()
             .to_user(&user_id.to_string(), NAME)
+            .scope(Scope::Global)
             .post(notification)
             .map_err(|error| InvalidRequest {
                 message: format!("the notification cannot be sent: {error}"),

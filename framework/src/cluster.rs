@@ -300,12 +300,16 @@ impl Cluster {
 
     /// The node got its first listener on `channel`.
     pub(crate) fn subscribe(&self, channel: &str) {
-        let _ = self.wanted.send(Change::Subscribe(self.channel_name(channel)));
+        let _ = self
+            .wanted
+            .send(Change::Subscribe(self.channel_name(channel)));
     }
 
     /// The node's last listener on `channel` left.
     pub(crate) fn unsubscribe(&self, channel: &str) {
-        let _ = self.wanted.send(Change::Unsubscribe(self.channel_name(channel)));
+        let _ = self
+            .wanted
+            .send(Change::Unsubscribe(self.channel_name(channel)));
     }
 
     /// Queues a publish; fails at once while disconnected or when the queue is full.
@@ -321,9 +325,11 @@ impl Cluster {
     ) -> Result<usize, ClusterError> {
         let (reply, confirmed) = oneshot::channel();
         self.enqueue(channel, payload, Some(reply))?;
-        confirmed
-            .await
-            .unwrap_or_else(|_| Err(ClusterError::Unavailable("the server is shutting down".into())))
+        confirmed.await.unwrap_or_else(|_| {
+            Err(ClusterError::Unavailable(
+                "the server is shutting down".into(),
+            ))
+        })
     }
 
     fn enqueue(
@@ -356,9 +362,16 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Stops the supervisor and publisher; the connections close with them.
+    pub(crate) fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.stop();
     }
 }
 

@@ -45,10 +45,10 @@ pub mod auth;
 mod backoff;
 mod broadcast;
 mod call;
-pub mod cluster;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+pub mod cluster;
 mod config;
 mod connection;
 mod endpoint;

@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -24,7 +25,6 @@ use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 
@@ -527,7 +527,11 @@ impl<P: ModelSet> MessageCentral<P> {
     ///
     /// [`PostError::Encode`]; [`PostError::Cluster`] when Redis is unreachable, the
     /// publish queue is full, or Redis did not confirm within the publish timeout.
-    pub async fn post_global(&self, channel: &str, message: impl Into<P>) -> Result<usize, PostError> {
+    pub async fn post_global(
+        &self,
+        channel: &str,
+        message: impl Into<P>,
+    ) -> Result<usize, PostError> {
         let message = message.into();
         let Some(cluster) = self.cluster() else {
             let report = self.deliver(channel, &[Arc::new(message)], |_| true)?;
@@ -548,6 +552,13 @@ impl<P: ModelSet> MessageCentral<P> {
     /// Changes of the cluster connection's state; `None` without a cluster.
     pub fn cluster_state_changes(&self) -> Option<tokio::sync::watch::Receiver<ClusterState>> {
         self.cluster().map(Cluster::state_changes)
+    }
+
+    /// Stops the cluster tasks (server shutdown); `Global` posts fail afterwards.
+    pub(crate) fn leave_cluster(&self) {
+        if let Some(cluster) = self.cluster() {
+            cluster.stop();
+        }
     }
 
     pub(crate) fn cluster(&self) -> Option<&Cluster> {

@@ -14,10 +14,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthenticationHandler;
 use crate::call::MethodEndpoints;
+use crate::cluster::ClusterConfig;
 use crate::config::ServerConfig;
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::http;
-use crate::cluster::ClusterConfig;
 use crate::messages::MessageCentral;
 use crate::methods::Methods;
 use crate::protocol::ModelSet;
@@ -424,5 +424,7 @@ impl<P: ModelSet> ServerHandle<P> {
                 "shutdown timeout reached with sessions still closing"
             );
         }
+        // Sessions are gone: leave the cluster (unsubscribes with the connection).
+        self.inner.messages.leave_cluster();
     }
 }

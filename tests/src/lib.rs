@@ -8,6 +8,7 @@
 pub mod client;
 pub mod http;
 pub mod recorder;
+pub mod redis_server;
 pub mod rooms;
 pub mod webdriver;
 
