@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with Rust: installs the system
-# packages the end-to-end tests drive (Chromium and its WebDriver), then runs every
-# test of the workspace.
+# packages the end-to-end tests drive (Chromium and its WebDriver; redis-server, which
+# the cluster tests start privately on free ports), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then
