@@ -34,14 +34,19 @@ PORT=18700
 start_server() {
     PORT=$((PORT + 1))
     case "$1" in
-        streampod) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --log error >/dev/null 2>&1 & ;;
+        streampod | streampod-local) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --log error >/dev/null 2>&1 & ;;
         floor) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/floor --bind "127.0.0.1:$PORT" >/dev/null 2>&1 & ;;
+        streampod-global) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" \
+            --redis "redis://127.0.0.1:$REDIS_PORT/" --log streampod::cluster=info,error >"$OUT/global.log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     SERVER_URL="ws://127.0.0.1:$PORT/websocket"
     for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            # A cluster node serves before Redis is connected; measure once it is.
+            [ "$1" != streampod-global ] || grep -q "connected to Redis" "$OUT/global.log" && return 0
+        fi
         sleep 0.05
     done
     echo "server $1 did not start" >&2
@@ -84,6 +89,30 @@ for rate in 10 100; do
             start_server "$target"
             loadgen rate --url "$SERVER_URL" --target "$target" --subscribers 1000 \
                 --per-second "$rate" --seconds "$RATE_SECONDS" | tee -a "$runs"
+            stop_server
+        done
+        target/release/loadgen median "$runs" >> "$RESULTS"
+    done
+done
+
+# Global vs local: the same server with --redis, so every delivery goes through one
+# Redis (a private redis-server on the server's core, stopped at exit).
+REDIS_PORT=18699
+taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+PIDS+=("$!")
+for target in streampod-local streampod-global; do
+    for scenario in burst rate; do
+        runs="$OUT/scope-$target-$scenario.jsonl"
+        : > "$runs"
+        for run in $(seq "$RUNS"); do
+            start_server "$target"
+            if [ "$scenario" = burst ]; then
+                loadgen burst --url "$SERVER_URL" --target "$target" --subscribers 1000 \
+                    --messages 6000 --window 200 | tee -a "$runs"
+            else
+                loadgen rate --url "$SERVER_URL" --target "$target" --subscribers 1000 \
+                    --per-second 100 --seconds "$RATE_SECONDS" | tee -a "$runs"
+            fi
             stop_server
         done
         target/release/loadgen median "$runs" >> "$RESULTS"

@@ -249,6 +249,7 @@ impl Cluster {
         let (connection_tx, connection) = watch::channel(None);
         let shutdown = CancellationToken::new();
         let prefix = config.prefix.clone();
+        let publish_queue = config.publish_queue;
         tokio::spawn(publish_loop(
             outgoing,
             connection,
@@ -259,7 +260,7 @@ impl Cluster {
             client,
             broadcast: broadcast_name(&prefix),
             channel_prefix: channel_prefix(&prefix),
-            config: config.clone(),
+            config,
             state: state_tx,
             connection: connection_tx,
             deliver,
@@ -273,7 +274,7 @@ impl Cluster {
             state,
             wanted,
             publish,
-            publish_queue: config.publish_queue,
+            publish_queue,
             shutdown,
         })
     }
@@ -635,5 +636,74 @@ async fn publish_loop(
             }
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{DecodeError, ModelSet};
+
+    struct Note(String);
+
+    impl ModelSet for Note {
+        fn class_name(&self) -> &'static str {
+            "Note"
+        }
+        fn decode(_: &str, data: &RawValue) -> Result<Self, DecodeError> {
+            Ok(Note(data.get().to_owned()))
+        }
+        fn encode_data(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+            write_str(out, &self.0);
+            Ok(())
+        }
+        fn class_names() -> &'static [&'static str] {
+            &["Note"]
+        }
+    }
+
+    #[test]
+    fn envelopes_round_trip_every_field() {
+        let target = BroadcastTarget {
+            endpoint: "chat \"main\"",
+            user: Some("42"),
+        };
+        let bytes = Envelope::encode(7, Some(3), Some(target), &Note("hi\n".into())).unwrap();
+        let envelope: Envelope<'_> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(envelope.node, 7);
+        assert_eq!(envelope.except, Some(3));
+        assert_eq!(envelope.endpoint.as_deref(), Some("chat \"main\""));
+        assert_eq!(envelope.user.as_deref(), Some("42"));
+        assert_eq!(
+            envelope.object.get(),
+            r#"{"className":"Note","data":"hi\n"}"#
+        );
+
+        let bytes = Envelope::encode(1, None, None, &Note(String::new())).unwrap();
+        let envelope: Envelope<'_> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (envelope.except, envelope.endpoint, envelope.user),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn channel_names_carry_the_prefix() {
+        assert_eq!(channel_prefix("app"), "app:channel:");
+        assert_eq!(broadcast_name("app"), "app:broadcast");
+        let config = ClusterConfig::redis("redis://127.0.0.1/").prefix("app");
+        assert_eq!(config.prefix, "app");
+        assert_eq!(config.publish_queue(0).publish_queue, 1);
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_up_front() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let result = Cluster::start(ClusterConfig::redis("not a url"), Box::new(|_| {}));
+        assert!(result.is_err());
     }
 }

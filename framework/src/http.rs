@@ -68,10 +68,7 @@ async fn route<P: ModelSet>(
     }
     match request.uri().path() {
         "/websocket" => upgrade(server, request, peer),
-        "/health" if request.method() == Method::GET => json(
-            StatusCode::OK,
-            format!(r#"{{"status":"ok","sessions":{}}}"#, server.sessions.len()).into_bytes(),
-        ),
+        "/health" if request.method() == Method::GET => json(StatusCode::OK, health(server)),
         "/health" => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -79,6 +76,16 @@ async fn route<P: ModelSet>(
         ),
         _ => crate::call::handle(server, request, peer).await,
     }
+}
+
+/// `{"status":"ok","sessions":N}`, plus `"cluster":"<state>"` on a cluster node (the
+/// node still serves its own users while Redis is away, so the status stays ok).
+fn health<P: ModelSet>(server: &ServerInner<P>) -> Vec<u8> {
+    let mut body = serde_json::json!({"status": "ok", "sessions": server.sessions.len()});
+    if let Some(state) = server.messages.cluster_state() {
+        body["cluster"] = serde_json::Value::from(state.to_string());
+    }
+    body.to_string().into_bytes()
 }
 
 /// Answers a WebSocket handshake and hands the upgraded connection to a session task.

@@ -1,5 +1,8 @@
 //! A private `redis-server` per test, on a free loopback port, stopped (by PID) on drop.
 
+// Test support: a failed expectation panics with a message, like an assertion.
+#![allow(clippy::expect_used)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

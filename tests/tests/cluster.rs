@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use example_server::chat::room_channel;
 use example_server::models::ChatMessage;
 use example_server::Protocol;
+use http::Method;
 use serde_json::{json, Value};
 use streampod::cluster::{ClusterConfig, ClusterState};
 use streampod::messages::{PostError, Scope};
 use streampod::Server;
 use streampod_tests::client::TestClient;
+use streampod_tests::http::request;
 use streampod_tests::redis_server::RedisServer;
 
 const PREFIX: &str = "cluster-test";
@@ -307,6 +309,11 @@ async fn redis_outage_fails_global_posts_fast_and_delivery_resumes() {
     let nodes = [node(&url).await, node(&url).await, node(&url).await];
     let mut clients = members(&nodes, "outage", 2).await;
     wait_numsub(&redis, "outage", 3).await;
+    let health = |node: &Server<Protocol>| {
+        let addr = node.local_addr();
+        async move { request(addr, Method::GET, "/health", "", &[]).await.body }
+    };
+    assert_eq!(health(&nodes[0]).await["cluster"], "connected");
 
     redis.kill();
     let killed = Instant::now();
@@ -324,6 +331,12 @@ async fn redis_outage_fails_global_posts_fast_and_delivery_resumes() {
         }
     };
     assert!(matches!(error, PostError::Cluster(_)), "{error}");
+    let body = health(&nodes[0]).await;
+    assert_eq!(
+        body["status"], "ok",
+        "a node without Redis still serves its users"
+    );
+    assert_ne!(body["cluster"], "connected", "{body}");
     assert!(error.to_string().contains("unreachable"), "{error}");
     let confirmed = tokio::time::timeout(
         Duration::from_secs(1),
