@@ -333,6 +333,11 @@ impl Cluster {
         })
     }
 
+    /// Stops the supervisor and publisher; the connections close with them.
+    pub(crate) fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     fn enqueue(
         &self,
         channel: String,
@@ -360,13 +365,6 @@ impl Cluster {
                     ClusterError::Unavailable("the server is shutting down".into())
                 }
             })
-    }
-}
-
-impl Cluster {
-    /// Stops the supervisor and publisher; the connections close with them.
-    pub(crate) fn stop(&self) {
-        self.shutdown.cancel();
     }
 }
 

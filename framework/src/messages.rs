@@ -500,7 +500,9 @@ impl<P: ModelSet> MessageCentral<P> {
     ///
     /// # Errors
     ///
-    /// [`PostError::Encode`] when the message cannot be encoded.
+    /// [`PostError::Encode`] when the message cannot be encoded; for `Global` on a
+    /// cluster, [`PostError::Cluster`] when Redis is unreachable or the publish queue
+    /// is full (the post fails at once, it is not buffered).
     pub fn post_message(
         &self,
         channel: &str,

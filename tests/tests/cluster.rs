@@ -31,6 +31,14 @@ async fn node(redis_url: &str) -> Server<Protocol> {
     server
 }
 
+async fn three_nodes(redis_url: &str) -> [Server<Protocol>; 3] {
+    [
+        node(redis_url).await,
+        node(redis_url).await,
+        node(redis_url).await,
+    ]
+}
+
 /// Waits until `server`'s cluster state satisfies `wanted` (named `what`).
 async fn wait_for_state(
     server: &Server<Protocol>,
@@ -171,11 +179,7 @@ async fn wait_numsub(redis: &RedisServer, room: &str, expected: usize) {
 #[tokio::test]
 async fn a_global_post_from_any_node_reaches_every_member_once() {
     let redis = RedisServer::start();
-    let nodes = [
-        node(&redis.url()).await,
-        node(&redis.url()).await,
-        node(&redis.url()).await,
-    ];
+    let nodes = three_nodes(&redis.url()).await;
     let mut clients = members(&nodes, "lobby", 2).await;
     wait_numsub(&redis, "lobby", 3).await;
 
@@ -196,11 +200,7 @@ async fn a_global_post_from_any_node_reaches_every_member_once() {
 #[tokio::test]
 async fn publishers_on_two_nodes_produce_one_order_everywhere() {
     let redis = RedisServer::start();
-    let nodes = [
-        node(&redis.url()).await,
-        node(&redis.url()).await,
-        node(&redis.url()).await,
-    ];
+    let nodes = three_nodes(&redis.url()).await;
     let mut clients = members(&nodes, "race", 2).await;
     wait_numsub(&redis, "race", 3).await;
     let mut first = chat_client(&nodes[0]).await;
@@ -249,11 +249,7 @@ async fn publishers_on_two_nodes_produce_one_order_everywhere() {
 #[tokio::test]
 async fn a_node_without_members_gets_none_of_a_room_s_traffic() {
     let redis = RedisServer::start();
-    let nodes = [
-        node(&redis.url()).await,
-        node(&redis.url()).await,
-        node(&redis.url()).await,
-    ];
+    let nodes = three_nodes(&redis.url()).await;
     let mut clients = members(&nodes[..2], "quiet", 1).await;
     wait_numsub(&redis, "quiet", 2).await;
     let idle = nodes[2].handle().messages();
@@ -306,7 +302,7 @@ async fn redis_outage_fails_global_posts_fast_and_delivery_resumes() {
     let redis = RedisServer::start();
     let port = redis.port();
     let url = redis.url();
-    let nodes = [node(&url).await, node(&url).await, node(&url).await];
+    let nodes = three_nodes(&url).await;
     let mut clients = members(&nodes, "outage", 2).await;
     wait_numsub(&redis, "outage", 3).await;
     let health = |node: &Server<Protocol>| {
