@@ -272,6 +272,8 @@ async fn a_node_without_members_gets_none_of_a_room_s_traffic() {
         .await
         .unwrap();
     assert_eq!(receivers, 2);
+    // Read it on node 1, so the leave below does not race it.
+    assert_eq!(read_exactly(&mut clients[1], 1).await, ["server:counted"]);
 
     // The last member on node 1 leaves: node 1 unsubscribes.
     leave(&mut clients[1], "quiet").await;
