@@ -74,6 +74,15 @@ impl ChatEndpoint {
     }
 }
 
+/// A client-chosen name, cut short enough to echo in an error.
+fn truncated(name: &str) -> &str {
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 fn refuse(
     session: &StreamingSession<Protocol>,
     message: String,
@@ -116,7 +125,16 @@ impl Endpoint<Protocol> for ChatEndpoint {
                     );
                 }
                 let changed = if subscription.subscribe {
-                    messages.join(&room_channel(&room)) && joined.rooms().insert(room.clone())
+                    match messages.join(&room_channel(&room)) {
+                        Ok(joined_now) => joined_now && joined.rooms().insert(room.clone()),
+                        Err(error) => {
+                            return refuse(
+                                session,
+                                format!("cannot join room '{}': {error}", truncated(&room)),
+                                Some("channelId"),
+                            )
+                        }
+                    }
                 } else {
                     messages.leave(&room_channel(&room)) && joined.rooms().remove(&room)
                 };
@@ -166,9 +184,13 @@ impl Endpoint<Protocol> for ChatEndpoint {
         };
         let rooms: Vec<String> = joined.rooms().drain().collect();
         let messages = session.messages();
-        for room in rooms {
-            messages.leave(&room_channel(&room));
-            let _ = self.announce_members(&messages, &room);
+        for (index, room) in rooms.iter().enumerate() {
+            messages.leave(&room_channel(room));
+            let _ = self.announce_members(&messages, room);
+            if index % 64 == 63 {
+                // A session may hold many rooms: let other tasks run meanwhile.
+                tokio::task::yield_now().await;
+            }
         }
     }
 }

@@ -36,8 +36,8 @@ impl Endpoint<Protocol> for NotificationEndpoint {
             .authenticated_user_id()
             .ok_or_else(|| EndpointError::msg("notification stream opened without a user"))?;
         let messages = session.messages();
-        messages.join(&user_channel(&user));
-        messages.join(GLOBAL_CHANNEL);
+        messages.join(&user_channel(&user))?;
+        messages.join(GLOBAL_CHANNEL)?;
         Ok(())
     }
 

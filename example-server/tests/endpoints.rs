@@ -247,3 +247,127 @@ async fn notifications_reach_every_device_of_a_user_and_announcements_everyone()
     );
     server.shutdown().await;
 }
+
+/// Posts a notification to `user`'s channel and an announcement to everyone, locally.
+fn notify(server: &streampod::Server<example_server::Protocol>, user: &str, text: &str) {
+    let messages = server.handle().messages();
+    let now = DateTime::from(std::time::SystemTime::now());
+    let note = NotificationMessage {
+        text: text.into(),
+        timestamp: now,
+    };
+    messages
+        .post_message(&user_channel(user), note, Scope::Local)
+        .unwrap();
+    let announcement = AnnouncementMessage {
+        text: format!("announcement: {text}"),
+        timestamp: now,
+    };
+    messages
+        .post_message(GLOBAL_CHANNEL, announcement, Scope::Local)
+        .unwrap();
+}
+
+async fn auth(socket: &mut Socket, key: Option<&str>) {
+    let frame = json!({"command": "auth", "args": {"key": key}});
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+    sync(socket).await;
+}
+
+/// Texts of the notification frames that arrive within 300 ms.
+async fn notifications(socket: &mut Socket) -> Vec<String> {
+    let mut texts = Vec::new();
+    while let Some(frame) = next_within(socket, Duration::from_millis(300)).await {
+        texts.push(frame["object"]["data"]["text"].as_str().unwrap().to_owned());
+    }
+    texts
+}
+
+#[tokio::test]
+async fn signing_out_drops_what_the_signed_in_stream_joined() {
+    let server = start().await;
+    let mut socket = connect(server.local_addr(), "?auth=token-1").await;
+    sync(&mut socket).await;
+    notify(&server, "1", "for 1");
+    assert_eq!(
+        notifications(&mut socket).await,
+        ["for 1", "announcement: for 1"]
+    );
+
+    auth(&mut socket, None).await;
+    let messages = server.handle().messages();
+    assert_eq!(messages.listener_count(&user_channel("1")), 0);
+    assert_eq!(messages.listener_count(GLOBAL_CHANNEL), 0);
+    notify(&server, "1", "after sign-out");
+    assert!(notifications(&mut socket).await.is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn switching_user_moves_the_notifications_to_the_new_user() {
+    let server = start().await;
+    let mut socket = connect(server.local_addr(), "?auth=token-1").await;
+    sync(&mut socket).await;
+    auth(&mut socket, Some("token-2")).await;
+    notify(&server, "1", "for 1");
+    assert_eq!(notifications(&mut socket).await, ["announcement: for 1"]);
+    notify(&server, "2", "for 2");
+    assert_eq!(
+        notifications(&mut socket).await,
+        ["for 2", "announcement: for 2"]
+    );
+    let messages = server.handle().messages();
+    assert_eq!(messages.listener_count(&user_channel("1")), 0);
+    assert_eq!(messages.listener_count(GLOBAL_CHANNEL), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_admin_that_signs_in_as_someone_else_keeps_nothing_of_the_admin() {
+    let server = example_server::server()
+        .authentication(auth::from_fn(|key: String| async move {
+            match key.as_str() {
+                "root-key" => {
+                    Some(AuthInfo::new("99").with_scopes([streampod::auth::Scope::new("admin")]))
+                }
+                "ann-key" => Some(AuthInfo::new("1")),
+                _ => None,
+            }
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut socket = connect(server.local_addr(), "?auth=root-key").await;
+    sync(&mut socket).await;
+    auth(&mut socket, Some("ann-key")).await;
+    notify(&server, "99", "for root");
+    assert_eq!(notifications(&mut socket).await, ["announcement: for root"]);
+    notify(&server, "1", "for ann");
+    assert_eq!(
+        notifications(&mut socket).await,
+        ["for ann", "announcement: for ann"]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_identity_again_keeps_the_streams() {
+    let server = start().await;
+    let mut socket = connect(server.local_addr(), "?auth=token-1").await;
+    send(
+        &mut socket,
+        "ChannelSubscription",
+        json!({"channelId": "lobby", "subscribe": true}),
+    )
+    .await;
+    assert_eq!(members(&mut socket).await, 1);
+    auth(&mut socket, Some("token-1")).await;
+    let messages = server.handle().messages();
+    assert_eq!(messages.listener_count("chat-room-lobby"), 1);
+    assert_eq!(messages.listener_count(&user_channel("1")), 1);
+
+    // Another identity: the chat stream closes too, and its rooms with it.
+    auth(&mut socket, None).await;
+    assert_eq!(messages.listener_count("chat-room-lobby"), 0);
+    server.shutdown().await;
+}

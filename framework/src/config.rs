@@ -66,6 +66,21 @@ pub struct ServerConfig {
     pub write_buffer_size: usize,
     /// Largest HTTP method-call body; larger ones get 413. Default 1 MiB.
     pub max_body_size: usize,
+    /// Most channels one session may hold at once: joins plus session callbacks, over
+    /// all its endpoints. A join beyond it fails with
+    /// [`JoinError::TooManyChannels`](crate::messages::JoinError). Default 128, as
+    /// Centrifugo's: enough for any screen, and it bounds what a client can make the
+    /// server store and what closing its socket costs.
+    pub max_channels_per_session: usize,
+    /// Longest channel name a session may join, in bytes; longer ones fail with
+    /// [`JoinError::NameTooLong`](crate::messages::JoinError). Default 255: names are
+    /// ids, not payloads, and each join stores its name.
+    pub max_channel_name_len: usize,
+    /// Most bytes queued for all sessions together. Beyond it, the sessions holding the
+    /// most are closed first (1008 "server memory limit") until the total fits again;
+    /// checked every 100 ms, each queue counted in 16 KiB steps. Default 1 GiB: a
+    /// thousand slow consumers at the per-session limit cannot exhaust the machine.
+    pub max_total_queued_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +97,9 @@ impl Default for ServerConfig {
             read_buffer_size: 2 << 10,
             write_buffer_size: 16 << 10,
             max_body_size: 1 << 20,
+            max_channels_per_session: 128,
+            max_channel_name_len: 255,
+            max_total_queued_bytes: 1 << 30,
         }
     }
 }
@@ -114,6 +132,9 @@ setters! {
     read_buffer_size: usize,
     write_buffer_size: usize,
     max_body_size: usize,
+    max_channels_per_session: usize,
+    max_channel_name_len: usize,
+    max_total_queued_bytes: usize,
 }
 
 impl ServerConfig {

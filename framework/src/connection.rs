@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
-use crate::endpoint::{Denied, Registered};
+use crate::auth::AuthInfo;
+use crate::endpoint::Denied;
 use crate::outbound::{Batch, Limits};
 use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
 use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
@@ -58,15 +59,16 @@ pub(crate) async fn run<P: ModelSet>(
         id,
         remote_addr,
         limits,
+        server.held_bytes.clone(),
         config.slow_consumer,
         span.clone(),
     ));
-    let opened = vec![false; server.endpoints.len()];
+    let streams = server.endpoints.iter().map(|_| None).collect();
     let connection = Connection {
         handle: SessionHandle::new(shared.clone()),
         shared,
         server,
-        opened,
+        streams,
     };
     connection.serve(socket, auth_key).instrument(span).await;
 }
@@ -75,8 +77,9 @@ struct Connection<P: ModelSet> {
     server: Arc<ServerInner<P>>,
     shared: Arc<SessionShared>,
     handle: SessionHandle<P>,
-    /// Whether each endpoint's `stream_opened` succeeded (and `stream_closed` is owed).
-    opened: Vec<bool>,
+    /// Each endpoint's open stream: its `stream_opened` succeeded and `stream_closed`
+    /// is owed.
+    streams: Vec<Option<StreamingSession<P>>>,
 }
 
 impl<P: ModelSet> Connection<P> {
@@ -93,15 +96,16 @@ impl<P: ModelSet> Connection<P> {
         );
 
         if let Some(key) = auth_key {
-            self.authenticate(Some(&key)).await;
+            let auth = self.resolve(Some(&key)).await;
+            self.change_identity(auth).await;
         }
         self.open_accessible().await;
         self.read_loop(stream).await;
 
         // Whatever ended the loop, nothing more is read; flush or drop, then close.
         self.shared.peer_closed();
-        self.close_opened(|_| true).await;
-        self.server.messages.remove_session(&self.shared);
+        self.close_streams().await;
+        self.server.messages.remove_session(&self.shared).await;
         self.server.sessions.remove(self.shared.id);
         let grace = self.server.config.close_timeout + Duration::from_millis(500);
         if tokio::time::timeout(grace, writer).await.is_err() {
@@ -186,12 +190,8 @@ impl<P: ModelSet> Connection<P> {
                 self.shared.push(Utf8Bytes::from_static(PONG));
             }
             Ok(Frame::Auth { key }) => {
-                self.authenticate(key.as_deref()).await;
-                // Endpoints the new identity may not use close; newly allowed ones open.
-                let auth = self.shared.auth();
-                self.close_opened(|registered| registered.check_access(auth.as_deref()).is_err())
-                    .await;
-                self.open_accessible().await;
+                let auth = self.resolve(key.as_deref()).await;
+                self.change_identity(auth).await;
             }
             Ok(Frame::Pong) => {}
             Ok(_) => self.reject(&ErrorFrame::new(
@@ -201,17 +201,10 @@ impl<P: ModelSet> Connection<P> {
         }
     }
 
-    /// Sets the session's auth from `key` (`None` signs out).
-    async fn authenticate(&self, key: Option<&str>) {
-        let Some(key) = key else {
-            if let Some(old) = self.shared.auth() {
-                self.server
-                    .sessions
-                    .set_user(&self.shared, Some(&old.user_id), None);
-            }
-            self.shared.set_auth(None);
-            return;
-        };
+    /// Who `key` signs the session in as; `None` signs out. A key the handler does not
+    /// accept gets an `unauthenticated` error frame (and signs out).
+    async fn resolve(&self, key: Option<&str>) -> Option<AuthInfo> {
+        let key = key?;
         let auth = match &self.server.authentication {
             Some(handler) => handler.authenticate(&auth::unwrap_key(key)).await,
             None => {
@@ -219,19 +212,32 @@ impl<P: ModelSet> Connection<P> {
                 None
             }
         };
-        let old = self.shared.auth();
-        self.server.sessions.set_user(
-            &self.shared,
-            old.as_ref().map(|a| a.user_id.as_str()),
-            auth.as_ref().map(|a| a.user_id.as_str()),
-        );
         if auth.is_none() {
             self.reject(&ErrorFrame::new(
                 ErrorCode::Unauthenticated,
                 "the auth key was not accepted; the session is signed out",
             ));
         }
+        auth
+    }
+
+    /// Makes `auth` the session's identity. When it differs from the current one (sign
+    /// in, sign out, another user, other scopes), every endpoint stream closes under the
+    /// old identity, taking what it joined with it, and the endpoints the new identity
+    /// may use open again: no channel outlives the identity that joined it.
+    async fn change_identity(&mut self, auth: Option<AuthInfo>) {
+        let old = self.shared.auth();
+        if old.as_deref() == auth.as_ref() {
+            return;
+        }
+        self.close_streams().await;
+        self.server.sessions.set_user(
+            &self.shared,
+            old.as_ref().map(|a| a.user_id.as_str()),
+            auth.as_ref().map(|a| a.user_id.as_str()),
+        );
         self.shared.set_auth(auth);
+        self.open_accessible().await;
     }
 
     async fn dispatch(&mut self, message: MessageFrame<'_>) {
@@ -277,7 +283,7 @@ impl<P: ModelSet> Connection<P> {
             };
             return self.reject(&frame);
         }
-        if !self.opened[index] {
+        let Some(session) = self.streams[index].clone() else {
             return self.reject(&refused(
                 ErrorCode::Internal,
                 format!(
@@ -285,7 +291,7 @@ impl<P: ModelSet> Connection<P> {
                     registered.name
                 ),
             ));
-        }
+        };
         let decoded = match P::decode(&message.class_name, message.data) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -296,11 +302,6 @@ impl<P: ModelSet> Connection<P> {
                 return self.reject(&refused(code, error.to_string()));
             }
         };
-        let session = StreamingSession::new(
-            self.handle.clone(),
-            registered.name.clone(),
-            self.server.messages.clone(),
-        );
         let span = tracing::debug_span!(
             target: "streampod::endpoint",
             "handle_stream_message",
@@ -336,7 +337,7 @@ impl<P: ModelSet> Connection<P> {
     async fn open_accessible(&mut self) {
         let server = self.server.clone();
         for (index, registered) in server.endpoints.iter().enumerate() {
-            if self.opened[index] || self.shared.closing.is_cancelled() {
+            if self.streams[index].is_some() || self.shared.closing.is_cancelled() {
                 continue;
             }
             if registered
@@ -345,13 +346,19 @@ impl<P: ModelSet> Connection<P> {
             {
                 continue;
             }
-            let session = self.session_for(registered);
+            let session = StreamingSession::open(
+                self.handle.clone(),
+                registered.name.clone(),
+                self.server.messages.clone(),
+            );
             let outcome = AssertUnwindSafe(registered.endpoint.stream_opened(&session))
                 .catch_unwind()
                 .await;
             match failure(outcome) {
-                None => self.opened[index] = true,
+                None => self.streams[index] = Some(session),
                 Some(failure) => {
+                    // Whatever it joined before failing goes with it.
+                    self.server.messages.close_stream(&session).await;
                     tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_opened failed");
                     self.reject(
                         &ErrorFrame::new(
@@ -365,15 +372,14 @@ impl<P: ModelSet> Connection<P> {
         }
     }
 
-    /// Runs `stream_closed` for every opened endpoint `which` selects.
-    async fn close_opened(&mut self, which: impl Fn(&Registered<P>) -> bool) {
+    /// Runs `stream_closed` for every open stream, then removes what each stream added
+    /// to the message central.
+    async fn close_streams(&mut self) {
         let server = self.server.clone();
         for (index, registered) in server.endpoints.iter().enumerate() {
-            if !self.opened[index] || !which(registered) {
+            let Some(session) = self.streams[index].take() else {
                 continue;
-            }
-            self.opened[index] = false;
-            let session = self.session_for(registered);
+            };
             let outcome = AssertUnwindSafe(registered.endpoint.stream_closed(&session))
                 .catch_unwind()
                 .await
@@ -381,15 +387,8 @@ impl<P: ModelSet> Connection<P> {
             if let Some(failure) = failure(outcome) {
                 tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_closed panicked");
             }
+            self.server.messages.close_stream(&session).await;
         }
-    }
-
-    fn session_for(&self, registered: &Registered<P>) -> StreamingSession<P> {
-        StreamingSession::new(
-            self.handle.clone(),
-            registered.name.clone(),
-            self.server.messages.clone(),
-        )
     }
 }
 

@@ -16,8 +16,18 @@ use crate::session::StreamingSession;
 /// endpoint the session may access; each frame addressed to the endpoint is decoded into
 /// the generated `Protocol` enum and passed to
 /// [`handle_stream_message`](Endpoint::handle_stream_message), one at a time per
-/// socket; when the socket closes for any reason, [`stream_closed`](Endpoint::stream_closed)
-/// runs exactly once for each endpoint whose `stream_opened` succeeded.
+/// socket; when the stream ends, [`stream_closed`](Endpoint::stream_closed) runs exactly
+/// once for each endpoint whose `stream_opened` succeeded.
+///
+/// **A stream belongs to one identity.** It ends when the socket closes, and also when
+/// the session's identity changes (sign-in, sign-out, another user, other scopes through
+/// the `auth` command): every stream then closes under the old identity and
+/// `stream_opened` runs again under the new one, for the endpoints it may use. What a
+/// stream added through [`StreamingSession::messages`] (joins, listeners) is removed
+/// when *that stream* closes, so no channel outlives the identity that joined it; a
+/// clone of the old [`StreamingSession`] kept by a background task can no longer join
+/// or send ([`StreamingSession::is_stream_closed`]). Sending the same identity again
+/// changes nothing.
 ///
 /// ```
 /// use streampod::{async_trait, Endpoint, EndpointError, StreamingSession};
@@ -62,8 +72,10 @@ pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The socket closed (client close, network drop, keepalive timeout, slow consumer,
-    /// [`StreamingSession::close`], server shutdown). The session can no longer send.
+    /// The stream ended: the socket closed (client close, network drop, keepalive
+    /// timeout, slow consumer, [`StreamingSession::close`], server shutdown) or the
+    /// session's identity changed. `session` still shows the old identity. After it
+    /// returns, what this stream joined is left.
     async fn stream_closed(&self, session: &StreamingSession<P>) {
         let _ = session;
     }

@@ -35,6 +35,7 @@ pub use crate::broadcast::{Batched, Broadcast, Throttle, Throttled};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, ClusterState, Envelope, Received};
 use crate::config::SlowConsumerPolicy;
 use crate::outbound::{ChannelKey, Push};
+use crate::owned::{ListenerId, Owned, OwnedListeners};
 use crate::protocol::{frame, EncodeError, ModelSet};
 use crate::registry::SessionRegistry;
 use crate::session::{SessionShared, StreamingSession};
@@ -125,17 +126,59 @@ pub struct MessageStats {
     pub frames_encoded: u64,
 }
 
-/// Identifies a listener within the central.
-pub(crate) type ListenerId = u64;
-
-/// A listener a session owns and that goes when the session closes.
-#[derive(Debug)]
-pub(crate) struct OwnedListener {
-    channel: Arc<str>,
-    id: ListenerId,
-    /// The session's own subscription (a join), as opposed to a callback it added.
-    subscription: bool,
+/// Why a session could not join a channel or add a listener.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The session is closing or closed, or the endpoint stream it joins through has
+    /// closed (for instance after the session's identity changed).
+    #[error("the session (or this endpoint's stream) is closed")]
+    Closed,
+    /// The session already holds the most channels it may
+    /// ([`ServerConfig::max_channels_per_session`](crate::ServerConfig::max_channels_per_session)).
+    #[error("the session already holds {limit} channels, the most it may; leave one first")]
+    TooManyChannels {
+        /// The limit.
+        limit: usize,
+    },
+    /// The channel name is longer than
+    /// [`ServerConfig::max_channel_name_len`](crate::ServerConfig::max_channel_name_len).
+    #[error("a channel name of {len} bytes exceeds the limit of {limit} bytes")]
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
+
+/// What one session may hold in the central.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimits {
+    pub(crate) channels: usize,
+    pub(crate) channel_name_len: usize,
+}
+
+impl SessionLimits {
+    fn check(&self, owned: &OwnedListeners, channel: &str) -> Result<(), JoinError> {
+        if channel.len() > self.channel_name_len {
+            return Err(JoinError::NameTooLong {
+                len: channel.len(),
+                limit: self.channel_name_len,
+            });
+        }
+        if owned.len() >= self.channels {
+            return Err(JoinError::TooManyChannels {
+                limit: self.channels,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Listeners removed between two yields to the runtime, so a session holding many
+/// channels never stalls other tasks while it closes.
+const REMOVALS_PER_YIELD: usize = 64;
 
 enum Listener<P> {
     Session {
@@ -206,6 +249,7 @@ pub(crate) struct Central<P> {
     configs: RwLock<HashMap<String, ChannelConfig>>,
     pub(crate) sessions: Arc<SessionRegistry>,
     stream_capacity: usize,
+    limits: SessionLimits,
     next_key: AtomicU64,
     next_listener: AtomicU64,
     posts: AtomicU64,
@@ -302,7 +346,9 @@ impl<P> MessageCentral<P> {
             return false;
         };
         let next = Arc::make_mut(&mut listeners);
-        next.remove(index);
+        if let Listener::Stream { queue, .. } = next.remove(index) {
+            queue.close();
+        }
         let now_empty = next.is_empty();
         drop(listeners);
         self.inner.listeners.fetch_sub(1, Ordering::Relaxed);
@@ -320,6 +366,7 @@ impl<P: ModelSet> MessageCentral<P> {
     pub(crate) fn new(
         sessions: Arc<SessionRegistry>,
         stream_capacity: usize,
+        limits: SessionLimits,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
@@ -328,6 +375,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 configs: RwLock::new(HashMap::new()),
                 sessions,
                 stream_capacity,
+                limits,
                 next_key: AtomicU64::new(1),
                 next_listener: AtomicU64::new(1),
                 posts: AtomicU64::new(0),
@@ -400,6 +448,7 @@ impl<P: ModelSet> MessageCentral<P> {
             central: self.clone(),
             channel: Arc::from(channel),
             id,
+            owner: None,
         }
     }
 
@@ -418,81 +467,107 @@ impl<P: ModelSet> MessageCentral<P> {
                 central: self.clone(),
                 channel: Arc::from(channel),
                 id,
+                owner: None,
             },
             pending: None,
         }
     }
 
     /// Adds `session` as a listener of `channel`, receiving frames from `endpoint`;
-    /// `false` when it already listens there or is closed.
+    /// `Ok(false)` when it already listens there.
     pub(crate) fn join(
         &self,
-        session: &Arc<SessionShared>,
-        endpoint: &Arc<str>,
+        stream: &StreamingSession<P>,
         channel: &str,
-    ) -> bool {
+    ) -> Result<bool, JoinError> {
+        let (session, endpoint) = (&stream.handle().shared, stream.endpoint_name());
         let mut owned = owned_listeners(session);
-        let Some(owned) = owned.as_mut() else {
-            return false;
-        };
-        if owned
-            .iter()
-            .any(|o| o.subscription && &*o.channel == channel)
-        {
-            return false;
+        // Checked under the lock the stream's closing takes: nothing joins after it.
+        let owned = owned
+            .as_mut()
+            .filter(|_| stream.is_stream_open())
+            .ok_or(JoinError::Closed)?;
+        if owned.has_joined(channel) {
+            return Ok(false);
         }
+        self.inner.limits.check(owned, channel)?;
         let id = self.add(channel, |id| Listener::Session {
             id,
             session: session.clone(),
             endpoint: endpoint.clone(),
         });
-        owned.push(OwnedListener {
+        owned.add_join(Owned {
             channel: Arc::from(channel),
             id,
-            subscription: true,
+            endpoint: endpoint.clone(),
         });
-        true
+        Ok(true)
     }
 
     /// Removes `session` from `channel`; `false` when it was not there.
     pub(crate) fn leave(&self, session: &SessionShared, channel: &str) -> bool {
-        let mut owned = owned_listeners(session);
-        let Some(owned) = owned.as_mut() else {
-            return false;
-        };
-        let Some(index) = owned
-            .iter()
-            .position(|o| o.subscription && &*o.channel == channel)
-        else {
-            return false;
-        };
-        let left = owned.remove(index);
-        self.remove(&left.channel, left.id)
+        let left = owned_listeners(session)
+            .as_mut()
+            .and_then(|owned| owned.take_join(channel));
+        left.is_some_and(|left| self.remove(&left.channel, left.id))
     }
 
-    /// Adds a callback owned by `session`: removed when it closes.
+    /// Adds a callback owned by `session` through `endpoint`: removed when that
+    /// endpoint's stream closes.
     pub(crate) fn add_session_callback(
         &self,
-        session: &SessionShared,
+        stream: &StreamingSession<P>,
         channel: &str,
         listener: impl Fn(&P) + Send + Sync + 'static,
-    ) -> Option<ListenerHandle<P>> {
+    ) -> Result<ListenerHandle<P>, JoinError> {
+        let (session, endpoint) = (&stream.handle().shared, stream.endpoint_name());
         let mut owned = owned_listeners(session);
-        let owned = owned.as_mut()?;
-        let handle = self.add_listener(channel, listener);
-        owned.push(OwnedListener {
+        let owned = owned
+            .as_mut()
+            .filter(|_| stream.is_stream_open())
+            .ok_or(JoinError::Closed)?;
+        self.inner.limits.check(owned, channel)?;
+        let mut handle = self.add_listener(channel, listener);
+        owned.add_callback(Owned {
             channel: handle.channel.clone(),
             id: handle.id,
-            subscription: false,
+            endpoint: endpoint.clone(),
         });
-        Some(handle)
+        handle.owner = Some(Arc::downgrade(session));
+        Ok(handle)
+    }
+
+    /// Ends `stream` (later joins through it fail) and removes what it added.
+    pub(crate) async fn close_stream(&self, stream: &StreamingSession<P>) {
+        let taken = {
+            let mut owned = owned_listeners(&stream.handle().shared);
+            stream.mark_stream_closed();
+            owned
+                .as_mut()
+                .map(|owned| owned.take(Some(stream.endpoint())))
+                .unwrap_or_default()
+        };
+        self.remove_owned(taken).await;
     }
 
     /// Removes every listener `session` owns; later joins are refused.
-    pub(crate) fn remove_session(&self, session: &SessionShared) {
-        let owned = owned_listeners(session).take().unwrap_or_default();
-        for listener in owned {
-            self.remove(&listener.channel, listener.id);
+    pub(crate) async fn remove_session(&self, session: &SessionShared) {
+        let taken = owned_listeners(session)
+            .take()
+            .map(|mut owned| owned.take(None))
+            .unwrap_or_default();
+        self.remove_owned(taken).await;
+    }
+
+    /// Removes `owned` from their channels, yielding now and then: O(channels held).
+    async fn remove_owned(&self, owned: Vec<Owned>) {
+        for chunk in owned.chunks(REMOVALS_PER_YIELD) {
+            for listener in chunk {
+                self.remove(&listener.channel, listener.id);
+            }
+            if owned.len() > REMOVALS_PER_YIELD {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
@@ -751,7 +826,7 @@ impl<P: ModelSet> MessageCentral<P> {
 
 /// The listeners `session` owns; `None` inside once it closed. Holding this lock while
 /// adding to a channel is what keeps a closing session from gaining listeners.
-fn owned_listeners(session: &SessionShared) -> MutexGuard<'_, Option<Vec<OwnedListener>>> {
+fn owned_listeners(session: &SessionShared) -> MutexGuard<'_, Option<OwnedListeners>> {
     session
         .listeners
         .lock()
@@ -848,6 +923,8 @@ pub struct ListenerHandle<P> {
     central: MessageCentral<P>,
     channel: Arc<str>,
     id: ListenerId,
+    /// The session whose endpoint stream added it, if one did.
+    owner: Option<Weak<SessionShared>>,
 }
 
 impl<P> fmt::Debug for ListenerHandle<P> {
@@ -862,6 +939,11 @@ impl<P> fmt::Debug for ListenerHandle<P> {
 impl<P> ListenerHandle<P> {
     /// Removes the listener; `false` when it was already gone.
     pub fn remove(self) -> bool {
+        if let Some(owner) = self.owner.as_ref().and_then(Weak::upgrade) {
+            if let Some(owned) = owned_listeners(&owner).as_mut() {
+                owned.forget_callback(self.id);
+            }
+        }
         self.central.remove(&self.channel, self.id)
     }
 
@@ -928,6 +1010,15 @@ impl<P> StreamQueue<P> {
         } else {
             Push::QueuedDropping(dropped)
         }
+    }
+
+    /// Ends the stream once what is queued has been read (its listener was removed).
+    fn close(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        self.wake.notify_one();
     }
 
     async fn recv(self: Arc<Self>) -> Option<Arc<P>> {
@@ -1016,14 +1107,17 @@ impl<P: ModelSet> SessionMessages<P> {
         self.session.central()
     }
 
-    /// Joins `channel`: posts to it reach this session as messages from this endpoint.
-    /// `false` when already joined (through any endpoint) or closed.
-    pub fn join(&self, channel: &str) -> bool {
-        self.central().join(
-            &self.session.handle().shared,
-            self.session.endpoint_name(),
-            channel,
-        )
+    /// Joins `channel`: posts to it reach this session as messages from this endpoint,
+    /// until it leaves or this endpoint's stream closes. `Ok(false)` when already
+    /// joined (through any endpoint).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Closed`] once the session or this endpoint's stream closed;
+    /// [`JoinError::TooManyChannels`] and [`JoinError::NameTooLong`] at the
+    /// per-session limits of [`ServerConfig`](crate::ServerConfig).
+    pub fn join(&self, channel: &str) -> Result<bool, JoinError> {
+        self.central().join(&self.session, channel)
     }
 
     /// Leaves `channel`; `false` when not joined.
@@ -1031,15 +1125,20 @@ impl<P: ModelSet> SessionMessages<P> {
         self.central().leave(&self.session.handle().shared, channel)
     }
 
-    /// Adds a callback listener that is removed when this session closes (Serverpod's
-    /// `session.messages.addListener`). `None` when the session is already closed.
+    /// Adds a callback listener that is removed when this endpoint's stream closes
+    /// (Serverpod's `session.messages.addListener`). It counts towards
+    /// [`ServerConfig::max_channels_per_session`](crate::ServerConfig::max_channels_per_session).
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionMessages::join`].
     pub fn add_listener(
         &self,
         channel: &str,
         listener: impl Fn(&P) + Send + Sync + 'static,
-    ) -> Option<ListenerHandle<P>> {
+    ) -> Result<ListenerHandle<P>, JoinError> {
         self.central()
-            .add_session_callback(&self.session.handle().shared, channel, listener)
+            .add_session_callback(&self.session, channel, listener)
     }
 
     /// Posts to `channel`; see [`MessageCentral::post_message`].

@@ -4,7 +4,8 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -40,6 +41,22 @@ pub(crate) struct Limits {
     pub(crate) bytes: usize,
 }
 
+/// The bytes every session's queue holds, server-wide, for the memory guard. Queues
+/// report in steps of [`TotalHeld::STEP`], so a queue holding less (any healthy one)
+/// never touches this shared counter.
+#[derive(Debug, Default)]
+pub(crate) struct TotalHeld(AtomicUsize);
+
+impl TotalHeld {
+    /// The reporting step: 16 KiB.
+    pub(crate) const STEP: usize = 16 << 10;
+
+    /// Bytes held, rounded down per queue to a multiple of [`TotalHeld::STEP`].
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A frame waiting to be written.
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
@@ -59,16 +76,21 @@ pub(crate) struct Batch {
 struct State {
     frames: VecDeque<Queued>,
     bytes: usize,
+    /// Bytes of the batch the writer took and is still writing: they are still held, so
+    /// they count against the byte limit until the writer asks for the next batch.
+    in_flight: usize,
     ping: bool,
     closed: bool,
     /// The writer task, parked because there was nothing to write. A push takes it out
     /// and wakes it; a push to a queue whose writer is busy costs no wake-up at all.
     writer: Option<Waker>,
+    /// What this queue last added to the server-wide [`TotalHeld`].
+    reported: usize,
 }
 
 impl State {
     fn is_full(&self, limits: Limits, len: usize) -> bool {
-        self.frames.len() >= limits.frames || self.bytes + len > limits.bytes
+        self.frames.len() >= limits.frames || self.bytes + self.in_flight + len > limits.bytes
     }
 
     /// Removes the oldest frame of `channel`; `false` when there is none.
@@ -90,19 +112,38 @@ impl State {
 pub(crate) struct Outbound {
     state: Mutex<State>,
     limits: Limits,
+    total: Arc<TotalHeld>,
 }
 
 impl Outbound {
-    pub(crate) fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits, total: Arc<TotalHeld>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             limits,
+            total,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock leaves only plain data behind; keep going.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Brings the server-wide total up to date with `state`, in whole steps.
+    fn report(&self, state: &mut State) {
+        let held = (state.bytes + state.in_flight) / TotalHeld::STEP * TotalHeld::STEP;
+        if held != state.reported {
+            if held > state.reported {
+                self.total
+                    .0
+                    .fetch_add(held - state.reported, Ordering::Relaxed);
+            } else {
+                self.total
+                    .0
+                    .fetch_sub(state.reported - held, Ordering::Relaxed);
+            }
+            state.reported = held;
+        }
     }
 
     /// Offers a frame from `channel` under `policy`. Never waits.
@@ -124,6 +165,7 @@ impl Outbound {
                 let old_len = state.frames[index].frame.len();
                 state.bytes = state.bytes - old_len + len;
                 state.frames[index].frame = frame;
+                self.report(&mut state);
                 return Push::QueuedDropping(1);
             }
         }
@@ -132,11 +174,10 @@ impl Outbound {
                 SlowConsumerPolicy::Disconnect => return Push::Overflow,
                 SlowConsumerPolicy::DropOldest | SlowConsumerPolicy::LatestValue => {
                     if !state.drop_oldest_of(channel) {
-                        return if dropped == 0 {
-                            Push::Dropped
-                        } else {
-                            Push::QueuedDropping(dropped)
-                        };
+                        // Room cannot be made: the new frame is dropped (older ones of
+                        // its channel may have gone already).
+                        self.report(&mut state);
+                        return Push::Dropped;
                     }
                     dropped += 1;
                 }
@@ -144,6 +185,7 @@ impl Outbound {
         }
         state.bytes += len;
         state.frames.push_back(Queued { channel, frame });
+        self.report(&mut state);
         let writer = state.writer.take();
         drop(state);
         if let Some(writer) = writer {
@@ -179,6 +221,7 @@ impl Outbound {
             state.bytes = 0;
             state.ping = false;
         }
+        self.report(&mut state);
         let writer = state.writer.take();
         drop(state);
         if let Some(writer) = writer {
@@ -193,16 +236,26 @@ impl Outbound {
     pub(crate) async fn next(&self, batch: &mut Batch) -> bool {
         poll_fn(|cx| {
             let mut state = self.lock();
+            // Asking again means the previous batch has been written.
+            state.in_flight = 0;
             if state.frames.is_empty() && !state.ping && !state.closed {
+                self.report(&mut state);
                 state.writer = Some(cx.waker().clone());
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.frames, &mut batch.frames);
-            state.bytes = 0;
+            state.in_flight = std::mem::take(&mut state.bytes);
+            self.report(&mut state);
             batch.ping = std::mem::take(&mut state.ping);
             Poll::Ready(!state.closed)
         })
         .await
+    }
+
+    /// Bytes held for this session: queued, and taken by the writer but not yet written.
+    pub(crate) fn held_bytes(&self) -> usize {
+        let state = self.lock();
+        state.bytes + state.in_flight
     }
 
     /// Frames waiting.
@@ -218,7 +271,7 @@ mod tests {
     use SlowConsumerPolicy::{Disconnect, DropOldest, LatestValue};
 
     fn queue(frames: usize, bytes: usize) -> Outbound {
-        Outbound::new(Limits { frames, bytes })
+        Outbound::new(Limits { frames, bytes }, Arc::default())
     }
 
     fn frame(text: &str) -> Utf8Bytes {
@@ -265,6 +318,58 @@ mod tests {
             Push::Queued,
             "taking the batch freed the space"
         );
+    }
+
+    #[test]
+    fn the_batch_being_written_counts_against_the_byte_limit() {
+        let q = queue(100, 10);
+        assert_eq!(q.push(frame("12345678"), DIRECT, Disconnect), Push::Queued);
+        let mut batch = Batch::default();
+        assert_eq!(
+            futures_util::FutureExt::now_or_never(q.next(&mut batch)),
+            Some(true)
+        );
+        assert_eq!(q.held_bytes(), 8, "taken but not yet written");
+        assert_eq!(q.push(frame("abc"), DIRECT, Disconnect), Push::Overflow);
+        batch.frames.clear();
+        // The writer asking again (and parking) releases the written batch.
+        assert_eq!(
+            futures_util::FutureExt::now_or_never(q.next(&mut batch)),
+            None
+        );
+        assert_eq!(q.held_bytes(), 0);
+        assert_eq!(q.push(frame("abc"), DIRECT, Disconnect), Push::Queued);
+    }
+
+    #[test]
+    fn queues_report_what_they_hold_in_steps() {
+        let total = Arc::new(TotalHeld::default());
+        let limits = Limits {
+            frames: 1000,
+            bytes: 1 << 20,
+        };
+        let (a, b) = (
+            Outbound::new(limits, total.clone()),
+            Outbound::new(limits, total.clone()),
+        );
+        let big = Utf8Bytes::from("x".repeat(TotalHeld::STEP));
+        a.push(frame("small"), DIRECT, Disconnect);
+        assert_eq!(total.get(), 0, "less than a step is not reported");
+        a.push(big.clone(), DIRECT, Disconnect);
+        b.push(big.clone(), DIRECT, Disconnect);
+        b.push(big, DIRECT, Disconnect);
+        assert_eq!(total.get(), 3 * TotalHeld::STEP);
+        b.close(true);
+        assert_eq!(total.get(), TotalHeld::STEP);
+        let mut batch = Batch::default();
+        let _ = futures_util::FutureExt::now_or_never(a.next(&mut batch));
+        assert_eq!(
+            total.get(),
+            TotalHeld::STEP,
+            "the batch being written still counts"
+        );
+        let _ = futures_util::FutureExt::now_or_never(a.next(&mut batch));
+        assert_eq!(total.get(), 0);
     }
 
     #[test]

@@ -18,8 +18,10 @@ use crate::cluster::ClusterConfig;
 use crate::config::ServerConfig;
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::http;
-use crate::messages::MessageCentral;
+use crate::memory_guard;
+use crate::messages::{MessageCentral, SessionLimits};
 use crate::methods::Methods;
+use crate::outbound::TotalHeld;
 use crate::protocol::ModelSet;
 use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId};
@@ -35,6 +37,8 @@ pub(crate) struct ServerInner<P: ModelSet> {
     pub(crate) messages: MessageCentral<P>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Bytes queued for all sessions, for the memory guard.
+    pub(crate) held_bytes: Arc<TotalHeld>,
     local_addr: SocketAddr,
     next_id: AtomicU64,
 }
@@ -212,6 +216,10 @@ impl<P: ModelSet> ServerBuilder<P> {
         let messages = MessageCentral::new(
             sessions.clone(),
             self.config.outbound_queue_frames,
+            SessionLimits {
+                channels: self.config.max_channels_per_session,
+                channel_name_len: self.config.max_channel_name_len,
+            },
             tokio::runtime::Handle::current(),
         );
         if let Some(cluster) = self.cluster {
@@ -232,10 +240,17 @@ impl<P: ModelSet> ServerBuilder<P> {
             messages,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            held_bytes: Arc::default(),
             local_addr,
             next_id: AtomicU64::new(1),
         });
         tracing::info!(target: "streampod::server", %local_addr, endpoints = inner.endpoints.len(), "serving");
+        tokio::spawn(memory_guard::run(
+            inner.sessions.clone(),
+            inner.held_bytes.clone(),
+            inner.config.max_total_queued_bytes,
+            inner.shutdown.clone(),
+        ));
         let accept = tokio::spawn(accept_loop(inner.clone(), listener));
         Ok(Server {
             handle: ServerHandle { inner },

@@ -7,6 +7,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -16,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::config::SlowConsumerPolicy;
-use crate::messages::{MessageCentral, OwnedListener, SessionMessages};
-use crate::outbound::{ChannelKey, Limits, Outbound, Push, DIRECT};
+use crate::messages::{MessageCentral, SessionMessages};
+use crate::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DIRECT};
+use crate::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
 
@@ -55,9 +57,9 @@ pub(crate) struct SessionShared {
     close_frame: Mutex<Option<CloseFrame>>,
     state: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     tags: RwLock<HashSet<String>>,
-    /// Channel listeners this session owns, removed when it closes. `None` once closed:
-    /// no more may be added.
-    pub(crate) listeners: Mutex<Option<Vec<OwnedListener>>>,
+    /// Channel listeners this session's endpoint streams own, removed when the stream
+    /// that added them closes. `None` once the session closed: no more may be added.
+    pub(crate) listeners: Mutex<Option<OwnedListeners>>,
     /// The policy for frames sent to the session directly.
     direct_policy: SlowConsumerPolicy,
     pub(crate) span: tracing::Span,
@@ -68,6 +70,7 @@ impl SessionShared {
         id: SessionId,
         remote_addr: SocketAddr,
         limits: Limits,
+        total: Arc<TotalHeld>,
         direct_policy: SlowConsumerPolicy,
         span: tracing::Span,
     ) -> Self {
@@ -76,13 +79,13 @@ impl SessionShared {
             id,
             remote_addr,
             auth: RwLock::new(None),
-            outbound: Outbound::new(limits),
+            outbound: Outbound::new(limits, total),
             closing: abort.child_token(),
             abort,
             close_frame: Mutex::new(None),
             state: Mutex::new(HashMap::new()),
             tags: RwLock::new(HashSet::new()),
-            listeners: Mutex::new(Some(Vec::new())),
+            listeners: Mutex::new(Some(OwnedListeners::default())),
             direct_policy: match direct_policy {
                 SlowConsumerPolicy::LatestValue => SlowConsumerPolicy::DropOldest,
                 other => other,
@@ -364,10 +367,17 @@ impl<P: ModelSet> SessionHandle<P> {
 /// A session as one endpoint sees it: [`send_stream_message`](Self::send_stream_message)
 /// frames messages with this endpoint's name. Derefs to [`SessionHandle`] for the rest;
 /// clone it to use it from another task.
+///
+/// One endpoint stream lasts from `stream_opened` to `stream_closed`: until the socket
+/// closes, or until the session's identity changes (the stream is then closed and a new
+/// one opened under the new identity). A clone kept by a background task sees the end:
+/// [`is_stream_closed`](Self::is_stream_closed) turns true, sends and joins fail.
 pub struct StreamingSession<P> {
     handle: SessionHandle<P>,
     endpoint: Arc<str>,
     central: MessageCentral<P>,
+    /// Shared by every view of the same endpoint stream; false once it closed.
+    open: Arc<AtomicBool>,
 }
 
 impl<P> Clone for StreamingSession<P> {
@@ -376,6 +386,7 @@ impl<P> Clone for StreamingSession<P> {
             handle: self.handle.clone(),
             endpoint: self.endpoint.clone(),
             central: self.central.clone(),
+            open: self.open.clone(),
         }
     }
 }
@@ -398,7 +409,8 @@ impl<P> Deref for StreamingSession<P> {
 }
 
 impl<P: ModelSet> StreamingSession<P> {
-    pub(crate) fn new(
+    /// A new endpoint stream of `handle`'s session.
+    pub(crate) fn open(
         handle: SessionHandle<P>,
         endpoint: Arc<str>,
         central: MessageCentral<P>,
@@ -407,7 +419,22 @@ impl<P: ModelSet> StreamingSession<P> {
             handle,
             endpoint,
             central,
+            open: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    pub(crate) fn is_stream_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_stream_closed(&self) {
+        self.open.store(false, Ordering::Release);
+    }
+
+    /// Whether this endpoint stream has ended: the socket closed, or the session's
+    /// identity changed since it opened. Background tasks holding a clone should stop.
+    pub fn is_stream_closed(&self) -> bool {
+        !self.is_stream_open() || self.handle.is_closed()
     }
 
     pub(crate) fn central(&self) -> &MessageCentral<P> {
@@ -428,13 +455,17 @@ impl<P: ModelSet> StreamingSession<P> {
     ///
     /// # Errors
     ///
-    /// See [`SessionHandle::send`].
+    /// [`SendError::Closed`] once this endpoint stream closed (even if the socket is
+    /// still open under another identity); otherwise see [`SessionHandle::send`].
     pub fn send_stream_message(&self, message: impl Into<P>) -> Result<(), SendError> {
+        if !self.is_stream_open() {
+            return Err(SendError::Closed);
+        }
         self.handle.send(&self.endpoint, message)
     }
 
     /// The message central, seen from this session and endpoint: channels it joins
-    /// deliver as this endpoint, and listeners it adds are removed when it closes.
+    /// deliver as this endpoint, and what it adds is removed when this stream closes.
     pub fn messages(&self) -> SessionMessages<P> {
         SessionMessages::new(self.clone())
     }

@@ -81,6 +81,11 @@ impl PartialEq for MessageFrame<'_> {
 }
 
 /// An error frame: `{"error":{"code":…,"message":…,"endpoint":…,"className":…}}`.
+///
+/// Its fields often echo what the client sent, so the encoded frame bounds them: the
+/// endpoint and class name are cut to [`ErrorFrame::ECHO_LIMIT`] bytes and the message
+/// to [`ErrorFrame::MESSAGE_LIMIT`], ending in `…`. A bad 1 MiB frame gets a small
+/// answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorFrame<'a> {
     /// What went wrong, from a closed set.
@@ -94,6 +99,11 @@ pub struct ErrorFrame<'a> {
 }
 
 impl<'a> ErrorFrame<'a> {
+    /// Most bytes of a client-chosen name (endpoint, class) an error frame repeats.
+    pub const ECHO_LIMIT: usize = 128;
+    /// Most bytes of an error frame's message.
+    pub const MESSAGE_LIMIT: usize = 512;
+
     /// An error frame with only a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'a, str>>) -> Self {
         Self {
@@ -129,14 +139,14 @@ impl<'a> ErrorFrame<'a> {
         out.extend_from_slice(b"{\"error\":{\"code\":");
         write_str(out, self.code.as_str());
         out.extend_from_slice(b",\"message\":");
-        write_str(out, &self.message);
+        write_bounded(out, &self.message, Self::MESSAGE_LIMIT);
         if let Some(endpoint) = &self.endpoint {
             out.extend_from_slice(b",\"endpoint\":");
-            write_str(out, endpoint);
+            write_bounded(out, endpoint, Self::ECHO_LIMIT);
         }
         if let Some(class_name) = &self.class_name {
             out.extend_from_slice(b",\"className\":");
-            write_str(out, class_name);
+            write_bounded(out, class_name, Self::ECHO_LIMIT);
         }
         out.extend_from_slice(b"}}");
     }
@@ -466,6 +476,19 @@ fn write_frame_head(out: &mut Vec<u8>, endpoint: &str, key: &[u8]) {
 fn write_str(out: &mut Vec<u8>, value: &str) {
     // Serializing a str into a Vec cannot fail.
     let _ = serde_json::to_writer(out, value);
+}
+
+/// Writes `value` as a JSON string, cut at a character boundary to at most `limit`
+/// bytes (plus `…` when cut).
+fn write_bounded(out: &mut Vec<u8>, value: &str, limit: usize) {
+    if value.len() <= limit {
+        return write_str(out, value);
+    }
+    let mut end = limit;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    write_str(out, &format!("{}…", &value[..end]));
 }
 
 /// The union of all frame shapes, for one pass of serde.

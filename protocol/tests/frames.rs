@@ -118,3 +118,20 @@ fn golden_frames() {
         r#"{"command":"auth","args":{"key":"Bearer x"}}"#
     );
 }
+
+#[test]
+fn error_frames_bound_what_they_echo() {
+    let huge = "é".repeat(500_000);
+    let error = ErrorFrame::new(ErrorCode::UnknownEndpoint, format!("no endpoint '{huge}'"))
+        .with_endpoint(huge.as_str())
+        .with_class_name(huge.as_str());
+    let text = error.to_json();
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let Frame::Error(parsed) = Frame::parse(&text).unwrap() else {
+        panic!("an error frame");
+    };
+    let endpoint = parsed.endpoint.unwrap();
+    assert!(endpoint.len() <= ErrorFrame::ECHO_LIMIT + '…'.len_utf8());
+    assert!(endpoint.ends_with('…') && huge.starts_with(endpoint.trim_end_matches('…')));
+    assert!(parsed.message.len() <= ErrorFrame::MESSAGE_LIMIT + '…'.len_utf8());
+}

@@ -53,6 +53,13 @@ impl TestClient {
         self.socket.send(Message::text(text)).await.expect("send");
     }
 
+    /// A ping command round trip: everything sent before it has been handled. Frames
+    /// other than the pong that arrive meanwhile are skipped.
+    pub async fn round_trip(&mut self) {
+        self.send_text(r#"{"command":"ping"}"#).await;
+        while self.next_json().await != serde_json::json!({"command": "pong"}) {}
+    }
+
     /// Sends a raw message (binary, invalid frames, …).
     pub async fn send_message(&mut self, message: Message) {
         self.socket.send(message).await.expect("send");

@@ -43,7 +43,7 @@ impl Endpoint<Protocol> for Rooms {
         let messages = session.messages();
         match chat.content.as_str() {
             "join" => {
-                messages.join(&chat.channel_id);
+                messages.join(&chat.channel_id)?;
                 ack(session, &chat, "join")
             }
             "leave" => {

@@ -116,6 +116,11 @@ async fn login_endpoints_ignore_unauthenticated_sessions() {
     assert_eq!(client.next_json().await["object"]["data"]["content"], "hi");
     assert!(setup.members.opened(id));
 
+    // A new identity is a new stream on every endpoint: the open one closed and
+    // reopened under the signed-in user.
+    assert_eq!(setup.open.closed_count(id), 1);
+    assert_eq!(whoami(&mut client, "open").await.0, "1");
+
     // Signing out closes it again, exactly once.
     client
         .send_text(r#"{"command":"auth","args":{"key":null}}"#)
@@ -125,8 +130,9 @@ async fn login_endpoints_ignore_unauthenticated_sessions() {
         .await;
     client.expect_error("unauthenticated").await;
     assert_eq!(setup.members.closed_count(id), 1);
+    assert_eq!(setup.open.closed_count(id), 2);
     client.close().await;
-    eventually("open endpoint closed", || setup.open.closed_count(id) == 1).await;
+    eventually("open endpoint closed", || setup.open.closed_count(id) == 3).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         setup.members.closed_count(id),
@@ -186,4 +192,75 @@ async fn a_rejected_key_is_reported_and_leaves_the_session_signed_out() {
         "{error}"
     );
     setup.server.shutdown().await;
+}
+
+/// Keeps every stream it opens, as a background task would, and joins `joined` in it.
+#[derive(Clone, Default)]
+struct Keeper {
+    streams: std::sync::Arc<std::sync::Mutex<Vec<streampod::StreamingSession<Protocol>>>>,
+}
+
+#[streampod::async_trait]
+impl streampod::Endpoint<Protocol> for Keeper {
+    async fn stream_opened(
+        &self,
+        session: &streampod::StreamingSession<Protocol>,
+    ) -> Result<(), streampod::EndpointError> {
+        let messages = session.messages();
+        messages.join("joined")?;
+        let _listener = messages.add_listener("heard", |_| {})?;
+        self.streams.lock().unwrap().push(session.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_stream_kept_past_an_identity_change_can_no_longer_join_or_send() {
+    let keeper = Keeper::default();
+    let server = Server::builder()
+        .endpoint("keeper", keeper.clone())
+        .authentication(auth::from_fn(|key: String| async move {
+            (key == "ann-key").then(|| AuthInfo::new("1"))
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let messages = server.handle().messages();
+    let mut client = TestClient::connect(server.local_addr(), "").await;
+    client.round_trip().await;
+    assert_eq!(messages.total_listeners(), 2);
+
+    client
+        .send_text(r#"{"command":"auth","args":{"key":"ann-key"}}"#)
+        .await;
+    client.round_trip().await;
+    let (old, new) = {
+        let streams = keeper.streams.lock().unwrap();
+        assert_eq!(streams.len(), 2, "reopened under the new identity");
+        (streams[0].clone(), streams[1].clone())
+    };
+    assert_eq!(
+        messages.total_listeners(),
+        2,
+        "the old stream's join and callback are gone, the new stream's are there"
+    );
+    assert!(old.is_stream_closed() && !new.is_stream_closed());
+    assert_eq!(
+        old.messages().join("elsewhere"),
+        Err(streampod::messages::JoinError::Closed)
+    );
+    assert!(old.messages().add_listener("elsewhere", |_| {}).is_err());
+    assert!(matches!(
+        old.send_stream_message(streampod_tests::fixtures::ChatMessage {
+            sender_name: "old".into(),
+            content: "leak".into(),
+            channel_id: "x".into(),
+            timestamp: None,
+            priority: Default::default(),
+        }),
+        Err(streampod::SendError::Closed)
+    ));
+    assert_eq!(new.messages().join("elsewhere"), Ok(true));
+    assert_eq!(messages.listener_count("elsewhere"), 1);
+    server.shutdown().await;
 }

@@ -1,0 +1,62 @@
+//! The server-wide memory guard: when the bytes queued for all sessions together pass
+//! [`ServerConfig::max_total_queued_bytes`](crate::ServerConfig::max_total_queued_bytes),
+//! the sessions holding the most are closed first (1008 "server memory limit") until the
+//! total is back under the limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbound::TotalHeld;
+use crate::registry::SessionRegistry;
+
+/// How often the total is compared with the limit: one atomic load per tick.
+const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Watches `total` until `stop`; closes the biggest holders while it exceeds `limit`.
+pub(crate) async fn run(
+    sessions: Arc<SessionRegistry>,
+    total: Arc<TotalHeld>,
+    limit: usize,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if total.get() > limit {
+            shed(&sessions, limit);
+        }
+    }
+}
+
+/// Closes the sessions holding the most bytes until what is left fits `limit`.
+fn shed(sessions: &SessionRegistry, limit: usize) {
+    let mut held: Vec<_> = sessions
+        .snapshot()
+        .into_iter()
+        .map(|session| (session.outbound.held_bytes(), session))
+        .collect();
+    let mut remaining: usize = held.iter().map(|(bytes, _)| bytes).sum();
+    held.sort_unstable_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
+    let mut closed = 0_usize;
+    for (bytes, session) in held {
+        if remaining <= limit {
+            break;
+        }
+        session.abort(CloseCode::Policy, "server memory limit");
+        remaining -= bytes;
+        closed += 1;
+    }
+    tracing::warn!(
+        target: "streampod::server",
+        closed,
+        limit,
+        "queued bytes over the server's limit; closed the sessions holding the most"
+    );
+}

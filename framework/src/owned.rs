@@ -1,0 +1,125 @@
+//! What a session's endpoint streams added to the message central (joins and callback
+//! listeners), so that closing one endpoint's stream removes exactly what it added.
+//!
+//! Lookups by channel and by listener are O(1), so leaving and closing cost
+//! O(channels held), never O(n²).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Identifies a listener within the message central.
+pub(crate) type ListenerId = u64;
+
+/// One listener a session owns.
+#[derive(Debug, Clone)]
+pub(crate) struct Owned {
+    pub(crate) channel: Arc<str>,
+    pub(crate) id: ListenerId,
+    /// The endpoint whose stream added it.
+    pub(crate) endpoint: Arc<str>,
+}
+
+/// The listeners of one session, by channel (joins) and by id (callbacks).
+#[derive(Debug, Default)]
+pub(crate) struct OwnedListeners {
+    joins: HashMap<Arc<str>, Owned>,
+    callbacks: HashMap<ListenerId, Owned>,
+}
+
+impl OwnedListeners {
+    /// Joins and callbacks held, the figure `max_channels_per_session` bounds.
+    pub(crate) fn len(&self) -> usize {
+        self.joins.len() + self.callbacks.len()
+    }
+
+    /// Whether the session has joined `channel` (through any endpoint).
+    pub(crate) fn has_joined(&self, channel: &str) -> bool {
+        self.joins.contains_key(channel)
+    }
+
+    pub(crate) fn add_join(&mut self, owned: Owned) {
+        self.joins.insert(owned.channel.clone(), owned);
+    }
+
+    pub(crate) fn add_callback(&mut self, owned: Owned) {
+        self.callbacks.insert(owned.id, owned);
+    }
+
+    /// Forgets the join of `channel`, returning it.
+    pub(crate) fn take_join(&mut self, channel: &str) -> Option<Owned> {
+        self.joins.remove(channel)
+    }
+
+    /// Forgets the callback `id` (removed through its handle).
+    pub(crate) fn forget_callback(&mut self, id: ListenerId) {
+        self.callbacks.remove(&id);
+    }
+
+    /// Takes every listener `endpoint` added (every endpoint's with `None`).
+    pub(crate) fn take(&mut self, endpoint: Option<&str>) -> Vec<Owned> {
+        let Some(endpoint) = endpoint else {
+            let joins = std::mem::take(&mut self.joins).into_values();
+            return joins
+                .chain(std::mem::take(&mut self.callbacks).into_values())
+                .collect();
+        };
+        let mut taken = Vec::new();
+        take_from(&mut self.joins, endpoint, &mut taken);
+        take_from(&mut self.callbacks, endpoint, &mut taken);
+        taken
+    }
+}
+
+/// Moves the entries `endpoint` added from `map` to `out`.
+fn take_from<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Owned>,
+    endpoint: &str,
+    out: &mut Vec<Owned>,
+) {
+    let (taken, kept): (HashMap<K, Owned>, HashMap<K, Owned>) = std::mem::take(map)
+        .into_iter()
+        .partition(|(_, owned)| *owned.endpoint == *endpoint);
+    *map = kept;
+    out.extend(taken.into_values());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(channel: &str, id: ListenerId, endpoint: &str) -> Owned {
+        Owned {
+            channel: Arc::from(channel),
+            id,
+            endpoint: Arc::from(endpoint),
+        }
+    }
+
+    #[test]
+    fn an_endpoint_takes_only_what_it_added() {
+        let mut listeners = OwnedListeners::default();
+        listeners.add_join(owned("a", 1, "chat"));
+        listeners.add_join(owned("b", 2, "notes"));
+        listeners.add_callback(owned("c", 3, "chat"));
+        assert_eq!(listeners.len(), 3);
+        let mut taken: Vec<ListenerId> =
+            listeners.take(Some("chat")).iter().map(|o| o.id).collect();
+        taken.sort_unstable();
+        assert_eq!(taken, [1, 3]);
+        assert!(listeners.has_joined("b") && !listeners.has_joined("a"));
+        assert_eq!(listeners.take(None).len(), 1);
+        assert_eq!(listeners.len(), 0);
+    }
+
+    #[test]
+    fn joins_are_found_by_channel() {
+        let mut listeners = OwnedListeners::default();
+        listeners.add_join(owned("a", 1, "chat"));
+        assert!(listeners.has_joined("a"));
+        assert_eq!(listeners.take_join("a").map(|o| o.id), Some(1));
+        assert!(listeners.take_join("a").is_none());
+        listeners.add_callback(owned("a", 2, "chat"));
+        listeners.forget_callback(2);
+        assert_eq!(listeners.len(), 0);
+    }
+}
