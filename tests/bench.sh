@@ -34,9 +34,9 @@ PORT=18700
 start_server() {
     PORT=$((PORT + 1))
     case "$1" in
-        streampod | streampod-local) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --log error >/dev/null 2>&1 & ;;
+        streampod | streampod-local) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --log error >/dev/null 2>&1 & ;;
         floor) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/floor --bind "127.0.0.1:$PORT" >/dev/null 2>&1 & ;;
-        streampod-global) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" \
+        streampod-global) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
             --redis "redis://127.0.0.1:$REDIS_PORT/" --log streampod::cluster=info,error >"$OUT/global.log" 2>&1 & ;;
     esac
     SERVER_PID=$!

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use example_server::demo_auth::DemoTokens;
 use streampod::cluster::ClusterConfig;
+use streampod::{RateLimit, ServerConfig};
 
 /// Serves the streampod chat and notification example.
 #[derive(Debug, Parser)]
@@ -44,6 +45,11 @@ struct Args {
         default_value = "streampod-example"
     )]
     redis_prefix: String,
+    /// Frames per second one socket may send, sustained (bursts of ten times as many);
+    /// past it frames get a `rate_limited` error, and a client that keeps going is
+    /// closed. `0` switches the limit off (e.g. for a load generator's publisher).
+    #[arg(long, env = "STREAMPOD_MAX_FRAMES_PER_SECOND", default_value_t = 200)]
+    max_frames_per_second: u32,
 }
 
 #[tokio::main]
@@ -81,7 +87,14 @@ async fn main() -> std::process::ExitCode {
         tracing::info!(tokens = tokens.len(), "demo tokens loaded");
     }
 
-    let mut builder = example_server::server().authentication(tokens);
+    let inbound_rate_limit = (args.max_frames_per_second > 0).then(|| {
+        let burst = args.max_frames_per_second.saturating_mul(10);
+        RateLimit::new(args.max_frames_per_second, burst)
+    });
+    let config = ServerConfig::default().inbound_rate_limit(inbound_rate_limit);
+    let mut builder = example_server::server()
+        .authentication(tokens)
+        .config(config);
     if let Some(url) = &args.redis {
         tracing::info!(%url, prefix = %args.redis_prefix, "joining a cluster through Redis");
         builder = builder.cluster(ClusterConfig::redis(url).prefix(&args.redis_prefix));

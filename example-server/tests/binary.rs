@@ -26,17 +26,40 @@ impl Drop for Running {
 }
 
 fn start() -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_example-server"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--token",
-            "ann-secret-1=1",
-            "--token",
-            "root-secret-9=99:admin",
-        ])
+    start_with(None, Stdio::null())
+}
+
+/// Starts the server, under an open-file limit of `nofile` when given (both soft and
+/// hard, through the shell's `ulimit`), with its log going to `stderr`.
+fn start_with(nofile: Option<u64>, stderr: Stdio) -> (Running, String) {
+    let server = env!("CARGO_BIN_EXE_example-server");
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--token",
+        "ann-secret-1=1",
+        "--token",
+        "root-secret-9=99:admin",
+    ];
+    let mut command = match nofile {
+        Some(limit) => {
+            let mut shell = Command::new("bash");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(server)
+                .args(args);
+            shell
+        }
+        None => {
+            let mut direct = Command::new(server);
+            direct.args(args);
+            direct
+        }
+    };
+    let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -247,4 +270,38 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "exit status {exit}");
+}
+
+#[tokio::test]
+async fn idle_connections_at_the_open_file_limit_do_not_lock_clients_out() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (server, addr) = start_with(Some(1024), Stdio::from(log.reopen().unwrap()));
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut ann = connect(&addr).await;
+    send(
+        &mut ann,
+        "ChannelSubscription",
+        json!({"channelId": "lobby", "subscribe": true}),
+    )
+    .await;
+    send(
+        &mut ann,
+        "ChatMessage",
+        json!({"senderName": "ann", "content": "still here", "channelId": "lobby"}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut ann).await["object"]["data"]["content"],
+        "still here"
+    );
+    drop(server);
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        log.matches("accept failed").count() <= 1,
+        "accept errors were logged:\n{log}"
+    );
 }

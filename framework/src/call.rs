@@ -112,7 +112,12 @@ async fn call<P: ModelSet>(
         .and_then(|value| value.to_str().ok())
         .map(|value| auth::unwrap_key(value).into_owned());
     let query = request.uri().query().map(str::to_owned);
-    let mut args = read_body(request, server.config.max_body_size).await?;
+    let mut args = read_body(
+        request,
+        server.config.max_body_size,
+        server.config.http_body_timeout,
+    )
+    .await?;
     merge_query(&mut args, query.as_deref());
 
     let method_name = match path_method {
@@ -206,10 +211,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The body as named arguments: a JSON object (or nothing), at most `limit` bytes.
+/// The body as named arguments: a JSON object (or nothing), at most `limit` bytes,
+/// arriving within `timeout`.
 async fn read_body(
     request: Request<Incoming>,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<HashMap<String, Box<RawValue>>, MethodError> {
     let too_large = || {
         MethodError::new(
@@ -226,9 +233,20 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    let bytes = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(request.into_body(), limit).collect())
+            .await
+            .map_err(|_| {
+                MethodError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                )
+            })?;
+    let bytes = collected
         .map_err(|error| {
             if error.is::<http_body_util::LengthLimitError>() {
                 too_large()

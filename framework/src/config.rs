@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::rate_limit::RateLimit;
+
 /// What a session's full outbound queue does with a new frame. The server default
 /// applies to direct sends; each channel can choose its own (see
 /// [`ChannelConfig`](crate::messages::ChannelConfig)). The publisher never waits under
@@ -81,6 +83,40 @@ pub struct ServerConfig {
     /// checked every 100 ms, each queue counted in 16 KiB steps. Default 1 GiB: a
     /// thousand slow consumers at the per-session limit cannot exhaust the machine.
     pub max_total_queued_bytes: usize,
+    /// Frames per second one session may send (text or binary; WebSocket pings and
+    /// pongs do not count), as a token bucket. A frame over it gets a `rate_limited`
+    /// error frame and is not handled; a client that sends `burst` more frames past
+    /// the limit without slowing down is closed with 1008. Default 200 per second
+    /// with bursts of 2,000 ([`RateLimit::default`]): no person or game client meets
+    /// it, a flood does. `None` switches it off; an endpoint can set its own
+    /// ([`Endpoint::inbound_rate_limit`](crate::Endpoint::inbound_rate_limit)).
+    pub inbound_rate_limit: Option<RateLimit>,
+    /// Most TCP connections open at once. At the cap, the connection that has waited
+    /// longest without a complete request (new, or idle between keep-alive requests)
+    /// is closed to admit the new one; when every connection is busy the new one gets
+    /// `503` with `Retry-After` and is closed. Default: the process's open-file limit
+    /// less a reserve (a twentieth, at least 64) read when the config is made, so
+    /// accepting never runs out of file descriptors (1,024 → 960).
+    pub max_connections: usize,
+    /// Most connections from one client address, refused beyond with `503`. Default
+    /// `None` (off): offices behind NAT and reverse proxies share one address.
+    pub max_connections_per_ip: Option<usize>,
+    /// How long a connection may take to send a request's headers, counted from
+    /// accept, and from the end of the previous response on a keep-alive connection:
+    /// the header read timeout and the keep-alive idle timeout in one (hyper runs one
+    /// timer for both). A connection that sends nothing, drips its headers or idles is
+    /// closed. Default 10 s (hyper: 30 s; Cowboy: 5 s request, 60 s idle).
+    pub http_header_timeout: Duration,
+    /// How long a method call's body may take to arrive; slower ones get `408`.
+    /// Default 30 s: a 1 MiB body over a poor mobile link.
+    pub http_body_timeout: Duration,
+    /// How long the WebSocket upgrade may take after the `101` answer before the
+    /// connection is dropped. Default 10 s.
+    pub websocket_handshake_timeout: Duration,
+    /// A WebSocket that sends no frame at all (not even a pong to the server's ping)
+    /// this long after opening is closed with 1008. Default 30 s: past the first
+    /// keepalive ping at 20 s, so a silent but live client answers in time.
+    pub first_frame_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +136,13 @@ impl Default for ServerConfig {
             max_channels_per_session: 128,
             max_channel_name_len: 255,
             max_total_queued_bytes: 1 << 30,
+            inbound_rate_limit: Some(RateLimit::default()),
+            max_connections: crate::connections::default_max_connections(),
+            max_connections_per_ip: None,
+            http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(30),
+            websocket_handshake_timeout: Duration::from_secs(10),
+            first_frame_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -135,6 +178,13 @@ setters! {
     max_channels_per_session: usize,
     max_channel_name_len: usize,
     max_total_queued_bytes: usize,
+    inbound_rate_limit: Option<RateLimit>,
+    max_connections: usize,
+    max_connections_per_ip: Option<usize>,
+    http_header_timeout: Duration,
+    http_body_timeout: Duration,
+    websocket_handshake_timeout: Duration,
+    first_frame_timeout: Duration,
 }
 
 impl ServerConfig {

@@ -24,6 +24,7 @@ use crate::endpoint::Denied;
 use crate::outbound::{Batch, Limits};
 use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
 use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
+use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::server::ServerInner;
 use crate::session::{SessionHandle, SessionShared, StreamingSession};
 
@@ -64,11 +65,19 @@ pub(crate) async fn run<P: ModelSet>(
         span.clone(),
     ));
     let streams = server.endpoints.iter().map(|_| None).collect();
+    let inbound = InboundLimiter::new(
+        config.inbound_rate_limit,
+        server
+            .endpoints
+            .iter()
+            .map(|registered| registered.endpoint.inbound_rate_limit()),
+    );
     let connection = Connection {
         handle: SessionHandle::new(shared.clone()),
         shared,
         server,
         streams,
+        inbound,
     };
     connection.serve(socket, auth_key).instrument(span).await;
 }
@@ -80,6 +89,8 @@ struct Connection<P: ModelSet> {
     /// Each endpoint's open stream: its `stream_opened` succeeded and `stream_closed`
     /// is owed.
     streams: Vec<Option<StreamingSession<P>>>,
+    /// The session's inbound rate limits.
+    inbound: InboundLimiter,
 }
 
 impl<P: ModelSet> Connection<P> {
@@ -115,9 +126,11 @@ impl<P: ModelSet> Connection<P> {
     }
 
     async fn read_loop(&mut self, mut stream: SplitStream<Socket>) {
+        let config = &self.server.config;
         let mut keepalive = Keepalive::new(
-            self.server.config.keepalive_interval,
-            self.server.config.keepalive_timeout,
+            config.keepalive_interval,
+            config.keepalive_timeout,
+            config.first_frame_timeout,
         );
         loop {
             let deadline = keepalive.deadline();
@@ -128,9 +141,9 @@ impl<P: ModelSet> Connection<P> {
                     keepalive.activity();
                     match message {
                         Some(Ok(Message::Text(text))) => self.handle_text(&text).await,
-                        Some(Ok(Message::Binary(_))) => self.reject(
-                            &ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"),
-                        ),
+                        Some(Ok(Message::Binary(_))) => if self.admit(None) {
+                            self.reject(&ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"));
+                        },
                         Some(Ok(Message::Close(_))) | None => return,
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Err(error)) => {
@@ -139,13 +152,18 @@ impl<P: ModelSet> Connection<P> {
                         }
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => {
-                    if keepalive.expired() {
-                        tracing::info!(target: "streampod::connection", "keepalive timeout; closing");
+                () = tokio::time::sleep_until(deadline) => match keepalive.due() {
+                    Due::Ping => self.shared.outbound.ping(),
+                    Due::Unanswered => {
+                        tracing::debug!(target: "streampod::connection", "keepalive timeout; closing");
                         self.shared.abort(CloseCode::Away, "keepalive timeout");
                         return;
                     }
-                    self.shared.outbound.ping();
+                    Due::Silent => {
+                        tracing::debug!(target: "streampod::connection", "no frame since opening; closing");
+                        self.shared.close(CloseCode::Policy, "no frame received since the socket opened");
+                        return;
+                    }
                 }
             }
         }
@@ -182,8 +200,44 @@ impl<P: ModelSet> Connection<P> {
         self.shared.push_error(error);
     }
 
+    /// Whether a frame for the endpoint with index `endpoint` (or for the session) is
+    /// within the inbound rate limit; refuses it, or closes an abusive client, if not.
+    fn admit(&mut self, endpoint: Option<usize>) -> bool {
+        let (verdict, limit) = self.inbound.take(endpoint);
+        let Some(limit) = limit else {
+            return true;
+        };
+        match verdict {
+            Verdict::Allowed => true,
+            Verdict::Refused => {
+                self.reject(&ErrorFrame::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} frames per second (bursts of {}); this frame was not handled, slow down",
+                        limit.per_second, limit.burst
+                    ),
+                ));
+                false
+            }
+            Verdict::Abusive => {
+                tracing::info!(target: "streampod::connection", per_second = limit.per_second, burst = limit.burst, "closing a client that kept sending past its rate limit");
+                self.shared
+                    .close(CloseCode::Policy, "inbound rate limit exceeded");
+                false
+            }
+        }
+    }
+
     async fn handle_text(&mut self, text: &str) {
-        match Frame::parse(text) {
+        let frame = Frame::parse(text);
+        let endpoint = match &frame {
+            Ok(Frame::Message(message)) => self.server.endpoints.index_of(&message.endpoint),
+            _ => None,
+        };
+        if !self.admit(endpoint) {
+            return;
+        }
+        match frame {
             Err(error) => self.reject(&ErrorFrame::new(error.code(), error.to_string())),
             Ok(Frame::Message(message)) => self.dispatch(message).await,
             Ok(Frame::Ping) => {
@@ -415,38 +469,61 @@ struct Keepalive {
     timeout: Duration,
     last_activity: Instant,
     pinged_at: Option<Instant>,
+    /// Until the first frame arrives: when a socket that never sent one is closed.
+    first_frame_by: Option<Instant>,
+}
+
+/// What is due at a [`Keepalive`] deadline.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    /// The socket has been quiet for the interval: ping it.
+    Ping,
+    /// The ping went unanswered.
+    Unanswered,
+    /// The socket has sent nothing at all since it opened.
+    Silent,
 }
 
 impl Keepalive {
-    fn new(interval: Duration, timeout: Duration) -> Self {
+    fn new(interval: Duration, timeout: Duration, first_frame: Duration) -> Self {
+        let now = Instant::now();
         Self {
             interval,
             timeout,
-            last_activity: Instant::now(),
+            last_activity: now,
             pinged_at: None,
+            first_frame_by: Some(now + first_frame),
         }
     }
 
     fn deadline(&self) -> Instant {
-        match self.pinged_at {
+        let keepalive = match self.pinged_at {
             Some(pinged_at) => pinged_at + self.timeout,
             None => self.last_activity + self.interval,
-        }
+        };
+        self.first_frame_by
+            .map_or(keepalive, |first| first.min(keepalive))
     }
 
     fn activity(&mut self) {
         self.last_activity = Instant::now();
         self.pinged_at = None;
+        self.first_frame_by = None;
     }
 
-    /// Called at the deadline: `true` when the ping went unanswered; otherwise records
-    /// that a ping is being sent.
-    fn expired(&mut self) -> bool {
+    /// Called at the deadline: what is due, recording a ping as sent.
+    fn due(&mut self) -> Due {
+        if self
+            .first_frame_by
+            .is_some_and(|first| Instant::now() >= first)
+        {
+            return Due::Silent;
+        }
         if self.pinged_at.is_some() {
-            return true;
+            return Due::Unanswered;
         }
         self.pinged_at = Some(Instant::now());
-        false
+        Due::Ping
     }
 }
 

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::protocol::ModelSet;
+use crate::rate_limit::RateLimit;
 use crate::session::StreamingSession;
 
 /// A streaming endpoint, as in Serverpod: one per name, shared by every session.
@@ -89,6 +90,15 @@ pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
     fn required_scopes(&self) -> &[Scope] {
         &[]
     }
+
+    /// How many frames per second one session may send to this endpoint, when it
+    /// differs from the server's [`ServerConfig::inbound_rate_limit`](crate::ServerConfig::inbound_rate_limit)
+    /// (e.g. higher for a game's position updates). Frames to this endpoint then count
+    /// against a bucket of their own instead of the server's. Default `None`: the
+    /// server's limit.
+    fn inbound_rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
 }
 
 /// An endpoint shared through an `Arc` (e.g. registered both as a streaming endpoint and
@@ -117,6 +127,10 @@ impl<P: ModelSet, T: Endpoint<P>> Endpoint<P> for Arc<T> {
 
     fn required_scopes(&self) -> &[Scope] {
         (**self).required_scopes()
+    }
+
+    fn inbound_rate_limit(&self) -> Option<RateLimit> {
+        (**self).inbound_rate_limit()
     }
 }
 

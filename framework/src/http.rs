@@ -11,11 +11,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::connection;
+use crate::connections::Ticket;
 use crate::protocol::ModelSet;
 use crate::server::ServerInner;
 
@@ -27,20 +28,35 @@ pub(crate) async fn serve_connection<P: ModelSet>(
     server: Arc<ServerInner<P>>,
     stream: TcpStream,
     peer: SocketAddr,
+    ticket: Ticket,
 ) {
+    let ticket = Arc::new(ticket);
     let service = {
-        let server = server.clone();
+        let (server, ticket) = (server.clone(), ticket.clone());
         service_fn(move |request| {
-            let server = server.clone();
-            async move { Ok::<_, Infallible>(route(&server, request, peer).await) }
+            let (server, ticket) = (server.clone(), ticket.clone());
+            async move {
+                ticket.busy();
+                let response = route(&server, request, peer, &ticket).await;
+                if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    ticket.idle();
+                }
+                Ok::<_, Infallible>(response)
+            }
         })
     };
     let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.config.http_header_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        () = ticket.evicted().cancelled() => {
+            tracing::debug!(target: "streampod::http", %peer, "closed a waiting connection to admit a new one");
+            return;
+        }
         () = server.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
@@ -55,6 +71,7 @@ async fn route<P: ModelSet>(
     server: &Arc<ServerInner<P>>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    ticket: &Arc<Ticket>,
 ) -> Response<Body> {
     if request.method() == Method::GET {
         if let Some(file) = server.files.iter().find(|f| f.path == request.uri().path()) {
@@ -67,7 +84,7 @@ async fn route<P: ModelSet>(
         }
     }
     match request.uri().path() {
-        "/websocket" => upgrade(server, request, peer),
+        "/websocket" => upgrade(server, request, peer, ticket),
         "/health" if request.method() == Method::GET => json(StatusCode::OK, health(server)),
         "/health" => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -78,10 +95,14 @@ async fn route<P: ModelSet>(
     }
 }
 
-/// `{"status":"ok","sessions":N}`, plus `"cluster":"<state>"` on a cluster node (the
+/// `{"status":"ok","sessions":N,"connections":N}`, plus `"cluster":"<state>"` on a cluster node (the
 /// node still serves its own users while Redis is away, so the status stays ok).
 fn health<P: ModelSet>(server: &ServerInner<P>) -> Vec<u8> {
-    let mut body = serde_json::json!({"status": "ok", "sessions": server.sessions.len()});
+    let mut body = serde_json::json!({
+        "status": "ok",
+        "sessions": server.sessions.len(),
+        "connections": server.connections.open(),
+    });
     if let Some(state) = server.messages.cluster_state() {
         body["cluster"] = serde_json::Value::from(state.to_string());
     }
@@ -93,6 +114,7 @@ fn upgrade<P: ModelSet>(
     server: &Arc<ServerInner<P>>,
     mut request: Request<Incoming>,
     peer: SocketAddr,
+    ticket: &Arc<Ticket>,
 ) -> Response<Body> {
     if request.method() != Method::GET {
         return error(
@@ -133,22 +155,37 @@ fn upgrade<P: ModelSet>(
         );
         return response;
     }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+    if request.version() != http::Version::HTTP_11 {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "missing Sec-WebSocket-Key header",
+            "a WebSocket upgrade needs HTTP/1.1",
+        );
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| is_valid_key(key.as_bytes()))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Sec-WebSocket-Key must be the base64 of 16 bytes",
         );
     };
     let accept = derive_accept_key(key.as_bytes());
     let auth_key = auth_key(&request);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let session_server = server.clone();
+    // The socket's place is held until the WebSocket ends.
+    let ticket = ticket.clone();
+    let handshake_timeout = server.config.websocket_handshake_timeout;
     server.tasks.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => connection::run(session_server, upgraded, peer, auth_key).await,
-            Err(error) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
+        match tokio::time::timeout(handshake_timeout, on_upgrade).await {
+            Ok(Ok(upgraded)) => connection::run(session_server, upgraded, peer, auth_key).await,
+            Ok(Err(error)) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
+            Err(_) => tracing::debug!(target: "streampod::http", %peer, "WebSocket upgrade timed out"),
         }
+        drop(ticket);
     });
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -161,19 +198,30 @@ fn upgrade<P: ModelSet>(
     response
 }
 
-/// The auth key from `?auth=` or the `Authorization` header (wrapped form; unwrapped later).
+/// Whether `key` is a `Sec-WebSocket-Key`: the base64 of 16 bytes (RFC 6455 4.1).
+fn is_valid_key(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|bytes| bytes.len() == 16)
+}
+
+/// The auth key from the `Authorization` header, or else from `?auth=` (wrapped form;
+/// unwrapped later). The header wins: URLs end up in logs and browser history, so
+/// clients that can set a header should.
 fn auth_key<B>(request: &Request<B>) -> Option<String> {
-    let from_query = request.uri().query().and_then(|query| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(name, _)| name == "auth")
-            .map(|(_, value)| value.into_owned())
-    });
-    from_query.or_else(|| {
-        request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    from_header.or_else(|| {
+        request.uri().query().and_then(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "auth")
+                .map(|(_, value)| value.into_owned())
+        })
     })
 }
 
@@ -213,5 +261,20 @@ mod tests {
         assert_eq!(auth_key(&request).as_deref(), Some("Bearer tok"));
         let request = Request::builder().uri("/websocket").body(()).unwrap();
         assert_eq!(auth_key(&request), None);
+        let request = Request::builder()
+            .uri("/websocket?auth=from-url")
+            .header("authorization", "Bearer from-header")
+            .body(())
+            .unwrap();
+        assert_eq!(auth_key(&request).as_deref(), Some("Bearer from-header"));
+    }
+
+    #[test]
+    fn websocket_keys_are_16_bytes_of_base64() {
+        assert!(is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!is_valid_key(b"a"));
+        assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!is_valid_key(b"!!!!!!!!!!!!!!!!!!!!!!=="));
+        assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZSE="));
     }
 }

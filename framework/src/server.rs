@@ -16,8 +16,10 @@ use crate::auth::AuthenticationHandler;
 use crate::call::MethodEndpoints;
 use crate::cluster::ClusterConfig;
 use crate::config::ServerConfig;
+use crate::connections::Connections;
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::http;
+use crate::log_limit::RateLimitedLog;
 use crate::memory_guard;
 use crate::messages::{MessageCentral, SessionLimits};
 use crate::methods::Methods;
@@ -39,6 +41,8 @@ pub(crate) struct ServerInner<P: ModelSet> {
     pub(crate) tasks: TaskTracker,
     /// Bytes queued for all sessions, for the memory guard.
     pub(crate) held_bytes: Arc<TotalHeld>,
+    /// Open TCP connections and their caps.
+    pub(crate) connections: Arc<Connections>,
     local_addr: SocketAddr,
     next_id: AtomicU64,
 }
@@ -230,6 +234,10 @@ impl<P: ModelSet> ServerBuilder<P> {
                 )
             })?;
         }
+        let connections = Arc::new(Connections::new(
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+        ));
         let inner = Arc::new(ServerInner {
             files: self.files,
             endpoints: self.endpoints,
@@ -241,6 +249,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             held_bytes: Arc::default(),
+            connections,
             local_addr,
             next_id: AtomicU64::new(1),
         });
@@ -284,28 +293,82 @@ fn check_name(name: &str) {
 }
 
 async fn accept_loop<P: ModelSet>(inner: Arc<ServerInner<P>>, listener: TcpListener) {
+    let mut failures = AcceptFailures::default();
+    let refusals = RateLimitedLog::new(LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             biased;
             () = inner.shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Frames are small and latency matters more than packet count.
-                let _ = stream.set_nodelay(true);
-                inner
-                    .tasks
-                    .spawn(http::serve_connection(inner.clone(), stream, peer));
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                failures.succeeded();
+                accepted
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(target: "streampod::server", %error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let pause = failures.failed(&error);
+                tokio::time::sleep(pause).await;
+                continue;
             }
-        }
+        };
+        let ticket = match inner.connections.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                // A fresh socket's send buffer is empty: the short answer fits at once.
+                let _ = stream.try_write(refusal.response());
+                if let Some(suppressed) = refusals.ready() {
+                    tracing::warn!(target: "streampod::server", %peer, reason = refusal.as_str(), suppressed, "refused a connection at the connection limit");
+                }
+                continue;
+            }
+        };
+        // Frames are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        inner
+            .tasks
+            .spawn(http::serve_connection(inner.clone(), stream, peer, ticket));
     }
     tracing::info!(target: "streampod::server", "stopped accepting connections");
+}
+
+/// How often a repeated warning a peer can trigger is logged at most.
+const LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Failed accepts: an exponential pause, and one log line per interval with a count.
+#[derive(Debug)]
+struct AcceptFailures {
+    pause: std::time::Duration,
+    log: RateLimitedLog,
+}
+
+impl Default for AcceptFailures {
+    fn default() -> Self {
+        Self {
+            pause: Self::FIRST_PAUSE,
+            log: RateLimitedLog::new(LOG_INTERVAL),
+        }
+    }
+}
+
+impl AcceptFailures {
+    const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+    const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn succeeded(&mut self) {
+        self.pause = Self::FIRST_PAUSE;
+    }
+
+    /// Logs (rate-limited) and returns how long to pause before the next accept.
+    fn failed(&mut self, error: &io::Error) -> std::time::Duration {
+        if let Some(suppressed) = self.log.ready() {
+            tracing::warn!(target: "streampod::server", %error, suppressed, "accept failed; pausing (raise the open-file limit or lower max_connections)");
+        }
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(Self::MAX_PAUSE);
+        pause
+    }
 }
 
 /// A running server. Dropping it leaves the server running in the background; call

@@ -30,11 +30,14 @@ pub enum ErrorCode {
     BinaryNotSupported,
     /// The endpoint's handler failed; details are in the server log, not on the wire.
     Internal,
+    /// The session sent more frames per second than the server allows; the frame was
+    /// not handled. Slow down (a client that keeps going is closed with 1008).
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         Self::InvalidJson,
         Self::InvalidFrame,
         Self::UnknownCommand,
@@ -45,6 +48,7 @@ impl ErrorCode {
         Self::Forbidden,
         Self::BinaryNotSupported,
         Self::Internal,
+        Self::RateLimited,
     ];
 
     /// The code's wire name.
@@ -60,6 +64,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::BinaryNotSupported => "binary_not_supported",
             Self::Internal => "internal",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -60,6 +60,18 @@ impl TestClient {
         while self.next_json().await != serde_json::json!({"command": "pong"}) {}
     }
 
+    /// Sends a text frame; an error once the server closed the connection.
+    ///
+    /// # Errors
+    ///
+    /// When the socket no longer takes frames.
+    pub async fn try_send_text(
+        &mut self,
+        text: &str,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.socket.send(Message::text(text)).await
+    }
+
     /// Sends a raw message (binary, invalid frames, …).
     pub async fn send_message(&mut self, message: Message) {
         self.socket.send(message).await.expect("send");

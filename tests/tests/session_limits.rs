@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use streampod::messages::Scope;
-use streampod::{Server, ServerConfig};
+use streampod::{RateLimit, Server, ServerConfig};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Protocol};
 use streampod_tests::rooms::Rooms;
@@ -100,7 +100,8 @@ async fn closing_sessions_that_hold_many_channels_does_not_stall_the_server() {
         .config(
             ServerConfig::default()
                 .max_channels_per_session(CHANNELS)
-                .max_channel_name_len(2048),
+                .max_channel_name_len(2048)
+                .inbound_rate_limit(None),
         )
         .bind("127.0.0.1:0")
         .await
@@ -217,6 +218,128 @@ async fn error_frames_do_not_echo_a_huge_input() {
         error.to_string().len() < 1024,
         "{} bytes",
         error.to_string().len()
+    );
+    server.shutdown().await;
+}
+
+/// A server whose rooms endpoint takes the server's limit and whose `fast` endpoint
+/// (rooms again) has a higher one of its own.
+async fn limited_server(limit: RateLimit) -> Server<Protocol> {
+    #[derive(Clone, Default)]
+    struct Fast(Rooms);
+    #[streampod::async_trait]
+    impl streampod::Endpoint<Protocol> for Fast {
+        async fn handle_stream_message(
+            &self,
+            session: &streampod::StreamingSession<Protocol>,
+            message: Protocol,
+        ) -> Result<(), streampod::EndpointError> {
+            self.0.handle_stream_message(session, message).await
+        }
+        fn inbound_rate_limit(&self) -> Option<RateLimit> {
+            Some(RateLimit::new(10_000, 10_000))
+        }
+    }
+    Server::<Protocol>::builder()
+        .endpoint("rooms", Rooms::default())
+        .endpoint("fast", Fast::default())
+        .config(ServerConfig::default().inbound_rate_limit(Some(limit)))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+fn chat(content: &str) -> serde_json::Value {
+    json!({"senderName": "s", "content": content, "channelId": "flood"})
+}
+
+#[tokio::test]
+async fn a_flood_is_refused_past_the_burst_and_then_closed() {
+    let server = limited_server(RateLimit::default()).await;
+    let addr = server.local_addr();
+    let mut member = TestClient::connect(addr, "").await;
+    member
+        .send_model("rooms", "ChatMessage", chat("join"))
+        .await;
+    member.next_json().await;
+    let mut flooder = TestClient::connect(addr, "").await;
+    // 20,000 posts as fast as the socket takes them (the attack: all within ~0.1 s).
+    let mut sent = 0;
+    let frame =
+        json!({"endpoint": "rooms", "object": {"className": "ChatMessage", "data": chat("spam")}})
+            .to_string();
+    while sent < 20_000 {
+        if flooder.try_send_text(&frame).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let (mut refused, mut close) = (0, None);
+    loop {
+        match flooder.next_message().await {
+            Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(frame["error"]["code"], "rate_limited", "{frame}");
+                refused += 1;
+            }
+            Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                break;
+            }
+            // Closing with unread frames in its socket makes the kernel reset the
+            // connection, which may swallow the close frame: the session count shows it.
+            None => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    if let Some(close) = close {
+        assert_eq!(close, (1008, "inbound rate limit exceeded".to_owned()));
+    }
+    eventually("the flooder is closed", || {
+        server.handle().session_count() == 1
+    })
+    .await;
+    eprintln!("{sent} sent, {refused} refusals read");
+    // The room got the burst, not the flood.
+    let mut delivered = 0;
+    // Each call that is not quiet has taken one frame.
+    while !member.is_quiet(Duration::from_millis(300)).await {
+        delivered += 1;
+    }
+    assert!(
+        (2000..2100).contains(&delivered),
+        "{delivered} of {sent} posts reached the room"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_with_its_own_limit_counts_apart() {
+    let server = limited_server(RateLimit::new(1, 5)).await;
+    let mut client = TestClient::connect(server.local_addr(), "").await;
+    for _ in 0..100 {
+        client.send_model("fast", "ChatMessage", chat("ping")).await;
+    }
+    for _ in 0..6 {
+        client
+            .send_model("rooms", "ChatMessage", chat("join"))
+            .await;
+    }
+    // The fast posts went to a channel nobody had joined yet; five joins fit the
+    // server's bucket, the sixth does not.
+    for _ in 0..5 {
+        assert_eq!(
+            client.next_json().await["object"]["data"]["content"],
+            "ack:join"
+        );
+    }
+    let error = client.expect_error("rate_limited").await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 1 frames per second (bursts of 5)"),
+        "{error}"
     );
     server.shutdown().await;
 }

@@ -1,0 +1,205 @@
+//! Inbound rate limits: a token bucket per session (and per endpoint that sets its own
+//! limit). A frame over the limit is refused; a client that keeps sending past it is
+//! abusive and gets closed.
+
+use tokio::time::Instant;
+
+/// How many frames a client may send: `per_second` sustained, up to `burst` at once.
+///
+/// ```
+/// use streampod::RateLimit;
+/// let limit = RateLimit::new(50, 500);
+/// assert_eq!((limit.per_second, limit.burst), (50, 500));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// Frames per second, sustained.
+    pub per_second: u32,
+    /// Frames that may arrive at once after a quiet period (the bucket's size).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// A limit of `per_second` sustained with bursts of `burst` (at least 1).
+    pub const fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst: if burst == 0 { 1 } else { burst },
+        }
+    }
+}
+
+impl Default for RateLimit {
+    /// 200 frames per second with bursts of 2,000: far above what a person typing or
+    /// a game client at 60 updates per second sends, far below a flood.
+    fn default() -> Self {
+        Self::new(200, 2000)
+    }
+}
+
+/// What a frame offered to a [`Bucket`] gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Within the limit.
+    Allowed,
+    /// Over the limit: refuse this frame.
+    Refused,
+    /// Over the limit for so long that the client counts as abusive: close it.
+    Abusive,
+}
+
+/// One token bucket with a count of the frames it refused since it last recovered.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    limit: RateLimit,
+    tokens: f64,
+    updated: Instant,
+    /// Frames refused since the bucket was last full; past `burst` of them the client
+    /// has ignored `burst` error frames in a row and is closed.
+    refused: u32,
+}
+
+impl Bucket {
+    pub(crate) fn new(limit: RateLimit, now: Instant) -> Self {
+        Self {
+            limit,
+            tokens: f64::from(limit.burst),
+            updated: now,
+            refused: 0,
+        }
+    }
+
+    pub(crate) fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// Takes a token for one frame arriving at `now`.
+    pub(crate) fn take(&mut self, now: Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.updated);
+        self.updated = now;
+        let burst = f64::from(self.limit.burst);
+        self.tokens =
+            (self.tokens + elapsed.as_secs_f64() * f64::from(self.limit.per_second)).min(burst);
+        if self.tokens >= burst {
+            self.refused = 0;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Allowed;
+        }
+        self.refused = self.refused.saturating_add(1);
+        if self.refused > self.limit.burst {
+            Verdict::Abusive
+        } else {
+            Verdict::Refused
+        }
+    }
+}
+
+/// The buckets of one session: the server's, and one per endpoint with its own limit.
+#[derive(Debug)]
+pub(crate) struct InboundLimiter {
+    server: Option<Bucket>,
+    /// By endpoint index; `None` where the endpoint uses the server's bucket.
+    endpoints: Box<[Option<Bucket>]>,
+}
+
+impl InboundLimiter {
+    pub(crate) fn new(
+        server: Option<RateLimit>,
+        endpoints: impl Iterator<Item = Option<RateLimit>>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            server: server.map(|limit| Bucket::new(limit, now)),
+            endpoints: endpoints
+                .map(|limit| limit.map(|limit| Bucket::new(limit, now)))
+                .collect(),
+        }
+    }
+
+    /// Takes a token for a frame to the endpoint with index `endpoint` (or to the
+    /// session itself), from the bucket that frame counts against: its verdict and
+    /// that bucket's limit (`None`: unlimited).
+    pub(crate) fn take(&mut self, endpoint: Option<usize>) -> (Verdict, Option<RateLimit>) {
+        let own = endpoint.and_then(|index| self.endpoints.get_mut(index)?.as_mut());
+        match own.or(self.server.as_mut()) {
+            Some(bucket) => (bucket.take(Instant::now()), Some(bucket.limit())),
+            None => (Verdict::Allowed, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// How long a bucket at `limit` takes to refill completely.
+    fn refill_time(limit: RateLimit) -> Duration {
+        Duration::from_secs_f64(f64::from(limit.burst) / f64::from(limit.per_second.max(1)))
+    }
+
+    #[test]
+    fn endpoints_with_their_own_limit_have_their_own_bucket() {
+        let mut limiter = InboundLimiter::new(
+            Some(RateLimit::new(1, 1)),
+            [None, Some(RateLimit::new(1, 3))].into_iter(),
+        );
+        assert_eq!(limiter.take(Some(0)).0, Verdict::Allowed);
+        assert_eq!(
+            limiter.take(None).0,
+            Verdict::Refused,
+            "shares the server's"
+        );
+        for _ in 0..3 {
+            assert_eq!(limiter.take(Some(1)).0, Verdict::Allowed);
+        }
+        assert_eq!(limiter.take(Some(1)).0, Verdict::Refused);
+        let mut unlimited = InboundLimiter::new(None, [None].into_iter());
+        assert!((0..10_000).all(|_| unlimited.take(Some(0)) == (Verdict::Allowed, None)));
+    }
+
+    #[test]
+    fn a_burst_passes_then_the_rate_holds() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(RateLimit::new(10, 5), start);
+        for _ in 0..5 {
+            assert_eq!(bucket.take(start), Verdict::Allowed);
+        }
+        assert_eq!(bucket.take(start), Verdict::Refused);
+        // A tenth of a second later one more token is there.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(bucket.take(later), Verdict::Allowed);
+        assert_eq!(bucket.take(later), Verdict::Refused);
+    }
+
+    #[test]
+    fn ignoring_refusals_is_abuse_until_the_bucket_recovers() {
+        let start = Instant::now();
+        let limit = RateLimit::new(10, 3);
+        let mut bucket = Bucket::new(limit, start);
+        let verdicts: Vec<Verdict> = (0..8).map(|_| bucket.take(start)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Allowed,
+                Verdict::Allowed,
+                Verdict::Allowed,
+                Verdict::Refused,
+                Verdict::Refused,
+                Verdict::Refused,
+                Verdict::Abusive,
+                Verdict::Abusive,
+            ]
+        );
+        // A client that calms down starts afresh.
+        let calm = start + refill_time(limit);
+        assert_eq!(bucket.take(calm), Verdict::Allowed);
+        for _ in 0..2 {
+            bucket.take(calm);
+        }
+        assert_eq!(bucket.take(calm), Verdict::Refused);
+    }
+}
