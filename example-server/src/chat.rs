@@ -74,6 +74,30 @@ impl ChatEndpoint {
     }
 }
 
+/// Longest nickname kept, in characters.
+const NICKNAME_LIMIT: usize = 32;
+
+/// Who wrote a message, as the server vouches for it: the client's nickname marked
+/// with the signed-in user (`"ann (user 1)"`, and the user id) or, for an anonymous
+/// session, with a guest number unique to the socket (`"ann (guest 7)"`). A client
+/// cannot pass for someone else: the mark comes from the session, and parentheses are
+/// taken out of nicknames so no nickname can carry a mark of its own.
+fn author(session: &StreamingSession<Protocol>, nickname: &str) -> (String, Option<String>) {
+    let nickname: String = nickname
+        .chars()
+        .filter(|c| !matches!(c, '(' | ')') && !c.is_control())
+        .take(NICKNAME_LIMIT)
+        .collect();
+    let nickname = match nickname.trim() {
+        "" => "anonymous",
+        trimmed => trimmed,
+    };
+    match session.authenticated_user_id() {
+        Some(user) => (format!("{nickname} (user {user})"), Some(user)),
+        None => (format!("{nickname} (guest {})", session.id()), None),
+    }
+}
+
 /// A client-chosen name, cut short enough to echo in an error.
 fn truncated(name: &str) -> &str {
     let mut end = name.len().min(64);
@@ -152,6 +176,9 @@ impl Endpoint<Protocol> for ChatEndpoint {
                     );
                 }
                 chat.timestamp = DateTime::from(std::time::SystemTime::now());
+                let (name, id) = author(session, &chat.sender_name);
+                chat.sender_name = name;
+                chat.sender_id = id;
                 let channel = room_channel(&chat.channel_id);
                 // Global: with a cluster (`--redis`) the room spans every server;
                 // without one it is the same as Local. While Redis is down, rooms keep

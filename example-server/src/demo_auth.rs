@@ -1,5 +1,5 @@
 //! Demo authentication: a fixed table of tokens, given on the command line
-//! (`--token TOKEN=USER[:scope,scope]`, repeatable). There is no default token: without
+//! (`--token TOKEN=USER[:scope+scope]`, repeatable). There is no default token: without
 //! any, every session is anonymous, so nobody can act as a user unless the operator
 //! said so. For real deployments implement `AuthenticationHandler` against your users.
 
@@ -15,14 +15,14 @@ pub struct DemoTokens {
 }
 
 impl DemoTokens {
-    /// Adds a token from `TOKEN=USER` or `TOKEN=USER:scope,scope`.
+    /// Adds a token from `TOKEN=USER` or `TOKEN=USER:scope+scope`.
     ///
     /// # Errors
     ///
     /// A message saying what is wrong with `spec`.
     pub fn add(&mut self, spec: &str) -> Result<(), String> {
         let (token, who) = spec.split_once('=').ok_or_else(|| {
-            format!("token '{spec}' must look like TOKEN=USER or TOKEN=USER:scope,scope")
+            format!("token '{spec}' must look like TOKEN=USER or TOKEN=USER:scope+scope")
         })?;
         let (user, scopes) = who.split_once(':').unwrap_or((who, ""));
         if token.len() < 8 {
@@ -33,7 +33,10 @@ impl DemoTokens {
         if user.is_empty() {
             return Err(format!("token '{spec}' names no user"));
         }
-        let scopes = scopes.split(',').filter(|s| !s.is_empty()).map(Scope::new);
+        let scopes = scopes
+            .split(['+', ','])
+            .filter(|s| !s.is_empty())
+            .map(Scope::new);
         if self
             .tokens
             .insert(token.to_owned(), AuthInfo::new(user).with_scopes(scopes))
@@ -44,7 +47,7 @@ impl DemoTokens {
         Ok(())
     }
 
-    /// Adds the tokens of a file: one `TOKEN=USER[:scope,scope]` per line; blank lines
+    /// Adds the tokens of a file: one `TOKEN=USER[:scope+scope]` per line; blank lines
     /// and lines starting with `#` are skipped.
     ///
     /// # Errors
@@ -90,7 +93,8 @@ mod tests {
     async fn tokens_sign_in_as_their_user_with_scopes() {
         let mut tokens = DemoTokens::default();
         tokens.add("ann-secret=1").unwrap();
-        tokens.add("root-secret=99:admin,ops").unwrap();
+        tokens.add("root-secret=99:admin+ops").unwrap();
+        tokens.add("ops-secret=98:admin,ops").unwrap();
         let ann = tokens.authenticate("ann-secret").await.unwrap();
         assert_eq!(ann.user_id, "1");
         assert!(ann.scopes.is_empty());
@@ -119,7 +123,7 @@ mod tests {
         let error = DemoTokens::default().add_file(&path).unwrap_err();
         assert!(
             error.ends_with(
-                ":2: token 'broken' must look like TOKEN=USER or TOKEN=USER:scope,scope"
+                ":2: token 'broken' must look like TOKEN=USER or TOKEN=USER:scope+scope"
             ),
             "{error}"
         );

@@ -1,15 +1,18 @@
 //! The example server: chat rooms and notifications over streampod.
 //!
 //! ```text
-//! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope,…]]… [--tokens-file PATH]
-//!                [--redis URL [--redis-prefix PREFIX]]
+//! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope+…]]… [--tokens-file PATH]
+//!                [--redis URL [--redis-prefix PREFIX]] [--max-frames-per-second N]
+//!                [--max-connections-per-ip N]
 //! ```
 //!
 //! Every flag also reads an environment variable (see `--help`). Tokens sign sessions and
-//! method calls in (`?auth=TOKEN`, `Authorization: Bearer TOKEN`); there are none by
+//! method calls in (`Authorization: Bearer TOKEN`, the `auth` command, or `?auth=TOKEN`
+//! where a client cannot set headers); there are none by
 //! default, so nobody can act as a user unless you say so. With `--redis`, several
 //! servers form one cluster: chat rooms and notifications reach users on every server.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -28,8 +31,9 @@ struct Args {
     /// Log filter, e.g. `info` or `streampod=debug,info`.
     #[arg(long, env = "STREAMPOD_LOG", default_value = "info")]
     log: String,
-    /// A demo token, `TOKEN=USER` or `TOKEN=USER:scope,scope` (repeatable).
-    #[arg(long = "token", env = "STREAMPOD_TOKENS", value_delimiter = ',')]
+    /// A demo token, `TOKEN=USER` or `TOKEN=USER:scope+scope` (`,` works too);
+    /// repeatable, and separated by spaces in the environment variable.
+    #[arg(long = "token", env = "STREAMPOD_TOKENS", value_delimiter = ' ')]
     tokens: Vec<String>,
     /// A file of demo tokens, one `TOKEN=USER[:scopes]` per line.
     #[arg(long, env = "STREAMPOD_TOKENS_FILE")]
@@ -50,12 +54,16 @@ struct Args {
     /// closed. `0` switches the limit off (e.g. for a load generator's publisher).
     #[arg(long, env = "STREAMPOD_MAX_FRAMES_PER_SECOND", default_value_t = 200)]
     max_frames_per_second: u32,
+    /// Most connections from one client address (off by default: offices behind NAT
+    /// and reverse proxies share one address).
+    #[arg(long, env = "STREAMPOD_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log) {
+    let filter = match log_filter(&args.log) {
         Ok(filter) => filter,
         Err(error) => {
             eprintln!("invalid --log filter '{}': {error}", args.log);
@@ -65,6 +73,7 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let mut tokens = DemoTokens::default();
@@ -91,7 +100,9 @@ async fn main() -> std::process::ExitCode {
         let burst = args.max_frames_per_second.saturating_mul(10);
         RateLimit::new(args.max_frames_per_second, burst)
     });
-    let config = ServerConfig::default().inbound_rate_limit(inbound_rate_limit);
+    let config = ServerConfig::default()
+        .inbound_rate_limit(inbound_rate_limit)
+        .max_connections_per_ip(args.max_connections_per_ip);
     let mut builder = example_server::server()
         .authentication(tokens)
         .config(config);
@@ -111,6 +122,18 @@ async fn main() -> std::process::ExitCode {
     tracing::info!("chat page: http://{}/", server.local_addr());
     server.run_until(shutdown_signal()).await;
     std::process::ExitCode::SUCCESS
+}
+
+/// The `--log` filter, with WebSocket frame tracing always off: tungstenite traces
+/// every frame's payload, and frames carry auth keys.
+fn log_filter(
+    spec: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(spec)?;
+    for target in ["tungstenite=debug", "tokio_tungstenite=debug"] {
+        filter = filter.add_directive(target.parse()?);
+    }
+    Ok(filter)
 }
 
 /// Ctrl-C or SIGTERM.

@@ -26,21 +26,22 @@ impl Drop for Running {
 }
 
 fn start() -> (Running, String) {
-    start_with(None, Stdio::null())
+    start_with(None, Stdio::null(), &[])
 }
 
 /// Starts the server, under an open-file limit of `nofile` when given (both soft and
 /// hard, through the shell's `ulimit`), with its log going to `stderr`.
-fn start_with(nofile: Option<u64>, stderr: Stdio) -> (Running, String) {
+fn start_with(nofile: Option<u64>, stderr: Stdio, extra: &[&str]) -> (Running, String) {
     let server = env!("CARGO_BIN_EXE_example-server");
-    let args = [
+    let mut args = vec![
         "--bind",
         "127.0.0.1:0",
         "--token",
         "ann-secret-1=1",
         "--token",
-        "root-secret-9=99:admin",
+        "root-secret-9=99:admin+ops",
     ];
+    args.extend_from_slice(extra);
     let mut command = match nofile {
         Some(limit) => {
             let mut shell = Command::new("bash");
@@ -48,12 +49,12 @@ fn start_with(nofile: Option<u64>, stderr: Stdio) -> (Running, String) {
                 .arg("-c")
                 .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
                 .arg(server)
-                .args(args);
+                .args(&args);
             shell
         }
         None => {
             let mut direct = Command::new(server);
-            direct.args(args);
+            direct.args(&args);
             direct
         }
     };
@@ -166,10 +167,16 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
         assert_eq!(frame["endpoint"], "chat");
         assert_eq!(frame["object"]["className"], "ChatMessage");
         let data = &frame["object"]["data"];
-        assert_eq!(
-            (data["senderName"].as_str(), data["content"].as_str()),
-            (Some("ann"), Some("hi bob"))
+        // The server marks who wrote it: an anonymous socket is a numbered guest.
+        assert!(
+            data["senderName"]
+                .as_str()
+                .unwrap()
+                .starts_with("ann (guest "),
+            "{data}"
         );
+        assert_eq!(data["content"], "hi bob");
+        assert!(data["senderId"].is_null());
         assert!(
             data["timestamp"].as_str().unwrap().ends_with('Z'),
             "server timestamp: {data}"
@@ -276,7 +283,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
 async fn idle_connections_at_the_open_file_limit_do_not_lock_clients_out() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let log = tempfile::NamedTempFile::new().unwrap();
-    let (server, addr) = start_with(Some(1024), Stdio::from(log.reopen().unwrap()));
+    let (server, addr) = start_with(Some(1024), Stdio::from(log.reopen().unwrap()), &[]);
     let mut idle = Vec::new();
     for _ in 0..1100 {
         idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
@@ -304,4 +311,58 @@ async fn idle_connections_at_the_open_file_limit_do_not_lock_clients_out() {
         log.matches("accept failed").count() <= 1,
         "accept errors were logged:\n{log}"
     );
+}
+
+#[tokio::test]
+async fn keys_never_reach_the_log_even_at_trace_and_leaving_peers_are_no_errors() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (server, addr) = start_with(
+        None,
+        Stdio::from(log.reopen().unwrap()),
+        &["--log", "trace"],
+    );
+    let ping = r#"{"command":"ping","args":{}}"#;
+    // Signed in three ways: the auth command, the URL, the header.
+    let mut by_command = connect(&addr).await;
+    by_command
+        .send(Message::text(
+            r#"{"command":"auth","args":{"key":"root-secret-9"}}"#,
+        ))
+        .await
+        .unwrap();
+    by_command.send(Message::text(ping)).await.unwrap();
+    assert_eq!(next_json(&mut by_command).await, json!({"command": "pong"}));
+    let mut by_url = connect_as(&addr, "?auth=ann-secret-1").await;
+    by_url.send(Message::text(ping)).await.unwrap();
+    assert_eq!(next_json(&mut by_url).await, json!({"command": "pong"}));
+    let (status, _) = post(
+        &addr,
+        "/notification/sendNotification",
+        "ann-secret-1",
+        r#"{"targetUserId":1,"message":"hello"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        next_json(&mut by_url).await["object"]["className"],
+        "NotificationMessage"
+    );
+    // A client that just goes away, without a closing handshake.
+    drop(by_url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(server);
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        log.contains("socket opened"),
+        "nothing logged at debug? {log}"
+    );
+    for secret in ["ann-secret-1", "root-secret-9", "cm9vdC1zZWNyZXQtOQ"] {
+        assert!(!log.contains(secret), "'{secret}' is in the log");
+    }
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file");
+    assert!(
+        !log.contains("closing on bad input"),
+        "a peer leaving is not bad input"
+    );
+    assert!(log.contains("peer went away"));
 }

@@ -371,3 +371,48 @@ async fn the_same_identity_again_keeps_the_streams() {
     assert_eq!(messages.listener_count("chat-room-lobby"), 0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_server_vouches_for_the_author() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut signed_in = connect(addr, "?auth=token-1").await;
+    let mut guest = connect(addr, "").await;
+    for socket in [&mut signed_in, &mut guest] {
+        send(
+            socket,
+            "ChannelSubscription",
+            json!({"channelId": "hall", "subscribe": true}),
+        )
+        .await;
+        sync(socket).await;
+    }
+    send(
+        &mut signed_in,
+        "ChatMessage",
+        json!({"senderName": "ann", "content": "a", "channelId": "hall"}),
+    )
+    .await;
+    let data = next(&mut guest).await["object"]["data"].clone();
+    assert_eq!(
+        (data["senderName"].as_str(), data["senderId"].as_str()),
+        (Some("ann (user 1)"), Some("1"))
+    );
+    next(&mut signed_in).await;
+
+    // A guest cannot pass for the user, nor for another guest.
+    send(
+        &mut guest,
+        "ChatMessage",
+        json!({"senderName": "ann (user 1)", "content": "b", "channelId": "hall", "senderId": "1"}),
+    )
+    .await;
+    let data = next(&mut signed_in).await["object"]["data"].clone();
+    let name = data["senderName"].as_str().unwrap();
+    assert!(
+        name.starts_with("ann user 1 (guest ") && name.ends_with(')'),
+        "{name}"
+    );
+    assert!(data["senderId"].is_null(), "{data}");
+    server.shutdown().await;
+}

@@ -12,7 +12,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::auth::AuthInfo;
 use crate::endpoint::Denied;
+use crate::log_limit::RateLimitedLog;
 use crate::outbound::{Batch, Limits};
 use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
 use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
@@ -182,16 +183,25 @@ impl<P: ModelSet> Connection<P> {
                 format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
             ),
             WsError::Capacity(other) => (CloseCode::Size, other.to_string()),
-            WsError::Protocol(violation) => {
-                (CloseCode::Protocol, format!("protocol error: {violation}"))
-            }
-            WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
+            WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Io(_)
+            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 tracing::debug!(target: "streampod::connection", %error, "peer went away");
                 return;
             }
+            WsError::Protocol(violation) => {
+                (CloseCode::Protocol, format!("protocol error: {violation}"))
+            }
             other => (CloseCode::Error, format!("read error: {other}")),
         };
-        tracing::info!(target: "streampod::connection", code = u16::from(code), %reason, "closing on bad input");
+        // A peer can trigger this at will: one line per interval, with a count.
+        static BAD_INPUT: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+        if let Some(suppressed) = BAD_INPUT.ready() {
+            tracing::info!(target: "streampod::connection", code = u16::from(code), %reason, suppressed, "closing on bad input");
+        } else {
+            tracing::debug!(target: "streampod::connection", code = u16::from(code), %reason, "closing on bad input");
+        }
         self.shared.close(code, &reason);
     }
 

@@ -31,7 +31,7 @@ async fn two_browsers_chat_in_one_room() {
     for browser in [&ann, &bob] {
         browser
             .wait_for_text("#log", "ann's message", |log| {
-                log.contains("ann: hello from ann")
+                log.contains("ann (guest ") && log.contains("hello from ann")
             })
             .await;
     }
@@ -40,7 +40,7 @@ async fn two_browsers_chat_in_one_room() {
     for browser in [&ann, &bob] {
         browser
             .wait_for_text("#log", "bob's reply", |log| {
-                log.contains("bob: hi ann, bob here")
+                log.contains("bob (guest ") && log.contains("hi ann, bob here")
             })
             .await;
     }

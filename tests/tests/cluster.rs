@@ -110,8 +110,9 @@ async fn say(client: &mut TestClient, room: &str, sender: &str, content: &str) {
         .await;
 }
 
-/// The next chat message's "sender:content", skipping member counts and pongs; `None`
-/// when nothing arrives within `wait`.
+/// The next chat message's "nickname:content" (the server marks the nickname, e.g.
+/// "ann (guest 3)"; the mark is left out here), skipping member counts and pongs;
+/// `None` when nothing arrives within `wait`.
 async fn next_chat(client: &mut TestClient, wait: Duration) -> Option<String> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -120,11 +121,9 @@ async fn next_chat(client: &mut TestClient, wait: Duration) -> Option<String> {
             .ok()?;
         if frame["object"]["className"] == "ChatMessage" {
             let data = &frame["object"]["data"];
-            return Some(format!(
-                "{}:{}",
-                data["senderName"].as_str().unwrap(),
-                data["content"].as_str().unwrap()
-            ));
+            let name = data["senderName"].as_str().unwrap();
+            let nickname = name.split_once(" (").map_or(name, |(nickname, _)| nickname);
+            return Some(format!("{nickname}:{}", data["content"].as_str().unwrap()));
         }
     }
 }
@@ -296,6 +295,7 @@ fn chat(content: &str) -> ChatMessage {
         timestamp: std::time::SystemTime::now().into(),
         channel_id: "quiet".into(),
         exclude_sender: false,
+        sender_id: None,
     }
 }
 

@@ -108,6 +108,7 @@ async fn main() -> std::process::ExitCode {
             timestamp: DateTime::from(std::time::SystemTime::now()),
             channel_id: args.room.clone(),
             exclude_sender: false,
+            sender_id: None,
         };
         if let Err(error) = client.send("chat", message) {
             eprintln!("(not sent: {error})");
