@@ -117,11 +117,42 @@ impl Builder {
             })?;
             files.push(SourceFile::new(path, text));
         }
+        let mut generated = self.generate_files(&files)?;
+        generated.inputs.insert(0, dir.to_owned());
+        Ok(generated)
+    }
+
+    /// Generates code from model files held in memory, `(path, text)` pairs in the
+    /// order given; the paths only name the files in diagnostics. For tools that do
+    /// not read a directory (editors, fuzzers, tests).
+    ///
+    /// ```
+    /// let generated = streampod_codegen::configure()
+    ///     .generate_sources([("note.yaml", "class: Note\nfields:\n  text: String\n".to_owned())])
+    ///     .expect("valid models");
+    /// assert!(generated.code.contains("pub struct Note"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Models`] with every problem found.
+    pub fn generate_sources<P: AsRef<Path>>(
+        &self,
+        sources: impl IntoIterator<Item = (P, String)>,
+    ) -> Result<Generated, Error> {
+        let files: Vec<SourceFile> = sources
+            .into_iter()
+            .map(|(path, text)| SourceFile::new(path.as_ref(), text))
+            .collect();
+        self.generate_files(&files)
+    }
+
+    fn generate_files(&self, files: &[SourceFile]) -> Result<Generated, Error> {
         let runtime: syn::Path = syn::parse_str(&self.runtime_path)
             .map_err(|_| Error::RuntimePath(self.runtime_path.clone()))?;
 
         let mut diagnostics = Diagnostics::default();
-        let set = validate::validate(&files, &mut diagnostics);
+        let set = validate::validate(files, &mut diagnostics);
         diagnostics
             .items
             .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -130,12 +161,10 @@ impl Builder {
         }
         let code = expand::format(expand::file(&set, &runtime))
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut inputs = vec![dir.to_owned()];
-        inputs.extend(paths);
         Ok(Generated {
             code,
             path: None,
-            inputs,
+            inputs: files.iter().map(|file| file.path.clone()).collect(),
             warnings: diagnostics
                 .items
                 .into_iter()

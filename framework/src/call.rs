@@ -1,7 +1,6 @@
 //! Serving one HTTP method call: route, read the body (bounded), authenticate, check
 //! access, call, answer with JSON.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,11 +10,10 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::http::{json, Body};
-use crate::methods::{Args, MethodError, MethodInfo, Methods};
+use crate::methods::{parse_args, Args, MethodError, MethodInfo, Methods};
 use crate::protocol::{auth, ModelSet};
 use crate::server::{ServerHandle, ServerInner};
 use crate::session::Session;
@@ -58,7 +56,10 @@ pub(crate) async fn handle<P: ModelSet>(
     request: Request<Incoming>,
     remote_addr: SocketAddr,
 ) -> Response<Body> {
-    match call(server, request, remote_addr).await {
+    let started = std::time::Instant::now();
+    // Only names the server knows become metric labels: a client cannot grow them.
+    let mut called: Option<(Arc<str>, &'static str)> = None;
+    let response = match call(server, request, remote_addr, &mut called).await {
         Ok(answer) => json(StatusCode::OK, answer),
         Err(error) => {
             let mut response = Response::new(Body::from(error.body().to_owned()));
@@ -69,13 +70,26 @@ pub(crate) async fn handle<P: ModelSet>(
             );
             response
         }
-    }
+    };
+    let (endpoint, method) = called
+        .as_ref()
+        .map_or(("unknown", "unknown"), |(endpoint, method)| {
+            (&**endpoint, *method)
+        });
+    server.metrics.method_call(
+        endpoint,
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn call<P: ModelSet>(
     server: &Arc<ServerInner<P>>,
     request: Request<Incoming>,
     remote_addr: SocketAddr,
+    called: &mut Option<(Arc<str>, &'static str)>,
 ) -> Result<Vec<u8>, MethodError> {
     let path = request.uri().path().trim_matches('/').to_owned();
     let (endpoint_name, path_method) = match path.split_once('/') {
@@ -112,13 +126,13 @@ async fn call<P: ModelSet>(
         .and_then(|value| value.to_str().ok())
         .map(|value| auth::unwrap_key(value).into_owned());
     let query = request.uri().query().map(str::to_owned);
-    let mut args = read_body(
+    let body = read_body(
         request,
         server.config.max_body_size,
         server.config.http_body_timeout,
     )
     .await?;
-    merge_query(&mut args, query.as_deref());
+    let mut args = parse_args(&body, query.as_deref())?;
 
     let method_name = match path_method {
         Some(name) => name,
@@ -142,6 +156,7 @@ async fn call<P: ModelSet>(
         )));
     };
     let info: &'static MethodInfo = &table[index];
+    *called = Some((endpoint_name.clone(), info.name));
 
     let auth = match (&key, &server.authentication) {
         (Some(key), Some(handler)) => handler.authenticate(key).await.map(Arc::new),
@@ -211,13 +226,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The body as named arguments: a JSON object (or nothing), at most `limit` bytes,
-/// arriving within `timeout`.
+/// The body, at most `limit` bytes, arriving within `timeout`.
 async fn read_body(
     request: Request<Incoming>,
     limit: usize,
     timeout: std::time::Duration,
-) -> Result<HashMap<String, Box<RawValue>>, MethodError> {
+) -> Result<bytes::Bytes, MethodError> {
     let too_large = || {
         MethodError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -255,54 +269,5 @@ async fn read_body(
             }
         })?
         .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(HashMap::new());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        MethodError::bad_request(format!(
-            "the body must be a JSON object of named arguments: {e}"
-        ))
-    })
-}
-
-/// Adds `?name=value` pairs (Serverpod merges them into the arguments); a value that is
-/// valid JSON is taken as JSON, anything else as a string. Body arguments win.
-fn merge_query(args: &mut HashMap<String, Box<RawValue>>, query: Option<&str>) {
-    let Some(query) = query else { return };
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if args.contains_key(name.as_ref()) {
-            continue;
-        }
-        let raw = RawValue::from_string(value.to_string())
-            .ok()
-            .filter(|_| serde_json::from_str::<serde::de::IgnoredAny>(&value).is_ok())
-            .or_else(|| serde_json::value::to_raw_value(&value).ok());
-        if let Some(raw) = raw {
-            args.insert(name.into_owned(), raw);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_json_or_strings() {
-        let mut args = HashMap::new();
-        args.insert(
-            "kept".to_owned(),
-            RawValue::from_string("1".into()).unwrap(),
-        );
-        merge_query(
-            &mut args,
-            Some("id=42&name=ann&flag=true&kept=2&list=%5B1%2C2%5D"),
-        );
-        let get = |name: &str| args[name].get().to_owned();
-        assert_eq!(get("id"), "42");
-        assert_eq!(get("name"), "\"ann\"");
-        assert_eq!(get("flag"), "true");
-        assert_eq!(get("kept"), "1", "the body wins");
-        assert_eq!(get("list"), "[1,2]");
-    }
+    Ok(bytes)
 }

@@ -32,6 +32,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use serde_json::value::RawValue;
 
 use crate::backoff::Backoff;
+use crate::metrics::Micros;
 use crate::protocol::{frame, EncodeError, ModelSet};
 
 /// How a server joins a cluster.
@@ -232,6 +234,8 @@ pub(crate) struct Cluster {
     publish: mpsc::Sender<Outgoing>,
     publish_queue: usize,
     shutdown: CancellationToken,
+    /// The last publish pipeline's round trip.
+    round_trip: Arc<Micros>,
 }
 
 enum Change {
@@ -250,11 +254,13 @@ impl Cluster {
         let shutdown = CancellationToken::new();
         let prefix = config.prefix.clone();
         let publish_queue = config.publish_queue;
+        let round_trip = Arc::new(Micros::default());
         tokio::spawn(publish_loop(
             outgoing,
             connection,
             config.publish_timeout,
             shutdown.clone(),
+            round_trip.clone(),
         ));
         let supervisor = Supervisor {
             client,
@@ -276,7 +282,13 @@ impl Cluster {
             publish,
             publish_queue,
             shutdown,
+            round_trip,
         })
+    }
+
+    /// How long the last publish pipeline took to be answered; `None` before one was.
+    pub(crate) fn last_round_trip(&self) -> Option<Duration> {
+        self.round_trip.get()
     }
 
     /// The current connection state.
@@ -578,6 +590,7 @@ async fn publish_loop(
     connection: watch::Receiver<Option<MultiplexedConnection>>,
     timeout: Duration,
     shutdown: CancellationToken,
+    round_trip: Arc<Micros>,
 ) {
     let mut batch = Vec::new();
     loop {
@@ -603,10 +616,14 @@ async fn publish_loop(
                 for post in &batch {
                     pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
                 }
+                let sent = tokio::time::Instant::now();
                 match tokio::time::timeout(timeout, pipe.query_async::<Vec<usize>>(&mut connection))
                     .await
                 {
-                    Ok(Ok(receivers)) => Ok(receivers),
+                    Ok(Ok(receivers)) => {
+                        round_trip.set(sent.elapsed());
+                        Ok(receivers)
+                    }
                     Ok(Err(error)) => Err(ClusterError::Unavailable(error.to_string())),
                     Err(_) => Err(ClusterError::Timeout(timeout)),
                 }

@@ -117,6 +117,11 @@ pub struct ServerConfig {
     /// this long after opening is closed with 1008. Default 30 s: past the first
     /// keepalive ping at 20 s, so a silent but live client answers in time.
     pub first_frame_timeout: Duration,
+    /// Where `GET` serves the Prometheus metrics (OpenMetrics text). Default
+    /// `Some("/metrics")`; `None` switches the route off. The figures say nothing
+    /// about users, but put the path behind your proxy's access rules if its counts
+    /// are not for everyone.
+    pub metrics_path: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +148,7 @@ impl Default for ServerConfig {
             http_body_timeout: Duration::from_secs(30),
             websocket_handshake_timeout: Duration::from_secs(10),
             first_frame_timeout: Duration::from_secs(30),
+            metrics_path: Some("/metrics".to_owned()),
         }
     }
 }
@@ -185,6 +191,7 @@ setters! {
     http_body_timeout: Duration,
     websocket_handshake_timeout: Duration,
     first_frame_timeout: Duration,
+    metrics_path: Option<String>,
 }
 
 impl ServerConfig {

@@ -28,6 +28,7 @@ use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::server::ServerInner;
 use crate::session::{SessionHandle, SessionShared, StreamingSession};
+use prometheus_client::metrics::histogram::Histogram;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -103,8 +104,13 @@ impl<P: ModelSet> Connection<P> {
         }
         let (sink, stream) = socket.split();
         let writer = tokio::spawn(
-            write_loop(sink, self.shared.clone(), self.server.config.close_timeout)
-                .in_current_span(),
+            write_loop(
+                sink,
+                self.shared.clone(),
+                self.server.config.close_timeout,
+                self.server.metrics.writer_batch_frames.clone(),
+            )
+            .in_current_span(),
         );
 
         if let Some(key) = auth_key {
@@ -220,6 +226,7 @@ impl<P: ModelSet> Connection<P> {
         match verdict {
             Verdict::Allowed => true,
             Verdict::Refused => {
+                self.server.metrics.rate_limited.inc();
                 self.reject(&ErrorFrame::new(
                     ErrorCode::RateLimited,
                     format!(
@@ -419,7 +426,10 @@ impl<P: ModelSet> Connection<P> {
                 .catch_unwind()
                 .await;
             match failure(outcome) {
-                None => self.streams[index] = Some(session),
+                None => {
+                    self.server.metrics.streams(&registered.name).inc();
+                    self.streams[index] = Some(session);
+                }
                 Some(failure) => {
                     // Whatever it joined before failing goes with it.
                     self.server.messages.close_stream(&session).await;
@@ -451,6 +461,7 @@ impl<P: ModelSet> Connection<P> {
             if let Some(failure) = failure(outcome) {
                 tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_closed panicked");
             }
+            self.server.metrics.streams(&registered.name).dec();
             self.server.messages.close_stream(&session).await;
         }
     }
@@ -542,10 +553,14 @@ async fn write_loop(
     mut sink: SplitSink<Socket, Message>,
     shared: Arc<SessionShared>,
     close_timeout: Duration,
+    batch_frames: Histogram,
 ) {
     let mut batch = Batch::default();
     // Every close (graceful or not) closes the queue first, which wakes this loop.
     while shared.outbound.next(&mut batch).await {
+        // Precision does not matter here: a count of frames as a histogram value.
+        #[allow(clippy::cast_precision_loss)]
+        batch_frames.observe(batch.frames.len() as f64);
         match write_batch(&mut sink, &shared, &mut batch).await {
             Written::All => {}
             Written::Aborted => break,

@@ -20,21 +20,20 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// The refusal as a complete HTTP/1.1 503 response, written before closing.
-    pub(crate) fn response(self) -> &'static [u8] {
-        match self {
-            Refusal::Full => concat!(
-                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n",
-                "Content-Type: application/json\r\nConnection: close\r\nContent-Length: 92\r\n\r\n",
-                r#"{"error":{"code":"too_many_connections","message":"the server is at its connection limit"}}"#
-            )
-            .as_bytes(),
-            Refusal::PerAddress => concat!(
-                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n",
-                "Content-Type: application/json\r\nConnection: close\r\nContent-Length: 104\r\n\r\n",
-                r#"{"error":{"code":"too_many_connections","message":"too many connections from this address"}}"#
-            )
-            .as_bytes(),
-        }
+    pub(crate) fn response(self) -> Vec<u8> {
+        let (retry_after, message) = match self {
+            Refusal::Full => (1, "the server is at its connection limit"),
+            Refusal::PerAddress => (5, "too many connections from this address"),
+        };
+        let body =
+            format!(r#"{{"error":{{"code":"too_many_connections","message":"{message}"}}}}"#);
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after}\r\n\
+             Content-Type: application/json\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
     }
 
     /// A short label for logs and metrics.
@@ -252,7 +251,8 @@ mod tests {
     #[test]
     fn refusals_are_complete_responses() {
         for refusal in [Refusal::Full, Refusal::PerAddress] {
-            let text = std::str::from_utf8(refusal.response()).unwrap();
+            let response = refusal.response();
+            let text = std::str::from_utf8(&response).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             let length: usize = head
                 .lines()

@@ -83,6 +83,18 @@ async fn route<P: ModelSet>(
             return response;
         }
     }
+    if let Some(path) = &server.config.metrics_path {
+        if request.method() == Method::GET && request.uri().path() == path {
+            let mut response = Response::new(Body::from(server.metrics.render()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            return response;
+        }
+    }
     match request.uri().path() {
         "/websocket" => upgrade(server, request, peer, ticket),
         "/health" if request.method() == Method::GET => json(StatusCode::OK, health(server)),

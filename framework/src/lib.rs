@@ -58,6 +58,7 @@ mod log_limit;
 mod memory_guard;
 pub mod messages;
 pub mod methods;
+mod metrics;
 mod outbound;
 mod owned;
 mod rate_limit;
@@ -85,7 +86,7 @@ pub use streampod_protocol::__codegen;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::methods::{
-        into_method_error, respond_value, Args, MethodFuture, MethodInfo, Methods,
+        into_method_error, parse_args, respond_value, Args, MethodFuture, MethodInfo, Methods,
     };
     pub use crate::protocol::ModelSet;
     pub use crate::session::Session;

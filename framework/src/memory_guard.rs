@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::outbound::TotalHeld;
 use crate::registry::SessionRegistry;
 
@@ -20,6 +22,7 @@ pub(crate) async fn run(
     sessions: Arc<SessionRegistry>,
     total: Arc<TotalHeld>,
     limit: usize,
+    closes: Counter,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
@@ -30,13 +33,14 @@ pub(crate) async fn run(
             _ = tick.tick() => {}
         }
         if total.get() > limit {
-            shed(&sessions, limit);
+            closes.inc_by(shed(&sessions, limit));
         }
     }
 }
 
-/// Closes the sessions holding the most bytes until what is left fits `limit`.
-fn shed(sessions: &SessionRegistry, limit: usize) {
+/// Closes the sessions holding the most bytes until what is left fits `limit`; how
+/// many it closed.
+fn shed(sessions: &SessionRegistry, limit: usize) -> u64 {
     let mut held: Vec<_> = sessions
         .snapshot()
         .into_iter()
@@ -44,7 +48,7 @@ fn shed(sessions: &SessionRegistry, limit: usize) {
         .collect();
     let mut remaining: usize = held.iter().map(|(bytes, _)| bytes).sum();
     held.sort_unstable_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
-    let mut closed = 0_usize;
+    let mut closed = 0_u64;
     for (bytes, session) in held {
         if remaining <= limit {
             break;
@@ -59,4 +63,5 @@ fn shed(sessions: &SessionRegistry, limit: usize) {
         limit,
         "queued bytes over the server's limit; closed the sessions holding the most"
     );
+    closed
 }

@@ -124,6 +124,12 @@ pub struct MessageStats {
     pub posts: u64,
     /// Frames encoded for them (one per post and endpoint name, not per recipient).
     pub frames_encoded: u64,
+    /// Messages queued for or handed to a listener, over all local posts.
+    pub deliveries: u64,
+    /// Frames dropped by the `DropOldest` and `LatestValue` policies.
+    pub dropped: u64,
+    /// Sessions disconnected as slow consumers by posts.
+    pub disconnected: u64,
 }
 
 /// Why a session could not join a channel or add a listener.
@@ -254,6 +260,10 @@ pub(crate) struct Central<P> {
     next_listener: AtomicU64,
     posts: AtomicU64,
     frames_encoded: AtomicU64,
+    /// Totals of every local post's [`DeliveryReport`], added once per post.
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    disconnected: AtomicU64,
     listeners: AtomicUsize,
     /// Redis backplane for `Global` posts, when configured.
     cluster: OnceLock<Cluster>,
@@ -380,6 +390,9 @@ impl<P: ModelSet> MessageCentral<P> {
                 next_listener: AtomicU64::new(1),
                 posts: AtomicU64::new(0),
                 frames_encoded: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                disconnected: AtomicU64::new(0),
                 listeners: AtomicUsize::new(0),
                 cluster: OnceLock::new(),
                 runtime,
@@ -717,6 +730,7 @@ impl<P: ModelSet> MessageCentral<P> {
         for session in sessions.iter().filter(|s| include(s)) {
             report.count(session.push(frames.get(endpoint)?));
         }
+        self.add_report(&report);
         Ok(report)
     }
 
@@ -768,6 +782,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 }
             }
         }
+        self.add_report(&report);
         Ok(report)
     }
 
@@ -813,9 +828,33 @@ impl<P: ModelSet> MessageCentral<P> {
 
     /// Cumulative counters.
     pub fn stats(&self) -> MessageStats {
+        let inner = &self.inner;
         MessageStats {
-            posts: self.inner.posts.load(Ordering::Relaxed),
-            frames_encoded: self.inner.frames_encoded.load(Ordering::Relaxed),
+            posts: inner.posts.load(Ordering::Relaxed),
+            frames_encoded: inner.frames_encoded.load(Ordering::Relaxed),
+            deliveries: inner.delivered.load(Ordering::Relaxed),
+            dropped: inner.dropped.load(Ordering::Relaxed),
+            disconnected: inner.disconnected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds one post's outcome to the totals: three atomic adds per post, none per
+    /// recipient.
+    fn add_report(&self, report: &DeliveryReport) {
+        let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let inner = &self.inner;
+        inner
+            .delivered
+            .fetch_add(as_u64(report.delivered), Ordering::Relaxed);
+        if report.dropped > 0 {
+            inner
+                .dropped
+                .fetch_add(as_u64(report.dropped), Ordering::Relaxed);
+        }
+        if report.disconnected > 0 {
+            inner
+                .disconnected
+                .fetch_add(as_u64(report.disconnected), Ordering::Relaxed);
         }
     }
 

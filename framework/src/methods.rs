@@ -111,7 +111,8 @@ pub struct Args {
 }
 
 impl Args {
-    pub(crate) fn new(values: HashMap<String, Box<RawValue>>, method: &'static MethodInfo) -> Self {
+    /// The arguments `values` of a call to `method`.
+    pub fn new(values: HashMap<String, Box<RawValue>>, method: &'static MethodInfo) -> Self {
         Self { values, method }
     }
 
@@ -160,6 +161,45 @@ impl Args {
             ))),
         }
     }
+}
+
+/// The named arguments of a call: the body (a JSON object, or nothing but whitespace)
+/// plus `?name=value` pairs of the query (Serverpod merges them in); a query value that
+/// is valid JSON is taken as JSON, anything else as a string. Body arguments win.
+///
+/// # Errors
+///
+/// A 400 [`MethodError`] when the body is not a JSON object.
+#[doc(hidden)]
+pub fn parse_args(
+    body: &[u8],
+    query: Option<&str>,
+) -> Result<HashMap<String, Box<RawValue>>, MethodError> {
+    let mut args = if body.iter().all(u8::is_ascii_whitespace) {
+        HashMap::new()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            MethodError::bad_request(format!(
+                "the body must be a JSON object of named arguments: {e}"
+            ))
+        })?
+    };
+    let Some(query) = query else {
+        return Ok(args);
+    };
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if args.contains_key(name.as_ref()) {
+            continue;
+        }
+        let raw = RawValue::from_string(value.to_string())
+            .ok()
+            .filter(|_| serde_json::from_str::<serde::de::IgnoredAny>(&value).is_ok())
+            .or_else(|| serde_json::value::to_raw_value(&value).ok());
+        if let Some(raw) = raw {
+            args.insert(name.into_owned(), raw);
+        }
+    }
+    Ok(args)
 }
 
 /// A failed method call: an HTTP status and a JSON body.
@@ -297,4 +337,26 @@ pub fn respond_value<R: WireValue>(value: &R) -> Result<Vec<u8>, MethodError> {
 #[doc(hidden)]
 pub fn into_method_error<E: IntoMethodError>(error: E) -> MethodError {
     error.into_method_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_json_or_strings() {
+        let args = parse_args(
+            br#"{"kept": 1}"#,
+            Some("id=42&name=ann&flag=true&kept=2&list=%5B1%2C2%5D"),
+        )
+        .unwrap();
+        let get = |name: &str| args[name].get().to_owned();
+        assert_eq!(get("id"), "42");
+        assert_eq!(get("name"), "\"ann\"");
+        assert_eq!(get("flag"), "true");
+        assert_eq!(get("kept"), "1", "the body wins");
+        assert_eq!(get("list"), "[1,2]");
+        assert!(parse_args(b"  \n", None).unwrap().is_empty());
+        assert_eq!(parse_args(b"[1]", None).unwrap_err().status(), 400);
+    }
 }

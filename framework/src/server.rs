@@ -3,10 +3,10 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
@@ -14,15 +14,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthenticationHandler;
 use crate::call::MethodEndpoints;
-use crate::cluster::ClusterConfig;
+use crate::cluster::{Cluster, ClusterConfig, ClusterState};
 use crate::config::ServerConfig;
-use crate::connections::Connections;
+use crate::connections::{Connections, Refusal};
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::http;
 use crate::log_limit::RateLimitedLog;
 use crate::memory_guard;
 use crate::messages::{MessageCentral, SessionLimits};
 use crate::methods::Methods;
+use crate::metrics::{self, Metrics};
 use crate::outbound::TotalHeld;
 use crate::protocol::ModelSet;
 use crate::registry::SessionRegistry;
@@ -43,6 +44,10 @@ pub(crate) struct ServerInner<P: ModelSet> {
     pub(crate) held_bytes: Arc<TotalHeld>,
     /// Open TCP connections and their caps.
     pub(crate) connections: Arc<Connections>,
+    /// The server's Prometheus metrics.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Refused connections still delivering their 503.
+    lingering_refusals: AtomicUsize,
     local_addr: SocketAddr,
     next_id: AtomicU64,
 }
@@ -238,6 +243,11 @@ impl<P: ModelSet> ServerBuilder<P> {
             self.config.max_connections,
             self.config.max_connections_per_ip,
         ));
+        let metrics = Arc::new(Metrics::new(scrape(
+            messages.clone(),
+            sessions.clone(),
+            connections.clone(),
+        )));
         let inner = Arc::new(ServerInner {
             files: self.files,
             endpoints: self.endpoints,
@@ -250,6 +260,8 @@ impl<P: ModelSet> ServerBuilder<P> {
             tasks: TaskTracker::new(),
             held_bytes: Arc::default(),
             connections,
+            metrics,
+            lingering_refusals: AtomicUsize::new(0),
             local_addr,
             next_id: AtomicU64::new(1),
         });
@@ -258,6 +270,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             inner.sessions.clone(),
             inner.held_bytes.clone(),
             inner.config.max_total_queued_bytes,
+            inner.metrics.memory_guard_closes.clone(),
             inner.shutdown.clone(),
         ));
         let accept = tokio::spawn(accept_loop(inner.clone(), listener));
@@ -266,6 +279,31 @@ impl<P: ModelSet> ServerBuilder<P> {
             accept,
         })
     }
+}
+
+/// What a metrics scrape reads: levels and the message central's totals.
+fn scrape<P: ModelSet>(
+    messages: MessageCentral<P>,
+    sessions: Arc<SessionRegistry>,
+    connections: Arc<Connections>,
+) -> metrics::Source {
+    Box::new(move || {
+        let stats = messages.stats();
+        let cluster = messages.cluster();
+        metrics::Snapshot {
+            connections_open: connections.open(),
+            sessions: sessions.len(),
+            channels: messages.channel_count(),
+            listeners: messages.total_listeners(),
+            posts: stats.posts,
+            deliveries: stats.deliveries,
+            frames_encoded: stats.frames_encoded,
+            frames_dropped: stats.dropped,
+            slow_consumer_disconnects: stats.disconnected,
+            cluster_connected: cluster.map(|c| c.state() == ClusterState::Connected),
+            cluster_round_trip: cluster.and_then(Cluster::last_round_trip),
+        }
+    })
 }
 
 /// A file served at a fixed path.
@@ -314,10 +352,17 @@ async fn accept_loop<P: ModelSet>(inner: Arc<ServerInner<P>>, listener: TcpListe
             }
         };
         let ticket = match inner.connections.admit(peer.ip()) {
-            Ok(ticket) => ticket,
+            Ok(ticket) => {
+                inner.metrics.connections_accepted.inc();
+                ticket
+            }
             Err(refusal) => {
-                // A fresh socket's send buffer is empty: the short answer fits at once.
-                let _ = stream.try_write(refusal.response());
+                inner
+                    .metrics
+                    .connections_refused
+                    .get_or_create(&vec![("reason", refusal.as_str().to_owned())])
+                    .inc();
+                refuse(&inner, stream, refusal);
                 if let Some(suppressed) = refusals.ready() {
                     tracing::warn!(target: "streampod::server", %peer, reason = refusal.as_str(), suppressed, "refused a connection at the connection limit");
                 }
@@ -331,6 +376,39 @@ async fn accept_loop<P: ModelSet>(inner: Arc<ServerInner<P>>, listener: TcpListe
             .spawn(http::serve_connection(inner.clone(), stream, peer, ticket));
     }
     tracing::info!(target: "streampod::server", "stopped accepting connections");
+}
+
+/// Refused connections that may linger at once to deliver their 503 (each holds a
+/// file descriptor for up to [`REFUSAL_LINGER`]; `max_connections`' reserve covers them).
+const LINGERING_REFUSALS: usize = 32;
+
+/// How long a refused connection is read and discarded after its 503, so that closing
+/// it does not reset the connection before the client read the answer.
+const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Answers a refused connection with its 503 and closes it. A fresh socket's send
+/// buffer is empty, so the short answer is written at once; then, while few are
+/// lingering, the connection is half-closed and drained briefly so the client gets the
+/// answer instead of a reset. Beyond that it is simply dropped.
+fn refuse<P: ModelSet>(inner: &Arc<ServerInner<P>>, stream: TcpStream, refusal: Refusal) {
+    let _ = stream.try_write(&refusal.response());
+    let lingering = &inner.lingering_refusals;
+    if lingering.fetch_add(1, Ordering::Relaxed) >= LINGERING_REFUSALS {
+        lingering.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let inner = inner.clone();
+    inner.clone().tasks.spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        let mut sink = [0_u8; 1024];
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
+        })
+        .await;
+        inner.lingering_refusals.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// How often a repeated warning a peer can trigger is logged at most.

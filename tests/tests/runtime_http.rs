@@ -54,7 +54,11 @@ async fn health_answers_ok() {
     let (status, headers, body) = request(server.local_addr(), Request::get("/health")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(body, json!({"status": "ok", "sessions": 0}));
+    assert_eq!(
+        body,
+        json!({"status": "ok", "sessions": 0, "connections": 1}),
+        "this request's own connection is open"
+    );
     let (status, _, body) = request(server.local_addr(), Request::post("/health")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
@@ -103,6 +107,9 @@ async fn malformed_upgrades_are_refused_with_reasons() {
 
     let (status, _, body) = request(addr, upgrade().header("sec-websocket-version", "13")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["message"], "missing Sec-WebSocket-Key header");
+    assert_eq!(
+        body["error"]["message"],
+        "Sec-WebSocket-Key must be the base64 of 16 bytes"
+    );
     server.shutdown().await;
 }
