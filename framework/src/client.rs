@@ -152,8 +152,8 @@ impl<P> fmt::Debug for ClientBuilder<P> {
 }
 
 impl<P: ModelSet> ClientBuilder<P> {
-    /// Signs the socket and method calls in with `key` (sent as `Bearer` for calls and
-    /// `?auth=` for the socket, as Serverpod clients do).
+    /// Signs the socket and method calls in with `key`, sent as an
+    /// `Authorization: Bearer` header on both (never in the URL, which proxies log).
     pub fn auth_key(mut self, key: impl Into<String>) -> Self {
         self.auth_key = Some(key.into());
         self
@@ -482,12 +482,15 @@ impl<P: ModelSet> Supervisor<P> {
         String,
     > {
         let inner = &self.client.inner;
-        let mut url = format!("{}/websocket", inner.ws_base);
+        let url = format!("{}/websocket", inner.ws_base);
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
         if let Some(key) = &inner.auth_key {
-            let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
-            url.push_str(&format!("?auth={encoded}"));
+            let value = http::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| "the auth key cannot be sent in a header".to_owned())?;
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
         }
-        let request = url.into_client_request().map_err(|e| e.to_string())?;
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| e.to_string())?;

@@ -74,7 +74,7 @@ pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
     }
 
     /// The stream ended: the socket closed (client close, network drop, keepalive
-    /// timeout, slow consumer, [`StreamingSession::close`], server shutdown) or the
+    /// timeout, slow consumer, [`SessionHandle::close`](crate::SessionHandle::close), server shutdown) or the
     /// session's identity changed. `session` still shows the old identity. After it
     /// returns, what this stream joined is left.
     async fn stream_closed(&self, session: &StreamingSession<P>) {

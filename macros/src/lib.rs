@@ -2,7 +2,7 @@
 //! (`streampod::endpoint`); see its `methods` module for the full story.
 //!
 //! The crate is thin: the entry point parses and checks the `impl` block into a small
-//! model ([`parse`]), then emits the method table ([`expand`]). Every problem is a
+//! model (`parse`), then emits the method table (`expand`). Every problem is a
 //! compile error at the offending token.
 
 mod expand;
