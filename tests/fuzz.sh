@@ -28,6 +28,6 @@ for target in "${targets[@]}"; do
         -artifact_prefix="tests/fuzz/artifacts/$target/" -print_final_stats=1 \
         >"$log" 2>&1 || { tail -40 "$log"; echo "$target: FAILED (see $log)"; exit 1; }
     done_runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
-    per_second=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+    per_second=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
     echo "$target: ${done_runs:-?} executions, ~${per_second:-?}/s, no crash"
 done

@@ -147,6 +147,29 @@ impl Builder {
         self.generate_files(&files)
     }
 
+    /// Checks model files held in memory as [`Builder::generate_sources`] would, without
+    /// generating code: the warnings, or every problem found. For editors, linters and
+    /// fuzzers, where expanding and formatting the code would be wasted work.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Models`] with every problem found.
+    pub fn check_sources<P: AsRef<Path>>(
+        &self,
+        sources: impl IntoIterator<Item = (P, String)>,
+    ) -> Result<Vec<Diagnostic>, Error> {
+        let files: Vec<SourceFile> = sources
+            .into_iter()
+            .map(|(path, text)| SourceFile::new(path.as_ref(), text))
+            .collect();
+        let mut diagnostics = Diagnostics::default();
+        validate::validate(&files, &mut diagnostics);
+        if diagnostics.has_errors() {
+            return Err(Error::Models(diagnostics.items));
+        }
+        Ok(diagnostics.items)
+    }
+
     fn generate_files(&self, files: &[SourceFile]) -> Result<Generated, Error> {
         let runtime: syn::Path = syn::parse_str(&self.runtime_path)
             .map_err(|_| Error::RuntimePath(self.runtime_path.clone()))?;

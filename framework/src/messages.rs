@@ -126,8 +126,12 @@ pub struct MessageStats {
     pub frames_encoded: u64,
     /// Messages queued for or handed to a listener, over all local posts.
     pub deliveries: u64,
-    /// Frames dropped by the `DropOldest` and `LatestValue` policies.
+    /// Frames dropped by the `DropOldest` and `LatestValue` policies, all channels.
     pub dropped: u64,
+    /// Of those, dropped on channels whose policy is `DropOldest`.
+    pub dropped_oldest: u64,
+    /// Of those, replaced on channels whose policy is `LatestValue`.
+    pub dropped_latest_value: u64,
     /// Sessions disconnected as slow consumers by posts.
     pub disconnected: u64,
 }
@@ -262,7 +266,9 @@ pub(crate) struct Central<P> {
     frames_encoded: AtomicU64,
     /// Totals of every local post's [`DeliveryReport`], added once per post.
     delivered: AtomicU64,
-    dropped: AtomicU64,
+    /// Dropped frames by the policy that dropped them: index 0 direct sends and
+    /// broadcasts, 1 `DropOldest` channels, 2 `LatestValue` channels.
+    dropped: [AtomicU64; 3],
     disconnected: AtomicU64,
     listeners: AtomicUsize,
     /// Redis backplane for `Global` posts, when configured.
@@ -391,7 +397,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 posts: AtomicU64::new(0),
                 frames_encoded: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
+                dropped: std::array::from_fn(|_| AtomicU64::new(0)),
                 disconnected: AtomicU64::new(0),
                 listeners: AtomicUsize::new(0),
                 cluster: OnceLock::new(),
@@ -730,7 +736,7 @@ impl<P: ModelSet> MessageCentral<P> {
         for session in sessions.iter().filter(|s| include(s)) {
             report.count(session.push(frames.get(endpoint)?));
         }
-        self.add_report(&report);
+        self.add_report(&report, None);
         Ok(report)
     }
 
@@ -782,7 +788,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 }
             }
         }
-        self.add_report(&report);
+        self.add_report(&report, Some(policy));
         Ok(report)
     }
 
@@ -833,23 +839,32 @@ impl<P: ModelSet> MessageCentral<P> {
             posts: inner.posts.load(Ordering::Relaxed),
             frames_encoded: inner.frames_encoded.load(Ordering::Relaxed),
             deliveries: inner.delivered.load(Ordering::Relaxed),
-            dropped: inner.dropped.load(Ordering::Relaxed),
+            dropped: inner
+                .dropped
+                .iter()
+                .map(|d| d.load(Ordering::Relaxed))
+                .sum(),
+            dropped_oldest: inner.dropped[1].load(Ordering::Relaxed),
+            dropped_latest_value: inner.dropped[2].load(Ordering::Relaxed),
             disconnected: inner.disconnected.load(Ordering::Relaxed),
         }
     }
 
-    /// Adds one post's outcome to the totals: three atomic adds per post, none per
-    /// recipient.
-    fn add_report(&self, report: &DeliveryReport) {
+    /// Adds one post's outcome to the totals: an atomic add or three per post, none
+    /// per recipient. `policy` is the channel's; `None` for broadcasts to sessions.
+    fn add_report(&self, report: &DeliveryReport, policy: Option<SlowConsumerPolicy>) {
         let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let inner = &self.inner;
         inner
             .delivered
             .fetch_add(as_u64(report.delivered), Ordering::Relaxed);
         if report.dropped > 0 {
-            inner
-                .dropped
-                .fetch_add(as_u64(report.dropped), Ordering::Relaxed);
+            let by = match policy {
+                None | Some(SlowConsumerPolicy::Disconnect) => 0,
+                Some(SlowConsumerPolicy::DropOldest) => 1,
+                Some(SlowConsumerPolicy::LatestValue) => 2,
+            };
+            inner.dropped[by].fetch_add(as_u64(report.dropped), Ordering::Relaxed);
         }
         if report.disconnected > 0 {
             inner

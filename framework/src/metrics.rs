@@ -35,8 +35,9 @@ pub(crate) struct Snapshot {
     pub(crate) posts: u64,
     pub(crate) deliveries: u64,
     pub(crate) frames_encoded: u64,
-    /// Frames dropped by `DropOldest` and `LatestValue`.
-    pub(crate) frames_dropped: u64,
+    /// Frames dropped, by the policy that dropped them (`direct`: sends and broadcasts
+    /// to sessions under the server's direct policy).
+    pub(crate) frames_dropped: [(&'static str, u64); 3],
     /// Sessions closed because their queue overflowed (`Disconnect`).
     pub(crate) slow_consumer_disconnects: u64,
     /// `None` without a cluster; otherwise whether Redis is connected.
@@ -227,12 +228,16 @@ impl Collector for Levels {
             "Frames encoded for posts (one per post and endpoint, not per recipient)",
             now.frames_encoded,
         )?;
-        counter(
-            e,
+        let mut dropped = e.encode_descriptor(
             "streampod_frames_dropped",
-            "Frames dropped by the DropOldest and LatestValue slow-consumer policies",
-            now.frames_dropped,
+            "Frames dropped for slow consumers, by the policy that dropped them",
+            None,
+            MetricType::Counter,
         )?;
+        for (policy, count) in now.frames_dropped {
+            let labels = [("policy", policy)];
+            ConstCounter::new(count).encode(dropped.encode_family(&labels)?)?;
+        }
         counter(
             e,
             "streampod_slow_consumer_disconnects",

@@ -298,7 +298,14 @@ fn scrape<P: ModelSet>(
             posts: stats.posts,
             deliveries: stats.deliveries,
             frames_encoded: stats.frames_encoded,
-            frames_dropped: stats.dropped,
+            frames_dropped: [
+                (
+                    "direct",
+                    stats.dropped - stats.dropped_oldest - stats.dropped_latest_value,
+                ),
+                ("drop_oldest", stats.dropped_oldest),
+                ("latest_value", stats.dropped_latest_value),
+            ],
             slow_consumer_disconnects: stats.disconnected,
             cluster_connected: cluster.map(|c| c.state() == ClusterState::Connected),
             cluster_round_trip: cluster.and_then(Cluster::last_round_trip),

@@ -128,6 +128,10 @@ async fn scrapes_follow_what_the_server_did() {
         "unknown names never become labels"
     );
     assert!(value(&after, "streampod_writer_batch_frames_count") >= 1.0);
+    assert_eq!(
+        value(&after, "streampod_frames_dropped_total{policy=\"drop_oldest\"}"),
+        0.0
+    );
     assert!(after.ends_with("# EOF\n"));
     server.shutdown().await;
 }

@@ -72,6 +72,15 @@ async fn key_from_query_header_or_command() {
         TestClient::connect_with(addr, "", &[("authorization", "Basic cm9vdC1rZXk=")]).await;
     assert_eq!(whoami(&mut by_basic, "admin").await.0, "2");
 
+    // Both given: the header wins (URLs end up in logs; clients that can set a header should).
+    let mut both = TestClient::connect_with(
+        addr,
+        "?auth=root-key",
+        &[("authorization", "Bearer ann-key")],
+    )
+    .await;
+    assert_eq!(whoami(&mut both, "members").await.0, "1");
+
     let mut by_command = TestClient::connect(addr, "").await;
     assert_eq!(whoami(&mut by_command, "open").await.0, "-");
     by_command
