@@ -102,6 +102,15 @@ async fn post(addr: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap())
 }
 
+/// A ping command round trip: everything sent before it has been handled.
+async fn round_trip(socket: &mut Socket) {
+    socket
+        .send(Message::text(r#"{"command":"ping","args":{}}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(socket).await, json!({"command": "pong"}));
+}
+
 async fn send(socket: &mut Socket, class_name: &str, data: Value) {
     let frame = json!({"endpoint": "chat", "object": {"className": class_name, "data": data}});
     socket.send(Message::text(frame.to_string())).await.unwrap();
@@ -149,11 +158,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
     }
     // Ping round trips make sure both subscriptions were handled before posting.
     for socket in [&mut ann, &mut bob] {
-        socket
-            .send(Message::text(r#"{"command":"ping","args":{}}"#))
-            .await
-            .unwrap();
-        assert_eq!(next_json(socket).await, json!({"command": "pong"}));
+        round_trip(socket).await;
     }
 
     send(
@@ -198,11 +203,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
 
     // The README's curl call: a method call reaches every device of the user.
     let mut phone = connect_as(&addr, "?auth=ann-secret-1").await;
-    phone
-        .send(Message::text(r#"{"command":"ping","args":{}}"#))
-        .await
-        .unwrap();
-    assert_eq!(next_json(&mut phone).await, json!({"command": "pong"}));
+    round_trip(&mut phone).await;
     let (status, body) = post(
         &addr,
         "/notification/sendNotification",
@@ -321,7 +322,6 @@ async fn keys_never_reach_the_log_even_at_trace_and_leaving_peers_are_no_errors(
         Stdio::from(log.reopen().unwrap()),
         &["--log", "trace"],
     );
-    let ping = r#"{"command":"ping","args":{}}"#;
     // Signed in three ways: the auth command, the URL, the header.
     let mut by_command = connect(&addr).await;
     by_command
@@ -330,11 +330,9 @@ async fn keys_never_reach_the_log_even_at_trace_and_leaving_peers_are_no_errors(
         ))
         .await
         .unwrap();
-    by_command.send(Message::text(ping)).await.unwrap();
-    assert_eq!(next_json(&mut by_command).await, json!({"command": "pong"}));
+    round_trip(&mut by_command).await;
     let mut by_url = connect_as(&addr, "?auth=ann-secret-1").await;
-    by_url.send(Message::text(ping)).await.unwrap();
-    assert_eq!(next_json(&mut by_url).await, json!({"command": "pong"}));
+    round_trip(&mut by_url).await;
     let (status, _) = post(
         &addr,
         "/notification/sendNotification",

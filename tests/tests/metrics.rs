@@ -129,7 +129,10 @@ async fn scrapes_follow_what_the_server_did() {
     );
     assert!(value(&after, "streampod_writer_batch_frames_count") >= 1.0);
     assert_eq!(
-        value(&after, "streampod_frames_dropped_total{policy=\"drop_oldest\"}"),
+        value(
+            &after,
+            "streampod_frames_dropped_total{policy=\"drop_oldest\"}"
+        ),
         0.0
     );
     assert!(after.ends_with("# EOF\n"));
