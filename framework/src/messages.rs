@@ -74,7 +74,7 @@ impl DeliveryReport {
                 self.delivered += 1;
                 self.dropped += dropped;
             }
-            Push::Dropped => self.dropped += 1,
+            Push::Dropped(dropped) => self.dropped += dropped,
             Push::Overflow => self.disconnected += 1,
             Push::Closed => {}
         }

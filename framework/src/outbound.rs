@@ -26,8 +26,10 @@ pub(crate) enum Push {
     /// Queued after dropping this many older frames (`DropOldest`), or replacing the
     /// channel's pending frame (`LatestValue`, counted as one).
     QueuedDropping(usize),
-    /// Not queued: the queue is full and nothing of this channel could make room.
-    Dropped,
+    /// Not queued: the queue is full and the channel's older frames could not make
+    /// enough room. Counts every frame dropped, this one and older ones of the
+    /// channel that went trying.
+    Dropped(usize),
     /// The queue is full and the policy is `Disconnect`: the caller closes the session.
     Overflow,
     /// The session is closing; the frame was not queued.
@@ -177,7 +179,7 @@ impl Outbound {
                         // Room cannot be made: the new frame is dropped (older ones of
                         // its channel may have gone already).
                         self.report(&mut state);
-                        return Push::Dropped;
+                        return Push::Dropped(dropped + 1);
                     }
                     dropped += 1;
                 }
@@ -308,7 +310,7 @@ mod tests {
         q.push(frame("a2"), 1, DropOldest);
         assert_eq!(q.push(frame("a3"), 1, DropOldest), Push::QueuedDropping(1));
         // Channel 2 has nothing queued to give up: its new frame is dropped instead.
-        assert_eq!(q.push(frame("b1"), 2, DropOldest), Push::Dropped);
+        assert_eq!(q.push(frame("b1"), 2, DropOldest), Push::Dropped(1));
         assert_eq!(
             drain(&q),
             [(7, "x1".into()), (1, "a2".into()), (1, "a3".into())]
@@ -370,6 +372,19 @@ mod tests {
         );
         let _ = futures_util::FutureExt::now_or_never(a.next(&mut batch));
         assert_eq!(total.get(), 0);
+    }
+
+    #[test]
+    fn a_frame_that_cannot_fit_counts_what_went_trying() {
+        let q = queue(10, 10);
+        q.push(frame("aaaa"), 1, DropOldest);
+        q.push(frame("bbbb"), 2, DropOldest);
+        assert_eq!(
+            q.push(frame("ccccccccc"), 1, DropOldest),
+            Push::Dropped(2),
+            "the older frame of channel 1 went, and the new one did not fit"
+        );
+        assert_eq!(drain(&q), [(2, "bbbb".into())]);
     }
 
     #[test]

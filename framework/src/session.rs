@@ -144,7 +144,7 @@ impl SessionShared {
                 dropped,
                 "consumer behind; dropped older frames"
             ),
-            Push::Dropped => tracing::trace!(
+            Push::Dropped(_) => tracing::trace!(
                 target: "streampod::session",
                 parent: &self.span,
                 "outbound queue full; dropped a frame"
@@ -286,7 +286,7 @@ impl<P: ModelSet> SessionHandle<P> {
     /// Queues an already encoded frame.
     pub(crate) fn send_frame(&self, frame: Utf8Bytes) -> Result<(), SendError> {
         match self.shared.push(frame) {
-            Push::Queued | Push::QueuedDropping(_) | Push::Dropped => Ok(()),
+            Push::Queued | Push::QueuedDropping(_) | Push::Dropped(_) => Ok(()),
             Push::Overflow => Err(SendError::SlowConsumer),
             Push::Closed => Err(SendError::Closed),
         }
