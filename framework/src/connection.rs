@@ -237,7 +237,10 @@ impl<P: ModelSet> Connection<P> {
                 false
             }
             Verdict::Abusive => {
-                tracing::info!(target: "streampod::connection", per_second = limit.per_second, burst = limit.burst, "closing a client that kept sending past its rate limit");
+                static ABUSE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+                if let Some(suppressed) = ABUSE.ready() {
+                    tracing::info!(target: "streampod::connection", per_second = limit.per_second, burst = limit.burst, suppressed, "closing a client that kept sending past its rate limit");
+                }
                 self.shared
                     .close(CloseCode::Policy, "inbound rate limit exceeded");
                 false

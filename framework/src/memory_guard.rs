@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use prometheus_client::metrics::counter::Counter;
 
+use crate::log_limit::RateLimitedLog;
 use crate::outbound::TotalHeld;
 use crate::registry::SessionRegistry;
 
@@ -57,11 +58,15 @@ fn shed(sessions: &SessionRegistry, limit: usize) -> u64 {
         remaining -= bytes;
         closed += 1;
     }
-    tracing::warn!(
-        target: "streampod::server",
-        closed,
-        limit,
-        "queued bytes over the server's limit; closed the sessions holding the most"
-    );
+    static SHED: RateLimitedLog = RateLimitedLog::new(std::time::Duration::from_secs(5));
+    if let Some(suppressed) = SHED.ready() {
+        tracing::warn!(
+            target: "streampod::server",
+            closed,
+            limit,
+            suppressed,
+            "queued bytes over the server's limit; closed the sessions holding the most"
+        );
+    }
     closed
 }
