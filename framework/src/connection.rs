@@ -40,12 +40,17 @@ pub(crate) async fn run<P: ModelSet>(
     auth_key: Option<String>,
 ) {
     let config = &server.config;
-    let socket = WebSocketStream::from_raw_socket(
-        TokioIo::new(upgraded),
-        Role::Server,
-        Some(config.websocket()),
-    )
-    .await;
+    // In a block of its own: the whole socket (and the future that made it) must not stay
+    // in this future's state for the socket's life, only its two halves do.
+    let (sink, stream) = {
+        let socket = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(config.websocket()),
+        )
+        .await;
+        socket.split()
+    };
     let id = server.next_session_id();
     let span = tracing::info_span!(
         target: "streampod::connection",
@@ -81,7 +86,11 @@ pub(crate) async fn run<P: ModelSet>(
         streams,
         inbound,
     };
-    connection.serve(socket, auth_key).instrument(span).await;
+    // Halves, not the socket: an async fn keeps its arguments for its whole life.
+    connection
+        .serve(sink, stream, auth_key)
+        .instrument(span)
+        .await;
 }
 
 struct Connection<P: ModelSet> {
@@ -96,13 +105,17 @@ struct Connection<P: ModelSet> {
 }
 
 impl<P: ModelSet> Connection<P> {
-    async fn serve(mut self, socket: Socket, auth_key: Option<String>) {
+    async fn serve(
+        mut self,
+        sink: SplitSink<Socket, Message>,
+        stream: SplitStream<Socket>,
+        auth_key: Option<String>,
+    ) {
         tracing::debug!(target: "streampod::connection", "socket opened");
         self.server.sessions.insert(self.shared.clone());
         if self.server.shutdown.is_cancelled() {
             self.shared.close(CloseCode::Away, "server shutting down");
         }
-        let (sink, stream) = socket.split();
         let writer = tokio::spawn(
             write_loop(
                 sink,
@@ -113,23 +126,35 @@ impl<P: ModelSet> Connection<P> {
             .in_current_span(),
         );
 
-        if let Some(key) = auth_key {
-            let auth = self.resolve(Some(&key)).await;
-            self.change_identity(auth).await;
-        }
-        self.open_accessible().await;
+        // The opening and closing steps run once per socket: boxed, so their state does
+        // not enlarge the future every idle socket keeps for its whole life.
+        Box::pin(self.open(auth_key)).await;
         self.read_loop(stream).await;
 
         // Whatever ended the loop, nothing more is read; flush or drop, then close.
         self.shared.peer_closed();
-        self.close_streams().await;
-        self.server.messages.remove_session(&self.shared).await;
+        Box::pin(self.close_all()).await;
         self.server.sessions.remove(self.shared.id);
         let grace = self.server.config.close_timeout + Duration::from_millis(500);
         if tokio::time::timeout(grace, writer).await.is_err() {
             tracing::warn!(target: "streampod::connection", "writer did not finish in time");
         }
         tracing::debug!(target: "streampod::connection", "socket closed");
+    }
+
+    /// Signs in with the handshake's key, if any, and opens the accessible endpoints.
+    async fn open(&mut self, auth_key: Option<String>) {
+        if let Some(key) = auth_key {
+            let auth = self.resolve(Some(&key)).await;
+            self.change_identity(auth).await;
+        }
+        self.open_accessible().await;
+    }
+
+    /// Closes every stream and removes what the session still holds.
+    async fn close_all(&mut self) {
+        self.close_streams().await;
+        self.server.messages.remove_session(&self.shared).await;
     }
 
     async fn read_loop(&mut self, mut stream: SplitStream<Socket>) {
@@ -264,8 +289,12 @@ impl<P: ModelSet> Connection<P> {
                 self.shared.push(Utf8Bytes::from_static(PONG));
             }
             Ok(Frame::Auth { key }) => {
-                let auth = self.resolve(key.as_deref()).await;
-                self.change_identity(auth).await;
+                // Rare, and deep (every stream closes and opens): boxed, see `serve`.
+                Box::pin(async {
+                    let auth = self.resolve(key.as_deref()).await;
+                    self.change_identity(auth).await;
+                })
+                .await;
             }
             Ok(Frame::Pong) => {}
             Ok(_) => self.reject(&ErrorFrame::new(

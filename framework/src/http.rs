@@ -192,7 +192,10 @@ fn upgrade<P: ModelSet>(
     let ticket = ticket.clone();
     let handshake_timeout = server.config.websocket_handshake_timeout;
     server.tasks.spawn(async move {
-        match tokio::time::timeout(handshake_timeout, on_upgrade).await {
+        // Bound first: a match on the timeout would keep its timer alive (and in this
+        // task's memory) for the whole life of the socket.
+        let upgraded = tokio::time::timeout(handshake_timeout, on_upgrade).await;
+        match upgraded {
             Ok(Ok(upgraded)) => connection::run(session_server, upgraded, peer, auth_key).await,
             Ok(Err(error)) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
             Err(_) => tracing::debug!(target: "streampod::http", %peer, "WebSocket upgrade timed out"),
