@@ -9,7 +9,7 @@ use std::time::Duration;
 use streampod::cluster::ClusterState;
 use streampod::messages::{Scope, SessionMessages, Throttled};
 use streampod::protocol::types::DateTime;
-use streampod::{async_trait, Endpoint, EndpointError, ModelSet, StreamingSession};
+use streampod::{Endpoint, EndpointError, ModelSet, StreamingSession};
 
 use crate::models::{InvalidRequest, Protocol, RoomUpdate};
 
@@ -119,7 +119,6 @@ fn refuse(
     Ok(())
 }
 
-#[async_trait]
 impl Endpoint<Protocol> for ChatEndpoint {
     async fn stream_opened(
         &self,

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use streampod::async_trait;
 use streampod::auth::{AuthInfo, AuthenticationHandler, Scope};
 
 /// Tokens and who they sign in as.
@@ -78,7 +77,6 @@ impl DemoTokens {
     }
 }
 
-#[async_trait]
 impl AuthenticationHandler for DemoTokens {
     async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
         self.tokens.get(key).cloned()

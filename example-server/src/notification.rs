@@ -4,7 +4,7 @@
 
 use streampod::messages::Scope;
 use streampod::protocol::types::DateTime;
-use streampod::{async_trait, endpoint, Endpoint, EndpointError, Session, StreamingSession};
+use streampod::{endpoint, Endpoint, EndpointError, Session, StreamingSession};
 
 use crate::models::{
     AnnouncementMessage, InvalidRequest, NotificationMessage, Protocol, SystemNotification,
@@ -26,7 +26,6 @@ pub const NAME: &str = "notification";
 #[derive(Debug, Default)]
 pub struct NotificationEndpoint;
 
-#[async_trait]
 impl Endpoint<Protocol> for NotificationEndpoint {
     async fn stream_opened(
         &self,

@@ -79,10 +79,23 @@ impl AuthInfo {
     message = "`{Self}` cannot authenticate sessions",
     note = "implement `AuthenticationHandler`, or wrap an async closure with `streampod::auth::from_fn`"
 )]
-#[async_trait]
 pub trait AuthenticationHandler: Send + Sync + 'static {
-    /// The user behind `key`, or `None` when the key is not valid.
+    /// The user behind `key`, or `None` when the key is not valid. Write it as
+    /// `async fn authenticate(&self, key: &str) -> Option<AuthInfo>`.
+    fn authenticate(&self, key: &str) -> impl Future<Output = Option<AuthInfo>> + Send;
+}
+
+/// [`AuthenticationHandler`] as an object, as the server stores it.
+#[async_trait]
+pub(crate) trait DynAuthenticationHandler: Send + Sync + 'static {
     async fn authenticate(&self, key: &str) -> Option<AuthInfo>;
+}
+
+#[async_trait]
+impl<H: AuthenticationHandler> DynAuthenticationHandler for H {
+    async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
+        AuthenticationHandler::authenticate(self, key).await
+    }
 }
 
 /// An [`AuthenticationHandler`] from an async function.
@@ -112,13 +125,12 @@ impl<F> fmt::Debug for FnAuthenticationHandler<F> {
     }
 }
 
-#[async_trait]
 impl<F, Fut> AuthenticationHandler for FnAuthenticationHandler<F>
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<AuthInfo>> + Send + 'static,
 {
-    async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
-        (self.0)(key.to_owned()).await
+    fn authenticate(&self, key: &str) -> impl Future<Output = Option<AuthInfo>> + Send {
+        (self.0)(key.to_owned())
     }
 }

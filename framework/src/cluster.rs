@@ -15,7 +15,6 @@
 //! ```no_run
 //! # streampod::__doc_models!();
 //! # struct Chat;
-//! # #[streampod::async_trait]
 //! # impl streampod::Endpoint<Protocol> for Chat {}
 //! use streampod::cluster::ClusterConfig;
 //!

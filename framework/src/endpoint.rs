@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,12 +32,11 @@ use crate::session::StreamingSession;
 /// changes nothing.
 ///
 /// ```
-/// use streampod::{async_trait, Endpoint, EndpointError, StreamingSession};
+/// use streampod::{Endpoint, EndpointError, StreamingSession};
 /// # streampod::__doc_models!();
 ///
 /// struct Echo;
 ///
-/// #[async_trait]
 /// impl Endpoint<Protocol> for Echo {
 ///     async fn handle_stream_message(
 ///         &self,
@@ -50,35 +50,41 @@ use crate::session::StreamingSession;
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a streampod endpoint for `{P}`",
-    note = "implement `Endpoint<{P}>` with `#[streampod::async_trait]`"
+    note = "implement `Endpoint<{P}>`: its methods are plain `async fn`s, no attribute needed"
 )]
-#[async_trait]
 pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
     /// A socket opened and may access this endpoint. An error is logged, sent to the
     /// client as an `internal` error frame, and leaves the endpoint closed for this
     /// session (its messages are refused and `stream_closed` does not run).
-    async fn stream_opened(&self, session: &StreamingSession<P>) -> Result<(), EndpointError> {
+    ///
+    /// Write it as `async fn stream_opened(&self, session: &StreamingSession<P>) -> …`;
+    /// the future must be `Send` (hold no `Rc` or `std` mutex guard across an `.await`).
+    fn stream_opened(
+        &self,
+        session: &StreamingSession<P>,
+    ) -> impl Future<Output = Result<(), EndpointError>> + Send {
         let _ = session;
-        Ok(())
+        async { Ok(()) }
     }
 
     /// A message for this endpoint arrived. An error (or a panic) is logged and the
     /// client gets an `internal` error frame; the session stays open.
-    async fn handle_stream_message(
+    fn handle_stream_message(
         &self,
         session: &StreamingSession<P>,
         message: P,
-    ) -> Result<(), EndpointError> {
+    ) -> impl Future<Output = Result<(), EndpointError>> + Send {
         let _ = (session, message);
-        Ok(())
+        async { Ok(()) }
     }
 
     /// The stream ended: the socket closed (client close, network drop, keepalive
     /// timeout, slow consumer, [`SessionHandle::close`](crate::SessionHandle::close), server shutdown) or the
     /// session's identity changed. `session` still shows the old identity. After it
     /// returns, what this stream joined is left.
-    async fn stream_closed(&self, session: &StreamingSession<P>) {
+    fn stream_closed(&self, session: &StreamingSession<P>) -> impl Future<Output = ()> + Send {
         let _ = session;
+        async {}
     }
 
     /// Whether only authenticated sessions may use this endpoint. Default `false`.
@@ -103,22 +109,24 @@ pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
 
 /// An endpoint shared through an `Arc` (e.g. registered both as a streaming endpoint and
 /// for its HTTP methods) is an endpoint too.
-#[async_trait]
 impl<P: ModelSet, T: Endpoint<P>> Endpoint<P> for Arc<T> {
-    async fn stream_opened(&self, session: &StreamingSession<P>) -> Result<(), EndpointError> {
-        (**self).stream_opened(session).await
+    fn stream_opened(
+        &self,
+        session: &StreamingSession<P>,
+    ) -> impl Future<Output = Result<(), EndpointError>> + Send {
+        (**self).stream_opened(session)
     }
 
-    async fn handle_stream_message(
+    fn handle_stream_message(
         &self,
         session: &StreamingSession<P>,
         message: P,
-    ) -> Result<(), EndpointError> {
-        (**self).handle_stream_message(session, message).await
+    ) -> impl Future<Output = Result<(), EndpointError>> + Send {
+        (**self).handle_stream_message(session, message)
     }
 
-    async fn stream_closed(&self, session: &StreamingSession<P>) {
-        (**self).stream_closed(session).await;
+    fn stream_closed(&self, session: &StreamingSession<P>) -> impl Future<Output = ()> + Send {
+        (**self).stream_closed(session)
     }
 
     fn require_login(&self) -> bool {
@@ -131,6 +139,52 @@ impl<P: ModelSet, T: Endpoint<P>> Endpoint<P> for Arc<T> {
 
     fn inbound_rate_limit(&self) -> Option<RateLimit> {
         (**self).inbound_rate_limit()
+    }
+}
+
+/// [`Endpoint`] as an object: what the registry stores, boxing each call's future once.
+#[async_trait]
+pub(crate) trait DynEndpoint<P: ModelSet>: Send + Sync + 'static {
+    async fn stream_opened(&self, session: &StreamingSession<P>) -> Result<(), EndpointError>;
+    async fn handle_stream_message(
+        &self,
+        session: &StreamingSession<P>,
+        message: P,
+    ) -> Result<(), EndpointError>;
+    async fn stream_closed(&self, session: &StreamingSession<P>);
+    fn require_login(&self) -> bool;
+    fn required_scopes(&self) -> &[Scope];
+    fn inbound_rate_limit(&self) -> Option<RateLimit>;
+}
+
+#[async_trait]
+impl<P: ModelSet, E: Endpoint<P>> DynEndpoint<P> for E {
+    async fn stream_opened(&self, session: &StreamingSession<P>) -> Result<(), EndpointError> {
+        Endpoint::stream_opened(self, session).await
+    }
+
+    async fn handle_stream_message(
+        &self,
+        session: &StreamingSession<P>,
+        message: P,
+    ) -> Result<(), EndpointError> {
+        Endpoint::handle_stream_message(self, session, message).await
+    }
+
+    async fn stream_closed(&self, session: &StreamingSession<P>) {
+        Endpoint::stream_closed(self, session).await;
+    }
+
+    fn require_login(&self) -> bool {
+        Endpoint::require_login(self)
+    }
+
+    fn required_scopes(&self) -> &[Scope] {
+        Endpoint::required_scopes(self)
+    }
+
+    fn inbound_rate_limit(&self) -> Option<RateLimit> {
+        Endpoint::inbound_rate_limit(self)
     }
 }
 
@@ -178,7 +232,7 @@ pub(crate) enum Denied {
 /// One registered endpoint.
 pub(crate) struct Registered<P: ModelSet> {
     pub(crate) name: Arc<str>,
-    pub(crate) endpoint: Arc<dyn Endpoint<P>>,
+    pub(crate) endpoint: Arc<dyn DynEndpoint<P>>,
 }
 
 impl<P: ModelSet> Registered<P> {
@@ -213,7 +267,7 @@ impl<P: ModelSet> Default for Endpoints<P> {
 
 impl<P: ModelSet> Endpoints<P> {
     /// Adds an endpoint; `false` when the name is taken.
-    pub(crate) fn insert(&mut self, name: &str, endpoint: Arc<dyn Endpoint<P>>) -> bool {
+    pub(crate) fn insert(&mut self, name: &str, endpoint: Arc<dyn DynEndpoint<P>>) -> bool {
         if self.by_name.contains_key(name) {
             return false;
         }

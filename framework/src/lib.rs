@@ -10,11 +10,10 @@
 //!
 //! ```no_run
 //! # streampod::__doc_models!();
-//! use streampod::{async_trait, Endpoint, EndpointError, Server, StreamingSession};
+//! use streampod::{Endpoint, EndpointError, Server, StreamingSession};
 //!
 //! struct Echo;
 //!
-//! #[async_trait]
 //! impl Endpoint<Protocol> for Echo {
 //!     async fn handle_stream_message(
 //!         &self,
@@ -66,7 +65,6 @@ mod registry;
 mod server;
 mod session;
 
-pub use async_trait::async_trait;
 pub use backoff::Backoff;
 pub use config::{ServerConfig, SlowConsumerPolicy};
 pub use endpoint::{Endpoint, EndpointError};

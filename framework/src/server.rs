@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::AuthenticationHandler;
+use crate::auth::{AuthenticationHandler, DynAuthenticationHandler};
 use crate::call::MethodEndpoints;
 use crate::cluster::{Cluster, ClusterConfig, ClusterState};
 use crate::config::ServerConfig;
@@ -34,7 +34,7 @@ pub(crate) struct ServerInner<P: ModelSet> {
     pub(crate) files: Vec<StaticFile>,
     pub(crate) endpoints: Endpoints<P>,
     pub(crate) methods: MethodEndpoints<P>,
-    pub(crate) authentication: Option<Arc<dyn AuthenticationHandler>>,
+    pub(crate) authentication: Option<Arc<dyn DynAuthenticationHandler>>,
     pub(crate) config: ServerConfig,
     pub(crate) sessions: Arc<SessionRegistry>,
     pub(crate) messages: MessageCentral<P>,
@@ -62,10 +62,9 @@ impl<P: ModelSet> ServerInner<P> {
 ///
 /// ```no_run
 /// # streampod::__doc_models!();
-/// use streampod::{async_trait, Endpoint, Server};
+/// use streampod::{Endpoint, Server};
 ///
 /// struct Chat;
-/// #[async_trait]
 /// impl Endpoint<Protocol> for Chat {}
 ///
 /// # async fn run() -> Result<(), std::io::Error> {
@@ -83,7 +82,7 @@ pub struct ServerBuilder<P: ModelSet> {
     files: Vec<StaticFile>,
     endpoints: Endpoints<P>,
     methods: MethodEndpoints<P>,
-    authentication: Option<Arc<dyn AuthenticationHandler>>,
+    authentication: Option<Arc<dyn DynAuthenticationHandler>>,
     config: ServerConfig,
     cluster: Option<ClusterConfig>,
 }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use streampod::auth::Scope;
-use streampod::{async_trait, Endpoint, EndpointError, StreamingSession};
+use streampod::{Endpoint, EndpointError, StreamingSession};
 
 use crate::fixtures::{ChatMessage, Protocol};
 
@@ -65,7 +65,6 @@ impl Recorder {
     }
 }
 
-#[async_trait]
 impl Endpoint<Protocol> for Recorder {
     async fn stream_opened(
         &self,

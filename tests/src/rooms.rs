@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use streampod::messages::Scope;
-use streampod::{async_trait, Endpoint, EndpointError, StreamingSession};
+use streampod::{Endpoint, EndpointError, StreamingSession};
 
 use crate::fixtures::{ChatMessage, Protocol};
 
@@ -30,7 +30,6 @@ fn ack(
     Ok(())
 }
 
-#[async_trait]
 impl Endpoint<Protocol> for Rooms {
     async fn handle_stream_message(
         &self,

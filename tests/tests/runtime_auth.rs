@@ -209,7 +209,6 @@ struct Keeper {
     streams: std::sync::Arc<std::sync::Mutex<Vec<streampod::StreamingSession<Protocol>>>>,
 }
 
-#[streampod::async_trait]
 impl streampod::Endpoint<Protocol> for Keeper {
     async fn stream_opened(
         &self,

@@ -227,7 +227,6 @@ async fn error_frames_do_not_echo_a_huge_input() {
 async fn limited_server(limit: RateLimit) -> Server<Protocol> {
     #[derive(Clone, Default)]
     struct Fast(Rooms);
-    #[streampod::async_trait]
     impl streampod::Endpoint<Protocol> for Fast {
         async fn handle_stream_message(
             &self,
