@@ -3,6 +3,7 @@
 //! [`server`] registers the endpoints; the `example-server` binary binds it and shuts it
 //! down gracefully on Ctrl-C or SIGTERM.
 
+pub mod axum_app;
 pub mod chat;
 pub mod demo_auth;
 pub mod notification;

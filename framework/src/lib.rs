@@ -43,7 +43,6 @@
 pub mod auth;
 mod backoff;
 mod broadcast;
-mod call;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
@@ -52,7 +51,6 @@ mod config;
 mod connection;
 mod connections;
 mod endpoint;
-mod http;
 mod log_limit;
 mod memory_guard;
 pub mod messages;
@@ -62,7 +60,9 @@ mod outbound;
 mod owned;
 mod rate_limit;
 mod registry;
+mod serve;
 mod server;
+pub mod service;
 mod session;
 
 pub use backoff::Backoff;
@@ -70,7 +70,9 @@ pub use config::{ServerConfig, SlowConsumerPolicy};
 pub use endpoint::{Endpoint, EndpointError};
 pub use methods::{IntoMethodError, MethodError, Methods};
 pub use rate_limit::RateLimit;
-pub use server::{Server, ServerBuilder, ServerHandle};
+pub use serve::Server;
+pub use server::{ServerBuilder, ServerHandle};
+pub use service::StreampodService;
 pub use session::{SendError, Session, SessionHandle, SessionId, StreamingSession};
 pub use streampod_macros::endpoint;
 pub use streampod_protocol as protocol;

@@ -1,25 +1,20 @@
-//! The server: builder, accept loop, handle for background tasks, graceful shutdown.
+//! The server's composition: the builder, the state it assembles, and the handle
+//! background tasks use (messages, sessions, graceful shutdown).
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthenticationHandler, DynAuthenticationHandler};
-use crate::call::MethodEndpoints;
 use crate::cluster::{Cluster, ClusterConfig, ClusterState};
 use crate::config::ServerConfig;
-use crate::connections::{Connections, Refusal};
+use crate::connections::Connections;
 use crate::endpoint::{Endpoint, Endpoints};
-use crate::http;
-use crate::log_limit::RateLimitedLog;
 use crate::memory_guard;
 use crate::messages::{MessageCentral, SessionLimits};
 use crate::methods::Methods;
@@ -27,6 +22,8 @@ use crate::metrics::{self, Metrics};
 use crate::outbound::TotalHeld;
 use crate::protocol::ModelSet;
 use crate::registry::SessionRegistry;
+use crate::serve::Server;
+use crate::service::{MethodEndpoints, StreampodService};
 use crate::session::{SessionHandle, SessionId};
 
 /// State shared by the accept loop, every connection and every [`ServerHandle`].
@@ -42,13 +39,12 @@ pub(crate) struct ServerInner<P: ModelSet> {
     pub(crate) tasks: TaskTracker,
     /// Bytes queued for all sessions, for the memory guard.
     pub(crate) held_bytes: Arc<TotalHeld>,
-    /// Open TCP connections and their caps.
-    pub(crate) connections: Arc<Connections>,
+    /// Open TCP connections and their caps, under the convenience server.
+    pub(crate) connections: Option<Arc<Connections>>,
     /// The server's Prometheus metrics.
     pub(crate) metrics: Arc<Metrics>,
-    /// Refused connections still delivering their 503.
-    lingering_refusals: AtomicUsize,
-    local_addr: SocketAddr,
+    /// Where the service's routes start (`None`: at the root).
+    pub(crate) path_prefix: Option<Arc<str>>,
     next_id: AtomicU64,
 }
 
@@ -77,6 +73,9 @@ impl<P: ModelSet> ServerInner<P> {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// [`into_service`](Self::into_service) makes a tower service instead, to mount in an
+/// existing axum or hyper app.
 #[must_use]
 pub struct ServerBuilder<P: ModelSet> {
     files: Vec<StaticFile>,
@@ -85,6 +84,7 @@ pub struct ServerBuilder<P: ModelSet> {
     authentication: Option<Arc<dyn DynAuthenticationHandler>>,
     config: ServerConfig,
     cluster: Option<ClusterConfig>,
+    path_prefix: Option<Arc<str>>,
 }
 
 impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
@@ -101,6 +101,18 @@ impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
 }
 
 impl<P: ModelSet> ServerBuilder<P> {
+    pub(crate) fn new() -> Self {
+        Self {
+            files: Vec::new(),
+            endpoints: Endpoints::default(),
+            methods: MethodEndpoints::default(),
+            authentication: None,
+            config: ServerConfig::default(),
+            cluster: None,
+            path_prefix: None,
+        }
+    }
+
     /// Registers `endpoint` under `name` (the `"endpoint"` of frames addressed to it).
     ///
     /// # Panics
@@ -198,11 +210,30 @@ impl<P: ModelSet> ServerBuilder<P> {
         self
     }
 
-    /// Binds `addr` and starts serving.
+    /// Serves every route under `prefix` (e.g. `"/rt"`: clients open `/rt/websocket`
+    /// and call `POST /rt/<endpoint>/<method>`); requests outside it get 404. Default
+    /// none: Serverpod clients expect `/websocket` and `/<endpoint>` at the root. Under
+    /// axum's `nest_service`, which strips the prefix itself, leave it unset.
+    ///
+    /// # Panics
+    ///
+    /// When `prefix` does not start with `/` or ends with one.
+    #[track_caller]
+    pub fn path_prefix(mut self, prefix: &str) -> Self {
+        assert!(
+            prefix.starts_with('/') && !prefix.ends_with('/'),
+            "streampod: path prefix '{prefix}' must start with '/' and not end with one"
+        );
+        self.path_prefix = Some(Arc::from(prefix));
+        self
+    }
+
+    /// Binds `addr` and starts serving with the convenience server (HTTP/1.1, every
+    /// connection limit and timeout of [`ServerConfig`]).
     ///
     /// # Errors
     ///
-    /// When the address cannot be bound.
+    /// When the address cannot be bound, or the cluster's Redis URL is invalid.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server<P>> {
         let listener = TcpListener::bind(addr).await?;
         self.serve(listener)
@@ -219,7 +250,32 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// When the listener's local address cannot be read, or the cluster's Redis URL
     /// is invalid.
     pub fn serve(self, listener: TcpListener) -> io::Result<Server<P>> {
-        let local_addr = listener.local_addr()?;
+        let connections = Arc::new(Connections::new(
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+        ));
+        let service = self.build(Some(connections.clone()))?;
+        Server::start(service, listener, connections)
+    }
+
+    /// The tower service for mounting in an existing app (axum, hyper, tower-http
+    /// layers, TLS, HTTP/2 for method calls). The host server owns the connections:
+    /// [`ServerConfig`]'s connection caps and HTTP timeouts apply only to
+    /// [`bind`](Self::bind); everything about sessions and messages applies here too.
+    /// Stop it with [`ServerHandle::shutdown`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster's Redis URL is invalid.
+    pub fn into_service(self) -> io::Result<StreampodService<P>> {
+        self.build(None)
+    }
+
+    fn build(self, connections: Option<Arc<Connections>>) -> io::Result<StreampodService<P>> {
         let sessions = Arc::new(SessionRegistry::default());
         let messages = MessageCentral::new(
             sessions.clone(),
@@ -238,10 +294,6 @@ impl<P: ModelSet> ServerBuilder<P> {
                 )
             })?;
         }
-        let connections = Arc::new(Connections::new(
-            self.config.max_connections,
-            self.config.max_connections_per_ip,
-        ));
         let metrics = Arc::new(Metrics::new(scrape(
             messages.clone(),
             sessions.clone(),
@@ -260,11 +312,9 @@ impl<P: ModelSet> ServerBuilder<P> {
             held_bytes: Arc::default(),
             connections,
             metrics,
-            lingering_refusals: AtomicUsize::new(0),
-            local_addr,
+            path_prefix: self.path_prefix,
             next_id: AtomicU64::new(1),
         });
-        tracing::info!(target: "streampod::server", %local_addr, endpoints = inner.endpoints.len(), "serving");
         tokio::spawn(memory_guard::run(
             inner.sessions.clone(),
             inner.held_bytes.clone(),
@@ -272,11 +322,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             inner.metrics.memory_guard_closes.clone(),
             inner.shutdown.clone(),
         ));
-        let accept = tokio::spawn(accept_loop(inner.clone(), listener));
-        Ok(Server {
-            handle: ServerHandle { inner },
-            accept,
-        })
+        Ok(StreampodService::new(inner))
     }
 }
 
@@ -284,13 +330,13 @@ impl<P: ModelSet> ServerBuilder<P> {
 fn scrape<P: ModelSet>(
     messages: MessageCentral<P>,
     sessions: Arc<SessionRegistry>,
-    connections: Arc<Connections>,
+    connections: Option<Arc<Connections>>,
 ) -> metrics::Source {
     Box::new(move || {
         let stats = messages.stats();
         let cluster = messages.cluster();
         metrics::Snapshot {
-            connections_open: connections.open(),
+            connections_open: connections.as_ref().map_or(0, |c| c.open()),
             sessions: sessions.len(),
             channels: messages.channel_count(),
             listeners: messages.total_listeners(),
@@ -336,173 +382,6 @@ fn check_name(name: &str) {
     );
 }
 
-async fn accept_loop<P: ModelSet>(inner: Arc<ServerInner<P>>, listener: TcpListener) {
-    let mut failures = AcceptFailures::default();
-    let refusals = RateLimitedLog::new(LOG_INTERVAL);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = inner.shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
-                failures.succeeded();
-                accepted
-            }
-            Err(error) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                let pause = failures.failed(&error);
-                tokio::time::sleep(pause).await;
-                continue;
-            }
-        };
-        let ticket = match inner.connections.admit(peer.ip()) {
-            Ok(ticket) => {
-                inner.metrics.connections_accepted.inc();
-                ticket
-            }
-            Err(refusal) => {
-                inner
-                    .metrics
-                    .connections_refused
-                    .get_or_create(&vec![("reason", refusal.as_str().to_owned())])
-                    .inc();
-                refuse(&inner, stream, refusal);
-                if let Some(suppressed) = refusals.ready() {
-                    tracing::warn!(target: "streampod::server", %peer, reason = refusal.as_str(), suppressed, "refused a connection at the connection limit");
-                }
-                continue;
-            }
-        };
-        // Frames are small and latency matters more than packet count.
-        let _ = stream.set_nodelay(true);
-        inner
-            .tasks
-            .spawn(http::serve_connection(inner.clone(), stream, peer, ticket));
-    }
-    tracing::info!(target: "streampod::server", "stopped accepting connections");
-}
-
-/// Refused connections that may linger at once to deliver their 503 (each holds a
-/// file descriptor for up to [`REFUSAL_LINGER`]; `max_connections`' reserve covers them).
-const LINGERING_REFUSALS: usize = 32;
-
-/// How long a refused connection is read and discarded after its 503, so that closing
-/// it does not reset the connection before the client read the answer.
-const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Answers a refused connection with its 503 and closes it. A fresh socket's send
-/// buffer is empty, so the short answer is written at once; then, while few are
-/// lingering, the connection is half-closed and drained briefly so the client gets the
-/// answer instead of a reset. Beyond that it is simply dropped.
-fn refuse<P: ModelSet>(inner: &Arc<ServerInner<P>>, stream: TcpStream, refusal: Refusal) {
-    let _ = stream.try_write(&refusal.response());
-    let lingering = &inner.lingering_refusals;
-    if lingering.fetch_add(1, Ordering::Relaxed) >= LINGERING_REFUSALS {
-        lingering.fetch_sub(1, Ordering::Relaxed);
-        return;
-    }
-    let inner = inner.clone();
-    inner.clone().tasks.spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = stream;
-        let _ = stream.shutdown().await;
-        let mut sink = [0_u8; 1024];
-        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-            while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
-        })
-        .await;
-        inner.lingering_refusals.fetch_sub(1, Ordering::Relaxed);
-    });
-}
-
-/// How often a repeated warning a peer can trigger is logged at most.
-const LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Failed accepts: an exponential pause, and one log line per interval with a count.
-#[derive(Debug)]
-struct AcceptFailures {
-    pause: std::time::Duration,
-    log: RateLimitedLog,
-}
-
-impl Default for AcceptFailures {
-    fn default() -> Self {
-        Self {
-            pause: Self::FIRST_PAUSE,
-            log: RateLimitedLog::new(LOG_INTERVAL),
-        }
-    }
-}
-
-impl AcceptFailures {
-    const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
-    const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
-
-    fn succeeded(&mut self) {
-        self.pause = Self::FIRST_PAUSE;
-    }
-
-    /// Logs (rate-limited) and returns how long to pause before the next accept.
-    fn failed(&mut self, error: &io::Error) -> std::time::Duration {
-        if let Some(suppressed) = self.log.ready() {
-            tracing::warn!(target: "streampod::server", %error, suppressed, "accept failed; pausing (raise the open-file limit or lower max_connections)");
-        }
-        let pause = self.pause;
-        self.pause = (self.pause * 2).min(Self::MAX_PAUSE);
-        pause
-    }
-}
-
-/// A running server. Dropping it leaves the server running in the background; call
-/// [`Server::shutdown`] or [`Server::run_until`] to stop it.
-#[derive(Debug)]
-pub struct Server<P: ModelSet> {
-    handle: ServerHandle<P>,
-    accept: JoinHandle<()>,
-}
-
-impl<P: ModelSet> Server<P> {
-    /// A builder with no endpoints and the default configuration.
-    pub fn builder() -> ServerBuilder<P> {
-        ServerBuilder {
-            files: Vec::new(),
-            endpoints: Endpoints::default(),
-            methods: MethodEndpoints::default(),
-            authentication: None,
-            config: ServerConfig::default(),
-            cluster: None,
-        }
-    }
-
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.handle.local_addr()
-    }
-
-    /// A handle for background tasks: reach sessions, shut down.
-    pub fn handle(&self) -> ServerHandle<P> {
-        self.handle.clone()
-    }
-
-    /// Stops the server gracefully; see [`ServerHandle::shutdown`].
-    pub async fn shutdown(self) {
-        self.handle.shutdown().await;
-        let _ = self.accept.await;
-    }
-
-    /// Serves until `signal` completes (e.g. Ctrl-C) or a handle calls shutdown, then
-    /// shuts down gracefully.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) {
-        tokio::select! {
-            () = signal => tracing::info!(target: "streampod::server", "shutdown requested"),
-            () = self.handle.inner.shutdown.cancelled() => {}
-        }
-        self.shutdown().await;
-    }
-}
-
 /// A cheap, clonable handle to a running server for background tasks.
 pub struct ServerHandle<P: ModelSet> {
     inner: Arc<ServerInner<P>>,
@@ -519,7 +398,6 @@ impl<P: ModelSet> Clone for ServerHandle<P> {
 impl<P: ModelSet> std::fmt::Debug for ServerHandle<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("local_addr", &self.inner.local_addr)
             .field("sessions", &self.inner.sessions.len())
             .finish()
     }
@@ -530,9 +408,9 @@ impl<P: ModelSet> ServerHandle<P> {
         Self { inner }
     }
 
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr
+    /// The state behind the handle, for the convenience server.
+    pub(crate) fn state(&self) -> &Arc<ServerInner<P>> {
+        &self.inner
     }
 
     /// The message central: channels, listeners, posts and broadcasts.

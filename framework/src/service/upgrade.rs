@@ -1,138 +1,38 @@
-//! HTTP routing: `GET /websocket` upgrades, `GET /health`, JSON errors for the rest.
+//! The WebSocket handshake: checks the upgrade request, answers 101 and hands the
+//! upgraded connection to a session task.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use super::response::{error, ResponseBody};
 use crate::connection;
 use crate::connections::Ticket;
 use crate::protocol::ModelSet;
 use crate::server::ServerInner;
 
-/// The response body type.
-pub(crate) type Body = Full<Bytes>;
-
-/// Serves HTTP/1.1 on one accepted TCP connection.
-pub(crate) async fn serve_connection<P: ModelSet>(
-    server: Arc<ServerInner<P>>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    ticket: Ticket,
-) {
-    let ticket = Arc::new(ticket);
-    let service = {
-        let (server, ticket) = (server.clone(), ticket.clone());
-        service_fn(move |request| {
-            let (server, ticket) = (server.clone(), ticket.clone());
-            async move {
-                ticket.busy();
-                let response = route(&server, request, peer, &ticket).await;
-                if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-                    ticket.idle();
-                }
-                Ok::<_, Infallible>(response)
-            }
-        })
-    };
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.config.http_header_timeout)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = ticket.evicted().cancelled() => {
-            tracing::debug!(target: "streampod::http", %peer, "closed a waiting connection to admit a new one");
-            return;
-        }
-        () = server.shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(target: "streampod::http", %peer, %error, "HTTP connection ended with an error");
-    }
-}
-
-async fn route<P: ModelSet>(
-    server: &Arc<ServerInner<P>>,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-    ticket: &Arc<Ticket>,
-) -> Response<Body> {
-    if request.method() == Method::GET {
-        if let Some(file) = server.files.iter().find(|f| f.path == request.uri().path()) {
-            let mut response = Response::new(Body::from(Bytes::from_static(file.body)));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(file.content_type),
-            );
-            return response;
-        }
-    }
-    if let Some(path) = &server.config.metrics_path {
-        if request.method() == Method::GET && request.uri().path() == path {
-            let mut response = Response::new(Body::from(server.metrics.render()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            return response;
-        }
-    }
-    match request.uri().path() {
-        "/websocket" => upgrade(server, request, peer, ticket),
-        "/health" if request.method() == Method::GET => json(StatusCode::OK, health(server)),
-        "/health" => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET /health",
-        ),
-        _ => crate::call::handle(server, request, peer).await,
-    }
-}
-
-/// `{"status":"ok","sessions":N,"connections":N}`, plus `"cluster":"<state>"` on a cluster node (the
-/// node still serves its own users while Redis is away, so the status stays ok).
-fn health<P: ModelSet>(server: &ServerInner<P>) -> Vec<u8> {
-    let mut body = serde_json::json!({
-        "status": "ok",
-        "sessions": server.sessions.len(),
-        "connections": server.connections.open(),
-    });
-    if let Some(state) = server.messages.cluster_state() {
-        body["cluster"] = serde_json::Value::from(state.to_string());
-    }
-    body.to_string().into_bytes()
+/// The convenience server's place for this TCP connection, as a request extension: an
+/// upgrade keeps it until the WebSocket ends, so the connection cap counts sockets.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldConnection {
+    /// Only held: dropping it frees the connection's place.
+    pub(crate) _ticket: Arc<Ticket>,
 }
 
 /// Answers a WebSocket handshake and hands the upgraded connection to a session task.
-fn upgrade<P: ModelSet>(
+pub(crate) fn upgrade<P: ModelSet, B>(
     server: &Arc<ServerInner<P>>,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
     peer: SocketAddr,
-    ticket: &Arc<Ticket>,
-) -> Response<Body> {
+) -> Response<ResponseBody> {
     if request.method() != Method::GET {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "open the stream with GET /websocket",
+            "open the stream with GET on the websocket path",
         );
     }
     let headers = request.headers();
@@ -148,7 +48,7 @@ fn upgrade<P: ModelSet>(
         return error(
             StatusCode::UPGRADE_REQUIRED,
             "upgrade_required",
-            "GET /websocket needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
+            "the websocket path needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
         );
     }
     if headers
@@ -171,7 +71,7 @@ fn upgrade<P: ModelSet>(
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "a WebSocket upgrade needs HTTP/1.1",
+            "a WebSocket upgrade needs HTTP/1.1 (WebSockets over HTTP/2 are not supported)",
         );
     }
     let Some(key) = headers
@@ -189,7 +89,7 @@ fn upgrade<P: ModelSet>(
     let on_upgrade = hyper::upgrade::on(&mut request);
     let session_server = server.clone();
     // The socket's place is held until the WebSocket ends.
-    let ticket = ticket.clone();
+    let ticket = request.extensions_mut().remove::<HeldConnection>();
     let handshake_timeout = server.config.websocket_handshake_timeout;
     server.tasks.spawn(async move {
         // Bound first: a match on the timeout would keep its timer alive (and in this
@@ -202,7 +102,7 @@ fn upgrade<P: ModelSet>(
         }
         drop(ticket);
     });
-    let mut response = Response::new(Body::default());
+    let mut response = Response::new(ResponseBody::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -238,23 +138,6 @@ fn auth_key<B>(request: &Request<B>) -> Option<String> {
                 .map(|(_, value)| value.into_owned())
         })
     })
-}
-
-/// A JSON response.
-pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// A JSON error response: `{"error":{"code":…,"message":…}}`.
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    json(status, body.to_string().into_bytes())
 }
 
 #[cfg(test)]

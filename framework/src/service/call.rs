@@ -9,14 +9,28 @@ use futures_util::FutureExt;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::http::{json, Body};
+use super::response::{json, ResponseBody};
 use crate::methods::{parse_args, Args, MethodError, MethodInfo, Methods};
 use crate::protocol::{auth, ModelSet};
 use crate::server::{ServerHandle, ServerInner};
 use crate::session::Session;
+
+/// A request body the service can read: any `http_body::Body` of bytes.
+pub(crate) trait RequestBody:
+    hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
+}
 
 /// One registered method endpoint: its name and its methods.
 type Registered<P> = (Arc<str>, Arc<dyn Methods<P>>);
@@ -51,18 +65,19 @@ impl<P: ModelSet> MethodEndpoints<P> {
 }
 
 /// Answers `POST /<endpoint>/<method>` or `POST /<endpoint>` with `"method"` in the body.
-pub(crate) async fn handle<P: ModelSet>(
+pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
     server: &Arc<ServerInner<P>>,
-    request: Request<Incoming>,
+    request: Request<B>,
+    path: &str,
     remote_addr: SocketAddr,
-) -> Response<Body> {
+) -> Response<ResponseBody> {
     let started = std::time::Instant::now();
     // Only names the server knows become metric labels: a client cannot grow them.
     let mut called: Option<(Arc<str>, &'static str)> = None;
-    let response = match call(server, request, remote_addr, &mut called).await {
+    let response = match call(server, request, path, remote_addr, &mut called).await {
         Ok(answer) => json(StatusCode::OK, answer),
         Err(error) => {
-            let mut response = Response::new(Body::from(error.body().to_owned()));
+            let mut response = Response::new(ResponseBody::from(error.body().to_owned()));
             *response.status_mut() = error.status();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -85,13 +100,14 @@ pub(crate) async fn handle<P: ModelSet>(
     response
 }
 
-async fn call<P: ModelSet>(
+async fn call<P: ModelSet, B: RequestBody>(
     server: &Arc<ServerInner<P>>,
-    request: Request<Incoming>,
+    request: Request<B>,
+    path: &str,
     remote_addr: SocketAddr,
     called: &mut Option<(Arc<str>, &'static str)>,
 ) -> Result<Vec<u8>, MethodError> {
-    let path = request.uri().path().trim_matches('/').to_owned();
+    let path = path.trim_matches('/').to_owned();
     let (endpoint_name, path_method) = match path.split_once('/') {
         Some((endpoint, method)) if !method.contains('/') => {
             (endpoint.to_owned(), Some(method.to_owned()))
@@ -227,8 +243,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The body, at most `limit` bytes, arriving within `timeout`.
-async fn read_body(
-    request: Request<Incoming>,
+async fn read_body<B: RequestBody>(
+    request: Request<B>,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<bytes::Bytes, MethodError> {

@@ -1,0 +1,258 @@
+//! The convenience server: binds TCP, caps and times connections, serves HTTP/1.1 with
+//! [`StreampodService`] on each, and shuts down gracefully.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::StatusCode;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::connections::{Connections, Refusal, Ticket};
+use crate::log_limit::RateLimitedLog;
+use crate::protocol::ModelSet;
+use crate::server::{ServerBuilder, ServerHandle};
+use crate::service::{HeldConnection, RemoteAddr, StreampodService};
+
+/// A running server. Dropping it leaves the server running in the background; call
+/// [`Server::shutdown`] or [`Server::run_until`] to stop it.
+#[derive(Debug)]
+pub struct Server<P: ModelSet> {
+    handle: ServerHandle<P>,
+    accept: JoinHandle<()>,
+    local_addr: SocketAddr,
+}
+
+impl<P: ModelSet> Server<P> {
+    /// A builder with no endpoints and the default configuration.
+    pub fn builder() -> ServerBuilder<P> {
+        ServerBuilder::new()
+    }
+
+    /// Starts accepting on `listener`.
+    pub(crate) fn start(
+        service: StreampodService<P>,
+        listener: TcpListener,
+        connections: Arc<Connections>,
+    ) -> io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let handle = service.handle();
+        tracing::info!(target: "streampod::server", %local_addr, endpoints = handle.state().endpoints.len(), "serving");
+        let accept = tokio::spawn(accept_loop(service, listener, connections));
+        Ok(Self {
+            handle,
+            accept,
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for background tasks: reach sessions, shut down.
+    pub fn handle(&self) -> ServerHandle<P> {
+        self.handle.clone()
+    }
+
+    /// Stops the server gracefully; see [`ServerHandle::shutdown`].
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+        let _ = self.accept.await;
+    }
+
+    /// Serves until `signal` completes (e.g. Ctrl-C) or a handle calls shutdown, then
+    /// shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        tokio::select! {
+            () = signal => tracing::info!(target: "streampod::server", "shutdown requested"),
+            () = self.handle.state().shutdown.cancelled() => {}
+        }
+        self.shutdown().await;
+    }
+}
+
+async fn accept_loop<P: ModelSet>(
+    service: StreampodService<P>,
+    listener: TcpListener,
+    connections: Arc<Connections>,
+) {
+    let handle = service.handle();
+    let inner = handle.state();
+    let mut failures = AcceptFailures::default();
+    let refusals = RateLimitedLog::new(LOG_INTERVAL);
+    let lingering = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = inner.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                failures.succeeded();
+                accepted
+            }
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                let pause = failures.failed(&error);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        let ticket = match connections.admit(peer.ip()) {
+            Ok(ticket) => {
+                inner.metrics.connections_accepted.inc();
+                ticket
+            }
+            Err(refusal) => {
+                inner
+                    .metrics
+                    .connections_refused
+                    .get_or_create(&vec![("reason", refusal.as_str().to_owned())])
+                    .inc();
+                refuse(&inner.tasks, &lingering, stream, refusal);
+                if let Some(suppressed) = refusals.ready() {
+                    tracing::warn!(target: "streampod::server", %peer, reason = refusal.as_str(), suppressed, "refused a connection at the connection limit");
+                }
+                continue;
+            }
+        };
+        // Frames are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        inner
+            .tasks
+            .spawn(serve_connection(service.clone(), stream, peer, ticket));
+    }
+    tracing::info!(target: "streampod::server", "stopped accepting connections");
+}
+
+/// Refused connections that may linger at once to deliver their 503 (each holds a
+/// file descriptor for up to [`REFUSAL_LINGER`]; `max_connections`' reserve covers them).
+const LINGERING_REFUSALS: usize = 32;
+
+/// How long a refused connection is read and discarded after its 503, so that closing
+/// it does not reset the connection before the client read the answer.
+const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Answers a refused connection with its 503 and closes it. A fresh socket's send
+/// buffer is empty, so the short answer is written at once; then, while few are
+/// lingering, the connection is half-closed and drained briefly so the client gets the
+/// answer instead of a reset. Beyond that it is simply dropped.
+fn refuse(tasks: &TaskTracker, lingering: &Arc<AtomicUsize>, stream: TcpStream, refusal: Refusal) {
+    let _ = stream.try_write(&refusal.response());
+    if lingering.fetch_add(1, Ordering::Relaxed) >= LINGERING_REFUSALS {
+        lingering.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let lingering = lingering.clone();
+    tasks.spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        let mut sink = [0_u8; 1024];
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
+        })
+        .await;
+        lingering.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// How often a repeated warning a peer can trigger is logged at most.
+const LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Failed accepts: an exponential pause, and one log line per interval with a count.
+#[derive(Debug)]
+struct AcceptFailures {
+    pause: std::time::Duration,
+    log: RateLimitedLog,
+}
+
+impl Default for AcceptFailures {
+    fn default() -> Self {
+        Self {
+            pause: Self::FIRST_PAUSE,
+            log: RateLimitedLog::new(LOG_INTERVAL),
+        }
+    }
+}
+
+impl AcceptFailures {
+    const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+    const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn succeeded(&mut self) {
+        self.pause = Self::FIRST_PAUSE;
+    }
+
+    /// Logs (rate-limited) and returns how long to pause before the next accept.
+    fn failed(&mut self, error: &io::Error) -> std::time::Duration {
+        if let Some(suppressed) = self.log.ready() {
+            tracing::warn!(target: "streampod::server", %error, suppressed, "accept failed; pausing (raise the open-file limit or lower max_connections)");
+        }
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(Self::MAX_PAUSE);
+        pause
+    }
+}
+
+/// Serves HTTP/1.1 on one accepted TCP connection: the header and keep-alive timeout,
+/// eviction at the connection cap, graceful shutdown.
+async fn serve_connection<P: ModelSet>(
+    service: StreampodService<P>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+) {
+    let handle = service.handle();
+    let state = handle.state();
+    let ticket = Arc::new(ticket);
+    let serve_request = {
+        let ticket = ticket.clone();
+        service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            let (service, ticket) = (service.clone(), ticket.clone());
+            async move {
+                ticket.busy();
+                request.extensions_mut().insert(RemoteAddr(peer));
+                request.extensions_mut().insert(HeldConnection {
+                    _ticket: ticket.clone(),
+                });
+                let response = service.respond(request).await;
+                if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    ticket.idle();
+                }
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.http_header_timeout)
+        .serve_connection(TokioIo::new(stream), serve_request)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = ticket.evicted().cancelled() => {
+            tracing::debug!(target: "streampod::http", %peer, "closed a waiting connection to admit a new one");
+            return;
+        }
+        () = state.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(target: "streampod::http", %peer, %error, "HTTP connection ended with an error");
+    }
+}
