@@ -124,7 +124,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
         &self,
         session: &StreamingSession<Protocol>,
     ) -> Result<(), EndpointError> {
-        session.insert_state(Joined::default());
+        session.handle().insert_state(Joined::default());
         Ok(())
     }
 
@@ -134,6 +134,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
         message: Protocol,
     ) -> Result<(), EndpointError> {
         let joined = session
+            .handle()
             .state::<Joined>()
             .ok_or_else(|| EndpointError::msg("chat state missing"))?;
         let messages = session.messages();
@@ -205,7 +206,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
     }
 
     async fn stream_closed(&self, session: &StreamingSession<Protocol>) {
-        let Some(joined) = session.state::<Joined>() else {
+        let Some(joined) = session.handle().state::<Joined>() else {
             return;
         };
         let rooms: Vec<String> = joined.rooms().drain().collect();

@@ -68,7 +68,8 @@ async fn post(
     Ok(count(
         messages
             .post_message(channel, message, Scope::Local)?
-            .delivered,
+            .delivered()
+            .unwrap_or(0),
     ))
 }
 
@@ -116,7 +117,8 @@ impl NotificationEndpoint {
             .to_all(NAME)
             .scope(Scope::Global)
             .post(notification)?;
-        Ok(count(report.delivered))
+        // A Global broadcast on a cluster is counted by no one here: 0.
+        Ok(count(report.delivered().unwrap_or(0)))
     }
 
     /// Sends `notification` to every device of `userId`; the notification must name the
@@ -145,6 +147,7 @@ impl NotificationEndpoint {
                 message: format!("the notification cannot be sent: {error}"),
                 field: None,
             })?;
-        Ok(count(report.delivered))
+        // A Global broadcast on a cluster is counted by no one here: 0.
+        Ok(count(report.delivered().unwrap_or(0)))
     }
 }

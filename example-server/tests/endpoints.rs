@@ -211,7 +211,9 @@ async fn notifications_reach_every_device_of_a_user_and_announcements_everyone()
     };
     let report = messages
         .post_message(&user_channel("42"), note, Scope::Local)
-        .unwrap();
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 2);
     for device in [&mut phone, &mut laptop] {
         let frame = next(device).await;
@@ -232,8 +234,8 @@ async fn notifications_reach_every_device_of_a_user_and_announcements_everyone()
         messages
             .post_message(GLOBAL_CHANNEL, announcement, Scope::Local)
             .unwrap()
-            .delivered,
-        3
+            .delivered(),
+        Some(3)
     );
     for socket in [&mut phone, &mut laptop, &mut other] {
         assert_eq!(

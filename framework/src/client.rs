@@ -311,7 +311,7 @@ impl<P: ModelSet> Client<P> {
     pub fn send(&self, endpoint: &str, message: impl Into<P>) -> Result<(), ClientError> {
         let mut buffer = Vec::with_capacity(128);
         frame::encode_message(endpoint, &message.into(), &mut buffer)?;
-        let text = crate::messages::utf8_frame(buffer);
+        let text = crate::frame_text::utf8_frame(buffer);
         self.send_text(text)
     }
 

@@ -27,7 +27,8 @@ use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
 use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::server::ServerInner;
-use crate::session::{SessionHandle, SessionShared, StreamingSession};
+use crate::session::{SessionHandle, SessionShared};
+use crate::streaming::{release_session, StreamingSession};
 use prometheus_client::metrics::histogram::Histogram;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -154,7 +155,7 @@ impl<P: ModelSet> Connection<P> {
     /// Closes every stream and removes what the session still holds.
     async fn close_all(&mut self) {
         self.close_streams().await;
-        self.server.messages.remove_session(&self.shared).await;
+        release_session(&self.server.messages, &self.shared).await;
     }
 
     async fn read_loop(&mut self, mut stream: SplitStream<Socket>) {
@@ -464,7 +465,7 @@ impl<P: ModelSet> Connection<P> {
                 }
                 Some(failure) => {
                     // Whatever it joined before failing goes with it.
-                    self.server.messages.close_stream(&session).await;
+                    session.end().await;
                     tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_opened failed");
                     self.reject(
                         &ErrorFrame::new(
@@ -494,7 +495,7 @@ impl<P: ModelSet> Connection<P> {
                 tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_closed panicked");
             }
             self.server.metrics.streams(&registered.name).dec();
-            self.server.messages.close_stream(&session).await;
+            session.end().await;
         }
     }
 }

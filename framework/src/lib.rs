@@ -42,7 +42,6 @@
 
 pub mod auth;
 mod backoff;
-mod broadcast;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
@@ -51,6 +50,7 @@ mod config;
 mod connection;
 mod connections;
 mod endpoint;
+mod frame_text;
 mod log_limit;
 mod memory_guard;
 pub mod messages;
@@ -64,16 +64,19 @@ mod serve;
 mod server;
 pub mod service;
 mod session;
+mod streaming;
 
 pub use backoff::Backoff;
 pub use config::{ServerConfig, SlowConsumerPolicy};
 pub use endpoint::{Endpoint, EndpointError};
+pub use methods::Session;
 pub use methods::{IntoMethodError, MethodError, Methods};
 pub use rate_limit::RateLimit;
 pub use serve::Server;
 pub use server::{ServerBuilder, ServerHandle};
 pub use service::StreampodService;
-pub use session::{SendError, Session, SessionHandle, SessionId, StreamingSession};
+pub use session::{SendError, SessionHandle, SessionId};
+pub use streaming::StreamingSession;
 pub use streampod_macros::endpoint;
 pub use streampod_protocol as protocol;
 pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, SerializableModel};
@@ -85,11 +88,11 @@ pub use streampod_protocol::__codegen;
 /// Items the `#[endpoint]` macro's expansion refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::methods::Session;
     pub use crate::methods::{
         into_method_error, parse_args, respond_value, Args, MethodFuture, MethodInfo, Methods,
     };
     pub use crate::protocol::ModelSet;
-    pub use crate::session::Session;
     pub use std::boxed::Box;
 }
 

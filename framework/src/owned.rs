@@ -1,11 +1,62 @@
 //! What a session's endpoint streams added to the message central (joins and callback
-//! listeners), so that closing one endpoint's stream removes exactly what it added.
+//! listeners), so that closing one endpoint's stream removes exactly what it added, and
+//! the limits on how much one session may hold.
 //!
 //! Lookups by channel and by listener are O(1), so leaving and closing cost
 //! O(channels held), never O(n²).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Why a session could not join a channel or add a listener.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The session is closing or closed, or the endpoint stream it joins through has
+    /// closed (for instance after the session's identity changed).
+    #[error("the session (or this endpoint's stream) is closed")]
+    Closed,
+    /// The session already holds the most channels it may
+    /// ([`ServerConfig::max_channels_per_session`](crate::ServerConfig::max_channels_per_session)).
+    #[error("the session already holds {limit} channels, the most it may; leave one first")]
+    TooManyChannels {
+        /// The limit.
+        limit: usize,
+    },
+    /// The channel name is longer than
+    /// [`ServerConfig::max_channel_name_len`](crate::ServerConfig::max_channel_name_len).
+    #[error("a channel name of {len} bytes exceeds the limit of {limit} bytes")]
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// What one session may hold in the central.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimits {
+    pub(crate) channels: usize,
+    pub(crate) channel_name_len: usize,
+}
+
+impl SessionLimits {
+    pub(crate) fn check(&self, owned: &OwnedListeners, channel: &str) -> Result<(), JoinError> {
+        if channel.len() > self.channel_name_len {
+            return Err(JoinError::NameTooLong {
+                len: channel.len(),
+                limit: self.channel_name_len,
+            });
+        }
+        if owned.len() >= self.channels {
+            return Err(JoinError::TooManyChannels {
+                limit: self.channels,
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Identifies a listener within the message central.
 pub(crate) type ListenerId = u64;

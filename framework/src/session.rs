@@ -1,14 +1,12 @@
-//! Sessions: one per WebSocket. [`SessionHandle`] reaches a session from any task;
-//! [`StreamingSession`] is the same session seen by one endpoint.
+//! Sessions: one per WebSocket. The state a connection's tasks, the message central
+//! and every handle share, and [`SessionHandle`], which reaches it from any task.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -17,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::config::SlowConsumerPolicy;
-use crate::messages::{MessageCentral, SessionMessages};
+use crate::frame_text::utf8_frame;
 use crate::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DIRECT};
 use crate::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
@@ -59,7 +57,7 @@ pub(crate) struct SessionShared {
     tags: RwLock<HashSet<String>>,
     /// Channel listeners this session's endpoint streams own, removed when the stream
     /// that added them closes. `None` once the session closed: no more may be added.
-    pub(crate) listeners: Mutex<Option<OwnedListeners>>,
+    listeners: Mutex<Option<OwnedListeners>>,
     /// The policy for frames sent to the session directly.
     direct_policy: SlowConsumerPolicy,
     pub(crate) span: tracing::Span,
@@ -92,6 +90,15 @@ impl SessionShared {
             },
             span,
         }
+    }
+
+    /// The listeners the session's streams own; `None` inside once it closed. Holding
+    /// this lock while adding to a channel is what keeps a closing session from gaining
+    /// listeners.
+    pub(crate) fn owned_listeners(&self) -> MutexGuard<'_, Option<OwnedListeners>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn has_tag(&self, tag: &str) -> bool {
@@ -280,7 +287,7 @@ impl<P: ModelSet> SessionHandle<P> {
     pub fn send(&self, endpoint: &str, message: impl Into<P>) -> Result<(), SendError> {
         let mut buffer = Vec::with_capacity(128);
         frame::encode_message(endpoint, &message.into(), &mut buffer)?;
-        self.send_frame(crate::messages::utf8_frame(buffer))
+        self.send_frame(utf8_frame(buffer))
     }
 
     /// Queues an already encoded frame.
@@ -361,180 +368,6 @@ impl<P: ModelSet> SessionHandle<P> {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&TypeId::of::<T>());
         value.and_then(|v| v.downcast::<T>().ok())
-    }
-}
-
-/// A session as one endpoint sees it: [`send_stream_message`](Self::send_stream_message)
-/// frames messages with this endpoint's name. Derefs to [`SessionHandle`] for the rest;
-/// clone it to use it from another task.
-///
-/// One endpoint stream lasts from `stream_opened` to `stream_closed`: until the socket
-/// closes, or until the session's identity changes (the stream is then closed and a new
-/// one opened under the new identity). A clone kept by a background task sees the end:
-/// [`is_stream_closed`](Self::is_stream_closed) turns true, sends and joins fail.
-pub struct StreamingSession<P> {
-    handle: SessionHandle<P>,
-    endpoint: Arc<str>,
-    central: MessageCentral<P>,
-    /// Shared by every view of the same endpoint stream; false once it closed.
-    open: Arc<AtomicBool>,
-}
-
-impl<P> Clone for StreamingSession<P> {
-    fn clone(&self) -> Self {
-        Self {
-            handle: self.handle.clone(),
-            endpoint: self.endpoint.clone(),
-            central: self.central.clone(),
-            open: self.open.clone(),
-        }
-    }
-}
-
-impl<P> fmt::Debug for StreamingSession<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamingSession")
-            .field("id", &self.handle.shared.id)
-            .field("endpoint", &self.endpoint)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<P> Deref for StreamingSession<P> {
-    type Target = SessionHandle<P>;
-
-    fn deref(&self) -> &SessionHandle<P> {
-        &self.handle
-    }
-}
-
-impl<P: ModelSet> StreamingSession<P> {
-    /// A new endpoint stream of `handle`'s session.
-    pub(crate) fn open(
-        handle: SessionHandle<P>,
-        endpoint: Arc<str>,
-        central: MessageCentral<P>,
-    ) -> Self {
-        Self {
-            handle,
-            endpoint,
-            central,
-            open: Arc::new(AtomicBool::new(true)),
-        }
-    }
-
-    pub(crate) fn is_stream_open(&self) -> bool {
-        self.open.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn mark_stream_closed(&self) {
-        self.open.store(false, Ordering::Release);
-    }
-
-    /// Whether this endpoint stream has ended: the socket closed, or the session's
-    /// identity changed since it opened. Background tasks holding a clone should stop.
-    pub fn is_stream_closed(&self) -> bool {
-        !self.is_stream_open() || self.handle.is_closed()
-    }
-
-    pub(crate) fn central(&self) -> &MessageCentral<P> {
-        &self.central
-    }
-
-    /// The endpoint this view belongs to.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    /// The session handle, without the endpoint.
-    pub fn handle(&self) -> &SessionHandle<P> {
-        &self.handle
-    }
-
-    /// Sends `message` to this session from this endpoint. Never waits.
-    ///
-    /// # Errors
-    ///
-    /// [`SendError::Closed`] once this endpoint stream closed (even if the socket is
-    /// still open under another identity); otherwise see [`SessionHandle::send`].
-    pub fn send_stream_message(&self, message: impl Into<P>) -> Result<(), SendError> {
-        if !self.is_stream_open() {
-            return Err(SendError::Closed);
-        }
-        self.handle.send(&self.endpoint, message)
-    }
-
-    /// The message central, seen from this session and endpoint: channels it joins
-    /// deliver as this endpoint, and what it adds is removed when this stream closes.
-    pub fn messages(&self) -> SessionMessages<P> {
-        SessionMessages::new(self.clone())
-    }
-
-    pub(crate) fn endpoint_name(&self) -> &Arc<str> {
-        &self.endpoint
-    }
-}
-
-/// The session of one HTTP method call: who is calling, and the server's message
-/// central and handle, so a call can post to channels and reach streaming sessions.
-pub struct Session<P: ModelSet> {
-    pub(crate) auth: Option<Arc<AuthInfo>>,
-    pub(crate) remote_addr: SocketAddr,
-    pub(crate) endpoint: Arc<str>,
-    pub(crate) method: &'static str,
-    pub(crate) server: crate::ServerHandle<P>,
-}
-
-impl<P: ModelSet> fmt::Debug for Session<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("endpoint", &self.endpoint)
-            .field("method", &self.method)
-            .field("remote_addr", &self.remote_addr)
-            .field("user", &self.auth.as_ref().map(|a| &a.user_id))
-            .finish()
-    }
-}
-
-impl<P: ModelSet> Session<P> {
-    /// Who is calling, if signed in.
-    pub fn auth(&self) -> Option<&AuthInfo> {
-        self.auth.as_deref()
-    }
-
-    /// The caller's user id, if signed in.
-    pub fn authenticated_user_id(&self) -> Option<&str> {
-        self.auth.as_ref().map(|a| a.user_id.as_str())
-    }
-
-    /// Whether the caller is signed in with `scope`.
-    pub fn has_scope(&self, scope: &Scope) -> bool {
-        self.auth.as_ref().is_some_and(|a| a.has_scope(scope))
-    }
-
-    /// The caller's address.
-    pub fn remote_addr(&self) -> SocketAddr {
-        self.remote_addr
-    }
-
-    /// The endpoint called.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    /// The method called (camelCase, as on the wire).
-    pub fn method(&self) -> &str {
-        self.method
-    }
-
-    /// The message central: post to channels, broadcast to sessions.
-    pub fn messages(&self) -> MessageCentral<P> {
-        self.server.messages()
-    }
-
-    /// The server handle.
-    pub fn server(&self) -> &crate::ServerHandle<P> {
-        &self.server
     }
 }
 

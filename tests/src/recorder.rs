@@ -70,7 +70,9 @@ impl Endpoint<Protocol> for Recorder {
         &self,
         session: &StreamingSession<Protocol>,
     ) -> Result<(), EndpointError> {
-        session.insert_state(Greeting(format!("hello #{}", session.id())));
+        session
+            .handle()
+            .insert_state(Greeting(format!("hello #{}", session.id())));
         self.record(Event::Opened(session.id()));
         Ok(())
     }
@@ -86,6 +88,7 @@ impl Endpoint<Protocol> for Recorder {
                 "fail" => return Err(EndpointError::msg("the handler failed on purpose")),
                 "greeting" => {
                     let greeting = session
+                        .handle()
                         .state::<Greeting>()
                         .map(|g| g.0.clone())
                         .unwrap_or_default();
@@ -106,7 +109,7 @@ impl Endpoint<Protocol> for Recorder {
                     return Ok(());
                 }
                 "close" => {
-                    session.close(4001, "closed by the endpoint");
+                    session.handle().close(4001, "closed by the endpoint");
                     return Ok(());
                 }
                 _ => {}

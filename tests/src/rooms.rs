@@ -61,7 +61,7 @@ impl Endpoint<Protocol> for Rooms {
                 Ok(())
             }
             tag if tag.starts_with("tag:") => {
-                session.add_tag(&tag["tag:".len()..]);
+                session.handle().add_tag(&tag["tag:".len()..]);
                 ack(session, &chat, "tag")
             }
             _ => {

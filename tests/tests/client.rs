@@ -198,7 +198,9 @@ async fn reconnects_after_a_restart_and_restores_subscriptions() {
         .handle()
         .messages()
         .post_message("news", chat("news", "after restart"), Scope::Local)
-        .unwrap();
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 1);
     assert_eq!(next_message(&client).await.1.content, "after restart");
     client.close().await;

@@ -12,7 +12,7 @@ use example_server::Protocol;
 use http::Method;
 use serde_json::{json, Value};
 use streampod::cluster::{ClusterConfig, ClusterState};
-use streampod::messages::{PostError, Scope};
+use streampod::messages::{Delivery, PostError, Scope};
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::http::request;
@@ -319,7 +319,12 @@ async fn redis_outage_fails_global_posts_fast_and_delivery_resumes() {
     let error = loop {
         match messages.post_message(&room_channel("outage"), chat("during"), Scope::Global) {
             Err(error) => break error,
-            Ok(_) => {
+            Ok(delivery) => {
+                assert_eq!(
+                    delivery,
+                    Delivery::Published,
+                    "a Global post counts nothing here"
+                );
                 assert!(
                     killed.elapsed() < Duration::from_secs(1),
                     "global posts still accepted 1 s after Redis died"

@@ -87,15 +87,15 @@ async fn ten_thousand_sessions_leave_nothing_behind() {
         messages
             .post_message("lobby", chat.clone(), Scope::Local)
             .unwrap()
-            .delivered,
-        0
+            .delivered(),
+        Some(0)
     );
     assert_eq!(
         messages
             .post_message("private-3", chat, Scope::Local)
             .unwrap()
-            .delivered,
-        0
+            .delivered(),
+        Some(0)
     );
     assert_eq!(rooms.heard.load(Ordering::Relaxed), heard);
     server.shutdown().await;

@@ -85,7 +85,9 @@ async fn concurrent_publishers_reach_every_subscriber_in_order() {
                     };
                     let report = messages
                         .post_message("fanout", message, Scope::Local)
-                        .unwrap();
+                        .unwrap()
+                        .local()
+                        .expect("a local post");
                     assert_eq!(report.delivered, SUBSCRIBERS);
                     if sequence % 50 == 0 {
                         tokio::task::yield_now().await;

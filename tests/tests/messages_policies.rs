@@ -78,7 +78,9 @@ async fn run(policy: SlowConsumerPolicy) -> Outcome {
         let started = std::time::Instant::now();
         let report = messages
             .post_message("feed", message, Scope::Local)
-            .unwrap();
+            .unwrap()
+            .local()
+            .expect("a local post");
         slowest_post = slowest_post.max(started.elapsed());
         total.delivered += report.delivered;
         total.dropped += report.dropped;

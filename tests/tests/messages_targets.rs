@@ -56,7 +56,9 @@ async fn a_user_gets_the_message_on_every_device_and_nobody_else_does() {
         .messages()
         .to_user("7", "rooms")
         .post(chat("for 7"))
-        .unwrap();
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 3);
     for device in &mut devices {
         let frame = device.next_json().await;
@@ -79,7 +81,9 @@ async fn a_user_gets_the_message_on_every_device_and_nobody_else_does() {
         .messages()
         .to_user("7", "rooms")
         .post(chat("again"))
-        .unwrap();
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 2);
     server.shutdown().await;
 }
@@ -136,7 +140,9 @@ async fn filter_by_tag_and_broadcast_to_everyone() {
         .to_all("rooms")
         .filter(|s| s.has_tag("beta"))
         .post(chat("beta only"))
-        .unwrap();
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 2);
     for (i, client) in clients.iter_mut().enumerate() {
         if i % 2 == 0 {
@@ -145,7 +151,12 @@ async fn filter_by_tag_and_broadcast_to_everyone() {
             assert!(client.is_quiet(QUIET).await, "client {i} is not tagged");
         }
     }
-    let report = messages.to_all("rooms").post(chat("everyone")).unwrap();
+    let report = messages
+        .to_all("rooms")
+        .post(chat("everyone"))
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 4);
     for client in &mut clients {
         assert_eq!(content(&client.next_json().await), "everyone");
@@ -168,7 +179,9 @@ async fn one_encode_for_a_thousand_recipients() {
     let before = messages.stats().frames_encoded;
     let report = messages
         .post_message("big", chat("once"), Scope::Local)
-        .unwrap();
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 1000);
     assert_eq!(
         messages.stats().frames_encoded - before,
@@ -184,8 +197,8 @@ async fn one_encode_for_a_thousand_recipients() {
             .to_all("rooms")
             .post(chat("all"))
             .unwrap()
-            .delivered,
-        1000
+            .delivered(),
+        Some(1000)
     );
     assert_eq!(
         messages.stats().frames_encoded - before,
@@ -233,7 +246,9 @@ async fn callback_and_stream_listeners() {
     assert_eq!(messages.channel_count(), 0, "an empty channel is dropped");
     let report = messages
         .post_message("news", chat("nobody"), Scope::Local)
-        .unwrap();
+        .unwrap()
+        .local()
+        .expect("a local post");
     assert_eq!(report.delivered, 0);
     server.shutdown().await;
 }
@@ -255,8 +270,8 @@ async fn leaving_a_channel_stops_delivery() {
         messages
             .post_message("room", chat("out"), Scope::Local)
             .unwrap()
-            .delivered,
-        0
+            .delivered(),
+        Some(0)
     );
     assert!(client.is_quiet(QUIET).await);
     server.shutdown().await;

@@ -95,7 +95,7 @@ impl Calc {
         let report = session
             .messages()
             .post_message(&channel, message, PostScope::Local)?;
-        Ok(report.delivered as i64)
+        Ok(report.delivered().map_or(0, |n| n as i64))
     }
 
     pub async fn sleep(&self, ms: i64) -> i64 {

@@ -12,10 +12,10 @@ use http_body_util::{BodyExt, Limited};
 use tracing::Instrument;
 
 use super::response::{json, ResponseBody};
+use crate::methods::Session;
 use crate::methods::{parse_args, Args, MethodError, MethodInfo, Methods};
 use crate::protocol::{auth, ModelSet};
 use crate::server::{ServerHandle, ServerInner};
-use crate::session::Session;
 
 /// A request body the service can read: any `http_body::Body` of bytes.
 pub(crate) trait RequestBody:

@@ -1,0 +1,379 @@
+//! The message central's core: channels and their listeners, posting with one encode
+//! per endpoint name, delivery to sessions' queues, and the counters of it all.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::channel::{ChannelConfig, ChannelMap, Listener};
+use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Scope};
+use crate::cluster::{Cluster, ClusterState, Envelope};
+use crate::config::SlowConsumerPolicy;
+use crate::owned::{ListenerId, Owned, SessionLimits};
+use crate::protocol::ModelSet;
+use crate::registry::SessionRegistry;
+use crate::session::SessionShared;
+
+/// Listeners removed between two yields to the runtime, so a session holding many
+/// channels never stalls other tasks while it closes.
+const REMOVALS_PER_YIELD: usize = 64;
+
+pub(crate) struct Central<P> {
+    channels: ChannelMap<P>,
+    sessions: Arc<SessionRegistry>,
+    stream_capacity: usize,
+    limits: SessionLimits,
+    posts: AtomicU64,
+    frames_encoded: AtomicU64,
+    /// Totals of every local post's [`DeliveryReport`], added once per post.
+    delivered: AtomicU64,
+    /// Dropped frames by the policy that dropped them: index 0 direct sends and
+    /// broadcasts, 1 `DropOldest` channels, 2 `LatestValue` channels.
+    dropped: [AtomicU64; 3],
+    disconnected: AtomicU64,
+    /// Redis backplane for `Global` posts, when configured.
+    pub(crate) cluster: OnceLock<Cluster>,
+    /// Where throttled and batched posts schedule their timers.
+    runtime: tokio::runtime::Handle,
+}
+
+/// The message central of a server: cheap to clone, usable from any task.
+pub struct MessageCentral<P> {
+    pub(crate) inner: Arc<Central<P>>,
+}
+
+impl<P> Clone for MessageCentral<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<P> fmt::Debug for MessageCentral<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageCentral")
+            .field("listeners", &self.inner.channels.total_listeners())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> MessageCentral<P> {
+    /// Adds the listener `make` builds to `channel` (subscribing the cluster to a new
+    /// channel).
+    pub(crate) fn add(
+        &self,
+        channel: &str,
+        make: impl FnOnce(ListenerId) -> Listener<P>,
+    ) -> ListenerId {
+        self.inner.channels.add(channel, make, || {
+            if let Some(cluster) = self.inner.cluster.get() {
+                cluster.subscribe(channel);
+            }
+        })
+    }
+
+    /// Removes a listener; `false` when it was not there. An emptied channel is dropped
+    /// (and the cluster unsubscribed from it).
+    pub(crate) fn remove(&self, channel: &str, id: ListenerId) -> bool {
+        self.inner.channels.remove(channel, id, || {
+            if let Some(cluster) = self.inner.cluster.get() {
+                cluster.unsubscribe(channel);
+            }
+        })
+    }
+
+    /// Removes `owned` from their channels, yielding now and then: O(channels held).
+    pub(crate) async fn remove_owned(&self, owned: Vec<Owned>) {
+        for chunk in owned.chunks(REMOVALS_PER_YIELD) {
+            for listener in chunk {
+                self.remove(&listener.channel, listener.id);
+            }
+            if owned.len() > REMOVALS_PER_YIELD {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// What one session may hold.
+    pub(crate) fn limits(&self) -> SessionLimits {
+        self.inner.limits
+    }
+
+    /// How many messages a [`ChannelStream`](super::ChannelStream) holds.
+    pub(crate) fn stream_capacity(&self) -> usize {
+        self.inner.stream_capacity
+    }
+
+    /// The live sessions, for broadcasts.
+    pub(crate) fn sessions(&self) -> &SessionRegistry {
+        &self.inner.sessions
+    }
+
+    /// Where throttled and batched posts schedule their timers.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.runtime
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.get()
+    }
+}
+
+impl<P: ModelSet> MessageCentral<P> {
+    pub(crate) fn new(
+        sessions: Arc<SessionRegistry>,
+        stream_capacity: usize,
+        limits: SessionLimits,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Central {
+                channels: ChannelMap::default(),
+                sessions,
+                stream_capacity,
+                limits,
+                posts: AtomicU64::new(0),
+                frames_encoded: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+                dropped: std::array::from_fn(|_| AtomicU64::new(0)),
+                disconnected: AtomicU64::new(0),
+                cluster: OnceLock::new(),
+                runtime,
+            }),
+        }
+    }
+
+    /// Sets a channel's options; they apply to current and future listeners and stay
+    /// after the channel's last listener leaves.
+    pub fn configure_channel(&self, channel: &str, config: ChannelConfig) {
+        self.inner.channels.configure(channel, config);
+    }
+
+    /// Posts `message` to every listener of `channel`. Never waits for a consumer.
+    /// A `Local` post (or any post without a cluster) returns [`Delivery::Local`] with
+    /// what it did; a `Global` one [`Delivery::Published`] once Redis' publish queue
+    /// took it.
+    ///
+    /// # Errors
+    ///
+    /// [`PostError::Encode`] when the message cannot be encoded; for `Global` on a
+    /// cluster, [`PostError::Cluster`] when Redis is unreachable or the publish queue
+    /// is full (the post fails at once, it is not buffered).
+    pub fn post_message(
+        &self,
+        channel: &str,
+        message: impl Into<P>,
+        scope: Scope,
+    ) -> Result<Delivery, PostError> {
+        let message = message.into();
+        match (scope, self.cluster()) {
+            (Scope::Global, Some(cluster)) => {
+                let payload = Envelope::encode(cluster.node, None, None, &message)?;
+                cluster.publish(cluster.channel_name(channel), payload)?;
+                self.count_post();
+                Ok(Delivery::Published)
+            }
+            _ => self
+                .deliver(channel, &[Arc::new(message)], |_| true)
+                .map(Delivery::Local),
+        }
+    }
+
+    /// Posts `message` to `channel` on every server of the cluster and waits until Redis
+    /// took it: the number of servers listening on `channel` (0 when none is). Without
+    /// a cluster this posts locally and returns 1 when the channel has listeners here.
+    ///
+    /// # Errors
+    ///
+    /// [`PostError::Encode`]; [`PostError::Cluster`] when Redis is unreachable, the
+    /// publish queue is full, or Redis did not confirm within the publish timeout.
+    pub async fn post_global(
+        &self,
+        channel: &str,
+        message: impl Into<P>,
+    ) -> Result<usize, PostError> {
+        let message = message.into();
+        let Some(cluster) = self.cluster() else {
+            let report = self.deliver(channel, &[Arc::new(message)], |_| true)?;
+            return Ok(usize::from(report.delivered > 0));
+        };
+        let payload = Envelope::encode(cluster.node, None, None, &message)?;
+        self.count_post();
+        Ok(cluster
+            .publish_confirmed(cluster.channel_name(channel), payload)
+            .await?)
+    }
+
+    /// The cluster connection's state; `None` without a cluster.
+    pub fn cluster_state(&self) -> Option<ClusterState> {
+        self.cluster().map(Cluster::state)
+    }
+
+    /// Changes of the cluster connection's state; `None` without a cluster.
+    pub fn cluster_state_changes(&self) -> Option<tokio::sync::watch::Receiver<ClusterState>> {
+        self.cluster().map(Cluster::state_changes)
+    }
+
+    /// Stops the cluster tasks (server shutdown); `Global` posts fail afterwards.
+    pub(crate) fn leave_cluster(&self) {
+        if let Some(cluster) = self.cluster() {
+            cluster.stop();
+        }
+    }
+
+    /// Delivers `messages` to `channel`'s listeners: sessions get one frame (a batch
+    /// frame for several messages) encoded once per endpoint; callbacks and streams get
+    /// each message. `include` selects sessions.
+    pub(crate) fn deliver(
+        &self,
+        channel: &str,
+        messages: &[Arc<P>],
+        include: impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
+        self.deliver_payload(channel, &Payload::Models(messages), include)
+    }
+
+    /// Pushes `payload`, framed as from `endpoint`, to each of `sessions` that `include`
+    /// selects; one encode in all.
+    pub(crate) fn deliver_to_sessions(
+        &self,
+        sessions: &[Arc<SessionShared>],
+        endpoint: &Arc<str>,
+        payload: &Payload<'_, P>,
+        include: impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
+        self.count_post();
+        let mut frames = Frames::new(
+            |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
+            &self.inner.frames_encoded,
+        );
+        let mut report = DeliveryReport::default();
+        for session in sessions.iter().filter(|s| include(s)) {
+            report.count(session.push(frames.get(endpoint)?));
+        }
+        self.add_report(&report, None);
+        Ok(report)
+    }
+
+    pub(crate) fn deliver_payload(
+        &self,
+        channel: &str,
+        payload: &Payload<'_, P>,
+        include: impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
+        self.inner.posts.fetch_add(1, Ordering::Relaxed);
+        let mut report = DeliveryReport::default();
+        let Some(channel) = self.inner.channels.get(channel) else {
+            return Ok(report);
+        };
+        let listeners = channel.snapshot();
+        let policy = channel.policy();
+        let mut frames = Frames::new(
+            |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
+            &self.inner.frames_encoded,
+        );
+        // Decoded only if a callback or stream listens (a remote post arrives encoded).
+        let mut models = None;
+        for listener in listeners.iter() {
+            match listener {
+                Listener::Session {
+                    session, endpoint, ..
+                } => {
+                    if include(session) {
+                        report.count(session.push_from(frames.get(endpoint)?, channel.key, policy));
+                    }
+                }
+                Listener::Callback { callback, .. } => {
+                    let messages: &[Arc<P>] = models.get_or_insert_with(|| payload.models());
+                    for message in messages {
+                        if std::panic::catch_unwind(AssertUnwindSafe(|| callback(message))).is_ok()
+                        {
+                            report.delivered += 1;
+                        } else {
+                            tracing::error!(target: "streampod::messages", "a channel listener panicked");
+                            report.dropped += 1;
+                        }
+                    }
+                }
+                Listener::Stream { queue, .. } => {
+                    let messages: &[Arc<P>] = models.get_or_insert_with(|| payload.models());
+                    for message in messages {
+                        report.count(queue.push(message.clone(), policy));
+                    }
+                }
+            }
+        }
+        self.add_report(&report, Some(policy));
+        Ok(report)
+    }
+
+    /// Listeners on `channel`.
+    pub fn listener_count(&self, channel: &str) -> usize {
+        self.inner
+            .channels
+            .get(channel)
+            .map_or(0, |c| c.snapshot().len())
+    }
+
+    /// Listeners on all channels.
+    pub fn total_listeners(&self) -> usize {
+        self.inner.channels.total_listeners()
+    }
+
+    /// Channels with at least one listener.
+    pub fn channel_count(&self) -> usize {
+        self.inner.channels.len()
+    }
+
+    /// Connected sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Cumulative counters.
+    pub fn stats(&self) -> MessageStats {
+        let inner = &self.inner;
+        MessageStats {
+            posts: inner.posts.load(Ordering::Relaxed),
+            frames_encoded: inner.frames_encoded.load(Ordering::Relaxed),
+            deliveries: inner.delivered.load(Ordering::Relaxed),
+            dropped: inner
+                .dropped
+                .iter()
+                .map(|d| d.load(Ordering::Relaxed))
+                .sum(),
+            dropped_oldest: inner.dropped[1].load(Ordering::Relaxed),
+            dropped_latest_value: inner.dropped[2].load(Ordering::Relaxed),
+            disconnected: inner.disconnected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds one post's outcome to the totals: an atomic add or three per post, none
+    /// per recipient. `policy` is the channel's; `None` for broadcasts to sessions.
+    fn add_report(&self, report: &DeliveryReport, policy: Option<SlowConsumerPolicy>) {
+        let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let inner = &self.inner;
+        inner
+            .delivered
+            .fetch_add(as_u64(report.delivered), Ordering::Relaxed);
+        if report.dropped > 0 {
+            let by = match policy {
+                None | Some(SlowConsumerPolicy::Disconnect) => 0,
+                Some(SlowConsumerPolicy::DropOldest) => 1,
+                Some(SlowConsumerPolicy::LatestValue) => 2,
+            };
+            inner.dropped[by].fetch_add(as_u64(report.dropped), Ordering::Relaxed);
+        }
+        if report.disconnected > 0 {
+            inner
+                .disconnected
+                .fetch_add(as_u64(report.disconnected), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn count_post(&self) {
+        self.inner.posts.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,207 @@
+//! What a post carries and what it did: the reach of a post, its report, its errors,
+//! and the frames it encodes once per endpoint name.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::cluster::ClusterError;
+use crate::frame_text::utf8_frame;
+use crate::outbound::Push;
+use crate::protocol::{frame, EncodeError, ModelSet};
+
+/// Where a post goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Listeners on this server (the default, unlike Serverpod's old global default).
+    #[default]
+    Local,
+    /// Listeners on every server of the cluster, delivered through Redis (the posting
+    /// server's own listeners included, so everyone sees one order per channel). The
+    /// post returns before delivery, with [`Delivery::Published`]; it fails at once while
+    /// Redis is unreachable. Without a cluster configured
+    /// ([`ServerBuilder::cluster`](crate::ServerBuilder::cluster)) this is the same as
+    /// `Local`.
+    Global,
+}
+
+/// What a local post did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeliveryReport {
+    /// Listeners the message was queued for or handed to.
+    pub delivered: usize,
+    /// Frames dropped by `DropOldest`/`LatestValue` policies (older ones, or this one).
+    pub dropped: usize,
+    /// Sessions disconnected as slow consumers by this post.
+    pub disconnected: usize,
+}
+
+impl DeliveryReport {
+    pub(crate) fn count(&mut self, push: Push) {
+        match push {
+            Push::Queued => self.delivered += 1,
+            Push::QueuedDropping(dropped) => {
+                self.delivered += 1;
+                self.dropped += dropped;
+            }
+            Push::Dropped(dropped) => self.dropped += dropped,
+            Push::Overflow => self.disconnected += 1,
+            Push::Closed => {}
+        }
+    }
+}
+
+/// What a post did, as far as this server can know when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Delivered here: the report counts this server's listeners.
+    Local(DeliveryReport),
+    /// Handed to the cluster (a `Global` post): Redis passes it to every server, this
+    /// one included, and each delivers to its own listeners. Nothing is counted yet;
+    /// [`MessageCentral::post_global`](super::MessageCentral::post_global) waits for
+    /// Redis' count of servers instead.
+    Published,
+}
+
+impl Delivery {
+    /// The local report; `None` for a post handed to the cluster.
+    pub fn local(self) -> Option<DeliveryReport> {
+        match self {
+            Delivery::Local(report) => Some(report),
+            Delivery::Published => None,
+        }
+    }
+
+    /// Listeners reached on this server; `None` for a post handed to the cluster.
+    pub fn delivered(self) -> Option<usize> {
+        self.local().map(|report| report.delivered)
+    }
+}
+
+/// Why a post failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostError {
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A `Global` post could not be handed to the cluster.
+    #[error("global post failed: {0}")]
+    Cluster(#[from] ClusterError),
+    /// A `Global` broadcast had a filter: the closure cannot run on other servers.
+    #[error(
+        "a Global broadcast cannot carry a filter (the closure cannot run on other \
+         servers); post to a channel the right sessions joined, or filter locally"
+    )]
+    GlobalFilter,
+}
+
+/// Cumulative counters of the message central.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MessageStats {
+    /// Posts and broadcasts made.
+    pub posts: u64,
+    /// Frames encoded for them (one per post and endpoint name, not per recipient).
+    pub frames_encoded: u64,
+    /// Messages queued for or handed to a listener, over all local posts.
+    pub deliveries: u64,
+    /// Frames dropped by the `DropOldest` and `LatestValue` policies, all channels.
+    pub dropped: u64,
+    /// Of those, dropped on channels whose policy is `DropOldest`.
+    pub dropped_oldest: u64,
+    /// Of those, replaced on channels whose policy is `LatestValue`.
+    pub dropped_latest_value: u64,
+    /// Sessions disconnected as slow consumers by posts.
+    pub disconnected: u64,
+}
+
+/// The frames of one post, encoded lazily once per endpoint name.
+pub(crate) struct Frames<'a, E> {
+    encode: E,
+    encoded: Vec<(Arc<str>, Utf8Bytes)>,
+    counter: &'a AtomicU64,
+}
+
+impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
+    pub(crate) fn new(encode: E, counter: &'a AtomicU64) -> Self {
+        Self {
+            encode,
+            encoded: Vec::new(),
+            counter,
+        }
+    }
+
+    pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<Utf8Bytes, EncodeError> {
+        if let Some((_, frame)) = self.encoded.iter().find(|(name, _)| name == endpoint) {
+            return Ok(frame.clone());
+        }
+        let mut buffer = Vec::with_capacity(128);
+        (self.encode)(endpoint, &mut buffer)?;
+        let frame = utf8_frame(buffer);
+        self.counter.fetch_add(1, Ordering::Relaxed);
+        self.encoded.push((endpoint.clone(), frame.clone()));
+        Ok(frame)
+    }
+}
+
+/// What a post carries: models (a local post), or a frame object that came through the
+/// cluster already encoded.
+pub(crate) enum Payload<'a, P> {
+    Models(&'a [Arc<P>]),
+    Object(&'a str),
+}
+
+impl<P: ModelSet> Payload<'_, P> {
+    pub(crate) fn encode(&self, endpoint: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            Payload::Models(messages) => encode(endpoint, messages, out),
+            Payload::Object(object) => {
+                frame::encode_message_with_object(endpoint, object, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// The messages for callback and stream listeners (decoded from a remote object;
+    /// none, with a warning, when it does not decode).
+    pub(crate) fn models(&self) -> Cow<'_, [Arc<P>]> {
+        match self {
+            Payload::Models(messages) => Cow::Borrowed(messages),
+            Payload::Object(object) => match decode_object::<P>(object) {
+                Ok(message) => Cow::Owned(vec![Arc::new(message)]),
+                Err(error) => {
+                    tracing::warn!(target: "streampod::cluster", %error, "a cluster message does not decode here; callbacks skip it");
+                    Cow::Owned(Vec::new())
+                }
+            },
+        }
+    }
+}
+
+/// Decodes a frame object `{"className":…,"data":…}`.
+fn decode_object<P: ModelSet>(object: &str) -> Result<P, String> {
+    #[derive(serde::Deserialize)]
+    struct Object<'a> {
+        #[serde(rename = "className", borrow)]
+        class_name: Cow<'a, str>,
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+    }
+    let object: Object<'_> = serde_json::from_str(object).map_err(|e| e.to_string())?;
+    P::decode(&object.class_name, object.data).map_err(|e| e.to_string())
+}
+
+/// One message as a message frame, several as a batch frame.
+pub(crate) fn encode<P: ModelSet>(
+    endpoint: &str,
+    messages: &[Arc<P>],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    match messages {
+        [one] => frame::encode_message(endpoint, &**one, out),
+        many => frame::encode_batch(endpoint, many.iter().map(|m| &**m), out),
+    }
+}

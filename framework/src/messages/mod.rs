@@ -1,0 +1,47 @@
+//! The message central: named channels with listeners, and posting to them.
+//!
+//! A listener is a session that joined the channel (it receives each message as a frame
+//! from the endpoint it joined through), a callback, or a [`ChannelStream`]. A post
+//! encodes the message once per endpoint name and shares the frame with every session's
+//! queue; it never waits for a consumer.
+//!
+//! ```no_run
+//! # streampod::__doc_models!();
+//! use streampod::messages::{Delivery, Scope};
+//! # fn demo(server: streampod::ServerHandle<Protocol>) {
+//! let messages = server.messages();
+//! let delivery = messages
+//!     .post_message("room-1", ChatMessage { content: "hi".into() }, Scope::Local)
+//!     .expect("encodable");
+//! if let Delivery::Local(report) = delivery {
+//!     println!("{} delivered, {} dropped", report.delivered, report.dropped);
+//! }
+//! # }
+//! ```
+//!
+//! The modules below hold one concept each and depend on each other one way:
+//! `delivery` (what a post carries and did) and `queue` (a stream's buffer) ←
+//! `channel` (listeners by channel) ← `central` (posting and delivery) ← `listener`,
+//! `stream`, `broadcast`, `pacing`, `ingress` (each adding its part of the API).
+
+mod broadcast;
+mod central;
+mod channel;
+mod delivery;
+mod ingress;
+mod listener;
+mod pacing;
+mod queue;
+mod stream;
+
+pub use broadcast::Broadcast;
+pub use central::MessageCentral;
+pub use channel::ChannelConfig;
+pub(crate) use channel::Listener;
+pub use delivery::{Delivery, DeliveryReport, MessageStats, PostError, Scope};
+pub use listener::ListenerHandle;
+pub use pacing::{Batched, Throttle, Throttled};
+pub use stream::ChannelStream;
+
+pub use crate::owned::JoinError;
+pub use crate::streaming::SessionMessages;
