@@ -8,7 +8,7 @@
 //! multiplexed connection that pipelines the `PUBLISH`es. When Redis goes away, the
 //! supervisor reconnects with jittered exponential backoff and re-subscribes every
 //! channel the node still has; meanwhile global posts fail at once
-//! ([`PostError::ClusterUnavailable`](crate::messages::PostError)) and local posts are
+//! ([`PostError::Cluster`](crate::messages::PostError::Cluster) with [`ClusterError::Unavailable`]) and local posts are
 //! unaffected. Delivery is at most once, as in Serverpod: what is posted while a node is
 //! cut off does not reach it later.
 //!
@@ -98,7 +98,7 @@ impl ClusterConfig {
     }
 
     /// Global posts that may wait to be published; beyond that a post fails with
-    /// [`PostError::ClusterBacklog`](crate::messages::PostError) instead of buffering.
+    /// [`ClusterError::Backlog`] instead of buffering.
     pub fn publish_queue(mut self, posts: usize) -> Self {
         self.publish_queue = posts.max(1);
         self

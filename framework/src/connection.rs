@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,25 +18,52 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::AuthInfo;
-use crate::endpoint::Denied;
+use crate::auth::{AuthInfo, DynAuthenticationHandler};
+use crate::config::ServerConfig;
+use crate::endpoint::{Denied, Endpoints};
 use crate::log_limit::RateLimitedLog;
-use crate::outbound::{Batch, Limits};
+use crate::messages::central::MessageCentral;
+use crate::metrics::Metrics;
+use crate::outbound::{Batch, Limits, TotalHeld};
 use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
 use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
-use crate::server::ServerInner;
-use crate::session::{SessionHandle, SessionShared};
+use crate::registry::SessionRegistry;
+use crate::session::{SessionHandle, SessionId, SessionShared};
 use crate::streaming::{release_session, StreamingSession};
 use prometheus_client::metrics::histogram::Histogram;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
+/// What serving a WebSocket needs: the endpoints and who may use them, the
+/// configuration, the live sessions, the message central, and the metrics.
+pub(crate) struct StreamContext<P: ModelSet> {
+    pub(crate) endpoints: Endpoints<P>,
+    pub(crate) authentication: Option<Arc<dyn DynAuthenticationHandler>>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) sessions: Arc<SessionRegistry>,
+    pub(crate) messages: MessageCentral<P>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Bytes queued for all sessions, for the memory guard.
+    pub(crate) held_bytes: Arc<TotalHeld>,
+    /// Cancelled when the server shuts down: a socket opened after it closes at once.
+    pub(crate) shutdown: CancellationToken,
+    /// The next session's id (start at 1).
+    pub(crate) next_id: AtomicU64,
+}
+
+impl<P: ModelSet> StreamContext<P> {
+    fn next_session_id(&self) -> SessionId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 /// Serves one upgraded socket until it closes, then runs `stream_closed`.
 pub(crate) async fn run<P: ModelSet>(
-    server: Arc<ServerInner<P>>,
+    server: Arc<StreamContext<P>>,
     upgraded: Upgraded,
     remote_addr: SocketAddr,
     auth_key: Option<String>,
@@ -95,7 +123,7 @@ pub(crate) async fn run<P: ModelSet>(
 }
 
 struct Connection<P: ModelSet> {
-    server: Arc<ServerInner<P>>,
+    server: Arc<StreamContext<P>>,
     shared: Arc<SessionShared>,
     handle: SessionHandle<P>,
     /// Each endpoint's open stream: its `stream_opened` succeeded and `stream_closed`

@@ -42,6 +42,7 @@
 
 pub mod auth;
 mod backoff;
+mod builder;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
@@ -51,6 +52,7 @@ mod connection;
 mod connections;
 mod endpoint;
 mod frame_text;
+mod handle;
 mod log_limit;
 mod memory_guard;
 pub mod messages;
@@ -61,19 +63,19 @@ mod owned;
 mod rate_limit;
 mod registry;
 mod serve;
-mod server;
 pub mod service;
 mod session;
 mod streaming;
 
 pub use backoff::Backoff;
+pub use builder::ServerBuilder;
 pub use config::{ServerConfig, SlowConsumerPolicy};
 pub use endpoint::{Endpoint, EndpointError};
+pub use handle::ServerHandle;
 pub use methods::Session;
 pub use methods::{IntoMethodError, MethodError, Methods};
 pub use rate_limit::RateLimit;
 pub use serve::Server;
-pub use server::{ServerBuilder, ServerHandle};
 pub use service::StreampodService;
 pub use session::{SendError, SessionHandle, SessionId};
 pub use streaming::StreamingSession;

@@ -46,7 +46,8 @@ use serde_json::value::RawValue;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::endpoint::EndpointError;
-use crate::messages::MessageCentral;
+use crate::handle::ServerHandle;
+use crate::messages::central::MessageCentral;
 use crate::protocol::wire::{FromWire, Wire, WireValue};
 use crate::protocol::{ModelSet, SerializableException};
 
@@ -341,6 +342,38 @@ pub fn into_method_error<E: IntoMethodError>(error: E) -> MethodError {
     error.into_method_error()
 }
 
+/// One registered method endpoint: its name and its methods.
+type Registered<P> = (Arc<str>, Arc<dyn Methods<P>>);
+
+/// Method endpoints by name, in registration order.
+pub(crate) struct MethodEndpoints<P: ModelSet> {
+    list: Vec<Registered<P>>,
+}
+
+impl<P: ModelSet> Default for MethodEndpoints<P> {
+    fn default() -> Self {
+        Self { list: Vec::new() }
+    }
+}
+
+impl<P: ModelSet> MethodEndpoints<P> {
+    pub(crate) fn insert(&mut self, name: &str, methods: Arc<dyn Methods<P>>) -> bool {
+        if self.get(name).is_some() {
+            return false;
+        }
+        self.list.push((Arc::from(name), methods));
+        true
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Registered<P>> {
+        self.list.iter().find(|(n, _)| &**n == name)
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|(n, _)| &**n)
+    }
+}
+
 /// The session of one HTTP method call: who is calling, and the server's message
 /// central and handle, so a call can post to channels and reach streaming sessions.
 pub struct Session<P: ModelSet> {
@@ -348,7 +381,7 @@ pub struct Session<P: ModelSet> {
     pub(crate) remote_addr: SocketAddr,
     pub(crate) endpoint: Arc<str>,
     pub(crate) method: &'static str,
-    pub(crate) server: crate::ServerHandle<P>,
+    pub(crate) server: ServerHandle<P>,
 }
 
 impl<P: ModelSet> fmt::Debug for Session<P> {
@@ -399,7 +432,7 @@ impl<P: ModelSet> Session<P> {
     }
 
     /// The server handle.
-    pub fn server(&self) -> &crate::ServerHandle<P> {
+    pub fn server(&self) -> &ServerHandle<P> {
         &self.server
     }
 }

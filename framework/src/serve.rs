@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::connections::{Connections, Refusal, Ticket};
+use crate::handle::ServerHandle;
 use crate::log_limit::RateLimitedLog;
 use crate::protocol::ModelSet;
-use crate::server::{ServerBuilder, ServerHandle};
 use crate::service::{HeldConnection, RemoteAddr, StreampodService};
 
 /// A running server. Dropping it leaves the server running in the background; call
@@ -32,11 +32,6 @@ pub struct Server<P: ModelSet> {
 }
 
 impl<P: ModelSet> Server<P> {
-    /// A builder with no endpoints and the default configuration.
-    pub fn builder() -> ServerBuilder<P> {
-        ServerBuilder::new()
-    }
-
     /// Starts accepting on `listener`.
     pub(crate) fn start(
         service: StreampodService<P>,
@@ -45,7 +40,8 @@ impl<P: ModelSet> Server<P> {
     ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let handle = service.handle();
-        tracing::info!(target: "streampod::server", %local_addr, endpoints = handle.state().endpoints.len(), "serving");
+        let endpoints = service.state().streams.endpoints.len();
+        tracing::info!(target: "streampod::server", %local_addr, endpoints, "serving");
         let accept = tokio::spawn(accept_loop(service, listener, connections));
         Ok(Self {
             handle,
@@ -75,7 +71,7 @@ impl<P: ModelSet> Server<P> {
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         tokio::select! {
             () = signal => tracing::info!(target: "streampod::server", "shutdown requested"),
-            () = self.handle.state().shutdown.cancelled() => {}
+            () = self.handle.shutdown_signal().cancelled() => {}
         }
         self.shutdown().await;
     }
@@ -87,14 +83,14 @@ async fn accept_loop<P: ModelSet>(
     connections: Arc<Connections>,
 ) {
     let handle = service.handle();
-    let inner = handle.state();
+    let metrics = service.state().streams.metrics.clone();
     let mut failures = AcceptFailures::default();
     let refusals = RateLimitedLog::new(LOG_INTERVAL);
     let lingering = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             biased;
-            () = inner.shutdown.cancelled() => break,
+            () = handle.shutdown_signal().cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -111,16 +107,15 @@ async fn accept_loop<P: ModelSet>(
         };
         let ticket = match connections.admit(peer.ip()) {
             Ok(ticket) => {
-                inner.metrics.connections_accepted.inc();
+                metrics.connections_accepted.inc();
                 ticket
             }
             Err(refusal) => {
-                inner
-                    .metrics
+                metrics
                     .connections_refused
                     .get_or_create(&vec![("reason", refusal.as_str().to_owned())])
                     .inc();
-                refuse(&inner.tasks, &lingering, stream, refusal);
+                refuse(handle.tasks(), &lingering, stream, refusal);
                 if let Some(suppressed) = refusals.ready() {
                     tracing::warn!(target: "streampod::server", %peer, reason = refusal.as_str(), suppressed, "refused a connection at the connection limit");
                 }
@@ -129,8 +124,8 @@ async fn accept_loop<P: ModelSet>(
         };
         // Frames are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
-        inner
-            .tasks
+        handle
+            .tasks()
             .spawn(serve_connection(service.clone(), stream, peer, ticket));
     }
     tracing::info!(target: "streampod::server", "stopped accepting connections");
@@ -214,8 +209,8 @@ async fn serve_connection<P: ModelSet>(
     peer: SocketAddr,
     ticket: Ticket,
 ) {
-    let handle = service.handle();
-    let state = handle.state();
+    let header_timeout = service.state().streams.config.http_header_timeout;
+    let shutdown = service.handle().shutdown_signal().clone();
     let ticket = Arc::new(ticket);
     let serve_request = {
         let ticket = ticket.clone();
@@ -237,7 +232,7 @@ async fn serve_connection<P: ModelSet>(
     };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.http_header_timeout)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), serve_request)
         .with_upgrades();
     tokio::pin!(connection);
@@ -247,7 +242,7 @@ async fn serve_connection<P: ModelSet>(
             tracing::debug!(target: "streampod::http", %peer, "closed a waiting connection to admit a new one");
             return;
         }
-        () = state.shutdown.cancelled() => {
+        () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }

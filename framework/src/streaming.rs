@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::auth::AuthInfo;
-use crate::messages::{
-    Broadcast, Delivery, JoinError, Listener, ListenerHandle, MessageCentral, PostError, Scope,
-};
-use crate::owned::Owned;
+use crate::messages::broadcast::Broadcast;
+use crate::messages::central::MessageCentral;
+use crate::messages::channel::Listener;
+use crate::messages::delivery::{Delivery, PostError, Scope};
+use crate::messages::listener::ListenerHandle;
+use crate::owned::{JoinError, Owned};
 use crate::protocol::ModelSet;
 use crate::session::{SendError, SessionHandle, SessionId, SessionShared};
 

@@ -49,7 +49,7 @@ impl<P: ModelSet> MessageCentral<P> {
     /// Calls `listener` with every message posted to `channel` (on the posting task;
     /// keep it short and spawn for slow work). It stays until
     /// [`ListenerHandle::remove`]; listeners added through
-    /// [`SessionMessages::add_listener`] go when their session closes.
+    /// [`SessionMessages::add_listener`](crate::messages::SessionMessages::add_listener) go when their session closes.
     pub fn add_listener(
         &self,
         channel: &str,

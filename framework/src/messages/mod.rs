@@ -24,20 +24,19 @@
 //! `channel` (listeners by channel) ← `central` (posting and delivery) ← `listener`,
 //! `stream`, `broadcast`, `pacing`, `ingress` (each adding its part of the API).
 
-mod broadcast;
-mod central;
-mod channel;
-mod delivery;
+pub(crate) mod broadcast;
+pub(crate) mod central;
+pub(crate) mod channel;
+pub(crate) mod delivery;
 mod ingress;
-mod listener;
-mod pacing;
-mod queue;
-mod stream;
+pub(crate) mod listener;
+pub(crate) mod pacing;
+pub(crate) mod queue;
+pub(crate) mod stream;
 
 pub use broadcast::Broadcast;
 pub use central::MessageCentral;
 pub use channel::ChannelConfig;
-pub(crate) use channel::Listener;
 pub use delivery::{Delivery, DeliveryReport, MessageStats, PostError, Scope};
 pub use listener::ListenerHandle;
 pub use pacing::{Batched, Throttle, Throttled};

@@ -12,10 +12,10 @@ use http_body_util::{BodyExt, Limited};
 use tracing::Instrument;
 
 use super::response::{json, ResponseBody};
+use super::state::ServiceState;
 use crate::methods::Session;
-use crate::methods::{parse_args, Args, MethodError, MethodInfo, Methods};
+use crate::methods::{parse_args, Args, MethodError, MethodInfo};
 use crate::protocol::{auth, ModelSet};
-use crate::server::{ServerHandle, ServerInner};
 
 /// A request body the service can read: any `http_body::Body` of bytes.
 pub(crate) trait RequestBody:
@@ -32,41 +32,9 @@ impl<B> RequestBody for B where
 {
 }
 
-/// One registered method endpoint: its name and its methods.
-type Registered<P> = (Arc<str>, Arc<dyn Methods<P>>);
-
-/// Method endpoints by name, in registration order.
-pub(crate) struct MethodEndpoints<P: ModelSet> {
-    list: Vec<Registered<P>>,
-}
-
-impl<P: ModelSet> Default for MethodEndpoints<P> {
-    fn default() -> Self {
-        Self { list: Vec::new() }
-    }
-}
-
-impl<P: ModelSet> MethodEndpoints<P> {
-    pub(crate) fn insert(&mut self, name: &str, methods: Arc<dyn Methods<P>>) -> bool {
-        if self.get(name).is_some() {
-            return false;
-        }
-        self.list.push((Arc::from(name), methods));
-        true
-    }
-
-    fn get(&self, name: &str) -> Option<&Registered<P>> {
-        self.list.iter().find(|(n, _)| &**n == name)
-    }
-
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
-        self.list.iter().map(|(n, _)| &**n)
-    }
-}
-
 /// Answers `POST /<endpoint>/<method>` or `POST /<endpoint>` with `"method"` in the body.
 pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
-    server: &Arc<ServerInner<P>>,
+    server: &ServiceState<P>,
     request: Request<B>,
     path: &str,
     remote_addr: SocketAddr,
@@ -91,7 +59,7 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
         .map_or(("unknown", "unknown"), |(endpoint, method)| {
             (&**endpoint, *method)
         });
-    server.metrics.method_call(
+    server.streams.metrics.method_call(
         endpoint,
         method,
         response.status().as_u16(),
@@ -101,7 +69,7 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
 }
 
 async fn call<P: ModelSet, B: RequestBody>(
-    server: &Arc<ServerInner<P>>,
+    server: &ServiceState<P>,
     request: Request<B>,
     path: &str,
     remote_addr: SocketAddr,
@@ -144,8 +112,8 @@ async fn call<P: ModelSet, B: RequestBody>(
     let query = request.uri().query().map(str::to_owned);
     let body = read_body(
         request,
-        server.config.max_body_size,
-        server.config.http_body_timeout,
+        server.streams.config.max_body_size,
+        server.streams.config.http_body_timeout,
     )
     .await?;
     let mut args = parse_args(&body, query.as_deref())?;
@@ -174,7 +142,7 @@ async fn call<P: ModelSet, B: RequestBody>(
     let info: &'static MethodInfo = &table[index];
     *called = Some((endpoint_name.clone(), info.name));
 
-    let auth = match (&key, &server.authentication) {
+    let auth = match (&key, &server.streams.authentication) {
         (Some(key), Some(handler)) => handler.authenticate(key).await.map(Arc::new),
         _ => None,
     };
@@ -207,7 +175,7 @@ async fn call<P: ModelSet, B: RequestBody>(
         remote_addr,
         endpoint: endpoint_name.clone(),
         method: info.name,
-        server: ServerHandle::from_inner(server.clone()),
+        server: server.handle.clone(),
     };
     let span = tracing::info_span!(
         target: "streampod::call",

@@ -1,4 +1,4 @@
-//! streampod as a tower [`Service`]: the WebSocket upgrade, HTTP method calls, `/health`
+//! streampod as a tower [`Service`](tower_service::Service): the WebSocket upgrade, HTTP method calls, `/health`
 //! and `/metrics` for any `http::Request`, so it mounts in axum, hyper or any tower stack.
 //!
 //! ```no_run
@@ -18,6 +18,7 @@
 
 mod call;
 mod response;
+mod state;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -29,12 +30,12 @@ use std::task::{Context, Poll};
 
 use http::{Method, Request, Response, StatusCode};
 
-pub(crate) use call::MethodEndpoints;
 pub use response::ResponseBody;
+pub(crate) use state::{ServiceState, StaticFile};
 pub(crate) use upgrade::HeldConnection;
 
+use crate::handle::ServerHandle;
 use crate::protocol::ModelSet;
-use crate::server::{ServerHandle, ServerInner};
 
 /// The client's address, as a request extension. The convenience server sets it; when
 /// mounting the service elsewhere, insert it (or, with the `axum` feature, serve with
@@ -52,13 +53,13 @@ pub struct RemoteAddr(pub SocketAddr);
 /// hyper's `http1` with `with_upgrades`, hyper-util's auto builder); WebSockets over
 /// HTTP/2 (RFC 8441) are refused with 400.
 pub struct StreampodService<P: ModelSet> {
-    inner: Arc<ServerInner<P>>,
+    state: Arc<ServiceState<P>>,
 }
 
 impl<P: ModelSet> Clone for StreampodService<P> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -66,19 +67,26 @@ impl<P: ModelSet> Clone for StreampodService<P> {
 impl<P: ModelSet> std::fmt::Debug for StreampodService<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreampodService")
-            .field("path_prefix", &self.inner.path_prefix)
+            .field("path_prefix", &self.state.path_prefix)
             .finish_non_exhaustive()
     }
 }
 
 impl<P: ModelSet> StreampodService<P> {
-    pub(crate) fn new(inner: Arc<ServerInner<P>>) -> Self {
-        Self { inner }
+    pub(crate) fn new(state: ServiceState<P>) -> Self {
+        Self {
+            state: Arc::new(state),
+        }
+    }
+
+    /// What the service answers from, for the convenience server.
+    pub(crate) fn state(&self) -> &ServiceState<P> {
+        &self.state
     }
 
     /// A handle for background tasks: the message central, sessions, shutdown.
     pub fn handle(&self) -> ServerHandle<P> {
-        ServerHandle::from_inner(self.inner.clone())
+        self.state.handle.clone()
     }
 
     /// An axum `Router` serving everything this service serves, to `merge` or `nest`
@@ -94,7 +102,7 @@ impl<P: ModelSet> StreampodService<P> {
         &self,
         request: Request<B>,
     ) -> Response<ResponseBody> {
-        let server = &self.inner;
+        let server = &self.state;
         let Some(path) = strip_prefix(server.path_prefix.as_deref(), request.uri().path()) else {
             return response::error(
                 StatusCode::NOT_FOUND,
@@ -112,11 +120,11 @@ impl<P: ModelSet> StreampodService<P> {
                     bytes::Bytes::from_static(file.body),
                 );
             }
-            if server.config.metrics_path.as_deref() == Some(path.as_str()) {
+            if server.streams.config.metrics_path.as_deref() == Some(path.as_str()) {
                 return response::with_type(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    server.metrics.render(),
+                    server.streams.metrics.render(),
                 );
             }
         }
@@ -163,15 +171,15 @@ fn remote_addr<B>(request: &Request<B>) -> SocketAddr {
 /// `{"status":"ok","sessions":N}`, plus `"connections":N` under the convenience server
 /// and `"cluster":"<state>"` on a cluster node (the node still serves its own users
 /// while Redis is away, so the status stays ok).
-fn health<P: ModelSet>(server: &ServerInner<P>) -> Vec<u8> {
+fn health<P: ModelSet>(server: &ServiceState<P>) -> Vec<u8> {
     let mut body = serde_json::json!({
         "status": "ok",
-        "sessions": server.sessions.len(),
+        "sessions": server.handle.session_count(),
     });
     if let Some(connections) = server.connections.as_ref() {
         body["connections"] = serde_json::Value::from(connections.open());
     }
-    if let Some(state) = server.messages.cluster_state() {
+    if let Some(state) = server.streams.messages.cluster_state() {
         body["cluster"] = serde_json::Value::from(state.to_string());
     }
     body.to_string().into_bytes()

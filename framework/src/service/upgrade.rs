@@ -9,10 +9,10 @@ use http::{Method, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::response::{error, ResponseBody};
+use super::state::ServiceState;
 use crate::connection;
 use crate::connections::Ticket;
 use crate::protocol::ModelSet;
-use crate::server::ServerInner;
 
 /// The convenience server's place for this TCP connection, as a request extension: an
 /// upgrade keeps it until the WebSocket ends, so the connection cap counts sockets.
@@ -24,7 +24,7 @@ pub(crate) struct HeldConnection {
 
 /// Answers a WebSocket handshake and hands the upgraded connection to a session task.
 pub(crate) fn upgrade<P: ModelSet, B>(
-    server: &Arc<ServerInner<P>>,
+    server: &ServiceState<P>,
     mut request: Request<B>,
     peer: SocketAddr,
 ) -> Response<ResponseBody> {
@@ -84,19 +84,26 @@ pub(crate) fn upgrade<P: ModelSet, B>(
             "Sec-WebSocket-Key must be the base64 of 16 bytes",
         );
     };
+    if server.handle.is_shutting_down() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; reconnect to another one",
+        );
+    }
     let accept = derive_accept_key(key.as_bytes());
     let auth_key = auth_key(&request);
     let on_upgrade = hyper::upgrade::on(&mut request);
-    let session_server = server.clone();
+    let streams = server.streams.clone();
     // The socket's place is held until the WebSocket ends.
     let ticket = request.extensions_mut().remove::<HeldConnection>();
-    let handshake_timeout = server.config.websocket_handshake_timeout;
-    server.tasks.spawn(async move {
+    let handshake_timeout = server.streams.config.websocket_handshake_timeout;
+    server.handle.tasks().spawn(async move {
         // Bound first: a match on the timeout would keep its timer alive (and in this
         // task's memory) for the whole life of the socket.
         let upgraded = tokio::time::timeout(handshake_timeout, on_upgrade).await;
         match upgraded {
-            Ok(Ok(upgraded)) => connection::run(session_server, upgraded, peer, auth_key).await,
+            Ok(Ok(upgraded)) => connection::run(streams, upgraded, peer, auth_key).await,
             Ok(Err(error)) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
             Err(_) => tracing::debug!(target: "streampod::http", %peer, "WebSocket upgrade timed out"),
         }

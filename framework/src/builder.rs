@@ -1,59 +1,30 @@
-//! The server's composition: the builder, the state it assembles, and the handle
-//! background tasks use (messages, sessions, graceful shutdown).
+//! The server's composition: [`ServerBuilder`] assembles endpoints, methods,
+//! authentication, configuration and cluster into a [`StreampodService`], and binds the
+//! convenience [`Server`] over it.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthenticationHandler, DynAuthenticationHandler};
 use crate::cluster::{Cluster, ClusterConfig, ClusterState};
 use crate::config::ServerConfig;
+use crate::connection::StreamContext;
 use crate::connections::Connections;
 use crate::endpoint::{Endpoint, Endpoints};
+use crate::handle::ServerHandle;
 use crate::memory_guard;
-use crate::messages::MessageCentral;
-use crate::methods::Methods;
+use crate::messages::central::MessageCentral;
+use crate::methods::{MethodEndpoints, Methods};
 use crate::metrics::{self, Metrics};
-use crate::outbound::TotalHeld;
 use crate::owned::SessionLimits;
 use crate::protocol::ModelSet;
 use crate::registry::SessionRegistry;
 use crate::serve::Server;
-use crate::service::{MethodEndpoints, StreampodService};
-use crate::session::{SessionHandle, SessionId};
-
-/// State shared by the accept loop, every connection and every [`ServerHandle`].
-pub(crate) struct ServerInner<P: ModelSet> {
-    pub(crate) files: Vec<StaticFile>,
-    pub(crate) endpoints: Endpoints<P>,
-    pub(crate) methods: MethodEndpoints<P>,
-    pub(crate) authentication: Option<Arc<dyn DynAuthenticationHandler>>,
-    pub(crate) config: ServerConfig,
-    pub(crate) sessions: Arc<SessionRegistry>,
-    pub(crate) messages: MessageCentral<P>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    /// Bytes queued for all sessions, for the memory guard.
-    pub(crate) held_bytes: Arc<TotalHeld>,
-    /// Open TCP connections and their caps, under the convenience server.
-    pub(crate) connections: Option<Arc<Connections>>,
-    /// The server's Prometheus metrics.
-    pub(crate) metrics: Arc<Metrics>,
-    /// Where the service's routes start (`None`: at the root).
-    pub(crate) path_prefix: Option<Arc<str>>,
-    next_id: AtomicU64,
-}
-
-impl<P: ModelSet> ServerInner<P> {
-    pub(crate) fn next_session_id(&self) -> SessionId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-}
+use crate::service::{ServiceState, StaticFile, StreampodService};
 
 /// Builds a [`Server`]: endpoints by name, authentication, configuration.
 ///
@@ -300,30 +271,47 @@ impl<P: ModelSet> ServerBuilder<P> {
             sessions.clone(),
             connections.clone(),
         )));
-        let inner = Arc::new(ServerInner {
-            files: self.files,
+        let shutdown = CancellationToken::new();
+        let config = Arc::new(self.config);
+        let handle = ServerHandle::new(
+            messages.clone(),
+            sessions.clone(),
+            shutdown.clone(),
+            config.shutdown_timeout,
+        );
+        let streams = Arc::new(StreamContext {
             endpoints: self.endpoints,
-            methods: self.methods,
             authentication: self.authentication,
-            config: self.config,
+            config,
             sessions,
             messages,
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            held_bytes: Arc::default(),
-            connections,
             metrics,
-            path_prefix: self.path_prefix,
+            held_bytes: Arc::default(),
+            shutdown,
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(memory_guard::run(
-            inner.sessions.clone(),
-            inner.held_bytes.clone(),
-            inner.config.max_total_queued_bytes,
-            inner.metrics.memory_guard_closes.clone(),
-            inner.shutdown.clone(),
+            streams.sessions.clone(),
+            streams.held_bytes.clone(),
+            streams.config.max_total_queued_bytes,
+            streams.metrics.memory_guard_closes.clone(),
+            streams.shutdown.clone(),
         ));
-        Ok(StreampodService::new(inner))
+        Ok(StreampodService::new(ServiceState {
+            streams,
+            methods: self.methods,
+            files: self.files,
+            path_prefix: self.path_prefix,
+            handle,
+            connections,
+        }))
+    }
+}
+
+impl<P: ModelSet> Server<P> {
+    /// A builder with no endpoints and the default configuration.
+    pub fn builder() -> ServerBuilder<P> {
+        ServerBuilder::new()
     }
 }
 
@@ -359,13 +347,6 @@ fn scrape<P: ModelSet>(
     })
 }
 
-/// A file served at a fixed path.
-pub(crate) struct StaticFile {
-    pub(crate) path: &'static str,
-    pub(crate) content_type: &'static str,
-    pub(crate) body: &'static [u8],
-}
-
 /// Endpoint names become URL path segments next to the server's own routes.
 #[track_caller]
 fn check_name(name: &str) {
@@ -381,91 +362,4 @@ fn check_name(name: &str) {
         name != "websocket" && name != "health",
         "streampod: '{name}' is a reserved route and cannot name an endpoint"
     );
-}
-
-/// A cheap, clonable handle to a running server for background tasks.
-pub struct ServerHandle<P: ModelSet> {
-    inner: Arc<ServerInner<P>>,
-}
-
-impl<P: ModelSet> Clone for ServerHandle<P> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<P: ModelSet> std::fmt::Debug for ServerHandle<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
-            .field("sessions", &self.inner.sessions.len())
-            .finish()
-    }
-}
-
-impl<P: ModelSet> ServerHandle<P> {
-    pub(crate) fn from_inner(inner: Arc<ServerInner<P>>) -> Self {
-        Self { inner }
-    }
-
-    /// The state behind the handle, for the convenience server.
-    pub(crate) fn state(&self) -> &Arc<ServerInner<P>> {
-        &self.inner
-    }
-
-    /// The message central: channels, listeners, posts and broadcasts.
-    pub fn messages(&self) -> MessageCentral<P> {
-        self.inner.messages.clone()
-    }
-
-    /// How many sessions are open.
-    pub fn session_count(&self) -> usize {
-        self.inner.sessions.len()
-    }
-
-    /// The open session with `id`.
-    pub fn session(&self, id: SessionId) -> Option<SessionHandle<P>> {
-        self.inner.sessions.get(id).map(SessionHandle::new)
-    }
-
-    /// Every open session, at the time of the call.
-    pub fn sessions(&self) -> Vec<SessionHandle<P>> {
-        self.inner
-            .sessions
-            .snapshot()
-            .into_iter()
-            .map(SessionHandle::new)
-            .collect()
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutdown.is_cancelled()
-    }
-
-    /// Stops accepting connections, closes every session with 1001 "server shutting
-    /// down" after flushing what was queued (running `stream_closed`), and waits up to
-    /// [`ServerConfig::shutdown_timeout`] for them to finish.
-    pub async fn shutdown(&self) {
-        self.inner.shutdown.cancel();
-        let sessions = self.inner.sessions.snapshot();
-        tracing::info!(target: "streampod::server", sessions = sessions.len(), "shutting down");
-        for session in sessions {
-            session.close(CloseCode::Away, "server shutting down");
-        }
-        self.inner.tasks.close();
-        if tokio::time::timeout(self.inner.config.shutdown_timeout, self.inner.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                target: "streampod::server",
-                remaining = self.inner.sessions.len(),
-                "shutdown timeout reached with sessions still closing"
-            );
-        }
-        // Sessions are gone: leave the cluster (unsubscribes with the connection).
-        self.inner.messages.leave_cluster();
-    }
 }

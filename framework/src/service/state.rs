@@ -1,0 +1,30 @@
+//! What the service serves from: the streaming context, the method endpoints, static
+//! files, the path prefix, the handle, and (under the convenience server) the
+//! connection counts.
+
+use std::sync::Arc;
+
+use crate::connection::StreamContext;
+use crate::connections::Connections;
+use crate::handle::ServerHandle;
+use crate::methods::MethodEndpoints;
+use crate::protocol::ModelSet;
+
+/// A file served at a fixed path.
+pub(crate) struct StaticFile {
+    pub(crate) path: &'static str,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: &'static [u8],
+}
+
+/// Everything one [`StreampodService`](super::StreampodService) answers from.
+pub(crate) struct ServiceState<P: ModelSet> {
+    pub(crate) streams: Arc<StreamContext<P>>,
+    pub(crate) methods: MethodEndpoints<P>,
+    pub(crate) files: Vec<StaticFile>,
+    /// Where the service's routes start (`None`: at the root).
+    pub(crate) path_prefix: Option<Arc<str>>,
+    pub(crate) handle: ServerHandle<P>,
+    /// Open TCP connections and their caps, under the convenience server.
+    pub(crate) connections: Option<Arc<Connections>>,
+}
