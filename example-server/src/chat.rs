@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use streampod::cluster::ClusterState;
-use streampod::messages::{Scope, SessionMessages, Throttled};
+use streampod::messages::{Reach, SessionMessages, Throttled};
 use streampod::protocol::types::DateTime;
 use streampod::{Endpoint, EndpointError, ModelSet, StreamingSession};
 
@@ -183,17 +183,17 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 // Global: with a cluster (`--redis`) the room spans every server;
                 // without one it is the same as Local. While Redis is down, rooms keep
                 // working within each server.
-                let scope = match messages.central_handle().cluster_state() {
-                    Some(ClusterState::Connected) | None => Scope::Global,
+                let reach = match messages.central_handle().cluster_state() {
+                    Some(ClusterState::Connected) | None => Reach::Global,
                     Some(state) => {
                         tracing::warn!(%state, room = %chat.channel_id, "cluster unavailable; the message reaches this server's members only");
-                        Scope::Local
+                        Reach::Local
                     }
                 };
                 if chat.exclude_sender {
-                    messages.to_others(&channel).scope(scope).post(chat)?;
+                    messages.to_others(&channel).reach(reach).post(chat)?;
                 } else {
-                    messages.post_message(&channel, chat, scope)?;
+                    messages.post_message(&channel, chat, reach)?;
                 }
                 Ok(())
             }

@@ -2,7 +2,7 @@
 //! session listens on `user-<id>`, so all of a user's devices get their notifications,
 //! and on `global` for announcements. Its HTTP methods post to those channels.
 
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::protocol::types::DateTime;
 use streampod::{endpoint, Endpoint, EndpointError, Session, StreamingSession};
 
@@ -67,7 +67,7 @@ async fn post(
     }
     Ok(count(
         messages
-            .post_message(channel, message, Scope::Local)?
+            .post_message(channel, message, Reach::Local)?
             .delivered()
             .unwrap_or(0),
     ))
@@ -115,7 +115,7 @@ impl NotificationEndpoint {
         let report = session
             .messages()
             .to_all(NAME)
-            .scope(Scope::Global)
+            .reach(Reach::Global)
             .post(notification)?;
         // A Global broadcast on a cluster is counted by no one here: 0.
         Ok(count(report.delivered().unwrap_or(0)))
@@ -141,7 +141,7 @@ impl NotificationEndpoint {
         let report = session
             .messages()
             .to_user(&user_id.to_string(), NAME)
-            .scope(Scope::Global)
+            .reach(Reach::Global)
             .post(notification)
             .map_err(|error| InvalidRequest {
                 message: format!("the notification cannot be sent: {error}"),

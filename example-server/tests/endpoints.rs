@@ -11,7 +11,7 @@ use example_server::notification::{user_channel, GLOBAL_CHANNEL};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use streampod::auth::{self, AuthInfo};
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::protocol::types::DateTime;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -210,7 +210,7 @@ async fn notifications_reach_every_device_of_a_user_and_announcements_everyone()
         timestamp: DateTime::from(std::time::SystemTime::now()),
     };
     let report = messages
-        .post_message(&user_channel("42"), note, Scope::Local)
+        .post_message(&user_channel("42"), note, Reach::Local)
         .unwrap()
         .local()
         .expect("a local post");
@@ -232,7 +232,7 @@ async fn notifications_reach_every_device_of_a_user_and_announcements_everyone()
     };
     assert_eq!(
         messages
-            .post_message(GLOBAL_CHANNEL, announcement, Scope::Local)
+            .post_message(GLOBAL_CHANNEL, announcement, Reach::Local)
             .unwrap()
             .delivered(),
         Some(3)
@@ -259,14 +259,14 @@ fn notify(server: &streampod::Server<example_server::Protocol>, user: &str, text
         timestamp: now,
     };
     messages
-        .post_message(&user_channel(user), note, Scope::Local)
+        .post_message(&user_channel(user), note, Reach::Local)
         .unwrap();
     let announcement = AnnouncementMessage {
         text: format!("announcement: {text}"),
         timestamp: now,
     };
     messages
-        .post_message(GLOBAL_CHANNEL, announcement, Scope::Local)
+        .post_message(GLOBAL_CHANNEL, announcement, Reach::Local)
         .unwrap();
 }
 

@@ -168,7 +168,7 @@ impl<P: ModelSet> ServerBuilder<P> {
         self
     }
 
-    /// Joins a cluster: `Scope::Global` posts and broadcasts then reach every server
+    /// Joins a cluster: `Reach::Global` posts and broadcasts then reach every server
     /// connected to the same Redis (see [`crate::cluster`]). The server starts even
     /// while Redis is down and connects when it comes up.
     pub fn cluster(mut self, config: ClusterConfig) -> Self {

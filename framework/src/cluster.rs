@@ -1,4 +1,4 @@
-//! The cluster backplane: `Scope::Global` posts travel through Redis pub/sub to every
+//! The cluster backplane: `Reach::Global` posts travel through Redis pub/sub to every
 //! server (node) of the cluster, the posting node included, so every subscriber sees
 //! one order per channel.
 //!

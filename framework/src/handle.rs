@@ -14,7 +14,7 @@ use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId};
 
 /// What a handle reaches.
-struct Reach<P> {
+struct Reachable<P> {
     messages: MessageCentral<P>,
     sessions: Arc<SessionRegistry>,
     /// Cancelled when shutdown begins: the accept loop stops, new sockets close at once.
@@ -26,7 +26,7 @@ struct Reach<P> {
 
 /// A cheap, clonable handle to a running server for background tasks.
 pub struct ServerHandle<P: ModelSet> {
-    reach: Arc<Reach<P>>,
+    reach: Arc<Reachable<P>>,
 }
 
 impl<P: ModelSet> Clone for ServerHandle<P> {
@@ -53,7 +53,7 @@ impl<P: ModelSet> ServerHandle<P> {
         shutdown_timeout: Duration,
     ) -> Self {
         Self {
-            reach: Arc::new(Reach {
+            reach: Arc::new(Reachable {
                 messages,
                 sessions,
                 shutdown,

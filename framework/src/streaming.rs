@@ -10,7 +10,7 @@ use crate::auth::AuthInfo;
 use crate::messages::broadcast::Broadcast;
 use crate::messages::central::MessageCentral;
 use crate::messages::channel::Listener;
-use crate::messages::delivery::{Delivery, PostError, Scope};
+use crate::messages::delivery::{Delivery, PostError, Reach};
 use crate::messages::listener::ListenerHandle;
 use crate::owned::{JoinError, Owned};
 use crate::protocol::ModelSet;
@@ -281,9 +281,9 @@ impl<P: ModelSet> SessionMessages<P> {
         &self,
         channel: &str,
         message: impl Into<P>,
-        scope: Scope,
+        reach: Reach,
     ) -> Result<Delivery, PostError> {
-        self.central().post_message(channel, message, scope)
+        self.central().post_message(channel, message, reach)
     }
 
     /// Starts a post to `channel` leaving this session out (all but the sender).

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::protocol::frame::{self, Frame};
 use streampod::{ModelSet, Server};
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
@@ -83,7 +83,7 @@ fn posts(c: &mut Criterion) {
             |b, channel| {
                 b.iter(|| {
                     messages
-                        .post_message(channel, chat(), Scope::Local)
+                        .post_message(channel, chat(), Reach::Local)
                         .unwrap()
                 });
             },

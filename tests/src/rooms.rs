@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::{Endpoint, EndpointError, StreamingSession};
 
 use crate::fixtures::{ChatMessage, Protocol};
@@ -65,7 +65,7 @@ impl Endpoint<Protocol> for Rooms {
                 ack(session, &chat, "tag")
             }
             _ => {
-                messages.post_message(&chat.channel_id.clone(), chat, Scope::Local)?;
+                messages.post_message(&chat.channel_id.clone(), chat, Reach::Local)?;
                 Ok(())
             }
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use streampod::client::{Backoff, CallError, Client, ClientError, ConnectionState, Incoming};
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::protocol::ErrorCode;
 use streampod::{endpoint, Server};
 use streampod_tests::eventually;
@@ -197,7 +197,7 @@ async fn reconnects_after_a_restart_and_restores_subscriptions() {
     let report = server
         .handle()
         .messages()
-        .post_message("news", chat("news", "after restart"), Scope::Local)
+        .post_message("news", chat("news", "after restart"), Reach::Local)
         .unwrap()
         .local()
         .expect("a local post");

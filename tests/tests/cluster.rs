@@ -12,7 +12,7 @@ use example_server::Protocol;
 use http::Method;
 use serde_json::{json, Value};
 use streampod::cluster::{ClusterConfig, ClusterState};
-use streampod::messages::{Delivery, PostError, Scope};
+use streampod::messages::{Delivery, PostError, Reach};
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::http::request;
@@ -317,7 +317,7 @@ async fn redis_outage_fails_global_posts_fast_and_delivery_resumes() {
     let killed = Instant::now();
     let messages = nodes[0].handle().messages();
     let error = loop {
-        match messages.post_message(&room_channel("outage"), chat("during"), Scope::Global) {
+        match messages.post_message(&room_channel("outage"), chat("during"), Reach::Global) {
             Err(error) => break error,
             Ok(delivery) => {
                 assert_eq!(

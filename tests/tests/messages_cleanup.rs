@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
@@ -85,14 +85,14 @@ async fn ten_thousand_sessions_leave_nothing_behind() {
     };
     assert_eq!(
         messages
-            .post_message("lobby", chat.clone(), Scope::Local)
+            .post_message("lobby", chat.clone(), Reach::Local)
             .unwrap()
             .delivered(),
         Some(0)
     );
     assert_eq!(
         messages
-            .post_message("private-3", chat, Scope::Local)
+            .post_message("private-3", chat, Reach::Local)
             .unwrap()
             .delivered(),
         Some(0)

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::{Server, ServerConfig};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority};
@@ -84,7 +84,7 @@ async fn concurrent_publishers_reach_every_subscriber_in_order() {
                         priority: Priority::Normal,
                     };
                     let report = messages
-                        .post_message("fanout", message, Scope::Local)
+                        .post_message("fanout", message, Reach::Local)
                         .unwrap()
                         .local()
                         .expect("a local post");

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streampod::messages::{ChannelConfig, DeliveryReport, Scope};
+use streampod::messages::{ChannelConfig, DeliveryReport, Reach};
 use streampod::{Server, ServerConfig, SlowConsumerPolicy};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
@@ -77,7 +77,7 @@ async fn run(policy: SlowConsumerPolicy) -> Outcome {
         };
         let started = std::time::Instant::now();
         let report = messages
-            .post_message("feed", message, Scope::Local)
+            .post_message("feed", message, Reach::Local)
             .unwrap()
             .local()
             .expect("a local post");

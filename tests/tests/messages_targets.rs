@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use streampod::auth::{self, AuthInfo};
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
@@ -178,7 +178,7 @@ async fn one_encode_for_a_thousand_recipients() {
     assert_eq!(messages.listener_count("big"), 1000);
     let before = messages.stats().frames_encoded;
     let report = messages
-        .post_message("big", chat("once"), Scope::Local)
+        .post_message("big", chat("once"), Reach::Local)
         .unwrap()
         .local()
         .expect("a local post");
@@ -224,7 +224,7 @@ async fn callback_and_stream_listeners() {
     tokio::spawn(async move {
         for i in 0..3 {
             poster
-                .post_message("news", chat(&i.to_string()), Scope::Local)
+                .post_message("news", chat(&i.to_string()), Reach::Local)
                 .unwrap();
         }
     })
@@ -245,7 +245,7 @@ async fn callback_and_stream_listeners() {
     assert_eq!(messages.listener_count("news"), 0);
     assert_eq!(messages.channel_count(), 0, "an empty channel is dropped");
     let report = messages
-        .post_message("news", chat("nobody"), Scope::Local)
+        .post_message("news", chat("nobody"), Reach::Local)
         .unwrap()
         .local()
         .expect("a local post");
@@ -262,13 +262,13 @@ async fn leaving_a_channel_stops_delivery() {
     let messages = server.handle().messages();
     assert_eq!(messages.listener_count("room"), 1);
     messages
-        .post_message("room", chat("in"), Scope::Local)
+        .post_message("room", chat("in"), Reach::Local)
         .unwrap();
     assert_eq!(content(&client.next_json().await), "in");
     command(&mut client, "leave", "room").await;
     assert_eq!(
         messages
-            .post_message("room", chat("out"), Scope::Local)
+            .post_message("room", chat("out"), Reach::Local)
             .unwrap()
             .delivered(),
         Some(0)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use serde_json::json;
 use streampod::auth::{self, AuthInfo, Scope};
-use streampod::messages::Scope as PostScope;
+use streampod::messages::Reach;
 use streampod::{endpoint, EndpointError, MethodError, Server, ServerConfig, Session};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Protocol, RoomNotFound};
@@ -94,7 +94,7 @@ impl Calc {
         };
         let report = session
             .messages()
-            .post_message(&channel, message, PostScope::Local)?;
+            .post_message(&channel, message, Reach::Local)?;
         Ok(report.delivered().map_or(0, |n| n as i64))
     }
 

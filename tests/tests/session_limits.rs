@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use streampod::messages::Scope;
+use streampod::messages::Reach;
 use streampod::{RateLimit, Server, ServerConfig};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Protocol};
@@ -184,7 +184,7 @@ async fn the_memory_guard_closes_the_biggest_holders_first() {
             timestamp: None,
             priority: Default::default(),
         };
-        messages.post_message("big", message, Scope::Local).unwrap();
+        messages.post_message("big", message, Reach::Local).unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let mut healthy = tokio::time::timeout(Duration::from_secs(30), reader)

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::central::MessageCentral;
-use super::delivery::{Delivery, Payload, PostError, Scope};
+use super::delivery::{Delivery, Payload, PostError, Reach};
 use crate::cluster::{BroadcastTarget, Envelope};
 use crate::protocol::ModelSet;
 use crate::session::{SessionHandle, SessionId, SessionShared};
@@ -37,7 +37,7 @@ pub struct Broadcast<P> {
     target: Target,
     except: Option<SessionId>,
     filter: Option<Filter<P>>,
-    scope: Scope,
+    reach: Reach,
 }
 
 impl<P> fmt::Debug for Broadcast<P> {
@@ -51,7 +51,7 @@ impl<P> fmt::Debug for Broadcast<P> {
             .field("target", &target)
             .field("except", &self.except)
             .field("filtered", &self.filter.is_some())
-            .field("scope", &self.scope)
+            .field("reach", &self.reach)
             .finish()
     }
 }
@@ -63,7 +63,7 @@ impl<P: ModelSet> Broadcast<P> {
             target,
             except: None,
             filter: None,
-            scope: Scope::Local,
+            reach: Reach::Local,
         }
     }
 
@@ -84,10 +84,10 @@ impl<P: ModelSet> Broadcast<P> {
     }
 
     /// Reaches this server only (`Local`, the default) or every server of the cluster
-    /// (`Global`; see [`Scope::Global`]). A `Global` broadcast cannot have a
+    /// (`Global`; see [`Reach::Global`]). A `Global` broadcast cannot have a
     /// [`filter`](Broadcast::filter); its `except` applies on this server.
-    pub fn scope(mut self, scope: Scope) -> Self {
-        self.scope = scope;
+    pub fn reach(mut self, reach: Reach) -> Self {
+        self.reach = reach;
         self
     }
 
@@ -99,7 +99,7 @@ impl<P: ModelSet> Broadcast<P> {
     /// [`PostError::GlobalFilter`] and [`PostError::Cluster`].
     pub fn post(self, message: impl Into<P>) -> Result<Delivery, PostError> {
         let message = message.into();
-        if let (Scope::Global, Some(cluster)) = (self.scope, self.central.cluster()) {
+        if let (Reach::Global, Some(cluster)) = (self.reach, self.central.cluster()) {
             if self.filter.is_some() {
                 return Err(PostError::GlobalFilter);
             }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::channel::{ChannelConfig, ChannelMap, Listener};
-use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Scope};
+use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
 use crate::cluster::{Cluster, ClusterState, Envelope};
 use crate::config::SlowConsumerPolicy;
 use crate::owned::{ListenerId, Owned, SessionLimits};
@@ -165,11 +165,11 @@ impl<P: ModelSet> MessageCentral<P> {
         &self,
         channel: &str,
         message: impl Into<P>,
-        scope: Scope,
+        reach: Reach,
     ) -> Result<Delivery, PostError> {
         let message = message.into();
-        match (scope, self.cluster()) {
-            (Scope::Global, Some(cluster)) => {
+        match (reach, self.cluster()) {
+            (Reach::Global, Some(cluster)) => {
                 let payload = Envelope::encode(cluster.node, None, None, &message)?;
                 cluster.publish(cluster.channel_name(channel), payload)?;
                 self.count_post();

@@ -14,7 +14,7 @@ use crate::protocol::{frame, EncodeError, ModelSet};
 
 /// Where a post goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Scope {
+pub enum Reach {
     /// Listeners on this server (the default, unlike Serverpod's old global default).
     #[default]
     Local,

@@ -7,11 +7,11 @@
 //!
 //! ```no_run
 //! # streampod::__doc_models!();
-//! use streampod::messages::{Delivery, Scope};
+//! use streampod::messages::{Delivery, Reach};
 //! # fn demo(server: streampod::ServerHandle<Protocol>) {
 //! let messages = server.messages();
 //! let delivery = messages
-//!     .post_message("room-1", ChatMessage { content: "hi".into() }, Scope::Local)
+//!     .post_message("room-1", ChatMessage { content: "hi".into() }, Reach::Local)
 //!     .expect("encodable");
 //! if let Delivery::Local(report) = delivery {
 //!     println!("{} delivered, {} dropped", report.delivered, report.dropped);
@@ -37,7 +37,7 @@ pub(crate) mod stream;
 pub use broadcast::Broadcast;
 pub use central::MessageCentral;
 pub use channel::ChannelConfig;
-pub use delivery::{Delivery, DeliveryReport, MessageStats, PostError, Scope};
+pub use delivery::{Delivery, DeliveryReport, MessageStats, PostError, Reach};
 pub use listener::ListenerHandle;
 pub use pacing::{Batched, Throttle, Throttled};
 pub use stream::ChannelStream;
