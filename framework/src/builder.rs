@@ -10,7 +10,9 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthenticationHandler, DynAuthenticationHandler};
-use crate::cluster::{Cluster, ClusterConfig, ClusterState};
+use crate::cluster::{Backplane, ClusterState};
+#[cfg(feature = "redis")]
+use crate::cluster::{ClusterConfig, RedisBackplane};
 use crate::config::ServerConfig;
 use crate::connection::StreamContext;
 use crate::connections::Connections;
@@ -55,6 +57,7 @@ pub struct ServerBuilder<P: ModelSet> {
     methods: MethodEndpoints<P>,
     authentication: Option<Arc<dyn DynAuthenticationHandler>>,
     config: ServerConfig,
+    #[cfg(feature = "redis")]
     cluster: Option<ClusterConfig>,
     path_prefix: Option<Arc<str>>,
 }
@@ -67,7 +70,7 @@ impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
                 &self.endpoints.iter().map(|e| &*e.name).collect::<Vec<_>>(),
             )
             .field("config", &self.config)
-            .field("cluster", &self.cluster)
+            .field("path_prefix", &self.path_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +83,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             methods: MethodEndpoints::default(),
             authentication: None,
             config: ServerConfig::default(),
+            #[cfg(feature = "redis")]
             cluster: None,
             path_prefix: None,
         }
@@ -171,6 +175,8 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// Joins a cluster: `Reach::Global` posts and broadcasts then reach every server
     /// connected to the same Redis (see [`crate::cluster`]). The server starts even
     /// while Redis is down and connects when it comes up.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn cluster(mut self, config: ClusterConfig) -> Self {
         self.cluster = Some(config);
         self
@@ -258,13 +264,14 @@ impl<P: ModelSet> ServerBuilder<P> {
             },
             tokio::runtime::Handle::current(),
         );
+        #[cfg(feature = "redis")]
         if let Some(cluster) = self.cluster {
-            messages.start_cluster(cluster).map_err(|error| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("invalid cluster Redis URL: {error}"),
-                )
-            })?;
+            messages
+                .attach_backplane(|sink| {
+                    RedisBackplane::start(cluster, sink)
+                        .map(|backplane| Box::new(backplane) as Box<dyn Backplane>)
+                })
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
         }
         let metrics = Arc::new(Metrics::new(scrape(
             messages.clone(),
@@ -342,7 +349,7 @@ fn scrape<P: ModelSet>(
             ],
             slow_consumer_disconnects: stats.disconnected,
             cluster_connected: cluster.map(|c| c.state() == ClusterState::Connected),
-            cluster_round_trip: cluster.and_then(Cluster::last_round_trip),
+            cluster_round_trip: cluster.and_then(Backplane::last_round_trip),
         }
     })
 }

@@ -40,54 +40,79 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]
 
-pub mod auth;
+// The server side: each file holds one concept, and imports run one way (checked by
+// tests/tests/layering.rs): session state ← message central ← endpoint streams ←
+// endpoints ← connection ← service ← convenience server ← builder.
+#[cfg(feature = "server")]
+macro_rules! server_modules {
+    ($($(#[$attr:meta])* $vis:vis mod $name:ident;)*) => {
+        $(
+            #[cfg(feature = "server")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+            $(#[$attr])*
+            $vis mod $name;
+        )*
+    };
+}
+
+#[cfg(feature = "server")]
+server_modules! {
+    pub mod auth;
+    mod builder;
+    pub mod cluster;
+    mod config;
+    mod connection;
+    mod connections;
+    mod endpoint;
+    mod handle;
+    mod log_limit;
+    mod memory_guard;
+    pub mod messages;
+    pub mod methods;
+    mod metrics;
+    mod outbound;
+    mod owned;
+    mod rate_limit;
+    mod registry;
+    mod serve;
+    pub mod service;
+    mod session;
+    mod streaming;
+}
+
+#[cfg(any(feature = "server", feature = "client"))]
 mod backoff;
-mod builder;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-pub mod cluster;
-mod config;
-mod connection;
-mod connections;
-mod endpoint;
+#[cfg(any(feature = "server", feature = "client"))]
 mod frame_text;
-mod handle;
-mod log_limit;
-mod memory_guard;
-pub mod messages;
-pub mod methods;
-mod metrics;
-mod outbound;
-mod owned;
-mod rate_limit;
-mod registry;
-mod serve;
-pub mod service;
-mod session;
-mod streaming;
 
+#[cfg(any(feature = "server", feature = "client"))]
 pub use backoff::Backoff;
-pub use builder::ServerBuilder;
-pub use config::{ServerConfig, SlowConsumerPolicy};
-pub use endpoint::{Endpoint, EndpointError};
-pub use handle::ServerHandle;
-pub use methods::Session;
-pub use methods::{IntoMethodError, MethodError, Methods};
-pub use rate_limit::RateLimit;
-pub use serve::Server;
-pub use service::StreampodService;
-pub use session::{SendError, SessionHandle, SessionId};
-pub use streaming::StreamingSession;
-pub use streampod_macros::endpoint;
 pub use streampod_protocol as protocol;
 pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, SerializableModel};
+#[cfg(feature = "server")]
+pub use {
+    builder::ServerBuilder,
+    config::{ServerConfig, SlowConsumerPolicy},
+    endpoint::{Endpoint, EndpointError},
+    handle::ServerHandle,
+    methods::{IntoMethodError, MethodError, Methods, Session},
+    rate_limit::RateLimit,
+    serve::Server,
+    service::StreampodService,
+    session::{SendError, SessionHandle, SessionId},
+    streaming::StreamingSession,
+    streampod_macros::endpoint,
+};
 
 /// Items generated code refers to. Not a public API.
 #[doc(hidden)]
 pub use streampod_protocol::__codegen;
 
 /// Items the `#[endpoint]` macro's expansion refers to. Not a public API.
+#[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod __private {
     pub use crate::methods::Session;

@@ -120,7 +120,7 @@ impl<P: ModelSet> Broadcast<P> {
                     }),
                 ),
             };
-            let payload = Envelope::encode(cluster.node, self.except, target, &message)?;
+            let payload = Envelope::encode(cluster.node(), self.except, target, &message)?;
             cluster.publish(channel, payload)?;
             self.central.count_post();
             return Ok(Delivery::Published);

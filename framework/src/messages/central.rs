@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::channel::{ChannelConfig, ChannelMap, Listener};
 use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
-use crate::cluster::{Cluster, ClusterState, Envelope};
+use crate::cluster::{Backplane, ClusterState, Envelope};
 use crate::config::SlowConsumerPolicy;
 use crate::owned::{ListenerId, Owned, SessionLimits};
 use crate::protocol::ModelSet;
@@ -32,8 +32,8 @@ pub(crate) struct Central<P> {
     /// broadcasts, 1 `DropOldest` channels, 2 `LatestValue` channels.
     dropped: [AtomicU64; 3],
     disconnected: AtomicU64,
-    /// Redis backplane for `Global` posts, when configured.
-    pub(crate) cluster: OnceLock<Cluster>,
+    /// The cluster backplane for `Global` posts, when configured.
+    pub(crate) cluster: OnceLock<Box<dyn Backplane>>,
     /// Where throttled and batched posts schedule their timers.
     runtime: tokio::runtime::Handle,
 }
@@ -116,8 +116,8 @@ impl<P> MessageCentral<P> {
         &self.inner.runtime
     }
 
-    pub(crate) fn cluster(&self) -> Option<&Cluster> {
-        self.inner.cluster.get()
+    pub(crate) fn cluster(&self) -> Option<&dyn Backplane> {
+        self.inner.cluster.get().map(|cluster| &**cluster)
     }
 }
 
@@ -170,7 +170,7 @@ impl<P: ModelSet> MessageCentral<P> {
         let message = message.into();
         match (reach, self.cluster()) {
             (Reach::Global, Some(cluster)) => {
-                let payload = Envelope::encode(cluster.node, None, None, &message)?;
+                let payload = Envelope::encode(cluster.node(), None, None, &message)?;
                 cluster.publish(cluster.channel_name(channel), payload)?;
                 self.count_post();
                 Ok(Delivery::Published)
@@ -199,7 +199,7 @@ impl<P: ModelSet> MessageCentral<P> {
             let report = self.deliver(channel, &[Arc::new(message)], |_| true)?;
             return Ok(usize::from(report.delivered > 0));
         };
-        let payload = Envelope::encode(cluster.node, None, None, &message)?;
+        let payload = Envelope::encode(cluster.node(), None, None, &message)?;
         self.count_post();
         Ok(cluster
             .publish_confirmed(cluster.channel_name(channel), payload)
@@ -208,12 +208,12 @@ impl<P: ModelSet> MessageCentral<P> {
 
     /// The cluster connection's state; `None` without a cluster.
     pub fn cluster_state(&self) -> Option<ClusterState> {
-        self.cluster().map(Cluster::state)
+        self.cluster().map(Backplane::state)
     }
 
     /// Changes of the cluster connection's state; `None` without a cluster.
     pub fn cluster_state_changes(&self) -> Option<tokio::sync::watch::Receiver<ClusterState>> {
-        self.cluster().map(Cluster::state_changes)
+        self.cluster().map(Backplane::state_changes)
     }
 
     /// Stops the cluster tasks (server shutdown); `Global` posts fail afterwards.

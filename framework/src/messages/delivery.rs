@@ -151,6 +151,8 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
 /// cluster already encoded.
 pub(crate) enum Payload<'a, P> {
     Models(&'a [Arc<P>]),
+    /// Only a backplane delivers encoded objects.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Object(&'a str),
 }
 

@@ -5,23 +5,24 @@ use std::sync::{Arc, Weak};
 
 use super::central::{Central, MessageCentral};
 use super::delivery::Payload;
-use crate::cluster::{Cluster, ClusterConfig, Envelope, Received};
+use crate::cluster::{Backplane, Envelope, Received, Sink};
 use crate::protocol::ModelSet;
 use crate::session::SessionShared;
 
 impl<P: ModelSet> MessageCentral<P> {
-    /// Connects this central to a cluster. Called once, by the server builder.
-    pub(crate) fn start_cluster(&self, config: ClusterConfig) -> Result<(), redis::RedisError> {
+    /// Connects this central to the backplane `start` makes, handing it the sink for
+    /// what other servers post. Called once, by the server builder.
+    pub(crate) fn attach_backplane<E>(
+        &self,
+        start: impl FnOnce(Sink) -> Result<Box<dyn Backplane>, E>,
+    ) -> Result<(), E> {
         let central: Weak<Central<P>> = Arc::downgrade(&self.inner);
-        let cluster = Cluster::start(
-            config,
-            Box::new(move |received| {
-                if let Some(inner) = central.upgrade() {
-                    MessageCentral { inner }.receive(&received);
-                }
-            }),
-        )?;
-        let _ = self.inner.cluster.set(cluster);
+        let backplane = start(Box::new(move |received| {
+            if let Some(inner) = central.upgrade() {
+                MessageCentral { inner }.receive(&received);
+            }
+        }))?;
+        let _ = self.inner.cluster.set(backplane);
         Ok(())
     }
 
@@ -34,7 +35,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 return;
             }
         };
-        let node = self.cluster().map(|c| c.node);
+        let node = self.cluster().map(Backplane::node);
         // Session ids are per server: `except` applies on the posting server only.
         let except = envelope.except.filter(|_| Some(envelope.node) == node);
         let include = |session: &Arc<SessionShared>| Some(session.id) != except;

@@ -28,6 +28,7 @@ pub(crate) mod broadcast;
 pub(crate) mod central;
 pub(crate) mod channel;
 pub(crate) mod delivery;
+#[cfg(feature = "redis")]
 mod ingress;
 pub(crate) mod listener;
 pub(crate) mod pacing;

@@ -1,36 +1,8 @@
-//! The cluster backplane: `Reach::Global` posts travel through Redis pub/sub to every
-//! server (node) of the cluster, the posting node included, so every subscriber sees
-//! one order per channel.
-//!
-//! Each node keeps two Redis connections, both owned by one supervisor task: a pub/sub
-//! connection that `SUBSCRIBE`s to `<prefix>:channel:<name>` while the node has a
-//! listener on `<name>` (plus `<prefix>:broadcast` for `to_all` / `to_user`), and a
-//! multiplexed connection that pipelines the `PUBLISH`es. When Redis goes away, the
-//! supervisor reconnects with jittered exponential backoff and re-subscribes every
-//! channel the node still has; meanwhile global posts fail at once
-//! ([`PostError::Cluster`](crate::messages::PostError::Cluster) with [`ClusterError::Unavailable`]) and local posts are
-//! unaffected. Delivery is at most once, as in Serverpod: what is posted while a node is
-//! cut off does not reach it later.
-//!
-//! ```no_run
-//! # streampod::__doc_models!();
-//! # struct Chat;
-//! # impl streampod::Endpoint<Protocol> for Chat {}
-//! use streampod::cluster::ClusterConfig;
-//!
-//! # async fn run() -> std::io::Result<()> {
-//! let server = streampod::Server::<Protocol>::builder()
-//!     .endpoint("chat", Chat)
-//!     .cluster(ClusterConfig::redis("redis://127.0.0.1:6379/").prefix("my-app"))
-//!     .bind("127.0.0.1:8080")
-//!     .await?;
-//! # Ok(())
-//! # }
-//! ```
+//! The Redis backplane: two connections per node owned by one supervisor task, a
+//! pub/sub connection for the channels this node listens on and a multiplexed one
+//! pipelining the publishes (see the [module docs](super)).
 
-use std::borrow::Cow;
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,11 +11,9 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use serde_json::value::RawValue;
-
+use super::{Backplane, ClusterError, ClusterState, Confirmation, Received, Sink};
 use crate::backoff::Backoff;
 use crate::metrics::Micros;
-use crate::protocol::{frame, EncodeError, ModelSet};
 
 /// How a server joins a cluster.
 #[derive(Debug, Clone)]
@@ -105,117 +75,11 @@ impl ClusterConfig {
     }
 }
 
-/// The state of a node's connection to the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClusterState {
-    /// Connecting (first attempt or after a loss).
-    Connecting,
-    /// Connected and subscribed: global posts go out.
-    Connected,
-    /// Redis is unreachable; a reconnect is scheduled. Global posts fail meanwhile.
-    Disconnected {
-        /// Why the last attempt or connection failed.
-        error: String,
-    },
-}
-
-impl fmt::Display for ClusterState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClusterState::Connecting => f.write_str("connecting"),
-            ClusterState::Connected => f.write_str("connected"),
-            ClusterState::Disconnected { error } => write!(f, "disconnected ({error})"),
-        }
-    }
-}
-
-/// Why a global publish failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClusterError {
-    /// Redis cannot be reached now.
-    #[error(
-        "the cluster's Redis is unreachable ({0}); global posts fail until it is back \
-         (local posts still work)"
-    )]
-    Unavailable(String),
-    /// Too many global posts are already waiting.
-    #[error(
-        "{0} global posts are already waiting for Redis; post less often or raise \
-         ClusterConfig::publish_queue"
-    )]
-    Backlog(usize),
-    /// Redis did not confirm in time.
-    #[error("Redis did not confirm the publish within {0:?}; it may or may not have gone out")]
-    Timeout(Duration),
-}
-
-/// A global message on the wire (JSON): the posting node, the session it leaves out,
-/// for `to_all` / `to_user` the endpoint (and user) to frame it for, and the frame's
-/// object `{"className":…,"data":…}`, encoded once by the poster and framed once per
-/// endpoint by each receiving node.
-#[derive(serde::Deserialize)]
-pub(crate) struct Envelope<'a> {
-    pub(crate) node: u64,
-    #[serde(default)]
-    pub(crate) except: Option<u64>,
-    #[serde(borrow, default)]
-    pub(crate) endpoint: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) user: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) object: &'a RawValue,
-}
-
-/// Where a broadcast envelope goes: every session, or one user's, framed from `endpoint`.
-pub(crate) struct BroadcastTarget<'a> {
-    pub(crate) endpoint: &'a str,
-    pub(crate) user: Option<&'a str>,
-}
-
-impl Envelope<'_> {
-    /// Encodes `message` into an envelope.
-    pub(crate) fn encode<P: ModelSet>(
-        node: u64,
-        except: Option<u64>,
-        broadcast: Option<BroadcastTarget<'_>>,
-        message: &P,
-    ) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"{\"node\":");
-        out.extend_from_slice(node.to_string().as_bytes());
-        if let Some(except) = except {
-            out.extend_from_slice(b",\"except\":");
-            out.extend_from_slice(except.to_string().as_bytes());
-        }
-        if let Some(target) = broadcast {
-            out.extend_from_slice(b",\"endpoint\":");
-            write_str(&mut out, target.endpoint);
-            if let Some(user) = target.user {
-                out.extend_from_slice(b",\"user\":");
-                write_str(&mut out, user);
-            }
-        }
-        out.extend_from_slice(b",\"object\":");
-        frame::encode_object(message, &mut out)?;
-        out.push(b'}');
-        Ok(out)
-    }
-}
-
-fn write_str(out: &mut Vec<u8>, value: &str) {
-    // Serializing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(out, value);
-}
-
-/// A message received from another node (or this one) through Redis.
-pub(crate) struct Received<'a> {
-    /// The streampod channel, or `None` for the broadcast channel.
-    pub(crate) channel: Option<&'a str>,
-    pub(crate) payload: &'a [u8],
-}
-
-/// What the node's Redis subscriber hands received messages to.
-pub(crate) type Sink = Box<dyn Fn(Received<'_>) + Send + Sync>;
+/// The cluster's Redis URL cannot be used (the URL itself is not repeated: it may hold a
+/// password). Fix the URL given to [`ClusterConfig::redis`].
+#[derive(Debug, thiserror::Error)]
+#[error("invalid cluster Redis URL: {0}")]
+pub struct InvalidRedisUrl(#[source] redis::RedisError);
 
 struct Outgoing {
     channel: String,
@@ -224,10 +88,10 @@ struct Outgoing {
 }
 
 /// A node's handle on the cluster: cheap checks, never waits.
-pub(crate) struct Cluster {
+pub(crate) struct RedisBackplane {
     prefix: String,
     /// This node's id in envelopes (random per process start).
-    pub(crate) node: u64,
+    node: u64,
     state: watch::Receiver<ClusterState>,
     wanted: mpsc::UnboundedSender<Change>,
     publish: mpsc::Sender<Outgoing>,
@@ -242,10 +106,10 @@ enum Change {
     Unsubscribe(String),
 }
 
-impl Cluster {
+impl RedisBackplane {
     /// Starts the supervisor and publisher tasks on the current runtime.
-    pub(crate) fn start(config: ClusterConfig, deliver: Sink) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
+    pub(crate) fn start(config: ClusterConfig, deliver: Sink) -> Result<Self, InvalidRedisUrl> {
+        let client = redis::Client::open(config.url.as_str()).map_err(InvalidRedisUrl)?;
         let (state_tx, state) = watch::channel(ClusterState::Connecting);
         let (wanted, changes) = mpsc::unbounded_channel();
         let (publish, outgoing) = mpsc::channel(config.publish_queue);
@@ -285,70 +149,6 @@ impl Cluster {
         })
     }
 
-    /// How long the last publish pipeline took to be answered; `None` before one was.
-    pub(crate) fn last_round_trip(&self) -> Option<Duration> {
-        self.round_trip.get()
-    }
-
-    /// The current connection state.
-    pub(crate) fn state(&self) -> ClusterState {
-        self.state.borrow().clone()
-    }
-
-    /// A receiver of state changes.
-    pub(crate) fn state_changes(&self) -> watch::Receiver<ClusterState> {
-        self.state.clone()
-    }
-
-    /// The Redis channel of streampod channel `name`.
-    pub(crate) fn channel_name(&self, name: &str) -> String {
-        format!("{}{name}", channel_prefix(&self.prefix))
-    }
-
-    /// The Redis channel of `to_all` / `to_user` broadcasts.
-    pub(crate) fn broadcast_name(&self) -> String {
-        broadcast_name(&self.prefix)
-    }
-
-    /// The node got its first listener on `channel`.
-    pub(crate) fn subscribe(&self, channel: &str) {
-        let _ = self
-            .wanted
-            .send(Change::Subscribe(self.channel_name(channel)));
-    }
-
-    /// The node's last listener on `channel` left.
-    pub(crate) fn unsubscribe(&self, channel: &str) {
-        let _ = self
-            .wanted
-            .send(Change::Unsubscribe(self.channel_name(channel)));
-    }
-
-    /// Queues a publish; fails at once while disconnected or when the queue is full.
-    pub(crate) fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), ClusterError> {
-        self.enqueue(channel, payload, None)
-    }
-
-    /// Publishes and waits for Redis: the number of nodes subscribed to `channel`.
-    pub(crate) async fn publish_confirmed(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> Result<usize, ClusterError> {
-        let (reply, confirmed) = oneshot::channel();
-        self.enqueue(channel, payload, Some(reply))?;
-        confirmed.await.unwrap_or_else(|_| {
-            Err(ClusterError::Unavailable(
-                "the server is shutting down".into(),
-            ))
-        })
-    }
-
-    /// Stops the supervisor and publisher; the connections close with them.
-    pub(crate) fn stop(&self) {
-        self.shutdown.cancel();
-    }
-
     fn enqueue(
         &self,
         channel: String,
@@ -379,7 +179,76 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
+impl Backplane for RedisBackplane {
+    /// How long the last publish pipeline took to be answered; `None` before one was.
+    fn last_round_trip(&self) -> Option<Duration> {
+        self.round_trip.get()
+    }
+
+    /// The current connection state.
+    fn state(&self) -> ClusterState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of state changes.
+    fn state_changes(&self) -> watch::Receiver<ClusterState> {
+        self.state.clone()
+    }
+
+    /// The Redis channel of streampod channel `name`.
+    fn node(&self) -> u64 {
+        self.node
+    }
+
+    fn channel_name(&self, name: &str) -> String {
+        format!("{}{name}", channel_prefix(&self.prefix))
+    }
+
+    /// The Redis channel of `to_all` / `to_user` broadcasts.
+    fn broadcast_name(&self) -> String {
+        broadcast_name(&self.prefix)
+    }
+
+    /// The node got its first listener on `channel`.
+    fn subscribe(&self, channel: &str) {
+        let _ = self
+            .wanted
+            .send(Change::Subscribe(self.channel_name(channel)));
+    }
+
+    /// The node's last listener on `channel` left.
+    fn unsubscribe(&self, channel: &str) {
+        let _ = self
+            .wanted
+            .send(Change::Unsubscribe(self.channel_name(channel)));
+    }
+
+    /// Queues a publish; fails at once while disconnected or when the queue is full.
+    fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), ClusterError> {
+        self.enqueue(channel, payload, None)
+    }
+
+    /// Publishes and waits for Redis: the number of nodes subscribed to `channel`.
+    fn publish_confirmed(&self, channel: String, payload: Vec<u8>) -> Confirmation<'_> {
+        let (reply, confirmed) = oneshot::channel();
+        let queued = self.enqueue(channel, payload, Some(reply));
+        Box::pin(async move {
+            queued?;
+            confirmed.await.unwrap_or_else(|_| {
+                Err(ClusterError::Unavailable(
+                    "the server is shutting down".into(),
+                ))
+            })
+        })
+    }
+
+    /// Stops the supervisor and publisher; the connections close with them.
+    fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for RedisBackplane {
     fn drop(&mut self) {
         self.stop();
     }
@@ -656,50 +525,6 @@ async fn publish_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{DecodeError, ModelSet};
-
-    struct Note(String);
-
-    impl ModelSet for Note {
-        fn class_name(&self) -> &'static str {
-            "Note"
-        }
-        fn decode(_: &str, data: &RawValue) -> Result<Self, DecodeError> {
-            Ok(Note(data.get().to_owned()))
-        }
-        fn encode_data(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-            write_str(out, &self.0);
-            Ok(())
-        }
-        fn class_names() -> &'static [&'static str] {
-            &["Note"]
-        }
-    }
-
-    #[test]
-    fn envelopes_round_trip_every_field() {
-        let target = BroadcastTarget {
-            endpoint: "chat \"main\"",
-            user: Some("42"),
-        };
-        let bytes = Envelope::encode(7, Some(3), Some(target), &Note("hi\n".into())).unwrap();
-        let envelope: Envelope<'_> = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(envelope.node, 7);
-        assert_eq!(envelope.except, Some(3));
-        assert_eq!(envelope.endpoint.as_deref(), Some("chat \"main\""));
-        assert_eq!(envelope.user.as_deref(), Some("42"));
-        assert_eq!(
-            envelope.object.get(),
-            r#"{"className":"Note","data":"hi\n"}"#
-        );
-
-        let bytes = Envelope::encode(1, None, None, &Note(String::new())).unwrap();
-        let envelope: Envelope<'_> = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(
-            (envelope.except, envelope.endpoint, envelope.user),
-            (None, None, None)
-        );
-    }
 
     #[test]
     fn channel_names_carry_the_prefix() {
@@ -717,7 +542,7 @@ mod tests {
             .build()
             .unwrap();
         let _guard = runtime.enter();
-        let result = Cluster::start(ClusterConfig::redis("not a url"), Box::new(|_| {}));
+        let result = RedisBackplane::start(ClusterConfig::redis("not a url"), Box::new(|_| {}));
         assert!(result.is_err());
     }
 }

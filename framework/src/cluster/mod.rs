@@ -1,0 +1,129 @@
+//! The cluster backplane: `Reach::Global` posts travel through Redis pub/sub to every
+//! server (node) of the cluster, the posting node included, so every subscriber sees
+//! one order per channel.
+//!
+//! Each node keeps two Redis connections, both owned by one supervisor task: a pub/sub
+//! connection that `SUBSCRIBE`s to `<prefix>:channel:<name>` while the node has a
+//! listener on `<name>` (plus `<prefix>:broadcast` for `to_all` / `to_user`), and a
+//! multiplexed connection that pipelines the `PUBLISH`es. When Redis goes away, the
+//! supervisor reconnects with jittered exponential backoff and re-subscribes every
+//! channel the node still has; meanwhile global posts fail at once
+//! ([`PostError::Cluster`](crate::messages::PostError::Cluster) with [`ClusterError::Unavailable`]) and local posts are
+//! unaffected. Delivery is at most once, as in Serverpod: what is posted while a node is
+//! cut off does not reach it later.
+//!
+//! ```no_run
+//! # streampod::__doc_models!();
+//! # struct Chat;
+//! # impl streampod::Endpoint<Protocol> for Chat {}
+//! use streampod::cluster::ClusterConfig;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = streampod::Server::<Protocol>::builder()
+//!     .endpoint("chat", Chat)
+//!     .cluster(ClusterConfig::redis("redis://127.0.0.1:6379/").prefix("my-app"))
+//!     .bind("127.0.0.1:8080")
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The backplane is a [`Backplane`](self) behind the message central: Redis pub/sub is
+//! the one implementation (feature `redis`); another (NATS, Redis Cluster) plugs in at
+//! the same seam. Without a backplane, `Reach::Global` is the same as `Local`.
+
+mod envelope;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub(crate) use envelope::{BroadcastTarget, Envelope};
+#[cfg(feature = "redis")]
+pub(crate) use envelope::{Received, Sink};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{ClusterConfig, InvalidRedisUrl};
+#[cfg(feature = "redis")]
+pub(crate) use redis::RedisBackplane;
+
+/// The state of a node's connection to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Connecting (first attempt or after a loss).
+    Connecting,
+    /// Connected and subscribed: global posts go out.
+    Connected,
+    /// Redis is unreachable; a reconnect is scheduled. Global posts fail meanwhile.
+    Disconnected {
+        /// Why the last attempt or connection failed.
+        error: String,
+    },
+}
+
+impl fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterState::Connecting => f.write_str("connecting"),
+            ClusterState::Connected => f.write_str("connected"),
+            ClusterState::Disconnected { error } => write!(f, "disconnected ({error})"),
+        }
+    }
+}
+
+/// Why a global publish failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis cannot be reached now.
+    #[error(
+        "the cluster's Redis is unreachable ({0}); global posts fail until it is back \
+         (local posts still work)"
+    )]
+    Unavailable(String),
+    /// Too many global posts are already waiting.
+    #[error(
+        "{0} global posts are already waiting for Redis; post less often or raise \
+         ClusterConfig::publish_queue"
+    )]
+    Backlog(usize),
+    /// Redis did not confirm in time.
+    #[error("Redis did not confirm the publish within {0:?}; it may or may not have gone out")]
+    Timeout(Duration),
+}
+
+/// A publish waiting for the backplane's confirmation: the number of servers reached.
+pub(crate) type Confirmation<'a> =
+    Pin<Box<dyn Future<Output = Result<usize, ClusterError>> + Send + 'a>>;
+
+/// What the message central needs from a cluster backplane: per-channel interest, fire
+/// and confirmed publishes, and the connection's state. Received messages go to the
+/// [`Sink`] the backplane was started with.
+pub(crate) trait Backplane: Send + Sync + 'static {
+    /// This node's id in envelopes.
+    fn node(&self) -> u64;
+    /// The backplane channel of streampod channel `name`.
+    fn channel_name(&self, name: &str) -> String;
+    /// The backplane channel of `to_all` / `to_user` broadcasts.
+    fn broadcast_name(&self) -> String;
+    /// The node got its first listener on `channel`.
+    fn subscribe(&self, channel: &str);
+    /// The node's last listener on `channel` left.
+    fn unsubscribe(&self, channel: &str);
+    /// Queues a publish; fails at once while disconnected or when the queue is full.
+    fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), ClusterError>;
+    /// Publishes and waits for the backplane: the number of nodes subscribed to `channel`.
+    fn publish_confirmed(&self, channel: String, payload: Vec<u8>) -> Confirmation<'_>;
+    /// The current connection state.
+    fn state(&self) -> ClusterState;
+    /// A receiver of state changes.
+    fn state_changes(&self) -> watch::Receiver<ClusterState>;
+    /// How long the last publish took to be answered; `None` before one was.
+    fn last_round_trip(&self) -> Option<Duration>;
+    /// Stops the backplane's tasks; later publishes fail.
+    fn stop(&self);
+}
