@@ -40,6 +40,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]
 
+// Unit tests use the doc examples' models, which name the crate `streampod`.
+#[cfg(all(test, feature = "server"))]
+extern crate self as streampod;
+
 // The server side: each file holds one concept, and imports run one way (checked by
 // tests/tests/layering.rs): session state ← message central ← endpoint streams ←
 // endpoints ← connection ← service ← convenience server ← builder.

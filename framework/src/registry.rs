@@ -110,3 +110,70 @@ impl SessionRegistry {
         all
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::config::SlowConsumerPolicy;
+    use crate::outbound::{Limits, TotalHeld};
+
+    fn session(id: SessionId) -> Arc<SessionShared> {
+        Arc::new(SessionShared::new(
+            id,
+            SocketAddr::from(([127, 0, 0, 1], 4000)),
+            Limits {
+                frames: 4,
+                bytes: 1024,
+            },
+            Arc::new(TotalHeld::default()),
+            SlowConsumerPolicy::Disconnect,
+            tracing::Span::none(),
+        ))
+    }
+
+    fn ids(sessions: &[Arc<SessionShared>]) -> Vec<SessionId> {
+        let mut ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn sessions_by_id_and_by_user() {
+        let registry = SessionRegistry::default();
+        let (a, b, c) = (session(1), session(2), session(17));
+        for s in [&a, &b, &c] {
+            registry.insert(s.clone());
+        }
+        registry.insert(a.clone());
+        assert_eq!(registry.len(), 3, "inserting twice counts once");
+        assert_eq!(ids(&registry.snapshot()), [1, 2, 17]);
+        assert_eq!(registry.get(17).map(|s| s.id), Some(17));
+        assert!(registry.get(3).is_none());
+
+        registry.set_user(&a, None, Some("ann"));
+        registry.set_user(&b, None, Some("ann"));
+        registry.set_user(&c, None, Some("bob"));
+        assert_eq!(ids(&registry.sessions_of_user("ann")), [1, 2]);
+        registry.set_user(&b, Some("ann"), Some("bob"));
+        assert_eq!(ids(&registry.sessions_of_user("ann")), [1]);
+        assert_eq!(ids(&registry.sessions_of_user("bob")), [2, 17]);
+        registry.set_user(&a, Some("ann"), None);
+        assert!(registry.sessions_of_user("ann").is_empty());
+    }
+
+    #[test]
+    fn removing_a_session_forgets_its_user() {
+        let registry = SessionRegistry::default();
+        let a = session(5);
+        registry.insert(a.clone());
+        a.set_auth(Some(crate::auth::AuthInfo::new("ann")));
+        registry.set_user(&a, None, Some("ann"));
+        registry.remove(5);
+        registry.remove(5);
+        assert_eq!(registry.len(), 0);
+        assert!(registry.sessions_of_user("ann").is_empty());
+        assert!(registry.snapshot().is_empty());
+    }
+}

@@ -306,3 +306,344 @@ impl<P: ModelSet> SessionMessages<P> {
         self.central().clone()
     }
 }
+
+/// The message central without sockets: sessions are their shared state and outbound
+/// queue, read back the way the writer task reads them.
+#[cfg(test)]
+#[allow(unreachable_pub)] // the doc models are `pub`
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::config::SlowConsumerPolicy;
+    use crate::messages::ChannelConfig;
+    use crate::outbound::{Batch, Limits, TotalHeld};
+    use crate::owned::SessionLimits;
+    use crate::registry::SessionRegistry;
+
+    crate::__doc_models!();
+
+    fn chat(content: &str) -> ChatMessage {
+        ChatMessage {
+            content: content.to_owned(),
+        }
+    }
+
+    struct Fixture {
+        central: MessageCentral<Protocol>,
+        registry: Arc<SessionRegistry>,
+        next_id: SessionId,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let registry = Arc::new(SessionRegistry::default());
+            let central = MessageCentral::new(
+                registry.clone(),
+                8,
+                SessionLimits {
+                    channels: 4,
+                    channel_name_len: 16,
+                },
+                tokio::runtime::Handle::current(),
+            );
+            Self {
+                central,
+                registry,
+                next_id: 1,
+            }
+        }
+
+        /// A session with room for `frames` frames, and its stream on endpoint `rooms`.
+        fn session(&mut self, frames: usize) -> StreamingSession<Protocol> {
+            let id = self.next_id;
+            self.next_id += 1;
+            let shared = Arc::new(SessionShared::new(
+                id,
+                SocketAddr::from(([127, 0, 0, 1], 4000)),
+                Limits {
+                    frames,
+                    bytes: 1 << 20,
+                },
+                Arc::new(TotalHeld::default()),
+                SlowConsumerPolicy::Disconnect,
+                tracing::Span::none(),
+            ));
+            self.registry.insert(shared.clone());
+            StreamingSession::open(
+                SessionHandle::new(shared),
+                Arc::from("rooms"),
+                self.central.clone(),
+            )
+        }
+    }
+
+    /// What the session's writer would write now: the frames' text.
+    fn drain(session: &StreamingSession<Protocol>) -> Vec<String> {
+        let mut batch = Batch::default();
+        let _ = session
+            .handle
+            .shared
+            .outbound
+            .next(&mut batch)
+            .now_or_never();
+        batch
+            .frames
+            .into_iter()
+            .map(|queued| queued.frame.as_str().to_owned())
+            .collect()
+    }
+
+    fn content(frame: &str) -> String {
+        let value: serde_json::Value = serde_json::from_str(frame).unwrap();
+        value["object"]["data"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn local(delivery: Delivery) -> crate::messages::DeliveryReport {
+        delivery.local().expect("a local post")
+    }
+
+    #[tokio::test]
+    async fn a_post_reaches_every_member_with_one_encode() {
+        let mut fixture = Fixture::new();
+        let members: Vec<_> = (0..3).map(|_| fixture.session(8)).collect();
+        let outsider = fixture.session(8);
+        for member in &members {
+            assert!(member.messages().join("room").unwrap());
+        }
+        let report = local(
+            fixture
+                .central
+                .post_message("room", chat("hi"), Reach::Local)
+                .unwrap(),
+        );
+        assert_eq!((report.delivered, report.dropped), (3, 0));
+        let frames: Vec<Vec<String>> = members.iter().map(drain).collect();
+        assert!(frames.iter().all(|f| f.len() == 1 && f[0] == frames[0][0]));
+        assert!(
+            frames[0][0].starts_with(r#"{"endpoint":"rooms","object":{"className":"ChatMessage","#),
+            "{}",
+            frames[0][0]
+        );
+        assert_eq!(content(&frames[0][0]), "hi");
+        assert!(drain(&outsider).is_empty());
+        let stats = fixture.central.stats();
+        assert_eq!((stats.posts, stats.frames_encoded, stats.deliveries), (1, 1, 3));
+    }
+
+    #[tokio::test]
+    async fn each_publishers_order_is_kept() {
+        let mut fixture = Fixture::new();
+        let member = fixture.session(1000);
+        member.messages().join("room").unwrap();
+        for i in 0..200 {
+            fixture
+                .central
+                .post_message("room", chat(&i.to_string()), Reach::Local)
+                .unwrap();
+        }
+        let got: Vec<String> = drain(&member).iter().map(|f| content(f)).collect();
+        let want: Vec<String> = (0..200).map(|i: i32| i.to_string()).collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn callbacks_and_streams_listen_too() {
+        let mut fixture = Fixture::new();
+        let heard = Arc::new(AtomicUsize::new(0));
+        let counter = heard.clone();
+        let handle = fixture.central.add_listener("news", move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let mut stream = fixture.central.create_stream("news");
+        let session = fixture.session(8);
+        session.messages().join("news").unwrap();
+        for text in ["a", "b"] {
+            let report = local(
+                fixture
+                    .central
+                    .post_message("news", chat(text), Reach::Local)
+                    .unwrap(),
+            );
+            assert_eq!(report.delivered, 3);
+        }
+        assert_eq!(heard.load(Ordering::Relaxed), 2);
+        for text in ["a", "b"] {
+            let Protocol::ChatMessage(message) = &*stream.recv().await.unwrap();
+            assert_eq!(message.content, text);
+        }
+        assert!(handle.remove());
+        drop(stream);
+        assert_eq!(fixture.central.listener_count("news"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_subscriber_is_disconnected_and_nobody_else_waits() {
+        let mut fixture = Fixture::new();
+        let slow = fixture.session(4);
+        let healthy = fixture.session(4);
+        slow.messages().join("feed").unwrap();
+        healthy.messages().join("feed").unwrap();
+        let mut received = Vec::new();
+        let mut disconnected = 0;
+        for i in 0..10 {
+            let report = local(
+                fixture
+                    .central
+                    .post_message("feed", chat(&i.to_string()), Reach::Local)
+                    .unwrap(),
+            );
+            disconnected += report.disconnected;
+            received.extend(drain(&healthy).iter().map(|f| content(f)));
+        }
+        assert_eq!(disconnected, 1, "the slow one, once");
+        assert!(slow.handle().is_closed());
+        assert_eq!(received.len(), 10, "the healthy subscriber lost nothing");
+        assert_eq!(fixture.central.stats().disconnected, 1);
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_the_newest_frames() {
+        let mut fixture = Fixture::new();
+        fixture.central.configure_channel(
+            "ticks",
+            ChannelConfig::slow_consumer(SlowConsumerPolicy::DropOldest),
+        );
+        let session = fixture.session(4);
+        session.messages().join("ticks").unwrap();
+        let mut dropped = 0;
+        for i in 0..10 {
+            let delivery = fixture
+                .central
+                .post_message("ticks", chat(&i.to_string()), Reach::Local)
+                .unwrap();
+            dropped += local(delivery).dropped;
+        }
+        let kept: Vec<String> = drain(&session).iter().map(|f| content(f)).collect();
+        assert_eq!(kept, ["6", "7", "8", "9"]);
+        assert_eq!(dropped, 6);
+        assert!(!session.handle().is_closed());
+        assert_eq!(fixture.central.stats().dropped_oldest, 6);
+    }
+
+    #[tokio::test]
+    async fn latest_value_keeps_only_the_newest() {
+        let mut fixture = Fixture::new();
+        fixture.central.configure_channel(
+            "price",
+            ChannelConfig::slow_consumer(SlowConsumerPolicy::LatestValue),
+        );
+        let session = fixture.session(4);
+        session.messages().join("price").unwrap();
+        for i in 0..10 {
+            fixture
+                .central
+                .post_message("price", chat(&i.to_string()), Reach::Local)
+                .unwrap();
+        }
+        let kept: Vec<String> = drain(&session).iter().map(|f| content(f)).collect();
+        assert_eq!(kept, ["9"]);
+        assert_eq!(fixture.central.stats().dropped_latest_value, 9);
+    }
+
+    #[tokio::test]
+    async fn leaving_and_ending_a_stream_leave_nothing_behind() {
+        let mut fixture = Fixture::new();
+        let session = fixture.session(8);
+        let messages = session.messages();
+        assert!(messages.join("a").unwrap());
+        assert!(!messages.join("a").unwrap(), "joined once");
+        messages.join("b").unwrap();
+        let _callback = messages.add_listener("c", |_| {}).unwrap();
+        assert_eq!(fixture.central.channel_count(), 3);
+        assert!(messages.leave("a"));
+        assert!(!messages.leave("a"));
+        assert_eq!(fixture.central.listener_count("a"), 0);
+
+        let kept = session.clone();
+        session.end().await;
+        assert_eq!(fixture.central.total_listeners(), 0);
+        assert_eq!(fixture.central.channel_count(), 0);
+        assert!(kept.is_stream_closed());
+        assert_eq!(kept.messages().join("d"), Err(JoinError::Closed));
+        assert!(matches!(
+            kept.send_stream_message(chat("late")),
+            Err(SendError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_session_holds_at_most_its_limits() {
+        let mut fixture = Fixture::new();
+        let session = fixture.session(8);
+        let messages = session.messages();
+        assert_eq!(
+            messages.join("a-name-longer-than-16"),
+            Err(JoinError::NameTooLong { len: 21, limit: 16 })
+        );
+        for channel in ["a", "b", "c"] {
+            messages.join(channel).unwrap();
+        }
+        let _callback = messages.add_listener("d", |_| {}).unwrap();
+        assert_eq!(
+            messages.join("e"),
+            Err(JoinError::TooManyChannels { limit: 4 })
+        );
+        release_session(&fixture.central, &session.handle().shared).await;
+        assert_eq!(fixture.central.total_listeners(), 0);
+        assert_eq!(messages.join("f"), Err(JoinError::Closed));
+    }
+
+    #[tokio::test]
+    async fn broadcasts_reach_users_everyone_and_all_but_the_sender() {
+        let mut fixture = Fixture::new();
+        let sessions: Vec<_> = (0..4).map(|_| fixture.session(8)).collect();
+        for (i, session) in sessions.iter().enumerate() {
+            let user = if i < 2 { "7" } else { "8" };
+            fixture
+                .registry
+                .set_user(&session.handle().shared, None, Some(user));
+            session.messages().join("room").unwrap();
+        }
+        let report = local(
+            fixture
+                .central
+                .to_user("7", "notes")
+                .post(chat("for 7"))
+                .unwrap(),
+        );
+        assert_eq!(report.delivered, 2);
+        let others = local(
+            sessions[0]
+                .messages()
+                .to_others("room")
+                .post(chat("not me"))
+                .unwrap(),
+        );
+        assert_eq!(others.delivered, 3);
+        sessions[3].handle().add_tag("beta");
+        let tagged = local(
+            fixture
+                .central
+                .to_all("notes")
+                .filter(|s| s.has_tag("beta"))
+                .post(chat("beta"))
+                .unwrap(),
+        );
+        assert_eq!(tagged.delivered, 1);
+        let got: Vec<Vec<String>> = sessions
+            .iter()
+            .map(|s| drain(s).iter().map(|f| content(f)).collect())
+            .collect();
+        assert_eq!(got[0], ["for 7"]);
+        assert_eq!(got[1], ["for 7", "not me"]);
+        assert_eq!(got[2], ["not me"]);
+        assert_eq!(got[3], ["not me", "beta"]);
+    }
+}
