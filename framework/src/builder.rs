@@ -60,6 +60,8 @@ pub struct ServerBuilder<P: ModelSet> {
     #[cfg(feature = "redis")]
     cluster: Option<ClusterConfig>,
     path_prefix: Option<Arc<str>>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsIdentity>,
 }
 
 impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
@@ -86,6 +88,8 @@ impl<P: ModelSet> ServerBuilder<P> {
             #[cfg(feature = "redis")]
             cluster: None,
             path_prefix: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -206,6 +210,15 @@ impl<P: ModelSet> ServerBuilder<P> {
         self
     }
 
+    /// Serves TLS (HTTPS and `wss://`) with `identity` on [`bind`](Self::bind) and
+    /// [`serve`](Self::serve). Mounted as a service, the host server does TLS instead.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, identity: crate::tls::TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
     /// Binds `addr` and starts serving with the convenience server (HTTP/1.1, every
     /// connection limit and timeout of [`ServerConfig`]).
     ///
@@ -232,8 +245,12 @@ impl<P: ModelSet> ServerBuilder<P> {
             self.config.max_connections,
             self.config.max_connections_per_ip,
         ));
+        #[cfg(feature = "tls")]
+        let tls = self.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
         let service = self.build(Some(connections.clone()))?;
-        Server::start(service, listener, connections)
+        Server::start(service, listener, connections, tls)
     }
 
     /// The tower service for mounting in an existing app (axum, hyper, tower-http

@@ -84,6 +84,10 @@ server_modules! {
     mod streaming;
 }
 
+#[cfg(all(feature = "server", feature = "tls"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "server", feature = "tls"))))]
+pub mod tls;
+
 #[cfg(any(feature = "server", feature = "client"))]
 mod backoff;
 #[cfg(feature = "client")]

@@ -37,12 +37,13 @@ impl<P: ModelSet> Server<P> {
         service: StreampodService<P>,
         listener: TcpListener,
         connections: Arc<Connections>,
+        tls: Option<Tls>,
     ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let handle = service.handle();
         let endpoints = service.state().streams.endpoints.len();
         tracing::info!(target: "streampod::server", %local_addr, endpoints, "serving");
-        let accept = tokio::spawn(accept_loop(service, listener, connections));
+        let accept = tokio::spawn(accept_loop(service, listener, connections, tls));
         Ok(Self {
             handle,
             accept,
@@ -81,6 +82,7 @@ async fn accept_loop<P: ModelSet>(
     service: StreampodService<P>,
     listener: TcpListener,
     connections: Arc<Connections>,
+    tls: Option<Tls>,
 ) {
     let handle = service.handle();
     let metrics = service.state().streams.metrics.clone();
@@ -126,7 +128,13 @@ async fn accept_loop<P: ModelSet>(
         let _ = stream.set_nodelay(true);
         handle
             .tasks()
-            .spawn(serve_connection(service.clone(), stream, peer, ticket));
+            .spawn(serve_accepted(
+                service.clone(),
+                stream,
+                peer,
+                ticket,
+                tls.clone(),
+            ));
     }
     tracing::info!(target: "streampod::server", "stopped accepting connections");
 }
@@ -201,14 +209,54 @@ impl AcceptFailures {
     }
 }
 
-/// Serves HTTP/1.1 on one accepted TCP connection: the header and keep-alive timeout,
-/// eviction at the connection cap, graceful shutdown.
-async fn serve_connection<P: ModelSet>(
+/// The TLS acceptor of a server that serves TLS (uninhabited without the `tls` feature).
+#[cfg(feature = "tls")]
+pub(crate) type Tls = tokio_rustls::TlsAcceptor;
+/// The TLS acceptor of a server that serves TLS (uninhabited without the `tls` feature).
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+pub(crate) enum Tls {}
+
+/// Completes the TLS handshake, if the server serves TLS (within the header timeout: a
+/// silent client holds its place no longer than one that sends no request), then serves
+/// HTTP on the connection.
+async fn serve_accepted<P: ModelSet>(
     service: StreampodService<P>,
     stream: TcpStream,
     peer: SocketAddr,
     ticket: Ticket,
+    tls: Option<Tls>,
 ) {
+    let Some(acceptor) = tls else {
+        serve_connection(service, stream, peer, ticket).await;
+        return;
+    };
+    #[cfg(feature = "tls")]
+    {
+        let timeout = service.state().streams.config.http_header_timeout;
+        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_connection(service, stream, peer, ticket).await,
+            Ok(Err(error)) => {
+                tracing::debug!(target: "streampod::http", %peer, %error, "TLS handshake failed");
+            }
+            Err(_) => tracing::debug!(target: "streampod::http", %peer, "TLS handshake timed out"),
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    match acceptor {}
+}
+
+/// Serves HTTP/1.1 on one accepted connection: the header and keep-alive timeout,
+/// eviction at the connection cap, graceful shutdown.
+async fn serve_connection<P, S>(
+    service: StreampodService<P>,
+    stream: S,
+    peer: SocketAddr,
+    ticket: Ticket,
+) where
+    P: ModelSet,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let header_timeout = service.state().streams.config.http_header_timeout;
     let shutdown = service.handle().shutdown_signal().clone();
     let ticket = Arc::new(ticket);

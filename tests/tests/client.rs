@@ -8,13 +8,18 @@
 #![allow(missing_docs, missing_debug_implementations)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use streampod::client::{Backoff, CallError, Client, ClientError, ConnectionState, Incoming};
+use streampod::auth::{self, AuthInfo, Scope};
+use streampod::client::{
+    Backoff, CallError, Client, ClientError, CloseInfo, ConnectionState, Incoming, NoException,
+};
 use streampod::messages::Reach;
 use streampod::protocol::ErrorCode;
-use streampod::{endpoint, Server};
+use streampod::{endpoint, Endpoint, EndpointError, Server, Session, StreamingSession};
 use streampod_tests::eventually;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol, RoomNotFound};
 use streampod_tests::rooms::Rooms;
@@ -162,6 +167,16 @@ async fn reconnects_after_a_restart_and_restores_subscriptions() {
         ),
         "no silent loss"
     );
+    // The app learns how the server closed.
+    let closed = tokio::time::timeout(Duration::from_secs(10), client.recv())
+        .await
+        .unwrap();
+    let expected = CloseInfo {
+        code: 1001,
+        reason: "server shutting down".into(),
+    };
+    assert_eq!(closed, Some(Incoming::Closed(expected.clone())));
+    assert_eq!(client.last_close(), Some(expected));
 
     // Every delay it waits is within the backoff's cap for that attempt.
     let mut seen = Vec::new();
@@ -222,9 +237,229 @@ async fn gives_up_after_the_allowed_attempts() {
         .max_attempts(Some(3))
         .connect()
         .await;
-    assert!(matches!(result, Err(ClientError::Connect(_))), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::Connect {
+                attempts: 3,
+                last: Some(_)
+            })
+        ),
+        "{result:?}"
+    );
     assert!(matches!(
         Client::<Protocol>::connect("ftp://example").await,
         Err(ClientError::InvalidUrl(_))
     ));
+}
+
+/// Closes every stream it opens with `code`, counting them.
+struct Gate {
+    code: u16,
+    opened: Arc<AtomicUsize>,
+}
+
+impl Endpoint<Protocol> for Gate {
+    async fn stream_opened(
+        &self,
+        session: &StreamingSession<Protocol>,
+    ) -> Result<(), EndpointError> {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        session.handle().close(self.code, "not allowed");
+        Ok(())
+    }
+}
+
+/// How many connections a client makes in `window` to a server that closes each one
+/// with `code` right after it opens, and what the client was told.
+async fn connections_in(code: u16, window: Duration) -> (usize, Option<CloseInfo>) {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let server = Server::<Protocol>::builder()
+        .endpoint(
+            "gate",
+            Gate {
+                code,
+                opened: opened.clone(),
+            },
+        )
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::<Protocol>::builder(format!("http://{}", server.local_addr()))
+        .backoff(Backoff::new(
+            Duration::from_millis(50),
+            Duration::from_secs(2),
+        ))
+        .connect()
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), client.recv())
+        .await
+        .unwrap();
+    let told = match first {
+        Some(Incoming::Closed(info)) => Some(info),
+        _ => None,
+    };
+    tokio::time::sleep(window).await;
+    client.close().await;
+    server.shutdown().await;
+    (opened.load(Ordering::Relaxed), told)
+}
+
+#[tokio::test]
+async fn a_refusing_server_is_not_hammered() {
+    // Before: every close reset the backoff, ~20 connections per second against this
+    // server (110 in 6 s in the report). Now each refused or short-lived connection
+    // counts as a failed attempt and the delays grow (caps 100, 200, 400, 800 ms, …).
+    for code in [1008, 1000] {
+        let (connections, told) = connections_in(code, Duration::from_millis(1500)).await;
+        assert!(
+            connections <= 10,
+            "{connections} connections in 1.5 s after close {code}"
+        );
+        assert_eq!(
+            told,
+            Some(CloseInfo {
+                code,
+                reason: "not allowed".into()
+            })
+        );
+    }
+    assert!(CloseInfo {
+        code: 1008,
+        reason: String::new()
+    }
+    .is_rejection());
+    assert!(!CloseInfo {
+        code: 1001,
+        reason: String::new()
+    }
+    .is_rejection());
+}
+
+#[tokio::test]
+async fn the_first_connect_gives_up_in_time() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let result = Client::<Protocol>::builder(format!("http://{addr}"))
+        .backoff(Backoff::new(
+            Duration::from_millis(20),
+            Duration::from_millis(100),
+        ))
+        .connect_timeout(Some(Duration::from_millis(400)))
+        .connect()
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    match result {
+        Err(ClientError::ConnectTimeout { after, last }) => {
+            assert_eq!(after, Duration::from_millis(400));
+            let last = last.expect("why the last attempt failed");
+            assert!(
+                last.to_string().to_lowercase().contains("refused"),
+                "{last}"
+            );
+        }
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
+    for url in ["127.0.0.1:1", "http://", "http://a b"] {
+        assert!(
+            matches!(
+                Client::<Protocol>::connect(url).await,
+                Err(ClientError::InvalidUrl(_))
+            ),
+            "{url}"
+        );
+    }
+}
+
+pub struct Guarded;
+
+#[endpoint(require_login)]
+impl Guarded {
+    pub async fn whoami(&self, session: &Session<Protocol>) -> String {
+        session.authenticated_user_id().unwrap_or("-").to_owned()
+    }
+
+    #[method(scopes("admin"))]
+    pub async fn admin_only(&self) -> i64 {
+        42
+    }
+}
+
+#[tokio::test]
+async fn method_calls_need_no_socket_and_auth_failures_are_typed() {
+    let server = Server::<Protocol>::builder()
+        .methods("lookup", Lookup)
+        .methods("guarded", Guarded)
+        .authentication(auth::from_fn(|key: String| async move {
+            match key.as_str() {
+                "ann" => Some(AuthInfo::new("1")),
+                "root" => Some(AuthInfo::new("2").with_scopes([Scope::from_static("admin")])),
+                _ => None,
+            }
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let anonymous = streampod::client::MethodClient::new(&base).unwrap();
+    let welcome: ChatMessage = anonymous
+        .call::<_, RoomNotFound>("lookup", "room", json!({"roomId": "lobby"}))
+        .await
+        .unwrap();
+    assert_eq!(welcome.content, "welcome");
+    match anonymous
+        .call::<String, NoException>("guarded", "whoami", json!({}))
+        .await
+    {
+        Err(CallError::Unauthenticated { message }) => {
+            assert!(message.contains("signed-in"), "{message}");
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let ann = Client::<Protocol>::builder(&base)
+        .auth_key("ann")
+        .method_client()
+        .unwrap();
+    let me: String = ann
+        .call::<_, NoException>("guarded", "whoami", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(me, "1");
+    match ann
+        .call::<i64, NoException>("guarded", "adminOnly", json!({}))
+        .await
+    {
+        Err(CallError::Forbidden { message }) => assert!(message.contains("admin"), "{message}"),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    // Typed arguments: any value that serializes to an object of named arguments.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RoomArgs {
+        room_id: &'static str,
+    }
+    let root = Client::<Protocol>::builder(&base)
+        .auth_key("root")
+        .method_client()
+        .unwrap();
+    let answer: i64 = root
+        .call::<_, NoException>("guarded", "adminOnly", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(answer, 42);
+    let welcome: ChatMessage = root
+        .call::<_, RoomNotFound>("lookup", "room", RoomArgs { room_id: "lobby" })
+        .await
+        .unwrap();
+    assert_eq!(welcome.channel_id, "lobby");
+    assert_eq!(server.handle().session_count(), 0, "no socket was opened");
+    server.shutdown().await;
 }

@@ -143,5 +143,7 @@ fn print_incoming(incoming: Incoming<Protocol>) {
             other => println!("({endpoint}: {other:?})"),
         },
         Incoming::Error { code, message } => eprintln!("(error {code}: {message})"),
+        Incoming::Closed(close) => eprintln!("(the server {close}; reconnecting)"),
+        _ => {}
     }
 }

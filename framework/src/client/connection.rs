@@ -1,28 +1,5 @@
-//! The typed Rust client: one WebSocket to a streampod (or Serverpod) server, typed
-//! sends and receives, HTTP method calls, keepalive, and automatic reconnection.
-//!
-//! ```no_run
-//! # streampod::__doc_models!();
-//! use streampod::client::{Client, Incoming};
-//!
-//! # async fn run() -> Result<(), streampod::client::ClientError> {
-//! let client = Client::<Protocol>::builder("http://127.0.0.1:8080")
-//!     .auth_key("ann-secret-1")
-//!     // Runs after every (re)connect: re-send subscriptions here.
-//!     .on_connect(|client| async move {
-//!         let _ = client.send("chat", ChatMessage { content: "hello again".into() });
-//!     })
-//!     .connect()
-//!     .await?;
-//! client.send("chat", ChatMessage { content: "hi".into() })?;
-//! while let Some(incoming) = client.recv().await {
-//!     if let Incoming::Message { endpoint, message } = incoming {
-//!         println!("{endpoint}: {message:?}");
-//!     }
-//! }
-//! # Ok(())
-//! # }
-//! ```
+//! The connection: one WebSocket kept open (reconnecting with backoff), typed sends and
+//! receives, keepalive, and the server's close codes surfaced to the app.
 
 use std::fmt;
 use std::future::Future;
@@ -30,19 +7,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-pub use crate::backoff::Backoff;
+use super::calls::MethodClient;
+use super::error::{BoxError, CallError, ClientError, CloseInfo};
+use super::transport::{ExtraRoots, Socket, Transport};
+use crate::backoff::Backoff;
 use crate::protocol::frame::{self, Frame};
-use crate::protocol::wire::{FromWire, WireValue};
+use crate::protocol::wire::WireValue;
 use crate::protocol::{ErrorCode, ModelSet, SerializableException};
 
 /// Where the client's connection is.
@@ -52,19 +28,22 @@ pub enum ConnectionState {
     Connecting,
     /// Connected; sends go out.
     Connected,
-    /// The connection dropped; the next attempt starts after `delay`.
+    /// The connection dropped (or could not open); the next attempt starts after `delay`.
     Reconnecting {
-        /// 1 for the first retry after a drop.
+        /// 1 for the first retry after a stable connection dropped; higher while attempts
+        /// keep failing or the server keeps refusing the connection.
         attempt: u32,
         /// The jittered wait before this attempt.
         delay: Duration,
     },
-    /// Closed for good: by [`Client::close`], or after the last allowed attempt.
+    /// Closed for good: by [`Client::close`], after the last allowed attempt, or when
+    /// the first connection timed out.
     Disconnected,
 }
 
 /// What arrives from the server.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Incoming<P> {
     /// A model from an endpoint (batches arrive as one `Message` each, in order).
     Message {
@@ -80,51 +59,10 @@ pub enum Incoming<P> {
         /// The server's explanation.
         message: String,
     },
-}
-
-/// Client failures.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The URL is not `http(s)://host[:port]` or `ws(s)://host[:port]`.
-    #[error("invalid server URL '{0}': use http://host:port or ws://host:port")]
-    InvalidUrl(String),
-    /// Not connected right now (connecting, reconnecting or closed): the message was not
-    /// sent. Retry after [`ConnectionState::Connected`], or send from the `on_connect` hook.
-    #[error("not connected to the server; the message was not sent")]
-    NotConnected,
-    /// The outgoing queue is full (the connection is not keeping up).
-    #[error("outgoing queue is full; the message was not sent")]
-    Backpressure,
-    /// The first connection failed and no retries are allowed.
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    /// The message could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] crate::protocol::EncodeError),
-}
-
-/// A failed method call.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError<E> {
-    /// The method returned the typed exception `E`.
-    #[error("the method returned an exception")]
-    Exception(E),
-    /// The server answered with another error status; `body` is its JSON.
-    #[error("the server answered {status}: {body}")]
-    Status {
-        /// The HTTP status.
-        status: StatusCode,
-        /// The response body.
-        body: String,
-    },
-    /// The answer was not the expected type.
-    #[error("unexpected answer: {0}")]
-    Decode(String),
-    /// The request could not be sent or the answer read.
-    #[error("request failed: {0}")]
-    Transport(String),
+    /// The server closed the connection with this code and reason (1001 when it shuts
+    /// down, 1008 for a policy it enforces, …). The client reconnects unless it is
+    /// closing; after a rejection ([`CloseInfo::is_rejection`]) it backs off first.
+    Closed(CloseInfo),
 }
 
 type Hook<P> = Arc<dyn Fn(Client<P>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -136,8 +74,11 @@ pub struct ClientBuilder<P> {
     auth_key: Option<String>,
     backoff: Backoff,
     max_attempts: Option<u32>,
+    connect_timeout: Option<Duration>,
+    stable_after: Duration,
     keepalive: Duration,
     queue: usize,
+    roots: ExtraRoots,
     on_connect: Option<Hook<P>>,
 }
 
@@ -147,6 +88,7 @@ impl<P> fmt::Debug for ClientBuilder<P> {
             .field("base", &self.base)
             .field("backoff", &self.backoff)
             .field("max_attempts", &self.max_attempts)
+            .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -165,15 +107,41 @@ impl<P: ModelSet> ClientBuilder<P> {
         self
     }
 
-    /// Gives up after this many consecutive failed attempts (`None`, the default: never).
+    /// Gives up after this many consecutive failed attempts (`None`, the default: never,
+    /// once connected). A connection the server closes as a rejection, or that drops
+    /// before [`stable_after`](Self::stable_after), counts as a failed attempt.
     pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
         self.max_attempts = attempts;
+        self
+    }
+
+    /// How long [`connect`](Self::connect) waits for the first connection before it
+    /// gives up with [`ClientError::ConnectTimeout`] (`None`: as long as
+    /// [`max_attempts`](Self::max_attempts) allows). Default 30 s.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a connection must stay up for the backoff to start over when it drops;
+    /// one that dies sooner counts as a failed attempt. Default 10 s.
+    pub fn stable_after(mut self, duration: Duration) -> Self {
+        self.stable_after = duration;
         self
     }
 
     /// How often to send a `ping` command on an idle connection. Default 15 s.
     pub fn keepalive(mut self, interval: Duration) -> Self {
         self.keepalive = interval;
+        self
+    }
+
+    /// Trusts `der` (a DER certificate, e.g. a development server's self-signed one) on
+    /// `https://`/`wss://` besides the public web roots.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.roots.0.push(der.into());
         self
     }
 
@@ -188,33 +156,43 @@ impl<P: ModelSet> ClientBuilder<P> {
         self
     }
 
-    /// Connects, waiting for the first connection (retrying per the backoff).
+    /// A client for HTTP method calls only, with this builder's server, auth key and
+    /// certificates: no WebSocket is opened.
     ///
     /// # Errors
     ///
-    /// [`ClientError::InvalidUrl`], or [`ClientError::Connect`] when every allowed
-    /// attempt failed.
+    /// As [`connect`](Self::connect), before any connection is tried.
+    pub fn method_client(&self) -> Result<MethodClient, ClientError> {
+        let transport = Transport::new(&self.base, self.auth_key.as_deref(), &self.roots)?;
+        Ok(MethodClient::over(Arc::new(transport)))
+    }
+
+    /// Connects, waiting for the first connection (retrying per the backoff, up to the
+    /// connect timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidUrl`], [`ClientError::TlsNotEnabled`],
+    /// [`ClientError::InvalidAuthKey`] and [`ClientError::InvalidCertificate`] at once;
+    /// [`ClientError::Connect`] when every allowed attempt failed;
+    /// [`ClientError::ConnectTimeout`] when no connection opened in time.
     pub async fn connect(self) -> Result<Client<P>, ClientError> {
-        let base = self.base.trim_end_matches('/').to_owned();
-        let (http_base, ws_base) = if let Some(rest) = base.strip_prefix("http://") {
-            (format!("http://{rest}"), format!("ws://{rest}"))
-        } else if let Some(rest) = base.strip_prefix("ws://") {
-            (format!("http://{rest}"), format!("ws://{rest}"))
-        } else {
-            return Err(ClientError::InvalidUrl(self.base));
-        };
+        let transport = Arc::new(Transport::new(
+            &self.base,
+            self.auth_key.as_deref(),
+            &self.roots,
+        )?);
         let (state_tx, mut state_rx) = watch::channel(ConnectionState::Connecting);
         let (incoming_tx, incoming_rx) = mpsc::channel(self.queue);
         let inner = Arc::new(Inner {
-            http_base,
-            ws_base,
-            auth_key: self.auth_key,
+            calls: MethodClient::over(transport.clone()),
+            transport,
             outgoing: Mutex::new(None),
             incoming: tokio::sync::Mutex::new(incoming_rx),
             state: state_tx,
             closing: tokio_util::sync::CancellationToken::new(),
-            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                .build(HttpConnector::new()),
+            last_failure: Mutex::new(None),
+            last_close: Mutex::new(None),
         });
         let client = Client { inner };
         let supervisor = Supervisor {
@@ -222,39 +200,70 @@ impl<P: ModelSet> ClientBuilder<P> {
             incoming: incoming_tx,
             backoff: self.backoff,
             max_attempts: self.max_attempts,
+            stable_after: self.stable_after,
             keepalive: self.keepalive,
             queue: self.queue,
             on_connect: self.on_connect,
         };
         tokio::spawn(supervisor.run());
-        loop {
-            match &*state_rx.borrow_and_update() {
-                ConnectionState::Connected => return Ok(client),
-                ConnectionState::Disconnected => {
-                    return Err(ClientError::Connect(format!(
-                        "no connection to {}",
-                        client.inner.ws_base
-                    )))
+        let first = async {
+            loop {
+                if let ConnectionState::Connected | ConnectionState::Disconnected =
+                    *state_rx.borrow_and_update()
+                {
+                    return;
                 }
-                _ => {}
+                if state_rx.changed().await.is_err() {
+                    return;
+                }
             }
-            if state_rx.changed().await.is_err() {
-                return Err(ClientError::Connect("the client stopped".into()));
+        };
+        let timed_out = match self.connect_timeout {
+            Some(timeout) => tokio::time::timeout(timeout, first).await.is_err(),
+            None => {
+                first.await;
+                false
             }
+        };
+        if timed_out {
+            client.inner.closing.cancel();
+            return Err(ClientError::ConnectTimeout {
+                after: self.connect_timeout.unwrap_or_default(),
+                last: client.inner.take_failure().map(|(_, error)| error),
+            });
         }
+        if client.state() == ConnectionState::Connected {
+            return Ok(client);
+        }
+        let (attempts, last) = client
+            .inner
+            .take_failure()
+            .map_or((0, None), |(attempts, error)| (attempts, Some(error)));
+        Err(ClientError::Connect { attempts, last })
     }
 }
 
 struct Inner<P> {
-    http_base: String,
-    ws_base: String,
-    auth_key: Option<String>,
+    transport: Arc<Transport>,
+    calls: MethodClient,
     /// The current connection's queue; `None` while disconnected.
     outgoing: Mutex<Option<mpsc::Sender<Message>>>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<Incoming<P>>>,
     state: watch::Sender<ConnectionState>,
     closing: tokio_util::sync::CancellationToken,
-    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    /// Consecutive failed attempts and why the last one failed.
+    last_failure: Mutex<Option<(u32, BoxError)>>,
+    /// How the server last closed the connection.
+    last_close: Mutex<Option<CloseInfo>>,
+}
+
+impl<P> Inner<P> {
+    fn take_failure(&self) -> Option<(u32, BoxError)> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// A connection to a server. Cheap to clone; clones share the connection.
@@ -273,22 +282,25 @@ impl<P> Clone for Client<P> {
 impl<P> fmt::Debug for Client<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.inner.ws_base)
+            .field("server", &self.inner.transport.ws_base)
             .field("state", &*self.inner.state.borrow())
             .finish_non_exhaustive()
     }
 }
 
 impl<P: ModelSet> Client<P> {
-    /// A builder for a server at `base` (`http://host:port` or `ws://host:port`).
+    /// A builder for a server at `base` (`http(s)://host:port` or `ws(s)://host:port`).
     pub fn builder(base: impl Into<String>) -> ClientBuilder<P> {
         ClientBuilder {
             base: base.into(),
             auth_key: None,
             backoff: Backoff::default(),
             max_attempts: None,
+            connect_timeout: Some(Duration::from_secs(30)),
+            stable_after: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             queue: 1024,
+            roots: ExtraRoots::default(),
             on_connect: None,
         }
     }
@@ -330,8 +342,8 @@ impl<P: ModelSet> Client<P> {
             })
     }
 
-    /// The next message or error frame from the server; `None` once the client is
-    /// closed for good. Only one task should receive.
+    /// The next message, error frame or close from the server; `None` once the client
+    /// is closed for good. Only one task should receive.
     pub async fn recv(&self) -> Option<Incoming<P>> {
         self.inner.incoming.lock().await.recv().await
     }
@@ -346,67 +358,32 @@ impl<P: ModelSet> Client<P> {
         self.inner.state.subscribe()
     }
 
-    /// Calls an HTTP method: `POST /<endpoint>/<method>` with `args` (a JSON object of
-    /// named arguments), decoding the answer as `R` and a 400 exception as `E`.
+    /// How the server last closed the connection (code and reason), if it did.
+    pub fn last_close(&self) -> Option<CloseInfo> {
+        self.inner
+            .last_close
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Calls an HTTP method; see [`MethodClient::call`]. It does not need the WebSocket.
     ///
     /// # Errors
     ///
-    /// [`CallError::Exception`] with the typed exception, [`CallError::Status`] for other
-    /// errors, [`CallError::Transport`]/[`CallError::Decode`] for the rest.
+    /// See [`MethodClient::call`].
     pub async fn call<R: WireValue, E: SerializableException>(
         &self,
         endpoint: &str,
         method: &str,
-        args: serde_json::Value,
+        args: impl Serialize,
     ) -> Result<R, CallError<E>> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}/{endpoint}/{method}", self.inner.http_base))
-            .header("content-type", "application/json");
-        if let Some(key) = &self.inner.auth_key {
-            request = request.header("authorization", format!("Bearer {key}"));
-        }
-        let request = request
-            .body(Full::new(Bytes::from(args.to_string())))
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let response = self
-            .inner
-            .http
-            .request(request)
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?
-            .to_bytes();
-        if status == StatusCode::OK {
-            return serde_json::from_slice::<FromWire<R>>(&body)
-                .map(|value| value.0)
-                .map_err(|e| CallError::Decode(e.to_string()));
-        }
-        if status == StatusCode::BAD_REQUEST {
-            #[derive(serde::Deserialize)]
-            struct Exception {
-                #[serde(rename = "className")]
-                class_name: String,
-                data: Box<serde_json::value::RawValue>,
-            }
-            if let Ok(exception) = serde_json::from_slice::<Exception>(&body) {
-                if exception.class_name == E::CLASS_NAME {
-                    return serde_json::from_str::<E>(exception.data.get())
-                        .map(CallError::Exception)
-                        .map_err(|e| CallError::Decode(e.to_string()))
-                        .and_then(Err);
-                }
-            }
-        }
-        Err(CallError::Status {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+        self.inner.calls.call(endpoint, method, args).await
+    }
+
+    /// The method client this client calls through (clone it for another task).
+    pub fn method_client(&self) -> MethodClient {
+        self.inner.calls.clone()
     }
 
     /// Closes the connection for good (no reconnect).
@@ -427,6 +404,7 @@ struct Supervisor<P> {
     incoming: mpsc::Sender<Incoming<P>>,
     backoff: Backoff,
     max_attempts: Option<u32>,
+    stable_after: Duration,
     keepalive: Duration,
     queue: usize,
     on_connect: Option<Hook<P>>,
@@ -439,16 +417,38 @@ impl<P: ModelSet> Supervisor<P> {
         loop {
             let connected = tokio::select! {
                 () = inner.closing.cancelled() => break,
-                connected = self.connect() => connected,
+                connected = inner.transport.open_websocket() => connected,
             };
             match connected {
                 Ok(socket) => {
-                    failures = 0;
-                    self.serve(socket).await;
+                    let opened = Instant::now();
+                    let closed = self.serve(socket).await;
+                    let rejected = closed.as_ref().is_some_and(CloseInfo::is_rejection);
+                    // Only a connection that stayed up and was not refused starts the
+                    // backoff over: a server that closes at once is not hammered.
+                    if opened.elapsed() >= self.stable_after && !rejected {
+                        failures = 0;
+                    } else {
+                        failures += 1;
+                    }
+                    if let Some(close) = closed {
+                        tracing::info!(target: "streampod::client", code = close.code, reason = %close.reason, "the server closed the connection");
+                        *inner
+                            .last_close
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(close.clone());
+                        if self.incoming.send(Incoming::Closed(close)).await.is_err() {
+                            break;
+                        }
+                    }
                 }
                 Err(error) => {
                     failures += 1;
                     tracing::debug!(target: "streampod::client", %error, failures, "connect failed");
+                    *inner
+                        .last_failure
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some((failures, error));
                 }
             }
             if inner.closing.is_cancelled() || self.max_attempts.is_some_and(|max| failures >= max)
@@ -473,36 +473,8 @@ impl<P: ModelSet> Supervisor<P> {
         inner.state.send_replace(ConnectionState::Disconnected);
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        String,
-    > {
-        let inner = &self.client.inner;
-        let url = format!("{}/websocket", inner.ws_base);
-        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        if let Some(key) = &inner.auth_key {
-            let value = http::HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| "the auth key cannot be sent in a header".to_owned())?;
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, value);
-        }
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(socket)
-    }
-
-    async fn serve(
-        &self,
-        socket: tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    ) {
+    /// Serves one connection until it ends; how the server closed it, if it did.
+    async fn serve(&self, socket: Socket) -> Option<CloseInfo> {
         let inner = &self.client.inner;
         let (mut sink, mut stream) = socket.split();
         let (tx, mut rx) = mpsc::channel::<Message>(self.queue);
@@ -516,6 +488,7 @@ impl<P: ModelSet> Supervisor<P> {
         }
         let mut keepalive = tokio::time::interval(self.keepalive);
         keepalive.tick().await;
+        let mut closed = None;
         loop {
             tokio::select! {
                 () = inner.closing.cancelled() => {
@@ -541,7 +514,14 @@ impl<P: ModelSet> Supervisor<P> {
                             break;
                         }
                     }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(Message::Close(frame))) => {
+                        closed = frame.map(|frame| CloseInfo {
+                            code: u16::from(frame.code),
+                            reason: frame.reason.as_str().to_owned(),
+                        });
+                        break;
+                    }
+                    Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
             }
@@ -551,6 +531,7 @@ impl<P: ModelSet> Supervisor<P> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
         tracing::debug!(target: "streampod::client", "connection ended");
+        closed
     }
 
     /// Decodes a frame (unpacking batches) and hands it to `recv`; `false` when nobody

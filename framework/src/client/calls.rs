@@ -1,0 +1,174 @@
+//! HTTP method calls: `POST /<endpoint>/<method>` with named arguments, the answer
+//! decoded as the method's type and a 400 exception as its typed exception. Works with
+//! or without a WebSocket open.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+
+use super::error::{CallError, ClientError};
+use super::transport::{ExtraRoots, Transport};
+use crate::protocol::wire::{FromWire, WireValue};
+use crate::protocol::{SerializableException, SerializableModel};
+
+/// Calls a server's endpoint methods over HTTP, without opening a WebSocket. Cheap to
+/// clone. Make one with [`MethodClient::new`] or
+/// [`ClientBuilder::method_client`](super::ClientBuilder::method_client) (for an auth
+/// key or extra root certificates); a [`Client`](super::Client) has one built in.
+///
+/// ```no_run
+/// # streampod::__doc_models!();
+/// use streampod::client::{json, MethodClient};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let calls = MethodClient::new("http://127.0.0.1:8080")?;
+/// let greeting: String = calls
+///     .call::<String, streampod::client::NoException>("greeter", "hello", json!({"name": "ann"}))
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MethodClient {
+    transport: Arc<Transport>,
+}
+
+impl std::fmt::Debug for MethodClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MethodClient")
+            .field("server", &self.transport.http_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MethodClient {
+    /// A method client for the server at `base` (`http(s)://host:port`), unauthenticated.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidUrl`]; [`ClientError::TlsNotEnabled`] for `https://` without
+    /// the `tls` feature.
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        Transport::new(base, None, &ExtraRoots::default()).map(|t| Self::over(Arc::new(t)))
+    }
+
+    pub(crate) fn over(transport: Arc<Transport>) -> Self {
+        Self { transport }
+    }
+
+    /// Calls `endpoint.method` with `args` (any value that serializes to a JSON object
+    /// of named arguments, e.g. [`json!`](super::json) or a struct), decoding the answer
+    /// as `R` and a 400 exception as `E`.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Exception`] with the typed exception; [`CallError::Unauthenticated`]
+    /// (401) and [`CallError::Forbidden`] (403); [`CallError::Status`] for other error
+    /// statuses; [`CallError::Arguments`], [`CallError::Transport`] and
+    /// [`CallError::Decode`] for the rest.
+    pub async fn call<R: WireValue, E: SerializableException>(
+        &self,
+        endpoint: &str,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, CallError<E>> {
+        let body = serde_json::to_vec(&args).map_err(|e| CallError::Arguments(Box::new(e)))?;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/{endpoint}/{method}", self.transport.http_base))
+            .header("content-type", "application/json");
+        if let Some(value) = &self.transport.authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| CallError::Arguments(Box::new(e)))?;
+        let response = self
+            .transport
+            .http
+            .request(request)
+            .await
+            .map_err(|e| CallError::Transport(Box::new(e)))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| CallError::Transport(Box::new(e)))?
+            .to_bytes();
+        answer(status, &body)
+    }
+}
+
+/// The exception type of a method that declares none: a call then never fails with
+/// [`CallError::Exception`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum NoException {}
+
+impl std::fmt::Display for NoException {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
+    }
+}
+
+impl std::error::Error for NoException {}
+
+impl SerializableModel for NoException {
+    // No class has this name: an exception frame is never decoded as it.
+    const CLASS_NAME: &'static str = "streampod.NoException";
+}
+
+impl SerializableException for NoException {}
+
+/// The call's outcome from the response's status and body.
+fn answer<R: WireValue, E: SerializableException>(
+    status: StatusCode,
+    body: &[u8],
+) -> Result<R, CallError<E>> {
+    if status == StatusCode::OK {
+        return serde_json::from_slice::<FromWire<R>>(body)
+            .map(|value| value.0)
+            .map_err(CallError::Decode);
+    }
+    let message = || {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: Detail,
+        }
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            message: String,
+        }
+        serde_json::from_slice::<Body>(body)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
+    };
+    match status {
+        StatusCode::UNAUTHORIZED => return Err(CallError::Unauthenticated { message: message() }),
+        StatusCode::FORBIDDEN => return Err(CallError::Forbidden { message: message() }),
+        StatusCode::BAD_REQUEST => {
+            #[derive(serde::Deserialize)]
+            struct Exception {
+                #[serde(rename = "className")]
+                class_name: String,
+                data: Box<serde_json::value::RawValue>,
+            }
+            if let Ok(exception) = serde_json::from_slice::<Exception>(body) {
+                if exception.class_name == E::CLASS_NAME {
+                    return match serde_json::from_str::<E>(exception.data.get()) {
+                        Ok(exception) => Err(CallError::Exception(exception)),
+                        Err(error) => Err(CallError::Decode(error)),
+                    };
+                }
+            }
+        }
+        _ => {}
+    }
+    Err(CallError::Status {
+        status,
+        body: String::from_utf8_lossy(body).into_owned(),
+    })
+}

@@ -1,0 +1,158 @@
+//! Reaching the server: its address (plain or TLS), the WebSocket handshake, and the
+//! HTTP client for method calls.
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::error::{BoxError, ClientError};
+
+/// An open WebSocket to the server.
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+
+/// The HTTP client method calls go through (TLS with the `tls` feature).
+pub(crate) type HttpClient = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
+
+/// Certificates to trust besides the public roots (e.g. a self-signed development
+/// certificate), DER-encoded.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) struct ExtraRoots(pub(crate) Vec<Vec<u8>>);
+
+/// Where the server is, and how to reach it.
+pub(crate) struct Transport {
+    /// `http(s)://host:port`, for method calls.
+    pub(crate) http_base: String,
+    /// `ws(s)://host:port`, for the socket.
+    pub(crate) ws_base: String,
+    /// `Authorization: Bearer <key>`, checked once.
+    pub(crate) authorization: Option<HeaderValue>,
+    pub(crate) http: HttpClient,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl Transport {
+    /// Parses `base` (`http(s)://` or `ws(s)://host[:port]`) and builds the clients.
+    pub(crate) fn new(
+        base: &str,
+        auth_key: Option<&str>,
+        roots: &ExtraRoots,
+    ) -> Result<Self, ClientError> {
+        let trimmed = base.trim_end_matches('/');
+        let (secure, rest) = if let Some(rest) = trimmed
+            .strip_prefix("http://")
+            .or_else(|| trimmed.strip_prefix("ws://"))
+        {
+            (false, rest)
+        } else if let Some(rest) = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("wss://"))
+        {
+            (true, rest)
+        } else {
+            return Err(ClientError::InvalidUrl(base.to_owned()));
+        };
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(ClientError::InvalidUrl(base.to_owned()));
+        }
+        let authorization = auth_key
+            .map(|key| HeaderValue::from_str(&format!("Bearer {key}")))
+            .transpose()
+            .map_err(|_| ClientError::InvalidAuthKey)?;
+        let (http_base, ws_base) = if secure {
+            (format!("https://{rest}"), format!("wss://{rest}"))
+        } else {
+            (format!("http://{rest}"), format!("ws://{rest}"))
+        };
+        #[cfg(feature = "tls")]
+        {
+            let tls = std::sync::Arc::new(tls_config(roots)?);
+            let mut plain = HttpConnector::new();
+            plain.enforce_http(false);
+            plain.set_nodelay(true);
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*tls).clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(plain);
+            Ok(Self {
+                http_base,
+                ws_base,
+                authorization,
+                http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .build(connector),
+                tls: secure.then_some(tls),
+            })
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = roots;
+            if secure {
+                return Err(ClientError::TlsNotEnabled(base.to_owned()));
+            }
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            Ok(Self {
+                http_base,
+                ws_base,
+                authorization,
+                http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .build(connector),
+            })
+        }
+    }
+
+    /// Opens the WebSocket at `/websocket`, signed in with the auth key if there is one.
+    pub(crate) async fn open_websocket(&self) -> Result<Socket, BoxError> {
+        let url = format!("{}/websocket", self.ws_base);
+        let mut request = url.into_client_request()?;
+        if let Some(value) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
+            let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                None,
+                true,
+                Some(connector),
+            )
+            .await?;
+            return Ok(socket);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+        Ok(socket)
+    }
+}
+
+/// The public web roots (webpki-roots) plus `roots`, with ring's cryptography.
+#[cfg(feature = "tls")]
+fn tls_config(roots: &ExtraRoots) -> Result<rustls::ClientConfig, ClientError> {
+    let mut store = rustls::RootCertStore::empty();
+    store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in &roots.0 {
+        store
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|error| ClientError::InvalidCertificate(Box::new(error)))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ClientError::InvalidCertificate(Box::new(error)))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(config)
+}
