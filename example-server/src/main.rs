@@ -113,7 +113,7 @@ async fn main() -> std::process::ExitCode {
     let server = match builder.bind(args.bind).await {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("cannot listen on {}: {error}", args.bind);
+            eprintln!("cannot start on {}: {error}", args.bind);
             return std::process::ExitCode::FAILURE;
         }
     };

@@ -28,6 +28,21 @@ use crate::registry::SessionRegistry;
 use crate::serve::Server;
 use crate::service::{ServiceState, StaticFile, StreampodService};
 
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The address could not be bound (already in use, no permission, unknown host) or
+    /// the listener's address read. Pick another address or free this one.
+    #[error("cannot listen: {0}")]
+    Listen(#[source] io::Error),
+    /// The cluster's Redis URL cannot be used; fix the URL given to
+    /// [`ClusterConfig::redis`].
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Cluster(crate::cluster::InvalidRedisUrl),
+}
+
 /// Builds a [`Server`]: endpoints by name, authentication, configuration.
 ///
 /// ```no_run
@@ -37,7 +52,7 @@ use crate::service::{ServiceState, StaticFile, StreampodService};
 /// struct Chat;
 /// impl Endpoint<Protocol> for Chat {}
 ///
-/// # async fn run() -> Result<(), std::io::Error> {
+/// # async fn run() -> Result<(), streampod::StartError> {
 /// let server = Server::<Protocol>::builder()
 ///     .endpoint("chat", Chat)
 ///     .bind("127.0.0.1:8080")
@@ -224,9 +239,10 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///
     /// # Errors
     ///
-    /// When the address cannot be bound, or the cluster's Redis URL is invalid.
-    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server<P>> {
-        let listener = TcpListener::bind(addr).await?;
+    /// [`StartError::Listen`] when the address cannot be bound;
+    /// [`StartError::Cluster`] when the cluster's Redis URL is invalid.
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server<P>, StartError> {
+        let listener = TcpListener::bind(addr).await.map_err(StartError::Listen)?;
         self.serve(listener)
     }
 
@@ -238,9 +254,9 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///
     /// # Errors
     ///
-    /// When the listener's local address cannot be read, or the cluster's Redis URL
-    /// is invalid.
-    pub fn serve(self, listener: TcpListener) -> io::Result<Server<P>> {
+    /// [`StartError::Listen`] when the listener's local address cannot be read;
+    /// [`StartError::Cluster`] when the cluster's Redis URL is invalid.
+    pub fn serve(self, listener: TcpListener) -> Result<Server<P>, StartError> {
         let connections = Arc::new(Connections::new(
             self.config.max_connections,
             self.config.max_connections_per_ip,
@@ -250,7 +266,7 @@ impl<P: ModelSet> ServerBuilder<P> {
         #[cfg(not(feature = "tls"))]
         let tls = None;
         let service = self.build(Some(connections.clone()))?;
-        Server::start(service, listener, connections, tls)
+        Server::start(service, listener, connections, tls).map_err(StartError::Listen)
     }
 
     /// The tower service for mounting in an existing app (axum, hyper, tower-http
@@ -265,12 +281,15 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///
     /// # Errors
     ///
-    /// When the cluster's Redis URL is invalid.
-    pub fn into_service(self) -> io::Result<StreampodService<P>> {
+    /// [`StartError::Cluster`] when the cluster's Redis URL is invalid.
+    pub fn into_service(self) -> Result<StreampodService<P>, StartError> {
         self.build(None)
     }
 
-    fn build(self, connections: Option<Arc<Connections>>) -> io::Result<StreampodService<P>> {
+    fn build(
+        self,
+        connections: Option<Arc<Connections>>,
+    ) -> Result<StreampodService<P>, StartError> {
         let sessions = Arc::new(SessionRegistry::default());
         let messages = MessageCentral::new(
             sessions.clone(),
@@ -288,7 +307,7 @@ impl<P: ModelSet> ServerBuilder<P> {
                     RedisBackplane::start(cluster, sink)
                         .map(|backplane| Box::new(backplane) as Box<dyn Backplane>)
                 })
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+                .map_err(StartError::Cluster)?;
         }
         let metrics = Arc::new(Metrics::new(scrape(
             messages.clone(),

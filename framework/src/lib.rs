@@ -26,7 +26,7 @@
 //! }
 //!
 //! #[tokio::main]
-//! async fn main() -> std::io::Result<()> {
+//! async fn main() -> Result<(), streampod::StartError> {
 //!     let server = Server::builder().endpoint("echo", Echo).bind("127.0.0.1:8080").await?;
 //!     server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
 //!     Ok(())
@@ -102,7 +102,7 @@ pub use streampod_protocol as protocol;
 pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, SerializableModel};
 #[cfg(feature = "server")]
 pub use {
-    builder::ServerBuilder,
+    builder::{ServerBuilder, StartError},
     config::{ServerConfig, SlowConsumerPolicy},
     endpoint::{Endpoint, EndpointError},
     handle::ServerHandle,

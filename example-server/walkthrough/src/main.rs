@@ -90,7 +90,7 @@ async fn sign_in(key: String) -> Option<AuthInfo> {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> Result<(), streampod::StartError> {
     // streampod logs through `tracing`: without a subscriber you see nothing.
     tracing_subscriber::fmt()
         .with_env_filter(

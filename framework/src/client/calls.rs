@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::error::{CallError, ClientError};
 use super::transport::{ExtraRoots, Transport};
 use crate::protocol::wire::{FromWire, WireValue};
-use crate::protocol::{SerializableException, SerializableModel};
+use crate::protocol::SerializableModel;
 
 /// Calls a server's endpoint methods over HTTP, without opening a WebSocket. Cheap to
 /// clone. Make one with [`MethodClient::new`] or
@@ -69,7 +69,7 @@ impl MethodClient {
     /// (401) and [`CallError::Forbidden`] (403); [`CallError::Status`] for other error
     /// statuses; [`CallError::Arguments`], [`CallError::Transport`] and
     /// [`CallError::Decode`] for the rest.
-    pub async fn call<R: WireValue, E: SerializableException>(
+    pub async fn call<R: WireValue, E: CallException>(
         &self,
         endpoint: &str,
         method: &str,
@@ -103,6 +103,12 @@ impl MethodClient {
     }
 }
 
+/// What a method call's error type must be: an `exception:` model
+/// ([`SerializableException`](crate::protocol::SerializableException)), or [`NoException`].
+pub trait CallException: SerializableModel + std::error::Error {}
+
+impl<E: SerializableModel + std::error::Error> CallException for E {}
+
 /// The exception type of a method that declares none: a call then never fails with
 /// [`CallError::Exception`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -121,10 +127,8 @@ impl SerializableModel for NoException {
     const CLASS_NAME: &'static str = "streampod.NoException";
 }
 
-impl SerializableException for NoException {}
-
 /// The call's outcome from the response's status and body.
-fn answer<R: WireValue, E: SerializableException>(
+fn answer<R: WireValue, E: CallException>(
     status: StatusCode,
     body: &[u8],
 ) -> Result<R, CallError<E>> {

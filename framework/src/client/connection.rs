@@ -13,13 +13,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::calls::MethodClient;
+use super::calls::{CallException, MethodClient};
 use super::error::{BoxError, CallError, ClientError, CloseInfo};
 use super::transport::{ExtraRoots, Socket, Transport};
 use crate::backoff::Backoff;
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::wire::WireValue;
-use crate::protocol::{ErrorCode, ModelSet, SerializableException};
+use crate::protocol::{ErrorCode, ModelSet};
 
 /// Where the client's connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,7 +372,7 @@ impl<P: ModelSet> Client<P> {
     /// # Errors
     ///
     /// See [`MethodClient::call`].
-    pub async fn call<R: WireValue, E: SerializableException>(
+    pub async fn call<R: WireValue, E: CallException>(
         &self,
         endpoint: &str,
         method: &str,

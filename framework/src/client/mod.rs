@@ -33,7 +33,7 @@ mod connection;
 mod error;
 mod transport;
 
-pub use calls::{MethodClient, NoException};
+pub use calls::{CallException, MethodClient, NoException};
 pub use connection::{Client, ClientBuilder, ConnectionState, Incoming};
 pub use error::{BoxError, CallError, ClientError, CloseInfo};
 pub use serde_json::json;

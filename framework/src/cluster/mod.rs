@@ -12,13 +12,16 @@
 //! unaffected. Delivery is at most once, as in Serverpod: what is posted while a node is
 //! cut off does not reach it later.
 //!
+//! With the `redis` feature:
+//!
 //! ```no_run
 //! # streampod::__doc_models!();
 //! # struct Chat;
 //! # impl streampod::Endpoint<Protocol> for Chat {}
+//! # #[cfg(feature = "redis")]
+//! # async fn run() -> Result<(), streampod::StartError> {
 //! use streampod::cluster::ClusterConfig;
 //!
-//! # async fn run() -> std::io::Result<()> {
 //! let server = streampod::Server::<Protocol>::builder()
 //!     .endpoint("chat", Chat)
 //!     .cluster(ClusterConfig::redis("redis://127.0.0.1:6379/").prefix("my-app"))
@@ -28,7 +31,7 @@
 //! # }
 //! ```
 //!
-//! The backplane is a [`Backplane`](self) behind the message central: Redis pub/sub is
+//! The backplane sits behind the message central: Redis pub/sub is
 //! the one implementation (feature `redis`); another (NATS, Redis Cluster) plugs in at
 //! the same seam. Without a backplane, `Reach::Global` is the same as `Local`.
 
