@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -36,7 +34,13 @@ use crate::session::{SessionHandle, SessionId, SessionShared};
 use crate::streaming::{release_session, StreamingSession};
 use prometheus_client::metrics::histogram::Histogram;
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket<S> = WebSocketStream<S>;
+
+/// What a WebSocket runs over: an upgraded HTTP connection, or any byte stream (a test's
+/// in-memory pipe).
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for S {}
 
 /// What serving a WebSocket needs: the endpoints and who may use them, the
 /// configuration, the live sessions, the message central, and the metrics.
@@ -64,7 +68,7 @@ impl<P: ModelSet> StreamContext<P> {
 /// Serves one upgraded socket until it closes, then runs `stream_closed`.
 pub(crate) async fn run<P: ModelSet>(
     server: Arc<StreamContext<P>>,
-    upgraded: Upgraded,
+    io: impl Io,
     remote_addr: SocketAddr,
     auth_key: Option<String>,
 ) {
@@ -73,7 +77,7 @@ pub(crate) async fn run<P: ModelSet>(
     // in this future's state for the socket's life, only its two halves do.
     let (sink, stream) = {
         let socket = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
+            io,
             Role::Server,
             Some(config.websocket()),
         )
@@ -136,8 +140,8 @@ struct Connection<P: ModelSet> {
 impl<P: ModelSet> Connection<P> {
     async fn serve(
         mut self,
-        sink: SplitSink<Socket, Message>,
-        stream: SplitStream<Socket>,
+        sink: SplitSink<Socket<impl Io>, Message>,
+        stream: SplitStream<Socket<impl Io>>,
         auth_key: Option<String>,
     ) {
         tracing::debug!(target: "streampod::connection", "socket opened");
@@ -186,7 +190,7 @@ impl<P: ModelSet> Connection<P> {
         release_session(&self.server.messages, &self.shared).await;
     }
 
-    async fn read_loop(&mut self, mut stream: SplitStream<Socket>) {
+    async fn read_loop(&mut self, mut stream: SplitStream<Socket<impl Io>>) {
         let config = &self.server.config;
         let mut keepalive = Keepalive::new(
             config.keepalive_interval,
@@ -611,7 +615,7 @@ impl Keepalive {
 
 /// Takes everything queued, writes it, flushes once; repeats until the session closes.
 async fn write_loop(
-    mut sink: SplitSink<Socket, Message>,
+    mut sink: SplitSink<Socket<impl Io>, Message>,
     shared: Arc<SessionShared>,
     close_timeout: Duration,
     batch_frames: Histogram,
@@ -658,7 +662,7 @@ enum Written {
 
 /// Writes one batch (taken from the queue) and flushes once.
 async fn write_batch(
-    sink: &mut SplitSink<Socket, Message>,
+    sink: &mut SplitSink<Socket<impl Io>, Message>,
     shared: &SessionShared,
     batch: &mut Batch,
 ) -> Written {
@@ -690,4 +694,103 @@ async fn write_batch(
     };
     batch.frames.clear();
     written
+}
+
+/// A session served over an in-memory pipe: the whole socket path without a socket.
+#[cfg(test)]
+#[allow(unreachable_pub)] // the doc models are `pub`
+mod tests {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::*;
+    use crate::endpoint::{Endpoint, EndpointError};
+    use crate::owned::SessionLimits;
+
+    crate::__doc_models!();
+
+    struct Echo;
+
+    impl Endpoint<Protocol> for Echo {
+        async fn handle_stream_message(
+            &self,
+            session: &StreamingSession<Protocol>,
+            message: Protocol,
+        ) -> Result<(), EndpointError> {
+            session.send_stream_message(message)?;
+            Ok(())
+        }
+    }
+
+    fn context() -> Arc<StreamContext<Protocol>> {
+        let mut endpoints = Endpoints::default();
+        assert!(endpoints.insert("echo", Arc::new(Echo)));
+        let sessions = Arc::new(SessionRegistry::default());
+        let config = ServerConfig::default();
+        let messages = MessageCentral::new(
+            sessions.clone(),
+            config.outbound_queue_frames,
+            SessionLimits {
+                channels: 8,
+                channel_name_len: 64,
+            },
+            tokio::runtime::Handle::current(),
+        );
+        Arc::new(StreamContext {
+            endpoints,
+            authentication: None,
+            config: Arc::new(config),
+            sessions,
+            messages,
+            metrics: Arc::new(Metrics::new(Box::new(crate::metrics::Snapshot::default))),
+            held_bytes: Arc::default(),
+            shutdown: CancellationToken::new(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    async fn next_text(
+        client: &mut WebSocketStream<tokio::io::DuplexStream>,
+    ) -> String {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), client.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => return text.as_str().to_owned(),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no text frame: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_over_a_pipe_answers_pings_echoes_and_reports_errors() {
+        let context = context();
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let served = tokio::spawn(run(
+            context.clone(),
+            server_io,
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            None,
+        ));
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        client
+            .send(Message::text(crate::protocol::frame::PING))
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut client).await, PONG);
+        let hello =
+            r#"{"endpoint":"echo","object":{"className":"ChatMessage","data":{"content":"hi"}}}"#;
+        client.send(Message::text(hello)).await.unwrap();
+        let echoed = next_text(&mut client).await;
+        assert!(echoed.contains(r#""content":"hi""#), "{echoed}");
+        client.send(Message::text("{not json")).await.unwrap();
+        let error = next_text(&mut client).await;
+        assert!(error.starts_with(r#"{"error":{"code":"#), "{error}");
+        assert_eq!(context.sessions.len(), 1);
+        client.close(None).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(context.sessions.len(), 0, "the session is gone");
+    }
 }

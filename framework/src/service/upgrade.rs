@@ -103,7 +103,7 @@ pub(crate) fn upgrade<P: ModelSet, B>(
         // task's memory) for the whole life of the socket.
         let upgraded = tokio::time::timeout(handshake_timeout, on_upgrade).await;
         match upgraded {
-            Ok(Ok(upgraded)) => connection::run(streams, upgraded, peer, auth_key).await,
+            Ok(Ok(upgraded)) => connection::run(streams, hyper_util::rt::TokioIo::new(upgraded), peer, auth_key).await,
             Ok(Err(error)) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
             Err(_) => tracing::debug!(target: "streampod::http", %peer, "WebSocket upgrade timed out"),
         }
