@@ -252,3 +252,28 @@ async fn method_calls_and_cors_preflights_go_through_the_mount() {
     let error: Value = serde_json::from_str(&body).unwrap();
     assert!(error["error"]["message"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn into_router_nests_like_any_axum_router() {
+    let service = example_server::server().into_service().unwrap();
+    let handle = service.handle();
+    let app = axum::Router::new().nest("/live", service.into_router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let (status, _, body) = http(
+        addr,
+        "GET /live/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut socket = connect(addr, "/live/websocket").await;
+    sync(&mut socket).await;
+    assert_eq!(handle.session_count(), 1);
+    // Without ConnectInfo the peer is unknown, and says so.
+    let peer = handle.sessions()[0].remote_addr();
+    assert!(peer.ip().is_unspecified(), "{peer}");
+    handle.shutdown().await;
+}
