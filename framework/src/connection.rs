@@ -65,12 +65,14 @@ impl<P: ModelSet> StreamContext<P> {
     }
 }
 
-/// Serves one upgraded socket until it closes, then runs `stream_closed`.
+/// Serves one upgraded socket until it closes, then runs `stream_closed`. `extended`:
+/// the client negotiated streampod's extended frames (error and batch frames).
 pub(crate) async fn run<P: ModelSet>(
     server: Arc<StreamContext<P>>,
     io: impl Io,
     remote_addr: SocketAddr,
     auth_key: Option<String>,
+    extended: bool,
 ) {
     let config = &server.config;
     // In a block of its own: the whole socket (and the future that made it) must not stay
@@ -102,6 +104,7 @@ pub(crate) async fn run<P: ModelSet>(
         limits,
         server.held_bytes.clone(),
         config.slow_consumer,
+        extended,
         span.clone(),
     ));
     let streams = server.endpoints.iter().map(|_| None).collect();
@@ -270,8 +273,8 @@ impl<P: ModelSet> Connection<P> {
     }
 
     fn reject(&self, error: &ErrorFrame<'_>) {
-        tracing::debug!(target: "streampod::connection", code = %error.code, message = %error.message, "rejected frame");
-        self.shared.push_error(error);
+        let sent = self.shared.push_error(error);
+        tracing::debug!(target: "streampod::connection", code = %error.code, message = %error.message, sent, "rejected frame");
     }
 
     /// Whether a frame for the endpoint with index `endpoint` (or for the session) is
@@ -770,6 +773,7 @@ mod tests {
             server_io,
             SocketAddr::from(([127, 0, 0, 1], 9)),
             None,
+            true,
         ));
         let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
         client

@@ -129,6 +129,7 @@ mod tests {
             },
             Arc::new(TotalHeld::default()),
             SlowConsumerPolicy::Disconnect,
+            true,
             tracing::Span::none(),
         ))
     }

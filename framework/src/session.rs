@@ -60,6 +60,10 @@ pub(crate) struct SessionShared {
     listeners: Mutex<Option<OwnedListeners>>,
     /// The policy for frames sent to the session directly.
     direct_policy: SlowConsumerPolicy,
+    /// Whether the client asked for streampod's extended frames (error and batch frames,
+    /// [`EXTENDED_SUBPROTOCOL`](crate::protocol::frame::EXTENDED_SUBPROTOCOL)); a
+    /// Serverpod client did not and gets neither.
+    extended: bool,
     pub(crate) span: tracing::Span,
 }
 
@@ -70,6 +74,7 @@ impl SessionShared {
         limits: Limits,
         total: Arc<TotalHeld>,
         direct_policy: SlowConsumerPolicy,
+        extended: bool,
         span: tracing::Span,
     ) -> Self {
         let abort = CancellationToken::new();
@@ -88,6 +93,7 @@ impl SessionShared {
                 SlowConsumerPolicy::LatestValue => SlowConsumerPolicy::DropOldest,
                 other => other,
             },
+            extended,
             span,
         }
     }
@@ -161,8 +167,19 @@ impl SessionShared {
         outcome
     }
 
-    pub(crate) fn push_error(&self, error: &ErrorFrame<'_>) {
+    /// Sends an error frame to a client that understands them; `false` (nothing sent)
+    /// for a Serverpod client, whose parser would fail on it and drop the socket.
+    pub(crate) fn push_error(&self, error: &ErrorFrame<'_>) -> bool {
+        if !self.extended {
+            return false;
+        }
         self.push(Utf8Bytes::from(error.to_json()));
+        true
+    }
+
+    /// Whether the client understands error and batch frames.
+    pub(crate) fn is_extended(&self) -> bool {
+        self.extended
     }
 
     fn set_close_frame(&self, code: CloseCode, reason: &str) {

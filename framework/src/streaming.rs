@@ -359,6 +359,11 @@ mod tests {
 
         /// A session with room for `frames` frames, and its stream on endpoint `rooms`.
         fn session(&mut self, frames: usize) -> StreamingSession<Protocol> {
+            self.session_as(frames, true)
+        }
+
+        /// The same, for a client that asked for extended frames or (`false`) did not.
+        fn session_as(&mut self, frames: usize, extended: bool) -> StreamingSession<Protocol> {
             let id = self.next_id;
             self.next_id += 1;
             let shared = Arc::new(SessionShared::new(
@@ -370,6 +375,7 @@ mod tests {
                 },
                 Arc::new(TotalHeld::default()),
                 SlowConsumerPolicy::Disconnect,
+                extended,
                 tracing::Span::none(),
             ));
             self.registry.insert(shared.clone());
@@ -645,5 +651,28 @@ mod tests {
         assert_eq!(got[1], ["for 7", "not me"]);
         assert_eq!(got[2], ["not me"]);
         assert_eq!(got[3], ["not me", "beta"]);
+    }
+
+    #[tokio::test]
+    async fn a_serverpod_client_gets_a_batch_as_separate_frames() {
+        let mut fixture = Fixture::new();
+        let legacy = fixture.session_as(8, false);
+        let extended = fixture.session_as(8, true);
+        legacy.messages().join("feed").unwrap();
+        extended.messages().join("feed").unwrap();
+        let batch = [Arc::new(Protocol::from(chat("a"))), Arc::new(Protocol::from(chat("b")))];
+        let report = fixture.central.deliver("feed", &batch, |_| true).unwrap();
+        assert_eq!(report.delivered, 2, "one per listener, however many frames");
+        let separate = drain(&legacy);
+        assert_eq!(separate.len(), 2);
+        assert_eq!(
+            separate.iter().map(|f| content(f)).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let together = drain(&extended);
+        assert_eq!(together.len(), 1);
+        assert!(together[0].contains(r#""batch":["#), "{}", together[0]);
+        // Each form encoded once: one batch frame and two message frames.
+        assert_eq!(fixture.central.stats().frames_encoded, 3);
     }
 }

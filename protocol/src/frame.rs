@@ -365,6 +365,12 @@ pub const PING: &str = r#"{"command":"ping","args":{}}"#;
 /// The pong frame's text.
 pub const PONG: &str = r#"{"command":"pong"}"#;
 
+/// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) a client requests to receive
+/// streampod's extended frames: error frames and batch frames. A socket opened without
+/// it gets only what a Serverpod client understands (endpoint frames and `pong`): errors
+/// are logged on the server, a batch arrives as separate endpoint frames.
+pub const EXTENDED_SUBPROTOCOL: &str = "streampod.v1";
+
 /// Appends an endpoint message frame carrying `message` to `out`, encoding the model
 /// straight into the buffer.
 ///

@@ -25,9 +25,15 @@ pub struct TestClient {
 }
 
 impl TestClient {
-    /// Connects to `ws://addr/websocket` plus `query` (e.g. `"?auth=key"`).
+    /// Connects to `ws://addr/websocket` plus `query` (e.g. `"?auth=key"`), asking for
+    /// streampod's extended frames (error and batch frames) as streampod's clients do.
     pub async fn connect(addr: SocketAddr, query: &str) -> Self {
         Self::connect_with(addr, query, &[]).await
+    }
+
+    /// Connects as a Serverpod client does: no subprotocol, so no error or batch frames.
+    pub async fn connect_legacy(addr: SocketAddr, query: &str) -> Self {
+        Self::open(addr, query, &[], false).await
     }
 
     /// Connects with extra request headers.
@@ -36,9 +42,26 @@ impl TestClient {
         query: &str,
         headers: &[(&'static str, &str)],
     ) -> Self {
+        Self::open(addr, query, headers, true).await
+    }
+
+    async fn open(
+        addr: SocketAddr,
+        query: &str,
+        headers: &[(&'static str, &str)],
+        extended: bool,
+    ) -> Self {
         let mut request = format!("ws://{addr}/websocket{query}")
             .into_client_request()
             .unwrap();
+        if extended {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                streampod::protocol::frame::EXTENDED_SUBPROTOCOL
+                    .parse()
+                    .unwrap(),
+            );
+        }
         for (name, value) in headers {
             request.headers_mut().insert(*name, value.parse().unwrap());
         }

@@ -463,3 +463,37 @@ async fn method_calls_need_no_socket_and_auth_failures_are_typed() {
     assert_eq!(server.handle().session_count(), 0, "no socket was opened");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_serverpod_server_without_the_subprotocol_is_still_reached() {
+    // A server that answers the upgrade without any subprotocol, as Serverpod does, and
+    // sends one endpoint frame to each socket.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frame = r#"{"endpoint":"rooms","object":{"className":"ChatMessage","data":{"senderName":"s","content":"from serverpod","channelId":"x","priority":"normal"}}}"#;
+    tokio::spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let _ = socket
+                    .send(tokio_tungstenite::tungstenite::Message::text(frame))
+                    .await;
+                while let Some(Ok(_)) = socket.next().await {}
+            });
+        }
+    });
+    let client = Client::<Protocol>::builder(format!("http://{addr}"))
+        .backoff(Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+        ))
+        .connect_timeout(Some(Duration::from_secs(5)))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(next_message(&client).await.1.content, "from serverpod");
+    client.close().await;
+}

@@ -1,6 +1,8 @@
 //! Reaching the server: its address (plain or TLS), the WebSocket handshake, and the
 //! HTTP client for method calls.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::Full;
@@ -9,6 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::error::{BoxError, ClientError};
+use crate::protocol::frame::EXTENDED_SUBPROTOCOL;
 
 /// An open WebSocket to the server.
 pub(crate) type Socket =
@@ -37,6 +40,8 @@ pub(crate) struct Transport {
     /// `Authorization: Bearer <key>`, checked once.
     pub(crate) authorization: Option<HeaderValue>,
     pub(crate) http: HttpClient,
+    /// The server answered without streampod's subprotocol once: ask no more.
+    legacy_server: AtomicBool,
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
@@ -91,6 +96,7 @@ impl Transport {
                 authorization,
                 http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                     .build(connector),
+                legacy_server: AtomicBool::new(false),
                 tls: secure.then_some(tls),
             })
         }
@@ -108,18 +114,42 @@ impl Transport {
                 authorization,
                 http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                     .build(connector),
+                legacy_server: AtomicBool::new(false),
             })
         }
     }
 
-    /// Opens the WebSocket at `/websocket`, signed in with the auth key if there is one.
+    /// Opens the WebSocket at `/websocket`, signed in with the auth key if there is one,
+    /// asking for streampod's extended frames; a server that does not offer them (a
+    /// Serverpod server) is then asked without, and remembered.
     pub(crate) async fn open_websocket(&self) -> Result<Socket, BoxError> {
+        let extended = !self.legacy_server.load(Ordering::Relaxed);
+        match self.handshake(extended).await {
+            Err(error) if extended && is_no_subprotocol(&error) => {
+                tracing::info!(target: "streampod::client", "the server offers no streampod.v1 frames; using Serverpod's");
+                self.legacy_server.store(true, Ordering::Relaxed);
+                self.handshake(false).await.map_err(Into::into)
+            }
+            result => result.map_err(Into::into),
+        }
+    }
+
+    async fn handshake(
+        &self,
+        extended: bool,
+    ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
         let url = format!("{}/websocket", self.ws_base);
         let mut request = url.into_client_request()?;
         if let Some(value) = &self.authorization {
             request
                 .headers_mut()
                 .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        if extended {
+            request.headers_mut().insert(
+                http::header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(EXTENDED_SUBPROTOCOL),
+            );
         }
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
@@ -136,6 +166,17 @@ impl Transport {
         let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         Ok(socket)
     }
+}
+
+/// Whether a handshake failed only because the server did not accept the subprotocol.
+fn is_no_subprotocol(error: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError, SubProtocolError};
+    matches!(
+        error,
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol
+        ))
+    )
 }
 
 /// The public web roots (webpki-roots) plus `roots`, with ring's cryptography.

@@ -281,8 +281,23 @@ impl<P: ModelSet> MessageCentral<P> {
                 Listener::Session {
                     session, endpoint, ..
                 } => {
-                    if include(session) {
-                        report.count(session.push_from(frames.get(endpoint)?, channel.key, policy));
+                    if !include(session) {
+                        continue;
+                    }
+                    match payload.batch() {
+                        // A Serverpod client would fail on a batch frame.
+                        Some(messages) if !session.is_extended() => {
+                            let each = frames.separately(endpoint, messages)?;
+                            report.count_separate(
+                                each.iter()
+                                    .map(|frame| session.push_from(frame.clone(), channel.key, policy)),
+                            );
+                        }
+                        _ => report.count(session.push_from(
+                            frames.get(endpoint)?,
+                            channel.key,
+                            policy,
+                        )),
                     }
                 }
                 Listener::Callback { callback, .. } => {

@@ -39,6 +39,30 @@ pub struct DeliveryReport {
 }
 
 impl DeliveryReport {
+    /// Counts one listener that got a batch as several frames: delivered once if any
+    /// was queued, every drop counted, disconnected at most once.
+    pub(crate) fn count_separate(&mut self, pushes: impl IntoIterator<Item = Push>) {
+        let mut queued = false;
+        for push in pushes {
+            match push {
+                Push::Queued => queued = true,
+                Push::QueuedDropping(dropped) => {
+                    queued = true;
+                    self.dropped += dropped;
+                }
+                Push::Dropped(dropped) => self.dropped += dropped,
+                Push::Overflow => {
+                    self.disconnected += 1;
+                    return;
+                }
+                Push::Closed => return,
+            }
+        }
+        if queued {
+            self.delivered += 1;
+        }
+    }
+
     pub(crate) fn count(&mut self, push: Push) {
         match push {
             Push::Queued => self.delivered += 1,
@@ -122,6 +146,8 @@ pub struct MessageStats {
 pub(crate) struct Frames<'a, E> {
     encode: E,
     encoded: Vec<(Arc<str>, Utf8Bytes)>,
+    /// A batch as separate message frames, per endpoint, for Serverpod clients.
+    separate: Vec<(Arc<str>, Vec<Utf8Bytes>)>,
     counter: &'a AtomicU64,
 }
 
@@ -130,8 +156,34 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
         Self {
             encode,
             encoded: Vec::new(),
+            separate: Vec::new(),
             counter,
         }
+    }
+
+    /// `messages` as one message frame each from `endpoint` (what a client without
+    /// batch frames gets), each encoded once per post.
+    pub(crate) fn separately<P: ModelSet>(
+        &mut self,
+        endpoint: &Arc<str>,
+        messages: &[Arc<P>],
+    ) -> Result<&[Utf8Bytes], EncodeError> {
+        let index = match self.separate.iter().position(|(name, _)| name == endpoint) {
+            Some(index) => index,
+            None => {
+                let mut frames = Vec::with_capacity(messages.len());
+                for message in messages {
+                    let mut buffer = Vec::with_capacity(128);
+                    frame::encode_message(endpoint, &**message, &mut buffer)?;
+                    frames.push(utf8_frame(buffer));
+                }
+                self.counter
+                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                self.separate.push((endpoint.clone(), frames));
+                self.separate.len() - 1
+            }
+        };
+        Ok(&self.separate[index].1)
     }
 
     pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<Utf8Bytes, EncodeError> {
@@ -157,6 +209,14 @@ pub(crate) enum Payload<'a, P> {
 }
 
 impl<P: ModelSet> Payload<'_, P> {
+    /// The messages of a batch (more than one); `None` for a single message.
+    pub(crate) fn batch(&self) -> Option<&[Arc<P>]> {
+        match self {
+            Payload::Models(messages) if messages.len() > 1 => Some(messages),
+            _ => None,
+        }
+    }
+
     pub(crate) fn encode(&self, endpoint: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             Payload::Models(messages) => encode(endpoint, messages, out),

@@ -12,6 +12,7 @@ use super::response::{error, ResponseBody};
 use super::state::ServiceState;
 use crate::connection;
 use crate::connections::Ticket;
+use crate::protocol::frame::EXTENDED_SUBPROTOCOL;
 use crate::protocol::ModelSet;
 
 /// The convenience server's place for this TCP connection, as a request extension: an
@@ -92,6 +93,7 @@ pub(crate) fn upgrade<P: ModelSet, B>(
         );
     }
     let accept = derive_accept_key(key.as_bytes());
+    let extended = offers_extended(request.headers());
     let auth_key = auth_key(&request);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let streams = server.streams.clone();
@@ -103,7 +105,13 @@ pub(crate) fn upgrade<P: ModelSet, B>(
         // task's memory) for the whole life of the socket.
         let upgraded = tokio::time::timeout(handshake_timeout, on_upgrade).await;
         match upgraded {
-            Ok(Ok(upgraded)) => connection::run(streams, hyper_util::rt::TokioIo::new(upgraded), peer, auth_key).await,
+            Ok(Ok(upgraded)) => connection::run(
+                    streams,
+                    hyper_util::rt::TokioIo::new(upgraded),
+                    peer,
+                    auth_key,
+                    extended,
+                ).await,
             Ok(Err(error)) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
             Err(_) => tracing::debug!(target: "streampod::http", %peer, "WebSocket upgrade timed out"),
         }
@@ -117,7 +125,23 @@ pub(crate) fn upgrade<P: ModelSet, B>(
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
+    if extended {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(EXTENDED_SUBPROTOCOL),
+        );
+    }
     response
+}
+
+/// Whether the client offers streampod's extended frames among its subprotocols.
+fn offers_extended(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|offered| offered.trim() == EXTENDED_SUBPROTOCOL)
 }
 
 /// Whether `key` is a `Sec-WebSocket-Key`: the base64 of 16 bytes (RFC 6455 4.1).
