@@ -81,14 +81,17 @@ pub struct ServerBuilder<P: ModelSet> {
 
 impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerBuilder")
+        let mut debug = f.debug_struct("ServerBuilder");
+        debug
             .field(
                 "endpoints",
                 &self.endpoints.iter().map(|e| &*e.name).collect::<Vec<_>>(),
             )
             .field("config", &self.config)
-            .field("path_prefix", &self.path_prefix)
-            .finish_non_exhaustive()
+            .field("path_prefix", &self.path_prefix);
+        #[cfg(feature = "redis")]
+        debug.field("cluster", &self.cluster);
+        debug.finish_non_exhaustive()
     }
 }
 

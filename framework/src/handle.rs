@@ -14,7 +14,7 @@ use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId};
 
 /// What a handle reaches.
-struct Reachable<P> {
+struct HandleState<P> {
     messages: MessageCentral<P>,
     sessions: Arc<SessionRegistry>,
     /// Cancelled when shutdown begins: the accept loop stops, new sockets close at once.
@@ -26,13 +26,13 @@ struct Reachable<P> {
 
 /// A cheap, clonable handle to a running server for background tasks.
 pub struct ServerHandle<P: ModelSet> {
-    reach: Arc<Reachable<P>>,
+    state: Arc<HandleState<P>>,
 }
 
 impl<P: ModelSet> Clone for ServerHandle<P> {
     fn clone(&self) -> Self {
         Self {
-            reach: self.reach.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -40,7 +40,7 @@ impl<P: ModelSet> Clone for ServerHandle<P> {
 impl<P: ModelSet> std::fmt::Debug for ServerHandle<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("sessions", &self.reach.sessions.len())
+            .field("sessions", &self.state.sessions.len())
             .finish()
     }
 }
@@ -53,7 +53,7 @@ impl<P: ModelSet> ServerHandle<P> {
         shutdown_timeout: Duration,
     ) -> Self {
         Self {
-            reach: Arc::new(Reachable {
+            state: Arc::new(HandleState {
                 messages,
                 sessions,
                 shutdown,
@@ -65,32 +65,32 @@ impl<P: ModelSet> ServerHandle<P> {
 
     /// Cancelled when shutdown begins.
     pub(crate) fn shutdown_signal(&self) -> &CancellationToken {
-        &self.reach.shutdown
+        &self.state.shutdown
     }
 
     /// Where socket tasks are spawned, so shutdown waits for them.
     pub(crate) fn tasks(&self) -> &TaskTracker {
-        &self.reach.tasks
+        &self.state.tasks
     }
 
     /// The message central: channels, listeners, posts and broadcasts.
     pub fn messages(&self) -> MessageCentral<P> {
-        self.reach.messages.clone()
+        self.state.messages.clone()
     }
 
     /// How many sessions are open.
     pub fn session_count(&self) -> usize {
-        self.reach.sessions.len()
+        self.state.sessions.len()
     }
 
     /// The open session with `id`.
     pub fn session(&self, id: SessionId) -> Option<SessionHandle<P>> {
-        self.reach.sessions.get(id).map(SessionHandle::new)
+        self.state.sessions.get(id).map(SessionHandle::new)
     }
 
     /// Every open session, at the time of the call.
     pub fn sessions(&self) -> Vec<SessionHandle<P>> {
-        self.reach
+        self.state
             .sessions
             .snapshot()
             .into_iter()
@@ -100,7 +100,7 @@ impl<P: ModelSet> ServerHandle<P> {
 
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.reach.shutdown.is_cancelled()
+        self.state.shutdown.is_cancelled()
     }
 
     /// Stops accepting connections, closes every session with 1001 "server shutting
@@ -109,25 +109,25 @@ impl<P: ModelSet> ServerHandle<P> {
     /// to finish. Under [`StreampodService`](crate::StreampodService) the host server
     /// keeps serving its other routes; WebSocket upgrades are then refused.
     pub async fn shutdown(&self) {
-        let reach = &self.reach;
-        reach.shutdown.cancel();
-        let sessions = reach.sessions.snapshot();
+        let state = &self.state;
+        state.shutdown.cancel();
+        let sessions = state.sessions.snapshot();
         tracing::info!(target: "streampod::server", sessions = sessions.len(), "shutting down");
         for session in sessions {
             session.close(CloseCode::Away, "server shutting down");
         }
-        reach.tasks.close();
-        if tokio::time::timeout(reach.shutdown_timeout, reach.tasks.wait())
+        state.tasks.close();
+        if tokio::time::timeout(state.shutdown_timeout, state.tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 target: "streampod::server",
-                remaining = reach.sessions.len(),
+                remaining = state.sessions.len(),
                 "shutdown timeout reached with sessions still closing"
             );
         }
         // Sessions are gone: leave the cluster (unsubscribes with the connection).
-        reach.messages.leave_cluster();
+        state.messages.leave_cluster();
     }
 }

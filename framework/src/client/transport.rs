@@ -42,8 +42,51 @@ pub(crate) struct Transport {
     pub(crate) http: HttpClient,
     /// The server answered without streampod's subprotocol once: ask no more.
     legacy_server: AtomicBool,
-    #[cfg(feature = "tls")]
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The TLS configuration of a `wss://`/`https://` server (always `None` without the
+    /// `tls` feature).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls: Option<TlsConfig>,
+}
+
+/// What a TLS connection is opened with (nothing can be, without the `tls` feature).
+#[cfg(feature = "tls")]
+type TlsConfig = std::sync::Arc<rustls::ClientConfig>;
+/// What a TLS connection is opened with (nothing can be, without the `tls` feature).
+#[cfg(not(feature = "tls"))]
+enum TlsConfig {}
+
+/// The HTTP connector, and the TLS configuration when the server is `secure`.
+#[cfg(feature = "tls")]
+fn connector(
+    _base: &str,
+    secure: bool,
+    roots: &ExtraRoots,
+) -> Result<(Connector, Option<TlsConfig>), ClientError> {
+    let tls = std::sync::Arc::new(tls_config(roots)?);
+    let mut plain = HttpConnector::new();
+    plain.enforce_http(false);
+    plain.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(plain);
+    Ok((connector, secure.then_some(tls)))
+}
+
+/// The HTTP connector; a `secure` server needs the `tls` feature.
+#[cfg(not(feature = "tls"))]
+fn connector(
+    base: &str,
+    secure: bool,
+    _roots: &ExtraRoots,
+) -> Result<(Connector, Option<TlsConfig>), ClientError> {
+    if secure {
+        return Err(ClientError::TlsNotEnabled(base.to_owned()));
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Ok((connector, None))
 }
 
 impl Transport {
@@ -79,44 +122,16 @@ impl Transport {
         } else {
             (format!("http://{rest}"), format!("ws://{rest}"))
         };
-        #[cfg(feature = "tls")]
-        {
-            let tls = std::sync::Arc::new(tls_config(roots)?);
-            let mut plain = HttpConnector::new();
-            plain.enforce_http(false);
-            plain.set_nodelay(true);
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config((*tls).clone())
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(plain);
-            Ok(Self {
-                http_base,
-                ws_base,
-                authorization,
-                http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                    .build(connector),
-                legacy_server: AtomicBool::new(false),
-                tls: secure.then_some(tls),
-            })
-        }
-        #[cfg(not(feature = "tls"))]
-        {
-            let _ = roots;
-            if secure {
-                return Err(ClientError::TlsNotEnabled(base.to_owned()));
-            }
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            Ok(Self {
-                http_base,
-                ws_base,
-                authorization,
-                http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                    .build(connector),
-                legacy_server: AtomicBool::new(false),
-            })
-        }
+        let (connector, tls) = connector(base, secure, roots)?;
+        Ok(Self {
+            http_base,
+            ws_base,
+            authorization,
+            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .build(connector),
+            legacy_server: AtomicBool::new(false),
+            tls,
+        })
     }
 
     /// Opens the WebSocket at `/websocket`, signed in with the auth key if there is one,
