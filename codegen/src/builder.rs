@@ -245,8 +245,13 @@ impl Builder {
     }
 }
 
-/// Every model file under `dir`, sorted by path.
-fn model_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+/// Every model file (`*.yaml`, `*.yml`) under `dir`, recursively, sorted by path: the
+/// files [`Builder::generate`] reads.
+///
+/// # Errors
+///
+/// [`Error::Io`] when a directory cannot be read.
+pub fn model_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let io_error = |source| Error::Io {
         path: dir.to_owned(),
         source,

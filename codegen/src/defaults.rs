@@ -1,6 +1,7 @@
 //! `default=` values: parsed and checked against the field's type at generation time.
 
 use streampod_protocol::datetime;
+use streampod_protocol::types::Uri;
 
 use crate::ir::Scalar;
 
@@ -77,13 +78,13 @@ pub(crate) fn parse_scalar(scalar: Scalar, text: &str) -> Result<DefaultValue, S
         Scalar::Uri => {
             let literal = unquote(text)
                 .ok_or_else(|| format!("Uri defaults are quoted: default='{text}'"))?;
-            url::Url::parse(literal)
+            Uri::parse(literal)
                 .map(|_| DefaultValue::Uri(literal.to_owned()))
-                .map_err(|e| format!("invalid Uri '{literal}': {e}"))
+                .map_err(|e| e.to_string())
         }
         Scalar::BigInt => {
-            let literal = unquote(text)
-                .ok_or_else(|| format!("BigInt defaults are quoted: default='{text}'"))?;
+            // Quoted or not: Serverpod reads the raw text, which may exceed any int.
+            let literal = unquote(text).unwrap_or(text);
             literal
                 .parse::<num_bigint::BigInt>()
                 .map(|_| DefaultValue::BigInt(literal.to_owned()))
@@ -173,6 +174,10 @@ mod tests {
         ));
         assert!(parse_scalar(Scalar::Uri, "'https://a.b/'").is_ok());
         assert!(parse_scalar(Scalar::BigInt, "'-12345678901234567890'").is_ok());
+        assert_eq!(
+            parse_scalar(Scalar::BigInt, "-1234567890123456789099999999"),
+            Ok(DefaultValue::BigInt("-1234567890123456789099999999".into()))
+        );
     }
 
     #[test]
@@ -183,7 +188,7 @@ mod tests {
         assert!(message(Scalar::Int, "1.5").contains("not an int"));
         assert!(message(Scalar::Duration, "5 minutes").contains("1d 2h"));
         assert!(message(Scalar::DateTime, "tomorrow").contains("now"));
-        assert!(message(Scalar::Uri, "'not a uri'").contains("invalid Uri"));
+        assert!(message(Scalar::Uri, "'not a uri'").contains("invalid URI"));
         assert!(message(Scalar::ByteData, "'x'").contains("cannot"));
     }
 }

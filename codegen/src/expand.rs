@@ -177,11 +177,18 @@ impl Context<'_> {
         let serde = if field.scope == Scope::All {
             let json_key = &field.json_key;
             let with = format!("{}::wire::field", path_string(self.rt));
-            let mut parts = vec![quote!(rename = #json_key), quote!(with = #with)];
+            let mut parts = vec![quote!(rename = #json_key)];
             match (&default_path, field.nullable()) {
-                (Some(path), _) => parts.push(quote!(default = #path)),
-                (None, true) => parts.push(quote!(default)),
-                (None, false) => {}
+                (Some(path), _) => {
+                    // An explicit null decodes to the default too.
+                    let serialize = format!("{with}::serialize");
+                    let deserialize = format!("{}::{}", model.name, decode_fn_name(field));
+                    parts.push(quote!(serialize_with = #serialize));
+                    parts.push(quote!(deserialize_with = #deserialize));
+                    parts.push(quote!(default = #path));
+                }
+                (None, true) => parts.extend([quote!(with = #with), quote!(default)]),
+                (None, false) => parts.push(quote!(with = #with)),
             }
             if field.nullable() {
                 parts.push(quote!(
@@ -229,7 +236,7 @@ impl Context<'_> {
                 Scalar::DateTime => quote!(#rt::DateTime),
                 Scalar::Duration => quote!(#rt::Duration),
                 Scalar::Uuid => quote!(#rt::Uuid),
-                Scalar::Uri => quote!(#rt::Url),
+                Scalar::Uri => quote!(#rt::Uri),
                 Scalar::BigInt => quote!(#rt::BigInt),
                 Scalar::ByteData => quote!(#rt::Bytes),
             },
@@ -241,13 +248,21 @@ impl Context<'_> {
                 let item = self.ty(item);
                 quote!(::std::vec::Vec<#item>)
             }
-            Type::Set(item) => {
+            Type::Set(item) if item.hashable() => {
                 let item = self.ty(item);
                 quote!(#rt::HashSet<#item>)
             }
-            Type::Map(key, value) => {
+            Type::Set(item) => {
+                let item = self.ty(item);
+                quote!(#rt::EntrySet<#item>)
+            }
+            Type::Map(key, value) if key.hashable() => {
                 let (key, value) = (self.ty(key), self.ty(value));
                 quote!(#rt::HashMap<#key, #value>)
+            }
+            Type::Map(key, value) => {
+                let (key, value) = (self.ty(key), self.ty(value));
+                quote!(#rt::EntryMap<#key, #value>)
             }
             Type::Option(inner) => {
                 let inner = self.ty(inner);
@@ -264,10 +279,22 @@ impl Context<'_> {
         if field.nullable() {
             expr = quote!(::core::option::Option::Some(#expr));
         }
+        let rt = self.rt;
+        let decode = format_ident!("{}", decode_fn_name(field));
+        let decodes = (field.scope == Scope::All).then(|| {
+            quote! {
+                fn #decode<'de, D: #rt::serde::Deserializer<'de>>(
+                    deserializer: D,
+                ) -> ::core::result::Result<#ty, D::Error> {
+                    #rt::wire::field::deserialize_or(deserializer, Self::#name)
+                }
+            }
+        });
         Some(quote! {
             fn #name() -> #ty {
                 #expr
             }
+            #decodes
         })
     }
 
@@ -293,7 +320,7 @@ impl Context<'_> {
                 let literal = Literal::u128_suffixed(*bits);
                 quote!(#rt::Uuid::from_u128(#literal))
             }
-            DefaultValue::Uri(text) => quote!(#rt::url_literal(#text)),
+            DefaultValue::Uri(text) => quote!(#rt::uri_literal(#text)),
             DefaultValue::BigInt(text) => quote!(#rt::bigint_literal(#text)),
             DefaultValue::EnumValue(value) => {
                 let Type::Enum(enum_name) = ty else {
@@ -368,6 +395,10 @@ impl Context<'_> {
 
 fn default_fn_name(field: &Field) -> String {
     format!("__default_{}", field.rust_name.trim_start_matches("r#"))
+}
+
+fn decode_fn_name(field: &Field) -> String {
+    format!("__decode_{}", field.rust_name.trim_start_matches("r#"))
 }
 
 /// A path as it is written in source, for serde's string attributes.

@@ -77,6 +77,18 @@ pub(crate) enum Type {
 }
 
 impl Type {
+    /// Whether the Rust type is `Hash + Eq`, so it can key a `HashMap` or fill a
+    /// `HashSet`; other keys and elements get `EntryMap`/`EntrySet`.
+    pub(crate) fn hashable(&self) -> bool {
+        match self {
+            Type::Scalar(scalar) => scalar.is_key(),
+            Type::Enum(_) => true,
+            Type::Model(_) | Type::List(_) | Type::Set(_) | Type::Map(..) | Type::Option(_) => {
+                false
+            }
+        }
+    }
+
     /// The type under one level of `Option`.
     pub(crate) fn non_null(&self) -> &Type {
         match self {

@@ -71,7 +71,7 @@ mod yaml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use builder::{Builder, Generated};
+pub use builder::{model_files, Builder, Generated};
 pub use diagnostic::{Diagnostic, Severity};
 
 /// Why generation failed.

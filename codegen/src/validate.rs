@@ -10,9 +10,15 @@ use crate::types::{self, TypeExpr, TypeKind};
 use crate::yaml::{self, Entry, Node, Value};
 
 /// Keys that only matter to Serverpod's database layer: accepted, warned about, ignored.
-const DATABASE_KEYS: [&str; 4] = ["table", "managedMigration", "indexes", "database"];
+const DATABASE_KEYS: [&str; 5] = [
+    "table",
+    "managedMigration",
+    "indexes",
+    "database",
+    "serializationDataType",
+];
 /// Field options that only matter to the database layer.
-const DATABASE_OPTIONS: [&str; 7] = [
+const DATABASE_OPTIONS: [&str; 9] = [
     "relation",
     "persist",
     "!persist",
@@ -20,8 +26,17 @@ const DATABASE_OPTIONS: [&str; 7] = [
     "parent",
     "defaultPersist",
     "api",
+    "serializationDataType",
+    "unique",
 ];
-const FIELD_OPTIONS: [&str; 5] = ["default", "defaultModel", "scope", "jsonKey", "required"];
+const FIELD_OPTIONS: [&str; 6] = [
+    "default",
+    "defaultModel",
+    "scope",
+    "jsonKey",
+    "required",
+    "tail",
+];
 /// Names a model may not take: they are generated, scalar or Rust prelude names.
 const RESERVED_NAMES: [&str; 13] = [
     "Protocol", "List", "Set", "Map", "Option", "Result", "Vec", "Box", "Some", "None", "Ok",
@@ -71,6 +86,8 @@ struct RawField {
     default: Option<(String, Pos)>,
     scope: Scope,
     json_key: Option<String>,
+    /// `tail`: an inherited field that goes after the child's own fields.
+    tail: bool,
 }
 
 fn read_declaration(
@@ -412,22 +429,37 @@ fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -
         default: None,
         scope: Scope::All,
         json_key: None,
+        tail: false,
     };
     let mut required = None;
-    for &(offset, option) in parts.iter().skip(1) {
-        let pos = value_pos.shifted(offset, option.chars().count());
-        let (key, value) = match option.split_once('=') {
-            Some((key, value)) => (key.trim(), Some(value.trim())),
-            None => (option, None),
-        };
-        let bare_key = key.split('(').next().unwrap_or(key);
+    // `default=` is the model's and the database's default, `defaultModel=` the model's
+    // alone, so it wins when both are given.
+    let (mut default_all, mut default_model) = (None, None);
+    let last = parts.len().saturating_sub(1);
+    for (index, &(offset, option)) in parts.iter().enumerate().skip(1) {
+        let pos = value_pos.shifted(offset, option.chars().count().max(1));
+        if option.is_empty() {
+            if index != last {
+                diagnostics.push(file.error(pos, "empty option between two commas"));
+            }
+            // A trailing comma after the type or the last option is allowed.
+            continue;
+        }
+        let (key, value) = option_parts(option);
+        let bare_key = key.split('(').next().unwrap_or(key).trim();
         match (key, value) {
             ("default" | "defaultModel", Some(value)) => {
-                if field.default.is_some() {
-                    diagnostics.push(file.error(pos, "a field has one default; remove 'default' or 'defaultModel'"));
+                let slot = if key == "default" {
+                    &mut default_all
+                } else {
+                    &mut default_model
+                };
+                if slot.is_some() {
+                    diagnostics.push(file.error(pos, format!("'{key}' is given twice")));
                 }
-                field.default = Some((value.to_owned(), pos));
+                *slot = Some((value.to_owned(), pos));
             }
+            ("tail", None) => field.tail = true,
             ("scope", Some("all")) => field.scope = Scope::All,
             ("scope", Some("serverOnly")) => field.scope = Scope::ServerOnly,
             ("scope", Some("none")) => field.scope = Scope::None,
@@ -462,6 +494,7 @@ fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -
             )),
         }
     }
+    field.default = default_model.or(default_all);
     if let Some(pos) = required.filter(|_| !field.ty.nullable) {
         diagnostics.push(file.error(
             pos,
@@ -487,6 +520,16 @@ fn option_usage(key: &str) -> &'static str {
         "scope" => "needs a value: scope=serverOnly",
         "jsonKey" => "needs a value: jsonKey=name",
         _ => "takes no value",
+    }
+}
+
+/// `key=value` → (`key`, `Some(value)`), `key` → (`key`, `None`); an `=` inside
+/// parentheses (`unique(per=category)`) belongs to the key.
+fn option_parts(option: &str) -> (&str, Option<&str>) {
+    let paren = option.find('(').unwrap_or(option.len());
+    match option.find('=').filter(|&at| at < paren) {
+        Some(at) => (option[..at].trim(), Some(option[at + 1..].trim())),
+        None => (option.trim(), None),
     }
 }
 
@@ -673,13 +716,10 @@ impl<'a> Resolver<'a> {
                 Type::List(Box::new(self.resolve_type(owner, field, item, names)?))
             }
             TypeKind::Set(item) => {
-                let item_ty = self.resolve_type(owner, field, item, names)?;
-                self.check_key(owner, field, item, &item_ty, "a Set element")?;
-                Type::Set(Box::new(item_ty))
+                Type::Set(Box::new(self.resolve_type(owner, field, item, names)?))
             }
             TypeKind::Map(key, value) => {
                 let key_ty = self.resolve_type(owner, field, key, names)?;
-                self.check_key(owner, field, key, &key_ty, "a Map key")?;
                 let value_ty = self.resolve_type(owner, field, value, names)?;
                 Type::Map(Box::new(key_ty), Box::new(value_ty))
             }
@@ -689,28 +729,6 @@ impl<'a> Resolver<'a> {
         } else {
             resolved
         })
-    }
-
-    fn check_key(
-        &mut self,
-        owner: &Declaration,
-        field: &RawField,
-        expr: &TypeExpr,
-        ty: &Type,
-        role: &str,
-    ) -> Option<()> {
-        let why = match ty {
-            Type::Scalar(s) if s.is_key() => return Some(()),
-            Type::Enum(_) => return Some(()),
-            Type::Scalar(_) => "double has no total equality",
-            Type::Option(_) => "a nullable key or element is not supported",
-            Type::Model(_) => "models are not hashable",
-            Type::List(_) | Type::Set(_) | Type::Map(..) => "collections are not hashable",
-        };
-        let pos = field.value_pos.shifted(expr.offset, expr.len);
-        let message = format!("this type cannot be {role}: {why}; use a List or another key type");
-        self.diagnostics.push(self.file(owner).error(pos, message));
-        None
     }
 
     /// The first server-only model or enum the type mentions.

@@ -198,18 +198,6 @@ fn unsupported_grammar_says_why() {
 }
 
 #[test]
-fn set_elements_and_map_keys_must_be_hashable() {
-    assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  x: Set<double>\n")]),
-        "models/a.yaml:3:10: this type cannot be a Set element: double has no total equality; use a List or another key type"
-    );
-    assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  x: Map<A, int>\n")]),
-        "models/a.yaml:3:10: this type cannot be a Map key: models are not hashable; use a List or another key type"
-    );
-}
-
-#[test]
 fn scopes_defaults_and_server_only_types() {
     assert_eq!(
         one(&[("a.yaml", "class: A\nfields:\n  secret: String, scope=serverOnly\n")]),

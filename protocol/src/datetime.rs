@@ -56,9 +56,11 @@ pub struct ParseError {
     reason: &'static str,
 }
 
-/// Parses the forms Dart's `DateTime.parse` accepts for the wire: a date, optionally a
-/// time (`T` or space), optional fraction and an optional `Z` or `±HH:MM` offset.
-/// A time without an offset is taken as UTC.
+/// Parses what Dart's `DateTime.parse` accepts: a date with an optional sign and 4 to 6
+/// year digits, `-` separators optional (`20240101`), then optionally a time after `T` or
+/// a space with `:` optional and minutes, seconds and a `.`/`,` fraction each optional
+/// (`T000000`, `T12`), then optionally `Z` or a `±HH[:MM]` offset (a space may precede
+/// it). A time without an offset is taken as UTC (Dart would take it as local time).
 ///
 /// # Errors
 ///
@@ -68,61 +70,78 @@ pub fn parse(input: &str) -> Result<DateTime<Utc>, ParseError> {
         input: input.to_owned(),
         reason,
     };
-    let mut cursor = Cursor(input.as_bytes());
-    let sign = match cursor.peek() {
-        Some(b'+') => {
-            cursor.bump();
-            1
-        }
-        Some(b'-') => {
-            cursor.bump();
-            -1
-        }
-        _ => 1,
-    };
-    let year_digits = cursor.digits_len();
-    if !(4..=6).contains(&year_digits) || (sign < 0 || year_digits > 4) && year_digits != 6 {
-        return Err(fail("the year needs 4 digits, or a sign and 6 digits"));
+    let bytes = input.as_bytes();
+    let signed = matches!(bytes.first(), Some(b'+' | b'-'));
+    let run = Cursor(&bytes[usize::from(signed)..]).digits_len();
+    if run < 4 {
+        return Err(fail("the year needs 4 to 6 digits"));
     }
-    let year = sign * cursor.number(year_digits).ok_or_else(|| fail("bad year"))?;
-    let month = cursor
-        .expect_then(b'-', 2)
-        .ok_or_else(|| fail("bad month"))?;
-    let day = cursor.expect_then(b'-', 2).ok_or_else(|| fail("bad day"))?;
+    // Like Dart's regular expression, the year takes as many digits as leave a valid
+    // rest: `20240101` is 2024-01-01, `+0123450101` the year 12345.
+    let mut last = fail("bad month");
+    for year_digits in (4..=run.min(6)).rev() {
+        match parse_with_year(bytes, signed, year_digits) {
+            Ok(value) => return Ok(value),
+            Err(reason) => last = fail(reason),
+        }
+    }
+    Err(last)
+}
+
+fn parse_with_year(
+    bytes: &[u8],
+    signed: bool,
+    year_digits: usize,
+) -> Result<DateTime<Utc>, &'static str> {
+    let mut cursor = Cursor(bytes);
+    let sign = if signed {
+        let sign = if cursor.peek() == Some(b'-') { -1 } else { 1 };
+        cursor.bump();
+        sign
+    } else {
+        1
+    };
+    let year = sign * cursor.number(year_digits).ok_or("bad year")?;
+    cursor.optional(b'-');
+    let month = cursor.number(2).ok_or("bad month")?;
+    cursor.optional(b'-');
+    let day = cursor.number(2).ok_or("bad day")?;
     let date = i32::try_from(year)
         .ok()
         .and_then(|y| NaiveDate::from_ymd_opt(y, month as u32, day as u32))
-        .ok_or_else(|| fail("no such date"))?;
-
-    let mut time = NaiveTime::MIN;
-    if matches!(cursor.peek(), Some(b'T' | b't' | b' ')) {
-        cursor.bump();
-        let hour = cursor.number(2).ok_or_else(|| fail("bad hour"))?;
-        let minute = cursor.expect_then(b':', 2).unwrap_or(0);
-        let second = if cursor.peek() == Some(b':') {
-            cursor
-                .expect_then(b':', 2)
-                .ok_or_else(|| fail("bad second"))?
-        } else {
-            0
-        };
-        let mut micros = 0;
-        if matches!(cursor.peek(), Some(b'.' | b',')) {
-            cursor.bump();
-            let len = cursor.digits_len();
-            if len == 0 {
-                return Err(fail("a fraction needs digits"));
-            }
-            let kept = len.min(6);
-            micros = cursor.number(kept).ok_or_else(|| fail("bad fraction"))?
-                * 10_i64.pow((6 - kept) as u32);
-            cursor.skip(len - kept);
-        }
-        time =
-            NaiveTime::from_hms_micro_opt(hour as u32, minute as u32, second as u32, micros as u32)
-                .ok_or_else(|| fail("no such time"))?;
+        .ok_or("no such date")?;
+    if cursor.0.is_empty() {
+        return Ok(date.and_time(NaiveTime::MIN).and_utc());
     }
+    if !matches!(cursor.peek(), Some(b'T' | b't' | b' ')) {
+        return Err("unexpected character after the date");
+    }
+    cursor.bump();
+    let hour = cursor.number(2).ok_or("bad hour")?;
+    let (mut minute, mut second, mut micros) = (0, 0, 0);
+    if let Some(value) = cursor.component() {
+        minute = value;
+        if let Some(value) = cursor.component() {
+            second = value;
+            if matches!(cursor.peek(), Some(b'.' | b',')) {
+                cursor.bump();
+                let len = cursor.digits_len();
+                if len == 0 {
+                    return Err("a fraction needs digits");
+                }
+                let kept = len.min(6);
+                micros = cursor.number(kept).ok_or("bad fraction")? * 10_i64.pow((6 - kept) as u32);
+                cursor.skip(len - kept);
+            }
+        }
+    }
+    let time =
+        NaiveTime::from_hms_micro_opt(hour as u32, minute as u32, second as u32, micros as u32)
+            .ok_or("no such time")?;
 
+    if cursor.peek() == Some(b' ') && cursor.0.len() > 1 {
+        cursor.bump();
+    }
     let offset_seconds = match cursor.peek() {
         None => 0,
         Some(b'Z' | b'z') => {
@@ -131,15 +150,8 @@ pub fn parse(input: &str) -> Result<DateTime<Utc>, ParseError> {
         }
         Some(sign @ (b'+' | b'-')) => {
             cursor.bump();
-            let hours = cursor.number(2).ok_or_else(|| fail("bad offset hours"))?;
-            if cursor.peek() == Some(b':') {
-                cursor.bump();
-            }
-            let minutes = if cursor.digits_len() >= 2 {
-                cursor.number(2).ok_or_else(|| fail("bad offset minutes"))?
-            } else {
-                0
-            };
+            let hours = cursor.number(2).ok_or("bad offset hours")?;
+            let minutes = cursor.component().unwrap_or(0);
             let total = hours * 3600 + minutes * 60;
             if sign == b'-' {
                 -total
@@ -147,15 +159,15 @@ pub fn parse(input: &str) -> Result<DateTime<Utc>, ParseError> {
                 total
             }
         }
-        Some(_) => return Err(fail("unexpected character after the time")),
+        Some(_) => return Err("unexpected character after the time"),
     };
     if !cursor.0.is_empty() {
-        return Err(fail("unexpected trailing characters"));
+        return Err("unexpected trailing characters");
     }
-    let local = date.and_time(time).and_utc();
-    local
+    date.and_time(time)
+        .and_utc()
         .checked_sub_signed(TimeDelta::seconds(offset_seconds))
-        .ok_or_else(|| fail("out of range"))
+        .ok_or("out of range")
 }
 
 /// A time from integer milliseconds since the Unix epoch (the other form Serverpod accepts).
@@ -195,13 +207,23 @@ impl Cursor<'_> {
         Some(value)
     }
 
-    /// Reads `separator` followed by exactly `len` digits.
-    fn expect_then(&mut self, separator: u8, len: usize) -> Option<i64> {
-        if self.peek() != Some(separator) {
-            return None;
+    /// Skips `byte` when it comes next.
+    fn optional(&mut self, byte: u8) {
+        if self.peek() == Some(byte) {
+            self.bump();
         }
-        self.bump();
-        self.number(len)
+    }
+
+    /// A further time component: an optional `:` and exactly two digits, or nothing
+    /// (the cursor unmoved) when they do not follow.
+    fn component(&mut self) -> Option<i64> {
+        let before = self.0;
+        self.optional(b':');
+        let value = self.number(2);
+        if value.is_none() {
+            self.0 = before;
+        }
+        value
     }
 }
 
@@ -250,6 +272,32 @@ mod tests {
             parse("+012345-03-04T05:06:07.000Z"),
             Ok(Utc.with_ymd_and_hms(12345, 3, 4, 5, 6, 7).unwrap())
         );
+        // Dart's other forms: basic (no separators), 5-digit and signed years, an hour
+        // alone, a space before the zone.
+        let midnight = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        for text in [
+            "20240101T000000Z",
+            "20240101",
+            "2024-01-01T00",
+            "20240101T0000",
+            "2024-01-01 00:00:00 Z",
+            "20240101T020000+0200",
+            "2024-01-01T02:00:00 +02",
+        ] {
+            assert_eq!(parse(text), Ok(midnight), "{text}");
+        }
+        assert_eq!(
+            parse("12345-03-04T05:06:07Z"),
+            Ok(Utc.with_ymd_and_hms(12345, 3, 4, 5, 6, 7).unwrap())
+        );
+        assert_eq!(
+            parse("-2026-01-01"),
+            Ok(Utc.with_ymd_and_hms(-2026, 1, 1, 0, 0, 0).unwrap())
+        );
+        assert_eq!(
+            parse("+1234560101"),
+            Ok(Utc.with_ymd_and_hms(123456, 1, 1, 0, 0, 0).unwrap())
+        );
     }
 
     #[test]
@@ -263,7 +311,9 @@ mod tests {
             "2026-01-01T12:00:00.Z",
             "2026-01-01T12:00:00Zjunk",
             "26-01-01",
-            "-2026-01-01",
+            "2026-01-01T1",
+            "2026-01-01X",
+            "1234567-01-01",
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(text), "{err}");

@@ -25,11 +25,13 @@
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]
 
 pub mod auth;
+mod collections;
 pub mod datetime;
 mod error_code;
 pub mod frame;
 mod model;
 pub mod suggest;
+mod uri;
 pub mod wire;
 
 pub use error_code::{ErrorCode, UnknownErrorCode};
@@ -37,13 +39,16 @@ pub use model::{
     decode_model, encode_model, unknown_class, DecodeError, EncodeError, EnumSerialization,
     ModelEnum, ModelSet, SerializableException, SerializableModel,
 };
+pub use uri::InvalidUri;
 
 /// The Rust types of Serverpod's value kinds, as generated fields use them.
 pub mod types {
     pub use bytes::Bytes;
     pub use num_bigint::BigInt;
-    pub use url::Url;
     pub use uuid::Uuid;
+
+    pub use crate::collections::{EntryMap, EntrySet};
+    pub use crate::uri::Uri;
 
     /// `DateTime`: a UTC time with microsecond precision on the wire.
     pub type DateTime = chrono::DateTime<chrono::Utc>;
@@ -69,7 +74,7 @@ pub mod __codegen {
         decode_model, encode_model, unknown_class, DecodeError, EncodeError, EnumSerialization,
         ModelEnum, ModelSet, SerializableException, SerializableModel,
     };
-    pub use crate::types::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
+    pub use crate::types::{BigInt, Bytes, DateTime, Duration, EntryMap, EntrySet, Uri, Uuid};
     pub use crate::wire;
     pub use crate::{impl_model_enum, impl_model_wire};
     pub use serde;
@@ -89,9 +94,9 @@ pub mod __codegen {
     }
 
     /// A `Uri` default written in YAML; the code generator checked that it parses.
-    pub fn url_literal(text: &str) -> Url {
+    pub fn uri_literal(text: &str) -> Uri {
         // Cannot fail: streampod-codegen parsed the same text with the same parser.
-        Url::parse(text).unwrap_or_else(|e| panic!("Uri default '{text}' does not parse: {e}"))
+        Uri::parse(text).unwrap_or_else(|e| panic!("Uri default does not parse: {e}"))
     }
 
     /// A `BigInt` default written in YAML; the code generator checked that it parses.

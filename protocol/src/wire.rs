@@ -13,13 +13,13 @@
 //! | `DateTime` | [`DateTime`] | `"2026-01-01T12:00:00.000Z"` | other ISO-8601 forms, integer ms |
 //! | `Duration` | [`Duration`] | integer milliseconds | |
 //! | `UuidValue` | [`Uuid`] | `"a0b1…"` | |
-//! | `Uri` | [`Url`] | `"https://…"` | |
+//! | `Uri` | [`Uri`] | `"https://…"`, `"/relative?x=1"`: the text as it came | |
 //! | `BigInt` | [`BigInt`] | `"123"` | integer |
 //! | `ByteData` | [`Bytes`] | `"decode('AQI=', 'base64')"` | bare base64 |
 //! | `List<T>` | `Vec<T>` | array | |
-//! | `Set<T>` | `HashSet<T>` | array | |
+//! | `Set<T>` | `HashSet<T>`; [`EntrySet<T>`] for elements Rust cannot hash | array | |
 //! | `Map<String,V>` | `HashMap<String,V>` | object | |
-//! | `Map<K,V>` | `HashMap<K,V>` | `[{"k":…,"v":…}]` | |
+//! | `Map<K,V>` | `HashMap<K,V>`; [`EntryMap<K,V>`] for keys Rust cannot hash | `[{"k":…,"v":…}]` | |
 //! | enum | generated | name or index | fallback value |
 //! | model | generated | object | |
 
@@ -34,13 +34,13 @@ use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{EnumSerialization, ModelEnum};
-use crate::types::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
+use crate::types::{BigInt, Bytes, DateTime, Duration, EntryMap, EntrySet, Uri, Uuid};
 
 /// A value with a Serverpod JSON form. Implemented for every type a YAML field can have.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no Serverpod JSON form",
     label = "not a model, enum or Serverpod value type",
-    note = "use bool, i64, f64, String, DateTime, Duration, Uuid, Url, BigInt, Bytes, a generated model or enum, or Option/Vec/HashSet/HashMap of them"
+    note = "use bool, i64, f64, String, DateTime, Duration, Uuid, Uri, BigInt, Bytes, a generated model or enum, or Option/Vec/HashSet/HashMap/EntrySet/EntryMap of them"
 )]
 pub trait WireValue: Sized {
     /// Writes the value in Serverpod's JSON form.
@@ -94,7 +94,7 @@ impl<'de, T: WireValue> Deserialize<'de> for FromWire<T> {
 /// The `#[serde(with = …)]` module generated fields use.
 pub mod field {
     use super::WireValue;
-    use serde::{Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serializes a field in its Serverpod JSON form.
     ///
@@ -117,6 +117,21 @@ pub mod field {
         deserializer: D,
     ) -> Result<T, D::Error> {
         T::decode(deserializer)
+    }
+
+    /// Deserializes a field that has a default: an explicit `null` stands for the
+    /// default, as Dart's `json['x'] ?? default` reads it (a missing field is serde's
+    /// `default =`).
+    ///
+    /// # Errors
+    ///
+    /// A serde error naming the expected form.
+    pub fn deserialize_or<'de, T: WireValue, D: Deserializer<'de>>(
+        deserializer: D,
+        default: fn() -> T,
+    ) -> Result<T, D::Error> {
+        let value = Option::<super::FromWire<T>>::deserialize(deserializer)?;
+        Ok(value.map_or_else(default, |v| v.0))
     }
 }
 
@@ -213,13 +228,10 @@ wire_via_string!(
     |text| Uuid::parse_str(text).map_err(|e| format!("invalid UUID '{text}': {e}"))
 );
 wire_via_string!(
-    Url,
+    Uri,
     "a URI string",
     |value| value.as_str().to_owned(),
-    |text| {
-        Url::parse(text)
-            .map_err(|e| format!("invalid URI '{text}': {e} (only absolute URIs are supported)"))
-    }
+    |text| Uri::parse(text).map_err(|e| e.to_string())
 );
 
 impl WireValue for BigInt {
@@ -420,6 +432,28 @@ impl<K: WireKey, V: WireValue> WireValue for HashMap<K, V> {
 
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(MapVisitor(PhantomData))
+    }
+}
+
+impl<T: WireValue + PartialEq> WireValue for EntrySet<T> {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter().map(Wire))
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<FromWire<T>>::deserialize(deserializer)?;
+        Ok(items.into_iter().map(|v| v.0).collect())
+    }
+}
+
+impl<K: WireValue + PartialEq, V: WireValue> WireValue for EntryMap<K, V> {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter().map(|(key, value)| Entry { key, value }))
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = Vec::<OwnedEntry<K, V>>::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| (e.k.0, e.v.0)).collect())
     }
 }
 

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
-use streampod_protocol::types::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
+use streampod_protocol::types::{BigInt, Bytes, DateTime, Duration, EntryMap, EntrySet, Uri, Uuid};
 use streampod_protocol::wire::{FromWire, Wire, WireValue};
 
 fn encode<T: WireValue>(value: &T) -> String {
@@ -73,6 +73,25 @@ fn golden_duration_is_milliseconds() {
 }
 
 #[test]
+fn golden_entry_maps_and_sets() {
+    // Keys and elements Rust cannot hash: Serverpod's `[{"k":…,"v":…}]` and arrays.
+    let map: EntryMap<f64, String> = [(0.5, "half".to_owned()), (2.0, "two".to_owned())]
+        .into_iter()
+        .collect();
+    golden(&map, r#"[{"k":0.5,"v":"half"},{"k":2.0,"v":"two"}]"#);
+    let nested: EntryMap<Vec<i64>, i64> = [(vec![1, 2], 3)].into_iter().collect();
+    golden(&nested, r#"[{"k":[1,2],"v":3}]"#);
+    let set: EntrySet<Vec<f64>> = [vec![1.5], vec![]].into_iter().collect();
+    golden(&set, "[[1.5],[]]");
+    // Equal keys and elements collapse, the last value winning, as a Dart map reads them.
+    assert_eq!(
+        decode::<EntryMap<f64, i64>>(r#"[{"k":1.0,"v":1},{"k":1.0,"v":2}]"#).unwrap(),
+        [(1.0, 2)].into_iter().collect()
+    );
+    assert_eq!(decode::<EntrySet<f64>>("[1.0,1.0,2.0]").unwrap().len(), 2);
+}
+
+#[test]
 fn golden_uuid_uri_bigint_bytes() {
     golden(
         &Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap(),
@@ -83,9 +102,15 @@ fn golden_uuid_uri_bigint_bytes() {
         Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap()
     );
     golden(
-        &Url::parse("https://serverpod.dev/docs?x=1#top").unwrap(),
+        &Uri::parse("https://serverpod.dev/docs?x=1#top").unwrap(),
         r#""https://serverpod.dev/docs?x=1#top""#,
     );
+    // The text is kept: no '/' added after the host, relative references decode.
+    golden(
+        &Uri::parse("https://serverpod.dev").unwrap(),
+        r#""https://serverpod.dev""#,
+    );
+    golden(&Uri::parse("/foo/bar?x=1").unwrap(), r#""/foo/bar?x=1""#);
     golden(
         &"-123456789012345678901234567890".parse::<BigInt>().unwrap(),
         r#""-123456789012345678901234567890""#,
@@ -139,7 +164,7 @@ fn rejections_name_the_expected_form() {
         ("UUID", decode::<Uuid>(r#""xyz""#).unwrap_err().to_string()),
         (
             "URI",
-            decode::<Url>(r#""not a uri""#).unwrap_err().to_string(),
+            decode::<Uri>(r#""not a uri""#).unwrap_err().to_string(),
         ),
         (
             "BigInt",
@@ -182,7 +207,7 @@ fn duration() -> impl Strategy<Value = Duration> {
     (-1_000_000_000_000_000_i64..1_000_000_000_000_000).prop_map(TimeDelta::milliseconds)
 }
 
-fn uri() -> impl Strategy<Value = Url> {
+fn uri() -> impl Strategy<Value = Uri> {
     (
         "[a-z]{1,8}",
         "[a-z0-9.-]{1,12}",
@@ -191,7 +216,7 @@ fn uri() -> impl Strategy<Value = Url> {
     )
         .prop_filter_map("must parse", |(scheme, host, path, query)| {
             let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-            Url::parse(&format!("{scheme}://{host}{path}{query}")).ok()
+            Uri::parse(format!("{scheme}://{host}{path}{query}")).ok()
         })
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::value::RawValue;
-use streampod::__codegen::{BigInt, Bytes, DateTime, Duration, Url, Uuid};
+use streampod::__codegen::{BigInt, Bytes, DateTime, Duration, Uri, Uuid};
 use streampod::protocol::frame::{self, Frame};
 use streampod::{ModelEnum, ModelSet, SerializableException, SerializableModel};
 use streampod_tests::fixtures::*;
@@ -69,7 +69,7 @@ fn every_type_golden() {
         a_date_time: noon(),
         a_duration: Duration::milliseconds(1500),
         a_uuid: Uuid::from_u128(1),
-        a_uri: Url::parse("https://serverpod.dev/a?b=c").unwrap(),
+        a_uri: Uri::parse("https://serverpod.dev/a?b=c").unwrap(),
         a_big_int: "-98765432109876543210".parse::<BigInt>().unwrap(),
         some_bytes: Bytes::from_static(b"hi"),
         maybe_int: None,
@@ -121,9 +121,10 @@ fn defaults_fill_missing_fields() {
     assert_eq!(value.huge.to_string(), "123456789012345678901234567890");
     assert_eq!(value.suit, Some(Suit::Spades));
     assert_eq!(value.retries, Some(3));
-    // A default never overrides a value that is present.
+    // A default never overrides a value that is present; an explicit null is the
+    // default, as in Serverpod's generated Dart (`retries ?? 3`).
     let value: Defaults = serde_json::from_str(r#"{"count":9,"retries":null}"#).unwrap();
-    assert_eq!((value.count, value.retries), (9, None));
+    assert_eq!((value.count, value.retries), (9, Some(3)));
 }
 
 #[test]
@@ -228,7 +229,8 @@ fn protocol_decodes_by_class_name() {
             "EveryType",
             "Keywords",
             "Person",
-            "RoomNotFound"
+            "RoomNotFound",
+            "ServerpodForms"
         ],
         "server-only UserRecord is not on the wire"
     );
@@ -273,4 +275,87 @@ fn protocol_encodes_frames_in_one_pass() {
         Protocol::decode(&parsed.class_name, parsed.data).unwrap(),
         message
     );
+}
+
+#[test]
+fn serverpod_forms_golden() {
+    use streampod::__codegen::{EntryMap, EntrySet};
+    let person = Person {
+        name: "ann".into(),
+        parent: None,
+        children: Vec::new(),
+        record: None,
+        secret_note: Some("none".into()),
+    };
+    let forms = ServerpodForms {
+        big: "-1234567890123456789099999999".parse().unwrap(),
+        mixed: "model".into(),
+        link: Some(Uri::parse("https://serverpod.dev").unwrap()),
+        code: "c".into(),
+        rank: 1,
+        created_at: None,
+        trailing: 2,
+        weights: [(0.5, "half".to_owned())].into_iter().collect(),
+        ratios: [1.5, 2.5].into_iter().collect(),
+        by_person: Some([(person.clone(), 7)].into_iter().collect()),
+        by_list: Some([(vec![1, 2], "x".to_owned())].into_iter().collect()),
+        people: Some(EntrySet::from_iter([person])),
+        nullable_keys: Some(EntryMap::from_iter([
+            (None, "none".to_owned()),
+            (Some(1), "one".to_owned()),
+        ])),
+    };
+    golden(
+        &forms,
+        r#"{"__className__":"ServerpodForms","big":"-1234567890123456789099999999","mixed":"model","link":"https://serverpod.dev","code":"c","rank":1,"trailing":2,"weights":[{"k":0.5,"v":"half"}],"ratios":[1.5,2.5],"byPerson":[{"k":{"__className__":"Person","name":"ann","children":[]},"v":7}],"byList":[{"k":[1,2],"v":"x"}],"people":[{"__className__":"Person","name":"ann","children":[]}],"nullableKeys":[{"k":null,"v":"none"},{"k":1,"v":"one"}]}"#,
+    );
+}
+
+#[test]
+fn an_explicit_null_decodes_to_the_default_like_dart() {
+    // Dart reads `json['x'] ?? default`: null and absent are the same for a defaulted field.
+    let explicit: ServerpodForms = serde_json::from_str(
+        r#"{"big":null,"mixed":null,"link":null,"code":"c","rank":1,"trailing":2,"weights":[],"ratios":[]}"#,
+    )
+    .unwrap();
+    let absent: ServerpodForms =
+        serde_json::from_str(r#"{"code":"c","rank":1,"trailing":2,"weights":[],"ratios":[]}"#)
+            .unwrap();
+    assert_eq!(explicit, absent);
+    // `defaultModel=` wins over `default=`, and the Uri keeps its text (no '/' added).
+    assert_eq!(explicit.mixed, "model");
+    assert_eq!(
+        explicit.link.as_ref().map(Uri::as_str),
+        Some("https://serverpod.dev")
+    );
+    assert_eq!(explicit.big.to_string(), "-1234567890123456789099999999");
+    // A defaulted nullable int: null means the default, not None.
+    let defaults: Defaults = serde_json::from_str(r#"{"retries":null,"suit":null}"#).unwrap();
+    assert_eq!(defaults.retries, Some(3));
+    assert_eq!(defaults.suit, Some(Suit::Spades));
+    // A field without a default still rejects null when it is not nullable.
+    let err = serde_json::from_str::<ServerpodForms>(
+        r#"{"code":null,"rank":1,"trailing":2,"weights":[],"ratios":[]}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("null"), "{err}");
+}
+
+#[test]
+fn uris_keep_their_text_and_relative_references_decode() {
+    for text in ["https://serverpod.dev", "/foo/bar?x=1", "mailto:a@b.c"] {
+        let json = format!(
+            r#"{{"code":"c","rank":1,"trailing":2,"weights":[],"ratios":[],"link":"{text}"}}"#
+        );
+        let forms: ServerpodForms = serde_json::from_str(&json).unwrap();
+        assert_eq!(forms.link.as_ref().map(Uri::as_str), Some(text));
+        assert!(serde_json::to_string(&forms)
+            .unwrap()
+            .contains(&format!(r#""link":"{text}""#)));
+    }
+    let err = serde_json::from_str::<ServerpodForms>(
+        r#"{"code":"c","rank":1,"trailing":2,"weights":[],"ratios":[],"link":"a b"}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("invalid URI 'a b'"), "{err}");
 }
