@@ -90,7 +90,11 @@ pub(crate) fn parse_scalar(scalar: Scalar, text: &str) -> Result<DefaultValue, S
                 .map(|_| DefaultValue::BigInt(literal.to_owned()))
                 .map_err(|_| format!("'{literal}' is not a BigInt"))
         }
-        Scalar::ByteData => Err("ByteData fields cannot have a default".into()),
+        Scalar::ByteData
+        | Scalar::Vector
+        | Scalar::HalfVector
+        | Scalar::SparseVector
+        | Scalar::Bit => Err(format!("{scalar:?} fields cannot have a default")),
     }
 }
 

@@ -239,6 +239,9 @@ impl Context<'_> {
                 Scalar::Uri => quote!(#rt::Uri),
                 Scalar::BigInt => quote!(#rt::BigInt),
                 Scalar::ByteData => quote!(#rt::Bytes),
+                Scalar::Vector | Scalar::HalfVector => quote!(::std::vec::Vec<f64>),
+                Scalar::SparseVector => quote!(#rt::SparseVector),
+                Scalar::Bit => quote!(#rt::Bits),
             },
             Type::Model(name) | Type::Enum(name) => {
                 let name = format_ident!("{}", name);

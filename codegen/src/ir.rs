@@ -111,6 +111,11 @@ pub(crate) enum Scalar {
     Uri,
     BigInt,
     ByteData,
+    /// pgvector's `Vector(n)`; the dimensions are the database's to check.
+    Vector,
+    HalfVector,
+    SparseVector,
+    Bit,
 }
 
 impl Scalar {
@@ -134,7 +139,21 @@ impl Scalar {
 
     /// Whether the scalar has total equality and a hash, so it can key a Map or fill a Set.
     pub(crate) fn is_key(self) -> bool {
-        self != Scalar::Double
+        !matches!(
+            self,
+            Scalar::Double | Scalar::Vector | Scalar::HalfVector | Scalar::SparseVector
+        )
+    }
+
+    /// A pgvector type by its YAML name.
+    pub(crate) fn vector(name: &str) -> Option<Scalar> {
+        match name {
+            "Vector" => Some(Scalar::Vector),
+            "HalfVector" => Some(Scalar::HalfVector),
+            "SparseVector" => Some(Scalar::SparseVector),
+            "Bit" => Some(Scalar::Bit),
+            _ => None,
+        }
     }
 }
 

@@ -20,7 +20,12 @@ pub(crate) enum TypeKind {
     List(Box<TypeExpr>),
     Set(Box<TypeExpr>),
     Map(Box<TypeExpr>, Box<TypeExpr>),
+    /// A pgvector type with its dimensions: `Vector(1536)`.
+    Vector(String, u32),
 }
+
+/// pgvector's types, written with their dimensions: `Vector(1536)`.
+pub(crate) const VECTORS: [&str; 4] = ["Vector", "HalfVector", "SparseVector", "Bit"];
 
 /// A syntax error at a character offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +117,33 @@ impl Parser {
                 "module types ('module:name:Type') are not supported; streampod has no modules",
             ));
         }
-        let kind = if self.eat('<') {
+        let kind = if VECTORS.contains(&name.as_str()) {
+            if !self.eat('(') {
+                self.at = start;
+                return Err(self.error(
+                    len,
+                    format!("'{name}' needs its dimensions, like '{name}(512)'"),
+                ));
+            }
+            self.skip_spaces();
+            let digits_start = self.at;
+            while self.chars.get(self.at).is_some_and(char::is_ascii_digit) {
+                self.at += 1;
+            }
+            let digits: String = self.chars[digits_start..self.at].iter().collect();
+            let dimensions = digits.parse::<u32>().ok().filter(|d| *d > 0);
+            let Some(dimensions) = dimensions else {
+                self.at = digits_start;
+                return Err(self.error(
+                    1,
+                    format!("'{name}(…)' takes a positive number of dimensions"),
+                ));
+            };
+            if !self.eat(')') {
+                return Err(self.error(1, format!("expected ')' to close '{name}('")));
+            }
+            TypeKind::Vector(name, dimensions)
+        } else if self.eat('<') {
             let arity = match name.as_str() {
                 "List" | "Set" => 1,
                 "Map" => 2,
@@ -209,5 +240,12 @@ mod tests {
         assert!(err("module:auth:UserInfo").message.contains("module"));
         assert_eq!(err("int int").offset, 4);
         assert!(err("").message.contains("missing"));
+        assert!(err("Vector").message.contains("Vector(512)"));
+        assert!(err("Vector(0)").message.contains("positive"));
+        assert_eq!(err("Bit(8").offset, 5);
+        assert_eq!(
+            parse("HalfVector( 3 )?").unwrap().kind,
+            TypeKind::Vector("HalfVector".into(), 3)
+        );
     }
 }

@@ -272,7 +272,10 @@ fn check_type_name(file: &SourceFile, name: &str, pos: Pos, diagnostics: &mut Di
             pos,
             format!("invalid name '{name}': model and enum names are UpperCamelCase letters and digits, like 'ChatMessage'"),
         ));
-    } else if RESERVED_NAMES.contains(&name) || Scalar::from_name(name).is_some() {
+    } else if RESERVED_NAMES.contains(&name)
+        || Scalar::from_name(name).is_some()
+        || types::VECTORS.contains(&name)
+    {
         diagnostics.push(file.error(
             pos,
             format!(
@@ -715,6 +718,14 @@ impl<'a> Resolver<'a> {
             TypeKind::List(item) => {
                 Type::List(Box::new(self.resolve_type(owner, field, item, names)?))
             }
+            TypeKind::Vector(name, _) => match Scalar::vector(name) {
+                Some(scalar) => Type::Scalar(scalar),
+                None => {
+                    let message = format!("unknown vector type '{name}'");
+                    self.diagnostics.push(self.file(owner).error(pos, message));
+                    return None;
+                }
+            },
             TypeKind::Set(item) => {
                 Type::Set(Box::new(self.resolve_type(owner, field, item, names)?))
             }

@@ -32,6 +32,7 @@ pub mod frame;
 mod model;
 pub mod suggest;
 mod uri;
+mod vector;
 pub mod wire;
 
 pub use error_code::{ErrorCode, UnknownErrorCode};
@@ -40,6 +41,7 @@ pub use model::{
     ModelEnum, ModelSet, SerializableException, SerializableModel,
 };
 pub use uri::InvalidUri;
+pub use vector::InvalidVector;
 
 /// The Rust types of Serverpod's value kinds, as generated fields use them.
 pub mod types {
@@ -49,6 +51,7 @@ pub mod types {
 
     pub use crate::collections::{EntryMap, EntrySet};
     pub use crate::uri::Uri;
+    pub use crate::vector::{Bits, SparseVector};
 
     /// `DateTime`: a UTC time with microsecond precision on the wire.
     pub type DateTime = chrono::DateTime<chrono::Utc>;
@@ -74,7 +77,9 @@ pub mod __codegen {
         decode_model, encode_model, unknown_class, DecodeError, EncodeError, EnumSerialization,
         ModelEnum, ModelSet, SerializableException, SerializableModel,
     };
-    pub use crate::types::{BigInt, Bytes, DateTime, Duration, EntryMap, EntrySet, Uri, Uuid};
+    pub use crate::types::{
+        BigInt, Bits, Bytes, DateTime, Duration, EntryMap, EntrySet, SparseVector, Uri, Uuid,
+    };
     pub use crate::wire;
     pub use crate::{impl_model_enum, impl_model_wire};
     pub use serde;

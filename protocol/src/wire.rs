@@ -20,6 +20,9 @@
 //! | `Set<T>` | `HashSet<T>`; [`EntrySet<T>`] for elements Rust cannot hash | array | |
 //! | `Map<String,V>` | `HashMap<String,V>` | object | |
 //! | `Map<K,V>` | `HashMap<K,V>`; [`EntryMap<K,V>`] for keys Rust cannot hash | `[{"k":…,"v":…}]` | |
+//! | `Vector(n)`, `HalfVector(n)` | `Vec<f64>` | array of numbers | |
+//! | `SparseVector(n)` | [`SparseVector`] | `"{1:1.0,3:2.5}/5"` | dense array |
+//! | `Bit(n)` | [`Bits`] | `"1010"` | array of bools or 0/1 |
 //! | enum | generated | name or index | fallback value |
 //! | model | generated | object | |
 
@@ -34,7 +37,9 @@ use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{EnumSerialization, ModelEnum};
-use crate::types::{BigInt, Bytes, DateTime, Duration, EntryMap, EntrySet, Uri, Uuid};
+use crate::types::{
+    BigInt, Bits, Bytes, DateTime, Duration, EntryMap, EntrySet, SparseVector, Uri, Uuid,
+};
 
 /// A value with a Serverpod JSON form. Implemented for every type a YAML field can have.
 #[diagnostic::on_unimplemented(
@@ -314,6 +319,68 @@ impl WireValue for Bytes {
     }
 }
 impl WireKey for Bytes {}
+
+/// Decodes a pgvector value from its text form or from an array of `T`.
+struct TextOrSeq<V, T> {
+    expecting: &'static str,
+    from_str: fn(&str) -> Result<V, String>,
+    from_seq: fn(Vec<T>) -> V,
+}
+
+impl<'de, V, T: Deserialize<'de>> Visitor<'de> for TextOrSeq<V, T> {
+    type Value = V;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<V, E> {
+        (self.from_str)(value).map_err(E::custom)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<V, A::Error> {
+        let mut items = Vec::with_capacity(access.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = access.next_element()? {
+            items.push(item);
+        }
+        Ok((self.from_seq)(items))
+    }
+}
+
+impl WireValue for SparseVector {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextOrSeq::<Self, f64> {
+            expecting: "a SparseVector as \"{index:value,...}/dimensions\" or an array of numbers",
+            from_str: |text| {
+                text.parse()
+                    .map_err(|e: crate::InvalidVector| e.to_string())
+            },
+            from_seq: |dense| SparseVector::from_dense(&dense),
+        })
+    }
+}
+
+impl WireValue for Bits {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextOrSeq::<Self, FromWire<bool>> {
+            expecting: "a Bit string like \"1010\" or an array of booleans",
+            from_str: |text| {
+                text.parse()
+                    .map_err(|e: crate::InvalidVector| e.to_string())
+            },
+            from_seq: |bits| Bits(bits.into_iter().map(|b| b.0).collect()),
+        })
+    }
+}
+impl WireKey for Bits {}
 
 impl WireValue for bool {
     fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -9,7 +9,9 @@ use std::fmt::Debug;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
-use streampod_protocol::types::{BigInt, Bytes, DateTime, Duration, EntryMap, EntrySet, Uri, Uuid};
+use streampod_protocol::types::{
+    BigInt, Bits, Bytes, DateTime, Duration, EntryMap, EntrySet, SparseVector, Uri, Uuid,
+};
 use streampod_protocol::wire::{FromWire, Wire, WireValue};
 
 fn encode<T: WireValue>(value: &T) -> String {
@@ -70,6 +72,23 @@ fn golden_duration_is_milliseconds() {
     let value = TimeDelta::days(1) + TimeDelta::hours(2) + TimeDelta::milliseconds(100);
     golden(&value, "93600100");
     golden(&TimeDelta::milliseconds(-1500), "-1500");
+}
+
+#[test]
+fn golden_pgvector_values() {
+    golden(&vec![1.0, 2.5], "[1.0,2.5]");
+    let sparse = SparseVector::from_dense(&[1.0, 0.0, 2.5]);
+    golden(&sparse, r#""{1:1.0,3:2.5}/3""#);
+    assert_eq!(decode::<SparseVector>("[1.0,0,2.5]").unwrap(), sparse);
+    golden(&Bits(vec![true, false, true]), r#""101""#);
+    assert_eq!(
+        decode::<Bits>("[true,0,1]").unwrap(),
+        Bits(vec![true, false, true])
+    );
+    assert!(decode::<Bits>(r#""12""#)
+        .unwrap_err()
+        .to_string()
+        .contains("'12'"));
 }
 
 #[test]

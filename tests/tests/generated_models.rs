@@ -226,6 +226,7 @@ fn protocol_decodes_by_class_name() {
         [
             "ChatMessage",
             "Defaults",
+            "Embedding",
             "EveryType",
             "Keywords",
             "Person",
@@ -358,4 +359,20 @@ fn uris_keep_their_text_and_relative_references_decode() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("invalid URI 'a b'"), "{err}");
+}
+
+#[test]
+fn pgvector_fields_golden() {
+    use streampod::__codegen::{Bits, SparseVector};
+    let embedding = Embedding {
+        dense: vec![0.5, 1.0, -2.0],
+        half: Some(vec![1.0, 0.25]),
+        sparse: SparseVector::from_dense(&[0.0, 3.0, 0.0, 0.0, 1.5]),
+        flags: Bits(vec![true, false, false, true]),
+        flag_set: None,
+    };
+    golden(
+        &embedding,
+        r#"{"__className__":"Embedding","dense":[0.5,1.0,-2.0],"half":[1.0,0.25],"sparse":"{2:3.0,5:1.5}/5","flags":"1001"}"#,
+    );
 }
