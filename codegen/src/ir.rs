@@ -10,6 +10,35 @@ use crate::defaults::DefaultValue;
 pub(crate) struct ModelSet {
     pub(crate) models: Vec<Model>,
     pub(crate) enums: Vec<Enum>,
+    /// Classes with descendants: a field of such a type holds any of them.
+    pub(crate) families: Vec<Family>,
+}
+
+/// A class with descendants (`extends:`), as a field type: one of its members, told
+/// apart on the wire by `__className__`.
+#[derive(Debug, Clone)]
+pub(crate) struct Family {
+    /// The parent's name.
+    pub(crate) name: String,
+    /// `sealed: true`: the parent has no instances of its own; the Rust enum takes its
+    /// name. Otherwise the parent is a struct and the enum is `Any{name}`.
+    pub(crate) sealed: bool,
+    /// Every class a value can be: the parent unless sealed, then each concrete
+    /// descendant, in file order.
+    pub(crate) members: Vec<String>,
+    pub(crate) docs: Vec<String>,
+    pub(crate) file: PathBuf,
+}
+
+impl Family {
+    /// The Rust type a field of the parent's type gets.
+    pub(crate) fn rust_name(&self) -> String {
+        if self.sealed {
+            self.name.clone()
+        } else {
+            format!("Any{}", self.name)
+        }
+    }
 }
 
 /// A `class:` or `exception:`.
@@ -69,6 +98,8 @@ pub(crate) enum Scope {
 pub(crate) enum Type {
     Scalar(Scalar),
     Model(String),
+    /// A class with descendants, or a sealed class: any member of its [`Family`].
+    Family(String),
     Enum(String),
     List(Box<Type>),
     Set(Box<Type>),
@@ -83,9 +114,12 @@ impl Type {
         match self {
             Type::Scalar(scalar) => scalar.is_key(),
             Type::Enum(_) => true,
-            Type::Model(_) | Type::List(_) | Type::Set(_) | Type::Map(..) | Type::Option(_) => {
-                false
-            }
+            Type::Model(_)
+            | Type::Family(_)
+            | Type::List(_)
+            | Type::Set(_)
+            | Type::Map(..)
+            | Type::Option(_) => false,
         }
     }
 

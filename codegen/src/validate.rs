@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::defaults::{self, DefaultValue};
 use crate::diagnostic::{did_you_mean, Diagnostics, Pos, SourceFile};
-use crate::ir::{Enum, EnumValue, Field, Model, ModelKind, ModelSet, Scalar, Scope, Type};
+use crate::ir::{Enum, EnumValue, Family, Field, Model, ModelKind, ModelSet, Scalar, Scope, Type};
 use crate::types::{self, TypeExpr, TypeKind};
 use crate::yaml::{self, Entry, Node, Value};
 
@@ -73,6 +73,10 @@ enum Body {
     Model {
         kind: ModelKind,
         fields: Vec<RawField>,
+        /// `extends: Parent`, with the position of the parent's name.
+        extends: Option<(String, Pos)>,
+        /// `sealed: true`: abstract, decoded as one of its descendants.
+        sealed: bool,
     },
     Enum(Enum),
 }
@@ -134,16 +138,34 @@ fn read_declaration(
     let docs = head.docs.clone();
 
     let allowed: &[&str] = match head.key.as_str() {
-        "class" => &["class", "fields", "serverOnly", "immutable"],
-        "exception" => &["exception", "fields", "serverOnly"],
+        "class" => &[
+            "class",
+            "fields",
+            "serverOnly",
+            "immutable",
+            "extends",
+            "sealed",
+        ],
+        "exception" => &["exception", "fields", "serverOnly", "extends", "sealed"],
         _ => &["enum", "values", "serialized", "default", "serverOnly"],
     };
     let mut server_only = false;
+    let (mut extends, mut sealed) = (None, false);
     for entry in entries {
         let key = entry.key.as_str();
         if allowed.contains(&key) {
             match key {
                 "serverOnly" => server_only = flag(file, entry, diagnostics),
+                "sealed" => sealed = flag(file, entry, diagnostics),
+                "extends" => {
+                    let parent = scalar(
+                        file,
+                        &entry.value,
+                        "'extends' names the parent class",
+                        diagnostics,
+                    );
+                    extends = parent.map(|name| (name, entry.value.pos));
+                }
                 "immutable" => {
                     // Rust values are immutable unless bound `mut`; equality is derived anyway.
                     flag(file, entry, diagnostics);
@@ -156,11 +178,6 @@ fn read_declaration(
                 format!(
                     "'{key}' is a database key; streampod has no database layer and ignores it"
                 ),
-            ));
-        } else if matches!(key, "extends" | "sealed") {
-            diagnostics.push(file.error(
-                entry.key_pos,
-                format!("'{key}' (model inheritance) is not supported: Rust structs have no inheritance; compose a field of the parent type instead"),
             ));
         } else if key == "properties" && head.key == "enum" {
             diagnostics.push(file.error(
@@ -220,7 +237,12 @@ fn read_declaration(
                 Vec::new()
             }
         };
-        Body::Model { kind, fields }
+        Body::Model {
+            kind,
+            fields,
+            extends,
+            sealed,
+        }
     };
     Some(Declaration {
         file: file_index,
@@ -571,6 +593,8 @@ struct Resolver<'a> {
     files: &'a [SourceFile],
     declarations: &'a [Declaration],
     diagnostics: &'a mut Diagnostics,
+    /// Names of the classes with descendants or `sealed: true`.
+    families: HashSet<String>,
 }
 
 impl<'a> Resolver<'a> {
@@ -583,6 +607,7 @@ impl<'a> Resolver<'a> {
             files,
             declarations,
             diagnostics,
+            families: HashSet::new(),
         }
     }
 
@@ -610,21 +635,80 @@ impl<'a> Resolver<'a> {
             }
         }
 
+        let parents = self.parents(&unique, &names);
+        let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+        for &index in &unique {
+            if let Some(&parent) = parents.get(&index) {
+                children.entry(parent).or_default().push(index);
+            }
+        }
+        let families: HashSet<String> = unique
+            .iter()
+            .filter(|&&i| {
+                children.contains_key(&i)
+                    || matches!(self.declarations[i].body, Body::Model { sealed: true, .. })
+            })
+            .map(|&i| self.declarations[i].name.clone())
+            .collect();
+        self.families = families;
+
+        let mut own_fields: HashMap<usize, Vec<(Field, bool)>> = HashMap::new();
+        for &index in &unique {
+            let declaration = &self.declarations[index];
+            if let Body::Model { fields, .. } = &declaration.body {
+                let resolved = fields
+                    .iter()
+                    .filter_map(|raw| {
+                        let field = self.resolve_field(declaration, raw, &names)?;
+                        Some((field, raw.tail))
+                    })
+                    .collect();
+                own_fields.insert(index, resolved);
+            }
+        }
+
         let mut set = ModelSet::default();
         let declarations = self.declarations;
-        for index in unique {
+        for &index in &unique {
             let declaration = &declarations[index];
             match &declaration.body {
                 Body::Enum(e) => set.enums.push(Enum {
                     docs: declaration.docs.clone(),
                     ..e.clone()
                 }),
-                Body::Model { kind, fields } => {
-                    let fields = fields
-                        .iter()
-                        .filter_map(|field| self.resolve_field(declaration, field, &names))
-                        .collect();
+                Body::Model { kind, sealed, .. } => {
+                    let fields = self.inherited_fields(index, &parents, &own_fields);
                     let fields = self.check_rust_names(declaration, fields);
+                    if children.contains_key(&index) || *sealed {
+                        let mut members = Vec::new();
+                        if !sealed {
+                            members.push(declaration.name.clone());
+                        }
+                        let mut pending = children.get(&index).cloned().unwrap_or_default();
+                        pending.sort_unstable();
+                        let mut queue = std::collections::VecDeque::from(pending);
+                        while let Some(child) = queue.pop_front() {
+                            let child_decl = &declarations[child];
+                            if !matches!(child_decl.body, Body::Model { sealed: true, .. }) {
+                                members.push(child_decl.name.clone());
+                            }
+                            let mut grandchildren =
+                                children.get(&child).cloned().unwrap_or_default();
+                            grandchildren.sort_unstable();
+                            queue.extend(grandchildren);
+                        }
+                        set.families.push(Family {
+                            name: declaration.name.clone(),
+                            sealed: *sealed,
+                            members,
+                            docs: declaration.docs.clone(),
+                            file: self.files[declaration.file].path.clone(),
+                        });
+                    }
+                    if *sealed {
+                        // Abstract: only its descendants have values.
+                        continue;
+                    }
                     set.models.push(Model {
                         name: declaration.name.clone(),
                         kind: *kind,
@@ -638,6 +722,145 @@ impl<'a> Resolver<'a> {
         }
         self.box_cycles(&mut set, &names);
         set
+    }
+
+    /// Each model's parent (`extends:`), checked: the parent exists, is a model of the
+    /// same kind, and no class is its own ancestor.
+    fn parents(
+        &mut self,
+        unique: &[usize],
+        names: &HashMap<String, usize>,
+    ) -> HashMap<usize, usize> {
+        let mut parents = HashMap::new();
+        for &index in unique {
+            let declaration = &self.declarations[index];
+            let Body::Model {
+                kind,
+                extends: Some((parent, pos)),
+                ..
+            } = &declaration.body
+            else {
+                continue;
+            };
+            let message = match names.get(parent).map(|&i| (i, &self.declarations[i].body)) {
+                Some((
+                    parent_index,
+                    Body::Model {
+                        kind: parent_kind, ..
+                    },
+                )) if parent_kind == kind => {
+                    parents.insert(index, parent_index);
+                    continue;
+                }
+                Some((_, Body::Model { .. })) => {
+                    format!("'{}' cannot extend '{parent}': a class extends a class and an exception an exception", declaration.name)
+                }
+                Some((_, Body::Enum(_))) => {
+                    format!("'{parent}' is an enum; only classes and exceptions can be extended")
+                }
+                None => {
+                    let candidates = names.keys().map(String::as_str);
+                    format!(
+                        "unknown parent class '{parent}'{}",
+                        did_you_mean(parent, candidates)
+                    )
+                }
+            };
+            self.diagnostics
+                .push(self.files[declaration.file].error(*pos, message));
+        }
+        // A class may not be its own ancestor: drop the link that closes each loop.
+        let mut sorted: Vec<usize> = parents.keys().copied().collect();
+        sorted.sort_unstable();
+        for start in sorted {
+            let mut seen = HashSet::from([start]);
+            let mut node = start;
+            while let Some(&parent) = parents.get(&node) {
+                if !seen.insert(parent) {
+                    let declaration = &self.declarations[start];
+                    if let Body::Model {
+                        extends: Some((_, pos)),
+                        ..
+                    } = &declaration.body
+                    {
+                        let message = format!(
+                            "'{}' extends itself through its parents; inheritance cannot loop",
+                            declaration.name
+                        );
+                        self.diagnostics
+                            .push(self.files[declaration.file].error(*pos, message));
+                    }
+                    parents.remove(&start);
+                    break;
+                }
+                node = parent;
+            }
+        }
+        parents
+    }
+
+    /// A model's fields with its ancestors': inherited fields first (from the root
+    /// down), then its own, then `tail` fields (its own, then its parent's, up to the
+    /// root's last), as Serverpod orders them. A field an ancestor already has is an error.
+    fn inherited_fields(
+        &mut self,
+        index: usize,
+        parents: &HashMap<usize, usize>,
+        own_fields: &HashMap<usize, Vec<(Field, bool)>>,
+    ) -> Vec<Field> {
+        let mut chain = vec![index];
+        while let Some(&parent) = parents.get(chain.last().unwrap_or(&index)) {
+            if chain.contains(&parent) {
+                break;
+            }
+            chain.push(parent);
+        }
+        let mut head: Vec<(Field, usize)> = Vec::new();
+        for &ancestor in chain.iter().rev() {
+            for (field, tail) in own_fields.get(&ancestor).into_iter().flatten() {
+                if !tail {
+                    head.push((field.clone(), ancestor));
+                }
+            }
+        }
+        for &ancestor in &chain {
+            for (field, tail) in own_fields.get(&ancestor).into_iter().flatten() {
+                if *tail {
+                    head.push((field.clone(), ancestor));
+                }
+            }
+        }
+        let mut fields: Vec<Field> = Vec::with_capacity(head.len());
+        let mut owners: Vec<usize> = Vec::with_capacity(head.len());
+        for (field, ancestor) in head {
+            if let Some(at) = fields.iter().position(|f| f.name == field.name) {
+                // Reported where the model being built redefines an ancestor's field;
+                // a clash between two ancestors is reported at the younger one.
+                let parent = match (ancestor == index, owners[at] == index) {
+                    (true, _) => owners[at],
+                    (_, true) => ancestor,
+                    _ => continue,
+                };
+                let declaration = &self.declarations[index];
+                let pos = match &declaration.body {
+                    Body::Model { fields, .. } => fields
+                        .iter()
+                        .find(|f| f.name == field.name)
+                        .map_or(declaration.name_pos, |f| f.key_pos),
+                    Body::Enum(_) => declaration.name_pos,
+                };
+                let message = format!(
+                    "field '{}' is already defined by the parent class '{}'; remove it here",
+                    field.name, self.declarations[parent].name
+                );
+                self.diagnostics
+                    .push(self.files[declaration.file].error(pos, message));
+                continue;
+            }
+            fields.push(field);
+            owners.push(ancestor);
+        }
+        fields
     }
 
     fn file(&self, declaration: &Declaration) -> &'a SourceFile {
@@ -698,6 +921,9 @@ impl<'a> Resolver<'a> {
                 } else if let Some(&index) = names.get(name) {
                     match self.declarations[index].body {
                         Body::Enum(_) => Type::Enum(name.clone()),
+                        Body::Model { .. } if self.families.contains(name) => {
+                            Type::Family(name.clone())
+                        }
                         Body::Model { .. } => Type::Model(name.clone()),
                     }
                 } else {
@@ -745,7 +971,7 @@ impl<'a> Resolver<'a> {
     /// The first server-only model or enum the type mentions.
     fn server_only_name(&self, ty: &Type, names: &HashMap<String, usize>) -> Option<String> {
         match ty {
-            Type::Model(name) | Type::Enum(name) => names
+            Type::Model(name) | Type::Family(name) | Type::Enum(name) => names
                 .get(name)
                 .filter(|&&i| self.declarations[i].server_only)
                 .map(|_| name.clone()),
@@ -840,10 +1066,23 @@ impl<'a> Resolver<'a> {
         let mut edges = Vec::new();
         for (owner, model) in set.models.iter().enumerate() {
             for (field_index, field) in model.fields.iter().enumerate() {
-                if let Type::Model(target) = field.ty.non_null() {
-                    if let Some(&target) = index.get(target.as_str()) {
-                        edges.push((owner, field_index, target, field.nullable()));
+                match field.ty.non_null() {
+                    Type::Model(target) => {
+                        if let Some(&target) = index.get(target.as_str()) {
+                            edges.push((owner, field_index, target, field.nullable()));
+                        }
                     }
+                    Type::Family(family) => {
+                        // Any member may close a cycle; a value can always pick another
+                        // member, so these edges never count as unbuildable.
+                        let members = set.families.iter().find(|f| f.name == *family);
+                        for member in members.into_iter().flat_map(|f| &f.members) {
+                            if let Some(&target) = index.get(member.as_str()) {
+                                edges.push((owner, field_index, target, true));
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
         }

@@ -178,11 +178,46 @@ fn cycles_without_indirection() {
 }
 
 #[test]
-fn unsupported_grammar_says_why() {
+fn inheritance_mistakes() {
     assert_eq!(
-        one(&[("a.yaml", "class: A\nextends: B\n")]),
-        "models/a.yaml:2:1: 'extends' (model inheritance) is not supported: Rust structs have no inheritance; compose a field of the parent type instead"
+        one(&[
+            ("a.yaml", "class: A\nextends: Bee\n"),
+            ("b.yaml", "class: Be\n")
+        ]),
+        "models/a.yaml:2:10: unknown parent class 'Bee' (did you mean 'Be'?)"
     );
+    assert_eq!(
+        one(&[("a.yaml", "class: A\nextends: E\n"), ("e.yaml", "exception: E\n")]),
+        "models/a.yaml:2:10: 'A' cannot extend 'E': a class extends a class and an exception an exception"
+    );
+    assert_eq!(
+        one(&[
+            ("a.yaml", "class: A\nextends: S\n"),
+            ("s.yaml", "enum: S\nvalues:\n  - x\n")
+        ]),
+        "models/a.yaml:2:10: 'S' is an enum; only classes and exceptions can be extended"
+    );
+    assert_eq!(
+        one(&[
+            ("a.yaml", "class: A\nextends: P\nfields:\n  name: String\n"),
+            ("p.yaml", "class: P\nfields:\n  name: String\n")
+        ]),
+        "models/a.yaml:4:3: field 'name' is already defined by the parent class 'P'; remove it here"
+    );
+    let looped = errors(&[
+        ("a.yaml", "class: A\nextends: B\n"),
+        ("b.yaml", "class: B\nextends: A\n"),
+    ]);
+    assert!(
+        looped
+            .iter()
+            .any(|e| e.contains("extends itself through its parents")),
+        "{looped:#?}"
+    );
+}
+
+#[test]
+fn unsupported_grammar_says_why() {
     assert_eq!(
         one(&[("a.yaml", "enum: A\nproperties:\n  x: int\nvalues:\n  - a\n")]),
         "models/a.yaml:2:1: 'properties' (enhanced enums) is not supported yet; keep per-value data in a model"

@@ -674,3 +674,53 @@ impl<E: ModelEnum> Visitor<'_> for EnumVisitor<E> {
         }
     }
 }
+
+/// Decodes a value of a class hierarchy (a parent with `extends:` descendants): reads
+/// the object, picks the member its `__className__` names (`own` when absent: the parent
+/// itself, or `None` for a sealed parent) and hands the object to `decode`.
+///
+/// # Errors
+///
+/// A missing or unknown `__className__`, naming the members, or what `decode` reports.
+pub fn decode_family<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    family: &str,
+    members: &[&str],
+    own: Option<&str>,
+    decode: impl FnOnce(&str, serde_json::Value) -> Result<T, serde_json::Error>,
+) -> Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    let named = match value.get("__className__") {
+        Some(serde_json::Value::String(name)) => Some(name.clone()),
+        Some(_) => return Err(de::Error::custom("__className__ must be a string")),
+        None => None,
+    };
+    let Some(class_name) = named.or_else(|| own.map(str::to_owned)) else {
+        return Err(de::Error::custom(format_args!(
+            "a {family} needs \"__className__\", one of: {}",
+            members.join(", ")
+        )));
+    };
+    if !members.contains(&class_name.as_str()) {
+        return Err(de::Error::custom(not_a_member(family, &class_name)));
+    }
+    decode(&class_name, value).map_err(de::Error::custom)
+}
+
+/// Decodes one member of a hierarchy from the object [`decode_family`] read.
+///
+/// # Errors
+///
+/// What the member's own decoding reports.
+pub fn from_json_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, serde_json::Error> {
+    serde_json::from_value(value)
+}
+
+/// The error for a `__className__` that is no member of `family`.
+pub fn not_a_member(family: &str, class_name: &str) -> serde_json::Error {
+    de::Error::custom(format_args!(
+        "'{class_name}' is not a {family} (neither the class nor one that extends it)"
+    ))
+}

@@ -228,12 +228,18 @@ fn protocol_decodes_by_class_name() {
             "Defaults",
             "Embedding",
             "EveryType",
+            "Animal",
+            "Circle",
+            "Dog",
+            "Drawing",
+            "Puppy",
+            "Square",
             "Keywords",
             "Person",
             "RoomNotFound",
             "ServerpodForms"
         ],
-        "server-only UserRecord is not on the wire"
+        "server-only UserRecord is not on the wire, nor sealed Shape (it has no values)"
     );
     let data =
         RawValue::from_string(r#"{"senderName":"ann","content":"hi","channelId":"room-1"}"#.into())
@@ -375,4 +381,64 @@ fn pgvector_fields_golden() {
         &embedding,
         r#"{"__className__":"Embedding","dense":[0.5,1.0,-2.0],"half":[1.0,0.25],"sparse":"{2:3.0,5:1.5}/5","flags":"1001"}"#,
     );
+}
+
+#[test]
+fn inheritance_flattens_fields_and_parent_typed_fields_hold_any_descendant() {
+    let circle = Circle {
+        label: "c".into(),
+        radius: 1.5,
+        created_at: Some(noon()),
+    };
+    // The parent's fields first, the child's own, then the parent's `tail` field.
+    golden(
+        &circle,
+        r#"{"__className__":"Circle","label":"c","radius":1.5,"createdAt":"2026-01-01T12:00:00.000Z"}"#,
+    );
+    let drawing = Drawing {
+        shapes: vec![
+            circle.clone().into(),
+            Shape::Square(Square {
+                label: "s".into(),
+                side: 2.0,
+                created_at: None,
+            }),
+        ],
+        main: None,
+        pet: AnyAnimal::Puppy(Puppy {
+            name: "rex".into(),
+            good_boy: true,
+            age_weeks: 9,
+        }),
+        pets: Some(HashMap::from([(
+            "old".to_owned(),
+            AnyAnimal::Animal(Animal { name: "cat".into() }),
+        )])),
+        dog: Some(AnyDog::Dog(Dog {
+            name: "fido".into(),
+            good_boy: false,
+        })),
+    };
+    golden(
+        &drawing,
+        r#"{"__className__":"Drawing","shapes":[{"__className__":"Circle","label":"c","radius":1.5,"createdAt":"2026-01-01T12:00:00.000Z"},{"__className__":"Square","label":"s","side":2.0}],"pet":{"__className__":"Puppy","name":"rex","goodBoy":true,"ageWeeks":9},"pets":{"old":{"__className__":"Animal","name":"cat"}},"dog":{"__className__":"Dog","name":"fido","goodBoy":false}}"#,
+    );
+}
+
+#[test]
+fn hierarchies_decode_by_class_name_and_say_what_fits() {
+    // Without a class name a non-sealed parent decodes as itself...
+    let pet: AnyAnimal = serde_json::from_str(r#"{"name":"cat"}"#).unwrap();
+    assert_eq!(pet, AnyAnimal::Animal(Animal { name: "cat".into() }));
+    // ...a sealed one cannot: it has no values of its own.
+    let err = serde_json::from_str::<Shape>(r#"{"label":"x","radius":1}"#).unwrap_err();
+    assert!(err.to_string().contains("Circle, Square"), "{err}");
+    // A class outside the hierarchy is refused by name, even with the right fields.
+    let err =
+        serde_json::from_str::<AnyDog>(r#"{"__className__":"Animal","name":"cat"}"#).unwrap_err();
+    assert!(err.to_string().contains("'Animal' is not a Dog"), "{err}");
+    // The member's own decoding errors come through.
+    let err =
+        serde_json::from_str::<Shape>(r#"{"__className__":"Circle","label":"x"}"#).unwrap_err();
+    assert!(err.to_string().contains("radius"), "{err}");
 }
