@@ -105,6 +105,21 @@ pub(crate) enum Type {
     Set(Box<Type>),
     Map(Box<Type>, Box<Type>),
     Option(Box<Type>),
+    /// A Dart record: a Rust tuple, or a generated struct when it has named fields.
+    Record(Box<Record>),
+}
+
+/// A record type, `(int, String name, {DateTime? at})`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Record {
+    /// Positional fields, with the Rust field name a struct gives them (the YAML name or
+    /// `p1`, `p2`, … like Dart's `$1`).
+    pub(crate) positional: Vec<(String, Type)>,
+    /// Named fields: (JSON name, Rust name, type).
+    pub(crate) named: Vec<(String, String, Type)>,
+    /// The generated struct for a record with named fields, with where it is used
+    /// (`Types.aRecord`) for its docs; `None` for a tuple.
+    pub(crate) struct_name: Option<(String, String)>,
 }
 
 impl Type {
@@ -119,7 +134,8 @@ impl Type {
             | Type::List(_)
             | Type::Set(_)
             | Type::Map(..)
-            | Type::Option(_) => false,
+            | Type::Option(_)
+            | Type::Record(_) => false,
         }
     }
 

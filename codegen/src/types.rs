@@ -22,6 +22,17 @@ pub(crate) enum TypeKind {
     Map(Box<TypeExpr>, Box<TypeExpr>),
     /// A pgvector type with its dimensions: `Vector(1536)`.
     Vector(String, u32),
+    /// A Dart record: `(int, String name, {DateTime? at})`. Positional fields may carry a
+    /// name (documentation only in Dart); named ones always do.
+    Record {
+        positional: Vec<(Option<String>, TypeExpr)>,
+        named: Vec<(String, TypeExpr)>,
+    },
+    /// `module:nickname:Type`: a model of another crate's generated models.
+    Module {
+        module: String,
+        name: String,
+    },
 }
 
 /// pgvector's types, written with their dimensions: `Vector(1536)`.
@@ -85,17 +96,125 @@ impl Parser {
         }
     }
 
+    /// An identifier at the cursor, if one starts there.
+    fn ident(&mut self) -> Option<String> {
+        self.skip_spaces();
+        let start = self.at;
+        if !self
+            .chars
+            .get(self.at)
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_')
+        {
+            return None;
+        }
+        while self
+            .chars
+            .get(self.at)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
+            self.at += 1;
+        }
+        Some(self.chars[start..self.at].iter().collect())
+    }
+
+    /// `module:nickname:Type`, the cursor after `module`.
+    fn module_type(&mut self, start: usize, keyword: &str) -> Result<TypeExpr, TypeError> {
+        if keyword != "module" {
+            self.at = start;
+            return Err(self.error(
+                keyword.len(),
+                format!("unexpected ':' after '{keyword}'; a module type is written 'module:nickname:Type'"),
+            ));
+        }
+        self.at += 1;
+        let module = self.ident();
+        let separated = self.chars.get(self.at) == Some(&':');
+        let (Some(module), true) = (module, separated) else {
+            return Err(self.error(1, "a module type is written 'module:nickname:Type'"));
+        };
+        self.at += 1;
+        let name_start = self.at;
+        let Some(name) = self.ident() else {
+            return Err(self.error(1, "a module type is written 'module:nickname:Type'"));
+        };
+        let len = self.at - name_start;
+        let nullable = self.eat('?');
+        Ok(TypeExpr {
+            kind: TypeKind::Module { module, name },
+            nullable,
+            offset: name_start,
+            len,
+        })
+    }
+
+    /// `(T1, T2 name, {T3 named, T4? other})`, the cursor on `(`.
+    fn record(&mut self) -> Result<TypeExpr, TypeError> {
+        let start = self.at;
+        self.at += 1;
+        let (mut positional, mut named) = (Vec::new(), Vec::new());
+        loop {
+            if self.eat(')') {
+                break;
+            }
+            if self.eat('{') {
+                loop {
+                    if self.eat('}') {
+                        break;
+                    }
+                    let ty = self.ty()?;
+                    let Some(name) = self.ident() else {
+                        return Err(self
+                            .error(1, "a named record field needs a name, like '{String name}'"));
+                    };
+                    named.push((name, ty));
+                    if self.eat(',') {
+                        continue;
+                    }
+                    if self.eat('}') {
+                        break;
+                    }
+                    return Err(self.error(1, "expected ',' or '}' in the named record fields"));
+                }
+                self.eat(',');
+                if !self.eat(')') {
+                    return Err(self.error(
+                        1,
+                        "the named fields '{…}' come last in a record; expected ')'",
+                    ));
+                }
+                break;
+            }
+            let ty = self.ty()?;
+            let name = self.ident();
+            positional.push((name, ty));
+            if self.eat(',') {
+                continue;
+            }
+            if !self.eat(')') {
+                return Err(self.error(1, "expected ',' or ')' in the record"));
+            }
+            break;
+        }
+        if positional.is_empty() && named.is_empty() {
+            self.at = start;
+            return Err(self.error(2, "a record needs at least one field, like '(int,)'"));
+        }
+        let len = 1;
+        let nullable = self.eat('?');
+        Ok(TypeExpr {
+            kind: TypeKind::Record { positional, named },
+            nullable,
+            offset: start,
+            len,
+        })
+    }
+
     fn ty(&mut self) -> Result<TypeExpr, TypeError> {
         self.skip_spaces();
         let start = self.at;
         match self.chars.get(self.at) {
             None => return Err(self.error(1, "missing type")),
-            Some('(') => {
-                return Err(self.error(
-                    1,
-                    "record types like '(int, String)' are not supported; define a class instead",
-                ))
-            }
+            Some('(') => return self.record(),
             Some(c) if !(c.is_ascii_alphabetic() || *c == '_') => {
                 return Err(self.error(1, format!("expected a type name, found '{c}'")))
             }
@@ -111,11 +230,7 @@ impl Parser {
         let name: String = self.chars[start..self.at].iter().collect();
         let len = self.at - start;
         if self.chars.get(self.at) == Some(&':') {
-            self.at = start;
-            return Err(self.error(
-                len,
-                "module types ('module:name:Type') are not supported; streampod has no modules",
-            ));
+            return self.module_type(start, &name);
         }
         let kind = if VECTORS.contains(&name.as_str()) {
             if !self.eat('(') {
@@ -229,6 +344,42 @@ mod tests {
     }
 
     #[test]
+    fn parses_records_and_module_types() {
+        let ty = parse("(String id, int, {Uri? optionalUri, List<(int,)> xs})?").unwrap();
+        assert!(ty.nullable);
+        let TypeKind::Record {
+            positional,
+            named: named_fields,
+        } = ty.kind
+        else {
+            panic!()
+        };
+        assert_eq!(positional[0].0.as_deref(), Some("id"));
+        assert_eq!(positional[1], (None, named("int", 12, false)));
+        assert_eq!(
+            named_fields[0],
+            ("optionalUri".into(), named("Uri", 18, true))
+        );
+        assert_eq!(named_fields[1].0, "xs");
+        assert!(matches!(
+            parse("(String,)").unwrap().kind,
+            TypeKind::Record { .. }
+        ));
+        let module = parse("List<module:auth:UserInfo?>").unwrap();
+        let TypeKind::List(item) = module.kind else {
+            panic!()
+        };
+        assert_eq!(
+            item.kind,
+            TypeKind::Module {
+                module: "auth".into(),
+                name: "UserInfo".into()
+            }
+        );
+        assert_eq!((item.offset, item.len, item.nullable), (17, 8, true));
+    }
+
+    #[test]
     fn rejects_with_positions() {
         let err = |text| parse(text).unwrap_err();
         assert_eq!(err("Lst<int>").offset, 0);
@@ -236,8 +387,14 @@ mod tests {
         assert!(err("List").message.contains("needs type arguments"));
         assert!(err("Map<int>").message.contains("takes 2"));
         assert_eq!(err("List<int").offset, 8);
-        assert!(err("(int, String)").message.contains("record"));
-        assert!(err("module:auth:UserInfo").message.contains("module"));
+        assert!(err("()").message.contains("at least one field"));
+        assert!(err("(int String x)")
+            .message
+            .contains("expected ',' or ')'"));
+        assert!(err("({int})").message.contains("needs a name"));
+        assert!(err("({int a}, String)").message.contains("come last"));
+        assert!(err("module:auth").message.contains("module:nickname:Type"));
+        assert!(err("auth:User").message.contains("unexpected ':'"));
         assert_eq!(err("int int").offset, 4);
         assert!(err("").message.contains("missing"));
         assert!(err("Vector").message.contains("Vector(512)"));

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::defaults::{self, DefaultValue};
 use crate::diagnostic::{did_you_mean, Diagnostics, Pos, SourceFile};
-use crate::ir::{Enum, EnumValue, Family, Field, Model, ModelKind, ModelSet, Scalar, Scope, Type};
+use crate::ir::{
+    Enum, EnumValue, Family, Field, Model, ModelKind, ModelSet, Record, Scalar, Scope, Type,
+};
 use crate::types::{self, TypeExpr, TypeKind};
 use crate::yaml::{self, Entry, Node, Value};
 
@@ -873,7 +875,20 @@ impl<'a> Resolver<'a> {
         field: &RawField,
         names: &HashMap<String, usize>,
     ) -> Option<Field> {
-        let ty = self.resolve_type(owner, field, &field.ty, names)?;
+        let mut ty = self.resolve_type(owner, field, &field.ty, names)?;
+        let base = format!("{}{}Record", owner.name, pascal_case(&field.name));
+        let mut count = 0;
+        name_records(
+            &mut ty,
+            &base,
+            &mut count,
+            &format!("{}.{}", owner.name, field.name),
+        );
+        if count > 0 && names.contains_key(&base) {
+            let message = format!("this field's record type would be generated as '{base}', which is already a model name; rename the field or the model");
+            self.diagnostics
+                .push(self.file(owner).error(field.key_pos, message));
+        }
         if field.scope == Scope::All && !owner.server_only {
             if let Some(hidden) = self.server_only_name(&ty, names) {
                 let message = format!(
@@ -960,6 +975,44 @@ impl<'a> Resolver<'a> {
                 let value_ty = self.resolve_type(owner, field, value, names)?;
                 Type::Map(Box::new(key_ty), Box::new(value_ty))
             }
+            TypeKind::Record { positional, named } => {
+                let mut record = Record {
+                    positional: Vec::with_capacity(positional.len()),
+                    named: Vec::with_capacity(named.len()),
+                    struct_name: None,
+                };
+                for (index, (name, item)) in positional.iter().enumerate() {
+                    let ty = self.resolve_type(owner, field, item, names)?;
+                    let rust = name
+                        .as_deref()
+                        .map(rust_field_name)
+                        .filter(|n| !n.starts_with("r#") && !n.ends_with('_'))
+                        .unwrap_or_else(|| format!("p{}", index + 1));
+                    record.positional.push((rust, ty));
+                }
+                for (name, item) in named {
+                    let ty = self.resolve_type(owner, field, item, names)?;
+                    record.named.push((name.clone(), rust_field_name(name), ty));
+                }
+                let mut seen = HashSet::new();
+                let clash = record
+                    .positional
+                    .iter()
+                    .map(|(rust, _)| rust)
+                    .chain(record.named.iter().map(|(_, rust, _)| rust))
+                    .find(|rust| !seen.insert(rust.as_str()));
+                if let Some(clash) = clash {
+                    let message = format!("two fields of this record are both named '{clash}'");
+                    self.diagnostics.push(self.file(owner).error(pos, message));
+                    return None;
+                }
+                Type::Record(Box::new(record))
+            }
+            TypeKind::Module { module, .. } => {
+                let message = format!("unknown module '{module}': a module type needs the module's models, given with Builder::module(\"{module}\", dir, rust_path)");
+                self.diagnostics.push(self.file(owner).error(pos, message));
+                return None;
+            }
         };
         Some(if expr.nullable {
             Type::Option(Box::new(resolved))
@@ -981,6 +1034,12 @@ impl<'a> Resolver<'a> {
             Type::Map(key, value) => self
                 .server_only_name(key, names)
                 .or_else(|| self.server_only_name(value, names)),
+            Type::Record(record) => record
+                .positional
+                .iter()
+                .map(|(_, ty)| ty)
+                .chain(record.named.iter().map(|(_, _, ty)| ty))
+                .find_map(|ty| self.server_only_name(ty, names)),
             Type::Scalar(_) => None,
         }
     }
@@ -1072,6 +1131,20 @@ impl<'a> Resolver<'a> {
                             edges.push((owner, field_index, target, field.nullable()));
                         }
                     }
+                    Type::Record(record) => {
+                        // A record holds its fields inline, like the model itself.
+                        let mut targets = Vec::new();
+                        inline_models(
+                            &Type::Record(record.clone()),
+                            field.nullable(),
+                            &mut targets,
+                        );
+                        for (target, nullable) in targets {
+                            if let Some(&target) = index.get(target.as_str()) {
+                                edges.push((owner, field_index, target, nullable));
+                            }
+                        }
+                    }
                     Type::Family(family) => {
                         // Any member may close a cycle; a value can always pick another
                         // member, so these edges never count as unbuildable.
@@ -1132,6 +1205,56 @@ impl<'a> Resolver<'a> {
                     .push(self.files[declaration.file].error(pos, message));
             }
         }
+    }
+}
+
+/// The models a record holds inline (not behind a List, Set or Map), each with whether
+/// some `?` on the way makes it optional.
+fn inline_models(ty: &Type, nullable: bool, out: &mut Vec<(String, bool)>) {
+    match ty {
+        Type::Model(name) => out.push((name.clone(), nullable)),
+        Type::Option(inner) => inline_models(inner, true, out),
+        Type::Record(record) => {
+            for (_, item) in &record.positional {
+                inline_models(item, nullable, out);
+            }
+            for (_, _, item) in &record.named {
+                inline_models(item, nullable, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Names the generated struct of every record with named fields in `ty`: `base`, then
+/// `base2`, `base3`, … in the order they appear.
+fn name_records(ty: &mut Type, base: &str, count: &mut usize, used_in: &str) {
+    match ty {
+        Type::Option(inner) | Type::List(inner) | Type::Set(inner) => {
+            name_records(inner, base, count, used_in);
+        }
+        Type::Map(key, value) => {
+            name_records(key, base, count, used_in);
+            name_records(value, base, count, used_in);
+        }
+        Type::Record(record) => {
+            for (_, item) in &mut record.positional {
+                name_records(item, base, count, used_in);
+            }
+            for (_, _, item) in &mut record.named {
+                name_records(item, base, count, used_in);
+            }
+            if !record.named.is_empty() {
+                *count += 1;
+                let name = if *count == 1 {
+                    base.to_owned()
+                } else {
+                    format!("{base}{count}")
+                };
+                record.struct_name = Some((name, used_in.to_owned()));
+            }
+        }
+        Type::Scalar(_) | Type::Model(_) | Type::Family(_) | Type::Enum(_) => {}
     }
 }
 

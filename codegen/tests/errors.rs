@@ -223,12 +223,15 @@ fn unsupported_grammar_says_why() {
         "models/a.yaml:2:1: 'properties' (enhanced enums) is not supported yet; keep per-value data in a model"
     );
     assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  x: '(int, String)'\n")]),
-        "models/a.yaml:3:7: record types like '(int, String)' are not supported; define a class instead"
+        one(&[(
+            "a.yaml",
+            "class: A\nfields:\n  x: '(int, int x, {String x})'\n"
+        )]),
+        "models/a.yaml:3:7: two fields of this record are both named 'x'"
     );
     assert_eq!(
         one(&[("a.yaml", "class: A\nfields:\n  x: module:auth:UserInfo\n")]),
-        "models/a.yaml:3:6: module types ('module:name:Type') are not supported; streampod has no modules"
+        "models/a.yaml:3:18: unknown module 'auth': a module type needs the module's models, given with Builder::module(\"auth\", dir, rust_path)"
     );
 }
 

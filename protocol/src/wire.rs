@@ -724,3 +724,88 @@ pub fn not_a_member(family: &str, class_name: &str) -> serde_json::Error {
         "'{class_name}' is not a {family} (neither the class nor one that extends it)"
     ))
 }
+
+/// Writes a Dart record as Serverpod does: `{"p": [positional…], "n": {named…}}`, each
+/// part only when the record has such fields.
+///
+/// # Errors
+///
+/// Whatever the serializer reports.
+pub fn encode_record<S: Serializer, P: Serialize, N: Serialize>(
+    serializer: S,
+    positional: Option<P>,
+    named: Option<N>,
+) -> Result<S::Ok, S::Error> {
+    let parts = usize::from(positional.is_some()) + usize::from(named.is_some());
+    let mut map = serializer.serialize_map(Some(parts))?;
+    if let Some(positional) = positional {
+        map.serialize_entry("p", &positional)?;
+    }
+    if let Some(named) = named {
+        map.serialize_entry("n", &named)?;
+    }
+    map.end()
+}
+
+/// Reads a Dart record's `{"p": […], "n": {…}}`: the positional part (a tuple of
+/// [`FromWire`]s) when present, and the named part (a missing `"n"` reads as `{}`).
+///
+/// # Errors
+///
+/// A part of the wrong shape, naming what was expected.
+pub fn decode_record<'de, D, P, N>(deserializer: D) -> Result<(Option<P>, N), D::Error>
+where
+    D: Deserializer<'de>,
+    P: serde::de::DeserializeOwned,
+    N: serde::de::DeserializeOwned,
+{
+    #[derive(Deserialize)]
+    struct Parts {
+        #[serde(default)]
+        p: Option<serde_json::Value>,
+        #[serde(default)]
+        n: Option<serde_json::Value>,
+    }
+    let parts = Parts::deserialize(deserializer)?;
+    let positional = parts
+        .p
+        .map(serde_json::from_value::<P>)
+        .transpose()
+        .map_err(|e| de::Error::custom(format_args!("record positional fields \"p\": {e}")))?;
+    let named = parts
+        .n
+        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+    let named = serde_json::from_value::<N>(named)
+        .map_err(|e| de::Error::custom(format_args!("record named fields \"n\": {e}")))?;
+    Ok((positional, named))
+}
+
+/// Records with only positional fields are Rust tuples: `(int, String)` is `(i64, String)`.
+macro_rules! wire_tuple {
+    ($(($($name:ident . $index:tt),+)),+ $(,)?) => {$(
+        impl<$($name: WireValue),+> WireValue for ($($name,)+) {
+            fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                encode_record(serializer, Some(($(Wire(&self.$index),)+)), None::<()>)
+            }
+
+            fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let (positional, _) =
+                    decode_record::<D, ($(FromWire<$name>,)+), de::IgnoredAny>(deserializer)?;
+                let positional =
+                    positional.ok_or_else(|| de::Error::missing_field("p"))?;
+                Ok(($(positional.$index.0,)+))
+            }
+        }
+    )+};
+}
+
+wire_tuple!(
+    (A.0),
+    (A.0, B.1),
+    (A.0, B.1, C.2),
+    (A.0, B.1, C.2, E.3),
+    (A.0, B.1, C.2, E.3, F.4),
+    (A.0, B.1, C.2, E.3, F.4, G.5),
+    (A.0, B.1, C.2, E.3, F.4, G.5, H.6),
+    (A.0, B.1, C.2, E.3, F.4, G.5, H.6, I.7),
+);

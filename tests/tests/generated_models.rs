@@ -237,6 +237,7 @@ fn protocol_decodes_by_class_name() {
             "Keywords",
             "Person",
             "RoomNotFound",
+            "Records",
             "ServerpodForms"
         ],
         "server-only UserRecord is not on the wire, nor sealed Shape (it has no values)"
@@ -441,4 +442,45 @@ fn hierarchies_decode_by_class_name_and_say_what_fits() {
     let err =
         serde_json::from_str::<Shape>(r#"{"__className__":"Circle","label":"x"}"#).unwrap_err();
     assert!(err.to_string().contains("radius"), "{err}");
+}
+
+#[test]
+fn records_golden_in_serverpods_p_and_n_form() {
+    use streampod::__codegen::EntryMap;
+    let records = Records {
+        pair: (1, "a".into()),
+        single: Some(("s".into(),)),
+        with_named: RecordsWithNamedRecord {
+            id: "x".into(),
+            optional_uri: None,
+            count: 2,
+        },
+        only_named: Some(RecordsOnlyNamedRecord { at: noon() }),
+        list_of_pairs: vec![(Suit::Hearts, 0.5)],
+        by_record: Some(EntryMap::from_iter([(("k".to_owned(),), 3)])),
+        nested: Some(RecordsNestedRecord {
+            p1: (4, 5),
+            flag: Some((true,)),
+        }),
+    };
+    golden(
+        &records,
+        r#"{"__className__":"Records","pair":{"p":[1,"a"]},"single":{"p":["s"]},"withNamed":{"p":["x"],"n":{"optionalUri":null,"count":2}},"onlyNamed":{"n":{"at":"2026-01-01T12:00:00.000Z"}},"listOfPairs":[{"p":[0,0.5]}],"byRecord":[{"k":{"p":["k"]},"v":3}],"nested":{"p":[{"p":[4,5]}],"n":{"flag":{"p":[true]}}}}"#,
+    );
+    // A missing nullable named field reads as null; a missing "p" is named in the error.
+    let named: Records = serde_json::from_str(
+        r#"{"pair":{"p":[1,"a"]},"withNamed":{"p":["x"],"n":{"count":2}},"listOfPairs":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(named.with_named.optional_uri, None);
+    let err = serde_json::from_str::<Records>(
+        r#"{"pair":{"n":{}},"withNamed":{"p":["x"],"n":{"count":2}},"listOfPairs":[]}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("`p`"), "{err}");
+    let err = serde_json::from_str::<Records>(
+        r#"{"pair":{"p":[1]},"withNamed":{"p":["x"],"n":{"count":2}},"listOfPairs":[]}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("\"p\""), "{err}");
 }
