@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
+use crate::external::{ExternalModels, Qualifier};
 use crate::{expand, validate, Error};
 
 /// Options for a generator run. Start from [`configure`](crate::configure).
@@ -16,6 +17,8 @@ pub struct Builder {
     runtime_path: String,
     emit_rerun_if_changed: bool,
     emit_warnings: bool,
+    /// Other crates' model directories: (how types are named, directory, Rust path).
+    externals: Vec<(Qualifier, PathBuf, String)>,
 }
 
 impl Default for Builder {
@@ -26,6 +29,7 @@ impl Default for Builder {
             runtime_path: "::streampod::__codegen".into(),
             emit_rerun_if_changed: true,
             emit_warnings: true,
+            externals: Vec::new(),
         }
     }
 }
@@ -88,6 +92,48 @@ impl Builder {
         self
     }
 
+    /// Lets the model files use a Serverpod module's models as `module:{nickname}:Type`.
+    /// The module's model files (under `models_dir`) are read for their names and kinds,
+    /// not generated again: another crate generated them, and its types are reached
+    /// under `rust_path`.
+    ///
+    /// ```no_run
+    /// // build.rs: `module:auth:UserInfo` becomes `::auth_models::UserInfo`.
+    /// streampod_codegen::configure()
+    ///     .module("auth", "../auth-models/models", "::auth_models")
+    ///     .compile_or_exit("models");
+    /// ```
+    pub fn module(
+        mut self,
+        nickname: impl Into<String>,
+        models_dir: impl Into<PathBuf>,
+        rust_path: impl Into<String>,
+    ) -> Self {
+        self.externals.push((
+            Qualifier::Module(nickname.into()),
+            models_dir.into(),
+            rust_path.into(),
+        ));
+        self
+    }
+
+    /// Lets the model files use a shared package's models (Serverpod's
+    /// `shared_packages`) by their bare names or as `{package}:Type`; like
+    /// [`Builder::module`], they are read, not generated again.
+    pub fn shared(
+        mut self,
+        package: impl Into<String>,
+        models_dir: impl Into<PathBuf>,
+        rust_path: impl Into<String>,
+    ) -> Self {
+        self.externals.push((
+            Qualifier::Package(package.into()),
+            models_dir.into(),
+            rust_path.into(),
+        ));
+        self
+    }
+
     /// Whether [`Builder::compile`] prints `cargo:rerun-if-changed` lines; default on.
     pub fn emit_rerun_if_changed(mut self, emit: bool) -> Self {
         self.emit_rerun_if_changed = emit;
@@ -108,15 +154,7 @@ impl Builder {
     /// [`Error::Models`] with every problem found, [`Error::Io`] when a file cannot be read.
     pub fn generate(&self, dir: impl AsRef<Path>) -> Result<Generated, Error> {
         let dir = dir.as_ref();
-        let paths = model_files(dir)?;
-        let mut files = Vec::with_capacity(paths.len());
-        for path in &paths {
-            let text = fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            files.push(SourceFile::new(path, text));
-        }
+        let files = read_model_files(dir)?;
         let mut generated = self.generate_files(&files)?;
         generated.inputs.insert(0, dir.to_owned());
         Ok(generated)
@@ -162,8 +200,9 @@ impl Builder {
             .into_iter()
             .map(|(path, text)| SourceFile::new(path.as_ref(), text))
             .collect();
+        let externals = self.read_externals()?;
         let mut diagnostics = Diagnostics::default();
-        validate::validate(&files, &mut diagnostics);
+        validate::validate(&files, &externals, &mut diagnostics);
         if diagnostics.has_errors() {
             return Err(Error::Models(diagnostics.items));
         }
@@ -174,8 +213,9 @@ impl Builder {
         let runtime: syn::Path = syn::parse_str(&self.runtime_path)
             .map_err(|_| Error::RuntimePath(self.runtime_path.clone()))?;
 
+        let externals = self.read_externals()?;
         let mut diagnostics = Diagnostics::default();
-        let set = validate::validate(files, &mut diagnostics);
+        let set = validate::validate(files, &externals, &mut diagnostics);
         diagnostics
             .items
             .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -184,10 +224,17 @@ impl Builder {
         }
         let code = expand::format(expand::file(&set, &runtime))
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let external_inputs = externals
+            .iter()
+            .flat_map(|external| external.files.iter().map(|file| file.path.clone()));
         Ok(Generated {
             code,
             path: None,
-            inputs: files.iter().map(|file| file.path.clone()).collect(),
+            inputs: files
+                .iter()
+                .map(|file| file.path.clone())
+                .chain(external_inputs)
+                .collect(),
             warnings: diagnostics
                 .items
                 .into_iter()
@@ -243,6 +290,39 @@ impl Builder {
             }
         }
     }
+}
+
+impl Builder {
+    /// Reads every configured module's and shared package's model files.
+    fn read_externals(&self) -> Result<Vec<ExternalModels>, Error> {
+        self.externals
+            .iter()
+            .map(|(qualifier, dir, rust_path)| {
+                if syn::parse_str::<syn::Path>(rust_path).is_err() {
+                    return Err(Error::ExternalPath(rust_path.clone()));
+                }
+                Ok(ExternalModels {
+                    qualifier: qualifier.clone(),
+                    rust_path: rust_path.clone(),
+                    files: read_model_files(dir)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads every model file under `dir`.
+fn read_model_files(dir: &Path) -> Result<Vec<SourceFile>, Error> {
+    let paths = model_files(dir)?;
+    let mut files = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let text = fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        files.push(SourceFile::new(path, text));
+    }
+    Ok(files)
 }
 
 /// Every model file (`*.yaml`, `*.yml`) under `dir`, recursively, sorted by path: the

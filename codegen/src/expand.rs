@@ -294,6 +294,13 @@ impl Context<'_> {
                 let inner = self.ty(inner);
                 quote!(::core::option::Option<#inner>)
             }
+            Type::External { path, .. } => match syn::parse_str::<syn::Path>(path) {
+                Ok(path) => quote!(#path),
+                Err(_) => {
+                    let ident = format_ident!("invalid_path");
+                    quote!(#ident)
+                }
+            },
             Type::Record(record) => match &record.struct_name {
                 Some((name, _)) => {
                     let name = format_ident!("{}", name);
@@ -615,7 +622,11 @@ fn collect_records<'a>(ty: &'a Type, out: &mut Vec<&'a Record>) {
                 out.push(record);
             }
         }
-        Type::Scalar(_) | Type::Model(_) | Type::Family(_) | Type::Enum(_) => {}
+        Type::Scalar(_)
+        | Type::Model(_)
+        | Type::Family(_)
+        | Type::Enum(_)
+        | Type::External { .. } => {}
     }
 }
 

@@ -107,6 +107,12 @@ pub(crate) enum Type {
     Option(Box<Type>),
     /// A Dart record: a Rust tuple, or a generated struct when it has named fields.
     Record(Box<Record>),
+    /// A type another crate generated (a module's or shared package's): its full Rust
+    /// path, and whether it is an enum (so it can key a `HashMap`).
+    External {
+        path: String,
+        is_enum: bool,
+    },
 }
 
 /// A record type, `(int, String name, {DateTime? at})`.
@@ -129,6 +135,7 @@ impl Type {
         match self {
             Type::Scalar(scalar) => scalar.is_key(),
             Type::Enum(_) => true,
+            Type::External { is_enum, .. } => *is_enum,
             Type::Model(_)
             | Type::Family(_)
             | Type::List(_)

@@ -63,6 +63,7 @@ mod builder;
 mod defaults;
 mod diagnostic;
 mod expand;
+mod external;
 mod ir;
 mod types;
 mod validate;
@@ -92,6 +93,9 @@ pub enum Error {
     /// `OUT_DIR` is not set.
     #[error("OUT_DIR is not set: call compile() from a build script, or choose a directory with configure().out_dir(..)")]
     NoOutDir,
+    /// A module's or shared package's Rust path is not a Rust path.
+    #[error("'{0}' given to module() or shared() is not a Rust path like ::auth_models")]
+    ExternalPath(String),
     /// The configured runtime path is not a Rust path.
     #[error("runtime path '{0}' is not a Rust path like ::streampod::__codegen")]
     RuntimePath(String),

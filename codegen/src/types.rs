@@ -33,6 +33,11 @@ pub(crate) enum TypeKind {
         module: String,
         name: String,
     },
+    /// `package:Type`: a model of a shared package.
+    Package {
+        package: String,
+        name: String,
+    },
 }
 
 /// pgvector's types, written with their dimensions: `Vector(1536)`.
@@ -117,16 +122,26 @@ impl Parser {
         Some(self.chars[start..self.at].iter().collect())
     }
 
-    /// `module:nickname:Type`, the cursor after `module`.
-    fn module_type(&mut self, start: usize, keyword: &str) -> Result<TypeExpr, TypeError> {
-        if keyword != "module" {
-            self.at = start;
-            return Err(self.error(
-                keyword.len(),
-                format!("unexpected ':' after '{keyword}'; a module type is written 'module:nickname:Type'"),
-            ));
-        }
+    /// `module:nickname:Type` or `package:Type`, the cursor after the first name.
+    fn module_type(&mut self, keyword: &str) -> Result<TypeExpr, TypeError> {
         self.at += 1;
+        if keyword != "module" {
+            let name_start = self.at;
+            let Some(name) = self.ident() else {
+                return Err(self.error(1, "a shared package's type is written 'package:Type'"));
+            };
+            let len = self.at - name_start;
+            let nullable = self.eat('?');
+            return Ok(TypeExpr {
+                kind: TypeKind::Package {
+                    package: keyword.to_owned(),
+                    name,
+                },
+                nullable,
+                offset: name_start,
+                len,
+            });
+        }
         let module = self.ident();
         let separated = self.chars.get(self.at) == Some(&':');
         let (Some(module), true) = (module, separated) else {
@@ -230,7 +245,7 @@ impl Parser {
         let name: String = self.chars[start..self.at].iter().collect();
         let len = self.at - start;
         if self.chars.get(self.at) == Some(&':') {
-            return self.module_type(start, &name);
+            return self.module_type(&name);
         }
         let kind = if VECTORS.contains(&name.as_str()) {
             if !self.eat('(') {
@@ -377,6 +392,13 @@ mod tests {
             }
         );
         assert_eq!((item.offset, item.len, item.nullable), (17, 8, true));
+        assert_eq!(
+            parse("shared:Model").unwrap().kind,
+            TypeKind::Package {
+                package: "shared".into(),
+                name: "Model".into()
+            }
+        );
     }
 
     #[test]
@@ -394,7 +416,7 @@ mod tests {
         assert!(err("({int})").message.contains("needs a name"));
         assert!(err("({int a}, String)").message.contains("come last"));
         assert!(err("module:auth").message.contains("module:nickname:Type"));
-        assert!(err("auth:User").message.contains("unexpected ':'"));
+        assert!(err("shared:").message.contains("package:Type"));
         assert_eq!(err("int int").offset, 4);
         assert!(err("").message.contains("missing"));
         assert!(err("Vector").message.contains("Vector(512)"));

@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::defaults::{self, DefaultValue};
-use crate::diagnostic::{did_you_mean, Diagnostics, Pos, SourceFile};
+use crate::diagnostic::{did_you_mean, Diagnostics, Pos, Severity, SourceFile};
+use crate::external::{ExternalModels, Qualifier};
 use crate::ir::{
     Enum, EnumValue, Family, Field, Model, ModelKind, ModelSet, Record, Scalar, Scope, Type,
 };
@@ -46,7 +47,22 @@ const RESERVED_NAMES: [&str; 13] = [
 ];
 
 /// Validates every file and returns what could be built; errors are in `diagnostics`.
-pub(crate) fn validate(files: &[SourceFile], diagnostics: &mut Diagnostics) -> ModelSet {
+pub(crate) fn validate(
+    files: &[SourceFile],
+    externals: &[ExternalModels],
+    diagnostics: &mut Diagnostics,
+) -> ModelSet {
+    let declarations = read_declarations(files, diagnostics);
+    let externals = externals
+        .iter()
+        .map(|external| ExternalIndex::new(external, diagnostics))
+        .collect();
+    let mut resolver = Resolver::new(files, &declarations, diagnostics);
+    resolver.externals = externals;
+    resolver.resolve()
+}
+
+fn read_declarations(files: &[SourceFile], diagnostics: &mut Diagnostics) -> Vec<Declaration> {
     let mut declarations = Vec::new();
     for (file_index, file) in files.iter().enumerate() {
         match yaml::parse(file) {
@@ -58,7 +74,59 @@ pub(crate) fn validate(files: &[SourceFile], diagnostics: &mut Diagnostics) -> M
             Err(diagnostic) => diagnostics.push(diagnostic),
         }
     }
-    Resolver::new(files, &declarations, diagnostics).resolve()
+    declarations
+}
+
+/// What this run needs to know of another crate's types: each name's Rust path and
+/// whether it is an enum.
+struct ExternalIndex {
+    qualifier: Qualifier,
+    types: HashMap<String, Type>,
+}
+
+impl ExternalIndex {
+    fn new(external: &ExternalModels, diagnostics: &mut Diagnostics) -> Self {
+        // The other crate's build checks its files; only what stops reading them counts.
+        let mut own = Diagnostics::default();
+        let declarations = read_declarations(&external.files, &mut own);
+        diagnostics.items.extend(
+            own.items
+                .into_iter()
+                .filter(|d| d.severity == Severity::Error),
+        );
+        let by_name: HashMap<&str, &Declaration> =
+            declarations.iter().map(|d| (d.name.as_str(), d)).collect();
+        let has_children: HashSet<&str> = declarations
+            .iter()
+            .filter_map(|d| match &d.body {
+                Body::Model {
+                    extends: Some((parent, _)),
+                    ..
+                } => by_name.get(parent.as_str()).map(|p| p.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let prefix = external.rust_path.trim_end_matches("::");
+        let types = declarations
+            .iter()
+            .map(|d| {
+                let (rust_name, is_enum) = match &d.body {
+                    Body::Enum(_) => (d.name.clone(), true),
+                    Body::Model { sealed: true, .. } => (d.name.clone(), false),
+                    Body::Model { .. } if has_children.contains(d.name.as_str()) => {
+                        (format!("Any{}", d.name), false)
+                    }
+                    Body::Model { .. } => (d.name.clone(), false),
+                };
+                let path = format!("{prefix}::{rust_name}");
+                (d.name.clone(), Type::External { path, is_enum })
+            })
+            .collect();
+        Self {
+            qualifier: external.qualifier.clone(),
+            types,
+        }
+    }
 }
 
 /// One file's top-level declaration, with field types parsed but not resolved.
@@ -597,6 +665,8 @@ struct Resolver<'a> {
     diagnostics: &'a mut Diagnostics,
     /// Names of the classes with descendants or `sealed: true`.
     families: HashSet<String>,
+    /// Other crates' types: modules and shared packages.
+    externals: Vec<ExternalIndex>,
 }
 
 impl<'a> Resolver<'a> {
@@ -610,6 +680,7 @@ impl<'a> Resolver<'a> {
             declarations,
             diagnostics,
             families: HashSet::new(),
+            externals: Vec::new(),
         }
     }
 
@@ -941,6 +1012,13 @@ impl<'a> Resolver<'a> {
                         }
                         Body::Model { .. } => Type::Model(name.clone()),
                     }
+                } else if let Some(ty) = self
+                    .externals
+                    .iter()
+                    .filter(|e| matches!(e.qualifier, Qualifier::Package(_)))
+                    .find_map(|e| e.types.get(name))
+                {
+                    ty.clone()
                 } else {
                     let candidates = Scalar::ALL
                         .iter()
@@ -1008,10 +1086,41 @@ impl<'a> Resolver<'a> {
                 }
                 Type::Record(Box::new(record))
             }
-            TypeKind::Module { module, .. } => {
-                let message = format!("unknown module '{module}': a module type needs the module's models, given with Builder::module(\"{module}\", dir, rust_path)");
-                self.diagnostics.push(self.file(owner).error(pos, message));
-                return None;
+            TypeKind::Module { module, name } => {
+                let qualifier = Qualifier::Module(module.clone());
+                let Some(external) = self.externals.iter().find(|e| e.qualifier == qualifier)
+                else {
+                    let message = format!("unknown module '{module}': a module type needs the module's models, given with Builder::module(\"{module}\", dir, rust_path)");
+                    self.diagnostics.push(self.file(owner).error(pos, message));
+                    return None;
+                };
+                match external.types.get(name) {
+                    Some(ty) => ty.clone(),
+                    None => {
+                        let hint = did_you_mean(name, external.types.keys().map(String::as_str));
+                        let message = format!("module '{module}' has no model '{name}'{hint}");
+                        self.diagnostics.push(self.file(owner).error(pos, message));
+                        return None;
+                    }
+                }
+            }
+            TypeKind::Package { package, name } => {
+                let qualifier = Qualifier::Package(package.clone());
+                let Some(external) = self.externals.iter().find(|e| e.qualifier == qualifier)
+                else {
+                    let message = format!("unknown package '{package}': a shared package's types need its models, given with Builder::shared(\"{package}\", dir, rust_path)");
+                    self.diagnostics.push(self.file(owner).error(pos, message));
+                    return None;
+                };
+                match external.types.get(name) {
+                    Some(ty) => ty.clone(),
+                    None => {
+                        let hint = did_you_mean(name, external.types.keys().map(String::as_str));
+                        let message = format!("package '{package}' has no model '{name}'{hint}");
+                        self.diagnostics.push(self.file(owner).error(pos, message));
+                        return None;
+                    }
+                }
             }
         };
         Some(if expr.nullable {
@@ -1040,7 +1149,7 @@ impl<'a> Resolver<'a> {
                 .map(|(_, ty)| ty)
                 .chain(record.named.iter().map(|(_, _, ty)| ty))
                 .find_map(|ty| self.server_only_name(ty, names)),
-            Type::Scalar(_) => None,
+            Type::Scalar(_) | Type::External { .. } => None,
         }
     }
 
@@ -1254,7 +1363,11 @@ fn name_records(ty: &mut Type, base: &str, count: &mut usize, used_in: &str) {
                 record.struct_name = Some((name, used_in.to_owned()));
             }
         }
-        Type::Scalar(_) | Type::Model(_) | Type::Family(_) | Type::Enum(_) => {}
+        Type::Scalar(_)
+        | Type::Model(_)
+        | Type::Family(_)
+        | Type::Enum(_)
+        | Type::External { .. } => {}
     }
 }
 

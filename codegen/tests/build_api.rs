@@ -110,3 +110,51 @@ fn missing_directory_and_out_dir_are_clear_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("not a Rust path"), "{err}");
 }
+
+#[test]
+fn module_types_resolve_against_the_modules_own_models() {
+    let module = model_dir(&[
+        ("badge.yaml", "class: Badge\n"),
+        ("level.yaml", "enum: Level\nvalues:\n  - gold\n"),
+    ]);
+    let app = model_dir(&[(
+        "a.yaml",
+        "class: A\nfields:\n  b: module:kit:Badge\n  l: Map<module:kit:Level, int>\n",
+    )]);
+    let generated = streampod_codegen::configure()
+        .module("kit", module.path(), "::kit_models")
+        .generate(app.path())
+        .unwrap();
+    assert!(
+        generated.code.contains("pub b: ::kit_models::Badge"),
+        "{}",
+        generated.code
+    );
+    // An enum of the module can key a HashMap.
+    assert!(
+        generated.code.contains("HashMap<::kit_models::Level, i64>"),
+        "{}",
+        generated.code
+    );
+    // The module's files are inputs too: a change there regenerates.
+    assert!(generated.inputs.contains(&module.path().join("badge.yaml")));
+
+    let typo = model_dir(&[("a.yaml", "class: A\nfields:\n  b: module:kit:Bdge\n")]);
+    let err = streampod_codegen::configure()
+        .module("kit", module.path(), "::kit_models")
+        .generate(typo.path())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("module 'kit' has no model 'Bdge' (did you mean 'Badge'?)"),
+        "{err}"
+    );
+    let err = streampod_codegen::configure()
+        .module("kit", module.path(), "not a path")
+        .generate(app.path())
+        .unwrap_err();
+    assert!(
+        matches!(err, streampod_codegen::Error::ExternalPath(_)),
+        "{err}"
+    );
+}

@@ -17,6 +17,21 @@ pub mod fixtures {
     streampod::include_models!();
 }
 
+/// A module's models (`codegen/tests/fixtures/kit`), used by [`app`] as `module:kit:…`.
+pub mod kit {
+    include!(concat!(env!("OUT_DIR"), "/kit.rs"));
+}
+
+/// A shared package's models (`codegen/tests/fixtures/shared`), used by [`app`].
+pub mod common {
+    include!(concat!(env!("OUT_DIR"), "/shared.rs"));
+}
+
+/// Models that use [`kit`]'s and [`common`]'s (`codegen/tests/fixtures/app`).
+pub mod app {
+    include!(concat!(env!("OUT_DIR"), "/app.rs"));
+}
+
 /// Polls `condition` every 10 ms until it holds, failing the test after `client::WAIT`.
 ///
 /// # Panics

@@ -484,3 +484,28 @@ fn records_golden_in_serverpods_p_and_n_form() {
     .unwrap_err();
     assert!(err.to_string().contains("\"p\""), "{err}");
 }
+
+#[test]
+fn module_and_shared_package_types_come_from_their_own_crates() {
+    use streampod_tests::{app, common, kit};
+    let profile = app::Profile {
+        badge: kit::Badge {
+            title: "first".into(),
+            level: kit::Level::Gold,
+        },
+        badges: vec![None],
+        by_level: HashMap::from([(kit::Level::Bronze, 2)]),
+        reward: Some(kit::AnyReward::BonusReward(kit::BonusReward {
+            points: 5,
+            multiplier: 1.5,
+        })),
+        note: common::SharedNote { text: "n".into() },
+        qualified_note: None,
+    };
+    golden(
+        &profile,
+        r#"{"__className__":"Profile","badge":{"__className__":"Badge","title":"first","level":"gold"},"badges":[null],"byLevel":[{"k":"bronze","v":2}],"reward":{"__className__":"BonusReward","points":5,"multiplier":1.5},"note":{"__className__":"SharedNote","text":"n"}}"#,
+    );
+    // The app's Protocol holds only its own models.
+    assert_eq!(app::Protocol::class_names(), ["Profile"]);
+}
