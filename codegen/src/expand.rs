@@ -90,6 +90,7 @@ impl Context<'_> {
             None => quote!(::core::option::Option::None),
         };
 
+        let properties = self.enum_properties(e);
         quote! {
             #doc
             #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, #derive_default)]
@@ -109,6 +110,57 @@ impl Context<'_> {
             }
 
             #rt::impl_model_enum!(#name);
+            #properties
+        }
+    }
+
+    /// An accessor per `properties:` entry of an enhanced enum.
+    fn enum_properties(&self, e: &Enum) -> TokenStream {
+        if e.properties.is_empty() {
+            return TokenStream::new();
+        }
+        let name = format_ident!("{}", e.name);
+        let variants: Vec<_> = e
+            .values
+            .iter()
+            .map(|v| format_ident!("{}", v.variant))
+            .collect();
+        let accessors = e.properties.iter().enumerate().map(|(index, property)| {
+            let method: syn::Ident = syn::parse_str(&property.rust_name)
+                .unwrap_or_else(|_| format_ident!("invalid_name"));
+            let ty = self.ty(&property.ty);
+            let doc = docs(
+                &property.docs,
+                &format!("The `{}` property of each value.", property.name),
+            );
+            let values =
+                e.values.iter().map(
+                    |value| match value.properties.get(index).cloned().flatten() {
+                        Some(v) => {
+                            let expr = self.default_expr(property.ty.non_null(), &v);
+                            if matches!(property.ty, Type::Option(_)) {
+                                quote!(::core::option::Option::Some(#expr))
+                            } else {
+                                expr
+                            }
+                        }
+                        None => quote!(::core::option::Option::None),
+                    },
+                );
+            quote! {
+                #doc
+                pub fn #method(self) -> #ty {
+                    match self {
+                        #(Self::#variants => #values,)*
+                    }
+                }
+            }
+        });
+        quote! {
+            #[allow(clippy::match_same_arms)]
+            impl #name {
+                #(#accessors)*
+            }
         }
     }
 

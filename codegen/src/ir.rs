@@ -223,6 +223,8 @@ pub(crate) struct Enum {
     pub(crate) by_index: bool,
     /// Index of the `default:` value unknown names decode to.
     pub(crate) fallback: Option<usize>,
+    /// `properties:` of an enhanced enum: constants per value, not sent on the wire.
+    pub(crate) properties: Vec<EnumProperty>,
     pub(crate) file: PathBuf,
 }
 
@@ -232,5 +234,18 @@ pub(crate) struct EnumValue {
     pub(crate) name: String,
     /// The Rust variant (`InProgress`).
     pub(crate) variant: String,
+    pub(crate) docs: Vec<String>,
+    /// The value of each of the enum's properties, in their order; `None` is null.
+    pub(crate) properties: Vec<Option<DefaultValue>>,
+}
+
+/// One `properties:` entry of an enhanced enum: an accessor method per property.
+#[derive(Debug, Clone)]
+pub(crate) struct EnumProperty {
+    pub(crate) name: String,
+    pub(crate) rust_name: String,
+    /// A scalar, `Option` when nullable.
+    pub(crate) ty: Type,
+    pub(crate) default: Option<DefaultValue>,
     pub(crate) docs: Vec<String>,
 }

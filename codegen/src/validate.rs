@@ -7,7 +7,8 @@ use crate::defaults::{self, DefaultValue};
 use crate::diagnostic::{did_you_mean, Diagnostics, Pos, Severity, SourceFile};
 use crate::external::{ExternalModels, Qualifier};
 use crate::ir::{
-    Enum, EnumValue, Family, Field, Model, ModelKind, ModelSet, Record, Scalar, Scope, Type,
+    Enum, EnumProperty, EnumValue, Family, Field, Model, ModelKind, ModelSet, Record, Scalar,
+    Scope, Type,
 };
 use crate::types::{self, TypeExpr, TypeKind};
 use crate::yaml::{self, Entry, Node, Value};
@@ -217,7 +218,14 @@ fn read_declaration(
             "sealed",
         ],
         "exception" => &["exception", "fields", "serverOnly", "extends", "sealed"],
-        _ => &["enum", "values", "serialized", "default", "serverOnly"],
+        _ => &[
+            "enum",
+            "values",
+            "serialized",
+            "default",
+            "serverOnly",
+            "properties",
+        ],
     };
     let mut server_only = false;
     let (mut extends, mut sealed) = (None, false);
@@ -249,11 +257,6 @@ fn read_declaration(
                     "'{key}' is a database key; streampod has no database layer and ignores it"
                 ),
             ));
-        } else if key == "properties" && head.key == "enum" {
-            diagnostics.push(file.error(
-                entry.key_pos,
-                "'properties' (enhanced enums) is not supported yet; keep per-value data in a model",
-            ));
         } else {
             let known = allowed.iter().chain(DATABASE_KEYS.iter()).copied();
             diagnostics.push(file.error(
@@ -269,7 +272,8 @@ fn read_declaration(
     let find = |key: &str| entries.iter().find(|e| e.key == key);
 
     let body = if head.key == "enum" {
-        Body::Enum(read_enum(
+        let properties = read_enum_properties(file, find("properties"), diagnostics);
+        let mut e = read_enum(
             file,
             &name,
             docs.clone(),
@@ -277,7 +281,10 @@ fn read_declaration(
             find("serialized"),
             find("default"),
             diagnostics,
-        )?)
+        )?;
+        e.properties = properties;
+        check_enum_property_values(file, &mut e, find("values"), diagnostics);
+        Body::Enum(e)
     } else {
         let kind = if head.key == "class" {
             ModelKind::Class
@@ -410,14 +417,17 @@ fn read_enum(
     let mut out = Vec::with_capacity(items.len());
     let mut seen: HashMap<String, String> = HashMap::new();
     for item in items {
-        let Value::Scalar(value) = &item.value else {
-            let message = if matches!(item.value, Value::Map(_)) {
-                "enum values with properties (enhanced enums) are not supported yet; write plain names"
-            } else {
-                "enum values are plain names"
-            };
-            diagnostics.push(file.error(item.pos, message));
-            continue;
+        let value = match &item.value {
+            Value::Scalar(value) => value,
+            // `- one:` with the value's properties below it.
+            Value::Map(entries) if entries.len() == 1 => &entries[0].key,
+            _ => {
+                diagnostics.push(file.error(
+                    item.pos,
+                    "enum values are plain names, or 'name:' followed by its properties",
+                ));
+                continue;
+            }
         };
         let valid = value.starts_with(|c: char| c.is_ascii_alphabetic())
             && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -444,6 +454,7 @@ fn read_enum(
             name: value.clone(),
             variant,
             docs: item.docs.clone(),
+            properties: Vec::new(),
         });
     }
     let by_index = match serialized.map(|e| (&e.value.value, e.value.pos)) {
@@ -477,11 +488,168 @@ fn read_enum(
     Some(Enum {
         name: name.to_owned(),
         docs,
+        properties: Vec::new(),
         values: out,
         by_index,
         fallback,
         file: file.path.clone(),
     })
+}
+
+/// `properties:` of an enhanced enum: `name: Type` with an optional `default=`; the
+/// types are scalars.
+fn read_enum_properties(
+    file: &SourceFile,
+    properties: Option<&Entry>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<EnumProperty> {
+    let entries = match properties.map(|p| &p.value) {
+        None
+        | Some(Node {
+            value: Value::Null, ..
+        }) => return Vec::new(),
+        Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) => entries,
+        Some(other) => {
+            diagnostics.push(file.error(
+                other.pos,
+                "'properties' is a mapping of name: Type, like 'description: String'",
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Some(raw) = read_field(file, entry, diagnostics) else {
+            continue;
+        };
+        let pos = raw.value_pos.shifted(raw.ty.offset, raw.ty.len);
+        let scalar = match &raw.ty.kind {
+            TypeKind::Named(name) => Scalar::from_name(name),
+            _ => None,
+        };
+        let Some(scalar) = scalar else {
+            diagnostics.push(file.error(
+                pos,
+                "an enum property is a scalar: bool, int, double, String, DateTime, Duration, UuidValue, Uri or BigInt",
+            ));
+            continue;
+        };
+        let default =
+            raw.default
+                .and_then(|(text, pos)| match defaults::parse_scalar(scalar, &text) {
+                    Ok(value) => Some(value),
+                    Err(message) => {
+                        diagnostics.push(file.error(pos, message));
+                        None
+                    }
+                });
+        let ty = Type::Scalar(scalar);
+        out.push(EnumProperty {
+            rust_name: rust_field_name(&raw.name),
+            name: raw.name,
+            ty: if raw.ty.nullable {
+                Type::Option(Box::new(ty))
+            } else {
+                ty
+            },
+            default,
+            docs: raw.docs,
+        });
+    }
+    out
+}
+
+/// Reads each value's properties (`- one:` then `description: 'First'`), checked
+/// against the enum's `properties:`.
+fn check_enum_property_values(
+    file: &SourceFile,
+    e: &mut Enum,
+    values: Option<&Entry>,
+    diagnostics: &mut Diagnostics,
+) {
+    let Some(Value::Seq(items)) = values.map(|v| &v.value.value) else {
+        return;
+    };
+    let given: HashMap<&str, (&Node, Pos)> = items
+        .iter()
+        .filter_map(|item| match &item.value {
+            Value::Map(entries) if entries.len() == 1 => Some((
+                entries[0].key.as_str(),
+                (&entries[0].value, entries[0].key_pos),
+            )),
+            Value::Scalar(name) => Some((name.as_str(), (item, item.pos))),
+            _ => None,
+        })
+        .collect();
+    for value in &mut e.values {
+        let Some(&(node, key_pos)) = given.get(value.name.as_str()) else {
+            continue;
+        };
+        let supplied: &[Entry] = match &node.value {
+            Value::Map(entries) => entries,
+            _ => &[],
+        };
+        for entry in supplied {
+            if !e.properties.iter().any(|p| p.name == entry.key) {
+                let known = e.properties.iter().map(|p| p.name.as_str());
+                diagnostics.push(file.error(
+                    entry.key_pos,
+                    format!(
+                        "'{}' is not a property of enum '{}'{}",
+                        entry.key,
+                        e.name,
+                        did_you_mean(&entry.key, known)
+                    ),
+                ));
+            }
+        }
+        value.properties = e
+            .properties
+            .iter()
+            .map(|property| {
+                let Some(entry) = supplied.iter().find(|s| s.key == property.name) else {
+                    if property.default.is_none() && !matches!(property.ty, Type::Option(_)) {
+                        diagnostics.push(file.error(
+                            key_pos,
+                            format!(
+                                "enum value '{}' needs its '{}' property (or give the property a default)",
+                                value.name, property.name
+                            ),
+                        ));
+                    }
+                    return property.default.clone();
+                };
+                let text = match &entry.value.value {
+                    Value::Scalar(text) => text.clone(),
+                    Value::Null => return None,
+                    _ => {
+                        diagnostics.push(file.error(entry.value.pos, "a property value is a scalar"));
+                        return None;
+                    }
+                };
+                let Type::Scalar(scalar) = property.ty.non_null() else {
+                    return None;
+                };
+                // YAML has already taken the quotes off: put them back where the
+                // default syntax needs them.
+                let text = match scalar {
+                    Scalar::String | Scalar::Uri | Scalar::BigInt => format!("'{text}'"),
+                    Scalar::Uuid if !text.starts_with("random") => format!("'{text}'"),
+                    _ => text,
+                };
+                match defaults::parse_scalar(*scalar, &text) {
+                    Ok(parsed) => Some(parsed),
+                    Err(message) => {
+                        diagnostics.push(file.error(entry.value.pos, message));
+                        None
+                    }
+                }
+            })
+            .collect();
+    }
 }
 
 fn read_field(file: &SourceFile, entry: &Entry, diagnostics: &mut Diagnostics) -> Option<RawField> {

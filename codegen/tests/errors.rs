@@ -220,7 +220,28 @@ fn inheritance_mistakes() {
 fn unsupported_grammar_says_why() {
     assert_eq!(
         one(&[("a.yaml", "enum: A\nproperties:\n  x: int\nvalues:\n  - a\n")]),
-        "models/a.yaml:2:1: 'properties' (enhanced enums) is not supported yet; keep per-value data in a model"
+        "models/a.yaml:5:5: enum value 'a' needs its 'x' property (or give the property a default)"
+    );
+    assert_eq!(
+        one(&[(
+            "a.yaml",
+            "enum: A\nproperties:\n  x: int\nvalues:\n  - a:\n      y: 1\n      x: 2\n"
+        )]),
+        "models/a.yaml:6:7: 'y' is not a property of enum 'A' (did you mean 'x'?)"
+    );
+    assert_eq!(
+        one(&[(
+            "a.yaml",
+            "enum: A\nproperties:\n  x: List<int>\nvalues:\n  - a\n"
+        )]),
+        "models/a.yaml:3:6: an enum property is a scalar: bool, int, double, String, DateTime, Duration, UuidValue, Uri or BigInt"
+    );
+    assert_eq!(
+        one(&[(
+            "a.yaml",
+            "enum: A\nproperties:\n  x: int\nvalues:\n  - a:\n      x: many\n"
+        )]),
+        "models/a.yaml:6:10: 'many' is not an int default"
     );
     assert_eq!(
         one(&[(

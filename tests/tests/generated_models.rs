@@ -509,3 +509,21 @@ fn module_and_shared_package_types_come_from_their_own_crates() {
     // The app's Protocol holds only its own models.
     assert_eq!(app::Protocol::class_names(), ["Profile"]);
 }
+
+#[test]
+fn enhanced_enum_properties_are_constants_and_the_wire_sends_the_name() {
+    assert_eq!(Planet::Saturn.label(), "Saturn, ringed");
+    assert_eq!(
+        (Planet::Earth.moons(), Planet::Mercury.moons()),
+        (1, 0),
+        "a property default fills a value that leaves it out"
+    );
+    assert_eq!(
+        (Planet::Saturn.ringed(), Planet::Earth.ringed()),
+        (Some(true), None)
+    );
+    assert_eq!(
+        serde_json::to_string(&streampod::__codegen::wire::Wire(&Planet::Saturn)).unwrap(),
+        r#""saturn""#
+    );
+}
