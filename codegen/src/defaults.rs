@@ -94,7 +94,8 @@ pub(crate) fn parse_scalar(scalar: Scalar, text: &str) -> Result<DefaultValue, S
         | Scalar::Vector
         | Scalar::HalfVector
         | Scalar::SparseVector
-        | Scalar::Bit => Err(format!("{scalar:?} fields cannot have a default")),
+        | Scalar::Bit
+        | Scalar::Dynamic => Err(format!("{scalar:?} fields cannot have a default")),
     }
 }
 

@@ -307,6 +307,7 @@ impl Context<'_> {
                 Scalar::Vector | Scalar::HalfVector => quote!(::std::vec::Vec<f64>),
                 Scalar::SparseVector => quote!(#rt::SparseVector),
                 Scalar::Bit => quote!(#rt::Bits),
+                Scalar::Dynamic => quote!(#rt::Dynamic),
             },
             Type::Model(name) | Type::Enum(name) => {
                 let name = format_ident!("{}", name);

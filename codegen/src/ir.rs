@@ -173,6 +173,8 @@ pub(crate) enum Scalar {
     HalfVector,
     SparseVector,
     Bit,
+    /// `dynamic`: any value with its class name; always nullable.
+    Dynamic,
 }
 
 impl Scalar {
@@ -198,7 +200,11 @@ impl Scalar {
     pub(crate) fn is_key(self) -> bool {
         !matches!(
             self,
-            Scalar::Double | Scalar::Vector | Scalar::HalfVector | Scalar::SparseVector
+            Scalar::Double
+                | Scalar::Vector
+                | Scalar::HalfVector
+                | Scalar::SparseVector
+                | Scalar::Dynamic
         )
     }
 

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::defaults::{self, DefaultValue};
-use crate::diagnostic::{did_you_mean, Diagnostics, Pos, Severity, SourceFile};
+use crate::diagnostic::{did_you_mean, Diagnostics, Pos, SourceFile};
 use crate::external::{ExternalModels, Qualifier};
 use crate::ir::{
     Enum, EnumProperty, EnumValue, Family, Field, Model, ModelKind, ModelSet, Record, Scalar,
@@ -54,10 +54,7 @@ pub(crate) fn validate(
     diagnostics: &mut Diagnostics,
 ) -> ModelSet {
     let declarations = read_declarations(files, diagnostics);
-    let externals = externals
-        .iter()
-        .map(|external| ExternalIndex::new(external, diagnostics))
-        .collect();
+    let externals = externals.iter().map(ExternalIndex::new).collect();
     let mut resolver = Resolver::new(files, &declarations, diagnostics);
     resolver.externals = externals;
     resolver.resolve()
@@ -83,50 +80,92 @@ fn read_declarations(files: &[SourceFile], diagnostics: &mut Diagnostics) -> Vec
 struct ExternalIndex {
     qualifier: Qualifier,
     types: HashMap<String, Type>,
+    /// Each class's fields (its ancestors' included), for a class here that extends it.
+    fields: HashMap<String, Vec<Field>>,
 }
 
 impl ExternalIndex {
-    fn new(external: &ExternalModels, diagnostics: &mut Diagnostics) -> Self {
-        // The other crate's build checks its files; only what stops reading them counts.
-        let mut own = Diagnostics::default();
-        let declarations = read_declarations(&external.files, &mut own);
-        diagnostics.items.extend(
-            own.items
-                .into_iter()
-                .filter(|d| d.severity == Severity::Error),
-        );
-        let by_name: HashMap<&str, &Declaration> =
-            declarations.iter().map(|d| (d.name.as_str(), d)).collect();
-        let has_children: HashSet<&str> = declarations
-            .iter()
-            .filter_map(|d| match &d.body {
-                Body::Model {
-                    extends: Some((parent, _)),
-                    ..
-                } => by_name.get(parent.as_str()).map(|p| p.name.as_str()),
-                _ => None,
-            })
-            .collect();
-        let prefix = external.rust_path.trim_end_matches("::");
-        let types = declarations
+    /// Reads another crate's model files. Their errors are that crate's build's to
+    /// report (a file that is no model, say); a type that could not be read is reported
+    /// here only where this run's files use it.
+    fn new(external: &ExternalModels) -> Self {
+        let mut ignored = Diagnostics::default();
+        let declarations = read_declarations(&external.files, &mut ignored);
+        let prefix = external.rust_path.trim_end_matches("::").to_owned();
+        // Resolving the other crate's models gives each class's flattened fields, for a
+        // class here that extends one of them.
+        let set = Resolver::new(&external.files, &declarations, &mut ignored).resolve();
+        let families: HashMap<&str, &Family> =
+            set.families.iter().map(|f| (f.name.as_str(), f)).collect();
+        let path_of = |name: &str| match families.get(name) {
+            Some(family) => format!("{prefix}::{}", family.rust_name()),
+            None => format!("{prefix}::{name}"),
+        };
+        let enums: HashSet<&str> = set.enums.iter().map(|e| e.name.as_str()).collect();
+        let mut types: HashMap<String, Type> = declarations
             .iter()
             .map(|d| {
-                let (rust_name, is_enum) = match &d.body {
-                    Body::Enum(_) => (d.name.clone(), true),
-                    Body::Model { sealed: true, .. } => (d.name.clone(), false),
-                    Body::Model { .. } if has_children.contains(d.name.as_str()) => {
-                        (format!("Any{}", d.name), false)
-                    }
-                    Body::Model { .. } => (d.name.clone(), false),
-                };
-                let path = format!("{prefix}::{rust_name}");
+                let is_enum = enums.contains(d.name.as_str());
+                let path = path_of(&d.name);
                 (d.name.clone(), Type::External { path, is_enum })
+            })
+            .collect();
+        types.retain(|name, _| {
+            enums.contains(name.as_str())
+                || families.contains_key(name.as_str())
+                || set.models.iter().any(|m| m.name == *name)
+        });
+        let fields = set
+            .models
+            .iter()
+            .map(|model| {
+                let fields = model
+                    .fields
+                    .iter()
+                    .map(|field| Field {
+                        ty: qualify(&field.ty, &path_of, &enums),
+                        // Its default is the other crate's to apply; here it is only
+                        // known to exist when it is a plain value.
+                        default: field.default.clone().filter(|d| {
+                            !matches!(d, crate::defaults::DefaultValue::EnumValue(_))
+                        }),
+                        ..field.clone()
+                    })
+                    .collect();
+                (model.name.clone(), fields)
             })
             .collect();
         Self {
             qualifier: external.qualifier.clone(),
             types,
+            fields,
         }
+    }
+}
+
+/// `ty` as seen from another crate: its own models and enums become paths into it.
+fn qualify(ty: &Type, path_of: &dyn Fn(&str) -> String, enums: &HashSet<&str>) -> Type {
+    let again = |inner: &Type| Box::new(qualify(inner, path_of, enums));
+    match ty {
+        Type::Model(name) | Type::Family(name) | Type::Enum(name) => Type::External {
+            path: path_of(name),
+            is_enum: enums.contains(name.as_str()),
+        },
+        Type::List(inner) => Type::List(again(inner)),
+        Type::Set(inner) => Type::Set(again(inner)),
+        Type::Option(inner) => Type::Option(again(inner)),
+        Type::Map(key, value) => Type::Map(again(key), again(value)),
+        Type::Record(record) => {
+            let mut record = (**record).clone();
+            for (_, item) in &mut record.positional {
+                *item = qualify(item, path_of, enums);
+            }
+            for (_, _, item) in &mut record.named {
+                *item = qualify(item, path_of, enums);
+            }
+            Type::Record(Box::new(record))
+        }
+        Type::Scalar(_) | Type::External { .. } => ty.clone(),
     }
 }
 
@@ -835,6 +874,8 @@ struct Resolver<'a> {
     families: HashSet<String>,
     /// Other crates' types: modules and shared packages.
     externals: Vec<ExternalIndex>,
+    /// The fields a class inherits from a parent in another crate.
+    external_parents: HashMap<usize, Vec<Field>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -849,6 +890,7 @@ impl<'a> Resolver<'a> {
             diagnostics,
             families: HashSet::new(),
             externals: Vec::new(),
+            external_parents: HashMap::new(),
         }
     }
 
@@ -1000,6 +1042,14 @@ impl<'a> Resolver<'a> {
                     format!("'{parent}' is an enum; only classes and exceptions can be extended")
                 }
                 None => {
+                    let inherited = self
+                        .externals
+                        .iter()
+                        .find_map(|e| e.fields.get(parent.as_str()));
+                    if let Some(inherited) = inherited {
+                        self.external_parents.insert(index, inherited.clone());
+                        continue;
+                    }
                     let candidates = names.keys().map(String::as_str);
                     format!(
                         "unknown parent class '{parent}'{}",
@@ -1057,6 +1107,11 @@ impl<'a> Resolver<'a> {
             chain.push(parent);
         }
         let mut head: Vec<(Field, usize)> = Vec::new();
+        // The root's parent may be another crate's class: its fields come first.
+        let root = *chain.last().unwrap_or(&index);
+        for field in self.external_parents.get(&root).into_iter().flatten() {
+            head.push((field.clone(), root));
+        }
         for &ancestor in chain.iter().rev() {
             for (field, tail) in own_fields.get(&ancestor).into_iter().flatten() {
                 if !tail {
@@ -1169,6 +1224,10 @@ impl<'a> Resolver<'a> {
     ) -> Option<Type> {
         let pos = field.value_pos.shifted(expr.offset, expr.len);
         let resolved = match &expr.kind {
+            TypeKind::Named(name) if name == "dynamic" => {
+                // Dart's `dynamic` includes null: the field is nullable however written.
+                return Some(Type::Option(Box::new(Type::Scalar(Scalar::Dynamic))));
+            }
             TypeKind::Named(name) => {
                 if let Some(scalar) = Scalar::from_name(name) {
                     Type::Scalar(scalar)
@@ -1194,7 +1253,7 @@ impl<'a> Resolver<'a> {
                         .chain(names.keys().map(String::as_str))
                         .chain(["List", "Set", "Map"]);
                     let hint = match name.as_str() {
-                        "dynamic" | "Object" => " (untyped values are not supported; use a model or Map<String, String>)".to_owned(),
+                        "Object" => " (for a value of any type, write 'dynamic')".to_owned(),
                         _ => did_you_mean(name, candidates),
                     };
                     let message = format!("unknown type '{name}'{hint}");

@@ -50,8 +50,8 @@ fn unknown_type_with_suggestion() {
         "models/a.yaml:3:23: unknown type 'ChatMesage' (did you mean 'ChatMessage'?)"
     );
     assert_eq!(
-        one(&[("a.yaml", "class: A\nfields:\n  x: dynamic\n")]),
-        "models/a.yaml:3:6: unknown type 'dynamic' (untyped values are not supported; use a model or Map<String, String>)"
+        one(&[("a.yaml", "class: A\nfields:\n  x: Object\n")]),
+        "models/a.yaml:3:6: unknown type 'Object' (for a value of any type, write 'dynamic')"
     );
     assert_eq!(
         one(&[("a.yaml", "class: A\nfields:\n  x: 'Lst<int>'\n")]),

@@ -27,6 +27,7 @@
 pub mod auth;
 mod collections;
 pub mod datetime;
+mod dynamic;
 mod error_code;
 pub mod frame;
 mod model;
@@ -50,6 +51,7 @@ pub mod types {
     pub use uuid::Uuid;
 
     pub use crate::collections::{EntryMap, EntrySet};
+    pub use crate::dynamic::Dynamic;
     pub use crate::uri::Uri;
     pub use crate::vector::{Bits, SparseVector};
 
@@ -78,7 +80,8 @@ pub mod __codegen {
         ModelEnum, ModelSet, SerializableException, SerializableModel,
     };
     pub use crate::types::{
-        BigInt, Bits, Bytes, DateTime, Duration, EntryMap, EntrySet, SparseVector, Uri, Uuid,
+        BigInt, Bits, Bytes, DateTime, Duration, Dynamic, EntryMap, EntrySet, SparseVector, Uri,
+        Uuid,
     };
     pub use crate::wire;
     pub use crate::{impl_model_enum, impl_model_wire};

@@ -23,6 +23,7 @@
 //! | `Vector(n)`, `HalfVector(n)` | `Vec<f64>` | array of numbers | |
 //! | `SparseVector(n)` | [`SparseVector`] | `"{1:1.0,3:2.5}/5"` | dense array |
 //! | `Bit(n)` | [`Bits`] | `"1010"` | array of bools or 0/1 |
+//! | `dynamic` | `Option<`[`Dynamic`]`>` | `{"className":…,"data":…}` or null | |
 //! | enum | generated | name or index | fallback value |
 //! | model | generated | object | |
 
@@ -38,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{EnumSerialization, ModelEnum};
 use crate::types::{
-    BigInt, Bits, Bytes, DateTime, Duration, EntryMap, EntrySet, SparseVector, Uri, Uuid,
+    BigInt, Bits, Bytes, DateTime, Duration, Dynamic, EntryMap, EntrySet, SparseVector, Uri, Uuid,
 };
 
 /// A value with a Serverpod JSON form. Implemented for every type a YAML field can have.
@@ -381,6 +382,31 @@ impl WireValue for Bits {
     }
 }
 impl WireKey for Bits {}
+
+impl WireValue for Dynamic {
+    fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("className", self.class_name())?;
+        map.serialize_entry("data", self.data())?;
+        map.end()
+    }
+
+    fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wrapped {
+            class_name: String,
+            #[serde(default)]
+            data: serde_json::Value,
+        }
+        let wrapped = Wrapped::deserialize(deserializer).map_err(|e| {
+            de::Error::custom(format_args!(
+                "a dynamic value is {{\"className\": …, \"data\": …}}: {e}"
+            ))
+        })?;
+        Ok(Dynamic::new(wrapped.class_name, wrapped.data))
+    }
+}
 
 impl WireValue for bool {
     fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

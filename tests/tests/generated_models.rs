@@ -227,6 +227,7 @@ fn protocol_decodes_by_class_name() {
             "ChatMessage",
             "Defaults",
             "Embedding",
+            "Envelope",
             "EveryType",
             "Animal",
             "Circle",
@@ -506,8 +507,16 @@ fn module_and_shared_package_types_come_from_their_own_crates() {
         &profile,
         r#"{"__className__":"Profile","badge":{"__className__":"Badge","title":"first","level":"gold"},"badges":[null],"byLevel":[{"k":"bronze","v":2}],"reward":{"__className__":"BonusReward","points":5,"multiplier":1.5},"note":{"__className__":"SharedNote","text":"n"}}"#,
     );
+    // A class here may extend one of the shared package's.
+    golden(
+        &app::LongNote {
+            text: "t".into(),
+            pages: 3,
+        },
+        r#"{"__className__":"LongNote","text":"t","pages":3}"#,
+    );
     // The app's Protocol holds only its own models.
-    assert_eq!(app::Protocol::class_names(), ["Profile"]);
+    assert_eq!(app::Protocol::class_names(), ["LongNote", "Profile"]);
 }
 
 #[test]
@@ -526,4 +535,37 @@ fn enhanced_enum_properties_are_constants_and_the_wire_sends_the_name() {
         serde_json::to_string(&streampod::__codegen::wire::Wire(&Planet::Saturn)).unwrap(),
         r#""saturn""#
     );
+}
+
+#[test]
+fn dynamic_fields_keep_class_name_and_data() {
+    use streampod::__codegen::Dynamic;
+    let envelope = Envelope {
+        payload: Some(Dynamic::from_model(&chat()).unwrap()),
+        items: vec![Some(Dynamic::new("int", serde_json::json!(7))), None],
+        by_key: None,
+    };
+    let json = serde_json::to_string(&envelope).unwrap();
+    assert!(
+        json.starts_with(
+            r#"{"__className__":"Envelope","payload":{"className":"ChatMessage","data":{"__className__":"ChatMessage","#
+        ),
+        "{json}"
+    );
+    assert!(
+        json.ends_with(r#""items":[{"className":"int","data":7},null]}"#),
+        "{json}"
+    );
+    let back: Envelope = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, envelope);
+    let payload = back.payload.unwrap();
+    assert_eq!(payload.decode::<ChatMessage>().unwrap(), chat());
+    assert_eq!(
+        payload.decode_in::<Protocol>().unwrap(),
+        Protocol::ChatMessage(chat())
+    );
+    assert!(payload.decode::<Person>().is_err());
+    // Not the wrapped form: the error says what is.
+    let err = serde_json::from_str::<Envelope>(r#"{"payload":7,"items":[]}"#).unwrap_err();
+    assert!(err.to_string().contains("className"), "{err}");
 }
