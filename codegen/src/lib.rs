@@ -39,24 +39,48 @@
 //! |---|---|
 //! | `class: Name`, `exception: Name` | `pub struct Name` (exceptions also implement `std::error::Error`) |
 //! | `enum: Name`, `values:`, `serialized: byName\|byIndex`, `default: value` | `pub enum Name`; unknown values decode to `default` |
+//! | enum `properties:`, values `- one:` with their properties | an accessor per property (`Planet::Earth.moons()`); the wire still sends the name or index |
+//! | `extends: Parent` | the parent's fields (and its parent's…) flattened in first; `tail` fields last |
+//! | `sealed: true` | no struct of its own: `pub enum Parent` of every concrete descendant |
+//! | a field typed as a class with descendants | `Any{Parent}` (the parent or any descendant), decoded by `__className__` |
 //! | `fields:` `name: Type, options` | `pub name: Type` (camelCase names become snake_case) |
 //! | `bool int double String` | `bool i64 f64 String` |
-//! | `DateTime Duration UuidValue Uri BigInt ByteData` | `DateTime<Utc>`, `TimeDelta`, `Uuid`, `Url`, `BigInt`, `Bytes` |
-//! | `List<T> Set<T> Map<K,V>`, nested to any depth | `Vec<T>`, `HashSet<T>`, `HashMap<K,V>` |
+//! | `DateTime Duration UuidValue Uri BigInt ByteData` | `DateTime<Utc>`, `TimeDelta`, `Uuid`, [`Uri`](streampod_protocol::types::Uri) (keeps its text), `BigInt`, `Bytes` |
+//! | `List<T> Set<T> Map<K,V>`, nested to any depth | `Vec<T>`, `HashSet<T>`, `HashMap<K,V>`; `EntrySet`/`EntryMap` for elements and keys Rust cannot hash (models, collections, `double`, nullable) |
+//! | `(int, String name)`, `(int, {String? note})` (records) | a tuple, or `{Model}{Field}Record` with named fields; JSON `{"p":[…],"n":{…}}` |
+//! | `dynamic` | `Option<Dynamic>`: `{"className":…,"data":…}` |
+//! | `Vector(n) HalfVector(n) SparseVector(n) Bit(n)` (pgvector) | `Vec<f64>`, `Vec<f64>`, `SparseVector`, `Bits` |
+//! | `module:nickname:Type`, `package:Type` | another crate's type: see [`Builder::module`] and [`Builder::shared`] |
 //! | `Type?` | `Option<Type>`; omitted from JSON when `None` |
-//! | `default=…`, `defaultModel=…` | used when the field is missing from JSON |
+//! | `default=…`, `defaultModel=…` | used when the field is missing from JSON or `null`; `defaultModel` wins over `default` |
 //! | `scope=serverOnly`, `scope=none` | never encoded (`#[serde(skip)]`); must be nullable |
 //! | `jsonKey=key` | the JSON key |
 //! | `required` | accepted (nullable fields only); no effect in Rust |
 //! | `serverOnly: true` | generated, but not in `Protocol` |
 //! | `immutable: true` | accepted; Rust values are immutable unless bound `mut` |
 //! | `### doc` above a model, field or enum value | `///` doc comments |
-//! | `table`, `indexes`, `relation`, `persist`, … | ignored with a warning (no database) |
+//! | `table`, `indexes`, `relation`, `persist`, `unique`, `serializationDataType`, … | ignored with a warning (no database) |
 //!
-//! Rejected with an error: `extends`/`sealed` (inheritance), enum `properties`, record
-//! types, `dynamic`, module types, unknown keys, options and types, duplicate fields and
-//! names, and cycles of non-nullable model fields. Nullable cycles are boxed
-//! automatically.
+//! Field names that are Rust keywords become raw identifiers (`type` → `r#type`), and
+//! the few that cannot be raw get a `_` suffix (`self` → `self_`, `super` → `super_`);
+//! the JSON key stays the YAML name.
+//!
+//! Rejected with an error: PostGIS types (`GeographyPoint`, …: they need Serverpod's
+//! database layer), custom Dart classes (`extraClasses`), unknown keys, options and
+//! types (with the name meant: `integer` → `int`), duplicate fields and names, and
+//! cycles of non-nullable model fields. Nullable cycles are boxed automatically. A tab
+//! in the indentation or keys that do not line up are named as such.
+//!
+//! # Serverpod's own models
+//!
+//! Over Serverpod's test-server models (4.0.0-beta.4, commit `79cf56001d`), with its
+//! test module, legacy auth module and shared test package given as modules, 228 of 235
+//! files generate; the 7 rejected use PostGIS types or custom Dart classes. The 223 that
+//! remain once the files using those 7 are dropped compile, with the modules' code:
+//!
+//! ```text
+//! bash codegen/check-serverpod.sh <serverpod checkout>
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;

@@ -53,26 +53,40 @@ pub(crate) fn validate(
     externals: &[ExternalModels],
     diagnostics: &mut Diagnostics,
 ) -> ModelSet {
-    let declarations = read_declarations(files, diagnostics);
+    let (declarations, broken) = read_declarations_and_broken(files, diagnostics);
     let externals = externals.iter().map(ExternalIndex::new).collect();
     let mut resolver = Resolver::new(files, &declarations, diagnostics);
     resolver.externals = externals;
+    resolver.broken = broken;
     resolver.resolve()
 }
 
 fn read_declarations(files: &[SourceFile], diagnostics: &mut Diagnostics) -> Vec<Declaration> {
+    read_declarations_and_broken(files, diagnostics).0
+}
+
+/// The declarations, and the names of the files that failed to give one: their types
+/// are not reported again as unknown where other files use them.
+fn read_declarations_and_broken(
+    files: &[SourceFile],
+    diagnostics: &mut Diagnostics,
+) -> (Vec<Declaration>, HashSet<String>) {
     let mut declarations = Vec::new();
+    let mut broken = HashSet::new();
     for (file_index, file) in files.iter().enumerate() {
-        match yaml::parse(file) {
-            Ok(root) => {
-                if let Some(declaration) = read_declaration(file_index, file, &root, diagnostics) {
-                    declarations.push(declaration);
-                }
+        let declaration = match yaml::parse(file) {
+            Ok(root) => read_declaration(file_index, file, &root, diagnostics),
+            Err(diagnostic) => {
+                diagnostics.push(diagnostic);
+                None
             }
-            Err(diagnostic) => diagnostics.push(diagnostic),
+        };
+        match declaration {
+            Some(declaration) => declarations.push(declaration),
+            None => broken.extend(yaml::declared_name(&file.text)),
         }
     }
-    declarations
+    (declarations, broken)
 }
 
 /// What this run needs to know of another crate's types: each name's Rust path and
@@ -115,26 +129,26 @@ impl ExternalIndex {
                 || families.contains_key(name.as_str())
                 || set.models.iter().any(|m| m.name == *name)
         });
-        let fields = set
-            .models
-            .iter()
-            .map(|model| {
-                let fields = model
-                    .fields
-                    .iter()
-                    .map(|field| Field {
-                        ty: qualify(&field.ty, &path_of, &enums),
-                        // Its default is the other crate's to apply; here it is only
-                        // known to exist when it is a plain value.
-                        default: field.default.clone().filter(|d| {
-                            !matches!(d, crate::defaults::DefaultValue::EnumValue(_))
-                        }),
-                        ..field.clone()
-                    })
-                    .collect();
-                (model.name.clone(), fields)
-            })
-            .collect();
+        let fields =
+            set.models
+                .iter()
+                .map(|model| {
+                    let fields = model
+                        .fields
+                        .iter()
+                        .map(|field| Field {
+                            ty: qualify(&field.ty, &path_of, &enums),
+                            // Its default is the other crate's to apply; here it is only
+                            // known to exist when it is a plain value.
+                            default: field.default.clone().filter(|d| {
+                                !matches!(d, crate::defaults::DefaultValue::EnumValue(_))
+                            }),
+                            ..field.clone()
+                        })
+                        .collect();
+                    (model.name.clone(), fields)
+                })
+                .collect();
         Self {
             qualifier: external.qualifier.clone(),
             types,
@@ -876,6 +890,8 @@ struct Resolver<'a> {
     externals: Vec<ExternalIndex>,
     /// The fields a class inherits from a parent in another crate.
     external_parents: HashMap<usize, Vec<Field>>,
+    /// Names declared by files that failed to read: already reported there.
+    broken: HashSet<String>,
 }
 
 impl<'a> Resolver<'a> {
@@ -891,6 +907,7 @@ impl<'a> Resolver<'a> {
             families: HashSet::new(),
             externals: Vec::new(),
             external_parents: HashMap::new(),
+            broken: HashSet::new(),
         }
     }
 
@@ -1048,6 +1065,9 @@ impl<'a> Resolver<'a> {
                         .find_map(|e| e.fields.get(parent.as_str()));
                     if let Some(inherited) = inherited {
                         self.external_parents.insert(index, inherited.clone());
+                        continue;
+                    }
+                    if self.broken.contains(parent) {
                         continue;
                     }
                     let candidates = names.keys().map(String::as_str);
@@ -1252,10 +1272,10 @@ impl<'a> Resolver<'a> {
                         .map(|(n, _)| *n)
                         .chain(names.keys().map(String::as_str))
                         .chain(["List", "Set", "Map"]);
-                    let hint = match name.as_str() {
-                        "Object" => " (for a value of any type, write 'dynamic')".to_owned(),
-                        _ => did_you_mean(name, candidates),
-                    };
+                    if self.broken.contains(name) {
+                        return None;
+                    }
+                    let hint = unknown_type_hint(name, candidates);
                     let message = format!("unknown type '{name}'{hint}");
                     self.diagnostics.push(self.file(owner).error(pos, message));
                     return None;
@@ -1541,6 +1561,38 @@ impl<'a> Resolver<'a> {
                     .push(self.files[declaration.file].error(pos, message));
             }
         }
+    }
+}
+
+/// What to say after "unknown type 'X'": the type meant, when `X` is another language's
+/// name for a Serverpod type or a near miss, and what stays out otherwise.
+fn unknown_type_hint<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let alias = match name.to_ascii_lowercase().as_str() {
+        "integer" | "int" | "long" | "int32" | "int64" | "i32" | "i64" | "usize" => Some("int"),
+        "string" | "str" | "text" => Some("String"),
+        "boolean" | "bool" => Some("bool"),
+        "float" | "double" | "number" | "num" | "f32" | "f64" | "decimal" => Some("double"),
+        "uuid" | "uuidvalue" | "guid" => Some("UuidValue"),
+        "datetime" | "date" | "timestamp" | "time" => Some("DateTime"),
+        "duration" | "timespan" => Some("Duration"),
+        "uri" | "url" => Some("Uri"),
+        "bigint" | "biginteger" => Some("BigInt"),
+        "bytedata" | "bytes" | "blob" => Some("ByteData"),
+        "object" | "any" | "json" => Some("dynamic"),
+        _ => None,
+    };
+    if let Some(alias) = alias {
+        return format!(" (did you mean '{alias}'?)");
+    }
+    if name.starts_with("Geography") {
+        return " (PostGIS types need Serverpod's database layer, which streampod does not have)"
+            .to_owned();
+    }
+    let suggestion = did_you_mean(name, candidates);
+    if suggestion.is_empty() {
+        " (not a model of this run, nor a Serverpod type; custom Dart classes (extraClasses) cannot be used: define it as a model, or name its module with module:nickname:Type)".to_owned()
+    } else {
+        suggestion
     }
 }
 

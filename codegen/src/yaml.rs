@@ -66,16 +66,51 @@ pub(crate) fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
                 format!("duplicate key '{key}' (first on line {first_line})"),
             );
         }
+        if let Some((line, column)) = first_indenting_tab(&file.text) {
+            return file.error(
+                Pos::new(line, column, 1),
+                "a tab in the indentation: YAML indents with spaces only",
+            );
+        }
         let pos = e
             .location()
             .map_or(Pos::new(1, 1, 1), |l| Pos::new(l.line(), l.column(), 1));
         let message = e.to_string();
         // serde_yaml appends " at line X column Y"; the headline has it already.
         let message = message.split(" at line ").next().unwrap_or(&message);
+        let indentation = ["mapping values are not allowed", "did not find expected", "block"];
+        if indentation.iter().any(|m| message.contains(m)) {
+            return file.error(
+                pos,
+                format!("invalid YAML: the indentation does not line up here, or a value holds an unquoted ': ' (quote it); indent each level by the same number of spaces ({message})"),
+            );
+        }
         file.error(pos, format!("invalid YAML: {message}"))
     })?;
     let mut path = Vec::new();
     convert(&value, &index, &mut path, Pos::new(1, 1, 1), file)
+}
+
+/// The line and column of the first tab in a line's leading whitespace.
+fn first_indenting_tab(text: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(number, line)| {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        line[..indent]
+            .find('\t')
+            .map(|at| (number + 1, line[..at].chars().count() + 1))
+    })
+}
+
+/// The name a file declares (`class: Name` at the start of a line), read from the text
+/// alone: for a file that does not parse, so its name is not reported as unknown too.
+pub(crate) fn declared_name(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let rest = ["class:", "exception:", "enum:"]
+            .iter()
+            .find_map(|key| line.strip_prefix(key))?;
+        let name = rest.split('#').next().unwrap_or("").trim();
+        (!name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 fn convert(

@@ -51,7 +51,7 @@ fn unknown_type_with_suggestion() {
     );
     assert_eq!(
         one(&[("a.yaml", "class: A\nfields:\n  x: Object\n")]),
-        "models/a.yaml:3:6: unknown type 'Object' (for a value of any type, write 'dynamic')"
+        "models/a.yaml:3:6: unknown type 'Object' (did you mean 'dynamic'?)"
     );
     assert_eq!(
         one(&[("a.yaml", "class: A\nfields:\n  x: 'Lst<int>'\n")]),
@@ -320,6 +320,56 @@ fn malformed_files() {
     assert!(
         syntax.starts_with("models/a.yaml:4:1: invalid YAML"),
         "{syntax}"
+    );
+}
+
+#[test]
+fn newcomer_mistakes_get_the_fix() {
+    // Other languages' names for Serverpod's types, in any case.
+    for (written, meant) in [
+        ("integer", "int"),
+        ("Integer", "int"),
+        ("string", "String"),
+        ("boolean", "bool"),
+        ("float", "double"),
+        ("Uuid", "UuidValue"),
+        ("url", "Uri"),
+    ] {
+        assert_eq!(
+            one(&[("a.yaml", &format!("class: A\nfields:\n  x: {written}\n"))]),
+            format!("models/a.yaml:3:6: unknown type '{written}' (did you mean '{meant}'?)")
+        );
+    }
+    // A name that is nothing known says what it could be.
+    let custom = one(&[("a.yaml", "class: A\nfields:\n  x: MyDartClass\n")]);
+    assert!(
+        custom.contains("custom Dart classes (extraClasses) cannot be used"),
+        "{custom}"
+    );
+    let postgis = one(&[("a.yaml", "class: A\nfields:\n  x: GeographyPoint\n")]);
+    assert!(
+        postgis.contains("PostGIS types need Serverpod's database layer"),
+        "{postgis}"
+    );
+    // A tab in the indentation is named as such, not as serde_yaml's parse error.
+    assert_eq!(
+        one(&[("a.yaml", "class: A\nfields:\n\tx: int\n")]),
+        "models/a.yaml:3:1: a tab in the indentation: YAML indents with spaces only"
+    );
+    // Misaligned keys say the indentation is off.
+    let misaligned = one(&[("a.yaml", "class: A\nfields:\n    x: int\n  y: int\n")]);
+    assert!(
+        misaligned.contains("the indentation does not line up"),
+        "{misaligned}"
+    );
+    // A file that fails to parse does not make its type unknown everywhere else.
+    let errors = errors(&[
+        ("a.yaml", "class: A\nfields:\n  b: B\n  bs: List<B>\n"),
+        ("b.yaml", "class: B\nfields:\n\tx: int\n"),
+    ]);
+    assert_eq!(
+        errors,
+        ["models/b.yaml:3:1: a tab in the indentation: YAML indents with spaces only"]
     );
 }
 
