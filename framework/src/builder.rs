@@ -14,6 +14,7 @@ use crate::cluster::{Backplane, ClusterState};
 #[cfg(feature = "redis")]
 use crate::cluster::{ClusterConfig, RedisBackplane};
 use crate::config::ServerConfig;
+use crate::cors::Cors;
 use crate::connection::StreamContext;
 use crate::connections::Connections;
 use crate::endpoint::{Endpoint, Endpoints};
@@ -75,6 +76,8 @@ pub struct ServerBuilder<P: ModelSet> {
     #[cfg(feature = "redis")]
     cluster: Option<ClusterConfig>,
     path_prefix: Option<Arc<str>>,
+    /// `None`: Serverpod's any-origin answer under `bind`, none when mounted.
+    cors: Option<Cors>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsIdentity>,
 }
@@ -88,7 +91,8 @@ impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
                 &self.endpoints.iter().map(|e| &*e.name).collect::<Vec<_>>(),
             )
             .field("config", &self.config)
-            .field("path_prefix", &self.path_prefix);
+            .field("path_prefix", &self.path_prefix)
+            .field("cors", &self.cors);
         #[cfg(feature = "redis")]
         debug.field("cluster", &self.cluster);
         debug.finish_non_exhaustive()
@@ -106,6 +110,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             #[cfg(feature = "redis")]
             cluster: None,
             path_prefix: None,
+            cors: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -228,6 +233,15 @@ impl<P: ModelSet> ServerBuilder<P> {
         self
     }
 
+    /// Which web origins browsers may call from (see [`Cors`]). Default: any origin
+    /// under [`bind`](Self::bind)/[`serve`](Self::serve), as Serverpod answers; none
+    /// added to a mounted [`into_service`](Self::into_service), whose host app has its
+    /// own CORS layer, unless set here.
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = Some(cors);
+        self
+    }
+
     /// Serves TLS (HTTPS and `wss://`) with `identity` on [`bind`](Self::bind) and
     /// [`serve`](Self::serve). Mounted as a service, the host server does TLS instead.
     #[cfg(feature = "tls")]
@@ -268,7 +282,9 @@ impl<P: ModelSet> ServerBuilder<P> {
         let tls = self.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
         #[cfg(not(feature = "tls"))]
         let tls = None;
-        let service = self.build(Some(connections.clone()))?;
+        let mut builder = self;
+        builder.cors.get_or_insert_with(Cors::default);
+        let service = builder.build(Some(connections.clone()))?;
         Server::start(service, listener, connections, tls).map_err(StartError::Listen)
     }
 
@@ -350,6 +366,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             path_prefix: self.path_prefix,
             handle,
             connections,
+            cors: self.cors.as_ref().and_then(Cors::layer),
         }))
     }
 }

@@ -67,6 +67,7 @@ server_modules! {
     mod config;
     mod connection;
     mod connections;
+    mod cors;
     mod endpoint;
     mod handle;
     mod log_limit;
@@ -104,6 +105,7 @@ pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, Seriali
 pub use {
     builder::{ServerBuilder, StartError},
     config::{ServerConfig, SlowConsumerPolicy},
+    cors::{Cors, InvalidOrigin},
     endpoint::{Endpoint, EndpointError},
     handle::ServerHandle,
     methods::{IntoMethodError, MethodError, Methods, Session},

@@ -20,6 +20,15 @@ pub struct Answer {
     pub content_type: Option<String>,
     /// The body as JSON (`Null` when empty).
     pub body: Value,
+    /// Every header.
+    pub headers: http::HeaderMap,
+}
+
+impl Answer {
+    /// The header `name` as text, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
 }
 
 /// Sends one request over a fresh connection.
@@ -59,6 +68,7 @@ pub async fn request(
         } else {
             serde_json::from_slice(&bytes).unwrap()
         },
+        headers: parts.headers,
     }
 }
 

@@ -97,8 +97,23 @@ impl<P: ModelSet> StreampodService<P> {
         axum::Router::new().fallback_service(self)
     }
 
-    /// Answers one request.
+    /// Answers one request, with CORS headers when configured.
     pub(crate) async fn respond<B: call::RequestBody>(
+        &self,
+        request: Request<B>,
+    ) -> Response<ResponseBody> {
+        let Some(cors) = &self.state.cors else {
+            return self.respond_without_cors(request).await;
+        };
+        let mut service = tower_layer::Layer::layer(cors, WithoutCors(self.clone()));
+        match tower_service::Service::call(&mut service, request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Answers one request.
+    async fn respond_without_cors<B: call::RequestBody>(
         &self,
         request: Request<B>,
     ) -> Response<ResponseBody> {
@@ -222,6 +237,26 @@ where
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let service = self.clone();
         ResponseFuture(Box::pin(async move { Ok(service.respond(request).await) }))
+    }
+}
+
+/// The service under its CORS layer: what `tower_http`'s `Cors` wraps.
+struct WithoutCors<P: ModelSet>(StreampodService<P>);
+
+impl<P: ModelSet, B: call::RequestBody> tower_service::Service<Request<B>> for WithoutCors<P> {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> ResponseFuture {
+        let service = self.0.clone();
+        ResponseFuture(Box::pin(async move {
+            Ok(service.respond_without_cors(request).await)
+        }))
     }
 }
 

@@ -27,4 +27,6 @@ pub(crate) struct ServiceState<P: ModelSet> {
     pub(crate) handle: ServerHandle<P>,
     /// Open TCP connections and their caps, under the convenience server.
     pub(crate) connections: Option<Arc<Connections>>,
+    /// The CORS answer for browsers on other origins; `None` leaves it to the host app.
+    pub(crate) cors: Option<tower_http::cors::CorsLayer>,
 }
