@@ -13,6 +13,7 @@ use streampod::{endpoint, Cors, Server};
 use streampod_tests::fixtures::Protocol;
 use streampod_tests::http::request;
 
+#[derive(Debug)]
 pub struct Calc;
 
 #[endpoint]
