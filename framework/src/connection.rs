@@ -129,6 +129,10 @@ pub(crate) async fn run<P: ModelSet>(
         .await;
 }
 
+/// How long opening a session may take before it is logged: Serverpod's Dart client
+/// gives its first ping 5 s.
+const SLOW_OPENING: Duration = Duration::from_secs(3);
+
 struct Connection<P: ModelSet> {
     server: Arc<StreamContext<P>>,
     shared: Arc<SessionShared>,
@@ -179,12 +183,23 @@ impl<P: ModelSet> Connection<P> {
     }
 
     /// Signs in with the handshake's key, if any, and opens the accessible endpoints.
+    /// Frames, the client's first ping included, are read only after: a Dart client
+    /// closes a socket whose first ping gets no answer within 5 s, so a slow opening is
+    /// logged.
     async fn open(&mut self, auth_key: Option<String>) {
+        let started = tokio::time::Instant::now();
         if let Some(key) = auth_key {
             let auth = self.resolve(Some(&key)).await;
             self.change_identity(auth).await;
         }
         self.open_accessible().await;
+        let took = started.elapsed();
+        if took >= SLOW_OPENING {
+            static SLOW: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+            if let Some(left_out) = SLOW.ready() {
+                tracing::warn!(target: "streampod::connection", took_ms = took.as_millis() as u64, left_out, "authenticating and stream_opened took this long before the first frame was read; Serverpod's Dart client closes a socket whose first ping is not answered within 5 s");
+            }
+        }
     }
 
     /// Closes every stream and removes what the session still holds.

@@ -28,11 +28,23 @@
 //! `E` is [`EndpointError`] (500, details only in the log), a generated exception (400
 //! with `{"className":…,"data":…}`) or [`MethodError`] (its own status).
 //!
+//! Call shapes, as Serverpod's clients send them: `POST /<endpoint>/<method>` (4.0
+//! clients) or `POST /<endpoint>` with `"method"` in the body (2.x/3.x); URL query
+//! parameters are merged into the arguments and override a body argument of the same
+//! name, in Serverpod's order. An endpoint registered with a module prefix
+//! (`.methods("serverpod_auth.status", …)`) is reached as Serverpod's module endpoints
+//! are, `POST /serverpod_auth.status/<method>`. The key travels in the `Authorization`
+//! header (`Bearer`/`Basic` unwrapped); `?auth=` is refused on method calls, with a
+//! message saying so, because URLs end up in access logs (Serverpod 2.9/3.4 accept it;
+//! its own clients send the header). Browsers on other origins are answered by
+//! [`Cors`](crate::Cors).
+//!
 //! Statuses: 404 unknown endpoint or method (Serverpod says 400 for an unknown method; a
-//! missing resource is what it is), 400 bad JSON or missing, extra or ill-typed
-//! arguments (naming the argument), 401 no valid key for a login-only method, 403 missing
-//! scope, 413 body over [`ServerConfig::max_body_size`](crate::ServerConfig), 500 for
-//! anything else. Every error body is JSON.
+//! missing resource is what it is, and a Dart client then raises its not-found exception
+//! rather than bad-request), 400 bad JSON or missing, extra or ill-typed arguments
+//! (naming the argument), 401 no valid key for a login-only method, 403 missing scope,
+//! 413 body over [`ServerConfig::max_body_size`](crate::ServerConfig), 500 for anything
+//! else. Every error body is JSON.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -168,7 +180,8 @@ impl Args {
 
 /// The named arguments of a call: the body (a JSON object, or nothing but whitespace)
 /// plus `?name=value` pairs of the query (Serverpod merges them in); a query value that
-/// is valid JSON is taken as JSON, anything else as a string. Body arguments win.
+/// is valid JSON is taken as JSON, anything else as a string. A query value overrides
+/// a body argument of the same name, as in Serverpod.
 ///
 /// # Errors
 ///
@@ -190,10 +203,9 @@ pub fn parse_args(
     let Some(query) = query else {
         return Ok(args);
     };
+    // Query parameters override body arguments of the same name, in Serverpod's order
+    // (`queryParameters.addAll(uri.queryParameters)`).
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if args.contains_key(name.as_ref()) {
-            continue;
-        }
         let raw = RawValue::from_string(value.to_string())
             .ok()
             .filter(|_| serde_json::from_str::<serde::de::IgnoredAny>(&value).is_ok())
@@ -452,7 +464,7 @@ mod tests {
         assert_eq!(get("id"), "42");
         assert_eq!(get("name"), "\"ann\"");
         assert_eq!(get("flag"), "true");
-        assert_eq!(get("kept"), "1", "the body wins");
+        assert_eq!(get("kept"), "2", "the query overrides the body, as in Serverpod");
         assert_eq!(get("list"), "[1,2]");
         assert!(parse_args(b"  \n", None).unwrap().is_empty());
         assert_eq!(parse_args(b"[1]", None).unwrap_err().status(), 400);

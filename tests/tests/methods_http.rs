@@ -177,6 +177,78 @@ async fn calls_answer_json_with_named_arguments() {
         json!(3)
     );
     assert_eq!(post(addr, "/calc/add?a=5&b=6", "").await.body, json!(11));
+    // A query parameter overrides the body's argument of the same name (Serverpod's
+    // order), the method name included.
+    assert_eq!(
+        post(addr, "/calc/add?b=10", r#"{"a":1,"b":2}"#).await.body,
+        json!(11)
+    );
+    assert_eq!(
+        post(
+            addr,
+            "/calc?method=add",
+            r#"{"method":"greet","a":1,"b":2}"#
+        )
+        .await
+        .body,
+        json!(3)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_key_in_the_query_is_refused_with_where_it_belongs() {
+    let server = start().await;
+    let answer = post(
+        server.local_addr(),
+        "/calc/greet?auth=ann",
+        r#"{"name":"x"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Authorization header"), "{message}");
+    // The header works.
+    let answer = request(
+        server.local_addr(),
+        Method::POST,
+        "/calc/greet",
+        r#"{"name":"x"}"#,
+        &[("authorization", "Bearer ann")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn module_prefixed_endpoint_names_route_like_serverpods() {
+    // Serverpod names a module's endpoints `module.endpoint` (`serverpod_auth.status`).
+    let server = Server::builder()
+        .methods("serverpod_auth.calc", Calc)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    assert_eq!(
+        post(addr, "/serverpod_auth.calc/add", r#"{"a":2,"b":2}"#)
+            .await
+            .body,
+        json!(4)
+    );
+    assert_eq!(
+        post(
+            addr,
+            "/serverpod_auth.calc",
+            r#"{"method":"add","a":3,"b":3}"#
+        )
+        .await
+        .body,
+        json!(6)
+    );
+    // The bare name is another endpoint: not found, with the module's name suggested.
+    let answer = post(addr, "/calc/add", r#"{"a":1,"b":1}"#).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
     server.shutdown().await;
 }
 
@@ -314,7 +386,7 @@ async fn every_error_has_its_status_and_a_json_body() {
         &post(addr, "/calc/whoami?auth=ann", "{}").await,
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
-        "",
+        "send the key in the Authorization header",
     );
 
     for path in ["/calc/fail", "/calc/explode"] {

@@ -79,4 +79,27 @@ async fn handler_failures_are_logged_inside_the_session_span() {
         "auth keys never reach the log"
     );
     server.shutdown().await;
+
+    // An opening slow enough to worry a Serverpod Dart client (it closes a socket whose
+    // first ping gets no answer within 5 s) is logged, and the ping still answered.
+    let slow = Server::builder()
+        .endpoint("chat", Recorder::default())
+        .authentication(auth::from_fn(|_key: String| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+            Some(AuthInfo::new("8"))
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut client = TestClient::connect_legacy(slow.local_addr(), "?auth=slow").await;
+    client.send_text(r#"{"command":"ping","args":{}}"#).await;
+    assert_eq!(
+        client.next_json().await,
+        serde_json::json!({"command": "pong"})
+    );
+    eventually("the slow opening is logged", || {
+        captured.text().contains("closes a socket whose first ping")
+    })
+    .await;
+    slow.shutdown().await;
 }

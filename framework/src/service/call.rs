@@ -141,6 +141,18 @@ async fn call<P: ModelSet, B: RequestBody>(
     };
     let info: &'static MethodInfo = &table[index];
     *called = Some((endpoint_name.clone(), info.name));
+    let auth_in_query = query
+        .as_deref()
+        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "auth"));
+    if key.is_none() && auth_in_query && !info.args.contains(&"auth") {
+        // Serverpod 2.x/3.x took `?auth=` here; keys in URLs end up in access logs.
+        let message = "?auth= is not accepted on method calls (URLs end up in logs): send the key in the Authorization header";
+        return Err(if info.require_login || !info.scopes.is_empty() {
+            MethodError::unauthenticated(message)
+        } else {
+            MethodError::bad_request(message)
+        });
+    }
 
     let auth = match (&key, &server.streams.authentication) {
         (Some(key), Some(handler)) => handler.authenticate(key).await.map(Arc::new),
