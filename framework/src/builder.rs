@@ -257,7 +257,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// # Errors
     ///
     /// [`StartError::Listen`] when the address cannot be bound;
-    /// [`StartError::Cluster`] when the cluster's Redis URL is invalid.
+    /// `StartError::Cluster` (feature `redis`) when the cluster's Redis URL is invalid.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server<P>, StartError> {
         let listener = TcpListener::bind(addr).await.map_err(StartError::Listen)?;
         self.serve(listener)
@@ -272,7 +272,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// # Errors
     ///
     /// [`StartError::Listen`] when the listener's local address cannot be read;
-    /// [`StartError::Cluster`] when the cluster's Redis URL is invalid.
+    /// `StartError::Cluster` (feature `redis`) when the cluster's Redis URL is invalid.
     pub fn serve(self, listener: TcpListener) -> Result<Server<P>, StartError> {
         let connections = Arc::new(Connections::new(
             self.config.max_connections,
@@ -300,7 +300,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///
     /// # Errors
     ///
-    /// [`StartError::Cluster`] when the cluster's Redis URL is invalid.
+    /// `StartError::Cluster` (feature `redis`) when the cluster's Redis URL is invalid.
     pub fn into_service(self) -> Result<StreampodService<P>, StartError> {
         self.build(None)
     }

@@ -6,6 +6,8 @@ use base64::Engine as _;
 
 /// Unwraps an auth key from the header form Serverpod clients send: `Bearer <key>` gives
 /// `<key>`, `Basic <base64>` gives the decoded key, anything else is the key itself.
+/// (Serverpod 2.x unwraps only `Basic`, passing `Bearer <key>` to its handler as is;
+/// 3.x unwraps both, as here.)
 ///
 /// ```
 /// use streampod_protocol::auth::unwrap_key;
