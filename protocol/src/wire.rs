@@ -721,6 +721,11 @@ pub fn decode_family<'de, D: Deserializer<'de>, T>(
         Some(_) => return Err(de::Error::custom("__className__ must be a string")),
         None => None,
     };
+    // Serverpod names a module's class `module.Class`: the member is the class.
+    let named = named.map(|name| match name.rsplit_once('.') {
+        Some((_, class)) => class.to_owned(),
+        None => name,
+    });
     let Some(class_name) = named.or_else(|| own.map(str::to_owned)) else {
         return Err(de::Error::custom(format_args!(
             "a {family} needs \"__className__\", one of: {}",

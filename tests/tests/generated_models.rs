@@ -569,3 +569,17 @@ fn dynamic_fields_keep_class_name_and_data() {
     let err = serde_json::from_str::<Envelope>(r#"{"payload":7,"items":[]}"#).unwrap_err();
     assert!(err.to_string().contains("className"), "{err}");
 }
+
+#[test]
+fn a_module_prefixed_class_name_in_the_data_still_decodes() {
+    // Serverpod 3 writes a module's class as "module.Class" in `__className__`; the tag
+    // inside model data is informational here (the frame's className chose the type).
+    let decoded: ChatMessage = serde_json::from_str(
+        r#"{"__className__":"chat_module.ChatMessage","senderName":"ann","content":"hi","channelId":"room-1"}"#,
+    )
+    .unwrap();
+    assert_eq!(decoded.sender_name, "ann");
+    let pet: AnyAnimal =
+        serde_json::from_str(r#"{"__className__":"zoo.Dog","name":"rex","goodBoy":true}"#).unwrap();
+    assert!(matches!(pet, AnyAnimal::Dog(_)), "{pet:?}");
+}
