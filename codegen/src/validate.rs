@@ -1335,39 +1335,11 @@ impl<'a> Resolver<'a> {
             }
             TypeKind::Module { module, name } => {
                 let qualifier = Qualifier::Module(module.clone());
-                let Some(external) = self.externals.iter().find(|e| e.qualifier == qualifier)
-                else {
-                    let message = format!("unknown module '{module}': a module type needs the module's models, given with Builder::module(\"{module}\", dir, rust_path)");
-                    self.diagnostics.push(self.file(owner).error(pos, message));
-                    return None;
-                };
-                match external.types.get(name) {
-                    Some(ty) => ty.clone(),
-                    None => {
-                        let hint = did_you_mean(name, external.types.keys().map(String::as_str));
-                        let message = format!("module '{module}' has no model '{name}'{hint}");
-                        self.diagnostics.push(self.file(owner).error(pos, message));
-                        return None;
-                    }
-                }
+                self.resolve_external(owner, pos, &qualifier, name)?
             }
             TypeKind::Package { package, name } => {
                 let qualifier = Qualifier::Package(package.clone());
-                let Some(external) = self.externals.iter().find(|e| e.qualifier == qualifier)
-                else {
-                    let message = format!("unknown package '{package}': a shared package's types need its models, given with Builder::shared(\"{package}\", dir, rust_path)");
-                    self.diagnostics.push(self.file(owner).error(pos, message));
-                    return None;
-                };
-                match external.types.get(name) {
-                    Some(ty) => ty.clone(),
-                    None => {
-                        let hint = did_you_mean(name, external.types.keys().map(String::as_str));
-                        let message = format!("package '{package}' has no model '{name}'{hint}");
-                        self.diagnostics.push(self.file(owner).error(pos, message));
-                        return None;
-                    }
-                }
+                self.resolve_external(owner, pos, &qualifier, name)?
             }
         };
         Some(if expr.nullable {
@@ -1378,6 +1350,32 @@ impl<'a> Resolver<'a> {
     }
 
     /// The first server-only model or enum the type mentions.
+    /// A type of another crate, named `module:nickname:Type` or `package:Type`.
+    fn resolve_external(
+        &mut self,
+        owner: &Declaration,
+        pos: Pos,
+        qualifier: &Qualifier,
+        name: &str,
+    ) -> Option<Type> {
+        let (what, label, method) = match qualifier {
+            Qualifier::Module(label) => ("module", label, "module"),
+            Qualifier::Package(label) => ("package", label, "shared"),
+        };
+        let message = match self.externals.iter().find(|e| e.qualifier == *qualifier) {
+            None => format!("unknown {what} '{label}': its types need its models, given with Builder::{method}(\"{label}\", dir, rust_path)"),
+            Some(external) => match external.types.get(name) {
+                Some(ty) => return Some(ty.clone()),
+                None => {
+                    let hint = did_you_mean(name, external.types.keys().map(String::as_str));
+                    format!("{what} '{label}' has no model '{name}'{hint}")
+                }
+            },
+        };
+        self.diagnostics.push(self.file(owner).error(pos, message));
+        None
+    }
+
     fn server_only_name(&self, ty: &Type, names: &HashMap<String, usize>) -> Option<String> {
         match ty {
             Type::Model(name) | Type::Family(name) | Type::Enum(name) => names

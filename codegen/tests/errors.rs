@@ -252,7 +252,7 @@ fn unsupported_grammar_says_why() {
     );
     assert_eq!(
         one(&[("a.yaml", "class: A\nfields:\n  x: module:auth:UserInfo\n")]),
-        "models/a.yaml:3:18: unknown module 'auth': a module type needs the module's models, given with Builder::module(\"auth\", dir, rust_path)"
+        "models/a.yaml:3:18: unknown module 'auth': its types need its models, given with Builder::module(\"auth\", dir, rust_path)"
     );
 }
 

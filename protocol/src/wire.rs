@@ -814,6 +814,9 @@ where
 /// Records with only positional fields are Rust tuples: `(int, String)` is `(i64, String)`.
 macro_rules! wire_tuple {
     ($(($($name:ident . $index:tt),+)),+ $(,)?) => {$(
+        // Kept out of "the following types implement WireValue" hints: eight tuples
+        // would crowd out the value types a user is looking for.
+        #[diagnostic::do_not_recommend]
         impl<$($name: WireValue),+> WireValue for ($($name,)+) {
             fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 encode_record(serializer, Some(($(Wire(&self.$index),)+)), None::<()>)
