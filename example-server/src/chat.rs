@@ -3,8 +3,9 @@
 //! time. Each room is the message-central channel `chat-room-<id>`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use streampod::cluster::ClusterState;
 use streampod::messages::{Reach, SessionMessages, Throttled};
@@ -76,6 +77,33 @@ impl ChatEndpoint {
 
 /// Longest nickname kept, in characters.
 const NICKNAME_LIMIT: usize = 32;
+
+/// Room posts that reached only this server's members because the cluster was down:
+/// logged once per interval with their count, never once per post.
+static LOCAL_FALLBACKS: Fallbacks = Fallbacks {
+    since_log: AtomicU64::new(0),
+    last_log: Mutex::new(None),
+};
+
+struct Fallbacks {
+    since_log: AtomicU64,
+    last_log: Mutex<Option<Instant>>,
+}
+
+impl Fallbacks {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn note(&self, state: &ClusterState) {
+        let posts = self.since_log.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < Self::INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.since_log.fetch_sub(posts, Ordering::Relaxed);
+        tracing::warn!(%state, posts, "cluster unavailable: room posts since the last line reached this server's members only");
+    }
+}
 
 /// Who wrote a message, as the server vouches for it: the client's nickname marked
 /// with the signed-in user (`"ann (user 1)"`, and the user id) or, for an anonymous
@@ -186,7 +214,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 let reach = match messages.central_handle().cluster_state() {
                     Some(ClusterState::Connected) | None => Reach::Global,
                     Some(state) => {
-                        tracing::warn!(%state, room = %chat.channel_id, "cluster unavailable; the message reaches this server's members only");
+                        LOCAL_FALLBACKS.note(&state);
                         Reach::Local
                     }
                 };

@@ -406,6 +406,8 @@ fn scrape<P: ModelSet>(
             slow_consumer_disconnects: stats.disconnected,
             cluster_connected: cluster.map(|c| c.state() == ClusterState::Connected),
             cluster_round_trip: cluster.and_then(Backplane::last_round_trip),
+            cluster_posts_failed: cluster.map(Backplane::failed_posts),
+            cluster_stale_dropped: cluster.map(|_| stats.stale_global),
         }
     })
 }

@@ -57,9 +57,11 @@ use http::StatusCode;
 use serde_json::value::RawValue;
 
 use crate::auth::{AuthInfo, Scope};
+use crate::cluster::ClusterError;
 use crate::endpoint::EndpointError;
 use crate::handle::ServerHandle;
 use crate::messages::central::MessageCentral;
+use crate::messages::PostError;
 use crate::protocol::wire::{FromWire, Wire, WireValue};
 use crate::protocol::{ModelSet, SerializableException};
 
@@ -223,6 +225,8 @@ pub struct MethodError {
     body: String,
     /// What the log gets for a 500; never sent.
     detail: Option<String>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u32>,
 }
 
 impl fmt::Debug for MethodError {
@@ -248,6 +252,7 @@ impl MethodError {
             status,
             body: body.to_string(),
             detail: None,
+            retry_after: None,
         }
     }
 
@@ -293,14 +298,35 @@ impl MethodError {
                     serde_json::json!(E::CLASS_NAME)
                 ),
                 detail: None,
+                retry_after: None,
             },
             Err(error) => Self::internal(format_args!("cannot encode {}: {error}", E::CLASS_NAME)),
+        }
+    }
+
+    /// A cluster publish that failed: 503 `cluster_unavailable` with `Retry-After: 1`
+    /// when the post was certainly not published (Redis unreachable, publish queue
+    /// full: retrying is safe), 504 `cluster_unconfirmed` without it when the post may
+    /// have gone out anyway (retrying may deliver it twice).
+    pub fn cluster(error: &ClusterError) -> Self {
+        if error.may_have_been_delivered() {
+            Self::new(StatusCode::GATEWAY_TIMEOUT, "cluster_unconfirmed", error)
+        } else {
+            Self {
+                retry_after: Some(1),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", error)
+            }
         }
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// Seconds the client should wait before retrying (`Retry-After`), when set.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
     }
 
     /// The JSON body.
@@ -329,9 +355,29 @@ impl IntoMethodError for MethodError {
     }
 }
 
+/// A cluster failure behind the error answers as [`MethodError::cluster`] says; any
+/// other error is a 500.
 impl IntoMethodError for EndpointError {
     fn into_method_error(self) -> MethodError {
-        MethodError::internal(self)
+        let inner = self.into_inner();
+        let cluster = match inner.downcast_ref::<PostError>() {
+            Some(PostError::Cluster(error)) => Some(error),
+            _ => inner.downcast_ref::<ClusterError>(),
+        };
+        match cluster {
+            Some(error) => MethodError::cluster(error),
+            None => MethodError::internal(inner),
+        }
+    }
+}
+
+/// A failed post: [`MethodError::cluster`] for cluster failures, 500 otherwise.
+impl From<PostError> for MethodError {
+    fn from(error: PostError) -> Self {
+        match &error {
+            PostError::Cluster(cluster) => Self::cluster(cluster),
+            _ => Self::internal(error),
+        }
     }
 }
 

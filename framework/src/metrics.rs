@@ -45,6 +45,10 @@ pub(crate) struct Snapshot {
     pub(crate) cluster_connected: Option<bool>,
     /// The last publish pipeline's round trip to Redis.
     pub(crate) cluster_round_trip: Option<Duration>,
+    /// Global posts that failed after being queued (`None` without a cluster).
+    pub(crate) cluster_posts_failed: Option<u64>,
+    /// Global messages dropped on arrival as older than `max_global_age`.
+    pub(crate) cluster_stale_dropped: Option<u64>,
 }
 
 /// What the server reads at each scrape.
@@ -251,6 +255,22 @@ impl Collector for Levels {
                 "streampod_cluster_connected",
                 "1 while the cluster's Redis connection is up",
                 i64::from(connected),
+            )?;
+        }
+        if let Some(failed) = now.cluster_posts_failed {
+            counter(
+                e,
+                "streampod_cluster_posts_failed",
+                "Global posts that failed after being queued: not published, or unconfirmed",
+                failed,
+            )?;
+        }
+        if let Some(stale) = now.cluster_stale_dropped {
+            counter(
+                e,
+                "streampod_cluster_stale_dropped",
+                "Global messages dropped on arrival for being older than max_global_age",
+                stale,
             )?;
         }
         if let Some(round_trip) = now.cluster_round_trip {

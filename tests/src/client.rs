@@ -131,6 +131,21 @@ impl TestClient {
         }
     }
 
+    /// The next text frame as JSON if one comes within `wait` (pings skipped); `None`
+    /// when none does or the connection ended.
+    pub async fn try_next_json(&mut self, wait: std::time::Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return Some(serde_json::from_str(&text).expect("server frames are JSON"))
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_)) | None) | Err(_) => return None,
+            }
+        }
+    }
+
     /// The next frame, which must be an error frame with `code`; returns its body.
     pub async fn expect_error(&mut self, code: &str) -> Value {
         let frame = self.next_json().await;

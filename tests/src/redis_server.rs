@@ -91,12 +91,48 @@ impl RedisServer {
         count
     }
 
+    /// Freezes the server (SIGSTOP): its sockets stay open and nothing is answered, as
+    /// a hung Redis behaves. [`RedisServer::resume`] thaws it.
+    ///
+    /// # Panics
+    ///
+    /// When `kill` cannot signal the process.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a [`RedisServer::pause`]d server (SIGCONT).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Stops the server now (SIGKILL, as a crash would).
     pub fn kill(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
+        // A paused process would not die of SIGKILL any later, but thaw it anyway so
+        // its exit is prompt and the port is freed.
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -16,6 +16,10 @@ use crate::protocol::{frame, EncodeError, ModelSet};
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Envelope<'a> {
     pub(crate) node: u64,
+    /// When the posting node encoded it, in milliseconds since the Unix epoch by its
+    /// clock: receivers drop messages older than the cluster's `max_global_age`.
+    #[serde(default)]
+    pub(crate) sent: Option<u64>,
     #[serde(default)]
     pub(crate) except: Option<u64>,
     #[serde(borrow, default)]
@@ -43,6 +47,8 @@ impl Envelope<'_> {
         let mut out = Vec::with_capacity(160);
         out.extend_from_slice(b"{\"node\":");
         out.extend_from_slice(node.to_string().as_bytes());
+        out.extend_from_slice(b",\"sent\":");
+        out.extend_from_slice(now_millis().to_string().as_bytes());
         if let Some(except) = except {
             out.extend_from_slice(b",\"except\":");
             out.extend_from_slice(except.to_string().as_bytes());
@@ -59,6 +65,23 @@ impl Envelope<'_> {
         frame::encode_object(message, &mut out)?;
         out.push(b'}');
         Ok(out)
+    }
+}
+
+/// This node's clock, in milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Envelope<'_> {
+    /// How old the message is by this node's clock; zero when it carries no send time
+    /// or comes from a clock ahead of this one.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn age(&self) -> std::time::Duration {
+        let sent = self.sent.unwrap_or(u64::MAX);
+        std::time::Duration::from_millis(now_millis().saturating_sub(sent))
     }
 }
 
@@ -111,6 +134,7 @@ mod tests {
         let bytes = Envelope::encode(7, Some(3), Some(target), &Note("hi\n".into())).unwrap();
         let envelope: Envelope<'_> = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(envelope.node, 7);
+        assert!(envelope.age() < std::time::Duration::from_secs(5), "just sent");
         assert_eq!(envelope.except, Some(3));
         assert_eq!(envelope.endpoint.as_deref(), Some("chat \"main\""));
         assert_eq!(envelope.user.as_deref(), Some("42"));
@@ -125,5 +149,11 @@ mod tests {
             (envelope.except, envelope.endpoint, envelope.user),
             (None, None, None)
         );
+        // From a node without send times (an older version): never counted as stale.
+        let old: Envelope<'_> = serde_json::from_str(r#"{"node":1,"object":{}}"#).unwrap();
+        assert_eq!(old.age(), std::time::Duration::ZERO);
+        let stale: Envelope<'_> =
+            serde_json::from_str(r#"{"node":1,"sent":1000,"object":{}}"#).unwrap();
+        assert!(stale.age() > std::time::Duration::from_secs(3600));
     }
 }

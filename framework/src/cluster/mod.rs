@@ -5,12 +5,22 @@
 //! Each node keeps two Redis connections, both owned by one supervisor task: a pub/sub
 //! connection that `SUBSCRIBE`s to `<prefix>:channel:<name>` while the node has a
 //! listener on `<name>` (plus `<prefix>:broadcast` for `to_all` / `to_user`), and a
-//! multiplexed connection that pipelines the `PUBLISH`es. When Redis goes away, the
-//! supervisor reconnects with jittered exponential backoff and re-subscribes every
-//! channel the node still has; meanwhile global posts fail at once
-//! ([`PostError::Cluster`](crate::messages::PostError::Cluster) with [`ClusterError::Unavailable`]) and local posts are
-//! unaffected. Delivery is at most once, as in Serverpod: what is posted while a node is
-//! cut off does not reach it later.
+//! multiplexed connection that pipelines the `PUBLISH`es. Both are `PING`ed every
+//! second; a Redis that closes them, or hangs (no answer within 3 s:
+//! [`ClusterConfig::liveness`]), makes the node `Disconnected`: `/health` and metrics say
+//! so, and the supervisor reconnects with jittered exponential backoff and re-subscribes
+//! every channel the node still has. Meanwhile global posts fail at once
+//! ([`PostError::Cluster`](crate::messages::PostError::Cluster) with
+//! [`ClusterError::Unavailable`]) and local posts are unaffected.
+//!
+//! Outcomes are honest: `Unavailable` and `Backlog` mean certainly not published (safe
+//! to retry); a post handed to Redis but not confirmed is `Timeout` or `Unconfirmed` —
+//! it may have gone out ([`ClusterError::may_have_been_delivered`]). A method returning
+//! either answers 503 with `Retry-After` or 504 ([`MethodError::cluster`](crate::MethodError::cluster)).
+//! Each message carries its send time; one older than `max_global_age` on arrival (5 s;
+//! after a stall) is dropped and counted rather than burst onto clients. Delivery is at
+//! most once, as in Serverpod: what is posted while a node is cut off does not reach it
+//! later.
 //!
 //! With the `redis` feature:
 //!
@@ -94,9 +104,25 @@ pub enum ClusterError {
          ClusterConfig::publish_queue"
     )]
     Backlog(usize),
-    /// Redis did not confirm in time.
+    /// Redis did not confirm in time: the publish was written and may still go out.
     #[error("Redis did not confirm the publish within {0:?}; it may or may not have gone out")]
     Timeout(Duration),
+    /// The connection failed after the publish was written: it may or may not have gone
+    /// out.
+    #[error(
+        "the connection to Redis failed after the publish was sent ({0}); it may or may \
+         not have gone out"
+    )]
+    Unconfirmed(String),
+}
+
+impl ClusterError {
+    /// Whether the post may have reached other servers anyway ([`ClusterError::Timeout`],
+    /// [`ClusterError::Unconfirmed`]): retrying it may deliver it twice. `false` means
+    /// certainly not published ([`ClusterError::Unavailable`], [`ClusterError::Backlog`]).
+    pub fn may_have_been_delivered(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::Unconfirmed(_))
+    }
 }
 
 /// A publish waiting for the backplane's confirmation: the number of servers reached.
@@ -127,6 +153,10 @@ pub(crate) trait Backplane: Send + Sync + 'static {
     fn state_changes(&self) -> watch::Receiver<ClusterState>;
     /// How long the last publish took to be answered; `None` before one was.
     fn last_round_trip(&self) -> Option<Duration>;
+    /// Global posts that failed after being queued, fire-and-forget ones included.
+    fn failed_posts(&self) -> u64;
+    /// Messages older than this on arrival are dropped.
+    fn max_global_age(&self) -> Duration;
     /// Stops the backplane's tasks; later publishes fail.
     fn stop(&self);
 }

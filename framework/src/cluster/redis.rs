@@ -3,6 +3,7 @@
 //! pipelining the publishes (see the [module docs](super)).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backplane, ClusterError, ClusterState, Confirmation, Received, Sink};
 use crate::backoff::Backoff;
+use crate::log_limit::RateLimitedLog;
 use crate::metrics::Micros;
 
 /// How a server joins a cluster.
@@ -25,12 +27,17 @@ pub struct ClusterConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect: Backoff,
     pub(crate) publish_queue: usize,
+    pub(crate) liveness_interval: Duration,
+    pub(crate) liveness_timeout: Duration,
+    pub(crate) max_global_age: Duration,
 }
 
 impl ClusterConfig {
     /// A cluster through the Redis at `url` (`redis://host:port/`), with defaults:
     /// prefix `streampod`, publish timeout 500 ms, connect timeout 1 s, reconnect
-    /// backoff 100 ms doubling up to 2 s (jittered), 10,000 queued global posts.
+    /// backoff 100 ms doubling up to 2 s (jittered), 10,000 queued global posts, a
+    /// liveness `PING` on both connections every 1 s that must be answered within 3 s,
+    /// and global messages older than 5 s dropped on arrival.
     pub fn redis(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -39,7 +46,30 @@ impl ClusterConfig {
             connect_timeout: Duration::from_secs(1),
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
             publish_queue: 10_000,
+            liveness_interval: Duration::from_secs(1),
+            liveness_timeout: Duration::from_secs(3),
+            max_global_age: Duration::from_secs(5),
         }
+    }
+
+    /// How often both Redis connections are `PING`ed, and how long an answer may take
+    /// before Redis counts as gone (a hung Redis keeps its sockets open and answers
+    /// nothing): then the node is `Disconnected`, global posts fail at once, and it
+    /// reconnects. Defaults 1 s and 3 s.
+    pub fn liveness(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.liveness_interval = interval.max(Duration::from_millis(10));
+        self.liveness_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Global messages older than this when they arrive (by the posting node's clock)
+    /// are dropped and counted instead of reaching clients in a burst after a stall.
+    /// Default 5 s. Nodes' clocks must agree to well within it (NTP keeps them within
+    /// milliseconds): a clock behind by more drops its posts everywhere, one ahead lets
+    /// older messages through.
+    pub fn max_global_age(mut self, age: Duration) -> Self {
+        self.max_global_age = age;
+        self
     }
 
     /// Prefixes every Redis channel name (`<prefix>:channel:<name>`), so several apps
@@ -99,6 +129,10 @@ pub(crate) struct RedisBackplane {
     shutdown: CancellationToken,
     /// The last publish pipeline's round trip.
     round_trip: Arc<Micros>,
+    /// Global posts whose publish failed after they were queued (any outcome but
+    /// success), fire-and-forget ones included.
+    failed: Arc<AtomicU64>,
+    max_global_age: Duration,
 }
 
 enum Change {
@@ -118,12 +152,15 @@ impl RedisBackplane {
         let prefix = config.prefix.clone();
         let publish_queue = config.publish_queue;
         let round_trip = Arc::new(Micros::default());
+        let failed = Arc::new(AtomicU64::new(0));
+        let max_global_age = config.max_global_age;
         tokio::spawn(publish_loop(
             outgoing,
             connection,
             config.publish_timeout,
             shutdown.clone(),
             round_trip.clone(),
+            failed.clone(),
         ));
         let supervisor = Supervisor {
             client,
@@ -146,6 +183,8 @@ impl RedisBackplane {
             publish_queue,
             shutdown,
             round_trip,
+            failed,
+            max_global_age,
         })
     }
 
@@ -183,6 +222,14 @@ impl Backplane for RedisBackplane {
     /// How long the last publish pipeline took to be answered; `None` before one was.
     fn last_round_trip(&self) -> Option<Duration> {
         self.round_trip.get()
+    }
+
+    fn failed_posts(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn max_global_age(&self) -> Duration {
+        self.max_global_age
     }
 
     /// The current connection state.
@@ -337,9 +384,11 @@ impl Supervisor {
         let timeout = self.config.connect_timeout;
         let connect = async {
             let pubsub = self.client.get_async_pubsub().await?;
+            // Our deadlines are the only ones: a redis-rs response timeout would fire
+            // first and could not say whether the publish went out.
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(self.config.publish_timeout));
+                .set_response_timeout(None);
             let connection = self
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
@@ -372,6 +421,13 @@ impl Supervisor {
         if let Err(error) = self.sync(&mut sink, &mut subscribed).await {
             return Ended::Lost(error);
         }
+        let liveness = liveness(
+            sink.clone(),
+            connection.clone(),
+            self.config.liveness_interval,
+            self.config.liveness_timeout,
+        );
+        tokio::pin!(liveness);
         let _ = self.connection.send(Some(connection));
         tracing::info!(
             target: "streampod::cluster",
@@ -382,6 +438,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ended::Shutdown,
+                why = &mut liveness => return Ended::Lost(why),
                 message = stream.next() => match message {
                     Some(message) => self.receive(&message),
                     None => return Ended::Lost("connection closed".into()),
@@ -451,6 +508,33 @@ impl Supervisor {
     }
 }
 
+/// `PING`s both connections every `interval` until one is not answered within
+/// `timeout` (a hung Redis keeps its sockets open and answers nothing); says why.
+/// Pub/sub connections may `PING` while subscribed.
+async fn liveness(
+    mut sink: PubSubSink,
+    mut connection: MultiplexedConnection,
+    interval: Duration,
+    timeout: Duration,
+) -> String {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    let ping = redis::cmd("PING");
+    loop {
+        ticks.tick().await;
+        let subscriber = sink.ping::<redis::Value>();
+        let publisher = ping.query_async::<redis::Value>(&mut connection);
+        match tokio::time::timeout(timeout, futures_util::future::try_join(subscriber, publisher))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return format!("PING failed: {error}"),
+            Err(_) => return format!("Redis did not answer PING within {timeout:?}"),
+        }
+    }
+}
+
 /// Sends queued publishes, everything queued at once as one pipeline (one round trip,
 /// order kept).
 async fn publish_loop(
@@ -459,7 +543,10 @@ async fn publish_loop(
     timeout: Duration,
     shutdown: CancellationToken,
     round_trip: Arc<Micros>,
+    failed: Arc<AtomicU64>,
 ) {
+    // Failures come in runs while Redis is in trouble: one line per interval, counted.
+    static FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
     let mut batch = Vec::new();
     loop {
         let first = tokio::select! {
@@ -478,6 +565,7 @@ async fn publish_loop(
         }
         let current = connection.borrow().clone();
         let result = match current {
+            // Never written: certainly not published.
             None => Err(ClusterError::Unavailable("connection lost".into())),
             Some(mut connection) => {
                 let mut pipe = redis::pipe();
@@ -492,7 +580,9 @@ async fn publish_loop(
                         round_trip.set(sent.elapsed());
                         Ok(receivers)
                     }
-                    Ok(Err(error)) => Err(ClusterError::Unavailable(error.to_string())),
+                    // Handed to the connection: some or all may have gone out (an
+                    // error reply in a pipeline does not undo the others).
+                    Ok(Err(error)) => Err(ClusterError::Unconfirmed(error.to_string())),
                     Err(_) => Err(ClusterError::Timeout(timeout)),
                 }
             }
@@ -506,11 +596,14 @@ async fn publish_loop(
                 }
             }
             Err(error) => {
-                tracing::warn!(
-                    target: "streampod::cluster",
-                    %error, posts = batch.len(),
-                    "global posts were not published"
-                );
+                failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if let Some(left_out) = FAILED_LOG.ready() {
+                    tracing::warn!(
+                        target: "streampod::cluster",
+                        %error, posts = batch.len(), earlier_failures_left_out = left_out,
+                        "global posts failed (see the error: unavailable means not published, a timeout or unconfirmed one may have gone out)"
+                    );
+                }
                 for post in batch.drain(..) {
                     if let Some(reply) = post.reply {
                         let _ = reply.send(Err(error.clone()));

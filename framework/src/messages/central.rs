@@ -32,6 +32,8 @@ pub(crate) struct Central<P> {
     /// broadcasts, 1 `DropOldest` channels, 2 `LatestValue` channels.
     dropped: [AtomicU64; 3],
     disconnected: AtomicU64,
+    /// Global messages dropped on arrival for being older than `max_global_age`.
+    stale_global: AtomicU64,
     /// The cluster backplane for `Global` posts, when configured.
     pub(crate) cluster: OnceLock<Box<dyn Backplane>>,
     /// Where throttled and batched posts schedule their timers.
@@ -139,6 +141,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 delivered: AtomicU64::new(0),
                 dropped: std::array::from_fn(|_| AtomicU64::new(0)),
                 disconnected: AtomicU64::new(0),
+                stale_global: AtomicU64::new(0),
                 cluster: OnceLock::new(),
                 runtime,
             }),
@@ -362,7 +365,14 @@ impl<P: ModelSet> MessageCentral<P> {
             dropped_oldest: inner.dropped[1].load(Ordering::Relaxed),
             dropped_latest_value: inner.dropped[2].load(Ordering::Relaxed),
             disconnected: inner.disconnected.load(Ordering::Relaxed),
+            stale_global: inner.stale_global.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a global message dropped as stale; the total so far.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn count_stale_global(&self) -> u64 {
+        self.inner.stale_global.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Adds one post's outcome to the totals: an atomic add or three per post, none

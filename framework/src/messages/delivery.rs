@@ -140,6 +140,9 @@ pub struct MessageStats {
     pub dropped_latest_value: u64,
     /// Sessions disconnected as slow consumers by posts.
     pub disconnected: u64,
+    /// Global messages dropped on arrival for being older than the cluster's
+    /// `max_global_age` (after a Redis stall).
+    pub stale_global: u64,
 }
 
 /// The frames of one post, encoded lazily once per endpoint name.

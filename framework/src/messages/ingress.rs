@@ -2,10 +2,12 @@
 //! servers posted to this server's listeners.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use super::central::{Central, MessageCentral};
 use super::delivery::Payload;
 use crate::cluster::{Backplane, Envelope, Received, Sink};
+use crate::log_limit::RateLimitedLog;
 use crate::protocol::ModelSet;
 use crate::session::SessionShared;
 
@@ -35,6 +37,16 @@ impl<P: ModelSet> MessageCentral<P> {
                 return;
             }
         };
+        let max_age = self.cluster().map(Backplane::max_global_age);
+        if let Some(max_age) = max_age.filter(|max| envelope.age() > *max) {
+            // Delivered late after a stall: clients would get a burst of stale news.
+            let dropped = self.count_stale_global();
+            static STALE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+            if let Some(left_out) = STALE.ready() {
+                tracing::warn!(target: "streampod::cluster", age_ms = envelope.age().as_millis() as u64, max_age_ms = max_age.as_millis() as u64, dropped_in_all = dropped, left_out, "dropped global messages older than max_global_age (Redis stalled, or the nodes' clocks disagree)");
+            }
+            return;
+        }
         let node = self.cluster().map(Backplane::node);
         // Session ids are per server: `except` applies on the posting server only.
         let except = envelope.except.filter(|_| Some(envelope.node) == node);

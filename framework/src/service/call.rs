@@ -51,6 +51,11 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            if let Some(seconds) = error.retry_after() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
             response
         }
     };
