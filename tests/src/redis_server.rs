@@ -91,6 +91,22 @@ impl RedisServer {
         count
     }
 
+    /// Closes every pub/sub client's connection (`CLIENT KILL TYPE pubsub`), as Redis
+    /// does to a subscriber over its output-buffer limit; returns how many it closed.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer.
+    pub fn kill_pubsub_clients(&self) -> usize {
+        let mut connection = self.connection().expect("redis answers");
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut connection)
+            .expect("CLIENT KILL TYPE pubsub")
+    }
+
     /// Freezes the server (SIGSTOP): its sockets stay open and nothing is answered, as
     /// a hung Redis behaves. [`RedisServer::resume`] thaws it.
     ///

@@ -276,6 +276,60 @@ async fn messages_older_than_max_global_age_are_dropped_not_burst() {
 }
 
 #[tokio::test]
+async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
+    let redis = RedisServer::start();
+    let (poster, receiver) = (node(&redis).await, node(&redis).await);
+    let mut remote = member(&receiver, "hang").await;
+    let channel = room_channel("hang");
+    let messages = poster.handle().messages();
+    messages
+        .post_global(&channel, chat("before".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        drain(&mut remote, Duration::from_millis(300)).await.len(),
+        1
+    );
+
+    let mut changes = messages.cluster_state_changes().unwrap();
+    changes.borrow_and_update();
+    assert_eq!(
+        redis.kill_pubsub_clients(),
+        2,
+        "both nodes' subscribers closed"
+    );
+    // Publishing goes on through the healthy connection: not one post fails.
+    for n in 0..20 {
+        let outcome = messages
+            .post_global(&channel, chat(format!("during-{n}")))
+            .await;
+        assert!(outcome.is_ok(), "post {n} failed: {outcome:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(messages.cluster_state(), Some(ClusterState::Connected));
+    assert!(
+        !changes.has_changed().unwrap(),
+        "the node never left Connected: its publish connection was fine"
+    );
+    // The receiver subscribed again: what is posted now arrives.
+    let mut arrived = false;
+    for n in 0..50 {
+        messages
+            .post_global(&channel, chat(format!("after-{n}")))
+            .await
+            .unwrap();
+        let got = drain(&mut remote, Duration::from_millis(100)).await;
+        if got.iter().any(|(c, _)| c.starts_with("after-")) {
+            arrived = true;
+            break;
+        }
+    }
+    assert!(arrived, "the receiver never resubscribed");
+    poster.shutdown().await;
+    receiver.shutdown().await;
+}
+
+#[tokio::test]
 async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down() {
     let redis = RedisServer::start();
     let server = node(&redis).await;

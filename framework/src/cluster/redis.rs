@@ -421,14 +421,13 @@ impl Supervisor {
         if let Err(error) = self.sync(&mut sink, &mut subscribed).await {
             return Ended::Lost(error);
         }
-        let liveness = liveness(
+        let mut alive = Box::pin(liveness(
             sink.clone(),
             connection.clone(),
             self.config.liveness_interval,
             self.config.liveness_timeout,
-        );
-        tokio::pin!(liveness);
-        let _ = self.connection.send(Some(connection));
+        ));
+        let _ = self.connection.send(Some(connection.clone()));
         tracing::info!(
             target: "streampod::cluster",
             url = %self.config.url, channels = subscribed.len(),
@@ -438,10 +437,26 @@ impl Supervisor {
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ended::Shutdown,
-                why = &mut liveness => return Ended::Lost(why),
+                why = &mut alive => return Ended::Lost(why),
                 message = stream.next() => match message {
                     Some(message) => self.receive(&message),
-                    None => return Ended::Lost("connection closed".into()),
+                    // Only the pub/sub connection went (Redis's output-buffer limit,
+                    // `CLIENT KILL TYPE pubsub`): replace it and keep publishing on
+                    // the other, so queued posts are not lost with it.
+                    None => match self.replace_pubsub(connection.clone()).await {
+                        Ok((new_sink, new_stream)) => {
+                            (sink, stream) = (new_sink, new_stream);
+                            subscribed.clone_from(&self.wanted);
+                            alive = Box::pin(liveness(
+                                sink.clone(),
+                                connection.clone(),
+                                self.config.liveness_interval,
+                                self.config.liveness_timeout,
+                            ));
+                            tracing::info!(target: "streampod::cluster", channels = subscribed.len(), "Redis closed the pub/sub connection; replaced it, publishing went on");
+                        }
+                        Err(error) => return Ended::Lost(error),
+                    },
                 },
                 change = changes.recv() => {
                     let Some(change) = change else { return Ended::Shutdown };
@@ -454,6 +469,29 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// A new pub/sub connection subscribed to every wanted channel, once the publish
+    /// connection has shown it is still healthy.
+    async fn replace_pubsub(
+        &self,
+        mut connection: MultiplexedConnection,
+    ) -> Result<(PubSubSink, redis::aio::PubSubStream), String> {
+        let timeout = self.config.connect_timeout;
+        let replace = async {
+            redis::cmd("PING")
+                .query_async::<redis::Value>(&mut connection)
+                .await?;
+            let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
+            let channels: Vec<&String> = self.wanted.iter().collect();
+            sink.subscribe(&channels).await?;
+            Ok::<_, redis::RedisError>((sink, stream))
+        };
+        match tokio::time::timeout(timeout, replace).await {
+            Ok(Ok(replaced)) => Ok(replaced),
+            Ok(Err(error)) => Err(format!("pub/sub connection closed, and replacing it failed: {error}")),
+            Err(_) => Err(format!("pub/sub connection closed, and no new one within {timeout:?}")),
         }
     }
 
