@@ -38,6 +38,8 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // `DEBUG SLEEP` for the fault tests (refused by default since Redis 7).
+            .args(["--enable-debug-command", "yes"])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -105,6 +107,21 @@ impl RedisServer {
             .arg("pubsub")
             .query(&mut connection)
             .expect("CLIENT KILL TYPE pubsub")
+    }
+
+    /// Blocks the server for `seconds` with `DEBUG SLEEP`, from another thread; returns
+    /// at once.
+    pub fn debug_sleep(&self, seconds: f64) -> std::thread::JoinHandle<()> {
+        let url = self.url();
+        std::thread::spawn(move || {
+            let mut connection = redis::Client::open(url)
+                .and_then(|client| client.get_connection())
+                .expect("redis answers");
+            let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(seconds)
+                .query(&mut connection);
+        })
     }
 
     /// Freezes the server (SIGSTOP): its sockets stay open and nothing is answered, as

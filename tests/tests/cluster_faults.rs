@@ -330,6 +330,80 @@ async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
 }
 
 #[tokio::test]
+async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
+    let redis = RedisServer::start();
+    let (poster, receiver) = (node(&redis).await, node(&redis).await);
+    let mut remote = member(&receiver, "hang").await;
+    let channel = room_channel("hang");
+    let messages = poster.handle().messages();
+    messages
+        .post_global(&channel, chat("before".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        drain(&mut remote, Duration::from_millis(300)).await.len(),
+        1
+    );
+
+    let sleeping = redis.debug_sleep(2.0);
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    while started.elapsed() < Duration::from_millis(1800) {
+        let content = format!("s{:03}", outcomes.len());
+        outcomes.push((
+            content.clone(),
+            messages.post_global(&channel, chat(content)).await,
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Err(PostError::Cluster(e)) if !e.may_have_been_delivered())),
+        "the sleep was detected: later posts fail as not published"
+    );
+    sleeping.join().unwrap();
+    wait_for(&poster, "connected again", |s| {
+        *s == ClusterState::Connected
+    })
+    .await;
+    wait_for(&receiver, "connected again", |s| {
+        *s == ClusterState::Connected
+    })
+    .await;
+    let received = drain(&mut remote, Duration::from_millis(1000)).await;
+    for (content, _) in &received {
+        if let Some((_, Err(PostError::Cluster(error)))) =
+            outcomes.iter().find(|(c, _)| c == content)
+        {
+            assert!(
+                error.may_have_been_delivered(),
+                "{content}: reported {error}, yet delivered"
+            );
+        }
+    }
+    // Delivery resumes.
+    let mut resumed = false;
+    for n in 0..50 {
+        if messages
+            .post_global(&channel, chat(format!("after-{n}")))
+            .await
+            .is_ok()
+            && drain(&mut remote, Duration::from_millis(100))
+                .await
+                .iter()
+                .any(|(c, _)| c.starts_with("after-"))
+        {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(resumed, "delivery did not resume after DEBUG SLEEP");
+    poster.shutdown().await;
+    receiver.shutdown().await;
+}
+
+#[tokio::test]
 async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down() {
     let redis = RedisServer::start();
     let server = node(&redis).await;
