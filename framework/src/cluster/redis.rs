@@ -309,6 +309,9 @@ fn broadcast_name(prefix: &str) -> String {
     format!("{prefix}:broadcast")
 }
 
+/// While Redis stays unreachable, one line per this long.
+const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Owns the Redis connections: connects, subscribes, receives, reconnects.
 struct Supervisor {
     client: redis::Client,
@@ -333,6 +336,7 @@ impl Supervisor {
     async fn run(mut self, mut changes: mpsc::UnboundedReceiver<Change>) {
         self.wanted.insert(self.broadcast.clone());
         let mut failures: u32 = 0;
+        let mut last_logged: Option<tokio::time::Instant> = None;
         loop {
             self.set_state(ClusterState::Connecting);
             let error = match self.connect().await {
@@ -348,11 +352,16 @@ impl Supervisor {
             let _ = self.connection.send(None);
             failures = failures.saturating_add(1);
             let delay = self.config.reconnect.jittered(failures);
-            tracing::warn!(
-                target: "streampod::cluster",
-                url = %self.config.url, %error, attempt = failures, ?delay,
-                "Redis unreachable; global posts fail until it is back, retrying"
-            );
+            // The loss once, then a line per interval while it lasts, not per attempt.
+            let now = tokio::time::Instant::now();
+            if failures == 1 || last_logged.is_none_or(|at| now - at >= OUTAGE_LOG_INTERVAL) {
+                last_logged = Some(now);
+                tracing::warn!(
+                    target: "streampod::cluster",
+                    url = %self.config.url, %error, attempts = failures, ?delay,
+                    "Redis unreachable; global posts fail until it is back, retrying"
+                );
+            }
             self.set_state(ClusterState::Disconnected { error });
             // Keep track of joins and leaves while waiting, so the resubscribe is current.
             let sleep = tokio::time::sleep(delay);
