@@ -176,3 +176,177 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A private three-master Redis Cluster (no replicas) on free loopback ports, built with
+/// `redis-cli --cluster create`, every server stopped (by PID) on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<ClusterNode>,
+}
+
+#[derive(Debug)]
+struct ClusterNode {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ClusterNode {
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn query(&self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        let mut connection = redis::Client::open(self.url())?.get_connection()?;
+        cmd.query(&mut connection)
+    }
+}
+
+/// A free loopback port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Starts three masters and joins them into a cluster covering every slot.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server`/`redis-cli` are missing or the cluster is not up in 20 s.
+    pub fn start() -> Self {
+        let mut nodes: Vec<ClusterNode> = (0..3)
+            .map(|_| ClusterNode {
+                child: None,
+                port: free_cluster_port(),
+                dir: tempfile::tempdir().expect("a scratch directory"),
+            })
+            .collect();
+        for node in &mut nodes {
+            node.spawn();
+        }
+        let cluster = Self { nodes };
+        cluster.wait(|node| node.query(&redis::cmd("PING")).is_ok());
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed (it comes with redis-server)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    fn wait(&self, ready: impl Fn(&ClusterNode) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            while !ready(node) {
+                assert!(
+                    Instant::now() < deadline,
+                    "Redis Cluster node {} not ready",
+                    node.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Waits until every running node reports `cluster_state:ok`.
+    ///
+    /// # Panics
+    ///
+    /// After 20 s.
+    pub fn wait_until_ok(&self) {
+        self.wait(|node| {
+            node.query(redis::cmd("CLUSTER").arg("INFO"))
+                .ok()
+                .and_then(|value| redis::from_redis_value::<String>(value).ok())
+                .is_some_and(|text| text.contains("cluster_state:ok"))
+        });
+    }
+
+    /// The seed URLs of every master.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(ClusterNode::url).collect()
+    }
+
+    /// How many sharded channels each master has subscribers on (`PUBSUB
+    /// SHARDCHANNELS`), in node order.
+    ///
+    /// # Panics
+    ///
+    /// When a running node does not answer.
+    pub fn shard_channels(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .map(
+                |node| match node.query(redis::cmd("PUBSUB").arg("SHARDCHANNELS")) {
+                    Ok(redis::Value::Array(channels)) => channels.len(),
+                    other => panic!("PUBSUB SHARDCHANNELS on {}: {other:?}", node.port),
+                },
+            )
+            .collect()
+    }
+
+    /// Kills master `index` (SIGKILL), as a crash would.
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].stop();
+    }
+
+    /// Starts master `index` again with its cluster state, and waits for the cluster.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::wait_until_ok`].
+    pub fn restart(&mut self, index: usize) {
+        self.nodes[index].spawn();
+        self.wait(|node| node.query(&redis::cmd("PING")).is_ok());
+        self.wait_until_ok();
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+}

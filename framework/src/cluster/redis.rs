@@ -17,11 +17,15 @@ use crate::backoff::Backoff;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::Micros;
 
+mod sharded;
+
 /// How a server joins a cluster.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ClusterConfig {
     pub(crate) url: String,
+    /// Redis Cluster seed nodes (sharded pub/sub); empty for one Redis.
+    pub(crate) cluster_nodes: Vec<String>,
     pub(crate) prefix: String,
     pub(crate) publish_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -33,6 +37,20 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// The Redis address for logs: host and port only, never a password.
+    pub(crate) fn redacted(&self) -> String {
+        let host = url::Url::parse(&self.url).ok().map(|url| {
+            let host = url.host_str().unwrap_or("?").to_owned();
+            url.port().map_or(host.clone(), |port| format!("{host}:{port}"))
+        });
+        let host = host.unwrap_or_else(|| "<unparsable url>".to_owned());
+        if self.cluster_nodes.len() > 1 {
+            format!("{host} (+{} cluster nodes)", self.cluster_nodes.len() - 1)
+        } else {
+            host
+        }
+    }
+
     /// A cluster through the Redis at `url` (`redis://host:port/`), with defaults:
     /// prefix `streampod`, publish timeout 500 ms, connect timeout 1 s, reconnect
     /// backoff 100 ms doubling up to 2 s (jittered), 10,000 queued global posts, a
@@ -41,6 +59,7 @@ impl ClusterConfig {
     pub fn redis(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             prefix: "streampod".to_owned(),
             publish_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
@@ -70,6 +89,21 @@ impl ClusterConfig {
     pub fn max_global_age(mut self, age: Duration) -> Self {
         self.max_global_age = age;
         self
+    }
+
+    /// A cluster through a Redis Cluster (Redis ≥ 7), reached from any of `nodes`
+    /// (`redis://host:port/`; the rest are discovered), with the defaults of
+    /// [`ClusterConfig::redis`]. Channels use sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`):
+    /// each channel lives on the shard its name hashes to, so channel traffic spreads
+    /// over the shards and each channel keeps one order. `to_all`/`to_user` broadcasts
+    /// share one channel, hence one shard. The liveness `PING` goes to every master: a
+    /// master that stops answering makes the node `Disconnected` (global posts fail)
+    /// until the cluster is whole again — with replicas, until one is promoted.
+    pub fn redis_cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut config = Self::redis(nodes.first().cloned().unwrap_or_default());
+        config.cluster_nodes = nodes;
+        config
     }
 
     /// Prefixes every Redis channel name (`<prefix>:channel:<name>`), so several apps
@@ -111,6 +145,59 @@ impl ClusterConfig {
 #[error("invalid cluster Redis URL: {0}")]
 pub struct InvalidRedisUrl(#[source] redis::RedisError);
 
+/// The connection publishes go out on: one Redis (pipelined `PUBLISH`) or a Redis
+/// Cluster (`SPUBLISH`, routed to each channel's shard).
+#[derive(Clone)]
+enum Publisher {
+    Single(MultiplexedConnection),
+    Sharded(redis::cluster_async::ClusterConnection),
+}
+
+impl Publisher {
+    /// Publishes `batch` in order: for each post, how many nodes received it, or why
+    /// not (certainly not published, or maybe).
+    async fn publish(&mut self, batch: &[Outgoing]) -> Vec<Result<usize, ClusterError>> {
+        match self {
+            Publisher::Single(connection) => {
+                let mut pipe = redis::pipe();
+                for post in batch {
+                    pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
+                }
+                match pipe.query_async::<Vec<usize>>(connection).await {
+                    Ok(receivers) => receivers.into_iter().map(Ok).collect(),
+                    // Handed to the connection: some or all may have gone out (an error
+                    // reply in a pipeline does not undo the others).
+                    Err(error) => {
+                        vec![Err(ClusterError::Unconfirmed(error.to_string())); batch.len()]
+                    }
+                }
+            }
+            Publisher::Sharded(connection) => {
+                // Sent in order (each future is first polled in order), so a channel's
+                // posts reach its shard in order; shards answer independently.
+                let sends = batch.iter().map(|post| {
+                    let mut connection = connection.clone();
+                    async move {
+                        redis::cmd("SPUBLISH")
+                            .arg(&post.channel)
+                            .arg(&post.payload)
+                            .query_async::<usize>(&mut connection)
+                            .await
+                            .map_err(|error| match error.kind() {
+                                // The shard answered and refused (CLUSTERDOWN, …).
+                                redis::ErrorKind::Server(_) => {
+                                    ClusterError::Unavailable(error.to_string())
+                                }
+                                _ => ClusterError::Unconfirmed(error.to_string()),
+                            })
+                    }
+                });
+                futures_util::future::join_all(sends).await
+            }
+        }
+    }
+}
+
 struct Outgoing {
     channel: String,
     payload: Vec<u8>,
@@ -143,7 +230,11 @@ enum Change {
 impl RedisBackplane {
     /// Starts the supervisor and publisher tasks on the current runtime.
     pub(crate) fn start(config: ClusterConfig, deliver: Sink) -> Result<Self, InvalidRedisUrl> {
-        let client = redis::Client::open(config.url.as_str()).map_err(InvalidRedisUrl)?;
+        let target = if config.cluster_nodes.is_empty() {
+            Target::Single(redis::Client::open(config.url.as_str()).map_err(InvalidRedisUrl)?)
+        } else {
+            sharded::target(&config)?
+        };
         let (state_tx, state) = watch::channel(ClusterState::Connecting);
         let (wanted, changes) = mpsc::unbounded_channel();
         let (publish, outgoing) = mpsc::channel(config.publish_queue);
@@ -163,7 +254,7 @@ impl RedisBackplane {
             failed.clone(),
         ));
         let supervisor = Supervisor {
-            client,
+            target,
             broadcast: broadcast_name(&prefix),
             channel_prefix: channel_prefix(&prefix),
             config,
@@ -314,16 +405,28 @@ const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Owns the Redis connections: connects, subscribes, receives, reconnects.
 struct Supervisor {
-    client: redis::Client,
+    target: Target,
     broadcast: String,
     channel_prefix: String,
     config: ClusterConfig,
     state: watch::Sender<ClusterState>,
-    connection: watch::Sender<Option<MultiplexedConnection>>,
+    connection: watch::Sender<Option<Publisher>>,
     deliver: Sink,
     /// Redis channels this node should be subscribed to.
     wanted: HashSet<String>,
     shutdown: CancellationToken,
+}
+
+/// What the supervisor connects to (one per node: size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    Single(redis::Client),
+    /// A Redis Cluster, and the pushes (sharded messages) its connections deliver.
+    Sharded {
+        client: redis::cluster::ClusterClient,
+        /// Taken by a session while it runs.
+        pushes: Option<mpsc::UnboundedReceiver<redis::PushInfo>>,
+    },
 }
 
 /// Why a connected session with Redis ended.
@@ -339,15 +442,22 @@ impl Supervisor {
         let mut last_logged: Option<tokio::time::Instant> = None;
         loop {
             self.set_state(ClusterState::Connecting);
-            let error = match self.connect().await {
-                Ok((sink, stream, connection)) => {
-                    failures = 0;
-                    match self.serve(sink, stream, connection, &mut changes).await {
-                        Ended::Shutdown => return,
-                        Ended::Lost(error) => error,
+            let (ended, was_connected) = if matches!(self.target, Target::Single(_)) {
+                match self.connect().await {
+                    Ok((sink, stream, connection)) => {
+                        (self.serve(sink, stream, connection, &mut changes).await, true)
                     }
+                    Err(error) => (Ended::Lost(error), false),
                 }
-                Err(error) => error,
+            } else {
+                self.sharded_session(&mut changes).await
+            };
+            if was_connected {
+                failures = 0;
+            }
+            let error = match ended {
+                Ended::Shutdown => return,
+                Ended::Lost(error) => error,
             };
             let _ = self.connection.send(None);
             failures = failures.saturating_add(1);
@@ -358,7 +468,7 @@ impl Supervisor {
                 last_logged = Some(now);
                 tracing::warn!(
                     target: "streampod::cluster",
-                    url = %self.config.url, %error, attempts = failures, ?delay,
+                    redis = %self.config.redacted(), %error, attempts = failures, ?delay,
                     "Redis unreachable; global posts fail until it is back, retrying"
                 );
             }
@@ -390,16 +500,18 @@ impl Supervisor {
     async fn connect(
         &self,
     ) -> Result<(PubSubSink, redis::aio::PubSubStream, MultiplexedConnection), String> {
+        let Target::Single(client) = &self.target else {
+            return Err("not a single Redis".into());
+        };
         let timeout = self.config.connect_timeout;
         let connect = async {
-            let pubsub = self.client.get_async_pubsub().await?;
+            let pubsub = client.get_async_pubsub().await?;
             // Our deadlines are the only ones: a redis-rs response timeout would fire
             // first and could not say whether the publish went out.
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(None);
-            let connection = self
-                .client
+            let connection = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
             let (mut sink, stream) = pubsub.split();
@@ -436,10 +548,12 @@ impl Supervisor {
             self.config.liveness_interval,
             self.config.liveness_timeout,
         ));
-        let _ = self.connection.send(Some(connection.clone()));
+        let _ = self
+            .connection
+            .send(Some(Publisher::Single(connection.clone())));
         tracing::info!(
             target: "streampod::cluster",
-            url = %self.config.url, channels = subscribed.len(),
+            redis = %self.config.redacted(), channels = subscribed.len(),
             "connected to Redis; global posts go out"
         );
         self.set_state(ClusterState::Connected);
@@ -487,12 +601,15 @@ impl Supervisor {
         &self,
         mut connection: MultiplexedConnection,
     ) -> Result<(PubSubSink, redis::aio::PubSubStream), String> {
+        let Target::Single(client) = &self.target else {
+            return Err("not a single Redis".into());
+        };
         let timeout = self.config.connect_timeout;
         let replace = async {
             redis::cmd("PING")
                 .query_async::<redis::Value>(&mut connection)
                 .await?;
-            let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
+            let (mut sink, stream) = client.get_async_pubsub().await?.split();
             let channels: Vec<&String> = self.wanted.iter().collect();
             sink.subscribe(&channels).await?;
             Ok::<_, redis::RedisError>((sink, stream))
@@ -540,7 +657,11 @@ impl Supervisor {
     }
 
     fn receive(&self, message: &redis::Msg) {
-        let name = message.get_channel_name();
+        self.deliver_from(message.get_channel_name(), message.get_payload_bytes());
+    }
+
+    /// Hands a message of Redis channel `name` to the central.
+    fn deliver_from(&self, name: &str, payload: &[u8]) {
         let channel = if name == self.broadcast {
             None
         } else if let Some(channel) = name.strip_prefix(&self.channel_prefix) {
@@ -548,10 +669,7 @@ impl Supervisor {
         } else {
             return;
         };
-        (self.deliver)(Received {
-            channel,
-            payload: message.get_payload_bytes(),
-        });
+        (self.deliver)(Received { channel, payload });
     }
 }
 
@@ -586,7 +704,7 @@ async fn liveness(
 /// order kept).
 async fn publish_loop(
     mut outgoing: mpsc::Receiver<Outgoing>,
-    connection: watch::Receiver<Option<MultiplexedConnection>>,
+    connection: watch::Receiver<Option<Publisher>>,
     timeout: Duration,
     shutdown: CancellationToken,
     round_trip: Arc<Micros>,
@@ -611,51 +729,36 @@ async fn publish_loop(
             }
         }
         let current = connection.borrow().clone();
-        let result = match current {
+        let outcomes: Vec<Result<usize, ClusterError>> = match current {
             // Never written: certainly not published.
-            None => Err(ClusterError::Unavailable("connection lost".into())),
-            Some(mut connection) => {
-                let mut pipe = redis::pipe();
-                for post in &batch {
-                    pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
-                }
+            None => vec![Err(ClusterError::Unavailable("connection lost".into())); batch.len()],
+            Some(mut publisher) => {
                 let sent = tokio::time::Instant::now();
-                match tokio::time::timeout(timeout, pipe.query_async::<Vec<usize>>(&mut connection))
-                    .await
-                {
-                    Ok(Ok(receivers)) => {
+                match tokio::time::timeout(timeout, publisher.publish(&batch)).await {
+                    Ok(outcomes) => {
                         round_trip.set(sent.elapsed());
-                        Ok(receivers)
+                        outcomes
                     }
-                    // Handed to the connection: some or all may have gone out (an
-                    // error reply in a pipeline does not undo the others).
-                    Ok(Err(error)) => Err(ClusterError::Unconfirmed(error.to_string())),
-                    Err(_) => Err(ClusterError::Timeout(timeout)),
+                    Err(_) => vec![Err(ClusterError::Timeout(timeout)); batch.len()],
                 }
             }
         };
-        match result {
-            Ok(receivers) => {
-                for (post, receivers) in batch.drain(..).zip(receivers) {
-                    if let Some(reply) = post.reply {
-                        let _ = reply.send(Ok(receivers));
-                    }
-                }
+        let failures = outcomes.iter().filter(|o| o.is_err()).count();
+        if failures > 0 {
+            failed.fetch_add(failures as u64, Ordering::Relaxed);
+            if let Some(left_out) = FAILED_LOG.ready() {
+                let error = outcomes.iter().find_map(|o| o.as_ref().err());
+                tracing::warn!(
+                    target: "streampod::cluster",
+                    error = %error.map(ToString::to_string).unwrap_or_default(),
+                    posts = failures, earlier_failures_left_out = left_out,
+                    "global posts failed (unavailable means not published; a timeout or unconfirmed one may have gone out)"
+                );
             }
-            Err(error) => {
-                failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if let Some(left_out) = FAILED_LOG.ready() {
-                    tracing::warn!(
-                        target: "streampod::cluster",
-                        %error, posts = batch.len(), earlier_failures_left_out = left_out,
-                        "global posts failed (see the error: unavailable means not published, a timeout or unconfirmed one may have gone out)"
-                    );
-                }
-                for post in batch.drain(..) {
-                    if let Some(reply) = post.reply {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                }
+        }
+        for (post, outcome) in batch.drain(..).zip(outcomes) {
+            if let Some(reply) = post.reply {
+                let _ = reply.send(outcome);
             }
         }
         batch.clear();
