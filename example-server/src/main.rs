@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope+…]]… [--tokens-file PATH]
-//!                [--redis URL [--redis-prefix PREFIX]] [--max-frames-per-second N]
+//!                [--redis URL | --redis-cluster URL,…] [--redis-prefix PREFIX]
+//!                [--max-frames-per-second N]
 //!                [--max-connections-per-ip N]
 //! ```
 //!
@@ -40,8 +41,12 @@ struct Args {
     tokens_file: Option<PathBuf>,
     /// Join a cluster through this Redis (`redis://127.0.0.1:6379/`): chat rooms and
     /// notifications then reach every server started with the same URL and prefix.
-    #[arg(long, env = "STREAMPOD_REDIS")]
+    #[arg(long, env = "STREAMPOD_REDIS", conflicts_with = "redis_cluster")]
     redis: Option<String>,
+    /// Join a cluster through this Redis Cluster (seed nodes, comma-separated; Redis ≥ 7):
+    /// rooms use sharded pub/sub and spread over its shards.
+    #[arg(long, env = "STREAMPOD_REDIS_CLUSTER", value_delimiter = ',')]
+    redis_cluster: Vec<String>,
     /// Prefix of the Redis channel names, so several apps can share one Redis.
     #[arg(
         long,
@@ -106,9 +111,16 @@ async fn main() -> std::process::ExitCode {
     let mut builder = example_server::server()
         .authentication(tokens)
         .config(config);
+    // The URL itself is not logged: it may carry a password. The cluster logs its
+    // host and port once connected.
     if let Some(url) = &args.redis {
-        tracing::info!(%url, prefix = %args.redis_prefix, "joining a cluster through Redis");
+        tracing::info!(prefix = %args.redis_prefix, "joining a cluster through Redis");
         builder = builder.cluster(ClusterConfig::redis(url).prefix(&args.redis_prefix));
+    } else if !args.redis_cluster.is_empty() {
+        tracing::info!(prefix = %args.redis_prefix, seeds = args.redis_cluster.len(), "joining a cluster through a Redis Cluster");
+        builder = builder.cluster(
+            ClusterConfig::redis_cluster(args.redis_cluster.clone()).prefix(&args.redis_prefix),
+        );
     }
     let server = match builder.bind(args.bind).await {
         Ok(server) => server,

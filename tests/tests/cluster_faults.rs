@@ -432,3 +432,61 @@ async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down() {
     assert!(message.contains("unreachable"), "{message}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_that_goes_and_comes_back_leaves_the_others_untouched() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut on_b = member(&b, "hang").await;
+    let channel = room_channel("hang");
+    let c = node(&redis).await;
+    let mut on_c = member(&c, "hang").await;
+    a.handle()
+        .messages()
+        .post_global(&channel, chat("three".into()))
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut on_b, Duration::from_millis(300)).await.len(), 1);
+    assert_eq!(drain(&mut on_c, Duration::from_millis(300)).await.len(), 1);
+
+    // Node c goes away; a and b go on as before.
+    c.shutdown().await;
+    let messages = a.handle().messages();
+    for n in 0..5 {
+        messages
+            .post_global(&channel, chat(format!("two-{n}")))
+            .await
+            .unwrap();
+    }
+    let got: Vec<String> = drain(&mut on_b, Duration::from_millis(300))
+        .await
+        .into_iter()
+        .map(|(content, _)| content)
+        .collect();
+    assert_eq!(got, ["two-0", "two-1", "two-2", "two-3", "two-4"]);
+
+    // A node started again joins and receives; nothing of the gap is replayed to it.
+    let c = node(&redis).await;
+    let mut back = member(&c, "hang").await;
+    let mut arrived = Vec::new();
+    for n in 0..50 {
+        messages
+            .post_global(&channel, chat(format!("again-{n}")))
+            .await
+            .unwrap();
+        arrived = drain(&mut back, Duration::from_millis(100)).await;
+        if !arrived.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        arrived
+            .iter()
+            .all(|(content, _)| content.starts_with("again-")),
+        "{arrived:?}"
+    );
+    assert!(!arrived.is_empty(), "the restarted node never received");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}

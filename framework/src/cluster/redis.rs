@@ -19,8 +19,9 @@ use crate::metrics::Micros;
 
 mod sharded;
 
-/// How a server joins a cluster.
-#[derive(Debug, Clone)]
+/// How a server joins a cluster. Its `Debug` shows the Redis host and port, never a
+/// password in the URL.
+#[derive(Clone)]
 #[must_use]
 pub struct ClusterConfig {
     pub(crate) url: String,
@@ -34,6 +35,21 @@ pub struct ClusterConfig {
     pub(crate) liveness_interval: Duration,
     pub(crate) liveness_timeout: Duration,
     pub(crate) max_global_age: Duration,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis", &self.redacted())
+            .field("prefix", &self.prefix)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("publish_queue", &self.publish_queue)
+            .field("liveness_interval", &self.liveness_interval)
+            .field("liveness_timeout", &self.liveness_timeout)
+            .field("max_global_age", &self.max_global_age)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClusterConfig {
@@ -776,6 +792,19 @@ mod tests {
         let config = ClusterConfig::redis("redis://127.0.0.1/").prefix("app");
         assert_eq!(config.prefix, "app");
         assert_eq!(config.publish_queue(0).publish_queue, 1);
+    }
+
+    #[test]
+    fn logs_name_the_redis_without_its_password() {
+        let config = ClusterConfig::redis("redis://user:hunter2@10.0.0.7:6380/0");
+        assert_eq!(config.redacted(), "10.0.0.7:6380");
+        let cluster = ClusterConfig::redis_cluster([
+            "redis://:hunter2@10.0.0.7:7000/",
+            "redis://10.0.0.8:7000/",
+        ]);
+        assert_eq!(cluster.redacted(), "10.0.0.7:7000 (+1 cluster nodes)");
+        let debug = format!("{config:?} {cluster:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]
