@@ -220,6 +220,35 @@ async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered(
     receiver.shutdown().await;
 }
 
+/// A posting node and a receiving node with one room member, a post shown to cross.
+struct Pair {
+    poster: Server<Protocol>,
+    receiver: Server<Protocol>,
+    remote: TestClient,
+    channel: String,
+}
+
+async fn pair(config: ClusterConfig) -> Pair {
+    let poster = node_with(config.clone()).await;
+    let receiver = node_with(config).await;
+    let mut remote = member(&receiver, "hang").await;
+    let channel = room_channel("hang");
+    poster
+        .handle()
+        .messages()
+        .post_global(&channel, chat("before".into()))
+        .await
+        .unwrap();
+    let before = drain(&mut remote, Duration::from_millis(300)).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    Pair {
+        poster,
+        receiver,
+        remote,
+        channel,
+    }
+}
+
 #[tokio::test]
 async fn messages_older_than_max_global_age_are_dropped_not_burst() {
     // A stall shorter than the liveness deadline: sockets stay up, Redis answers late.
@@ -230,17 +259,13 @@ async fn messages_older_than_max_global_age_are_dropped_not_burst() {
             .publish_timeout(Duration::from_secs(3))
             .max_global_age(Duration::from_millis(200))
     };
-    let poster = node_with(stall_tolerant()).await;
-    let receiver = node_with(stall_tolerant()).await;
-    let mut remote = member(&receiver, "hang").await;
-    let channel = room_channel("hang");
+    let Pair {
+        poster,
+        receiver,
+        mut remote,
+        channel,
+    } = pair(stall_tolerant()).await;
     let messages = poster.handle().messages();
-    messages
-        .post_global(&channel, chat("before".into()))
-        .await
-        .unwrap();
-    let before = drain(&mut remote, Duration::from_millis(300)).await;
-    assert_eq!(before.len(), 1, "{before:?}");
 
     redis.pause();
     for n in 0..10 {
@@ -278,18 +303,13 @@ async fn messages_older_than_max_global_age_are_dropped_not_burst() {
 #[tokio::test]
 async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
     let redis = RedisServer::start();
-    let (poster, receiver) = (node(&redis).await, node(&redis).await);
-    let mut remote = member(&receiver, "hang").await;
-    let channel = room_channel("hang");
+    let Pair {
+        poster,
+        receiver,
+        mut remote,
+        channel,
+    } = pair(config(&redis)).await;
     let messages = poster.handle().messages();
-    messages
-        .post_global(&channel, chat("before".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        drain(&mut remote, Duration::from_millis(300)).await.len(),
-        1
-    );
 
     let mut changes = messages.cluster_state_changes().unwrap();
     changes.borrow_and_update();
@@ -332,18 +352,13 @@ async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
 #[tokio::test]
 async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
     let redis = RedisServer::start();
-    let (poster, receiver) = (node(&redis).await, node(&redis).await);
-    let mut remote = member(&receiver, "hang").await;
-    let channel = room_channel("hang");
+    let Pair {
+        poster,
+        receiver,
+        mut remote,
+        channel,
+    } = pair(config(&redis)).await;
     let messages = poster.handle().messages();
-    messages
-        .post_global(&channel, chat("before".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        drain(&mut remote, Duration::from_millis(300)).await.len(),
-        1
-    );
 
     let sleeping = redis.debug_sleep(2.0);
     let started = Instant::now();

@@ -650,9 +650,7 @@ impl Supervisor {
         sink: &mut PubSubSink,
         subscribed: &mut HashSet<String>,
     ) -> Result<(), String> {
-        let add: Vec<&String> = self.wanted.difference(subscribed).collect();
-        let remove: Vec<&String> = subscribed.difference(&self.wanted).collect();
-        let timeout = self.config.publish_timeout;
+        let (add, remove) = self.subscription_changes(subscribed);
         let update = async {
             if !add.is_empty() {
                 sink.subscribe(&add).await?;
@@ -660,15 +658,36 @@ impl Supervisor {
             if !remove.is_empty() {
                 sink.unsubscribe(&remove).await?;
             }
-            Ok::<_, redis::RedisError>(())
+            Ok(())
         };
+        self.settle(update, self.config.publish_timeout, subscribed, "SUBSCRIBE")
+            .await
+    }
+
+    /// The channels to subscribe and to leave for Redis to match `wanted`.
+    fn subscription_changes(&self, subscribed: &HashSet<String>) -> (Vec<String>, Vec<String>) {
+        (
+            self.wanted.difference(subscribed).cloned().collect(),
+            subscribed.difference(&self.wanted).cloned().collect(),
+        )
+    }
+
+    /// Waits up to `timeout` for a subscription `update`; once it is confirmed,
+    /// `subscribed` is `wanted`.
+    async fn settle(
+        &self,
+        update: impl std::future::Future<Output = redis::RedisResult<()>>,
+        timeout: Duration,
+        subscribed: &mut HashSet<String>,
+        command: &str,
+    ) -> Result<(), String> {
         match tokio::time::timeout(timeout, update).await {
             Ok(Ok(())) => {
                 subscribed.clone_from(&self.wanted);
                 Ok(())
             }
             Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("SUBSCRIBE not confirmed within {timeout:?}")),
+            Err(_) => Err(format!("{command} not confirmed within {timeout:?}")),
         }
     }
 

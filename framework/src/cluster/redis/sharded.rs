@@ -161,9 +161,7 @@ impl Supervisor {
         connection: &mut ClusterConnection,
         subscribed: &mut HashSet<String>,
     ) -> Result<(), String> {
-        let timeout = self.config.connect_timeout;
-        let add: Vec<String> = self.wanted.difference(subscribed).cloned().collect();
-        let remove: Vec<String> = subscribed.difference(&self.wanted).cloned().collect();
+        let (add, remove) = self.subscription_changes(subscribed);
         let update = async {
             for channel in &add {
                 connection.ssubscribe(channel).await?;
@@ -171,16 +169,10 @@ impl Supervisor {
             for channel in &remove {
                 connection.sunsubscribe(channel).await?;
             }
-            Ok::<_, redis::RedisError>(())
+            Ok(())
         };
-        match tokio::time::timeout(timeout, update).await {
-            Ok(Ok(())) => {
-                subscribed.clone_from(&self.wanted);
-                Ok(())
-            }
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("SSUBSCRIBE not confirmed within {timeout:?}")),
-        }
+        self.settle(update, self.config.connect_timeout, subscribed, "SSUBSCRIBE")
+            .await
     }
 
     /// A sharded message (`smessage` channel payload) goes to the central; other
