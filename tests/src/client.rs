@@ -106,6 +106,23 @@ impl TestClient {
         self.send_text(&frame.to_string()).await;
     }
 
+    /// Joins (or leaves) chat room `room` of the example server's `chat` endpoint.
+    pub async fn chat_subscription(&mut self, room: &str, subscribe: bool) {
+        self.send_model(
+            "chat",
+            "ChannelSubscription",
+            serde_json::json!({"channelId": room, "subscribe": subscribe}),
+        )
+        .await;
+    }
+
+    /// Sends a ping and reads up to its pong: what was sent before has been handled.
+    /// Frames before the pong are skipped.
+    pub async fn until_pong(&mut self) {
+        self.send_text(r#"{"command":"ping"}"#).await;
+        while self.next_json().await != serde_json::json!({"command": "pong"}) {}
+    }
+
     /// The next frame of any kind, skipping pings; `None` when the connection ended.
     pub async fn next_message(&mut self) -> Option<Message> {
         let deadline = tokio::time::Instant::now() + WAIT;

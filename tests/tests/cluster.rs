@@ -64,24 +64,12 @@ async fn chat_client(server: &Server<Protocol>) -> TestClient {
 }
 
 async fn join(client: &mut TestClient, room: &str) {
-    client
-        .send_model(
-            "chat",
-            "ChannelSubscription",
-            json!({"channelId": room, "subscribe": true}),
-        )
-        .await;
+    client.chat_subscription(room, true).await;
     sync(client).await;
 }
 
 async fn leave(client: &mut TestClient, room: &str) {
-    client
-        .send_model(
-            "chat",
-            "ChannelSubscription",
-            json!({"channelId": room, "subscribe": false}),
-        )
-        .await;
+    client.chat_subscription(room, false).await;
     sync(client).await;
 }
 

@@ -65,15 +65,8 @@ async fn wait_for(server: &Server<Protocol>, what: &str, wanted: impl Fn(&Cluste
 
 async fn member(server: &Server<Protocol>, room: &str) -> TestClient {
     let mut client = TestClient::connect(server.local_addr(), "").await;
-    client
-        .send_model(
-            "chat",
-            "ChannelSubscription",
-            json!({"channelId": room, "subscribe": true}),
-        )
-        .await;
-    client.send_text(r#"{"command":"ping"}"#).await;
-    while client.next_json().await != json!({"command": "pong"}) {}
+    client.chat_subscription(room, true).await;
+    client.until_pong().await;
     client
 }
 

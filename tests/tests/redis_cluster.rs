@@ -9,7 +9,6 @@ use std::time::Duration;
 use example_server::chat::room_channel;
 use example_server::models::ChatMessage;
 use example_server::Protocol;
-use serde_json::json;
 use streampod::cluster::{ClusterConfig, ClusterState};
 use streampod::messages::PostError;
 use streampod::Server;
@@ -45,16 +44,9 @@ async fn wait_for(server: &Server<Protocol>, wanted: impl Fn(&ClusterState) -> b
 async fn member(server: &Server<Protocol>, rooms: &[String]) -> TestClient {
     let mut client = TestClient::connect(server.local_addr(), "").await;
     for room in rooms {
-        client
-            .send_model(
-                "chat",
-                "ChannelSubscription",
-                json!({"channelId": room, "subscribe": true}),
-            )
-            .await;
+        client.chat_subscription(room, true).await;
     }
-    client.send_text(r#"{"command":"ping"}"#).await;
-    while client.next_json().await != json!({"command": "pong"}) {}
+    client.until_pong().await;
     client
 }
 
