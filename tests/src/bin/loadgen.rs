@@ -85,12 +85,12 @@ struct Common {
     /// Connections opened at once.
     #[arg(long, default_value_t = 64)]
     connect_parallelism: usize,
-    /// Frame each subscriber sends after connecting (to join the channel).
-    #[arg(
-        long,
-        default_value = r#"{"endpoint":"chat","object":{"className":"ChannelSubscription","data":{"channelId":"bench","subscribe":true}}}"#
-    )]
-    join: String,
+    /// The chat room subscribers join and the publisher posts to.
+    #[arg(long, default_value = "bench")]
+    room: String,
+    /// Frame each subscriber sends after connecting, instead of joining `--room`.
+    #[arg(long)]
+    join: Option<String>,
     /// The server's PID, to report its memory before and after connecting.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -211,10 +211,7 @@ async fn subscribe(
         sockets.extend(opened);
     }
     for socket in &mut sockets {
-        socket
-            .send(Message::text(common.join.clone()))
-            .await
-            .expect("join");
+        socket.send(join_frame(common)).await.expect("join");
     }
     let connect_seconds = connect_started.elapsed().as_secs_f64();
     let mut latencies = Vec::with_capacity(sockets.len());
@@ -272,14 +269,27 @@ async fn subscribe(
 const WARM_UP: &str = "warm-up";
 
 fn message(common: &Common, sequence: u64, sent: u64) -> Message {
-    chat_frame(&format!("{sequence}:{sent}:{}", "x".repeat(common.padding)))
+    chat_frame(
+        &common.room,
+        &format!("{sequence}:{sent}:{}", "x".repeat(common.padding)),
+    )
 }
 
-fn chat_frame(content: &str) -> Message {
+fn chat_frame(room: &str, content: &str) -> Message {
     let frame = json!({"endpoint": "chat", "object": {"className": "ChatMessage", "data": {
-        "senderName": "p", "content": content, "channelId": "bench", "excludeSender": true
+        "senderName": "p", "content": content, "channelId": room, "excludeSender": true
     }}});
     Message::text(frame.to_string())
+}
+
+/// The frame that joins `--room` (or `--join` as given).
+fn join_frame(common: &Common) -> Message {
+    let frame = common.join.clone().unwrap_or_else(|| {
+        json!({"endpoint": "chat", "object": {"className": "ChannelSubscription",
+            "data": {"channelId": common.room, "subscribe": true}}})
+        .to_string()
+    });
+    Message::text(frame)
 }
 
 fn min_received(received: &[AtomicU64]) -> u64 {
@@ -299,7 +309,7 @@ async fn publisher(common: &Common) -> Socket {
     )
     .await;
     socket
-        .send(Message::text(common.join.clone()))
+        .send(join_frame(common))
         .await
         .expect("publisher joins");
     socket
@@ -316,13 +326,14 @@ fn drain(socket: Socket) -> futures_util::stream::SplitSink<Socket, Message> {
 /// message is posted before a join took effect; the seconds that took, or `None` when
 /// `deadline` passed first.
 async fn warm_up(
+    room: &str,
     sink: &mut futures_util::stream::SplitSink<Socket, Message>,
     ready: &[AtomicBool],
     deadline: Instant,
 ) -> Option<f64> {
     let started = Instant::now();
     loop {
-        sink.send(chat_frame(WARM_UP)).await.expect("publish");
+        sink.send(chat_frame(room, WARM_UP)).await.expect("publish");
         tokio::time::sleep(Duration::from_millis(50)).await;
         if ready.iter().all(|r| r.load(Ordering::Relaxed)) {
             return Some(started.elapsed().as_secs_f64());
@@ -356,7 +367,7 @@ async fn run(mode: Mode) -> Value {
             let (subs, connect_seconds) = subscribe(&common, start, messages, false).await;
             let deadline = start + Duration::from_secs(common.deadline);
             let mut sink = drain(publisher(&common).await);
-            let warm_up_seconds = warm_up(&mut sink, &subs.ready, deadline).await;
+            let warm_up_seconds = warm_up(&common.room, &mut sink, &subs.ready, deadline).await;
             let rss_after = common.server_pid.and_then(rss_kib);
             let started = Instant::now();
             'publish: for sequence in 0..messages {
@@ -413,7 +424,7 @@ async fn run(mode: Mode) -> Value {
             let (subs, connect_seconds) = subscribe(&common, start, total, true).await;
             let deadline = start + Duration::from_secs(common.deadline);
             let mut sink = drain(publisher(&common).await);
-            let warm_up_seconds = warm_up(&mut sink, &subs.ready, deadline).await;
+            let warm_up_seconds = warm_up(&common.room, &mut sink, &subs.ready, deadline).await;
             let mut ticker =
                 tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
