@@ -93,6 +93,43 @@ impl RedisServer {
         count
     }
 
+    /// The ids of the connected pub/sub clients (`CLIENT LIST TYPE pubsub`), sorted: a
+    /// new id means a subscriber reconnected.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer.
+    pub fn pubsub_client_ids(&self) -> Vec<u64> {
+        let mut connection = self.connection().expect("redis answers");
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut connection)
+            .expect("CLIENT LIST");
+        let mut ids: Vec<u64> = list
+            .lines()
+            .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// `CONFIG SET name value`.
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses or does not answer.
+    pub fn config_set(&self, name: &str, value: &str) {
+        let mut connection = self.connection().expect("redis answers");
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query::<()>(&mut connection)
+            .expect("CONFIG SET");
+    }
+
     /// Closes every pub/sub client's connection (`CLIENT KILL TYPE pubsub`), as Redis
     /// does to a subscriber over its output-buffer limit; returns how many it closed.
     ///

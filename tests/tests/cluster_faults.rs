@@ -64,10 +64,48 @@ async fn wait_for(server: &Server<Protocol>, what: &str, wanted: impl Fn(&Cluste
 }
 
 async fn member(server: &Server<Protocol>, room: &str) -> TestClient {
-    let mut client = TestClient::connect(server.local_addr(), "").await;
+    member_at(server.local_addr(), room).await
+}
+
+async fn member_at(addr: std::net::SocketAddr, room: &str) -> TestClient {
+    let mut client = TestClient::connect(addr, "").await;
     client.chat_subscription(room, true).await;
     client.until_pong().await;
     client
+}
+
+/// A node on a runtime (and thread) of its own, so that it can be killed: dropping the
+/// runtime ends its tasks and closes its sockets at once, with no shutdown.
+struct KillableNode {
+    addr: std::net::SocketAddr,
+    kill: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl KillableNode {
+    fn start(config: ClusterConfig) -> Self {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (kill, killed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let server = runtime.block_on(node_with(config));
+            addr_tx.send(server.local_addr()).unwrap();
+            let _ = killed.recv();
+            drop(server);
+            runtime.shutdown_background();
+        });
+        let addr = addr_rx.recv().expect("the node started");
+        Self { addr, kill, thread }
+    }
+
+    fn kill(self) {
+        let _ = self.kill.send(());
+        self.thread.join().unwrap();
+    }
 }
 
 fn chat(content: String) -> ChatMessage {
@@ -343,6 +381,74 @@ async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
 }
 
 #[tokio::test]
+async fn a_subscriber_over_redis_s_output_buffer_limit_costs_no_post_but_that_message() {
+    let redis = RedisServer::start();
+    let Pair {
+        poster,
+        receiver,
+        mut remote,
+        channel,
+    } = pair(config(&redis)).await;
+    let messages = poster.handle().messages();
+    let mut changes = messages.cluster_state_changes().unwrap();
+    changes.borrow_and_update();
+
+    // A message bigger than the pub/sub hard limit: Redis closes every subscriber it
+    // was queued for, as it does to a subscriber that falls too far behind.
+    let subscribers = redis.pubsub_client_ids();
+    assert_eq!(subscribers.len(), 2);
+    redis.config_set("client-output-buffer-limit", "pubsub 4kb 4kb 0");
+    let big = "x".repeat(16 * 1024);
+    messages.post_global(&channel, chat(big)).await.unwrap();
+    redis.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60");
+    for n in 0..20 {
+        let outcome = messages
+            .post_global(&channel, chat(format!("next-{n}")))
+            .await;
+        assert!(outcome.is_ok(), "post {n} failed: {outcome:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !changes.has_changed().unwrap(),
+        "the publishing node never left Connected"
+    );
+    let replaced = redis.pubsub_client_ids();
+    // Only the receiving node listens on the room: its subscriber was closed and
+    // replaced; the poster's (broadcast channel only) was untouched.
+    let kept = replaced
+        .iter()
+        .filter(|id| subscribers.contains(id))
+        .count();
+    assert_eq!(
+        (replaced.len(), kept),
+        (2, 1),
+        "one subscriber replaced ({subscribers:?}, now {replaced:?})"
+    );
+    // The subscribers came back: new posts arrive again, the big one did not.
+    let mut arrived = Vec::new();
+    for n in 0..50 {
+        messages
+            .post_global(&channel, chat(format!("after-{n}")))
+            .await
+            .unwrap();
+        arrived.extend(drain(&mut remote, Duration::from_millis(100)).await);
+        if arrived.iter().any(|(c, _)| c.starts_with("after-")) {
+            break;
+        }
+    }
+    assert!(
+        arrived.iter().any(|(c, _)| c.starts_with("after-")),
+        "{arrived:?}"
+    );
+    assert!(
+        arrived.iter().all(|(c, _)| c.len() < 100),
+        "the oversized message was delivered"
+    );
+    poster.shutdown().await;
+    receiver.shutdown().await;
+}
+
+#[tokio::test]
 async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
     let redis = RedisServer::start();
     let Pair {
@@ -442,13 +548,13 @@ async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down() {
 }
 
 #[tokio::test]
-async fn a_node_that_goes_and_comes_back_leaves_the_others_untouched() {
+async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins() {
     let redis = RedisServer::start();
     let (a, b) = (node(&redis).await, node(&redis).await);
     let mut on_b = member(&b, "hang").await;
     let channel = room_channel("hang");
-    let c = node(&redis).await;
-    let mut on_c = member(&c, "hang").await;
+    let c = KillableNode::start(config(&redis));
+    let mut on_c = member_at(c.addr, "hang").await;
     a.handle()
         .messages()
         .post_global(&channel, chat("three".into()))
@@ -457,8 +563,12 @@ async fn a_node_that_goes_and_comes_back_leaves_the_others_untouched() {
     assert_eq!(drain(&mut on_b, Duration::from_millis(300)).await.len(), 1);
     assert_eq!(drain(&mut on_c, Duration::from_millis(300)).await.len(), 1);
 
-    // Node c goes away; a and b go on as before.
-    c.shutdown().await;
+    // Node c dies (no shutdown: its sockets just close); a and b go on as before.
+    c.kill();
+    assert!(
+        on_c.try_next_json(Duration::from_secs(2)).await.is_none(),
+        "c is gone"
+    );
     let messages = a.handle().messages();
     for n in 0..5 {
         messages
@@ -474,8 +584,8 @@ async fn a_node_that_goes_and_comes_back_leaves_the_others_untouched() {
     assert_eq!(got, ["two-0", "two-1", "two-2", "two-3", "two-4"]);
 
     // A node started again joins and receives; nothing of the gap is replayed to it.
-    let c = node(&redis).await;
-    let mut back = member(&c, "hang").await;
+    let c = KillableNode::start(config(&redis));
+    let mut back = member_at(c.addr, "hang").await;
     let mut arrived = Vec::new();
     for n in 0..50 {
         messages
@@ -494,7 +604,8 @@ async fn a_node_that_goes_and_comes_back_leaves_the_others_untouched() {
         "{arrived:?}"
     );
     assert!(!arrived.is_empty(), "the restarted node never received");
-    for node in [a, b, c] {
+    c.kill();
+    for node in [a, b] {
         node.shutdown().await;
     }
 }
