@@ -1,12 +1,13 @@
-//! A cluster under Redis faults tells the truth: a hung Redis (SIGSTOP) is detected by
-//! the liveness PINGs, posts reported as certainly not published are never delivered,
-//! posts that may have gone out say so, nothing reaches clients later than
-//! `max_global_age`, rooms keep working on each node meanwhile, and method calls answer
-//! 503 with `Retry-After` while the cluster is down. Each test starts its own Redis on a
+//! A cluster under Redis faults tells the truth. For each fault — Redis killed and
+//! restarted, frozen (SIGSTOP), `DEBUG SLEEP`, its pub/sub clients killed, a subscriber
+//! over the output-buffer limit, a node killed and restarted — a [`Ledger`] of every post
+//! and what the poster was told is checked against what a healthy subscriber got: no
+//! duplicate, the publisher's order, nothing delivered that was reported not published,
+//! nothing later than `max_global_age`; where Redis is out, rooms keep working on each
+//! node and the cluster is back within [`RECOVERY`]. Each test starts its own Redis on a
 //! free loopback port and uses short intervals to stay quick.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use example_server::chat::room_channel;
@@ -16,7 +17,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use streampod::auth::{self, AuthInfo};
 use streampod::cluster::{ClusterConfig, ClusterState};
-use streampod::messages::PostError;
+use streampod::messages::{MessageCentral, PostError};
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::http::request;
@@ -26,6 +27,8 @@ const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
 const LIVENESS_TIMEOUT: Duration = Duration::from_millis(600);
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(300);
 const MAX_AGE: Duration = Duration::from_millis(1500);
+/// How soon after a fault ends every node is `Connected` again.
+const RECOVERY: Duration = Duration::from_secs(5);
 
 fn config(redis: &RedisServer) -> ClusterConfig {
     ClusterConfig::redis(redis.url())
@@ -55,7 +58,7 @@ async fn node_with(config: ClusterConfig) -> Server<Protocol> {
 
 async fn wait_for(server: &Server<Protocol>, what: &str, wanted: impl Fn(&ClusterState) -> bool) {
     let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-    let within = Duration::from_secs(5);
+    let within = RECOVERY;
     let reached = tokio::time::timeout(within, changes.wait_for(|s| wanted(s))).await;
     assert!(
         matches!(reached, Ok(Ok(_))),
@@ -119,6 +122,179 @@ fn chat(content: String) -> ChatMessage {
     }
 }
 
+/// Every global post a test makes, in order, with when and what the poster was told.
+#[derive(Default)]
+struct Ledger {
+    posts: Vec<(String, Instant, Result<usize, PostError>)>,
+}
+
+impl Ledger {
+    /// Posts the next numbered message (`L00007-label`: sorting is posting order).
+    async fn post(&mut self, messages: &MessageCentral<Protocol>, channel: &str, label: &str) {
+        let content = format!("L{:05}-{label}", self.posts.len());
+        let posted = Instant::now();
+        let outcome = messages.post_global(channel, chat(content.clone())).await;
+        self.posts.push((content, posted, outcome));
+    }
+
+    /// Posts every 20 ms for `period`; returns when the poster first saw its node not
+    /// `Connected`, if it did.
+    async fn post_for(
+        &mut self,
+        messages: &MessageCentral<Protocol>,
+        channel: &str,
+        label: &str,
+        period: Duration,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        let mut detected = None;
+        while started.elapsed() < period {
+            self.post(messages, channel, label).await;
+            if detected.is_none()
+                && !matches!(messages.cluster_state(), Some(ClusterState::Connected))
+            {
+                detected = Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        detected
+    }
+
+    /// Posts `label` until one reaches `remote` (after a recovery); everything `remote`
+    /// received by then.
+    async fn post_until_received(
+        &mut self,
+        messages: &MessageCentral<Protocol>,
+        channel: &str,
+        remote: &Listening,
+        label: &str,
+    ) -> Vec<(String, Instant)> {
+        for _ in 0..50 {
+            self.post(messages, channel, label).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if remote.has(label) {
+                return remote.settled(Duration::from_millis(200)).await;
+            }
+        }
+        panic!("no '{label}' post reached the subscriber: delivery did not resume");
+    }
+
+    /// Posts told "may have gone out" and "certainly not published".
+    fn failures(&self) -> (usize, usize) {
+        let mut maybe = 0;
+        let mut not_published = 0;
+        for (_, _, outcome) in &self.posts {
+            match outcome {
+                Ok(_) => {}
+                Err(PostError::Cluster(error)) if error.may_have_been_delivered() => maybe += 1,
+                Err(PostError::Cluster(_)) => not_published += 1,
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        (maybe, not_published)
+    }
+
+    /// Whether every post was confirmed.
+    fn all_confirmed(&self) -> bool {
+        self.posts.iter().all(|(_, _, outcome)| outcome.is_ok())
+    }
+
+    /// What a healthy subscriber got is true to what the poster was told: each post at
+    /// most once, in posting order, none reported not published, none later than
+    /// `max_age` (plus scheduling slack).
+    fn check(&self, received: &[(String, Instant)], max_age: Duration) {
+        let mut last = None;
+        for (content, at) in received {
+            let Some(index) = self.posts.iter().position(|(c, _, _)| c == content) else {
+                continue;
+            };
+            assert!(last < Some(index), "{content} twice or out of order");
+            last = Some(index);
+            let (_, posted, outcome) = &self.posts[index];
+            if let Err(PostError::Cluster(error)) = outcome {
+                assert!(
+                    error.may_have_been_delivered(),
+                    "{content} was reported not published ({error}) and was delivered"
+                );
+            }
+            let late = at.duration_since(*posted);
+            assert!(
+                late <= max_age + Duration::from_millis(500),
+                "{content} arrived {late:?} after it was posted"
+            );
+        }
+    }
+}
+
+/// A subscriber read all the time in a task of its own, so each message's arrival is
+/// stamped when the server delivered it, not when the test got around to reading.
+struct Listening {
+    log: std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listening {
+    fn start(mut client: TestClient) -> Self {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = log.clone();
+        let task = tokio::spawn(async move {
+            while let Some(frame) = client.try_next_json(Duration::from_secs(60)).await {
+                if frame["object"]["className"] == "ChatMessage" {
+                    let content = frame["object"]["data"]["content"].as_str().unwrap();
+                    writer
+                        .lock()
+                        .unwrap()
+                        .push((content.to_owned(), Instant::now()));
+                }
+            }
+        });
+        Self { log, task }
+    }
+
+    /// Everything received so far, once nothing new came for `quiet`.
+    async fn settled(&self, quiet: Duration) -> Vec<(String, Instant)> {
+        let mut seen = self.log.lock().unwrap().len();
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = self.log.lock().unwrap().len();
+            if now == seen {
+                return self.log.lock().unwrap().clone();
+            }
+            seen = now;
+        }
+    }
+
+    /// Whether a message whose content ends with `suffix` has come.
+    fn has(&self, suffix: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(c, _)| c.ends_with(suffix))
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Rooms work within `server` (the example falls back to Local without the cluster):
+/// one member's post reaches another member on the same node.
+async fn assert_local_delivery(server: &Server<Protocol>) {
+    let mut a = member(server, "local").await;
+    let mut b = member(server, "local").await;
+    a.send_model(
+        "chat",
+        "ChatMessage",
+        json!({"senderName": "a", "content": "local", "channelId": "local"}),
+    )
+    .await;
+    let seen = drain(&mut b, Duration::from_millis(500)).await;
+    assert!(seen.iter().any(|(c, _)| c == "local"), "{seen:?}");
+}
+
 /// Every chat content a client receives within `quiet` of the last one, with when.
 async fn drain(client: &mut TestClient, quiet: Duration) -> Vec<(String, Instant)> {
     let mut received = Vec::new();
@@ -134,68 +310,32 @@ async fn drain(client: &mut TestClient, quiet: Duration) -> Vec<(String, Instant
 #[tokio::test]
 async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered() {
     let redis = RedisServer::start();
-    let (poster, receiver) = (node(&redis).await, node(&redis).await);
-    let mut remote = member(&receiver, "hang").await;
-    let mut local_a = member(&poster, "hang").await;
-    let mut local_b = member(&poster, "hang").await;
-    let channel = room_channel("hang");
+    let Pair {
+        poster,
+        receiver,
+        remote,
+        channel,
+    } = pair(config(&redis)).await;
+    let remote = Listening::start(remote);
     let messages = poster.handle().messages();
-    // Subscriptions settle: a post reaches the other node.
-    let mut warm = 0;
-    loop {
-        messages
-            .post_global(&channel, chat(format!("warm-{warm}")))
-            .await
-            .unwrap();
-        if tokio::time::timeout(Duration::from_millis(200), remote.next_json())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        warm += 1;
-    }
-    drain(&mut remote, Duration::from_millis(100)).await;
 
-    // Post every 20 ms through a 3 s hang, recording each outcome and when it was made.
+    // Post every 20 ms through a 3 s freeze.
     redis.pause();
-    let paused = Instant::now();
-    let mut sent: HashMap<String, (Instant, Result<usize, PostError>)> = HashMap::new();
-    let mut detected = None;
-    let mut n = 0;
-    while paused.elapsed() < Duration::from_secs(3) {
-        let content = format!("p{n:04}");
-        let posted = Instant::now();
-        let outcome = messages.post_global(&channel, chat(content.clone())).await;
-        sent.insert(content, (posted, outcome));
-        if detected.is_none() && !matches!(messages.cluster_state(), Some(ClusterState::Connected))
-        {
-            detected = Some(paused.elapsed());
-        }
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let detected = detected.expect("the hang was never detected");
+    let mut ledger = Ledger::default();
+    let detected = ledger
+        .post_for(&messages, &channel, "frozen", Duration::from_millis(1500))
+        .await
+        .expect("the hang was never detected");
     assert!(
         detected <= LIVENESS_INTERVAL + LIVENESS_TIMEOUT + Duration::from_millis(500),
         "detected after {detected:?}"
     );
     let health = request(poster.local_addr(), Method::GET, "/health", "", &[]).await;
     assert_ne!(health.body["cluster"], "connected", "{:?}", health.body);
-
-    // Meanwhile the room works within the node (the example falls back to Local).
-    local_a
-        .send_model(
-            "chat",
-            "ChatMessage",
-            json!({"senderName": "a", "content": "local during hang", "channelId": "hang"}),
-        )
+    assert_local_delivery(&poster).await;
+    ledger
+        .post_for(&messages, &channel, "frozen", Duration::from_millis(1000))
         .await;
-    let seen = drain(&mut local_b, Duration::from_millis(300)).await;
-    assert!(
-        seen.iter().any(|(c, _)| c == "local during hang"),
-        "{seen:?}"
-    );
 
     redis.resume();
     wait_for(&poster, "connected again", |s| {
@@ -206,47 +346,68 @@ async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered(
         *s == ClusterState::Connected
     })
     .await;
-    let received = drain(&mut remote, Duration::from_millis(1500)).await;
-
-    let mut uncertain = 0;
-    let mut certain = 0;
-    for (_, outcome) in sent.values() {
-        match outcome {
-            Ok(_) => {}
-            Err(PostError::Cluster(error)) if error.may_have_been_delivered() => uncertain += 1,
-            Err(PostError::Cluster(_)) => certain += 1,
-            Err(other) => panic!("unexpected {other}"),
-        }
-    }
+    ledger.post(&messages, &channel, "after").await;
+    let received = remote.settled(Duration::from_millis(1500)).await;
+    let (maybe, not_published) = ledger.failures();
     assert!(
-        uncertain > 0,
+        maybe > 0,
         "a post written during the hang must say it may have gone out"
     );
     assert!(
-        certain > 0,
+        not_published > 0,
         "posts after detection fail as certainly not published"
     );
-    let mut last = None;
-    let mut seen = std::collections::HashSet::new();
-    for (content, at) in &received {
-        let Some((posted, outcome)) = sent.get(content) else {
-            continue;
-        };
-        assert!(seen.insert(content.clone()), "{content} delivered twice");
-        if let Err(PostError::Cluster(error)) = outcome {
-            assert!(
-                error.may_have_been_delivered(),
-                "{content} was reported not published ({error}) and was delivered"
-            );
-        }
-        let late = at.duration_since(*posted);
-        assert!(
-            late <= MAX_AGE + Duration::from_millis(500),
-            "{content} arrived {late:?} after it was posted"
-        );
-        assert!(last < Some(content.clone()), "out of order at {content}");
-        last = Some(content.clone());
-    }
+    ledger.check(&received, MAX_AGE);
+    assert!(
+        received.iter().any(|(c, _)| c.ends_with("-after")),
+        "delivery resumed"
+    );
+    poster.shutdown().await;
+    receiver.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_is_back() {
+    let redis = RedisServer::start();
+    let port = redis.port();
+    let Pair {
+        poster,
+        receiver,
+        remote,
+        channel,
+    } = pair(config(&redis)).await;
+    let remote = Listening::start(remote);
+    let messages = poster.handle().messages();
+    let mut ledger = Ledger::default();
+    redis.kill();
+    wait_for(&poster, "disconnected", |s| {
+        matches!(s, ClusterState::Disconnected { .. })
+    })
+    .await;
+    ledger
+        .post_for(&messages, &channel, "down", Duration::from_millis(500))
+        .await;
+    let (maybe, not_published) = ledger.failures();
+    assert_eq!(
+        (maybe, not_published),
+        (0, ledger.posts.len()),
+        "nothing could be written"
+    );
+    assert_local_delivery(&poster).await;
+
+    let _redis = RedisServer::start_on(port);
+    wait_for(&poster, "connected again", |s| {
+        *s == ClusterState::Connected
+    })
+    .await;
+    wait_for(&receiver, "connected again", |s| {
+        *s == ClusterState::Connected
+    })
+    .await;
+    let received = ledger
+        .post_until_received(&messages, &channel, &remote, "back")
+        .await;
+    ledger.check(&received, MAX_AGE);
     poster.shutdown().await;
     receiver.shutdown().await;
 }
@@ -337,9 +498,10 @@ async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
     let Pair {
         poster,
         receiver,
-        mut remote,
+        remote,
         channel,
     } = pair(config(&redis)).await;
+    let remote = Listening::start(remote);
     let messages = poster.handle().messages();
 
     let mut changes = messages.cluster_state_changes().unwrap();
@@ -350,32 +512,21 @@ async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
         "both nodes' subscribers closed"
     );
     // Publishing goes on through the healthy connection: not one post fails.
-    for n in 0..20 {
-        let outcome = messages
-            .post_global(&channel, chat(format!("during-{n}")))
-            .await;
-        assert!(outcome.is_ok(), "post {n} failed: {outcome:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut ledger = Ledger::default();
+    ledger
+        .post_for(&messages, &channel, "during", Duration::from_millis(300))
+        .await;
+    assert!(ledger.all_confirmed(), "a post failed");
     assert_eq!(messages.cluster_state(), Some(ClusterState::Connected));
     assert!(
         !changes.has_changed().unwrap(),
         "the node never left Connected: its publish connection was fine"
     );
     // The receiver subscribed again: what is posted now arrives.
-    let mut arrived = false;
-    for n in 0..50 {
-        messages
-            .post_global(&channel, chat(format!("after-{n}")))
-            .await
-            .unwrap();
-        let got = drain(&mut remote, Duration::from_millis(100)).await;
-        if got.iter().any(|(c, _)| c.starts_with("after-")) {
-            arrived = true;
-            break;
-        }
-    }
-    assert!(arrived, "the receiver never resubscribed");
+    let received = ledger
+        .post_until_received(&messages, &channel, &remote, "after")
+        .await;
+    ledger.check(&received, MAX_AGE);
     poster.shutdown().await;
     receiver.shutdown().await;
 }
@@ -386,9 +537,10 @@ async fn a_subscriber_over_redis_s_output_buffer_limit_costs_no_post_but_that_me
     let Pair {
         poster,
         receiver,
-        mut remote,
+        remote,
         channel,
     } = pair(config(&redis)).await;
+    let remote = Listening::start(remote);
     let messages = poster.handle().messages();
     let mut changes = messages.cluster_state_changes().unwrap();
     changes.borrow_and_update();
@@ -401,13 +553,11 @@ async fn a_subscriber_over_redis_s_output_buffer_limit_costs_no_post_but_that_me
     let big = "x".repeat(16 * 1024);
     messages.post_global(&channel, chat(big)).await.unwrap();
     redis.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60");
-    for n in 0..20 {
-        let outcome = messages
-            .post_global(&channel, chat(format!("next-{n}")))
-            .await;
-        assert!(outcome.is_ok(), "post {n} failed: {outcome:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut ledger = Ledger::default();
+    ledger
+        .post_for(&messages, &channel, "next", Duration::from_millis(300))
+        .await;
+    assert!(ledger.all_confirmed(), "a post failed");
     assert!(
         !changes.has_changed().unwrap(),
         "the publishing node never left Connected"
@@ -425,23 +575,12 @@ async fn a_subscriber_over_redis_s_output_buffer_limit_costs_no_post_but_that_me
         "one subscriber replaced ({subscribers:?}, now {replaced:?})"
     );
     // The subscribers came back: new posts arrive again, the big one did not.
-    let mut arrived = Vec::new();
-    for n in 0..50 {
-        messages
-            .post_global(&channel, chat(format!("after-{n}")))
-            .await
-            .unwrap();
-        arrived.extend(drain(&mut remote, Duration::from_millis(100)).await);
-        if arrived.iter().any(|(c, _)| c.starts_with("after-")) {
-            break;
-        }
-    }
+    let received = ledger
+        .post_until_received(&messages, &channel, &remote, "after")
+        .await;
+    ledger.check(&received, MAX_AGE);
     assert!(
-        arrived.iter().any(|(c, _)| c.starts_with("after-")),
-        "{arrived:?}"
-    );
-    assert!(
-        arrived.iter().all(|(c, _)| c.len() < 100),
+        received.iter().all(|(c, _)| c.len() < 100),
         "the oversized message was delivered"
     );
     poster.shutdown().await;
@@ -454,28 +593,20 @@ async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
     let Pair {
         poster,
         receiver,
-        mut remote,
+        remote,
         channel,
     } = pair(config(&redis)).await;
+    let remote = Listening::start(remote);
     let messages = poster.handle().messages();
 
-    let sleeping = redis.debug_sleep(2.0);
-    let started = Instant::now();
-    let mut outcomes = Vec::new();
-    while started.elapsed() < Duration::from_millis(1800) {
-        let content = format!("s{:03}", outcomes.len());
-        outcomes.push((
-            content.clone(),
-            messages.post_global(&channel, chat(content)).await,
-        ));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        outcomes
-            .iter()
-            .any(|(_, o)| matches!(o, Err(PostError::Cluster(e)) if !e.may_have_been_delivered())),
-        "the sleep was detected: later posts fail as not published"
-    );
+    let sleeping = redis.debug_sleep(2.5);
+    let mut ledger = Ledger::default();
+    ledger
+        .post_for(&messages, &channel, "asleep", Duration::from_millis(1200))
+        .await
+        .expect("the sleep was detected");
+    assert!(ledger.failures().1 > 0, "later posts fail as not published");
+    assert_local_delivery(&poster).await;
     sleeping.join().unwrap();
     wait_for(&poster, "connected again", |s| {
         *s == ClusterState::Connected
@@ -485,34 +616,10 @@ async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
         *s == ClusterState::Connected
     })
     .await;
-    let received = drain(&mut remote, Duration::from_millis(1000)).await;
-    for (content, _) in &received {
-        if let Some((_, Err(PostError::Cluster(error)))) =
-            outcomes.iter().find(|(c, _)| c == content)
-        {
-            assert!(
-                error.may_have_been_delivered(),
-                "{content}: reported {error}, yet delivered"
-            );
-        }
-    }
-    // Delivery resumes.
-    let mut resumed = false;
-    for n in 0..50 {
-        if messages
-            .post_global(&channel, chat(format!("after-{n}")))
-            .await
-            .is_ok()
-            && drain(&mut remote, Duration::from_millis(100))
-                .await
-                .iter()
-                .any(|(c, _)| c.starts_with("after-"))
-        {
-            resumed = true;
-            break;
-        }
-    }
-    assert!(resumed, "delivery did not resume after DEBUG SLEEP");
+    let received = ledger
+        .post_until_received(&messages, &channel, &remote, "after")
+        .await;
+    ledger.check(&received, MAX_AGE);
     poster.shutdown().await;
     receiver.shutdown().await;
 }
@@ -570,40 +677,29 @@ async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins() {
         "c is gone"
     );
     let messages = a.handle().messages();
-    for n in 0..5 {
-        messages
-            .post_global(&channel, chat(format!("two-{n}")))
-            .await
-            .unwrap();
+    let mut ledger = Ledger::default();
+    for _ in 0..5 {
+        ledger.post(&messages, &channel, "two").await;
     }
-    let got: Vec<String> = drain(&mut on_b, Duration::from_millis(300))
-        .await
-        .into_iter()
-        .map(|(content, _)| content)
-        .collect();
-    assert_eq!(got, ["two-0", "two-1", "two-2", "two-3", "two-4"]);
+    assert!(ledger.all_confirmed());
+    let got = drain(&mut on_b, Duration::from_millis(300)).await;
+    assert_eq!(got.len(), 5, "{got:?}");
+    ledger.check(&got, MAX_AGE);
 
     // A node started again joins and receives; nothing of the gap is replayed to it.
     let c = KillableNode::start(config(&redis));
-    let mut back = member_at(c.addr, "hang").await;
-    let mut arrived = Vec::new();
-    for n in 0..50 {
-        messages
-            .post_global(&channel, chat(format!("again-{n}")))
-            .await
-            .unwrap();
-        arrived = drain(&mut back, Duration::from_millis(100)).await;
-        if !arrived.is_empty() {
-            break;
-        }
-    }
+    let back = Listening::start(member_at(c.addr, "hang").await);
+    let arrived = ledger
+        .post_until_received(&messages, &channel, &back, "again")
+        .await;
     assert!(
         arrived
             .iter()
-            .all(|(content, _)| content.starts_with("again-")),
+            .all(|(content, _)| content.ends_with("-again")),
         "{arrived:?}"
     );
-    assert!(!arrived.is_empty(), "the restarted node never received");
+    ledger.check(&arrived, MAX_AGE);
+    ledger.check(&drain(&mut on_b, Duration::from_millis(200)).await, MAX_AGE);
     c.kill();
     for node in [a, b] {
         node.shutdown().await;
