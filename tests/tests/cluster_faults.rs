@@ -315,9 +315,9 @@ async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered(
         receiver,
         remote,
         channel,
+        messages,
+        ..
     } = pair(config(&redis)).await;
-    let remote = Listening::start(remote);
-    let messages = poster.handle().messages();
 
     // Post every 20 ms through a 3 s freeze.
     redis.pause();
@@ -375,9 +375,9 @@ async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_
         receiver,
         remote,
         channel,
+        messages,
+        ..
     } = pair(config(&redis)).await;
-    let remote = Listening::start(remote);
-    let messages = poster.handle().messages();
     let mut ledger = Ledger::default();
     redis.kill();
     wait_for(&poster, "disconnected", |s| {
@@ -412,12 +412,15 @@ async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_
     receiver.shutdown().await;
 }
 
-/// A posting node and a receiving node with one room member, a post shown to cross.
+/// A posting node and a receiving node with one room member (read in its own task), a
+/// post shown to cross, and a view of the poster's cluster state from now on.
 struct Pair {
     poster: Server<Protocol>,
     receiver: Server<Protocol>,
-    remote: TestClient,
+    remote: Listening,
     channel: String,
+    messages: MessageCentral<Protocol>,
+    changes: tokio::sync::watch::Receiver<ClusterState>,
 }
 
 async fn pair(config: ClusterConfig) -> Pair {
@@ -425,19 +428,22 @@ async fn pair(config: ClusterConfig) -> Pair {
     let receiver = node_with(config).await;
     let mut remote = member(&receiver, "hang").await;
     let channel = room_channel("hang");
-    poster
-        .handle()
-        .messages()
+    let messages = poster.handle().messages();
+    messages
         .post_global(&channel, chat("before".into()))
         .await
         .unwrap();
     let before = drain(&mut remote, Duration::from_millis(300)).await;
     assert_eq!(before.len(), 1, "{before:?}");
+    let mut changes = messages.cluster_state_changes().unwrap();
+    changes.borrow_and_update();
     Pair {
         poster,
         receiver,
-        remote,
+        remote: Listening::start(remote),
         channel,
+        messages,
+        changes,
     }
 }
 
@@ -454,10 +460,11 @@ async fn messages_older_than_max_global_age_are_dropped_not_burst() {
     let Pair {
         poster,
         receiver,
-        mut remote,
+        remote,
         channel,
+        messages,
+        ..
     } = pair(stall_tolerant()).await;
-    let messages = poster.handle().messages();
 
     redis.pause();
     for n in 0..10 {
@@ -471,7 +478,7 @@ async fn messages_older_than_max_global_age_are_dropped_not_burst() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.resume();
-    let late = drain(&mut remote, Duration::from_millis(500)).await;
+    let late = remote.settled(Duration::from_millis(500)).await;
     assert!(late.is_empty(), "stale messages reached a client: {late:?}");
     assert_eq!(
         receiver.handle().messages().stats().stale_global,
@@ -483,7 +490,7 @@ async fn messages_older_than_max_global_age_are_dropped_not_burst() {
         .post_global(&channel, chat("after".into()))
         .await
         .unwrap();
-    let after = drain(&mut remote, Duration::from_millis(300)).await;
+    let after = remote.settled(Duration::from_millis(300)).await;
     assert_eq!(
         after.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
         ["after"]
@@ -500,12 +507,10 @@ async fn a_closed_pubsub_connection_is_replaced_without_failing_posts() {
         receiver,
         remote,
         channel,
+        messages,
+        changes,
     } = pair(config(&redis)).await;
-    let remote = Listening::start(remote);
-    let messages = poster.handle().messages();
 
-    let mut changes = messages.cluster_state_changes().unwrap();
-    changes.borrow_and_update();
     assert_eq!(
         redis.kill_pubsub_clients(),
         2,
@@ -539,11 +544,9 @@ async fn a_subscriber_over_redis_s_output_buffer_limit_costs_no_post_but_that_me
         receiver,
         remote,
         channel,
+        messages,
+        changes,
     } = pair(config(&redis)).await;
-    let remote = Listening::start(remote);
-    let messages = poster.handle().messages();
-    let mut changes = messages.cluster_state_changes().unwrap();
-    changes.borrow_and_update();
 
     // A message bigger than the pub/sub hard limit: Redis closes every subscriber it
     // was queued for, as it does to a subscriber that falls too far behind.
@@ -595,9 +598,9 @@ async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
         receiver,
         remote,
         channel,
+        messages,
+        ..
     } = pair(config(&redis)).await;
-    let remote = Listening::start(remote);
-    let messages = poster.handle().messages();
 
     let sleeping = redis.debug_sleep(2.5);
     let mut ledger = Ledger::default();
