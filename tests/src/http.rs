@@ -76,3 +76,26 @@ pub async fn request(
 pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Answer {
     request(addr, Method::POST, path, body, &[]).await
 }
+
+/// `GET path` over a fresh connection, for text bodies (`/metrics`): the status line and
+/// the body.
+pub async fn get_text(addr: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of the series `series` (with its labels, as rendered) in a Prometheus scrape.
+pub fn metric_value(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
+        .parse()
+        .unwrap()
+}

@@ -20,7 +20,7 @@ use streampod::cluster::{ClusterConfig, ClusterState};
 use streampod::messages::{MessageCentral, PostError};
 use streampod::Server;
 use streampod_tests::client::TestClient;
-use streampod_tests::http::request;
+use streampod_tests::http::{get_text, metric_value, request};
 use streampod_tests::redis_server::RedisServer;
 
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
@@ -357,6 +357,9 @@ async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered(
         not_published > 0,
         "posts after detection fail as certainly not published"
     );
+    // Written, then unanswered: counted as failed global posts.
+    let (_, scrape) = get_text(poster.local_addr(), "/metrics").await;
+    assert!(metric_value(&scrape, "streampod_cluster_posts_failed_total") >= maybe as f64);
     ledger.check(&received, MAX_AGE);
     assert!(
         received.iter().any(|(c, _)| c.ends_with("-after")),
@@ -484,6 +487,11 @@ async fn messages_older_than_max_global_age_are_dropped_not_burst() {
         receiver.handle().messages().stats().stale_global,
         10,
         "each stalled message is dropped and counted on arrival"
+    );
+    let (_, scrape) = get_text(receiver.local_addr(), "/metrics").await;
+    assert_eq!(
+        metric_value(&scrape, "streampod_cluster_stale_dropped_total"),
+        10.0
     );
     // Fresh posts flow again.
     messages

@@ -5,34 +5,11 @@
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-
 use serde_json::json;
 use streampod::auth::{self, AuthInfo};
 use streampod::{RateLimit, ServerConfig};
 use streampod_tests::client::TestClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// `GET path` over a fresh connection: the status line and the body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
-
-/// The value of the series `name` (with its labels, as rendered) in a scrape.
-fn value(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
-        .parse()
-        .unwrap()
-}
+use streampod_tests::http::{get_text, metric_value};
 
 #[tokio::test]
 async fn scrapes_follow_what_the_server_did() {
@@ -45,10 +22,10 @@ async fn scrapes_follow_what_the_server_did() {
         .await
         .unwrap();
     let addr = server.local_addr();
-    let (status, before) = get(addr, "/metrics").await;
+    let (status, before) = get_text(addr, "/metrics").await;
     assert!(status.contains(" 200 "), "{status}");
-    assert_eq!(value(&before, "streampod_sessions"), 0.0);
-    assert_eq!(value(&before, "streampod_posts_total"), 0.0);
+    assert_eq!(metric_value(&before, "streampod_sessions"), 0.0);
+    assert_eq!(metric_value(&before, "streampod_posts_total"), 0.0);
 
     let mut client = TestClient::connect(addr, "?auth=token-5").await;
     client
@@ -86,50 +63,50 @@ async fn scrapes_follow_what_the_server_did() {
     let missing = streampod_tests::http::post(addr, "/nowhere/at-all", "{}").await;
     assert_eq!(missing.status, 404);
 
-    let (_, after) = get(addr, "/metrics").await;
-    assert_eq!(value(&after, "streampod_sessions"), 1.0);
+    let (_, after) = get_text(addr, "/metrics").await;
+    assert_eq!(metric_value(&after, "streampod_sessions"), 1.0);
     assert_eq!(
-        value(&after, "streampod_streams_open{endpoint=\"chat\"}"),
+        metric_value(&after, "streampod_streams_open{endpoint=\"chat\"}"),
         1.0
     );
     assert_eq!(
-        value(&after, "streampod_streams_open{endpoint=\"notification\"}"),
+        metric_value(&after, "streampod_streams_open{endpoint=\"notification\"}"),
         1.0
     );
-    assert!(value(&after, "streampod_connections_accepted_total") >= 5.0);
+    assert!(metric_value(&after, "streampod_connections_accepted_total") >= 5.0);
     assert!(
-        value(&after, "streampod_posts_total") >= 2.0,
+        metric_value(&after, "streampod_posts_total") >= 2.0,
         "the chat message and the notification"
     );
-    assert!(value(&after, "streampod_deliveries_total") >= 2.0);
-    assert!(value(&after, "streampod_frames_encoded_total") >= 2.0);
+    assert!(metric_value(&after, "streampod_deliveries_total") >= 2.0);
+    assert!(metric_value(&after, "streampod_frames_encoded_total") >= 2.0);
     assert_eq!(
-        value(&after, "streampod_inbound_rate_limited_frames_total"),
+        metric_value(&after, "streampod_inbound_rate_limited_frames_total"),
         1.0
     );
     assert_eq!(
-        value(&after, "streampod_channels"),
+        metric_value(&after, "streampod_channels"),
         3.0,
         "the room, user-5 and global"
     );
     assert_eq!(
-        value(
+        metric_value(
             &after,
             "streampod_method_calls_total{endpoint=\"notification\",method=\"sendNotification\",status=\"200\"}"
         ),
         1.0
     );
     assert_eq!(
-        value(
+        metric_value(
             &after,
             "streampod_method_calls_total{endpoint=\"unknown\",method=\"unknown\",status=\"404\"}"
         ),
         1.0,
         "unknown names never become labels"
     );
-    assert!(value(&after, "streampod_writer_batch_frames_count") >= 1.0);
+    assert!(metric_value(&after, "streampod_writer_batch_frames_count") >= 1.0);
     assert_eq!(
-        value(
+        metric_value(
             &after,
             "streampod_frames_dropped_total{policy=\"drop_oldest\"}"
         ),
@@ -149,13 +126,13 @@ async fn refusals_are_counted_by_reason() {
     let addr = server.local_addr();
     let _held = TestClient::connect(addr, "").await;
     // The scrape itself is refused while the socket above holds the one place.
-    let (status, _) = get(addr, "/metrics").await;
+    let (status, _) = get_text(addr, "/metrics").await;
     assert!(status.contains(" 503 "), "{status}");
     drop(_held);
     streampod_tests::eventually("the place is free", || server.handle().session_count() == 0).await;
-    let (_, scrape) = get(addr, "/metrics").await;
+    let (_, scrape) = get_text(addr, "/metrics").await;
     assert_eq!(
-        value(
+        metric_value(
             &scrape,
             "streampod_connections_refused_total{reason=\"per_address\"}"
         ),
@@ -171,11 +148,11 @@ async fn the_route_moves_or_goes() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    assert!(get(moved.local_addr(), "/internal/metrics")
+    assert!(get_text(moved.local_addr(), "/internal/metrics")
         .await
         .0
         .contains(" 200 "));
-    assert!(get(moved.local_addr(), "/metrics")
+    assert!(get_text(moved.local_addr(), "/metrics")
         .await
         .0
         .contains(" 404 "));
@@ -184,5 +161,8 @@ async fn the_route_moves_or_goes() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    assert!(get(off.local_addr(), "/metrics").await.0.contains(" 404 "));
+    assert!(get_text(off.local_addr(), "/metrics")
+        .await
+        .0
+        .contains(" 404 "));
 }
