@@ -39,7 +39,7 @@ async fn handler_failures_are_logged_inside_the_session_span() {
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
-        .with_env_filter("streampod=debug")
+        .with_env_filter("streampod=debug,example_server=info")
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
@@ -102,4 +102,41 @@ async fn handler_failures_are_logged_inside_the_session_span() {
     })
     .await;
     slow.shutdown().await;
+
+    // A cluster whose Redis is gone: the loss is logged once, and thirty room posts that
+    // fall back to local delivery make one line between them, not thirty.
+    let redis = streampod_tests::redis_server::RedisServer::start();
+    let node = example_server::server()
+        .cluster(streampod::cluster::ClusterConfig::redis(redis.url()).prefix("logging"))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut changes = node.handle().messages().cluster_state_changes().unwrap();
+    changes
+        .wait_for(|s| *s == streampod::cluster::ClusterState::Connected)
+        .await
+        .unwrap();
+    redis.kill();
+    changes
+        .wait_for(|s| matches!(s, streampod::cluster::ClusterState::Disconnected { .. }))
+        .await
+        .unwrap();
+    let mut member = TestClient::connect(node.local_addr(), "").await;
+    member.chat_subscription("lobby", true).await;
+    for n in 0..30 {
+        member
+            .send_model(
+                "chat",
+                "ChatMessage",
+                serde_json::json!({"senderName": "a", "content": format!("m{n}"), "channelId": "lobby"}),
+            )
+            .await;
+    }
+    member.until_pong().await;
+    let log = captured.text();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("reached this server's members only"), 1, "{log}");
+    assert_eq!(count("Redis unreachable"), 1, "{log}");
+    assert!(log.contains("posts=1"), "the line counts the posts");
+    node.shutdown().await;
 }
