@@ -190,7 +190,13 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
     }
 
     pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<Utf8Bytes, EncodeError> {
-        if let Some((_, frame)) = self.encoded.iter().find(|(name, _)| name == endpoint) {
+        // Sessions share their endpoint's registered name, so the pointer usually
+        // matches and the string compare (a `memcmp` per delivery) is skipped.
+        let found = self
+            .encoded
+            .iter()
+            .find(|(name, _)| Arc::ptr_eq(name, endpoint) || name == endpoint);
+        if let Some((_, frame)) = found {
             return Ok(frame.clone());
         }
         let mut buffer = Vec::with_capacity(128);
