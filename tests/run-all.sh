@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with Rust: installs the system
 # packages the end-to-end tests drive (Chromium and its WebDriver; redis-server, which
-# the cluster tests start privately on free ports), then runs every test of the workspace.
+# the cluster tests start privately on free ports, and redis-cli, which joins three of
+# them into a Redis Cluster), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# redis-cli builds the Redis Cluster of the sharded-backplane test.
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then
