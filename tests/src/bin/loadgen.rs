@@ -148,6 +148,18 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A process's CPU time (utime + stime) in clock ticks (1/100 s: Linux's USER_HZ).
+fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `)`.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Microseconds of one clock tick.
+const TICK_MICROS: f64 = 10_000.0;
+
 /// Per-core (busy, total) jiffies; busy includes irq and softirq.
 fn cpu_times() -> Vec<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -370,6 +382,8 @@ async fn run(mode: Mode) -> Value {
             let warm_up_seconds = warm_up(&common.room, &mut sink, &subs.ready, deadline).await;
             let rss_after = common.server_pid.and_then(rss_kib);
             let started = Instant::now();
+            let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
+            let own_cpu_before = process_cpu_ticks(std::process::id());
             'publish: for sequence in 0..messages {
                 while sequence >= min_received(&subs.received) + window {
                     if Instant::now() > deadline {
@@ -394,11 +408,29 @@ async fn run(mode: Mode) -> Value {
                 let _ = tokio::time::timeout(left, handle).await;
             }
             let seconds = started.elapsed().as_secs_f64();
+            let server_cpu_after = common.server_pid.and_then(process_cpu_ticks);
+            let own_cpu_after = process_cpu_ticks(std::process::id());
+            // The generator's own share of one core over the measured phase.
+            let own_busy = match (own_cpu_before, own_cpu_after) {
+                (Some(b), Some(a)) if seconds > 0.0 => {
+                    json!(
+                        (a.saturating_sub(b) as f64 * TICK_MICROS / 1e6 / seconds * 100.0).round()
+                    )
+                }
+                _ => Value::Null,
+            };
             let deliveries: u64 = subs
                 .received
                 .iter()
                 .map(|r| r.load(Ordering::Relaxed))
                 .sum();
+            // The server's CPU over the measured phase only (after connects and warm-up).
+            let server_cpu_per_delivery = match (server_cpu_before, server_cpu_after) {
+                (Some(b), Some(a)) if deliveries > 0 => {
+                    json!(a.saturating_sub(b) as f64 * TICK_MICROS / deliveries as f64)
+                }
+                _ => Value::Null,
+            };
             let per_connection = match (rss_before, rss_after) {
                 (Some(b), Some(a)) => {
                     json!((a.saturating_sub(b)) as f64 / common.subscribers as f64)
@@ -412,6 +444,8 @@ async fn run(mode: Mode) -> Value {
                 "warm_up_s": warm_up_seconds,
                 "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after,
                 "rss_per_connection_kib": per_connection,
+                "server_cpu_us_per_delivery": server_cpu_per_delivery,
+                "loadgen_process_busy_percent": own_busy,
             });
             (common, result)
         }
@@ -470,7 +504,7 @@ fn table(file: &std::path::Path) -> String {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let mut out = String::from("| target | mode | subscribers | load | deliveries/s | p50 ms | p99 ms | max ms | KiB/conn | complete | loadgen CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut out = String::from("| target | mode | subscribers | load | deliveries/s | server µs/delivery | p50 ms | p99 ms | max ms | KiB/conn | complete | loadgen CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let num = |k: &str, digits: usize| {
             r[k].as_f64()
@@ -480,13 +514,26 @@ fn table(file: &std::path::Path) -> String {
             Some("burst") => format!("{} msgs", r["messages"]),
             _ => format!("{}/s × {} s", r["per_second"], r["seconds"]),
         };
+        // A generator core at 95 % or more measures the generator, not the server.
+        let busiest = r["loadgen_cpu_busy_percent"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .fold(0.0_f64, f64::max);
+        let bound = if busiest >= 95.0 {
+            " generator-bound"
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}{bound} |\n",
             r["target"].as_str().unwrap_or("?"),
             r["mode"].as_str().unwrap_or("?"),
             r["subscribers"],
             load,
             num("deliveries_per_s", 0),
+            num("server_cpu_us_per_delivery", 3),
             num("p50_ms", 1),
             num("p99_ms", 1),
             num("max_ms", 1),
@@ -545,6 +592,15 @@ fn ratios(rows: &[Value]) -> String {
             )
         };
         out.push_str(&format!("| {} | {line} |\n", scenario(ours)));
+        let cpu = |r: &Value| r["server_cpu_us_per_delivery"].as_f64();
+        if let (Some(a), Some(b)) = (cpu(ours), cpu(floor)) {
+            out.push_str(&format!(
+                "| server CPU per delivery, {} subscribers | {a:.3} µs | {b:.3} µs | {:.2} | ≤ 1.15 {} |\n",
+                ours["subscribers"],
+                a / b,
+                if a / b <= 1.15 { "✓" } else { "✗" }
+            ));
+        }
     }
     out
 }
