@@ -46,7 +46,7 @@
 //! | `fields:` `name: Type, options` | `pub name: Type` (camelCase names become snake_case) |
 //! | `bool int double String` | `bool i64 f64 String` |
 //! | `DateTime Duration UuidValue Uri BigInt ByteData` | `DateTime<Utc>`, `TimeDelta`, `Uuid`, [`Uri`](streampod_protocol::types::Uri) (keeps its text), `BigInt`, `Bytes` |
-//! | `List<T> Set<T> Map<K,V>`, nested to any depth | `Vec<T>`, `HashSet<T>`, `HashMap<K,V>`; `EntrySet`/`EntryMap` for elements and keys Rust cannot hash (models, collections, `double`, nullable) |
+//! | `List<T> Set<T> Map<K,V>`, nested to any depth | `Vec<T>`, `HashSet<T>`, `HashMap<K,V>`; `EntrySet`/`EntryMap` for elements and keys Rust cannot hash (models, collections, `double`, nullable; at most 4,096 entries decoded, as lookups are linear) |
 //! | `(int, String name)`, `(int, {String? note})` (records) | a tuple, or `{Model}{Field}Record` with named fields; JSON `{"p":[…],"n":{…}}` |
 //! | `dynamic` | `Option<Dynamic>`: `{"className":…,"data":…}` |
 //! | `Vector(n) HalfVector(n) SparseVector(n) Bit(n)` (pgvector) | `Vec<f64>`, `Vec<f64>`, `SparseVector`, `Bits` |

@@ -6,6 +6,12 @@
 //! `Vec`-backed types for such keys instead: lookups compare with `PartialEq` (linear
 //! time, fine for the handful of entries a message holds), entries keep their insertion
 //! order, and two maps or sets are equal when they hold the same entries in any order.
+//! Decoding one collects entries with those linear lookups, so a decoded value holds at
+//! most [`MAX_DECODED_ENTRIES`]: a longer list from a peer is an error, not seconds of CPU.
+
+/// The most entries an [`EntryMap`] or [`EntrySet`] decodes (4,096): collecting `n`
+/// entries compares each with the ones before it, about `n²/2` comparisons.
+pub const MAX_DECODED_ENTRIES: usize = 4096;
 
 use std::fmt;
 

@@ -50,7 +50,7 @@ pub mod types {
     pub use num_bigint::BigInt;
     pub use uuid::Uuid;
 
-    pub use crate::collections::{EntryMap, EntrySet};
+    pub use crate::collections::{EntryMap, EntrySet, MAX_DECODED_ENTRIES};
     pub use crate::dynamic::Dynamic;
     pub use crate::uri::Uri;
     pub use crate::vector::{Bits, SparseVector};

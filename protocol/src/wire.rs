@@ -17,9 +17,9 @@
 //! | `BigInt` | [`BigInt`] | `"123"` | integer |
 //! | `ByteData` | [`Bytes`] | `"decode('AQI=', 'base64')"` | bare base64 |
 //! | `List<T>` | `Vec<T>` | array | |
-//! | `Set<T>` | `HashSet<T>`; [`EntrySet<T>`] for elements Rust cannot hash | array | |
+//! | `Set<T>` | `HashSet<T>`; [`EntrySet<T>`] for elements Rust cannot hash (at most 4,096 decoded) | array | |
 //! | `Map<String,V>` | `HashMap<String,V>` | object | |
-//! | `Map<K,V>` | `HashMap<K,V>`; [`EntryMap<K,V>`] for keys Rust cannot hash | `[{"k":…,"v":…}]` | |
+//! | `Map<K,V>` | `HashMap<K,V>`; [`EntryMap<K,V>`] for keys Rust cannot hash (at most 4,096 entries decoded) | `[{"k":…,"v":…}]` | |
 //! | `Vector(n)`, `HalfVector(n)` | `Vec<f64>` | array of numbers | |
 //! | `SparseVector(n)` | [`SparseVector`] | `"{1:1.0,3:2.5}/5"` | dense array |
 //! | `Bit(n)` | [`Bits`] | `"1010"` | array of bools or 0/1 |
@@ -535,8 +535,22 @@ impl<T: WireValue + PartialEq> WireValue for EntrySet<T> {
 
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let items = Vec::<FromWire<T>>::deserialize(deserializer)?;
+        check_entry_count::<D::Error>(items.len(), "an EntrySet")?;
         Ok(items.into_iter().map(|v| v.0).collect())
     }
+}
+
+/// Refuses more than [`MAX_DECODED_ENTRIES`](crate::types::MAX_DECODED_ENTRIES) entries:
+/// collecting them compares each with all before it, so a peer's long list would cost
+/// quadratic time.
+fn check_entry_count<E: de::Error>(count: usize, what: &str) -> Result<(), E> {
+    let limit = crate::types::MAX_DECODED_ENTRIES;
+    if count > limit {
+        return Err(E::custom(format_args!(
+            "{what} decodes at most {limit} entries, got {count} (its keys cannot be hashed, so each is compared with all others); use a key type Rust can hash, or a List"
+        )));
+    }
+    Ok(())
 }
 
 impl<K: WireValue + PartialEq, V: WireValue> WireValue for EntryMap<K, V> {
@@ -546,6 +560,7 @@ impl<K: WireValue + PartialEq, V: WireValue> WireValue for EntryMap<K, V> {
 
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let entries = Vec::<OwnedEntry<K, V>>::deserialize(deserializer)?;
+        check_entry_count::<D::Error>(entries.len(), "an EntryMap")?;
         Ok(entries.into_iter().map(|e| (e.k.0, e.v.0)).collect())
     }
 }

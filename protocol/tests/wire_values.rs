@@ -111,6 +111,31 @@ fn golden_entry_maps_and_sets() {
 }
 
 #[test]
+fn entry_collections_refuse_lists_that_would_cost_quadratic_time() {
+    use streampod_protocol::types::MAX_DECODED_ENTRIES;
+    let list = |n: usize| {
+        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        format!("[{}]", items.join(","))
+    };
+    assert_eq!(
+        decode::<EntrySet<f64>>(&list(MAX_DECODED_ENTRIES))
+            .unwrap()
+            .len(),
+        MAX_DECODED_ENTRIES
+    );
+    let err = decode::<EntrySet<f64>>(&list(MAX_DECODED_ENTRIES + 1)).unwrap_err();
+    assert!(err.to_string().contains("at most 4096 entries"), "{err}");
+    let entries: Vec<String> = (0..=MAX_DECODED_ENTRIES)
+        .map(|i| format!(r#"{{"k":{i},"v":0}}"#))
+        .collect();
+    let err = decode::<EntryMap<f64, i64>>(&format!("[{}]", entries.join(","))).unwrap_err();
+    assert!(
+        err.to_string().contains("an EntryMap decodes at most"),
+        "{err}"
+    );
+}
+
+#[test]
 fn golden_uuid_uri_bigint_bytes() {
     golden(
         &Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap(),
