@@ -5,6 +5,11 @@
 #   bash tests/bench.sh            # RUNS=3 runs per fan-out scenario, medians reported
 #   RUNS=1 bash tests/bench.sh     # quicker
 #   SUBSCRIBERS="100 1000" bash tests/bench.sh   # fewer fan-out sizes
+#   RATES="100" STORM=2000 bash tests/bench.sh     # fewer latency rows, a smaller storm
+#
+# The floor's publisher sends frames shaped like the ones streampod delivers (the
+# template comes from streampod's run of the same scenario), so both forward the same
+# bytes and server CPU per delivery compares like with like.
 #
 # The server runs on core 0 and the load generator on core 1 (taskset), each with one
 # tokio worker. Every process the script starts is stopped, by PID, when it exits.
@@ -14,6 +19,8 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SUBSCRIBERS=${SUBSCRIBERS:-100 1000 5000 10000}
 RATE_SECONDS=${RATE_SECONDS:-10}
+RATES=${RATES:-100 1000}
+STORM=${STORM:-10000}
 OUT=target/bench
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -58,41 +65,63 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null || true
 }
 
+# template_for TARGET FILE: the floor publishes frames shaped like streampod's deliveries.
+template_for() {
+    [ "$1" = floor ] && echo "--publish-template $2" || true
+}
+
 # The generator gives up by itself after --deadline seconds and reports a partial run;
 # the outer timeout only guards against a hung connect.
 loadgen() {
     timeout 300 taskset -c 1 target/release/loadgen "$@" --deadline 60 || echo '{"error":"loadgen did not finish"}'
 }
 
+# streampod runs first in each scenario: its first result line gives the template the
+# floor's publisher fills in, so the floor forwards frames of exactly streampod's size.
 for subscribers in $SUBSCRIBERS; do
     # 6 M deliveries per run: long enough that the first burst's buffer allocations
     # (queues, write buffers) do not dominate.
     messages=$((6000000 / subscribers))
-    for target in floor streampod; do
+    for target in streampod floor; do
         runs="$OUT/burst-$target-$subscribers.jsonl"
         : > "$runs"
         for run in $(seq "$RUNS"); do
             start_server "$target"
             loadgen burst --url "$SERVER_URL" --target "$target" --subscribers "$subscribers" \
-                --messages "$messages" --window 200 --server-pid "$SERVER_PID" | tee -a "$runs"
+                --messages "$messages" --window 200 --server-pid "$SERVER_PID" \
+                $(template_for "$target" "$OUT/burst-streampod-$subscribers.jsonl") | tee -a "$runs"
             stop_server
         done
         target/release/loadgen median "$runs" >> "$RESULTS"
     done
 done
 
-for rate in 10 100; do
-    for target in floor streampod; do
+for rate in $RATES; do
+    for target in streampod floor; do
         runs="$OUT/rate-$target-$rate.jsonl"
         : > "$runs"
         for run in $(seq "$RUNS"); do
             start_server "$target"
             loadgen rate --url "$SERVER_URL" --target "$target" --subscribers 1000 \
-                --per-second "$rate" --seconds "$RATE_SECONDS" | tee -a "$runs"
+                --per-second "$rate" --seconds "$RATE_SECONDS" --server-pid "$SERVER_PID" \
+                $(template_for "$target" "$OUT/rate-streampod-$rate.jsonl") | tee -a "$runs"
             stop_server
         done
         target/release/loadgen median "$runs" >> "$RESULTS"
     done
+done
+
+# A connection storm: every client connects and joins at once (as after a deploy).
+for target in streampod floor; do
+    runs="$OUT/storm-$target.jsonl"
+    : > "$runs"
+    for run in $(seq "$RUNS"); do
+        start_server "$target"
+        loadgen storm --url "$SERVER_URL" --target "$target" --subscribers "$STORM" \
+            --connect-parallelism "$STORM" --server-pid "$SERVER_PID" | tee -a "$runs"
+        stop_server
+    done
+    target/release/loadgen median "$runs" >> "$RESULTS"
 done
 
 # Global vs local: the same server with --redis, so every delivery goes through one

@@ -1,7 +1,9 @@
 //! The reference floor: the least a fan-out server can do. Every frame a client sends is
 //! forwarded, as the same shared bytes, to every other connected socket; each socket's
 //! writer drains everything queued and flushes once. No framework, no decoding. The
-//! benchmark reports streampod as a fraction of this.
+//! benchmark's publisher sends it frames shaped like the ones streampod delivers
+//! (`loadgen --publish-template`), so both servers write the same bytes, and reports
+//! streampod as a ratio of this.
 //!
 //! ```text
 //! floor [--bind 127.0.0.1:8090]

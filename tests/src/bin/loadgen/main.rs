@@ -1,0 +1,767 @@
+//! The load generator: opens N subscriber WebSockets, has them join a channel, publishes
+//! from one more socket, and prints one JSON line of results.
+//!
+//! ```text
+//! loadgen burst --url ws://127.0.0.1:8080/websocket --subscribers 1000 --messages 2000
+//! loadgen rate --url … --subscribers 1000 --per-second 100 --seconds 10
+//! loadgen storm --url … --subscribers 10000 --connect-parallelism 10000
+//! loadgen table results.jsonl      # markdown tables of result lines
+//! ```
+//!
+//! Every message carries its sequence number and send time (microseconds since the
+//! generator started) in `content`. Subscribers are raw sockets (see `raw`): they find
+//! the two numbers by substring, check that sequence numbers arrive in order, and only
+//! one in `--latency-every` reads the clock, so the generator stays cheap. It reports its
+//! own per-core CPU (from /proc/stat, softirq included) and its process's busy share, so
+//! a saturated generator is not mistaken for a slow server, and the server's CPU per
+//! delivery, which measures the server whatever the generator manages.
+
+// A benchmark tool: failing loudly on a broken setup is the right behaviour.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod raw;
+mod report;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+use raw::{Ended, RawSocket};
+
+#[derive(Debug, Parser)]
+#[command(about = "streampod load generator")]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// M messages as fast as a window of in-flight messages allows; reports deliveries/s.
+    Burst {
+        #[command(flatten)]
+        common: Common,
+        /// Messages to publish.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// At most this many messages ahead of the slowest subscriber.
+        #[arg(long, default_value_t = 500)]
+        window: u64,
+    },
+    /// R messages per second for S seconds; reports latency percentiles.
+    Rate {
+        #[command(flatten)]
+        common: Common,
+        /// Messages per second.
+        #[arg(long, default_value_t = 10)]
+        per_second: u64,
+        /// Seconds to publish for.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Every subscriber connects and joins at once (`--connect-parallelism` at a time);
+    /// reports the time until all are joined, failed handshakes and the server's CPU.
+    Storm {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Prints result lines (JSON, one per line) as markdown tables, with streampod as a
+    /// ratio of the floor for each scenario.
+    Table {
+        /// The file of result lines.
+        file: std::path::PathBuf,
+    },
+    /// Prints the median line (by deliveries/s, p99 or time to join) of a file.
+    Median {
+        /// The file of result lines of one scenario.
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// The server's WebSocket URL (ws://127.0.0.1:PORT/websocket).
+    #[arg(long)]
+    url: String,
+    /// A label for the result line (e.g. streampod, floor).
+    #[arg(long, default_value = "server")]
+    target: String,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 64)]
+    connect_parallelism: usize,
+    /// The chat room subscribers join and the publisher posts to.
+    #[arg(long, default_value = "bench")]
+    room: String,
+    /// Frame each subscriber sends after connecting, instead of joining `--room`.
+    #[arg(long)]
+    join: Option<String>,
+    /// The server's PID, to report its memory and CPU.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Bytes of padding per message (about 100-byte messages by default).
+    #[arg(long, default_value_t = 40)]
+    padding: usize,
+    /// One subscriber in this many records latencies (rate runs).
+    #[arg(long, default_value_t = 10)]
+    latency_every: usize,
+    /// Publish frames shaped like the `frame_template` of this file's first result line
+    /// (a streampod run's): the floor then forwards exactly the bytes streampod sends.
+    #[arg(long)]
+    publish_template: Option<std::path::PathBuf>,
+    /// Loopback source addresses to spread connections over (127.0.0.1 and up).
+    #[arg(long, default_value_t = 250)]
+    source_addresses: u8,
+    /// Gives up after this many seconds and reports what was delivered by then.
+    #[arg(long, default_value_t = 120)]
+    deadline: u64,
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+
+/// A TCP connection for connection `index`, from 127.0.0.(1 + index % spread) so ports do
+/// not run out.
+async fn connect(
+    addr: SocketAddr,
+    index: usize,
+    spread: u8,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (index % usize::from(spread.max(1))) as u8);
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn server_addr(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("ws://").expect("a ws:// URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (
+        host.parse().expect("the URL's host is ip:port"),
+        format!("/{path}"),
+    )
+}
+
+const CONTENT: &[u8] = b"\"content\":\"";
+/// Where a template's content goes.
+const CONTENT_SLOT: &str = "{content}";
+
+/// `(sequence, sent_micros)` from a frame, found by substring.
+fn parse(payload: &[u8]) -> Option<(u64, u64)> {
+    let start = memchr::memmem::find(payload, CONTENT)? + CONTENT.len();
+    let mut numbers = payload[start..].splitn(3, |b| *b == b':');
+    let mut number = || -> Option<u64> {
+        let digits = numbers.next()?;
+        if digits.is_empty() || digits.len() > 19 {
+            return None;
+        }
+        digits.iter().try_fold(0u64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+        })
+    };
+    Some((number()?, number()?))
+}
+
+/// `payload` with its content string replaced by [`CONTENT_SLOT`].
+fn template_of(payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let start = memchr::memmem::find(payload, CONTENT)? + CONTENT.len();
+    let end = start + text[start..].find('"')?;
+    Some(format!("{}{CONTENT_SLOT}{}", &text[..start], &text[end..]))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's CPU time (utime + stime) in clock ticks (1/100 s: Linux's USER_HZ).
+fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `)`.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Microseconds of one clock tick.
+const TICK_MICROS: f64 = 10_000.0;
+
+/// CPU microseconds a process used between two readings.
+fn cpu_micros(before: Option<u64>, after: Option<u64>) -> Option<f64> {
+    Some(after?.saturating_sub(before?) as f64 * TICK_MICROS)
+}
+
+/// Per-core (busy, total) jiffies; busy includes irq and softirq.
+fn cpu_times() -> Vec<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            let total: u64 = v.iter().take(8).sum();
+            (total - idle, total)
+        })
+        .collect()
+}
+
+fn cpu_busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let total = a.1.saturating_sub(b.1).max(1);
+            (a.0.saturating_sub(b.0) as f64 * 100.0 / total as f64 * 10.0).round() / 10.0
+        })
+        .collect()
+}
+
+/// What one subscriber saw.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Latencies in µs, when this subscriber records them.
+    samples: Vec<u32>,
+    /// Messages whose sequence number was not the next one expected.
+    out_of_order: u64,
+    /// Payload bytes of the counted messages.
+    bytes: u64,
+    /// The first counted message as a template (subscriber 0 only).
+    template: Option<String>,
+}
+
+struct Subscribers {
+    received: Arc<Vec<AtomicU64>>,
+    /// Set once a subscriber has seen a warm-up message: its join took effect.
+    ready: Arc<Vec<AtomicBool>>,
+    readers: Vec<tokio::task::JoinHandle<Tally>>,
+    /// Connections whose TCP connect, upgrade or join failed.
+    failed: usize,
+    /// Seconds until every connection was upgraded and had sent its join.
+    connect_seconds: f64,
+}
+
+impl Subscribers {
+    fn joined(&self) -> usize {
+        self.ready
+            .iter()
+            .filter(|r| r.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Waits until the subscribers' readers end (or `deadline`) and sums what they saw.
+    async fn finish(self, deadline: Instant) -> Tally {
+        let mut all = Tally::default();
+        for handle in self.readers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Ok(mut tally)) = tokio::time::timeout(left, handle).await {
+                all.samples.append(&mut tally.samples);
+                all.out_of_order += tally.out_of_order;
+                all.bytes += tally.bytes;
+                all.template = all.template.or(tally.template);
+            }
+        }
+        all
+    }
+}
+
+/// Opens connection `index` and sends its join.
+async fn open_subscriber(common: &Common, index: usize) -> std::io::Result<RawSocket> {
+    let (addr, path) = server_addr(&common.url);
+    let stream = connect(addr, index, common.source_addresses).await?;
+    let mut socket = RawSocket::upgrade(stream, addr, &path).await?;
+    socket.send_text(&join_frame(common)).await?;
+    Ok(socket)
+}
+
+/// Connects everyone and starts their readers; each reader records latencies (µs) when
+/// `record` is set and it is one in `--latency-every`, and stops after `expected`
+/// messages. A connection that fails is counted when `tolerate_failures`, fatal otherwise.
+async fn subscribe(
+    common: &Common,
+    start: Instant,
+    expected: u64,
+    record: bool,
+    tolerate_failures: bool,
+) -> Subscribers {
+    let received: Arc<Vec<AtomicU64>> =
+        Arc::new((0..common.subscribers).map(|_| AtomicU64::new(0)).collect());
+    let ready: Arc<Vec<AtomicBool>> = Arc::new(
+        (0..common.subscribers)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+    );
+    let connect_started = Instant::now();
+    let mut readers = Vec::with_capacity(common.subscribers);
+    let mut failed = 0;
+    let step = common.connect_parallelism.max(1);
+    for chunk_start in (0..common.subscribers).step_by(step) {
+        let end = (chunk_start + step).min(common.subscribers);
+        let opened = futures_util::future::join_all(
+            (chunk_start..end)
+                .map(|index| async move { (index, open_subscriber(common, index).await) }),
+        )
+        .await;
+        for (index, socket) in opened {
+            let socket = match socket {
+                Ok(socket) => socket,
+                Err(error) if tolerate_failures => {
+                    if failed < 5 {
+                        eprintln!("subscriber {index}: {error}");
+                    }
+                    failed += 1;
+                    continue;
+                }
+                Err(error) => panic!("subscriber {index} could not connect and join: {error}"),
+            };
+            let sample = record && index % common.latency_every.max(1) == 0;
+            readers.push(tokio::spawn(read_subscriber(
+                socket,
+                index,
+                expected,
+                sample,
+                start,
+                (received.clone(), ready.clone()),
+            )));
+        }
+    }
+    Subscribers {
+        received,
+        ready,
+        readers,
+        failed,
+        connect_seconds: connect_started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Reads one subscriber's frames until it has seen a warm-up and `expected` messages.
+async fn read_subscriber(
+    mut socket: RawSocket,
+    index: usize,
+    expected: u64,
+    sample: bool,
+    start: Instant,
+    (received, ready): (Arc<Vec<AtomicU64>>, Arc<Vec<AtomicBool>>),
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut count = 0;
+    let mut is_ready = false;
+    while !(is_ready && count >= expected) {
+        let read = socket
+            .read_frames(|payload| {
+                match parse(payload) {
+                    Some((sequence, sent)) => {
+                        if sequence != count {
+                            tally.out_of_order += 1;
+                        }
+                        if index == 0 && tally.template.is_none() {
+                            tally.template = template_of(payload);
+                        }
+                        count += 1;
+                        tally.bytes += payload.len() as u64;
+                        if sample {
+                            let now = start.elapsed().as_micros() as u64;
+                            tally
+                                .samples
+                                .push(now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+                        }
+                    }
+                    None => {
+                        if !is_ready && memchr::memmem::find(payload, WARM_UP.as_bytes()).is_some()
+                        {
+                            is_ready = true;
+                            ready[index].store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                !(is_ready && count >= expected)
+            })
+            .await;
+        received[index].store(count, Ordering::Relaxed);
+        match read {
+            Ok(None) => {}
+            // A subscriber that fails is a finding, not noise: say why.
+            Ok(Some(Ended::Closed(code, reason))) => {
+                eprintln!("subscriber {index}: closed by the server: {code} {reason}");
+                break;
+            }
+            Ok(Some(Ended::Eof)) => {
+                eprintln!("subscriber {index}: the connection ended without a close frame");
+                break;
+            }
+            Err(error) => {
+                eprintln!("subscriber {index}: {error}");
+                break;
+            }
+        }
+    }
+    tally
+}
+
+/// The content of warm-up messages (not counted, not timed).
+const WARM_UP: &str = "warm-up";
+
+/// What the publisher sends: chat messages, or the floor's template filled in.
+#[derive(Debug, Clone)]
+struct Publish {
+    room: String,
+    padding: String,
+    template: Option<String>,
+}
+
+impl Publish {
+    fn new(common: &Common) -> Self {
+        let template = common.publish_template.as_ref().map(|file| {
+            report::rows(file)
+                .iter()
+                .find_map(|r| r["frame_template"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| panic!("{} has no frame_template", file.display()))
+        });
+        Self {
+            room: common.room.clone(),
+            padding: "x".repeat(common.padding),
+            template,
+        }
+    }
+
+    fn frame(&self, content: &str) -> Message {
+        match &self.template {
+            Some(template) => Message::text(template.replacen(CONTENT_SLOT, content, 1)),
+            None => chat_frame(&self.room, content),
+        }
+    }
+
+    fn message(&self, sequence: u64, sent: u64) -> Message {
+        self.frame(&format!("{sequence}:{sent}:{}", self.padding))
+    }
+
+    fn warm_up(&self) -> Message {
+        self.frame(WARM_UP)
+    }
+}
+
+fn chat_frame(room: &str, content: &str) -> Message {
+    let frame = json!({"endpoint": "chat", "object": {"className": "ChatMessage", "data": {
+        "senderName": "p", "content": content, "channelId": room, "excludeSender": true
+    }}});
+    Message::text(frame.to_string())
+}
+
+/// The frame that joins `--room` (or `--join` as given).
+fn join_frame(common: &Common) -> String {
+    common.join.clone().unwrap_or_else(|| {
+        json!({"endpoint": "chat", "object": {"className": "ChannelSubscription",
+            "data": {"channelId": common.room, "subscribe": true}}})
+        .to_string()
+    })
+}
+
+fn min_received(received: &[AtomicU64]) -> u64 {
+    received
+        .iter()
+        .map(|r| r.load(Ordering::Relaxed))
+        .min()
+        .unwrap_or(0)
+}
+
+/// The publisher: a tungstenite socket (one socket; its cost does not matter) that has
+/// joined, with whatever the server sends it read and dropped.
+async fn publisher(common: &Common) -> Sink {
+    let mut config = WebSocketConfig::default();
+    config.write_buffer_size = 0;
+    let (addr, _) = server_addr(&common.url);
+    let stream = connect(addr, 0, common.source_addresses)
+        .await
+        .expect("publisher connects");
+    let (mut socket, _) =
+        tokio_tungstenite::client_async_with_config(&common.url, stream, Some(config))
+            .await
+            .expect("publisher's WebSocket handshake");
+    socket
+        .send(Message::text(join_frame(common)))
+        .await
+        .expect("publisher joins");
+    let (sink, mut stream) = socket.split();
+    tokio::spawn(async move { while stream.next().await.is_some() {} });
+    sink
+}
+
+/// Publishes warm-up messages every `interval` until every subscriber has seen one, so
+/// no measured message is posted before a join took effect; the seconds that took, or
+/// `None` when `deadline` passed first.
+async fn warm_up(
+    publish: &Publish,
+    sink: &mut Sink,
+    subscribers: &Subscribers,
+    interval: Duration,
+    deadline: Instant,
+) -> Option<f64> {
+    let started = Instant::now();
+    let expected = subscribers.ready.len() - subscribers.failed;
+    let mut next_send = Instant::now();
+    loop {
+        if Instant::now() >= next_send {
+            sink.send(publish.warm_up()).await.expect("publish");
+            next_send += interval;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if subscribers.joined() >= expected {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        if Instant::now() > deadline {
+            let missing = expected - subscribers.joined();
+            eprintln!("warm-up: {missing} subscribers never saw a message (joins not applied?)");
+            return None;
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[index]) / 1000.0
+}
+
+/// The fields every delivery-counting run reports from its subscribers' tallies.
+fn tally_fields(tally: &Tally, deliveries: u64) -> Value {
+    json!({
+        "frame_bytes": (deliveries > 0).then(|| tally.bytes as f64 / deliveries as f64),
+        "out_of_order": tally.out_of_order,
+        "frame_template": tally.template,
+    })
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+async fn run(mode: Mode) -> Value {
+    let start = Instant::now();
+    let cpu_before = cpu_times();
+    let (common, mut result) = match mode {
+        Mode::Burst {
+            common,
+            messages,
+            window,
+        } => {
+            let publish = Publish::new(&common);
+            let rss_before = common.server_pid.and_then(rss_kib);
+            let subs = subscribe(&common, start, messages, false, false).await;
+            let deadline = start + Duration::from_secs(common.deadline);
+            let mut sink = publisher(&common).await;
+            let warm_up_seconds = warm_up(
+                &publish,
+                &mut sink,
+                &subs,
+                Duration::from_millis(50),
+                deadline,
+            )
+            .await;
+            let rss_after = common.server_pid.and_then(rss_kib);
+            let started = Instant::now();
+            let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
+            let own_cpu_before = process_cpu_ticks(std::process::id());
+            'publish: for sequence in 0..messages {
+                while sequence >= min_received(&subs.received) + window {
+                    if Instant::now() > deadline {
+                        break 'publish;
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                sink.feed(publish.message(sequence, start.elapsed().as_micros() as u64))
+                    .await
+                    .expect("publish");
+                if sequence % 32 == 31 {
+                    sink.flush().await.expect("publish");
+                }
+            }
+            sink.flush().await.expect("publish");
+            let received = subs.received.clone();
+            let connect_seconds = subs.connect_seconds;
+            let tally = subs.finish(deadline).await;
+            let seconds = started.elapsed().as_secs_f64();
+            let server_cpu = cpu_micros(
+                server_cpu_before,
+                common.server_pid.and_then(process_cpu_ticks),
+            );
+            let own_cpu = cpu_micros(own_cpu_before, process_cpu_ticks(std::process::id()));
+            let deliveries: u64 = received.iter().map(|r| r.load(Ordering::Relaxed)).sum();
+            let per_connection = match (rss_before, rss_after) {
+                (Some(b), Some(a)) => {
+                    json!((a.saturating_sub(b)) as f64 / common.subscribers as f64)
+                }
+                _ => Value::Null,
+            };
+            let mut result = json!({
+                "mode": "burst", "messages": messages, "deliveries": deliveries,
+                "expected": messages * common.subscribers as u64, "seconds": seconds,
+                "deliveries_per_s": deliveries as f64 / seconds, "connect_s": connect_seconds,
+                "warm_up_s": warm_up_seconds,
+                "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after,
+                "rss_per_connection_kib": per_connection,
+                // The server's CPU over the measured phase only (after connects and warm-up).
+                "server_cpu_us_per_delivery": server_cpu.filter(|_| deliveries > 0).map(|c| c / deliveries as f64),
+                // The generator's own share of one core over the measured phase.
+                "loadgen_process_busy_percent": own_cpu.map(|c| (c / 1e6 / seconds * 100.0).round()),
+            });
+            merge(&mut result, tally_fields(&tally, deliveries));
+            (common, result)
+        }
+        Mode::Rate {
+            common,
+            per_second,
+            seconds,
+        } => {
+            let publish = Publish::new(&common);
+            let total = per_second * seconds;
+            let subs = subscribe(&common, start, total, true, false).await;
+            let deadline = start + Duration::from_secs(common.deadline);
+            let mut sink = publisher(&common).await;
+            let warm_up_seconds = warm_up(
+                &publish,
+                &mut sink,
+                &subs,
+                Duration::from_millis(50),
+                deadline,
+            )
+            .await;
+            let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
+            let mut ticker =
+                tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for sequence in 0..total {
+                ticker.tick().await;
+                sink.send(publish.message(sequence, start.elapsed().as_micros() as u64))
+                    .await
+                    .expect("publish");
+            }
+            let received = subs.received.clone();
+            let connect_seconds = subs.connect_seconds;
+            let mut tally = subs.finish(deadline).await;
+            let server_cpu = cpu_micros(
+                server_cpu_before,
+                common.server_pid.and_then(process_cpu_ticks),
+            );
+            let deliveries: u64 = received.iter().map(|r| r.load(Ordering::Relaxed)).sum();
+            tally.samples.sort_unstable();
+            let samples = &tally.samples;
+            let mut result = json!({
+                "mode": "rate", "per_second": per_second, "seconds": seconds,
+                "deliveries": deliveries, "expected": total * common.subscribers as u64,
+                "latency_samples": samples.len(),
+                "connect_s": connect_seconds, "warm_up_s": warm_up_seconds,
+                "p50_ms": percentile(samples, 0.50), "p99_ms": percentile(samples, 0.99),
+                "max_ms": percentile(samples, 1.0),
+                "server_cpu_us_per_delivery": server_cpu.filter(|_| deliveries > 0).map(|c| c / deliveries as f64),
+            });
+            merge(&mut result, tally_fields(&tally, deliveries));
+            (common, result)
+        }
+        Mode::Storm { common } => {
+            let publish = Publish::new(&common);
+            let deadline = start + Duration::from_secs(common.deadline);
+            let mut sink = publisher(&common).await;
+            let rss_before = common.server_pid.and_then(rss_kib);
+            let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
+            let started = Instant::now();
+            // Warm-ups go out while the storm is still connecting: a subscriber is
+            // joined once it has seen one.
+            let warming = {
+                let publish = publish.clone();
+                let mut sink_for_storm = sink;
+                let stop = Arc::new(AtomicBool::new(false));
+                let stop_flag = stop.clone();
+                let task = tokio::spawn(async move {
+                    while !stop_flag.load(Ordering::Relaxed) {
+                        sink_for_storm
+                            .send(publish.warm_up())
+                            .await
+                            .expect("publish");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    sink_for_storm
+                });
+                (stop, task)
+            };
+            let subs = subscribe(&common, start, 0, false, true).await;
+            let connect_seconds = started.elapsed().as_secs_f64();
+            let expected = common.subscribers - subs.failed;
+            while subs.joined() < expected && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let joined_seconds = started.elapsed().as_secs_f64();
+            let server_cpu = cpu_micros(
+                server_cpu_before,
+                common.server_pid.and_then(process_cpu_ticks),
+            );
+            let rss_after = common.server_pid.and_then(rss_kib);
+            warming.0.store(true, Ordering::Relaxed);
+            sink = warming.1.await.expect("warm-ups");
+            let _ = sink.close().await;
+            let joined = subs.joined();
+            let result = json!({
+                "mode": "storm", "deliveries": joined, "expected": common.subscribers,
+                "failed": subs.failed, "connect_s": connect_seconds,
+                "joined_s": (joined == expected).then_some(joined_seconds),
+                "server_cpu_ms_per_1000": server_cpu.map(|c| c / 1000.0 / (common.subscribers as f64 / 1000.0)),
+                "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after,
+                "rss_per_connection_kib": match (rss_before, rss_after) {
+                    (Some(b), Some(a)) => json!((a.saturating_sub(b)) as f64 / common.subscribers as f64),
+                    _ => Value::Null,
+                },
+            });
+            (common, result)
+        }
+        Mode::Table { .. } | Mode::Median { .. } => unreachable!("handled in main"),
+    };
+    result["target"] = json!(common.target);
+    result["subscribers"] = json!(common.subscribers);
+    result["loadgen_cpu_busy_percent"] = json!(cpu_busy(&cpu_before, &cpu_times()));
+    result
+}
+
+fn main() {
+    let args = Args::parse();
+    match &args.mode {
+        Mode::Table { file } => {
+            let rows = report::rows(file);
+            print!("{}\n{}", report::ratios(&rows), report::table(&rows));
+            return;
+        }
+        Mode::Median { file } => {
+            if let Some(line) = report::median(report::rows(file)) {
+                println!("{line}");
+            }
+            return;
+        }
+        _ => {}
+    }
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = runtime.block_on(run(args.mode));
+    println!("{result}");
+}

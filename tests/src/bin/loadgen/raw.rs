@@ -1,0 +1,194 @@
+//! The subscribers' side of a WebSocket, kept as cheap as it can be so the generator
+//! saturates later than the server: an HTTP upgrade written by hand, one masked text
+//! frame out (the join), then server frames parsed straight out of one read buffer with
+//! no per-frame allocation. Pings are answered; a close frame ends the socket.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A subscriber's socket after the upgrade.
+#[derive(Debug)]
+pub(crate) struct RawSocket {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` not yet parsed: `buffer[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+/// Why a socket stopped.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The server sent a close frame (code, reason).
+    Closed(u16, String),
+    /// The connection ended without one.
+    Eof,
+}
+
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_CLOSE: u8 = 0x8;
+const OPCODE_PING: u8 = 0x9;
+const OPCODE_PONG: u8 = 0xA;
+/// Any fixed key is valid; the server only has to unmask.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+impl RawSocket {
+    /// Upgrades `stream` (connected to `addr`) to a WebSocket at `path`.
+    pub(crate) async fn upgrade(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+    ) -> io::Result<Self> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut buffer = vec![0; 16 << 10];
+        let mut end = 0;
+        let head_len = loop {
+            let read = stream.read(&mut buffer[end..]).await?;
+            if read == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during the upgrade",
+                ));
+            }
+            end += read;
+            if let Some(at) = buffer[..end].windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if end == buffer.len() {
+                return Err(io::Error::other("an upgrade response of over 16 KiB"));
+            }
+        };
+        let status = String::from_utf8_lossy(&buffer[..head_len.min(64)]).into_owned();
+        if !status.starts_with("HTTP/1.1 101") {
+            return Err(io::Error::other(format!(
+                "not upgraded: {}",
+                status.lines().next().unwrap_or_default()
+            )));
+        }
+        Ok(Self {
+            stream,
+            buffer,
+            start: head_len,
+            end,
+        })
+    }
+
+    /// Sends one masked frame.
+    async fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        frame.push(0x80 | opcode);
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&MASK);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        self.stream.write_all(&frame).await
+    }
+
+    /// Sends a text frame.
+    pub(crate) async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.send(OPCODE_TEXT, text.as_bytes()).await
+    }
+
+    /// Reads what has arrived and hands every complete text frame's payload to
+    /// `on_text`, which returns `false` to stop early. Returns `Ok(None)` to be called
+    /// again, or why the socket ended.
+    pub(crate) async fn read_frames(
+        &mut self,
+        mut on_text: impl FnMut(&[u8]) -> bool,
+    ) -> io::Result<Option<Ended>> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.buffer.len() {
+            // Move the partial frame to the front; grow only for a frame that needs it.
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.end == self.buffer.len() {
+                self.buffer.resize(self.buffer.len() * 2, 0);
+            }
+        }
+        let read = self.stream.read(&mut self.buffer[self.end..]).await?;
+        if read == 0 {
+            return Ok(Some(Ended::Eof));
+        }
+        self.end += read;
+        let mut pong = None;
+        while let Some((opcode, payload, next)) = frame_at(&self.buffer[self.start..self.end]) {
+            let payload = self.start + payload.start..self.start + payload.end;
+            self.start += next;
+            match opcode {
+                OPCODE_TEXT if !on_text(&self.buffer[payload.clone()]) => return Ok(None),
+                OPCODE_PING => pong = Some(self.buffer[payload].to_vec()),
+                OPCODE_CLOSE => {
+                    let body = &self.buffer[payload];
+                    let code = body
+                        .get(..2)
+                        .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                    let reason = String::from_utf8_lossy(body.get(2..).unwrap_or_default());
+                    return Ok(Some(Ended::Closed(code, reason.into_owned())));
+                }
+                _ => {}
+            }
+        }
+        if let Some(payload) = pong {
+            self.send(OPCODE_PONG, &payload).await?;
+        }
+        Ok(None)
+    }
+}
+
+/// The first complete unmasked frame in `bytes`: its opcode, where its payload is and
+/// where the next frame starts; `None` when the frame is not complete yet.
+fn frame_at(bytes: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    let opcode = bytes.first()? & 0x0f;
+    let short = bytes.get(1)? & 0x7f;
+    let (header, len) = match short {
+        126 => (
+            4,
+            usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?])),
+        ),
+        127 => {
+            let raw: [u8; 8] = bytes.get(2..10)?.try_into().ok()?;
+            (10, usize::try_from(u64::from_be_bytes(raw)).ok()?)
+        }
+        n => (2, usize::from(n)),
+    };
+    let end = header + len;
+    (bytes.len() >= end).then_some((opcode, header..end, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_at;
+
+    #[test]
+    fn frames_are_found_whole_or_not_at_all() {
+        let mut bytes = vec![0x81, 3, b'a', b'b', b'c', 0x81, 126, 0, 200];
+        assert_eq!(frame_at(&bytes), Some((1, 2..5, 5)));
+        assert_eq!(
+            frame_at(&bytes[5..]),
+            None,
+            "a 200-byte payload not here yet"
+        );
+        bytes.extend(std::iter::repeat_n(b'x', 200));
+        assert_eq!(frame_at(&bytes[5..]), Some((1, 4..204, 204)));
+    }
+}

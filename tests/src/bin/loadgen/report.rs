@@ -1,0 +1,202 @@
+//! Result lines (one JSON object per run) as markdown: every row, and streampod as a
+//! ratio of the floor for each scenario, against issue 16's targets.
+
+use serde_json::{json, Value};
+
+/// Result lines of `file`, skipping any that do not parse.
+pub(crate) fn rows(file: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The busiest generator core of a run, in percent.
+fn busiest_core(r: &Value) -> f64 {
+    r["loadgen_cpu_busy_percent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .fold(0.0_f64, f64::max)
+}
+
+/// Every row, one line each.
+pub(crate) fn table(rows: &[Value]) -> String {
+    let mut out = String::from("| target | mode | subscribers | load | deliveries/s | server µs/delivery | frame B | p50 ms | p99 ms | max ms | KiB/conn | complete | loadgen CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let num = |k: &str, digits: usize| {
+            r[k].as_f64()
+                .map_or("–".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let load = match r["mode"].as_str() {
+            Some("burst") => format!("{} msgs", r["messages"]),
+            Some("storm") => "connect + join at once".to_owned(),
+            _ => format!("{}/s × {} s", r["per_second"], r["seconds"]),
+        };
+        // A generator core at 95 % or more measures the generator, not the server.
+        let bound = if busiest_core(r) >= 95.0 {
+            " generator-bound"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}{bound} |\n",
+            r["target"].as_str().unwrap_or("?"),
+            r["mode"].as_str().unwrap_or("?"),
+            r["subscribers"],
+            load,
+            num("deliveries_per_s", 0),
+            num("server_cpu_us_per_delivery", 3),
+            num("frame_bytes", 0),
+            num("p50_ms", 1),
+            num("p99_ms", 1),
+            num("max_ms", 1),
+            num("rss_per_connection_kib", 1),
+            r["deliveries"],
+            r["expected"],
+            r["loadgen_cpu_busy_percent"],
+        ));
+    }
+    out
+}
+
+fn scenario(r: &Value) -> String {
+    match r["mode"].as_str() {
+        Some("burst") => format!("fan-out, {} subscribers", r["subscribers"]),
+        Some("storm") => format!("storm, {} clients connect and join", r["subscribers"]),
+        _ => format!(
+            "latency, {} subscribers × {} msg/s",
+            r["subscribers"], r["per_second"]
+        ),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "✓"
+    } else {
+        "✗"
+    }
+}
+
+/// One ratio row: `name | ours | floor | ratio | target`.
+fn ratio_row(name: &str, ours: &str, floor: &str, ratio: f64, target: &str, ok: bool) -> String {
+    format!(
+        "| {name} | {ours} | {floor} | {ratio:.2} | {target} {} |\n",
+        verdict(ok)
+    )
+}
+
+/// streampod against the floor, scenario by scenario.
+pub(crate) fn ratios(rows: &[Value]) -> String {
+    let mut out = String::from(
+        "| scenario | streampod | floor | streampod / floor | target |\n|---|---|---|---|---|\n",
+    );
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    for ours in rows.iter().filter(|r| r["target"] == "streampod") {
+        let Some(floor) = rows
+            .iter()
+            .find(|r| r["target"] == "floor" && scenario(r) == scenario(ours))
+        else {
+            continue;
+        };
+        let name = scenario(ours);
+        match ours["mode"].as_str() {
+            Some("burst") => {
+                let (a, b) = (f(ours, "deliveries_per_s"), f(floor, "deliveries_per_s"));
+                let bound = if busiest_core(ours).max(busiest_core(floor)) >= 95.0 {
+                    " (generator-bound)"
+                } else {
+                    ""
+                };
+                out.push_str(&ratio_row(
+                    &format!("{name}{bound}"),
+                    &format!("{a:.0}/s"),
+                    &format!("{b:.0}/s"),
+                    a / b,
+                    "≥ 0.95",
+                    a / b >= 0.95,
+                ));
+                let (a, b) = (
+                    f(ours, "server_cpu_us_per_delivery"),
+                    f(floor, "server_cpu_us_per_delivery"),
+                );
+                out.push_str(&ratio_row(
+                    &format!(
+                        "server CPU per delivery, {} subscribers",
+                        ours["subscribers"]
+                    ),
+                    &format!("{a:.3} µs"),
+                    &format!("{b:.3} µs"),
+                    a / b,
+                    "≤ 1.15",
+                    a / b <= 1.15,
+                ));
+            }
+            Some("storm") => {
+                let (a, b) = (f(ours, "joined_s"), f(floor, "joined_s"));
+                let failed = ours["failed"].as_u64().unwrap_or(0);
+                out.push_str(&ratio_row(
+                    &name,
+                    &format!("all joined in {a:.2} s, {failed} failed"),
+                    &format!("{b:.2} s, {} failed", floor["failed"]),
+                    a / b,
+                    "≤ 1.00, none failed",
+                    a / b <= 1.0 && failed == 0,
+                ));
+                let (a, b) = (
+                    f(ours, "server_cpu_ms_per_1000"),
+                    f(floor, "server_cpu_ms_per_1000"),
+                );
+                out.push_str(&ratio_row(
+                    &format!(
+                        "server CPU per 1,000 clients joined, {}",
+                        ours["subscribers"]
+                    ),
+                    &format!("{a:.0} ms"),
+                    &format!("{b:.0} ms"),
+                    a / b,
+                    "(reported)",
+                    true,
+                ));
+            }
+            _ => {
+                let (a, b) = (f(ours, "p99_ms"), f(floor, "p99_ms"));
+                let limit = if ours["per_second"].as_u64().unwrap_or(0) >= 1000 {
+                    1.25
+                } else {
+                    1.1
+                };
+                out.push_str(&ratio_row(
+                    &name,
+                    &format!("p99 {a:.1} ms"),
+                    &format!("p99 {b:.1} ms"),
+                    a / b,
+                    &format!("≤ {limit}"),
+                    a / b <= limit,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The median line of a scenario's runs: by deliveries/s for bursts, p99 for rates,
+/// time until all joined for storms.
+pub(crate) fn median(rows: Vec<Value>) -> Option<Value> {
+    let mut rows = rows;
+    let key = |r: &Value| {
+        r["deliveries_per_s"]
+            .as_f64()
+            .or_else(|| r["p99_ms"].as_f64())
+            .or_else(|| r["joined_s"].as_f64())
+            .unwrap_or(0.0)
+    };
+    rows.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = rows.len() / 2;
+    let mut chosen = rows.get(middle)?.clone();
+    chosen["runs"] = json!(rows.len());
+    Some(chosen)
+}
