@@ -62,10 +62,6 @@ pub struct ServerConfig {
     /// 128 KiB, costs that much per idle socket). Larger incoming frames still arrive
     /// whole, in several reads: raise it when clients send large frames often.
     pub read_buffer_size: usize,
-    /// Bytes tungstenite collects before writing to the socket; the writer flushes after
-    /// each drained batch anyway. The buffer keeps its capacity, so this is also what a
-    /// busy connection holds on to. Default 16 KiB (about 150 small frames per write).
-    pub write_buffer_size: usize,
     /// Largest HTTP method-call body; larger ones get 413. Default 1 MiB.
     pub max_body_size: usize,
     /// Most channels one session may hold at once: joins plus session callbacks, over
@@ -136,7 +132,6 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
             read_buffer_size: 2 << 10,
-            write_buffer_size: 16 << 10,
             max_body_size: 1 << 20,
             max_channels_per_session: 128,
             max_channel_name_len: 255,
@@ -179,7 +174,6 @@ setters! {
     close_timeout: Duration,
     shutdown_timeout: Duration,
     read_buffer_size: usize,
-    write_buffer_size: usize,
     max_body_size: usize,
     max_channels_per_session: usize,
     max_channel_name_len: usize,
@@ -199,7 +193,9 @@ impl ServerConfig {
     pub(crate) fn websocket(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
         let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
         config.read_buffer_size = self.read_buffer_size;
-        config.write_buffer_size = self.write_buffer_size;
+        // Tungstenite writes only its answers (pongs, close replies), at once, into the
+        // session's queue; the writer frames everything else (see `socket_io`).
+        config.write_buffer_size = 0;
         config.max_message_size = Some(self.max_frame_size);
         config.max_frame_size = Some(self.max_frame_size);
         config

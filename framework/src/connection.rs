@@ -1,5 +1,5 @@
 //! One WebSocket: the reader loop (decode, dispatch one frame at a time, keepalive) and
-//! the writer task (drain the outbound queue, flush once per batch).
+//! the writer task (drain the outbound queue, write each batch in vectored writes).
 
 use std::any::Any;
 use std::net::SocketAddr;
@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -31,10 +31,12 @@ use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId, SessionShared};
+use crate::socket_io::{close_frame, rest_of_cut_frame, write_frames, ReadSide, PING};
 use crate::streaming::{release_session, StreamingSession};
 use prometheus_client::metrics::histogram::Histogram;
 
-type Socket<S> = WebSocketStream<S>;
+/// The reading side of a session's WebSocket.
+type ReaderSocket<I> = WebSocketStream<ReadSide<ReadHalf<I>>>;
 
 /// What a WebSocket runs over: an upgraded HTTP connection, or any byte stream (a test's
 /// in-memory pipe).
@@ -75,17 +77,6 @@ pub(crate) async fn run<P: ModelSet>(
     extended: bool,
 ) {
     let config = &server.config;
-    // In a block of its own: the whole socket (and the future that made it) must not stay
-    // in this future's state for the socket's life, only its two halves do.
-    let (sink, stream) = {
-        let socket = WebSocketStream::from_raw_socket(
-            io,
-            Role::Server,
-            Some(config.websocket()),
-        )
-        .await;
-        socket.split()
-    };
     let id = server.next_session_id();
     let span = tracing::info_span!(
         target: "streampod::connection",
@@ -107,6 +98,14 @@ pub(crate) async fn run<P: ModelSet>(
         extended,
         span.clone(),
     ));
+    // Tungstenite reads; the writer task writes (see `socket_io`).
+    let (read, write) = tokio::io::split(io);
+    let socket = WebSocketStream::from_raw_socket(
+        ReadSide::new(read, shared.clone()),
+        Role::Server,
+        Some(config.websocket()),
+    )
+    .await;
     let streams = server.endpoints.iter().map(|_| None).collect();
     let inbound = InboundLimiter::new(
         config.inbound_rate_limit,
@@ -124,7 +123,7 @@ pub(crate) async fn run<P: ModelSet>(
     };
     // Halves, not the socket: an async fn keeps its arguments for its whole life.
     connection
-        .serve(sink, stream, auth_key)
+        .serve(write, socket, auth_key)
         .instrument(span)
         .await;
 }
@@ -145,10 +144,10 @@ struct Connection<P: ModelSet> {
 }
 
 impl<P: ModelSet> Connection<P> {
-    async fn serve(
+    async fn serve<I: Io>(
         mut self,
-        sink: SplitSink<Socket<impl Io>, Message>,
-        stream: SplitStream<Socket<impl Io>>,
+        write: WriteHalf<I>,
+        socket: ReaderSocket<I>,
         auth_key: Option<String>,
     ) {
         tracing::debug!(target: "streampod::connection", "socket opened");
@@ -158,7 +157,7 @@ impl<P: ModelSet> Connection<P> {
         }
         let writer = tokio::spawn(
             write_loop(
-                sink,
+                write,
                 self.shared.clone(),
                 self.server.config.close_timeout,
                 self.server.metrics.writer_batch_frames.clone(),
@@ -169,7 +168,7 @@ impl<P: ModelSet> Connection<P> {
         // The opening and closing steps run once per socket: boxed, so their state does
         // not enlarge the future every idle socket keeps for its whole life.
         Box::pin(self.open(auth_key)).await;
-        self.read_loop(stream).await;
+        self.read_loop(socket).await;
 
         // Whatever ended the loop, nothing more is read; flush or drop, then close.
         self.shared.peer_closed();
@@ -208,7 +207,7 @@ impl<P: ModelSet> Connection<P> {
         release_session(&self.server.messages, &self.shared).await;
     }
 
-    async fn read_loop(&mut self, mut stream: SplitStream<Socket<impl Io>>) {
+    async fn read_loop<I: Io>(&mut self, mut stream: ReaderSocket<I>) {
         let config = &self.server.config;
         let mut keepalive = Keepalive::new(
             config.keepalive_interval,
@@ -633,7 +632,7 @@ impl Keepalive {
 
 /// Takes everything queued, writes it, flushes once; repeats until the session closes.
 async fn write_loop(
-    mut sink: SplitSink<Socket<impl Io>, Message>,
+    mut io: WriteHalf<impl Io>,
     shared: Arc<SessionShared>,
     close_timeout: Duration,
     batch_frames: Histogram,
@@ -644,9 +643,15 @@ async fn write_loop(
         // Precision does not matter here: a count of frames as a histogram value.
         #[allow(clippy::cast_precision_loss)]
         batch_frames.observe(batch.frames.len() as f64);
-        match write_batch(&mut sink, &shared, &mut batch).await {
+        match write_batch(&mut io, &shared, &mut batch).await {
             Written::All => {}
-            Written::Aborted => break,
+            // Tungstenite answered the peer's close frame: nothing may follow it.
+            Written::Closed => return,
+            Written::Aborted(rest) => {
+                // Finish the frame the abort cut, so the close frame is read as one.
+                let _ = tokio::time::timeout(close_timeout, io.write_all(&rest)).await;
+                break;
+            }
             Written::Failed => {
                 // The peer is gone: there is nobody to send a close frame to.
                 shared.peer_closed();
@@ -656,15 +661,17 @@ async fn write_loop(
     }
     if !shared.abort.is_cancelled() {
         // Graceful close: what was queued before the close still goes out.
-        let _ =
-            tokio::time::timeout(close_timeout, write_batch(&mut sink, &shared, &mut batch)).await;
+        let written =
+            tokio::time::timeout(close_timeout, write_batch(&mut io, &shared, &mut batch)).await;
+        if matches!(written, Ok(Written::Closed | Written::Failed)) {
+            return;
+        }
     }
     let close = shared.take_close_frame();
+    let frame = close_frame(close.as_ref().map(|c| (u16::from(c.code), c.reason.as_str())));
     let _ = tokio::time::timeout(close_timeout, async {
-        match close {
-            Some(frame) => sink.send(Message::Close(Some(frame))).await,
-            None => sink.close().await,
-        }
+        io.write_all(&frame).await?;
+        io.flush().await
     })
     .await;
 }
@@ -672,43 +679,50 @@ async fn write_loop(
 /// How writing a batch ended.
 enum Written {
     All,
-    /// The session was aborted mid-write; what was left is dropped.
-    Aborted,
+    /// The batch ended with tungstenite's answer to the peer's close frame.
+    Closed,
+    /// The session was aborted mid-write; what was left is dropped but for the rest of
+    /// the frame the abort cut.
+    Aborted(Vec<u8>),
     /// The socket failed.
     Failed,
 }
 
-/// Writes one batch (taken from the queue) and flushes once.
+/// Writes one batch (taken from the queue): its frames, then tungstenite's answers and
+/// a ping, in vectored writes; flushes once.
 async fn write_batch(
-    sink: &mut SplitSink<Socket<impl Io>, Message>,
+    io: &mut WriteHalf<impl Io>,
     shared: &SessionShared,
     batch: &mut Batch,
 ) -> Written {
-    if batch.frames.is_empty() && !batch.ping {
+    if batch.frames.is_empty() && batch.control.is_empty() && !batch.ping {
         return Written::All;
     }
-    let ping = std::mem::take(&mut batch.ping);
-    let write = async {
-        while let Some(frame) = batch.frames.pop_front() {
-            sink.feed(Message::Text(frame.frame)).await?;
-        }
-        if ping {
-            sink.feed(Message::Ping(Bytes::new())).await?;
-        }
-        sink.flush().await
-    };
+    let closes = crate::socket_io::holds_close(&batch.control);
+    let mut tail = std::mem::take(&mut batch.control);
+    if std::mem::take(&mut batch.ping) && !closes {
+        tail.extend_from_slice(&PING);
+    }
     // The write goes first: most batches complete without waiting, and then the abort
     // token is never polled (polling it registers a waker under its lock).
+    let mut took = 0;
     let written = tokio::select! {
         biased;
-        result = write => match result {
+        result = write_frames(io, &batch.frames, &tail, &mut took) => match result {
+            Ok(()) if closes => Written::Closed,
             Ok(()) => Written::All,
             Err(error) => {
                 tracing::debug!(target: "streampod::connection", %error, "write failed");
                 Written::Failed
             }
         },
-        () = shared.abort.cancelled() => Written::Aborted,
+        // Cut short; when the cut batch held the answer to the peer's close, no second
+        // close frame follows.
+        () = shared.abort.cancelled() => if closes {
+            Written::Closed
+        } else {
+            Written::Aborted(rest_of_cut_frame(&batch.frames, &tail, took))
+        },
     };
     batch.frames.clear();
     written

@@ -76,6 +76,7 @@ server_modules! {
     pub mod methods;
     mod metrics;
     mod outbound;
+    mod socket_io;
     mod owned;
     mod rate_limit;
     mod registry;

@@ -70,6 +70,8 @@ pub(crate) struct Queued {
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub(crate) frames: VecDeque<Queued>,
+    /// Frames tungstenite wrote (pongs, its answer to a close), sent after `frames`.
+    pub(crate) control: Vec<u8>,
     /// Send a WebSocket ping after the frames.
     pub(crate) ping: bool,
 }
@@ -81,6 +83,8 @@ struct State {
     /// Bytes of the batch the writer took and is still writing: they are still held, so
     /// they count against the byte limit until the writer asks for the next batch.
     in_flight: usize,
+    /// Whole frames tungstenite wrote while reading; see [`Batch::control`].
+    control: Vec<u8>,
     ping: bool,
     closed: bool,
     /// The writer task, parked because there was nothing to write. A push takes it out
@@ -214,7 +218,23 @@ impl Outbound {
         }
     }
 
-    /// Stops accepting frames. With `discard`, frames already queued are dropped too.
+    /// Queues frames tungstenite wrote (its answers to pings and to a close frame), to go
+    /// out after the data frames queued so far. Ignored once the queue is closed.
+    pub(crate) fn push_control(&self, bytes: &[u8]) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        state.control.extend_from_slice(bytes);
+        let writer = state.writer.take();
+        drop(state);
+        if let Some(writer) = writer {
+            writer.wake();
+        }
+    }
+
+    /// Stops accepting frames. With `discard`, frames already queued are dropped too
+    /// (tungstenite's answers are kept: a reply to the peer's close frame goes out).
     pub(crate) fn close(&self, discard: bool) {
         let mut state = self.lock();
         state.closed = true;
@@ -240,7 +260,11 @@ impl Outbound {
             let mut state = self.lock();
             // Asking again means the previous batch has been written.
             state.in_flight = 0;
-            if state.frames.is_empty() && !state.ping && !state.closed {
+            if state.frames.is_empty()
+                && state.control.is_empty()
+                && !state.ping
+                && !state.closed
+            {
                 self.report(&mut state);
                 state.writer = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -249,6 +273,8 @@ impl Outbound {
             state.in_flight = std::mem::take(&mut state.bytes);
             self.report(&mut state);
             batch.ping = std::mem::take(&mut state.ping);
+            // Taken, not swapped: answers are rare, so no buffer is kept for them.
+            batch.control = std::mem::take(&mut state.control);
             Poll::Ready(!state.closed)
         })
         .await
