@@ -57,10 +57,11 @@ pub struct ServerConfig {
     /// How long [`Server::shutdown`](crate::Server::shutdown) waits for sessions to
     /// close before it returns. Default 10 s.
     pub shutdown_timeout: Duration,
-    /// Bytes tungstenite reads at once per socket; allocated per connection, so it is
-    /// most of an idle connection's memory. Default 2 KiB (tungstenite's own default,
-    /// 128 KiB, costs that much per idle socket). Larger incoming frames still arrive
-    /// whole, in several reads: raise it when clients send large frames often.
+    /// Bytes tungstenite reads at once per socket; allocated per connection for its whole
+    /// life. Default 512 bytes: a client's usual frame (a join, a chat message) arrives
+    /// in one read (tungstenite's own default, 128 KiB, costs that much per idle
+    /// socket). Larger incoming frames still arrive whole, in reads of this size: raise
+    /// it when clients send large frames often.
     pub read_buffer_size: usize,
     /// Largest HTTP method-call body; larger ones get 413. Default 1 MiB.
     pub max_body_size: usize,
@@ -131,7 +132,7 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
-            read_buffer_size: 2 << 10,
+            read_buffer_size: 512,
             max_body_size: 1 << 20,
             max_channels_per_session: 128,
             max_channel_name_len: 255,

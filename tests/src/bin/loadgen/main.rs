@@ -251,7 +251,9 @@ struct Subscribers {
     received: Arc<Vec<AtomicU64>>,
     /// Set once a subscriber has seen a warm-up message: its join took effect.
     ready: Arc<Vec<AtomicBool>>,
-    readers: Vec<tokio::task::JoinHandle<Tally>>,
+    /// Each reader gives back its socket, so a connection stays open until its
+    /// subscriber is dropped, not when its reader is done.
+    readers: Vec<tokio::task::JoinHandle<(Tally, RawSocket)>>,
     /// Connections whose TCP connect, upgrade or join failed.
     failed: usize,
     /// Seconds until every connection was upgraded and had sent its join.
@@ -271,7 +273,7 @@ impl Subscribers {
         let mut all = Tally::default();
         for handle in self.readers {
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Ok(Ok(mut tally)) = tokio::time::timeout(left, handle).await {
+            if let Ok(Ok((mut tally, _socket))) = tokio::time::timeout(left, handle).await {
                 all.samples.append(&mut tally.samples);
                 all.out_of_order += tally.out_of_order;
                 all.bytes += tally.bytes;
@@ -351,7 +353,8 @@ async fn subscribe(
     }
 }
 
-/// Reads one subscriber's frames until it has seen a warm-up and `expected` messages.
+/// Reads one subscriber's frames until it has seen a warm-up and `expected` messages;
+/// returns what it saw and the socket, still open.
 async fn read_subscriber(
     mut socket: RawSocket,
     index: usize,
@@ -359,7 +362,7 @@ async fn read_subscriber(
     sample: bool,
     start: Instant,
     (received, ready): (Arc<Vec<AtomicU64>>, Arc<Vec<AtomicBool>>),
-) -> Tally {
+) -> (Tally, RawSocket) {
     let mut tally = Tally::default();
     let mut count = 0;
     let mut is_ready = false;
@@ -412,7 +415,7 @@ async fn read_subscriber(
             }
         }
     }
-    tally
+    (tally, socket)
 }
 
 /// The content of warm-up messages (not counted, not timed).
@@ -719,10 +722,12 @@ async fn run(mode: Mode) -> Value {
             warming.0.store(true, Ordering::Relaxed);
             sink = warming.1.await.expect("warm-ups");
             let _ = sink.close().await;
-            let joined = subs.joined();
+            let (joined, failed) = (subs.joined(), subs.failed);
+            // Only now: the connections stay open until the measurements are taken.
+            drop(subs);
             let result = json!({
                 "mode": "storm", "deliveries": joined, "expected": common.subscribers,
-                "failed": subs.failed, "connect_s": connect_seconds,
+                "failed": failed, "connect_s": connect_seconds,
                 "joined_s": (joined == expected).then_some(joined_seconds),
                 "server_cpu_ms_per_1000": server_cpu.map(|c| c / 1000.0 / (common.subscribers as f64 / 1000.0)),
                 "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after,
