@@ -111,17 +111,27 @@ for rate in $RATES; do
     done
 done
 
-# A connection storm: every client connects and joins at once (as after a deploy).
-for target in streampod floor; do
-    runs="$OUT/storm-$target.jsonl"
-    : > "$runs"
-    for run in $(seq "$RUNS"); do
-        start_server "$target"
-        loadgen storm --url "$SERVER_URL" --target "$target" --subscribers "$STORM" \
-            --connect-parallelism "$STORM" --server-pid "$SERVER_PID" | tee -a "$runs"
-        stop_server
+# A connection storm: every client connects and joins at once (as after a deploy), then
+# pings; "joined" is its pong. Once joining the room (the example announces member
+# counts, at most 4 times a second, to everyone in it), once with only the ping.
+for kind in join ping; do
+    for target in streampod floor; do
+        runs="$OUT/storm-$kind-$target.jsonl"
+        : > "$runs"
+        for run in $(seq "$RUNS"); do
+            start_server "$target"
+            if [ "$kind" = join ]; then
+                loadgen storm --url "$SERVER_URL" --target "$target" --subscribers "$STORM" \
+                    --connect-parallelism "$STORM" --server-pid "$SERVER_PID" | tee -a "$runs"
+            else
+                loadgen storm --url "$SERVER_URL" --target "$target" --subscribers "$STORM" \
+                    --connect-parallelism "$STORM" --server-pid "$SERVER_PID" \
+                    --join '{"command":"ping","args":{}}' | tee -a "$runs"
+            fi
+            stop_server
+        done
+        target/release/loadgen median "$runs" >> "$RESULTS"
     done
-    target/release/loadgen median "$runs" >> "$RESULTS"
 done
 
 # Global vs local: the same server with --redis, so every delivery goes through one

@@ -259,7 +259,9 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// [`StartError::Listen`] when the address cannot be bound;
     /// `StartError::Cluster` (feature `redis`) when the cluster's Redis URL is invalid.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server<P>, StartError> {
-        let listener = TcpListener::bind(addr).await.map_err(StartError::Listen)?;
+        let listener = crate::serve::listen(addr, self.config.listen_backlog)
+            .await
+            .map_err(StartError::Listen)?;
         self.serve(listener)
     }
 

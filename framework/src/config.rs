@@ -98,6 +98,12 @@ pub struct ServerConfig {
     /// Most connections from one client address, refused beyond with `503`. Default
     /// `None` (off): offices behind NAT and reverse proxies share one address.
     pub max_connections_per_ip: Option<usize>,
+    /// Connections the kernel queues, not yet accepted, for
+    /// [`ServerBuilder::bind`](crate::ServerBuilder::bind) (the `listen` backlog; Linux
+    /// caps it at `net.core.somaxconn`). Default 4,096: with tokio's 1,024, 10,000
+    /// clients reconnecting at once after a deploy overflow the queue and wait out SYN
+    /// retransmits (1 s, then 3 s).
+    pub listen_backlog: u32,
     /// How long a connection may take to send a request's headers, counted from
     /// accept, and from the end of the previous response on a keep-alive connection:
     /// the header read timeout and the keep-alive idle timeout in one (hyper runs one
@@ -140,6 +146,7 @@ impl Default for ServerConfig {
             inbound_rate_limit: Some(RateLimit::default()),
             max_connections: crate::connections::default_max_connections(),
             max_connections_per_ip: None,
+            listen_backlog: 4096,
             http_header_timeout: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(30),
             websocket_handshake_timeout: Duration::from_secs(10),
@@ -182,6 +189,7 @@ setters! {
     inbound_rate_limit: Option<RateLimit>,
     max_connections: usize,
     max_connections_per_ip: Option<usize>,
+    listen_backlog: u32,
     http_header_timeout: Duration,
     http_body_timeout: Duration,
     websocket_handshake_timeout: Duration,

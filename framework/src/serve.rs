@@ -12,7 +12,7 @@ use http::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -78,6 +78,28 @@ impl<P: ModelSet> Server<P> {
     }
 }
 
+/// A listener on the first address `addr` resolves to that binds, with `backlog`
+/// (`SO_REUSEADDR` set, as `std` does on Unix, so a restarted server rebinds at once).
+pub(crate) async fn listen(addr: impl ToSocketAddrs, backlog: u32) -> io::Result<TcpListener> {
+    let mut failed = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => failed = Some(error),
+        }
+    }
+    Err(failed.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the address resolved to no address")
+    }))
+}
+
 async fn accept_loop<P: ModelSet>(
     service: StreampodService<P>,
     listener: TcpListener,
@@ -93,7 +115,10 @@ async fn accept_loop<P: ModelSet>(
         let accepted = tokio::select! {
             biased;
             () = handle.shutdown_signal().cancelled() => break,
-            accepted = listener.accept() => accepted,
+            // Unconstrained: accepting drains the kernel's queue before the accepted
+            // connections' handshakes run (tokio's budget would stop it after 128), so a
+            // reconnect storm does not overflow the backlog into 1 s SYN retransmits.
+            accepted = tokio::task::unconstrained(listener.accept()) => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {

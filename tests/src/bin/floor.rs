@@ -8,6 +8,9 @@
 //! ```text
 //! floor [--bind 127.0.0.1:8090]
 //! ```
+//!
+//! It listens with streampod's default backlog (4,096), so a connection storm compares
+//! the servers' work, not their kernel queue settings.
 
 // A benchmark tool: failing loudly on a broken setup is the right behaviour.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -17,10 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+const PING: &str = r#"{"command":"ping","args":{}}"#;
+const PONG: &str = r#"{"command":"pong"}"#;
 
 type Peers = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Utf8Bytes>>>>;
 
@@ -35,7 +40,11 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let listener = TcpListener::bind(&bind).await.expect("bind");
+        let address: std::net::SocketAddr = bind.parse().expect("--bind ip:port");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.bind(address).expect("bind");
+        let listener = socket.listen(4096).expect("listen");
         println!("listening on {}", listener.local_addr().expect("address"));
         let peers: Peers = Arc::default();
         let ids = AtomicU64::new(0);
@@ -59,6 +68,7 @@ async fn serve(stream: tokio::net::TcpStream, id: u64, peers: Peers) {
     };
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Utf8Bytes>();
+    let self_tx = tx.clone();
     peers.lock().unwrap().insert(id, tx);
     let writer = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -80,6 +90,11 @@ async fn serve(stream: tokio::net::TcpStream, id: u64, peers: Peers) {
         let Message::Text(text) = message else {
             continue;
         };
+        if text.as_str() == PING {
+            // Serverpod's ping gets its pong, as from any server: the storm's "joined".
+            let _ = self_tx.send(Utf8Bytes::from_static(PONG));
+            continue;
+        }
         if !joined {
             // The first frame is the subscriber's join; the floor has one channel.
             joined = true;

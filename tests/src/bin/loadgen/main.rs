@@ -67,8 +67,9 @@ enum Mode {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Every subscriber connects and joins at once (`--connect-parallelism` at a time);
-    /// reports the time until all are joined, failed handshakes and the server's CPU.
+    /// Every subscriber connects and joins at once (`--connect-parallelism` at a time),
+    /// then pings; reports the time until every pong (so every join) came back, failed
+    /// handshakes, the server's CPU and its memory per connection.
     Storm {
         #[command(flatten)]
         common: Common,
@@ -284,25 +285,37 @@ impl Subscribers {
     }
 }
 
-/// Opens connection `index` and sends its join.
-async fn open_subscriber(common: &Common, index: usize) -> std::io::Result<RawSocket> {
+/// Serverpod's ping command; the answer (a pong) comes after the join was handled.
+const PING: &str = r#"{"command":"ping","args":{}}"#;
+const PONG: &[u8] = br#""command":"pong""#;
+
+/// Opens connection `index` and sends its join, and with `ping` a ping after it.
+async fn open_subscriber(common: &Common, index: usize, ping: bool) -> std::io::Result<RawSocket> {
     let (addr, path) = server_addr(&common.url);
     let stream = connect(addr, index, common.source_addresses).await?;
     let mut socket = RawSocket::upgrade(stream, addr, &path).await?;
     socket.send_text(&join_frame(common)).await?;
+    if ping {
+        socket.send_text(PING).await?;
+    }
     Ok(socket)
 }
 
-/// Connects everyone and starts their readers; each reader records latencies (µs) when
-/// `record` is set and it is one in `--latency-every`, and stops after `expected`
-/// messages. A connection that fails is counted when `tolerate_failures`, fatal otherwise.
-async fn subscribe(
-    common: &Common,
-    start: Instant,
+/// How subscribers connect and what they record.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Messages each reader waits for.
     expected: u64,
+    /// Record latencies (one subscriber in `--latency-every`).
     record: bool,
-    tolerate_failures: bool,
-) -> Subscribers {
+    /// A storm: a ping follows each join, its pong marks the subscriber joined, and a
+    /// connection that fails is counted instead of ending the run.
+    storm: bool,
+}
+
+/// Connects everyone and starts their readers; each reader is ready once it has seen a
+/// warm-up message (or, in a storm, its pong) and stops after `plan.expected` messages.
+async fn subscribe(common: &Common, start: Instant, plan: Plan) -> Subscribers {
     let received: Arc<Vec<AtomicU64>> =
         Arc::new((0..common.subscribers).map(|_| AtomicU64::new(0)).collect());
     let ready: Arc<Vec<AtomicBool>> = Arc::new(
@@ -316,15 +329,15 @@ async fn subscribe(
     let step = common.connect_parallelism.max(1);
     for chunk_start in (0..common.subscribers).step_by(step) {
         let end = (chunk_start + step).min(common.subscribers);
-        let opened = futures_util::future::join_all(
-            (chunk_start..end)
-                .map(|index| async move { (index, open_subscriber(common, index).await) }),
-        )
-        .await;
+        let opened =
+            futures_util::future::join_all((chunk_start..end).map(|index| async move {
+                (index, open_subscriber(common, index, plan.storm).await)
+            }))
+            .await;
         for (index, socket) in opened {
             let socket = match socket {
                 Ok(socket) => socket,
-                Err(error) if tolerate_failures => {
+                Err(error) if plan.storm => {
                     if failed < 5 {
                         eprintln!("subscriber {index}: {error}");
                     }
@@ -333,12 +346,11 @@ async fn subscribe(
                 }
                 Err(error) => panic!("subscriber {index} could not connect and join: {error}"),
             };
-            let sample = record && index % common.latency_every.max(1) == 0;
+            let sample = plan.record && index % common.latency_every.max(1) == 0;
+            let marker = if plan.storm { PONG } else { WARM_UP.as_bytes() };
             readers.push(tokio::spawn(read_subscriber(
                 socket,
-                index,
-                expected,
-                sample,
+                (index, plan.expected, sample, marker),
                 start,
                 (received.clone(), ready.clone()),
             )));
@@ -353,13 +365,12 @@ async fn subscribe(
     }
 }
 
-/// Reads one subscriber's frames until it has seen a warm-up and `expected` messages;
-/// returns what it saw and the socket, still open.
+/// Reads one subscriber's frames until it has seen `ready_marker` (in a frame that is
+/// not a measured message) and `expected` messages; returns what it saw and the socket,
+/// still open.
 async fn read_subscriber(
     mut socket: RawSocket,
-    index: usize,
-    expected: u64,
-    sample: bool,
+    (index, expected, sample, ready_marker): (usize, u64, bool, &'static [u8]),
     start: Instant,
     (received, ready): (Arc<Vec<AtomicU64>>, Arc<Vec<AtomicBool>>),
 ) -> (Tally, RawSocket) {
@@ -387,8 +398,7 @@ async fn read_subscriber(
                         }
                     }
                     None => {
-                        if !is_ready && memchr::memmem::find(payload, WARM_UP.as_bytes()).is_some()
-                        {
+                        if !is_ready && memchr::memmem::find(payload, ready_marker).is_some() {
                             is_ready = true;
                             ready[index].store(true, Ordering::Relaxed);
                         }
@@ -570,7 +580,16 @@ async fn run(mode: Mode) -> Value {
         } => {
             let publish = Publish::new(&common);
             let rss_before = common.server_pid.and_then(rss_kib);
-            let subs = subscribe(&common, start, messages, false, false).await;
+            let subs = subscribe(
+                &common,
+                start,
+                Plan {
+                    expected: messages,
+                    record: false,
+                    storm: false,
+                },
+            )
+            .await;
             let deadline = start + Duration::from_secs(common.deadline);
             let mut sink = publisher(&common).await;
             let warm_up_seconds = warm_up(
@@ -638,7 +657,16 @@ async fn run(mode: Mode) -> Value {
         } => {
             let publish = Publish::new(&common);
             let total = per_second * seconds;
-            let subs = subscribe(&common, start, total, true, false).await;
+            let subs = subscribe(
+                &common,
+                start,
+                Plan {
+                    expected: total,
+                    record: true,
+                    storm: false,
+                },
+            )
+            .await;
             let deadline = start + Duration::from_secs(common.deadline);
             let mut sink = publisher(&common).await;
             let warm_up_seconds = warm_up(
@@ -682,32 +710,20 @@ async fn run(mode: Mode) -> Value {
             (common, result)
         }
         Mode::Storm { common } => {
-            let publish = Publish::new(&common);
             let deadline = start + Duration::from_secs(common.deadline);
-            let mut sink = publisher(&common).await;
             let rss_before = common.server_pid.and_then(rss_kib);
             let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
             let started = Instant::now();
-            // Warm-ups go out while the storm is still connecting: a subscriber is
-            // joined once it has seen one.
-            let warming = {
-                let publish = publish.clone();
-                let mut sink_for_storm = sink;
-                let stop = Arc::new(AtomicBool::new(false));
-                let stop_flag = stop.clone();
-                let task = tokio::spawn(async move {
-                    while !stop_flag.load(Ordering::Relaxed) {
-                        sink_for_storm
-                            .send(publish.warm_up())
-                            .await
-                            .expect("publish");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    sink_for_storm
-                });
-                (stop, task)
-            };
-            let subs = subscribe(&common, start, 0, false, true).await;
+            let subs = subscribe(
+                &common,
+                start,
+                Plan {
+                    expected: 0,
+                    record: false,
+                    storm: true,
+                },
+            )
+            .await;
             let connect_seconds = started.elapsed().as_secs_f64();
             let expected = common.subscribers - subs.failed;
             while subs.joined() < expected && Instant::now() < deadline {
@@ -719,14 +735,13 @@ async fn run(mode: Mode) -> Value {
                 common.server_pid.and_then(process_cpu_ticks),
             );
             let rss_after = common.server_pid.and_then(rss_kib);
-            warming.0.store(true, Ordering::Relaxed);
-            sink = warming.1.await.expect("warm-ups");
-            let _ = sink.close().await;
             let (joined, failed) = (subs.joined(), subs.failed);
             // Only now: the connections stay open until the measurements are taken.
             drop(subs);
             let result = json!({
                 "mode": "storm", "deliveries": joined, "expected": common.subscribers,
+                // Joined the room (the default), or only sent the `--join` frame given.
+                "joins_room": common.join.is_none(),
                 "failed": failed, "connect_s": connect_seconds,
                 "joined_s": (joined == expected).then_some(joined_seconds),
                 "server_cpu_ms_per_1000": server_cpu.map(|c| c / 1000.0 / (common.subscribers as f64 / 1000.0)),

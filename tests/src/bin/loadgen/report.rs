@@ -32,6 +32,7 @@ pub(crate) fn table(rows: &[Value]) -> String {
         };
         let load = match r["mode"].as_str() {
             Some("burst") => format!("{} msgs", r["messages"]),
+            Some("storm") if r["joins_room"] == false => "connect + ping at once".to_owned(),
             Some("storm") => "connect + join at once".to_owned(),
             _ => format!("{}/s × {} s", r["per_second"], r["seconds"]),
         };
@@ -65,6 +66,9 @@ pub(crate) fn table(rows: &[Value]) -> String {
 fn scenario(r: &Value) -> String {
     match r["mode"].as_str() {
         Some("burst") => format!("fan-out, {} subscribers", r["subscribers"]),
+        Some("storm") if r["joins_room"] == false => {
+            format!("storm, {} clients connect and ping", r["subscribers"])
+        }
         Some("storm") => format!("storm, {} clients connect and join", r["subscribers"]),
         _ => format!(
             "latency, {} subscribers × {} msg/s",
