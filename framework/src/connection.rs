@@ -225,7 +225,7 @@ impl<P: ModelSet> Connection<P> {
             let deadline = keepalive.deadline();
             tokio::select! {
                 biased;
-                () = self.shared.closing.cancelled() => return,
+                () = self.shared.closing.raised() => return,
                 message = stream.next() => {
                     keepalive.activity();
                     match message {
@@ -499,7 +499,7 @@ impl<P: ModelSet> Connection<P> {
     async fn open_accessible(&mut self) {
         let server = self.server.clone();
         for (index, registered) in server.endpoints.iter().enumerate() {
-            if self.streams[index].is_some() || self.shared.closing.is_cancelled() {
+            if self.streams[index].is_some() || self.shared.closing.is_raised() {
                 continue;
             }
             if registered
@@ -670,7 +670,7 @@ async fn write_loop(
             }
         }
     }
-    if !shared.abort.is_cancelled() {
+    if !shared.abort.is_raised() {
         // Graceful close: what was queued before the close still goes out.
         let written = tokio::time::timeout(
             close_timeout,
@@ -732,7 +732,7 @@ async fn write_batch(
         },
         // Cut short; when the cut batch held the answer to the peer's close, no second
         // close frame follows.
-        () = shared.abort.cancelled() => if closes {
+        () = shared.abort.raised() => if closes {
             Written::Closed
         } else {
             Written::Aborted(rest_of_cut_frame(&batch.frames, &tail, took))

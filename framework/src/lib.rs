@@ -83,6 +83,7 @@ server_modules! {
     mod serve;
     pub mod service;
     mod session;
+    mod signal;
     mod streaming;
 }
 

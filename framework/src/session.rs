@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::config::SlowConsumerPolicy;
@@ -20,6 +19,7 @@ use crate::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DIRECT};
 use crate::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
+use crate::signal::Signal;
 
 /// A session's id, unique within one server process.
 pub type SessionId = u64;
@@ -46,12 +46,12 @@ pub(crate) struct SessionShared {
     pub(crate) remote_addr: SocketAddr,
     auth: RwLock<Option<Arc<AuthInfo>>>,
     pub(crate) outbound: Outbound,
-    /// Cancelled when the session starts closing: the reader stops, the writer flushes
+    /// Raised when the session starts closing: the reader stops, the writer flushes
     /// (unless aborted) and sends the close frame.
-    pub(crate) closing: CancellationToken,
-    /// Cancelled when pending frames must be dropped and a blocked write abandoned
-    /// (slow consumer, keepalive timeout). Cancelling it also cancels `closing`.
-    pub(crate) abort: CancellationToken,
+    pub(crate) closing: Signal,
+    /// Raised when pending frames must be dropped and a blocked write abandoned (slow
+    /// consumer, keepalive timeout); `closing` is raised with it.
+    pub(crate) abort: Signal,
     close_frame: Mutex<Option<CloseFrame>>,
     state: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     tags: RwLock<HashSet<String>>,
@@ -77,14 +77,13 @@ impl SessionShared {
         extended: bool,
         span: tracing::Span,
     ) -> Self {
-        let abort = CancellationToken::new();
         Self {
             id,
             remote_addr,
             auth: RwLock::new(None),
             outbound: Outbound::new(limits, total),
-            closing: abort.child_token(),
-            abort,
+            closing: Signal::default(),
+            abort: Signal::default(),
             close_frame: Mutex::new(None),
             state: Mutex::new(HashMap::new()),
             tags: RwLock::new(HashSet::new()),
@@ -199,21 +198,22 @@ impl SessionShared {
     pub(crate) fn close(&self, code: CloseCode, reason: &str) {
         self.set_close_frame(code, reason);
         self.outbound.close(false);
-        self.closing.cancel();
+        self.closing.raise();
     }
 
     /// Closes without flushing: queued frames are dropped and a blocked write abandoned.
     pub(crate) fn abort(&self, code: CloseCode, reason: &str) {
         self.set_close_frame(code, reason);
         self.outbound.close(true);
-        self.abort.cancel();
+        self.abort.raise();
+        self.closing.raise();
     }
 
     /// Ends the session after the peer went away: nothing more is queued, no close frame
     /// of ours is sent (tungstenite answers a peer's close frame itself).
     pub(crate) fn peer_closed(&self) {
         self.outbound.close(true);
-        self.closing.cancel();
+        self.closing.raise();
     }
 
     pub(crate) fn take_close_frame(&self) -> Option<CloseFrame> {
@@ -349,7 +349,7 @@ impl<P: ModelSet> SessionHandle<P> {
 
     /// Whether the session is closing or closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.closing.is_cancelled()
+        self.shared.closing.is_raised()
     }
 
     /// Stores a value of type `T` for this session, replacing (and returning) any

@@ -206,6 +206,13 @@ fn cpu_micros(before: Option<u64>, after: Option<u64>) -> Option<f64> {
     Some(after?.saturating_sub(before?) as f64 * TICK_MICROS)
 }
 
+/// The generator's own share of one core (percent) over `seconds` between two readings.
+fn busy_percent(before: Option<u64>, after: Option<u64>, seconds: f64) -> Option<f64> {
+    cpu_micros(before, after)
+        .filter(|_| seconds > 0.0)
+        .map(|c| (c / 1e6 / seconds * 100.0).round())
+}
+
 /// Per-core (busy, total) jiffies; busy includes irq and softirq.
 fn cpu_times() -> Vec<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -627,7 +634,11 @@ async fn run(mode: Mode) -> Value {
                 server_cpu_before,
                 common.server_pid.and_then(process_cpu_ticks),
             );
-            let own_cpu = cpu_micros(own_cpu_before, process_cpu_ticks(std::process::id()));
+            let own_busy = busy_percent(
+                own_cpu_before,
+                process_cpu_ticks(std::process::id()),
+                seconds,
+            );
             let deliveries: u64 = received.iter().map(|r| r.load(Ordering::Relaxed)).sum();
             let per_connection = match (rss_before, rss_after) {
                 (Some(b), Some(a)) => {
@@ -644,8 +655,7 @@ async fn run(mode: Mode) -> Value {
                 "rss_per_connection_kib": per_connection,
                 // The server's CPU over the measured phase only (after connects and warm-up).
                 "server_cpu_us_per_delivery": server_cpu.filter(|_| deliveries > 0).map(|c| c / deliveries as f64),
-                // The generator's own share of one core over the measured phase.
-                "loadgen_process_busy_percent": own_cpu.map(|c| (c / 1e6 / seconds * 100.0).round()),
+                "loadgen_process_busy_percent": own_busy,
             });
             merge(&mut result, tally_fields(&tally, deliveries));
             (common, result)
@@ -678,6 +688,8 @@ async fn run(mode: Mode) -> Value {
             )
             .await;
             let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
+            let own_cpu_before = process_cpu_ticks(std::process::id());
+            let started = Instant::now();
             let mut ticker =
                 tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -694,6 +706,11 @@ async fn run(mode: Mode) -> Value {
                 server_cpu_before,
                 common.server_pid.and_then(process_cpu_ticks),
             );
+            let own_busy = busy_percent(
+                own_cpu_before,
+                process_cpu_ticks(std::process::id()),
+                started.elapsed().as_secs_f64(),
+            );
             let deliveries: u64 = received.iter().map(|r| r.load(Ordering::Relaxed)).sum();
             tally.samples.sort_unstable();
             let samples = &tally.samples;
@@ -705,6 +722,7 @@ async fn run(mode: Mode) -> Value {
                 "p50_ms": percentile(samples, 0.50), "p99_ms": percentile(samples, 0.99),
                 "max_ms": percentile(samples, 1.0),
                 "server_cpu_us_per_delivery": server_cpu.filter(|_| deliveries > 0).map(|c| c / deliveries as f64),
+                "loadgen_process_busy_percent": own_busy,
             });
             merge(&mut result, tally_fields(&tally, deliveries));
             (common, result)
@@ -713,6 +731,7 @@ async fn run(mode: Mode) -> Value {
             let deadline = start + Duration::from_secs(common.deadline);
             let rss_before = common.server_pid.and_then(rss_kib);
             let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
+            let own_cpu_before = process_cpu_ticks(std::process::id());
             let started = Instant::now();
             let subs = subscribe(
                 &common,
@@ -730,6 +749,11 @@ async fn run(mode: Mode) -> Value {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let joined_seconds = started.elapsed().as_secs_f64();
+            let own_busy = busy_percent(
+                own_cpu_before,
+                process_cpu_ticks(std::process::id()),
+                joined_seconds,
+            );
             let server_cpu = cpu_micros(
                 server_cpu_before,
                 common.server_pid.and_then(process_cpu_ticks),
@@ -742,6 +766,7 @@ async fn run(mode: Mode) -> Value {
                 "mode": "storm", "deliveries": joined, "expected": common.subscribers,
                 // Joined the room (the default), or only sent the `--join` frame given.
                 "joins_room": common.join.is_none(),
+                "loadgen_process_busy_percent": own_busy,
                 "failed": failed, "connect_s": connect_seconds,
                 "joined_s": (joined == expected).then_some(joined_seconds),
                 "server_cpu_ms_per_1000": server_cpu.map(|c| c / 1000.0 / (common.subscribers as f64 / 1000.0)),

@@ -12,14 +12,12 @@ pub(crate) fn rows(file: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-/// The busiest generator core of a run, in percent.
-fn busiest_core(r: &Value) -> f64 {
-    r["loadgen_cpu_busy_percent"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_f64)
-        .fold(0.0_f64, f64::max)
+/// Whether a run measured the generator rather than the server: the generator's own
+/// process used 95 % or more of a core over the measured phase.
+fn generator_bound(r: &Value) -> bool {
+    r["loadgen_process_busy_percent"]
+        .as_f64()
+        .is_some_and(|busy| busy >= 95.0)
 }
 
 /// Every row, one line each.
@@ -36,8 +34,7 @@ pub(crate) fn table(rows: &[Value]) -> String {
             Some("storm") => "connect + join at once".to_owned(),
             _ => format!("{}/s × {} s", r["per_second"], r["seconds"]),
         };
-        // A generator core at 95 % or more measures the generator, not the server.
-        let bound = if busiest_core(r) >= 95.0 {
+        let bound = if generator_bound(r) {
             " generator-bound"
         } else {
             ""
@@ -106,17 +103,17 @@ pub(crate) fn ratios(rows: &[Value]) -> String {
         else {
             continue;
         };
-        let name = scenario(ours);
+        let bound = if generator_bound(ours) || generator_bound(floor) {
+            " (generator-bound)"
+        } else {
+            ""
+        };
+        let name = format!("{}{bound}", scenario(ours));
         match ours["mode"].as_str() {
             Some("burst") => {
                 let (a, b) = (f(ours, "deliveries_per_s"), f(floor, "deliveries_per_s"));
-                let bound = if busiest_core(ours).max(busiest_core(floor)) >= 95.0 {
-                    " (generator-bound)"
-                } else {
-                    ""
-                };
                 out.push_str(&ratio_row(
-                    &format!("{name}{bound}"),
+                    &name,
                     &format!("{a:.0}/s"),
                     &format!("{b:.0}/s"),
                     a / b,
