@@ -163,8 +163,11 @@ impl<P: ModelSet> Connection<P> {
         // By reference: moved in, the socket would sit in both futures' state.
         self.read_loop(&mut socket).await;
 
-        // Whatever ended the loop, nothing more is read; flush or drop, then close.
-        self.shared.peer_closed();
+        // Whatever ended the loop, nothing more is read. A close of ours (raised before
+        // the loop ended) flushes what was queued; a peer that left gets nothing more.
+        if !self.shared.closing.is_raised() {
+            self.shared.peer_closed();
+        }
         Box::pin(self.close_all()).await;
         self.server.sessions.remove(self.shared.id);
         let grace = self.server.config.close_timeout + Duration::from_millis(500);
@@ -235,7 +238,13 @@ impl<P: ModelSet> Connection<P> {
                         Some(Ok(Message::Binary(_))) => if self.admit(None) {
                             self.reject(&ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"));
                         },
-                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(Message::Close(_))) => {
+                            // Tungstenite sends its answer on its next write: flushing
+                            // hands it to the writer now (see `socket_io`).
+                            let _ = futures_util::SinkExt::flush(stream).await;
+                            return;
+                        }
+                        None => return,
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Err(error)) => {
                             self.read_failed(&error);

@@ -1,0 +1,201 @@
+//! The socket's two directions over real TCP: the server writes frames itself (headers
+//! and shared payloads in vectored writes) while tungstenite reads and answers pings and
+//! close frames through the writer. Checked on the wire, byte by byte: a ping's pong,
+//! frames of every header size arriving whole and in order, exactly one close frame
+//! echoing the client's, and nothing after it.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+use streampod::{Server, ServerConfig};
+use streampod_tests::fixtures::Protocol;
+use streampod_tests::rooms::Rooms;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start() -> Server<Protocol> {
+    Server::<Protocol>::builder()
+        .endpoint("rooms", Rooms::default())
+        .config(ServerConfig::default())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+/// A client frame: final, masked.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+fn text(payload: &str) -> Vec<u8> {
+    client_frame(0x1, payload.as_bytes())
+}
+
+fn rooms(content: &str) -> String {
+    json!({"endpoint": "rooms", "object": {"className": "ChatMessage", "data": {
+        "senderName": "s", "content": content, "channelId": "wire"}}})
+    .to_string()
+}
+
+/// Upgrades a raw TCP connection; the bytes read past the response.
+async fn upgrade(addr: SocketAddr) -> (TcpStream, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0; 4096];
+    loop {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "closed during the upgrade");
+        received.extend_from_slice(&buffer[..read]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            assert!(received.starts_with(b"HTTP/1.1 101"), "{received:?}");
+            return (stream, received.split_off(end + 4));
+        }
+    }
+}
+
+/// Server frames in `bytes`: (opcode, payload), every one of them whole.
+fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        assert_eq!(bytes[0] & 0xf0, 0x80, "final, no extension bits");
+        assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
+        let (header, len) = match bytes[1] & 0x7f {
+            126 => (4, usize::from(u16::from_be_bytes([bytes[2], bytes[3]]))),
+            127 => (
+                10,
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+            ),
+            n => (2, usize::from(n)),
+        };
+        assert!(bytes.len() >= header + len, "a cut frame at the end");
+        frames.push((bytes[0] & 0x0f, bytes[header..header + len].to_vec()));
+        bytes = &bytes[header + len..];
+    }
+    frames
+}
+
+/// Everything the server sends until it closes the connection (or 10 s pass).
+async fn read_to_end(stream: &mut TcpStream, mut received: Vec<u8>) -> Vec<u8> {
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("the server closes the connection after the close handshake");
+    received
+}
+
+#[tokio::test]
+async fn pings_frames_of_every_size_and_the_close_handshake_on_the_wire() {
+    let server = start().await;
+    let (mut stream, early) = upgrade(server.local_addr()).await;
+    // 125 and 126 bytes straddle the 2- and 4-byte headers; 70,000 needs 10 bytes.
+    let sizes = [10, 125, 126, 70_000];
+    let mut outgoing = text(&rooms("join"));
+    outgoing.extend(client_frame(0x9, b"probe"));
+    for size in sizes {
+        outgoing.extend(text(&rooms(&"x".repeat(size))));
+    }
+    stream.write_all(&outgoing).await.unwrap();
+    // Wait for the last post to come back before closing, so the close follows it.
+    let mut received = early;
+    let mut buffer = vec![0; 1 << 16];
+    while memchr_count(&received, b"\"content\":\"x") < sizes.len() {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the posts come back")
+            .unwrap();
+        assert!(read > 0, "closed early");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    let mut close = 4000u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"bye");
+    stream.write_all(&client_frame(0x8, &close)).await.unwrap();
+    let frames = server_frames(&read_to_end(&mut stream, received).await);
+
+    assert!(
+        frames.contains(&(0xA, b"probe".to_vec())),
+        "the ping got its pong"
+    );
+    let posts: Vec<usize> = frames
+        .iter()
+        .filter(|(opcode, _)| *opcode == 0x1)
+        .filter_map(|(_, payload)| {
+            let frame: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            let content = frame["object"]["data"]["content"].as_str()?.to_owned();
+            content.starts_with('x').then_some(content.len())
+        })
+        .collect();
+    assert_eq!(posts, sizes, "every post back whole, in order");
+    let closes: Vec<_> = frames.iter().filter(|(opcode, _)| *opcode == 0x8).collect();
+    assert_eq!(closes.len(), 1, "exactly one close frame: {frames:?}");
+    assert_eq!(closes[0].1, close, "the client's close is echoed");
+    assert_eq!(
+        frames.last().map(|f| f.0),
+        Some(0x8),
+        "nothing after the close"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_close_is_one_close_frame_after_the_queued_frames() {
+    let server = start().await;
+    let (mut stream, early) = upgrade(server.local_addr()).await;
+    let mut outgoing = text(&rooms("join"));
+    outgoing.extend(text(&rooms("hello")));
+    // Invalid UTF-8 in a text frame: the server closes with 1007, gracefully, so what
+    // it queued before goes out first.
+    outgoing.extend(client_frame(0x1, b"\xff\xfe"));
+    stream.write_all(&outgoing).await.unwrap();
+    let frames = server_frames(&read_to_end(&mut stream, early).await);
+    let contents: Vec<String> = frames
+        .iter()
+        .filter(|(opcode, _)| *opcode == 0x1)
+        .map(|(_, payload)| {
+            let frame: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            frame["object"]["data"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(contents, ["ack:join", "hello"], "{frames:?}");
+    let closes: Vec<_> = frames.iter().filter(|(opcode, _)| *opcode == 0x8).collect();
+    assert_eq!(closes.len(), 1, "exactly one close frame: {frames:?}");
+    assert_eq!(closes[0].1[..2], 1007u16.to_be_bytes(), "{frames:?}");
+    assert_eq!(
+        frames.last().map(|f| f.0),
+        Some(0x8),
+        "nothing after the close"
+    );
+    server.shutdown().await;
+}
+
+fn memchr_count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
