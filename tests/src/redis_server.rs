@@ -363,6 +363,32 @@ impl RedisCluster {
             .collect()
     }
 
+    /// Subscriptions to shard channels over the whole cluster: for every channel each
+    /// master serves, its number of subscribers (`PUBSUB SHARDNUMSUB`), summed.
+    ///
+    /// # Panics
+    ///
+    /// When a running node does not answer.
+    pub fn shard_subscriptions(&self) -> usize {
+        let mut total = 0;
+        for node in &self.nodes {
+            let channels: Vec<String> = match node.query(redis::cmd("PUBSUB").arg("SHARDCHANNELS"))
+            {
+                Ok(value) => redis::from_redis_value(value).expect("channel names"),
+                Err(error) => panic!("PUBSUB SHARDCHANNELS on {}: {error}", node.port),
+            };
+            if channels.is_empty() {
+                continue;
+            }
+            let counts = node
+                .query(redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(&channels))
+                .expect("PUBSUB SHARDNUMSUB");
+            let pairs: Vec<(String, usize)> = redis::from_redis_value(counts).expect("pairs");
+            total += pairs.iter().map(|(_, n)| n).sum::<usize>();
+        }
+        total
+    }
+
     /// Kills master `index` (SIGKILL), as a crash would.
     pub fn kill(&mut self, index: usize) {
         self.nodes[index].stop();

@@ -102,6 +102,17 @@ async fn rooms_spread_over_shards_and_every_member_gets_every_post_once_in_order
         spread.iter().filter(|&&n| n > 0).count() == 3,
         "channels on every shard: {spread:?}"
     );
+    // And every node has subscribed to every one of them: a channel exists once the
+    // first node subscribes, and a post before the last one would miss its members.
+    let wanted = nodes.len() * (rooms.len() + 1);
+    while cluster.shard_subscriptions() < wanted && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        cluster.shard_subscriptions(),
+        wanted,
+        "every node subscribed"
+    );
 
     // Each node posts 10 messages to every room.
     for (n, node) in nodes.iter().enumerate() {
