@@ -267,6 +267,14 @@ impl Outbound {
             {
                 self.report(&mut state);
                 state.writer = Some(cx.waker().clone());
+                // Idle: the two deques give their memory back (a busy queue, found
+                // non-empty here, keeps its capacity between batches).
+                if state.frames.capacity() > 0 {
+                    state.frames = VecDeque::new();
+                }
+                if batch.frames.capacity() > 0 {
+                    batch.frames = VecDeque::new();
+                }
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.frames, &mut batch.frames);
@@ -398,6 +406,27 @@ mod tests {
         );
         let _ = futures_util::FutureExt::now_or_never(a.next(&mut batch));
         assert_eq!(total.get(), 0);
+    }
+
+    #[test]
+    fn an_idle_queue_holds_no_memory_and_a_busy_one_keeps_its_capacity() {
+        let q = queue(100, 1 << 20);
+        let mut batch = Batch::default();
+        for _ in 0..10 {
+            q.push(frame("x"), DIRECT, Disconnect);
+        }
+        let _ = futures_util::FutureExt::now_or_never(q.next(&mut batch));
+        assert!(batch.frames.capacity() >= 10);
+        batch.frames.clear();
+        q.push(frame("y"), DIRECT, Disconnect);
+        // Busy: frames are waiting, so the batch's deque is reused.
+        let _ = futures_util::FutureExt::now_or_never(q.next(&mut batch));
+        assert_eq!(batch.frames.len(), 1);
+        batch.frames.clear();
+        // Idle: nothing waits, both deques are released.
+        assert!(futures_util::FutureExt::now_or_never(q.next(&mut batch)).is_none());
+        assert_eq!(batch.frames.capacity(), 0);
+        assert_eq!(q.lock().frames.capacity(), 0);
     }
 
     #[test]
