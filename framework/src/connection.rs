@@ -155,30 +155,43 @@ impl<P: ModelSet> Connection<P> {
         if self.server.shutdown.is_cancelled() {
             self.shared.close(CloseCode::Away, "server shutting down");
         }
-        // One task per socket: the writer runs beside the reader, in this task.
-        let writing = writing(
-            write,
-            self.shared.clone(),
-            self.server.config.close_timeout,
-            self.server.metrics.writer_batch_frames.clone(),
-        );
-        let reading = async {
-            // The opening and closing steps run once per socket: boxed, so their state
-            // does not enlarge the future every idle socket keeps for its whole life.
-            Box::pin(self.open(auth_key)).await;
-            // By reference: moved in, the socket would sit in both futures' state.
-            self.read_loop(&mut socket).await;
-            // Whatever ended the loop, nothing more is read. A close of ours (raised
-            // before the loop ended) flushes what was queued; a peer that left gets
-            // nothing more.
-            if !self.shared.closing.is_raised() {
-                self.shared.peer_closed();
-            }
-            Box::pin(self.close_all()).await;
-            self.server.sessions.remove(self.shared.id);
-        };
-        futures_util::future::join(reading, writing).await;
+        // Two tasks per socket: the writer's own lets reading and writing run on two
+        // workers, and a writer wake-up does not poll the reader (one task for both cost
+        // 10-20 % more CPU per delivery at 1,000 subscribers for 0.17 KiB less memory).
+        let writer = self.spawn_writer(write);
+
+        // The opening and closing steps run once per socket: boxed, so their state does
+        // not enlarge the future every idle socket keeps for its whole life.
+        Box::pin(self.open(auth_key)).await;
+        // By reference: moved in, the socket would sit in both futures' state.
+        self.read_loop(&mut socket).await;
+
+        // Whatever ended the loop, nothing more is read. A close of ours (raised before
+        // the loop ended) flushes what was queued; a peer that left gets nothing more.
+        if !self.shared.closing.is_raised() {
+            self.shared.peer_closed();
+        }
+        Box::pin(self.close_all()).await;
+        self.server.sessions.remove(self.shared.id);
+        let grace = self.server.config.close_timeout + Duration::from_millis(500);
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            tracing::warn!(target: "streampod::connection", "writer did not finish in time");
+        }
         tracing::debug!(target: "streampod::connection", "socket closed");
+    }
+
+    /// Starts the writer task. Not inline in `serve`: there the writer's future would
+    /// take room in the reader's state for the socket's whole life.
+    fn spawn_writer(&self, write: WriteHalf<impl Io>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(
+            write_loop(
+                write,
+                self.shared.clone(),
+                self.server.config.close_timeout,
+                self.server.metrics.writer_batch_frames.clone(),
+            )
+            .in_current_span(),
+        )
     }
 
     /// Signs in with the handshake's key, if any, and opens the accessible endpoints.
@@ -638,32 +651,6 @@ impl Keepalive {
     }
 }
 
-/// The writer's part of a session's task: [`write_loop`], given `close_timeout` + 0.5 s
-/// to finish once the session closes (a write blocked on a client that stopped reading
-/// is abandoned then).
-async fn writing(
-    io: WriteHalf<impl Io>,
-    shared: Arc<SessionShared>,
-    close_timeout: Duration,
-    batch_frames: Histogram,
-) {
-    let grace = close_timeout + Duration::from_millis(500);
-    let overdue = {
-        let shared = shared.clone();
-        async move {
-            shared.closing.raised().await;
-            Box::pin(tokio::time::sleep(grace)).await;
-        }
-    };
-    tokio::select! {
-        biased;
-        () = write_loop(io, shared, close_timeout, batch_frames) => {}
-        () = overdue => {
-            tracing::warn!(target: "streampod::connection", "writer did not finish in time");
-        }
-    }
-}
-
 /// Takes everything queued, writes it, flushes once; repeats until the session closes.
 async fn write_loop(
     mut io: WriteHalf<impl Io>,
@@ -900,10 +887,9 @@ mod idle_size {
         ));
         let (_, write) = tokio::io::split(tokio::io::duplex(64).0);
         let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0]);
-        let writer = super::writing(write, shared, std::time::Duration::from_secs(1), histogram);
-        // The session (reader and writer in one task) measured 2,064 + 744 bytes in two
-        // tasks before the boxing.
-        assert!(std::mem::size_of_val(&reader) <= 2_200, "{}", std::mem::size_of_val(&reader));
-        assert!(std::mem::size_of_val(&writer) <= 640, "{}", std::mem::size_of_val(&writer));
+        let writer = super::write_loop(write, shared, std::time::Duration::from_secs(1), histogram);
+        // Measured 1,552 and 232 bytes (2,064 and 744 before the boxing).
+        assert!(std::mem::size_of_val(&reader) <= 1_600, "{}", std::mem::size_of_val(&reader));
+        assert!(std::mem::size_of_val(&writer) <= 320, "{}", std::mem::size_of_val(&writer));
     }
 }

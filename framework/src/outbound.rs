@@ -113,6 +113,16 @@ impl State {
     }
 }
 
+/// Deques up to this capacity are released whenever the queue goes idle.
+const SMALL_DEQUE: usize = 16;
+
+/// Frees an empty deque's buffer.
+fn release(frames: &mut VecDeque<Queued>) {
+    if frames.is_empty() && frames.capacity() > 0 {
+        *frames = VecDeque::new();
+    }
+}
+
 /// The queue between senders (any task) and the connection's writer task.
 #[derive(Debug)]
 pub(crate) struct Outbound {
@@ -204,13 +214,17 @@ impl Outbound {
         }
     }
 
-    /// Asks the writer to send a WebSocket ping.
+    /// Asks the writer to send a WebSocket ping. The keepalive asks after a quiet
+    /// while: an empty queue gives its deque's memory back then, whatever its size.
     pub(crate) fn ping(&self) {
         let mut state = self.lock();
         if state.closed {
             return;
         }
         state.ping = true;
+        if state.frames.is_empty() {
+            release(&mut state.frames);
+        }
         let writer = state.writer.take();
         drop(state);
         if let Some(writer) = writer {
@@ -267,13 +281,12 @@ impl Outbound {
             {
                 self.report(&mut state);
                 state.writer = Some(cx.waker().clone());
-                // Idle: the two deques give their memory back (a busy queue, found
-                // non-empty here, keeps its capacity between batches).
-                if state.frames.capacity() > 0 {
-                    state.frames = VecDeque::new();
-                }
-                if batch.frames.capacity() > 0 {
-                    batch.frames = VecDeque::new();
+                // Idle with small deques: they give their memory back. Grown ones are
+                // kept (their connection is busy, and regrowing per batch costs) until
+                // a keepalive ping finds the queue idle.
+                if state.frames.capacity() <= SMALL_DEQUE {
+                    release(&mut state.frames);
+                    release(&mut batch.frames);
                 }
                 return Poll::Pending;
             }
@@ -281,6 +294,10 @@ impl Outbound {
             state.in_flight = std::mem::take(&mut state.bytes);
             self.report(&mut state);
             batch.ping = std::mem::take(&mut state.ping);
+            if batch.ping && batch.frames.is_empty() {
+                // A keepalive ping of an idle queue: the writer's deque goes too.
+                release(&mut state.frames);
+            }
             // Taken, not swapped: answers are rare, so no buffer is kept for them.
             batch.control = std::mem::take(&mut state.control);
             Poll::Ready(!state.closed)
@@ -406,6 +423,32 @@ mod tests {
         );
         let _ = futures_util::FutureExt::now_or_never(a.next(&mut batch));
         assert_eq!(total.get(), 0);
+    }
+
+    #[test]
+    fn a_grown_queue_keeps_its_deques_until_a_keepalive_ping_finds_it_idle() {
+        let q = queue(1000, 1 << 20);
+        let mut batch = Batch::default();
+        for _ in 0..100 {
+            q.push(frame("x"), DIRECT, Disconnect);
+        }
+        let _ = futures_util::FutureExt::now_or_never(q.next(&mut batch));
+        batch.frames.clear();
+        for _ in 0..100 {
+            q.push(frame("x"), DIRECT, Disconnect);
+        }
+        let _ = futures_util::FutureExt::now_or_never(q.next(&mut batch));
+        batch.frames.clear();
+        // Idle, but grown: kept, so a busy connection does not regrow them per batch.
+        assert!(futures_util::FutureExt::now_or_never(q.next(&mut batch)).is_none());
+        assert!(batch.frames.capacity() >= 100);
+        // The keepalive's ping: the queue's deque goes at once, the writer's with the
+        // ping's batch.
+        q.ping();
+        assert_eq!(q.lock().frames.capacity(), 0);
+        assert_eq!(futures_util::FutureExt::now_or_never(q.next(&mut batch)), Some(true));
+        assert!(batch.ping);
+        assert_eq!(batch.frames.capacity(), 0, "swapped with the released deque");
     }
 
     #[test]
