@@ -76,62 +76,47 @@ loadgen() {
     timeout 300 taskset -c 1 target/release/loadgen "$@" --deadline 60 || echo '{"error":"loadgen did not finish"}'
 }
 
+# measure NAME TARGET LOADGEN-ARGS...: RUNS runs of one scenario against TARGET, each on
+# a fresh server; the median line goes to the results.
+measure() {
+    local runs="$OUT/$1.jsonl" target=$2
+    shift 2
+    : > "$runs"
+    for run in $(seq "$RUNS"); do
+        start_server "$target"
+        loadgen "$@" --url "$SERVER_URL" --target "$target" --server-pid "$SERVER_PID" | tee -a "$runs"
+        stop_server
+    done
+    target/release/loadgen median "$runs" >> "$RESULTS"
+}
+
 # streampod runs first in each scenario: its first result line gives the template the
 # floor's publisher fills in, so the floor forwards frames of exactly streampod's size.
 for subscribers in $SUBSCRIBERS; do
     # 6 M deliveries per run: long enough that the first burst's buffer allocations
-    # (queues, write buffers) do not dominate.
+    # (queues, deques) do not dominate.
     messages=$((6000000 / subscribers))
     for target in streampod floor; do
-        runs="$OUT/burst-$target-$subscribers.jsonl"
-        : > "$runs"
-        for run in $(seq "$RUNS"); do
-            start_server "$target"
-            loadgen burst --url "$SERVER_URL" --target "$target" --subscribers "$subscribers" \
-                --messages "$messages" --window 200 --server-pid "$SERVER_PID" \
-                $(template_for "$target" "$OUT/burst-streampod-$subscribers.jsonl") | tee -a "$runs"
-            stop_server
-        done
-        target/release/loadgen median "$runs" >> "$RESULTS"
+        measure "burst-$target-$subscribers" "$target" burst --subscribers "$subscribers" \
+            --messages "$messages" --window 200 \
+            $(template_for "$target" "$OUT/burst-streampod-$subscribers.jsonl")
     done
 done
 
 for rate in $RATES; do
     for target in streampod floor; do
-        runs="$OUT/rate-$target-$rate.jsonl"
-        : > "$runs"
-        for run in $(seq "$RUNS"); do
-            start_server "$target"
-            loadgen rate --url "$SERVER_URL" --target "$target" --subscribers 1000 \
-                --per-second "$rate" --seconds "$RATE_SECONDS" --server-pid "$SERVER_PID" \
-                $(template_for "$target" "$OUT/rate-streampod-$rate.jsonl") | tee -a "$runs"
-            stop_server
-        done
-        target/release/loadgen median "$runs" >> "$RESULTS"
+        measure "rate-$target-$rate" "$target" rate --subscribers 1000 --per-second "$rate" \
+            --seconds "$RATE_SECONDS" $(template_for "$target" "$OUT/rate-streampod-$rate.jsonl")
     done
 done
 
 # A connection storm: every client connects and joins at once (as after a deploy), then
 # pings; "joined" is its pong. Once joining the room (the example announces member
 # counts, at most 4 times a second, to everyone in it), once with only the ping.
-for kind in join ping; do
-    for target in streampod floor; do
-        runs="$OUT/storm-$kind-$target.jsonl"
-        : > "$runs"
-        for run in $(seq "$RUNS"); do
-            start_server "$target"
-            if [ "$kind" = join ]; then
-                loadgen storm --url "$SERVER_URL" --target "$target" --subscribers "$STORM" \
-                    --connect-parallelism "$STORM" --server-pid "$SERVER_PID" | tee -a "$runs"
-            else
-                loadgen storm --url "$SERVER_URL" --target "$target" --subscribers "$STORM" \
-                    --connect-parallelism "$STORM" --server-pid "$SERVER_PID" \
-                    --join '{"command":"ping","args":{}}' | tee -a "$runs"
-            fi
-            stop_server
-        done
-        target/release/loadgen median "$runs" >> "$RESULTS"
-    done
+for target in streampod floor; do
+    measure "storm-join-$target" "$target" storm --subscribers "$STORM" --connect-parallelism "$STORM"
+    measure "storm-ping-$target" "$target" storm --subscribers "$STORM" --connect-parallelism "$STORM" \
+        --join '{"command":"ping","args":{}}'
 done
 
 # Global vs local: the same server with --redis, so every delivery goes through one
@@ -140,22 +125,9 @@ REDIS_PORT=18699
 taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
 PIDS+=("$!")
 for target in streampod-local streampod-global; do
-    for scenario in burst rate; do
-        runs="$OUT/scope-$target-$scenario.jsonl"
-        : > "$runs"
-        for run in $(seq "$RUNS"); do
-            start_server "$target"
-            if [ "$scenario" = burst ]; then
-                loadgen burst --url "$SERVER_URL" --target "$target" --subscribers 1000 \
-                    --messages 6000 --window 200 | tee -a "$runs"
-            else
-                loadgen rate --url "$SERVER_URL" --target "$target" --subscribers 1000 \
-                    --per-second 100 --seconds "$RATE_SECONDS" | tee -a "$runs"
-            fi
-            stop_server
-        done
-        target/release/loadgen median "$runs" >> "$RESULTS"
-    done
+    measure "scope-$target-burst" "$target" burst --subscribers 1000 --messages 6000 --window 200
+    measure "scope-$target-rate" "$target" rate --subscribers 1000 --per-second 100 \
+        --seconds "$RATE_SECONDS"
 done
 
 TABLE="$OUT/table.md"

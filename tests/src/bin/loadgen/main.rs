@@ -553,6 +553,44 @@ async fn warm_up(
     }
 }
 
+/// A burst's or a rate run's subscribers, joined and warmed up, and its publisher.
+struct Prepared {
+    publish: Publish,
+    subs: Subscribers,
+    sink: Sink,
+    warm_up_seconds: Option<f64>,
+    deadline: Instant,
+}
+
+/// Connects the subscribers (each waiting for `expected` messages, recording latencies
+/// when `record`), then the publisher, and warms up.
+async fn prepare(common: &Common, start: Instant, expected: u64, record: bool) -> Prepared {
+    let publish = Publish::new(common);
+    let plan = Plan {
+        expected,
+        record,
+        storm: false,
+    };
+    let subs = subscribe(common, start, plan).await;
+    let deadline = start + Duration::from_secs(common.deadline);
+    let mut sink = publisher(common).await;
+    let warm_up_seconds = warm_up(
+        &publish,
+        &mut sink,
+        &subs,
+        Duration::from_millis(50),
+        deadline,
+    )
+    .await;
+    Prepared {
+        publish,
+        subs,
+        sink,
+        warm_up_seconds,
+        deadline,
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -585,28 +623,14 @@ async fn run(mode: Mode) -> Value {
             messages,
             window,
         } => {
-            let publish = Publish::new(&common);
             let rss_before = common.server_pid.and_then(rss_kib);
-            let subs = subscribe(
-                &common,
-                start,
-                Plan {
-                    expected: messages,
-                    record: false,
-                    storm: false,
-                },
-            )
-            .await;
-            let deadline = start + Duration::from_secs(common.deadline);
-            let mut sink = publisher(&common).await;
-            let warm_up_seconds = warm_up(
-                &publish,
-                &mut sink,
-                &subs,
-                Duration::from_millis(50),
+            let Prepared {
+                publish,
+                subs,
+                mut sink,
+                warm_up_seconds,
                 deadline,
-            )
-            .await;
+            } = prepare(&common, start, messages, false).await;
             let rss_after = common.server_pid.and_then(rss_kib);
             let started = Instant::now();
             let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
@@ -665,28 +689,14 @@ async fn run(mode: Mode) -> Value {
             per_second,
             seconds,
         } => {
-            let publish = Publish::new(&common);
             let total = per_second * seconds;
-            let subs = subscribe(
-                &common,
-                start,
-                Plan {
-                    expected: total,
-                    record: true,
-                    storm: false,
-                },
-            )
-            .await;
-            let deadline = start + Duration::from_secs(common.deadline);
-            let mut sink = publisher(&common).await;
-            let warm_up_seconds = warm_up(
-                &publish,
-                &mut sink,
-                &subs,
-                Duration::from_millis(50),
+            let Prepared {
+                publish,
+                subs,
+                mut sink,
+                warm_up_seconds,
                 deadline,
-            )
-            .await;
+            } = prepare(&common, start, total, true).await;
             let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
             let own_cpu_before = process_cpu_ticks(std::process::id());
             let started = Instant::now();
