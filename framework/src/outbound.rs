@@ -113,6 +113,10 @@ impl State {
     }
 }
 
+/// Bytes of tungstenite's answers (pongs) that may wait for the writer: about seven
+/// pongs of the largest ping.
+pub(crate) const CONTROL_LIMIT: usize = 1024;
+
 /// Deques up to this capacity are released whenever the queue goes idle.
 const SMALL_DEQUE: usize = 16;
 
@@ -233,11 +237,14 @@ impl Outbound {
     }
 
     /// Queues frames tungstenite wrote (its answers to pings and to a close frame), to go
-    /// out after the data frames queued so far. Ignored once the queue is closed.
-    pub(crate) fn push_control(&self, bytes: &[u8]) {
+    /// out after the data frames queued so far. Ignored once the queue is closed. Pongs
+    /// (`essential` false) are dropped while [`CONTROL_LIMIT`] bytes wait: a peer that
+    /// pings without reading must not grow the queue, and RFC 6455 §5.5.3 lets a pong
+    /// answer only the latest ping. Returns whether the bytes were queued.
+    pub(crate) fn push_control(&self, bytes: &[u8], essential: bool) -> bool {
         let mut state = self.lock();
-        if state.closed {
-            return;
+        if state.closed || (!essential && state.control.len() + bytes.len() > CONTROL_LIMIT) {
+            return false;
         }
         state.control.extend_from_slice(bytes);
         let writer = state.writer.take();
@@ -245,6 +252,7 @@ impl Outbound {
         if let Some(writer) = writer {
             writer.wake();
         }
+        true
     }
 
     /// Stops accepting frames. With `discard`, frames already queued are dropped too
@@ -423,6 +431,22 @@ mod tests {
         );
         let _ = futures_util::FutureExt::now_or_never(a.next(&mut batch));
         assert_eq!(total.get(), 0);
+    }
+
+    #[test]
+    fn pongs_are_capped_while_the_writer_is_behind_and_a_close_answer_is_not() {
+        let q = queue(10, 100);
+        let pong = [0x8a, 125].iter().copied().chain([b'p'; 125]).collect::<Vec<u8>>();
+        let mut queued = 0;
+        for _ in 0..100 {
+            queued += usize::from(q.push_control(&pong, false));
+        }
+        assert_eq!(queued, CONTROL_LIMIT / pong.len(), "pongs beyond the limit dropped");
+        assert!(q.push_control(&[0x88, 0], true), "the close answer still goes out");
+        let mut batch = Batch::default();
+        let _ = futures_util::FutureExt::now_or_never(q.next(&mut batch));
+        assert_eq!(batch.control.len(), queued * pong.len() + 2);
+        assert!(q.push_control(&pong, false), "taken by the writer: room again");
     }
 
     #[test]

@@ -52,8 +52,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
 impl<R: Unpin> AsyncWrite for ReadSide<R> {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // Whole frames (tungstenite writes its buffer at once): the writer sends them
-        // after the data frames queued so far.
-        self.shared.outbound.push_control(buf);
+        // after the data frames queued so far. Pongs past the limit are dropped, which
+        // tungstenite must not see as a failed write.
+        self.shared.outbound.push_control(buf, holds_close(buf));
         Poll::Ready(Ok(buf.len()))
     }
 
