@@ -187,33 +187,30 @@ async fn write_gathered<W: AsyncWrite + Unpin>(
     tail: &[u8],
     written: &mut usize,
 ) -> io::Result<()> {
-    let mut queued = frames.iter().peekable();
     let mut headers = Vec::with_capacity(frames.len().min(FRAMES_PER_WRITE));
+    let mut start = 0;
     loop {
+        let end = (start + FRAMES_PER_WRITE).min(frames.len());
         headers.clear();
-        let chunk: Vec<&Queued> = queued.by_ref().take(FRAMES_PER_WRITE).collect();
-        headers.extend(chunk.iter().map(|q| Header::new(OPCODE_TEXT, q.frame.len())));
-        let last = queued.peek().is_none();
-        let mut parts = Vec::with_capacity(chunk.len() * 2 + 1);
-        for (header, queued) in headers.iter().zip(&chunk) {
+        headers.extend(
+            frames
+                .range(start..end)
+                .map(|q| Header::new(OPCODE_TEXT, q.frame.len())),
+        );
+        let last = end == frames.len();
+        let mut parts = Vec::with_capacity((end - start) * 2 + 1);
+        for (header, queued) in headers.iter().zip(frames.range(start..end)) {
             parts.push(IoSlice::new(header.as_slice()));
             parts.push(IoSlice::new(queued.frame.as_bytes()));
         }
         if last && !tail.is_empty() {
             parts.push(IoSlice::new(tail));
         }
-        let mut parts = &mut parts[..];
-        while !parts.is_empty() {
-            let took = io.write_vectored(parts).await?;
-            if took == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            *written += took;
-            IoSlice::advance_slices(&mut parts, took);
-        }
+        write_all_vectored(io, &mut parts, written).await?;
         if last {
             return Ok(());
         }
+        start = end;
     }
 }
 
@@ -236,20 +233,29 @@ async fn write_copied<W: AsyncWrite + Unpin>(
         if last {
             chunk.extend_from_slice(tail);
         }
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
-            let took = io.write(rest).await?;
-            if took == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            *written += took;
-            rest = &rest[took..];
-        }
+        write_all_vectored(io, &mut [IoSlice::new(&chunk)], written).await?;
         if last {
             return Ok(());
         }
         chunk.clear();
     }
+}
+
+/// Writes every byte of `parts`, counting them into `written` as the socket takes them.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    mut parts: &mut [IoSlice<'_>],
+    written: &mut usize,
+) -> io::Result<()> {
+    while !parts.is_empty() {
+        let took = io.write_vectored(parts).await?;
+        if took == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        *written += took;
+        IoSlice::advance_slices(&mut parts, took);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod recorder;
 pub mod redis_server;
 pub mod rooms;
 pub mod webdriver;
+pub mod ws_frames;
 
 /// The code generator's fixture models (`codegen/tests/fixtures/models`), compiled.
 pub mod fixtures {

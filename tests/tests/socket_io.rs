@@ -14,6 +14,7 @@ use serde_json::json;
 use streampod::{Server, ServerConfig};
 use streampod_tests::fixtures::Protocol;
 use streampod_tests::rooms::Rooms;
+use streampod_tests::ws_frames::{client_frame, frame_at};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,26 +25,6 @@ async fn start() -> Server<Protocol> {
         .bind("127.0.0.1:0")
         .await
         .unwrap()
-}
-
-/// A client frame: final, masked.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
 }
 
 fn text(payload: &str) -> Vec<u8> {
@@ -83,17 +64,9 @@ fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     while !bytes.is_empty() {
         assert_eq!(bytes[0] & 0xf0, 0x80, "final, no extension bits");
         assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
-        let (header, len) = match bytes[1] & 0x7f {
-            126 => (4, usize::from(u16::from_be_bytes([bytes[2], bytes[3]]))),
-            127 => (
-                10,
-                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
-            ),
-            n => (2, usize::from(n)),
-        };
-        assert!(bytes.len() >= header + len, "a cut frame at the end");
-        frames.push((bytes[0] & 0x0f, bytes[header..header + len].to_vec()));
-        bytes = &bytes[header + len..];
+        let (opcode, payload, next) = frame_at(bytes).expect("no cut frame at the end");
+        frames.push((opcode, bytes[payload].to_vec()));
+        bytes = &bytes[next..];
     }
     frames
 }
