@@ -17,16 +17,8 @@ MESSAGES=${MESSAGES:-18000}
 OUT=target/bench-shards
 rm -rf "$OUT"
 mkdir -p "$OUT"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-echo "== building release binaries"
-cargo build --release --quiet -p example-server -p streampod-tests --bins
-
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+# shellcheck source=tests/bench-common.sh
+. tests/bench-common.sh
 
 SINGLE=18800
 SHARDS=(18801 18802 18803)

@@ -25,16 +25,8 @@ OUT=target/bench
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-echo "== building release binaries"
-cargo build --release --quiet -p example-server -p streampod-tests --bins
-
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+# shellcheck source=tests/bench-common.sh
+. tests/bench-common.sh
 
 PORT=18700
 # start_server NAME -> sets SERVER_PID and SERVER_URL
