@@ -38,8 +38,9 @@ pub enum SlowConsumerPolicy {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Largest text frame (and message) a client may send, in bytes. Larger ones close
-    /// the socket with 1009. Default 1 MiB.
+    /// Largest frame a client may send, and largest message over all its fragments, in
+    /// bytes. Larger ones close the socket with 1009, as soon as a frame's header shows
+    /// it. Default 1 MiB.
     pub max_frame_size: usize,
     /// Most frames waiting in one session's outbound queue. Default 4,096.
     pub outbound_queue_frames: usize,
@@ -57,12 +58,6 @@ pub struct ServerConfig {
     /// How long [`Server::shutdown`](crate::Server::shutdown) waits for sessions to
     /// close before it returns. Default 10 s.
     pub shutdown_timeout: Duration,
-    /// Bytes tungstenite reads at once per socket; allocated per connection for its whole
-    /// life. Default 512 bytes: a client's usual frame (a join, a chat message) arrives
-    /// in one read (tungstenite's own default, 128 KiB, costs that much per idle
-    /// socket). Larger incoming frames still arrive whole, in reads of this size: raise
-    /// it when clients send large frames often.
-    pub read_buffer_size: usize,
     /// Largest HTTP method-call body; larger ones get 413. Default 1 MiB.
     pub max_body_size: usize,
     /// Most channels one session may hold at once: joins plus session callbacks, over
@@ -138,7 +133,6 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
-            read_buffer_size: 512,
             max_body_size: 1 << 20,
             max_channels_per_session: 128,
             max_channel_name_len: 255,
@@ -181,7 +175,6 @@ setters! {
     keepalive_timeout: Duration,
     close_timeout: Duration,
     shutdown_timeout: Duration,
-    read_buffer_size: usize,
     max_body_size: usize,
     max_channels_per_session: usize,
     max_channel_name_len: usize,
@@ -195,18 +188,4 @@ setters! {
     websocket_handshake_timeout: Duration,
     first_frame_timeout: Duration,
     metrics_path: Option<String>,
-}
-
-impl ServerConfig {
-    /// The tungstenite settings these values imply.
-    pub(crate) fn websocket(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-        let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-        config.read_buffer_size = self.read_buffer_size;
-        // Tungstenite writes only its answers (pongs, close replies), at once, into the
-        // session's queue; the writer frames everything else (see `socket_io`).
-        config.write_buffer_size = 0;
-        config.max_message_size = Some(self.max_frame_size);
-        config.max_frame_size = Some(self.max_frame_size);
-        config
-    }
 }

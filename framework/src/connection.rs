@@ -8,14 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -31,12 +28,10 @@ use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId, SessionShared};
-use crate::socket_io::{close_frame, rest_of_cut_frame, write_frames, ReadSide, PING};
+use crate::frame_reader::{FrameReader, Incoming, ReadError};
+use crate::socket_io::{close_frame, pong_frame, rest_of_cut_frame, write_frames, PING};
 use crate::streaming::{release_session, StreamingSession};
 use prometheus_client::metrics::histogram::Histogram;
-
-/// The reading side of a session's WebSocket.
-type ReaderSocket<I> = WebSocketStream<ReadSide<ReadHalf<I>>>;
 
 /// What a WebSocket runs over: an upgraded HTTP connection, or any byte stream (a test's
 /// in-memory pipe).
@@ -67,15 +62,17 @@ impl<P: ModelSet> StreamContext<P> {
     }
 }
 
-/// Serves one upgraded socket until it closes, then runs `stream_closed`. `extended`:
-/// the client negotiated streampod's extended frames (error and batch frames).
-pub(crate) async fn run<P: ModelSet>(
+/// A session on one upgraded socket: the future serves it until it closes, then runs
+/// `stream_closed`. `extended`: the client negotiated streampod's extended frames (error
+/// and batch frames). Not an `async fn`: what is set up here is moved into the returned
+/// future, which the socket keeps for its whole life, rather than kept beside it.
+pub(crate) fn run<P: ModelSet>(
     server: Arc<StreamContext<P>>,
     io: impl Io,
     remote_addr: SocketAddr,
     auth_key: Option<String>,
     extended: bool,
-) {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let config = &server.config;
     let id = server.next_session_id();
     let span = tracing::info_span!(
@@ -98,14 +95,10 @@ pub(crate) async fn run<P: ModelSet>(
         extended,
         span.clone(),
     ));
-    // Tungstenite reads; the writer task writes (see `socket_io`).
+    // The reader parses frames as they arrive (see `frame_reader`); the writer task
+    // writes (see `socket_io`).
     let (read, write) = tokio::io::split(io);
-    let socket = WebSocketStream::from_raw_socket(
-        ReadSide::new(read, shared.clone()),
-        Role::Server,
-        Some(config.websocket()),
-    )
-    .await;
+    let reader = FrameReader::new(config.max_frame_size);
     let streams = server.endpoints.iter().map(|_| None).collect();
     let inbound = InboundLimiter::new(
         config.inbound_rate_limit,
@@ -121,11 +114,9 @@ pub(crate) async fn run<P: ModelSet>(
         streams,
         inbound,
     };
-    // Halves, not the socket: an async fn keeps its arguments for its whole life.
     connection
-        .serve(write, socket, auth_key)
+        .serve(write, read, reader, auth_key)
         .instrument(span)
-        .await;
 }
 
 /// How long opening a session may take before it is logged: Serverpod's Dart client
@@ -144,40 +135,46 @@ struct Connection<P: ModelSet> {
 }
 
 impl<P: ModelSet> Connection<P> {
-    async fn serve<I: Io>(
+    /// Not an `async fn`: its arguments would be kept twice, as arguments and as the
+    /// locals they are moved into, in the future every idle socket keeps.
+    #[allow(clippy::manual_async_fn)]
+    fn serve<I: Io>(
         mut self,
         write: WriteHalf<I>,
-        mut socket: ReaderSocket<I>,
+        mut read: ReadHalf<I>,
+        mut reader: FrameReader,
         auth_key: Option<String>,
-    ) {
-        tracing::debug!(target: "streampod::connection", "socket opened");
-        self.server.sessions.insert(self.shared.clone());
-        if self.server.shutdown.is_cancelled() {
-            self.shared.close(CloseCode::Away, "server shutting down");
-        }
-        // Two tasks per socket: the writer's own lets reading and writing run on two
-        // workers, and a writer wake-up does not poll the reader (one task for both cost
-        // 10-20 % more CPU per delivery at 1,000 subscribers for 0.17 KiB less memory).
-        let writer = self.spawn_writer(write);
+    ) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            tracing::debug!(target: "streampod::connection", "socket opened");
+            self.server.sessions.insert(self.shared.clone());
+            if self.server.shutdown.is_cancelled() {
+                self.shared.close(CloseCode::Away, "server shutting down");
+            }
+            // Two tasks per socket: the writer's own lets reading and writing run on two
+            // workers, and a writer wake-up does not poll the reader (one task for both cost
+            // 10-20 % more CPU per delivery at 1,000 subscribers for 0.17 KiB less memory).
+            let writer = self.spawn_writer(write);
 
-        // The opening and closing steps run once per socket: boxed, so their state does
-        // not enlarge the future every idle socket keeps for its whole life.
-        Box::pin(self.open(auth_key)).await;
-        // By reference: moved in, the socket would sit in both futures' state.
-        self.read_loop(&mut socket).await;
+            // The opening and closing steps run once per socket: boxed, so their state does
+            // not enlarge the future every idle socket keeps for its whole life.
+            Box::pin(self.open(auth_key)).await;
+            // By reference: moved in, the socket would sit in both futures' state.
+            self.read_loop(&mut read, &mut reader).await;
 
-        // Whatever ended the loop, nothing more is read. A close of ours (raised before
-        // the loop ended) flushes what was queued; a peer that left gets nothing more.
-        if !self.shared.closing.is_raised() {
-            self.shared.peer_closed();
+            // Whatever ended the loop, nothing more is read. A close of ours (raised before
+            // the loop ended) flushes what was queued; a peer that left gets nothing more.
+            if !self.shared.closing.is_raised() {
+                self.shared.peer_closed();
+            }
+            Box::pin(self.close_all()).await;
+            self.server.sessions.remove(self.shared.id);
+            let grace = self.server.config.close_timeout + Duration::from_millis(500);
+            if tokio::time::timeout(grace, writer).await.is_err() {
+                tracing::warn!(target: "streampod::connection", "writer did not finish in time");
+            }
+            tracing::debug!(target: "streampod::connection", "socket closed");
         }
-        Box::pin(self.close_all()).await;
-        self.server.sessions.remove(self.shared.id);
-        let grace = self.server.config.close_timeout + Duration::from_millis(500);
-        if tokio::time::timeout(grace, writer).await.is_err() {
-            tracing::warn!(target: "streampod::connection", "writer did not finish in time");
-        }
-        tracing::debug!(target: "streampod::connection", "socket closed");
     }
 
     /// Starts the writer task. Not inline in `serve`: there the writer's future would
@@ -220,7 +217,7 @@ impl<P: ModelSet> Connection<P> {
         release_session(&self.server.messages, &self.shared).await;
     }
 
-    async fn read_loop<I: Io>(&mut self, stream: &mut ReaderSocket<I>) {
+    async fn read_loop<I: Io>(&mut self, read: &mut ReadHalf<I>, reader: &mut FrameReader) {
         let config = &self.server.config;
         let mut keepalive = Keepalive::new(
             config.keepalive_interval,
@@ -232,24 +229,29 @@ impl<P: ModelSet> Connection<P> {
             tokio::select! {
                 biased;
                 () = self.shared.closing.raised() => return,
-                message = stream.next() => {
+                incoming = reader.next(read) => {
                     keepalive.activity();
-                    match message {
+                    match incoming {
                         // Boxed: dispatching is deep (the endpoint's own future), and
                         // inline it would enlarge what every idle socket keeps by ~1.4 KB.
-                        Some(Ok(Message::Text(text))) => Box::pin(self.handle_text(&text)).await,
-                        Some(Ok(Message::Binary(_))) => if self.admit(None) {
+                        Ok(Incoming::Text(text)) => Box::pin(self.handle_text(&text)).await,
+                        Ok(Incoming::Binary) => if self.admit(None) {
                             self.reject(&ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"));
                         },
-                        Some(Ok(Message::Close(_))) => {
-                            // Tungstenite sends its answer on its next write: flushing
-                            // hands it to the writer now (see `socket_io`).
-                            let _ = futures_util::SinkExt::flush(stream).await;
+                        Ok(Incoming::Ping(payload)) => {
+                            // Dropped past the cap on waiting pongs: RFC 6455 lets a
+                            // pong answer only the latest ping.
+                            self.shared.outbound.push_control(&pong_frame(&payload), false);
+                        }
+                        Ok(Incoming::Pong) => {}
+                        Ok(Incoming::Close(close)) => {
+                            // The answer echoes the peer's code (RFC 6455 §5.5.1), and
+                            // nothing follows it.
+                            let reply = close_frame(close.as_ref().map(|(code, reason)| (*code, reason.as_str())));
+                            self.shared.outbound.push_control(&reply, true);
                             return;
                         }
-                        None => return,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Err(error)) => {
+                        Err(error) => {
                             self.read_failed(&error);
                             return;
                         }
@@ -274,29 +276,17 @@ impl<P: ModelSet> Connection<P> {
 
     /// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
     /// peer vanished.
-    fn read_failed(&self, error: &WsError) {
-        let (code, reason) = match error {
-            WsError::Utf8(_) => (
-                CloseCode::Invalid,
-                "invalid UTF-8 in a text frame".to_owned(),
-            ),
-            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
-                CloseCode::Size,
-                format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
-            ),
-            WsError::Capacity(other) => (CloseCode::Size, other.to_string()),
-            WsError::ConnectionClosed
-            | WsError::AlreadyClosed
-            | WsError::Io(_)
-            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+    fn read_failed(&self, error: &ReadError) {
+        let code = match error {
+            ReadError::Utf8 => CloseCode::Invalid,
+            ReadError::TooLarge { .. } => CloseCode::Size,
+            ReadError::Protocol(_) => CloseCode::Protocol,
+            ReadError::Ended | ReadError::Io(_) => {
                 tracing::debug!(target: "streampod::connection", %error, "peer went away");
                 return;
             }
-            WsError::Protocol(violation) => {
-                (CloseCode::Protocol, format!("protocol error: {violation}"))
-            }
-            other => (CloseCode::Error, format!("read error: {other}")),
         };
+        let reason = error.to_string();
         // A peer can trigger this at will: one line per interval, with a count.
         static BAD_INPUT: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
         if let Some(suppressed) = BAD_INPUT.ready() {
@@ -668,7 +658,7 @@ async fn write_loop(
         // idle writer stays small.
         match Box::pin(write_batch(&mut io, &shared, &mut batch)).await {
             Written::All => {}
-            // Tungstenite answered the peer's close frame: nothing may follow it.
+            // The peer's close frame was answered: nothing may follow it.
             Written::Closed => return,
             Written::Aborted(rest) => {
                 // Finish the frame the abort cut, so the close frame is read as one.
@@ -713,7 +703,7 @@ async fn write_last(
 /// How writing a batch ended.
 enum Written {
     All,
-    /// The batch ended with tungstenite's answer to the peer's close frame.
+    /// The batch ended with the answer to the peer's close frame.
     Closed,
     /// The session was aborted mid-write; what was left is dropped but for the rest of
     /// the frame the abort cut.
@@ -722,7 +712,7 @@ enum Written {
     Failed,
 }
 
-/// Writes one batch (taken from the queue): its frames, then tungstenite's answers and
+/// Writes one batch (taken from the queue): its frames, then the reader's answers and
 /// a ping, in vectored writes; flushes once.
 async fn write_batch(
     io: &mut WriteHalf<impl Io>,
@@ -768,6 +758,8 @@ async fn write_batch(
 mod tests {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::WebSocketStream;
 
     use super::*;
     use crate::endpoint::{Endpoint, EndpointError};
@@ -862,8 +854,9 @@ mod tests {
     }
 }
 /// What every idle socket keeps for its whole life: its two tasks' futures. Boxing the
-/// deep, short-lived steps (dispatching, writing a batch, opening, closing) keeps them
-/// small; this fails when a change puts one of those back inline.
+/// deep, short-lived steps (dispatching, writing a batch, opening, closing) and building
+/// the session outside its future keep them small; this fails when a change puts one of
+/// those back inline.
 #[cfg(test)]
 mod idle_size {
     use std::sync::Arc;
@@ -888,8 +881,9 @@ mod idle_size {
         let (_, write) = tokio::io::split(tokio::io::duplex(64).0);
         let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0]);
         let writer = super::write_loop(write, shared, std::time::Duration::from_secs(1), histogram);
-        // Measured 1,552 and 232 bytes (2,064 and 744 before the boxing).
-        assert!(std::mem::size_of_val(&reader) <= 1_600, "{}", std::mem::size_of_val(&reader));
+        // Measured 608 and 232 bytes (2,064 and 744 before the boxing; the reader 1,552
+        // with tungstenite reading, before the frame reader and the sync `run`/`serve`).
+        assert!(std::mem::size_of_val(&reader) <= 640, "{}", std::mem::size_of_val(&reader));
         assert!(std::mem::size_of_val(&writer) <= 320, "{}", std::mem::size_of_val(&writer));
     }
 }

@@ -77,6 +77,7 @@ server_modules! {
     mod metrics;
     mod outbound;
     mod socket_io;
+    mod frame_reader;
     mod owned;
     mod rate_limit;
     mod registry;

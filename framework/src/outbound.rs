@@ -70,7 +70,7 @@ pub(crate) struct Queued {
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub(crate) frames: VecDeque<Queued>,
-    /// Frames tungstenite wrote (pongs, its answer to a close), sent after `frames`.
+    /// The reader's answers (pongs, the reply to a close frame), sent after `frames`.
     pub(crate) control: Vec<u8>,
     /// Send a WebSocket ping after the frames.
     pub(crate) ping: bool,
@@ -83,7 +83,7 @@ struct State {
     /// Bytes of the batch the writer took and is still writing: they are still held, so
     /// they count against the byte limit until the writer asks for the next batch.
     in_flight: usize,
-    /// Whole frames tungstenite wrote while reading; see [`Batch::control`].
+    /// Whole frames the reader queued as answers; see [`Batch::control`].
     control: Vec<u8>,
     ping: bool,
     closed: bool,
@@ -113,7 +113,7 @@ impl State {
     }
 }
 
-/// Bytes of tungstenite's answers (pongs) that may wait for the writer: about seven
+/// Bytes of the reader's answers (pongs) that may wait for the writer: about seven
 /// pongs of the largest ping.
 pub(crate) const CONTROL_LIMIT: usize = 1024;
 
@@ -236,7 +236,7 @@ impl Outbound {
         }
     }
 
-    /// Queues frames tungstenite wrote (its answers to pings and to a close frame), to go
+    /// Queues the reader's answers (pongs, the reply to a close frame), to go
     /// out after the data frames queued so far. Ignored once the queue is closed. Pongs
     /// (`essential` false) are dropped while [`CONTROL_LIMIT`] bytes wait: a peer that
     /// pings without reading must not grow the queue, and RFC 6455 §5.5.3 lets a pong
@@ -256,7 +256,7 @@ impl Outbound {
     }
 
     /// Stops accepting frames. With `discard`, frames already queued are dropped too
-    /// (tungstenite's answers are kept: a reply to the peer's close frame goes out).
+    /// (the reader's answers are kept: a reply to the peer's close frame goes out).
     pub(crate) fn close(&self, discard: bool) {
         let mut state = self.lock();
         state.closed = true;

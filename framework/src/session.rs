@@ -210,7 +210,7 @@ impl SessionShared {
     }
 
     /// Ends the session after the peer went away: nothing more is queued, no close frame
-    /// of ours is sent (tungstenite answers a peer's close frame itself).
+    /// of ours is sent (the reader answered a peer's close frame already).
     pub(crate) fn peer_closed(&self) {
         self.outbound.close(true);
         self.closing.raise();

@@ -1,23 +1,26 @@
-//! A one-way flag tasks wait on: raised once, never lowered. It is what a session's
-//! `closing` and `abort` need from a cancellation token, without the token's separately
-//! allocated tree node: both flags live inside the session's shared state.
+//! A one-way flag one task waits on: raised once, never lowered. It is what a session's
+//! `closing` (the reader waits on it) and `abort` (the writer waits on it) need from a
+//! cancellation token, without the token's separately allocated tree node, and with a
+//! waiting future of one pointer: it sits in the state of every idle socket's reader.
 
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
-/// A flag that wakes its waiters when raised.
+/// A flag that wakes its waiter when raised.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
     raised: AtomicBool,
-    notify: Notify,
+    waiter: AtomicWaker,
 }
 
 impl Signal {
-    /// Raises the flag and wakes every waiter; later calls do nothing.
+    /// Raises the flag and wakes the waiter; later calls do nothing.
     pub(crate) fn raise(&self) {
         if !self.raised.swap(true, Ordering::AcqRel) {
-            self.notify.notify_waiters();
+            self.waiter.wake();
         }
     }
 
@@ -26,16 +29,21 @@ impl Signal {
         self.raised.load(Ordering::Acquire)
     }
 
-    /// Waits until the flag is up.
-    pub(crate) async fn raised(&self) {
-        let notified = std::pin::pin!(self.notify.notified());
-        let mut notified = notified;
-        // Registered before the check: a raise in between still wakes this waiter.
-        notified.as_mut().enable();
-        if self.is_raised() {
-            return;
-        }
-        notified.await;
+    /// Waits until the flag is up. One task waits at a time: a second waiter takes the
+    /// first one's place.
+    pub(crate) fn raised(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| {
+            if self.is_raised() {
+                return Poll::Ready(());
+            }
+            // Registered before the second check: a raise in between still wakes it.
+            self.waiter.register(cx.waker());
+            if self.is_raised() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 
@@ -47,27 +55,30 @@ mod tests {
     use super::Signal;
 
     #[tokio::test]
-    async fn waiters_wake_once_raised_and_later_ones_return_at_once() {
+    async fn the_waiter_wakes_once_raised_and_later_waits_return_at_once() {
         let signal = Arc::new(Signal::default());
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let signal = signal.clone();
-                tokio::spawn(async move { signal.raised().await })
-            })
-            .collect();
+        let waiter = {
+            let signal = signal.clone();
+            tokio::spawn(async move { signal.raised().await })
+        };
         tokio::task::yield_now().await;
         assert!(!signal.is_raised());
+        assert!(!waiter.is_finished());
         signal.raise();
         signal.raise();
-        for waiter in waiters {
-            tokio::time::timeout(Duration::from_secs(5), waiter)
-                .await
-                .expect("woken")
-                .expect("no panic");
-        }
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("no panic");
         assert!(signal.is_raised());
         tokio::time::timeout(Duration::from_secs(5), signal.raised())
             .await
             .expect("an already raised signal does not wait");
+    }
+
+    #[test]
+    fn waiting_costs_one_pointer() {
+        let signal = Signal::default();
+        assert!(std::mem::size_of_val(&signal.raised()) <= 16);
     }
 }

@@ -1,25 +1,21 @@
-//! The socket's two directions, split below tungstenite. Tungstenite reads and decodes
-//! the client's frames, and answers pings and close frames itself: it writes those
-//! answers into [`ReadSide`], which hands the bytes to the session's writer. The writer
-//! frames outgoing messages itself and gathers each frame's header and its shared
-//! payload into vectored writes, so a broadcast frame is never copied into a
-//! per-connection write buffer and an idle connection holds no write buffer at all.
+//! The socket's writing side. The writer frames outgoing messages itself and gathers
+//! each frame's header and its shared payload into vectored writes, so a broadcast frame
+//! is never copied into a per-connection write buffer and an idle connection holds no
+//! write buffer at all. The reader's answers (pongs, the reply to a close frame) reach
+//! the writer already framed, as the queue's control bytes.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::outbound::Queued;
-use crate::session::SessionShared;
 
 /// Opcodes of the frames the writer sends (RFC 6455 §5.2).
 const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_CLOSE: u8 = 0x8;
 const OPCODE_PING: u8 = 0x9;
+const OPCODE_PONG: u8 = 0xa;
 
 /// Frames gathered into one write: two slices each, within Linux's `IOV_MAX` (1,024).
 const FRAMES_PER_WRITE: usize = 511;
@@ -27,47 +23,7 @@ const FRAMES_PER_WRITE: usize = 511;
 /// Bytes copied per write when the stream has no vectored writes.
 const COPY_CHUNK: usize = 64 << 10;
 
-/// What tungstenite reads from and writes its own answers (pongs, close replies) into.
-pub(crate) struct ReadSide<R> {
-    read: R,
-    shared: Arc<SessionShared>,
-}
-
-impl<R> ReadSide<R> {
-    pub(crate) fn new(read: R, shared: Arc<SessionShared>) -> Self {
-        Self { read, shared }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
-    }
-}
-
-impl<R: Unpin> AsyncWrite for ReadSide<R> {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        // Whole frames (tungstenite writes its buffer at once): the writer sends them
-        // after the data frames queued so far. Pongs past the limit are dropped, which
-        // tungstenite must not see as a failed write.
-        self.shared.outbound.push_control(buf, holds_close(buf));
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Whether `bytes` (whole server frames, as tungstenite writes them) hold a close frame.
+/// Whether `bytes` (whole server frames, as queued for the writer) hold a close frame.
 pub(crate) fn holds_close(bytes: &[u8]) -> bool {
     let mut rest = bytes;
     while let [first, second, ..] = rest {
@@ -128,6 +84,11 @@ impl Header {
 
 /// A ping frame with no payload.
 pub(crate) const PING: [u8; 2] = [0x80 | OPCODE_PING, 0];
+
+/// The pong answering a ping that carried `payload` (at most 125 bytes).
+pub(crate) fn pong_frame(payload: &[u8]) -> Vec<u8> {
+    [Header::new(OPCODE_PONG, payload.len()).as_slice(), payload].concat()
+}
 
 /// A close frame: `code` and `reason` (at most 123 bytes), or no payload.
 pub(crate) fn close_frame(close: Option<(u16, &str)>) -> Vec<u8> {

@@ -1,8 +1,9 @@
-//! The socket's two directions over real TCP: the server writes frames itself (headers
-//! and shared payloads in vectored writes) while tungstenite reads and answers pings and
-//! close frames through the writer. Checked on the wire, byte by byte: a ping's pong,
-//! frames of every header size arriving whole and in order, exactly one close frame
-//! echoing the client's, and nothing after it.
+//! The socket's two directions over real TCP: the server parses the client's frames
+//! itself (no buffer while idle) and writes its own (headers and shared payloads in
+//! vectored writes), the reader's answers to pings and close frames going through the
+//! writer. Checked on the wire, byte by byte: a ping's pong, frames of every header size
+//! arriving whole and in order, exactly one close frame echoing the client's, nothing
+//! after it, and every protocol violation closed with its RFC 6455 code and a reason.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -163,6 +164,77 @@ async fn a_server_close_is_one_close_frame_after_the_queued_frames() {
         Some(0x8),
         "nothing after the close"
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_protocol_violation_closes_with_its_code_and_a_reason() {
+    let server = Server::<Protocol>::builder()
+        .endpoint("rooms", Rooms::default())
+        .config(ServerConfig::default().max_frame_size(1024))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let unmasked = [0x81, 0x02, b'h', b'i'].to_vec();
+    // A header declaring 1 MiB; the payload never comes, so only the header can tell.
+    let mut declared = client_frame(0x1, b"");
+    declared[1] = 0x80 | 127;
+    declared.splice(2..2, (1u64 << 20).to_be_bytes());
+    let cases: [(&str, Vec<u8>, u16, &str); 8] = [
+        ("unmasked", unmasked, 1002, "not masked"),
+        (
+            "reserved bits",
+            client_frame(0x41, b"x"),
+            1002,
+            "reserved bits",
+        ),
+        (
+            "unknown opcode",
+            client_frame(0x3, b"x"),
+            1002,
+            "unknown opcode",
+        ),
+        (
+            "fragmented ping",
+            {
+                let mut f = client_frame(0x9, b"");
+                f[0] &= 0x7f;
+                f
+            },
+            1002,
+            "fragmented",
+        ),
+        (
+            "stray continuation",
+            client_frame(0x0, b"x"),
+            1002,
+            "continuation",
+        ),
+        (
+            "bad close code",
+            client_frame(0x8, &1005u16.to_be_bytes()),
+            1002,
+            "code not allowed",
+        ),
+        ("bad UTF-8", client_frame(0x1, b"\xc3\x28"), 1007, "UTF-8"),
+        (
+            "declared too large",
+            declared,
+            1009,
+            "exceeds the limit of 1024 bytes",
+        ),
+    ];
+    for (case, bytes, code, reason) in cases {
+        let (mut stream, early) = upgrade(server.local_addr()).await;
+        stream.write_all(&bytes).await.unwrap();
+        let frames = server_frames(&read_to_end(&mut stream, early).await);
+        let Some((0x8, close)) = frames.last() else {
+            panic!("{case}: no close frame last: {frames:?}");
+        };
+        assert_eq!(close[..2], code.to_be_bytes(), "{case}");
+        let text = String::from_utf8_lossy(&close[2..]);
+        assert!(text.contains(reason), "{case}: {text}");
+    }
     server.shutdown().await;
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
+use futures_util::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -100,22 +101,27 @@ pub(crate) fn upgrade<P: ModelSet, B>(
     // The socket's place is held until the WebSocket ends.
     let ticket = request.extensions_mut().remove::<HeldConnection>();
     let handshake_timeout = server.streams.config.websocket_handshake_timeout;
+    let tasks = server.handle.tasks().clone();
     server.handle.tasks().spawn(async move {
         // Bound first: a match on the timeout would keep its timer alive (and in this
         // task's memory) for the whole life of the socket.
         let upgraded = tokio::time::timeout(handshake_timeout, on_upgrade).await;
         match upgraded {
-            Ok(Ok(upgraded)) => connection::run(
+            Ok(Ok(upgraded)) => {
+                let session = connection::run(
                     streams,
                     hyper_util::rt::TokioIo::new(upgraded),
                     peer,
                     auth_key,
                     extended,
-                ).await,
+                );
+                // A task of its own: this one's state (the handshake's timer, what it
+                // captured) is freed now instead of kept for the socket's whole life.
+                tasks.spawn(session.map(move |()| drop(ticket)));
+            }
             Ok(Err(error)) => tracing::debug!(target: "streampod::http", %peer, %error, "WebSocket upgrade failed"),
             Err(_) => tracing::debug!(target: "streampod::http", %peer, "WebSocket upgrade timed out"),
         }
-        drop(ticket);
     });
     let mut response = Response::new(ResponseBody::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
