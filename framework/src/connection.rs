@@ -12,7 +12,6 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -29,6 +28,7 @@ use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::registry::SessionRegistry;
 use crate::session::{SessionHandle, SessionId, SessionShared};
 use crate::frame_reader::{FrameReader, Incoming, ReadError};
+use crate::wire_frame::TextFrame;
 use crate::socket_io::{close_frame, pong_frame, rest_of_cut_frame, write_frames, PING};
 use crate::streaming::{release_session, StreamingSession};
 use prometheus_client::metrics::histogram::Histogram;
@@ -347,7 +347,7 @@ impl<P: ModelSet> Connection<P> {
             Err(error) => self.reject(&ErrorFrame::new(error.code(), error.to_string())),
             Ok(Frame::Message(message)) => self.dispatch(message).await,
             Ok(Frame::Ping) => {
-                self.shared.push(Utf8Bytes::from_static(PONG));
+                self.shared.push(TextFrame::from_text(PONG));
             }
             Ok(Frame::Auth { key }) => {
                 // Rare, and deep (every stream closes and opens): boxed, see `serve`.

@@ -78,6 +78,7 @@ server_modules! {
     mod outbound;
     mod socket_io;
     mod frame_reader;
+    mod wire_frame;
     mod owned;
     mod rate_limit;
     mod registry;
@@ -97,7 +98,7 @@ mod backoff;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-#[cfg(any(feature = "server", feature = "client"))]
+#[cfg(feature = "client")]
 mod frame_text;
 
 #[cfg(any(feature = "server", feature = "client"))]

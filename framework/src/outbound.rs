@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use crate::wire_frame::TextFrame;
 
 use crate::config::SlowConsumerPolicy;
 
@@ -63,7 +63,7 @@ impl TotalHeld {
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
     pub(crate) channel: ChannelKey,
-    pub(crate) frame: Utf8Bytes,
+    pub(crate) frame: TextFrame,
 }
 
 /// What the writer takes in one go.
@@ -169,7 +169,7 @@ impl Outbound {
     /// Offers a frame from `channel` under `policy`. Never waits.
     pub(crate) fn push(
         &self,
-        frame: Utf8Bytes,
+        frame: TextFrame,
         channel: ChannelKey,
         policy: SlowConsumerPolicy,
     ) -> Push {
@@ -335,8 +335,8 @@ mod tests {
         Outbound::new(Limits { frames, bytes }, Arc::default())
     }
 
-    fn frame(text: &str) -> Utf8Bytes {
-        Utf8Bytes::from(text.to_owned())
+    fn frame(text: &str) -> TextFrame {
+        TextFrame::from_text(text)
     }
 
     fn drain(q: &Outbound) -> Vec<(ChannelKey, String)> {
@@ -346,7 +346,7 @@ mod tests {
         batch
             .frames
             .iter()
-            .map(|q| (q.channel, q.frame.to_string()))
+            .map(|q| (q.channel, q.frame.text().to_owned()))
             .collect()
     }
 
@@ -413,7 +413,7 @@ mod tests {
             Outbound::new(limits, total.clone()),
             Outbound::new(limits, total.clone()),
         );
-        let big = Utf8Bytes::from("x".repeat(TotalHeld::STEP));
+        let big = TextFrame::from_text(&"x".repeat(TotalHeld::STEP));
         a.push(frame("small"), DIRECT, Disconnect);
         assert_eq!(total.get(), 0, "less than a step is not reported");
         a.push(big.clone(), DIRECT, Disconnect);
@@ -539,9 +539,9 @@ mod tests {
                 let mut batch = Batch::default();
                 let mut seen = Vec::new();
                 while q.next(&mut batch).await {
-                    seen.extend(batch.frames.drain(..).map(|f| f.frame.to_string()));
+                    seen.extend(batch.frames.drain(..).map(|f| f.frame.text().to_owned()));
                 }
-                seen.extend(batch.frames.drain(..).map(|f| f.frame.to_string()));
+                seen.extend(batch.frames.drain(..).map(|f| f.frame.text().to_owned()));
                 seen
             }
         });

@@ -14,12 +14,12 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::config::SlowConsumerPolicy;
-use crate::frame_text::utf8_frame;
 use crate::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DIRECT};
 use crate::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
 use crate::signal::Signal;
+use crate::wire_frame::TextFrame;
 
 /// A session's id, unique within one server process.
 pub type SessionId = u64;
@@ -128,7 +128,7 @@ impl SessionShared {
     }
 
     /// Queues a frame sent to this session directly.
-    pub(crate) fn push(&self, frame: Utf8Bytes) -> Push {
+    pub(crate) fn push(&self, frame: TextFrame) -> Push {
         self.push_from(frame, DIRECT, self.direct_policy)
     }
 
@@ -136,7 +136,7 @@ impl SessionShared {
     /// closes the session.
     pub(crate) fn push_from(
         &self,
-        frame: Utf8Bytes,
+        frame: TextFrame,
         channel: ChannelKey,
         policy: SlowConsumerPolicy,
     ) -> Push {
@@ -172,7 +172,7 @@ impl SessionShared {
         if !self.extended {
             return false;
         }
-        self.push(Utf8Bytes::from(error.to_json()));
+        self.push(TextFrame::from_text(&error.to_json()));
         true
     }
 
@@ -302,13 +302,13 @@ impl<P: ModelSet> SessionHandle<P> {
     /// when its queue overflowed (the session is then closed), [`SendError::Encode`]
     /// when the model cannot be encoded.
     pub fn send(&self, endpoint: &str, message: impl Into<P>) -> Result<(), SendError> {
-        let mut buffer = Vec::with_capacity(128);
-        frame::encode_message(endpoint, &message.into(), &mut buffer)?;
-        self.send_frame(utf8_frame(buffer))
+        let message = message.into();
+        let frame = TextFrame::encode(128, |out| frame::encode_message(endpoint, &message, out))?;
+        self.send_frame(frame)
     }
 
     /// Queues an already encoded frame.
-    pub(crate) fn send_frame(&self, frame: Utf8Bytes) -> Result<(), SendError> {
+    pub(crate) fn send_frame(&self, frame: TextFrame) -> Result<(), SendError> {
         match self.shared.push(frame) {
             Push::Queued | Push::QueuedDropping(_) | Push::Dropped(_) => Ok(()),
             Push::Overflow => Err(SendError::SlowConsumer),

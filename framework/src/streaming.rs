@@ -399,7 +399,7 @@ mod tests {
         batch
             .frames
             .into_iter()
-            .map(|queued| queued.frame.as_str().to_owned())
+            .map(|queued| queued.frame.text().to_owned())
             .collect()
     }
 

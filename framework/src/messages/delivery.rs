@@ -5,10 +5,9 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::cluster::ClusterError;
-use crate::frame_text::utf8_frame;
+use crate::wire_frame::TextFrame;
 use crate::outbound::Push;
 use crate::protocol::{frame, EncodeError, ModelSet};
 
@@ -148,9 +147,9 @@ pub struct MessageStats {
 /// The frames of one post, encoded lazily once per endpoint name.
 pub(crate) struct Frames<'a, E> {
     encode: E,
-    encoded: Vec<(Arc<str>, Utf8Bytes)>,
+    encoded: Vec<(Arc<str>, TextFrame)>,
     /// A batch as separate message frames, per endpoint, for Serverpod clients.
-    separate: Vec<(Arc<str>, Vec<Utf8Bytes>)>,
+    separate: Vec<(Arc<str>, Vec<TextFrame>)>,
     counter: &'a AtomicU64,
 }
 
@@ -170,15 +169,15 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
         &mut self,
         endpoint: &Arc<str>,
         messages: &[Arc<P>],
-    ) -> Result<&[Utf8Bytes], EncodeError> {
+    ) -> Result<&[TextFrame], EncodeError> {
         let index = match self.separate.iter().position(|(name, _)| name == endpoint) {
             Some(index) => index,
             None => {
                 let mut frames = Vec::with_capacity(messages.len());
                 for message in messages {
-                    let mut buffer = Vec::with_capacity(128);
-                    frame::encode_message(endpoint, &**message, &mut buffer)?;
-                    frames.push(utf8_frame(buffer));
+                    frames.push(TextFrame::encode(128, |out| {
+                        frame::encode_message(endpoint, &**message, out)
+                    })?);
                 }
                 self.counter
                     .fetch_add(frames.len() as u64, Ordering::Relaxed);
@@ -189,7 +188,7 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
         Ok(&self.separate[index].1)
     }
 
-    pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<Utf8Bytes, EncodeError> {
+    pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<TextFrame, EncodeError> {
         // Sessions share their endpoint's registered name, so the pointer usually
         // matches and the string compare (a `memcmp` per delivery) is skipped.
         let found = self
@@ -199,9 +198,7 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
         if let Some((_, frame)) = found {
             return Ok(frame.clone());
         }
-        let mut buffer = Vec::with_capacity(128);
-        (self.encode)(endpoint, &mut buffer)?;
-        let frame = utf8_frame(buffer);
+        let frame = TextFrame::encode(128, |out| (self.encode)(endpoint, out))?;
         self.counter.fetch_add(1, Ordering::Relaxed);
         self.encoded.push((endpoint.clone(), frame.clone()));
         Ok(frame)

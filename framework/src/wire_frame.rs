@@ -1,0 +1,150 @@
+//! Server frames as they go on the wire (RFC 6455 §5.2: final, unmasked). A text frame
+//! is framed where it is encoded: the header sits in the same shared buffer, right
+//! before the payload, so a broadcast is framed once for all its recipients and each
+//! recipient's writer sends it as one contiguous slice.
+
+use bytes::Bytes;
+
+/// Opcodes of the frames the server sends.
+pub(crate) const OPCODE_TEXT: u8 = 0x1;
+pub(crate) const OPCODE_CLOSE: u8 = 0x8;
+pub(crate) const OPCODE_PING: u8 = 0x9;
+pub(crate) const OPCODE_PONG: u8 = 0xa;
+
+/// The longest header: 2 bytes and a 64-bit length.
+const MAX_HEADER: usize = 10;
+
+/// The header of a final, unmasked frame.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    bytes: [u8; MAX_HEADER],
+    len: u8,
+}
+
+impl Header {
+    pub(crate) fn new(opcode: u8, payload: usize) -> Self {
+        let mut bytes = [0; MAX_HEADER];
+        bytes[0] = 0x80 | opcode;
+        let len = match payload {
+            n if n < 126 => {
+                bytes[1] = n as u8;
+                2
+            }
+            n if n <= usize::from(u16::MAX) => {
+                bytes[1] = 126;
+                bytes[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
+            }
+            n => {
+                bytes[1] = 127;
+                bytes[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+                10
+            }
+        };
+        Self { bytes, len }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// A whole text frame, header and payload, in one shared buffer: cloning it for another
+/// recipient is one reference count.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TextFrame(Bytes);
+
+impl TextFrame {
+    /// The frame whose payload `encode` appends to the buffer it is given (with room for
+    /// about `capacity` bytes). The payload is encoder output (always UTF-8: serde_json
+    /// writes nothing else); a broken one is repaired rather than sent.
+    pub(crate) fn encode<E>(
+        capacity: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        // The header goes in front of the payload, once its length is known.
+        let mut buffer = Vec::with_capacity(MAX_HEADER + capacity);
+        buffer.resize(MAX_HEADER, 0);
+        encode(&mut buffer)?;
+        Ok(Self::framed(buffer))
+    }
+
+    /// Frames `buffer`: [`MAX_HEADER`] bytes of room, then the payload.
+    fn framed(mut buffer: Vec<u8>) -> Self {
+        let room = MAX_HEADER;
+        if std::str::from_utf8(&buffer[room..]).is_err() {
+            let repaired = String::from_utf8_lossy(&buffer[room..]).into_owned();
+            buffer.truncate(room);
+            buffer.extend_from_slice(repaired.as_bytes());
+        }
+        let header = Header::new(OPCODE_TEXT, buffer.len() - room);
+        let start = room - header.as_slice().len();
+        buffer[start..room].copy_from_slice(header.as_slice());
+        Self(Bytes::from(buffer).slice(start..))
+    }
+
+    /// A frame carrying `text`.
+    pub(crate) fn from_text(text: &str) -> Self {
+        let mut buffer = Vec::with_capacity(MAX_HEADER + text.len());
+        buffer.resize(MAX_HEADER, 0);
+        buffer.extend_from_slice(text.as_bytes());
+        Self::framed(buffer)
+    }
+
+    /// The whole frame, as written.
+    pub(crate) fn wire(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The payload's length in bytes (what queue limits count).
+    pub(crate) fn len(&self) -> usize {
+        self.0.len() - self.header_len()
+    }
+
+    /// The payload, as text.
+    pub(crate) fn text(&self) -> &str {
+        std::str::from_utf8(&self.0[self.header_len()..]).unwrap_or_default()
+    }
+
+    fn header_len(&self) -> usize {
+        match self.0.get(1).map(|length| length & 0x7f) {
+            Some(126) => 4,
+            Some(127) => 10,
+            _ => 2,
+        }
+    }
+}
+
+impl std::fmt::Debug for TextFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TextFrame").field(&self.text()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_frame_holds_its_header_and_payload_for_every_length_class() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let frame = TextFrame::from_text(&text);
+            let header = Header::new(OPCODE_TEXT, len);
+            assert_eq!(&frame.wire()[..header.as_slice().len()], header.as_slice(), "{len}");
+            assert_eq!(frame.len(), len);
+            assert_eq!(frame.text(), text);
+        }
+    }
+
+    #[test]
+    fn broken_encoder_output_is_repaired_not_sent() {
+        let frame = TextFrame::encode(4, |out| {
+            out.extend_from_slice(b"a\xffb");
+            Ok::<_, ()>(())
+        })
+        .expect("encoded");
+        assert_eq!(frame.text(), "a\u{fffd}b");
+        assert_eq!(frame.wire()[1] as usize, frame.len());
+    }
+}
