@@ -1,5 +1,5 @@
 //! One WebSocket: the reader loop (decode, dispatch one frame at a time, keepalive) and
-//! the writer task (drain the outbound queue, write each batch in vectored writes).
+//! the writer task (drain the outbound queue, write each batch in a few large writes).
 
 use std::any::Any;
 use std::net::SocketAddr;
@@ -713,7 +713,7 @@ enum Written {
 }
 
 /// Writes one batch (taken from the queue): its frames, then the reader's answers and
-/// a ping, in vectored writes; flushes once.
+/// a ping, in chunks of up to 64 KiB; flushes once.
 async fn write_batch(
     io: &mut WriteHalf<impl Io>,
     shared: &SessionShared,

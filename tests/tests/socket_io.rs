@@ -1,6 +1,6 @@
 //! The socket's two directions over real TCP: the server parses the client's frames
-//! itself (no buffer while idle) and writes its own (headers and shared payloads in
-//! vectored writes), the reader's answers to pings and close frames going through the
+//! itself (no buffer while idle) and writes its own (each broadcast framed once, where
+//! it is encoded), the reader's answers to pings and close frames going through the
 //! writer. Checked on the wire, byte by byte: a ping's pong, frames of every header size
 //! arriving whole and in order, exactly one close frame echoing the client's, nothing
 //! after it, and every protocol violation closed with its RFC 6455 code and a reason.
