@@ -75,8 +75,8 @@ pub struct ServerConfig {
     /// checked every 100 ms, each queue counted in 16 KiB steps. Default 1 GiB: a
     /// thousand slow consumers at the per-session limit cannot exhaust the machine.
     pub max_total_queued_bytes: usize,
-    /// Frames per second one session may send (text or binary; WebSocket pings and
-    /// pongs do not count), as a token bucket. A frame over it gets a `rate_limited`
+    /// Frames per second one session may send (text, binary and WebSocket pings; pongs
+    /// do not count), as a token bucket. A frame over it gets a `rate_limited`
     /// error frame and is not handled; a client that sends `burst` more frames past
     /// the limit without slowing down is closed with 1008. Default 200 per second
     /// with bursts of 2,000 ([`RateLimit::default`]): no person or game client meets

@@ -238,11 +238,12 @@ impl<P: ModelSet> Connection<P> {
                         Ok(Incoming::Binary) => if self.admit(None) {
                             self.reject(&ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"));
                         },
-                        Ok(Incoming::Ping(payload)) => {
-                            // Dropped past the cap on waiting pongs: RFC 6455 lets a
-                            // pong answer only the latest ping.
+                        // Pings count against the inbound rate limit like any frame.
+                        // A pong past the cap on waiting pongs is dropped: RFC 6455
+                        // lets a pong answer only the latest ping.
+                        Ok(Incoming::Ping(payload)) => if self.admit(None) {
                             self.shared.outbound.push_control(&pong_frame(&payload), false);
-                        }
+                        },
                         Ok(Incoming::Pong) => {}
                         Ok(Incoming::Close(close)) => {
                             // The answer echoes the peer's code (RFC 6455 §5.5.1), and

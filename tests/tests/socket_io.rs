@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use streampod::{Server, ServerConfig};
+use streampod::{RateLimit, Server, ServerConfig};
 use streampod_tests::fixtures::Protocol;
 use streampod_tests::rooms::Rooms;
 use streampod_tests::ws_frames::{client_frame, frame_at};
@@ -235,6 +235,31 @@ async fn every_protocol_violation_closes_with_its_code_and_a_reason() {
         let text = String::from_utf8_lossy(&close[2..]);
         assert!(text.contains(reason), "{case}: {text}");
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_meets_the_inbound_rate_limit() {
+    let server = Server::<Protocol>::builder()
+        .endpoint("rooms", Rooms::default())
+        .config(ServerConfig::default().inbound_rate_limit(Some(RateLimit::new(10, 20))))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let (mut stream, early) = upgrade(server.local_addr()).await;
+    let pings: Vec<u8> = (0..200).flat_map(|_| client_frame(0x9, b"p")).collect();
+    stream.write_all(&pings).await.unwrap();
+    let frames = server_frames(&read_to_end(&mut stream, early).await);
+    let pongs = frames.iter().filter(|(opcode, _)| *opcode == 0xA).count();
+    assert!(
+        (20..200).contains(&pongs),
+        "the burst is answered, the flood not: {pongs}"
+    );
+    let Some((0x8, close)) = frames.last() else {
+        panic!("no close frame last: {frames:?}");
+    };
+    assert_eq!(close[..2], 1008u16.to_be_bytes());
+    assert!(String::from_utf8_lossy(&close[2..]).contains("rate limit"));
     server.shutdown().await;
 }
 
