@@ -278,17 +278,7 @@ impl Outbound {
     /// capacity is reused). Returns `false` once the queue is closed: `batch` then holds
     /// the last frames. Only one task (the writer) may wait at a time.
     pub(crate) async fn next(&self, batch: &mut Batch) -> bool {
-        // Woken by a push, the writer lets the tasks scheduled before it run once more
-        // before it takes (the other writers the post woke, the reader with the next
-        // posts), so what they queue meanwhile goes out in the same write. Measured at
-        // 1,000 subscribers: 0.44 -> 0.39 us of server CPU per delivery, 1.94 -> 2.12 M
-        // deliveries/s (fewer, larger writes).
-        let mut woken = false;
         poll_fn(|cx| {
-            if std::mem::take(&mut woken) {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
             let mut state = self.lock();
             // Asking again means the previous batch has been written.
             state.in_flight = 0;
@@ -306,7 +296,6 @@ impl Outbound {
                     release(&mut state.frames);
                     release(&mut batch.frames);
                 }
-                woken = true;
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.frames, &mut batch.frames);
