@@ -85,10 +85,14 @@ impl TextFrame {
 
     /// A frame carrying `text`.
     pub(crate) fn from_text(text: &str) -> Self {
-        let mut buffer = Vec::with_capacity(MAX_HEADER + text.len());
-        buffer.resize(MAX_HEADER, 0);
-        buffer.extend_from_slice(text.as_bytes());
-        Self::framed(buffer)
+        let encoded = Self::encode(text.len(), |out| {
+            out.extend_from_slice(text.as_bytes());
+            Ok::<_, std::convert::Infallible>(())
+        });
+        match encoded {
+            Ok(frame) => frame,
+            Err(never) => match never {},
+        }
     }
 
     /// The whole frame, as written.

@@ -20,9 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn start() -> Server<Protocol> {
+    start_with(ServerConfig::default()).await
+}
+
+async fn start_with(config: ServerConfig) -> Server<Protocol> {
     Server::<Protocol>::builder()
         .endpoint("rooms", Rooms::default())
-        .config(ServerConfig::default())
+        .config(config)
         .bind("127.0.0.1:0")
         .await
         .unwrap()
@@ -70,6 +74,18 @@ fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
         bytes = &bytes[next..];
     }
     frames
+}
+
+/// The payload of the one close frame in `frames`, which must be the last frame.
+fn only_close(frames: &[(u8, Vec<u8>)]) -> &[u8] {
+    let closes: Vec<_> = frames.iter().filter(|(opcode, _)| *opcode == 0x8).collect();
+    assert_eq!(closes.len(), 1, "exactly one close frame: {frames:?}");
+    assert_eq!(
+        frames.last().map(|f| f.0),
+        Some(0x8),
+        "nothing after the close"
+    );
+    &closes[0].1
 }
 
 /// Everything the server sends until it closes the connection (or 10 s pass).
@@ -122,14 +138,7 @@ async fn pings_frames_of_every_size_and_the_close_handshake_on_the_wire() {
         })
         .collect();
     assert_eq!(posts, sizes, "every post back whole, in order");
-    let closes: Vec<_> = frames.iter().filter(|(opcode, _)| *opcode == 0x8).collect();
-    assert_eq!(closes.len(), 1, "exactly one close frame: {frames:?}");
-    assert_eq!(closes[0].1, close, "the client's close is echoed");
-    assert_eq!(
-        frames.last().map(|f| f.0),
-        Some(0x8),
-        "nothing after the close"
-    );
+    assert_eq!(only_close(&frames), close, "the client's close is echoed");
     server.shutdown().await;
 }
 
@@ -156,25 +165,17 @@ async fn a_server_close_is_one_close_frame_after_the_queued_frames() {
         })
         .collect();
     assert_eq!(contents, ["ack:join", "hello"], "{frames:?}");
-    let closes: Vec<_> = frames.iter().filter(|(opcode, _)| *opcode == 0x8).collect();
-    assert_eq!(closes.len(), 1, "exactly one close frame: {frames:?}");
-    assert_eq!(closes[0].1[..2], 1007u16.to_be_bytes(), "{frames:?}");
     assert_eq!(
-        frames.last().map(|f| f.0),
-        Some(0x8),
-        "nothing after the close"
+        only_close(&frames)[..2],
+        1007u16.to_be_bytes(),
+        "{frames:?}"
     );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn every_protocol_violation_closes_with_its_code_and_a_reason() {
-    let server = Server::<Protocol>::builder()
-        .endpoint("rooms", Rooms::default())
-        .config(ServerConfig::default().max_frame_size(1024))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = start_with(ServerConfig::default().max_frame_size(1024)).await;
     let unmasked = [0x81, 0x02, b'h', b'i'].to_vec();
     // A header declaring 1 MiB; the payload never comes, so only the header can tell.
     let mut declared = client_frame(0x1, b"");
@@ -240,12 +241,8 @@ async fn every_protocol_violation_closes_with_its_code_and_a_reason() {
 
 #[tokio::test]
 async fn a_ping_flood_meets_the_inbound_rate_limit() {
-    let server = Server::<Protocol>::builder()
-        .endpoint("rooms", Rooms::default())
-        .config(ServerConfig::default().inbound_rate_limit(Some(RateLimit::new(10, 20))))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server =
+        start_with(ServerConfig::default().inbound_rate_limit(Some(RateLimit::new(10, 20)))).await;
     let (mut stream, early) = upgrade(server.local_addr()).await;
     let pings: Vec<u8> = (0..200).flat_map(|_| client_frame(0x9, b"p")).collect();
     stream.write_all(&pings).await.unwrap();
