@@ -68,6 +68,7 @@ server_modules! {
     mod connection;
     mod connections;
     mod cors;
+    mod direct_upgrade;
     mod endpoint;
     mod handle;
     mod log_limit;

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::connections::{Connections, Refusal, Ticket};
+use crate::direct_upgrade::{self, Head, Prefixed};
 use crate::handle::ServerHandle;
 use crate::log_limit::RateLimitedLog;
 use crate::protocol::ModelSet;
@@ -271,9 +272,55 @@ async fn serve_accepted<P: ModelSet>(
     match acceptor {}
 }
 
-/// Serves HTTP/1.1 on one accepted connection: the header and keep-alive timeout,
-/// eviction at the connection cap, graceful shutdown.
+/// Serves one accepted connection: a WebSocket upgrade straight away (see
+/// `direct_upgrade`), anything else with hyper. The header timeout covers the first head
+/// either way; eviction at the connection cap and shutdown close a connection that has
+/// not sent it.
 async fn serve_connection<P, S>(
+    service: StreampodService<P>,
+    mut stream: S,
+    peer: SocketAddr,
+    ticket: Ticket,
+) where
+    P: ModelSet,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = service.state().streams.config.http_header_timeout;
+    let shutdown = service.handle().shutdown_signal().clone();
+    let head = tokio::select! {
+        head = tokio::time::timeout(header_timeout, direct_upgrade::read_head(&mut stream)) => head,
+        () = ticket.evicted().cancelled() => {
+            tracing::debug!(target: "streampod::http", %peer, "closed a waiting connection to admit a new one");
+            return;
+        }
+        () = shutdown.cancelled() => return,
+    };
+    let read = match head {
+        Ok(Ok(Head::Complete(bytes, len))) => {
+            match direct_upgrade::upgrade(&service, bytes, len, stream, peer, ticket).await {
+                // Not an upgrade accepted here: hyper answers it.
+                Some((bytes, stream, ticket)) => (bytes, stream, ticket),
+                None => return,
+            }
+        }
+        Ok(Ok(Head::Other(bytes))) => (bytes, stream, ticket),
+        Ok(Ok(Head::Closed)) => return,
+        Ok(Err(error)) => {
+            tracing::debug!(target: "streampod::http", %peer, %error, "reading the request failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(target: "streampod::http", %peer, "no request head within the header timeout");
+            return;
+        }
+    };
+    let (bytes, stream, ticket) = read;
+    serve_http(service, Prefixed::new(bytes, stream), peer, ticket).await;
+}
+
+/// Serves HTTP/1.1 with hyper: the header and keep-alive timeout, eviction at the
+/// connection cap, graceful shutdown.
+async fn serve_http<P, S>(
     service: StreampodService<P>,
     stream: S,
     peer: SocketAddr,

@@ -143,6 +143,34 @@ async fn pings_frames_of_every_size_and_the_close_handshake_on_the_wire() {
 }
 
 #[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_read_after_it() {
+    // The server reads the request head itself; whatever followed it in the same
+    // segment is the start of the WebSocket and must not be lost.
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut outgoing =
+        b"GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            .to_vec();
+    outgoing.extend(client_frame(0x9, b"early"));
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"done");
+    outgoing.extend(client_frame(0x8, &close));
+    stream.write_all(&outgoing).await.unwrap();
+    let received = read_to_end(&mut stream, Vec::new()).await;
+    assert!(received.starts_with(b"HTTP/1.1 101"), "{received:?}");
+    let end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let frames = server_frames(&received[end..]);
+    assert_eq!(
+        frames[0],
+        (0xA, b"early".to_vec()),
+        "the early ping got its pong"
+    );
+    assert_eq!(only_close(&frames), close, "the early close is echoed");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_server_close_is_one_close_frame_after_the_queued_frames() {
     let server = start().await;
     let (mut stream, early) = upgrade(server.local_addr()).await;

@@ -97,6 +97,17 @@ impl<P: ModelSet> StreampodService<P> {
         axum::Router::new().fallback_service(self)
     }
 
+    /// The accepted handshake when `request` is a WebSocket upgrade on this service's
+    /// websocket path that passes every check; `None` for anything else, which
+    /// [`respond`](Self::respond) answers (errors included).
+    pub(crate) fn accept_websocket<B>(&self, request: &Request<B>) -> Option<upgrade::Accepted> {
+        let path = strip_prefix(self.state.path_prefix.as_deref(), request.uri().path())?;
+        if path != "/websocket" {
+            return None;
+        }
+        upgrade::check(&self.state, request).ok()
+    }
+
     /// Answers one request, with CORS headers when configured.
     pub(crate) async fn respond<B: call::RequestBody>(
         &self,

@@ -24,18 +24,44 @@ pub(crate) struct HeldConnection {
     pub(crate) _ticket: Arc<Ticket>,
 }
 
-/// Answers a WebSocket handshake and hands the upgraded connection to a session task.
-pub(crate) fn upgrade<P: ModelSet, B>(
+/// A WebSocket handshake that passed every check: what the 101 answer and the session
+/// need.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// `Sec-WebSocket-Accept`, derived from the client's key.
+    accept: String,
+    /// Whether the client offered streampod's extended frames (the subprotocol).
+    pub(crate) extended: bool,
+    /// The auth key from the header or the query, if any.
+    pub(crate) auth_key: Option<String>,
+}
+
+impl Accepted {
+    /// The 101 answer's head, for a server that writes it to the socket itself.
+    pub(crate) fn response_head(&self) -> Vec<u8> {
+        let mut head = Vec::with_capacity(160);
+        head.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ");
+        head.extend_from_slice(self.accept.as_bytes());
+        if self.extended {
+            head.extend_from_slice(b"\r\nsec-websocket-protocol: ");
+            head.extend_from_slice(EXTENDED_SUBPROTOCOL.as_bytes());
+        }
+        head.extend_from_slice(b"\r\n\r\n");
+        head
+    }
+}
+
+/// Checks a WebSocket handshake: the answer to give when it cannot be accepted.
+pub(crate) fn check<P: ModelSet, B>(
     server: &ServiceState<P>,
-    mut request: Request<B>,
-    peer: SocketAddr,
-) -> Response<ResponseBody> {
+    request: &Request<B>,
+) -> Result<Accepted, Box<Response<ResponseBody>>> {
     if request.method() != Method::GET {
-        return error(
+        return Err(Box::new(error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "open the stream with GET on the websocket path",
-        );
+        )));
     }
     let headers = request.headers();
     let has_token = |name: header::HeaderName, token: &str| {
@@ -47,11 +73,11 @@ pub(crate) fn upgrade<P: ModelSet, B>(
         })
     };
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return error(
+        return Err(Box::new(error(
             StatusCode::UPGRADE_REQUIRED,
             "upgrade_required",
             "the websocket path needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
-        );
+        )));
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -67,35 +93,53 @@ pub(crate) fn upgrade<P: ModelSet, B>(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
-        return response;
+        return Err(Box::new(response));
     }
     if request.version() != http::Version::HTTP_11 {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "a WebSocket upgrade needs HTTP/1.1 (WebSockets over HTTP/2 are not supported)",
-        );
+        )));
     }
     let Some(key) = headers
         .get(header::SEC_WEBSOCKET_KEY)
         .filter(|key| is_valid_key(key.as_bytes()))
     else {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "Sec-WebSocket-Key must be the base64 of 16 bytes",
-        );
+        )));
     };
     if server.handle.is_shutting_down() {
-        return error(
+        return Err(Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the server is shutting down; reconnect to another one",
-        );
+        )));
     }
-    let accept = derive_accept_key(key.as_bytes());
-    let extended = offers_extended(request.headers());
-    let auth_key = auth_key(&request);
+    Ok(Accepted {
+        accept: derive_accept_key(key.as_bytes()),
+        extended: offers_extended(headers),
+        auth_key: auth_key(request),
+    })
+}
+
+/// Answers a WebSocket handshake and hands the upgraded connection to a session task.
+pub(crate) fn upgrade<P: ModelSet, B>(
+    server: &ServiceState<P>,
+    mut request: Request<B>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
+    let Accepted {
+        accept,
+        extended,
+        auth_key,
+    } = match check(server, &request) {
+        Ok(accepted) => accepted,
+        Err(refused) => return *refused,
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let streams = server.streams.clone();
     // The socket's place is held until the WebSocket ends.
@@ -153,10 +197,12 @@ fn offers_extended(headers: &http::HeaderMap) -> bool {
 /// Whether `key` is a `Sec-WebSocket-Key`: the base64 of 16 bytes (RFC 6455 4.1).
 fn is_valid_key(key: &[u8]) -> bool {
     use base64::Engine as _;
+    // 24 characters decode to at most 18 bytes: no allocation.
+    let mut decoded = [0_u8; 18];
     key.len() == 24
         && base64::engine::general_purpose::STANDARD
-            .decode(key)
-            .is_ok_and(|bytes| bytes.len() == 16)
+            .decode_slice(key, &mut decoded)
+            .is_ok_and(|len| len == 16)
 }
 
 /// The auth key from the `Authorization` header, or else from `?auth=` (wrapped form;
