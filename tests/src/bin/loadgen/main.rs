@@ -213,6 +213,18 @@ fn busy_percent(before: Option<u64>, after: Option<u64>, seconds: f64) -> Option
         .map(|c| (c / 1e6 / seconds * 100.0).round())
 }
 
+/// The kernel's count of connections dropped because a listener's accept queue was full
+/// (`TcpExt: ListenOverflows` in /proc/net/netstat), machine-wide.
+fn listen_overflows() -> Option<u64> {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
 /// Per-core (busy, total) jiffies; busy includes irq and softirq.
 fn cpu_times() -> Vec<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -739,6 +751,7 @@ async fn run(mode: Mode) -> Value {
         }
         Mode::Storm { common } => {
             let deadline = start + Duration::from_secs(common.deadline);
+            let overflows_before = listen_overflows();
             let rss_before = common.server_pid.and_then(rss_kib);
             let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
             let own_cpu_before = process_cpu_ticks(std::process::id());
@@ -759,6 +772,9 @@ async fn run(mode: Mode) -> Value {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let joined_seconds = started.elapsed().as_secs_f64();
+            let overflows = listen_overflows()
+                .zip(overflows_before)
+                .map(|(after, before)| after.saturating_sub(before));
             let own_busy = busy_percent(
                 own_cpu_before,
                 process_cpu_ticks(std::process::id()),
@@ -778,6 +794,9 @@ async fn run(mode: Mode) -> Value {
                 "joins_room": common.join.is_none(),
                 "loadgen_process_busy_percent": own_busy,
                 "failed": failed, "connect_s": connect_seconds,
+                // Connections the kernel dropped at a full accept queue (machine-wide):
+                // each costs its client a SYN retransmit, 1 s later.
+                "listen_overflows": overflows,
                 "joined_s": (joined == expected).then_some(joined_seconds),
                 "server_cpu_ms_per_1000": server_cpu.map(|c| c / 1000.0 / (common.subscribers as f64 / 1000.0)),
                 "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after,

@@ -139,10 +139,14 @@ pub(crate) fn ratios(rows: &[Value]) -> String {
             Some("storm") => {
                 let (a, b) = (f(ours, "joined_s"), f(floor, "joined_s"));
                 let failed = ours["failed"].as_u64().unwrap_or(0);
+                let dropped = |r: &Value| match r["listen_overflows"].as_u64() {
+                    Some(n) if n > 0 => format!(", {n} SYNs dropped at a full accept queue"),
+                    _ => String::new(),
+                };
                 out.push_str(&ratio_row(
                     &name,
-                    &format!("all joined in {a:.2} s, {failed} failed"),
-                    &format!("{b:.2} s, {} failed", floor["failed"]),
+                    &format!("all joined in {a:.2} s, {failed} failed{}", dropped(ours)),
+                    &format!("{b:.2} s, {} failed{}", floor["failed"], dropped(floor)),
                     a / b,
                     "≤ 1.00, none failed",
                     a / b <= 1.0 && failed == 0,
