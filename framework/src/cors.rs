@@ -16,6 +16,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// authenticates with the `Authorization` header. A mounted service
 /// ([`into_service`](crate::ServerBuilder::into_service)) leaves CORS to the host app
 /// (add `tower_http::cors::CorsLayer` there) unless [`ServerBuilder::cors`] is called.
+/// Browsers apply no CORS to WebSockets, so the convenience server answers the upgrade
+/// without these headers.
 ///
 /// ```
 /// use streampod::Cors;
