@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::connection::Io;
 use crate::connections::{Connections, Refusal, Ticket};
 use crate::direct_upgrade::{self, Head, Prefixed};
 use crate::handle::ServerHandle;
@@ -276,15 +277,12 @@ async fn serve_accepted<P: ModelSet>(
 /// `direct_upgrade`), anything else with hyper. The header timeout covers the first head
 /// either way; eviction at the connection cap and shutdown close a connection that has
 /// not sent it.
-async fn serve_connection<P, S>(
+async fn serve_connection<P: ModelSet>(
     service: StreampodService<P>,
-    mut stream: S,
+    mut stream: impl Io,
     peer: SocketAddr,
     ticket: Ticket,
-) where
-    P: ModelSet,
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let header_timeout = service.state().streams.config.http_header_timeout;
     let shutdown = service.handle().shutdown_signal().clone();
     let head = tokio::select! {
@@ -295,7 +293,7 @@ async fn serve_connection<P, S>(
         }
         () = shutdown.cancelled() => return,
     };
-    let read = match head {
+    let (bytes, stream, ticket) = match head {
         Ok(Ok(Head::Complete(bytes, len))) => {
             match direct_upgrade::upgrade(&service, bytes, len, stream, peer, ticket).await {
                 // Not an upgrade accepted here: hyper answers it.
@@ -314,21 +312,17 @@ async fn serve_connection<P, S>(
             return;
         }
     };
-    let (bytes, stream, ticket) = read;
     serve_http(service, Prefixed::new(bytes, stream), peer, ticket).await;
 }
 
 /// Serves HTTP/1.1 with hyper: the header and keep-alive timeout, eviction at the
 /// connection cap, graceful shutdown.
-async fn serve_http<P, S>(
+async fn serve_http<P: ModelSet>(
     service: StreampodService<P>,
-    stream: S,
+    stream: impl Io,
     peer: SocketAddr,
     ticket: Ticket,
-) where
-    P: ModelSet,
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let header_timeout = service.state().streams.config.http_header_timeout;
     let shutdown = service.handle().shutdown_signal().clone();
     let ticket = Arc::new(ticket);
