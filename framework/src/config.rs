@@ -95,9 +95,11 @@ pub struct ServerConfig {
     pub max_connections_per_ip: Option<usize>,
     /// Connections the kernel queues, not yet accepted, for
     /// [`ServerBuilder::bind`](crate::ServerBuilder::bind) (the `listen` backlog; Linux
-    /// caps it at `net.core.somaxconn`). Default 4,096: with tokio's 1,024, 10,000
-    /// clients reconnecting at once after a deploy overflow the queue and wait out SYN
-    /// retransmits (1 s, then 3 s).
+    /// caps it at `net.core.somaxconn` without a word). Default 65,535: as deep as the
+    /// kernel allows, so raising `net.core.somaxconn` (4,096 on Linux ≥ 5.4) is all a
+    /// deployment expecting reconnect storms needs. A full queue drops the client's SYN
+    /// and it waits out a retransmit (1 s, then 2 s more): 10,000 clients reconnecting
+    /// at once after a deploy overflow tokio's 1,024, and often 4,096.
     pub listen_backlog: u32,
     /// How long a connection may take to send a request's headers, counted from
     /// accept, and from the end of the previous response on a keep-alive connection:
@@ -140,7 +142,7 @@ impl Default for ServerConfig {
             inbound_rate_limit: Some(RateLimit::default()),
             max_connections: crate::connections::default_max_connections(),
             max_connections_per_ip: None,
-            listen_backlog: 4096,
+            listen_backlog: 65_535,
             http_header_timeout: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(30),
             websocket_handshake_timeout: Duration::from_secs(10),

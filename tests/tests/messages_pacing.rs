@@ -81,6 +81,77 @@ async fn throttled_posts_send_the_first_and_the_newest_of_each_interval() {
     server.shutdown().await;
 }
 
+/// A throttle with a delivery budget spaces its posts by the channel's size: 300
+/// listeners at 1,000 deliveries a second wait 300 ms between posts, not the 20 ms
+/// interval; one listener waits the interval.
+#[tokio::test]
+async fn a_delivery_budget_stretches_the_interval_with_the_channel_size() {
+    let server = Server::<Protocol>::builder()
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let messages = server.handle().messages();
+    let (heard, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let _listeners: Vec<_> = (0..300)
+        .map(|index| {
+            let heard = heard.clone();
+            messages.add_listener("crowd", move |message| {
+                if index == 0 {
+                    let _ = heard.send((tokio::time::Instant::now(), message.clone()));
+                }
+            })
+        })
+        .collect();
+    let interval = Duration::from_millis(20);
+    let budget = std::num::NonZeroU32::new(1_000).unwrap();
+    let throttled = messages
+        .throttled("crowd", interval)
+        .with_delivery_budget(budget);
+
+    let started = tokio::time::Instant::now();
+    assert!(
+        matches!(throttled.post(chat("first".into())).unwrap(), Throttle::Sent(report) if report.delivered == 300)
+    );
+    tokio::time::sleep(interval * 2).await;
+    assert_eq!(
+        throttled.post(chat("second".into())).unwrap(),
+        Throttle::Deferred,
+        "300 deliveries at 1,000 a second hold the next post for 300 ms"
+    );
+    let (_, first) = arrivals.recv().await.unwrap();
+    assert!(matches!(first, Protocol::ChatMessage(ref m) if m.content == "first"));
+    let (at, second) = arrivals.recv().await.unwrap();
+    assert!(matches!(second, Protocol::ChatMessage(ref m) if m.content == "second"));
+    let waited = at - started;
+    assert!(
+        waited >= Duration::from_millis(290),
+        "sent after {waited:?}, inside the budget's 300 ms"
+    );
+    assert!(waited < Duration::from_secs(2), "held back {waited:?}");
+
+    // One listener: the budget allows more than the interval, so the interval rules.
+    let lone = messages
+        .throttled("alone", interval)
+        .with_delivery_budget(budget);
+    let (heard, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let _listener = messages.add_listener("alone", move |_| {
+        let _ = heard.send(tokio::time::Instant::now());
+    });
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        lone.post(chat("a".into())).unwrap(),
+        Throttle::Sent(_)
+    ));
+    assert_eq!(lone.post(chat("b".into())).unwrap(), Throttle::Deferred);
+    arrivals.recv().await.unwrap();
+    let waited = arrivals.recv().await.unwrap() - started;
+    assert!(
+        (interval - Duration::from_millis(5)..Duration::from_millis(250)).contains(&waited),
+        "the second post went out after {waited:?}, not after the 20 ms interval"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn batched_posts_arrive_as_frames_of_at_most_k_or_per_window() {
     let (server, mut client) = subscriber().await;

@@ -2,6 +2,7 @@
 //! and batched (collected over a window, sent as one batch frame).
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ use crate::protocol::ModelSet;
 /// Posts to one channel at most once per interval: a post inside the interval replaces
 /// any waiting one, and the newest waiting post goes out when the interval ends (never
 /// later). Clones share the same schedule.
+///
+/// With [`Throttled::with_delivery_budget`] the interval also stretches with the
+/// channel's size, so a member count or typing indicator costs the server (and every
+/// member's bandwidth) the same per second in a room of 10,000 as in a room of 10.
 ///
 /// ```no_run
 /// # streampod::__doc_models!();
@@ -28,11 +33,14 @@ pub struct Throttled<P> {
     central: MessageCentral<P>,
     channel: Arc<str>,
     interval: Duration,
+    /// Most deliveries a second, if set: see [`Throttled::with_delivery_budget`].
+    deliveries_per_second: Option<NonZeroU32>,
     state: Arc<Mutex<ThrottleState<P>>>,
 }
 
 struct ThrottleState<P> {
-    last_sent: Option<Instant>,
+    /// When the next post may go out at once; `None` before the first.
+    next_due: Option<Instant>,
     waiting: Option<P>,
     timer: bool,
 }
@@ -43,6 +51,7 @@ impl<P> Clone for Throttled<P> {
             central: self.central.clone(),
             channel: self.channel.clone(),
             interval: self.interval,
+            deliveries_per_second: self.deliveries_per_second,
             state: self.state.clone(),
         }
     }
@@ -53,6 +62,7 @@ impl<P> fmt::Debug for Throttled<P> {
         f.debug_struct("Throttled")
             .field("channel", &self.channel)
             .field("interval", &self.interval)
+            .field("deliveries_per_second", &self.deliveries_per_second)
             .finish_non_exhaustive()
     }
 }
@@ -72,12 +82,57 @@ impl<P: ModelSet> Throttled<P> {
             central,
             channel: Arc::from(channel),
             interval,
+            deliveries_per_second: None,
             state: Arc::new(Mutex::new(ThrottleState {
-                last_sent: None,
+                next_due: None,
                 waiting: None,
                 timer: false,
             })),
         }
+    }
+
+    /// Spends at most `per_second` deliveries a second on this channel: after a post
+    /// that reached `n` listeners, the next waits `n / per_second` seconds when that is
+    /// longer than the interval. With 4,000 a second and a 250 ms interval, a room of
+    /// 1,000 hears every 250 ms and a room of 10,000 every 2.5 s.
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # fn demo(messages: streampod::messages::MessageCentral<Protocol>) {
+    /// use std::num::NonZeroU32;
+    /// use std::time::Duration;
+    ///
+    /// let budget = NonZeroU32::new(4_000).unwrap();
+    /// let counts = messages
+    ///     .throttled("room-lobby", Duration::from_millis(250))
+    ///     .with_delivery_budget(budget);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_delivery_budget(mut self, per_second: NonZeroU32) -> Self {
+        self.deliveries_per_second = Some(per_second);
+        self
+    }
+
+    /// How long after a post that reached `delivered` listeners the next may go.
+    fn spacing(&self, delivered: usize) -> Duration {
+        let Some(per_second) = self.deliveries_per_second else {
+            return self.interval;
+        };
+        let spent = Duration::from_secs_f64(delivered as f64 / f64::from(per_second.get()));
+        spent.max(self.interval)
+    }
+
+    /// Delivers `message` now and schedules when the next may go.
+    fn send(&self, message: P, now: Instant) -> Result<DeliveryReport, PostError> {
+        let report = self
+            .central
+            .deliver(&self.channel, &[Arc::new(message)], |_| true);
+        // A post that failed to encode reached nobody: only the interval applies.
+        let delivered = report.as_ref().map_or(0, |report| report.delivered);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.next_due = Some(now + self.spacing(delivered));
+        report
     }
 
     /// Posts now if the interval since the last post has passed, else defers.
@@ -89,42 +144,49 @@ impl<P: ModelSet> Throttled<P> {
         let message = message.into();
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = state.last_sent.map_or(now, |last| last + self.interval);
+        let due = state.next_due.unwrap_or(now);
         if !state.timer && due <= now {
-            state.last_sent = Some(now);
+            // Until the delivery tells how many it reached, the interval holds.
+            state.next_due = Some(now + self.interval);
             drop(state);
-            return self
-                .central
-                .deliver(&self.channel, &[Arc::new(message)], |_| true)
-                .map(Throttle::Sent);
+            return self.send(message, now).map(Throttle::Sent);
         }
         state.waiting = Some(message);
         if !state.timer {
             state.timer = true;
-            let this = self.clone();
-            self.central.runtime().spawn(async move {
-                tokio::time::sleep_until(due).await;
-                this.send_waiting();
-            });
+            self.wake_at(due);
         }
         Ok(Throttle::Deferred)
     }
 
+    /// Sends the waiting post at `due` (the timer is marked set by the caller).
+    fn wake_at(&self, due: Instant) {
+        let this = self.clone();
+        self.central.runtime().spawn(async move {
+            tokio::time::sleep_until(due).await;
+            this.send_waiting();
+        });
+    }
+
     fn send_waiting(&self) {
+        let now = Instant::now();
         let waiting = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            // A delivery that finished after this timer was set may have pushed the
+            // schedule back (it reached more listeners than the interval allows for).
+            if let Some(due) = state.next_due.filter(|due| *due > now) {
+                self.wake_at(due);
+                return;
+            }
             state.timer = false;
             let waiting = state.waiting.take();
             if waiting.is_some() {
-                state.last_sent = Some(Instant::now());
+                state.next_due = Some(now + self.interval);
             }
             waiting
         };
         if let Some(message) = waiting {
-            if let Err(error) = self
-                .central
-                .deliver(&self.channel, &[Arc::new(message)], |_| true)
-            {
+            if let Err(error) = self.send(message, now) {
                 tracing::error!(target: "streampod::messages", channel = %self.channel, %error, "throttled post failed");
             }
         }

@@ -9,8 +9,8 @@
 //! floor [--bind 127.0.0.1:8090]
 //! ```
 //!
-//! It listens with streampod's default backlog (4,096), so a connection storm compares
-//! the servers' work, not their kernel queue settings.
+//! It listens with streampod's default backlog (as deep as `net.core.somaxconn` allows),
+//! so a connection storm compares the servers' work, not their kernel queue settings.
 
 // A benchmark tool: failing loudly on a broken setup is the right behaviour.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -44,7 +44,9 @@ fn main() {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.set_reuseaddr(true).expect("SO_REUSEADDR");
         socket.bind(address).expect("bind");
-        let listener = socket.listen(4096).expect("listen");
+        let listener = socket
+            .listen(streampod::ServerConfig::default().listen_backlog)
+            .expect("listen");
         println!("listening on {}", listener.local_addr().expect("address"));
         let peers: Peers = Arc::default();
         let ids = AtomicU64::new(0);
