@@ -359,9 +359,20 @@ impl<P: ModelSet> Connection<P> {
                 .await;
             }
             Ok(Frame::Pong) => {}
+            Ok(Frame::Recover(recover)) => {
+                let limits = self.server.messages.limits();
+                let positions = recover
+                    .channels
+                    .into_iter()
+                    .filter(|(channel, _)| channel.len() <= limits.channel_name_len)
+                    .collect();
+                if let Some(owned) = self.shared.owned_listeners().as_mut() {
+                    owned.set_recovery(positions);
+                }
+            }
             Ok(_) => self.reject(&ErrorFrame::new(
                 ErrorCode::InvalidFrame,
-                "clients send endpoint messages and the ping and auth commands only",
+                "clients send endpoint messages and the ping, auth and recover commands only",
             )),
         }
     }

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::protocol::history::Position;
+
 /// Why a session could not join a channel or add a listener.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -75,6 +77,9 @@ pub(crate) struct Owned {
 pub(crate) struct OwnedListeners {
     joins: HashMap<Arc<str>, Owned>,
     callbacks: HashMap<ListenerId, Owned>,
+    /// Positions the client sent with `recover`, each taken by its next join of that
+    /// channel (a list: empty, it allocates nothing, and it holds at most 1,024).
+    recover_from: Vec<(String, Position)>,
 }
 
 impl OwnedListeners {
@@ -94,6 +99,17 @@ impl OwnedListeners {
 
     pub(crate) fn add_callback(&mut self, owned: Owned) {
         self.callbacks.insert(owned.id, owned);
+    }
+
+    /// Keeps the client's last positions for its next joins (replacing earlier ones).
+    pub(crate) fn set_recovery(&mut self, positions: Vec<(String, Position)>) {
+        self.recover_from = positions;
+    }
+
+    /// The position to recover `channel` from, if the client sent one (once).
+    pub(crate) fn take_recovery(&mut self, channel: &str) -> Option<Position> {
+        let index = self.recover_from.iter().position(|(name, _)| name == channel)?;
+        Some(self.recover_from.swap_remove(index).1)
     }
 
     /// Forgets the join of `channel`, returning it.

@@ -12,7 +12,11 @@ use crate::messages::central::MessageCentral;
 use crate::messages::channel::Listener;
 use crate::messages::delivery::{Delivery, PostError, Reach};
 use crate::messages::listener::ListenerHandle;
+use crate::messages::history::Since;
 use crate::owned::{JoinError, Owned};
+use crate::protocol::frame;
+use crate::protocol::history::{JoinedFrame, Position};
+use crate::wire_frame::TextFrame;
 use crate::protocol::ModelSet;
 use crate::session::{SendError, SessionHandle, SessionId, SessionShared};
 
@@ -131,9 +135,10 @@ impl<P: ModelSet> StreamingSession<P> {
         SessionMessages::new(self.clone())
     }
 
-    /// Joins `channel` through this stream; `Ok(false)` when the session already
-    /// listens there.
-    fn join(&self, channel: &str) -> Result<bool, JoinError> {
+    /// Joins `channel` through this stream, recovering from `since` (or, when `None`,
+    /// from the position the client sent with `recover`, if any) when the channel
+    /// keeps history.
+    fn join(&self, channel: &str, since: Option<Position>) -> Result<Recovery, JoinError> {
         let session = &self.handle.shared;
         let mut owned = session.owned_listeners();
         // Checked under the lock the stream's closing takes: nothing joins after it.
@@ -142,9 +147,14 @@ impl<P: ModelSet> StreamingSession<P> {
             .filter(|_| self.is_stream_open())
             .ok_or(JoinError::Closed)?;
         if owned.has_joined(channel) {
-            return Ok(false);
+            return Ok(Recovery::default());
         }
         self.central.limits().check(owned, channel)?;
+        let since = since.or_else(|| owned.take_recovery(channel));
+        let history = self.central.history_of(channel);
+        // Posts number, keep and deliver under this lock: every post lands either in
+        // the replay below or, live, after it.
+        let mut ring = history.as_ref().map(|history| history.lock());
         let id = self.central.add(channel, |id| Listener::Session {
             id,
             session: session.clone(),
@@ -155,7 +165,47 @@ impl<P: ModelSet> StreamingSession<P> {
             id,
             endpoint: self.endpoint.clone(),
         });
-        Ok(true)
+        let (Some(history), Some(ring)) = (history.as_ref(), ring.as_mut()) else {
+            return Ok(Recovery {
+                joined: true,
+                ..Recovery::default()
+            });
+        };
+        let newest = history.position(ring.newest());
+        let replay = match &since {
+            Some(since) => match ring.since(&since.epoch, history.epoch(), since.offset) {
+                Since::Recovered(entries) => Some(entries),
+                Since::Lost => None,
+            },
+            None => None,
+        };
+        let recovery = Recovery {
+            joined: true,
+            recovered: replay.is_some(),
+            replayed: replay.as_ref().map_or(0, Vec::len),
+            position: Some(newest.clone()),
+        };
+        let extended = session.is_extended();
+        if extended {
+            let joined = JoinedFrame {
+                endpoint: self.endpoint.to_string(),
+                channel: channel.to_owned(),
+                position: newest,
+                recovering: since.is_some(),
+                recovered: recovery.recovered,
+                replayed: recovery.replayed as u64,
+            };
+            session.push(TextFrame::encode_infallible(|out| joined.encode(out)));
+        }
+        for entry in replay.into_iter().flatten() {
+            session.push(TextFrame::encode_infallible(|out| {
+                frame::encode_message_with_object(&self.endpoint, &entry.message.object, out);
+                if extended {
+                    frame::append_position(out, channel, &history.position(entry.offset));
+                }
+            }));
+        }
+        Ok(recovery)
     }
 
     /// Leaves `channel`; `false` when the session was not there.
@@ -216,6 +266,22 @@ pub(crate) async fn release_session<P>(central: &MessageCentral<P>, session: &Se
     central.remove_owned(taken).await;
 }
 
+/// What a join did, and what it recovered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Whether the session joined now (`false`: it was already there).
+    pub joined: bool,
+    /// Whether every message after the position given was replayed before any live
+    /// one. `false` when no position was given, when it was too old or from another
+    /// epoch, or when the channel keeps no history: the client should reload.
+    pub recovered: bool,
+    /// Messages replayed.
+    pub replayed: usize,
+    /// The channel's newest position at the join; `None` without history.
+    pub position: Option<Position>,
+}
+
 /// The message central as one session and endpoint see it: joins deliver frames as
 /// this endpoint, and everything added here is removed when the session closes.
 pub struct SessionMessages<P> {
@@ -249,7 +315,36 @@ impl<P: ModelSet> SessionMessages<P> {
     /// [`JoinError::TooManyChannels`] and [`JoinError::NameTooLong`] at the
     /// per-session limits of [`ServerConfig`](crate::ServerConfig).
     pub fn join(&self, channel: &str) -> Result<bool, JoinError> {
-        self.session.join(channel)
+        self.session.join(channel, None).map(|recovery| recovery.joined)
+    }
+
+    /// Joins `channel` and, when it keeps history, first replays every message after
+    /// `since` that history still holds, exactly once and in order, before any live
+    /// one; or reports `recovered: false` (the position is too old or from another
+    /// epoch) so the client reloads its state. With `since` `None`, the position the
+    /// client sent with its `recover` command is used, if any; `streampod.v1` clients
+    /// get a `joined` frame first (see [`crate::protocol::history`]).
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # fn demo(session: streampod::StreamingSession<Protocol>) -> Result<(), streampod::messages::JoinError> {
+    /// use streampod::protocol::history::Position;
+    /// let recovery = session.messages().join_from("room-1", Some(Position::new("5f1c", 17)))?;
+    /// if !recovery.recovered {
+    ///     // Too old, or the server restarted: tell the client to reload the room.
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionMessages::join`].
+    pub fn join_from(
+        &self,
+        channel: &str,
+        since: Option<Position>,
+    ) -> Result<Recovery, JoinError> {
+        self.session.join(channel, since)
     }
 
     /// Leaves `channel`; `false` when not joined.

@@ -85,8 +85,13 @@ impl TextFrame {
 
     /// A frame carrying `text`.
     pub(crate) fn from_text(text: &str) -> Self {
-        let encoded = Self::encode(text.len(), |out| {
-            out.extend_from_slice(text.as_bytes());
+        Self::encode_infallible(|out| out.extend_from_slice(text.as_bytes()))
+    }
+
+    /// The frame whose payload `write` appends, for encoders that cannot fail.
+    pub(crate) fn encode_infallible(write: impl FnOnce(&mut Vec<u8>)) -> Self {
+        let encoded = Self::encode(128, |out| {
+            write(out);
             Ok::<_, std::convert::Infallible>(())
         });
         match encoded {

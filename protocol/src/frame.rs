@@ -8,6 +8,10 @@
 //! | auth (client) | `{"command":"auth","args":{"key":"Bearer …"}}` (`null` signs out) |
 //! | error (server) | `{"error":{"code":"unknown_endpoint","message":"…","endpoint":"chatt"}}` |
 //! | batch (server, streampod extension) | `{"endpoint":"chat","batch":[{"className":…,"data":…},…]}` |
+//!
+//! Channel history adds a `channel` and `position` to message frames, a `joined` frame
+//! and a `recover` command, all under the `streampod.v1` subprotocol: see
+//! [`crate::history`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +21,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
+use crate::history::{ChannelPosition, JoinedFrame, Position, RecoverFrame};
 use crate::model::{EncodeError, ModelSet};
 
 /// One decoded text frame. Strings borrow from the frame text where they have no escapes.
@@ -40,6 +45,10 @@ pub enum Frame<'a> {
     /// Several messages from one endpoint in one frame (a batched broadcast); read them
     /// one by one with [`Frame::into_messages`].
     Batch(BatchFrame<'a>),
+    /// The server joined the session to a history channel (`streampod.v1`).
+    Joined(JoinedFrame),
+    /// The client's last positions, to recover from on its next joins (`streampod.v1`).
+    Recover(RecoverFrame),
 }
 
 /// Messages from one endpoint sent as one frame: `{"endpoint":…,"batch":[…]}`.
@@ -70,6 +79,9 @@ pub struct MessageFrame<'a> {
     pub class_name: Cow<'a, str>,
     /// The model's JSON, undecoded until the endpoint is known.
     pub data: &'a RawValue,
+    /// For a message from a history channel (`streampod.v1`): the channel and the
+    /// message's position there.
+    pub at: Option<ChannelPosition<'a>>,
 }
 
 impl PartialEq for MessageFrame<'_> {
@@ -77,6 +89,7 @@ impl PartialEq for MessageFrame<'_> {
         self.endpoint == other.endpoint
             && self.class_name == other.class_name
             && self.data.get() == other.data.get()
+            && self.at == other.at
     }
 }
 
@@ -163,7 +176,7 @@ pub enum FrameError {
     #[error("not a streampod frame: {0}")]
     Shape(String),
     /// A `command` frame names an unknown command.
-    #[error("unknown command '{0}'; known commands: ping, auth")]
+    #[error("unknown command '{0}'; known commands: ping, auth, recover")]
     UnknownCommand(String),
 }
 
@@ -223,11 +236,25 @@ impl<'a> Frame<'a> {
                 command: None,
                 error: None,
                 batch: None,
+                channel,
+                position,
                 ..
             } => Ok(Frame::Message(MessageFrame {
                 endpoint: endpoint.0,
                 class_name: object.class_name.0,
                 data: object.data,
+                at: match (channel, position) {
+                    (Some(channel), Some(position)) => Some(ChannelPosition {
+                        channel: channel.0,
+                        position,
+                    }),
+                    (None, None) => None,
+                    _ => {
+                        return Err(FrameError::Shape(
+                            "a message's 'channel' and 'position' come together".into(),
+                        ))
+                    }
+                },
             })),
             RawFrame {
                 endpoint: None,
@@ -236,6 +263,7 @@ impl<'a> Frame<'a> {
                 error: None,
                 batch: None,
                 args,
+                ..
             } => Self::command(command.0, args),
             RawFrame {
                 endpoint: None,
@@ -284,6 +312,18 @@ impl<'a> Frame<'a> {
         match &*name {
             "ping" => Ok(Frame::Ping),
             "pong" => Ok(Frame::Pong),
+            "recover" => {
+                let args = args.map_or("null", RawValue::get);
+                RecoverFrame::parse_args(args)
+                    .map(Frame::Recover)
+                    .map_err(FrameError::Shape)
+            }
+            "joined" => {
+                let args = args.map_or("null", RawValue::get);
+                serde_json::from_str(args)
+                    .map(Frame::Joined)
+                    .map_err(|e| FrameError::Shape(format!("joined args: {e}")))
+            }
             "auth" => {
                 let args = args.ok_or_else(|| {
                     FrameError::Shape("the auth command needs \"args\":{\"key\":…}".into())
@@ -308,7 +348,12 @@ impl<'a> Frame<'a> {
                 write_frame_head(out, &message.endpoint, b"object");
                 write_raw_object(out, &message.class_name, message.data.get());
                 out.push(b'}');
+                if let Some(at) = &message.at {
+                    append_position(out, &at.channel, &at.position);
+                }
             }
+            Frame::Joined(joined) => joined.encode(out),
+            Frame::Recover(recover) => recover.encode(out),
             Frame::Ping => out.extend_from_slice(PING.as_bytes()),
             Frame::Pong => out.extend_from_slice(PONG.as_bytes()),
             Frame::Auth { key } => {
@@ -346,6 +391,7 @@ impl<'a> Frame<'a> {
                     endpoint: batch.endpoint.clone(),
                     class_name,
                     data: data.0,
+                    at: None,
                 })
                 .collect(),
             _ => Vec::new(),
@@ -469,6 +515,31 @@ pub fn encode_message_with_object(endpoint: &str, object: &str, out: &mut Vec<u8
     out.push(b'}');
 }
 
+/// Adds a channel and position to the message frame that `out` ends with (just encoded
+/// by [`encode_message`] or [`encode_message_with_object`]): what a `streampod.v1`
+/// client gets from a history channel.
+///
+/// ```
+/// use streampod_protocol::{frame, history::Position};
+/// let mut out = Vec::new();
+/// frame::encode_message_with_object("chat", r#"{"className":"Hi","data":{}}"#, &mut out);
+/// frame::append_position(&mut out, "room-1", &Position::new("e1", 7));
+/// assert_eq!(
+///     String::from_utf8(out).unwrap(),
+///     r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"channel":"room-1","position":{"epoch":"e1","offset":7}}"#
+/// );
+/// ```
+pub fn append_position(out: &mut Vec<u8>, channel: &str, position: &Position) {
+    if out.last() == Some(&b'}') {
+        out.pop();
+    }
+    out.extend_from_slice(b",\"channel\":");
+    write_str(out, channel);
+    out.extend_from_slice(b",\"position\":");
+    position.encode(out);
+    out.push(b'}');
+}
+
 /// `{"endpoint":"…","<key>":`
 fn write_frame_head(out: &mut Vec<u8>, endpoint: &str, key: &[u8]) {
     out.extend_from_slice(b"{\"endpoint\":");
@@ -479,7 +550,7 @@ fn write_frame_head(out: &mut Vec<u8>, endpoint: &str, key: &[u8]) {
 }
 
 /// Appends `value` as a JSON string literal.
-fn write_str(out: &mut Vec<u8>, value: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, value: &str) {
     // Serializing a str into a Vec cannot fail.
     let _ = serde_json::to_writer(out, value);
 }
@@ -512,6 +583,10 @@ struct RawFrame<'a> {
     error: Option<RawError<'a>>,
     #[serde(borrow, default)]
     batch: Option<Vec<RawObject<'a>>>,
+    #[serde(borrow, default)]
+    channel: Option<CowStr<'a>>,
+    #[serde(default)]
+    position: Option<Position>,
 }
 
 #[derive(Deserialize)]

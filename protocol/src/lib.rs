@@ -30,6 +30,7 @@ pub mod datetime;
 mod dynamic;
 mod error_code;
 pub mod frame;
+pub mod history;
 mod model;
 pub mod suggest;
 mod uri;

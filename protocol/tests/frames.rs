@@ -39,6 +39,7 @@ proptest! {
             endpoint: Cow::Owned(endpoint),
             class_name: Cow::Owned(class_name),
             data: &raw,
+            at: None,
         });
         let text = frame.to_json();
         prop_assert_eq!(Frame::parse(&text).unwrap(), frame);
@@ -103,6 +104,7 @@ fn golden_frames() {
         endpoint: "chat".into(),
         class_name: "ChatMessage".into(),
         data: &data,
+        at: None,
     });
     assert_eq!(
         frame.to_json(),

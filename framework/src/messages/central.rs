@@ -6,12 +6,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::channel::{ChannelConfig, ChannelMap, Listener};
+use super::channel::{Channel, ChannelConfig, ChannelMap, Listener};
+use super::history::{History, Kept};
 use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
 use crate::cluster::{Backplane, ClusterState, Envelope};
 use crate::config::SlowConsumerPolicy;
 use crate::owned::{ListenerId, Owned, SessionLimits};
-use crate::protocol::ModelSet;
+use crate::protocol::{frame, ModelSet};
 use crate::registry::SessionRegistry;
 use crate::session::SessionShared;
 
@@ -267,16 +268,111 @@ impl<P: ModelSet> MessageCentral<P> {
         include: impl Fn(&Arc<SessionShared>) -> bool,
     ) -> Result<DeliveryReport, PostError> {
         self.inner.posts.fetch_add(1, Ordering::Relaxed);
-        let mut report = DeliveryReport::default();
-        let Some(channel) = self.inner.channels.get(channel) else {
-            return Ok(report);
+        let name = channel;
+        let found = self.inner.channels.get(name);
+        let history = match &found {
+            Some(channel) => channel.history.get().cloned(),
+            None => self.inner.channels.history(name),
         };
-        let listeners = channel.snapshot();
+        if let Some(history) = history {
+            return self.deliver_recorded(name, &history, payload, &include);
+        }
+        let Some(channel) = found else {
+            return Ok(DeliveryReport::default());
+        };
         let policy = channel.policy();
         let mut frames = Frames::new(
             |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
             &self.inner.frames_encoded,
         );
+        let report = self.fan_out(&channel, payload, &include, |session, endpoint, report| {
+            match payload.batch() {
+                // A Serverpod client would fail on a batch frame.
+                Some(messages) if !session.is_extended() => {
+                    let each = frames.separately(endpoint, messages)?;
+                    report.count_separate(
+                        each.iter()
+                            .map(|frame| session.push_from(frame.clone(), channel.key, policy)),
+                    );
+                }
+                _ => report.count(session.push_from(frames.get(endpoint)?, channel.key, policy)),
+            }
+            Ok(())
+        })?;
+        self.add_report(&report, Some(policy));
+        Ok(report)
+    }
+
+    /// Delivers to a channel that keeps history: each message is numbered, kept and
+    /// delivered under the history's lock (so a recovering join sees it either in its
+    /// replay or live, exactly once); `streampod.v1` sessions get its channel and
+    /// position in the frame. A batch goes out as one frame per message.
+    fn deliver_recorded(
+        &self,
+        name: &str,
+        history: &History<P>,
+        payload: &Payload<'_, P>,
+        include: &impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
+        let mut total = DeliveryReport::default();
+        for kept in Kept::of(payload)? {
+            let mut ring = history.lock();
+            let position = history.position(ring.append(kept.clone()));
+            // Looked up under the lock: a listener that joined before it is found.
+            let Some(channel) = self.inner.channels.get(name) else {
+                continue;
+            };
+            let policy = channel.policy();
+            let object = &kept.object;
+            let counter = &self.inner.frames_encoded;
+            let mut plain = Frames::new(
+                |endpoint: &str, out: &mut Vec<u8>| {
+                    frame::encode_message_with_object(endpoint, object, out);
+                    Ok(())
+                },
+                counter,
+            );
+            let mut positioned = Frames::new(
+                |endpoint: &str, out: &mut Vec<u8>| {
+                    frame::encode_message_with_object(endpoint, object, out);
+                    frame::append_position(out, name, &position);
+                    Ok(())
+                },
+                counter,
+            );
+            let one = kept.payload();
+            let report = self.fan_out(&channel, &one, include, |session, endpoint, report| {
+                let frame = if session.is_extended() {
+                    positioned.get(endpoint)?
+                } else {
+                    plain.get(endpoint)?
+                };
+                report.count(session.push_from(frame, channel.key, policy));
+                Ok(())
+            })?;
+            drop(ring);
+            self.add_report(&report, Some(policy));
+            total.add(&report);
+        }
+        Ok(total)
+    }
+
+    /// Hands `payload` to every listener of `channel`: sessions through `to_session`
+    /// (which picks and pushes their frame), callbacks and streams each message.
+    fn fan_out(
+        &self,
+        channel: &Channel<P>,
+        payload: &Payload<'_, P>,
+        include: &impl Fn(&Arc<SessionShared>) -> bool,
+        mut to_session: impl FnMut(
+            &Arc<SessionShared>,
+            &Arc<str>,
+            &mut DeliveryReport,
+        ) -> Result<(), PostError>,
+    ) -> Result<DeliveryReport, PostError> {
+        let listeners = channel.snapshot();
+        let policy = channel.policy();
+        let mut report = DeliveryReport::default();
         // Decoded only if a callback or stream listens (a remote post arrives encoded).
         let mut models = None;
         for listener in listeners.iter() {
@@ -284,23 +380,8 @@ impl<P: ModelSet> MessageCentral<P> {
                 Listener::Session {
                     session, endpoint, ..
                 } => {
-                    if !include(session) {
-                        continue;
-                    }
-                    match payload.batch() {
-                        // A Serverpod client would fail on a batch frame.
-                        Some(messages) if !session.is_extended() => {
-                            let each = frames.separately(endpoint, messages)?;
-                            report.count_separate(
-                                each.iter()
-                                    .map(|frame| session.push_from(frame.clone(), channel.key, policy)),
-                            );
-                        }
-                        _ => report.count(session.push_from(
-                            frames.get(endpoint)?,
-                            channel.key,
-                            policy,
-                        )),
+                    if include(session) {
+                        to_session(session, endpoint, &mut report)?;
                     }
                 }
                 Listener::Callback { callback, .. } => {
@@ -323,8 +404,12 @@ impl<P: ModelSet> MessageCentral<P> {
                 }
             }
         }
-        self.add_report(&report, Some(policy));
         Ok(report)
+    }
+
+    /// The history `channel` keeps, if configured.
+    pub(crate) fn history_of(&self, channel: &str) -> Option<Arc<History<P>>> {
+        self.inner.channels.history(channel)
     }
 
     /// Listeners on `channel`.

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
+use super::history::{new_epoch, History, HistoryConfig};
 use super::queue::StreamQueue;
 use crate::config::SlowConsumerPolicy;
 use crate::outbound::ChannelKey;
@@ -18,6 +19,9 @@ use crate::session::SessionShared;
 pub struct ChannelConfig {
     /// What a subscriber whose queue is full gets. Default `Disconnect`.
     pub slow_consumer: SlowConsumerPolicy,
+    /// Whether posts are numbered and kept for recovery, and how many for how long.
+    /// Default `None`: delivery is at most once, as in Serverpod.
+    pub history: Option<HistoryConfig>,
 }
 
 impl ChannelConfig {
@@ -25,7 +29,15 @@ impl ChannelConfig {
     pub fn slow_consumer(policy: SlowConsumerPolicy) -> Self {
         Self {
             slow_consumer: policy,
+            history: None,
         }
+    }
+
+    /// The same config, keeping `history` for recovery.
+    #[must_use]
+    pub fn with_history(mut self, history: HistoryConfig) -> Self {
+        self.history = Some(history);
+        self
     }
 }
 
@@ -83,6 +95,9 @@ impl<P> Clone for Listener<P> {
 pub(crate) struct Channel<P> {
     pub(crate) key: ChannelKey,
     policy: AtomicU8,
+    /// The channel's history, when it keeps one (it outlives the channel); set when
+    /// the channel is made, or when history is configured while it has listeners.
+    pub(crate) history: OnceLock<Arc<History<P>>>,
     /// Copy-on-write: a post clones the `Arc` and iterates unlocked; a change copies the
     /// list only while such a snapshot is alive (`Arc::make_mut`), so mass joins stay O(1).
     listeners: Mutex<Arc<Vec<Listener<P>>>>,
@@ -123,6 +138,8 @@ type Shard<P> = Mutex<HashMap<Arc<str>, Arc<Channel<P>>>>;
 pub(crate) struct ChannelMap<P> {
     shards: [Shard<P>; SHARDS],
     configs: RwLock<HashMap<String, ChannelConfig>>,
+    /// Histories by channel name: kept while configured, listeners or not.
+    histories: RwLock<HashMap<String, Arc<History<P>>>>,
     next_key: AtomicU64,
     next_listener: AtomicU64,
     listeners: AtomicUsize,
@@ -133,6 +150,7 @@ impl<P> Default for ChannelMap<P> {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             configs: RwLock::new(HashMap::new()),
+            histories: RwLock::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             next_listener: AtomicU64::new(1),
             listeners: AtomicUsize::new(0),
@@ -154,15 +172,40 @@ impl<P> ChannelMap<P> {
         self.shard(channel).get(channel).cloned()
     }
 
-    /// Sets a channel's options, for its current and future listeners.
+    /// Sets a channel's options, for its current and future listeners. History, once
+    /// kept, stays for the server's life (a new size or TTL applies from the next post),
+    /// so joined sessions keep their positions.
     pub(crate) fn configure(&self, channel: &str, config: ChannelConfig) {
-        self.configs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(channel.to_owned(), config);
+        let mut configs = self.configs.write().unwrap_or_else(PoisonError::into_inner);
+        configs.insert(channel.to_owned(), config);
+        if let Some(history) = config.history {
+            let mut histories = self.histories.write().unwrap_or_else(PoisonError::into_inner);
+            match histories.get(channel) {
+                Some(existing) => existing.reconfigure(history),
+                None => {
+                    histories.insert(
+                        channel.to_owned(),
+                        Arc::new(History::new(new_epoch(), history)),
+                    );
+                }
+            }
+        }
+        drop(configs);
         if let Some(existing) = self.get(channel) {
             existing.set_policy(config.slow_consumer);
+            if let Some(history) = self.history(channel) {
+                let _ = existing.history.set(history);
+            }
         }
+    }
+
+    /// The history `channel` keeps, if configured.
+    pub(crate) fn history(&self, channel: &str) -> Option<Arc<History<P>>> {
+        self.histories
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(channel)
+            .cloned()
     }
 
     /// Adds the listener `make` builds; `created` runs (under the shard's lock, so it is
@@ -186,9 +229,13 @@ impl<P> ChannelMap<P> {
             let fresh = Channel {
                 key: self.next_key.fetch_add(1, Ordering::Relaxed),
                 policy: AtomicU8::new(0),
+                history: OnceLock::new(),
                 listeners: Mutex::new(Arc::new(Vec::new())),
             };
             fresh.set_policy(config.slow_consumer);
+            if let Some(history) = config.history.and_then(|_| self.history(channel)) {
+                let _ = fresh.history.set(history);
+            }
             created();
             Arc::new(fresh)
         });

@@ -38,6 +38,13 @@ pub struct DeliveryReport {
 }
 
 impl DeliveryReport {
+    /// Adds another report's counts to this one.
+    pub(crate) fn add(&mut self, other: &DeliveryReport) {
+        self.delivered += other.delivered;
+        self.dropped += other.dropped;
+        self.disconnected += other.disconnected;
+    }
+
     /// Counts one listener that got a batch as several frames: delivered once if any
     /// was queued, every drop counted, disconnected at most once.
     pub(crate) fn count_separate(&mut self, pushes: impl IntoIterator<Item = Push>) {

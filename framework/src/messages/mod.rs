@@ -28,6 +28,7 @@ pub(crate) mod broadcast;
 pub(crate) mod central;
 pub(crate) mod channel;
 pub(crate) mod delivery;
+pub(crate) mod history;
 #[cfg(feature = "redis")]
 mod ingress;
 pub(crate) mod listener;
@@ -39,9 +40,10 @@ pub use broadcast::Broadcast;
 pub use central::MessageCentral;
 pub use channel::ChannelConfig;
 pub use delivery::{Delivery, DeliveryReport, MessageStats, PostError, Reach};
+pub use history::HistoryConfig;
 pub use listener::ListenerHandle;
 pub use pacing::{Batched, Throttle, Throttled};
 pub use stream::ChannelStream;
 
 pub use crate::owned::JoinError;
-pub use crate::streaming::SessionMessages;
+pub use crate::streaming::{Recovery, SessionMessages};

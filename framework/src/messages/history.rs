@@ -1,0 +1,275 @@
+//! Channel history: a channel's newest messages, numbered in one order, kept so that a
+//! subscriber coming back after a reconnect gets what it missed (see
+//! [`crate::protocol::history`] for the wire).
+//!
+//! One node keeps each history in memory: its epoch is new every time the server
+//! starts, so a client that recovers across a restart is told `recovered: false`
+//! instead of getting a silent gap. Posts and recovering joins take the history's lock,
+//! so a join sees every post either in what it replays or live after it, never both and
+//! never neither.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::delivery::Payload;
+use crate::protocol::history::Position;
+use crate::protocol::{frame, EncodeError, ModelSet};
+
+/// How much of a channel's past is kept for recovery.
+///
+/// ```
+/// use std::time::Duration;
+/// use streampod::messages::{ChannelConfig, HistoryConfig};
+/// let config = ChannelConfig::default().with_history(HistoryConfig::new(1000, Duration::from_secs(300)));
+/// assert_eq!(config.history.unwrap().size, 1000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryConfig {
+    /// Most messages kept; older ones are forgotten first.
+    pub size: usize,
+    /// How long a message is kept.
+    pub ttl: Duration,
+}
+
+impl HistoryConfig {
+    /// Keep at most `size` messages, each for at most `ttl`.
+    pub fn new(size: usize, ttl: Duration) -> Self {
+        Self { size, ttl }
+    }
+}
+
+/// A kept message: its frame object `{"className":…,"data":…}`, encoded once, and the
+/// model itself when it was posted here (callbacks and streams get it without a decode).
+pub(crate) struct Kept<P> {
+    pub(crate) object: Arc<str>,
+    model: Option<Arc<P>>,
+}
+
+impl<P> Clone for Kept<P> {
+    fn clone(&self) -> Self {
+        Self {
+            object: self.object.clone(),
+            model: self.model.clone(),
+        }
+    }
+}
+
+impl<P: ModelSet> Kept<P> {
+    /// The messages of a post, each encoded once.
+    pub(crate) fn of(payload: &Payload<'_, P>) -> Result<Vec<Self>, EncodeError> {
+        match payload {
+            Payload::Models(models) => models
+                .iter()
+                .map(|model| {
+                    let mut object = Vec::with_capacity(128);
+                    frame::encode_object(&**model, &mut object)?;
+                    Ok(Self {
+                        object: Arc::from(String::from_utf8_lossy(&object)),
+                        model: Some(model.clone()),
+                    })
+                })
+                .collect(),
+            Payload::Object(object) => Ok(vec![Self {
+                object: Arc::from(*object),
+                model: None,
+            }]),
+        }
+    }
+
+    /// The message as a post's payload.
+    pub(crate) fn payload(&self) -> Payload<'_, P> {
+        match &self.model {
+            Some(model) => Payload::Models(std::slice::from_ref(model)),
+            None => Payload::Object(&self.object),
+        }
+    }
+}
+
+pub(crate) struct Entry<P> {
+    pub(crate) offset: u64,
+    kept_at: Instant,
+    pub(crate) message: Kept<P>,
+}
+
+/// One channel's history.
+pub(crate) struct History<P> {
+    epoch: Arc<str>,
+    ring: Mutex<Ring<P>>,
+}
+
+/// The kept messages, oldest first, and the newest offset given out.
+pub(crate) struct Ring<P> {
+    newest: u64,
+    entries: VecDeque<Entry<P>>,
+    config: HistoryConfig,
+}
+
+/// What a recovering join gets from history.
+pub(crate) enum Since<'a, P> {
+    /// Every message after the position, oldest first (possibly none).
+    Recovered(Vec<&'a Entry<P>>),
+    /// The position is from another epoch, or older than what is kept.
+    Lost,
+}
+
+impl<P> History<P> {
+    pub(crate) fn new(epoch: Arc<str>, config: HistoryConfig) -> Self {
+        Self {
+            epoch,
+            ring: Mutex::new(Ring {
+                newest: 0,
+                entries: VecDeque::new(),
+                config,
+            }),
+        }
+    }
+
+    /// The epoch of this history.
+    pub(crate) fn epoch(&self) -> &Arc<str> {
+        &self.epoch
+    }
+
+    /// Changes how much is kept, from the next post on.
+    pub(crate) fn reconfigure(&self, config: HistoryConfig) {
+        self.lock().config = config;
+    }
+
+    /// The history, locked: posts append and deliver under it, joins replay under it.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Ring<P>> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A position in this history.
+    pub(crate) fn position(&self, offset: u64) -> Position {
+        Position::new(&*self.epoch, offset)
+    }
+}
+
+impl<P> Ring<P> {
+    /// Keeps `message` as the next offset and forgets what the size and age limits no
+    /// longer allow; the new offset.
+    pub(crate) fn append(&mut self, message: Kept<P>) -> u64 {
+        self.newest += 1;
+        let now = Instant::now();
+        self.entries.push_back(Entry {
+            offset: self.newest,
+            kept_at: now,
+            message,
+        });
+        self.forget(now);
+        self.newest
+    }
+
+    fn forget(&mut self, now: Instant) {
+        while self.entries.len() > self.config.size {
+            self.entries.pop_front();
+        }
+        while self
+            .entries
+            .front()
+            .is_some_and(|entry| now.duration_since(entry.kept_at) > self.config.ttl)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    /// The newest offset given out (0 before the first post).
+    pub(crate) fn newest(&self) -> u64 {
+        self.newest
+    }
+
+    /// The messages after `offset` of `epoch`, if history still holds all of them.
+    pub(crate) fn since(&mut self, epoch: &str, current_epoch: &str, offset: u64) -> Since<'_, P> {
+        self.forget(Instant::now());
+        if epoch != current_epoch || offset > self.newest {
+            return Since::Lost;
+        }
+        // The oldest offset still needed is offset + 1: kept, or nothing was missed.
+        let oldest_kept = self.entries.front().map_or(self.newest + 1, |e| e.offset);
+        if offset + 1 < oldest_kept {
+            return Since::Lost;
+        }
+        Since::Recovered(
+            self.entries
+                .iter()
+                .filter(|entry| entry.offset > offset)
+                .collect(),
+        )
+    }
+}
+
+/// A fresh epoch: unique per start of a server (and per history, within one).
+pub(crate) fn new_epoch() -> Arc<str> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Arc::from(&id[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(n: u32) -> Kept<u32> {
+        Kept {
+            object: Arc::from(n.to_string()),
+            model: None,
+        }
+    }
+
+    fn ring(size: usize, ttl: Duration) -> History<u32> {
+        History::new(Arc::from("e1"), HistoryConfig::new(size, ttl))
+    }
+
+    fn offsets(since: Since<'_, u32>) -> Option<Vec<u64>> {
+        match since {
+            Since::Recovered(entries) => Some(entries.iter().map(|e| e.offset).collect()),
+            Since::Lost => None,
+        }
+    }
+
+    #[test]
+    fn offsets_count_up_and_recovery_returns_what_came_after() {
+        let history = ring(10, Duration::from_secs(60));
+        let mut ring = history.lock();
+        for n in 1..=5 {
+            assert_eq!(ring.append(kept(n)), u64::from(n));
+        }
+        assert_eq!(offsets(ring.since("e1", "e1", 2)), Some(vec![3, 4, 5]));
+        assert_eq!(offsets(ring.since("e1", "e1", 5)), Some(vec![]));
+        assert_eq!(offsets(ring.since("e1", "e1", 0)), Some(vec![1, 2, 3, 4, 5]));
+    }
+
+    #[test]
+    fn another_epoch_a_future_offset_or_a_forgotten_one_is_lost() {
+        let history = ring(3, Duration::from_secs(60));
+        let mut ring = history.lock();
+        for n in 1..=5 {
+            ring.append(kept(n));
+        }
+        assert_eq!(offsets(ring.since("e0", "e1", 4)), None, "other epoch");
+        assert_eq!(offsets(ring.since("e1", "e1", 9)), None, "ahead of history");
+        // Kept: 3, 4, 5. From 2 on everything is there; from 1, offset 2 is gone.
+        assert_eq!(offsets(ring.since("e1", "e1", 2)), Some(vec![3, 4, 5]));
+        assert_eq!(offsets(ring.since("e1", "e1", 1)), None, "2 was forgotten");
+    }
+
+    #[test]
+    fn messages_older_than_the_ttl_are_forgotten() {
+        let history = ring(100, Duration::from_millis(30));
+        let mut ring = history.lock();
+        ring.append(kept(1));
+        std::thread::sleep(Duration::from_millis(60));
+        ring.append(kept(2));
+        assert_eq!(offsets(ring.since("e1", "e1", 1)), Some(vec![2]));
+        assert_eq!(offsets(ring.since("e1", "e1", 0)), None, "1 expired");
+    }
+
+    #[test]
+    fn an_empty_history_recovers_from_its_start() {
+        let history = ring(10, Duration::from_secs(60));
+        let mut ring = history.lock();
+        assert_eq!(ring.newest(), 0);
+        assert_eq!(offsets(ring.since("e1", "e1", 0)), Some(vec![]));
+    }
+}

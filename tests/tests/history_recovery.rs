@@ -1,0 +1,223 @@
+//! Channel history over real sockets: a subscriber whose TCP connection dies while
+//! posts go on recovers every missed message once and in order; posts racing a
+//! recovering join are neither lost nor duplicated; a restarted server (new epoch)
+//! answers `recovered: false`; a Serverpod client sees no new keys.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use streampod::messages::{ChannelConfig, HistoryConfig, Reach};
+use streampod::Server;
+use streampod_tests::client::TestClient;
+use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
+use streampod_tests::rooms::Rooms;
+
+const ROOM: &str = "history-room";
+
+async fn server() -> Server<Protocol> {
+    let server = Server::builder()
+        .endpoint("rooms", Rooms::default())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    server.handle().messages().configure_channel(
+        ROOM,
+        ChannelConfig::default().with_history(HistoryConfig::new(5_000, Duration::from_secs(60))),
+    );
+    server
+}
+
+fn chat(text: String) -> ChatMessage {
+    ChatMessage {
+        sender_name: "server".into(),
+        content: text,
+        timestamp: None,
+        channel_id: ROOM.into(),
+        priority: Priority::Normal,
+    }
+}
+
+/// Sends `recover` (when given a position) and the join; returns the `joined` frame's
+/// args. Frames up to the join's acknowledgement are returned too, in order.
+async fn join(client: &mut TestClient, since: Option<&Value>) -> (Value, Vec<Value>) {
+    if let Some(position) = since {
+        client
+            .send_text(
+                &json!({"command": "recover", "args": {"channels": {ROOM: position}}}).to_string(),
+            )
+            .await;
+    }
+    client
+        .send_model(
+            "rooms",
+            "ChatMessage",
+            json!({"senderName": "t", "content": "join", "channelId": ROOM}),
+        )
+        .await;
+    let joined = client.next_json().await;
+    assert_eq!(joined["command"], "joined", "{joined}");
+    let mut frames = Vec::new();
+    loop {
+        let frame = client.next_json().await;
+        if frame["object"]["data"]["content"] == "ack:join" {
+            return (joined["args"].clone(), frames);
+        }
+        frames.push(frame);
+    }
+}
+
+/// The offset of a message frame from the history channel.
+fn offset(frame: &Value) -> u64 {
+    assert_eq!(frame["channel"], ROOM, "{frame}");
+    frame["position"]["offset"].as_u64().expect("an offset")
+}
+
+#[tokio::test]
+async fn a_subscriber_cut_off_during_1000_posts_recovers_each_once_in_order() {
+    let server = server().await;
+    let mut first = TestClient::connect(server.local_addr(), "").await;
+    let (joined, replayed) = join(&mut first, None).await;
+    assert_eq!(joined["recovering"], false);
+    assert_eq!(joined["position"]["offset"], 0);
+    assert!(replayed.is_empty());
+
+    let central = server.handle().messages();
+    let poster = tokio::spawn(async move {
+        for n in 1..=1000 {
+            central
+                .post_message(ROOM, chat(n.to_string()), Reach::Local)
+                .unwrap();
+            if n % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    // Read some, then cut the TCP connection without a close handshake.
+    let mut seen = Vec::new();
+    let mut last = None;
+    while seen.len() < 100 {
+        let frame = first.next_json().await;
+        seen.push(offset(&frame));
+        last = Some(frame["position"].clone());
+    }
+    drop(first.into_inner());
+    poster.await.unwrap();
+
+    let mut again = TestClient::connect(server.local_addr(), "").await;
+    let (joined, replayed) = join(&mut again, last.as_ref()).await;
+    assert_eq!(joined["recovering"], true);
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(joined["position"]["offset"], 1000);
+    assert_eq!(joined["replayed"], 900);
+    seen.extend(replayed.iter().map(offset));
+    assert_eq!(
+        seen,
+        (1..=1000).collect::<Vec<u64>>(),
+        "every message once, in order"
+    );
+
+    // Live messages follow with the next offsets.
+    server
+        .handle()
+        .messages()
+        .post_message(ROOM, chat("live".into()), Reach::Local)
+        .unwrap();
+    assert_eq!(offset(&again.next_json().await), 1001);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn posts_racing_a_recovering_join_are_neither_lost_nor_duplicated() {
+    let server = server().await;
+    let central = server.handle().messages();
+    central
+        .post_message(ROOM, chat("0".into()), Reach::Local)
+        .unwrap();
+    let mut watcher = TestClient::connect(server.local_addr(), "").await;
+    let (joined, _) = join(&mut watcher, None).await;
+    let epoch = joined["position"]["epoch"].clone();
+    for round in 0..20_u64 {
+        let poster_central = central.clone();
+        let poster = tokio::spawn(async move {
+            for n in 0..200 {
+                poster_central
+                    .post_message(ROOM, chat(format!("{round}-{n}")), Reach::Local)
+                    .unwrap();
+                if n % 10 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        // Recover from the position before this round's posts began (or any earlier).
+        let since = json!({"epoch": epoch, "offset": round * 200 + 1});
+        let mut client = TestClient::connect(server.local_addr(), "").await;
+        let (joined, replayed) = join(&mut client, Some(&since)).await;
+        assert_eq!(joined["recovered"], true, "round {round}: {joined}");
+        poster.await.unwrap();
+        let mut offsets: Vec<u64> = replayed.iter().map(offset).collect();
+        let end = (round + 1) * 200 + 1;
+        while offsets.last().copied().unwrap_or(round * 200 + 1) < end {
+            offsets.push(offset(&client.next_json().await));
+        }
+        let expected: Vec<u64> = (round * 200 + 2..=end).collect();
+        assert_eq!(offsets, expected, "round {round}: a gap or a duplicate");
+        client.close().await;
+        // The watcher stays joined: drain what it got so its queue does not fill.
+        while watcher
+            .try_next_json(Duration::from_millis(20))
+            .await
+            .is_some()
+        {}
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_position_from_before_a_restart_is_not_recovered() {
+    let server = server().await;
+    server
+        .handle()
+        .messages()
+        .post_message(ROOM, chat("before".into()), Reach::Local)
+        .unwrap();
+    let mut client = TestClient::connect(server.local_addr(), "").await;
+    let (joined, _) = join(&mut client, None).await;
+    let before = joined["position"].clone();
+    assert_eq!(before["offset"], 1);
+    server.shutdown().await;
+
+    // A new server: a new epoch, and nothing of the old history.
+    let restarted = self::server().await;
+    restarted
+        .handle()
+        .messages()
+        .post_message(ROOM, chat("after".into()), Reach::Local)
+        .unwrap();
+    let mut client = TestClient::connect(restarted.local_addr(), "").await;
+    let (joined, replayed) = join(&mut client, Some(&before)).await;
+    assert_eq!(joined["recovering"], true);
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_ne!(joined["position"]["epoch"], before["epoch"]);
+    assert!(replayed.is_empty(), "nothing replayed across epochs");
+    restarted.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_serverpod_client_on_a_history_channel_sees_no_new_keys() {
+    let server = server().await;
+    let mut legacy = TestClient::connect_legacy(server.local_addr(), "").await;
+    streampod_tests::rooms::command(&mut legacy, "join", ROOM).await;
+    server
+        .handle()
+        .messages()
+        .post_message(ROOM, chat("hello".into()), Reach::Local)
+        .unwrap();
+    let frame = legacy.next_json().await;
+    assert_eq!(frame["object"]["data"]["content"], "hello");
+    let keys: Vec<&String> = frame.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["endpoint", "object"], "{frame}");
+    server.shutdown().await;
+}
