@@ -360,14 +360,35 @@ impl<P: ModelSet> Connection<P> {
             }
             Ok(Frame::Pong) => {}
             Ok(Frame::Recover(recover)) => {
+                // At most what the session may join, so an anonymous peer parks no more
+                // than a few KiB of positions here.
                 let limits = self.server.messages.limits();
-                let positions = recover
+                if recover.channels.len() > limits.channels {
+                    return self.reject(&ErrorFrame::new(
+                        ErrorCode::InvalidFrame,
+                        format!(
+                            "recover names {} channels; a session may hold at most {}",
+                            recover.channels.len(),
+                            limits.channels
+                        ),
+                    ));
+                }
+                if let Some((channel, _)) = recover
                     .channels
-                    .into_iter()
-                    .filter(|(channel, _)| channel.len() <= limits.channel_name_len)
-                    .collect();
+                    .iter()
+                    .find(|(channel, _)| channel.len() > limits.channel_name_len)
+                {
+                    return self.reject(&ErrorFrame::new(
+                        ErrorCode::InvalidFrame,
+                        format!(
+                            "recover names a channel of {} bytes; the limit is {}",
+                            channel.len(),
+                            limits.channel_name_len
+                        ),
+                    ));
+                }
                 if let Some(owned) = self.shared.owned_listeners().as_mut() {
-                    owned.set_recovery(positions);
+                    owned.set_recovery(recover.channels);
                 }
             }
             Ok(_) => self.reject(&ErrorFrame::new(

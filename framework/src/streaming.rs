@@ -14,7 +14,6 @@ use crate::messages::delivery::{Delivery, PostError, Reach};
 use crate::messages::listener::ListenerHandle;
 use crate::messages::history::Since;
 use crate::owned::{JoinError, Owned};
-use crate::protocol::frame;
 use crate::protocol::history::{JoinedFrame, Position};
 use crate::wire_frame::TextFrame;
 use crate::protocol::ModelSet;
@@ -165,15 +164,15 @@ impl<P: ModelSet> StreamingSession<P> {
             id,
             endpoint: self.endpoint.clone(),
         });
-        let (Some(history), Some(ring)) = (history.as_ref(), ring.as_mut()) else {
+        let Some(ring) = ring.as_mut() else {
             return Ok(Recovery {
                 joined: true,
                 ..Recovery::default()
             });
         };
-        let newest = history.position(ring.newest());
+        let newest = ring.newest();
         let replay = match &since {
-            Some(since) => match ring.since(&since.epoch, history.epoch(), since.offset) {
+            Some(since) => match ring.since(since) {
                 Since::Recovered(entries) => Some(entries),
                 Since::Lost => None,
             },
@@ -198,11 +197,10 @@ impl<P: ModelSet> StreamingSession<P> {
             session.push(TextFrame::encode_infallible(|out| joined.encode(out)));
         }
         for entry in replay.into_iter().flatten() {
+            let position = extended.then(|| ring.position(entry.offset));
+            let at = position.as_ref().map(|position| (channel, position));
             session.push(TextFrame::encode_infallible(|out| {
-                frame::encode_message_with_object(&self.endpoint, &entry.message.object, out);
-                if extended {
-                    frame::append_position(out, channel, &history.position(entry.offset));
-                }
+                entry.message.encode(&self.endpoint, at, out);
             }));
         }
         Ok(recovery)

@@ -67,7 +67,7 @@ impl Position {
         out.extend_from_slice(b"{\"epoch\":");
         write_str(out, &self.epoch);
         out.extend_from_slice(b",\"offset\":");
-        out.extend_from_slice(self.offset.to_string().as_bytes());
+        write_u64(out, self.offset);
         out.push(b'}');
     }
 }
@@ -114,9 +114,15 @@ impl JoinedFrame {
         out.extend_from_slice(b",\"recovered\":");
         out.extend_from_slice(bool_text(self.recovered));
         out.extend_from_slice(b",\"replayed\":");
-        out.extend_from_slice(self.replayed.to_string().as_bytes());
+        write_u64(out, self.replayed);
         out.extend_from_slice(b"}}");
     }
+}
+
+fn write_u64(out: &mut Vec<u8>, value: u64) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{value}");
 }
 
 fn bool_text(value: bool) -> &'static [u8] {
@@ -127,8 +133,12 @@ fn bool_text(value: bool) -> &'static [u8] {
     }
 }
 
-/// Most channels one `recover` command may name.
+/// Most channels one `recover` command may name (a server may allow fewer: no more
+/// than a session may join).
 pub const MAX_RECOVER_CHANNELS: usize = 1024;
+
+/// Longest epoch a position may carry, in bytes (servers make 16-character ones).
+pub const MAX_EPOCH_LEN: usize = 64;
 
 /// The client's last positions: `{"command":"recover","args":{"channels":{name: position}}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +175,15 @@ impl RecoverFrame {
             return Err(format!(
                 "recover names {} channels; at most {MAX_RECOVER_CHANNELS}",
                 args.channels.len()
+            ));
+        }
+        if let Some((channel, _)) = args
+            .channels
+            .iter()
+            .find(|(_, position)| position.epoch.len() > MAX_EPOCH_LEN)
+        {
+            return Err(format!(
+                "recover: the epoch for '{channel}' is longer than {MAX_EPOCH_LEN} bytes"
             ));
         }
         Ok(Self {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use streampod_protocol::frame::{BatchFrame, ErrorFrame, Frame, MessageFrame, RawData};
+use streampod_protocol::frame::{BatchFrame, ErrorFrame, Frame, FrameError, MessageFrame, RawData};
 use streampod_protocol::ErrorCode;
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -136,4 +136,51 @@ fn error_frames_bound_what_they_echo() {
     assert!(endpoint.len() <= ErrorFrame::ECHO_LIMIT + '…'.len_utf8());
     assert!(endpoint.ends_with('…') && huge.starts_with(endpoint.trim_end_matches('…')));
     assert!(parsed.message.len() <= ErrorFrame::MESSAGE_LIMIT + '…'.len_utf8());
+}
+
+#[test]
+fn history_frames_round_trip() {
+    use streampod_protocol::history::{JoinedFrame, Position, RecoverFrame};
+    let texts = [
+        r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"channel":"room-1","position":{"epoch":"e1","offset":7}}"#,
+        r#"{"command":"joined","args":{"endpoint":"chat","channel":"room-1","position":{"epoch":"e1","offset":7},"recovering":true,"recovered":false,"replayed":0}}"#,
+        r#"{"command":"recover","args":{"channels":{"a":{"epoch":"e1","offset":3},"b":{"epoch":"e2","offset":0}}}}"#,
+    ];
+    for text in texts {
+        assert_eq!(Frame::parse(text).unwrap().to_json(), text);
+    }
+    let Frame::Recover(RecoverFrame { channels }) = Frame::parse(texts[2]).unwrap() else {
+        panic!("a recover frame");
+    };
+    assert_eq!(channels[1], ("b".to_owned(), Position::new("e2", 0)));
+    let Frame::Joined(JoinedFrame { position, .. }) = Frame::parse(texts[1]).unwrap() else {
+        panic!("a joined frame");
+    };
+    assert_eq!(position.offset, 7);
+}
+
+#[test]
+fn history_frames_refuse_what_they_cannot_hold() {
+    let half = r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"channel":"room-1"}"#;
+    assert!(matches!(Frame::parse(half), Err(FrameError::Shape(_))));
+    let long_epoch = format!(
+        r#"{{"command":"recover","args":{{"channels":{{"a":{{"epoch":"{}","offset":3}}}}}}}}"#,
+        "e".repeat(65)
+    );
+    assert!(matches!(
+        Frame::parse(&long_epoch),
+        Err(FrameError::Shape(_))
+    ));
+    let channels: Vec<String> = (0..1025)
+        .map(|n| format!(r#""c{n}":{{"epoch":"e","offset":1}}"#))
+        .collect();
+    let too_many = format!(
+        r#"{{"command":"recover","args":{{"channels":{{{}}}}}}}"#,
+        channels.join(",")
+    );
+    assert!(matches!(Frame::parse(&too_many), Err(FrameError::Shape(_))));
+    assert!(matches!(
+        Frame::parse(r#"{"command":"recover"}"#),
+        Err(FrameError::Shape(_))
+    ));
 }

@@ -40,6 +40,15 @@ fn chat(text: String) -> ChatMessage {
     }
 }
 
+/// Posts `text` to the history room from the server.
+fn post(server: &Server<Protocol>, text: &str) {
+    server
+        .handle()
+        .messages()
+        .post_message(ROOM, chat(text.into()), Reach::Local)
+        .unwrap();
+}
+
 /// Sends `recover` (when given a position) and the join; returns the `joined` frame's
 /// args. Frames up to the join's acknowledgement are returned too, in order.
 async fn join(client: &mut TestClient, since: Option<&Value>) -> (Value, Vec<Value>) {
@@ -120,11 +129,7 @@ async fn a_subscriber_cut_off_during_1000_posts_recovers_each_once_in_order() {
     );
 
     // Live messages follow with the next offsets.
-    server
-        .handle()
-        .messages()
-        .post_message(ROOM, chat("live".into()), Reach::Local)
-        .unwrap();
+    post(&server, "live");
     assert_eq!(offset(&again.next_json().await), 1001);
     server.shutdown().await;
 }
@@ -178,11 +183,7 @@ async fn posts_racing_a_recovering_join_are_neither_lost_nor_duplicated() {
 #[tokio::test]
 async fn a_position_from_before_a_restart_is_not_recovered() {
     let server = server().await;
-    server
-        .handle()
-        .messages()
-        .post_message(ROOM, chat("before".into()), Reach::Local)
-        .unwrap();
+    post(&server, "before");
     let mut client = TestClient::connect(server.local_addr(), "").await;
     let (joined, _) = join(&mut client, None).await;
     let before = joined["position"].clone();
@@ -191,11 +192,7 @@ async fn a_position_from_before_a_restart_is_not_recovered() {
 
     // A new server: a new epoch, and nothing of the old history.
     let restarted = self::server().await;
-    restarted
-        .handle()
-        .messages()
-        .post_message(ROOM, chat("after".into()), Reach::Local)
-        .unwrap();
+    post(&restarted, "after");
     let mut client = TestClient::connect(restarted.local_addr(), "").await;
     let (joined, replayed) = join(&mut client, Some(&before)).await;
     assert_eq!(joined["recovering"], true);
@@ -210,14 +207,45 @@ async fn a_serverpod_client_on_a_history_channel_sees_no_new_keys() {
     let server = server().await;
     let mut legacy = TestClient::connect_legacy(server.local_addr(), "").await;
     streampod_tests::rooms::command(&mut legacy, "join", ROOM).await;
-    server
-        .handle()
-        .messages()
-        .post_message(ROOM, chat("hello".into()), Reach::Local)
-        .unwrap();
+    post(&server, "hello");
     let frame = legacy.next_json().await;
     assert_eq!(frame["object"]["data"]["content"], "hello");
     let keys: Vec<&String> = frame.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["endpoint", "object"], "{frame}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn recover_commands_beyond_the_session_limits_get_an_error_frame() {
+    let server = server().await;
+    let mut client = TestClient::connect(server.local_addr(), "").await;
+    let position = json!({"epoch": "e", "offset": 1});
+    // More channels than a session may hold (128 by default).
+    let channels: serde_json::Map<String, Value> = (0..129)
+        .map(|n| (format!("room-{n}"), position.clone()))
+        .collect();
+    let too_many = json!({"command": "recover", "args": {"channels": channels}});
+    client.send_text(&too_many.to_string()).await;
+    let error = client.expect_error("invalid_frame").await;
+    assert!(
+        error["message"].as_str().unwrap().contains("at most 128"),
+        "{error}"
+    );
+    // An epoch no server makes.
+    let long = json!({"command": "recover", "args": {"channels": {ROOM: {"epoch": "e".repeat(65), "offset": 1}}}});
+    client.send_text(&long.to_string()).await;
+    client.expect_error("invalid_frame").await;
+    // A name over the channel name limit (255 bytes).
+    let named = json!({"command": "recover", "args": {"channels": {"r".repeat(256): position}}});
+    client.send_text(&named.to_string()).await;
+    client.expect_error("invalid_frame").await;
+    // `joined` is the server's frame.
+    let joined = json!({"command": "joined", "args": {"endpoint": "rooms", "channel": ROOM,
+        "position": position, "recovering": false, "recovered": false, "replayed": 0}});
+    client.send_text(&joined.to_string()).await;
+    client.expect_error("invalid_frame").await;
+    // The session is still usable.
+    let (joined, _) = join(&mut client, None).await;
+    assert_eq!(joined["recovering"], false);
     server.shutdown().await;
 }

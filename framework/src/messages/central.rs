@@ -12,7 +12,7 @@ use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, P
 use crate::cluster::{Backplane, ClusterState, Envelope};
 use crate::config::SlowConsumerPolicy;
 use crate::owned::{ListenerId, Owned, SessionLimits};
-use crate::protocol::{frame, ModelSet};
+use crate::protocol::ModelSet;
 use crate::registry::SessionRegistry;
 use crate::session::SessionShared;
 
@@ -317,25 +317,24 @@ impl<P: ModelSet> MessageCentral<P> {
         let mut total = DeliveryReport::default();
         for kept in Kept::of(payload)? {
             let mut ring = history.lock();
-            let position = history.position(ring.append(kept.clone()));
+            let offset = ring.append(kept.clone());
+            let position = ring.position(offset);
             // Looked up under the lock: a listener that joined before it is found.
             let Some(channel) = self.inner.channels.get(name) else {
                 continue;
             };
             let policy = channel.policy();
-            let object = &kept.object;
             let counter = &self.inner.frames_encoded;
             let mut plain = Frames::new(
                 |endpoint: &str, out: &mut Vec<u8>| {
-                    frame::encode_message_with_object(endpoint, object, out);
+                    kept.encode(endpoint, None, out);
                     Ok(())
                 },
                 counter,
             );
             let mut positioned = Frames::new(
                 |endpoint: &str, out: &mut Vec<u8>| {
-                    frame::encode_message_with_object(endpoint, object, out);
-                    frame::append_position(out, name, &position);
+                    kept.encode(endpoint, Some((name, &position)), out);
                     Ok(())
                 },
                 counter,

@@ -78,6 +78,15 @@ impl<P: ModelSet> Kept<P> {
         }
     }
 
+    /// Appends the message frame from `endpoint`, with its channel and position when
+    /// `at` is given (for a `streampod.v1` session).
+    pub(crate) fn encode(&self, endpoint: &str, at: Option<(&str, &Position)>, out: &mut Vec<u8>) {
+        frame::encode_message_with_object(endpoint, &self.object, out);
+        if let Some((channel, position)) = at {
+            frame::append_position(out, channel, position);
+        }
+    }
+
     /// The message as a post's payload.
     pub(crate) fn payload(&self) -> Payload<'_, P> {
         match &self.model {
@@ -95,12 +104,12 @@ pub(crate) struct Entry<P> {
 
 /// One channel's history.
 pub(crate) struct History<P> {
-    epoch: Arc<str>,
     ring: Mutex<Ring<P>>,
 }
 
 /// The kept messages, oldest first, and the newest offset given out.
 pub(crate) struct Ring<P> {
+    epoch: Arc<str>,
     newest: u64,
     entries: VecDeque<Entry<P>>,
     config: HistoryConfig,
@@ -117,18 +126,13 @@ pub(crate) enum Since<'a, P> {
 impl<P> History<P> {
     pub(crate) fn new(epoch: Arc<str>, config: HistoryConfig) -> Self {
         Self {
-            epoch,
             ring: Mutex::new(Ring {
+                epoch,
                 newest: 0,
                 entries: VecDeque::new(),
                 config,
             }),
         }
-    }
-
-    /// The epoch of this history.
-    pub(crate) fn epoch(&self) -> &Arc<str> {
-        &self.epoch
     }
 
     /// Changes how much is kept, from the next post on.
@@ -139,11 +143,6 @@ impl<P> History<P> {
     /// The history, locked: posts append and deliver under it, joins replay under it.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Ring<P>> {
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A position in this history.
-    pub(crate) fn position(&self, offset: u64) -> Position {
-        Position::new(&*self.epoch, offset)
     }
 }
 
@@ -175,28 +174,40 @@ impl<P> Ring<P> {
         }
     }
 
-    /// The newest offset given out (0 before the first post).
-    pub(crate) fn newest(&self) -> u64 {
-        self.newest
+    /// A position in this history.
+    pub(crate) fn position(&self, offset: u64) -> Position {
+        Position::new(&*self.epoch, offset)
     }
 
-    /// The messages after `offset` of `epoch`, if history still holds all of them.
-    pub(crate) fn since(&mut self, epoch: &str, current_epoch: &str, offset: u64) -> Since<'_, P> {
-        self.forget(Instant::now());
-        if epoch != current_epoch || offset > self.newest {
+    /// The newest position given out (offset 0 before the first post).
+    pub(crate) fn newest(&self) -> Position {
+        self.position(self.newest)
+    }
+
+    /// The messages after `since`, if history still holds all of them.
+    pub(crate) fn since(&self, since: &Position) -> Since<'_, P> {
+        let offset = since.offset;
+        if *since.epoch != *self.epoch || offset > self.newest {
             return Since::Lost;
         }
-        // The oldest offset still needed is offset + 1: kept, or nothing was missed.
-        let oldest_kept = self.entries.front().map_or(self.newest + 1, |e| e.offset);
-        if offset + 1 < oldest_kept {
+        // Entries past their TTL count as gone, whether or not a post has dropped them.
+        let now = Instant::now();
+        let kept = self
+            .entries
+            .iter()
+            .skip_while(|entry| now.duration_since(entry.kept_at) > self.config.ttl);
+        let mut replay = Vec::new();
+        for entry in kept.filter(|entry| entry.offset > offset) {
+            // The first message needed is offset + 1: kept, or it is lost.
+            if replay.is_empty() && entry.offset != offset + 1 {
+                return Since::Lost;
+            }
+            replay.push(entry);
+        }
+        if replay.is_empty() && offset < self.newest {
             return Since::Lost;
         }
-        Since::Recovered(
-            self.entries
-                .iter()
-                .filter(|entry| entry.offset > offset)
-                .collect(),
-        )
+        Since::Recovered(replay)
     }
 }
 
@@ -235,9 +246,9 @@ mod tests {
         for n in 1..=5 {
             assert_eq!(ring.append(kept(n)), u64::from(n));
         }
-        assert_eq!(offsets(ring.since("e1", "e1", 2)), Some(vec![3, 4, 5]));
-        assert_eq!(offsets(ring.since("e1", "e1", 5)), Some(vec![]));
-        assert_eq!(offsets(ring.since("e1", "e1", 0)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(offsets(ring.since(&Position::new("e1", 2))), Some(vec![3, 4, 5]));
+        assert_eq!(offsets(ring.since(&Position::new("e1", 5))), Some(vec![]));
+        assert_eq!(offsets(ring.since(&Position::new("e1", 0))), Some(vec![1, 2, 3, 4, 5]));
     }
 
     #[test]
@@ -247,11 +258,11 @@ mod tests {
         for n in 1..=5 {
             ring.append(kept(n));
         }
-        assert_eq!(offsets(ring.since("e0", "e1", 4)), None, "other epoch");
-        assert_eq!(offsets(ring.since("e1", "e1", 9)), None, "ahead of history");
+        assert_eq!(offsets(ring.since(&Position::new("e0", 4))), None, "other epoch");
+        assert_eq!(offsets(ring.since(&Position::new("e1", 9))), None, "ahead of history");
         // Kept: 3, 4, 5. From 2 on everything is there; from 1, offset 2 is gone.
-        assert_eq!(offsets(ring.since("e1", "e1", 2)), Some(vec![3, 4, 5]));
-        assert_eq!(offsets(ring.since("e1", "e1", 1)), None, "2 was forgotten");
+        assert_eq!(offsets(ring.since(&Position::new("e1", 2))), Some(vec![3, 4, 5]));
+        assert_eq!(offsets(ring.since(&Position::new("e1", 1))), None, "2 was forgotten");
     }
 
     #[test]
@@ -261,15 +272,15 @@ mod tests {
         ring.append(kept(1));
         std::thread::sleep(Duration::from_millis(60));
         ring.append(kept(2));
-        assert_eq!(offsets(ring.since("e1", "e1", 1)), Some(vec![2]));
-        assert_eq!(offsets(ring.since("e1", "e1", 0)), None, "1 expired");
+        assert_eq!(offsets(ring.since(&Position::new("e1", 1))), Some(vec![2]));
+        assert_eq!(offsets(ring.since(&Position::new("e1", 0))), None, "1 expired");
     }
 
     #[test]
     fn an_empty_history_recovers_from_its_start() {
         let history = ring(10, Duration::from_secs(60));
-        let mut ring = history.lock();
-        assert_eq!(ring.newest(), 0);
-        assert_eq!(offsets(ring.since("e1", "e1", 0)), Some(vec![]));
+        let ring = history.lock();
+        assert_eq!(ring.newest(), Position::new("e1", 0));
+        assert_eq!(offsets(ring.since(&Position::new("e1", 0))), Some(vec![]));
     }
 }
