@@ -6,6 +6,7 @@
 #![doc = include_str!("../../README.md")]
 
 pub mod client;
+pub mod cut_proxy;
 pub mod http;
 pub mod recorder;
 pub mod redis_server;

@@ -1,7 +1,8 @@
 //! Channel history over real sockets: a subscriber whose TCP connection dies while
 //! posts go on recovers every missed message once and in order; posts racing a
 //! recovering join are neither lost nor duplicated; a restarted server (new epoch)
-//! answers `recovered: false`; a Serverpod client sees no new keys.
+//! answers `recovered: false`; a Serverpod client sees no new keys; the Rust client
+//! recovers by itself after its connection is cut.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,9 +10,11 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use streampod::client::{Backoff, Client, Incoming};
 use streampod::messages::{ChannelConfig, HistoryConfig, Reach};
 use streampod::Server;
 use streampod_tests::client::TestClient;
+use streampod_tests::cut_proxy::CutProxy;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
 use streampod_tests::rooms::Rooms;
 
@@ -47,6 +50,25 @@ fn post(server: &Server<Protocol>, text: &str) {
         .messages()
         .post_message(ROOM, chat(text.into()), Reach::Local)
         .unwrap();
+}
+
+/// Posts the numbers of `range` to the history room from a task, pausing briefly
+/// every 50 posts so subscribers read while posts go on.
+fn spawn_poster(
+    server: &Server<Protocol>,
+    range: std::ops::RangeInclusive<u32>,
+) -> tokio::task::JoinHandle<()> {
+    let central = server.handle().messages();
+    tokio::spawn(async move {
+        for n in range {
+            central
+                .post_message(ROOM, chat(n.to_string()), Reach::Local)
+                .unwrap();
+            if n % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    })
 }
 
 /// Sends `recover` (when given a position) and the join; returns the `joined` frame's
@@ -93,17 +115,7 @@ async fn a_subscriber_cut_off_during_1000_posts_recovers_each_once_in_order() {
     assert_eq!(joined["position"]["offset"], 0);
     assert!(replayed.is_empty());
 
-    let central = server.handle().messages();
-    let poster = tokio::spawn(async move {
-        for n in 1..=1000 {
-            central
-                .post_message(ROOM, chat(n.to_string()), Reach::Local)
-                .unwrap();
-            if n % 50 == 0 {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
-    });
+    let poster = spawn_poster(&server, 1..=1000);
     // Read some, then cut the TCP connection without a close handshake.
     let mut seen = Vec::new();
     let mut last = None;
@@ -247,5 +259,75 @@ async fn recover_commands_beyond_the_session_limits_get_an_error_frame() {
     // The session is still usable.
     let (joined, _) = join(&mut client, None).await;
     assert_eq!(joined["recovering"], false);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_rust_client_recovers_by_itself_after_its_connection_is_cut() {
+    let server = server().await;
+    let proxy = CutProxy::start(server.local_addr()).await;
+    let client = Client::<Protocol>::builder(format!("http://{}", proxy.addr()))
+        .backoff(Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+        ))
+        .on_connect(|client| async move {
+            let join = ChatMessage {
+                content: "join".into(),
+                ..chat(String::new())
+            };
+            client.send("rooms", join).unwrap();
+        })
+        .connect()
+        .await
+        .unwrap();
+
+    // What the app sees: joins, and the contents of the room's messages (acks apart).
+    let mut joins = Vec::new();
+    let mut contents = Vec::new();
+    let mut receive_until = async |count: usize, joins: &mut Vec<(bool, bool)>| {
+        while contents.len() < count {
+            let incoming = tokio::time::timeout(Duration::from_secs(10), client.recv())
+                .await
+                .expect("the client hears the room")
+                .expect("the client is open");
+            match incoming {
+                Incoming::Joined {
+                    recovering,
+                    recovered,
+                    ..
+                } => joins.push((recovering, recovered)),
+                Incoming::Message {
+                    message: Protocol::ChatMessage(message),
+                    ..
+                } if !message.content.starts_with("ack:") => contents.push(message.content),
+                _ => {}
+            }
+        }
+    };
+    // The hook's join reaches the server after `connect` returns: wait for it.
+    while joins.is_empty() {
+        if let Some(Incoming::Joined {
+            recovering,
+            recovered,
+            ..
+        }) = client.recv().await
+        {
+            joins.push((recovering, recovered));
+        }
+    }
+    assert_eq!(joins, [(false, false)], "the first join starts fresh");
+    post(&server, "1");
+
+    let poster = spawn_poster(&server, 2..=1000);
+    receive_until(100, &mut joins).await;
+    proxy.cut();
+    poster.await.unwrap();
+    receive_until(1000, &mut joins).await;
+    let expected: Vec<String> = (1..=1000).map(|n| n.to_string()).collect();
+    assert_eq!(contents, expected, "every message once, in order");
+    assert_eq!(joins.len(), 2, "one rejoin: {joins:?}");
+    assert_eq!(joins[1], (true, true), "the rejoin recovered");
+    client.close().await;
     server.shutdown().await;
 }

@@ -144,6 +144,12 @@ fn print_incoming(incoming: Incoming<Protocol>) {
         },
         Incoming::Error { code, message } => eprintln!("(error {code}: {message})"),
         Incoming::Closed(close) => eprintln!("(the server {close}; reconnecting)"),
+        Incoming::Joined {
+            channel,
+            recovering: true,
+            recovered: false,
+            ..
+        } => eprintln!("(messages in {channel} were missed while disconnected)"),
         _ => {}
     }
 }

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::calls::{CallException, MethodClient};
 use super::error::{BoxError, CallError, ClientError, CloseInfo};
+use super::positions::Positions;
 use super::transport::{ExtraRoots, Socket, Transport};
 use crate::backoff::Backoff;
 use crate::protocol::frame::{self, Frame};
@@ -58,6 +59,23 @@ pub enum Incoming<P> {
         code: ErrorCode,
         /// The server's explanation.
         message: String,
+    },
+    /// The server joined this client to a channel that keeps history (`streampod.v1`).
+    /// After a reconnect the client recovers by itself: when `recovering` and not
+    /// `recovered`, messages were lost (too old, or the server restarted) and the app
+    /// should reload what it shows of `channel`.
+    Joined {
+        /// The endpoint whose stream joined.
+        endpoint: String,
+        /// The channel.
+        channel: String,
+        /// Whether the client asked to recover from a position it had.
+        recovering: bool,
+        /// Whether everything after that position follows (`replayed` messages) before
+        /// any live one.
+        recovered: bool,
+        /// Messages replayed.
+        replayed: u64,
     },
     /// The server closed the connection with this code and reason (1001 when it shuts
     /// down, 1008 for a policy it enforces, …). The client reconnects unless it is
@@ -188,6 +206,7 @@ impl<P: ModelSet> ClientBuilder<P> {
             calls: MethodClient::over(transport.clone()),
             transport,
             outgoing: Mutex::new(None),
+            positions: Mutex::new(Positions::default()),
             incoming: tokio::sync::Mutex::new(incoming_rx),
             state: state_tx,
             closing: tokio_util::sync::CancellationToken::new(),
@@ -248,6 +267,9 @@ struct Inner<P> {
     calls: MethodClient,
     /// The current connection's queue; `None` while disconnected.
     outgoing: Mutex<Option<mpsc::Sender<Message>>>,
+    /// The last position seen on each history channel, sent with `recover` on every
+    /// connection.
+    positions: Mutex<Positions>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<Incoming<P>>>,
     state: watch::Sender<ConnectionState>,
     closing: tokio_util::sync::CancellationToken,
@@ -258,6 +280,12 @@ struct Inner<P> {
 }
 
 impl<P> Inner<P> {
+    fn positions(&self) -> std::sync::MutexGuard<'_, Positions> {
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn take_failure(&self) -> Option<(u32, BoxError)> {
         self.last_failure
             .lock()
@@ -481,7 +509,11 @@ impl<P: ModelSet> Supervisor<P> {
         *inner
             .outgoing
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
+        if let Some(recover) = inner.positions().recover_frame() {
+            // First in the new connection's queue: before any join the hook sends.
+            let _ = tx.try_send(Message::text(recover));
+        }
         inner.state.send_replace(ConnectionState::Connected);
         if let Some(hook) = &self.on_connect {
             hook(self.client.clone()).await;
@@ -549,9 +581,28 @@ impl<P: ModelSet> Supervisor<P> {
                 code: error.code,
                 message: error.message.into_owned(),
             }],
+            Frame::Joined(joined) => {
+                self.client.inner.positions().joined(&joined);
+                vec![Incoming::Joined {
+                    endpoint: joined.endpoint,
+                    channel: joined.channel,
+                    recovering: joined.recovering,
+                    recovered: joined.recovered,
+                    replayed: joined.replayed,
+                }]
+            }
             other => other
                 .into_messages()
                 .into_iter()
+                // A message at or before the channel's last position was seen already.
+                .filter(|message| {
+                    message.at.as_ref().is_none_or(|at| {
+                        self.client
+                            .inner
+                            .positions()
+                            .advance(&at.channel, &at.position)
+                    })
+                })
                 .filter_map(|message| match P::decode(&message.class_name, message.data) {
                     Ok(decoded) => Some(Incoming::Message {
                         endpoint: message.endpoint.into_owned(),

@@ -31,6 +31,7 @@
 mod calls;
 mod connection;
 mod error;
+mod positions;
 mod transport;
 
 pub use calls::{CallException, MethodClient, NoException};
