@@ -35,7 +35,9 @@ PORT=18700
 start_server() {
     PORT=$((PORT + 1))
     case "$1" in
-        streampod | streampod-local) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --log error >/dev/null 2>&1 & ;;
+        streampod | streampod-local | streampod-v1) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --log error >/dev/null 2>&1 & ;;
+        streampod-history) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
+            --room-history 1000 --log error >/dev/null 2>&1 & ;;
         floor) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/floor --bind "127.0.0.1:$PORT" >/dev/null 2>&1 & ;;
         streampod-global) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
             --redis "redis://127.0.0.1:$REDIS_PORT/" --log streampod::cluster=info,error >"$OUT/global.log" 2>&1 & ;;
@@ -143,6 +145,13 @@ done
 if [ -n "${RESTORE_SOMAXCONN:-}" ]; then
     sysctl -qw net.core.somaxconn="$RESTORE_SOMAXCONN"
 fi
+
+# History vs plain (issue 17): the same room with and without history, subscribers on
+# the streampod.v1 subprotocol (so history frames carry their channel and position).
+for target in streampod-v1 streampod-history; do
+    measure "history-$target-burst" "$target" burst --subscribers 1000 --messages 6000 \
+        --window 200 --extended
+done
 
 # Global vs local: the same server with --redis, so every delivery goes through one
 # Redis (a private redis-server on the server's core, stopped at exit).

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use streampod::cluster::ClusterState;
-use streampod::messages::{Reach, SessionMessages, Throttled};
+use streampod::messages::{ChannelConfig, HistoryConfig, Reach, SessionMessages, Throttled};
 use streampod::protocol::types::DateTime;
 use streampod::{Endpoint, EndpointError, ModelSet, StreamingSession};
 
@@ -45,9 +45,41 @@ const MEMBER_UPDATE_BUDGET: NonZeroU32 = NonZeroU32::new(4_000).unwrap();
 pub struct ChatEndpoint {
     /// One throttled poster of member counts per room.
     member_updates: Mutex<HashMap<String, Throttled<Protocol>>>,
+    /// The history each room keeps for clients that reconnect, if any.
+    room_history: Option<HistoryConfig>,
+    /// Rooms whose history is configured already.
+    rooms_with_history: Mutex<HashSet<String>>,
 }
 
 impl ChatEndpoint {
+    /// Rooms keep `history` for clients that reconnect (`streampod.v1` clients recover
+    /// what they missed). A room's history stays for the server's life once the room
+    /// was joined, so on a server open to anyone the number of rooms must be bounded
+    /// by the app (this example does not): use it for trusted clients and benchmarks.
+    pub fn with_room_history(history: HistoryConfig) -> Self {
+        Self {
+            room_history: Some(history),
+            ..Self::default()
+        }
+    }
+
+    /// Configures `room`'s history before its first join, once.
+    fn keep_history(&self, messages: &SessionMessages<Protocol>, room: &str) {
+        let Some(history) = self.room_history else {
+            return;
+        };
+        let mut configured = self
+            .rooms_with_history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if configured.insert(room.to_owned()) {
+            messages.central_handle().configure_channel(
+                &room_channel(room),
+                ChannelConfig::default().with_history(history),
+            );
+        }
+    }
+
     /// Tells everyone in `room` how many members it has now: at once, or, when an update
     /// went out less than [`MEMBER_UPDATE_INTERVAL`] ago (longer in rooms over 1,000:
     /// [`MEMBER_UPDATE_BUDGET`]), with the newest count when that time ends.
@@ -188,6 +220,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
                     );
                 }
                 let changed = if subscription.subscribe {
+                    self.keep_history(&messages, &room);
                     match messages.join(&room_channel(&room)) {
                         Ok(joined_now) => joined_now && joined.rooms().insert(room.clone()),
                         Err(error) => {

@@ -22,8 +22,13 @@ pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 
 /// A server builder with the example's endpoints and page registered.
 pub fn server() -> ServerBuilder<Protocol> {
+    server_with_chat(chat::ChatEndpoint::default())
+}
+
+/// The same, with `chat` as the chat endpoint (e.g. one whose rooms keep history).
+pub fn server_with_chat(chat: chat::ChatEndpoint) -> ServerBuilder<Protocol> {
     Server::builder()
         .static_file("/", "text/html; charset=utf-8", PAGE)
-        .endpoint("chat", chat::ChatEndpoint::default())
+        .endpoint("chat", chat)
         .endpoint_with_methods(notification::NAME, notification::NotificationEndpoint)
 }

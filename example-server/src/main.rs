@@ -16,10 +16,13 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+use example_server::chat::ChatEndpoint;
 use example_server::demo_auth::DemoTokens;
 use streampod::cluster::ClusterConfig;
+use streampod::messages::HistoryConfig;
 use streampod::{RateLimit, ServerConfig};
 
 /// Serves the streampod chat and notification example.
@@ -63,7 +66,15 @@ struct Args {
     /// and reverse proxies share one address).
     #[arg(long, env = "STREAMPOD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
+    /// Messages each chat room keeps (for 5 minutes) so that `streampod.v1` clients
+    /// recover what they missed while disconnected; `0` (the default) keeps none. A
+    /// room's history stays for the server's life: for trusted clients and benchmarks.
+    #[arg(long, env = "STREAMPOD_ROOM_HISTORY", default_value_t = 0)]
+    room_history: usize,
 }
+
+/// How long a room keeps a message for clients that reconnect (`--room-history`).
+const ROOM_HISTORY_TTL: Duration = Duration::from_secs(300);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -108,7 +119,11 @@ async fn main() -> std::process::ExitCode {
     let config = ServerConfig::default()
         .inbound_rate_limit(inbound_rate_limit)
         .max_connections_per_ip(args.max_connections_per_ip);
-    let mut builder = example_server::server()
+    let chat = match args.room_history {
+        0 => ChatEndpoint::default(),
+        size => ChatEndpoint::with_room_history(HistoryConfig::new(size, ROOM_HISTORY_TTL)),
+    };
+    let mut builder = example_server::server_with_chat(chat)
         .authentication(tokens)
         .config(config);
     // The URL itself is not logged: it may carry a password. The cluster logs its

@@ -418,3 +418,72 @@ async fn the_server_vouches_for_the_author() {
     assert!(data["senderId"].is_null(), "{data}");
     server.shutdown().await;
 }
+
+/// A socket on the `streampod.v1` subprotocol, as streampod's clients open.
+async fn connect_v1(addr: std::net::SocketAddr) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/websocket")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        streampod::protocol::frame::EXTENDED_SUBPROTOCOL
+            .parse()
+            .unwrap(),
+    );
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+#[tokio::test]
+async fn rooms_with_history_replay_what_a_reconnecting_client_missed() {
+    use example_server::chat::ChatEndpoint;
+    use streampod::messages::HistoryConfig;
+
+    let history = HistoryConfig::new(100, Duration::from_secs(60));
+    let server = example_server::server_with_chat(ChatEndpoint::with_room_history(history))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let subscribe = json!({"channelId": "lobby", "subscribe": true});
+    let mut reader = connect_v1(addr).await;
+    send(&mut reader, "ChannelSubscription", subscribe.clone()).await;
+    let joined = next(&mut reader).await;
+    assert_eq!(joined["command"], "joined", "{joined}");
+    assert_eq!(joined["args"]["channel"], "chat-room-lobby");
+
+    let mut writer = connect_v1(addr).await;
+    send(&mut writer, "ChannelSubscription", subscribe.clone()).await;
+    next(&mut writer).await;
+    let say = |text: &str| json!({"senderName": "w", "content": text, "channelId": "lobby"});
+    send(&mut writer, "ChatMessage", say("one")).await;
+    let first = next(&mut reader).await;
+    assert_eq!(first["object"]["data"]["content"], "one");
+    // Member counts go to the room too, so they hold offsets of their own.
+    let seen = first["position"].clone();
+    drop(reader);
+
+    send(&mut writer, "ChatMessage", say("two")).await;
+    send(&mut writer, "ChatMessage", say("three")).await;
+    // The writer is in the room too: its own three messages back mean all are posted.
+    for text in ["one", "two", "three"] {
+        assert_eq!(next(&mut writer).await["object"]["data"]["content"], text);
+    }
+
+    let mut back = connect_v1(addr).await;
+    let recover = json!({"command": "recover", "args": {"channels": {"chat-room-lobby": seen}}});
+    back.send(Message::text(recover.to_string())).await.unwrap();
+    send(&mut back, "ChannelSubscription", subscribe).await;
+    let joined = next(&mut back).await;
+    assert_eq!(joined["args"]["recovered"], true, "{joined}");
+    assert!(joined["args"]["replayed"].as_u64().unwrap() >= 2, "{joined}");
+    let mut last = seen["offset"].as_u64().unwrap();
+    for text in ["two", "three"] {
+        let frame = next(&mut back).await;
+        assert_eq!(frame["object"]["data"]["content"], text);
+        let offset = frame["position"]["offset"].as_u64().unwrap();
+        assert!(offset > last, "replayed in order: {offset} after {last}");
+        last = offset;
+    }
+    server.shutdown().await;
+}

@@ -123,6 +123,10 @@ struct Common {
     /// Loopback source addresses to spread connections over (127.0.0.1 and up).
     #[arg(long, default_value_t = 250)]
     source_addresses: u8,
+    /// Subscribers ask for the `streampod.v1` subprotocol, as streampod's clients do
+    /// (frames from a history channel then carry their channel and position).
+    #[arg(long)]
+    extended: bool,
     /// Gives up after this many seconds and reports what was delivered by then.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
@@ -312,7 +316,7 @@ const PONG: &[u8] = br#""command":"pong""#;
 async fn open_subscriber(common: &Common, index: usize, ping: bool) -> std::io::Result<RawSocket> {
     let (addr, path) = server_addr(&common.url);
     let stream = connect(addr, index, common.source_addresses).await?;
-    let mut socket = RawSocket::upgrade(stream, addr, &path).await?;
+    let mut socket = RawSocket::upgrade(stream, addr, &path, common.extended).await?;
     socket.send_text(&join_frame(common)).await?;
     if ping {
         socket.send_text(PING).await?;

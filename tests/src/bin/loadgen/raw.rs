@@ -35,15 +35,22 @@ const OPCODE_PING: u8 = 0x9;
 const OPCODE_PONG: u8 = 0xA;
 
 impl RawSocket {
-    /// Upgrades `stream` (connected to `addr`) to a WebSocket at `path`.
+    /// Upgrades `stream` (connected to `addr`) to a WebSocket at `path`, asking for
+    /// the `streampod.v1` subprotocol when `extended`.
     pub(crate) async fn upgrade(
         mut stream: TcpStream,
         addr: SocketAddr,
         path: &str,
+        extended: bool,
     ) -> io::Result<Self> {
+        let subprotocol = if extended {
+            "Sec-WebSocket-Protocol: streampod.v1\r\n"
+        } else {
+            ""
+        };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{subprotocol}\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
         let mut buffer = vec![0; 16 << 10];
