@@ -47,15 +47,14 @@ pub struct ChatEndpoint {
     member_updates: Mutex<HashMap<String, Throttled<Protocol>>>,
     /// The history each room keeps for clients that reconnect, if any.
     room_history: Option<HistoryConfig>,
-    /// Rooms whose history is configured already.
-    rooms_with_history: Mutex<HashSet<String>>,
+    /// Set once the rooms' namespace is configured with that history.
+    history_configured: std::sync::OnceLock<()>,
 }
 
 impl ChatEndpoint {
     /// Rooms keep `history` for clients that reconnect (`streampod.v1` clients recover
-    /// what they missed). A room's history stays for the server's life once the room
-    /// was joined, so on a server open to anyone the number of rooms must be bounded
-    /// by the app (this example does not): use it for trusted clients and benchmarks.
+    /// what they missed). A room's history lasts while it has members or messages
+    /// younger than the history's TTL.
     pub fn with_room_history(history: HistoryConfig) -> Self {
         Self {
             room_history: Some(history),
@@ -63,21 +62,17 @@ impl ChatEndpoint {
         }
     }
 
-    /// Configures `room`'s history before its first join, once.
-    fn keep_history(&self, messages: &SessionMessages<Protocol>, room: &str) {
+    /// Configures every room's history before the first join.
+    fn keep_history(&self, messages: &SessionMessages<Protocol>) {
         let Some(history) = self.room_history else {
             return;
         };
-        let mut configured = self
-            .rooms_with_history
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if configured.insert(room.to_owned()) {
-            messages.central_handle().configure_channel(
-                &room_channel(room),
+        self.history_configured.get_or_init(|| {
+            messages.central_handle().configure_namespace(
+                &room_channel(""),
                 ChannelConfig::default().with_history(history),
             );
-        }
+        });
     }
 
     /// Tells everyone in `room` how many members it has now: at once, or, when an update
@@ -220,7 +215,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
                     );
                 }
                 let changed = if subscription.subscribe {
-                    self.keep_history(&messages, &room);
+                    self.keep_history(&messages);
                     match messages.join(&room_channel(&room)) {
                         Ok(joined_now) => joined_now && joined.rooms().insert(room.clone()),
                         Err(error) => {

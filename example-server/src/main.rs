@@ -67,8 +67,7 @@ struct Args {
     #[arg(long, env = "STREAMPOD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
     /// Messages each chat room keeps (for 5 minutes) so that `streampod.v1` clients
-    /// recover what they missed while disconnected; `0` (the default) keeps none. A
-    /// room's history stays for the server's life: for trusted clients and benchmarks.
+    /// recover what they missed while disconnected; `0` (the default) keeps none.
     #[arg(long, env = "STREAMPOD_ROOM_HISTORY", default_value_t = 0)]
     room_history: usize,
 }

@@ -476,7 +476,10 @@ async fn rooms_with_history_replay_what_a_reconnecting_client_missed() {
     send(&mut back, "ChannelSubscription", subscribe).await;
     let joined = next(&mut back).await;
     assert_eq!(joined["args"]["recovered"], true, "{joined}");
-    assert!(joined["args"]["replayed"].as_u64().unwrap() >= 2, "{joined}");
+    assert!(
+        joined["args"]["replayed"].as_u64().unwrap() >= 2,
+        "{joined}"
+    );
     let mut last = seen["offset"].as_u64().unwrap();
     for text in ["two", "three"] {
         let frame = next(&mut back).await;

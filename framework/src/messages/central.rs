@@ -155,6 +155,24 @@ impl<P: ModelSet> MessageCentral<P> {
         self.inner.channels.configure(channel, config);
     }
 
+    /// Sets the options of every channel whose name starts with `prefix` and that has
+    /// none of its own (the longest matching prefix wins): one call for all the rooms of
+    /// a kind, however many clients create.
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # fn demo(messages: streampod::messages::MessageCentral<Protocol>) {
+    /// use std::time::Duration;
+    /// use streampod::messages::{ChannelConfig, HistoryConfig};
+    ///
+    /// let history = HistoryConfig::new(1_000, Duration::from_secs(300));
+    /// messages.configure_namespace("chat-room-", ChannelConfig::default().with_history(history));
+    /// # }
+    /// ```
+    pub fn configure_namespace(&self, prefix: &str, config: ChannelConfig) {
+        self.inner.channels.configure_namespace(prefix, config);
+    }
+
     /// Posts `message` to every listener of `channel`. Never waits for a consumer.
     /// A `Local` post (or any post without a cluster) returns [`Delivery::Local`] with
     /// what it did; a `Global` one [`Delivery::Published`] once Redis' publish queue

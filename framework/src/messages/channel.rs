@@ -20,7 +20,10 @@ pub struct ChannelConfig {
     /// What a subscriber whose queue is full gets. Default `Disconnect`.
     pub slow_consumer: SlowConsumerPolicy,
     /// Whether posts are numbered and kept for recovery, and how many for how long.
-    /// Default `None`: delivery is at most once, as in Serverpod.
+    /// Default `None`: delivery is at most once, as in Serverpod. A channel's history is
+    /// made when it is first posted to or joined, and dropped once the channel has no
+    /// listeners and everything in it has expired (a client recovering from it then
+    /// gets `recovered: false`).
     pub history: Option<HistoryConfig>,
 }
 
@@ -138,8 +141,13 @@ type Shard<P> = Mutex<HashMap<Arc<str>, Arc<Channel<P>>>>;
 pub(crate) struct ChannelMap<P> {
     shards: [Shard<P>; SHARDS],
     configs: RwLock<HashMap<String, ChannelConfig>>,
-    /// Histories by channel name: kept while configured, listeners or not.
+    /// Configs by name prefix, longest first: what a channel without one of its own gets.
+    namespaces: RwLock<Vec<(String, ChannelConfig)>>,
+    /// Histories by channel name, made when a channel configured to keep one is first
+    /// posted to or joined; see [`ChannelMap::sweep`] for when they go.
     histories: RwLock<HashMap<String, Arc<History<P>>>>,
+    /// How many histories there were after the last sweep.
+    histories_after_sweep: AtomicUsize,
     next_key: AtomicU64,
     next_listener: AtomicU64,
     listeners: AtomicUsize,
@@ -150,7 +158,9 @@ impl<P> Default for ChannelMap<P> {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             configs: RwLock::new(HashMap::new()),
+            namespaces: RwLock::new(Vec::new()),
             histories: RwLock::new(HashMap::new()),
+            histories_after_sweep: AtomicUsize::new(0),
             next_key: AtomicU64::new(1),
             next_listener: AtomicU64::new(1),
             listeners: AtomicUsize::new(0),
@@ -172,25 +182,42 @@ impl<P> ChannelMap<P> {
         self.shard(channel).get(channel).cloned()
     }
 
-    /// Sets a channel's options, for its current and future listeners. History, once
-    /// kept, stays for the server's life (a new size or TTL applies from the next post),
-    /// so joined sessions keep their positions.
+    /// Sets a channel's options, for its current and future listeners; a new history
+    /// size or TTL applies from the next post.
     pub(crate) fn configure(&self, channel: &str, config: ChannelConfig) {
-        let mut configs = self.configs.write().unwrap_or_else(PoisonError::into_inner);
-        configs.insert(channel.to_owned(), config);
-        if let Some(history) = config.history {
-            let mut histories = self.histories.write().unwrap_or_else(PoisonError::into_inner);
-            match histories.get(channel) {
-                Some(existing) => existing.reconfigure(history),
-                None => {
-                    histories.insert(
-                        channel.to_owned(),
-                        Arc::new(History::new(new_epoch(), history)),
-                    );
-                }
-            }
+        self.configs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(channel.to_owned(), config);
+        self.apply(channel, config);
+    }
+
+    /// Sets the options of every channel whose name starts with `prefix` and has no
+    /// options of its own (the longest matching prefix wins).
+    pub(crate) fn configure_namespace(&self, prefix: &str, config: ChannelConfig) {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(PoisonError::into_inner);
+        namespaces.retain(|(existing, _)| existing != prefix);
+        namespaces.push((prefix.to_owned(), config));
+        namespaces.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        drop(namespaces);
+        let names: Vec<String> = self
+            .histories
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|name| name.starts_with(prefix))
+            .cloned()
+            .collect();
+        for name in names {
+            self.apply(&name, self.config_of(&name));
         }
-        drop(configs);
+    }
+
+    /// Applies `config` to the channel and history of that name, where they exist.
+    fn apply(&self, channel: &str, config: ChannelConfig) {
+        if let (Some(history), Some(size)) = (self.existing_history(channel), config.history) {
+            history.reconfigure(size);
+        }
         if let Some(existing) = self.get(channel) {
             existing.set_policy(config.slow_consumer);
             if let Some(history) = self.history(channel) {
@@ -199,13 +226,63 @@ impl<P> ChannelMap<P> {
         }
     }
 
-    /// The history `channel` keeps, if configured.
-    pub(crate) fn history(&self, channel: &str) -> Option<Arc<History<P>>> {
+    /// The options of `channel`: its own, else its namespace's, else the defaults.
+    fn config_of(&self, channel: &str) -> ChannelConfig {
+        if let Some(config) = self
+            .configs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(channel)
+        {
+            return *config;
+        }
+        self.namespaces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(prefix, _)| channel.starts_with(prefix.as_str()))
+            .map(|(_, config)| *config)
+            .unwrap_or_default()
+    }
+
+    fn existing_history(&self, channel: &str) -> Option<Arc<History<P>>> {
         self.histories
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(channel)
             .cloned()
+    }
+
+    /// The history of `channel` when its options keep one, made (with a new epoch) if
+    /// it has none yet.
+    pub(crate) fn history(&self, channel: &str) -> Option<Arc<History<P>>> {
+        if let Some(history) = self.existing_history(channel) {
+            return Some(history);
+        }
+        let config = self.config_of(channel).history?;
+        let mut histories = self.histories.write().unwrap_or_else(PoisonError::into_inner);
+        let history = histories
+            .entry(channel.to_owned())
+            .or_insert_with(|| Arc::new(History::new(new_epoch(), config)))
+            .clone();
+        self.sweep(&mut histories);
+        Some(history)
+    }
+
+    /// Drops the histories nobody uses (no channel, post or join holds them: only this
+    /// map does) that hold nothing unexpired, once the map has doubled since the last
+    /// sweep: amortized O(1) per history made, and memory bounded by the channels with
+    /// listeners plus those posted to within their TTL. A recovering client whose
+    /// history was dropped is told `recovered: false` (a new epoch).
+    fn sweep(&self, histories: &mut HashMap<String, Arc<History<P>>>) {
+        let after_last = self.histories_after_sweep.load(Ordering::Relaxed);
+        if histories.len() < after_last.max(64) * 2 {
+            return;
+        }
+        // A count of 1 means no one else can hold (or lock) the ring: no lock waits here.
+        histories.retain(|_, history| Arc::strong_count(history) > 1 || !history.expire());
+        self.histories_after_sweep
+            .store(histories.len(), Ordering::Relaxed);
     }
 
     /// Adds the listener `make` builds; `created` runs (under the shard's lock, so it is
@@ -219,13 +296,7 @@ impl<P> ChannelMap<P> {
         let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.shard(channel);
         let entry = shard.entry(Arc::from(channel)).or_insert_with(|| {
-            let config = self
-                .configs
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(channel)
-                .copied()
-                .unwrap_or_default();
+            let config = self.config_of(channel);
             let fresh = Channel {
                 key: self.next_key.fetch_add(1, Ordering::Relaxed),
                 policy: AtomicU8::new(0),
@@ -288,5 +359,68 @@ impl<P> ChannelMap<P> {
             .iter()
             .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::messages::history::Kept;
+
+    fn history(size: usize, ttl: Duration) -> ChannelConfig {
+        ChannelConfig::default().with_history(HistoryConfig::new(size, ttl))
+    }
+
+    #[test]
+    fn a_channel_s_own_options_beat_its_namespace_and_the_longest_prefix_wins() {
+        let map = ChannelMap::<u32>::default();
+        map.configure_namespace("room-", ChannelConfig::slow_consumer(SlowConsumerPolicy::DropOldest));
+        map.configure_namespace("room-vip-", ChannelConfig::slow_consumer(SlowConsumerPolicy::LatestValue));
+        map.configure("room-vip-1", ChannelConfig::default());
+        assert_eq!(map.config_of("room-1").slow_consumer, SlowConsumerPolicy::DropOldest);
+        assert_eq!(map.config_of("room-vip-2").slow_consumer, SlowConsumerPolicy::LatestValue);
+        assert_eq!(map.config_of("room-vip-1").slow_consumer, SlowConsumerPolicy::Disconnect);
+        assert_eq!(map.config_of("lobby"), ChannelConfig::default());
+    }
+
+    #[test]
+    fn histories_are_made_on_use_for_configured_channels_only() {
+        let map = ChannelMap::<u32>::default();
+        map.configure_namespace("room-", history(10, Duration::from_secs(60)));
+        assert!(map.history("lobby").is_none());
+        let first = map.history("room-1").unwrap();
+        let again = map.history("room-1").unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one history per channel");
+    }
+
+    #[test]
+    fn unused_histories_go_once_everything_in_them_has_expired() {
+        let map = ChannelMap::<u32>::default();
+        map.configure_namespace("room-", history(10, Duration::from_millis(50)));
+        let held = map.history("room-held").unwrap();
+        map.history("room-recent")
+            .unwrap()
+            .lock()
+            .append(Kept::encoded(Arc::from("{}")));
+        let made = |range: std::ops::Range<usize>| {
+            for n in range {
+                let _ = map.history(&format!("room-{n}"));
+            }
+        };
+        let names = || {
+            let mut names: Vec<String> = map.histories.read().unwrap().keys().cloned().collect();
+            names.sort();
+            names
+        };
+        // 128 histories: a sweep. Held, holding a message, or just made: kept.
+        made(0..126);
+        assert_eq!(names(), ["room-125", "room-held", "room-recent"]);
+        // Once the message expires, the next sweep drops that history too.
+        std::thread::sleep(Duration::from_millis(80));
+        made(200..325);
+        assert_eq!(names(), ["room-324", "room-held"]);
+        assert!(Arc::ptr_eq(&held, &map.history("room-held").unwrap()));
     }
 }

@@ -56,6 +56,16 @@ impl<P> Clone for Kept<P> {
     }
 }
 
+impl<P> Kept<P> {
+    /// A message that arrived encoded (a frame object), with no model.
+    pub(crate) fn encoded(object: Arc<str>) -> Self {
+        Self {
+            object,
+            model: None,
+        }
+    }
+}
+
 impl<P: ModelSet> Kept<P> {
     /// The messages of a post, each encoded once.
     pub(crate) fn of(payload: &Payload<'_, P>) -> Result<Vec<Self>, EncodeError> {
@@ -71,10 +81,7 @@ impl<P: ModelSet> Kept<P> {
                     })
                 })
                 .collect(),
-            Payload::Object(object) => Ok(vec![Self {
-                object: Arc::from(*object),
-                model: None,
-            }]),
+            Payload::Object(object) => Ok(vec![Self::encoded(Arc::from(*object))]),
         }
     }
 
@@ -133,6 +140,13 @@ impl<P> History<P> {
                 config,
             }),
         }
+    }
+
+    /// Forgets what has expired; whether nothing is left.
+    pub(crate) fn expire(&self) -> bool {
+        let mut ring = self.lock();
+        ring.forget(Instant::now());
+        ring.entries.is_empty()
     }
 
     /// Changes how much is kept, from the next post on.
@@ -222,10 +236,7 @@ mod tests {
     use super::*;
 
     fn kept(n: u32) -> Kept<u32> {
-        Kept {
-            object: Arc::from(n.to_string()),
-            model: None,
-        }
+        Kept::encoded(Arc::from(n.to_string()))
     }
 
     fn ring(size: usize, ttl: Duration) -> History<u32> {
