@@ -197,8 +197,7 @@ impl<P: ModelSet> StreamingSession<P> {
             session.push(TextFrame::encode_infallible(|out| joined.encode(out)));
         }
         for entry in replay.into_iter().flatten() {
-            let position = extended.then(|| ring.position(entry.offset));
-            let at = position.as_ref().map(|position| (channel, position));
+            let at = extended.then_some((channel, entry.offset));
             session.push(TextFrame::encode_infallible(|out| {
                 entry.message.encode(&self.endpoint, at, out);
             }));

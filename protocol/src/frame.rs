@@ -9,7 +9,7 @@
 //! | error (server) | `{"error":{"code":"unknown_endpoint","message":"…","endpoint":"chatt"}}` |
 //! | batch (server, streampod extension) | `{"endpoint":"chat","batch":[{"className":…,"data":…},…]}` |
 //!
-//! Channel history adds a `channel` and `position` to message frames, a `joined` frame
+//! Channel history adds a `channel` and `offset` to message frames, a `joined` frame
 //! and a `recover` command, all under the `streampod.v1` subprotocol: see
 //! [`crate::history`].
 
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
-use crate::history::{ChannelPosition, JoinedFrame, Position, RecoverFrame};
+use crate::history::{ChannelOffset, JoinedFrame, RecoverFrame};
 use crate::model::{EncodeError, ModelSet};
 
 /// One decoded text frame. Strings borrow from the frame text where they have no escapes.
@@ -81,7 +81,7 @@ pub struct MessageFrame<'a> {
     pub data: &'a RawValue,
     /// For a message from a history channel (`streampod.v1`): the channel and the
     /// message's position there.
-    pub at: Option<ChannelPosition<'a>>,
+    pub at: Option<ChannelOffset<'a>>,
 }
 
 impl PartialEq for MessageFrame<'_> {
@@ -237,21 +237,21 @@ impl<'a> Frame<'a> {
                 error: None,
                 batch: None,
                 channel,
-                position,
+                offset,
                 ..
             } => Ok(Frame::Message(MessageFrame {
                 endpoint: endpoint.0,
                 class_name: object.class_name.0,
                 data: object.data,
-                at: match (channel, position) {
-                    (Some(channel), Some(position)) => Some(ChannelPosition {
+                at: match (channel, offset) {
+                    (Some(channel), Some(offset)) => Some(ChannelOffset {
                         channel: channel.0,
-                        position,
+                        offset,
                     }),
                     (None, None) => None,
                     _ => {
                         return Err(FrameError::Shape(
-                            "a message's 'channel' and 'position' come together".into(),
+                            "a message's 'channel' and 'offset' come together".into(),
                         ))
                     }
                 },
@@ -349,7 +349,7 @@ impl<'a> Frame<'a> {
                 write_raw_object(out, &message.class_name, message.data.get());
                 out.push(b'}');
                 if let Some(at) = &message.at {
-                    append_position(out, &at.channel, &at.position);
+                    append_offset(out, &at.channel, at.offset);
                 }
             }
             Frame::Joined(joined) => joined.encode(out),
@@ -515,28 +515,28 @@ pub fn encode_message_with_object(endpoint: &str, object: &str, out: &mut Vec<u8
     out.push(b'}');
 }
 
-/// Adds a channel and position to the message frame that `out` ends with (just encoded
+/// Adds a channel and offset to the message frame that `out` ends with (just encoded
 /// by [`encode_message`] or [`encode_message_with_object`]): what a `streampod.v1`
 /// client gets from a history channel.
 ///
 /// ```
-/// use streampod_protocol::{frame, history::Position};
+/// use streampod_protocol::frame;
 /// let mut out = Vec::new();
 /// frame::encode_message_with_object("chat", r#"{"className":"Hi","data":{}}"#, &mut out);
-/// frame::append_position(&mut out, "room-1", &Position::new("e1", 7));
+/// frame::append_offset(&mut out, "room-1", 7);
 /// assert_eq!(
 ///     String::from_utf8(out).unwrap(),
-///     r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"channel":"room-1","position":{"epoch":"e1","offset":7}}"#
+///     r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"channel":"room-1","offset":7}"#
 /// );
 /// ```
-pub fn append_position(out: &mut Vec<u8>, channel: &str, position: &Position) {
+pub fn append_offset(out: &mut Vec<u8>, channel: &str, offset: u64) {
     if out.last() == Some(&b'}') {
         out.pop();
     }
     out.extend_from_slice(b",\"channel\":");
     write_str(out, channel);
-    out.extend_from_slice(b",\"position\":");
-    position.encode(out);
+    out.extend_from_slice(b",\"offset\":");
+    crate::history::write_u64(out, offset);
     out.push(b'}');
 }
 
@@ -586,7 +586,7 @@ struct RawFrame<'a> {
     #[serde(borrow, default)]
     channel: Option<CowStr<'a>>,
     #[serde(default)]
-    position: Option<Position>,
+    offset: Option<u64>,
 }
 
 #[derive(Deserialize)]

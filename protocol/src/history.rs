@@ -8,7 +8,7 @@
 //!
 //! | frame | JSON |
 //! |---|---|
-//! | message from a history channel (server) | `{"endpoint":"chat","object":{…},"channel":"chat-room-1","position":{"epoch":"5f1c…","offset":17}}` |
+//! | message from a history channel (server) | `{"endpoint":"chat","object":{…},"channel":"chat-room-1","offset":17}` |
 //! | joined a history channel (server) | `{"command":"joined","args":{"endpoint":"chat","channel":"chat-room-1","position":{"epoch":"5f1c…","offset":17},"recovering":true,"recovered":true,"replayed":3}}` |
 //! | recover (client) | `{"command":"recover","args":{"channels":{"chat-room-1":{"epoch":"5f1c…","offset":14}}}}` |
 //!
@@ -21,6 +21,13 @@
 //! its state. `joined.position` is the channel's newest position at the join: replayed
 //! messages are at or below it, live ones above. A join without a position (a first
 //! join) gets `recovering: false` and the position to start from.
+//!
+//! Message frames carry the channel and the offset only: the epoch they belong to is the
+//! one of the channel's last `joined` frame, so a client keeps `(joined.position.epoch,
+//! message offset)` as its position. Should a channel's history be replaced while a
+//! session listens (in a cluster, when Redis lost it), the server sends that session a
+//! new `joined` frame (`recovering: false`, `recovered: false`) before the first message
+//! of the new epoch.
 //!
 //! Sockets without the `streampod.v1` subprotocol (Serverpod's clients) get none of
 //! this: no `channel` or `position` keys, no `joined` frames.
@@ -72,13 +79,14 @@ impl Position {
     }
 }
 
-/// The channel and position a message frame from a history channel carries.
+/// The channel and offset a message frame from a history channel carries; the epoch is
+/// the one of that channel's last [`JoinedFrame`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelPosition<'a> {
+pub struct ChannelOffset<'a> {
     /// The channel the message was posted to.
     pub channel: Cow<'a, str>,
-    /// Its position there.
-    pub position: Position,
+    /// Its offset there.
+    pub offset: u64,
 }
 
 /// The server joined the session to a history channel: `{"command":"joined","args":{…}}`.
@@ -119,7 +127,7 @@ impl JoinedFrame {
     }
 }
 
-fn write_u64(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn write_u64(out: &mut Vec<u8>, value: u64) {
     use std::io::Write as _;
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{value}");

@@ -142,7 +142,7 @@ fn error_frames_bound_what_they_echo() {
 fn history_frames_round_trip() {
     use streampod_protocol::history::{JoinedFrame, Position, RecoverFrame};
     let texts = [
-        r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"channel":"room-1","position":{"epoch":"e1","offset":7}}"#,
+        r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"channel":"room-1","offset":7}"#,
         r#"{"command":"joined","args":{"endpoint":"chat","channel":"room-1","position":{"epoch":"e1","offset":7},"recovering":true,"recovered":false,"replayed":0}}"#,
         r#"{"command":"recover","args":{"channels":{"a":{"epoch":"e1","offset":3},"b":{"epoch":"e2","offset":0}}}}"#,
     ];

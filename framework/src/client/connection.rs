@@ -600,7 +600,7 @@ impl<P: ModelSet> Supervisor<P> {
                         self.client
                             .inner
                             .positions()
-                            .advance(&at.channel, &at.position)
+                            .advance(&at.channel, at.offset)
                     })
                 })
                 .filter_map(|message| match P::decode(&message.class_name, message.data) {

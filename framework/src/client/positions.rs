@@ -18,16 +18,22 @@ pub(crate) struct Positions {
 }
 
 impl Positions {
-    /// Records a message at `position` on `channel`; `false` when the client has seen
-    /// it already (at or before the last position of the same epoch).
-    pub(crate) fn advance(&mut self, channel: &str, position: &Position) -> bool {
-        if let Some((last, _)) = self.by_channel.get(channel) {
-            if last.epoch == position.epoch && position.offset <= last.offset {
-                return false;
+    /// Records a message at `offset` on `channel`, in the epoch of the channel's last
+    /// `joined` frame; `false` when the client has seen it already (at or before the last
+    /// offset). A channel without a `joined` frame has no epoch: its messages pass and
+    /// nothing is remembered.
+    pub(crate) fn advance(&mut self, channel: &str, offset: u64) -> bool {
+        self.heard += 1;
+        let heard = self.heard;
+        match self.by_channel.get_mut(channel) {
+            Some((last, _)) if offset <= last.offset => false,
+            Some((last, last_heard)) => {
+                last.offset = offset;
+                *last_heard = heard;
+                true
             }
+            None => true,
         }
-        self.set(channel, position.clone());
-        true
     }
 
     /// Takes in a `joined` frame: a channel joined without recovery starts at the
@@ -86,11 +92,11 @@ impl Positions {
 mod tests {
     use super::*;
 
-    fn joined(channel: &str, offset: u64, recovered: bool) -> JoinedFrame {
+    fn joined(channel: &str, epoch: &str, offset: u64, recovered: bool) -> JoinedFrame {
         JoinedFrame {
             endpoint: "chat".into(),
             channel: channel.into(),
-            position: Position::new("e1", offset),
+            position: Position::new(epoch, offset),
             recovering: recovered,
             recovered,
             replayed: 0,
@@ -98,30 +104,32 @@ mod tests {
     }
 
     #[test]
-    fn messages_at_or_before_the_last_position_are_seen_already() {
+    fn messages_at_or_before_the_last_offset_are_seen_already() {
         let mut positions = Positions::default();
-        assert!(positions.advance("a", &Position::new("e1", 3)));
-        assert!(!positions.advance("a", &Position::new("e1", 3)));
-        assert!(!positions.advance("a", &Position::new("e1", 2)));
-        assert!(positions.advance("a", &Position::new("e1", 4)));
-        assert!(
-            positions.advance("a", &Position::new("e2", 1)),
-            "a new epoch"
-        );
+        positions.joined(&joined("a", "e1", 2, false));
+        assert!(positions.advance("a", 3));
+        assert!(!positions.advance("a", 3));
+        assert!(!positions.advance("a", 2));
+        assert!(positions.advance("a", 4));
+        assert!(positions.advance("b", 1), "a channel never joined passes");
+        assert!(positions.advance("b", 1), "and is not remembered");
     }
 
     #[test]
     fn a_join_without_recovery_starts_at_the_servers_position() {
         let mut positions = Positions::default();
-        positions.advance("a", &Position::new("e1", 3));
-        positions.joined(&joined("a", 9, true));
+        positions.joined(&joined("a", "e1", 0, false));
+        positions.advance("a", 3);
+        positions.joined(&joined("a", "e1", 9, true));
+        assert!(positions.advance("a", 4), "the replay follows");
+        positions.joined(&joined("a", "e2", 20, false));
+        assert!(!positions.advance("a", 20));
+        assert!(positions.advance("a", 21));
+        let frame = positions.recover_frame().unwrap();
         assert!(
-            positions.advance("a", &Position::new("e1", 4)),
-            "the replay follows"
+            frame.contains(r#""a":{"epoch":"e2","offset":21}"#),
+            "{frame}"
         );
-        positions.joined(&joined("a", 20, false));
-        assert!(!positions.advance("a", &Position::new("e1", 20)));
-        assert!(positions.advance("a", &Position::new("e1", 21)));
     }
 
     #[test]
@@ -129,7 +137,8 @@ mod tests {
         let mut positions = Positions::default();
         assert_eq!(positions.recover_frame(), None);
         for n in 0..=MAX_POSITIONS {
-            positions.advance(&format!("c{n}"), &Position::new("e1", 1));
+            positions.joined(&joined(&format!("c{n}"), "e1", 0, false));
+            positions.advance(&format!("c{n}"), 1);
         }
         let frame = positions.recover_frame().unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&frame).unwrap();

@@ -336,7 +336,6 @@ impl<P: ModelSet> MessageCentral<P> {
         for kept in Kept::of(payload)? {
             let mut ring = history.lock();
             let offset = ring.append(kept.clone());
-            let position = ring.position(offset);
             // Looked up under the lock: a listener that joined before it is found.
             let Some(channel) = self.inner.channels.get(name) else {
                 continue;
@@ -352,7 +351,7 @@ impl<P: ModelSet> MessageCentral<P> {
             );
             let mut positioned = Frames::new(
                 |endpoint: &str, out: &mut Vec<u8>| {
-                    kept.encode(endpoint, Some((name, &position)), out);
+                    kept.encode(endpoint, Some((name, offset)), out);
                     Ok(())
                 },
                 counter,

@@ -85,12 +85,12 @@ impl<P: ModelSet> Kept<P> {
         }
     }
 
-    /// Appends the message frame from `endpoint`, with its channel and position when
-    /// `at` is given (for a `streampod.v1` session).
-    pub(crate) fn encode(&self, endpoint: &str, at: Option<(&str, &Position)>, out: &mut Vec<u8>) {
+    /// Appends the message frame from `endpoint`, with its channel and offset when `at`
+    /// is given (for a `streampod.v1` session).
+    pub(crate) fn encode(&self, endpoint: &str, at: Option<(&str, u64)>, out: &mut Vec<u8>) {
         frame::encode_message_with_object(endpoint, &self.object, out);
-        if let Some((channel, position)) = at {
-            frame::append_position(out, channel, position);
+        if let Some((channel, offset)) = at {
+            frame::append_offset(out, channel, offset);
         }
     }
 
