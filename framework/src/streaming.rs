@@ -11,6 +11,7 @@ use crate::messages::broadcast::Broadcast;
 use crate::messages::central::MessageCentral;
 use crate::messages::channel::Listener;
 use crate::messages::delivery::{Delivery, PostError, Reach};
+use crate::messages::gate::{Gate, Target as GateTarget};
 use crate::messages::listener::ListenerHandle;
 use crate::messages::history::Since;
 use crate::owned::{JoinError, Owned};
@@ -150,7 +151,18 @@ impl<P: ModelSet> StreamingSession<P> {
         }
         self.central.limits().check(owned, channel)?;
         let since = since.or_else(|| owned.take_recovery(channel));
-        let history = self.central.history_of(channel);
+        // In a cluster, a channel's history is in Redis: a `streampod.v1` session joins
+        // through a gate that a read from there opens.
+        let record = self
+            .central
+            .cluster()
+            .and(self.central.record_of(channel))
+            .filter(|_| session.is_extended());
+        let gate = record.map(|_| Gate::closed());
+        let history = match record {
+            Some(_) => None,
+            None => self.central.history_of(channel),
+        };
         // Posts number, keep and deliver under this lock: every post lands either in
         // the replay below or, live, after it.
         let mut ring = history.as_ref().map(|history| history.lock());
@@ -158,12 +170,36 @@ impl<P: ModelSet> StreamingSession<P> {
             id,
             session: session.clone(),
             endpoint: self.endpoint.clone(),
+            gate: gate.clone(),
         });
         owned.add_join(Owned {
             channel: Arc::from(channel),
             id,
             endpoint: self.endpoint.clone(),
         });
+        if let (Some(record), Some(gate)) = (record, gate) {
+            let central = self.central.clone();
+            let (session, endpoint, channel) =
+                (session.clone(), self.endpoint.clone(), channel.to_owned());
+            self.central.runtime().spawn(async move {
+                let after = since.as_ref().map(|since| since.offset);
+                let Some(cluster) = central.cluster() else {
+                    return;
+                };
+                let read = cluster.read_history(&channel, after, record).await;
+                let to = GateTarget {
+                    session: &session,
+                    endpoint: &endpoint,
+                    channel: &channel,
+                };
+                gate.open(&to, since.as_ref(), read);
+            });
+            return Ok(Recovery {
+                joined: true,
+                pending: true,
+                ..Recovery::default()
+            });
+        }
         let Some(ring) = ring.as_mut() else {
             return Ok(Recovery {
                 joined: true,
@@ -183,6 +219,7 @@ impl<P: ModelSet> StreamingSession<P> {
             recovered: replay.is_some(),
             replayed: replay.as_ref().map_or(0, Vec::len),
             position: Some(newest.clone()),
+            pending: false,
         };
         let extended = session.is_extended();
         if extended {
@@ -275,8 +312,13 @@ pub struct Recovery {
     pub recovered: bool,
     /// Messages replayed.
     pub replayed: usize,
-    /// The channel's newest position at the join; `None` without history.
+    /// The channel's newest position at the join; `None` without history, and while
+    /// `pending`.
     pub position: Option<Position>,
+    /// In a cluster, the history is read from Redis after the join returns: the client
+    /// learns the outcome from its `joined` frame, which comes before the channel's
+    /// messages; `recovered`, `replayed` and `position` say nothing then.
+    pub pending: bool,
 }
 
 /// The message central as one session and endpoint see it: joins deliver frames as

@@ -15,6 +15,13 @@ use crate::protocol::{frame, EncodeError, ModelSet};
 // Decoded only by a backplane implementation.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Envelope<'a> {
+    /// The epoch of the channel's history, when the post was kept in it (added by
+    /// Redis as it numbers the post).
+    #[serde(borrow, default)]
+    pub(crate) epoch: Option<Cow<'a, str>>,
+    /// The post's offset in that history.
+    #[serde(default)]
+    pub(crate) offset: Option<u64>,
     pub(crate) node: u64,
     /// When the posting node encoded it, in milliseconds since the Unix epoch by its
     /// clock: receivers drop messages older than the cluster's `max_global_age`.

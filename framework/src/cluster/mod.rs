@@ -129,6 +129,31 @@ impl ClusterError {
 pub(crate) type Confirmation<'a> =
     Pin<Box<dyn Future<Output = Result<usize, ClusterError>> + Send + 'a>>;
 
+/// A history read from the backplane, pending.
+pub(crate) type Reading<'a> =
+    Pin<Box<dyn Future<Output = Result<HistoryRead, ClusterError>> + Send + 'a>>;
+
+/// How a post to a channel with history is kept by the backplane: numbered in the
+/// channel's one cluster-wide order, the newest `size` kept for `ttl` each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) size: usize,
+    pub(crate) ttl: Duration,
+}
+
+/// A channel's history as the backplane holds it, read after this node subscribed to
+/// the channel (so every later post reaches the node live).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryRead {
+    /// The history's epoch (made by this read when the channel had none).
+    pub(crate) epoch: String,
+    /// The newest offset given out, 0 before the first post.
+    pub(crate) newest: u64,
+    /// The unexpired messages after the offset asked for, oldest first: each offset
+    /// and the envelope it was published in.
+    pub(crate) entries: Vec<(u64, Vec<u8>)>,
+}
+
 /// What the message central needs from a cluster backplane: per-channel interest, fire
 /// and confirmed publishes, and the connection's state. Received messages go to the
 /// [`Sink`] the backplane was started with.
@@ -144,9 +169,24 @@ pub(crate) trait Backplane: Send + Sync + 'static {
     /// The node's last listener on `channel` left.
     fn unsubscribe(&self, channel: &str);
     /// Queues a publish; fails at once while disconnected or when the queue is full.
-    fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), ClusterError>;
+    /// With `record`, the post is numbered and kept in the channel's history first, and
+    /// goes out with its position.
+    fn publish(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+        record: Option<Record>,
+    ) -> Result<(), ClusterError>;
     /// Publishes and waits for the backplane: the number of nodes subscribed to `channel`.
-    fn publish_confirmed(&self, channel: String, payload: Vec<u8>) -> Confirmation<'_>;
+    fn publish_confirmed(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+        record: Option<Record>,
+    ) -> Confirmation<'_>;
+    /// Reads streampod channel `channel`'s history after offset `after` (only its epoch
+    /// and newest offset when `None`), once this node's subscription to it is in place.
+    fn read_history(&self, channel: &str, after: Option<u64>, record: Record) -> Reading<'_>;
     /// The current connection state.
     fn state(&self) -> ClusterState;
     /// A receiver of state changes.

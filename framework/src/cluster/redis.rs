@@ -12,11 +12,14 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, ClusterError, ClusterState, Confirmation, Received, Sink};
+use super::{
+    Backplane, ClusterError, ClusterState, Confirmation, Reading, Received, Record, Sink,
+};
 use crate::backoff::Backoff;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::Micros;
 
+mod history;
 mod sharded;
 
 /// How a server joins a cluster. Its `Debug` shows the Redis host and port, never a
@@ -165,7 +168,7 @@ pub struct InvalidRedisUrl(#[source] redis::RedisError);
 /// Cluster (`SPUBLISH`, routed to each channel's shard).
 #[derive(Clone)]
 enum Publisher {
-    Single(MultiplexedConnection),
+    Single(MultiplexedConnection, Arc<history::Scripts>),
     Sharded(redis::cluster_async::ClusterConnection),
 }
 
@@ -174,10 +177,17 @@ impl Publisher {
     /// not (certainly not published, or maybe).
     async fn publish(&mut self, batch: &[Outgoing]) -> Vec<Result<usize, ClusterError>> {
         match self {
-            Publisher::Single(connection) => {
+            Publisher::Single(connection, scripts) => {
                 let mut pipe = redis::pipe();
                 for post in batch {
-                    pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
+                    match &post.record {
+                        Some((record, keys)) => {
+                            scripts.append(&mut pipe, keys, &post.channel, &post.payload, *record);
+                        }
+                        None => {
+                            pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
+                        }
+                    }
                 }
                 match pipe.query_async::<Vec<usize>>(connection).await {
                     Ok(receivers) => receivers.into_iter().map(Ok).collect(),
@@ -217,6 +227,9 @@ impl Publisher {
 struct Outgoing {
     channel: String,
     payload: Vec<u8>,
+    /// Kept in the channel's history first (one Redis only; a Redis Cluster publishes
+    /// without).
+    record: Option<(Record, history::Keys)>,
     reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
 }
 
@@ -228,6 +241,10 @@ pub(crate) struct RedisBackplane {
     state: watch::Receiver<ClusterState>,
     wanted: mpsc::UnboundedSender<Change>,
     publish: mpsc::Sender<Outgoing>,
+    /// How long a history read may wait for the subscription and Redis.
+    read_timeout: Duration,
+    /// The connection publishes and history reads go out on, while connected.
+    connection: watch::Receiver<Option<Publisher>>,
     publish_queue: usize,
     shutdown: CancellationToken,
     /// The last publish pipeline's round trip.
@@ -241,6 +258,8 @@ pub(crate) struct RedisBackplane {
 enum Change {
     Subscribe(String),
     Unsubscribe(String),
+    /// Answered once every change before it is in place in Redis.
+    Confirm(oneshot::Sender<()>),
 }
 
 impl RedisBackplane {
@@ -261,9 +280,10 @@ impl RedisBackplane {
         let round_trip = Arc::new(Micros::default());
         let failed = Arc::new(AtomicU64::new(0));
         let max_global_age = config.max_global_age;
+        let read_timeout = config.connect_timeout.max(config.publish_timeout) * 2;
         tokio::spawn(publish_loop(
             outgoing,
-            connection,
+            connection.clone(),
             config.publish_timeout,
             shutdown.clone(),
             round_trip.clone(),
@@ -278,6 +298,7 @@ impl RedisBackplane {
             connection: connection_tx,
             deliver,
             wanted: HashSet::new(),
+            confirms: Vec::new(),
             shutdown: shutdown.clone(),
         };
         tokio::spawn(supervisor.run(changes));
@@ -287,6 +308,8 @@ impl RedisBackplane {
             state,
             wanted,
             publish,
+            read_timeout,
+            connection,
             publish_queue,
             shutdown,
             round_trip,
@@ -299,6 +322,7 @@ impl RedisBackplane {
         &self,
         channel: String,
         payload: Vec<u8>,
+        record: Option<Record>,
         reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
     ) -> Result<(), ClusterError> {
         match &*self.state.borrow() {
@@ -312,6 +336,7 @@ impl RedisBackplane {
         }
         self.publish
             .try_send(Outgoing {
+                record: record.map(|record| (record, self.history_keys(&channel))),
                 channel,
                 payload,
                 reply,
@@ -378,14 +403,24 @@ impl Backplane for RedisBackplane {
     }
 
     /// Queues a publish; fails at once while disconnected or when the queue is full.
-    fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), ClusterError> {
-        self.enqueue(channel, payload, None)
+    fn publish(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+        record: Option<Record>,
+    ) -> Result<(), ClusterError> {
+        self.enqueue(channel, payload, record, None)
     }
 
     /// Publishes and waits for Redis: the number of nodes subscribed to `channel`.
-    fn publish_confirmed(&self, channel: String, payload: Vec<u8>) -> Confirmation<'_> {
+    fn publish_confirmed(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+        record: Option<Record>,
+    ) -> Confirmation<'_> {
         let (reply, confirmed) = oneshot::channel();
-        let queued = self.enqueue(channel, payload, Some(reply));
+        let queued = self.enqueue(channel, payload, record, Some(reply));
         Box::pin(async move {
             queued?;
             confirmed.await.unwrap_or_else(|_| {
@@ -393,6 +428,35 @@ impl Backplane for RedisBackplane {
                     "the server is shutting down".into(),
                 ))
             })
+        })
+    }
+
+    /// Waits until this node's subscriptions (`channel`'s included, once its first
+    /// listener asked) are in place, then reads the history in one script.
+    fn read_history(&self, channel: &str, after: Option<u64>, record: Record) -> Reading<'_> {
+        let keys = history::Keys::new(&self.prefix, channel);
+        let (confirm, confirmed) = oneshot::channel();
+        let asked = self.wanted.send(Change::Confirm(confirm));
+        let timeout = self.read_timeout;
+        Box::pin(async move {
+            let unavailable = || ClusterError::Unavailable("not connected to Redis".into());
+            asked.map_err(|_| unavailable())?;
+            let read = async {
+                confirmed.await.map_err(|_| unavailable())?;
+                let current = self.connection.borrow().clone();
+                match current {
+                    Some(Publisher::Single(mut connection, scripts)) => {
+                        scripts.read(&mut connection, &keys, after, record).await
+                    }
+                    Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
+                        "channel history is kept on a single Redis, not on a Redis Cluster".into(),
+                    )),
+                    None => Err(unavailable()),
+                }
+            };
+            tokio::time::timeout(timeout, read)
+                .await
+                .unwrap_or(Err(ClusterError::Timeout(timeout)))
         })
     }
 
@@ -405,6 +469,16 @@ impl Backplane for RedisBackplane {
 impl Drop for RedisBackplane {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl RedisBackplane {
+    /// The history keys of Redis channel `channel` (`<prefix>:channel:<name>`).
+    fn history_keys(&self, channel: &str) -> history::Keys {
+        let name = channel
+            .strip_prefix(&channel_prefix(&self.prefix))
+            .unwrap_or(channel);
+        history::Keys::new(&self.prefix, name)
     }
 }
 
@@ -430,6 +504,8 @@ struct Supervisor {
     deliver: Sink,
     /// Redis channels this node should be subscribed to.
     wanted: HashSet<String>,
+    /// Waiting for the subscriptions wanted so far to be in place.
+    confirms: Vec<oneshot::Sender<()>>,
     shutdown: CancellationToken,
 }
 
@@ -515,7 +591,14 @@ impl Supervisor {
 
     async fn connect(
         &self,
-    ) -> Result<(PubSubSink, redis::aio::PubSubStream, MultiplexedConnection), String> {
+    ) -> Result<
+        (
+            PubSubSink,
+            redis::aio::PubSubStream,
+            (MultiplexedConnection, Arc<history::Scripts>),
+        ),
+        String,
+    > {
         let Target::Single(client) = &self.target else {
             return Err("not a single Redis".into());
         };
@@ -527,13 +610,14 @@ impl Supervisor {
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(None);
-            let connection = client
+            let mut connection = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
+            let scripts = history::Scripts::load(&mut connection).await?;
             let (mut sink, stream) = pubsub.split();
             let channels: Vec<&String> = self.wanted.iter().collect();
             sink.subscribe(&channels).await?;
-            Ok::<_, redis::RedisError>((sink, stream, connection))
+            Ok::<_, redis::RedisError>((sink, stream, (connection, Arc::new(scripts))))
         };
         match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(connected)) => Ok(connected),
@@ -547,7 +631,7 @@ impl Supervisor {
         &mut self,
         mut sink: PubSubSink,
         mut stream: redis::aio::PubSubStream,
-        connection: MultiplexedConnection,
+        (connection, scripts): (MultiplexedConnection, Arc<history::Scripts>),
         changes: &mut mpsc::UnboundedReceiver<Change>,
     ) -> Ended {
         let mut subscribed = self.wanted.clone();
@@ -566,7 +650,7 @@ impl Supervisor {
         ));
         let _ = self
             .connection
-            .send(Some(Publisher::Single(connection.clone())));
+            .send(Some(Publisher::Single(connection.clone(), scripts)));
         tracing::info!(
             target: "streampod::cluster",
             redis = %self.config.redacted(), channels = subscribed.len(),
@@ -639,14 +723,19 @@ impl Supervisor {
 
     fn apply(&mut self, change: Change) {
         match change {
-            Change::Subscribe(channel) => self.wanted.insert(channel),
-            Change::Unsubscribe(channel) => self.wanted.remove(&channel),
-        };
+            Change::Subscribe(channel) => {
+                self.wanted.insert(channel);
+            }
+            Change::Unsubscribe(channel) => {
+                self.wanted.remove(&channel);
+            }
+            Change::Confirm(confirm) => self.confirms.push(confirm),
+        }
     }
 
     /// Brings Redis's subscriptions in line with `wanted`, one command each way.
     async fn sync(
-        &self,
+        &mut self,
         sink: &mut PubSubSink,
         subscribed: &mut HashSet<String>,
     ) -> Result<(), String> {
@@ -675,7 +764,7 @@ impl Supervisor {
     /// Waits up to `timeout` for a subscription `update`; once it is confirmed,
     /// `subscribed` is `wanted`.
     async fn settle(
-        &self,
+        &mut self,
         update: impl std::future::Future<Output = redis::RedisResult<()>>,
         timeout: Duration,
         subscribed: &mut HashSet<String>,
@@ -684,6 +773,9 @@ impl Supervisor {
         match tokio::time::timeout(timeout, update).await {
             Ok(Ok(())) => {
                 subscribed.clone_from(&self.wanted);
+                for confirm in self.confirms.drain(..) {
+                    let _ = confirm.send(());
+                }
                 Ok(())
             }
             Ok(Err(error)) => Err(error.to_string()),

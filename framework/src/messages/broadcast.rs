@@ -103,14 +103,19 @@ impl<P: ModelSet> Broadcast<P> {
             if self.filter.is_some() {
                 return Err(PostError::GlobalFilter);
             }
-            let (channel, target) = match &self.target {
-                Target::Channel(channel) => (cluster.channel_name(channel), None),
+            let (channel, target, record) = match &self.target {
+                Target::Channel(channel) => (
+                    cluster.channel_name(channel),
+                    None,
+                    self.central.record_of(channel),
+                ),
                 Target::All(endpoint) => (
                     cluster.broadcast_name(),
                     Some(BroadcastTarget {
                         endpoint,
                         user: None,
                     }),
+                    None,
                 ),
                 Target::User(user, endpoint) => (
                     cluster.broadcast_name(),
@@ -118,10 +123,11 @@ impl<P: ModelSet> Broadcast<P> {
                         endpoint,
                         user: Some(user),
                     }),
+                    None,
                 ),
             };
             let payload = Envelope::encode(cluster.node(), self.except, target, &message)?;
-            cluster.publish(channel, payload)?;
+            cluster.publish(channel, payload, record)?;
             self.central.count_post();
             return Ok(Delivery::Published);
         }

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::channel::{Channel, ChannelConfig, ChannelMap, Listener};
+use super::gate::{Gate, Positioned, Target};
 use super::history::{History, Kept};
 use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
-use crate::cluster::{Backplane, ClusterState, Envelope};
+use crate::cluster::{Backplane, ClusterState, Envelope, Record};
 use crate::config::SlowConsumerPolicy;
 use crate::owned::{ListenerId, Owned, SessionLimits};
 use crate::protocol::ModelSet;
@@ -193,7 +194,7 @@ impl<P: ModelSet> MessageCentral<P> {
         match (reach, self.cluster()) {
             (Reach::Global, Some(cluster)) => {
                 let payload = Envelope::encode(cluster.node(), None, None, &message)?;
-                cluster.publish(cluster.channel_name(channel), payload)?;
+                cluster.publish(cluster.channel_name(channel), payload, self.record_of(channel))?;
                 self.count_post();
                 Ok(Delivery::Published)
             }
@@ -224,8 +225,21 @@ impl<P: ModelSet> MessageCentral<P> {
         let payload = Envelope::encode(cluster.node(), None, None, &message)?;
         self.count_post();
         Ok(cluster
-            .publish_confirmed(cluster.channel_name(channel), payload)
+            .publish_confirmed(cluster.channel_name(channel), payload, self.record_of(channel))
             .await?)
+    }
+
+    /// How the cluster keeps posts to `channel`: `Some` when it has history configured
+    /// (with or without a cluster).
+    pub(crate) fn record_of(&self, channel: &str) -> Option<Record> {
+        self.inner
+            .channels
+            .config_of(channel)
+            .history
+            .map(|history| Record {
+                size: history.size,
+                ttl: history.ttl,
+            })
     }
 
     /// The cluster connection's state; `None` without a cluster.
@@ -288,7 +302,10 @@ impl<P: ModelSet> MessageCentral<P> {
         self.inner.posts.fetch_add(1, Ordering::Relaxed);
         let name = channel;
         let found = self.inner.channels.get(name);
+        // In a cluster, Redis numbers a channel's posts (see `deliver_positioned`); a
+        // local post to it goes out unnumbered.
         let history = match &found {
+            _ if self.cluster().is_some() => None,
             Some(channel) => channel.history.get().cloned(),
             None => self.inner.channels.history(name),
         };
@@ -303,7 +320,7 @@ impl<P: ModelSet> MessageCentral<P> {
             |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
             &self.inner.frames_encoded,
         );
-        let report = self.fan_out(&channel, payload, &include, |session, endpoint, report| {
+        let report = self.fan_out(&channel, payload, &include, |session, endpoint, _, report| {
             match payload.batch() {
                 // A Serverpod client would fail on a batch frame.
                 Some(messages) if !session.is_extended() => {
@@ -357,7 +374,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 counter,
             );
             let one = kept.payload();
-            let report = self.fan_out(&channel, &one, include, |session, endpoint, report| {
+            let report = self.fan_out(&channel, &one, include, |session, endpoint, _, report| {
                 let frame = if session.is_extended() {
                     positioned.get(endpoint)?
                 } else {
@@ -373,6 +390,74 @@ impl<P: ModelSet> MessageCentral<P> {
         Ok(total)
     }
 
+    /// Delivers a post Redis numbered at `offset` of `epoch` in `name`'s history:
+    /// `streampod.v1` sessions get it through their gate, with its channel and offset;
+    /// others as any post.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn deliver_positioned(
+        &self,
+        name: &str,
+        (epoch, offset): (&str, u64),
+        payload: &Payload<'_, P>,
+        include: impl Fn(&Arc<SessionShared>) -> bool,
+    ) -> Result<DeliveryReport, PostError> {
+        self.inner.posts.fetch_add(1, Ordering::Relaxed);
+        let Some(channel) = self.inner.channels.get(name) else {
+            return Ok(DeliveryReport::default());
+        };
+        let epoch: Arc<str> = Arc::from(epoch);
+        let policy = channel.policy();
+        let counter = &self.inner.frames_encoded;
+        let mut plain = Frames::new(
+            |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
+            counter,
+        );
+        let mut positioned = Frames::new(
+            |endpoint: &str, out: &mut Vec<u8>| {
+                payload.encode(endpoint, out)?;
+                crate::protocol::frame::append_offset(out, name, offset);
+                Ok(())
+            },
+            counter,
+        );
+        // Sessions left out still move their gate past the post (else the next one
+        // would look like a gap).
+        let everyone = |_: &Arc<SessionShared>| true;
+        let report = self.fan_out(&channel, payload, &everyone, |session, endpoint, gate, report| {
+            let included = include(session);
+            match gate {
+                Some(gate) => {
+                    let to = Target {
+                        session,
+                        endpoint,
+                        channel: name,
+                    };
+                    let post = Positioned {
+                        epoch: &epoch,
+                        offset,
+                        frame: if included {
+                            Some(positioned.get(endpoint)?)
+                        } else {
+                            None
+                        },
+                        key: channel.key,
+                        policy,
+                    };
+                    if let Some(push) = gate.pass(&to, post) {
+                        report.count(push);
+                    }
+                }
+                None if included => {
+                    report.count(session.push_from(plain.get(endpoint)?, channel.key, policy));
+                }
+                None => {}
+            }
+            Ok(())
+        })?;
+        self.add_report(&report, Some(policy));
+        Ok(report)
+    }
+
     /// Hands `payload` to every listener of `channel`: sessions through `to_session`
     /// (which picks and pushes their frame), callbacks and streams each message.
     fn fan_out(
@@ -383,6 +468,7 @@ impl<P: ModelSet> MessageCentral<P> {
         mut to_session: impl FnMut(
             &Arc<SessionShared>,
             &Arc<str>,
+            Option<&Arc<Gate>>,
             &mut DeliveryReport,
         ) -> Result<(), PostError>,
     ) -> Result<DeliveryReport, PostError> {
@@ -394,10 +480,13 @@ impl<P: ModelSet> MessageCentral<P> {
         for listener in listeners.iter() {
             match listener {
                 Listener::Session {
-                    session, endpoint, ..
+                    session,
+                    endpoint,
+                    gate,
+                    ..
                 } => {
                     if include(session) {
-                        to_session(session, endpoint, &mut report)?;
+                        to_session(session, endpoint, gate.as_ref(), &mut report)?;
                     }
                 }
                 Listener::Callback { callback, .. } => {

@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
+use super::gate::Gate;
 use super::history::{new_epoch, History, HistoryConfig};
 use super::queue::StreamQueue;
 use crate::config::SlowConsumerPolicy;
@@ -49,6 +50,8 @@ pub(crate) enum Listener<P> {
         id: ListenerId,
         session: Arc<SessionShared>,
         endpoint: Arc<str>,
+        /// For a `streampod.v1` session on a cluster channel with history.
+        gate: Option<Arc<Gate>>,
     },
     Callback {
         id: ListenerId,
@@ -78,10 +81,12 @@ impl<P> Clone for Listener<P> {
                 id,
                 session,
                 endpoint,
+                gate,
             } => Listener::Session {
                 id: *id,
                 session: session.clone(),
                 endpoint: endpoint.clone(),
+                gate: gate.clone(),
             },
             Listener::Callback { id, callback } => Listener::Callback {
                 id: *id,
@@ -227,7 +232,7 @@ impl<P> ChannelMap<P> {
     }
 
     /// The options of `channel`: its own, else its namespace's, else the defaults.
-    fn config_of(&self, channel: &str) -> ChannelConfig {
+    pub(crate) fn config_of(&self, channel: &str) -> ChannelConfig {
         if let Some(config) = self
             .configs
             .read()

@@ -53,7 +53,12 @@ impl<P: ModelSet> MessageCentral<P> {
         let include = |session: &Arc<SessionShared>| Some(session.id) != except;
         let payload = Payload::Object(envelope.object.get());
         let result = match (received.channel, envelope.endpoint) {
-            (Some(channel), _) => self.deliver_payload(channel, &payload, include),
+            (Some(channel), _) => match (&envelope.epoch, envelope.offset) {
+                (Some(epoch), Some(offset)) => {
+                    self.deliver_positioned(channel, (epoch, offset), &payload, include)
+                }
+                _ => self.deliver_payload(channel, &payload, include),
+            },
             (None, Some(endpoint)) => {
                 let sessions = match &envelope.user {
                     Some(user) => self.sessions().sessions_of_user(user),

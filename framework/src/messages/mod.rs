@@ -20,7 +20,8 @@
 //! ```
 //!
 //! The modules below hold one concept each and depend on each other one way:
-//! `delivery` (what a post carries and did) and `queue` (a stream's buffer) ←
+//! `delivery` (what a post carries and did), `queue` (a stream's buffer), `history` (a
+//! node's kept posts) and `gate` (a session joining a cluster channel with history) ←
 //! `channel` (listeners by channel) ← `central` (posting and delivery) ← `listener`,
 //! `stream`, `broadcast`, `pacing`, `ingress` (each adding its part of the API).
 
@@ -28,6 +29,7 @@ pub(crate) mod broadcast;
 pub(crate) mod central;
 pub(crate) mod channel;
 pub(crate) mod delivery;
+pub(crate) mod gate;
 pub(crate) mod history;
 #[cfg(feature = "redis")]
 mod ingress;

@@ -157,7 +157,7 @@ impl Supervisor {
     /// Brings the shards' subscriptions in line with `wanted`, a command per channel
     /// (channels of different slots cannot share one).
     async fn sync_sharded(
-        &self,
+        &mut self,
         connection: &mut ClusterConnection,
         subscribed: &mut HashSet<String>,
     ) -> Result<(), String> {

@@ -1,0 +1,216 @@
+//! Channel history in Redis: one order for every node.
+//!
+//! Each channel with history has two keys: `<prefix>:history-meta:<name>`, a hash with
+//! the history's `epoch` and the last `offset` given out, and `<prefix>:history:<name>`,
+//! a stream of the kept posts (entry id `<offset>-0`, fields `t`, Redis' clock in
+//! milliseconds, and `d`, the envelope). A post runs one script that numbers it, keeps
+//! it and publishes it with its position, so every node delivers the same offsets in
+//! the same order, whichever node posted. A new epoch is made whenever the meta key is
+//! missing: Redis restarted or was flushed, or the channel saw no post nor join for the
+//! meta's lifetime; clients holding older positions are then told `recovered: false`.
+//!
+//! Why scripts and not a Redis Stream read by every node: a script does offset, append
+//! and publish atomically in one round trip, and nodes keep receiving through the
+//! pub/sub subscriptions they already hold. The stream is only read when a client
+//! joins.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use super::super::{ClusterError, HistoryRead, Record};
+
+/// How long a channel's epoch and last offset outlive its last post or join, unless
+/// its history's TTL is longer: a client coming back within it can be told exactly
+/// whether it missed anything.
+pub(super) const META_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Numbers, keeps and publishes one post. KEYS: stream, meta. ARGV: the Redis channel,
+/// the envelope, size, TTL (ms), meta TTL (ms), a fresh epoch. Returns PUBLISH's count.
+const APPEND: &str = r#"
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 't', ms, 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+local positioned = '{"epoch":"' .. epoch .. '","offset":' .. offset .. ',' .. string.sub(ARGV[2], 2)
+return redis.call('PUBLISH', ARGV[1], positioned)
+"#;
+
+/// Reads the epoch, the newest offset and, when ARGV[1] is an offset, the unexpired
+/// posts after it. KEYS: stream, meta. ARGV: after ('' for none), TTL (ms), meta TTL
+/// (ms), a fresh epoch (used when the channel has none yet).
+const READ: &str = r#"
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local newest = redis.call('HGET', KEYS[2], 'offset')
+local entries = {}
+if ARGV[1] ~= '' then
+  local now = redis.call('TIME')
+  local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[2])
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '+')) do
+    local fields = entry[2]
+    if tonumber(fields[2]) >= oldest then
+      table.insert(entries, {entry[1], fields[4]})
+    end
+  end
+end
+return {epoch, newest, entries}
+"#;
+
+/// The two scripts' SHA1s on one Redis, loaded when the node connects.
+#[derive(Debug, Clone)]
+pub(super) struct Scripts {
+    append: String,
+    read: String,
+}
+
+impl Scripts {
+    /// Loads both scripts (`SCRIPT LOAD`).
+    pub(super) async fn load(connection: &mut MultiplexedConnection) -> redis::RedisResult<Self> {
+        let load = |script: &'static str| {
+            let mut connection = connection.clone();
+            async move {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script)
+                    .query_async::<String>(&mut connection)
+                    .await
+            }
+        };
+        Ok(Self {
+            append: load(APPEND).await?,
+            read: load(READ).await?,
+        })
+    }
+
+    /// Adds a recorded publish of `payload` on Redis channel `channel` (streampod
+    /// channel `name`) to `pipe`.
+    pub(super) fn append(
+        &self,
+        pipe: &mut redis::Pipeline,
+        keys: &Keys,
+        channel: &str,
+        payload: &[u8],
+        record: Record,
+    ) {
+        pipe.cmd("EVALSHA")
+            .arg(&self.append)
+            .arg(2)
+            .arg(&keys.stream)
+            .arg(&keys.meta)
+            .arg(channel)
+            .arg(payload)
+            .arg(record.size.max(1))
+            .arg(millis(record.ttl))
+            .arg(millis(meta_ttl(record)))
+            .arg(fresh_epoch());
+    }
+
+    /// Reads a channel's history after `after`.
+    pub(super) async fn read(
+        &self,
+        connection: &mut MultiplexedConnection,
+        keys: &Keys,
+        after: Option<u64>,
+        record: Record,
+    ) -> Result<HistoryRead, ClusterError> {
+        let reply: (String, String, Vec<(String, Vec<u8>)>) = redis::cmd("EVALSHA")
+            .arg(&self.read)
+            .arg(2)
+            .arg(&keys.stream)
+            .arg(&keys.meta)
+            .arg(after.map(|after| after.to_string()).unwrap_or_default())
+            .arg(millis(record.ttl))
+            .arg(millis(meta_ttl(record)))
+            .arg(fresh_epoch())
+            .query_async(connection)
+            .await
+            .map_err(|error| ClusterError::Unavailable(error.to_string()))?;
+        let (epoch, newest, entries) = reply;
+        let newest = newest.parse().map_err(|_| malformed("offset"))?;
+        let entries = entries
+            .into_iter()
+            .map(|(id, envelope)| {
+                let offset = id
+                    .strip_suffix("-0")
+                    .and_then(|offset| offset.parse().ok())
+                    .ok_or_else(|| malformed("entry id"))?;
+                Ok((offset, envelope))
+            })
+            .collect::<Result<_, ClusterError>>()?;
+        Ok(HistoryRead {
+            epoch,
+            newest,
+            entries,
+        })
+    }
+}
+
+fn malformed(what: &str) -> ClusterError {
+    ClusterError::Unavailable(format!(
+        "the channel history in Redis has a malformed {what} (written by something other than streampod?)"
+    ))
+}
+
+/// The Redis keys of one channel's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Keys {
+    stream: String,
+    meta: String,
+}
+
+impl Keys {
+    /// The keys of streampod channel `name` under `prefix`.
+    pub(super) fn new(prefix: &str, name: &str) -> Self {
+        Self {
+            stream: format!("{prefix}:history:{name}"),
+            meta: format!("{prefix}:history-meta:{name}"),
+        }
+    }
+}
+
+fn meta_ttl(record: Record) -> Duration {
+    record.ttl.max(META_TTL)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// A new epoch: 16 hex digits, random.
+fn fresh_epoch() -> String {
+    format!("{:016x}", crate::backoff::random_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_prefix_and_the_channel() {
+        let keys = Keys::new("app", "room-1");
+        assert_eq!(keys.stream, "app:history:room-1");
+        assert_eq!(keys.meta, "app:history-meta:room-1");
+        assert_eq!(fresh_epoch().len(), 16);
+        let short = Record {
+            size: 10,
+            ttl: Duration::from_secs(1),
+        };
+        assert_eq!(meta_ttl(short), META_TTL);
+    }
+}

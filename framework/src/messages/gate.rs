@@ -1,0 +1,367 @@
+//! A `streampod.v1` session's place in a cluster channel with history: the channel's
+//! one order comes from Redis, so a join reads the history there (after this node's
+//! subscription is in place) while live posts already arrive. The gate holds those
+//! until the read is back, then sends `joined`, the replay, and what it held, dropping
+//! by offset what the replay already had: subscribe first, read, de-duplicate.
+//!
+//! Once open, the gate keeps the last offset the session got: a post at or before it
+//! is not sent again, and one that skips offsets (this node lost its Redis connection
+//! for a while) or comes from a new epoch (Redis lost the history) is preceded by a new
+//! `joined` frame with `recovered: false`, so the client knows to reload instead of
+//! silently missing messages.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::cluster::{ClusterError, Envelope, HistoryRead};
+use crate::config::SlowConsumerPolicy;
+use crate::log_limit::RateLimitedLog;
+use crate::outbound::{ChannelKey, Push};
+use crate::protocol::frame;
+use crate::protocol::history::{JoinedFrame, Position};
+use crate::session::SessionShared;
+use crate::wire_frame::TextFrame;
+
+/// Most live frames a gate holds while its read is out; past that it drops them and
+/// the client is told `recovered: false` with the next post.
+const MAX_HELD: usize = 4096;
+
+/// One session's gate on one channel.
+pub(crate) struct Gate {
+    state: Mutex<State>,
+}
+
+struct State {
+    open: bool,
+    /// The epoch of the offsets the session has; `None` when it has none yet (the read
+    /// failed, or held frames were dropped): the next post says `recovered: false`.
+    epoch: Option<Arc<str>>,
+    /// The last offset the session got.
+    after: u64,
+    held: Vec<Held>,
+    overflowed: bool,
+}
+
+/// A live post that came while the gate was closed.
+struct Held {
+    epoch: Arc<str>,
+    offset: u64,
+    frame: Option<TextFrame>,
+}
+
+/// A post as the gate sees it: where it stands and its frame for this session (`None`
+/// for a post that leaves the session out: the gate only moves past it).
+pub(crate) struct Positioned<'a> {
+    pub(crate) epoch: &'a Arc<str>,
+    pub(crate) offset: u64,
+    pub(crate) frame: Option<TextFrame>,
+    pub(crate) key: ChannelKey,
+    pub(crate) policy: SlowConsumerPolicy,
+}
+
+/// Who the gate sends to.
+pub(crate) struct Target<'a> {
+    pub(crate) session: &'a SessionShared,
+    pub(crate) endpoint: &'a str,
+    pub(crate) channel: &'a str,
+}
+
+impl Gate {
+    /// A closed gate: live posts are held until [`Gate::open`].
+    pub(crate) fn closed() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                open: false,
+                epoch: None,
+                after: 0,
+                held: Vec::new(),
+                overflowed: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a live post to the session, holds it while the gate is closed, or drops it
+    /// when the session had it already; `None` unless it was pushed now.
+    pub(crate) fn pass(&self, to: &Target<'_>, post: Positioned<'_>) -> Option<Push> {
+        let mut state = self.lock();
+        if !state.open {
+            if state.held.len() >= MAX_HELD {
+                state.held.clear();
+                state.overflowed = true;
+            }
+            if !state.overflowed {
+                state.held.push(Held {
+                    epoch: post.epoch.clone(),
+                    offset: post.offset,
+                    frame: post.frame,
+                });
+            }
+            return None;
+        }
+        state.forward(to, post.epoch, post.offset, |session, frame| {
+            session.push_from(frame, post.key, post.policy)
+        }, post.frame)
+    }
+
+    /// Opens the gate with what the history read gave: sends `joined`, the replay if
+    /// the session recovers, then the held posts it does not have yet.
+    pub(crate) fn open(
+        &self,
+        to: &Target<'_>,
+        since: Option<&Position>,
+        read: Result<HistoryRead, ClusterError>,
+    ) {
+        let mut state = self.lock();
+        match read {
+            Ok(read) => state.replay(to, since, read),
+            Err(error) => {
+                static FAILED: RateLimitedLog =
+                    RateLimitedLog::new(std::time::Duration::from_secs(10));
+                if let Some(left_out) = FAILED.ready() {
+                    tracing::warn!(target: "streampod::cluster", channel = to.channel, %error, left_out, "could not read a channel's history from Redis; the client is told it did not recover");
+                }
+                state.epoch = None;
+            }
+        }
+        if state.overflowed {
+            state.epoch = None;
+        }
+        for held in std::mem::take(&mut state.held) {
+            state.forward(to, &held.epoch, held.offset, SessionShared::push, held.frame);
+        }
+        state.open = true;
+    }
+}
+
+impl State {
+    /// Sends `joined` and, when `since` is recovered, every post after it.
+    fn replay(&mut self, to: &Target<'_>, since: Option<&Position>, read: HistoryRead) {
+        let epoch: Arc<str> = Arc::from(read.epoch);
+        let replay = since
+            .filter(|since| *since.epoch == *epoch && since.offset <= read.newest)
+            .filter(|since| {
+                let wanted = read.newest - since.offset;
+                read.entries.len() as u64 == wanted
+                    && read
+                        .entries
+                        .first()
+                        .is_none_or(|(offset, _)| *offset == since.offset + 1)
+            })
+            .map(|_| read.entries);
+        let joined = JoinedFrame {
+            endpoint: to.endpoint.to_owned(),
+            channel: to.channel.to_owned(),
+            position: Position::new(&*epoch, read.newest),
+            recovering: since.is_some(),
+            recovered: replay.is_some(),
+            replayed: replay.as_ref().map_or(0, |entries| entries.len() as u64),
+        };
+        to.session
+            .push(TextFrame::encode_infallible(|out| joined.encode(out)));
+        for (offset, envelope) in replay.into_iter().flatten() {
+            let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(&envelope) else {
+                continue;
+            };
+            let object = envelope.object.get();
+            to.session.push(TextFrame::encode_infallible(|out| {
+                frame::encode_message_with_object(to.endpoint, object, out);
+                frame::append_offset(out, to.channel, offset);
+            }));
+        }
+        self.epoch = Some(epoch);
+        self.after = read.newest;
+    }
+
+    /// Pushes a post the session has not had, after a `joined` frame saying it did not
+    /// recover when offsets were skipped or the epoch changed.
+    fn forward(
+        &mut self,
+        to: &Target<'_>,
+        epoch: &Arc<str>,
+        offset: u64,
+        push: impl FnOnce(&SessionShared, TextFrame) -> Push,
+        frame: Option<TextFrame>,
+    ) -> Option<Push> {
+        let same_epoch = self.epoch.as_deref() == Some(&**epoch);
+        if same_epoch && offset <= self.after {
+            return None;
+        }
+        if !same_epoch || offset > self.after + 1 {
+            let joined = JoinedFrame {
+                endpoint: to.endpoint.to_owned(),
+                channel: to.channel.to_owned(),
+                position: Position::new(&**epoch, offset.saturating_sub(1)),
+                recovering: false,
+                recovered: false,
+                replayed: 0,
+            };
+            to.session
+                .push(TextFrame::encode_infallible(|out| joined.encode(out)));
+        }
+        self.epoch = Some(epoch.clone());
+        self.after = offset;
+        frame.map(|frame| push(to.session, frame))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::outbound::{Batch, Limits, TotalHeld};
+
+    fn session() -> SessionShared {
+        SessionShared::new(
+            1,
+            SocketAddr::from(([127, 0, 0, 1], 4000)),
+            Limits {
+                frames: 10_000,
+                bytes: 1 << 24,
+            },
+            Arc::new(TotalHeld::default()),
+            SlowConsumerPolicy::Disconnect,
+            true,
+            tracing::Span::none(),
+        )
+    }
+
+    /// The frames queued for `session`, each as `joined:<recovered>@<offset>` or
+    /// `m<offset>`.
+    fn drain(session: &SessionShared) -> Vec<String> {
+        let mut batch = Batch::default();
+        let _ = session.outbound.next(&mut batch).now_or_never();
+        batch
+            .frames
+            .into_iter()
+            .map(|queued| {
+                let value: serde_json::Value = serde_json::from_str(queued.frame.text()).unwrap();
+                match value["command"].as_str() {
+                    Some("joined") => format!(
+                        "joined:{}@{}",
+                        value["args"]["recovered"], value["args"]["position"]["offset"]
+                    ),
+                    _ => format!("m{}", value["offset"]),
+                }
+            })
+            .collect()
+    }
+
+    fn post(gate: &Gate, to: &Target<'_>, epoch: &Arc<str>, offset: u64, included: bool) {
+        let frame = included.then(|| {
+            TextFrame::encode_infallible(|out| {
+                frame::encode_message_with_object("rooms", r#"{"className":"N","data":{}}"#, out);
+                frame::append_offset(out, "room", offset);
+            })
+        });
+        gate.pass(
+            to,
+            Positioned {
+                epoch,
+                offset,
+                frame,
+                key: 7,
+                policy: SlowConsumerPolicy::Disconnect,
+            },
+        );
+    }
+
+    fn read(epoch: &str, newest: u64, entries: impl Iterator<Item = u64>) -> HistoryRead {
+        HistoryRead {
+            epoch: epoch.to_owned(),
+            newest,
+            entries: entries
+                .map(|offset| (offset, br#"{"node":1,"object":{"className":"N","data":{}}}"#.to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn held_posts_follow_the_replay_without_duplicates() {
+        let session = session();
+        let to = Target {
+            session: &session,
+            endpoint: "rooms",
+            channel: "room",
+        };
+        let epoch: Arc<str> = Arc::from("e1");
+        let gate = Gate::closed();
+        // Live posts 5 and 6 arrive while the read (which saw up to 5) is out.
+        post(&gate, &to, &epoch, 5, true);
+        post(&gate, &to, &epoch, 6, true);
+        assert!(drain(&session).is_empty(), "held while closed");
+        gate.open(&to, Some(&Position::new("e1", 2)), Ok(read("e1", 5, 3..=5)));
+        assert_eq!(drain(&session), ["joined:true@5", "m3", "m4", "m5", "m6"]);
+        post(&gate, &to, &epoch, 7, true);
+        post(&gate, &to, &epoch, 7, true);
+        assert_eq!(drain(&session), ["m7"], "a post seen already is not sent again");
+    }
+
+    #[test]
+    fn a_position_history_no_longer_holds_is_not_recovered() {
+        let session = session();
+        let to = Target {
+            session: &session,
+            endpoint: "rooms",
+            channel: "room",
+        };
+        let gate = Gate::closed();
+        // Asked from 2, but 3 expired: only 4..=5 are there.
+        gate.open(&to, Some(&Position::new("e1", 2)), Ok(read("e1", 5, 4..=5)));
+        assert_eq!(drain(&session), ["joined:false@5"]);
+        let other = Gate::closed();
+        other.open(&to, Some(&Position::new("e0", 2)), Ok(read("e1", 5, 3..=5)));
+        assert_eq!(drain(&session), ["joined:false@5"], "another epoch");
+    }
+
+    #[test]
+    fn skipped_offsets_and_new_epochs_say_recovered_false_first() {
+        let session = session();
+        let to = Target {
+            session: &session,
+            endpoint: "rooms",
+            channel: "room",
+        };
+        let gate = Gate::closed();
+        gate.open(&to, None, Ok(read("e1", 3, std::iter::empty())));
+        let e1: Arc<str> = Arc::from("e1");
+        post(&gate, &to, &e1, 4, false);
+        post(&gate, &to, &e1, 5, true);
+        assert_eq!(
+            drain(&session),
+            ["joined:false@3", "m5"],
+            "a post leaving the session out moves the gate on: no gap"
+        );
+        post(&gate, &to, &e1, 8, true);
+        let e2: Arc<str> = Arc::from("e2");
+        post(&gate, &to, &e2, 1, true);
+        assert_eq!(
+            drain(&session),
+            ["joined:false@7", "m8", "joined:false@0", "m1"]
+        );
+    }
+
+    #[test]
+    fn a_failed_read_opens_the_gate_and_the_next_post_says_not_recovered() {
+        let session = session();
+        let to = Target {
+            session: &session,
+            endpoint: "rooms",
+            channel: "room",
+        };
+        let gate = Gate::closed();
+        let e1: Arc<str> = Arc::from("e1");
+        post(&gate, &to, &e1, 9, true);
+        gate.open(
+            &to,
+            Some(&Position::new("e1", 2)),
+            Err(ClusterError::Unavailable("down".into())),
+        );
+        assert_eq!(drain(&session), ["joined:false@8", "m9"]);
+    }
+}

@@ -1,0 +1,251 @@
+//! Channel history across a cluster of three servers and one private Redis: every node
+//! delivers the same offsets in one order; a subscriber cut off on one node recovers
+//! every missed post, once and in order, on another; posts racing a recovering join
+//! are neither lost nor duplicated; Redis losing the history (a restart) tells clients
+//! `recovered: false`, live and on recovery.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use streampod::cluster::{ClusterConfig, ClusterState};
+use streampod::messages::{ChannelConfig, HistoryConfig, MessageCentral, Reach};
+use streampod::Server;
+use streampod_tests::client::TestClient;
+use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
+use streampod_tests::redis_server::RedisServer;
+use streampod_tests::rooms::Rooms;
+
+const ROOM: &str = "cluster-history-room";
+
+async fn node(redis: &RedisServer) -> Server<Protocol> {
+    let server = Server::builder()
+        .endpoint("rooms", Rooms::default())
+        .cluster(ClusterConfig::redis(redis.url()).prefix("history-test"))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    server.handle().messages().configure_channel(
+        ROOM,
+        ChannelConfig::default().with_history(HistoryConfig::new(5_000, Duration::from_secs(60))),
+    );
+    connected(&server).await;
+    server
+}
+
+async fn connected(server: &Server<Protocol>) {
+    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state == ClusterState::Connected),
+    )
+    .await
+    .expect("connected to Redis within 10 s")
+    .unwrap();
+}
+
+fn chat(text: String) -> ChatMessage {
+    ChatMessage {
+        sender_name: "server".into(),
+        content: text,
+        timestamp: None,
+        channel_id: ROOM.into(),
+        priority: Priority::Normal,
+    }
+}
+
+/// Posts `text` to the room on every node, and waits until Redis took it.
+async fn post(central: &MessageCentral<Protocol>, text: String) {
+    central.post_global(ROOM, chat(text)).await.unwrap();
+}
+
+/// Sends `recover` (when given a position) and the join; returns the `joined` frame's
+/// args and the room's frames up to `until` offset (the replay, then live ones).
+async fn join(client: &mut TestClient, since: Option<&Value>) -> Value {
+    if let Some(position) = since {
+        client
+            .send_text(
+                &json!({"command": "recover", "args": {"channels": {ROOM: position}}}).to_string(),
+            )
+            .await;
+    }
+    client
+        .send_model(
+            "rooms",
+            "ChatMessage",
+            json!({"senderName": "t", "content": "join", "channelId": ROOM}),
+        )
+        .await;
+    // The join is acknowledged at once; `joined` follows once Redis was read.
+    loop {
+        let frame = client.next_json().await;
+        if frame["command"] == "joined" {
+            return frame["args"].clone();
+        }
+        assert_eq!(frame["object"]["data"]["content"], "ack:join", "{frame}");
+    }
+}
+
+/// The offset of a frame from the room.
+fn offset(frame: &Value) -> u64 {
+    assert_eq!(frame["channel"], ROOM, "{frame}");
+    frame["offset"].as_u64().expect("an offset")
+}
+
+/// Reads the room's offsets until `last`.
+async fn offsets_until(client: &mut TestClient, mut seen: Vec<u64>, last: u64) -> Vec<u64> {
+    while seen.last().copied().unwrap_or(0) < last {
+        seen.push(offset(&client.next_json().await));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_subscriber_cut_off_on_one_node_recovers_every_post_on_another() {
+    let redis = RedisServer::start();
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let mut first = TestClient::connect(nodes[0].local_addr(), "").await;
+    let joined = join(&mut first, None).await;
+    assert_eq!(joined["recovering"], false);
+    assert_eq!(joined["position"]["offset"], 0);
+    let epoch = joined["position"]["epoch"].clone();
+
+    // Posts come from the other two nodes, in turns.
+    let posters = [nodes[1].handle().messages(), nodes[2].handle().messages()];
+    let poster = tokio::spawn(async move {
+        for n in 1..=1000_u32 {
+            post(&posters[n as usize % 2], n.to_string()).await;
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 100 {
+        seen.push(offset(&first.next_json().await));
+    }
+    // Cut the TCP connection without a close handshake.
+    drop(first.into_inner());
+    poster.await.unwrap();
+
+    let mut again = TestClient::connect(nodes[2].local_addr(), "").await;
+    let since = json!({"epoch": epoch, "offset": seen.last().unwrap()});
+    let joined = join(&mut again, Some(&since)).await;
+    assert_eq!(joined["recovering"], true);
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(joined["position"], json!({"epoch": epoch, "offset": 1000}));
+    assert_eq!(joined["replayed"], 900);
+    let seen = offsets_until(&mut again, seen, 1000).await;
+    assert_eq!(
+        seen,
+        (1..=1000).collect::<Vec<u64>>(),
+        "every post once, in order"
+    );
+
+    // Live posts from any node follow with the next offsets.
+    post(&nodes[0].handle().messages(), "live".into()).await;
+    assert_eq!(offset(&again.next_json().await), 1001);
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_duplicated() {
+    let redis = RedisServer::start();
+    let nodes = [node(&redis).await, node(&redis).await];
+    let poster_central = nodes[0].handle().messages();
+    post(&poster_central, "0".into()).await;
+    let mut watcher = TestClient::connect(nodes[1].local_addr(), "").await;
+    let epoch = join(&mut watcher, None).await["position"]["epoch"].clone();
+    for round in 0..20_u64 {
+        let central = poster_central.clone();
+        // Queued without waiting for each (Redis takes them in order), the last one
+        // confirmed: all are out when it returns.
+        let poster = tokio::spawn(async move {
+            for n in 0..99 {
+                central
+                    .post_message(ROOM, chat(format!("{round}-{n}")), Reach::Global)
+                    .unwrap();
+                if n % 5 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            post(&central, format!("{round}-last")).await;
+        });
+        let start = round * 100 + 1;
+        let since = json!({"epoch": epoch, "offset": start});
+        // Alternate: a node with the room's subscription already, and one without.
+        let mut client = TestClient::connect(nodes[(round % 2) as usize].local_addr(), "").await;
+        let joined = join(&mut client, Some(&since)).await;
+        assert_eq!(joined["recovered"], true, "round {round}: {joined}");
+        poster.await.unwrap();
+        let end = start + 100;
+        let offsets = offsets_until(&mut client, Vec::new(), end).await;
+        assert_eq!(
+            offsets,
+            (start + 1..=end).collect::<Vec<u64>>(),
+            "round {round}: a gap or a duplicate"
+        );
+        client.close().await;
+        while watcher
+            .try_next_json(Duration::from_millis(10))
+            .await
+            .is_some()
+        {}
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery() {
+    let mut redis = RedisServer::start();
+    let port = redis.port();
+    let nodes = [node(&redis).await, node(&redis).await];
+    let poster = nodes[0].handle().messages();
+    post(&poster, "before".into()).await;
+    let mut listener = TestClient::connect(nodes[1].local_addr(), "").await;
+    let joined = join(&mut listener, None).await;
+    let before = joined["position"].clone();
+    assert_eq!(before["offset"], 1);
+
+    // Redis restarts empty: a new epoch from the next post on.
+    redis.kill();
+    for node in &nodes {
+        let mut changes = node.handle().messages().cluster_state_changes().unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|state| *state != ClusterState::Connected),
+        )
+        .await
+        .expect("the loss noticed within 10 s")
+        .unwrap();
+    }
+    redis = RedisServer::start_on(port);
+    for node in &nodes {
+        connected(node).await;
+    }
+    post(&poster, "after".into()).await;
+    let signal = listener.next_json().await;
+    assert_eq!(signal["command"], "joined", "{signal}");
+    assert_eq!(signal["args"]["recovered"], false, "{signal}");
+    assert_ne!(signal["args"]["position"]["epoch"], before["epoch"]);
+    assert_eq!(signal["args"]["position"]["offset"], 0);
+    let live = listener.next_json().await;
+    assert_eq!(
+        (offset(&live), &live["object"]["data"]["content"]),
+        (1, &json!("after"))
+    );
+
+    // A client coming back with a position from before the restart is told so.
+    let mut back = TestClient::connect(nodes[0].local_addr(), "").await;
+    let joined = join(&mut back, Some(&before)).await;
+    assert_eq!(joined["recovering"], true);
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_eq!(joined["position"]["offset"], 1);
+    for node in nodes {
+        node.shutdown().await;
+    }
+    drop(redis);
+}
