@@ -93,6 +93,11 @@ impl OwnedListeners {
         self.joins.contains_key(channel)
     }
 
+    /// Whether the join of `channel` is still the one listener `id` made.
+    pub(crate) fn holds(&self, channel: &str, id: ListenerId) -> bool {
+        self.joins.get(channel).is_some_and(|owned| owned.id == id)
+    }
+
     pub(crate) fn add_join(&mut self, owned: Owned) {
         self.joins.insert(owned.channel.clone(), owned);
     }

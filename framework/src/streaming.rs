@@ -187,6 +187,14 @@ impl<P: ModelSet> StreamingSession<P> {
                     return;
                 };
                 let read = cluster.read_history(&channel, after, record).await;
+                // Left (or left and joined again) meanwhile: nothing to open.
+                let still_joined = session
+                    .owned_listeners()
+                    .as_ref()
+                    .is_some_and(|owned| owned.holds(&channel, id));
+                if !still_joined {
+                    return;
+                }
                 let to = GateTarget {
                     session: &session,
                     endpoint: &endpoint,

@@ -14,8 +14,10 @@
 //!
 //! A client that reconnects sends `recover` with the last position it saw on each
 //! channel, then joins as it always does (its endpoint's own subscription message).
-//! When the server joins it to a channel it has a position for, it sends `joined` and
-//! then, before any live message, every message after that position that history still
+//! When the server joins it to a channel it has a position for, it sends `joined` (in a
+//! cluster, once the history has been read: possibly after other frames, such as the
+//! endpoint's reply to the join, but before any message of the channel) and then,
+//! before any live message, every message after that position that history still
 //! holds, each once and in order (`recovered: true`); or, when the position is too old
 //! or from another epoch, `recovered: false` and only live messages, so the app reloads
 //! its state. `joined.position` is the channel's newest position at the join: replayed

@@ -20,7 +20,13 @@
 //! Each message carries its send time; one older than `max_global_age` on arrival (5 s;
 //! after a stall) is dropped and counted rather than burst onto clients. Delivery is at
 //! most once, as in Serverpod: what is posted while a node is cut off does not reach it
-//! later.
+//! later — except on channels with history
+//! ([`ChannelConfig::with_history`](crate::messages::ChannelConfig::with_history)):
+//! Redis numbers their posts in one order for all nodes and keeps them (a script does
+//! offset, append to the channel's stream and publish in one step), clients recover on
+//! any node, and a node that skipped posts says so to its clients (`recovered: false`).
+//! A history read waits for this node's subscription and Redis for up to twice the
+//! longer of the connect and publish timeouts (2 s by default).
 //!
 //! With the `redis` feature:
 //!

@@ -2,11 +2,12 @@
 //! subscriber coming back after a reconnect gets what it missed (see
 //! [`crate::protocol::history`] for the wire).
 //!
-//! One node keeps each history in memory: its epoch is new every time the server
-//! starts, so a client that recovers across a restart is told `recovered: false`
-//! instead of getting a silent gap. Posts and recovering joins take the history's lock,
-//! so a join sees every post either in what it replays or live after it, never both and
-//! never neither.
+//! Without a cluster, one node keeps each history in memory: its epoch is new every
+//! time the server starts, so a client that recovers across a restart is told
+//! `recovered: false` instead of getting a silent gap. Posts and recovering joins take
+//! the history's lock, so a join sees every post either in what it replays or live
+//! after it, never both and never neither. In a cluster the history is in Redis
+//! (`crate::cluster`'s `history` module) and joins go through a gate (`super::gate`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
