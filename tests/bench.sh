@@ -39,8 +39,10 @@ start_server() {
         streampod-history) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
             --room-history 1000 --log error >/dev/null 2>&1 & ;;
         floor) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/floor --bind "127.0.0.1:$PORT" >/dev/null 2>&1 & ;;
-        streampod-global) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
+        streampod-global | streampod-global-v1) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
             --redis "redis://127.0.0.1:$REDIS_PORT/" --log streampod::cluster=info,error >"$OUT/global.log" 2>&1 & ;;
+        streampod-global-history) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
+            --redis "redis://127.0.0.1:$REDIS_PORT/" --room-history 1000 --log streampod::cluster=info,error >"$OUT/global.log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -48,7 +50,10 @@ start_server() {
     for _ in $(seq 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
             # A cluster node serves before Redis is connected; measure once it is.
-            [ "$1" != streampod-global ] || grep -q "connected to Redis" "$OUT/global.log" && return 0
+            case "$1" in
+                streampod-global*) grep -q "connected to Redis" "$OUT/global.log" && return 0 ;;
+                *) return 0 ;;
+            esac
         fi
         sleep 0.05
     done
@@ -162,6 +167,11 @@ for target in streampod-local streampod-global; do
     measure "scope-$target-burst" "$target" burst --subscribers 1000 --messages 6000 --window 200
     measure "scope-$target-rate" "$target" rate --subscribers 1000 --per-second 100 \
         --seconds "$RATE_SECONDS"
+done
+# History through Redis against plain global posts, both on streampod.v1 (issue 17).
+for target in streampod-global-v1 streampod-global-history; do
+    measure "history-$target-burst" "$target" burst --subscribers 1000 --messages 6000 \
+        --window 200 --extended
 done
 
 TABLE="$OUT/table.md"

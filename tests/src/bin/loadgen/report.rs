@@ -96,26 +96,38 @@ pub(crate) fn ratios(rows: &[Value]) -> String {
         "| scenario | streampod | reference | ratio | target |\n|---|---|---|---|---|\n",
     );
     let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-    // Issue 17: a history channel against a plain one, both on streampod.v1.
-    for history in rows.iter().filter(|r| r["target"] == "streampod-history") {
-        let Some(plain) = rows
-            .iter()
-            .find(|r| r["target"] == "streampod-v1" && scenario(r) == scenario(history))
-        else {
-            continue;
-        };
-        let (a, b) = (f(history, "deliveries_per_s"), f(plain, "deliveries_per_s"));
-        out.push_str(&ratio_row(
-            &format!(
-                "{}, history channel / plain (streampod.v1)",
-                scenario(history)
-            ),
-            &format!("{a:.0}/s"),
-            &format!("{b:.0}/s"),
-            a / b,
-            "≥ 0.90",
-            a / b >= 0.90,
-        ));
+    // Issue 17: a history channel against a plain one, both on streampod.v1, on one
+    // server and through Redis.
+    let pairs = [
+        (
+            "streampod-history",
+            "streampod-v1",
+            "history channel / plain",
+        ),
+        (
+            "streampod-global-history",
+            "streampod-global-v1",
+            "cluster history channel / plain global",
+        ),
+    ];
+    for (with, without, what) in pairs {
+        for history in rows.iter().filter(|r| r["target"] == with) {
+            let Some(plain) = rows
+                .iter()
+                .find(|r| r["target"] == without && scenario(r) == scenario(history))
+            else {
+                continue;
+            };
+            let (a, b) = (f(history, "deliveries_per_s"), f(plain, "deliveries_per_s"));
+            out.push_str(&ratio_row(
+                &format!("{}, {what} (streampod.v1)", scenario(history)),
+                &format!("{a:.0}/s"),
+                &format!("{b:.0}/s"),
+                a / b,
+                "≥ 0.90",
+                a / b >= 0.90,
+            ));
+        }
     }
     for ours in rows.iter().filter(|r| r["target"] == "streampod") {
         let Some(floor) = rows
