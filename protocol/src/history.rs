@@ -31,6 +31,11 @@
 //! new `joined` frame (`recovering: false`, `recovered: false`) before the first message
 //! of the new epoch.
 //!
+//! A `joined` frame whose `position.epoch` is empty comes from a server that could not
+//! read the channel's history (in a cluster, Redis was unreachable): the client has no
+//! position on that channel until the next `joined` frame, which precedes the channel's
+//! next message.
+//!
 //! Sockets without the `streampod.v1` subprotocol (Serverpod's clients) get none of
 //! this: no `channel` or `position` keys, no `joined` frames.
 

@@ -249,3 +249,63 @@ async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery() {
     }
     drop(redis);
 }
+
+/// How long 1,000 clients may take to reconnect to a restarted node and recover 100
+/// missed posts each (100,000 replayed frames), in this debug build on two cores.
+const MASS_RECOVERY_BOUND: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_the_bound() {
+    streampod_tests::raise_fd_limit();
+    let redis = RedisServer::start();
+    let restarting = node(&redis).await;
+    let poster = node(&redis).await;
+    let posts = poster.handle().messages();
+    post(&posts, "before".into()).await;
+
+    let addr = restarting.local_addr();
+    let mut clients = Vec::new();
+    for chunk in 0..10 {
+        let joins = (0..100).map(|_| async move {
+            let mut client = TestClient::connect(addr, "").await;
+            let joined = join(&mut client, None).await;
+            (client, joined["position"].clone())
+        });
+        clients.extend(futures_util::future::join_all(joins).await);
+        assert_eq!(clients.len(), (chunk + 1) * 100);
+    }
+    assert!(clients.iter().all(|(_, position)| position["offset"] == 1));
+
+    eprintln!("1,000 joined");
+    // The node goes away with its clients; 100 posts go on elsewhere meanwhile.
+    restarting.shutdown().await;
+    eprintln!("node stopped");
+    for n in 0..100 {
+        post(&posts, format!("missed {n}")).await;
+    }
+    let restarted = node(&redis).await;
+    let addr = restarted.local_addr();
+    let started = std::time::Instant::now();
+    let recoveries = clients.into_iter().map(|(client, position)| async move {
+        drop(client);
+        let mut client = TestClient::connect(addr, "").await;
+        let joined = join(&mut client, Some(&position)).await;
+        let offsets = offsets_until(&mut client, Vec::new(), 101).await;
+        (joined, offsets)
+    });
+    let results = futures_util::future::join_all(recoveries).await;
+    let took = started.elapsed();
+    for (joined, offsets) in &results {
+        assert_eq!(joined["recovered"], true, "{joined}");
+        assert_eq!(joined["replayed"], 100, "{joined}");
+        assert_eq!(*offsets, (2..=101).collect::<Vec<u64>>());
+    }
+    assert_eq!(results.len(), 1000);
+    assert!(
+        took < MASS_RECOVERY_BOUND,
+        "1,000 recoveries took {took:?}, over {MASS_RECOVERY_BOUND:?}"
+    );
+    eprintln!("1,000 clients reconnected and recovered 100 posts each in {took:?}");
+    restarted.shutdown().await;
+    poster.shutdown().await;
+}

@@ -39,7 +39,10 @@ impl Positions {
     /// Takes in a `joined` frame: a channel joined without recovery starts at the
     /// server's newest position; a recovered one keeps its own, and the replay moves it.
     pub(crate) fn joined(&mut self, joined: &JoinedFrame) {
-        if !joined.recovered {
+        if joined.position.epoch.is_empty() {
+            // The server could not read the history: no position until the next one.
+            self.by_channel.remove(&joined.channel);
+        } else if !joined.recovered {
             self.set(&joined.channel, joined.position.clone());
         }
     }

@@ -25,8 +25,8 @@
 //! Redis numbers their posts in one order for all nodes and keeps them (a script does
 //! offset, append to the channel's stream and publish in one step), clients recover on
 //! any node, and a node that skipped posts says so to its clients (`recovered: false`).
-//! A history read waits for this node's subscription and Redis for up to twice the
-//! longer of the connect and publish timeouts (2 s by default).
+//! A history read waits for this node's subscription and Redis for up to 10 s; one that
+//! fails or times out tells the client `recovered: false`.
 //!
 //! With the `redis` feature:
 //!

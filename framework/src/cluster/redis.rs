@@ -280,7 +280,7 @@ impl RedisBackplane {
         let round_trip = Arc::new(Micros::default());
         let failed = Arc::new(AtomicU64::new(0));
         let max_global_age = config.max_global_age;
-        let read_timeout = config.connect_timeout.max(config.publish_timeout) * 2;
+        let read_timeout = HISTORY_READ_TIMEOUT;
         tokio::spawn(publish_loop(
             outgoing,
             connection.clone(),
@@ -489,6 +489,10 @@ fn channel_prefix(prefix: &str) -> String {
 fn broadcast_name(prefix: &str) -> String {
     format!("{prefix}:broadcast")
 }
+
+/// How long a history read may wait for this node's subscription and for Redis: long
+/// enough for a thousand clients recovering at once, each reading its missed posts.
+const HISTORY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// While Redis stays unreachable, one line per this long.
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);

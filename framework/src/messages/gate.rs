@@ -123,6 +123,17 @@ impl Gate {
                 if let Some(left_out) = FAILED.ready() {
                     tracing::warn!(target: "streampod::cluster", channel = to.channel, %error, left_out, "could not read a channel's history from Redis; the client is told it did not recover");
                 }
+                // No position to give: an empty epoch, replaced by the next post's.
+                let joined = JoinedFrame {
+                    endpoint: to.endpoint.to_owned(),
+                    channel: to.channel.to_owned(),
+                    position: Position::new("", 0),
+                    recovering: since.is_some(),
+                    recovered: false,
+                    replayed: 0,
+                };
+                to.session
+                    .push(TextFrame::encode_infallible(|out| joined.encode(out)));
                 state.epoch = None;
             }
         }
@@ -362,6 +373,10 @@ mod tests {
             Some(&Position::new("e1", 2)),
             Err(ClusterError::Unavailable("down".into())),
         );
-        assert_eq!(drain(&session), ["joined:false@8", "m9"]);
+        assert_eq!(
+            drain(&session),
+            ["joined:false@0", "joined:false@8", "m9"],
+            "at once without a position, then the post's"
+        );
     }
 }
