@@ -157,6 +157,8 @@ for target in streampod-v1 streampod-history; do
     measure "history-$target-burst" "$target" burst --subscribers 1000 --messages 6000 \
         --window 200 --extended
 done
+# Recovery: 1,000 subscribers drop at once, 100 messages are posted, all come back at once.
+measure recovery-streampod-history streampod-history recovery --subscribers 1000 --missed 100
 
 # Global vs local: the same server with --redis, so every delivery goes through one
 # Redis (a private redis-server on the server's core, stopped at exit).
@@ -173,6 +175,9 @@ for target in streampod-global-v1 streampod-global-history; do
     measure "history-$target-burst" "$target" burst --subscribers 1000 --messages 6000 \
         --window 200 --extended
 done
+# The same recovery through Redis: each join reads its missed messages from there.
+measure recovery-streampod-global-history streampod-global-history recovery \
+    --subscribers 1000 --missed 100
 
 TABLE="$OUT/table.md"
 {

@@ -5,6 +5,7 @@
 //! loadgen burst --url ws://127.0.0.1:8080/websocket --subscribers 1000 --messages 2000
 //! loadgen rate --url … --subscribers 1000 --per-second 100 --seconds 10
 //! loadgen storm --url … --subscribers 10000 --connect-parallelism 10000
+//! loadgen recovery --url … --subscribers 1000 --missed 100   # a room with history
 //! loadgen table results.jsonl      # markdown tables of result lines
 //! ```
 //!
@@ -20,6 +21,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod raw;
+mod recovery;
 mod report;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -74,6 +76,16 @@ enum Mode {
         #[command(flatten)]
         common: Common,
     },
+    /// Subscribers (`streampod.v1`) join a room with history, all drop at once, messages
+    /// are posted, all come back at once with `recover`; reports the time until every
+    /// one has its missed messages (see `recovery`).
+    Recovery {
+        #[command(flatten)]
+        common: Common,
+        /// Messages posted while the subscribers are away.
+        #[arg(long, default_value_t = 100)]
+        missed: u64,
+    },
     /// Prints result lines (JSON, one per line) as markdown tables, with streampod as a
     /// ratio of the floor for each scenario.
     Table {
@@ -87,7 +99,7 @@ enum Mode {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct Common {
     /// The server's WebSocket URL (ws://127.0.0.1:PORT/websocket).
     #[arg(long)]
@@ -811,6 +823,7 @@ async fn run(mode: Mode) -> Value {
             });
             (common, result)
         }
+        Mode::Recovery { common, missed } => recovery::run(common, missed).await,
         Mode::Table { .. } | Mode::Median { .. } => unreachable!("handled in main"),
     };
     result["target"] = json!(common.target);

@@ -32,6 +32,7 @@ pub(crate) fn table(rows: &[Value]) -> String {
             Some("burst") => format!("{} msgs", r["messages"]),
             Some("storm") if r["joins_room"] == false => "connect + ping at once".to_owned(),
             Some("storm") => "connect + join at once".to_owned(),
+            Some("recovery") => format!("{} missed, back at once", r["missed"]),
             _ => format!("{}/s × {} s", r["per_second"], r["seconds"]),
         };
         let bound = if generator_bound(r) {
@@ -67,6 +68,10 @@ fn scenario(r: &Value) -> String {
             format!("storm, {} clients connect and ping", r["subscribers"])
         }
         Some("storm") => format!("storm, {} clients connect and join", r["subscribers"]),
+        Some("recovery") => format!(
+            "recovery, {} clients × {} missed messages",
+            r["subscribers"], r["missed"]
+        ),
         _ => format!(
             "latency, {} subscribers × {} msg/s",
             r["subscribers"], r["per_second"]
@@ -128,6 +133,23 @@ pub(crate) fn ratios(rows: &[Value]) -> String {
                 a / b >= 0.90,
             ));
         }
+    }
+    // Issue 17: time for everyone to recover after reconnecting at once (no reference).
+    for r in rows.iter().filter(|r| r["mode"] == "recovery") {
+        let seconds = f(r, "recovered_s");
+        out.push_str(&ratio_row(
+            &format!("{} ({})", scenario(r), r["target"].as_str().unwrap_or("?")),
+            &format!(
+                "all back in {seconds:.2} s, {}/{} recovered, {:.0} ms CPU per 1,000",
+                r["recovered"],
+                r["expected"],
+                f(r, "server_cpu_ms_per_1000")
+            ),
+            "–",
+            f64::NAN,
+            "(reported)",
+            r["recovered"] == r["expected"] && seconds.is_finite(),
+        ));
     }
     for ours in rows.iter().filter(|r| r["target"] == "streampod") {
         let Some(floor) = rows
@@ -230,6 +252,7 @@ pub(crate) fn median(rows: Vec<Value>) -> Option<Value> {
             .as_f64()
             .or_else(|| r["p99_ms"].as_f64())
             .or_else(|| r["joined_s"].as_f64())
+            .or_else(|| r["recovered_s"].as_f64())
             .unwrap_or(0.0)
     };
     rows.sort_by(|a, b| key(a).total_cmp(&key(b)));
