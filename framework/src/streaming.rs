@@ -138,7 +138,12 @@ impl<P: ModelSet> StreamingSession<P> {
     /// Joins `channel` through this stream, recovering from `since` (or, when `None`,
     /// from the position the client sent with `recover`, if any) when the channel
     /// keeps history.
-    fn join(&self, channel: &str, since: Option<Position>) -> Result<Recovery, JoinError> {
+    fn join(
+        &self,
+        channel: &str,
+        since: Option<Position>,
+        info: Option<&Arc<str>>,
+    ) -> Result<Recovery, JoinError> {
         let session = &self.handle.shared;
         let mut owned = session.owned_listeners();
         // Checked under the lock the stream's closing takes: nothing joins after it.
@@ -171,7 +176,11 @@ impl<P: ModelSet> StreamingSession<P> {
             session: session.clone(),
             endpoint: self.endpoint.clone(),
             gate: gate.clone(),
+            info: info.cloned(),
         });
+        if self.central.has_presence(channel) {
+            self.central.presence_changed(channel, session, info, true);
+        }
         owned.add_join(Owned {
             channel: Arc::from(channel),
             id,
@@ -362,7 +371,21 @@ impl<P: ModelSet> SessionMessages<P> {
     /// [`JoinError::TooManyChannels`] and [`JoinError::NameTooLong`] at the
     /// per-session limits of [`ServerConfig`](crate::ServerConfig).
     pub fn join(&self, channel: &str) -> Result<bool, JoinError> {
-        self.session.join(channel, None).map(|recovery| recovery.joined)
+        self.session
+            .join(channel, None, None)
+            .map(|recovery| recovery.joined)
+    }
+
+    /// Joins `channel` as [`join`](Self::join) does, listed in its presence with `info`
+    /// (a display name, say: [`Member::info`](crate::messages::Member::info)).
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionMessages::join`].
+    pub fn join_with_info(&self, channel: &str, info: &str) -> Result<bool, JoinError> {
+        self.session
+            .join(channel, None, Some(&Arc::from(info)))
+            .map(|recovery| recovery.joined)
     }
 
     /// Joins `channel` and, when it keeps history, first replays every message after
@@ -391,7 +414,7 @@ impl<P: ModelSet> SessionMessages<P> {
         channel: &str,
         since: Option<Position>,
     ) -> Result<Recovery, JoinError> {
-        self.session.join(channel, since)
+        self.session.join(channel, since, None)
     }
 
     /// Leaves `channel`; `false` when not joined.
@@ -555,6 +578,46 @@ mod tests {
 
     fn local(delivery: Delivery) -> crate::messages::DeliveryReport {
         delivery.local().expect("a local post")
+    }
+
+    #[tokio::test]
+    async fn presence_lists_members_and_hooks_hear_joins_and_leaves() {
+        let mut fixture = Fixture::new();
+        fixture
+            .central
+            .configure_namespace("room", ChannelConfig::default().with_presence());
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = heard.clone();
+        fixture.central.on_presence("room", move |change| {
+            let verb = if change.joined { "+" } else { "-" };
+            log.lock()
+                .unwrap()
+                .push(format!("{verb}{}@{}", change.member.session, change.channel));
+        });
+        let (ann, bob) = (fixture.session(8), fixture.session(8));
+        ann.messages().join_with_info("room-1", "Ann").unwrap();
+        bob.messages().join("room-1").unwrap();
+        bob.messages().join("other").unwrap();
+        let members = fixture.central.presence("room-1").await.unwrap();
+        let listed: Vec<(String, Option<String>)> = members
+            .into_iter()
+            .map(|member| (member.session, member.info))
+            .collect();
+        assert_eq!(
+            listed,
+            [("1".to_owned(), Some("Ann".to_owned())), ("2".to_owned(), None)]
+        );
+        assert!(
+            fixture.central.presence("other").await.unwrap().is_empty(),
+            "a channel without presence lists nobody"
+        );
+        bob.end().await;
+        assert_eq!(fixture.central.presence_count("room-1").await.unwrap(), 1);
+        assert_eq!(
+            *heard.lock().unwrap(),
+            ["+1@room-1", "+2@room-1", "-2@room-1"],
+            "channels without presence ('other') are not heard"
+        );
     }
 
     #[tokio::test]

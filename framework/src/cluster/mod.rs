@@ -135,9 +135,11 @@ impl ClusterError {
 pub(crate) type Confirmation<'a> =
     Pin<Box<dyn Future<Output = Result<usize, ClusterError>> + Send + 'a>>;
 
+/// An answer from the backplane, pending.
+pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, ClusterError>> + Send + 'a>>;
+
 /// A history read from the backplane, pending.
-pub(crate) type Reading<'a> =
-    Pin<Box<dyn Future<Output = Result<HistoryRead, ClusterError>> + Send + 'a>>;
+pub(crate) type Reading<'a> = Pending<'a, HistoryRead>;
 
 /// How a post to a channel with history is kept by the backplane: numbered in the
 /// channel's one cluster-wide order, the newest `size` kept for `ttl` each.
@@ -190,6 +192,20 @@ pub(crate) trait Backplane: Send + Sync + 'static {
         payload: Vec<u8>,
         record: Option<Record>,
     ) -> Confirmation<'_>;
+    /// Adds `member` (its JSON) to `channel`'s presence, under id `id`, and announces the
+    /// join to the channel's nodes. Fire and forget: lost while disconnected, and
+    /// written again on reconnect ([`Backplane::presence_resets`]).
+    fn presence_join(&self, channel: &str, id: &str, member: &str);
+    /// Removes member `id` from `channel`'s presence and announces the leave.
+    fn presence_leave(&self, channel: &str, id: &str);
+    /// Replaces every member this node wrote with `members` (channel, id, JSON),
+    /// announcing each as a join.
+    fn presence_resync(&self, members: Vec<(String, String, String)>);
+    /// The JSON of every member of `channel` on a live node.
+    fn presence_of(&self, channel: &str) -> Pending<'_, Vec<Vec<u8>>>;
+    /// Counts up each time this node's members must be written again: Redis lost them
+    /// (restarted, or the node's heartbeat lapsed and others removed them).
+    fn presence_resets(&self) -> watch::Receiver<u64>;
     /// Reads streampod channel `channel`'s history after offset `after` (only its epoch
     /// and newest offset when `None`), once this node's subscription to it is in place.
     fn read_history(&self, channel: &str, after: Option<u64>, record: Record) -> Reading<'_>;

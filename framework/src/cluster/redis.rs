@@ -13,13 +13,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Backplane, ClusterError, ClusterState, Confirmation, Reading, Received, Record, Sink,
+    Backplane, ClusterError, ClusterState, Confirmation, Pending, Reading, Received, Record,
+    Sink,
 };
 use crate::backoff::Backoff;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::Micros;
 
 mod history;
+mod presence;
 mod sharded;
 
 /// How a server joins a cluster. Its `Debug` shows the Redis host and port, never a
@@ -243,6 +245,11 @@ pub(crate) struct RedisBackplane {
     publish: mpsc::Sender<Outgoing>,
     /// How long a history read may wait for the subscription and Redis.
     read_timeout: Duration,
+    /// Presence writes, for the presence task.
+    presence: mpsc::UnboundedSender<presence::Change>,
+    /// Counts up when this node's members must be written again.
+    presence_resets: watch::Receiver<u64>,
+    presence_names: presence::Names,
     /// The connection publishes and history reads go out on, while connected.
     connection: watch::Receiver<Option<Publisher>>,
     publish_queue: usize,
@@ -281,6 +288,17 @@ impl RedisBackplane {
         let failed = Arc::new(AtomicU64::new(0));
         let max_global_age = config.max_global_age;
         let read_timeout = HISTORY_READ_TIMEOUT;
+        let node = crate::backoff::random_u64();
+        let presence_names = presence::Names::new(&prefix, node);
+        let (presence, presence_changes) = mpsc::unbounded_channel();
+        let (resets_tx, presence_resets) = watch::channel(0);
+        tokio::spawn(presence::run(
+            presence_names.clone(),
+            presence_changes,
+            connection.clone(),
+            resets_tx,
+            shutdown.clone(),
+        ));
         tokio::spawn(publish_loop(
             outgoing,
             connection.clone(),
@@ -304,7 +322,10 @@ impl RedisBackplane {
         tokio::spawn(supervisor.run(changes));
         Ok(Self {
             prefix,
-            node: crate::backoff::random_u64(),
+            node,
+            presence,
+            presence_resets,
+            presence_names,
             state,
             wanted,
             publish,
@@ -429,6 +450,53 @@ impl Backplane for RedisBackplane {
                 ))
             })
         })
+    }
+
+    fn presence_join(&self, channel: &str, id: &str, member: &str) {
+        let _ = self.presence.send(presence::Change::Join {
+            channel: channel.to_owned(),
+            id: id.to_owned(),
+            member: member.to_owned(),
+        });
+    }
+
+    fn presence_leave(&self, channel: &str, id: &str) {
+        let _ = self.presence.send(presence::Change::Leave {
+            channel: channel.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+
+    fn presence_resync(&self, members: Vec<(String, String, String)>) {
+        let _ = self.presence.send(presence::Change::Resync(members));
+    }
+
+    fn presence_of(&self, channel: &str) -> Pending<'_, Vec<Vec<u8>>> {
+        let channel = channel.to_owned();
+        let timeout = self.read_timeout;
+        Box::pin(async move {
+            let current = self.connection.borrow().clone();
+            let read = async {
+                match current {
+                    Some(Publisher::Single(mut connection, _)) => self
+                        .presence_names
+                        .read(&mut connection, &channel)
+                        .await
+                        .map_err(|error| ClusterError::Unavailable(error.to_string())),
+                    Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
+                        "presence is kept on a single Redis, not on a Redis Cluster".into(),
+                    )),
+                    None => Err(ClusterError::Unavailable("not connected to Redis".into())),
+                }
+            };
+            tokio::time::timeout(timeout, read)
+                .await
+                .unwrap_or(Err(ClusterError::Timeout(timeout)))
+        })
+    }
+
+    fn presence_resets(&self) -> watch::Receiver<u64> {
+        self.presence_resets.clone()
     }
 
     /// Waits until this node's subscriptions (`channel`'s included, once its first

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::channel::{Channel, ChannelConfig, ChannelMap, Listener};
 use super::gate::{Gate, Positioned, Target};
+use super::hooks::Hooks;
 use super::history::{History, Kept};
 use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
 use crate::cluster::{Backplane, ClusterState, Envelope, Record};
@@ -22,7 +23,7 @@ use crate::session::SessionShared;
 const REMOVALS_PER_YIELD: usize = 64;
 
 pub(crate) struct Central<P> {
-    channels: ChannelMap<P>,
+    pub(crate) channels: ChannelMap<P>,
     sessions: Arc<SessionRegistry>,
     stream_capacity: usize,
     limits: SessionLimits,
@@ -40,6 +41,8 @@ pub(crate) struct Central<P> {
     pub(crate) cluster: OnceLock<Box<dyn Backplane>>,
     /// Where throttled and batched posts schedule their timers.
     runtime: tokio::runtime::Handle,
+    /// Who hears presence changes.
+    pub(crate) presence_hooks: Hooks,
 }
 
 /// The message central of a server: cheap to clone, usable from any task.
@@ -81,11 +84,17 @@ impl<P> MessageCentral<P> {
     /// Removes a listener; `false` when it was not there. An emptied channel is dropped
     /// (and the cluster unsubscribed from it).
     pub(crate) fn remove(&self, channel: &str, id: ListenerId) -> bool {
-        self.inner.channels.remove(channel, id, || {
+        let removed = self.inner.channels.remove(channel, id, || {
             if let Some(cluster) = self.inner.cluster.get() {
                 cluster.unsubscribe(channel);
             }
-        })
+        });
+        if let Some(Listener::Session { session, info, .. }) = &removed {
+            if self.has_presence(channel) {
+                self.presence_changed(channel, session, info.as_ref(), false);
+            }
+        }
+        removed.is_some()
     }
 
     /// Removes `owned` from their channels, yielding now and then: O(channels held).
@@ -146,6 +155,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 stale_global: AtomicU64::new(0),
                 cluster: OnceLock::new(),
                 runtime,
+                presence_hooks: Hooks::default(),
             }),
         }
     }

@@ -26,6 +26,9 @@ pub struct ChannelConfig {
     /// listeners and everything in it has expired (a client recovering from it then
     /// gets `recovered: false`).
     pub history: Option<HistoryConfig>,
+    /// Whether the channel lists its sessions as members and announces their joins and
+    /// leaves (see [`crate::messages::Member`]). Default `false`.
+    pub presence: bool,
 }
 
 impl ChannelConfig {
@@ -33,8 +36,15 @@ impl ChannelConfig {
     pub fn slow_consumer(policy: SlowConsumerPolicy) -> Self {
         Self {
             slow_consumer: policy,
-            history: None,
+            ..Self::default()
         }
+    }
+
+    /// The same config, with presence.
+    #[must_use]
+    pub fn with_presence(mut self) -> Self {
+        self.presence = true;
+        self
     }
 
     /// The same config, keeping `history` for recovery.
@@ -52,6 +62,8 @@ pub(crate) enum Listener<P> {
         endpoint: Arc<str>,
         /// For a `streampod.v1` session on a cluster channel with history.
         gate: Option<Arc<Gate>>,
+        /// What the app joined with, for presence.
+        info: Option<Arc<str>>,
     },
     Callback {
         id: ListenerId,
@@ -82,11 +94,13 @@ impl<P> Clone for Listener<P> {
                 session,
                 endpoint,
                 gate,
+                info,
             } => Listener::Session {
                 id: *id,
                 session: session.clone(),
                 endpoint: endpoint.clone(),
                 gate: gate.clone(),
+                info: info.clone(),
             },
             Listener::Callback { id, callback } => Listener::Callback {
                 id: *id,
@@ -99,6 +113,9 @@ impl<P> Clone for Listener<P> {
         }
     }
 }
+
+/// A channel's listeners at one moment.
+pub(crate) type Snapshot<P> = Arc<Vec<Listener<P>>>;
 
 pub(crate) struct Channel<P> {
     pub(crate) key: ChannelKey,
@@ -325,22 +342,24 @@ impl<P> ChannelMap<P> {
         id
     }
 
-    /// Removes a listener; `false` when it was not there. An emptied channel is dropped
-    /// and `emptied` runs under the shard's lock.
-    pub(crate) fn remove(&self, channel: &str, id: ListenerId, emptied: impl FnOnce()) -> bool {
+    /// Removes a listener and gives it back; `None` when it was not there. An emptied
+    /// channel is dropped and `emptied` runs under the shard's lock.
+    pub(crate) fn remove(
+        &self,
+        channel: &str,
+        id: ListenerId,
+        emptied: impl FnOnce(),
+    ) -> Option<Listener<P>> {
         let mut shard = self.shard(channel);
-        let Some(entry) = shard.get(channel).cloned() else {
-            return false;
-        };
+        let entry = shard.get(channel).cloned()?;
         let mut listeners = entry
             .listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(index) = listeners.iter().position(|l| l.id() == id) else {
-            return false;
-        };
+        let index = listeners.iter().position(|l| l.id() == id)?;
         let next = Arc::make_mut(&mut listeners);
-        if let Listener::Stream { queue, .. } = next.remove(index) {
+        let removed = next.remove(index);
+        if let Listener::Stream { queue, .. } = &removed {
             queue.close();
         }
         let now_empty = next.is_empty();
@@ -350,7 +369,22 @@ impl<P> ChannelMap<P> {
             shard.remove(channel);
             emptied();
         }
-        true
+        Some(removed)
+    }
+
+    /// Every channel with its listeners now.
+    pub(crate) fn all(&self) -> Vec<(Arc<str>, Snapshot<P>)> {
+        self.shards
+            .iter()
+            .flat_map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .map(|(name, channel)| (name.clone(), channel.snapshot()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Listeners on all channels.

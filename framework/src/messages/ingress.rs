@@ -24,12 +24,27 @@ impl<P: ModelSet> MessageCentral<P> {
                 MessageCentral { inner }.receive(&received);
             }
         }))?;
+        let mut resets = backplane.presence_resets();
         let _ = self.inner.cluster.set(backplane);
+        // Writes this node's members again whenever Redis may have lost them.
+        let central = Arc::downgrade(&self.inner);
+        self.runtime().spawn(async move {
+            while resets.changed().await.is_ok() {
+                let Some(inner) = central.upgrade() else {
+                    return;
+                };
+                MessageCentral { inner }.republish_presence();
+            }
+        });
         Ok(())
     }
 
     /// Delivers a message that came through Redis to this server's listeners.
     fn receive(&self, received: &Received<'_>) {
+        if received.payload.starts_with(b"{\"presence\":") {
+            self.presence_announced(received.payload);
+            return;
+        }
         let envelope: Envelope<'_> = match serde_json::from_slice(received.payload) {
             Ok(envelope) => envelope,
             Err(error) => {

@@ -21,9 +21,11 @@
 //!
 //! The modules below hold one concept each and depend on each other one way:
 //! `delivery` (what a post carries and did), `queue` (a stream's buffer), `history` (a
-//! node's kept posts) and `gate` (a session joining a cluster channel with history) ←
+//! node's kept posts), `gate` (a session joining a cluster channel with history) and
+//! `hooks` (presence's types and hooks) ←
 //! `channel` (listeners by channel) ← `central` (posting and delivery) ← `listener`,
-//! `stream`, `broadcast`, `pacing`, `ingress` (each adding its part of the API).
+//! `stream`, `broadcast`, `pacing`, `presence`, `ingress` (each adding its part of the
+//! API).
 
 pub(crate) mod broadcast;
 pub(crate) mod central;
@@ -31,10 +33,12 @@ pub(crate) mod channel;
 pub(crate) mod delivery;
 pub(crate) mod gate;
 pub(crate) mod history;
+pub(crate) mod hooks;
 #[cfg(feature = "redis")]
 mod ingress;
 pub(crate) mod listener;
 pub(crate) mod pacing;
+pub(crate) mod presence;
 pub(crate) mod queue;
 pub(crate) mod stream;
 
@@ -45,6 +49,7 @@ pub use delivery::{Delivery, DeliveryReport, MessageStats, PostError, Reach};
 pub use history::HistoryConfig;
 pub use listener::ListenerHandle;
 pub use pacing::{Batched, Throttle, Throttled};
+pub use presence::{Member, PresenceChange};
 pub use stream::ChannelStream;
 
 pub use crate::owned::JoinError;

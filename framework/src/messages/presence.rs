@@ -1,0 +1,172 @@
+//! Presence: who is in a channel. A channel configured with
+//! [`ChannelConfig::with_presence`](super::ChannelConfig::with_presence) lists its
+//! sessions as [`Member`]s (user id, session, and what the app gave with
+//! [`SessionMessages::join_with_info`](crate::SessionMessages::join_with_info)), and
+//! every join and leave is a [`PresenceChange`] that hooks registered with
+//! [`MessageCentral::on_presence`] hear.
+//!
+//! On one server presence is read from the channel's listeners. In a cluster it is kept
+//! in Redis, so every node sees every node's members: each node writes its members
+//! there as they join and leave, beats a heartbeat every 2 s, and removes the members of
+//! a node whose heartbeat is 6 s old (announcing each as a leave), so a dead node's
+//! members leave everyone's presence within 6 s of its last heartbeat (8 s of its death
+//! at most) and their leaves reach the hooks by then. Hooks on every node with members
+//! in the channel hear every change, wherever it happened.
+
+use std::sync::Arc;
+
+use super::central::MessageCentral;
+use super::channel::Listener;
+pub use super::hooks::{Member, PresenceChange};
+use crate::cluster::ClusterError;
+use crate::session::SessionShared;
+
+impl<P> MessageCentral<P> {
+    /// Calls `hook` for every join and leave in channels whose name starts with
+    /// `prefix` (and that have presence), wherever in the cluster it happened. Keep it
+    /// short: it runs on the task that saw the change; spawn for anything slow.
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # fn demo(messages: streampod::messages::MessageCentral<Protocol>) {
+    /// use streampod::messages::ChannelConfig;
+    ///
+    /// messages.configure_namespace("room-", ChannelConfig::default().with_presence());
+    /// messages.on_presence("room-", |change| {
+    ///     let verb = if change.joined { "joined" } else { "left" };
+    ///     println!("{} {verb} {}", change.member.session, change.channel);
+    /// });
+    /// # }
+    /// ```
+    pub fn on_presence(
+        &self,
+        prefix: &str,
+        hook: impl Fn(&PresenceChange) + Send + Sync + 'static,
+    ) {
+        self.inner.presence_hooks.add(prefix, Arc::new(hook));
+    }
+
+    /// Whether `channel` keeps presence.
+    pub(crate) fn has_presence(&self, channel: &str) -> bool {
+        self.inner.channels.config_of(channel).presence
+    }
+
+    /// This node's id in member ids, when in a cluster.
+    fn member_of(&self, session: &SessionShared, info: Option<&Arc<str>>) -> Member {
+        let node = self.cluster().map(crate::cluster::Backplane::node);
+        Member {
+            user_id: session.auth().map(|auth| auth.user_id.clone()),
+            session: match node {
+                Some(node) => format!("{node:x}-{}", session.id),
+                None => session.id.to_string(),
+            },
+            info: info.map(ToString::to_string),
+        }
+    }
+
+    /// A session joined or left a channel with presence: tells the cluster, or, on a
+    /// single server, the hooks.
+    pub(crate) fn presence_changed(
+        &self,
+        channel: &str,
+        session: &SessionShared,
+        info: Option<&Arc<str>>,
+        joined: bool,
+    ) {
+        let member = self.member_of(session, info);
+        match self.cluster() {
+            Some(cluster) if joined => {
+                cluster.presence_join(channel, &member.session, &member_json(&member));
+            }
+            Some(cluster) => cluster.presence_leave(channel, &member.session),
+            None => self.inner.presence_hooks.run(&PresenceChange {
+                channel: channel.to_owned(),
+                member,
+                joined,
+            }),
+        }
+    }
+
+    /// A change another node (or this one) announced through Redis:
+    /// `{"presence":{"channel":…,"member":{…},"joined":…}}`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn presence_announced(&self, notice: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Notice {
+            presence: PresenceChange,
+        }
+        match serde_json::from_slice::<Notice>(notice) {
+            Ok(notice) => self.inner.presence_hooks.run(&notice.presence),
+            Err(error) => {
+                tracing::warn!(target: "streampod::cluster", %error, "ignoring a malformed presence notice");
+            }
+        }
+    }
+
+    /// Writes every member this node has to the cluster again (after Redis lost them).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn republish_presence(&self) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let mut members = Vec::new();
+        for (channel, listeners) in self.inner.channels.all() {
+            if !self.has_presence(&channel) {
+                continue;
+            }
+            for listener in listeners.iter() {
+                if let Listener::Session { session, info, .. } = listener {
+                    let member = self.member_of(session.as_ref(), info.as_ref());
+                    let json = member_json(&member);
+                    members.push((channel.to_string(), member.session, json));
+                }
+            }
+        }
+        cluster.presence_resync(members);
+    }
+
+    /// The members of `channel`, on every node (none when it has no presence).
+    ///
+    /// # Errors
+    ///
+    /// In a cluster, when Redis cannot be read ([`ClusterError`]).
+    pub async fn presence(&self, channel: &str) -> Result<Vec<Member>, ClusterError> {
+        if !self.has_presence(channel) {
+            return Ok(Vec::new());
+        }
+        if let Some(cluster) = self.cluster() {
+            let members = cluster.presence_of(channel).await?;
+            return Ok(members
+                .iter()
+                .filter_map(|member| serde_json::from_slice(member).ok())
+                .collect());
+        }
+        let Some(found) = self.inner.channels.get(channel) else {
+            return Ok(Vec::new());
+        };
+        Ok(found
+            .snapshot()
+            .iter()
+            .filter_map(|listener| match listener {
+                Listener::Session { session, info, .. } => {
+                    Some(self.member_of(session.as_ref(), info.as_ref()))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// How many members `channel` has, on every node.
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageCentral::presence`].
+    pub async fn presence_count(&self, channel: &str) -> Result<usize, ClusterError> {
+        self.presence(channel).await.map(|members| members.len())
+    }
+}
+
+/// A member as JSON (it has only strings and nulls: cannot fail).
+fn member_json(member: &Member) -> String {
+    serde_json::to_string(member).unwrap_or_default()
+}

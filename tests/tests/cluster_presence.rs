@@ -1,0 +1,180 @@
+//! Presence across a cluster of three servers and one private Redis: every node lists
+//! every node's members and hears every join and leave; a node that dies (here: cut off
+//! from Redis for good, so its heartbeat stops) has its members leave everyone's
+//! presence, each announced, within the stated bound; a Redis restart loses nothing
+//! once the nodes are back.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use streampod::cluster::{ClusterConfig, ClusterState};
+use streampod::messages::{ChannelConfig, PresenceChange};
+use streampod::Server;
+use streampod_tests::client::TestClient;
+use streampod_tests::cut_proxy::CutProxy;
+use streampod_tests::fixtures::Protocol;
+use streampod_tests::redis_server::RedisServer;
+use streampod_tests::rooms::{command, Rooms};
+
+const ROOM: &str = "presence-room";
+
+/// A dead node's members leave everyone's presence within the node TTL (6 s) after its
+/// last heartbeat, and heartbeats are 2 s apart: 8 s, plus a read's time.
+const DEAD_NODE_BOUND: Duration = Duration::from_secs(9);
+
+/// A node whose hooks record every change they hear.
+async fn node(redis_url: String) -> (Server<Protocol>, Arc<Mutex<Vec<PresenceChange>>>) {
+    let server = Server::builder()
+        .endpoint("rooms", Rooms::default())
+        .cluster(ClusterConfig::redis(redis_url).prefix("presence-test"))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let central = server.handle().messages();
+    central.configure_channel(ROOM, ChannelConfig::default().with_presence());
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = heard.clone();
+    central.on_presence(ROOM, move |change| log.lock().unwrap().push(change.clone()));
+    wait_connected(&server).await;
+    (server, heard)
+}
+
+async fn wait_connected(server: &Server<Protocol>) {
+    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state == ClusterState::Connected),
+    )
+    .await
+    .expect("connected within 10 s")
+    .unwrap();
+}
+
+/// 20 clients of `server` in the room.
+async fn members(server: &Server<Protocol>) -> Vec<TestClient> {
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut client = TestClient::connect_legacy(server.local_addr(), "").await;
+        command(&mut client, "join", ROOM).await;
+        clients.push(client);
+    }
+    clients
+}
+
+/// Waits until `server` counts `wanted` members in the room; how long that took.
+async fn until_count(server: &Server<Protocol>, wanted: usize, within: Duration) -> Duration {
+    let central = server.handle().messages();
+    let started = Instant::now();
+    loop {
+        let count = central.presence_count(ROOM).await.unwrap();
+        if count == wanted {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{count} members after {within:?}, not {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn leaves(heard: &Mutex<Vec<PresenceChange>>) -> usize {
+    heard.lock().unwrap().iter().filter(|c| !c.joined).count()
+}
+
+#[tokio::test]
+async fn a_dead_nodes_members_leave_everyones_presence_within_the_bound() {
+    let redis = RedisServer::start();
+    let proxy = CutProxy::start(format!("127.0.0.1:{}", redis.port()).parse().unwrap()).await;
+    let (first, first_heard) = node(redis.url()).await;
+    let (second, second_heard) = node(redis.url()).await;
+    // The third reaches Redis through a proxy: dropping it kills the node for the
+    // cluster (no heartbeat, no leave), while the process goes on.
+    let (third, _) = node(format!("redis://{}/", proxy.addr())).await;
+    let _clients = [
+        members(&first).await,
+        members(&second).await,
+        members(&third).await,
+    ];
+
+    for server in [&first, &second, &third] {
+        until_count(server, 60, Duration::from_secs(5)).await;
+    }
+    let members = first.handle().messages().presence(ROOM).await.unwrap();
+    let mut sessions: Vec<&str> = members.iter().map(|m| m.session.as_str()).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    assert_eq!(
+        sessions.len(),
+        60,
+        "each member once, with a cluster-wide id"
+    );
+    // Every node heard every join, wherever it happened (its own through Redis too).
+    for heard in [&first_heard, &second_heard] {
+        let joins = heard.lock().unwrap().iter().filter(|c| c.joined).count();
+        assert!(joins >= 60, "{joins} joins heard");
+    }
+
+    drop(proxy);
+    let took = until_count(&first, 40, DEAD_NODE_BOUND).await;
+    until_count(&second, 40, Duration::from_secs(1)).await;
+    // The leaves were announced: both surviving nodes heard 20.
+    let started = Instant::now();
+    while (leaves(&first_heard) < 20 || leaves(&second_heard) < 20)
+        && started.elapsed() < DEAD_NODE_BOUND
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((leaves(&first_heard), leaves(&second_heard)), (20, 20));
+    eprintln!("a dead node's 20 members left presence {took:?} after it was cut off");
+    for server in [first, second, third] {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard() {
+    let mut redis = RedisServer::start();
+    let port = redis.port();
+    let (first, _) = node(redis.url()).await;
+    let (second, second_heard) = node(redis.url()).await;
+    let mut clients = members(&first).await;
+    // Hooks hear a channel's changes on nodes with members in it.
+    let mut watcher = TestClient::connect_legacy(second.local_addr(), "").await;
+    command(&mut watcher, "join", ROOM).await;
+    until_count(&second, 21, Duration::from_secs(5)).await;
+
+    redis.kill();
+    for server in [&first, &second] {
+        let mut changes = server.handle().messages().cluster_state_changes().unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|state| *state != ClusterState::Connected),
+        )
+        .await
+        .expect("the loss noticed")
+        .unwrap();
+    }
+    // One member leaves while Redis is away: it must not come back.
+    clients.pop().unwrap().close().await;
+    redis = RedisServer::start_on(port);
+    wait_connected(&first).await;
+    wait_connected(&second).await;
+    until_count(&second, 20, Duration::from_secs(5)).await;
+
+    // A leave after the restart is heard on the other node.
+    let before = leaves(&second_heard);
+    clients.pop().unwrap().close().await;
+    until_count(&second, 19, Duration::from_secs(5)).await;
+    let started = Instant::now();
+    while leaves(&second_heard) == before && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(leaves(&second_heard), before + 1);
+    first.shutdown().await;
+    second.shutdown().await;
+    drop(redis);
+}
