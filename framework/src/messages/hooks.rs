@@ -15,7 +15,7 @@ pub struct Member {
     /// The session, unique in the cluster (`<node>-<session id>`, or the session id on
     /// a single server).
     pub session: String,
-    /// What the app joined with ([`SessionMessages::join_with_info`](crate::SessionMessages::join_with_info)).
+    /// What the app joined with ([`SessionMessages::join_with_info`](crate::messages::SessionMessages::join_with_info)).
     pub info: Option<String>,
 }
 

@@ -1,7 +1,7 @@
 //! Presence: who is in a channel. A channel configured with
 //! [`ChannelConfig::with_presence`](super::ChannelConfig::with_presence) lists its
 //! sessions as [`Member`]s (user id, session, and what the app gave with
-//! [`SessionMessages::join_with_info`](crate::SessionMessages::join_with_info)), and
+//! [`SessionMessages::join_with_info`](crate::messages::SessionMessages::join_with_info)), and
 //! every join and leave is a [`PresenceChange`] that hooks registered with
 //! [`MessageCentral::on_presence`] hear.
 //!
