@@ -113,6 +113,7 @@ pub use {
     cors::{Cors, InvalidOrigin},
     endpoint::{Endpoint, EndpointError},
     handle::ServerHandle,
+    log_limit::RateLimitedLog,
     methods::{IntoMethodError, MethodError, Methods, Session},
     rate_limit::RateLimit,
     serve::Server,

@@ -4,9 +4,22 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// One kind of repeated log line.
+/// One kind of repeated log line, logged at most once per interval: for events a peer
+/// can cause (bad frames, failed writes), where one line per event would let a peer
+/// flood the log.
+///
+/// ```
+/// use std::time::Duration;
+/// use streampod::RateLimitedLog;
+///
+/// static NOT_STORED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+///
+/// if let Some(left_out) = NOT_STORED.ready() {
+///     eprintln!("a message was not stored ({left_out} more since the last line)");
+/// }
+/// ```
 #[derive(Debug)]
-pub(crate) struct RateLimitedLog {
+pub struct RateLimitedLog {
     interval: Duration,
     state: Mutex<State>,
 }
@@ -18,7 +31,8 @@ struct State {
 }
 
 impl RateLimitedLog {
-    pub(crate) const fn new(interval: Duration) -> Self {
+    /// At most one line per `interval`.
+    pub const fn new(interval: Duration) -> Self {
         Self {
             interval,
             state: Mutex::new(State {
@@ -30,7 +44,7 @@ impl RateLimitedLog {
 
     /// `Some(left out since the last line)` when a line may be logged now; `None`
     /// (counted) when one was logged less than an interval ago.
-    pub(crate) fn ready(&self) -> Option<u64> {
+    pub fn ready(&self) -> Option<u64> {
         self.ready_at(Instant::now())
     }
 

@@ -588,7 +588,7 @@ mod tests {
             .configure_namespace("room", ChannelConfig::default().with_presence());
         let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = heard.clone();
-        fixture.central.on_presence("room", move |change| {
+        fixture.central.on_presence("room", move |_, change| {
             let verb = if change.joined { "+" } else { "-" };
             log.lock()
                 .unwrap()

@@ -292,9 +292,22 @@ impl RedisBackplane {
         let presence_names = presence::Names::new(&prefix, node);
         let (presence, presence_changes) = mpsc::unbounded_channel();
         let (resets_tx, presence_resets) = watch::channel(0);
+        let confirm_subscriptions = {
+            let wanted = wanted.clone();
+            move || {
+                let (confirm, confirmed) = oneshot::channel();
+                let asked = wanted.send(Change::Confirm(confirm));
+                async move {
+                    if asked.is_ok() {
+                        let _ = confirmed.await;
+                    }
+                }
+            }
+        };
         tokio::spawn(presence::run(
             presence_names.clone(),
             presence_changes,
+            confirm_subscriptions,
             connection.clone(),
             resets_tx,
             shutdown.clone(),

@@ -42,7 +42,7 @@ pub(crate) struct Central<P> {
     /// Where throttled and batched posts schedule their timers.
     runtime: tokio::runtime::Handle,
     /// Who hears presence changes.
-    pub(crate) presence_hooks: Hooks,
+    pub(crate) presence_hooks: Hooks<MessageCentral<P>>,
 }
 
 /// The message central of a server: cheap to clone, usable from any task.

@@ -31,17 +31,24 @@ pub struct PresenceChange {
     pub joined: bool,
 }
 
-/// A presence hook.
-pub(crate) type Hook = Arc<dyn Fn(&PresenceChange) + Send + Sync>;
+/// A presence hook, called with the central (`C`) that saw the change.
+pub(crate) type Hook<C> = Arc<dyn Fn(&C, &PresenceChange) + Send + Sync>;
 
 /// Hooks by channel-name prefix.
-#[derive(Default)]
-pub(crate) struct Hooks {
-    by_prefix: RwLock<Vec<(String, Hook)>>,
+pub(crate) struct Hooks<C> {
+    by_prefix: RwLock<Vec<(String, Hook<C>)>>,
 }
 
-impl Hooks {
-    pub(crate) fn add(&self, prefix: &str, hook: Hook) {
+impl<C> Default for Hooks<C> {
+    fn default() -> Self {
+        Self {
+            by_prefix: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+impl<C> Hooks<C> {
+    pub(crate) fn add(&self, prefix: &str, hook: Hook<C>) {
         self.by_prefix
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -49,8 +56,8 @@ impl Hooks {
     }
 
     /// Runs every hook whose prefix `change`'s channel starts with.
-    pub(crate) fn run(&self, change: &PresenceChange) {
-        let hooks: Vec<Hook> = self
+    pub(crate) fn run(&self, central: &C, change: &PresenceChange) {
+        let hooks: Vec<Hook<C>> = self
             .by_prefix
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -59,10 +66,12 @@ impl Hooks {
             .map(|(_, hook)| hook.clone())
             .collect();
         for hook in hooks {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(change))).is_err() {
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                hook(central, change);
+            }));
+            if called.is_err() {
                 tracing::error!(target: "streampod::messages", channel = %change.channel, "a presence hook panicked");
             }
         }
     }
 }
-

@@ -22,9 +22,11 @@ use crate::cluster::ClusterError;
 use crate::session::SessionShared;
 
 impl<P> MessageCentral<P> {
-    /// Calls `hook` for every join and leave in channels whose name starts with
-    /// `prefix` (and that have presence), wherever in the cluster it happened. Keep it
-    /// short: it runs on the task that saw the change; spawn for anything slow.
+    /// Calls `hook` (with this central) for every join and leave in channels whose name
+    /// starts with `prefix` (and that have presence), wherever in the cluster it
+    /// happened; in a cluster, on each node while it has members in the channel (a node
+    /// hears its own members' joins, but not its last member's leave). Keep it short:
+    /// it runs on the task that saw the change; spawn for anything slow.
     ///
     /// ```no_run
     /// # streampod::__doc_models!();
@@ -32,7 +34,7 @@ impl<P> MessageCentral<P> {
     /// use streampod::messages::ChannelConfig;
     ///
     /// messages.configure_namespace("room-", ChannelConfig::default().with_presence());
-    /// messages.on_presence("room-", |change| {
+    /// messages.on_presence("room-", |_central, change| {
     ///     let verb = if change.joined { "joined" } else { "left" };
     ///     println!("{} {verb} {}", change.member.session, change.channel);
     /// });
@@ -41,7 +43,7 @@ impl<P> MessageCentral<P> {
     pub fn on_presence(
         &self,
         prefix: &str,
-        hook: impl Fn(&PresenceChange) + Send + Sync + 'static,
+        hook: impl Fn(&MessageCentral<P>, &PresenceChange) + Send + Sync + 'static,
     ) {
         self.inner.presence_hooks.add(prefix, Arc::new(hook));
     }
@@ -79,11 +81,14 @@ impl<P> MessageCentral<P> {
                 cluster.presence_join(channel, &member.session, &member_json(&member));
             }
             Some(cluster) => cluster.presence_leave(channel, &member.session),
-            None => self.inner.presence_hooks.run(&PresenceChange {
-                channel: channel.to_owned(),
-                member,
-                joined,
-            }),
+            None => self.inner.presence_hooks.run(
+                self,
+                &PresenceChange {
+                    channel: channel.to_owned(),
+                    member,
+                    joined,
+                },
+            ),
         }
     }
 
@@ -96,7 +101,7 @@ impl<P> MessageCentral<P> {
             presence: PresenceChange,
         }
         match serde_json::from_slice::<Notice>(notice) {
-            Ok(notice) => self.inner.presence_hooks.run(&notice.presence),
+            Ok(notice) => self.inner.presence_hooks.run(self, &notice.presence),
             Err(error) => {
                 tracing::warn!(target: "streampod::cluster", %error, "ignoring a malformed presence notice");
             }
@@ -162,7 +167,17 @@ impl<P> MessageCentral<P> {
     ///
     /// As [`MessageCentral::presence`].
     pub async fn presence_count(&self, channel: &str) -> Result<usize, ClusterError> {
-        self.presence(channel).await.map(|members| members.len())
+        if self.cluster().is_some() || !self.has_presence(channel) {
+            return self.presence(channel).await.map(|members| members.len());
+        }
+        // One server: count the sessions, without listing them.
+        Ok(self.inner.channels.get(channel).map_or(0, |found| {
+            found
+                .snapshot()
+                .iter()
+                .filter(|listener| matches!(listener, Listener::Session { .. }))
+                .count()
+        }))
     }
 }
 

@@ -218,17 +218,28 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// How long a batch of joins waits for this node's subscriptions before it is written
+/// anyway (its notices may then not reach this node's own hooks).
+const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
+
 /// Writes presence changes as they come and beats the heartbeat; counts up `resets`
 /// when this node's members must be written again: on every (re)connect, and when the
 /// node finds it was swept. Changes made while disconnected are dropped (the resync
 /// after the reconnect writes the current members, and removes any that left).
-pub(super) async fn run(
+///
+/// Joins are written once `subscribed()` resolves: once this node is subscribed to the
+/// channels its members joined, so it hears its own join notices too.
+pub(super) async fn run<S, F>(
     names: Names,
     mut changes: mpsc::UnboundedReceiver<Change>,
+    subscribed: S,
     mut connection: watch::Receiver<Option<Publisher>>,
     resets: watch::Sender<u64>,
     shutdown: CancellationToken,
-) {
+) where
+    S: Fn() -> F,
+    F: std::future::Future<Output = ()>,
+{
     static FAILED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -242,6 +253,8 @@ pub(super) async fn run(
         };
         if single.is_some() && !was_connected {
             resets.send_modify(|count| *count += 1);
+            // Beat at once: until it does, reads skip this node's members.
+            beat.reset_immediately();
         }
         was_connected = single.is_some();
         tokio::select! {
@@ -284,6 +297,9 @@ pub(super) async fn run(
                     batch.clear();
                     continue;
                 };
+                if batch.iter().any(|change| !matches!(change, Change::Leave { .. })) {
+                    let _ = tokio::time::timeout(SUBSCRIBED_WAIT, subscribed()).await;
+                }
                 let mut pipe = redis::pipe();
                 for change in &batch {
                     names.add(&mut pipe, change);
