@@ -35,13 +35,13 @@ PORT=18700
 start_server() {
     PORT=$((PORT + 1))
     case "$1" in
-        streampod | streampod-local | streampod-v1) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --log error >/dev/null 2>&1 & ;;
-        streampod-history) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
+        streampod | streampod-local | streampod-v1) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --database-url none --log error >/dev/null 2>&1 & ;;
+        streampod-history) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --database-url none \
             --room-history 1000 --log error >/dev/null 2>&1 & ;;
         floor) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/floor --bind "127.0.0.1:$PORT" >/dev/null 2>&1 & ;;
-        streampod-global | streampod-global-v1) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
+        streampod-global | streampod-global-v1) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --database-url none \
             --redis "redis://127.0.0.1:$REDIS_PORT/" --log streampod::cluster=info,error >"$OUT/global.log" 2>&1 & ;;
-        streampod-global-history) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 \
+        streampod-global-history) TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/example-server --bind "127.0.0.1:$PORT" --max-frames-per-second 0 --database-url none \
             --redis "redis://127.0.0.1:$REDIS_PORT/" --room-history 1000 --log streampod::cluster=info,error >"$OUT/global.log" 2>&1 & ;;
     esac
     SERVER_PID=$!
@@ -178,6 +178,10 @@ done
 # The same recovery through Redis: each join reads its missed messages from there.
 measure recovery-streampod-global-history streampod-global-history recovery \
     --subscribers 1000 --missed 100
+# Presence (issue 17): STORM members join one room of a cluster node at once, then all
+# leave at once; timed until the room's presence hash in Redis lists all, then none.
+measure presence-streampod-global streampod-global presence --subscribers "$STORM" \
+    --connect-parallelism "$STORM" --redis "redis://127.0.0.1:$REDIS_PORT/"
 
 TABLE="$OUT/table.md"
 {

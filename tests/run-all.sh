@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian machine with Rust: installs the system
 # packages the end-to-end tests drive (Chromium and its WebDriver; redis-server, which
 # the cluster tests start privately on free ports, and redis-cli, which joins three of
-# them into a Redis Cluster), then runs every test of the workspace.
+# them into a Redis Cluster; PostgreSQL, of which the chat-history test starts a
+# private server), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,10 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # redis-cli builds the Redis Cluster of the sharded-backplane test.
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+# PostgreSQL's server programs (initdb, pg_ctl): the chat-history test starts its own.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then

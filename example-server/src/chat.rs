@@ -2,18 +2,20 @@
 //! goes to everyone in its room (or everyone but the sender), stamped with the server's
 //! time. Each room is the message-central channel `chat-room-<id>`.
 
-use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use streampod::cluster::ClusterState;
-use streampod::messages::{ChannelConfig, HistoryConfig, Reach, SessionMessages, Throttled};
+use streampod::messages::{ChannelConfig, HistoryConfig, Reach, SessionMessages};
 use streampod::protocol::types::DateTime;
-use streampod::{Endpoint, EndpointError, ModelSet, StreamingSession};
+use streampod::{
+    endpoint, Endpoint, EndpointError, ModelSet, RateLimitedLog, Session, StreamingSession,
+};
 
-use crate::models::{InvalidRequest, Protocol, RoomUpdate};
+use crate::chat_store::{ChatStore, MAX_PAGE};
+use crate::members::MemberCounts;
+use crate::models::{ChatHistory, ChatMessage, InvalidRequest, Protocol};
 
 /// The channel behind a chat room.
 pub fn room_channel(room: &str) -> String {
@@ -30,25 +32,17 @@ impl Joined {
     }
 }
 
-/// How often a room's member count goes out at most. Without a limit, N sessions
-/// joining one room would send N² updates.
-const MEMBER_UPDATE_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Most member-count frames a room sends a second, all members together: a room of up
-/// to 1,000 hears its count every [`MEMBER_UPDATE_INTERVAL`], a room of 10,000 every
-/// 2.5 s (at 4 a second it would cost 40,000 frames a second, and as much again
-/// while 10,000 clients join at once after a deploy).
-const MEMBER_UPDATE_BUDGET: NonZeroU32 = NonZeroU32::new(4_000).unwrap();
-
 /// Chat rooms over the message central.
 #[derive(Debug, Default)]
 pub struct ChatEndpoint {
-    /// One throttled poster of member counts per room.
-    member_updates: Mutex<HashMap<String, Throttled<Protocol>>>,
+    /// Member counts from presence, per room.
+    member_counts: Arc<MemberCounts>,
     /// The history each room keeps for clients that reconnect, if any.
     room_history: Option<HistoryConfig>,
-    /// Set once the rooms' namespace is configured with that history.
-    history_configured: std::sync::OnceLock<()>,
+    /// Set once the rooms' namespace is configured.
+    rooms_configured: std::sync::OnceLock<()>,
+    /// Where messages are kept for late joiners and scrollback, if anywhere.
+    store: Option<ChatStore>,
 }
 
 impl ChatEndpoint {
@@ -62,54 +56,75 @@ impl ChatEndpoint {
         }
     }
 
-    /// Configures every room's history before the first join.
-    fn keep_history(&self, messages: &SessionMessages<Protocol>) {
-        let Some(history) = self.room_history else {
-            return;
-        };
-        self.history_configured.get_or_init(|| {
-            messages.central_handle().configure_namespace(
-                &room_channel(""),
-                ChannelConfig::default().with_history(history),
-            );
-        });
+    /// Keeps every room's messages in `store`: a session joining a room gets the newest
+    /// [`JOIN_HISTORY`] as a `ChatHistory`, and `chat.history` pages older ones.
+    #[must_use]
+    pub fn with_store(mut self, store: ChatStore) -> Self {
+        self.store = Some(store);
+        self
     }
 
-    /// Tells everyone in `room` how many members it has now: at once, or, when an update
-    /// went out less than [`MEMBER_UPDATE_INTERVAL`] ago (longer in rooms over 1,000:
-    /// [`MEMBER_UPDATE_BUDGET`]), with the newest count when that time ends.
-    fn announce_members(
+    /// Sends `session` the newest stored messages of `room`, if any are kept.
+    async fn send_stored(
         &self,
-        messages: &SessionMessages<Protocol>,
+        session: &StreamingSession<Protocol>,
         room: &str,
     ) -> Result<(), EndpointError> {
-        let channel = room_channel(room);
-        let central = messages.central_handle();
-        let members = central.listener_count(&channel);
-        let poster = {
-            let mut posters = self
-                .member_updates
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let poster = posters
-                .entry(room.to_owned())
-                .or_insert_with(|| {
-                    central
-                        .throttled(&channel, MEMBER_UPDATE_INTERVAL)
-                        .with_delivery_budget(MEMBER_UPDATE_BUDGET)
-                })
-                .clone();
-            if members == 0 {
-                posters.remove(room);
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        match store.page(room, None, JOIN_HISTORY).await {
+            Ok((messages, has_more)) => {
+                session.send_stream_message(ChatHistory {
+                    channel_id: room.to_owned(),
+                    messages,
+                    has_more,
+                })?;
             }
-            poster
-        };
-        let update = RoomUpdate {
-            channel_id: room.to_owned(),
-            members: i64::try_from(members).unwrap_or(i64::MAX),
-        };
-        poster.post(update)?;
+            Err(error) => {
+                if let Some(left_out) = NOT_READ.ready() {
+                    tracing::warn!(%error, left_out, "a joining session got no room history");
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Stores `chat` and sets its id, when messages are kept; a message the database
+    /// refuses still goes out, without an id.
+    async fn store(&self, chat: &mut ChatMessage) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        match store.save(chat).await {
+            Ok(id) => chat.id = Some(id),
+            Err(error) => {
+                if let Some(left_out) = NOT_STORED.ready() {
+                    tracing::warn!(%error, left_out, "a chat message was not stored");
+                }
+            }
+        }
+    }
+
+    /// Before the first join: every room has presence (its member counts come from it,
+    /// right across servers) and, if asked, history.
+    fn configure_rooms(&self, messages: &SessionMessages<Protocol>) {
+        self.rooms_configured.get_or_init(|| {
+            let central = messages.central_handle();
+            let mut config = ChannelConfig::default().with_presence();
+            if let Some(history) = self.room_history {
+                config = config.with_history(history);
+            }
+            let prefix = room_channel("");
+            central.configure_namespace(&prefix, config);
+            let counts = self.member_counts.clone();
+            let strip = prefix.clone();
+            central.on_presence(&prefix, move |central, change| {
+                if let Some(room) = change.channel.strip_prefix(&strip) {
+                    counts.changed(central, room, &change.channel);
+                }
+            });
+        });
     }
 }
 
@@ -118,30 +133,16 @@ const NICKNAME_LIMIT: usize = 32;
 
 /// Room posts that reached only this server's members because the cluster was down:
 /// logged once per interval with their count, never once per post.
-static LOCAL_FALLBACKS: Fallbacks = Fallbacks {
-    since_log: AtomicU64::new(0),
-    last_log: Mutex::new(None),
-};
+static LOCAL_FALLBACKS: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 
-struct Fallbacks {
-    since_log: AtomicU64,
-    last_log: Mutex<Option<Instant>>,
-}
+/// Chat messages the database did not take (they still went out live).
+static NOT_STORED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 
-impl Fallbacks {
-    const INTERVAL: Duration = Duration::from_secs(10);
+/// Room histories the database could not read (for a joining session or a page).
+static NOT_READ: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 
-    fn note(&self, state: &ClusterState) {
-        let posts = self.since_log.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last_log.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|at| at.elapsed() < Self::INTERVAL) {
-            return;
-        }
-        *last = Some(Instant::now());
-        self.since_log.fetch_sub(posts, Ordering::Relaxed);
-        tracing::warn!(%state, posts, "cluster unavailable: room posts since the last line reached this server's members only");
-    }
-}
+/// How many stored messages a session gets when it joins a room.
+pub const JOIN_HISTORY: u32 = 50;
 
 /// Who wrote a message, as the server vouches for it: the client's nickname marked
 /// with the signed-in user (`"ann (user 1)"`, and the user id) or, for an anonymous
@@ -214,10 +215,15 @@ impl Endpoint<Protocol> for ChatEndpoint {
                         Some("channelId"),
                     );
                 }
-                let changed = if subscription.subscribe {
-                    self.keep_history(&messages);
+                // Members are counted from presence (see `members`).
+                if subscription.subscribe {
+                    self.configure_rooms(&messages);
                     match messages.join(&room_channel(&room)) {
-                        Ok(joined_now) => joined_now && joined.rooms().insert(room.clone()),
+                        Ok(joined_now) => {
+                            if joined_now && joined.rooms().insert(room.clone()) {
+                                self.send_stored(session, &room).await?;
+                            }
+                        }
                         Err(error) => {
                             return refuse(
                                 session,
@@ -226,11 +232,8 @@ impl Endpoint<Protocol> for ChatEndpoint {
                             )
                         }
                     }
-                } else {
-                    messages.leave(&room_channel(&room)) && joined.rooms().remove(&room)
-                };
-                if changed {
-                    self.announce_members(&messages, &room)?;
+                } else if messages.leave(&room_channel(&room)) {
+                    joined.rooms().remove(&room);
                 }
                 Ok(())
             }
@@ -246,6 +249,8 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 let (name, id) = author(session, &chat.sender_name);
                 chat.sender_name = name;
                 chat.sender_id = id;
+                chat.id = None;
+                self.store(&mut chat).await;
                 let channel = room_channel(&chat.channel_id);
                 // Global: with a cluster (`--redis`) the room spans every server;
                 // without one it is the same as Local. While Redis is down, rooms keep
@@ -253,7 +258,9 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 let reach = match messages.central_handle().cluster_state() {
                     Some(ClusterState::Connected) | None => Reach::Global,
                     Some(state) => {
-                        LOCAL_FALLBACKS.note(&state);
+                        if let Some(left_out) = LOCAL_FALLBACKS.ready() {
+                            tracing::warn!(%state, posts = left_out + 1, "cluster unavailable: room posts since the last line reached this server's members only");
+                        }
                         Reach::Local
                     }
                 };
@@ -280,11 +287,64 @@ impl Endpoint<Protocol> for ChatEndpoint {
         let messages = session.messages();
         for (index, room) in rooms.iter().enumerate() {
             messages.leave(&room_channel(room));
-            let _ = self.announce_members(&messages, room);
             if index % 64 == 63 {
                 // A session may hold many rooms: let other tasks run meanwhile.
                 tokio::task::yield_now().await;
             }
         }
+    }
+}
+
+#[endpoint]
+impl ChatEndpoint {
+    /// Up to `limit` (default 50, at most 200) of `channelId`'s stored messages before
+    /// message id `before` (the newest when absent), oldest first.
+    pub async fn history(
+        &self,
+        _session: &Session<Protocol>,
+        channel_id: String,
+        before: Option<i64>,
+        limit: Option<i64>,
+    ) -> Result<ChatHistory, InvalidRequest> {
+        let invalid = |message: String, field: &str| InvalidRequest {
+            message,
+            field: Some(field.to_owned()),
+        };
+        let Some(store) = &self.store else {
+            return Err(invalid(
+                "this server keeps no chat history (see --database-url)".into(),
+                "channelId",
+            ));
+        };
+        let limit = match limit {
+            None => JOIN_HISTORY,
+            Some(limit) => u32::try_from(limit)
+                .ok()
+                .filter(|limit| (1..=MAX_PAGE).contains(limit))
+                .ok_or_else(|| {
+                    invalid(
+                        format!("limit must be 1 to {MAX_PAGE}, not {limit}"),
+                        "limit",
+                    )
+                })?,
+        };
+        let (messages, has_more) =
+            store
+                .page(&channel_id, before, limit)
+                .await
+                .map_err(|error| {
+                    if let Some(left_out) = NOT_READ.ready() {
+                        tracing::warn!(%error, left_out, "a chat history page was not read");
+                    }
+                    InvalidRequest {
+                        message: "the chat history cannot be read now; try again".into(),
+                        field: None,
+                    }
+                })?;
+        Ok(ChatHistory {
+            channel_id,
+            messages,
+            has_more,
+        })
     }
 }

@@ -5,7 +5,9 @@
 
 pub mod axum_app;
 pub mod chat;
+pub mod chat_store;
 pub mod demo_auth;
+mod members;
 pub mod notification;
 
 /// The models generated from `models/*.yaml`.
@@ -29,6 +31,6 @@ pub fn server() -> ServerBuilder<Protocol> {
 pub fn server_with_chat(chat: chat::ChatEndpoint) -> ServerBuilder<Protocol> {
     Server::builder()
         .static_file("/", "text/html; charset=utf-8", PAGE)
-        .endpoint("chat", chat)
+        .endpoint_with_methods("chat", chat)
         .endpoint_with_methods(notification::NAME, notification::NotificationEndpoint)
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope+…]]… [--tokens-file PATH]
 //!                [--redis URL | --redis-cluster URL,…] [--redis-prefix PREFIX]
-//!                [--max-frames-per-second N]
+//!                [--database-url URL] [--room-history N] [--max-frames-per-second N]
 //!                [--max-connections-per-ip N]
 //! ```
 //!
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use example_server::chat::ChatEndpoint;
+use example_server::chat_store::ChatStore;
 use example_server::demo_auth::DemoTokens;
 use streampod::cluster::ClusterConfig;
 use streampod::messages::HistoryConfig;
@@ -66,6 +67,17 @@ struct Args {
     /// and reverse proxies share one address).
     #[arg(long, env = "STREAMPOD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
+    /// Where chat messages are kept, so a session joining a room sees the last 50 and can
+    /// page back (`chat.history`): `sqlite:PATH` (created when missing) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (servers of a cluster share it);
+    /// `none` keeps nothing. Never logged: it may carry a password.
+    #[arg(
+        long,
+        env = "STREAMPOD_DATABASE_URL",
+        default_value = "sqlite:streampod-example.db",
+        hide_env_values = true
+    )]
+    database_url: String,
     /// Messages each chat room keeps (for 5 minutes) so that `streampod.v1` clients
     /// recover what they missed while disconnected; `0` (the default) keeps none.
     #[arg(long, env = "STREAMPOD_ROOM_HISTORY", default_value_t = 0)]
@@ -121,6 +133,22 @@ async fn main() -> std::process::ExitCode {
     let chat = match args.room_history {
         0 => ChatEndpoint::default(),
         size => ChatEndpoint::with_room_history(HistoryConfig::new(size, ROOM_HISTORY_TTL)),
+    };
+    let chat = match args.database_url.as_str() {
+        "none" => {
+            tracing::info!("chat messages are not stored (--database-url none)");
+            chat
+        }
+        url => match ChatStore::open(url).await {
+            Ok(store) => {
+                tracing::info!(database = store.kind(), "chat messages are stored");
+                chat.with_store(store)
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
     };
     let mut builder = example_server::server_with_chat(chat)
         .authentication(tokens)

@@ -16,12 +16,17 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Kills the server if the test fails before it stops it.
-struct Running(Child);
+/// The server process, and the directory it runs in (its default SQLite chat database
+/// goes there).
+struct Running {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -58,7 +63,9 @@ fn start_with(nofile: Option<u64>, stderr: Stdio, extra: &[&str]) -> (Running, S
             direct
         }
     };
+    let dir = tempfile::tempdir().unwrap();
     let mut child = command
+        .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -72,7 +79,7 @@ fn start_with(nofile: Option<u64>, stderr: Stdio, extra: &[&str]) -> (Running, S
         .strip_prefix("listening on ")
         .expect("the address line")
         .to_owned();
-    (Running(child), addr)
+    (Running { child, _dir: dir }, addr)
 }
 
 async fn connect(addr: &str) -> Socket {
@@ -156,8 +163,15 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
         )
         .await;
     }
-    // Ping round trips make sure both subscriptions were handled before posting.
+    // Each joiner first gets the room's stored messages (the default SQLite database,
+    // new here: none); ping round trips make sure both subscriptions were handled
+    // before posting.
     for socket in [&mut ann, &mut bob] {
+        let stored = next_json(socket).await;
+        assert_eq!(
+            stored["object"]["data"],
+            json!({"__className__": "ChatHistory", "channelId": "lobby", "messages": [], "hasMore": false})
+        );
         round_trip(socket).await;
     }
 
@@ -182,6 +196,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
         );
         assert_eq!(data["content"], "hi bob");
         assert!(data["senderId"].is_null());
+        assert!(data["id"].is_i64(), "stored, with its id: {data}");
         assert!(
             data["timestamp"].as_str().unwrap().ends_with('Z'),
             "server timestamp: {data}"
@@ -200,6 +215,18 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
         frame["object"]["data"]["message"],
         "join room 'elsewhere' before posting to it"
     );
+
+    // The README's chat.history call: the message is in the default SQLite database.
+    let (status, stored) = post(
+        &addr,
+        "/chat/history",
+        "ann-secret-1",
+        r#"{"channelId":"lobby","limit":20}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["messages"][0]["content"], "hi bob");
+    assert_eq!(stored["hasMore"], false);
 
     // The README's curl call: a method call reaches every device of the user.
     let mut phone = connect_as(&addr, "?auth=ann-secret-1").await;
@@ -253,7 +280,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
 
     // SIGTERM to the process this test started.
     let status = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -268,7 +295,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let exit = loop {
-        if let Some(exit) = server.0.try_wait().unwrap() {
+        if let Some(exit) = server.child.try_wait().unwrap() {
             break exit;
         }
         assert!(
@@ -302,6 +329,10 @@ async fn idle_connections_at_the_open_file_limit_do_not_lock_clients_out() {
         json!({"senderName": "ann", "content": "still here", "channelId": "lobby"}),
     )
     .await;
+    assert_eq!(
+        next_json(&mut ann).await["object"]["className"],
+        "ChatHistory"
+    );
     assert_eq!(
         next_json(&mut ann).await["object"]["data"]["content"],
         "still here"

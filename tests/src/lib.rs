@@ -8,6 +8,7 @@
 pub mod client;
 pub mod cut_proxy;
 pub mod http;
+pub mod postgres_server;
 pub mod recorder;
 pub mod redis_server;
 pub mod rooms;

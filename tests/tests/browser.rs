@@ -1,9 +1,14 @@
 //! The browser chat page in headless Chromium: two browser sessions in one room see each
-//! other's messages and the room's member count.
+//! other's messages and the room's member count; a late joiner sees the room's stored
+//! messages and pages back through older ones; a page whose server restarts shows what
+//! was said meanwhile, once, and says "reload" when more was said than it can show.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use example_server::chat::ChatEndpoint;
+use example_server::chat_store::ChatStore;
+use example_server::models::ChatMessage;
 use streampod_tests::webdriver::Driver;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,5 +54,141 @@ async fn two_browsers_chat_in_one_room() {
     ann.wait_for_text("#members", "bob to leave", |s| s == "1 in lobby")
         .await;
     ann.quit().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_browser_sees_stored_messages_and_pages_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("chat.db").display());
+    let store = ChatStore::open(&url).await.unwrap();
+    for n in 0..60 {
+        store
+            .save(&lobby_message(format!("said {n}.")))
+            .await
+            .unwrap();
+    }
+    let chat = ChatEndpoint::default().with_store(store);
+    let server = example_server::server_with_chat(chat)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let driver = Driver::start().await;
+    let bob = driver.browser().await;
+    bob.open(&format!("http://{}/", server.local_addr())).await;
+    bob.fill("#room", "lobby").await;
+    bob.click("#join").await;
+    // The newest 50 on joining: from "said 10." on.
+    bob.wait_for_text("#log", "the newest 50 stored messages", |log| {
+        log.contains("said 10.") && log.contains("said 59.") && !log.contains("said 9.")
+    })
+    .await;
+    bob.click("#older button").await;
+    bob.wait_for_text("#log", "the 10 older ones", |log| {
+        log.contains("said 0.") && log.contains("said 9.")
+    })
+    .await;
+    let log = bob.text("#log").await;
+    assert!(
+        log.find("said 0.") < log.find("said 10."),
+        "older messages go above: {log}"
+    );
+    assert_eq!(
+        log.matches("said 10.").count(),
+        1,
+        "each message once: {log}"
+    );
+    bob.quit().await;
+    server.shutdown().await;
+}
+
+fn lobby_message(content: String) -> ChatMessage {
+    ChatMessage {
+        sender_name: "ann (user 1)".into(),
+        content,
+        timestamp: std::time::SystemTime::now().into(),
+        channel_id: "lobby".into(),
+        exclude_sender: false,
+        sender_id: Some("1".into()),
+        id: None,
+    }
+}
+
+async fn stored_chat(url: &str, port: u16) -> streampod::Server<example_server::Protocol> {
+    let store = ChatStore::open(url).await.unwrap();
+    example_server::server_with_chat(ChatEndpoint::default().with_store(store))
+        .bind(("127.0.0.1", port))
+        .await
+        .unwrap()
+}
+
+/// Stores messages in the lobby while no server runs (so none goes out live).
+async fn said_while_away(url: &str, contents: impl Iterator<Item = String>) {
+    let store = ChatStore::open(url).await.unwrap();
+    for content in contents {
+        store.save(&lobby_message(content)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_shows_what_was_said_while_its_server_was_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("chat.db").display());
+    let server = stored_chat(&url, 0).await;
+    let addr = server.local_addr();
+    let driver = Driver::start().await;
+    let bob = driver.browser().await;
+    bob.open(&format!("http://{addr}/")).await;
+    bob.fill("#room", "lobby").await;
+    bob.click("#join").await;
+    bob.wait_for_text("#status", "the page to connect", |s| s == "online")
+        .await;
+    let mut ann = streampod_tests::client::TestClient::connect(addr, "").await;
+    ann.chat_subscription("lobby", true).await;
+    ann.send_model(
+        "chat",
+        "ChatMessage",
+        serde_json::json!({"senderName": "ann", "content": "before the restart.", "channelId": "lobby"}),
+    )
+    .await;
+    bob.wait_for_text("#log", "the first message", |log| {
+        log.contains("before the restart.")
+    })
+    .await;
+
+    // The server goes away; while the page retries, three messages are stored, then a
+    // new server starts on the same address and database.
+    drop(ann);
+    server.shutdown().await;
+    said_while_away(&url, (0..3).map(|n| format!("while away {n}."))).await;
+    let server = stored_chat(&url, addr.port()).await;
+    bob.wait_for_text("#log", "the missed messages after reconnecting", |log| {
+        log.contains("while away 2.")
+    })
+    .await;
+    let log = bob.text("#log").await;
+    for text in [
+        "before the restart.",
+        "while away 0.",
+        "while away 1.",
+        "while away 2.",
+    ] {
+        assert_eq!(log.matches(text).count(), 1, "{text} once: {log}");
+    }
+    assert!(!log.contains("offline than are shown"), "no gap: {log}");
+
+    // Again, with more said than one page holds: the page says so.
+    server.shutdown().await;
+    said_while_away(&url, (0..60).map(|n| format!("flood {n}."))).await;
+    let server = stored_chat(&url, addr.port()).await;
+    bob.wait_for_text("#log", "the reload notice", |log| {
+        log.contains("flood 59.") && log.contains("offline than are shown here")
+    })
+    .await;
+    assert!(
+        !bob.text("#log").await.contains("flood 9."),
+        "a gap, not a page"
+    );
+    bob.quit().await;
     server.shutdown().await;
 }

@@ -284,6 +284,7 @@ fn chat(content: &str) -> ChatMessage {
         channel_id: "quiet".into(),
         exclude_sender: false,
         sender_id: None,
+        id: None,
     }
 }
 
@@ -364,6 +365,52 @@ async fn redis_outage_fails_global_posts_fast_and_delivery_resumes() {
     say(&mut clients[4], "outage", "node2", "back").await;
     for client in &mut clients {
         assert_eq!(read_exactly(client, 1).await, ["node2:back"]);
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// The newest member count `client` hears for `room` within `wait` of quiet.
+async fn last_member_count(client: &mut TestClient, room: &str, wait: Duration) -> Option<i64> {
+    let mut last = None;
+    while let Some(frame) = client.try_next_json(wait).await {
+        if frame["object"]["className"] == "RoomUpdate"
+            && frame["object"]["data"]["channelId"] == room
+        {
+            last = frame["object"]["data"]["members"].as_i64();
+        }
+    }
+    last
+}
+
+#[tokio::test]
+async fn member_counts_count_every_node_s_members() {
+    let redis = RedisServer::start();
+    let nodes = three_nodes(&redis.url()).await;
+    // Two members on each of the first two nodes, one on the third.
+    let mut clients = members(&nodes[..2], "counted", 2).await;
+    let mut last = chat_client(&nodes[2]).await;
+    // Not `join`: its ping round trip would skip the count this join brings.
+    last.chat_subscription("counted", true).await;
+    for client in &mut clients {
+        assert_eq!(
+            last_member_count(client, "counted", Duration::from_millis(700)).await,
+            Some(5),
+            "every node's members, on every node"
+        );
+    }
+    assert_eq!(
+        last_member_count(&mut last, "counted", Duration::from_millis(700)).await,
+        Some(5)
+    );
+    // One leaves on the first node: the others hear 4, wherever they are.
+    leave(&mut clients[0], "counted").await;
+    for client in clients.iter_mut().skip(1).chain([&mut last]) {
+        assert_eq!(
+            last_member_count(client, "counted", Duration::from_millis(700)).await,
+            Some(4)
+        );
     }
     for node in nodes {
         node.shutdown().await;

@@ -118,6 +118,7 @@ fn chat(content: String) -> ChatMessage {
         timestamp: streampod::protocol::types::DateTime::from(std::time::SystemTime::now()),
         channel_id: "hang".into(),
         sender_id: None,
+        id: None,
         exclude_sender: false,
     }
 }

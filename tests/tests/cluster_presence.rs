@@ -115,8 +115,8 @@ async fn a_dead_nodes_members_leave_everyones_presence_within_the_bound() {
         "each member once, with a cluster-wide id"
     );
     // A node hears every join made while it has members in the room, wherever it
-    // happened, its own included: the first node all 60, the second its own 20 and
-    // the third's 20 (the first node's came before it had members there).
+    // happened, its own included: the first node all 60, the second at least its own
+    // 20 and the third's 20 (the first node's came before it had members there).
     for (heard, expected) in [(&first_heard, 60), (&second_heard, 40)] {
         // Distinct members: a resync after a reconnect announces joins again.
         let joins = || {
@@ -132,7 +132,9 @@ async fn a_dead_nodes_members_leave_everyones_presence_within_the_bound() {
         while joins() < expected && started.elapsed() < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(joins(), expected, "members heard joining");
+        // At least: a join written late (batched) may also reach a node that got
+        // members meanwhile.
+        assert!(joins() >= expected, "{} members heard joining", joins());
     }
 
     drop(proxy);

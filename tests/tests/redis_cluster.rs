@@ -57,6 +57,7 @@ fn chat(room: &str, content: String) -> ChatMessage {
         timestamp: streampod::protocol::types::DateTime::from(std::time::SystemTime::now()),
         channel_id: room.into(),
         sender_id: None,
+        id: None,
         exclude_sender: false,
     }
 }

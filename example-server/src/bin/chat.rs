@@ -109,6 +109,7 @@ async fn main() -> std::process::ExitCode {
             channel_id: args.room.clone(),
             exclude_sender: false,
             sender_id: None,
+            id: None,
         };
         if let Err(error) = client.send("chat", message) {
             eprintln!("(not sent: {error})");

@@ -203,6 +203,8 @@ pub(crate) trait Backplane: Send + Sync + 'static {
     fn presence_resync(&self, members: Vec<(String, String, String)>);
     /// The JSON of every member of `channel` on a live node.
     fn presence_of(&self, channel: &str) -> Pending<'_, Vec<Vec<u8>>>;
+    /// How many members `channel` has on live nodes.
+    fn presence_count(&self, channel: &str) -> Pending<'_, usize>;
     /// Counts up each time this node's members must be written again: Redis lost them
     /// (restarted, or the node's heartbeat lapsed and others removed them).
     fn presence_resets(&self) -> watch::Receiver<u64>;

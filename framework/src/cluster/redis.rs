@@ -352,6 +352,29 @@ impl RedisBackplane {
         })
     }
 
+    /// Runs a presence read on the current connection, within the read timeout.
+    async fn presence_read<'a, T, F, R>(&'a self, read: F) -> Result<T, ClusterError>
+    where
+        F: FnOnce(&'a presence::Names, MultiplexedConnection) -> R,
+        R: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let current = self.connection.borrow().clone();
+        let connection = match current {
+            Some(Publisher::Single(connection, _)) => connection,
+            Some(Publisher::Sharded(_)) => {
+                return Err(ClusterError::Unavailable(
+                    "presence is kept on a single Redis, not on a Redis Cluster".into(),
+                ))
+            }
+            None => return Err(ClusterError::Unavailable("not connected to Redis".into())),
+        };
+        let timeout = self.read_timeout;
+        match tokio::time::timeout(timeout, read(&self.presence_names, connection)).await {
+            Ok(read) => read.map_err(|error| ClusterError::Unavailable(error.to_string())),
+            Err(_) => Err(ClusterError::Timeout(timeout)),
+        }
+    }
+
     fn enqueue(
         &self,
         channel: String,
@@ -486,26 +509,16 @@ impl Backplane for RedisBackplane {
 
     fn presence_of(&self, channel: &str) -> Pending<'_, Vec<Vec<u8>>> {
         let channel = channel.to_owned();
-        let timeout = self.read_timeout;
-        Box::pin(async move {
-            let current = self.connection.borrow().clone();
-            let read = async {
-                match current {
-                    Some(Publisher::Single(mut connection, _)) => self
-                        .presence_names
-                        .read(&mut connection, &channel)
-                        .await
-                        .map_err(|error| ClusterError::Unavailable(error.to_string())),
-                    Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
-                        "presence is kept on a single Redis, not on a Redis Cluster".into(),
-                    )),
-                    None => Err(ClusterError::Unavailable("not connected to Redis".into())),
-                }
-            };
-            tokio::time::timeout(timeout, read)
-                .await
-                .unwrap_or(Err(ClusterError::Timeout(timeout)))
-        })
+        Box::pin(self.presence_read(move |names, mut connection| async move {
+            names.read(&mut connection, &channel).await
+        }))
+    }
+
+    fn presence_count(&self, channel: &str) -> Pending<'_, usize> {
+        let channel = channel.to_owned();
+        Box::pin(self.presence_read(move |names, mut connection| async move {
+            names.count(&mut connection, &channel).await
+        }))
     }
 
     fn presence_resets(&self) -> watch::Receiver<u64> {

@@ -167,8 +167,11 @@ impl<P> MessageCentral<P> {
     ///
     /// As [`MessageCentral::presence`].
     pub async fn presence_count(&self, channel: &str) -> Result<usize, ClusterError> {
-        if self.cluster().is_some() || !self.has_presence(channel) {
-            return self.presence(channel).await.map(|members| members.len());
+        if !self.has_presence(channel) {
+            return Ok(0);
+        }
+        if let Some(cluster) = self.cluster() {
+            return cluster.presence_count(channel).await;
         }
         // One server: count the sessions, without listing them.
         Ok(self.inner.channels.get(channel).map_or(0, |found| {

@@ -55,15 +55,23 @@ end
 redis.call('DEL', KEYS[1])
 "#;
 
-/// KEYS: the channel's hash, the nodes. ARGV: node TTL (ms).
+/// KEYS: the channel's hash, the nodes. ARGV: node TTL (ms), `1` to count the members
+/// (reading only their ids) instead of returning their JSON.
 const READ: &str = r#"
 local now = redis.call('TIME')
 local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
+local count_only = ARGV[2] == '1'
 local alive = {}
 local members = {}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local node = string.match(all[i], '^([^-]+)-')
+local count = 0
+local entries, step
+if count_only then
+  entries, step = redis.call('HKEYS', KEYS[1]), 1
+else
+  entries, step = redis.call('HGETALL', KEYS[1]), 2
+end
+for i = 1, #entries, step do
+  local node = string.match(entries[i], '^([^-]+)-')
   local live = alive[node]
   if live == nil then
     local beat = redis.call('ZSCORE', KEYS[2], node)
@@ -71,8 +79,14 @@ for i = 1, #all, 2 do
     alive[node] = live
   end
   if live then
-    table.insert(members, all[i + 1])
+    count = count + 1
+    if not count_only then
+      table.insert(members, entries[i + 1])
+    end
   end
+end
+if count_only then
+  return count
 end
 return members
 "#;
@@ -203,14 +217,32 @@ impl Names {
         connection: &mut MultiplexedConnection,
         channel: &str,
     ) -> redis::RedisResult<Vec<Vec<u8>>> {
-        redis::cmd("EVAL")
+        self.read_command(channel, false)
+            .query_async(connection)
+            .await
+    }
+
+    /// How many members `channel` has on live nodes (their JSON stays in Redis).
+    pub(super) async fn count(
+        &self,
+        connection: &mut MultiplexedConnection,
+        channel: &str,
+    ) -> redis::RedisResult<usize> {
+        self.read_command(channel, true)
+            .query_async(connection)
+            .await
+    }
+
+    fn read_command(&self, channel: &str, count_only: bool) -> redis::Cmd {
+        let mut command = redis::cmd("EVAL");
+        command
             .arg(READ)
             .arg(2)
             .arg(self.hash(channel))
             .arg(self.nodes())
             .arg(millis(NODE_TTL))
-            .query_async(connection)
-            .await
+            .arg(u8::from(count_only));
+        command
     }
 }
 

@@ -6,6 +6,7 @@
 //! loadgen rate --url … --subscribers 1000 --per-second 100 --seconds 10
 //! loadgen storm --url … --subscribers 10000 --connect-parallelism 10000
 //! loadgen recovery --url … --subscribers 1000 --missed 100   # a room with history
+//! loadgen presence --url … --subscribers 10000 --redis redis://…  # a cluster node
 //! loadgen table results.jsonl      # markdown tables of result lines
 //! ```
 //!
@@ -20,6 +21,7 @@
 // A benchmark tool: failing loudly on a broken setup is the right behaviour.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod presence;
 mod raw;
 mod recovery;
 mod report;
@@ -85,6 +87,19 @@ enum Mode {
         /// Messages posted while the subscribers are away.
         #[arg(long, default_value_t = 100)]
         missed: u64,
+    },
+    /// Subscribers join a room of a cluster node at once, then all leave at once;
+    /// reports the time until the room's presence in Redis lists all, then none (see
+    /// `presence`).
+    Presence {
+        #[command(flatten)]
+        common: Common,
+        /// The Redis the node keeps presence in.
+        #[arg(long)]
+        redis: String,
+        /// The node's Redis key prefix (`--redis-prefix`).
+        #[arg(long, default_value = "streampod-example")]
+        prefix: String,
     },
     /// Prints result lines (JSON, one per line) as markdown tables, with streampod as a
     /// ratio of the floor for each scenario.
@@ -824,6 +839,14 @@ async fn run(mode: Mode) -> Value {
             (common, result)
         }
         Mode::Recovery { common, missed } => recovery::run(common, missed).await,
+        Mode::Presence {
+            common,
+            redis,
+            prefix,
+        } => {
+            let key = format!("{prefix}:presence:chat-room-{}", common.room);
+            presence::run(common, redis, key).await
+        }
         Mode::Table { .. } | Mode::Median { .. } => unreachable!("handled in main"),
     };
     result["target"] = json!(common.target);

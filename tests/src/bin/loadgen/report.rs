@@ -33,6 +33,7 @@ pub(crate) fn table(rows: &[Value]) -> String {
             Some("storm") if r["joins_room"] == false => "connect + ping at once".to_owned(),
             Some("storm") => "connect + join at once".to_owned(),
             Some("recovery") => format!("{} missed, back at once", r["missed"]),
+            Some("presence") => "join at once, then leave at once".to_owned(),
             _ => format!("{}/s × {} s", r["per_second"], r["seconds"]),
         };
         let bound = if generator_bound(r) {
@@ -71,6 +72,10 @@ fn scenario(r: &Value) -> String {
         Some("recovery") => format!(
             "recovery, {} clients × {} missed messages",
             r["subscribers"], r["missed"]
+        ),
+        Some("presence") => format!(
+            "presence, {} members of one room join, then leave, at once",
+            r["subscribers"]
         ),
         _ => format!(
             "latency, {} subscribers × {} msg/s",
@@ -149,6 +154,23 @@ pub(crate) fn ratios(rows: &[Value]) -> String {
             f64::NAN,
             "(reported)",
             r["recovered"] == r["expected"] && seconds.is_finite(),
+        ));
+    }
+    // Issue 17: presence written to Redis by one node (no reference).
+    for r in rows.iter().filter(|r| r["mode"] == "presence") {
+        let (joins, leaves) = (f(r, "joins_per_s"), f(r, "leaves_per_s"));
+        out.push_str(&ratio_row(
+            &format!("{} ({})", scenario(r), r["target"].as_str().unwrap_or("?")),
+            &format!(
+                "{joins:.0} joins/s ({:.0} ms CPU per 1,000), {leaves:.0} leaves/s ({:.0} ms), {} failed",
+                f(r, "server_cpu_ms_per_1000_joins"),
+                f(r, "server_cpu_ms_per_1000_leaves"),
+                r["failed"]
+            ),
+            "–",
+            f64::NAN,
+            "(reported)",
+            joins.is_finite() && leaves.is_finite() && r["failed"] == 0,
         ));
     }
     for ours in rows.iter().filter(|r| r["target"] == "streampod") {
