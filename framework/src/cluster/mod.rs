@@ -207,6 +207,8 @@ pub(crate) trait Backplane: Send + Sync + 'static {
     fn presence_count(&self, channel: &str) -> Pending<'_, usize>;
     /// Counts up each time this node's members must be written again: Redis lost them
     /// (restarted, or the node's heartbeat lapsed and others removed them).
+    // Read by the ingress, which only a backplane implementation (feature `redis`) feeds.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn presence_resets(&self) -> watch::Receiver<u64>;
     /// Reads streampod channel `channel`'s history after offset `after` (only its epoch
     /// and newest offset when `None`), once this node's subscription to it is in place.

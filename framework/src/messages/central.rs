@@ -415,7 +415,7 @@ impl<P: ModelSet> MessageCentral<P> {
         let Some(channel) = self.inner.channels.get(name) else {
             return Ok(DeliveryReport::default());
         };
-        let epoch: Arc<str> = Arc::from(epoch);
+        let epoch = channel.shared_epoch(epoch);
         let policy = channel.policy();
         let counter = &self.inner.frames_encoded;
         let mut plain = Frames::new(

@@ -126,9 +126,24 @@ pub(crate) struct Channel<P> {
     /// Copy-on-write: a post clones the `Arc` and iterates unlocked; a change copies the
     /// list only while such a snapshot is alive (`Arc::make_mut`), so mass joins stay O(1).
     listeners: Mutex<Arc<Vec<Listener<P>>>>,
+    /// The epoch of the last post with a position that came through the cluster, as
+    /// one `Arc` every post of that epoch shares (gates compare it by address).
+    cluster_epoch: Mutex<Option<Arc<str>>>,
 }
 
 impl<P> Channel<P> {
+    /// `epoch` as the `Arc` this channel's posts in it share.
+    pub(crate) fn shared_epoch(&self, epoch: &str) -> Arc<str> {
+        let mut kept = self
+            .cluster_epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*kept {
+            Some(same) if **same == *epoch => same.clone(),
+            _ => kept.insert(Arc::from(epoch)).clone(),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Arc<Vec<Listener<P>>> {
         self.listeners
             .lock()
@@ -324,6 +339,7 @@ impl<P> ChannelMap<P> {
                 policy: AtomicU8::new(0),
                 history: OnceLock::new(),
                 listeners: Mutex::new(Arc::new(Vec::new())),
+                cluster_epoch: Mutex::new(None),
             };
             fresh.set_policy(config.slow_consumer);
             if let Some(history) = config.history.and_then(|_| self.history(channel)) {

@@ -10,6 +10,7 @@
 //! `joined` frame with `recovered: false`, so the client knows to reload instead of
 //! silently missing messages.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::cluster::{ClusterError, Envelope, HistoryRead};
@@ -26,19 +27,36 @@ use crate::wire_frame::TextFrame;
 const MAX_HELD: usize = 4096;
 
 /// One session's gate on one channel.
+///
+/// An open gate passes the next post in order without its lock (a post goes through
+/// every gate of the channel: a lock per delivery cost more than the delivery). That
+/// fast path reads and writes `after` as a plain load and store: posts with positions
+/// reach a gate from one task only, the cluster ingress, in the channel's order; every
+/// other case (closed, another epoch, a gap, a repeat) takes the lock.
 pub(crate) struct Gate {
+    /// Set once [`Gate::open`] is done (under the lock); never unset.
+    open: AtomicBool,
+    /// The last offset the session got.
+    after: AtomicU64,
+    /// The address of `state.epoch`'s `Arc` (0 for none): a post in the same epoch
+    /// carries the same `Arc` (the channel shares one per epoch), so the fast path
+    /// compares addresses, not strings. The gate holds that `Arc`, so the address
+    /// cannot be reused meanwhile.
+    epoch_id: AtomicUsize,
     state: Mutex<State>,
 }
 
 struct State {
-    open: bool,
     /// The epoch of the offsets the session has; `None` when it has none yet (the read
     /// failed, or held frames were dropped): the next post says `recovered: false`.
     epoch: Option<Arc<str>>,
-    /// The last offset the session got.
-    after: u64,
     held: Vec<Held>,
     overflowed: bool,
+}
+
+/// The address `Gate::epoch_id` compares.
+fn epoch_id(epoch: &Arc<str>) -> usize {
+    Arc::as_ptr(epoch).cast::<u8>() as usize
 }
 
 /// A live post that came while the gate was closed.
@@ -69,10 +87,11 @@ impl Gate {
     /// A closed gate: live posts are held until [`Gate::open`].
     pub(crate) fn closed() -> Arc<Self> {
         Arc::new(Self {
+            open: AtomicBool::new(false),
+            after: AtomicU64::new(0),
+            epoch_id: AtomicUsize::new(0),
             state: Mutex::new(State {
-                open: false,
                 epoch: None,
-                after: 0,
                 held: Vec::new(),
                 overflowed: false,
             }),
@@ -86,8 +105,17 @@ impl Gate {
     /// Hands a live post to the session, holds it while the gate is closed, or drops it
     /// when the session had it already; `None` unless it was pushed now.
     pub(crate) fn pass(&self, to: &Target<'_>, post: Positioned<'_>) -> Option<Push> {
+        if self.open.load(Ordering::Acquire)
+            && self.epoch_id.load(Ordering::Relaxed) == epoch_id(post.epoch)
+            && self.after.load(Ordering::Relaxed).checked_add(1) == Some(post.offset)
+        {
+            self.after.store(post.offset, Ordering::Relaxed);
+            return post
+                .frame
+                .map(|frame| to.session.push_from(frame, post.key, post.policy));
+        }
         let mut state = self.lock();
-        if !state.open {
+        if !self.open.load(Ordering::Relaxed) {
             if state.held.len() >= MAX_HELD {
                 state.held.clear();
                 state.overflowed = true;
@@ -101,7 +129,7 @@ impl Gate {
             }
             return None;
         }
-        state.forward(to, post.epoch, post.offset, |session, frame| {
+        self.forward(&mut state, to, post.epoch, post.offset, |session, frame| {
             session.push_from(frame, post.key, post.policy)
         }, post.frame)
     }
@@ -116,7 +144,10 @@ impl Gate {
     ) {
         let mut state = self.lock();
         match read {
-            Ok(read) => state.replay(to, since, read),
+            Ok(read) => {
+                let newest = state.replay(to, since, read);
+                self.after.store(newest, Ordering::Relaxed);
+            }
             Err(error) => {
                 static FAILED: RateLimitedLog =
                     RateLimitedLog::new(std::time::Duration::from_secs(10));
@@ -140,16 +171,56 @@ impl Gate {
         if state.overflowed {
             state.epoch = None;
         }
+        self.epoch_id
+            .store(state.epoch.as_ref().map_or(0, epoch_id), Ordering::Relaxed);
         for held in std::mem::take(&mut state.held) {
-            state.forward(to, &held.epoch, held.offset, SessionShared::push, held.frame);
+            self.forward(&mut state, to, &held.epoch, held.offset, SessionShared::push, held.frame);
         }
-        state.open = true;
+        self.open.store(true, Ordering::Release);
+    }
+
+    /// Pushes a post the session has not had, after a `joined` frame saying it did not
+    /// recover when offsets were skipped or the epoch changed.
+    fn forward(
+        &self,
+        state: &mut State,
+        to: &Target<'_>,
+        epoch: &Arc<str>,
+        offset: u64,
+        push: impl FnOnce(&SessionShared, TextFrame) -> Push,
+        frame: Option<TextFrame>,
+    ) -> Option<Push> {
+        let after = self.after.load(Ordering::Relaxed);
+        let same_epoch = state.epoch.as_deref() == Some(&**epoch);
+        if same_epoch && offset <= after {
+            return None;
+        }
+        if !same_epoch || offset > after + 1 {
+            let joined = JoinedFrame {
+                endpoint: to.endpoint.to_owned(),
+                channel: to.channel.to_owned(),
+                position: Position::new(&**epoch, offset.saturating_sub(1)),
+                recovering: false,
+                recovered: false,
+                replayed: 0,
+            };
+            to.session
+                .push(TextFrame::encode_infallible(|out| joined.encode(out)));
+        }
+        if !state.epoch.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, epoch)) {
+            // The channel's own `Arc` from now on, so the next posts take the fast path.
+            state.epoch = Some(epoch.clone());
+            self.epoch_id.store(epoch_id(epoch), Ordering::Relaxed);
+        }
+        self.after.store(offset, Ordering::Relaxed);
+        frame.map(|frame| push(to.session, frame))
     }
 }
 
 impl State {
-    /// Sends `joined` and, when `since` is recovered, every post after it.
-    fn replay(&mut self, to: &Target<'_>, since: Option<&Position>, read: HistoryRead) {
+    /// Sends `joined` and, when `since` is recovered, every post after it; answers the
+    /// newest offset the session now has.
+    fn replay(&mut self, to: &Target<'_>, since: Option<&Position>, read: HistoryRead) -> u64 {
         let epoch: Arc<str> = Arc::from(read.epoch);
         let replay = since
             .filter(|since| *since.epoch == *epoch && since.offset <= read.newest)
@@ -183,38 +254,7 @@ impl State {
             }));
         }
         self.epoch = Some(epoch);
-        self.after = read.newest;
-    }
-
-    /// Pushes a post the session has not had, after a `joined` frame saying it did not
-    /// recover when offsets were skipped or the epoch changed.
-    fn forward(
-        &mut self,
-        to: &Target<'_>,
-        epoch: &Arc<str>,
-        offset: u64,
-        push: impl FnOnce(&SessionShared, TextFrame) -> Push,
-        frame: Option<TextFrame>,
-    ) -> Option<Push> {
-        let same_epoch = self.epoch.as_deref() == Some(&**epoch);
-        if same_epoch && offset <= self.after {
-            return None;
-        }
-        if !same_epoch || offset > self.after + 1 {
-            let joined = JoinedFrame {
-                endpoint: to.endpoint.to_owned(),
-                channel: to.channel.to_owned(),
-                position: Position::new(&**epoch, offset.saturating_sub(1)),
-                recovering: false,
-                recovered: false,
-                replayed: 0,
-            };
-            to.session
-                .push(TextFrame::encode_infallible(|out| joined.encode(out)));
-        }
-        self.epoch = Some(epoch.clone());
-        self.after = offset;
-        frame.map(|frame| push(to.session, frame))
+        read.newest
     }
 }
 
