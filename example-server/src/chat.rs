@@ -15,7 +15,7 @@ use streampod::{
 
 use crate::chat_store::{ChatStore, MAX_PAGE};
 use crate::members::MemberCounts;
-use crate::models::{ChatHistory, ChatMessage, InvalidRequest, Protocol};
+use crate::models::{ChatHistory, ChatMessage, InvalidRequest, Protocol, RoomMembers};
 
 /// The channel behind a chat room.
 pub fn room_channel(room: &str) -> String {
@@ -218,7 +218,9 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 // Members are counted from presence (see `members`).
                 if subscription.subscribe {
                     self.configure_rooms(&messages);
-                    match messages.join(&room_channel(&room)) {
+                    let nickname = subscription.nickname.as_deref().unwrap_or_default();
+                    let (listed_as, _) = author(session, nickname);
+                    match messages.join_with_info(&room_channel(&room), &listed_as) {
                         Ok(joined_now) => {
                             if joined_now && joined.rooms().insert(room.clone()) {
                                 self.send_stored(session, &room).await?;
@@ -297,6 +299,31 @@ impl Endpoint<Protocol> for ChatEndpoint {
 
 #[endpoint]
 impl ChatEndpoint {
+    /// Who is in `channelId`, on every server, by the names they joined with.
+    pub async fn members(
+        &self,
+        session: &Session<Protocol>,
+        channel_id: String,
+    ) -> Result<RoomMembers, InvalidRequest> {
+        let listed = session
+            .messages()
+            .presence(&room_channel(&channel_id))
+            .await
+            .map_err(|error| InvalidRequest {
+                message: format!("the member list cannot be read now ({error}); try again"),
+                field: None,
+            })?;
+        let mut members: Vec<String> = listed
+            .into_iter()
+            .map(|member| member.info.unwrap_or_else(|| "anonymous".to_owned()))
+            .collect();
+        members.sort_unstable();
+        Ok(RoomMembers {
+            channel_id,
+            members,
+        })
+    }
+
     /// Up to `limit` (default 50, at most 200) of `channelId`'s stored messages before
     /// message id `before` (the newest when absent), oldest first.
     pub async fn history(

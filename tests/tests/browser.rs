@@ -1,5 +1,5 @@
 //! The browser chat page in headless Chromium: two browser sessions in one room see each
-//! other's messages and the room's member count; a late joiner sees the room's stored
+//! other's messages, the room's member count and its member list; a late joiner sees the room's stored
 //! messages and pages back through older ones; a page whose server restarts shows what
 //! was said meanwhile, once, and says "reload" when more was said than it can show.
 
@@ -30,6 +30,11 @@ async fn two_browsers_chat_in_one_room() {
     }
     ann.wait_for_text("#members", "both members", |s| s == "2 in lobby")
         .await;
+    // The member list, by the names they joined with (presence).
+    ann.wait_for_text("#member-list", "both names", |list| {
+        list.contains("ann (guest ") && list.contains("bob (guest ")
+    })
+    .await;
 
     ann.fill("#message", "hello from ann").await;
     ann.click("#send").await;
@@ -53,6 +58,10 @@ async fn two_browsers_chat_in_one_room() {
     bob.quit().await;
     ann.wait_for_text("#members", "bob to leave", |s| s == "1 in lobby")
         .await;
+    ann.wait_for_text("#member-list", "bob off the list", |list| {
+        list.contains("ann (guest ") && !list.contains("bob")
+    })
+    .await;
     ann.quit().await;
     server.shutdown().await;
 }

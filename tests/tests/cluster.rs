@@ -404,6 +404,22 @@ async fn member_counts_count_every_node_s_members() {
         last_member_count(&mut last, "counted", Duration::from_millis(700)).await,
         Some(5)
     );
+    // Every node lists every node's members by the names they joined with.
+    for node in &nodes {
+        let answer = request(
+            node.local_addr(),
+            Method::POST,
+            "/chat/members",
+            r#"{"channelId":"counted"}"#,
+            &[],
+        )
+        .await;
+        let names = answer.body["members"].as_array().unwrap();
+        assert_eq!(names.len(), 5, "{}", answer.body);
+        assert!(names
+            .iter()
+            .all(|name| name.as_str().unwrap().starts_with("anonymous (guest ")));
+    }
     // One leaves on the first node: the others hear 4, wherever they are.
     leave(&mut clients[0], "counted").await;
     for client in clients.iter_mut().skip(1).chain([&mut last]) {

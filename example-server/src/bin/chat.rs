@@ -41,17 +41,19 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let room = args.room.clone();
+    let name = args.name.clone();
     let mut builder = Client::<Protocol>::builder(&args.server)
         .backoff(Backoff::new(
             Duration::from_millis(200),
             Duration::from_secs(10),
         ))
         .on_connect(move |client| {
-            let room = room.clone();
+            let (room, name) = (room.clone(), name.clone());
             async move {
                 let join = ChannelSubscription {
                     channel_id: room,
                     subscribe: true,
+                    nickname: Some(name),
                 };
                 if let Err(error) = client.send("chat", join) {
                     eprintln!("could not join: {error}");
