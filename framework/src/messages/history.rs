@@ -28,7 +28,10 @@ use crate::protocol::{frame, EncodeError, ModelSet};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HistoryConfig {
-    /// Most messages kept; older ones are forgotten first.
+    /// Most messages kept; older ones are forgotten first. In a cluster Redis trims
+    /// its stream in whole blocks (`XADD … MAXLEN ~`, several times cheaper than an
+    /// exact trim on every post), so it may keep up to about a hundred more, which
+    /// clients then recover too.
     pub size: usize,
     /// How long a message is kept.
     pub ttl: Duration,

@@ -3,7 +3,8 @@
 //! Each channel with history has two keys: `<prefix>:history-meta:<name>`, a hash with
 //! the history's `epoch` and the last `offset` given out, and `<prefix>:history:<name>`,
 //! a stream of the kept posts (entry id `<offset>-0`, fields `t`, Redis' clock in
-//! milliseconds, and `d`, the envelope). A post runs one script that numbers it, keeps
+//! milliseconds, and `d`, the envelope), trimmed to about the history's size
+//! (`MAXLEN ~`: whole blocks at a time, never below the size). A post runs one script that numbers it, keeps
 //! it and publishes it with its position, so every node delivers the same offsets in
 //! the same order, whichever node posted. A new epoch is made whenever the meta key is
 //! missing: Redis restarted or was flushed, or the channel saw no post nor join for the
@@ -37,7 +38,7 @@ end
 local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 't', ms, 'd', ARGV[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], offset .. '-0', 't', ms, 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local positioned = '{"epoch":"' .. epoch .. '","offset":' .. offset .. ',' .. string.sub(ARGV[2], 2)
