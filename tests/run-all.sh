@@ -17,6 +17,8 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     missing+=(postgresql)
 fi
+# Node and npm: the code generator's tests type-check generated TypeScript with tsc.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then
@@ -29,6 +31,12 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "missing ${missing[*]}: install them (apt-get install ${missing[*]}) and rerun" >&2
         exit 1
     fi
+fi
+
+# The TypeScript compiler, at the version codegen/typescript/package-lock.json pins.
+if [ ! -x codegen/typescript/node_modules/.bin/tsc ]; then
+    echo "== npm ci in codegen/typescript"
+    (cd codegen/typescript && npm ci --no-audit --no-fund)
 fi
 
 cargo test --workspace

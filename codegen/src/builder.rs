@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 use crate::external::{ExternalModels, Qualifier};
-use crate::{expand, validate, Error};
+use crate::{expand, typescript, validate, Error};
 
 /// Options for a generator run. Start from [`configure`](crate::configure).
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct Builder {
     emit_warnings: bool,
     /// Other crates' model directories: (how types are named, directory, Rust path).
     externals: Vec<(Qualifier, PathBuf, String)>,
+    /// Where [`Builder::compile`] also writes TypeScript, if anywhere.
+    typescript_out: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -30,6 +32,7 @@ impl Default for Builder {
             emit_rerun_if_changed: true,
             emit_warnings: true,
             externals: Vec::new(),
+            typescript_out: None,
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct Generated {
     pub inputs: Vec<PathBuf>,
     /// Warnings (ignored database keys and the like).
     pub warnings: Vec<Diagnostic>,
+    /// The TypeScript module, when [`Builder::typescript_out`] asked for one.
+    pub typescript: Option<String>,
 }
 
 impl Generated {
@@ -131,6 +136,22 @@ impl Builder {
             models_dir.into(),
             rust_path.into(),
         ));
+        self
+    }
+
+    /// Also generates TypeScript for browser and Node clients: interfaces, codecs in
+    /// Serverpod's JSON and a `Protocol` union (see [`Generated::typescript`]);
+    /// [`Builder::compile`] writes it to `path` (only when it changed).
+    ///
+    /// ```
+    /// let generated = streampod_codegen::configure()
+    ///     .typescript_out("web/src/protocol.ts")
+    ///     .generate_sources([("note.yaml", "class: Note\nfields:\n  text: String\n".to_owned())])
+    ///     .expect("valid models");
+    /// assert!(generated.typescript.unwrap().contains("export interface Note"));
+    /// ```
+    pub fn typescript_out(mut self, path: impl Into<PathBuf>) -> Self {
+        self.typescript_out = Some(path.into());
         self
     }
 
@@ -224,6 +245,13 @@ impl Builder {
         }
         let code = expand::format(expand::file(&set, &runtime))
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let typescript = match &self.typescript_out {
+            Some(_) => Some(
+                typescript::file(&set)
+                    .map_err(|unsupported| Error::TypeScriptUnsupported(unsupported.0))?,
+            ),
+            None => None,
+        };
         let external_inputs = externals
             .iter()
             .flat_map(|external| external.files.iter().map(|file| file.path.clone()));
@@ -240,6 +268,7 @@ impl Builder {
                 .into_iter()
                 .filter(|d| d.severity == Severity::Warning)
                 .collect(),
+            typescript,
         })
     }
 
@@ -274,6 +303,12 @@ impl Builder {
         })?;
         for line in generated.cargo_directives(self.emit_rerun_if_changed, self.emit_warnings) {
             println!("{line}");
+        }
+        if let (Some(ts_path), Some(typescript)) = (&self.typescript_out, &generated.typescript) {
+            write_if_changed(ts_path, typescript.as_bytes()).map_err(|source| Error::Io {
+                path: ts_path.clone(),
+                source,
+            })?;
         }
         generated.path = Some(path);
         Ok(generated)

@@ -90,6 +90,7 @@ mod expand;
 mod external;
 mod ir;
 mod types;
+mod typescript;
 mod validate;
 mod yaml;
 
@@ -123,6 +124,10 @@ pub enum Error {
     /// The configured runtime path is not a Rust path.
     #[error("runtime path '{0}' is not a Rust path like ::streampod::__codegen")]
     RuntimePath(String),
+    /// TypeScript was asked for ([`Builder::typescript_out`]) and the models use types
+    /// the TypeScript emitter does not cover yet; each line names a field.
+    #[error("no TypeScript for these models yet:\n  {}", .0.join("\n  "))]
+    TypeScriptUnsupported(Vec<String>),
     /// The generator produced code that does not parse: a bug in streampod-codegen.
     #[error("streampod-codegen generated invalid Rust ({0}); this is a bug, please report it with your model files")]
     Internal(String),

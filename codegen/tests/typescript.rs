@@ -1,0 +1,124 @@
+//! TypeScript from model files: the example's models as a snapshot, and every generated
+//! module type-checked by the real `tsc --strict` (installed by `npm ci` in
+//! `codegen/typescript`, which `tests/run-all.sh` runs).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn typescript_of(dir: &Path) -> String {
+    streampod_codegen::configure()
+        .typescript_out("unused.ts")
+        .generate(dir)
+        .unwrap()
+        .typescript
+        .unwrap()
+}
+
+fn example_models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-server/models")
+}
+
+fn tsc() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("typescript");
+    let tsc = root.join("node_modules/.bin/tsc");
+    assert!(
+        tsc.exists(),
+        "{} is missing: run `npm ci` in {} (tests/run-all.sh does)",
+        tsc.display(),
+        root.display()
+    );
+    tsc
+}
+
+/// `tsc --strict` on `source` as `dir/protocol.ts`, emitting `protocol.js` beside it
+/// unless `no_emit`; its complaints when it has any.
+fn compile(source: &str, dir: &Path, no_emit: bool) -> Result<(), String> {
+    let file = dir.join("protocol.ts");
+    std::fs::write(&file, source).unwrap();
+    let output = Command::new(tsc())
+        .args(["--strict", "--target", "es2022", "--module", "es2022"])
+        .args(["--lib", "es2022,dom"])
+        .args(["--noUnusedParameters", "--noImplicitReturns"])
+        .arg("--exactOptionalPropertyTypes")
+        .arg(if no_emit { "--noEmit" } else { "--declaration" })
+        .arg(&file)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+fn type_check(source: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    compile(source, dir.path(), true)
+}
+
+#[test]
+fn the_example_models_as_typescript() {
+    insta::assert_snapshot!(typescript_of(&example_models()));
+}
+
+#[test]
+fn generated_typescript_passes_tsc_strict() {
+    type_check(&typescript_of(&example_models())).unwrap();
+}
+
+#[test]
+fn unsupported_types_are_named_not_emitted_wrong() {
+    let error = streampod_codegen::configure()
+        .typescript_out("unused.ts")
+        .generate_sources([(
+            "shapes.yaml",
+            "class: Shape\nfields:\n  pair: (int, String)\n".to_owned(),
+        )])
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("Shape.pair: a record has no TypeScript yet"),
+        "{message}"
+    );
+}
+
+/// The compiled module under Node: Serverpod JSON decodes to typed values (Date,
+/// defaults, null for absent nullable fields, enum fallback) and encodes back.
+#[test]
+fn generated_codecs_round_trip_serverpod_json_under_node() {
+    let dir = tempfile::tempdir().unwrap();
+    compile(&typescript_of(&example_models()), dir.path(), false).unwrap();
+    let script = r#"
+import { decodeProtocol, encodeProtocol, ChatMessageCodec, NotificationLevelCodec } from "./protocol.js";
+import assert from "node:assert/strict";
+const wire = { className: "ChatMessage", data: { senderName: "ann (guest 7)", content: "hi",
+  timestamp: "2026-12-03T07:52:08.123Z", channelId: "lobby", excludeSender: false, id: 42 } };
+const decoded = decodeProtocol(wire.className, wire.data);
+assert.equal(decoded.className, "ChatMessage");
+assert.ok(decoded.data.timestamp instanceof Date);
+assert.equal(decoded.data.senderId, null);
+assert.deepEqual(encodeProtocol(decoded), { className: "ChatMessage",
+  data: { __className__: "ChatMessage", ...wire.data } });
+// Defaults fill what is absent; a wrong type names where it is.
+const bare = ChatMessageCodec.fromJson({ senderName: "a", content: "b", channelId: "c" });
+assert.equal(bare.excludeSender, false);
+assert.ok(bare.timestamp instanceof Date);
+assert.throws(() => ChatMessageCodec.fromJson({ senderName: 1 }), /ChatMessage.senderName: expected a string/);
+assert.throws(() => decodeProtocol("Nope", {}), /className/);
+// An enum value from a newer server decodes to the fallback.
+assert.equal(NotificationLevelCodec.fromJson("fireworks"), "info");
+"#;
+    std::fs::write(dir.path().join("check.mjs"), script).unwrap();
+    let output = Command::new("node")
+        .arg("check.mjs")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
