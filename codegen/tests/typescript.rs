@@ -122,3 +122,32 @@ assert.equal(NotificationLevelCodec.fromJson("fireworks"), "info");
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The command-line generator writes the same TypeScript, and says what is wrong.
+#[test]
+fn the_command_line_writes_typescript_and_reports_errors() {
+    let cli = env!("CARGO_BIN_EXE_streampod-codegen");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("protocol.ts");
+    let status = Command::new(cli)
+        .arg("typescript")
+        .arg(example_models())
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        typescript_of(&example_models())
+    );
+
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("a.yaml"), "class: A\nfields:\n  x: Strin\n").unwrap();
+    let output = Command::new(cli).arg("check").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("did you mean 'String'"), "{stderr}");
+    let usage = Command::new(cli).arg("nonsense").output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
