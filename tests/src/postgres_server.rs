@@ -71,10 +71,7 @@ impl PostgresServer {
     ///
     /// When PostgreSQL is not installed, or does not start within 30 s.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::redis_server::free_port();
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("a scratch directory");
         if is_root() {

@@ -6,6 +6,18 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A loopback port free right now (the OS's pick), for a server a test starts.
+///
+/// # Panics
+///
+/// When no port can be bound.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A running `redis-server` this test started.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -21,11 +33,7 @@ impl RedisServer {
     ///
     /// When `redis-server` is not installed or does not answer within 10 s.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        Self::start_on(port)
+        Self::start_on(free_port())
     }
 
     /// Starts a server on `port` (to bring a stopped one back).
@@ -264,10 +272,7 @@ impl ClusterNode {
 /// A free loopback port whose cluster bus port (+10000) is free too.
 fn free_cluster_port() -> u16 {
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }

@@ -365,6 +365,16 @@ struct Plan {
 
 /// Connects everyone and starts their readers; each reader is ready once it has seen a
 /// warm-up message (or, in a storm, its pong) and stops after `plan.expected` messages.
+/// Every subscriber connects and joins at once, pinging after its join (see [`Plan`]).
+async fn storm(common: &Common, start: Instant) -> Subscribers {
+    let plan = Plan {
+        expected: 0,
+        record: false,
+        storm: true,
+    };
+    subscribe(common, start, plan).await
+}
+
 async fn subscribe(common: &Common, start: Instant, plan: Plan) -> Subscribers {
     let received: Arc<Vec<AtomicU64>> =
         Arc::new((0..common.subscribers).map(|_| AtomicU64::new(0)).collect());
@@ -787,16 +797,7 @@ async fn run(mode: Mode) -> Value {
             let server_cpu_before = common.server_pid.and_then(process_cpu_ticks);
             let own_cpu_before = process_cpu_ticks(std::process::id());
             let started = Instant::now();
-            let subs = subscribe(
-                &common,
-                start,
-                Plan {
-                    expected: 0,
-                    record: false,
-                    storm: true,
-                },
-            )
-            .await;
+            let subs = storm(&common, start).await;
             let connect_seconds = started.elapsed().as_secs_f64();
             let expected = common.subscribers - subs.failed;
             while subs.joined() < expected && Instant::now() < deadline {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{cpu_micros, process_cpu_ticks, subscribe, Common, Plan};
+use super::{cpu_micros, process_cpu_ticks, storm, Common};
 
 /// Polls `HLEN key` every 2 ms until `done(count)` or `deadline`; how long that took
 /// from `started`, or `None` at the deadline.
@@ -53,16 +53,7 @@ pub(super) async fn run(common: Common, redis_url: String, key: String) -> (Comm
 
     let cpu_before = common.server_pid.and_then(process_cpu_ticks);
     let started = Instant::now();
-    let subs = subscribe(
-        &common,
-        start,
-        Plan {
-            expected: 0,
-            record: false,
-            storm: true,
-        },
-    )
-    .await;
+    let subs = storm(&common, start).await;
     let failed = subs.failed;
     let joined_s = until(
         &mut redis,
