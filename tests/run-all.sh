@@ -17,7 +17,8 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     missing+=(postgresql)
 fi
-# Node and npm: the code generator's tests type-check generated TypeScript with tsc.
+# Node and npm: the code generator's tests type-check generated TypeScript with tsc and
+# run it under node --test; the example's Node test drives its generated client.
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
@@ -33,8 +34,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-# The TypeScript compiler, at the version codegen/typescript/package-lock.json pins.
-if [ ! -x codegen/typescript/node_modules/.bin/tsc ]; then
+# The TypeScript compiler and the ws WebSocket (Node 20 has no global one), at the
+# versions codegen/typescript/package-lock.json pins.
+if [ ! -x codegen/typescript/node_modules/.bin/tsc ] || [ ! -d codegen/typescript/node_modules/ws ]; then
     echo "== npm ci in codegen/typescript"
     (cd codegen/typescript && npm ci --no-audit --no-fund)
 fi

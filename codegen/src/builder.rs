@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 use crate::external::{ExternalModels, Qualifier};
 use crate::{expand, typescript, validate, Error};
+use streampod_protocol::schema::MethodSchema;
 
 /// Options for a generator run. Start from [`configure`](crate::configure).
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct Builder {
     externals: Vec<(Qualifier, PathBuf, String)>,
     /// Where [`Builder::compile`] also writes TypeScript, if anywhere.
     typescript_out: Option<PathBuf>,
+    /// The server's methods, for typed calls in the TypeScript client.
+    methods: Option<MethodSchema>,
 }
 
 impl Default for Builder {
@@ -33,6 +36,7 @@ impl Default for Builder {
             emit_warnings: true,
             externals: Vec::new(),
             typescript_out: None,
+            methods: None,
         }
     }
 }
@@ -51,6 +55,9 @@ pub struct Generated {
     pub warnings: Vec<Diagnostic>,
     /// The TypeScript module, when [`Builder::typescript_out`] asked for one.
     pub typescript: Option<String>,
+    /// The client runtime the TypeScript module imports (`./streampod.js`), to be written
+    /// beside it as `streampod.ts`; with [`Generated::typescript`].
+    pub typescript_runtime: Option<&'static str>,
 }
 
 impl Generated {
@@ -247,11 +254,12 @@ impl Builder {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let typescript = match &self.typescript_out {
             Some(_) => Some(
-                typescript::file(&set)
+                typescript::file(&set, self.methods.as_ref())
                     .map_err(|unsupported| Error::TypeScriptUnsupported(unsupported.0))?,
             ),
             None => None,
         };
+        let typescript_runtime = typescript.as_ref().map(|_| typescript::RUNTIME);
         let external_inputs = externals
             .iter()
             .flat_map(|external| external.files.iter().map(|file| file.path.clone()));
@@ -269,6 +277,7 @@ impl Builder {
                 .filter(|d| d.severity == Severity::Warning)
                 .collect(),
             typescript,
+            typescript_runtime,
         })
     }
 
@@ -305,13 +314,18 @@ impl Builder {
             println!("{line}");
         }
         if let (Some(ts_path), Some(typescript)) = (&self.typescript_out, &generated.typescript) {
-            write_if_changed(ts_path, typescript.as_bytes()).map_err(|source| Error::Io {
-                path: ts_path.clone(),
-                source,
-            })?;
+            write_typescript(ts_path, typescript)?;
         }
         generated.path = Some(path);
         Ok(generated)
+    }
+
+    /// Typed calls of a server's HTTP methods in the TypeScript client: the schema its
+    /// `ServerBuilder::method_schema()` returns (as JSON: `streampod_protocol::schema`).
+    /// Without it the client has streams and untyped `call` only.
+    pub fn methods(mut self, schema: MethodSchema) -> Self {
+        self.methods = Some(schema);
+        self
     }
 
     /// [`Builder::compile`], printing the errors (all of them, rustc style) to stderr and
@@ -398,4 +412,24 @@ fn write_if_changed(path: &Path, contents: &[u8]) -> io::Result<()> {
         fs::create_dir_all(parent)?;
     }
     fs::write(path, contents)
+}
+
+/// Writes the TypeScript module to `path` and the client runtime it imports beside it
+/// (each only when it changed).
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file that could not be written.
+pub fn write_typescript(path: &Path, module: &str) -> Result<(), Error> {
+    let runtime = path
+        .parent()
+        .unwrap_or_else(|| Path::new(""))
+        .join(typescript::RUNTIME_FILE);
+    for (path, text) in [(path.to_path_buf(), module), (runtime, typescript::RUNTIME)] {
+        write_if_changed(&path, text.as_bytes()).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }

@@ -224,7 +224,7 @@ impl Context<'_> {
                 const CLASS_NAME: &'static str = #class_name;
             }
 
-            #rt::impl_model_wire!(#name);
+            #rt::impl_model_wire!(#name, #class_name);
             #defaults
             #exception
         }
@@ -430,6 +430,12 @@ impl Context<'_> {
             }
 
             impl #rt::wire::WireValue for #name {
+                fn model_type() -> ::std::string::String {
+                    let positional: ::std::vec::Vec<::std::string::String> = ::std::vec![#(<#positional_types as #rt::wire::WireValue>::model_type()),*];
+                    let named: ::std::vec::Vec<::std::string::String> = ::std::vec![#(::std::format!("{} {}", <#named_types as #rt::wire::WireValue>::model_type(), #json_names)),*];
+                    #rt::wire::record_type(&positional, &named)
+                }
+
                 fn encode<S: #rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
                     struct Named<'a>(&'a #name);
                     impl #rt::serde::Serialize for Named<'_> {
@@ -591,7 +597,7 @@ impl Context<'_> {
                 }
             }
 
-            #rt::impl_model_wire!(#name);
+            #rt::impl_model_wire!(#name, #family_name);
 
             #(
                 impl ::core::convert::From<#members> for #name {

@@ -97,8 +97,9 @@ mod yaml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use builder::{model_files, Builder, Generated};
+pub use builder::{model_files, write_typescript, Builder, Generated};
 pub use diagnostic::{Diagnostic, Severity};
+pub use streampod_protocol::schema::MethodSchema;
 
 /// Why generation failed.
 #[derive(Debug, thiserror::Error)]

@@ -31,15 +31,19 @@ fn tsc() -> PathBuf {
     tsc
 }
 
-/// `tsc --strict` on `source` as `dir/protocol.ts`, emitting `protocol.js` beside it
-/// unless `no_emit`; its complaints when it has any.
+/// `tsc --strict` on `source` as `dir/protocol.ts` with the runtime beside it, emitting
+/// `protocol.js` and `streampod.js` unless `no_emit`; its complaints when it has any.
 fn compile(source: &str, dir: &Path, no_emit: bool) -> Result<(), String> {
     let file = dir.join("protocol.ts");
-    std::fs::write(&file, source).unwrap();
+    streampod_codegen::write_typescript(&file, source).unwrap();
     let output = Command::new(tsc())
         .args(["--strict", "--target", "es2022", "--module", "es2022"])
         .args(["--lib", "es2022,dom"])
-        .args(["--noUnusedParameters", "--noImplicitReturns"])
+        .args([
+            "--noUnusedParameters",
+            "--noUnusedLocals",
+            "--noImplicitReturns",
+        ])
         .arg("--exactOptionalPropertyTypes")
         .arg(if no_emit { "--noEmit" } else { "--declaration" })
         .arg(&file)
@@ -120,6 +124,40 @@ assert.equal(NotificationLevelCodec.fromJson("fireworks"), "info");
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn run_node(dir: &Path, args: &[&str], envs: &[(&str, &Path)]) {
+    let mut command = Command::new("node");
+    command.args(args).current_dir(dir);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The wire vectors the Rust models are held to (`tests/tests/wire_vectors.rs`), under
+/// `node --test` with the TypeScript generated from the same models.
+#[test]
+fn the_shared_wire_vectors_under_node_test() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    compile(&typescript_of(&fixtures.join("wire")), dir.path(), false).unwrap();
+    std::fs::write(dir.path().join("package.json"), r#"{"type":"module"}"#).unwrap();
+    let test = Path::new(env!("CARGO_MANIFEST_DIR")).join("typescript/test/vectors.test.mjs");
+    run_node(
+        dir.path(),
+        &["--test", test.to_str().unwrap()],
+        &[
+            ("STREAMPOD_MODULE", &dir.path().join("protocol.js")),
+            ("STREAMPOD_VECTORS", &fixtures.join("wire-vectors.json")),
+        ],
     );
 }
 

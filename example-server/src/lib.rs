@@ -22,6 +22,20 @@ pub use models::Protocol;
 /// The browser chat page served at `/`.
 pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 
+/// The page's scripts, served beside it: `web/src` compiled by `tsc` (see `web/README.md`),
+/// committed so running the example needs no Node.
+pub const PAGE_SCRIPTS: [(&str, &[u8]); 3] = [
+    ("/js/main.js", include_bytes!("../static/js/main.js")),
+    (
+        "/js/generated/protocol.js",
+        include_bytes!("../static/js/generated/protocol.js"),
+    ),
+    (
+        "/js/generated/streampod.js",
+        include_bytes!("../static/js/generated/streampod.js"),
+    ),
+];
+
 /// A server builder with the example's endpoints and page registered.
 pub fn server() -> ServerBuilder<Protocol> {
     server_with_chat(chat::ChatEndpoint::default())
@@ -29,8 +43,11 @@ pub fn server() -> ServerBuilder<Protocol> {
 
 /// The same, with `chat` as the chat endpoint (e.g. one whose rooms keep history).
 pub fn server_with_chat(chat: chat::ChatEndpoint) -> ServerBuilder<Protocol> {
-    Server::builder()
-        .static_file("/", "text/html; charset=utf-8", PAGE)
+    let mut builder = Server::builder().static_file("/", "text/html; charset=utf-8", PAGE);
+    for (path, script) in PAGE_SCRIPTS {
+        builder = builder.static_file(path, "text/javascript; charset=utf-8", script);
+    }
+    builder
         .endpoint_with_methods("chat", chat)
         .endpoint_with_methods(notification::NAME, notification::NotificationEndpoint)
 }

@@ -148,6 +148,33 @@ impl<P: ModelSet> ServerBuilder<P> {
         self
     }
 
+    /// What the registered HTTP methods take and answer, for client generators: write it
+    /// as JSON and hand it to `streampod-codegen` (`typescript … --methods FILE`) to give
+    /// the TypeScript client a typed function per method. The Rust signatures stay the
+    /// one source of truth.
+    ///
+    /// ```
+    /// # streampod::__doc_models!();
+    /// use streampod::{endpoint, Server};
+    ///
+    /// struct Greeter;
+    ///
+    /// #[endpoint]
+    /// impl Greeter {
+    ///     pub async fn hello(&self, name: String, times: Option<i64>) -> String {
+    ///         format!("hello {name} {times:?}")
+    ///     }
+    /// }
+    ///
+    /// let schema = Server::<Protocol>::builder().methods("greeter", Greeter).method_schema();
+    /// let hello = &schema.endpoints[0].methods[0];
+    /// assert_eq!((hello.name.as_str(), hello.returns.as_str()), ("hello", "String"));
+    /// assert_eq!(hello.args[1].ty, "int?");
+    /// ```
+    pub fn method_schema(&self) -> crate::protocol::schema::MethodSchema {
+        self.methods.schema()
+    }
+
     /// Registers one value both as the streaming endpoint `name` and for its HTTP
     /// methods, sharing its state.
     ///

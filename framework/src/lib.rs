@@ -133,7 +133,8 @@ pub use streampod_protocol::__codegen;
 pub mod __private {
     pub use crate::methods::Session;
     pub use crate::methods::{
-        into_method_error, parse_args, respond_value, Args, MethodFuture, MethodInfo, Methods,
+        into_method_error, parse_args, respond_value, Args, ErrorProbe, MethodFuture, MethodInfo,
+        MethodTypes, Methods, ProbeTypes, ProbeTypesFallback, TypeProbe,
     };
     pub use crate::protocol::ModelSet;
     pub use std::boxed::Box;
@@ -177,7 +178,7 @@ macro_rules! __doc_models {
         impl $crate::SerializableModel for ChatMessage {
             const CLASS_NAME: &'static str = "ChatMessage";
         }
-        $crate::__codegen::impl_model_wire!(ChatMessage);
+        $crate::__codegen::impl_model_wire!(ChatMessage, "ChatMessage");
         /// The doc examples' model set.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Protocol {

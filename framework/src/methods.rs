@@ -62,6 +62,7 @@ use crate::endpoint::EndpointError;
 use crate::handle::ServerHandle;
 use crate::messages::central::MessageCentral;
 use crate::messages::PostError;
+use crate::protocol::schema::{ArgSignature, EndpointSchema, MethodSchema, MethodSignature};
 use crate::protocol::wire::{FromWire, Wire, WireValue};
 use crate::protocol::{ModelSet, SerializableException};
 
@@ -79,6 +80,116 @@ pub struct MethodInfo {
     pub scopes: &'static [&'static str],
 }
 
+/// What the `#[endpoint]` macro records about one method's types, in model-file syntax
+/// (from [`WireValue::model_type`](crate::protocol::wire::WireValue::model_type)).
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct MethodTypes {
+    /// The arguments' types, in the table's order.
+    pub args: Vec<String>,
+    /// The answer's type (`void` for `()`).
+    pub returns: String,
+    /// The exception class of the error type, if it is one.
+    pub exception: Option<&'static str>,
+}
+
+/// Reads a type's [`WireValue::model_type`] and [`IntoMethodError::exception_class`] for
+/// the method schema without demanding the traits: a type that lacks them is already
+/// reported where the call decodes or answers it, once (autoref specialization: the
+/// `…Fallback` traits apply only when the real impls do not).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TypeProbe<T>(std::marker::PhantomData<T>);
+
+impl<T> TypeProbe<T> {
+    /// A probe of `T`.
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for TypeProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The real reads, for types with the traits.
+#[doc(hidden)]
+pub trait ProbeTypes {
+    /// `T::model_type()`.
+    fn model_type(&self) -> String;
+    /// `T::exception_class()`.
+    fn exception_class(&self) -> Option<&'static str>;
+}
+
+impl<T: WireValue> ProbeTypes for TypeProbe<T> {
+    fn model_type(&self) -> String {
+        T::model_type()
+    }
+
+    fn exception_class(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The fallback reads, for a type without [`WireValue`] (a program that does not compile).
+#[doc(hidden)]
+pub trait ProbeTypesFallback {
+    /// Empty.
+    fn model_type(&self) -> String;
+    /// `None`.
+    fn exception_class(&self) -> Option<&'static str>;
+}
+
+impl<T> ProbeTypesFallback for &TypeProbe<T> {
+    fn model_type(&self) -> String {
+        String::new()
+    }
+
+    fn exception_class(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// An error type's exception class, for the method schema (see [`TypeProbe`]).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ErrorProbe<E>(std::marker::PhantomData<E>);
+
+impl<E> ErrorProbe<E> {
+    /// A probe of `E`.
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<E> Default for ErrorProbe<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: IntoMethodError> ProbeTypes for ErrorProbe<E> {
+    fn model_type(&self) -> String {
+        String::new()
+    }
+
+    fn exception_class(&self) -> Option<&'static str> {
+        E::exception_class()
+    }
+}
+
+impl<E> ProbeTypesFallback for &ErrorProbe<E> {
+    fn model_type(&self) -> String {
+        String::new()
+    }
+
+    fn exception_class(&self) -> Option<&'static str> {
+        None
+    }
+}
+
 /// The future of one method call: the encoded JSON answer or an error.
 #[doc(hidden)]
 pub type MethodFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, MethodError>> + Send + 'a>>;
@@ -94,6 +205,10 @@ pub trait Methods<P: ModelSet>: Send + Sync + 'static {
     #[doc(hidden)]
     fn method_table(&self) -> &'static [MethodInfo];
 
+    /// The argument, answer and exception types of the method at `index` of the table.
+    #[doc(hidden)]
+    fn method_types(&self, index: usize) -> MethodTypes;
+
     /// Calls the method at `index` of the table with decoded `args`.
     #[doc(hidden)]
     fn call_method<'a>(
@@ -107,6 +222,10 @@ pub trait Methods<P: ModelSet>: Send + Sync + 'static {
 impl<P: ModelSet, T: Methods<P>> Methods<P> for Arc<T> {
     fn method_table(&self) -> &'static [MethodInfo] {
         (**self).method_table()
+    }
+
+    fn method_types(&self, index: usize) -> MethodTypes {
+        (**self).method_types(index)
     }
 
     fn call_method<'a>(
@@ -347,6 +466,12 @@ impl MethodError {
 pub trait IntoMethodError {
     /// The status and body to answer with.
     fn into_method_error(self) -> MethodError;
+
+    /// The exception class a client sees (for the [method schema](crate::ServerBuilder::method_schema)),
+    /// or `None` when the error is no typed exception.
+    fn exception_class() -> Option<&'static str> {
+        None
+    }
 }
 
 impl IntoMethodError for MethodError {
@@ -384,6 +509,10 @@ impl From<PostError> for MethodError {
 impl<E: SerializableException> IntoMethodError for E {
     fn into_method_error(self) -> MethodError {
         MethodError::exception(&self)
+    }
+
+    fn exception_class() -> Option<&'static str> {
+        Some(E::CLASS_NAME)
     }
 }
 
@@ -429,6 +558,42 @@ impl<P: ModelSet> MethodEndpoints<P> {
 
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|(n, _)| &**n)
+    }
+
+    /// Every endpoint's methods with their types, for client generators.
+    pub(crate) fn schema(&self) -> MethodSchema {
+        let endpoints = self
+            .list
+            .iter()
+            .map(|(name, methods)| EndpointSchema {
+                name: name.to_string(),
+                methods: methods
+                    .method_table()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, info)| {
+                        let types = methods.method_types(index);
+                        MethodSignature {
+                            name: info.name.to_owned(),
+                            args: info
+                                .args
+                                .iter()
+                                .zip(types.args)
+                                .map(|(name, ty)| ArgSignature {
+                                    name: (*name).to_owned(),
+                                    ty,
+                                })
+                                .collect(),
+                            returns: types.returns,
+                            exceptions: types.exception.map(str::to_owned).into_iter().collect(),
+                            require_login: info.require_login,
+                            scopes: info.scopes.iter().map(|s| (*s).to_owned()).collect(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        MethodSchema { endpoints }
     }
 }
 

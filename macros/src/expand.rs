@@ -22,6 +22,11 @@ pub(crate) fn expand(model: &EndpointImpl) -> TokenStream {
     };
     let (impl_generics, _, where_clause) = generics.split_for_impl();
     let table = model.methods.iter().map(table_entry);
+    let type_arms = model
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(index, method)| types_arm(index, method));
     let arms = model
         .methods
         .iter()
@@ -34,6 +39,15 @@ pub(crate) fn expand(model: &EndpointImpl) -> TokenStream {
             fn method_table(&self) -> &'static [::streampod::__private::MethodInfo] {
                 const TABLE: &[::streampod::__private::MethodInfo] = &[#(#table),*];
                 TABLE
+            }
+
+            fn method_types(&self, index: usize) -> ::streampod::__private::MethodTypes {
+                #[allow(unused_imports)]
+                use ::streampod::__private::{ProbeTypes as _, ProbeTypesFallback as _};
+                match index {
+                    #(#type_arms)*
+                    _ => ::streampod::__private::MethodTypes::default(),
+                }
             }
 
             fn call_method<'a>(
@@ -66,6 +80,32 @@ fn table_entry(method: &Method) -> TokenStream {
             require_login: #login,
             scopes: &[#(#scopes),*],
         }
+    }
+}
+
+/// The arm of `method_types` for one method: each type's model-file name. Read through
+/// probes, so a type without a wire form is reported once, by the call arm.
+fn types_arm(index: usize, method: &Method) -> TokenStream {
+    let model_type =
+        |ty: &syn::Type| quote!((&::streampod::__private::TypeProbe::<#ty>::new()).model_type());
+    let args = method.args.iter().map(|arg| model_type(&arg.ty));
+    let (returns, exception) = match &method.output {
+        Output::Result(ok, err) => (
+            model_type(ok),
+            quote!((&::streampod::__private::ErrorProbe::<#err>::new()).exception_class()),
+        ),
+        Output::Plain(Some(ty)) => (model_type(ty), quote!(::core::option::Option::None)),
+        Output::Plain(None) => (
+            model_type(&syn::parse_quote!(())),
+            quote!(::core::option::Option::None),
+        ),
+    };
+    quote! {
+        #index => ::streampod::__private::MethodTypes {
+            args: ::std::vec![#(#args),*],
+            returns: #returns,
+            exception: #exception,
+        },
     }
 }
 

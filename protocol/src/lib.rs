@@ -32,6 +32,7 @@ mod error_code;
 pub mod frame;
 pub mod history;
 mod model;
+pub mod schema;
 pub mod suggest;
 mod uri;
 mod vector;
@@ -120,8 +121,11 @@ pub mod __codegen {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! impl_model_wire {
-    ($ty:ty) => {
+    ($ty:ty, $class_name:expr) => {
         impl $crate::wire::WireValue for $ty {
+            fn model_type() -> ::std::string::String {
+                ::std::string::String::from($class_name)
+            }
             fn encode<S: $crate::__codegen::serde::Serializer>(
                 &self,
                 serializer: S,
@@ -158,6 +162,9 @@ macro_rules! impl_model_enum {
             }
         }
         impl $crate::wire::WireValue for $ty {
+            fn model_type() -> ::std::string::String {
+                ::std::string::String::from(<$ty as $crate::ModelEnum>::ENUM_NAME)
+            }
             fn encode<S: $crate::__codegen::serde::Serializer>(
                 &self,
                 serializer: S,

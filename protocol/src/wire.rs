@@ -68,6 +68,11 @@ pub trait WireValue: Sized {
     fn when_absent() -> Option<Self> {
         None
     }
+
+    /// The type in Serverpod's model-file syntax (`List<ChatMessage>?`, `Map<int,String>`,
+    /// `void` for `()`): what a method schema says the value is, so a client generator
+    /// (the TypeScript one) types it; see `MethodSchema` in the `schema` module.
+    fn model_type() -> String;
 }
 
 /// A value that can key a `Map` or be an element of a `Set`.
@@ -143,8 +148,11 @@ pub mod field {
 
 /// Implements [`WireValue`] (and optionally [`WireKey`]) by plain serde.
 macro_rules! wire_via_serde {
-    ($($ty:ty),* $(,)?) => {$(
+    ($($ty:ty => $name:literal),* $(,)?) => {$(
         impl WireValue for $ty {
+            fn model_type() -> String {
+                $name.into()
+            }
             fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 Serialize::serialize(self, serializer)
             }
@@ -155,7 +163,7 @@ macro_rules! wire_via_serde {
     )*};
 }
 
-wire_via_serde!(i64, f64, String);
+wire_via_serde!(i64 => "int", f64 => "double", String => "String");
 
 impl WireKey for i64 {}
 impl WireKey for String {
@@ -164,8 +172,11 @@ impl WireKey for String {
 
 /// Implements [`WireValue`] for a type whose JSON form is a string.
 macro_rules! wire_via_string {
-    ($ty:ty, $expecting:literal, $to_string:expr, $from_str:expr) => {
+    ($ty:ty, $name:literal, $expecting:literal, $to_string:expr, $from_str:expr) => {
         impl WireValue for $ty {
+            fn model_type() -> String {
+                $name.into()
+            }
             fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let to_string: fn(&$ty) -> String = $to_string;
                 serializer.serialize_str(&to_string(self))
@@ -229,12 +240,14 @@ impl<T> Visitor<'_> for StrVisitor<T> {
 
 wire_via_string!(
     Uuid,
+    "UuidValue",
     "a UUID string",
     |value| value.hyphenated().to_string(),
     |text| Uuid::parse_str(text).map_err(|e| format!("invalid UUID '{text}': {e}"))
 );
 wire_via_string!(
     Uri,
+    "Uri",
     "a URI string",
     |value| value.as_str().to_owned(),
     |text| Uri::parse(text).map_err(|e| e.to_string())
@@ -252,6 +265,10 @@ impl WireValue for BigInt {
         })
         .with_int(|value| Ok(BigInt::from(value)));
         deserializer.deserialize_any(visitor)
+    }
+
+    fn model_type() -> String {
+        "BigInt".into()
     }
 }
 impl WireKey for BigInt {}
@@ -274,6 +291,10 @@ impl WireValue for DateTime {
         });
         deserializer.deserialize_any(visitor)
     }
+
+    fn model_type() -> String {
+        "DateTime".into()
+    }
 }
 impl WireKey for DateTime {}
 
@@ -286,6 +307,10 @@ impl WireValue for Duration {
         let millis = i64::deserialize(deserializer)?;
         Duration::try_milliseconds(millis)
             .ok_or_else(|| de::Error::custom(format!("Duration of {millis} ms is out of range")))
+    }
+
+    fn model_type() -> String {
+        "Duration".into()
     }
 }
 impl WireKey for Duration {}
@@ -317,6 +342,10 @@ impl WireValue for Bytes {
                 .map_err(|e| format!("invalid base64 in ByteData: {e}"))
         });
         deserializer.deserialize_str(visitor)
+    }
+
+    fn model_type() -> String {
+        "ByteData".into()
     }
 }
 impl WireKey for Bytes {}
@@ -363,6 +392,10 @@ impl WireValue for SparseVector {
             from_seq: |dense| SparseVector::from_dense(&dense),
         })
     }
+
+    fn model_type() -> String {
+        "SparseVector".into()
+    }
 }
 
 impl WireValue for Bits {
@@ -379,6 +412,10 @@ impl WireValue for Bits {
             },
             from_seq: |bits| Bits(bits.into_iter().map(|b| b.0).collect()),
         })
+    }
+
+    fn model_type() -> String {
+        "Bit".into()
     }
 }
 impl WireKey for Bits {}
@@ -405,6 +442,10 @@ impl WireValue for Dynamic {
             ))
         })?;
         Ok(Dynamic::new(wrapped.class_name, wrapped.data))
+    }
+
+    fn model_type() -> String {
+        "dynamic".into()
     }
 }
 
@@ -439,6 +480,10 @@ impl WireValue for bool {
         }
         deserializer.deserialize_any(BoolVisitor)
     }
+
+    fn model_type() -> String {
+        "bool".into()
+    }
 }
 impl WireKey for bool {}
 
@@ -457,6 +502,10 @@ impl<T: WireValue> WireValue for Option<T> {
     fn when_absent() -> Option<Self> {
         Some(None)
     }
+
+    fn model_type() -> String {
+        format!("{}?", T::model_type())
+    }
 }
 
 /// `()`: JSON `null`, for methods that return nothing.
@@ -472,6 +521,10 @@ impl WireValue for () {
     fn when_absent() -> Option<Self> {
         Some(())
     }
+
+    fn model_type() -> String {
+        "void".into()
+    }
 }
 
 impl<T: WireValue> WireValue for Box<T> {
@@ -481,6 +534,10 @@ impl<T: WireValue> WireValue for Box<T> {
 
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         T::decode(deserializer).map(Box::new)
+    }
+
+    fn model_type() -> String {
+        T::model_type()
     }
 }
 
@@ -492,6 +549,10 @@ impl<T: WireValue> WireValue for Vec<T> {
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let items = Vec::<FromWire<T>>::deserialize(deserializer)?;
         Ok(items.into_iter().map(|v| v.0).collect())
+    }
+
+    fn model_type() -> String {
+        format!("List<{}>", T::model_type())
     }
 }
 
@@ -507,6 +568,10 @@ impl<T: WireKey> WireValue for HashSet<T> {
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let items = Vec::<FromWire<T>>::deserialize(deserializer)?;
         Ok(items.into_iter().map(|v| v.0).collect())
+    }
+
+    fn model_type() -> String {
+        format!("Set<{}>", T::model_type())
     }
 }
 
@@ -526,6 +591,10 @@ impl<K: WireKey, V: WireValue> WireValue for HashMap<K, V> {
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(MapVisitor(PhantomData))
     }
+
+    fn model_type() -> String {
+        format!("Map<{},{}>", K::model_type(), V::model_type())
+    }
 }
 
 impl<T: WireValue + PartialEq> WireValue for EntrySet<T> {
@@ -537,6 +606,10 @@ impl<T: WireValue + PartialEq> WireValue for EntrySet<T> {
         let items = Vec::<FromWire<T>>::deserialize(deserializer)?;
         check_entry_count::<D::Error>(items.len(), "an EntrySet")?;
         Ok(items.into_iter().map(|v| v.0).collect())
+    }
+
+    fn model_type() -> String {
+        format!("Set<{}>", T::model_type())
     }
 }
 
@@ -562,6 +635,10 @@ impl<K: WireValue + PartialEq, V: WireValue> WireValue for EntryMap<K, V> {
         let entries = Vec::<OwnedEntry<K, V>>::deserialize(deserializer)?;
         check_entry_count::<D::Error>(entries.len(), "an EntryMap")?;
         Ok(entries.into_iter().map(|e| (e.k.0, e.v.0)).collect())
+    }
+
+    fn model_type() -> String {
+        format!("Map<{},{}>", K::model_type(), V::model_type())
     }
 }
 
@@ -826,6 +903,21 @@ where
     Ok((positional, named))
 }
 
+/// A record's type in model-file syntax from its fields' types (named ones as `Type name`):
+/// `(int, String)`, `(int,)`, `(int, {String name})`.
+#[doc(hidden)]
+pub fn record_type(positional: &[String], named: &[String]) -> String {
+    let mut parts: Vec<String> = positional.to_vec();
+    if !named.is_empty() {
+        parts.push(format!("{{{}}}", named.join(", ")));
+    }
+    match (positional.len(), named.is_empty()) {
+        // Dart's one-field record keeps its comma.
+        (1, true) => format!("({},)", parts.join(", ")),
+        _ => format!("({})", parts.join(", ")),
+    }
+}
+
 /// Records with only positional fields are Rust tuples: `(int, String)` is `(i64, String)`.
 macro_rules! wire_tuple {
     ($(($($name:ident . $index:tt),+)),+ $(,)?) => {$(
@@ -833,6 +925,10 @@ macro_rules! wire_tuple {
         // would crowd out the value types a user is looking for.
         #[diagnostic::do_not_recommend]
         impl<$($name: WireValue),+> WireValue for ($($name,)+) {
+            fn model_type() -> String {
+                record_type(&[$($name::model_type()),+], &[])
+            }
+
             fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 encode_record(serializer, Some(($(Wire(&self.$index),)+)), None::<()>)
             }

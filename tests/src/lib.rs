@@ -30,6 +30,11 @@ pub mod common {
     include!(concat!(env!("OUT_DIR"), "/shared.rs"));
 }
 
+/// The models behind `codegen/tests/fixtures/wire-vectors.json` (`codegen/tests/fixtures/wire`).
+pub mod wire {
+    include!(concat!(env!("OUT_DIR"), "/wire.rs"));
+}
+
 /// Models that use [`kit`]'s and [`common`]'s (`codegen/tests/fixtures/app`).
 pub mod app {
     include!(concat!(env!("OUT_DIR"), "/app.rs"));

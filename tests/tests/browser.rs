@@ -1,7 +1,9 @@
-//! The browser chat page in headless Chromium: two browser sessions in one room see each
-//! other's messages, the room's member count and its member list; a late joiner sees the room's stored
+//! The browser chat page (built on the generated TypeScript client) in headless Chromium:
+//! two browser sessions in one room see each other's messages, the room's member count,
+//! its member list and the room list; a late joiner sees the room's stored
 //! messages and pages back through older ones; a page whose server restarts shows what
-//! was said meanwhile, once, and says "reload" when more was said than it can show.
+//! was said meanwhile, once (saying it is retrying while away), and says "reload" when
+//! more was said than it can show.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,6 +31,9 @@ async fn two_browsers_chat_in_one_room() {
             .await;
     }
     ann.wait_for_text("#members", "both members", |s| s == "2 in lobby")
+        .await;
+    // The room list: the rooms this page joined.
+    ann.wait_for_text("#rooms", "the room list", |s| s.contains("lobby"))
         .await;
     // The member list, by the names they joined with (presence).
     ann.wait_for_text("#member-list", "both names", |list| {
@@ -169,6 +174,11 @@ async fn a_page_shows_what_was_said_while_its_server_was_away() {
     // new server starts on the same address and database.
     drop(ann);
     server.shutdown().await;
+    // The page says it is offline and retrying, and will not pretend to send.
+    bob.wait_for_text("#status", "the reconnecting indicator", |s| {
+        s.starts_with("offline, retrying in")
+    })
+    .await;
     said_while_away(&url, (0..3).map(|n| format!("while away {n}."))).await;
     let server = stored_chat(&url, addr.port()).await;
     bob.wait_for_text("#log", "the missed messages after reconnecting", |log| {

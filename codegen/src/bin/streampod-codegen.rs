@@ -2,56 +2,111 @@
 //! frontend's, say):
 //!
 //! ```text
-//! streampod-codegen typescript MODELS_DIR OUT.ts   # TypeScript for browser and Node clients
+//! streampod-codegen typescript MODELS_DIR OUT.ts [--methods SCHEMA.json]
+//!                                                  # TypeScript for browser and Node clients,
+//!                                                  # and the runtime beside it (streampod.ts)
 //! streampod-codegen rust MODELS_DIR OUT.rs         # the Rust a build script would generate
 //! streampod-codegen check MODELS_DIR               # only check the model files
 //! ```
+//!
+//! `--methods` takes the JSON of a server's `ServerBuilder::method_schema()`, so the
+//! client gets a typed function per HTTP method.
 //!
 //! Exits with 1 and the problems on stderr when the models have errors, 2 on bad usage.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: streampod-codegen typescript MODELS_DIR OUT.ts | rust MODELS_DIR OUT.rs | check MODELS_DIR";
+use streampod_codegen::MethodSchema;
+
+const USAGE: &str = "usage: streampod-codegen typescript MODELS_DIR OUT.ts [--methods SCHEMA.json] | rust MODELS_DIR OUT.rs | check MODELS_DIR";
+
+/// What the command line asked for.
+enum Command<'a> {
+    TypeScript {
+        dir: &'a str,
+        out: &'a str,
+        methods: Option<&'a str>,
+    },
+    Rust {
+        dir: &'a str,
+        out: &'a str,
+    },
+    Check {
+        dir: &'a str,
+    },
+}
+
+fn parse<'a>(args: &[&'a str]) -> Option<Command<'a>> {
+    Some(match args {
+        ["typescript", dir, out] => Command::TypeScript {
+            dir,
+            out,
+            methods: None,
+        },
+        ["typescript", dir, out, "--methods", methods] => Command::TypeScript {
+            dir,
+            out,
+            methods: Some(methods),
+        },
+        ["rust", dir, out] => Command::Rust { dir, out },
+        ["check", dir] => Command::Check { dir },
+        _ => return None,
+    })
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (dir, out, typescript_only) = match args.as_slice() {
-        ["typescript", dir, out] => (*dir, Some(*out), true),
-        ["rust", dir, out] => (*dir, Some(*out), false),
-        ["check", dir] => (*dir, None, false),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let Some(command) = parse(&args) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
     };
-    let mut builder = streampod_codegen::configure();
-    if typescript_only {
-        // Asks for the TypeScript; `generate` writes nothing.
-        builder = builder.typescript_out(out.unwrap_or_default());
+    match run(&command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
     }
-    let generated = match builder.generate(dir) {
-        Ok(generated) => generated,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
+}
+
+fn run(command: &Command<'_>) -> Result<(), String> {
+    let mut builder = streampod_codegen::configure();
+    let dir = match *command {
+        Command::TypeScript { dir, out, methods } => {
+            // Asks for the TypeScript; `generate` writes nothing.
+            builder = builder.typescript_out(out);
+            if let Some(path) = methods {
+                builder = builder.methods(read_schema(path)?);
+            }
+            dir
         }
+        Command::Rust { dir, .. } | Command::Check { dir } => dir,
     };
+    let generated = builder.generate(dir).map_err(|error| error.to_string())?;
     for warning in &generated.warnings {
         eprintln!("warning: {}", warning.headline());
     }
-    let Some(out) = out else {
-        eprintln!("{dir}: models are valid");
-        return ExitCode::SUCCESS;
-    };
-    let text = match generated.typescript {
-        Some(typescript) if typescript_only => typescript,
-        _ => generated.code,
-    };
-    if let Err(error) = std::fs::write(Path::new(out), text) {
-        eprintln!("cannot write {out}: {error}");
-        return ExitCode::FAILURE;
+    match *command {
+        Command::TypeScript { out, .. } => {
+            let module = generated.typescript.unwrap_or_default();
+            streampod_codegen::write_typescript(Path::new(out), &module)
+                .map_err(|error| error.to_string())
+        }
+        Command::Rust { out, .. } => std::fs::write(out, generated.code)
+            .map_err(|error| format!("cannot write {out}: {error}")),
+        Command::Check { dir } => {
+            eprintln!("{dir}: models are valid");
+            Ok(())
+        }
     }
-    ExitCode::SUCCESS
+}
+
+fn read_schema(path: &str) -> Result<MethodSchema, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    serde_json::from_str(&text).map_err(|error| {
+        format!("{path} is no method schema (the JSON of ServerBuilder::method_schema()): {error}")
+    })
 }

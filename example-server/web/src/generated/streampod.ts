@@ -1,0 +1,480 @@
+// The streampod client runtime, shipped by streampod-codegen beside the generated models:
+// do not edit (regenerate instead). No dependencies; browsers and Node >= 20 (pass the
+// `ws` package's WebSocket where the global one is missing).
+
+/** A model of the generated protocol, as `decodeProtocol` returns it. */
+export interface ProtocolValue {
+  readonly className: string;
+  readonly data: unknown;
+}
+
+/** What the runtime needs from the generated module. */
+export interface ProtocolCodec<P extends ProtocolValue> {
+  /** Decodes `{"className": …, "data": …}`; throws on an unknown class or bad data. */
+  decode(className: string, data: unknown): P;
+  /** Encodes a value as `{"className": …, "data": …}`. */
+  encode(value: P): { className: string; data: { [key: string]: unknown } };
+  /** The generated `Error` subclass of an exception, or `undefined` for other classes. */
+  exception(className: string, data: unknown): Error | undefined;
+}
+
+/** The part of a WebSocket the client uses: the browser's, Node 22's, or the `ws` package's. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly protocol: string;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((this: never, event: never) => unknown) | null;
+  onmessage: ((this: never, event: never) => unknown) | null;
+  onclose: ((this: never, event: never) => unknown) | null;
+  onerror: ((this: never, event: never) => unknown) | null;
+}
+
+/** A WebSocket constructor (`WebSocket`, or `import { WebSocket } from "ws"`). */
+export type WebSocketConstructor = new (url: string, protocols: string) => WebSocketLike;
+
+/** The codes of streampod's error frames. */
+export type StreamErrorCode =
+  | "invalid_json"
+  | "invalid_frame"
+  | "unknown_command"
+  | "unknown_endpoint"
+  | "unknown_class"
+  | "invalid_data"
+  | "unauthenticated"
+  | "forbidden"
+  | "binary_not_supported"
+  | "internal"
+  | "rate_limited";
+
+/** An error frame from the server: a frame of this client was refused. */
+export class StreamError extends Error {
+  constructor(
+    readonly code: StreamErrorCode | string,
+    message: string,
+    readonly endpoint: string | undefined,
+  ) {
+    super(message);
+    this.name = "StreamError";
+  }
+}
+
+/** A method call that failed without a typed exception: HTTP status and the server's message. */
+export class MethodCallError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "MethodCallError";
+  }
+}
+
+/** Where the connection is. */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+/** A change of connection state; `retryInMs` is set while reconnecting. */
+export interface StateChange {
+  readonly state: ConnectionState;
+  /** Reconnection attempts since the socket was last open. */
+  readonly attempt: number;
+  readonly retryInMs?: number;
+  /** Why the socket closed, when it did. */
+  readonly reason?: string;
+}
+
+/** Where a message of a history channel sits in its channel. */
+export interface Position {
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+/** The server joined this client to a history channel (see `recovered`). */
+export interface Joined {
+  readonly endpoint: string;
+  readonly channel: string;
+  readonly position: Position;
+  /** The client asked to recover this channel (it had a position). */
+  readonly recovering: boolean;
+  /** Every message after the client's position follows; false: some are gone, reload. */
+  readonly recovered: boolean;
+  readonly replayed: number;
+}
+
+/** Where a received message came from. */
+export interface MessageContext {
+  readonly endpoint: string;
+  /** The history channel and offset, for channels that keep history. */
+  readonly channel?: string;
+  readonly offset?: number;
+}
+
+/** How a client connects; only `url` is required. */
+export interface ClientOptions {
+  /** The server's base URL (`http://localhost:8080/`); the socket is `<url>websocket`. */
+  readonly url: string;
+  /** The key sent in the `auth` command (and as `Authorization` on method calls). */
+  readonly authKey?: string | null;
+  /** The WebSocket constructor; defaults to the global one. */
+  readonly WebSocket?: WebSocketConstructor;
+  /** `fetch` for method calls; defaults to the global one. */
+  readonly fetch?: typeof fetch;
+  /** A ping goes out this often (default 20 000 ms, as Serverpod's clients). */
+  readonly keepaliveMs?: number;
+  /** A socket silent this long is closed and reconnected (default 40 000 ms). */
+  readonly deadAfterMs?: number;
+  /** The first reconnect waits up to this long (default 250 ms), doubling per attempt… */
+  readonly backoffInitialMs?: number;
+  /** …up to this (default 10 000 ms); each wait is random in [0, limit] (full jitter). */
+  readonly backoffMaxMs?: number;
+  /** Positions kept for recovery, least recently heard dropped first (default 128). */
+  readonly maxRecoveredChannels?: number;
+}
+
+type Listener<T> = (value: T) => void;
+
+/** Listeners by key; `add` returns the function that removes the listener. */
+class Listeners<T> {
+  private readonly all = new Set<Listener<T>>();
+
+  add(listener: Listener<T>): () => void {
+    this.all.add(listener);
+    return () => this.all.delete(listener);
+  }
+
+  emit(value: T): void {
+    for (const listener of [...this.all]) listener(value);
+  }
+}
+
+const OPEN = 1;
+
+/**
+ * One WebSocket to a streampod server under the `streampod.v1` subprotocol, reconnected
+ * with jittered exponential backoff, plus method calls over `fetch`.
+ *
+ * Sends are honest: `send` returns `false` when the socket is not open, and nothing is
+ * queued behind the caller's back. After every reconnect the client first signs in
+ * again, then asks to recover the channels it has positions for, then calls the `open`
+ * listeners (where an app re-joins its channels); messages already seen are dropped.
+ */
+export class StreampodClient<P extends ProtocolValue> {
+  private socket: WebSocketLike | null = null;
+  private stateNow: ConnectionState = "closed";
+  private attempt = 0;
+  private stopped = true;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
+  private lastHeard = 0;
+  private authKey: string | null;
+  private readonly positions = new Map<string, Position>();
+  private readonly messageListeners = new Map<string, Listeners<[P, MessageContext]>>();
+  private readonly anyMessage = new Listeners<[P, MessageContext]>();
+  private readonly errors = new Listeners<StreamError>();
+  private readonly states = new Listeners<StateChange>();
+  private readonly opens = new Listeners<void>();
+  private readonly joins = new Listeners<Joined>();
+
+  constructor(
+    private readonly protocol: ProtocolCodec<P>,
+    private readonly options: ClientOptions,
+  ) {
+    this.authKey = options.authKey ?? null;
+  }
+
+  /** The connection's state now. */
+  get state(): ConnectionState {
+    return this.stateNow;
+  }
+
+  /** Opens the socket (and keeps reopening it until `close`). */
+  connect(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.open();
+  }
+
+  /** Closes the socket for good. */
+  close(): void {
+    this.stopped = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.stopKeepalive();
+    const socket = this.socket;
+    this.socket = null;
+    socket?.close(1000, "client closed");
+    this.setState({ state: "closed", attempt: this.attempt });
+  }
+
+  /** Sends `message` to `endpoint`; `false` (nothing sent) when the socket is not open. */
+  send(endpoint: string, message: P): boolean {
+    return this.sendFrame({ endpoint, object: this.protocol.encode(message) });
+  }
+
+  /** Changes the key: sent at once when open, and on every reconnect (`null` signs out). */
+  setAuthKey(key: string | null): void {
+    this.authKey = key;
+    this.sendFrame({ command: "auth", args: { key } });
+  }
+
+  /** Calls `listener` with every message from `endpoint`. */
+  on(endpoint: string, listener: (message: P, context: MessageContext) => void): () => void {
+    let listeners = this.messageListeners.get(endpoint);
+    if (listeners === undefined) {
+      listeners = new Listeners();
+      this.messageListeners.set(endpoint, listeners);
+    }
+    return listeners.add(([message, context]) => listener(message, context));
+  }
+
+  /** Calls `listener` with every message from any endpoint. */
+  onMessage(listener: (message: P, context: MessageContext) => void): () => void {
+    return this.anyMessage.add(([message, context]) => listener(message, context));
+  }
+
+  /** Calls `listener` with each error frame (and frames this client could not decode). */
+  onError(listener: (error: StreamError) => void): () => void {
+    return this.errors.add(listener);
+  }
+
+  /** Calls `listener` on every change of connection state. */
+  onState(listener: (change: StateChange) => void): () => void {
+    return this.states.add(listener);
+  }
+
+  /** Calls `listener` each time the socket opens, after auth and recover went out. */
+  onOpen(listener: () => void): () => void {
+    return this.opens.add(listener);
+  }
+
+  /** Calls `listener` with each `joined` frame of a history channel. */
+  onJoined(listener: (joined: Joined) => void): () => void {
+    return this.joins.add(listener);
+  }
+
+  /** The last position heard on `channel`, if it keeps history. */
+  position(channel: string): Position | undefined {
+    return this.positions.get(channel);
+  }
+
+  /**
+   * Calls `POST <url><endpoint>/<method>` with named, already encoded arguments; the
+   * answer's JSON. A typed exception is thrown as its generated `Error` subclass,
+   * anything else as a `MethodCallError`.
+   */
+  async call(endpoint: string, method: string, args: { [name: string]: unknown }): Promise<unknown> {
+    const fetchFn = this.options.fetch ?? globalThis.fetch;
+    const headers: { [name: string]: string } = { "content-type": "application/json" };
+    if (this.authKey !== null && this.authKey !== "") headers["authorization"] = `Bearer ${this.authKey}`;
+    const url = new URL(`${endpoint}/${method}`, baseUrl(this.options.url)).toString();
+    let response: Response;
+    try {
+      response = await fetchFn(url, { method: "POST", headers, body: JSON.stringify(args) });
+    } catch (error) {
+      throw new MethodCallError(0, "unreachable", `${endpoint}.${method}: ${String(error)}`);
+    }
+    const text = await response.text();
+    let body: unknown = null;
+    try {
+      body = text === "" ? null : JSON.parse(text);
+    } catch {
+      throw new MethodCallError(response.status, "invalid_json", `${endpoint}.${method}: the answer is not JSON`);
+    }
+    if (response.ok) return body;
+    if (isObject(body) && typeof body["className"] === "string") {
+      const exception = this.protocol.exception(body["className"], body["data"]);
+      if (exception !== undefined) throw exception;
+    }
+    const error = isObject(body) && isObject(body["error"]) ? body["error"] : {};
+    const code = typeof error["code"] === "string" ? error["code"] : `http_${response.status}`;
+    const message = typeof error["message"] === "string" ? error["message"] : `${endpoint}.${method} answered ${response.status}`;
+    throw new MethodCallError(response.status, code, message);
+  }
+
+  private open(): void {
+    const Socket = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (Socket === undefined) {
+      throw new Error("no WebSocket: pass options.WebSocket (e.g. the `ws` package's) on Node < 22");
+    }
+    this.setState({ state: this.attempt === 0 ? "connecting" : "reconnecting", attempt: this.attempt });
+    const url = new URL("websocket", baseUrl(this.options.url));
+    url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
+    const socket = new Socket(url.toString(), "streampod.v1");
+    this.socket = socket;
+    socket.onopen = () => {
+      if (this.socket !== socket) return;
+      this.attempt = 0;
+      this.lastHeard = Date.now();
+      // The key first, so what follows happens under the signed-in identity; the key
+      // never goes in the URL (URLs end up in logs).
+      if (this.authKey !== null) this.sendFrame({ command: "auth", args: { key: this.authKey } });
+      if (this.positions.size > 0) {
+        const channels: { [channel: string]: Position } = {};
+        for (const [channel, position] of this.positions) channels[channel] = position;
+        this.sendFrame({ command: "recover", args: { channels } });
+      }
+      this.startKeepalive();
+      this.setState({ state: "open", attempt: 0 });
+      this.opens.emit();
+    };
+    socket.onmessage = (event: never) => {
+      if (this.socket !== socket) return;
+      this.lastHeard = Date.now();
+      const data: unknown = (event as { data: unknown }).data;
+      if (typeof data === "string") this.receive(data);
+    };
+    socket.onclose = (event: never) => {
+      if (this.socket !== socket) return;
+      const { code, reason } = event as { code?: number; reason?: string };
+      this.socket = null;
+      this.stopKeepalive();
+      this.retry(reason !== undefined && reason !== "" ? `${code ?? ""} ${reason}` : `closed (${code ?? "no code"})`);
+    };
+    socket.onerror = () => {
+      // A close event follows; reconnecting starts there.
+    };
+  }
+
+  private retry(reason: string): void {
+    if (this.stopped) return;
+    const limit = Math.min(this.options.backoffMaxMs ?? 10_000, (this.options.backoffInitialMs ?? 250) * 2 ** this.attempt);
+    const delay = Math.random() * limit;
+    this.attempt += 1;
+    this.setState({ state: "reconnecting", attempt: this.attempt, retryInMs: delay, reason });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.stopped) this.open();
+    }, delay);
+  }
+
+  private startKeepalive(): void {
+    this.stopKeepalive();
+    const every = this.options.keepaliveMs ?? 20_000;
+    const deadAfter = this.options.deadAfterMs ?? 40_000;
+    this.keepaliveTimer = setInterval(() => {
+      const socket = this.socket;
+      if (socket === null) return;
+      if (Date.now() - this.lastHeard >= deadAfter) {
+        // Silent too long: the connection is dead even if TCP has not noticed.
+        this.socket = null;
+        this.stopKeepalive();
+        socket.close(4000, "no answer to keepalive");
+        this.retry(`no frame for ${deadAfter} ms`);
+        return;
+      }
+      this.sendFrame({ command: "ping", args: {} });
+    }, Math.min(every, deadAfter / 2));
+  }
+
+  private stopKeepalive(): void {
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = null;
+  }
+
+  private setState(change: StateChange): void {
+    this.stateNow = change.state;
+    this.states.emit(change);
+  }
+
+  private sendFrame(frame: unknown): boolean {
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== OPEN) return false;
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  private receive(text: string): void {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      this.errors.emit(new StreamError("invalid_json", "the server sent a frame that is not JSON", undefined));
+      return;
+    }
+    if (!isObject(frame)) return;
+    const endpoint = typeof frame["endpoint"] === "string" ? frame["endpoint"] : undefined;
+    if (isObject(frame["error"])) {
+      const error = frame["error"];
+      this.errors.emit(
+        new StreamError(
+          typeof error["code"] === "string" ? error["code"] : "internal",
+          typeof error["message"] === "string" ? error["message"] : "error frame without a message",
+          typeof error["endpoint"] === "string" ? error["endpoint"] : endpoint,
+        ),
+      );
+    } else if (endpoint !== undefined && Array.isArray(frame["batch"])) {
+      for (const object of frame["batch"]) this.deliver(endpoint, object, {});
+    } else if (endpoint !== undefined && isObject(frame["object"])) {
+      const channel = typeof frame["channel"] === "string" ? frame["channel"] : undefined;
+      const offset = typeof frame["offset"] === "number" ? frame["offset"] : undefined;
+      if (channel !== undefined && offset !== undefined && !this.advance(channel, offset)) return;
+      this.deliver(endpoint, frame["object"], channel !== undefined && offset !== undefined ? { channel, offset } : {});
+    } else if (frame["command"] === "joined" && isObject(frame["args"])) {
+      this.joined(frame["args"]);
+    }
+    // `pong` and commands this version does not know need nothing.
+  }
+
+  /** Moves `channel`'s position to `offset`; false when the message was seen already. */
+  private advance(channel: string, offset: number): boolean {
+    const position = this.positions.get(channel);
+    if (position === undefined) return true;
+    if (offset <= position.offset) return false;
+    // Re-inserted: the map's order is least recently heard first.
+    this.positions.delete(channel);
+    this.positions.set(channel, { epoch: position.epoch, offset });
+    return true;
+  }
+
+  private joined(args: { [key: string]: unknown }): void {
+    const position = isObject(args["position"]) ? args["position"] : {};
+    const epoch = typeof position["epoch"] === "string" ? position["epoch"] : "";
+    const offset = typeof position["offset"] === "number" ? position["offset"] : 0;
+    const channel = typeof args["channel"] === "string" ? args["channel"] : "";
+    const recovering = args["recovering"] === true;
+    const recovered = args["recovered"] === true;
+    const previous = this.positions.get(channel);
+    this.positions.delete(channel);
+    if (epoch !== "") {
+      // Recovered: replays follow from the old position. Otherwise start at the join.
+      const from = recovered && previous !== undefined && previous.epoch === epoch ? previous.offset : offset;
+      this.positions.set(channel, { epoch, offset: from });
+      const limit = this.options.maxRecoveredChannels ?? 128;
+      for (const oldest of this.positions.keys()) {
+        if (this.positions.size <= limit) break;
+        this.positions.delete(oldest);
+      }
+    }
+    this.joins.emit({
+      endpoint: typeof args["endpoint"] === "string" ? args["endpoint"] : "",
+      channel,
+      position: { epoch, offset },
+      recovering,
+      recovered,
+      replayed: typeof args["replayed"] === "number" ? args["replayed"] : 0,
+    });
+  }
+
+  private deliver(endpoint: string, object: unknown, at: { channel?: string; offset?: number }): void {
+    let message: P;
+    try {
+      const value = isObject(object) ? object : {};
+      message = this.protocol.decode(String(value["className"]), value["data"]);
+    } catch (error) {
+      this.errors.emit(new StreamError("invalid_data", `a message from ${endpoint}: ${String(error)}`, endpoint));
+      return;
+    }
+    const context: MessageContext = { endpoint, ...at };
+    this.messageListeners.get(endpoint)?.emit([message, context]);
+    this.anyMessage.emit([message, context]);
+  }
+}
+
+function baseUrl(url: string): string {
+  return url.endsWith("/") ? url : `${url}/`;
+}
+
+function isObject(value: unknown): value is { [key: string]: unknown } {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
