@@ -148,7 +148,25 @@ async fn the_apps_own_route_still_answers() {
     .await;
     assert_eq!(status, 200);
     assert!(head.contains("content-type: text/html"), "{head}");
-    assert!(body.contains("websocket"), "the chat page");
+    assert!(body.contains("src=\"js/main.js\""), "the chat page");
+    // Its scripts, relative to the page, come through the mount too.
+    for script in [
+        "js/main.js",
+        "js/generated/protocol.js",
+        "js/generated/streampod.js",
+    ] {
+        let (status, head, body) = http(
+            addr,
+            &format!("GET /rt/{script} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{script}");
+        assert!(head.contains("content-type: text/javascript"), "{head}");
+        assert!(
+            body.contains("export ") || body.contains("import "),
+            "{script}"
+        );
+    }
 }
 
 #[tokio::test]

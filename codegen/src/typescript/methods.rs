@@ -7,7 +7,7 @@ use std::fmt::Write;
 use streampod_protocol::schema::{EndpointSchema, MethodSchema, MethodSignature};
 
 use super::{decode, doc, encode, literal, push_lines, ts_type, unsupported_type};
-use crate::ir::{ModelKind, ModelSet, Scalar, Type};
+use crate::ir::{ModelKind, ModelSet, Record, Scalar, Type};
 use crate::types::{self, TypeExpr, TypeKind};
 
 /// Members of the runtime's client an endpoint property must not hide.
@@ -223,16 +223,20 @@ fn resolve_text(set: &ModelSet, text: &str) -> Result<Type, String> {
 
 fn resolve(set: &ModelSet, expr: &TypeExpr) -> Result<Type, String> {
     let ty = match &expr.kind {
-        TypeKind::Named(name) if name == "dynamic" => Type::Scalar(Scalar::Dynamic),
+        // Dart's `dynamic` includes null, as in the models.
+        TypeKind::Named(name) if name == "dynamic" => {
+            return Ok(Type::Option(Box::new(Type::Scalar(Scalar::Dynamic))))
+        }
         TypeKind::Named(name) => {
             if let Some(scalar) = Scalar::from_name(name) {
                 Type::Scalar(scalar)
+            } else if set.families.iter().any(|f| &f.name == name) {
+                // As in Dart: a value of a class with descendants may be any of them.
+                Type::Family(name.clone())
             } else if set.models.iter().any(|m| &m.name == name) {
                 Type::Model(name.clone())
             } else if set.enums.iter().any(|e| &e.name == name) {
                 Type::Enum(name.clone())
-            } else if set.families.iter().any(|f| &f.name == name) {
-                Type::Family(name.clone())
             } else {
                 return Err(format!(
                     "'{name}' is no model, enum or Serverpod type of these model files"
@@ -244,12 +248,28 @@ fn resolve(set: &ModelSet, expr: &TypeExpr) -> Result<Type, String> {
         TypeKind::Map(key, value) => {
             Type::Map(Box::new(resolve(set, key)?), Box::new(resolve(set, value)?))
         }
-        TypeKind::Vector(name, _) => {
-            return Err(format!(
-                "'{name}' is a pgvector type, which has no TypeScript yet"
-            ))
+        TypeKind::Vector(name, _) => match Scalar::vector(name) {
+            Some(scalar) => Type::Scalar(scalar),
+            None => return Err(format!("'{name}' is no pgvector type")),
+        },
+        TypeKind::Record { positional, named } => {
+            let mut record = Record {
+                positional: Vec::with_capacity(positional.len()),
+                named: Vec::with_capacity(named.len()),
+                struct_name: None,
+            };
+            for (index, (_, expr)) in positional.iter().enumerate() {
+                record
+                    .positional
+                    .push((format!("p{}", index + 1), resolve(set, expr)?));
+            }
+            for (name, expr) in named {
+                record
+                    .named
+                    .push((name.clone(), name.clone(), resolve(set, expr)?));
+            }
+            Type::Record(Box::new(record))
         }
-        TypeKind::Record { .. } => return Err("records have no TypeScript yet".to_owned()),
         TypeKind::Module { name, .. } | TypeKind::Package { name, .. } => {
             return Err(format!(
                 "'{name}' is another package's model, which has no TypeScript yet"

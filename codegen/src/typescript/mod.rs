@@ -6,9 +6,12 @@
 //! Covered so far: every scalar but the pgvector types and `dynamic`, lists, sets, maps
 //! (string keys as a JSON object, other keys as Serverpod's `[{"k":…,"v":…}]`),
 //! nullable fields (optional properties), defaults, `jsonKey`, enums by name or index
-//! with their fallback, and fields of other models and enums. Class hierarchies,
-//! records, pgvector types, `dynamic` and other crates' models are reported as
-//! unsupported, naming the field, rather than emitted wrong.
+//! with their fallback, fields of other models and enums, and class hierarchies (a field
+//! typed as a parent holds any descendant: `AnyAnimal`, a union told apart by
+//! `className`), Dart records (a tuple when positional only, else an object with `$1`,
+//! `$2`… and the named fields), pgvector types (`number[]`, or their text forms) and
+//! `dynamic` (`{className, data}`). Other crates' models are reported as unsupported,
+//! naming the field, rather than emitted wrong.
 
 mod methods;
 
@@ -17,7 +20,7 @@ use std::fmt::Write;
 use streampod_protocol::schema::MethodSchema;
 
 use crate::defaults::DefaultValue;
-use crate::ir::{Enum, Field, Model, ModelKind, ModelSet, Scalar, Scope, Type};
+use crate::ir::{Enum, Family, Field, Model, ModelKind, ModelSet, Scalar, Scope, Type};
 
 /// Why a model set has no TypeScript yet: one line per field that uses a type the
 /// emitter does not cover.
@@ -46,6 +49,12 @@ export {
 /** JSON as it comes off the wire. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+/** A `dynamic` field's value: any model, with its class name. */
+export interface DynamicValue {
+  className: string;
+  data: Json;
+}
+
 /** A value that does not fit its model. */
 export class DecodeError extends Error {
   constructor(readonly path: string, expected: string, got: unknown) {
@@ -57,7 +66,7 @@ export class DecodeError extends Error {
 
 /// Helpers the generated code calls, each emitted only when used (so the module passes
 /// `noUnusedLocals`): (name, definition).
-const HELPERS: [(&str, &str); 17] = [
+const HELPERS: [(&str, &str); 22] = [
     (
         "asObject",
         r#"function asObject(json: unknown, path: string): { [key: string]: unknown } {
@@ -87,6 +96,51 @@ const HELPERS: [(&str, &str); 17] = [
   if (!/^[0-9a-f]{32}$/.test(hex) || (text.length !== 32 && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(text)))
     throw new DecodeError(path, "a UUID", json);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}"#,
+    ),
+    (
+        "asVector",
+        r#"function asVector(json: unknown, path: string): number[] {
+  return asList(json, path, asDouble);
+}"#,
+    ),
+    (
+        "asSparseVector",
+        r#"function asSparseVector(json: unknown, path: string): string {
+  const text = asString(json, path);
+  if (!/^\{([0-9]+:[^,{}]+(,[0-9]+:[^,{}]+)*)?\}\/[0-9]+$/.test(text)) throw new DecodeError(path, "a SparseVector like {1:1.5,3:2}/5", json);
+  return text;
+}"#,
+    ),
+    (
+        "asBits",
+        r#"function asBits(json: unknown, path: string): string {
+  const text = asString(json, path);
+  if (!/^[01]*$/.test(text)) throw new DecodeError(path, "a Bit string like 1010", json);
+  return text;
+}"#,
+    ),
+    (
+        "asDynamic",
+        r#"function asDynamic(json: unknown, path: string): DynamicValue {
+  const object = asObject(json, path);
+  return { className: asString(object["className"], `${path}.className`), data: (object["data"] ?? null) as Json };
+}"#,
+    ),
+    (
+        "asRecord",
+        r#"/** A Dart record's parts, `{"p": [positional…], "n": {named…}}`. */
+interface RecordParts {
+  p: unknown[];
+  n: { [key: string]: unknown };
+}
+
+function asRecord(json: unknown, path: string, positional: number): RecordParts {
+  const object = asObject(json, path);
+  const p = positional === 0 ? [] : asArray(object["p"], `${path}.p`);
+  if (p.length !== positional) throw new DecodeError(`${path}.p`, `${positional} positional fields`, object["p"]);
+  const n = object["n"] === undefined || object["n"] === null ? {} : asObject(object["n"], `${path}.n`);
+  return { p, n };
 }"#,
     ),
     (
@@ -217,6 +271,9 @@ pub(crate) fn file(set: &ModelSet, methods: Option<&MethodSchema>) -> Result<Str
     for model in &set.models {
         emit_model(&mut out, model);
     }
+    for family in &set.families {
+        emit_family(&mut out, family);
+    }
     emit_protocol(&mut out, set);
     emit_codec(&mut out, set);
     methods::emit(
@@ -237,8 +294,8 @@ fn helpers_for(code: &str) -> String {
         text.match_indices(name).any(|(at, _)| {
             let before = text[..at].chars().next_back();
             let after = text[at + name.len()..].chars().next();
-            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && matches!(after, Some('(' | '.' | '<'))
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            !word(before) && !word(after)
         })
     };
     let mut used = vec![false; HELPERS.len()];
@@ -272,16 +329,23 @@ fn emit_codec(out: &mut String, set: &ModelSet) {
         out,
         "\n/** The `Error` subclass of an exception class, or `undefined` for other classes. */"
     );
-    let _ = writeln!(
-        out,
-        "export function decodeException(className: string, data: unknown): Error | undefined {{"
-    );
-    let _ = writeln!(out, "  switch (className) {{");
-    for model in set
+    let exceptions: Vec<&Model> = set
         .models
         .iter()
         .filter(|m| m.kind == ModelKind::Exception && !m.server_only)
-    {
+        .collect();
+    // Unread without exceptions, and named so.
+    let data = if exceptions.is_empty() {
+        "_data"
+    } else {
+        "data"
+    };
+    let _ = writeln!(
+        out,
+        "export function decodeException(className: string, {data}: unknown): Error | undefined {{"
+    );
+    let _ = writeln!(out, "  switch (className) {{");
+    for model in exceptions {
         let _ = writeln!(
             out,
             "    case {}: return new {name}Error({name}Codec.fromJson(data));",
@@ -307,9 +371,6 @@ fn emit_codec(out: &mut String, set: &ModelSet) {
 
 fn unsupported(set: &ModelSet) -> Vec<String> {
     let mut problems = Vec::new();
-    if !set.families.is_empty() {
-        problems.push("class hierarchies (extends/sealed) have no TypeScript yet".to_owned());
-    }
     for model in &set.models {
         for field in wire_fields(model) {
             if let Some(what) = unsupported_type(&field.ty) {
@@ -325,13 +386,13 @@ fn unsupported(set: &ModelSet) -> Vec<String> {
 
 fn unsupported_type(ty: &Type) -> Option<&'static str> {
     match ty {
-        Type::Scalar(Scalar::Vector | Scalar::HalfVector | Scalar::SparseVector | Scalar::Bit) => {
-            Some("a pgvector type")
-        }
-        Type::Scalar(Scalar::Dynamic) => Some("dynamic"),
-        Type::Scalar(_) | Type::Model(_) | Type::Enum(_) => None,
-        Type::Family(_) => Some("a class hierarchy"),
-        Type::Record(_) => Some("a record"),
+        Type::Scalar(_) | Type::Model(_) | Type::Enum(_) | Type::Family(_) => None,
+        Type::Record(record) => record
+            .positional
+            .iter()
+            .map(|(_, ty)| ty)
+            .chain(record.named.iter().map(|(_, _, ty)| ty))
+            .find_map(unsupported_type),
         Type::External { .. } => Some("another package's model"),
         Type::List(inner) | Type::Set(inner) | Type::Option(inner) => unsupported_type(inner),
         Type::Map(key, value) => unsupported_type(key).or_else(|| unsupported_type(value)),
@@ -366,6 +427,20 @@ fn doc(out: &mut String, indent: &str, docs: &[String]) {
     let _ = writeln!(out, "{indent} */");
 }
 
+/// A property name: the name itself when it is an identifier, else its string literal.
+fn property(name: &str) -> String {
+    let mut chars = name.chars();
+    let identifier = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if identifier {
+        name.to_owned()
+    } else {
+        literal(name)
+    }
+}
+
 /// A TypeScript string literal.
 fn literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -393,18 +468,46 @@ fn ts_type(ty: &Type) -> String {
         Type::Scalar(scalar) => match scalar {
             Scalar::Bool => "boolean".into(),
             Scalar::Int | Scalar::Double | Scalar::Duration => "number".into(),
-            Scalar::String | Scalar::Uuid | Scalar::Uri => "string".into(),
+            // pgvector's SparseVector and Bit travel as text: "{1:1.5,3:2.0}/5", "1010".
+            Scalar::String | Scalar::Uuid | Scalar::Uri | Scalar::SparseVector | Scalar::Bit => {
+                "string".into()
+            }
             Scalar::DateTime => "Date".into(),
             Scalar::BigInt => "bigint".into(),
             Scalar::ByteData => "Uint8Array".into(),
-            _ => "never".into(),
+            Scalar::Vector | Scalar::HalfVector => "number[]".into(),
+            Scalar::Dynamic => "DynamicValue".into(),
         },
         Type::Model(name) | Type::Enum(name) => name.clone(),
+        Type::Family(name) => family_type(name),
         Type::List(inner) => format!("{}[]", wrapped(inner)),
         Type::Set(inner) => format!("Set<{}>", ts_type(inner)),
         Type::Map(key, value) => format!("Map<{}, {}>", ts_type(key), ts_type(value)),
         Type::Option(inner) => format!("{} | null", ts_type(inner)),
-        Type::Family(_) | Type::Record(_) | Type::External { .. } => "never".into(),
+        Type::Record(record) if record.named.is_empty() => {
+            let items: Vec<String> = record
+                .positional
+                .iter()
+                .map(|(_, ty)| ts_type(ty))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+        Type::Record(record) => {
+            let mut fields: Vec<String> = record
+                .positional
+                .iter()
+                .enumerate()
+                .map(|(index, (_, ty))| format!("${}: {}", index + 1, ts_type(ty)))
+                .collect();
+            fields.extend(
+                record
+                    .named
+                    .iter()
+                    .map(|(json, _, ty)| format!("{}: {}", property(json), ts_type(ty))),
+            );
+            format!("{{ {} }}", fields.join("; "))
+        }
+        Type::External { .. } => "never".into(),
     }
 }
 
@@ -428,11 +531,16 @@ fn decode(ty: &Type, json: &str, path: &str) -> String {
                 Scalar::BigInt => "asBigInt",
                 Scalar::ByteData => "asBytes",
                 Scalar::Uuid => "asUuid",
-                _ => "asString",
+                Scalar::Vector | Scalar::HalfVector => "asVector",
+                Scalar::SparseVector => "asSparseVector",
+                Scalar::Bit => "asBits",
+                Scalar::Dynamic => "asDynamic",
+                Scalar::String | Scalar::Uri => "asString",
             };
             format!("{reader}({json}, {path})")
         }
         Type::Model(name) | Type::Enum(name) => format!("{name}Codec.fromJson({json}, {path})"),
+        Type::Family(name) => format!("{}Codec.fromJson({json}, {path})", family_type(name)),
         Type::List(inner) => format!(
             "asList({json}, {path}, (j, p) => {})",
             decode(inner, "j", "p")
@@ -454,7 +562,43 @@ fn decode(ty: &Type, json: &str, path: &str) -> String {
             "({json} === null || {json} === undefined ? null : {})",
             decode(inner, json, path)
         ),
-        Type::Family(_) | Type::Record(_) | Type::External { .. } => "undefined as never".into(),
+        Type::Record(record) => {
+            // `r` is the record's parts; each field read at its own path.
+            let at = |part: String| format!("`${{{path}}}.{part}`");
+            let positional: Vec<String> = record
+                .positional
+                .iter()
+                .enumerate()
+                .map(|(index, (_, ty))| {
+                    decode(ty, &format!("r.p[{index}]"), &at(format!("p[{index}]")))
+                })
+                .collect();
+            let named: Vec<(String, String)> = record
+                .named
+                .iter()
+                .map(|(name, _, ty)| {
+                    let key = literal(name);
+                    let read = decode(ty, &format!("r.n[{key}]"), &at(format!("n.{name}")));
+                    (property(name), read)
+                })
+                .collect();
+            let value = if named.is_empty() {
+                format!("[{}]", positional.join(", "))
+            } else {
+                let fields: Vec<String> = positional
+                    .iter()
+                    .enumerate()
+                    .map(|(index, read)| format!("${}: {read}", index + 1))
+                    .chain(named.iter().map(|(key, read)| format!("{key}: {read}")))
+                    .collect();
+                format!("{{ {} }}", fields.join(", "))
+            };
+            format!(
+                "((r: RecordParts) => ({value}))(asRecord({json}, {path}, {}))",
+                record.positional.len()
+            )
+        }
+        Type::External { .. } => "undefined as never".into(),
     }
 }
 
@@ -466,6 +610,7 @@ fn encode(ty: &Type, value: &str) -> String {
         Type::Scalar(Scalar::ByteData) => format!("bytesJson({value})"),
         Type::Scalar(_) => value.to_owned(),
         Type::Model(name) | Type::Enum(name) => format!("{name}Codec.toJson({value})"),
+        Type::Family(name) => format!("{}Codec.toJson({value})", family_type(name)),
         Type::List(inner) => format!("{value}.map((v) => {})", encode(inner, "v")),
         Type::Set(inner) => format!("[...{value}].map((v) => {})", encode(inner, "v")),
         Type::Map(key, inner) if matches!(**key, Type::Scalar(Scalar::String)) => format!(
@@ -481,7 +626,42 @@ fn encode(ty: &Type, value: &str) -> String {
             "({value} === null || {value} === undefined ? null : {})",
             encode(inner, value)
         ),
-        Type::Family(_) | Type::Record(_) | Type::External { .. } => "null".into(),
+        Type::Record(record) => {
+            let access = |index: usize| {
+                if record.named.is_empty() {
+                    format!("r[{index}]")
+                } else {
+                    format!("r.${}", index + 1)
+                }
+            };
+            let positional: Vec<String> = record
+                .positional
+                .iter()
+                .enumerate()
+                .map(|(index, (_, ty))| encode(ty, &access(index)))
+                .collect();
+            let named: Vec<String> = record
+                .named
+                .iter()
+                .map(|(name, _, ty)| {
+                    let key = literal(name);
+                    format!("{key}: {}", encode(ty, &format!("r[{key}]")))
+                })
+                .collect();
+            let mut parts = Vec::new();
+            if !positional.is_empty() {
+                parts.push(format!("p: [{}]", positional.join(", ")));
+            }
+            if !named.is_empty() {
+                parts.push(format!("n: {{ {} }}", named.join(", ")));
+            }
+            format!(
+                "((r: {}) => ({{ {} }}))({value})",
+                ts_type(ty),
+                parts.join(", ")
+            )
+        }
+        Type::External { .. } => "null".into(),
     }
 }
 
@@ -671,6 +851,83 @@ fn emit_model(out: &mut String, model: &Model) {
         ];
         push_lines(out, &lines);
     }
+}
+
+/// The TypeScript type of a field typed as a class with descendants or a sealed class:
+/// `AnyAnimal`, `AnyShape` (the class's own name is its interface, when it has one).
+fn family_type(name: &str) -> String {
+    format!("Any{name}")
+}
+
+/// A hierarchy as a field type: a union of its members told apart by `className`, and a
+/// codec that reads `__className__` (absent: the parent itself, unless sealed).
+fn emit_family(out: &mut String, family: &Family) {
+    let union = family_type(&family.name);
+    let mut docs = family.docs.clone();
+    docs.push(format!(
+        "A `{}` value: any of {}, told apart by `className`.",
+        family.name,
+        family.members.join(", ")
+    ));
+    doc(out, "", &docs);
+    let _ = writeln!(out, "export type {union} =");
+    for member in &family.members {
+        let _ = writeln!(
+            out,
+            "  | {{ className: {}; data: {member} }}",
+            literal(member)
+        );
+    }
+    let _ = writeln!(out, ";\n");
+    let absent = if family.sealed {
+        format!(
+            "throw new DecodeError(`${{path}}.__className__`, {}, undefined)",
+            literal(&format!("a class extending {}", family.name))
+        )
+    } else {
+        format!(
+            "return {{ className: {lit}, data: {name}Codec.fromJson(json, path) }}",
+            lit = literal(&family.name),
+            name = family.name
+        )
+    };
+    let mut lines = vec![
+        format!("/** Reads and writes `{union}` in Serverpod's JSON (`__className__` names the class). */"),
+        format!("export const {union}Codec = {{"),
+        format!("  fromJson(json: unknown, path: string = {}): {union} {{", literal(&family.name)),
+        "    const tag = asObject(json, path)[\"__className__\"];".to_owned(),
+        format!("    if (tag === undefined || tag === null) {absent};"),
+        "    // A module's prefix (`auth.Dog`) does not change the class.".to_owned(),
+        "    const className = typeof tag === \"string\" ? tag.slice(tag.lastIndexOf(\".\") + 1) : tag;".to_owned(),
+        "    switch (className) {".to_owned(),
+    ];
+    for member in &family.members {
+        lines.push(format!(
+            "      case {lit}: return {{ className: {lit}, data: {member}Codec.fromJson(json, path) }};",
+            lit = literal(member)
+        ));
+    }
+    lines.push(format!(
+        "      default: throw new DecodeError(`${{path}}.__className__`, {}, tag);",
+        literal(&format!("one of {}", family.members.join(", ")))
+    ));
+    lines.push("    }".to_owned());
+    lines.push("  },".to_owned());
+    lines.push(format!(
+        "  toJson(value: {union}): {{ [key: string]: unknown }} {{"
+    ));
+    lines.push("    switch (value.className) {".to_owned());
+    for member in &family.members {
+        lines.push(format!(
+            "      case {}: return {member}Codec.toJson(value.data);",
+            literal(member)
+        ));
+    }
+    lines.push("    }".to_owned());
+    lines.push("  },".to_owned());
+    lines.push("};".to_owned());
+    lines.push(String::new());
+    push_lines(out, &lines);
 }
 
 fn emit_protocol(out: &mut String, set: &ModelSet) {

@@ -24,41 +24,65 @@ function freePort() {
   });
 }
 
-const port = await freePort();
-const url = `http://127.0.0.1:${port}/`;
-let server = null;
-
-async function startServer() {
-  server = spawn(binary, ["--bind", `127.0.0.1:${port}`, "--database-url", database, "--token", "ann-secret-key=1", "--log", "warn"], {
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  for (let i = 0; i < 300; i++) {
-    if (server.exitCode !== null) throw new Error(`the example server exited with ${server.exitCode}`);
-    try {
-      if ((await fetch(`${url}health`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+/** The example binary on a free port, started and stopped (by its PID) by the test. */
+class ExampleServer {
+  constructor(port, extraArgs) {
+    this.port = port;
+    this.url = `http://127.0.0.1:${port}/`;
+    this.args = ["--bind", `127.0.0.1:${port}`, "--database-url", database, "--token", "ann-secret-key=1", "--log", "warn", ...extraArgs];
+    this.process = null;
   }
-  throw new Error("the example server did not come up in 15 s");
+
+  async start() {
+    this.process = spawn(binary, this.args, { stdio: ["ignore", "inherit", "inherit"] });
+    for (let i = 0; i < 300; i++) {
+      if (this.process.exitCode !== null) throw new Error(`the example server exited with ${this.process.exitCode}`);
+      try {
+        if ((await fetch(`${this.url}health`)).ok) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error("the example server did not come up in 15 s");
+  }
+
+  async stop() {
+    const running = this.process;
+    this.process = null;
+    if (running === null || running.exitCode !== null) return;
+    const exited = new Promise((resolve) => running.once("exit", resolve));
+    running.kill("SIGTERM");
+    await exited;
+  }
 }
 
-async function stopServer() {
-  const running = server;
-  server = null;
-  if (running === null || running.exitCode !== null) return;
-  const exited = new Promise((resolve) => running.once("exit", resolve));
-  running.kill("SIGTERM");
-  await exited;
+const servers = [];
+const clients = [];
+// Closed and stopped whatever happens, so no reconnect timer or server outlives a failure.
+after(async () => {
+  clients.forEach((client) => client.close());
+  await Promise.all(servers.map((server) => server.stop()));
+});
+
+async function startServer(...extraArgs) {
+  const server = new ExampleServer(await freePort(), extraArgs);
+  servers.push(server);
+  await server.start();
+  return server;
 }
 
-after(() => stopServer());
+function newClient(server, options = {}) {
+  const client = new Client({ url: server.url, WebSocket, backoffInitialMs: 50, backoffMaxMs: 500, ...options });
+  clients.push(client);
+  return client;
+}
 
 /** Resolves with the first value `register(listener)` hands a listener that `pick` accepts. */
 function next(register, pick, what) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 15_000);
+    timer.unref();
     const remove = register((...values) => {
       const picked = pick(...values);
       if (picked === undefined) return;
@@ -91,16 +115,10 @@ function join(client, channelId) {
   return history;
 }
 
-const clients = [];
-// Closed whatever happens, so no reconnect timer keeps Node running after a failure.
-after(() => clients.forEach((client) => client.close()));
-
 test("chat, typed method calls, errors and a server restart", { timeout: 60_000 }, async () => {
-  await startServer();
-  const options = { url, WebSocket, backoffInitialMs: 50, backoffMaxMs: 500 };
-  const ann = new Client({ ...options, authKey: "ann-secret-key" });
-  const bob = new Client(options);
-  clients.push(ann, bob);
+  const server = await startServer();
+  const ann = newClient(server, { authKey: "ann-secret-key" });
+  const bob = newClient(server);
   const states = [];
   bob.onState((change) => states.push(change.state));
   // Each re-joins the lobby whenever its socket opens again.
@@ -142,11 +160,11 @@ test("chat, typed method calls, errors and a server restart", { timeout: 60_000 
   assert.equal(error.code, "unknown_endpoint");
 
   // The server restarts: both notice, reconnect by themselves and re-join; chat goes on.
-  await stopServer();
+  await server.stop();
   await next((l) => bob.onState(l), (change) => (change.state === "reconnecting" ? true : undefined), "bob to notice");
   assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: "lost", channelId: "lobby" } }), false, "nothing is sent while down");
   const rejoined = Promise.all([ann, bob].map((client) => next((l) => client.on("chat", l), (m) => (m.className === "ChatHistory" ? true : undefined), "a re-join")));
-  await startServer();
+  await server.start();
   await rejoined;
   const again = chatFrom(bob, "back again");
   assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: "back again", channelId: "lobby" } }), true);
@@ -155,4 +173,37 @@ test("chat, typed method calls, errors and a server restart", { timeout: 60_000 
 
   ann.close();
   bob.close();
+});
+
+test("a client that loses its socket gets what it missed, once and in order (room history)", { timeout: 60_000 }, async () => {
+  const server = await startServer("--room-history", "1000");
+  const room = "recovery";
+  const ann = newClient(server, { authKey: "ann-secret-key" });
+  const bob = newClient(server);
+  const heard = [];
+  const joins = [];
+  bob.on("chat", (message) => {
+    if (message.className === "ChatMessage" && message.data.channelId === room) heard.push(message.data.content);
+  });
+  bob.onJoined((joined) => joins.push(joined));
+  const joined = [ann, bob].map((client) => {
+    const history = next((l) => client.on("chat", l), (m) => (m.className === "ChatHistory" ? true : undefined), "the first join");
+    client.onOpen(() => void join(client, room).catch(() => {}));
+    client.connect();
+    return history;
+  });
+  await Promise.all(joined);
+  assert.ok(joins.length > 0 && joins[0].position.epoch !== "", "the room keeps history");
+
+  const say = (n) => assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: `r-${n}`, channelId: room } }), true);
+  for (let n = 0; n < 10; n++) say(n);
+  await next((l) => bob.on("chat", l), (m) => (m.className === "ChatMessage" && m.data.content === "r-9" ? true : undefined), "r-9");
+
+  // Bob's TCP connection dies without a close handshake while ann goes on talking.
+  bob.socket.terminate();
+  for (let n = 10; n < 60; n++) say(n);
+  await next((l) => bob.on("chat", l), (m) => (m.className === "ChatMessage" && m.data.content === "r-59" ? true : undefined), "r-59");
+  const expected = Array.from({ length: 60 }, (_, n) => `r-${n}`);
+  assert.deepEqual(heard, expected, "every message once, in order");
+  assert.ok(joins.some((j) => j.recovering && j.recovered), JSON.stringify(joins));
 });

@@ -18,6 +18,12 @@ export {
 /** JSON as it comes off the wire. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+/** A `dynamic` field's value: any model, with its class name. */
+export interface DynamicValue {
+  className: string;
+  data: Json;
+}
+
 /** A value that does not fit its model. */
 export class DecodeError extends Error {
   constructor(readonly path: string, expected: string, got: unknown) {
