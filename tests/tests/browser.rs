@@ -1,6 +1,6 @@
 //! The browser chat page (built on the generated TypeScript client) in headless Chromium:
 //! two browser sessions in one room see each other's messages, the room's member count,
-//! its member list and the room list; a late joiner sees the room's stored
+//! its member list and the room list, and one page whose socket is cut comes back by itself; a late joiner sees the room's stored
 //! messages and pages back through older ones; a page whose server restarts shows what
 //! was said meanwhile, once (saying it is retrying while away), and says "reload" when
 //! more was said than it can show.
@@ -11,18 +11,22 @@
 use example_server::chat::ChatEndpoint;
 use example_server::chat_store::ChatStore;
 use example_server::models::ChatMessage;
+use streampod_tests::cut_proxy::CutProxy;
 use streampod_tests::webdriver::Driver;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_chat_in_one_room() {
     let server = example_server::server().bind("127.0.0.1:0").await.unwrap();
     let page = format!("http://{}/", server.local_addr());
+    // Bob's page goes through a proxy whose connections the test can cut.
+    let bobs_network = CutProxy::start(server.local_addr()).await;
+    let bobs_page = format!("http://{}/", bobs_network.addr());
     let driver = Driver::start().await;
     let ann = driver.browser().await;
     let bob = driver.browser().await;
 
-    for (browser, name) in [(&ann, "ann"), (&bob, "bob")] {
-        browser.open(&page).await;
+    for (browser, name, page) in [(&ann, "ann", &page), (&bob, "bob", &bobs_page)] {
+        browser.open(page).await;
         browser.fill("#name", name).await;
         browser.fill("#room", "lobby").await;
         browser.click("#join").await;
@@ -59,6 +63,24 @@ async fn two_browsers_chat_in_one_room() {
             })
             .await;
     }
+
+    // Bob's network fails: his socket alone drops, his page reconnects and re-joins by
+    // itself, and hears ann again (she says something until he does).
+    bobs_network.cut();
+    let mut back = false;
+    for attempt in 0..60 {
+        ann.fill("#message", &format!("are you back, bob? {attempt}"))
+            .await;
+        ann.click("#send").await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if bob.text("#log").await.contains("are you back, bob?") {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "bob's page came back after its socket was cut");
+    bob.wait_for_text("#status", "bob's page online again", |s| s == "online")
+        .await;
 
     bob.quit().await;
     ann.wait_for_text("#members", "bob to leave", |s| s == "1 in lobby")
