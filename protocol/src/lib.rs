@@ -3,6 +3,8 @@
 //! - [`SerializableModel`], [`ModelSet`] and [`ModelEnum`]: the traits generated models
 //!   implement (see `streampod-codegen`).
 //! - [`frame`]: Serverpod's streaming-endpoint JSON frames and streampod's error frame.
+//! - [`method_stream`]: the frames of Serverpod's streaming methods (`/v1/websocket`).
+//! - [`schema`]: what a server's HTTP methods take and answer, for client generators.
 //! - [`wire`]: Serverpod's JSON form of every field type (DateTime, Duration, UUID, …).
 //! - [`ErrorCode`]: the closed set of error codes in error frames.
 //!
@@ -31,6 +33,7 @@ mod dynamic;
 mod error_code;
 pub mod frame;
 pub mod history;
+pub mod method_stream;
 mod model;
 pub mod schema;
 pub mod suggest;

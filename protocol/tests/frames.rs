@@ -93,6 +93,22 @@ proptest! {
     #[test]
     fn arbitrary_text_never_panics(text in ".*") {
         let _ = Frame::parse(&text);
+        let _ = streampod_protocol::method_stream::MethodStreamFrame::parse(&text);
+    }
+
+    /// Streaming-method frames with arbitrary names, ids and payload text survive a
+    /// round trip in both key forms.
+    #[test]
+    fn method_stream_frames_round_trip(endpoint in ".*", method in ".*", parameter in proptest::option::of(".*"), data in ".*", id in any::<u128>()) {
+        use streampod_protocol::method_stream::{CallId, KeyForm, MethodStreamFrame};
+        let call = CallId { endpoint, method, connection_id: uuid::Uuid::from_u128(id) };
+        let object = serde_json::json!({"className": "String", "data": data}).to_string();
+        let frame = MethodStreamFrame::Message { call, parameter, object };
+        for form in [KeyForm::Short, KeyForm::Long] {
+            let (parsed, read) = MethodStreamFrame::parse(&frame.to_json(form)).unwrap();
+            prop_assert_eq!(&parsed, &frame);
+            prop_assert_eq!(read, form);
+        }
     }
 }
 
