@@ -161,6 +161,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///
     /// #[endpoint]
     /// impl Greeter {
+    ///     /// Greets `name`.
     ///     pub async fn hello(&self, name: String, times: Option<i64>) -> String {
     ///         format!("hello {name} {times:?}")
     ///     }
@@ -170,6 +171,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// let hello = &schema.endpoints[0].methods[0];
     /// assert_eq!((hello.name.as_str(), hello.returns.as_str()), ("hello", "String"));
     /// assert_eq!(hello.args[1].ty, "int?");
+    /// assert_eq!(hello.docs, "Greets `name`.");
     /// ```
     pub fn method_schema(&self) -> crate::protocol::schema::MethodSchema {
         self.methods.schema()

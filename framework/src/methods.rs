@@ -72,6 +72,8 @@ use crate::protocol::{ModelSet, SerializableException};
 pub struct MethodInfo {
     /// The camelCase name on the wire.
     pub name: &'static str,
+    /// The method's doc comment.
+    pub docs: &'static str,
     /// Argument names, camelCase, in declaration order.
     pub args: &'static [&'static str],
     /// Whether a signed-in session is required.
@@ -575,6 +577,7 @@ impl<P: ModelSet> MethodEndpoints<P> {
                         let types = methods.method_types(index);
                         MethodSignature {
                             name: info.name.to_owned(),
+                            docs: info.docs.to_owned(),
                             args: info
                                 .args
                                 .iter()

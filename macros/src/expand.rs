@@ -70,12 +70,14 @@ pub(crate) fn expand(model: &EndpointImpl) -> TokenStream {
 
 fn table_entry(method: &Method) -> TokenStream {
     let name = &method.wire_name;
+    let docs = &method.docs;
     let args = method.args.iter().map(|a| &a.wire_name);
     let login = method.access.require_login;
     let scopes = &method.access.scopes;
     quote! {
         ::streampod::__private::MethodInfo {
             name: #name,
+            docs: #docs,
             args: &[#(#args),*],
             require_login: #login,
             scopes: &[#(#scopes),*],

@@ -30,6 +30,8 @@ pub(crate) struct Argument {
 
 pub(crate) struct Method {
     pub(crate) ident: syn::Ident,
+    /// The method's doc comment, for the method schema.
+    pub(crate) docs: String,
     pub(crate) wire_name: String,
     pub(crate) has_session: bool,
     pub(crate) args: Vec<Argument>,
@@ -118,7 +120,8 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Endpoin
             continue;
         }
         match parse_method(&function.sig, access) {
-            Ok((method, session_protocol)) => {
+            Ok((mut method, session_protocol)) => {
+                method.docs = doc_comment(&function.attrs);
                 if let (None, Some(found)) = (&protocol, session_protocol) {
                     protocol = Some(found);
                 }
@@ -147,6 +150,31 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Endpoin
         protocol,
         methods,
     })
+}
+
+/// The text of `///` comments (`#[doc = "…"]`), one line each, the leading space taken off.
+fn doc_comment(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value:
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(text),
+                        ..
+                    }),
+                ..
+            }) => Some(text.value()),
+            _ => None,
+        })
+        .flat_map(|text| {
+            text.lines()
+                .map(|line| line.strip_prefix(' ').unwrap_or(line).trim_end().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// The item as written, minus `#[method]` attributes, for when the macro fails.
@@ -274,6 +302,7 @@ fn parse_method(sig: &syn::Signature, access: Access) -> syn::Result<(Method, Op
     };
     let method = Method {
         ident: sig.ident.clone(),
+        docs: String::new(),
         wire_name: camel_case(sig.ident.to_string().trim_start_matches("r#")),
         has_session,
         args,

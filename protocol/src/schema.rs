@@ -43,6 +43,9 @@ pub struct EndpointSchema {
 pub struct MethodSignature {
     /// The camelCase name on the wire.
     pub name: String,
+    /// The method's doc comment (empty when it has none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub docs: String,
     /// The arguments, in declaration order; nullable ones (`int?`) may be left out.
     pub args: Vec<ArgSignature>,
     /// The answer's type; `void` answers `null`.

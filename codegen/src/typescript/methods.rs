@@ -114,7 +114,11 @@ fn emit_method(
     answer: &Answer,
 ) {
     out.push('\n');
-    let mut docs = vec![format!("`POST /{endpoint}/{}`.", method.name)];
+    let mut docs: Vec<String> = method.docs.lines().map(str::to_owned).collect();
+    if !docs.is_empty() {
+        docs.push(String::new());
+    }
+    docs.push(format!("`POST /{endpoint}/{}`.", method.name));
     if method.require_login {
         docs.push("Needs a signed-in key.".to_owned());
     }

@@ -422,7 +422,7 @@ fn doc(out: &mut String, indent: &str, docs: &[String]) {
     let _ = writeln!(out, "{indent}/**");
     for line in docs {
         let line = line.replace("*/", "*\\/");
-        let _ = writeln!(out, "{indent} * {}", line.trim_end()).map(|()| ());
+        let _ = writeln!(out, "{}", format!("{indent} * {line}").trim_end());
     }
     let _ = writeln!(out, "{indent} */");
 }

@@ -339,6 +339,8 @@ export class ChatMethods {
         this.client = client;
     }
     /**
+     * Who is in `channelId`, on every server, by the names they joined with.
+     *
      * `POST /chat/members`.
      * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
      * @throws {MethodCallError} on any other failure (status and message).
@@ -350,6 +352,9 @@ export class ChatMethods {
         return RoomMembersCodec.fromJson(json, "chat.members");
     }
     /**
+     * Up to `limit` (default 50, at most 200) of `channelId`'s stored messages before
+     * message id `before` (the newest when absent), oldest first.
+     *
      * `POST /chat/history`.
      * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
      * @throws {MethodCallError} on any other failure (status and message).
@@ -372,6 +377,9 @@ export class NotificationMethods {
         this.client = client;
     }
     /**
+     * Sends `message` to every device of `targetUserId`; answers how many devices got it
+     * (in a cluster: how many servers have a device of that user).
+     *
      * `POST /notification/sendNotification`.
      * Needs a signed-in key.
      * @throws {MethodCallError} on any other failure (status and message).
@@ -384,6 +392,8 @@ export class NotificationMethods {
         return asInt(json, "notification.sendNotification");
     }
     /**
+     * Announces `message` to every signed-in session (admins only).
+     *
      * `POST /notification/broadcastAnnouncement`.
      * Needs a signed-in key.
      * Needs the scopes admin.
@@ -396,6 +406,9 @@ export class NotificationMethods {
         return asInt(json, "notification.broadcastAnnouncement");
     }
     /**
+     * Sends a system notice to every connected session, signed in or not (admins only);
+     * answers how many got it here (in a cluster: 0, delivery goes through Redis).
+     *
      * `POST /notification/notifyAllUsers`.
      * Needs a signed-in key.
      * Needs the scopes admin.
@@ -408,6 +421,9 @@ export class NotificationMethods {
         return asInt(json, "notification.notifyAllUsers");
     }
     /**
+     * Sends `notification` to every device of `userId`; the notification must name the
+     * same user.
+     *
      * `POST /notification/notifyUser`.
      * Needs a signed-in key.
      * @throws {InvalidRequestError} when the method throws `InvalidRequest`.

@@ -519,6 +519,8 @@ export class ChatMethods {
   constructor(private readonly client: StreampodClient<Protocol>) {}
 
   /**
+   * Who is in `channelId`, on every server, by the names they joined with.
+   *
    * `POST /chat/members`.
    * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
    * @throws {MethodCallError} on any other failure (status and message).
@@ -531,6 +533,9 @@ export class ChatMethods {
   }
 
   /**
+   * Up to `limit` (default 50, at most 200) of `channelId`'s stored messages before
+   * message id `before` (the newest when absent), oldest first.
+   *
    * `POST /chat/history`.
    * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
    * @throws {MethodCallError} on any other failure (status and message).
@@ -550,6 +555,9 @@ export class NotificationMethods {
   constructor(private readonly client: StreampodClient<Protocol>) {}
 
   /**
+   * Sends `message` to every device of `targetUserId`; answers how many devices got it
+   * (in a cluster: how many servers have a device of that user).
+   *
    * `POST /notification/sendNotification`.
    * Needs a signed-in key.
    * @throws {MethodCallError} on any other failure (status and message).
@@ -563,6 +571,8 @@ export class NotificationMethods {
   }
 
   /**
+   * Announces `message` to every signed-in session (admins only).
+   *
    * `POST /notification/broadcastAnnouncement`.
    * Needs a signed-in key.
    * Needs the scopes admin.
@@ -576,6 +586,9 @@ export class NotificationMethods {
   }
 
   /**
+   * Sends a system notice to every connected session, signed in or not (admins only);
+   * answers how many got it here (in a cluster: 0, delivery goes through Redis).
+   *
    * `POST /notification/notifyAllUsers`.
    * Needs a signed-in key.
    * Needs the scopes admin.
@@ -589,6 +602,9 @@ export class NotificationMethods {
   }
 
   /**
+   * Sends `notification` to every device of `userId`; the notification must name the
+   * same user.
+   *
    * `POST /notification/notifyUser`.
    * Needs a signed-in key.
    * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
