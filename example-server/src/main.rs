@@ -5,6 +5,7 @@
 //!                [--redis URL | --redis-cluster URL,…] [--redis-prefix PREFIX]
 //!                [--database-url URL] [--room-history N] [--max-frames-per-second N]
 //!                [--max-connections-per-ip N]
+//! example-server --print-method-schema    # the methods' JSON for streampod-codegen, then exit
 //! ```
 //!
 //! Every flag also reads an environment variable (see `--help`). Tokens sign sessions and
@@ -82,6 +83,10 @@ struct Args {
     /// recover what they missed while disconnected; `0` (the default) keeps none.
     #[arg(long, env = "STREAMPOD_ROOM_HISTORY", default_value_t = 0)]
     room_history: usize,
+    /// Print what the HTTP methods take and answer (the JSON `streampod-codegen
+    /// typescript … --methods` reads) and exit, serving nothing.
+    #[arg(long)]
+    print_method_schema: bool,
 }
 
 /// How long a room keeps a message for clients that reconnect (`--room-history`).
@@ -90,6 +95,18 @@ const ROOM_HISTORY_TTL: Duration = Duration::from_secs(300);
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.print_method_schema {
+        return match serde_json::to_string_pretty(&example_server::server().method_schema()) {
+            Ok(json) => {
+                println!("{json}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("cannot encode the method schema: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let filter = match log_filter(&args.log) {
         Ok(filter) => filter,
         Err(error) => {

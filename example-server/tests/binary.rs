@@ -395,3 +395,20 @@ async fn keys_never_reach_the_log_even_at_trace_and_leaving_peers_are_no_errors(
     );
     assert!(log.contains("peer went away"));
 }
+
+/// `--print-method-schema` prints the JSON the page's client is generated from (the
+/// committed `web/methods.json`, which `web_client.rs` keeps current) and serves nothing.
+#[test]
+fn the_binary_prints_its_method_schema() {
+    let output = Command::new(env!("CARGO_BIN_EXE_example-server"))
+        .arg("--print-method-schema")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/web/methods.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, committed);
+}
