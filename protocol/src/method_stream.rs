@@ -88,27 +88,27 @@ pub enum OpenResult {
 }
 
 impl OpenResult {
-    const ALL: [(OpenResult, &'static str); 5] = [
-        (OpenResult::Success, "success"),
-        (OpenResult::EndpointNotFound, "endpointNotFound"),
-        (OpenResult::AuthenticationFailed, "authenticationFailed"),
-        (OpenResult::AuthorizationDeclined, "authorizationDeclined"),
-        (OpenResult::InvalidArguments, "invalidArguments"),
+    const ALL: [OpenResult; 5] = [
+        OpenResult::Success,
+        OpenResult::EndpointNotFound,
+        OpenResult::AuthenticationFailed,
+        OpenResult::AuthorizationDeclined,
+        OpenResult::InvalidArguments,
     ];
 
     /// The name on the wire.
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(result, _)| *result == self)
-            .map_or("success", |(_, name)| name)
+        match self {
+            OpenResult::Success => "success",
+            OpenResult::EndpointNotFound => "endpointNotFound",
+            OpenResult::AuthenticationFailed => "authenticationFailed",
+            OpenResult::AuthorizationDeclined => "authorizationDeclined",
+            OpenResult::InvalidArguments => "invalidArguments",
+        }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(result, _)| *result)
+        Self::ALL.into_iter().find(|result| result.as_str() == name)
     }
 }
 
@@ -486,13 +486,14 @@ impl MethodStreamFrame {
     /// The frame's text in `form`.
     pub fn to_json(&self, form: KeyForm) -> String {
         let mut out = Vec::with_capacity(128);
-        let kind = |short: &str| {
+        // The type's name in `form`; every `short` below is in TYPES.
+        let kind = |short: &'static str| -> &'static str {
             TYPES
                 .iter()
                 .find(|(s, _)| *s == short)
-                .map_or(short.to_owned(), |(s, l)| match form {
-                    KeyForm::Short => (*s).to_owned(),
-                    KeyForm::Long => (*l).to_owned(),
+                .map_or(short, |(s, l)| match form {
+                    KeyForm::Short => s,
+                    KeyForm::Long => l,
                 })
         };
         let mut writer = Writer {
@@ -501,10 +502,10 @@ impl MethodStreamFrame {
             first: true,
         };
         match self {
-            Self::Ping => writer.start(&kind("ping"), false),
-            Self::Pong => writer.start(&kind("pong"), false),
+            Self::Ping => writer.start(kind("ping"), false),
+            Self::Pong => writer.start(kind("pong"), false),
             Self::Open(open) => {
-                writer.start(&kind("omsc"), true);
+                writer.start(kind("omsc"), true);
                 writer.call(&open.call);
                 writer.string(ARGS, &open.args);
                 writer.key(INPUT_STREAMS);
@@ -519,7 +520,7 @@ impl MethodStreamFrame {
                 }
             }
             Self::OpenResponse { call, result } => {
-                writer.start(&kind("omsr"), true);
+                writer.start(kind("omsr"), true);
                 writer.call(call);
                 writer.string(RESPONSE, result.as_str());
             }
@@ -528,7 +529,7 @@ impl MethodStreamFrame {
                 parameter,
                 object,
             } => {
-                writer.start(&kind("msm"), true);
+                writer.start(kind("msm"), true);
                 writer.call(call);
                 writer.parameter(parameter.as_deref());
                 writer.key(OBJECT);
@@ -539,7 +540,7 @@ impl MethodStreamFrame {
                 parameter,
                 exception,
             } => {
-                writer.start(&kind("msse"), true);
+                writer.start(kind("msse"), true);
                 writer.call(call);
                 writer.parameter(parameter.as_deref());
                 writer.key(EXCEPTION);
@@ -550,13 +551,13 @@ impl MethodStreamFrame {
                 parameter,
                 reason,
             } => {
-                writer.start(&kind("cmsc"), true);
+                writer.start(kind("cmsc"), true);
                 writer.call(call);
                 writer.parameter(parameter.as_deref());
                 writer.string(CLOSE_REASON, reason.as_str());
             }
             Self::BadRequest { request } => {
-                writer.start(&kind("brm"), true);
+                writer.start(kind("brm"), true);
                 writer.string(REQUEST, request);
             }
         }
