@@ -21,6 +21,7 @@ use crate::endpoint::{Endpoint, Endpoints};
 use crate::handle::ServerHandle;
 use crate::memory_guard;
 use crate::messages::central::MessageCentral;
+use crate::method_socket::MethodSocketContext;
 use crate::methods::{MethodEndpoints, Methods};
 use crate::metrics::{self, Metrics};
 use crate::owned::SessionLimits;
@@ -390,9 +391,16 @@ impl<P: ModelSet> ServerBuilder<P> {
             streams.metrics.memory_guard_closes.clone(),
             streams.shutdown.clone(),
         ));
+        let methods = Arc::new(self.methods);
+        let method_sockets = Arc::new(MethodSocketContext {
+            streams: streams.clone(),
+            methods: methods.clone(),
+            handle: handle.clone(),
+        });
         Ok(StreampodService::new(ServiceState {
             streams,
-            methods: self.methods,
+            methods,
+            method_sockets,
             files: self.files,
             path_prefix: self.path_prefix,
             handle,

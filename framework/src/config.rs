@@ -122,6 +122,18 @@ pub struct ServerConfig {
     /// about users, but put the path behind your proxy's access rules if its counts
     /// are not for everyone.
     pub metrics_path: Option<String>,
+    /// Most streaming-method calls one `/v1/websocket` socket may have open at once;
+    /// an open beyond it is refused (`invalidArguments`, the only refusal Serverpod's
+    /// clients know besides not-found and auth) and logged. Default 128: a screen's
+    /// worth of live queries, and with [`method_stream_queue`](Self::method_stream_queue)
+    /// it keeps the answers one socket can have queued within
+    /// [`outbound_queue_frames`](Self::outbound_queue_frames).
+    pub max_method_calls_per_socket: usize,
+    /// Values queued per streaming-method stream: each call's answers waiting for the
+    /// socket (the method's stream is not polled while they wait, so a slow client
+    /// slows that call only) and each input stream's values waiting for the method (a
+    /// client that sends past it gets the input closed with `error`). Default 32.
+    pub method_stream_queue: usize,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +160,8 @@ impl Default for ServerConfig {
             websocket_handshake_timeout: Duration::from_secs(10),
             first_frame_timeout: Duration::from_secs(30),
             metrics_path: Some("/metrics".to_owned()),
+            max_method_calls_per_socket: 128,
+            method_stream_queue: 32,
         }
     }
 }
@@ -190,4 +204,6 @@ setters! {
     websocket_handshake_timeout: Duration,
     first_frame_timeout: Duration,
     metrics_path: Option<String>,
+    max_method_calls_per_socket: usize,
+    method_stream_queue: usize,
 }

@@ -57,7 +57,7 @@ pub(crate) struct StreamContext<P: ModelSet> {
 }
 
 impl<P: ModelSet> StreamContext<P> {
-    fn next_session_id(&self) -> SessionId {
+    pub(crate) fn next_session_id(&self) -> SessionId {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -600,18 +600,21 @@ fn failure<E: std::fmt::Display>(
     match outcome {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),
-        Err(panic) => Some(
-            match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
-                (Some(text), _) => format!("panicked: {text}"),
-                (_, Some(text)) => format!("panicked: {text}"),
-                _ => "panicked".to_owned(),
-            },
-        ),
+        Err(panic) => Some(panic_message(&*panic)),
+    }
+}
+
+/// What a caught panic says: `panicked: <message>`.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => format!("panicked: {text}"),
+        (_, Some(text)) => format!("panicked: {text}"),
+        _ => "panicked".to_owned(),
     }
 }
 
 /// When to ping an idle socket, and when to give up on it.
-struct Keepalive {
+pub(crate) struct Keepalive {
     interval: Duration,
     timeout: Duration,
     last_activity: Instant,
@@ -622,7 +625,7 @@ struct Keepalive {
 
 /// What is due at a [`Keepalive`] deadline.
 #[derive(Debug, PartialEq, Eq)]
-enum Due {
+pub(crate) enum Due {
     /// The socket has been quiet for the interval: ping it.
     Ping,
     /// The ping went unanswered.
@@ -632,7 +635,7 @@ enum Due {
 }
 
 impl Keepalive {
-    fn new(interval: Duration, timeout: Duration, first_frame: Duration) -> Self {
+    pub(crate) fn new(interval: Duration, timeout: Duration, first_frame: Duration) -> Self {
         let now = Instant::now();
         Self {
             interval,
@@ -643,7 +646,7 @@ impl Keepalive {
         }
     }
 
-    fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         let keepalive = match self.pinged_at {
             Some(pinged_at) => pinged_at + self.timeout,
             None => self.last_activity + self.interval,
@@ -652,14 +655,14 @@ impl Keepalive {
             .map_or(keepalive, |first| first.min(keepalive))
     }
 
-    fn activity(&mut self) {
+    pub(crate) fn activity(&mut self) {
         self.last_activity = Instant::now();
         self.pinged_at = None;
         self.first_frame_by = None;
     }
 
     /// Called at the deadline: what is due, recording a ping as sent.
-    fn due(&mut self) -> Due {
+    pub(crate) fn due(&mut self) -> Due {
         if self
             .first_frame_by
             .is_some_and(|first| Instant::now() >= first)
@@ -675,7 +678,7 @@ impl Keepalive {
 }
 
 /// Takes everything queued, writes it, flushes once; repeats until the session closes.
-async fn write_loop(
+pub(crate) async fn write_loop(
     mut io: WriteHalf<impl Io>,
     shared: Arc<SessionShared>,
     close_timeout: Duration,

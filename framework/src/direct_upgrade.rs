@@ -12,7 +12,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -21,7 +20,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::connection::{self, Io};
+use crate::connection::Io;
 use crate::connections::Ticket;
 use crate::protocol::ModelSet;
 use crate::service::StreampodService;
@@ -124,8 +123,7 @@ pub(crate) async fn upgrade<P: ModelSet, S: Io>(
     }
     // What the client sent after its head (frames it did not wait to send) is read first.
     let rest = Prefixed::new(bytes.slice(len..), stream);
-    let streams = Arc::clone(&service.state().streams);
-    let session = connection::run(streams, rest, peer, accepted.auth_key, accepted.extended);
+    let session = service.session(accepted, rest, peer);
     // A task of its own: the handshake's state is freed now, not kept for the socket's
     // whole life.
     service

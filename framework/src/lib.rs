@@ -75,6 +75,8 @@ server_modules! {
     mod memory_guard;
     pub mod messages;
     pub mod methods;
+    mod method_input;
+    mod method_socket;
     mod metrics;
     mod outbound;
     mod socket_io;
@@ -114,6 +116,7 @@ pub use {
     endpoint::{Endpoint, EndpointError},
     handle::ServerHandle,
     log_limit::RateLimitedLog,
+    method_input::{InputError, MethodStream},
     methods::{IntoMethodError, MethodError, Methods, Session},
     rate_limit::RateLimit,
     serve::Server,
@@ -131,12 +134,15 @@ pub use streampod_protocol::__codegen;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::method_input::Inputs;
     pub use crate::methods::Session;
     pub use crate::methods::{
-        into_method_error, parse_args, respond_value, Args, ErrorProbe, MethodFuture, MethodInfo,
-        MethodTypes, Methods, ProbeTypes, ProbeTypesFallback, TypeProbe,
+        answer_stream, answer_value, into_method_error, parse_args, respond_value, Args,
+        ErrorProbe, MethodFuture, MethodInfo, MethodTypes, Methods, OutputStream, ProbeTypes,
+        ProbeTypesFallback, TypeProbe,
     };
     pub use crate::protocol::ModelSet;
+    pub use futures_util::StreamExt;
     pub use std::boxed::Box;
 }
 

@@ -53,6 +53,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::{Stream, StreamExt};
 use http::StatusCode;
 use serde_json::value::RawValue;
 
@@ -62,6 +63,7 @@ use crate::endpoint::EndpointError;
 use crate::handle::ServerHandle;
 use crate::messages::central::MessageCentral;
 use crate::messages::PostError;
+use crate::method_input::Inputs;
 use crate::protocol::schema::{ArgSignature, EndpointSchema, MethodSchema, MethodSignature};
 use crate::protocol::wire::{FromWire, Wire, WireValue};
 use crate::protocol::{ModelSet, SerializableException};
@@ -74,8 +76,12 @@ pub struct MethodInfo {
     pub name: &'static str,
     /// The method's doc comment.
     pub docs: &'static str,
-    /// Argument names, camelCase, in declaration order.
+    /// Argument names, camelCase, in declaration order (input streams not included).
     pub args: &'static [&'static str],
+    /// Input stream names, camelCase, in declaration order.
+    pub input_streams: &'static [&'static str],
+    /// Whether the method is opened over `/v1/websocket` rather than called over HTTP.
+    pub streaming: bool,
     /// Whether a signed-in session is required.
     pub require_login: bool,
     /// Scopes required.
@@ -89,6 +95,8 @@ pub struct MethodInfo {
 pub struct MethodTypes {
     /// The arguments' types, in the table's order.
     pub args: Vec<String>,
+    /// The input streams' item types, in the table's order.
+    pub input_streams: Vec<String>,
     /// The answer's type (`void` for `()`).
     pub returns: String,
     /// The exception class of the error type, if it is one.
@@ -196,6 +204,69 @@ impl<E> ProbeTypesFallback for &ErrorProbe<E> {
 #[doc(hidden)]
 pub type MethodFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, MethodError>> + Send + 'a>>;
 
+/// The answer stream of one streaming-method call: each value as
+/// `{"className":…,"data":…}` JSON, or the error that ends the call.
+#[doc(hidden)]
+pub type OutputStream<'a> = Pin<Box<dyn Stream<Item = Result<String, MethodError>> + Send + 'a>>;
+
+/// The class name Serverpod wraps a value of `T` in: its model type without `?` (a
+/// `null` value is wrapped as `"null"`).
+fn class_of<T: WireValue>() -> String {
+    let mut name = T::model_type();
+    if name.ends_with('?') {
+        name.pop();
+    }
+    name
+}
+
+/// `{"className":…,"data":…}` of `value`.
+fn wrap_value<T: WireValue>(class_name: &str, value: &T) -> Result<String, MethodError> {
+    let data = serde_json::to_string(&Wire(value))
+        .map_err(|e| MethodError::internal(format_args!("cannot encode a stream value: {e}")))?;
+    let class_name = if data == "null" { "null" } else { class_name };
+    let mut out = String::with_capacity(data.len() + class_name.len() + 24);
+    out.push_str(r#"{"className":"#);
+    // A class name is an identifier, but escape it anyway.
+    out.push_str(&serde_json::Value::from(class_name).to_string());
+    out.push_str(r#","data":"#);
+    out.push_str(&data);
+    out.push('}');
+    Ok(out)
+}
+
+/// The answer stream of a method returning a stream: `open` runs the method (when the
+/// stream is first polled) and gives its stream or the error that refused the call.
+#[doc(hidden)]
+pub fn answer_stream<'a, F, S, T>(open: F) -> OutputStream<'a>
+where
+    F: Future<Output = Result<S, MethodError>> + Send + 'a,
+    S: Stream<Item = Result<T, MethodError>> + Send + 'a,
+    T: WireValue + Send + 'a,
+{
+    let class_name = class_of::<T>();
+    let opened = futures_util::stream::once(open).map(|opened| match opened {
+        Ok(stream) => stream.left_stream(),
+        Err(error) => futures_util::stream::once(std::future::ready(Err(error))).right_stream(),
+    });
+    Box::pin(
+        opened
+            .flatten()
+            .map(move |item| item.and_then(|value| wrap_value(&class_name, &value))),
+    )
+}
+
+/// The answer stream of a streaming method that returns one value (it takes input
+/// streams): that value, then the end.
+#[doc(hidden)]
+pub fn answer_value<'a, T: WireValue>(
+    call: impl Future<Output = Result<T, MethodError>> + Send + 'a,
+) -> OutputStream<'a> {
+    let class_name = class_of::<T>();
+    Box::pin(futures_util::stream::once(async move {
+        call.await.and_then(|value| wrap_value(&class_name, &value))
+    }))
+}
+
 /// A type whose `#[endpoint]` impl block makes methods callable over HTTP. Implemented
 /// by the macro; register with [`ServerBuilder::methods`](crate::ServerBuilder::methods).
 #[diagnostic::on_unimplemented(
@@ -219,6 +290,17 @@ pub trait Methods<P: ModelSet>: Send + Sync + 'static {
         session: &'a Session<P>,
         args: Args,
     ) -> MethodFuture<'a>;
+
+    /// Opens the streaming method at `index`: decodes `args` now (an error refuses the
+    /// open), and returns the answer stream, which runs the method when first polled.
+    #[doc(hidden)]
+    fn open_stream<'a>(
+        &'a self,
+        index: usize,
+        session: &'a Session<P>,
+        args: Args,
+        inputs: Inputs,
+    ) -> Result<OutputStream<'a>, MethodError>;
 }
 
 impl<P: ModelSet, T: Methods<P>> Methods<P> for Arc<T> {
@@ -237,6 +319,16 @@ impl<P: ModelSet, T: Methods<P>> Methods<P> for Arc<T> {
         args: Args,
     ) -> MethodFuture<'a> {
         (**self).call_method(index, session, args)
+    }
+
+    fn open_stream<'a>(
+        &'a self,
+        index: usize,
+        session: &'a Session<P>,
+        args: Args,
+        inputs: Inputs,
+    ) -> Result<OutputStream<'a>, MethodError> {
+        (**self).open_stream(index, session, args, inputs)
     }
 }
 
@@ -348,6 +440,8 @@ pub struct MethodError {
     detail: Option<String>,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u32>,
+    /// Whether the body is a serializable exception, `{"className":…,"data":…}`.
+    exception: bool,
 }
 
 impl fmt::Debug for MethodError {
@@ -374,6 +468,7 @@ impl MethodError {
             body: body.to_string(),
             detail: None,
             retry_after: None,
+            exception: false,
         }
     }
 
@@ -420,6 +515,7 @@ impl MethodError {
                 ),
                 detail: None,
                 retry_after: None,
+                exception: true,
             },
             Err(error) => Self::internal(format_args!("cannot encode {}: {error}", E::CLASS_NAME)),
         }
@@ -457,6 +553,12 @@ impl MethodError {
 
     pub(crate) fn detail(&self) -> Option<&str> {
         self.detail.as_deref()
+    }
+
+    /// Whether the body is a serializable exception (`{"className":…,"data":…}`), which
+    /// a streaming call sends as `msse`.
+    pub fn is_exception(&self) -> bool {
+        self.exception
     }
 }
 
@@ -575,18 +677,22 @@ impl<P: ModelSet> MethodEndpoints<P> {
                     .enumerate()
                     .map(|(index, info)| {
                         let types = methods.method_types(index);
-                        MethodSignature {
-                            name: info.name.to_owned(),
-                            docs: info.docs.to_owned(),
-                            args: info
-                                .args
+                        let signatures = |names: &[&str], types: Vec<String>| {
+                            names
                                 .iter()
-                                .zip(types.args)
+                                .zip(types)
                                 .map(|(name, ty)| ArgSignature {
                                     name: (*name).to_owned(),
                                     ty,
                                 })
-                                .collect(),
+                                .collect()
+                        };
+                        MethodSignature {
+                            name: info.name.to_owned(),
+                            docs: info.docs.to_owned(),
+                            args: signatures(info.args, types.args),
+                            streaming: info.streaming,
+                            input_streams: signatures(info.input_streams, types.input_streams),
                             returns: types.returns,
                             exceptions: types.exception.map(str::to_owned).into_iter().collect(),
                             require_login: info.require_login,

@@ -54,7 +54,28 @@ impl Header {
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct TextFrame(Bytes);
 
+/// A frame's bytes with something that lives as long as they do.
+struct Held<O> {
+    bytes: Bytes,
+    _owner: O,
+}
+
+impl<O> AsRef<[u8]> for Held<O> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl TextFrame {
+    /// The same frame, keeping `owner` until the last copy is dropped (after the writer
+    /// wrote it, or when a queue drops it): a per-stream queue slot rides along.
+    pub(crate) fn holding<O: Send + 'static>(self, owner: O) -> Self {
+        Self(Bytes::from_owner(Held {
+            bytes: self.0,
+            _owner: owner,
+        }))
+    }
+
     /// The frame whose payload `encode` appends to the buffer it is given (with room for
     /// about `capacity` bytes). The payload is encoder output (always UTF-8: serde_json
     /// writes nothing else); a broken one is repaired rather than sent.

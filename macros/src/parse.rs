@@ -20,16 +20,35 @@ pub(crate) enum Output {
     Result(Box<Type>, Box<Type>),
     /// `-> R`, or nothing (`()`).
     Plain(Option<Box<Type>>),
+    /// `-> impl Stream<Item = T>` (or a boxed stream), possibly in `Result<…, E>`.
+    Stream(StreamOutput),
+}
+
+/// A streaming method's answer stream.
+pub(crate) struct StreamOutput {
+    /// The item type `T`, or the `T` of `Item = Result<T, F>`.
+    pub(crate) item: Box<Type>,
+    /// `F` of `Item = Result<T, F>`: an item that fails ends the call with it.
+    pub(crate) item_error: Option<Box<Type>>,
+    /// `E` of `-> Result<impl Stream…, E>`: the method refused before streaming.
+    pub(crate) open_error: Option<Box<Type>>,
 }
 
 pub(crate) struct Argument {
     pub(crate) ident: syn::Ident,
     pub(crate) wire_name: String,
+    /// The argument's type; for an input stream, its item type.
     pub(crate) ty: Type,
+    /// Whether the argument is an input stream (`MethodStream<T>`), fed by the client
+    /// while the call runs rather than decoded from the arguments.
+    pub(crate) input_stream: bool,
 }
 
 pub(crate) struct Method {
     pub(crate) ident: syn::Ident,
+    /// Whether the method is opened over `/v1/websocket` (it returns a stream or takes
+    /// an input stream) rather than called over HTTP.
+    pub(crate) streaming: bool,
     /// The method's doc comment, for the method schema.
     pub(crate) docs: String,
     pub(crate) wire_name: String,
@@ -272,24 +291,52 @@ fn parse_method(sig: &syn::Signature, access: Access) -> syn::Result<(Method, Op
             ));
             continue;
         }
-        if let Type::ImplTrait(_) | Type::Reference(_) = &*typed.ty {
-            errors.push(syn::Error::new_spanned(
-                &typed.ty,
-                "arguments are decoded from JSON into owned values: use a concrete owned type such as `String`",
-            ));
-            continue;
+        let input_item = match last_segment_generic(&typed.ty, "MethodStream") {
+            Some(Some(item)) => Some(item),
+            Some(None) => {
+                errors.push(syn::Error::new_spanned(
+                    &typed.ty,
+                    "name the input stream's item type: `MethodStream<T>`",
+                ));
+                continue;
+            }
+            None => None,
+        };
+        if input_item.is_none() {
+            if let Type::ImplTrait(_) | Type::Reference(_) = &*typed.ty {
+                errors.push(syn::Error::new_spanned(
+                    &typed.ty,
+                    "arguments are decoded from JSON into owned values: use a concrete owned type such as `String` (an input stream the client feeds is `MethodStream<T>`)",
+                ));
+                continue;
+            }
         }
         let name = pattern.ident.to_string();
         args.push(Argument {
             ident: pattern.ident.clone(),
             wire_name: camel_case(name.trim_start_matches("r#")),
-            ty: (*typed.ty).clone(),
+            input_stream: input_item.is_some(),
+            ty: input_item.unwrap_or_else(|| (*typed.ty).clone()),
         });
     }
     let output = match &sig.output {
         ReturnType::Default => Output::Plain(None),
         ReturnType::Type(_, ty) => match result_types(ty) {
+            Some((ok, err)) if is_stream(&ok) => match stream_output(&ok, Some(err)) {
+                Ok(output) => Output::Stream(output),
+                Err(error) => {
+                    errors.push(error);
+                    Output::Plain(None)
+                }
+            },
             Some((ok, err)) => Output::Result(Box::new(ok), Box::new(err)),
+            None if is_stream(ty) => match stream_output(ty, None) {
+                Ok(output) => Output::Stream(output),
+                Err(error) => {
+                    errors.push(error);
+                    Output::Plain(None)
+                }
+            },
             None if is_result(ty) => {
                 errors.push(syn::Error::new_spanned(
                     ty,
@@ -300,8 +347,10 @@ fn parse_method(sig: &syn::Signature, access: Access) -> syn::Result<(Method, Op
             None => Output::Plain(Some(ty.clone())),
         },
     };
+    let streaming = matches!(output, Output::Stream(_)) || args.iter().any(|a| a.input_stream);
     let method = Method {
         ident: sig.ident.clone(),
+        streaming,
         docs: String::new(),
         wire_name: camel_case(sig.ident.to_string().trim_start_matches("r#")),
         has_session,
@@ -348,6 +397,103 @@ fn result_types(ty: &Type) -> Option<(Type, Type)> {
         _ => None,
     });
     Some((types.next()?, types.next()?))
+}
+
+/// The last path segment's one type argument when it is named `name`: `Some(None)` when
+/// it is named so but has no type argument, `None` when it is named otherwise.
+fn last_segment_generic(ty: &Type, name: &str) -> Option<Option<Type>> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return Some(None);
+    };
+    Some(generics.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty.clone()),
+        _ => None,
+    }))
+}
+
+/// The `Stream<Item = T>` bound among `bounds`: `Some(None)` for a `Stream` without `Item`.
+fn stream_bound<'a>(
+    bounds: impl IntoIterator<Item = &'a syn::TypeParamBound>,
+) -> Option<Option<Type>> {
+    bounds.into_iter().find_map(|bound| {
+        let syn::TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let last = bound.path.segments.last()?;
+        if last.ident != "Stream" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(generics) = &last.arguments else {
+            return Some(None);
+        };
+        Some(generics.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(assoc.ty.clone()),
+            _ => None,
+        }))
+    })
+}
+
+/// The item type of a stream type: `impl Stream<Item = T>`, `Box<dyn Stream<Item = T>…>`,
+/// `Pin<Box<…>>`, `BoxStream<'_, T>`, `MethodStream<T>`. `Some(None)`: a stream whose item
+/// type is not written out.
+fn stream_item(ty: &Type) -> Option<Option<Type>> {
+    match ty {
+        Type::ImplTrait(found) => stream_bound(&found.bounds),
+        Type::TraitObject(found) => stream_bound(&found.bounds),
+        Type::Paren(inner) => stream_item(&inner.elem),
+        Type::Group(inner) => stream_item(&inner.elem),
+        Type::Path(_) => {
+            for wrapper in ["Pin", "Box"] {
+                if let Some(Some(inner)) = last_segment_generic(ty, wrapper) {
+                    return stream_item(&inner);
+                }
+            }
+            ["BoxStream", "MethodStream"]
+                .iter()
+                .find_map(|name| last_segment_generic(ty, name))
+        }
+        _ => None,
+    }
+}
+
+fn is_stream(ty: &Type) -> bool {
+    stream_item(ty).is_some()
+}
+
+/// The answer stream of a method returning `ty`, or `Result<ty, open_error>`.
+fn stream_output(ty: &Type, open_error: Option<Type>) -> syn::Result<StreamOutput> {
+    let Some(Some(item)) = stream_item(ty) else {
+        return Err(syn::Error::new_spanned(
+            ty,
+            "name the stream's item type: `impl Stream<Item = T>`",
+        ));
+    };
+    let (item, item_error) = match result_types(&item) {
+        Some((ok, err)) => (ok, Some(Box::new(err))),
+        None if is_result(&item) => {
+            return Err(syn::Error::new_spanned(
+                item,
+                "spell the item type `Result<T, E>` with both types",
+            ))
+        }
+        None => (item, None),
+    };
+    if is_stream(&item) {
+        return Err(syn::Error::new_spanned(
+            item,
+            "a stream's items are values sent to the client; a stream of streams has no wire form",
+        ));
+    }
+    Ok(StreamOutput {
+        item: Box::new(item),
+        item_error,
+        open_error: open_error.map(Box::new),
+    })
 }
 
 fn is_result(ty: &Type) -> bool {

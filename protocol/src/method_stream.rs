@@ -571,6 +571,37 @@ impl MethodStreamFrame {
     }
 }
 
+/// What follows the object of an answer-stream `msm` frame (see [`answer_message_head`]).
+pub const ANSWER_MESSAGE_TAIL: &str = "}}";
+
+/// The text of an answer-stream [`MethodStreamFrame::Message`] of `call` in `form` up to
+/// its object: a server writes it once per call, then per value the head, the object
+/// and [`ANSWER_MESSAGE_TAIL`].
+///
+/// ```
+/// use streampod_protocol::method_stream::{answer_message_head, CallId, KeyForm, MethodStreamFrame, ANSWER_MESSAGE_TAIL};
+///
+/// let call = CallId {
+///     endpoint: "chat".into(),
+///     method: "messages".into(),
+///     connection_id: uuid::Uuid::nil(),
+/// };
+/// let object = r#"{"className":"int","data":1}"#;
+/// let text = format!("{}{object}{ANSWER_MESSAGE_TAIL}", answer_message_head(&call, KeyForm::Short));
+/// let frame = MethodStreamFrame::Message { call, parameter: None, object: object.into() };
+/// assert_eq!(text, frame.to_json(KeyForm::Short));
+/// ```
+pub fn answer_message_head(call: &CallId, form: KeyForm) -> String {
+    let mut text = MethodStreamFrame::Message {
+        call: call.clone(),
+        parameter: None,
+        object: String::new(),
+    }
+    .to_json(form);
+    text.truncate(text.len() - ANSWER_MESSAGE_TAIL.len());
+    text
+}
+
 /// Writes one frame's keys in one form.
 struct Writer<'o> {
     out: &'o mut Vec<u8>,

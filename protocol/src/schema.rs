@@ -48,7 +48,16 @@ pub struct MethodSignature {
     pub docs: String,
     /// The arguments, in declaration order; nullable ones (`int?`) may be left out.
     pub args: Vec<ArgSignature>,
-    /// The answer's type; `void` answers `null`.
+    /// Whether the method is a streaming method, opened over `/v1/websocket` rather
+    /// than called over HTTP (it returns a stream or takes input streams).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub streaming: bool,
+    /// The input streams the client feeds while a streaming method runs, by parameter
+    /// name; each type is the item type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_streams: Vec<ArgSignature>,
+    /// The answer's type; `void` answers `null`. A streaming method that returns a
+    /// stream answers `Stream<T>`.
     pub returns: String,
     /// Exception classes the method throws (as `{"className":…,"data":…}` with 400).
     pub exceptions: Vec<String>,

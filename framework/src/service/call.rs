@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use super::response::{json, ResponseBody};
 use super::state::ServiceState;
+use crate::connection::panic_message;
 use crate::methods::Session;
 use crate::methods::{parse_args, Args, MethodError, MethodInfo};
 use crate::protocol::{auth, ModelSet};
@@ -146,6 +147,12 @@ async fn call<P: ModelSet, B: RequestBody>(
     };
     let info: &'static MethodInfo = &table[index];
     *called = Some((endpoint_name.clone(), info.name));
+    if info.streaming {
+        return Err(MethodError::bad_request(format!(
+            "'{endpoint_name}.{}' is a streaming method: open it over the /v1/websocket socket",
+            info.name
+        )));
+    }
     let auth_in_query = query
         .as_deref()
         .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "auth"));
@@ -217,14 +224,6 @@ async fn call<P: ModelSet, B: RequestBody>(
         });
     }
     result
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
-        (Some(text), _) => format!("panicked: {text}"),
-        (_, Some(text)) => format!("panicked: {text}"),
-        _ => "panicked".to_owned(),
-    }
 }
 
 /// The body, at most `limit` bytes, arriving within `timeout`.

@@ -102,10 +102,19 @@ impl<P: ModelSet> StreampodService<P> {
     /// [`respond`](Self::respond) answers (errors included).
     pub(crate) fn accept_websocket<B>(&self, request: &Request<B>) -> Option<upgrade::Accepted> {
         let path = strip_prefix(self.state.path_prefix.as_deref(), request.uri().path())?;
-        if path != "/websocket" {
-            return None;
-        }
-        upgrade::check(&self.state, request).ok()
+        let kind = upgrade::SocketKind::at(path)?;
+        upgrade::check(&self.state, request, kind).ok()
+    }
+
+    /// The session of a socket [`accept_websocket`](Self::accept_websocket) accepted: it
+    /// serves `io` until the socket closes.
+    pub(crate) fn session(
+        &self,
+        accepted: upgrade::Accepted,
+        io: impl crate::connection::Io,
+        peer: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        upgrade::session(&self.state, accepted, io, peer)
     }
 
     /// Answers one request, with CORS headers when configured.
@@ -154,8 +163,10 @@ impl<P: ModelSet> StreampodService<P> {
                 );
             }
         }
+        if let Some(kind) = upgrade::SocketKind::at(&path) {
+            return upgrade::upgrade(server, request, remote_addr, kind);
+        }
         match path.as_str() {
-            "/websocket" => upgrade::upgrade(server, request, remote_addr),
             "/health" if request.method() == Method::GET => {
                 response::json(StatusCode::OK, health(server))
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::connection::StreamContext;
 use crate::connections::Connections;
 use crate::handle::ServerHandle;
+use crate::method_socket::MethodSocketContext;
 use crate::methods::MethodEndpoints;
 use crate::protocol::ModelSet;
 
@@ -20,7 +21,9 @@ pub(crate) struct StaticFile {
 /// Everything one [`StreampodService`](super::StreampodService) answers from.
 pub(crate) struct ServiceState<P: ModelSet> {
     pub(crate) streams: Arc<StreamContext<P>>,
-    pub(crate) methods: MethodEndpoints<P>,
+    pub(crate) methods: Arc<MethodEndpoints<P>>,
+    /// What `/v1/websocket` sockets (streaming methods) serve from.
+    pub(crate) method_sockets: Arc<MethodSocketContext<P>>,
     pub(crate) files: Vec<StaticFile>,
     /// Where the service's routes start (`None`: at the root).
     pub(crate) path_prefix: Option<Arc<str>>,

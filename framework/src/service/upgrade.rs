@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use super::response::{error, ResponseBody};
 use super::state::ServiceState;
 use crate::connection;
+use crate::method_socket;
 use crate::connections::Ticket;
 use crate::protocol::frame::EXTENDED_SUBPROTOCOL;
 use crate::protocol::ModelSet;
@@ -24,10 +25,32 @@ pub(crate) struct HeldConnection {
     pub(crate) _ticket: Arc<Ticket>,
 }
 
+/// Which protocol a WebSocket path speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketKind {
+    /// `/websocket`: endpoint streams (`stream_opened`, `handle_stream_message`).
+    Endpoints,
+    /// `/v1/websocket`: streaming methods, many calls per socket.
+    Methods,
+}
+
+impl SocketKind {
+    /// The kind served at `path` (below the prefix), if any.
+    pub(crate) fn at(path: &str) -> Option<Self> {
+        match path {
+            "/websocket" => Some(Self::Endpoints),
+            "/v1/websocket" => Some(Self::Methods),
+            _ => None,
+        }
+    }
+}
+
 /// A WebSocket handshake that passed every check: what the 101 answer and the session
 /// need.
 #[derive(Debug)]
 pub(crate) struct Accepted {
+    /// The protocol the socket speaks.
+    pub(crate) kind: SocketKind,
     /// `Sec-WebSocket-Accept`, derived from the client's key.
     accept: String,
     /// Whether the client offered streampod's extended frames (the subprotocol).
@@ -55,6 +78,7 @@ impl Accepted {
 pub(crate) fn check<P: ModelSet, B>(
     server: &ServiceState<P>,
     request: &Request<B>,
+    kind: SocketKind,
 ) -> Result<Accepted, Box<Response<ResponseBody>>> {
     if request.method() != Method::GET {
         return Err(Box::new(error(
@@ -120,28 +144,53 @@ pub(crate) fn check<P: ModelSet, B>(
         )));
     }
     Ok(Accepted {
+        kind,
         accept: derive_accept_key(key.as_bytes()),
-        extended: offers_extended(headers),
+        // Streaming-method sockets have one protocol, Serverpod's.
+        extended: kind == SocketKind::Endpoints && offers_extended(headers),
         auth_key: auth_key(request),
     })
 }
 
+/// The session of an accepted socket: it serves `io` until the socket closes.
+pub(crate) fn session<P: ModelSet>(
+    server: &ServiceState<P>,
+    accepted: Accepted,
+    io: impl connection::Io,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    match accepted.kind {
+        SocketKind::Endpoints => futures_util::future::Either::Left(connection::run(
+            server.streams.clone(),
+            io,
+            peer,
+            accepted.auth_key,
+            accepted.extended,
+        )),
+        SocketKind::Methods => futures_util::future::Either::Right(method_socket::run(
+            server.method_sockets.clone(),
+            io,
+            peer,
+            accepted.auth_key,
+        )),
+    }
+}
+
 /// Answers a WebSocket handshake and hands the upgraded connection to a session task.
 pub(crate) fn upgrade<P: ModelSet, B>(
-    server: &ServiceState<P>,
+    server: &Arc<ServiceState<P>>,
     mut request: Request<B>,
     peer: SocketAddr,
+    kind: SocketKind,
 ) -> Response<ResponseBody> {
-    let Accepted {
-        accept,
-        extended,
-        auth_key,
-    } = match check(server, &request) {
+    let accepted = match check(server, &request, kind) {
         Ok(accepted) => accepted,
         Err(refused) => return *refused,
     };
+    let accept = accepted.accept.clone();
+    let extended = accepted.extended;
     let on_upgrade = hyper::upgrade::on(&mut request);
-    let streams = server.streams.clone();
+    let server_state = server.clone();
     // The socket's place is held until the WebSocket ends.
     let ticket = request.extensions_mut().remove::<HeldConnection>();
     let handshake_timeout = server.streams.config.websocket_handshake_timeout;
@@ -152,13 +201,13 @@ pub(crate) fn upgrade<P: ModelSet, B>(
         let upgraded = tokio::time::timeout(handshake_timeout, on_upgrade).await;
         match upgraded {
             Ok(Ok(upgraded)) => {
-                let session = connection::run(
-                    streams,
+                let session = session(
+                    &server_state,
+                    accepted,
                     hyper_util::rt::TokioIo::new(upgraded),
                     peer,
-                    auth_key,
-                    extended,
                 );
+                drop(server_state);
                 // A task of its own: this one's state (the handshake's timer, what it
                 // captured) is freed now instead of kept for the socket's whole life.
                 tasks.spawn(session.map(move |()| drop(ticket)));

@@ -1,0 +1,725 @@
+//! One `/v1/websocket` socket of Serverpod's streaming methods: the reader loop decodes
+//! frames (`streampod_protocol::method_stream`) and routes them by call id; each open
+//! call is a task of its own that authenticates, runs the method and writes its answer
+//! stream through a bounded per-call queue. Closing a call (or the socket) aborts its
+//! task, which drops the method's future.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::value::RawValue;
+use tokio::io::ReadHalf;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::auth::AuthInfo;
+use crate::connection::{panic_message, write_loop, Due, Io, Keepalive, StreamContext};
+use crate::frame_reader::{FrameReader, Incoming, ReadError};
+use crate::handle::ServerHandle;
+use crate::log_limit::RateLimitedLog;
+use crate::method_input::{InputEvent, Inputs};
+use crate::methods::{Args, MethodEndpoints, MethodInfo, Methods, Session};
+use crate::outbound::{Limits, Push};
+use crate::protocol::method_stream::{
+    answer_message_head, CallId, CloseReason, KeyForm, MethodStreamFrame, OpenCall, OpenResult,
+    ANSWER_MESSAGE_TAIL,
+};
+use crate::protocol::{auth, ModelSet};
+use crate::rate_limit::{InboundLimiter, Verdict};
+use crate::session::SessionShared;
+use crate::socket_io::{close_frame, pong_frame};
+use crate::wire_frame::TextFrame;
+
+/// What serving a streaming-method socket needs: the streaming context (configuration,
+/// authentication, metrics, shutdown), the method endpoints and the server handle.
+pub(crate) struct MethodSocketContext<P: ModelSet> {
+    pub(crate) streams: Arc<StreamContext<P>>,
+    pub(crate) methods: Arc<MethodEndpoints<P>>,
+    pub(crate) handle: ServerHandle<P>,
+}
+
+/// The longest part of a bad frame echoed back in a `brm` answer.
+const ECHOED_REQUEST: usize = 256;
+
+/// Serves one upgraded `/v1/websocket` socket until it closes. `auth_key`: the
+/// handshake's key, used by calls whose open command carries none.
+pub(crate) fn run<P: ModelSet>(
+    context: Arc<MethodSocketContext<P>>,
+    io: impl Io,
+    remote_addr: SocketAddr,
+    auth_key: Option<String>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let config = &context.streams.config;
+    let id = context.streams.next_session_id();
+    let span = tracing::info_span!(
+        target: "streampod::method_socket",
+        "method_socket",
+        id,
+        peer = %remote_addr,
+    );
+    let shared = Arc::new(SessionShared::new(
+        id,
+        remote_addr,
+        Limits {
+            frames: config.outbound_queue_frames,
+            bytes: config.outbound_queue_bytes,
+        },
+        context.streams.held_bytes.clone(),
+        config.slow_consumer,
+        false,
+        span.clone(),
+    ));
+    let (read, write) = tokio::io::split(io);
+    let reader = FrameReader::new(config.max_frame_size);
+    let inbound = InboundLimiter::new(config.inbound_rate_limit, std::iter::empty());
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+    let socket = Socket {
+        context,
+        shared,
+        auth_key: auth_key.map(Arc::from),
+        calls: HashMap::new(),
+        ended_tx,
+        ended_rx,
+        next_serial: 0,
+        inbound,
+    };
+    socket.serve(read, write, reader).instrument(span)
+}
+
+/// One open call, as the reader keeps it.
+struct Call {
+    /// Tells this call from an earlier one that used the same id.
+    serial: u64,
+    id: CallId,
+    /// The key form the client opened it in; its frames are answered in it.
+    form: KeyForm,
+    /// Input streams by name; `None` once closed.
+    inputs: Vec<(String, Option<mpsc::Sender<InputEvent>>)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A call task's end, reported to the reader.
+#[derive(Clone, Copy)]
+struct Ended {
+    connection_id: Uuid,
+    serial: u64,
+    /// How the answer stream closed, or `None` when the call was refused at opening.
+    reason: Option<CloseReason>,
+}
+
+struct Socket<P: ModelSet> {
+    context: Arc<MethodSocketContext<P>>,
+    shared: Arc<SessionShared>,
+    auth_key: Option<Arc<str>>,
+    calls: HashMap<Uuid, Call>,
+    ended_tx: mpsc::UnboundedSender<Ended>,
+    ended_rx: mpsc::UnboundedReceiver<Ended>,
+    next_serial: u64,
+    inbound: InboundLimiter,
+}
+
+impl<P: ModelSet> Socket<P> {
+    async fn serve<I: Io>(mut self, mut read: ReadHalf<I>, write: tokio::io::WriteHalf<I>, mut reader: FrameReader) {
+        tracing::debug!(target: "streampod::method_socket", "socket opened");
+        let config = self.context.streams.config.clone();
+        let writer = tokio::spawn(
+            write_loop(
+                write,
+                self.shared.clone(),
+                config.close_timeout,
+                self.context.streams.metrics.writer_batch_frames.clone(),
+            )
+            .in_current_span(),
+        );
+        self.read_loop(&mut read, &mut reader).await;
+        if !self.shared.closing.is_raised() {
+            self.shared.peer_closed();
+        }
+        for (_, call) in self.calls.drain() {
+            call.task.abort();
+        }
+        let grace = config.close_timeout + Duration::from_millis(500);
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            tracing::warn!(target: "streampod::method_socket", "writer did not finish in time");
+        }
+        tracing::debug!(target: "streampod::method_socket", "socket closed");
+    }
+
+    async fn read_loop<I: Io>(&mut self, read: &mut ReadHalf<I>, reader: &mut FrameReader) {
+        let config = self.context.streams.config.clone();
+        let shutdown = self.context.streams.shutdown.clone();
+        let mut keepalive = Keepalive::new(
+            config.keepalive_interval,
+            config.keepalive_timeout,
+            config.first_frame_timeout,
+        );
+        loop {
+            let deadline = keepalive.deadline();
+            tokio::select! {
+                biased;
+                () = self.shared.closing.raised() => return,
+                () = shutdown.cancelled() => {
+                    self.shared.close(CloseCode::Away, "server shutting down");
+                    return;
+                }
+                Some(ended) = self.ended_rx.recv() => self.ended(ended),
+                incoming = reader.next(read) => {
+                    keepalive.activity();
+                    match incoming {
+                        Ok(Incoming::Text(text)) => self.handle_text(&text),
+                        Ok(Incoming::Binary) => self.bad_request("(a binary frame)", "binary frames are not supported; send JSON text frames"),
+                        Ok(Incoming::Ping(payload)) => if self.admit() {
+                            self.shared.outbound.push_control(&pong_frame(&payload), false);
+                        },
+                        Ok(Incoming::Pong) => {}
+                        Ok(Incoming::Close(close)) => {
+                            let reply = close_frame(close.as_ref().map(|(code, reason)| (*code, reason.as_str())));
+                            self.shared.outbound.push_control(&reply, true);
+                            return;
+                        }
+                        Err(error) => {
+                            read_failed(&self.shared, &error);
+                            return;
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => match keepalive.due() {
+                    Due::Ping => self.shared.outbound.ping(),
+                    Due::Unanswered => {
+                        self.shared.abort(CloseCode::Away, "keepalive timeout");
+                        return;
+                    }
+                    Due::Silent => {
+                        self.shared.close(CloseCode::Policy, "no frame received since the socket opened");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a frame is within the inbound rate limit; a client that keeps sending
+    /// past it is closed (a refused frame is answered where it is handled).
+    fn admit(&mut self) -> bool {
+        let (verdict, limit) = self.inbound.take(None);
+        let Some(limit) = limit else {
+            return true;
+        };
+        match verdict {
+            Verdict::Allowed => true,
+            Verdict::Refused => {
+                self.context.streams.metrics.rate_limited.inc();
+                false
+            }
+            Verdict::Abusive => {
+                static ABUSE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+                if let Some(suppressed) = ABUSE.ready() {
+                    tracing::info!(target: "streampod::method_socket", per_second = limit.per_second, burst = limit.burst, suppressed, "closing a client that kept sending past its rate limit");
+                }
+                self.shared
+                    .close(CloseCode::Policy, "inbound rate limit exceeded");
+                false
+            }
+        }
+    }
+
+    /// Queues one frame of the socket's own (answers to the reader's input).
+    fn send(&self, frame: &MethodStreamFrame, form: KeyForm) {
+        self.shared
+            .push(TextFrame::from_text(&frame.to_json(form)));
+    }
+
+    /// Answers a frame that makes no sense with `brm` and closes the socket, as
+    /// Serverpod does (its clients close on `brm` too).
+    fn bad_request(&self, request: &str, why: &str) {
+        static BAD_INPUT: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+        if let Some(suppressed) = BAD_INPUT.ready() {
+            tracing::info!(target: "streampod::method_socket", %why, suppressed, "closing on a bad request");
+        }
+        let mut end = request.len().min(ECHOED_REQUEST);
+        while !request.is_char_boundary(end) {
+            end -= 1;
+        }
+        let frame = MethodStreamFrame::BadRequest {
+            request: request[..end].to_owned(),
+        };
+        self.send(&frame, KeyForm::Short);
+        self.shared
+            .close(CloseCode::Policy, &format!("bad request: {why}"));
+    }
+
+    fn handle_text(&mut self, text: &str) {
+        let admitted = self.admit();
+        let (frame, form) = match MethodStreamFrame::parse(text) {
+            Ok(parsed) => parsed,
+            Err(error) => return self.bad_request(text, &error.to_string()),
+        };
+        if !admitted {
+            return self.refuse(frame, form);
+        }
+        match frame {
+            MethodStreamFrame::Ping => self.send(&MethodStreamFrame::Pong, form),
+            MethodStreamFrame::Pong | MethodStreamFrame::OpenResponse { .. } => {}
+            MethodStreamFrame::Open(open) => self.open(open, form),
+            MethodStreamFrame::Message {
+                call,
+                parameter: Some(parameter),
+                object,
+            } => match RawValue::from_string(object) {
+                Ok(object) => self.feed(&call, &parameter, InputEvent::Value(object), form),
+                Err(_) => self.bad_request(text, "'o' is not JSON"),
+            },
+            MethodStreamFrame::Exception {
+                call,
+                parameter: Some(parameter),
+                exception,
+            } => match RawValue::from_string(exception) {
+                Ok(exception) => {
+                    self.feed(&call, &parameter, InputEvent::Exception(exception), form);
+                    self.close_input(&call, &parameter, None);
+                }
+                Err(_) => self.bad_request(text, "'ex' is not JSON"),
+            },
+            MethodStreamFrame::Message { parameter: None, .. }
+            | MethodStreamFrame::Exception { parameter: None, .. } => self.bad_request(
+                text,
+                "the answer stream is the server's: messages from the client name an input stream ('p')",
+            ),
+            MethodStreamFrame::Close {
+                call,
+                parameter: Some(parameter),
+                reason,
+            } => {
+                let event = (reason == CloseReason::Error).then_some(InputEvent::ClosedWithError);
+                self.close_input(&call, &parameter, event);
+            }
+            MethodStreamFrame::Close {
+                call,
+                parameter: None,
+                reason,
+            } => self.cancel(&call, reason),
+            MethodStreamFrame::BadRequest { request } => {
+                tracing::debug!(target: "streampod::method_socket", %request, "the client reported a bad request; closing");
+                self.shared
+                    .close(CloseCode::Normal, "the client reported a bad request");
+            }
+            // A frame kind added to the protocol later.
+            _ => self.bad_request(text, "not a frame a client sends"),
+        }
+    }
+
+    /// Answers a frame refused by the rate limit in the terms of its kind: an open is
+    /// refused, a value's input stream is closed with `error` (the value is lost, and
+    /// the method learns so), anything else is dropped.
+    fn refuse(&mut self, frame: MethodStreamFrame, form: KeyForm) {
+        static REFUSED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+        if let Some(suppressed) = REFUSED.ready() {
+            tracing::info!(target: "streampod::method_socket", suppressed, "frame over the inbound rate limit refused");
+        }
+        match frame {
+            MethodStreamFrame::Open(open) => self.send(
+                &MethodStreamFrame::OpenResponse {
+                    call: open.call,
+                    result: OpenResult::InvalidArguments,
+                },
+                form,
+            ),
+            MethodStreamFrame::Message {
+                call,
+                parameter: Some(parameter),
+                ..
+            } => {
+                self.close_input(&call, &parameter, Some(InputEvent::ClosedWithError));
+            }
+            _ => {}
+        }
+    }
+
+    fn open(&mut self, open: OpenCall, form: KeyForm) {
+        let connection_id = open.call.connection_id;
+        if self.calls.contains_key(&connection_id) {
+            return self.bad_request(
+                &connection_id.to_string(),
+                "a call with this connection id is already open",
+            );
+        }
+        let refuse = |socket: &Self, result: OpenResult, why: &str| {
+            tracing::debug!(target: "streampod::method_socket", endpoint = %open.call.endpoint, method = %open.call.method, %why, result = result.as_str(), "call refused");
+            socket.send(
+                &MethodStreamFrame::OpenResponse {
+                    call: open.call.clone(),
+                    result,
+                },
+                form,
+            );
+        };
+        let limit = self.context.streams.config.max_method_calls_per_socket;
+        if self.calls.len() >= limit {
+            static FULL: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+            if let Some(suppressed) = FULL.ready() {
+                tracing::warn!(target: "streampod::method_socket", limit, suppressed, "a socket asked for more streaming calls than max_method_calls_per_socket; refused");
+            }
+            return refuse(self, OpenResult::InvalidArguments, "too many open calls");
+        }
+        let Some((endpoint, methods)) = self.context.methods.get(&open.call.endpoint).cloned()
+        else {
+            return refuse(self, OpenResult::EndpointNotFound, "no such endpoint");
+        };
+        let table = methods.method_table();
+        let Some(index) = table.iter().position(|m| m.name == open.call.method) else {
+            return refuse(self, OpenResult::EndpointNotFound, "no such method");
+        };
+        let info: &'static MethodInfo = &table[index];
+        if !info.streaming {
+            return refuse(
+                self,
+                OpenResult::EndpointNotFound,
+                "not a streaming method (call it over HTTP)",
+            );
+        }
+        let mut requested: Vec<&str> = open.input_streams.iter().map(String::as_str).collect();
+        requested.sort_unstable();
+        let mut expected: Vec<&str> = info.input_streams.to_vec();
+        expected.sort_unstable();
+        if requested != expected {
+            return refuse(
+                self,
+                OpenResult::InvalidArguments,
+                "the input streams differ from the method's",
+            );
+        }
+        let Ok(args) = serde_json::from_str::<HashMap<String, Box<RawValue>>>(&open.args) else {
+            return refuse(self, OpenResult::InvalidArguments, "'args' is not a JSON object");
+        };
+        let queue = self.context.streams.config.method_stream_queue.max(2);
+        let mut inputs = Vec::with_capacity(info.input_streams.len());
+        let mut receivers = Vec::with_capacity(info.input_streams.len());
+        for name in info.input_streams {
+            let (sender, receiver) = mpsc::channel(queue);
+            inputs.push(((*name).to_owned(), Some(sender)));
+            receivers.push(((*name).to_owned(), receiver));
+        }
+        // The call's own key, else the handshake's (Serverpod 4's cookie mode has no
+        // cookie here: streampod keeps keys out of cookies).
+        let key = open
+            .authentication
+            .map(Arc::from)
+            .or_else(|| self.auth_key.clone());
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let task = CallTask {
+            context: self.context.clone(),
+            shared: self.shared.clone(),
+            methods,
+            endpoint,
+            index,
+            info,
+            call: open.call.clone(),
+            form,
+            ended: self.ended_tx.clone(),
+            serial,
+        };
+        let span = tracing::debug_span!(target: "streampod::method_socket", "call", endpoint = %open.call.endpoint, method = info.name, cid = %connection_id);
+        let task = tokio::spawn(task.run(key, args, Inputs::new(receivers)).instrument(span));
+        self.calls.insert(
+            connection_id,
+            Call {
+                serial,
+                id: open.call,
+                form,
+                inputs,
+                task,
+            },
+        );
+    }
+
+    /// Hands `event` to an input stream; a value for a stream that is not open, or one
+    /// that would overflow its queue, closes that input stream with `error`.
+    fn feed(&mut self, call: &CallId, parameter: &str, event: InputEvent, form: KeyForm) {
+        let sender = self
+            .calls
+            .get(&call.connection_id)
+            .filter(|open| open.id.endpoint == call.endpoint && open.id.method == call.method)
+            .and_then(|open| open.inputs.iter().find(|(name, _)| name == parameter))
+            .and_then(|(_, sender)| sender.as_ref());
+        let Some(sender) = sender else {
+            // Not (or no longer) open: Serverpod answers so.
+            return self.send(
+                &MethodStreamFrame::Close {
+                    call: call.clone(),
+                    parameter: Some(parameter.to_owned()),
+                    reason: CloseReason::Error,
+                },
+                form,
+            );
+        };
+        // The last slot is kept for the overflow notice.
+        let result = if sender.capacity() > 1 {
+            sender.try_send(event).map_err(|_| ())
+        } else {
+            Err(())
+        };
+        if result.is_err() {
+            static OVERFLOW: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+            if let Some(suppressed) = OVERFLOW.ready() {
+                tracing::info!(target: "streampod::method_socket", endpoint = %call.endpoint, method = %call.method, parameter, suppressed, "input stream closed: the client sent faster than the method read (or the method stopped reading)");
+            }
+            self.close_input(call, parameter, Some(InputEvent::Overflow));
+            self.send(
+                &MethodStreamFrame::Close {
+                    call: call.clone(),
+                    parameter: Some(parameter.to_owned()),
+                    reason: CloseReason::Error,
+                },
+                form,
+            );
+        }
+    }
+
+    /// Ends an input stream (after `last`, if any).
+    fn close_input(&mut self, call: &CallId, parameter: &str, last: Option<InputEvent>) {
+        let Some(open) = self.calls.get_mut(&call.connection_id) else {
+            return;
+        };
+        if let Some((_, sender)) = open.inputs.iter_mut().find(|(name, _)| name == parameter) {
+            if let (Some(sender), Some(last)) = (sender.take(), last) {
+                // Full or gone: the method ends the stream either way.
+                let _ = sender.try_send(last);
+            }
+        }
+    }
+
+    /// The client closed a whole call: its task is aborted (dropping the method's
+    /// future), and the close is confirmed.
+    fn cancel(&mut self, call: &CallId, reason: CloseReason) {
+        let Some(open) = self.calls.remove(&call.connection_id) else {
+            return;
+        };
+        open.task.abort();
+        self.closed(&open, reason);
+    }
+
+    /// A call task ended: forget it and close its inputs.
+    fn ended(&mut self, ended: Ended) {
+        let Some(open) = self.calls.get(&ended.connection_id) else {
+            return;
+        };
+        if open.serial != ended.serial {
+            return;
+        }
+        let Some(open) = self.calls.remove(&ended.connection_id) else {
+            return;
+        };
+        if let Some(reason) = ended.reason {
+            // The task already sent the call's close.
+            self.close_inputs(&open, reason);
+        }
+    }
+
+    /// Sends the close of a call and of its inputs still open.
+    fn closed(&self, open: &Call, reason: CloseReason) {
+        self.send(
+            &MethodStreamFrame::Close {
+                call: open.id.clone(),
+                parameter: None,
+                reason,
+            },
+            open.form,
+        );
+        self.close_inputs(open, reason);
+    }
+
+    fn close_inputs(&self, open: &Call, reason: CloseReason) {
+        for (name, sender) in &open.inputs {
+            if sender.is_some() {
+                self.send(
+                    &MethodStreamFrame::Close {
+                        call: open.id.clone(),
+                        parameter: Some(name.clone()),
+                        reason,
+                    },
+                    open.form,
+                );
+            }
+        }
+    }
+}
+
+/// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
+/// peer vanished.
+fn read_failed(shared: &SessionShared, error: &ReadError) {
+    let code = match error {
+        ReadError::Utf8 => CloseCode::Invalid,
+        ReadError::TooLarge { .. } => CloseCode::Size,
+        ReadError::Protocol(_) => CloseCode::Protocol,
+        ReadError::Ended | ReadError::Io(_) => {
+            tracing::debug!(target: "streampod::method_socket", %error, "peer went away");
+            return;
+        }
+    };
+    tracing::debug!(target: "streampod::method_socket", code = u16::from(code), %error, "closing on bad input");
+    shared.close(code, &error.to_string());
+}
+
+/// One call, run on a task of its own.
+struct CallTask<P: ModelSet> {
+    context: Arc<MethodSocketContext<P>>,
+    shared: Arc<SessionShared>,
+    methods: Arc<dyn Methods<P>>,
+    endpoint: Arc<str>,
+    index: usize,
+    info: &'static MethodInfo,
+    call: CallId,
+    form: KeyForm,
+    ended: mpsc::UnboundedSender<Ended>,
+    serial: u64,
+}
+
+impl<P: ModelSet> CallTask<P> {
+    async fn run(
+        self,
+        key: Option<Arc<str>>,
+        args: HashMap<String, Box<RawValue>>,
+        inputs: Inputs,
+    ) {
+        let reason = match self.authorize(key.as_deref()).await {
+            Ok(auth) => self.serve(auth, args, inputs).await,
+            Err(result) => {
+                self.respond(result);
+                None
+            }
+        };
+        let _ = self.ended.send(Ended {
+            connection_id: self.call.connection_id,
+            serial: self.serial,
+            reason,
+        });
+    }
+
+    fn respond(&self, result: OpenResult) {
+        let frame = MethodStreamFrame::OpenResponse {
+            call: self.call.clone(),
+            result,
+        };
+        self.shared
+            .push(TextFrame::from_text(&frame.to_json(self.form)));
+    }
+
+    /// Who the key signs in, and whether the method lets them in, as for HTTP calls.
+    async fn authorize(&self, key: Option<&str>) -> Result<Option<Arc<AuthInfo>>, OpenResult> {
+        let auth = match (key, &self.context.streams.authentication) {
+            (Some(key), Some(handler)) => handler
+                .authenticate(&auth::unwrap_key(key))
+                .await
+                .map(Arc::new),
+            _ => None,
+        };
+        let info = self.info;
+        if info.require_login || !info.scopes.is_empty() {
+            let Some(auth) = &auth else {
+                tracing::debug!(target: "streampod::method_socket", with_key = key.is_some(), "not signed in");
+                return Err(OpenResult::AuthenticationFailed);
+            };
+            if let Some(missing) = info
+                .scopes
+                .iter()
+                .find(|s| !auth.scopes.iter().any(|held| held.as_str() == **s))
+            {
+                tracing::debug!(target: "streampod::method_socket", scope = missing, "scope missing");
+                return Err(OpenResult::AuthorizationDeclined);
+            }
+        }
+        Ok(auth)
+    }
+
+    /// Opens the method and forwards its answer stream; the close reason sent.
+    async fn serve(
+        &self,
+        auth: Option<Arc<AuthInfo>>,
+        args: HashMap<String, Box<RawValue>>,
+        inputs: Inputs,
+    ) -> Option<CloseReason> {
+        let session = Session {
+            auth,
+            remote_addr: self.shared.remote_addr,
+            endpoint: self.endpoint.clone(),
+            method: self.info.name,
+            server: self.context.handle.clone(),
+        };
+        let stream = match self.methods.open_stream(
+            self.index,
+            &session,
+            Args::new(args, self.info),
+            inputs,
+        ) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(target: "streampod::method_socket", %error, "arguments refused");
+                self.respond(OpenResult::InvalidArguments);
+                return None;
+            }
+        };
+        self.respond(OpenResult::Success);
+        let head = answer_message_head(&self.call, self.form);
+        let slots = Arc::new(Semaphore::new(
+            self.context.streams.config.method_stream_queue.max(1),
+        ));
+        let mut stream = AssertUnwindSafe(stream).catch_unwind();
+        let reason = loop {
+            let failure = match stream.next().await {
+                None => break CloseReason::Done,
+                Some(Ok(Ok(object))) => {
+                    // A slot frees when the writer has written the frame: a client
+                    // that reads slowly pauses this call's stream, not the others.
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        break CloseReason::Error;
+                    };
+                    let mut text =
+                        String::with_capacity(head.len() + object.len() + ANSWER_MESSAGE_TAIL.len());
+                    text.push_str(&head);
+                    text.push_str(&object);
+                    text.push_str(ANSWER_MESSAGE_TAIL);
+                    let frame = TextFrame::from_text(&text).holding(slot);
+                    match self.shared.push(frame) {
+                        Push::Closed | Push::Overflow => return Some(CloseReason::Error),
+                        _ => continue,
+                    }
+                }
+                Some(Ok(Err(error))) => error,
+                Some(Err(panic)) => crate::methods::MethodError::internal(panic_message(&*panic)),
+            };
+            if failure.is_exception() {
+                let frame = MethodStreamFrame::Exception {
+                    call: self.call.clone(),
+                    parameter: None,
+                    exception: failure.body().to_owned(),
+                };
+                self.shared
+                    .push(TextFrame::from_text(&frame.to_json(self.form)));
+            }
+            match failure.detail() {
+                Some(detail) => {
+                    tracing::error!(target: "streampod::method_socket", error = %detail, "streaming method failed");
+                }
+                None => {
+                    tracing::debug!(target: "streampod::method_socket", error = %failure, "streaming method ended with an error");
+                }
+            }
+            break CloseReason::Error;
+        };
+        let frame = MethodStreamFrame::Close {
+            call: self.call.clone(),
+            parameter: None,
+            reason,
+        };
+        self.shared
+            .push(TextFrame::from_text(&frame.to_json(self.form)));
+        Some(reason)
+    }
+}

@@ -1,0 +1,610 @@
+//! Serverpod's streaming methods on `/v1/websocket`, over real sockets, with a client
+//! written here from the protocol (JSON built by hand, not streampod's frame types):
+//! each open result, values both ways, exceptions, closes both ways, cancellation by
+//! close and by socket drop, many calls on one socket and many sockets at once.
+
+// Test helpers panic on failure by design: a panic is the test failing with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// `Live` is a fixture whose method names say what each exercises.
+#![allow(missing_docs, missing_debug_implementations)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{stream, SinkExt, Stream, StreamExt};
+use serde_json::{json, Value};
+use streampod::auth::{self, AuthInfo, Scope};
+use streampod::{endpoint, MethodStream, Server, ServerConfig, Session};
+use streampod_tests::fixtures::{ChatMessage, Protocol, RoomNotFound};
+use streampod_tests::http::post;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Counts drops of the futures and streams of `forever`.
+#[derive(Default)]
+pub struct Live {
+    dropped: Arc<AtomicUsize>,
+}
+
+/// Adds one to a counter when dropped: the method's state went away.
+struct DropGuard(Arc<AtomicUsize>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[endpoint]
+impl Live {
+    /// `from` to `to`, then the end.
+    pub async fn count(&self, from: i64, to: i64) -> impl Stream<Item = i64> {
+        stream::iter(from..=to)
+    }
+
+    /// Each message back, its content upper-cased.
+    pub async fn shout(
+        &self,
+        messages: MethodStream<ChatMessage>,
+    ) -> impl Stream<Item = ChatMessage> {
+        messages.map(|mut message| {
+            message.content = message.content.to_uppercase();
+            message
+        })
+    }
+
+    /// The sum of the numbers sent, once the client closes its stream.
+    pub async fn sum(&self, numbers: MethodStream<i64>) -> i64 {
+        numbers.fold(0, |sum, n| async move { sum + n }).await
+    }
+
+    /// One value, then an exception.
+    pub async fn fail_after_one(&self) -> impl Stream<Item = Result<i64, RoomNotFound>> {
+        stream::iter([
+            Ok(1),
+            Err(RoomNotFound {
+                room_id: "r1".into(),
+                message: None,
+            }),
+        ])
+    }
+
+    /// Refuses an unknown room before streaming.
+    pub async fn open_room(
+        &self,
+        room_id: String,
+    ) -> Result<impl Stream<Item = String>, RoomNotFound> {
+        if room_id != "lobby" {
+            return Err(RoomNotFound {
+                room_id,
+                message: Some("no such room".into()),
+            });
+        }
+        Ok(stream::iter(["welcome".to_owned()]))
+    }
+
+    /// A tick every 10 ms, never ending; its guard counts when it is dropped.
+    pub async fn forever(&self) -> impl Stream<Item = i64> {
+        let guard = DropGuard(self.dropped.clone());
+        stream::unfold((0, guard), |(n, guard)| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((n, (n + 1, guard)))
+        })
+    }
+
+    /// As fast as the socket takes them.
+    pub async fn flood(&self) -> impl Stream<Item = String> {
+        stream::iter(0..).map(|n: u64| format!("value {n} {}", "x".repeat(200)))
+    }
+
+    /// Never reads its input.
+    pub async fn deaf(&self, numbers: MethodStream<i64>) -> impl Stream<Item = i64> {
+        let _kept = numbers;
+        stream::pending()
+    }
+
+    #[method(require_login)]
+    pub async fn whoami(&self, session: &Session<Protocol>) -> impl Stream<Item = String> {
+        stream::iter(session.authenticated_user_id().map(str::to_owned))
+    }
+
+    #[method(scopes("admin"))]
+    pub async fn admin_feed(&self) -> impl Stream<Item = i64> {
+        stream::iter([7])
+    }
+
+    /// A plain method: called over HTTP, not opened as a stream.
+    pub async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+}
+
+const ADMIN: Scope = Scope::from_static("admin");
+
+async fn start_with(live: Live, config: ServerConfig) -> Server<Protocol> {
+    Server::builder()
+        .methods("live", live)
+        .authentication(auth::from_fn(|key: String| async move {
+            match key.as_str() {
+                "ann" => Some(AuthInfo::new("1")),
+                "root" => Some(AuthInfo::new("2").with_scopes([ADMIN])),
+                _ => None,
+            }
+        }))
+        .config(config)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+async fn start() -> Server<Protocol> {
+    start_with(Live::default(), ServerConfig::default()).await
+}
+
+/// The connection id of call `n`.
+fn cid(n: usize) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// A streaming-method client written from the protocol description.
+struct Raw {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/websocket"))
+            .await
+            .unwrap();
+        Self { ws }
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_owned())).await.unwrap();
+    }
+
+    /// The next text frame as JSON; `None` once the socket closed.
+    async fn try_next(&mut self) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")?;
+            match message {
+                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Value {
+        self.try_next().await.expect("the socket is open")
+    }
+
+    async fn open(&mut self, n: usize, method: &str, args: Value, inputs: &[&str]) {
+        self.send(json!({"type": "omsc", "data": {
+            "en": "live", "m": method, "cid": cid(n),
+            "args": args.to_string(), "is": inputs,
+        }}))
+        .await;
+    }
+
+    async fn open_with_key(&mut self, n: usize, method: &str, key: &str) {
+        self.send(json!({"type": "omsc", "data": {
+            "en": "live", "m": method, "cid": cid(n), "args": "{}", "is": [], "auth": key,
+        }}))
+        .await;
+    }
+
+    /// Opens call `n` and checks it was opened.
+    async fn open_ok(&mut self, n: usize, method: &str, args: Value, inputs: &[&str]) {
+        self.open(n, method, args, inputs).await;
+        let answer = self.next().await;
+        assert_eq!(answer["type"], "omsr", "{answer}");
+        assert_eq!(answer["data"]["res"], "success", "{answer}");
+        assert_eq!(answer["data"]["cid"], cid(n));
+    }
+
+    async fn input(&mut self, n: usize, method: &str, parameter: &str, class: &str, data: Value) {
+        self.send(json!({"type": "msm", "data": {
+            "en": "live", "m": method, "cid": cid(n), "p": parameter,
+            "o": {"className": class, "data": data},
+        }}))
+        .await;
+    }
+
+    async fn close_call(&mut self, n: usize, method: &str, parameter: Option<&str>) {
+        let mut data = json!({"en": "live", "m": method, "cid": cid(n), "cr": "done"});
+        if let Some(parameter) = parameter {
+            data["p"] = json!(parameter);
+        }
+        self.send(json!({"type": "cmsc", "data": data})).await;
+    }
+}
+
+/// The `o.data` of an answer-stream message, checking its shape.
+fn value_of(frame: &Value, n: usize) -> Value {
+    assert_eq!(frame["type"], "msm", "{frame}");
+    assert_eq!(frame["data"]["cid"], cid(n), "{frame}");
+    assert!(frame["data"].get("p").is_none(), "{frame}");
+    frame["data"]["o"]["data"].clone()
+}
+
+fn is_close(frame: &Value, n: usize, parameter: Option<&str>, reason: &str) -> bool {
+    frame["type"] == "cmsc"
+        && frame["data"]["cid"] == cid(n)
+        && frame["data"].get("p").and_then(Value::as_str) == parameter
+        && frame["data"]["cr"] == reason
+}
+
+#[tokio::test]
+async fn an_opened_call_streams_its_values_then_closes_done() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client
+        .open_ok(1, "count", json!({"from": 1, "to": 3}), &[])
+        .await;
+    for expected in 1..=3 {
+        let frame = client.next().await;
+        assert_eq!(value_of(&frame, 1), json!(expected));
+        assert_eq!(frame["data"]["o"]["className"], "int");
+        assert_eq!(frame["data"]["en"], "live");
+        assert_eq!(frame["data"]["m"], "count");
+    }
+    let close = client.next().await;
+    assert!(is_close(&close, 1, None, "done"), "{close}");
+
+    // The ping command is answered, and the socket stays open for more calls.
+    client.send(json!({"type": "ping", "data": {}})).await;
+    assert_eq!(client.next().await, json!({"type": "pong"}));
+    client
+        .open_ok(2, "count", json!({"from": 5, "to": 5}), &[])
+        .await;
+    assert_eq!(value_of(&client.next().await, 2), json!(5));
+    assert!(is_close(&client.next().await, 2, None, "done"));
+}
+
+#[tokio::test]
+async fn a_client_of_the_2_1_pre_releases_is_answered_in_long_keys() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client
+        .send(json!({"type": "open_method_stream_command", "data": {
+            "endpoint": "live", "method": "count", "connectionId": cid(1),
+            "args": "{\"from\":1,\"to\":1}", "inputStreams": [],
+        }}))
+        .await;
+    let answer = client.next().await;
+    assert_eq!(answer["type"], "open_method_stream_response", "{answer}");
+    assert_eq!(answer["data"]["responseType"], "success");
+    let message = client.next().await;
+    assert_eq!(message["type"], "method_message", "{message}");
+    assert_eq!(message["data"]["object"]["data"], 1);
+    assert_eq!(message["data"]["connectionId"], cid(1));
+    let close = client.next().await;
+    assert_eq!(close["type"], "close_method_stream_command", "{close}");
+    assert_eq!(close["data"]["reason"], "done");
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_open_result() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut client = Raw::connect(addr).await;
+    let mut n = 0;
+    let mut expect = |result: &'static str| {
+        n += 1;
+        (n, result)
+    };
+    let cases: Vec<((usize, &str), Value)> = vec![
+        (
+            expect("endpointNotFound"),
+            json!({"en": "nope", "m": "count", "args": "{}", "is": []}),
+        ),
+        (
+            expect("endpointNotFound"),
+            json!({"en": "live", "m": "nope", "args": "{}", "is": []}),
+        ),
+        // A plain method is not opened as a stream (Serverpod says not found too).
+        (
+            expect("endpointNotFound"),
+            json!({"en": "live", "m": "add", "args": "{\"a\":1,\"b\":2}", "is": []}),
+        ),
+        (
+            expect("authenticationFailed"),
+            json!({"en": "live", "m": "whoami", "args": "{}", "is": []}),
+        ),
+        (
+            expect("authenticationFailed"),
+            json!({"en": "live", "m": "whoami", "args": "{}", "is": [], "auth": "Bearer wrong"}),
+        ),
+        (
+            expect("authorizationDeclined"),
+            json!({"en": "live", "m": "adminFeed", "args": "{}", "is": [], "auth": "Bearer ann"}),
+        ),
+        (
+            expect("invalidArguments"),
+            json!({"en": "live", "m": "count", "args": "{\"from\":1}", "is": []}),
+        ),
+        (
+            expect("invalidArguments"),
+            json!({"en": "live", "m": "count", "args": "{\"from\":\"one\",\"to\":2}", "is": []}),
+        ),
+        (
+            expect("invalidArguments"),
+            json!({"en": "live", "m": "count", "args": "not json", "is": []}),
+        ),
+        (
+            expect("invalidArguments"),
+            json!({"en": "live", "m": "sum", "args": "{}", "is": []}),
+        ),
+        (
+            expect("invalidArguments"),
+            json!({"en": "live", "m": "sum", "args": "{}", "is": ["numbers", "extra"]}),
+        ),
+    ];
+    for ((n, result), mut data) in cases {
+        data["cid"] = json!(cid(n));
+        client.send(json!({"type": "omsc", "data": data})).await;
+        let answer = client.next().await;
+        assert_eq!(answer["type"], "omsr", "{answer}");
+        assert_eq!(answer["data"]["cid"], cid(n));
+        assert_eq!(answer["data"]["res"], result, "case {n}: {answer}");
+    }
+    // The refusals left the socket usable; the right keys open the calls.
+    client.open_with_key(100, "whoami", "Bearer ann").await;
+    assert_eq!(client.next().await["data"]["res"], "success");
+    assert_eq!(value_of(&client.next().await, 100), json!("1"));
+    assert!(is_close(&client.next().await, 100, None, "done"));
+    client.open_with_key(101, "adminFeed", "root").await;
+    assert_eq!(client.next().await["data"]["res"], "success");
+    assert_eq!(value_of(&client.next().await, 101), json!(7));
+
+    // Over HTTP, a streaming method says where it is served.
+    let answer = post(addr, "/live/count", r#"{"from":1,"to":2}"#).await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/websocket"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn inputs_and_outputs_of_two_calls_interleave_on_one_socket() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "shout", json!({}), &["messages"]).await;
+    client.open_ok(2, "shout", json!({}), &["messages"]).await;
+    let chat = |text: &str| json!({"senderName": "a", "content": text, "channelId": "c"});
+    for round in 0..5 {
+        for n in [1, 2] {
+            let text = format!("call {n} round {round}");
+            client
+                .input(n, "shout", "messages", "ChatMessage", chat(&text))
+                .await;
+            let frame = client.next().await;
+            let value = value_of(&frame, n);
+            assert_eq!(frame["data"]["o"]["className"], "ChatMessage");
+            assert_eq!(value["content"], text.to_uppercase());
+        }
+    }
+    // Closing call 1's input ends call 1 only; call 2 goes on.
+    client.close_call(1, "shout", Some("messages")).await;
+    assert!(is_close(&client.next().await, 1, None, "done"));
+    client
+        .input(2, "shout", "messages", "ChatMessage", chat("still here"))
+        .await;
+    assert_eq!(value_of(&client.next().await, 2)["content"], "STILL HERE");
+
+    // A method answering one value: the sum once its input closes.
+    client.open_ok(3, "sum", json!({}), &["numbers"]).await;
+    for number in [1, 2, 39] {
+        client
+            .input(3, "sum", "numbers", "int", json!(number))
+            .await;
+    }
+    client.close_call(3, "sum", Some("numbers")).await;
+    assert_eq!(value_of(&client.next().await, 3), json!(42));
+    assert!(is_close(&client.next().await, 3, None, "done"));
+
+    // A value for an input that is not open is answered with an error close.
+    client.input(9, "sum", "numbers", "int", json!(1)).await;
+    assert!(is_close(&client.next().await, 9, Some("numbers"), "error"));
+}
+
+#[tokio::test]
+async fn exceptions_reach_the_client_and_close_the_call_with_error() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "failAfterOne", json!({}), &[]).await;
+    assert_eq!(value_of(&client.next().await, 1), json!(1));
+    let exception = client.next().await;
+    assert_eq!(exception["type"], "msse", "{exception}");
+    assert_eq!(exception["data"]["ex"]["className"], "RoomNotFound");
+    assert_eq!(exception["data"]["ex"]["data"]["roomId"], "r1");
+    assert!(is_close(&client.next().await, 1, None, "error"));
+
+    // Refused before streaming: opened, then the exception and the close.
+    client
+        .open_ok(2, "openRoom", json!({"roomId": "attic"}), &[])
+        .await;
+    let exception = client.next().await;
+    assert_eq!(exception["type"], "msse", "{exception}");
+    assert_eq!(exception["data"]["ex"]["data"]["message"], "no such room");
+    assert!(is_close(&client.next().await, 2, None, "error"));
+    client
+        .open_ok(3, "openRoom", json!({"roomId": "lobby"}), &[])
+        .await;
+    assert_eq!(value_of(&client.next().await, 3), json!("welcome"));
+    assert!(is_close(&client.next().await, 3, None, "done"));
+}
+
+#[tokio::test]
+async fn closing_one_call_cancels_it_and_the_other_goes_on() {
+    let live = Live::default();
+    let dropped = live.dropped.clone();
+    let server = start_with(live, ServerConfig::default()).await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "forever", json!({}), &[]).await;
+    client.open_ok(2, "forever", json!({}), &[]).await;
+    client.close_call(1, "forever", None).await;
+    let mut after_close = Vec::new();
+    let mut closed = false;
+    while after_close.len() < 10 {
+        let frame = client.next().await;
+        if is_close(&frame, 1, None, "done") {
+            closed = true;
+            continue;
+        }
+        if closed {
+            after_close.push(frame["data"]["cid"].clone());
+        }
+    }
+    assert!(closed);
+    assert!(
+        after_close.iter().all(|id| *id == json!(cid(2))),
+        "{after_close:?}"
+    );
+    streampod_tests::eventually("call 1's stream was dropped", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_socket_cancels_its_calls() {
+    let live = Live::default();
+    let dropped = live.dropped.clone();
+    let server = start_with(live, ServerConfig::default()).await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    for n in 1..=3 {
+        client.open_ok(n, "forever", json!({}), &[]).await;
+    }
+    // No close frame: the TCP connection just goes.
+    drop(client);
+    streampod_tests::eventually("the three calls' streams were dropped", || {
+        dropped.load(Ordering::SeqCst) == 3
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fast_call_does_not_crowd_out_another_on_the_same_socket() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    // Both open at once, so the flood has not filled the TCP buffers yet when the
+    // count starts.
+    client.open(1, "flood", json!({}), &[]).await;
+    client
+        .open(2, "count", json!({"from": 1, "to": 50}), &[])
+        .await;
+    // The flood holds at most its queue's worth of frames ahead of the count.
+    let mut counted = Vec::new();
+    let mut read = 0;
+    while counted.len() < 50 {
+        let frame = client.next().await;
+        read += 1;
+        if frame["data"]["cid"] == json!(cid(2)) && frame["type"] == "msm" {
+            counted.push(frame["data"]["o"]["data"].as_i64().unwrap());
+        }
+        assert!(read < 50 * 40, "the count was starved");
+    }
+    assert_eq!(counted, (1..=50).collect::<Vec<_>>());
+    client.close_call(1, "flood", None).await;
+}
+
+#[tokio::test]
+async fn an_input_sent_faster_than_read_is_closed_with_error() {
+    let server = start_with(
+        Live::default(),
+        ServerConfig::default().method_stream_queue(4),
+    )
+    .await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "deaf", json!({}), &["numbers"]).await;
+    for n in 0..10 {
+        client.input(1, "deaf", "numbers", "int", json!(n)).await;
+    }
+    let frame = client.next().await;
+    assert!(is_close(&frame, 1, Some("numbers"), "error"), "{frame}");
+}
+
+#[tokio::test]
+async fn a_bad_frame_is_answered_with_brm_and_the_socket_closes() {
+    let server = start().await;
+    for (bad, why) in [
+        ("not json", "not a streaming-method frame"),
+        (r#"{"type":"teleport","data":{}}"#, "unknown message type"),
+    ] {
+        let mut client = Raw::connect(server.local_addr()).await;
+        client.send_text(bad).await;
+        let answer = client.next().await;
+        assert_eq!(answer["type"], "brm", "{answer}");
+        assert_eq!(answer["data"]["req"], bad);
+        assert_eq!(client.try_next().await, None, "{why}: the socket closes");
+    }
+    // A message on the answer stream (no `p`) is the server's to send.
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "forever", json!({}), &[]).await;
+    client
+        .send(json!({"type": "msm", "data": {"en": "live", "m": "forever", "cid": cid(1), "o": {"className": "int", "data": 1}}}))
+        .await;
+    loop {
+        match client.try_next().await {
+            Some(frame) if frame["type"] == "brm" => break,
+            Some(_) => {}
+            None => panic!("closed without brm"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_calls_on_a_hundred_sockets() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let clients = (0..100).map(|_| async move {
+        let mut client = Raw::connect(addr).await;
+        for n in 0..10 {
+            client
+                .open(n, "count", json!({"from": 0, "to": 19}), &[])
+                .await;
+        }
+        let mut next = [0_i64; 10];
+        let mut done = 0;
+        while done < 10 {
+            let frame = client.next().await;
+            let id = frame["data"]["cid"].as_str().unwrap().to_owned();
+            let n: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+            match frame["type"].as_str().unwrap() {
+                "omsr" => assert_eq!(frame["data"]["res"], "success"),
+                "msm" => {
+                    assert_eq!(frame["data"]["o"]["data"], json!(next[n]), "in order");
+                    next[n] += 1;
+                }
+                "cmsc" => {
+                    assert_eq!(frame["data"]["cr"], "done");
+                    assert_eq!(next[n], 20);
+                    done += 1;
+                }
+                other => panic!("unexpected {other}: {frame}"),
+            }
+        }
+    });
+    futures_util::future::join_all(clients).await;
+}
