@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use streampod::cluster::ClusterState;
-use streampod::messages::{ChannelConfig, HistoryConfig, Reach, SessionMessages};
+use streampod::messages::{ChannelConfig, HistoryConfig, MessageCentral, Reach};
 use streampod::protocol::types::DateTime;
 use streampod::{
     endpoint, Endpoint, EndpointError, ModelSet, RateLimitedLog, Session, StreamingSession,
@@ -108,9 +109,8 @@ impl ChatEndpoint {
 
     /// Before the first join: every room has presence (its member counts come from it,
     /// right across servers) and, if asked, history.
-    fn configure_rooms(&self, messages: &SessionMessages<Protocol>) {
+    fn configure_rooms(&self, central: &MessageCentral<Protocol>) {
         self.rooms_configured.get_or_init(|| {
-            let central = messages.central_handle();
             let mut config = ChannelConfig::default().with_presence();
             if let Some(history) = self.room_history {
                 config = config.with_history(history);
@@ -217,7 +217,7 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 }
                 // Members are counted from presence (see `members`).
                 if subscription.subscribe {
-                    self.configure_rooms(&messages);
+                    self.configure_rooms(&messages.central_handle());
                     let nickname = subscription.nickname.as_deref().unwrap_or_default();
                     let (listed_as, _) = author(session, nickname);
                     match messages.join_with_info(&room_channel(&room), &listed_as) {
@@ -299,6 +299,32 @@ impl Endpoint<Protocol> for ChatEndpoint {
 
 #[endpoint]
 impl ChatEndpoint {
+    /// The messages posted to room `channelId` from now on, as a streaming method
+    /// (Serverpod 2.1+ clients, `/v1/websocket`): the call joins the room through the
+    /// message central and leaves it when the client closes the call. Posting stays on
+    /// the `/websocket` stream (or any method that posts to the room).
+    pub async fn messages(
+        &self,
+        session: &Session<Protocol>,
+        channel_id: String,
+    ) -> Result<impl Stream<Item = ChatMessage> + Send + 'static, InvalidRequest> {
+        if channel_id.is_empty() {
+            return Err(InvalidRequest {
+                message: "channelId cannot be empty".into(),
+                field: Some("channelId".into()),
+            });
+        }
+        let central = session.messages();
+        self.configure_rooms(&central);
+        let room = central.create_stream(&room_channel(&channel_id));
+        Ok(room.filter_map(|message| {
+            std::future::ready(match &*message {
+                Protocol::ChatMessage(chat) => Some(chat.clone()),
+                _ => None,
+            })
+        }))
+    }
+
     /// Who is in `channelId`, on every server, by the names they joined with.
     pub async fn members(
         &self,

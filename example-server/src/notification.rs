@@ -2,6 +2,7 @@
 //! session listens on `user-<id>`, so all of a user's devices get their notifications,
 //! and on `global` for announcements. Its HTTP methods post to those channels.
 
+use futures_util::{Stream, StreamExt};
 use streampod::messages::Reach;
 use streampod::protocol::types::DateTime;
 use streampod::{endpoint, Endpoint, EndpointError, Session, StreamingSession};
@@ -75,6 +76,24 @@ async fn post(
 
 #[endpoint(require_login)]
 impl NotificationEndpoint {
+    /// The signed-in user's notifications from now on, as a streaming method (Serverpod
+    /// 2.1+ clients, `/v1/websocket`): what `sendNotification` sends to this user.
+    pub async fn notifications(
+        &self,
+        session: &Session<Protocol>,
+    ) -> Result<impl Stream<Item = NotificationMessage> + Send + 'static, EndpointError> {
+        let user = session
+            .authenticated_user_id()
+            .ok_or_else(|| EndpointError::msg("notifications opened without a user"))?;
+        let notes = session.messages().create_stream(&user_channel(user));
+        Ok(notes.filter_map(|message| {
+            std::future::ready(match &*message {
+                Protocol::NotificationMessage(note) => Some(note.clone()),
+                _ => None,
+            })
+        }))
+    }
+
     /// Sends `message` to every device of `targetUserId`; answers how many devices got it
     /// (in a cluster: how many servers have a device of that user).
     pub async fn send_notification(

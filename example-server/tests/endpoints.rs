@@ -491,3 +491,100 @@ async fn rooms_with_history_replay_what_a_reconnecting_client_missed() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_methods_follow_a_room_and_a_users_notifications() {
+    use example_server::models::{ChatMessage, InvalidRequest};
+    use streampod::client::{Client, MethodClient, NoException, OpenResult, StreamCallError};
+
+    let server = start().await;
+    let addr = server.local_addr();
+    let base = format!("http://{addr}");
+    let calls = MethodClient::new(&base).unwrap();
+
+    // `chat.messages`: the room's messages, posted by a `/websocket` client. The call
+    // has joined the room by the time it is open: nothing posted after is missed.
+    let mut room = calls
+        .call_stream::<ChatMessage, InvalidRequest>(
+            "chat",
+            "messages",
+            json!({"channelId": "lobby"}),
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut poster = connect(addr, "").await;
+    send(
+        &mut poster,
+        "ChannelSubscription",
+        json!({"channelId": "lobby", "subscribe": true, "nickname": "ann"}),
+    )
+    .await;
+    sync(&mut poster).await;
+    send(
+        &mut poster,
+        "ChatMessage",
+        json!({"senderName": "ann", "content": "hello", "channelId": "lobby"}),
+    )
+    .await;
+    let heard = room.next().await.unwrap().unwrap();
+    assert_eq!(heard.content, "hello");
+    assert!(heard.sender_name.starts_with("ann (guest"), "{heard:?}");
+
+    let mut nowhere = calls
+        .call_stream::<ChatMessage, InvalidRequest>(
+            "chat",
+            "messages",
+            json!({"channelId": ""}),
+            &[],
+        )
+        .await
+        .unwrap();
+    match nowhere.next().await {
+        Some(Err(StreamCallError::Exception(InvalidRequest { field, .. }))) => {
+            assert_eq!(field.as_deref(), Some("channelId"));
+        }
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+
+    // `notification.notifications`: signed in only, this user's notifications.
+    match calls
+        .call_stream::<NotificationMessage, NoException>(
+            "notification",
+            "notifications",
+            json!({}),
+            &[],
+        )
+        .await
+    {
+        Err(StreamCallError::Refused(OpenResult::AuthenticationFailed)) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let signed_in = Client::<example_server::Protocol>::builder(base)
+        .auth_key("token-42")
+        .method_client()
+        .unwrap();
+    let mut notes = signed_in
+        .call_stream::<NotificationMessage, NoException>(
+            "notification",
+            "notifications",
+            json!({}),
+            &[],
+        )
+        .await
+        .unwrap();
+    notify(&server, "7", "not for 42");
+    notify(&server, "42", "for 42");
+    assert_eq!(notes.next().await.unwrap().unwrap().text, "for 42");
+    drop(notes);
+    let messages = server.handle().messages();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while messages.listener_count(&user_channel("42")) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed call left its listener"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.shutdown().await;
+}

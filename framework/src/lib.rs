@@ -137,7 +137,7 @@ pub mod __private {
     pub use crate::method_input::Inputs;
     pub use crate::methods::Session;
     pub use crate::methods::{
-        answer_stream, answer_value, into_method_error, parse_args, respond_value, Args,
+        answer_stream, answer_value, into_method_error, parse_args, respond_value, Answer, Args,
         ErrorProbe, MethodFuture, MethodInfo, MethodTypes, Methods, OutputStream, ProbeTypes,
         ProbeTypesFallback, TypeProbe,
     };

@@ -7,11 +7,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use crate::protocol::wire::{FromWire, WireValue};
+use crate::protocol::method_stream::{unwrap_value, Wrapped};
+use crate::protocol::wire::WireValue;
 
 /// What the socket hands an input stream.
 #[derive(Debug)]
@@ -120,22 +120,9 @@ impl<T> MethodStream<T> {
     }
 }
 
-/// `{"className":…,"data":…}` with the data kept as text.
-#[derive(Deserialize)]
-struct Wrapped<'a> {
-    #[serde(rename = "className", default)]
-    class_name: Option<String>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-}
-
-/// Decodes the `data` of a wrapped value (`null` when absent) as `T`.
+/// Decodes a wrapped value as `T`.
 fn decode<T: WireValue>(object: &RawValue) -> Result<T, InputError> {
-    let wrapped: Wrapped<'_> = serde_json::from_str(object.get())
-        .map_err(|e| InputError::Decode(format!("not {{\"className\":…,\"data\":…}}: {e}")))?;
-    let data = wrapped.data.map_or("null", RawValue::get);
-    serde_json::from_str::<FromWire<T>>(data)
-        .map(|value| value.0)
+    unwrap_value::<T>(object.get())
         .map_err(|e| InputError::Decode(format!("expected {}: {e}", T::model_type())))
 }
 
@@ -154,10 +141,10 @@ impl<T: WireValue> Stream for MethodStream<T> {
                 Err(error) => self.end(Some(error)),
             },
             Poll::Ready(Some(InputEvent::Exception(object))) => {
-                let error = match serde_json::from_str::<Wrapped<'_>>(object.get()) {
+                let error = match Wrapped::parse(object.get()) {
                     Ok(wrapped) => InputError::Exception {
-                        class_name: wrapped.class_name.unwrap_or_default(),
-                        data: wrapped.data.map_or("null", RawValue::get).to_owned(),
+                        data: wrapped.data().to_owned(),
+                        class_name: wrapped.class_name,
                     },
                     Err(e) => InputError::Decode(e.to_string()),
                 };

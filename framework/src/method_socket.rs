@@ -24,7 +24,7 @@ use crate::frame_reader::{FrameReader, Incoming, ReadError};
 use crate::handle::ServerHandle;
 use crate::log_limit::RateLimitedLog;
 use crate::method_input::{InputEvent, Inputs};
-use crate::methods::{Args, MethodEndpoints, MethodInfo, Methods, Session};
+use crate::methods::{Answer, Args, MethodEndpoints, MethodError, MethodInfo, Methods, Session};
 use crate::outbound::{Limits, Push};
 use crate::protocol::method_stream::{
     answer_message_head, CallId, CloseReason, KeyForm, MethodStreamFrame, OpenCall, OpenResult,
@@ -665,23 +665,29 @@ impl<P: ModelSet> CallTask<P> {
                 return None;
             }
         };
-        self.respond(OpenResult::Success);
         let head = answer_message_head(&self.call, self.form);
         let slots = Arc::new(Semaphore::new(
             self.context.streams.config.method_stream_queue.max(1),
         ));
         let mut stream = AssertUnwindSafe(stream).catch_unwind();
+        let mut opened = false;
         let reason = loop {
             let failure = match stream.next().await {
                 None => break CloseReason::Done,
-                Some(Ok(Ok(object))) => {
+                Some(Ok(Answer::Opened)) => {
+                    opened = true;
+                    self.respond(OpenResult::Success);
+                    continue;
+                }
+                Some(Ok(Answer::Value(object))) => {
                     // A slot frees when the writer has written the frame: a client
                     // that reads slowly pauses this call's stream, not the others.
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         break CloseReason::Error;
                     };
-                    let mut text =
-                        String::with_capacity(head.len() + object.len() + ANSWER_MESSAGE_TAIL.len());
+                    let mut text = String::with_capacity(
+                        head.len() + object.len() + ANSWER_MESSAGE_TAIL.len(),
+                    );
                     text.push_str(&head);
                     text.push_str(&object);
                     text.push_str(ANSWER_MESSAGE_TAIL);
@@ -691,9 +697,15 @@ impl<P: ModelSet> CallTask<P> {
                         _ => continue,
                     }
                 }
-                Some(Ok(Err(error))) => error,
-                Some(Err(panic)) => crate::methods::MethodError::internal(panic_message(&*panic)),
+                Some(Ok(Answer::Failed(error))) => error,
+                Some(Err(panic)) => MethodError::internal(panic_message(&*panic)),
             };
+            if !opened {
+                // A panic while opening: the client still hears the call opened, then
+                // its end.
+                opened = true;
+                self.respond(OpenResult::Success);
+            }
             if failure.is_exception() {
                 let frame = MethodStreamFrame::Exception {
                     call: self.call.clone(),
@@ -713,6 +725,9 @@ impl<P: ModelSet> CallTask<P> {
             }
             break CloseReason::Error;
         };
+        if !opened {
+            self.respond(OpenResult::Success);
+        }
         let frame = MethodStreamFrame::Close {
             call: self.call.clone(),
             parameter: None,

@@ -204,55 +204,64 @@ impl<E> ProbeTypesFallback for &ErrorProbe<E> {
 #[doc(hidden)]
 pub type MethodFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, MethodError>> + Send + 'a>>;
 
-/// The answer stream of one streaming-method call: each value as
-/// `{"className":…,"data":…}` JSON, or the error that ends the call.
+/// One step of a streaming-method call's answer.
 #[doc(hidden)]
-pub type OutputStream<'a> = Pin<Box<dyn Stream<Item = Result<String, MethodError>> + Send + 'a>>;
-
-/// The class name Serverpod wraps a value of `T` in: its model type without `?` (a
-/// `null` value is wrapped as `"null"`).
-fn class_of<T: WireValue>() -> String {
-    let mut name = T::model_type();
-    if name.ends_with('?') {
-        name.pop();
-    }
-    name
+#[derive(Debug)]
+pub enum Answer {
+    /// The call is open: the client may be told `success`. A method without input
+    /// streams is run first (so what it subscribes to is in place when the client
+    /// hears `success`); one with inputs is opened at once, as its client sends
+    /// inputs only after `success`.
+    Opened,
+    /// A value, as `{"className":…,"data":…}` JSON.
+    Value(String),
+    /// The error that ends the call.
+    Failed(MethodError),
 }
 
-/// `{"className":…,"data":…}` of `value`.
-fn wrap_value<T: WireValue>(class_name: &str, value: &T) -> Result<String, MethodError> {
-    let data = serde_json::to_string(&Wire(value))
-        .map_err(|e| MethodError::internal(format_args!("cannot encode a stream value: {e}")))?;
-    let class_name = if data == "null" { "null" } else { class_name };
-    let mut out = String::with_capacity(data.len() + class_name.len() + 24);
-    out.push_str(r#"{"className":"#);
-    // A class name is an identifier, but escape it anyway.
-    out.push_str(&serde_json::Value::from(class_name).to_string());
-    out.push_str(r#","data":"#);
-    out.push_str(&data);
-    out.push('}');
-    Ok(out)
+/// The answer stream of one streaming-method call.
+#[doc(hidden)]
+pub type OutputStream<'a> = Pin<Box<dyn Stream<Item = Answer> + Send + 'a>>;
+
+/// The answer of a value or an error.
+fn answer_of<T: WireValue>(item: Result<T, MethodError>) -> Answer {
+    match item.and_then(|value| {
+        crate::protocol::method_stream::wrap_value(&value)
+            .map_err(|e| MethodError::internal(format_args!("cannot encode a stream value: {e}")))
+    }) {
+        Ok(object) => Answer::Value(object),
+        Err(error) => Answer::Failed(error),
+    }
 }
 
 /// The answer stream of a method returning a stream: `open` runs the method (when the
 /// stream is first polled) and gives its stream or the error that refused the call.
+/// `has_inputs`: the method takes input streams (see [`Answer::Opened`]).
 #[doc(hidden)]
-pub fn answer_stream<'a, F, S, T>(open: F) -> OutputStream<'a>
+pub fn answer_stream<'a, F, S, T>(has_inputs: bool, open: F) -> OutputStream<'a>
 where
     F: Future<Output = Result<S, MethodError>> + Send + 'a,
     S: Stream<Item = Result<T, MethodError>> + Send + 'a,
     T: WireValue + Send + 'a,
 {
-    let class_name = class_of::<T>();
-    let opened = futures_util::stream::once(open).map(|opened| match opened {
-        Ok(stream) => stream.left_stream(),
-        Err(error) => futures_util::stream::once(std::future::ready(Err(error))).right_stream(),
+    let opened = futures_util::stream::once(open).flat_map(move |opened| match opened {
+        Ok(stream) => {
+            let first = (!has_inputs).then_some(Answer::Opened);
+            futures_util::stream::iter(first)
+                .chain(stream.map(answer_of))
+                .left_stream()
+        }
+        Err(error) => {
+            let first = (!has_inputs).then_some(Answer::Opened);
+            futures_util::stream::iter(first.into_iter().chain([Answer::Failed(error)]))
+                .right_stream()
+        }
     });
-    Box::pin(
-        opened
-            .flatten()
-            .map(move |item| item.and_then(|value| wrap_value(&class_name, &value))),
-    )
+    if has_inputs {
+        Box::pin(futures_util::stream::iter([Answer::Opened]).chain(opened))
+    } else {
+        Box::pin(opened)
+    }
 }
 
 /// The answer stream of a streaming method that returns one value (it takes input
@@ -261,10 +270,10 @@ where
 pub fn answer_value<'a, T: WireValue>(
     call: impl Future<Output = Result<T, MethodError>> + Send + 'a,
 ) -> OutputStream<'a> {
-    let class_name = class_of::<T>();
-    Box::pin(futures_util::stream::once(async move {
-        call.await.and_then(|value| wrap_value(&class_name, &value))
-    }))
+    Box::pin(
+        futures_util::stream::iter([Answer::Opened])
+            .chain(futures_util::stream::once(async move { answer_of(call.await) })),
+    )
 }
 
 /// A type whose `#[endpoint]` impl block makes methods callable over HTTP. Implemented

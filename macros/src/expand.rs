@@ -237,8 +237,9 @@ fn open_arm(index: usize, method: &Method) -> TokenStream {
                 }
                 None => quote!(::core::result::Result::Ok),
             };
+            let has_inputs = method.args.iter().any(|arg| arg.input_stream);
             quote_spanned! {item.span()=>
-                ::streampod::__private::answer_stream::<_, _, #item>(async move {
+                ::streampod::__private::answer_stream::<_, _, #item>(#has_inputs, async move {
                     let opened: ::core::result::Result<_, ::streampod::MethodError> = #opened;
                     opened.map(|stream| ::streampod::__private::StreamExt::map(stream, #items))
                 })

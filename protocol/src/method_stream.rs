@@ -62,6 +62,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::frame::write_str;
+use crate::wire::{FromWire, Wire, WireValue};
 
 /// Which generation of key names a peer used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,6 +570,79 @@ impl MethodStreamFrame {
         // Only JSON text was written.
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// `value` wrapped as a stream value travels (`o` of `msm`): `{"className":…,"data":…}`,
+/// the class being the value's model type without `?` (`"int"`, `"ChatMessage"`,
+/// `"List<String>"`), or `"null"` for a null value, as Serverpod's serialization manager
+/// names them.
+///
+/// ```
+/// use streampod_protocol::method_stream::{unwrap_value, wrap_value};
+///
+/// assert_eq!(wrap_value(&Some(7_i64)).unwrap(), r#"{"className":"int","data":7}"#);
+/// assert_eq!(wrap_value(&None::<i64>).unwrap(), r#"{"className":"null","data":null}"#);
+/// assert_eq!(unwrap_value::<i64>(r#"{"className":"int","data":7}"#).unwrap(), 7);
+/// ```
+///
+/// # Errors
+///
+/// Whatever encoding the value reports.
+pub fn wrap_value<T: WireValue>(value: &T) -> Result<String, serde_json::Error> {
+    let data = serde_json::to_string(&Wire(value))?;
+    let mut class_name = T::model_type();
+    if data == "null" {
+        class_name = "null".to_owned();
+    } else if class_name.ends_with('?') {
+        class_name.pop();
+    }
+    let mut out = Vec::with_capacity(data.len() + class_name.len() + 24);
+    out.extend_from_slice(br#"{"className":"#);
+    write_str(&mut out, &class_name);
+    out.extend_from_slice(br#","data":"#);
+    out.extend_from_slice(data.as_bytes());
+    out.push(b'}');
+    // Only JSON text was written.
+    Ok(String::from_utf8(out).unwrap_or_default())
+}
+
+/// A stream value's `{"className":…,"data":…}` split into its class name and its data
+/// (as JSON text; `null` when absent).
+#[derive(Debug, Deserialize)]
+pub struct Wrapped<'a> {
+    /// The class name (empty when absent).
+    #[serde(rename = "className", default)]
+    pub class_name: String,
+    /// The data, as JSON text.
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+impl<'a> Wrapped<'a> {
+    /// Reads `object`.
+    ///
+    /// # Errors
+    ///
+    /// When `object` is not a JSON object.
+    pub fn parse(object: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(object)
+    }
+
+    /// The data as JSON text (`null` when absent).
+    pub fn data(&self) -> &'a str {
+        self.data.map_or("null", RawValue::get)
+    }
+}
+
+/// The value in a stream value's `{"className":…,"data":…}`, decoded as `T` (the data
+/// decides; the class name is not checked, so a `Stream<int?>` takes `"null"` and `"int"`).
+///
+/// # Errors
+///
+/// When `object` is not such an object or its data is no `T`.
+pub fn unwrap_value<T: WireValue>(object: &str) -> Result<T, serde_json::Error> {
+    let wrapped = Wrapped::parse(object)?;
+    serde_json::from_str::<FromWire<T>>(wrapped.data()).map(|value| value.0)
 }
 
 /// What follows the object of an answer-stream `msm` frame (see [`answer_message_head`]).

@@ -608,3 +608,116 @@ async fn a_thousand_calls_on_a_hundred_sockets() {
     });
     futures_util::future::join_all(clients).await;
 }
+
+#[tokio::test]
+async fn the_rust_client_calls_streaming_methods_with_typed_values_inputs_and_exceptions() {
+    use streampod::client::{json as args, MethodClient, NoException, OpenResult, StreamCallError};
+
+    let live = Live::default();
+    let dropped = live.dropped.clone();
+    let server = start_with(live, ServerConfig::default()).await;
+    let base = format!("http://{}", server.local_addr());
+    let calls = MethodClient::new(&base).unwrap();
+
+    let counted: Vec<i64> = calls
+        .call_stream::<i64, NoException>("live", "count", args!({"from": 1, "to": 4}), &[])
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(counted, [1, 2, 3, 4]);
+
+    // Inputs: two calls on the one socket, fed through sinks.
+    let mut shout = calls
+        .call_stream::<ChatMessage, NoException>("live", "shout", args!({}), &["messages"])
+        .await
+        .unwrap();
+    let mut sum = calls
+        .call_stream::<i64, NoException>("live", "sum", args!({}), &["numbers"])
+        .await
+        .unwrap();
+    let messages = shout.input::<ChatMessage>("messages");
+    let numbers = sum.input::<i64>("numbers");
+    for n in 1..=3 {
+        numbers.send::<NoException>(&n).unwrap();
+        messages
+            .send::<NoException>(&ChatMessage {
+                sender_name: "ann".into(),
+                content: format!("hi {n}"),
+                timestamp: None,
+                channel_id: "c".into(),
+                priority: Default::default(),
+            })
+            .unwrap();
+        let back = shout.next().await.unwrap().unwrap();
+        assert_eq!(back.content, format!("HI {n}"));
+    }
+    numbers.close();
+    assert_eq!(sum.next().await.unwrap().unwrap(), 6);
+    assert!(sum.next().await.is_none());
+    messages.close();
+    assert!(shout.next().await.is_none());
+
+    // The typed exception, then the end.
+    let mut failing = calls
+        .call_stream::<i64, RoomNotFound>("live", "failAfterOne", args!({}), &[])
+        .await
+        .unwrap();
+    assert_eq!(failing.next().await.unwrap().unwrap(), 1);
+    match failing.next().await.unwrap() {
+        Err(StreamCallError::Exception(RoomNotFound { room_id, .. })) => assert_eq!(room_id, "r1"),
+        other => panic!("expected the exception, got {other:?}"),
+    }
+    assert!(failing.next().await.is_none());
+
+    // Refusals carry the server's open result; a key opens the call.
+    match calls
+        .call_stream::<String, NoException>("live", "whoami", args!({}), &[])
+        .await
+    {
+        Err(StreamCallError::Refused(OpenResult::AuthenticationFailed)) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let signed_in = streampod::client::Client::<Protocol>::builder(base.clone())
+        .auth_key("ann")
+        .method_client()
+        .unwrap();
+    let mut whoami = signed_in
+        .call_stream::<String, NoException>("live", "whoami", args!({}), &[])
+        .await
+        .unwrap();
+    assert_eq!(whoami.next().await.unwrap().unwrap(), "1");
+
+    // Dropping a call cancels the method.
+    let mut forever = calls
+        .call_stream::<i64, NoException>("live", "forever", args!({}), &[])
+        .await
+        .unwrap();
+    assert_eq!(forever.next().await.unwrap().unwrap(), 0);
+    drop(forever);
+    streampod_tests::eventually(
+        "the dropped call's stream was dropped on the server",
+        || dropped.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+
+    // A lost socket ends the running call with ConnectionLost; the next call reopens.
+    let mut forever = calls
+        .call_stream::<i64, NoException>("live", "forever", args!({}), &[])
+        .await
+        .unwrap();
+    assert!(forever.next().await.unwrap().is_ok());
+    server.shutdown().await;
+    let mut ended = false;
+    while let Some(item) = forever.next().await {
+        if let Err(error) = item {
+            assert!(
+                matches!(error, StreamCallError::ConnectionLost),
+                "{error:?}"
+            );
+            ended = true;
+        }
+    }
+    assert!(ended);
+}

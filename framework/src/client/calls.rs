@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 
 use super::error::{CallError, ClientError};
+use super::method_streams::{MethodSocket, StreamCall, StreamCallError};
 use super::transport::{ExtraRoots, Transport};
 use crate::protocol::wire::{FromWire, WireValue};
 use crate::protocol::SerializableModel;
@@ -34,6 +35,8 @@ use crate::protocol::SerializableModel;
 #[derive(Clone)]
 pub struct MethodClient {
     transport: Arc<Transport>,
+    /// The `/v1/websocket` socket streaming calls share.
+    streams: Arc<MethodSocket>,
 }
 
 impl std::fmt::Debug for MethodClient {
@@ -56,7 +59,49 @@ impl MethodClient {
     }
 
     pub(crate) fn over(transport: Arc<Transport>) -> Self {
-        Self { transport }
+        Self {
+            transport,
+            streams: Arc::default(),
+        }
+    }
+
+    /// Opens the streaming method `endpoint.method` (Serverpod 2.1+ streaming methods,
+    /// served on `/v1/websocket`) with `args`, and the input streams named `inputs`
+    /// (send on them with [`StreamCall::input`]). Calls share one socket, opened by the
+    /// first and again after it was lost; the auth key goes in each call's open command.
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// use futures_util::StreamExt;
+    /// use streampod::client::{json, MethodClient, NoException};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let calls = MethodClient::new("http://127.0.0.1:8080")?;
+    /// let mut room = calls
+    ///     .call_stream::<ChatMessage, NoException>("chat", "messages", json!({"channelId": "lobby"}), &[])
+    ///     .await?;
+    /// while let Some(message) = room.next().await {
+    ///     println!("{}", message?.content);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StreamCallError::Refused`] with the server's open result,
+    /// [`StreamCallError::Connect`] when the socket cannot be opened,
+    /// [`StreamCallError::Timeout`], [`StreamCallError::Arguments`].
+    pub async fn call_stream<R: WireValue, E: CallException>(
+        &self,
+        endpoint: &str,
+        method: &str,
+        args: impl Serialize,
+        inputs: &[&str],
+    ) -> Result<StreamCall<R, E>, StreamCallError<E>> {
+        self.streams
+            .call(&self.transport, endpoint, method, args, inputs)
+            .await
     }
 
     /// Calls `endpoint.method` with `args` (any value that serializes to a JSON object

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::calls::{CallException, MethodClient};
 use super::error::{BoxError, CallError, ClientError, CloseInfo};
+use super::method_streams::{StreamCall, StreamCallError};
 use super::positions::Positions;
 use super::transport::{ExtraRoots, Socket, Transport};
 use crate::backoff::Backoff;
@@ -407,6 +408,25 @@ impl<P: ModelSet> Client<P> {
         args: impl Serialize,
     ) -> Result<R, CallError<E>> {
         self.inner.calls.call(endpoint, method, args).await
+    }
+
+    /// Opens a streaming method; see [`MethodClient::call_stream`]. It does not use
+    /// this client's `/websocket` socket but a `/v1/websocket` one of its own.
+    ///
+    /// # Errors
+    ///
+    /// See [`MethodClient::call_stream`].
+    pub async fn call_stream<R: WireValue, E: CallException>(
+        &self,
+        endpoint: &str,
+        method: &str,
+        args: impl Serialize,
+        inputs: &[&str],
+    ) -> Result<StreamCall<R, E>, StreamCallError<E>> {
+        self.inner
+            .calls
+            .call_stream(endpoint, method, args, inputs)
+            .await
     }
 
     /// The method client this client calls through (clone it for another task).

@@ -31,12 +31,15 @@
 mod calls;
 mod connection;
 mod error;
+mod method_streams;
 mod positions;
 mod transport;
 
+pub use crate::protocol::method_stream::OpenResult;
 pub use calls::{CallException, MethodClient, NoException};
 pub use connection::{Client, ClientBuilder, ConnectionState, Incoming};
 pub use error::{BoxError, CallError, ClientError, CloseInfo};
+pub use method_streams::{InputSink, StreamCall, StreamCallError};
 pub use serde_json::json;
 
 pub use crate::backoff::Backoff;

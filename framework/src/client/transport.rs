@@ -149,11 +149,27 @@ impl Transport {
         }
     }
 
+    /// Opens the streaming-method socket at `/v1/websocket` (Serverpod's protocol, no
+    /// subprotocol). Calls carry the auth key in their open command.
+    pub(crate) async fn open_method_socket(&self) -> Result<Socket, BoxError> {
+        self.handshake_at("/v1/websocket", false)
+            .await
+            .map_err(Into::into)
+    }
+
     async fn handshake(
         &self,
         extended: bool,
     ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-        let url = format!("{}/websocket", self.ws_base);
+        self.handshake_at("/websocket", extended).await
+    }
+
+    async fn handshake_at(
+        &self,
+        path: &str,
+        extended: bool,
+    ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+        let url = format!("{}{path}", self.ws_base);
         let mut request = url.into_client_request()?;
         if let Some(value) = &self.authorization {
             request

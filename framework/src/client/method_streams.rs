@@ -1,0 +1,483 @@
+//! Streaming-method calls (Serverpod 2.1+): many calls multiplexed on one socket to
+//! `/v1/websocket`, each a typed answer stream with typed input sinks. The socket opens
+//! with the first call and is opened again for the next call after it is lost.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::calls::CallException;
+use super::error::BoxError;
+use super::transport::{Socket, Transport};
+use crate::protocol::method_stream::{
+    unwrap_value, wrap_value, CallId, CloseReason, KeyForm, MethodStreamFrame, OpenCall,
+    OpenResult, Wrapped,
+};
+use crate::protocol::wire::WireValue;
+
+/// The client pings every 20 s and gives a socket up after 40 s without a frame, as
+/// Serverpod's client does.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How long an open waits for the server's answer.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed or ended streaming-method call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamCallError<E> {
+    /// The server refused to open the call; the result says why
+    /// (`endpointNotFound`, `authenticationFailed`, `authorizationDeclined`,
+    /// `invalidArguments`).
+    #[error("the server refused the call: {}", .0.as_str())]
+    Refused(OpenResult),
+    /// The method ended the call with its typed exception `E`.
+    #[error("the method ended the call with an exception")]
+    Exception(E),
+    /// The method ended the call with an exception of another class.
+    #[error("the method ended the call with the exception {class_name}")]
+    OtherException {
+        /// The exception's class.
+        class_name: String,
+        /// Its data, as JSON text.
+        data: String,
+    },
+    /// The call ended with an error the server did not describe (a failure it logs).
+    #[error("the call ended with an error")]
+    Failed,
+    /// The socket was lost while the call ran; open it again to go on.
+    #[error("the connection to the server was lost")]
+    ConnectionLost,
+    /// The socket could not be opened.
+    #[error("cannot open the streaming-method socket")]
+    Connect(#[source] BoxError),
+    /// The server did not answer the open in time.
+    #[error("the server did not answer the open within {0:?}")]
+    Timeout(Duration),
+    /// The arguments could not be encoded as a JSON object.
+    #[error("the arguments cannot be sent")]
+    Arguments(#[source] BoxError),
+    /// A value did not decode as the expected type.
+    #[error("unexpected value")]
+    Decode(#[source] serde_json::Error),
+}
+
+/// What the reader hands one call.
+#[derive(Debug)]
+enum CallEvent {
+    Value(String),
+    Exception(String),
+    Closed(CloseReason),
+    Lost,
+}
+
+/// One call as the connection keeps it.
+struct Slot {
+    opened: Option<oneshot::Sender<OpenResult>>,
+    events: mpsc::UnboundedSender<CallEvent>,
+}
+
+/// The socket calls share.
+pub(crate) struct Connection {
+    outgoing: mpsc::UnboundedSender<Message>,
+    calls: Mutex<HashMap<Uuid, Slot>>,
+    lost: CancellationToken,
+}
+
+impl Connection {
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Slot>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, frame: &MethodStreamFrame) -> bool {
+        self.outgoing
+            .send(Message::text(frame.to_json(KeyForm::Short)))
+            .is_ok()
+    }
+
+    /// Opens the socket and starts its task.
+    async fn open(transport: &Transport) -> Result<Arc<Self>, BoxError> {
+        let socket = transport.open_method_socket().await?;
+        let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
+        let connection = Arc::new(Self {
+            outgoing,
+            calls: Mutex::new(HashMap::new()),
+            lost: CancellationToken::new(),
+        });
+        tokio::spawn(serve(connection.clone(), socket, outgoing_rx));
+        Ok(connection)
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// Routes one frame from the server.
+    fn route(&self, frame: MethodStreamFrame) {
+        let event = match frame {
+            MethodStreamFrame::Ping => {
+                self.send(&MethodStreamFrame::Pong);
+                return;
+            }
+            MethodStreamFrame::OpenResponse { call, result } => {
+                let mut calls = self.calls();
+                let Some(slot) = calls.get_mut(&call.connection_id) else {
+                    return;
+                };
+                if let Some(opened) = slot.opened.take() {
+                    let _ = opened.send(result);
+                }
+                if result != OpenResult::Success {
+                    calls.remove(&call.connection_id);
+                }
+                return;
+            }
+            MethodStreamFrame::Message {
+                call,
+                parameter: None,
+                object,
+            } => (call, CallEvent::Value(object)),
+            MethodStreamFrame::Exception {
+                call,
+                parameter: None,
+                exception,
+            } => (call, CallEvent::Exception(exception)),
+            MethodStreamFrame::Close {
+                call,
+                parameter: None,
+                reason,
+            } => (call, CallEvent::Closed(reason)),
+            // Closes of input streams (the call's own close follows), pongs, and
+            // frames a server does not send.
+            _ => return,
+        };
+        let (call, event) = event;
+        let mut calls = self.calls();
+        let closed = matches!(event, CallEvent::Closed(_));
+        if let Some(slot) = calls.get(&call.connection_id) {
+            let _ = slot.events.send(event);
+        }
+        if closed {
+            calls.remove(&call.connection_id);
+        }
+    }
+}
+
+/// Reads, writes and pings the socket until it is lost; then every open call learns so.
+async fn serve(
+    connection: Arc<Connection>,
+    socket: Socket,
+    mut outgoing: mpsc::UnboundedReceiver<Message>,
+) {
+    let (mut write, mut read) = socket.split();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            incoming = read.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    last_heard = tokio::time::Instant::now();
+                    match MethodStreamFrame::parse(&text) {
+                        Ok((frame, _)) => connection.route(frame),
+                        Err(error) => {
+                            tracing::warn!(target: "streampod::client", %error, "the server sent a frame that is no streaming-method frame");
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
+            },
+            message = outgoing.recv() => match message {
+                Some(message) => if write.send(message).await.is_err() { break },
+                None => break,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= IDLE_TIMEOUT {
+                    tracing::debug!(target: "streampod::client", "streaming-method socket silent; giving it up");
+                    break;
+                }
+                let ping = MethodStreamFrame::Ping.to_json(KeyForm::Short);
+                if write.send(Message::text(ping)).await.is_err() { break }
+            }
+        }
+    }
+    connection.lost.cancel();
+    let _ = write.close().await;
+    for (_, slot) in connection.calls().drain() {
+        // Dropping `opened` tells a pending open; a running call gets `Lost`.
+        let _ = slot.events.send(CallEvent::Lost);
+    }
+}
+
+/// The streaming-method socket of one [`MethodClient`](super::MethodClient): opened for
+/// the first call, and again after it was lost.
+#[derive(Default)]
+pub(crate) struct MethodSocket {
+    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl MethodSocket {
+    /// Opens `endpoint.method` with `args` and the input streams named `inputs`.
+    pub(crate) async fn call<R: WireValue, E: CallException>(
+        &self,
+        transport: &Transport,
+        endpoint: &str,
+        method: &str,
+        args: impl Serialize,
+        inputs: &[&str],
+    ) -> Result<StreamCall<R, E>, StreamCallError<E>> {
+        let args =
+            serde_json::to_string(&args).map_err(|e| StreamCallError::Arguments(Box::new(e)))?;
+        let connection = {
+            let mut current = self.current.lock().await;
+            match current.as_ref().filter(|c| !c.is_lost()) {
+                Some(connection) => connection.clone(),
+                None => {
+                    let connection = Connection::open(transport)
+                        .await
+                        .map_err(StreamCallError::Connect)?;
+                    *current = Some(connection.clone());
+                    connection
+                }
+            }
+        };
+        let call = CallId {
+            endpoint: endpoint.to_owned(),
+            method: method.to_owned(),
+            connection_id: Uuid::new_v4(),
+        };
+        let (opened_tx, opened) = oneshot::channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        connection.calls().insert(
+            call.connection_id,
+            Slot {
+                opened: Some(opened_tx),
+                events: events_tx,
+            },
+        );
+        let authentication = transport
+            .authorization
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let open = MethodStreamFrame::Open(OpenCall {
+            call: call.clone(),
+            args,
+            input_streams: inputs.iter().map(|name| (*name).to_owned()).collect(),
+            authentication,
+            auth_mode: None,
+        });
+        if !connection.send(&open) {
+            connection.calls().remove(&call.connection_id);
+            return Err(StreamCallError::ConnectionLost);
+        }
+        let result = match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => return Err(StreamCallError::ConnectionLost),
+            Err(_) => {
+                connection.calls().remove(&call.connection_id);
+                return Err(StreamCallError::Timeout(OPEN_TIMEOUT));
+            }
+        };
+        if result != OpenResult::Success {
+            return Err(StreamCallError::Refused(result));
+        }
+        Ok(StreamCall {
+            shared: Arc::new(CallShared { connection, call }),
+            events,
+            ended: false,
+            _types: PhantomData,
+        })
+    }
+}
+
+/// What a call and its input sinks share.
+struct CallShared {
+    connection: Arc<Connection>,
+    call: CallId,
+}
+
+/// An open streaming-method call: a [`Stream`] of the method's values, ending when the
+/// method ends (an error item, then the end, when it failed). Dropping it closes the
+/// call on the server, which cancels the method.
+///
+/// Values wait here until read, without bound: read them.
+pub struct StreamCall<R, E> {
+    shared: Arc<CallShared>,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    ended: bool,
+    _types: PhantomData<fn() -> (R, E)>,
+}
+
+impl<R, E> fmt::Debug for StreamCall<R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamCall")
+            .field("endpoint", &self.shared.call.endpoint)
+            .field("method", &self.shared.call.method)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl<R, E> StreamCall<R, E> {
+    /// A sink for the input stream `parameter` (one named when the call was opened).
+    pub fn input<T: WireValue>(&self, parameter: &str) -> InputSink<T> {
+        InputSink {
+            shared: self.shared.clone(),
+            parameter: parameter.to_owned(),
+            _item: PhantomData,
+        }
+    }
+
+    /// Closes the call (the server cancels the method); the stream ends.
+    pub fn close(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.shared
+                .connection
+                .calls()
+                .remove(&self.shared.call.connection_id);
+            self.shared.connection.send(&MethodStreamFrame::Close {
+                call: self.shared.call.clone(),
+                parameter: None,
+                reason: CloseReason::Done,
+            });
+        }
+    }
+}
+
+impl<R, E> Drop for StreamCall<R, E> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl<R: WireValue, E: CallException> StreamCall<R, E> {
+    fn event(&mut self, event: CallEvent) -> Option<Result<R, StreamCallError<E>>> {
+        match event {
+            CallEvent::Value(object) => {
+                Some(unwrap_value::<R>(&object).map_err(StreamCallError::Decode))
+            }
+            CallEvent::Exception(object) => {
+                self.ended = true;
+                let wrapped = match Wrapped::parse(&object) {
+                    Ok(wrapped) => wrapped,
+                    Err(error) => return Some(Err(StreamCallError::Decode(error))),
+                };
+                let data = wrapped.data();
+                if wrapped.class_name == E::CLASS_NAME {
+                    return Some(match serde_json::from_str::<E>(data) {
+                        Ok(exception) => Err(StreamCallError::Exception(exception)),
+                        Err(error) => Err(StreamCallError::Decode(error)),
+                    });
+                }
+                Some(Err(StreamCallError::OtherException {
+                    class_name: wrapped.class_name,
+                    data: data.to_owned(),
+                }))
+            }
+            CallEvent::Closed(reason) => {
+                self.ended = true;
+                (reason == CloseReason::Error).then_some(Err(StreamCallError::Failed))
+            }
+            CallEvent::Lost => {
+                self.ended = true;
+                Some(Err(StreamCallError::ConnectionLost))
+            }
+        }
+    }
+}
+
+impl<R: WireValue, E: CallException> Stream for StreamCall<R, E> {
+    type Item = Result<R, StreamCallError<E>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match self.events.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    return Poll::Ready(Some(Err(StreamCallError::ConnectionLost)));
+                }
+                Poll::Ready(Some(event)) => {
+                    if let Some(item) = self.event(event) {
+                        return Poll::Ready(Some(item));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends values on one input stream of a call. Cheap to clone.
+pub struct InputSink<T> {
+    shared: Arc<CallShared>,
+    parameter: String,
+    _item: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for InputSink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            parameter: self.parameter.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for InputSink<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InputSink")
+            .field("method", &self.shared.call.method)
+            .field("parameter", &self.parameter)
+            .finish()
+    }
+}
+
+impl<T: WireValue> InputSink<T> {
+    /// Sends `value`. Never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamCallError::ConnectionLost`] when the socket is gone (the value was not
+    /// sent); [`StreamCallError::Arguments`] when the value cannot be encoded.
+    pub fn send<E>(&self, value: &T) -> Result<(), StreamCallError<E>> {
+        let object = wrap_value(value).map_err(|e| StreamCallError::Arguments(Box::new(e)))?;
+        let frame = MethodStreamFrame::Message {
+            call: self.shared.call.clone(),
+            parameter: Some(self.parameter.clone()),
+            object,
+        };
+        if self.shared.connection.send(&frame) {
+            Ok(())
+        } else {
+            Err(StreamCallError::ConnectionLost)
+        }
+    }
+
+    /// Ends the input stream (the method sees its end).
+    pub fn close(&self) {
+        self.shared.connection.send(&MethodStreamFrame::Close {
+            call: self.shared.call.clone(),
+            parameter: Some(self.parameter.clone()),
+            reason: CloseReason::Done,
+        });
+    }
+}
