@@ -163,6 +163,54 @@ fn method_schemas_become_typed_calls() {
     );
 }
 
+/// Streaming methods: a typed call to iterate, typed input sinks, refused misuse.
+#[test]
+fn streaming_methods_become_typed_stream_calls() {
+    let schema: streampod_codegen::MethodSchema = serde_json::from_str(
+        r#"{"endpoints":[{"name":"chat","methods":[
+            {"name":"messages","args":[{"name":"channelId","type":"String"}],"streaming":true,"returns":"Stream<ChatMessage>","exceptions":["InvalidRequest"],"requireLogin":false,"scopes":[]},
+            {"name":"shout","args":[],"streaming":true,"inputStreams":[{"name":"lines","type":"ChatMessage"},{"name":"counts","type":"int?"}],"returns":"Stream<String>","exceptions":[],"requireLogin":false,"scopes":[]},
+            {"name":"total","args":[],"streaming":true,"inputStreams":[{"name":"numbers","type":"int"}],"returns":"int","exceptions":[],"requireLogin":false,"scopes":[]}
+        ]}]}"#,
+    )
+    .unwrap();
+    let module = streampod_codegen::configure()
+        .typescript_out("unused.ts")
+        .methods(schema)
+        .generate(example_models())
+        .unwrap()
+        .typescript
+        .unwrap();
+    let frontend = r#"
+export async function use(client: Client, message: ChatMessage): Promise<string[]> {
+  const seen: string[] = [];
+  for await (const heard of await client.chat.messages("lobby")) seen.push(heard.content);
+  const shout = await client.chat.shout();
+  shout.inputs.lines.send(message);
+  shout.inputs.counts.send(null);
+  shout.inputs.counts.close();
+  for await (const line of shout) seen.push(line);
+  const total = await client.chat.total();
+  total.inputs.numbers.send(2);
+  const sum: number | undefined = (await total.next()).value;
+  seen.push(String(sum));
+  return seen;
+}
+"#;
+    type_check(&(module.clone() + frontend)).unwrap();
+    let wrong = r#"
+export async function use(client: Client): Promise<void> {
+  const shout = await client.chat.shout();
+  shout.inputs.lines.send("not a message");
+}
+"#;
+    let complaint = type_check(&(module + wrong)).unwrap_err();
+    assert!(
+        complaint.contains("not assignable to parameter of type 'ChatMessage'"),
+        "{complaint}"
+    );
+}
+
 /// The compiled module under Node: Serverpod JSON decodes to typed values (Date,
 /// defaults, null for absent nullable fields, enum fallback) and encodes back.
 #[test]

@@ -31,7 +31,7 @@ export interface WebSocketLike {
 }
 
 /** A WebSocket constructor (`WebSocket`, or `import { WebSocket } from "ws"`). */
-export type WebSocketConstructor = new (url: string, protocols: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string) => WebSocketLike;
 
 /** The codes of streampod's error frames. */
 export type StreamErrorCode =
@@ -161,6 +161,7 @@ const OPEN = 1;
  */
 export class StreampodClient<P extends ProtocolValue> {
   private socket: WebSocketLike | null = null;
+  private methodSocket: MethodSocket | null = null;
   private stateNow: ConnectionState = "closed";
   private attempt = 0;
   private stopped = true;
@@ -195,8 +196,10 @@ export class StreampodClient<P extends ProtocolValue> {
     this.open();
   }
 
-  /** Closes the socket for good. */
+  /** Closes the socket (and the streaming-method socket, ending its calls) for good. */
   close(): void {
+    this.methodSocket?.close();
+    this.methodSocket = null;
     this.stopped = true;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -292,15 +295,31 @@ export class StreampodClient<P extends ProtocolValue> {
     throw new MethodCallError(response.status, code, message);
   }
 
-  private open(): void {
-    const Socket = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (Socket === undefined) {
-      throw new Error("no WebSocket: pass options.WebSocket (e.g. the `ws` package's) on Node < 22");
+  /**
+   * Opens the streaming method `endpoint.method` (Serverpod 2.1+, on `<url>v1/websocket`,
+   * one socket shared by every call, opened with the first) with named, already encoded
+   * arguments; `inputs` encodes each input stream's values, `decode` the answers.
+   * Resolves once the server opened the call; rejects with `StreamCallRefused` (its
+   * `result` says why) or `StreamCallLost`.
+   */
+  openStream<T, I extends { [name: string]: (value: never) => WrappedValue }>(
+    endpoint: string,
+    method: string,
+    args: { [name: string]: unknown },
+    inputs: I,
+    decode: (data: unknown) => T,
+  ): Promise<MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>> {
+    if (this.methodSocket === null || this.methodSocket.lost) {
+      this.methodSocket = new MethodSocket(this.protocol, this.options, socketConstructor(this.options));
     }
+    const authentication = this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null;
+    return this.methodSocket.open(endpoint, method, args, inputs, decode, authentication);
+  }
+
+  private open(): void {
+    const Socket = socketConstructor(this.options);
     this.setState({ state: this.attempt === 0 ? "connecting" : "reconnecting", attempt: this.attempt });
-    const url = new URL("websocket", baseUrl(this.options.url));
-    url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
-    const socket = new Socket(url.toString(), "streampod.v1");
+    const socket = new Socket(socketUrl(this.options, "websocket"), "streampod.v1");
     this.socket = socket;
     socket.onopen = () => {
       if (this.socket !== socket) return;
@@ -473,6 +492,374 @@ export class StreampodClient<P extends ProtocolValue> {
 
 function baseUrl(url: string): string {
   return url.endsWith("/") ? url : `${url}/`;
+}
+
+/** `path` below the base URL, as a WebSocket URL. */
+function socketUrl(options: ClientOptions, path: string): string {
+  const url = new URL(path, baseUrl(options.url));
+  url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
+  return url.toString();
+}
+
+function socketConstructor(options: ClientOptions): WebSocketConstructor {
+  const Socket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (Socket === undefined) {
+    throw new Error("no WebSocket: pass options.WebSocket (e.g. the `ws` package's) on Node < 22");
+  }
+  return Socket;
+}
+
+/** A value on a method stream: `{"className": …, "data": …}`. */
+export interface WrappedValue {
+  readonly className: string;
+  readonly data: unknown;
+}
+
+/** The server refused to open a streaming call; `result` is its open result. */
+export class StreamCallRefused extends Error {
+  constructor(
+    readonly result: "endpointNotFound" | "authenticationFailed" | "authorizationDeclined" | "invalidArguments" | string,
+    readonly endpoint: string,
+    readonly method: string,
+  ) {
+    super(`${endpoint}.${method}: the server refused the call (${result})`);
+    this.name = "StreamCallRefused";
+  }
+}
+
+/** A streaming call ended with an error: the socket was lost (`lost`), or the method failed without a typed exception. */
+export class StreamCallError extends Error {
+  constructor(
+    message: string,
+    readonly lost: boolean,
+    /** The exception's class when the method threw one this client has no type for. */
+    readonly className?: string,
+  ) {
+    super(message);
+    this.name = "StreamCallError";
+  }
+}
+
+type CallEvent<T> = { value: T } | { error: Error } | { done: true };
+
+/** What the streaming-method socket needs of an open call. */
+interface CallHandle {
+  readonly endpoint: string;
+  readonly method: string;
+  readonly id: string;
+  /** Decodes and queues a value; a value that does not decode fails the call. */
+  deliver(data: unknown): void;
+  /** Ends the call with `error`. */
+  fail(error: Error): void;
+  /** Ends the call. */
+  finish(): void;
+}
+
+/** Where an input sink sends. */
+interface InputTarget {
+  sendInput(parameter: string, value: WrappedValue): boolean;
+  closeInput(parameter: string): void;
+}
+
+/**
+ * One open streaming-method call: iterate it (`for await`) for the method's values; it
+ * ends when the method ends, throwing its exception if it threw one. `close()` (or
+ * leaving the loop early) closes the call, and the server cancels the method. Values
+ * wait here until read.
+ */
+export class MethodStreamCall<T, I> implements AsyncIterable<T>, CallHandle, InputTarget {
+  private readonly events: CallEvent<T>[] = [];
+  private waiting: ((event: CallEvent<T>) => void) | null = null;
+  private ended = false;
+  /** A sink per input stream, to send values to the method. */
+  readonly inputs: I;
+
+  /** @internal */
+  constructor(
+    private readonly socket: MethodSocket,
+    readonly endpoint: string,
+    readonly method: string,
+    readonly id: string,
+    private readonly decode: (data: unknown) => T,
+    inputs: (target: InputTarget) => I,
+  ) {
+    this.inputs = inputs(this);
+  }
+
+  /** The next value, or the end. */
+  next(): Promise<IteratorResult<T, undefined>> {
+    const take = (event: CallEvent<T>): IteratorResult<T, undefined> => {
+      if ("value" in event) return { value: event.value, done: false };
+      if ("error" in event) throw event.error;
+      return { value: undefined, done: true };
+    };
+    const queued = this.events.shift();
+    if (queued !== undefined) return Promise.resolve().then(() => take(queued));
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise<CallEvent<T>>((resolve) => {
+      this.waiting = resolve;
+    }).then(take);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T, undefined> {
+    return {
+      next: () => this.next(),
+      return: () => {
+        this.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+
+  /** Closes the call; the server cancels the method. */
+  close(): void {
+    if (this.ended) return;
+    this.socket.closeCall(this);
+    this.push({ done: true });
+  }
+
+  /** @internal */
+  deliver(data: unknown): void {
+    let value: T;
+    try {
+      value = this.decode(data);
+    } catch (error) {
+      this.socket.closeCall(this);
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    this.push({ value });
+  }
+
+  /** @internal */
+  fail(error: Error): void {
+    this.push({ error });
+  }
+
+  /** @internal */
+  finish(): void {
+    this.push({ done: true });
+  }
+
+  /** @internal */
+  sendInput(parameter: string, value: WrappedValue): boolean {
+    return !this.ended && this.socket.send("msm", { en: this.endpoint, m: this.method, cid: this.id, p: parameter, o: value });
+  }
+
+  /** @internal */
+  closeInput(parameter: string): void {
+    if (!this.ended) this.socket.send("cmsc", { en: this.endpoint, m: this.method, cid: this.id, p: parameter, cr: "done" });
+  }
+
+  private push(event: CallEvent<T>): void {
+    if (this.ended) return;
+    if (!("value" in event)) this.ended = true;
+    const waiting = this.waiting;
+    if (waiting !== null) {
+      this.waiting = null;
+      waiting(event);
+    } else {
+      this.events.push(event);
+    }
+  }
+}
+
+/** Sends values on one input stream of a call. */
+export class InputSink<V> {
+  /** @internal */
+  constructor(
+    private readonly target: InputTarget,
+    private readonly parameter: string,
+    private readonly encode: (value: V) => WrappedValue,
+  ) {}
+
+  /** Sends `value`; `false` (nothing sent) when the call or its socket has ended. */
+  send(value: V): boolean {
+    return this.target.sendInput(this.parameter, this.encode(value));
+  }
+
+  /** Ends the input stream: the method sees its end. */
+  close(): void {
+    this.target.closeInput(this.parameter);
+  }
+}
+
+type Opening = {
+  call: CallHandle;
+  resolve: () => void;
+  reject: (error: Error) => void;
+};
+
+/** The `/v1/websocket` socket streaming calls share (Serverpod's short keys). */
+class MethodSocket {
+  private readonly socket: WebSocketLike;
+  private readonly openings = new Map<string, Opening>();
+  private readonly calls = new Map<string, CallHandle>();
+  private readonly outbox: string[] = [];
+  private keepalive: ReturnType<typeof setInterval> | null = null;
+  private lastHeard = Date.now();
+  lost = false;
+
+  constructor(
+    private readonly protocol: ProtocolCodec<ProtocolValue>,
+    options: ClientOptions,
+    Socket: WebSocketConstructor,
+  ) {
+    this.socket = new Socket(socketUrl(options, "v1/websocket"));
+    this.socket.onopen = () => {
+      for (const text of this.outbox.splice(0)) this.socket.send(text);
+      const every = options.keepaliveMs ?? 20_000;
+      const deadAfter = options.deadAfterMs ?? 40_000;
+      this.keepalive = setInterval(() => {
+        if (Date.now() - this.lastHeard >= deadAfter) {
+          this.socket.close(4000, "no answer to keepalive");
+          this.end();
+          return;
+        }
+        this.socket.send(JSON.stringify({ type: "ping" }));
+      }, Math.min(every, deadAfter / 2));
+    };
+    this.socket.onmessage = (event: never) => {
+      this.lastHeard = Date.now();
+      const data: unknown = (event as { data: unknown }).data;
+      if (typeof data === "string") this.receive(data);
+    };
+    this.socket.onclose = () => this.end();
+    this.socket.onerror = () => {
+      // A close event follows.
+    };
+  }
+
+  open<T, I>(
+    endpoint: string,
+    method: string,
+    args: { [name: string]: unknown },
+    inputs: { [name: string]: (value: never) => WrappedValue },
+    decode: (data: unknown) => T,
+    authentication: string | null,
+  ): Promise<MethodStreamCall<T, I>> {
+    const id = randomUuid();
+    const call = new MethodStreamCall<T, I>(this, endpoint, method, id, decode, (target) => {
+      const sinks: { [name: string]: InputSink<never> } = {};
+      for (const [name, encode] of Object.entries(inputs)) sinks[name] = new InputSink(target, name, encode);
+      return sinks as I;
+    });
+    const data: { [key: string]: unknown } = { en: endpoint, m: method, cid: id, args: JSON.stringify(args), is: Object.keys(inputs) };
+    if (authentication !== null) data["auth"] = authentication;
+    return new Promise((resolve, reject) => {
+      if (this.lost) {
+        reject(new StreamCallError(`${endpoint}.${method}: the streaming-method socket is closed`, true));
+        return;
+      }
+      this.openings.set(id, { call, resolve: () => resolve(call), reject });
+      this.send("omsc", data);
+    });
+  }
+
+  send(type: string, data: { [key: string]: unknown }): boolean {
+    if (this.lost) return false;
+    const text = JSON.stringify({ type, data });
+    if (this.socket.readyState === OPEN) this.socket.send(text);
+    else this.outbox.push(text);
+    return true;
+  }
+
+  closeCall(call: CallHandle): void {
+    if (this.calls.delete(call.id)) {
+      this.send("cmsc", { en: call.endpoint, m: call.method, cid: call.id, cr: "done" });
+    }
+  }
+
+  close(): void {
+    this.socket.close(1000, "client closed");
+    this.end();
+  }
+
+  private end(): void {
+    if (this.lost) return;
+    this.lost = true;
+    if (this.keepalive !== null) clearInterval(this.keepalive);
+    for (const { call, reject } of this.openings.values()) {
+      reject(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
+    }
+    this.openings.clear();
+    for (const call of this.calls.values()) {
+      call.fail(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
+    }
+    this.calls.clear();
+  }
+
+  private receive(text: string): void {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!isObject(frame) || typeof frame["type"] !== "string") return;
+    const data = isObject(frame["data"]) ? frame["data"] : {};
+    const id = typeof data["cid"] === "string" ? data["cid"] : "";
+    const toAnswer = data["p"] === undefined;
+    switch (frame["type"]) {
+      case "ping":
+        this.socket.send(JSON.stringify({ type: "pong" }));
+        return;
+      case "omsr": {
+        const opening = this.openings.get(id);
+        if (opening === undefined) return;
+        this.openings.delete(id);
+        if (data["res"] === "success") {
+          this.calls.set(id, opening.call);
+          opening.resolve();
+        } else {
+          opening.reject(new StreamCallRefused(String(data["res"]), opening.call.endpoint, opening.call.method));
+        }
+        return;
+      }
+      case "msm": {
+        const object = isObject(data["o"]) ? data["o"] : {};
+        if (toAnswer) this.calls.get(id)?.deliver(object["data"]);
+        return;
+      }
+      case "msse": {
+        const call = this.calls.get(id);
+        if (call === undefined || !toAnswer) return;
+        this.calls.delete(id);
+        const exception = isObject(data["ex"]) ? data["ex"] : {};
+        const className = String(exception["className"]);
+        call.fail(
+          this.protocol.exception(className, exception["data"]) ??
+            new StreamCallError(`${call.endpoint}.${call.method} threw ${className}`, false, className),
+        );
+        return;
+      }
+      case "cmsc": {
+        const call = this.calls.get(id);
+        if (call === undefined || !toAnswer) return;
+        this.calls.delete(id);
+        if (data["cr"] === "error") call.fail(new StreamCallError(`${call.endpoint}.${call.method} ended with an error`, false));
+        else call.finish();
+        return;
+      }
+      case "brm":
+        this.socket.close(1000, "bad request");
+        this.end();
+        return;
+      default:
+        return;
+    }
+  }
+}
+
+/** A random (version 4) UUID. */
+function randomUuid(): string {
+  const crypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (crypto?.randomUUID !== undefined) return crypto.randomUUID();
+  const hex = [...Array(32)].map(() => Math.floor(Math.random() * 16).toString(16));
+  hex[12] = "4";
+  hex[16] = ((parseInt(hex[16] ?? "0", 16) & 0x3) | 0x8).toString(16);
+  const text = hex.join("");
+  return `${text.slice(0, 8)}-${text.slice(8, 12)}-${text.slice(12, 16)}-${text.slice(16, 20)}-${text.slice(20)}`;
 }
 
 function isObject(value: unknown): value is { [key: string]: unknown } {

@@ -27,11 +27,16 @@ const CLIENT_MEMBERS: [&str; 13] = [
     "call",
 ];
 
-/// A method's answer: a value, or nothing (`void`).
+/// A method's answer: a value, nothing (`void`), or a stream of values.
 enum Answer {
     Value(Type),
     Void,
+    Stream(Type),
 }
+
+/// What a streaming method's signature adds: its input streams' names, item types and
+/// the class names their values are sent with.
+struct Inputs(Vec<(String, Type, String)>);
 
 /// Appends the endpoint classes and the `Client`; problems (types the schema names that
 /// the models do not define or TypeScript does not cover) are pushed, naming the method.
@@ -41,6 +46,23 @@ pub(crate) fn emit(
     schema: &MethodSchema,
     problems: &mut Vec<String>,
 ) {
+    let streaming = schema
+        .endpoints
+        .iter()
+        .flat_map(|e| &e.methods)
+        .filter(|m| m.streaming);
+    let with_inputs = streaming.clone().any(|m| !m.input_streams.is_empty());
+    if streaming.count() > 0 {
+        let mut names = vec!["type MethodStreamCall"];
+        if with_inputs {
+            names.extend(["type InputSink", "type WrappedValue"]);
+        }
+        let _ = writeln!(
+            out,
+            "import {{ {} }} from \"./streampod.js\";\n",
+            names.join(", ")
+        );
+    }
     let mut clients = Vec::new();
     for endpoint in &schema.endpoints {
         let class = format!("{}Methods", pascal(&endpoint.name));
@@ -98,7 +120,9 @@ fn emit_endpoint(
     for method in &endpoint.methods {
         let at = format!("{}.{}", endpoint.name, method.name);
         match signature(set, method) {
-            Ok((args, answer)) => emit_method(out, set, &endpoint.name, method, &args, &answer),
+            Ok((args, answer, inputs)) => {
+                emit_method(out, set, &endpoint.name, method, &args, &answer, &inputs);
+            }
             Err(problem) => problems.push(format!("{at}: {problem}")),
         }
     }
@@ -112,13 +136,21 @@ fn emit_method(
     method: &MethodSignature,
     args: &[Type],
     answer: &Answer,
+    inputs: &Inputs,
 ) {
     out.push('\n');
     let mut docs: Vec<String> = method.docs.lines().map(str::to_owned).collect();
     if !docs.is_empty() {
         docs.push(String::new());
     }
-    docs.push(format!("`POST /{endpoint}/{}`.", method.name));
+    if method.streaming {
+        docs.push(format!(
+            "A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values{}.",
+            if inputs.0.is_empty() { "" } else { ", and send on `call.inputs`" }
+        ));
+    } else {
+        docs.push(format!("`POST /{endpoint}/{}`.", method.name));
+    }
     if method.require_login {
         docs.push("Needs a signed-in key.".to_owned());
     }
@@ -132,7 +164,17 @@ fn emit_method(
             ));
         }
     }
-    docs.push("@throws {MethodCallError} on any other failure (status and message).".to_owned());
+    if method.streaming {
+        docs.push("@throws {StreamCallRefused} when the server refuses to open the call (its open result).".to_owned());
+        docs.push(
+            "@throws {StreamCallError} from the iteration when the call fails otherwise."
+                .to_owned(),
+        );
+    } else {
+        docs.push(
+            "@throws {MethodCallError} on any other failure (status and message).".to_owned(),
+        );
+    }
     doc(out, "  ", &docs);
     // Nullable arguments at the end may be left out; one before a required one may not.
     let optional_from = args
@@ -153,9 +195,24 @@ fn emit_method(
             format!("{}: {}{default}", param_name(&arg.name), ts_type(ty))
         })
         .collect();
-    let returns = match answer {
-        Answer::Value(ty) => ts_type(ty),
+    let value_type = match answer {
+        Answer::Value(ty) | Answer::Stream(ty) => ts_type(ty),
         Answer::Void => "void".to_owned(),
+    };
+    let returns = if method.streaming {
+        let sinks: Vec<String> = inputs
+            .0
+            .iter()
+            .map(|(name, ty, _)| format!("{}: InputSink<{}>", literal(name), ts_type(ty)))
+            .collect();
+        let sinks = if sinks.is_empty() {
+            "{}".to_owned()
+        } else {
+            format!("{{ {} }}", sinks.join("; "))
+        };
+        format!("MethodStreamCall<{value_type}, {sinks}>")
+    } else {
+        value_type
     };
     let _ = writeln!(
         out,
@@ -180,6 +237,49 @@ fn emit_method(
             }
         }
     }
+    if method.streaming {
+        let path = literal(&format!("{endpoint}.{}", method.name));
+        let decoder = match answer {
+            Answer::Value(ty) | Answer::Stream(ty) => decode(ty, "json", &path),
+            Answer::Void => "undefined".to_owned(),
+        };
+        let encoders: Vec<String> = inputs
+            .0
+            .iter()
+            .map(|(name, ty, class)| {
+                let wrapped = match ty {
+                    Type::Option(inner) => format!(
+                        "value === null ? {{ className: \"null\", data: null }} : {{ className: {}, data: {} }}",
+                        literal(class),
+                        encode(inner, "value")
+                    ),
+                    _ => format!(
+                        "{{ className: {}, data: {} }}",
+                        literal(class),
+                        encode(ty, "value")
+                    ),
+                };
+                format!(
+                    "{}: (value: {}): WrappedValue => ({wrapped})",
+                    literal(name),
+                    ts_type(ty)
+                )
+            })
+            .collect();
+        let encoders = if encoders.is_empty() {
+            "{}".to_owned()
+        } else {
+            format!("{{ {} }}", encoders.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "    return this.client.openStream({}, {}, args, {encoders}, (json: unknown) => {decoder});",
+            literal(endpoint),
+            literal(&method.name),
+        );
+        let _ = writeln!(out, "  }}");
+        return;
+    }
     let call = format!(
         "await this.client.call({}, {}, args)",
         literal(endpoint),
@@ -189,7 +289,7 @@ fn emit_method(
         Answer::Void => {
             let _ = writeln!(out, "    {call};");
         }
-        Answer::Value(ty) => {
+        Answer::Value(ty) | Answer::Stream(ty) => {
             let _ = writeln!(out, "    const json = {call};");
             let path = literal(&format!("{endpoint}.{}", method.name));
             let _ = writeln!(out, "    return {};", decode(ty, "json", &path));
@@ -198,19 +298,36 @@ fn emit_method(
     let _ = writeln!(out, "  }}");
 }
 
-/// The argument types and the answer of `method`, resolved against the models.
-fn signature(set: &ModelSet, method: &MethodSignature) -> Result<(Vec<Type>, Answer), String> {
+/// The argument types, the answer and the input streams of `method`, resolved against
+/// the models.
+fn signature(
+    set: &ModelSet,
+    method: &MethodSignature,
+) -> Result<(Vec<Type>, Answer, Inputs), String> {
     let mut args = Vec::with_capacity(method.args.len());
     for arg in &method.args {
         let ty = resolve_text(set, &arg.ty).map_err(|e| format!("argument {}: {e}", arg.name))?;
         args.push(ty);
     }
+    let mut inputs = Vec::with_capacity(method.input_streams.len());
+    for input in &method.input_streams {
+        let ty = resolve_text(set, &input.ty)
+            .map_err(|e| format!("input stream {}: {e}", input.name))?;
+        let class = input.ty.trim_end_matches('?').to_owned();
+        inputs.push((input.name.clone(), ty, class));
+    }
     let answer = if method.returns == "void" {
         Answer::Void
+    } else if let Some(item) = method
+        .returns
+        .strip_prefix("Stream<")
+        .and_then(|rest| rest.strip_suffix('>'))
+    {
+        Answer::Stream(resolve_text(set, item).map_err(|e| format!("answer: {e}"))?)
     } else {
         Answer::Value(resolve_text(set, &method.returns).map_err(|e| format!("answer: {e}"))?)
     };
-    Ok((args, answer))
+    Ok((args, answer, Inputs(inputs)))
 }
 
 fn resolve_text(set: &ModelSet, text: &str) -> Result<Type, String> {

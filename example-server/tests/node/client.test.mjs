@@ -1,7 +1,8 @@
 // The generated TypeScript client (the page's committed build, static/js/generated) under
 // Node against the example server's binary, run by example-server/tests/node_client.rs:
 // chat between two clients, a method call answered with a typed exception, an error
-// frame, and both clients coming back by themselves after the server restarts.
+// frame, both clients coming back by themselves after the server restarts, and the
+// streaming methods (`/v1/websocket`).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -9,7 +10,7 @@ import { createServer } from "node:net";
 import { createRequire } from "node:module";
 
 const { WebSocket } = createRequire(process.env.STREAMPOD_TYPESCRIPT_PACKAGE)("ws");
-const { Client, InvalidRequestError, MethodCallError } = await import(process.env.STREAMPOD_CLIENT);
+const { Client, InvalidRequestError, MethodCallError, StreamCallRefused } = await import(process.env.STREAMPOD_CLIENT);
 const binary = process.env.STREAMPOD_EXAMPLE_SERVER;
 const database = process.env.STREAMPOD_DATABASE_URL;
 
@@ -171,6 +172,50 @@ test("chat, typed method calls, errors and a server restart", { timeout: 60_000 
   await again;
   assert.ok(states.includes("reconnecting") && states.at(-1) === "open", states.join(" "));
 
+  ann.close();
+  bob.close();
+});
+
+test("streaming methods: a room's messages, a user's notifications, refusals and exceptions", { timeout: 60_000 }, async () => {
+  const server = await startServer();
+  const ann = newClient(server, { authKey: "ann-secret-key" });
+  const bob = newClient(server);
+  ann.connect();
+  await opened(ann);
+  await join(ann, "lobby");
+
+  // bob follows the lobby through `chat.messages` only (no /websocket socket of his own).
+  const room = await bob.chat.messages("lobby");
+  assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: "streamed", channelId: "lobby" } }), true);
+  const first = await room.next();
+  assert.equal(first.value.content, "streamed");
+  assert.ok(first.value.timestamp instanceof Date);
+
+  // The method's typed exception ends the iteration.
+  const nowhere = await bob.chat.messages("");
+  await assert.rejects(nowhere.next(), (error) => {
+    assert.ok(error instanceof InvalidRequestError, String(error));
+    assert.equal(error.data.field, "channelId");
+    return true;
+  });
+
+  // Login-only: refused with the open result without a key, opened with one.
+  await assert.rejects(bob.notification.notifications(), (error) => {
+    assert.ok(error instanceof StreamCallRefused, String(error));
+    assert.equal(error.result, "authenticationFailed");
+    return true;
+  });
+  const notes = await ann.notification.notifications();
+  // Two listeners of user 1: ann's /websocket session and her notifications call.
+  assert.equal(await ann.notification.sendNotification(1, "to myself"), 2);
+  const note = await notes.next();
+  assert.equal(note.value.text, "to myself");
+
+  // Closing a call ends its iteration; the other goes on.
+  room.close();
+  assert.deepEqual(await room.next(), { value: undefined, done: true });
+  assert.equal(await ann.notification.sendNotification(1, "again"), 2);
+  assert.equal((await notes.next()).value.text, "again");
   ann.close();
   bob.close();
 });

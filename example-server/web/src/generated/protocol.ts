@@ -7,6 +7,10 @@ export {
   StreampodClient,
   StreamError,
   MethodCallError,
+  StreamCallRefused,
+  StreamCallError,
+  MethodStreamCall,
+  InputSink,
   type ClientOptions,
   type ConnectionState,
   type StateChange,
@@ -514,9 +518,28 @@ export const protocolCodec: ProtocolCodec<Protocol> = {
   exception: decodeException,
 };
 
+import { type MethodStreamCall } from "./streampod.js";
+
 /** Typed calls of the `chat` endpoint's HTTP methods. */
 export class ChatMethods {
   constructor(private readonly client: StreampodClient<Protocol>) {}
+
+  /**
+   * The messages posted to room `channelId` from now on, as a streaming method
+   * (Serverpod 2.1+ clients, `/v1/websocket`): the call joins the room through the
+   * message central and leaves it when the client closes the call. Posting stays on
+   * the `/websocket` stream (or any method that posts to the room).
+   *
+   * A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values.
+   * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
+   * @throws {StreamCallRefused} when the server refuses to open the call (its open result).
+   * @throws {StreamCallError} from the iteration when the call fails otherwise.
+   */
+  async messages(channelId: string): Promise<MethodStreamCall<ChatMessage, {}>> {
+    const args: { [name: string]: unknown } = {};
+    args["channelId"] = channelId;
+    return this.client.openStream("chat", "messages", args, {}, (json: unknown) => ChatMessageCodec.fromJson(json, "chat.messages"));
+  }
 
   /**
    * Who is in `channelId`, on every server, by the names they joined with.
@@ -553,6 +576,20 @@ export class ChatMethods {
 /** Typed calls of the `notification` endpoint's HTTP methods. */
 export class NotificationMethods {
   constructor(private readonly client: StreampodClient<Protocol>) {}
+
+  /**
+   * The signed-in user's notifications from now on, as a streaming method (Serverpod
+   * 2.1+ clients, `/v1/websocket`): what `sendNotification` sends to this user.
+   *
+   * A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values.
+   * Needs a signed-in key.
+   * @throws {StreamCallRefused} when the server refuses to open the call (its open result).
+   * @throws {StreamCallError} from the iteration when the call fails otherwise.
+   */
+  async notifications(): Promise<MethodStreamCall<NotificationMessage, {}>> {
+    const args: { [name: string]: unknown } = {};
+    return this.client.openStream("notification", "notifications", args, {}, (json: unknown) => NotificationMessageCodec.fromJson(json, "notification.notifications"));
+  }
 
   /**
    * Sends `message` to every device of `targetUserId`; answers how many devices got it
