@@ -157,6 +157,11 @@ struct Common {
     /// Gives up after this many seconds and reports what was delivered by then.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
+    /// Subscribers follow the room through the streaming method `chat.messages` on
+    /// `/v1/websocket` (one call per socket) instead of joining it on `--url`; the
+    /// publisher still posts on `--url`.
+    #[arg(long)]
+    method_stream: bool,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -343,6 +348,12 @@ const PONG: &[u8] = br#""command":"pong""#;
 async fn open_subscriber(common: &Common, index: usize, ping: bool) -> std::io::Result<RawSocket> {
     let (addr, path) = server_addr(&common.url);
     let stream = connect(addr, index, common.source_addresses).await?;
+    if common.method_stream {
+        let path = path.replace("/websocket", "/v1/websocket");
+        let mut socket = RawSocket::upgrade(stream, addr, &path, false).await?;
+        socket.send_text(&method_stream_open(common)).await?;
+        return Ok(socket);
+    }
     let mut socket = RawSocket::upgrade(stream, addr, &path, common.extended).await?;
     socket.send_text(&join_frame(common)).await?;
     if ping {
@@ -544,6 +555,15 @@ fn join_frame(common: &Common) -> String {
             "data": {"channelId": common.room, "subscribe": true}}})
         .to_string()
     })
+}
+
+/// The open command of a `chat.messages` call on the room (one call per socket, so one
+/// connection id serves every socket).
+fn method_stream_open(common: &Common) -> String {
+    json!({"type": "omsc", "data": {"en": "chat", "m": "messages",
+        "cid": "00000000-0000-4000-8000-000000000001",
+        "args": json!({"channelId": common.room}).to_string(), "is": []}})
+    .to_string()
 }
 
 fn min_received(received: &[AtomicU64]) -> u64 {
