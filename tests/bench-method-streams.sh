@@ -51,4 +51,4 @@ done
 echo
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), medians of $RUNS runs, with \`bash tests/bench-method-streams.sh\`."
 echo
-target/release/loadgen table "$RESULTS" | sed -n '1,/^$/p'
+target/release/loadgen table "$RESULTS" | sed -n '/^| target/,$p'

@@ -685,13 +685,15 @@ impl<P: ModelSet> CallTask<P> {
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         break CloseReason::Error;
                     };
-                    let mut text = String::with_capacity(
-                        head.len() + object.len() + ANSWER_MESSAGE_TAIL.len(),
-                    );
-                    text.push_str(&head);
-                    text.push_str(&object);
-                    text.push_str(ANSWER_MESSAGE_TAIL);
-                    let frame = TextFrame::from_text(&text).holding(slot);
+                    let length = head.len() + object.len() + ANSWER_MESSAGE_TAIL.len();
+                    let framed = TextFrame::encode(length, |buffer| {
+                        buffer.extend_from_slice(head.as_bytes());
+                        buffer.extend_from_slice(&object);
+                        buffer.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
+                        Ok::<(), std::convert::Infallible>(())
+                    });
+                    let Ok(frame) = framed;
+                    let frame = frame.holding(slot);
                     match self.shared.push(frame) {
                         Push::Closed | Push::Overflow => return Some(CloseReason::Error),
                         _ => continue,

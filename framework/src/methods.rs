@@ -213,8 +213,8 @@ pub enum Answer {
     /// hears `success`); one with inputs is opened at once, as its client sends
     /// inputs only after `success`.
     Opened,
-    /// A value, as `{"className":…,"data":…}` JSON.
-    Value(String),
+    /// A value, as `{"className":…,"data":…}` JSON text.
+    Value(Vec<u8>),
     /// The error that ends the call.
     Failed(MethodError),
 }
@@ -223,14 +223,19 @@ pub enum Answer {
 #[doc(hidden)]
 pub type OutputStream<'a> = Pin<Box<dyn Stream<Item = Answer> + Send + 'a>>;
 
-/// The answer of a value or an error.
-fn answer_of<T: WireValue>(item: Result<T, MethodError>) -> Answer {
-    match item.and_then(|value| {
-        crate::protocol::method_stream::wrap_value(&value)
-            .map_err(|e| MethodError::internal(format_args!("cannot encode a stream value: {e}")))
-    }) {
-        Ok(object) => Answer::Value(object),
-        Err(error) => Answer::Failed(error),
+/// The answer of a value or an error; `class_name` from
+/// [`wrapped_class`](crate::protocol::method_stream::wrapped_class).
+fn answer_of<T: WireValue>(class_name: &str, item: Result<T, MethodError>) -> Answer {
+    let value = match item {
+        Ok(value) => value,
+        Err(error) => return Answer::Failed(error),
+    };
+    let mut object = Vec::with_capacity(256);
+    match crate::protocol::method_stream::write_wrapped(&mut object, class_name, &value) {
+        Ok(()) => Answer::Value(object),
+        Err(e) => Answer::Failed(MethodError::internal(format_args!(
+            "cannot encode a stream value: {e}"
+        ))),
     }
 }
 
@@ -244,11 +249,13 @@ where
     S: Stream<Item = Result<T, MethodError>> + Send + 'a,
     T: WireValue + Send + 'a,
 {
+    let class_name = crate::protocol::method_stream::wrapped_class::<T>();
     let opened = futures_util::stream::once(open).flat_map(move |opened| match opened {
         Ok(stream) => {
             let first = (!has_inputs).then_some(Answer::Opened);
+            let class_name = class_name.clone();
             futures_util::stream::iter(first)
-                .chain(stream.map(answer_of))
+                .chain(stream.map(move |item| answer_of(&class_name, item)))
                 .left_stream()
         }
         Err(error) => {
@@ -270,9 +277,11 @@ where
 pub fn answer_value<'a, T: WireValue>(
     call: impl Future<Output = Result<T, MethodError>> + Send + 'a,
 ) -> OutputStream<'a> {
+    let class_name = crate::protocol::method_stream::wrapped_class::<T>();
     Box::pin(
-        futures_util::stream::iter([Answer::Opened])
-            .chain(futures_util::stream::once(async move { answer_of(call.await) })),
+        futures_util::stream::iter([Answer::Opened]).chain(futures_util::stream::once(
+            async move { answer_of(&class_name, call.await) },
+        )),
     )
 }
 

@@ -589,21 +589,44 @@ impl MethodStreamFrame {
 ///
 /// Whatever encoding the value reports.
 pub fn wrap_value<T: WireValue>(value: &T) -> Result<String, serde_json::Error> {
-    let data = serde_json::to_string(&Wire(value))?;
-    let mut class_name = T::model_type();
-    if data == "null" {
-        class_name = "null".to_owned();
-    } else if class_name.ends_with('?') {
-        class_name.pop();
-    }
-    let mut out = Vec::with_capacity(data.len() + class_name.len() + 24);
-    out.extend_from_slice(br#"{"className":"#);
-    write_str(&mut out, &class_name);
-    out.extend_from_slice(br#","data":"#);
-    out.extend_from_slice(data.as_bytes());
-    out.push(b'}');
+    let mut out = Vec::with_capacity(128);
+    write_wrapped(&mut out, &wrapped_class::<T>(), value)?;
     // Only JSON text was written.
     Ok(String::from_utf8(out).unwrap_or_default())
+}
+
+/// The class name values of `T` are wrapped with (see [`wrap_value`]): its model type
+/// without `?`. Worked out once per stream, not per value.
+pub fn wrapped_class<T: WireValue>() -> String {
+    let mut class_name = T::model_type();
+    if class_name.ends_with('?') {
+        class_name.pop();
+    }
+    class_name
+}
+
+/// Appends [`wrap_value`]'s text to `out`, with `class_name` from [`wrapped_class`].
+///
+/// # Errors
+///
+/// Whatever encoding the value reports (`out` may then hold part of it).
+pub fn write_wrapped<T: WireValue>(
+    out: &mut Vec<u8>,
+    class_name: &str,
+    value: &T,
+) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    out.extend_from_slice(br#"{"className":"#);
+    write_str(out, class_name);
+    out.extend_from_slice(br#","data":"#);
+    let data = out.len();
+    serde_json::to_writer(&mut *out, &Wire(value))?;
+    if &out[data..] == b"null" {
+        out.truncate(start);
+        out.extend_from_slice(br#"{"className":"null","data":null"#);
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// A stream value's `{"className":…,"data":…}` split into its class name and its data
