@@ -561,6 +561,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_streaming_methods() {
+        let model = parse(
+            quote!(),
+            quote! {
+                impl Live {
+                    pub async fn feed(&self, room: String) -> Result<impl Stream<Item = Result<ChatMessage, Oops>> + Send, Refused> { todo!() }
+                    pub async fn total(&self, numbers: MethodStream<i64>, start: i64) -> i64 { 0 }
+                    pub async fn boxed(&self) -> Pin<Box<dyn Stream<Item = i64> + Send>> { todo!() }
+                    pub async fn plain(&self) -> Vec<i64> { Vec::new() }
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let [feed, total, boxed, plain] = &model.methods[..] else {
+            panic!("four methods");
+        };
+        assert!(feed.streaming && !feed.args[0].input_stream);
+        let Output::Stream(output) = &feed.output else {
+            panic!("a stream");
+        };
+        assert!(output.item_error.is_some() && output.open_error.is_some());
+        assert!(total.streaming && total.args[0].input_stream && !total.args[1].input_stream);
+        assert!(matches!(total.output, Output::Plain(Some(_))));
+        assert!(boxed.streaming && matches!(boxed.output, Output::Stream(_)));
+        assert!(!plain.streaming);
+    }
+
+    #[test]
     fn reports_every_bad_signature() {
         let error = parse(
             quote!(),
