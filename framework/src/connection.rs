@@ -246,56 +246,20 @@ impl<P: ModelSet> Connection<P> {
                         },
                         Ok(Incoming::Pong) => {}
                         Ok(Incoming::Close(close)) => {
-                            // The answer echoes the peer's code (RFC 6455 §5.5.1), and
-                            // nothing follows it.
-                            let reply = close_frame(close.as_ref().map(|(code, reason)| (*code, reason.as_str())));
-                            self.shared.outbound.push_control(&reply, true);
+                            answer_close(&self.shared, close.as_ref());
                             return;
                         }
                         Err(error) => {
-                            self.read_failed(&error);
+                            close_on_read_error(&self.shared, &error);
                             return;
                         }
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => match keepalive.due() {
-                    Due::Ping => self.shared.outbound.ping(),
-                    Due::Unanswered => {
-                        tracing::debug!(target: "streampod::connection", "keepalive timeout; closing");
-                        self.shared.abort(CloseCode::Away, "keepalive timeout");
-                        return;
-                    }
-                    Due::Silent => {
-                        tracing::debug!(target: "streampod::connection", "no frame since opening; closing");
-                        self.shared.close(CloseCode::Policy, "no frame received since the socket opened");
-                        return;
-                    }
+                () = tokio::time::sleep_until(deadline) => if !keepalive.at_deadline(&self.shared) {
+                    return;
                 }
             }
         }
-    }
-
-    /// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
-    /// peer vanished.
-    fn read_failed(&self, error: &ReadError) {
-        let code = match error {
-            ReadError::Utf8 => CloseCode::Invalid,
-            ReadError::TooLarge { .. } => CloseCode::Size,
-            ReadError::Protocol(_) => CloseCode::Protocol,
-            ReadError::Ended | ReadError::Io(_) => {
-                tracing::debug!(target: "streampod::connection", %error, "peer went away");
-                return;
-            }
-        };
-        let reason = error.to_string();
-        // A peer can trigger this at will: one line per interval, with a count.
-        static BAD_INPUT: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
-        if let Some(suppressed) = BAD_INPUT.ready() {
-            tracing::info!(target: "streampod::connection", code = u16::from(code), %reason, suppressed, "closing on bad input");
-        } else {
-            tracing::debug!(target: "streampod::connection", code = u16::from(code), %reason, "closing on bad input");
-        }
-        self.shared.close(code, &reason);
     }
 
     fn reject(&self, error: &ErrorFrame<'_>) {
@@ -324,12 +288,7 @@ impl<P: ModelSet> Connection<P> {
                 false
             }
             Verdict::Abusive => {
-                static ABUSE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
-                if let Some(suppressed) = ABUSE.ready() {
-                    tracing::info!(target: "streampod::connection", per_second = limit.per_second, burst = limit.burst, suppressed, "closing a client that kept sending past its rate limit");
-                }
-                self.shared
-                    .close(CloseCode::Policy, "inbound rate limit exceeded");
+                close_abusive(&self.shared, limit);
                 false
             }
         }
@@ -593,6 +552,45 @@ impl<P: ModelSet> Connection<P> {
     }
 }
 
+/// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
+/// peer vanished.
+pub(crate) fn close_on_read_error(shared: &SessionShared, error: &ReadError) {
+    let code = match error {
+        ReadError::Utf8 => CloseCode::Invalid,
+        ReadError::TooLarge { .. } => CloseCode::Size,
+        ReadError::Protocol(_) => CloseCode::Protocol,
+        ReadError::Ended | ReadError::Io(_) => {
+            tracing::debug!(target: "streampod::connection", %error, "peer went away");
+            return;
+        }
+    };
+    let reason = error.to_string();
+    // A peer can trigger this at will: one line per interval, with a count.
+    static BAD_INPUT: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+    if let Some(suppressed) = BAD_INPUT.ready() {
+        tracing::info!(target: "streampod::connection", code = u16::from(code), %reason, suppressed, "closing on bad input");
+    } else {
+        tracing::debug!(target: "streampod::connection", code = u16::from(code), %reason, "closing on bad input");
+    }
+    shared.close(code, &reason);
+}
+
+/// Closes a client that kept sending past its inbound rate `limit` (1008).
+pub(crate) fn close_abusive(shared: &SessionShared, limit: crate::rate_limit::RateLimit) {
+    static ABUSE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+    if let Some(suppressed) = ABUSE.ready() {
+        tracing::info!(target: "streampod::connection", per_second = limit.per_second, burst = limit.burst, suppressed, "closing a client that kept sending past its rate limit");
+    }
+    shared.close(CloseCode::Policy, "inbound rate limit exceeded");
+}
+
+/// Answers the peer's close frame: the answer echoes its code (RFC 6455 §5.5.1), and
+/// nothing follows it.
+pub(crate) fn answer_close(shared: &SessionShared, close: Option<&(u16, String)>) {
+    let reply = close_frame(close.map(|(code, reason)| (*code, reason.as_str())));
+    shared.outbound.push_control(&reply, true);
+}
+
 /// Describes a handler's error or panic, or `None` when it succeeded.
 fn failure<E: std::fmt::Display>(
     outcome: Result<Result<(), E>, Box<dyn Any + Send>>,
@@ -625,7 +623,7 @@ pub(crate) struct Keepalive {
 
 /// What is due at a [`Keepalive`] deadline.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Due {
+enum Due {
     /// The socket has been quiet for the interval: ping it.
     Ping,
     /// The ping went unanswered.
@@ -661,8 +659,32 @@ impl Keepalive {
         self.first_frame_by = None;
     }
 
+    /// At the deadline: pings a quiet socket, or closes one that stopped answering (or
+    /// never sent anything); `false` once the socket is closing.
+    pub(crate) fn at_deadline(&mut self, shared: &SessionShared) -> bool {
+        match self.due() {
+            Due::Ping => {
+                shared.outbound.ping();
+                true
+            }
+            Due::Unanswered => {
+                tracing::debug!(target: "streampod::connection", "keepalive timeout; closing");
+                shared.abort(CloseCode::Away, "keepalive timeout");
+                false
+            }
+            Due::Silent => {
+                tracing::debug!(target: "streampod::connection", "no frame since opening; closing");
+                shared.close(
+                    CloseCode::Policy,
+                    "no frame received since the socket opened",
+                );
+                false
+            }
+        }
+    }
+
     /// Called at the deadline: what is due, recording a ping as sent.
-    pub(crate) fn due(&mut self) -> Due {
+    fn due(&mut self) -> Due {
         if self
             .first_frame_by
             .is_some_and(|first| Instant::now() >= first)

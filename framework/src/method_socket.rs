@@ -19,8 +19,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::AuthInfo;
-use crate::connection::{panic_message, write_loop, Due, Io, Keepalive, StreamContext};
-use crate::frame_reader::{FrameReader, Incoming, ReadError};
+use crate::connection::{
+    answer_close, close_abusive, close_on_read_error, panic_message, write_loop, Io, Keepalive,
+    StreamContext,
+};
+use crate::frame_reader::{FrameReader, Incoming};
 use crate::handle::ServerHandle;
 use crate::log_limit::RateLimitedLog;
 use crate::method_input::{InputEvent, Inputs};
@@ -33,7 +36,7 @@ use crate::protocol::method_stream::{
 use crate::protocol::{auth, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::session::SessionShared;
-use crate::socket_io::{close_frame, pong_frame};
+use crate::socket_io::pong_frame;
 use crate::wire_frame::TextFrame;
 
 /// What serving a streaming-method socket needs: the streaming context (configuration,
@@ -179,26 +182,17 @@ impl<P: ModelSet> Socket<P> {
                         },
                         Ok(Incoming::Pong) => {}
                         Ok(Incoming::Close(close)) => {
-                            let reply = close_frame(close.as_ref().map(|(code, reason)| (*code, reason.as_str())));
-                            self.shared.outbound.push_control(&reply, true);
+                            answer_close(&self.shared, close.as_ref());
                             return;
                         }
                         Err(error) => {
-                            read_failed(&self.shared, &error);
+                            close_on_read_error(&self.shared, &error);
                             return;
                         }
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => match keepalive.due() {
-                    Due::Ping => self.shared.outbound.ping(),
-                    Due::Unanswered => {
-                        self.shared.abort(CloseCode::Away, "keepalive timeout");
-                        return;
-                    }
-                    Due::Silent => {
-                        self.shared.close(CloseCode::Policy, "no frame received since the socket opened");
-                        return;
-                    }
+                () = tokio::time::sleep_until(deadline) => if !keepalive.at_deadline(&self.shared) {
+                    return;
                 }
             }
         }
@@ -218,12 +212,7 @@ impl<P: ModelSet> Socket<P> {
                 false
             }
             Verdict::Abusive => {
-                static ABUSE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
-                if let Some(suppressed) = ABUSE.ready() {
-                    tracing::info!(target: "streampod::method_socket", per_second = limit.per_second, burst = limit.burst, suppressed, "closing a client that kept sending past its rate limit");
-                }
-                self.shared
-                    .close(CloseCode::Policy, "inbound rate limit exceeded");
+                close_abusive(&self.shared, limit);
                 false
             }
         }
@@ -549,22 +538,6 @@ impl<P: ModelSet> Socket<P> {
             }
         }
     }
-}
-
-/// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
-/// peer vanished.
-fn read_failed(shared: &SessionShared, error: &ReadError) {
-    let code = match error {
-        ReadError::Utf8 => CloseCode::Invalid,
-        ReadError::TooLarge { .. } => CloseCode::Size,
-        ReadError::Protocol(_) => CloseCode::Protocol,
-        ReadError::Ended | ReadError::Io(_) => {
-            tracing::debug!(target: "streampod::method_socket", %error, "peer went away");
-            return;
-        }
-    };
-    tracing::debug!(target: "streampod::method_socket", code = u16::from(code), %error, "closing on bad input");
-    shared.close(code, &error.to_string());
 }
 
 /// One call, run on a task of its own.
