@@ -721,3 +721,28 @@ async fn the_rust_client_calls_streaming_methods_with_typed_values_inputs_and_ex
     }
     assert!(ended);
 }
+
+#[tokio::test]
+async fn the_streaming_socket_lives_under_the_path_prefix() {
+    let server = Server::builder()
+        .methods("live", Live::default())
+        .path_prefix("/rt")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rt/v1/websocket"))
+        .await
+        .unwrap();
+    let mut client = Raw { ws };
+    client
+        .open_ok(1, "count", json!({"from": 1, "to": 1}), &[])
+        .await;
+    assert_eq!(value_of(&client.next().await, 1), json!(1));
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://{addr}/v1/websocket"))
+            .await
+            .is_err(),
+        "outside the prefix there is no socket"
+    );
+}

@@ -17,7 +17,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::calls::CallException;
 use super::error::BoxError;
 use super::transport::{Socket, Transport};
 use crate::protocol::method_stream::{
@@ -25,6 +24,7 @@ use crate::protocol::method_stream::{
     OpenResult, Wrapped,
 };
 use crate::protocol::wire::WireValue;
+use crate::protocol::SerializableModel;
 
 /// The client pings every 20 s and gives a socket up after 40 s without a frame, as
 /// Serverpod's client does.
@@ -231,7 +231,7 @@ pub(crate) struct MethodSocket {
 
 impl MethodSocket {
     /// Opens `endpoint.method` with `args` and the input streams named `inputs`.
-    pub(crate) async fn call<R: WireValue, E: CallException>(
+    pub(crate) async fn call<R: WireValue, E: SerializableModel>(
         &self,
         transport: &Transport,
         endpoint: &str,
@@ -365,7 +365,7 @@ impl<R, E> Drop for StreamCall<R, E> {
     }
 }
 
-impl<R: WireValue, E: CallException> StreamCall<R, E> {
+impl<R: WireValue, E: SerializableModel> StreamCall<R, E> {
     fn event(&mut self, event: CallEvent) -> Option<Result<R, StreamCallError<E>>> {
         match event {
             CallEvent::Value(object) => {
@@ -401,7 +401,7 @@ impl<R: WireValue, E: CallException> StreamCall<R, E> {
     }
 }
 
-impl<R: WireValue, E: CallException> Stream for StreamCall<R, E> {
+impl<R: WireValue, E: SerializableModel> Stream for StreamCall<R, E> {
     type Item = Result<R, StreamCallError<E>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
