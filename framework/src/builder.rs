@@ -378,6 +378,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             authentication: self.authentication,
             config,
             sessions,
+            method_sockets: Arc::default(),
             messages,
             metrics,
             held_bytes: Arc::default(),
@@ -385,7 +386,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(memory_guard::run(
-            streams.sessions.clone(),
+            [streams.sessions.clone(), streams.method_sockets.clone()],
             streams.held_bytes.clone(),
             streams.config.max_total_queued_bytes,
             streams.metrics.memory_guard_closes.clone(),

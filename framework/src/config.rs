@@ -70,8 +70,8 @@ pub struct ServerConfig {
     /// [`JoinError::NameTooLong`](crate::messages::JoinError). Default 255: names are
     /// ids, not payloads, and each join stores its name.
     pub max_channel_name_len: usize,
-    /// Most bytes queued for all sessions together. Beyond it, the sessions holding the
-    /// most are closed first (1008 "server memory limit") until the total fits again;
+    /// Most bytes queued for all sessions (and streaming-method sockets) together.
+    /// Beyond it, the sessions holding the most are closed first (1008 "server memory limit") until the total fits again;
     /// checked every 100 ms, each queue counted in 16 KiB steps. Default 1 GiB: a
     /// thousand slow consumers at the per-session limit cannot exhaust the machine.
     pub max_total_queued_bytes: usize,

@@ -46,6 +46,9 @@ pub(crate) struct StreamContext<P: ModelSet> {
     pub(crate) authentication: Option<Arc<dyn DynAuthenticationHandler>>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) sessions: Arc<SessionRegistry>,
+    /// The streaming-method sockets (`/v1/websocket`), apart: broadcasts to sessions
+    /// must not reach them; the memory guard sheds them like sessions.
+    pub(crate) method_sockets: Arc<SessionRegistry>,
     pub(crate) messages: MessageCentral<P>,
     pub(crate) metrics: Arc<Metrics>,
     /// Bytes queued for all sessions, for the memory guard.
@@ -857,6 +860,7 @@ mod tests {
             authentication: None,
             config: Arc::new(config),
             sessions,
+            method_sockets: Arc::default(),
             messages,
             metrics: Arc::new(Metrics::new(Box::new(crate::metrics::Snapshot::default))),
             held_bytes: Arc::default(),

@@ -20,7 +20,7 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Watches `total` until `stop`; closes the biggest holders while it exceeds `limit`.
 pub(crate) async fn run(
-    sessions: Arc<SessionRegistry>,
+    sessions: [Arc<SessionRegistry>; 2],
     total: Arc<TotalHeld>,
     limit: usize,
     closes: Counter,
@@ -41,10 +41,10 @@ pub(crate) async fn run(
 
 /// Closes the sessions holding the most bytes until what is left fits `limit`; how
 /// many it closed.
-fn shed(sessions: &SessionRegistry, limit: usize) -> u64 {
+fn shed(sessions: &[Arc<SessionRegistry>], limit: usize) -> u64 {
     let mut held: Vec<_> = sessions
-        .snapshot()
-        .into_iter()
+        .iter()
+        .flat_map(|registry| registry.snapshot())
         .map(|session| (session.outbound.held_bytes(), session))
         .collect();
     let mut remaining: usize = held.iter().map(|(bytes, _)| bytes).sum();

@@ -130,6 +130,8 @@ struct Socket<P: ModelSet> {
 impl<P: ModelSet> Socket<P> {
     async fn serve<I: Io>(mut self, mut read: ReadHalf<I>, write: tokio::io::WriteHalf<I>, mut reader: FrameReader) {
         tracing::debug!(target: "streampod::method_socket", "socket opened");
+        let registry = self.context.streams.method_sockets.clone();
+        registry.insert(self.shared.clone());
         let config = self.context.streams.config.clone();
         let writer = tokio::spawn(
             write_loop(
@@ -147,6 +149,7 @@ impl<P: ModelSet> Socket<P> {
         for (_, call) in self.calls.drain() {
             call.task.abort();
         }
+        registry.remove(self.shared.id);
         let grace = config.close_timeout + Duration::from_millis(500);
         if tokio::time::timeout(grace, writer).await.is_err() {
             tracing::warn!(target: "streampod::method_socket", "writer did not finish in time");

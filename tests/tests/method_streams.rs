@@ -100,6 +100,11 @@ impl Live {
         stream::iter(0..).map(|n: u64| format!("value {n} {}", "x".repeat(200)))
     }
 
+    /// 64 KiB values as fast as the socket takes them.
+    pub async fn heavy(&self) -> impl Stream<Item = String> {
+        stream::repeat("h".repeat(64 << 10))
+    }
+
     /// Never reads its input.
     pub async fn deaf(&self, numbers: MethodStream<i64>) -> impl Stream<Item = i64> {
         let _kept = numbers;
@@ -745,4 +750,40 @@ async fn the_streaming_socket_lives_under_the_path_prefix() {
             .is_err(),
         "outside the prefix there is no socket"
     );
+}
+
+#[tokio::test]
+async fn the_memory_guard_sheds_a_streaming_socket_that_stopped_reading() {
+    let server = start_with(
+        Live::default(),
+        ServerConfig::default()
+            .method_stream_queue(100_000)
+            .outbound_queue_bytes(1 << 30)
+            .outbound_queue_frames(1 << 20)
+            .max_total_queued_bytes(2 << 20),
+    )
+    .await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "heavy", json!({}), &[]).await;
+    // The client reads nothing for a while: the socket's queue passes the server's limit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match client.ws.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket was closed, not left to grow");
+    assert_eq!(closed, Some((1008, "server memory limit".to_owned())));
+    // Others are served still.
+    let mut other = Raw::connect(server.local_addr()).await;
+    other
+        .open_ok(1, "count", json!({"from": 1, "to": 1}), &[])
+        .await;
 }
