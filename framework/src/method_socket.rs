@@ -38,6 +38,7 @@ use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::session::SessionShared;
 use crate::socket_io::pong_frame;
 use crate::wire_frame::TextFrame;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// What serving a streaming-method socket needs: the streaming context (configuration,
 /// authentication, metrics, shutdown), the method endpoints and the server handle.
@@ -343,6 +344,23 @@ impl<P: ModelSet> Socket<P> {
         }
         let refuse = |socket: &Self, result: OpenResult, why: &str| {
             tracing::debug!(target: "streampod::method_socket", endpoint = %open.call.endpoint, method = %open.call.method, %why, result = result.as_str(), "call refused");
+            // Only names the server knows become labels.
+            let (endpoint, method) = match socket.context.methods.get(&open.call.endpoint) {
+                Some((name, methods)) => (
+                    name.to_string(),
+                    methods
+                        .method_table()
+                        .iter()
+                        .find(|info| info.name == open.call.method)
+                        .map_or("unknown", |info| info.name),
+                ),
+                None => ("unknown".to_owned(), "unknown"),
+            };
+            socket
+                .context
+                .streams
+                .metrics
+                .method_stream_opened(&endpoint, method, result.as_str());
             socket.send(
                 &MethodStreamFrame::OpenResponse {
                     call: open.call.clone(),
@@ -543,6 +561,22 @@ impl<P: ModelSet> Socket<P> {
     }
 }
 
+/// Counts one open call in a gauge until dropped.
+struct OpenCallCount(Gauge);
+
+impl OpenCallCount {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenCallCount {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// One call, run on a task of its own.
 struct CallTask<P: ModelSet> {
     context: Arc<MethodSocketContext<P>>,
@@ -579,6 +613,11 @@ impl<P: ModelSet> CallTask<P> {
     }
 
     fn respond(&self, result: OpenResult) {
+        self.context.streams.metrics.method_stream_opened(
+            &self.endpoint,
+            self.info.name,
+            result.as_str(),
+        );
         let frame = MethodStreamFrame::OpenResponse {
             call: self.call.clone(),
             result,
@@ -647,12 +686,20 @@ impl<P: ModelSet> CallTask<P> {
         ));
         let mut stream = AssertUnwindSafe(stream).catch_unwind();
         let mut opened = false;
+        // Counted while open; dropped with this future, also when the call is aborted.
+        let mut open_calls: Option<OpenCallCount> = None;
         let reason = loop {
             let failure = match stream.next().await {
                 None => break CloseReason::Done,
                 Some(Ok(Answer::Opened)) => {
                     opened = true;
                     self.respond(OpenResult::Success);
+                    open_calls = Some(OpenCallCount::new(
+                        self.context
+                            .streams
+                            .metrics
+                            .method_streams(&self.endpoint, self.info.name),
+                    ));
                     continue;
                 }
                 Some(Ok(Answer::Value(object))) => {
@@ -713,6 +760,7 @@ impl<P: ModelSet> CallTask<P> {
         };
         self.shared
             .push(TextFrame::from_text(&frame.to_json(self.form)));
+        drop(open_calls);
         Some(reason)
     }
 }

@@ -65,6 +65,8 @@ pub(crate) struct Metrics {
     pub(crate) writer_batch_frames: Histogram,
     pub(crate) method_calls: Family<Labels, Counter>,
     pub(crate) method_seconds: Histograms,
+    pub(crate) method_stream_opens: Family<Labels, Counter>,
+    pub(crate) method_streams_open: Family<Labels, Gauge>,
 }
 
 impl fmt::Debug for Metrics {
@@ -91,6 +93,8 @@ impl Metrics {
             writer_batch_frames: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             method_calls: Family::default(),
             method_seconds: Family::new_with_constructor(call_histogram),
+            method_stream_opens: Family::default(),
+            method_streams_open: Family::default(),
             registry: Registry::default(),
         };
         let mut registry = Registry::default();
@@ -134,6 +138,16 @@ impl Metrics {
             "HTTP method call latency, by endpoint and method",
             metrics.method_seconds.clone(),
         );
+        registry.register(
+            "streampod_method_stream_opens",
+            "Streaming-method opens (/v1/websocket), by endpoint, method and open result",
+            metrics.method_stream_opens.clone(),
+        );
+        registry.register(
+            "streampod_method_streams_open",
+            "Streaming-method calls open (opened, not yet ended or closed), by endpoint and method",
+            metrics.method_streams_open.clone(),
+        );
         registry.register_collector(Box::new(Levels(source)));
         metrics.registry = registry;
         metrics
@@ -159,6 +173,28 @@ impl Metrics {
         let mut with_status = labels;
         with_status.push(("status", status.to_string()));
         self.method_calls.get_or_create(&with_status).inc();
+    }
+
+    /// Counts a streaming-method open by its result. Names the server does not know
+    /// are `unknown`, so a client cannot grow the labels.
+    pub(crate) fn method_stream_opened(&self, endpoint: &str, method: &str, result: &str) {
+        self.method_stream_opens
+            .get_or_create(&vec![
+                ("endpoint", endpoint.to_owned()),
+                ("method", method.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// The open-calls gauge of a streaming method.
+    pub(crate) fn method_streams(&self, endpoint: &str, method: &str) -> Gauge {
+        self.method_streams_open
+            .get_or_create(&vec![
+                ("endpoint", endpoint.to_owned()),
+                ("method", method.to_owned()),
+            ])
+            .clone()
     }
 
     /// The open-streams gauge of `endpoint`.

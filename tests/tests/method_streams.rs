@@ -222,6 +222,16 @@ impl Raw {
         assert_eq!(answer["data"]["cid"], cid(n));
     }
 
+    /// The result of the open of call `n`, skipping other calls' frames.
+    async fn next_open_result(&mut self, n: usize) -> String {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == "omsr" && frame["data"]["cid"] == cid(n) {
+                return frame["data"]["res"].as_str().unwrap().to_owned();
+            }
+        }
+    }
+
     async fn input(&mut self, n: usize, method: &str, parameter: &str, class: &str, data: Value) {
         self.send(json!({"type": "msm", "data": {
             "en": "live", "m": method, "cid": cid(n), "p": parameter,
@@ -786,4 +796,51 @@ async fn the_memory_guard_sheds_a_streaming_socket_that_stopped_reading() {
     other
         .open_ok(1, "count", json!({"from": 1, "to": 1}), &[])
         .await;
+}
+
+#[tokio::test]
+async fn metrics_count_opens_by_result_and_calls_open() {
+    use streampod_tests::http::{get_text, metric_value};
+
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut client = Raw::connect(addr).await;
+    client.open_ok(1, "forever", json!({}), &[]).await;
+    client.open_ok(2, "forever", json!({}), &[]).await;
+    client.open(3, "nope", json!({}), &[]).await;
+    assert_eq!(client.next_open_result(3).await, "endpointNotFound");
+    client.open(4, "whoami", json!({}), &[]).await;
+    assert_eq!(client.next_open_result(4).await, "authenticationFailed");
+    let open = r#"streampod_method_streams_open{endpoint="live",method="forever"}"#;
+    let (_, scrape) = get_text(addr, "/metrics").await;
+    assert_eq!(metric_value(&scrape, open), 2.0);
+    for (labels, count) in [
+        (r#"endpoint="live",method="forever",result="success""#, 2.0),
+        (
+            r#"endpoint="live",method="unknown",result="endpointNotFound""#,
+            1.0,
+        ),
+        (
+            r#"endpoint="live",method="whoami",result="authenticationFailed""#,
+            1.0,
+        ),
+    ] {
+        let series = format!("streampod_method_stream_opens_total{{{labels}}}");
+        assert_eq!(metric_value(&scrape, &series), count, "{series}");
+    }
+    client.close_call(1, "forever", None).await;
+    drop(client);
+    // Both calls end (one closed, one with its socket): the gauge comes back to 0.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, scrape) = get_text(addr, "/metrics").await;
+        if metric_value(&scrape, open) == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "calls still counted open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
