@@ -250,18 +250,19 @@ where
     T: WireValue + Send + 'a,
 {
     let class_name = crate::protocol::method_stream::wrapped_class::<T>();
-    let opened = futures_util::stream::once(open).flat_map(move |opened| match opened {
-        Ok(stream) => {
-            let first = (!has_inputs).then_some(Answer::Opened);
-            let class_name = class_name.clone();
-            futures_util::stream::iter(first)
-                .chain(stream.map(move |item| answer_of(&class_name, item)))
-                .left_stream()
-        }
-        Err(error) => {
-            let first = (!has_inputs).then_some(Answer::Opened);
-            futures_util::stream::iter(first.into_iter().chain([Answer::Failed(error)]))
-                .right_stream()
+    let opened = futures_util::stream::once(open).flat_map(move |opened| {
+        let first = (!has_inputs).then_some(Answer::Opened);
+        match opened {
+            Ok(stream) => {
+                let class_name = class_name.clone();
+                futures_util::stream::iter(first)
+                    .chain(stream.map(move |item| answer_of(&class_name, item)))
+                    .left_stream()
+            }
+            Err(error) => {
+                futures_util::stream::iter(first.into_iter().chain([Answer::Failed(error)]))
+                    .right_stream()
+            }
         }
     });
     if has_inputs {

@@ -566,9 +566,9 @@ mod tests {
             quote!(),
             quote! {
                 impl Live {
-                    pub async fn feed(&self, room: String) -> Result<impl Stream<Item = Result<ChatMessage, Oops>> + Send, Refused> { todo!() }
+                    pub async fn feed(&self, room: String) -> Result<impl Stream<Item = Result<ChatMessage, Oops>> + Send, Refused> { Ok(stream::empty()) }
                     pub async fn total(&self, numbers: MethodStream<i64>, start: i64) -> i64 { 0 }
-                    pub async fn boxed(&self) -> Pin<Box<dyn Stream<Item = i64> + Send>> { todo!() }
+                    pub async fn boxed(&self) -> Pin<Box<dyn Stream<Item = i64> + Send>> { Box::pin(stream::empty()) }
                     pub async fn plain(&self) -> Vec<i64> { Vec::new() }
                 }
             },
