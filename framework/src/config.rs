@@ -152,7 +152,7 @@ impl Default for ServerConfig {
             max_channel_name_len: 255,
             max_total_queued_bytes: 1 << 30,
             inbound_rate_limit: Some(RateLimit::default()),
-            max_connections: crate::connections::default_max_connections(),
+            max_connections: crate::service::admission::default_max_connections(),
             max_connections_per_ip: None,
             listen_backlog: 65_535,
             http_header_timeout: Duration::from_secs(10),

@@ -62,68 +62,49 @@ macro_rules! server_modules {
 #[cfg(feature = "server")]
 server_modules! {
     pub mod auth;
-    mod builder;
     pub mod cluster;
     mod config;
-    mod connection;
-    mod connections;
-    mod cors;
-    mod direct_upgrade;
     mod endpoint;
-    mod handle;
-    mod log_limit;
-    mod memory_guard;
     pub mod messages;
     pub mod methods;
-    mod method_input;
-    mod method_socket;
     mod metrics;
-    mod outbound;
-    mod socket_io;
-    mod frame_reader;
-    mod wire_frame;
-    mod owned;
     mod rate_limit;
-    mod registry;
-    mod serve;
+    mod server;
     pub mod service;
     mod session;
-    mod signal;
-    mod streaming;
+    mod transport;
+    mod ws;
 }
 
 #[cfg(all(feature = "server", feature = "tls"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "server", feature = "tls"))))]
-pub mod tls;
+pub use server::tls;
 
-#[cfg(any(feature = "server", feature = "client"))]
-mod backoff;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-#[cfg(feature = "client")]
-mod frame_text;
+mod util;
 
-#[cfg(any(feature = "server", feature = "client"))]
-pub use backoff::Backoff;
 pub use streampod_protocol as protocol;
 pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, SerializableModel};
+#[cfg(any(feature = "server", feature = "client"))]
+pub use util::backoff::Backoff;
 #[cfg(feature = "server")]
 pub use {
-    builder::{ServerBuilder, StartError},
     config::{ServerConfig, SlowConsumerPolicy},
-    cors::{Cors, InvalidOrigin},
-    endpoint::{Endpoint, EndpointError},
-    handle::ServerHandle,
-    log_limit::RateLimitedLog,
-    method_input::{InputError, MethodStream},
+    endpoint::definition::{Endpoint, EndpointError},
+    endpoint::server_handle::ServerHandle,
+    endpoint::streaming_session::StreamingSession,
+    methods::input::{InputError, MethodStream},
     methods::{IntoMethodError, MethodError, Methods, Session},
     rate_limit::RateLimit,
-    serve::Server,
+    server::builder::{ServerBuilder, StartError},
+    server::serve::Server,
+    service::cors::{Cors, InvalidOrigin},
     service::StreampodService,
-    session::{SendError, SessionHandle, SessionId},
-    streaming::StreamingSession,
+    session::state::{SendError, SessionHandle, SessionId},
     streampod_macros::endpoint,
+    util::log_limit::RateLimitedLog,
 };
 
 /// Items generated code refers to. Not a public API.
@@ -134,7 +115,7 @@ pub use streampod_protocol::__codegen;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::method_input::Inputs;
+    pub use crate::methods::input::Inputs;
     pub use crate::methods::Session;
     pub use crate::methods::{
         answer_stream, answer_value, into_method_error, parse_args, respond_value, Answer, Args,

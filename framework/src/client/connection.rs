@@ -18,10 +18,10 @@ use super::error::{BoxError, CallError, ClientError, CloseInfo};
 use super::method_streams::{StreamCall, StreamCallError};
 use super::positions::Positions;
 use super::transport::{ExtraRoots, Socket, Transport};
-use crate::backoff::Backoff;
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::wire::WireValue;
 use crate::protocol::{ErrorCode, ModelSet};
+use crate::util::backoff::Backoff;
 
 /// Where the client's connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,7 +352,7 @@ impl<P: ModelSet> Client<P> {
     pub fn send(&self, endpoint: &str, message: impl Into<P>) -> Result<(), ClientError> {
         let mut buffer = Vec::with_capacity(128);
         frame::encode_message(endpoint, &message.into(), &mut buffer)?;
-        let text = crate::frame_text::utf8_frame(buffer);
+        let text = crate::client::text::utf8_frame(buffer);
         self.send_text(text)
     }
 

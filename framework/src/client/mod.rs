@@ -33,6 +33,7 @@ mod connection;
 mod error;
 mod method_streams;
 mod positions;
+mod text;
 mod transport;
 
 pub use crate::protocol::method_stream::OpenResult;
@@ -42,4 +43,4 @@ pub use error::{BoxError, CallError, ClientError, CloseInfo};
 pub use method_streams::{InputSink, StreamCall, StreamCallError};
 pub use serde_json::json;
 
-pub use crate::backoff::Backoff;
+pub use crate::util::backoff::Backoff;

@@ -16,8 +16,8 @@ use super::{
     Backplane, ClusterError, ClusterState, Confirmation, Pending, Reading, Received, Record,
     Sink,
 };
-use crate::backoff::Backoff;
-use crate::log_limit::RateLimitedLog;
+use crate::util::backoff::Backoff;
+use crate::util::log_limit::RateLimitedLog;
 use crate::metrics::Micros;
 
 mod history;
@@ -288,7 +288,7 @@ impl RedisBackplane {
         let failed = Arc::new(AtomicU64::new(0));
         let max_global_age = config.max_global_age;
         let read_timeout = HISTORY_READ_TIMEOUT;
-        let node = crate::backoff::random_u64();
+        let node = crate::util::backoff::random_u64();
         let presence_names = presence::Names::new(&prefix, node);
         let (presence, presence_changes) = mpsc::unbounded_channel();
         let (resets_tx, presence_resets) = watch::channel(0);

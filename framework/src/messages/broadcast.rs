@@ -8,7 +8,7 @@ use super::central::MessageCentral;
 use super::delivery::{Delivery, Payload, PostError, Reach};
 use crate::cluster::{BroadcastTarget, Envelope};
 use crate::protocol::ModelSet;
-use crate::session::{SessionHandle, SessionId, SessionShared};
+use crate::session::state::{SessionHandle, SessionId, SessionShared};
 
 enum Target {
     All(Arc<str>),

@@ -13,10 +13,10 @@ use super::history::{History, Kept};
 use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
 use crate::cluster::{Backplane, ClusterState, Envelope, Record};
 use crate::config::SlowConsumerPolicy;
-use crate::owned::{ListenerId, Owned, SessionLimits};
+use crate::session::owned::{ListenerId, Owned, SessionLimits};
 use crate::protocol::ModelSet;
-use crate::registry::SessionRegistry;
-use crate::session::SessionShared;
+use crate::session::registry::SessionRegistry;
+use crate::session::state::SessionShared;
 
 /// Listeners removed between two yields to the runtime, so a session holding many
 /// channels never stalls other tasks while it closes.

@@ -10,9 +10,9 @@ use super::gate::Gate;
 use super::history::{new_epoch, History, HistoryConfig};
 use super::queue::StreamQueue;
 use crate::config::SlowConsumerPolicy;
-use crate::outbound::ChannelKey;
-use crate::owned::ListenerId;
-use crate::session::SessionShared;
+use crate::session::outbound::ChannelKey;
+use crate::session::owned::ListenerId;
+use crate::session::state::SessionShared;
 
 /// Per-channel settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 
 use crate::cluster::ClusterError;
-use crate::wire_frame::TextFrame;
-use crate::outbound::Push;
+use crate::ws::frame::TextFrame;
+use crate::session::outbound::Push;
 use crate::protocol::{frame, EncodeError, ModelSet};
 
 /// Where a post goes.

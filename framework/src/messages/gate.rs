@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::cluster::{ClusterError, Envelope, HistoryRead};
 use crate::config::SlowConsumerPolicy;
-use crate::log_limit::RateLimitedLog;
-use crate::outbound::{ChannelKey, Push};
+use crate::util::log_limit::RateLimitedLog;
+use crate::session::outbound::{ChannelKey, Push};
 use crate::protocol::frame;
 use crate::protocol::history::{JoinedFrame, Position};
-use crate::session::SessionShared;
-use crate::wire_frame::TextFrame;
+use crate::session::state::SessionShared;
+use crate::ws::frame::TextFrame;
 
 /// Most live frames a gate holds while its read is out; past that it drops them and
 /// the client is told `recovered: false` with the next post.
@@ -265,7 +265,7 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
-    use crate::outbound::{Batch, Limits, TotalHeld};
+    use crate::session::outbound::{Batch, Limits, TotalHeld};
 
     fn session() -> SessionShared {
         SessionShared::new(

@@ -7,9 +7,9 @@ use std::time::Duration;
 use super::central::{Central, MessageCentral};
 use super::delivery::Payload;
 use crate::cluster::{Backplane, Envelope, Received, Sink};
-use crate::log_limit::RateLimitedLog;
+use crate::util::log_limit::RateLimitedLog;
 use crate::protocol::ModelSet;
-use crate::session::SessionShared;
+use crate::session::state::SessionShared;
 
 impl<P: ModelSet> MessageCentral<P> {
     /// Connects this central to the backplane `start` makes, handing it the sink for

@@ -5,9 +5,9 @@ use std::sync::{Arc, Weak};
 
 use super::central::MessageCentral;
 use super::channel::Listener;
-use crate::owned::ListenerId;
+use crate::session::owned::ListenerId;
 use crate::protocol::ModelSet;
-use crate::session::SessionShared;
+use crate::session::state::SessionShared;
 
 /// Removes a listener added with [`MessageCentral::add_listener`].
 #[must_use = "keep the handle to remove the listener later; dropping it leaves the listener in place"]

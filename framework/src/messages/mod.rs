@@ -52,5 +52,5 @@ pub use pacing::{Batched, Throttle, Throttled};
 pub use presence::{Member, PresenceChange};
 pub use stream::ChannelStream;
 
-pub use crate::owned::JoinError;
-pub use crate::streaming::{Recovery, SessionMessages};
+pub use crate::session::owned::JoinError;
+pub use crate::endpoint::streaming_session::{Recovery, SessionMessages};

@@ -19,7 +19,7 @@ use super::central::MessageCentral;
 use super::channel::Listener;
 pub use super::hooks::{Member, PresenceChange};
 use crate::cluster::ClusterError;
-use crate::session::SessionShared;
+use crate::session::state::SessionShared;
 
 impl<P> MessageCentral<P> {
     /// Calls `hook` (with this central) for every join and leave in channels whose name

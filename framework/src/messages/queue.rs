@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Notify;
 
 use crate::config::SlowConsumerPolicy;
-use crate::outbound::Push;
+use crate::session::outbound::Push;
 
 /// A bounded queue feeding one [`ChannelStream`].
 pub(crate) struct StreamQueue<P> {

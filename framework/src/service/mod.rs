@@ -16,7 +16,9 @@
 //! # }
 //! ```
 
+pub(crate) mod admission;
 mod call;
+pub(crate) mod cors;
 mod response;
 mod state;
 mod upgrade;
@@ -34,7 +36,7 @@ pub use response::ResponseBody;
 pub(crate) use state::{ServiceState, StaticFile};
 pub(crate) use upgrade::HeldConnection;
 
-use crate::handle::ServerHandle;
+use crate::endpoint::server_handle::ServerHandle;
 use crate::protocol::ModelSet;
 
 /// The client's address, as a request extension. The convenience server sets it; when
@@ -111,7 +113,7 @@ impl<P: ModelSet> StreampodService<P> {
     pub(crate) fn session(
         &self,
         accepted: upgrade::Accepted,
-        io: impl crate::connection::Io,
+        io: impl crate::transport::endpoint_socket::Io,
         peer: SocketAddr,
     ) -> impl Future<Output = ()> + Send + 'static {
         upgrade::session(&self.state, accepted, io, peer)

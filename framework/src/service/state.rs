@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::connection::StreamContext;
-use crate::connections::Connections;
-use crate::handle::ServerHandle;
-use crate::method_socket::MethodSocketContext;
+use crate::transport::endpoint_socket::StreamContext;
+use crate::service::admission::Connections;
+use crate::endpoint::server_handle::ServerHandle;
+use crate::transport::method_socket::MethodSocketContext;
 use crate::methods::MethodEndpoints;
 use crate::protocol::ModelSet;
 

@@ -11,9 +11,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::response::{error, ResponseBody};
 use super::state::ServiceState;
-use crate::connection;
-use crate::method_socket;
-use crate::connections::Ticket;
+use crate::transport::endpoint_socket;
+use crate::transport::method_socket;
+use crate::service::admission::Ticket;
 use crate::protocol::frame::EXTENDED_SUBPROTOCOL;
 use crate::protocol::ModelSet;
 
@@ -156,11 +156,11 @@ pub(crate) fn check<P: ModelSet, B>(
 pub(crate) fn session<P: ModelSet>(
     server: &ServiceState<P>,
     accepted: Accepted,
-    io: impl connection::Io,
+    io: impl endpoint_socket::Io,
     peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     match accepted.kind {
-        SocketKind::Endpoints => futures_util::future::Either::Left(connection::run(
+        SocketKind::Endpoints => futures_util::future::Either::Left(endpoint_socket::run(
             server.streams.clone(),
             io,
             peer,

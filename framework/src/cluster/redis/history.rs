@@ -195,7 +195,7 @@ fn millis(duration: Duration) -> u64 {
 
 /// A new epoch: 16 hex digits, random.
 fn fresh_epoch() -> String {
-    format!("{:016x}", crate::backoff::random_u64())
+    format!("{:016x}", crate::util::backoff::random_u64())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::Publisher;
-use crate::log_limit::RateLimitedLog;
+use crate::util::log_limit::RateLimitedLog;
 
 /// How often a node beats its heartbeat and sweeps dead nodes.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);

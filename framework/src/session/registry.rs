@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::session::{SessionId, SessionShared};
+use crate::session::state::{SessionId, SessionShared};
 
 const SHARDS: usize = 16;
 
@@ -117,7 +117,7 @@ mod tests {
 
     use super::*;
     use crate::config::SlowConsumerPolicy;
-    use crate::outbound::{Limits, TotalHeld};
+    use crate::session::outbound::{Limits, TotalHeld};
 
     fn session(id: SessionId) -> Arc<SessionShared> {
         Arc::new(SessionShared::new(

@@ -14,12 +14,12 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::config::SlowConsumerPolicy;
-use crate::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DIRECT};
-use crate::owned::OwnedListeners;
+use crate::session::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DIRECT};
+use crate::session::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
-use crate::signal::Signal;
-use crate::wire_frame::TextFrame;
+use crate::util::flag::Signal;
+use crate::ws::frame::TextFrame;
 
 /// A session's id, unique within one server process.
 pub type SessionId = u64;

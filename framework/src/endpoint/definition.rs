@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::auth::{AuthInfo, Scope};
 use crate::protocol::ModelSet;
 use crate::rate_limit::RateLimit;
-use crate::streaming::StreamingSession;
+use crate::endpoint::streaming_session::StreamingSession;
 
 /// A streaming endpoint, as in Serverpod: one per name, shared by every session.
 ///

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::log_limit::RateLimitedLog;
-use crate::outbound::TotalHeld;
-use crate::registry::SessionRegistry;
+use crate::util::log_limit::RateLimitedLog;
+use crate::session::outbound::TotalHeld;
+use crate::session::registry::SessionRegistry;
 
 /// How often the total is compared with the limit: one atomic load per tick.
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);

@@ -1,6 +1,6 @@
 //! Endpoint methods callable over HTTP, as Serverpod's request/response methods.
 //!
-//! Mark an inherent `impl` block with [`#[endpoint]`](crate::endpoint) and register it with
+//! Mark an inherent `impl` block with [`#[endpoint]`](crate::endpoint::definition) and register it with
 //! [`ServerBuilder::methods`](crate::ServerBuilder::methods). Each `pub async fn` becomes
 //! `POST /<endpoint>/<methodName>` (camelCase), taking a JSON object of named arguments
 //! and answering with the JSON of its return value:
@@ -46,6 +46,8 @@
 //! 413 body over [`ServerConfig::max_body_size`](crate::ServerConfig), 500 for anything
 //! else. Every error body is JSON.
 
+pub(crate) mod input;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -59,11 +61,11 @@ use serde_json::value::RawValue;
 
 use crate::auth::{AuthInfo, Scope};
 use crate::cluster::ClusterError;
-use crate::endpoint::EndpointError;
-use crate::handle::ServerHandle;
+use crate::endpoint::definition::EndpointError;
+use crate::endpoint::server_handle::ServerHandle;
 use crate::messages::central::MessageCentral;
 use crate::messages::PostError;
-use crate::method_input::Inputs;
+use crate::methods::input::Inputs;
 use crate::protocol::schema::{ArgSignature, EndpointSchema, MethodSchema, MethodSignature};
 use crate::protocol::wire::{FromWire, Wire, WireValue};
 use crate::protocol::{ModelSet, SerializableException};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
-use crate::wire_frame::TextFrame;
+use crate::ws::frame::TextFrame;
 
 use crate::config::SlowConsumerPolicy;
 

@@ -16,11 +16,11 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::Io;
-use crate::connections::{Connections, Refusal, Ticket};
-use crate::direct_upgrade::{self, Head, Prefixed};
-use crate::handle::ServerHandle;
-use crate::log_limit::RateLimitedLog;
+use crate::transport::endpoint_socket::Io;
+use crate::service::admission::{Connections, Refusal, Ticket};
+use crate::server::direct_upgrade::{self, Head, Prefixed};
+use crate::endpoint::server_handle::ServerHandle;
+use crate::util::log_limit::RateLimitedLog;
 use crate::protocol::ModelSet;
 use crate::service::{HeldConnection, RemoteAddr, StreampodService};
 

@@ -14,11 +14,11 @@ use crate::messages::delivery::{Delivery, PostError, Reach};
 use crate::messages::gate::{Gate, Target as GateTarget};
 use crate::messages::listener::ListenerHandle;
 use crate::messages::history::Since;
-use crate::owned::{JoinError, Owned};
+use crate::session::owned::{JoinError, Owned};
 use crate::protocol::history::{JoinedFrame, Position};
-use crate::wire_frame::TextFrame;
+use crate::ws::frame::TextFrame;
 use crate::protocol::ModelSet;
-use crate::session::{SendError, SessionHandle, SessionId, SessionShared};
+use crate::session::state::{SendError, SessionHandle, SessionId, SessionShared};
 
 /// A session as one endpoint sees it: [`send_stream_message`](Self::send_stream_message)
 /// frames messages with this endpoint's name; [`handle`](Self::handle) reaches the
@@ -485,9 +485,9 @@ mod tests {
     use super::*;
     use crate::config::SlowConsumerPolicy;
     use crate::messages::ChannelConfig;
-    use crate::outbound::{Batch, Limits, TotalHeld};
-    use crate::owned::SessionLimits;
-    use crate::registry::SessionRegistry;
+    use crate::session::outbound::{Batch, Limits, TotalHeld};
+    use crate::session::owned::SessionLimits;
+    use crate::session::registry::SessionRegistry;
 
     crate::__doc_models!();
 

@@ -19,25 +19,25 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::AuthInfo;
-use crate::connection::{
+use crate::transport::endpoint_socket::{
     answer_close, close_abusive, close_on_read_error, panic_message, write_loop, Io, Keepalive,
     StreamContext,
 };
-use crate::frame_reader::{FrameReader, Incoming};
-use crate::handle::ServerHandle;
-use crate::log_limit::RateLimitedLog;
-use crate::method_input::{InputEvent, Inputs};
+use crate::ws::reader::{FrameReader, Incoming};
+use crate::endpoint::server_handle::ServerHandle;
+use crate::util::log_limit::RateLimitedLog;
+use crate::methods::input::{InputEvent, Inputs};
 use crate::methods::{Answer, Args, MethodEndpoints, MethodError, MethodInfo, Methods, Session};
-use crate::outbound::{Limits, Push};
+use crate::session::outbound::{Limits, Push};
 use crate::protocol::method_stream::{
     answer_message_head, CallId, CloseReason, KeyForm, MethodStreamFrame, OpenCall, OpenResult,
     ANSWER_MESSAGE_TAIL,
 };
 use crate::protocol::{auth, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
-use crate::session::SessionShared;
-use crate::socket_io::pong_frame;
-use crate::wire_frame::TextFrame;
+use crate::session::state::SessionShared;
+use crate::ws::writer::pong_frame;
+use crate::ws::frame::TextFrame;
 use prometheus_client::metrics::gauge::Gauge;
 
 /// What serving a streaming-method socket needs: the streaming context (configuration,

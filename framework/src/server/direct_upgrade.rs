@@ -20,8 +20,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::connection::Io;
-use crate::connections::Ticket;
+use crate::transport::endpoint_socket::Io;
+use crate::service::admission::Ticket;
 use crate::protocol::ModelSet;
 use crate::service::StreampodService;
 

@@ -14,20 +14,20 @@ use crate::cluster::{Backplane, ClusterState};
 #[cfg(feature = "redis")]
 use crate::cluster::{ClusterConfig, RedisBackplane};
 use crate::config::ServerConfig;
-use crate::cors::Cors;
-use crate::connection::StreamContext;
-use crate::connections::Connections;
-use crate::endpoint::{Endpoint, Endpoints};
-use crate::handle::ServerHandle;
-use crate::memory_guard;
+use crate::service::cors::Cors;
+use crate::transport::endpoint_socket::StreamContext;
+use crate::service::admission::Connections;
+use crate::endpoint::definition::{Endpoint, Endpoints};
+use crate::endpoint::server_handle::ServerHandle;
+use crate::session::memory_guard;
 use crate::messages::central::MessageCentral;
-use crate::method_socket::MethodSocketContext;
+use crate::transport::method_socket::MethodSocketContext;
 use crate::methods::{MethodEndpoints, Methods};
 use crate::metrics::{self, Metrics};
-use crate::owned::SessionLimits;
+use crate::session::owned::SessionLimits;
 use crate::protocol::ModelSet;
-use crate::registry::SessionRegistry;
-use crate::serve::Server;
+use crate::session::registry::SessionRegistry;
+use crate::server::serve::Server;
 use crate::service::{ServiceState, StaticFile, StreampodService};
 
 /// Why a server could not start.
@@ -80,7 +80,7 @@ pub struct ServerBuilder<P: ModelSet> {
     /// `None`: Serverpod's any-origin answer under `bind`, none when mounted.
     cors: Option<Cors>,
     #[cfg(feature = "tls")]
-    tls: Option<crate::tls::TlsIdentity>,
+    tls: Option<crate::server::tls::TlsIdentity>,
 }
 
 impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
@@ -276,7 +276,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// [`serve`](Self::serve). Mounted as a service, the host server does TLS instead.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-    pub fn tls(mut self, identity: crate::tls::TlsIdentity) -> Self {
+    pub fn tls(mut self, identity: crate::server::tls::TlsIdentity) -> Self {
         self.tls = Some(identity);
         self
     }
@@ -289,7 +289,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// [`StartError::Listen`] when the address cannot be bound;
     /// `StartError::Cluster` (feature `redis`) when the cluster's Redis URL is invalid.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server<P>, StartError> {
-        let listener = crate::serve::listen(addr, self.config.listen_backlog)
+        let listener = crate::server::serve::listen(addr, self.config.listen_backlog)
             .await
             .map_err(StartError::Listen)?;
         self.serve(listener)
@@ -311,7 +311,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             self.config.max_connections_per_ip,
         ));
         #[cfg(feature = "tls")]
-        let tls = self.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
+        let tls = self.tls.as_ref().map(crate::server::tls::TlsIdentity::acceptor);
         #[cfg(not(feature = "tls"))]
         let tls = None;
         let mut builder = self;

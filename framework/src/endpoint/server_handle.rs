@@ -10,8 +10,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::messages::central::MessageCentral;
 use crate::protocol::ModelSet;
-use crate::registry::SessionRegistry;
-use crate::session::{SessionHandle, SessionId};
+use crate::session::registry::SessionRegistry;
+use crate::session::state::{SessionHandle, SessionId};
 
 /// What a handle reaches.
 struct HandleState<P> {

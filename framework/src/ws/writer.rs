@@ -9,8 +9,8 @@ use std::io;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::outbound::Queued;
-use crate::wire_frame::{Header, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG};
+use crate::session::outbound::Queued;
+use crate::ws::frame::{Header, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG};
 
 /// Bytes of frames copied into one write. A write holds this much (and at most one frame
 /// more) while the socket takes it, and nothing once it is done.
@@ -134,8 +134,8 @@ async fn write_counted<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::DIRECT;
-    use crate::wire_frame::TextFrame;
+    use crate::session::outbound::DIRECT;
+    use crate::ws::frame::TextFrame;
     use tokio_tungstenite::tungstenite::Message;
 
     fn queued(texts: &[String]) -> VecDeque<Queued> {

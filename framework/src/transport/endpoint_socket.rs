@@ -17,20 +17,20 @@ use tracing::Instrument;
 
 use crate::auth::{AuthInfo, DynAuthenticationHandler};
 use crate::config::ServerConfig;
-use crate::endpoint::{Denied, Endpoints};
-use crate::log_limit::RateLimitedLog;
+use crate::endpoint::definition::{Denied, Endpoints};
+use crate::util::log_limit::RateLimitedLog;
 use crate::messages::central::MessageCentral;
 use crate::metrics::Metrics;
-use crate::outbound::{Batch, Limits, TotalHeld};
+use crate::session::outbound::{Batch, Limits, TotalHeld};
 use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
 use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
-use crate::registry::SessionRegistry;
-use crate::session::{SessionHandle, SessionId, SessionShared};
-use crate::frame_reader::{FrameReader, Incoming, ReadError};
-use crate::wire_frame::TextFrame;
-use crate::socket_io::{close_frame, pong_frame, rest_of_cut_frame, write_frames, PING};
-use crate::streaming::{release_session, StreamingSession};
+use crate::session::registry::SessionRegistry;
+use crate::session::state::{SessionHandle, SessionId, SessionShared};
+use crate::ws::reader::{FrameReader, Incoming, ReadError};
+use crate::ws::frame::TextFrame;
+use crate::ws::writer::{close_frame, pong_frame, rest_of_cut_frame, write_frames, PING};
+use crate::endpoint::streaming_session::{release_session, StreamingSession};
 use prometheus_client::metrics::histogram::Histogram;
 
 /// What a WebSocket runs over: an upgraded HTTP connection, or any byte stream (a test's
@@ -783,7 +783,7 @@ async fn write_batch(
     if batch.frames.is_empty() && batch.control.is_empty() && !batch.ping {
         return Written::All;
     }
-    let closes = crate::socket_io::holds_close(&batch.control);
+    let closes = crate::ws::writer::holds_close(&batch.control);
     let mut tail = std::mem::take(&mut batch.control);
     if std::mem::take(&mut batch.ping) && !closes {
         tail.extend_from_slice(&PING);
@@ -823,8 +823,8 @@ mod tests {
     use tokio_tungstenite::WebSocketStream;
 
     use super::*;
-    use crate::endpoint::{Endpoint, EndpointError};
-    use crate::owned::SessionLimits;
+    use crate::endpoint::definition::{Endpoint, EndpointError};
+    use crate::session::owned::SessionLimits;
 
     crate::__doc_models!();
 
@@ -923,8 +923,8 @@ mod tests {
 mod idle_size {
     use std::sync::Arc;
 
-    use crate::outbound::Limits;
-    use crate::session::SessionShared;
+    use crate::session::outbound::Limits;
+    use crate::session::state::SessionShared;
 
     #[tokio::test]
     async fn an_idle_session_s_futures_stay_small() {

@@ -1,0 +1,9 @@
+//! The stand-alone server: the builder every app starts from, the accept loop with its
+//! connection caps and direct upgrades, and TLS.
+
+pub(crate) mod builder;
+pub(crate) mod direct_upgrade;
+pub(crate) mod serve;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;

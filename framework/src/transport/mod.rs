@@ -1,0 +1,7 @@
+//! The sockets: what every socket shares (I/O, the writer task, keepalive, close
+//! answers) and one module per protocol: `/websocket` (endpoint streams) and
+//! `/v1/websocket` (streaming methods). A transport translates frames into operations on
+//! the core (session and message central) and back; it owns no limit.
+
+pub(crate) mod endpoint_socket;
+pub(crate) mod method_socket;

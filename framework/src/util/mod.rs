@@ -1,0 +1,9 @@
+//! Leaf helpers every other folder may use and that use nothing of the crate: retry
+//! backoff, rate-limited logging, a one-way flag.
+
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) mod backoff;
+#[cfg(feature = "server")]
+pub(crate) mod flag;
+#[cfg(feature = "server")]
+pub(crate) mod log_limit;
