@@ -152,7 +152,7 @@ impl Default for ServerConfig {
             max_channel_name_len: 255,
             max_total_queued_bytes: 1 << 30,
             inbound_rate_limit: Some(RateLimit::default()),
-            max_connections: crate::service::admission::default_max_connections(),
+            max_connections: default_max_connections(),
             max_connections_per_ip: None,
             listen_backlog: 65_535,
             http_header_timeout: Duration::from_secs(10),
@@ -206,4 +206,37 @@ setters! {
     metrics_path: Option<String>,
     max_method_calls_per_socket: usize,
     method_stream_queue: usize,
+}
+
+/// The default `max_connections`: the process's open-file limit less a reserve for
+/// everything else the process opens (a twentieth, at least 64), so accepting never
+/// meets "too many open files".
+fn default_max_connections() -> usize {
+    let soft = open_file_limit();
+    let reserve = (soft / 20).max(64);
+    usize::try_from(soft.saturating_sub(reserve))
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+#[cfg(unix)]
+fn open_file_limit() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> u64 {
+    // Windows has no per-process descriptor limit of this kind.
+    16_384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_a_reserve() {
+        let max = default_max_connections() as u64;
+        assert!(max < open_file_limit());
+    }
 }

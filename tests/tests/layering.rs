@@ -1,7 +1,8 @@
 //! The runtime's layering, checked from its source: every file of `framework/src` opens
-//! with a `//!` comment saying what it holds, and no module imports one that imports it
-//! back (directly or around a longer loop). Imports are `use crate::…`, `use super::…`
-//! and inline `crate::…` paths; doc comments and `#[cfg(test)]` modules do not count.
+//! with a `//!` comment saying what it holds; the folders (concepts) import only those
+//! below them in [`ORDER`]; and no module imports one that imports it back (directly or
+//! around a longer loop). Imports are `use crate::…`, `use super::…` and inline
+//! `crate::…` paths; doc comments and `#[cfg(test)]` modules do not count.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -50,10 +51,9 @@ fn code(source: &str) -> String {
             // Everything after a test module's attribute is test code (it sits last).
             skipping_tests = true;
         }
-        if skipping_tests || trimmed.starts_with("//") {
-            continue;
+        if !(skipping_tests || trimmed.starts_with("//")) {
+            kept.push_str(line.split("//").next().unwrap_or(""));
         }
-        kept.push_str(line.split("//").next().unwrap_or(""));
         kept.push('\n');
     }
     kept
@@ -62,6 +62,14 @@ fn code(source: &str) -> String {
 /// The module paths one file names: `crate::a::b…` and `super::…`, expanded through
 /// `use` groups (`crate::a::{b, c::d}`).
 fn named_paths(module: &str, code: &str) -> Vec<Vec<String>> {
+    named_paths_at(module, code)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// [`named_paths`], each with the line (from 1) it is named on.
+fn named_paths_at(module: &str, code: &str) -> Vec<(Vec<String>, usize)> {
     let parent: Vec<String> = {
         let mut parts: Vec<String> = module.split("::").map(str::to_owned).collect();
         parts.pop();
@@ -79,7 +87,10 @@ fn named_paths(module: &str, code: &str) -> Vec<Vec<String>> {
         let is_super = code[start..].starts_with("super::");
         let rest = &code[start + "crate::".len()..];
         let base: Vec<String> = if is_super { parent.clone() } else { Vec::new() };
-        expand(rest, base, &mut paths);
+        let line = code[..start].matches('\n').count() + 1;
+        let mut named = Vec::new();
+        expand(rest, base, &mut named);
+        paths.extend(named.into_iter().map(|path| (path, line)));
     }
     paths
 }
@@ -142,12 +153,23 @@ fn split_group(group: &str) -> Vec<&str> {
 
 /// Module → the modules it imports.
 fn imports(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    imports_at(root)
+        .into_iter()
+        .map(|(module, targets)| {
+            let targets = targets.into_iter().map(|(target, _)| target).collect();
+            (module, targets)
+        })
+        .collect()
+}
+
+/// Module → the modules it imports, each with the line of its first import.
+fn imports_at(root: &Path) -> BTreeMap<String, BTreeMap<String, usize>> {
     let modules = modules(root);
     let mut graph = BTreeMap::new();
     for (module, file) in &modules {
         let source = std::fs::read_to_string(file).unwrap();
-        let mut targets = BTreeSet::new();
-        for path in named_paths(module, &code(&source)) {
+        let mut targets = BTreeMap::new();
+        for (path, line) in named_paths_at(module, &code(&source)) {
             // The deepest module along the path is what the file depends on.
             let target = (1..=path.len())
                 .rev()
@@ -155,7 +177,7 @@ fn imports(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
                 .find(|candidate| modules.contains_key(candidate));
             if let Some(target) = target {
                 if &target != module && !target.is_empty() {
-                    targets.insert(target);
+                    targets.entry(target).or_insert(line);
                 }
             }
         }
@@ -207,6 +229,66 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     None
 }
 
+/// The folders (and leaf files) of `framework/src`, lowest first: each may import those
+/// before it (and, within one entry, each other, cycles aside), never one after it.
+/// Written, with a line per folder, in the crate docs' architecture section.
+const ORDER: &[&[&str]] = &[
+    &["util"],
+    &["ws"],
+    &["config", "auth", "metrics", "rate_limit"],
+    &["session"],
+    &["cluster"],
+    &["messages"],
+    &["endpoint"],
+    &["methods"],
+    &["transport"],
+    &["service"],
+    &["server"],
+];
+
+/// The typed client stands apart: it may import only these (and the protocol crate).
+const CLIENT_MAY_IMPORT: &[&str] = &["client", "util", "ws"];
+
+/// The rank of a module's folder in [`ORDER`]; `None` for the client and the root.
+fn rank(module: &str) -> Option<usize> {
+    let folder = module.split("::").next().unwrap_or(module);
+    ORDER.iter().position(|layer| layer.contains(&folder))
+}
+
+/// Every import that goes up the order (or out of the client's reach), as
+/// `file:line: module imports target (folder order: …)`.
+fn layer_violations(
+    files: &BTreeMap<String, PathBuf>,
+    graph: &BTreeMap<String, BTreeMap<String, usize>>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (module, targets) in graph {
+        let folder = module.split("::").next().unwrap_or(module);
+        for (target, line) in targets {
+            let target_folder = target.split("::").next().unwrap_or(target);
+            let allowed = if folder == "client" {
+                CLIENT_MAY_IMPORT.contains(&target_folder)
+            } else {
+                match (rank(module), rank(target)) {
+                    (Some(from), Some(to)) => to <= from,
+                    // The root declares everything; the client is checked from its side.
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                }
+            };
+            if !allowed {
+                let file = files
+                    .get(module)
+                    .map_or_else(|| module.clone(), |f| f.display().to_string());
+                found.push(format!(
+                    "{file}:{line}: `{module}` imports `{target}`, which is not below it"
+                ));
+            }
+        }
+    }
+    found
+}
+
 fn framework_src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../framework/src")
 }
@@ -226,6 +308,61 @@ fn no_module_imports_one_that_imports_it_back() {
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}", cycle.join(" -> "));
     }
+}
+
+#[test]
+fn every_folder_imports_only_folders_below_it() {
+    let root = framework_src();
+    let files = modules(&root)
+        .into_iter()
+        .map(|(module, file)| {
+            let relative = Path::new("framework/src").join(file.strip_prefix(&root).unwrap());
+            (module, relative)
+        })
+        .collect();
+    let mut graph = imports_at(&root);
+    graph.remove("");
+    for module in graph.keys() {
+        assert!(
+            module.starts_with("client") || rank(module).is_some(),
+            "`{module}` is in no folder of the order: add it to ORDER and to the crate docs"
+        );
+    }
+    let violations = layer_violations(&files, &graph);
+    assert!(
+        violations.is_empty(),
+        "imports against the folder order ({}):\n{}",
+        ORDER
+            .iter()
+            .map(|layer| layer.join("|"))
+            .collect::<Vec<_>>()
+            .join(" < "),
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_names_an_import_that_goes_up() {
+    let files = BTreeMap::from([("ws::writer".to_owned(), PathBuf::from("ws/writer.rs"))]);
+    let code =
+        "use std::io;\nuse crate::util::backoff::Backoff;\nuse crate::session::outbound::Queued;\n";
+    let mut targets = BTreeMap::new();
+    for (path, line) in named_paths_at("ws::writer", code) {
+        targets.entry(path[..2].join("::")).or_insert(line);
+    }
+    let graph = BTreeMap::from([("ws::writer".to_owned(), targets)]);
+    assert_eq!(
+        layer_violations(&files, &graph),
+        ["ws/writer.rs:3: `ws::writer` imports `session::outbound`, which is not below it"]
+    );
+    let client = BTreeMap::from([(
+        "client::calls".to_owned(),
+        BTreeMap::from([
+            ("server::builder".to_owned(), 7),
+            ("util::backoff".to_owned(), 8),
+        ]),
+    )]);
+    assert_eq!(layer_violations(&BTreeMap::new(), &client).len(), 1);
 }
 
 #[test]

@@ -3,22 +3,13 @@
 //! adds is owned by it and removed when it closes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::auth::AuthInfo;
-use crate::messages::broadcast::Broadcast;
 use crate::messages::central::MessageCentral;
-use crate::messages::channel::Listener;
-use crate::messages::delivery::{Delivery, PostError, Reach};
-use crate::messages::gate::{Gate, Target as GateTarget};
-use crate::messages::listener::ListenerHandle;
-use crate::messages::history::Since;
-use crate::session::owned::{JoinError, Owned};
-use crate::protocol::history::{JoinedFrame, Position};
-use crate::ws::frame::TextFrame;
+use crate::messages::membership::{SessionMessages, StreamScope};
 use crate::protocol::ModelSet;
-use crate::session::state::{SendError, SessionHandle, SessionId, SessionShared};
+use crate::session::state::{SendError, SessionHandle, SessionId};
 
 /// A session as one endpoint sees it: [`send_stream_message`](Self::send_stream_message)
 /// frames messages with this endpoint's name; [`handle`](Self::handle) reaches the
@@ -30,19 +21,15 @@ use crate::session::state::{SendError, SessionHandle, SessionId, SessionShared};
 /// [`is_stream_closed`](Self::is_stream_closed) turns true, sends and joins fail.
 pub struct StreamingSession<P> {
     handle: SessionHandle<P>,
-    endpoint: Arc<str>,
-    central: MessageCentral<P>,
-    /// Shared by every view of the same endpoint stream; false once it closed.
-    open: Arc<AtomicBool>,
+    /// What this stream holds in the message central.
+    stream: StreamScope<P>,
 }
 
 impl<P> Clone for StreamingSession<P> {
     fn clone(&self) -> Self {
         Self {
             handle: self.handle.clone(),
-            endpoint: self.endpoint.clone(),
-            central: self.central.clone(),
-            open: self.open.clone(),
+            stream: self.stream.clone(),
         }
     }
 }
@@ -51,7 +38,7 @@ impl<P> fmt::Debug for StreamingSession<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamingSession")
             .field("id", &self.handle.shared.id)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.stream.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -63,21 +50,14 @@ impl<P: ModelSet> StreamingSession<P> {
         endpoint: Arc<str>,
         central: MessageCentral<P>,
     ) -> Self {
-        Self {
-            handle,
-            endpoint,
-            central,
-            open: Arc::new(AtomicBool::new(true)),
-        }
+        let stream = StreamScope::open(central, handle.shared.clone(), endpoint);
+        Self { handle, stream }
     }
 
     pub(crate) fn is_stream_open(&self) -> bool {
-        self.open.load(Ordering::Acquire)
+        self.stream.is_open()
     }
 
-    pub(crate) fn mark_stream_closed(&self) {
-        self.open.store(false, Ordering::Release);
-    }
 
     /// Whether this endpoint stream has ended: the socket closed, or the session's
     /// identity changed since it opened. Background tasks holding a clone should stop.
@@ -87,7 +67,7 @@ impl<P: ModelSet> StreamingSession<P> {
 
     /// The endpoint this view belongs to.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.stream.endpoint
     }
 
     /// The session handle, without the endpoint: tags, state, closing, sending as
@@ -126,349 +106,18 @@ impl<P: ModelSet> StreamingSession<P> {
         if !self.is_stream_open() {
             return Err(SendError::Closed);
         }
-        self.handle.send(&self.endpoint, message)
+        self.handle.send(&self.stream.endpoint, message)
     }
 
     /// The message central, seen from this session and endpoint: channels it joins
     /// deliver as this endpoint, and what it adds is removed when this stream closes.
     pub fn messages(&self) -> SessionMessages<P> {
-        SessionMessages::new(self.clone())
-    }
-
-    /// Joins `channel` through this stream, recovering from `since` (or, when `None`,
-    /// from the position the client sent with `recover`, if any) when the channel
-    /// keeps history.
-    fn join(
-        &self,
-        channel: &str,
-        since: Option<Position>,
-        info: Option<&Arc<str>>,
-    ) -> Result<Recovery, JoinError> {
-        let session = &self.handle.shared;
-        let mut owned = session.owned_listeners();
-        // Checked under the lock the stream's closing takes: nothing joins after it.
-        let owned = owned
-            .as_mut()
-            .filter(|_| self.is_stream_open())
-            .ok_or(JoinError::Closed)?;
-        if owned.has_joined(channel) {
-            return Ok(Recovery::default());
-        }
-        self.central.limits().check(owned, channel)?;
-        let since = since.or_else(|| owned.take_recovery(channel));
-        // In a cluster, a channel's history is in Redis: a `streampod.v1` session joins
-        // through a gate that a read from there opens.
-        let record = self
-            .central
-            .cluster()
-            .and(self.central.record_of(channel))
-            .filter(|_| session.is_extended());
-        let gate = record.map(|_| Gate::closed());
-        let history = match record {
-            Some(_) => None,
-            None => self.central.history_of(channel),
-        };
-        // Posts number, keep and deliver under this lock: every post lands either in
-        // the replay below or, live, after it.
-        let mut ring = history.as_ref().map(|history| history.lock());
-        let id = self.central.add(channel, |id| Listener::Session {
-            id,
-            session: session.clone(),
-            endpoint: self.endpoint.clone(),
-            gate: gate.clone(),
-            info: info.cloned(),
-        });
-        if self.central.has_presence(channel) {
-            self.central.presence_changed(channel, session, info, true);
-        }
-        owned.add_join(Owned {
-            channel: Arc::from(channel),
-            id,
-            endpoint: self.endpoint.clone(),
-        });
-        if let (Some(record), Some(gate)) = (record, gate) {
-            let central = self.central.clone();
-            let (session, endpoint, channel) =
-                (session.clone(), self.endpoint.clone(), channel.to_owned());
-            self.central.runtime().spawn(async move {
-                let after = since.as_ref().map(|since| since.offset);
-                let Some(cluster) = central.cluster() else {
-                    return;
-                };
-                let read = cluster.read_history(&channel, after, record).await;
-                // Left (or left and joined again) meanwhile: nothing to open.
-                let still_joined = session
-                    .owned_listeners()
-                    .as_ref()
-                    .is_some_and(|owned| owned.holds(&channel, id));
-                if !still_joined {
-                    return;
-                }
-                let to = GateTarget {
-                    session: &session,
-                    endpoint: &endpoint,
-                    channel: &channel,
-                };
-                gate.open(&to, since.as_ref(), read);
-            });
-            return Ok(Recovery {
-                joined: true,
-                pending: true,
-                ..Recovery::default()
-            });
-        }
-        let Some(ring) = ring.as_mut() else {
-            return Ok(Recovery {
-                joined: true,
-                ..Recovery::default()
-            });
-        };
-        let newest = ring.newest();
-        let replay = match &since {
-            Some(since) => match ring.since(since) {
-                Since::Recovered(entries) => Some(entries),
-                Since::Lost => None,
-            },
-            None => None,
-        };
-        let recovery = Recovery {
-            joined: true,
-            recovered: replay.is_some(),
-            replayed: replay.as_ref().map_or(0, Vec::len),
-            position: Some(newest.clone()),
-            pending: false,
-        };
-        let extended = session.is_extended();
-        if extended {
-            let joined = JoinedFrame {
-                endpoint: self.endpoint.to_string(),
-                channel: channel.to_owned(),
-                position: newest,
-                recovering: since.is_some(),
-                recovered: recovery.recovered,
-                replayed: recovery.replayed as u64,
-            };
-            session.push(TextFrame::encode_infallible(|out| joined.encode(out)));
-        }
-        for entry in replay.into_iter().flatten() {
-            let at = extended.then_some((channel, entry.offset));
-            session.push(TextFrame::encode_infallible(|out| {
-                entry.message.encode(&self.endpoint, at, out);
-            }));
-        }
-        Ok(recovery)
-    }
-
-    /// Leaves `channel`; `false` when the session was not there.
-    fn leave(&self, channel: &str) -> bool {
-        let left = self
-            .handle
-            .shared
-            .owned_listeners()
-            .as_mut()
-            .and_then(|owned| owned.take_join(channel));
-        left.is_some_and(|left| self.central.remove(&left.channel, left.id))
-    }
-
-    /// Adds a callback owned by this stream: removed when it closes.
-    fn add_callback(
-        &self,
-        channel: &str,
-        listener: impl Fn(&P) + Send + Sync + 'static,
-    ) -> Result<ListenerHandle<P>, JoinError> {
-        let session = &self.handle.shared;
-        let mut owned = session.owned_listeners();
-        let owned = owned
-            .as_mut()
-            .filter(|_| self.is_stream_open())
-            .ok_or(JoinError::Closed)?;
-        self.central.limits().check(owned, channel)?;
-        let mut handle = self.central.add_listener(channel, listener);
-        owned.add_callback(Owned {
-            channel: handle.channel.clone(),
-            id: handle.id,
-            endpoint: self.endpoint.clone(),
-        });
-        handle.owner = Some(Arc::downgrade(session));
-        Ok(handle)
+        SessionMessages::new(self.stream.clone())
     }
 
     /// Ends this stream (later joins through it fail) and removes what it added.
     pub(crate) async fn end(&self) {
-        let taken = {
-            let mut owned = self.handle.shared.owned_listeners();
-            self.mark_stream_closed();
-            owned
-                .as_mut()
-                .map(|owned| owned.take(Some(self.endpoint())))
-                .unwrap_or_default()
-        };
-        self.central.remove_owned(taken).await;
-    }
-}
-
-/// Removes every listener `session`'s streams still own; later joins are refused.
-pub(crate) async fn release_session<P>(central: &MessageCentral<P>, session: &SessionShared) {
-    let taken = session
-        .owned_listeners()
-        .take()
-        .map(|mut owned| owned.take(None))
-        .unwrap_or_default();
-    central.remove_owned(taken).await;
-}
-
-/// What a join did, and what it recovered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Recovery {
-    /// Whether the session joined now (`false`: it was already there).
-    pub joined: bool,
-    /// Whether every message after the position given was replayed before any live
-    /// one. `false` when no position was given, when it was too old or from another
-    /// epoch, or when the channel keeps no history: the client should reload.
-    pub recovered: bool,
-    /// Messages replayed.
-    pub replayed: usize,
-    /// The channel's newest position at the join; `None` without history, and while
-    /// `pending`.
-    pub position: Option<Position>,
-    /// In a cluster, the history is read from Redis after the join returns: the client
-    /// learns the outcome from its `joined` frame, which comes before the channel's
-    /// messages; `recovered`, `replayed` and `position` say nothing then.
-    pub pending: bool,
-}
-
-/// The message central as one session and endpoint see it: joins deliver frames as
-/// this endpoint, and everything added here is removed when the session closes.
-pub struct SessionMessages<P> {
-    session: StreamingSession<P>,
-}
-
-impl<P> fmt::Debug for SessionMessages<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionMessages")
-            .field("session", &self.session)
-            .finish()
-    }
-}
-
-impl<P: ModelSet> SessionMessages<P> {
-    pub(crate) fn new(session: StreamingSession<P>) -> Self {
-        Self { session }
-    }
-
-    fn central(&self) -> &MessageCentral<P> {
-        &self.session.central
-    }
-
-    /// Joins `channel`: posts to it reach this session as messages from this endpoint,
-    /// until it leaves or this endpoint's stream closes. `Ok(false)` when already
-    /// joined (through any endpoint).
-    ///
-    /// # Errors
-    ///
-    /// [`JoinError::Closed`] once the session or this endpoint's stream closed;
-    /// [`JoinError::TooManyChannels`] and [`JoinError::NameTooLong`] at the
-    /// per-session limits of [`ServerConfig`](crate::ServerConfig).
-    pub fn join(&self, channel: &str) -> Result<bool, JoinError> {
-        self.session
-            .join(channel, None, None)
-            .map(|recovery| recovery.joined)
-    }
-
-    /// Joins `channel` as [`join`](Self::join) does, listed in its presence with `info`
-    /// (a display name, say: [`Member::info`](crate::messages::Member::info)).
-    ///
-    /// # Errors
-    ///
-    /// As [`SessionMessages::join`].
-    pub fn join_with_info(&self, channel: &str, info: &str) -> Result<bool, JoinError> {
-        self.session
-            .join(channel, None, Some(&Arc::from(info)))
-            .map(|recovery| recovery.joined)
-    }
-
-    /// Joins `channel` and, when it keeps history, first replays every message after
-    /// `since` that history still holds, exactly once and in order, before any live
-    /// one; or reports `recovered: false` (the position is too old or from another
-    /// epoch) so the client reloads its state. With `since` `None`, the position the
-    /// client sent with its `recover` command is used, if any; `streampod.v1` clients
-    /// get a `joined` frame first (see [`crate::protocol::history`]).
-    ///
-    /// ```no_run
-    /// # streampod::__doc_models!();
-    /// # fn demo(session: streampod::StreamingSession<Protocol>) -> Result<(), streampod::messages::JoinError> {
-    /// use streampod::protocol::history::Position;
-    /// let recovery = session.messages().join_from("room-1", Some(Position::new("5f1c", 17)))?;
-    /// if !recovery.recovered {
-    ///     // Too old, or the server restarted: tell the client to reload the room.
-    /// }
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`SessionMessages::join`].
-    pub fn join_from(
-        &self,
-        channel: &str,
-        since: Option<Position>,
-    ) -> Result<Recovery, JoinError> {
-        self.session.join(channel, since, None)
-    }
-
-    /// Leaves `channel`; `false` when not joined.
-    pub fn leave(&self, channel: &str) -> bool {
-        self.session.leave(channel)
-    }
-
-    /// Adds a callback listener that is removed when this endpoint's stream closes
-    /// (Serverpod's `session.messages.addListener`). It counts towards
-    /// [`ServerConfig::max_channels_per_session`](crate::ServerConfig::max_channels_per_session).
-    ///
-    /// # Errors
-    ///
-    /// As [`SessionMessages::join`].
-    pub fn add_listener(
-        &self,
-        channel: &str,
-        listener: impl Fn(&P) + Send + Sync + 'static,
-    ) -> Result<ListenerHandle<P>, JoinError> {
-        self.session.add_callback(channel, listener)
-    }
-
-    /// Posts to `channel`; see [`MessageCentral::post_message`].
-    ///
-    /// # Errors
-    ///
-    /// See [`MessageCentral::post_message`].
-    pub fn post_message(
-        &self,
-        channel: &str,
-        message: impl Into<P>,
-        reach: Reach,
-    ) -> Result<Delivery, PostError> {
-        self.central().post_message(channel, message, reach)
-    }
-
-    /// Starts a post to `channel` leaving this session out (all but the sender).
-    pub fn to_others(&self, channel: &str) -> Broadcast<P> {
-        self.central().to_channel(channel).except(self.session.id())
-    }
-
-    /// Starts a broadcast to every session, framed as from this endpoint.
-    pub fn to_all(&self) -> Broadcast<P> {
-        self.central().to_all(self.session.endpoint())
-    }
-
-    /// Starts a broadcast to every session of `user_id`, framed as from this endpoint.
-    pub fn to_user(&self, user_id: &str) -> Broadcast<P> {
-        self.central().to_user(user_id, self.session.endpoint())
-    }
-
-    /// The server's message central.
-    pub fn central_handle(&self) -> MessageCentral<P> {
-        self.central().clone()
+        self.stream.end().await;
     }
 }
 
@@ -483,8 +132,14 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
+    use std::sync::atomic::Ordering;
+
     use crate::config::SlowConsumerPolicy;
+    use crate::messages::delivery::{Delivery, Reach};
+    use crate::messages::membership::release_session;
     use crate::messages::ChannelConfig;
+    use crate::session::owned::JoinError;
+    use crate::session::state::SessionShared;
     use crate::session::outbound::{Batch, Limits, TotalHeld};
     use crate::session::owned::SessionLimits;
     use crate::session::registry::SessionRegistry;

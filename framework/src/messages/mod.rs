@@ -37,6 +37,7 @@ pub(crate) mod hooks;
 #[cfg(feature = "redis")]
 mod ingress;
 pub(crate) mod listener;
+pub(crate) mod membership;
 pub(crate) mod pacing;
 pub(crate) mod presence;
 pub(crate) mod queue;
@@ -53,4 +54,4 @@ pub use presence::{Member, PresenceChange};
 pub use stream::ChannelStream;
 
 pub use crate::session::owned::JoinError;
-pub use crate::endpoint::streaming_session::{Recovery, SessionMessages};
+pub use membership::{Recovery, SessionMessages};

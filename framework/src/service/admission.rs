@@ -179,28 +179,6 @@ impl Drop for Ticket {
     }
 }
 
-/// The default `max_connections`: the process's open-file limit less a reserve for
-/// everything else the process opens (a twentieth, at least 64), so accepting never
-/// meets "too many open files".
-pub(crate) fn default_max_connections() -> usize {
-    let soft = open_file_limit();
-    let reserve = (soft / 20).max(64);
-    usize::try_from(soft.saturating_sub(reserve))
-        .unwrap_or(usize::MAX)
-        .max(1)
-}
-
-#[cfg(unix)]
-fn open_file_limit() -> u64 {
-    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
-}
-
-#[cfg(not(unix))]
-fn open_file_limit() -> u64 {
-    // Windows has no per-process descriptor limit of this kind.
-    16_384
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,11 +241,5 @@ mod tests {
             assert_eq!(length, body.len(), "{text}");
             serde_json::from_str::<serde_json::Value>(body).unwrap();
         }
-    }
-
-    #[test]
-    fn the_default_cap_leaves_a_reserve() {
-        let max = default_max_connections() as u64;
-        assert!(max < open_file_limit());
     }
 }

@@ -66,6 +66,13 @@ pub(crate) struct Queued {
     pub(crate) frame: TextFrame,
 }
 
+impl AsRef<[u8]> for Queued {
+    /// The frame as it goes on the wire.
+    fn as_ref(&self) -> &[u8] {
+        self.frame.wire()
+    }
+}
+
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {

@@ -30,7 +30,8 @@ use crate::session::state::{SessionHandle, SessionId, SessionShared};
 use crate::ws::reader::{FrameReader, Incoming, ReadError};
 use crate::ws::frame::TextFrame;
 use crate::ws::writer::{close_frame, pong_frame, rest_of_cut_frame, write_frames, PING};
-use crate::endpoint::streaming_session::{release_session, StreamingSession};
+use crate::endpoint::streaming_session::StreamingSession;
+use crate::messages::membership::release_session;
 use prometheus_client::metrics::histogram::Histogram;
 
 /// What a WebSocket runs over: an upgraded HTTP connection, or any byte stream (a test's

@@ -145,6 +145,12 @@ impl TextFrame {
     }
 }
 
+impl AsRef<[u8]> for TextFrame {
+    fn as_ref(&self) -> &[u8] {
+        self.wire()
+    }
+}
+
 impl std::fmt::Debug for TextFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("TextFrame").field(&self.text()).finish()

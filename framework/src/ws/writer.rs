@@ -9,7 +9,6 @@ use std::io;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::session::outbound::Queued;
 use crate::ws::frame::{Header, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG};
 
 /// Bytes of frames copied into one write. A write holds this much (and at most one frame
@@ -66,18 +65,18 @@ pub(crate) fn close_frame(close: Option<(u16, &str)>) -> Vec<u8> {
 /// cost the kernel about three times as much copying as one contiguous buffer, more than
 /// the copy saves. `written` counts the bytes the socket took, so that a caller that
 /// stops waiting mid-write can finish the frame it cut ([`rest_of_cut_frame`]).
-pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
     io: &mut W,
-    frames: &VecDeque<Queued>,
+    frames: &VecDeque<F>,
     tail: &[u8],
     written: &mut usize,
 ) -> io::Result<()> {
-    let total: usize = frames.iter().map(|q| q.frame.wire().len()).sum::<usize>() + tail.len();
+    let total: usize = frames.iter().map(|f| f.as_ref().len()).sum::<usize>() + tail.len();
     let mut chunk = Vec::with_capacity(total.min(WRITE_CHUNK));
     let mut frames = frames.iter().peekable();
     loop {
         while let Some(queued) = frames.next_if(|_| chunk.len() < WRITE_CHUNK) {
-            chunk.extend_from_slice(queued.frame.wire());
+            chunk.extend_from_slice(queued.as_ref());
         }
         let last = frames.peek().is_none();
         if last {
@@ -93,10 +92,14 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
 
 /// The bytes that complete the frame a write of `frames` then `tail` stopped inside
 /// after `written` bytes; empty when it stopped between frames.
-pub(crate) fn rest_of_cut_frame(frames: &VecDeque<Queued>, tail: &[u8], written: usize) -> Vec<u8> {
+pub(crate) fn rest_of_cut_frame<F: AsRef<[u8]>>(
+    frames: &VecDeque<F>,
+    tail: &[u8],
+    written: usize,
+) -> Vec<u8> {
     let mut start = 0;
     for queued in frames {
-        let wire = queued.frame.wire();
+        let wire = queued.as_ref();
         let end = start + wire.len();
         if written < end {
             // Cut inside this frame, or (at its start) between frames.
@@ -134,18 +137,11 @@ async fn write_counted<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::outbound::DIRECT;
     use crate::ws::frame::TextFrame;
     use tokio_tungstenite::tungstenite::Message;
 
-    fn queued(texts: &[String]) -> VecDeque<Queued> {
-        texts
-            .iter()
-            .map(|t| Queued {
-                channel: DIRECT,
-                frame: TextFrame::from_text(t),
-            })
-            .collect()
+    fn queued(texts: &[String]) -> VecDeque<TextFrame> {
+        texts.iter().map(|t| TextFrame::from_text(t)).collect()
     }
 
     /// What a real WebSocket client reads from the bytes the writer wrote.
