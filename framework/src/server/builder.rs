@@ -15,7 +15,7 @@ use crate::cluster::{Backplane, ClusterState};
 use crate::cluster::{ClusterConfig, RedisBackplane};
 use crate::config::ServerConfig;
 use crate::service::cors::Cors;
-use crate::transport::endpoint_socket::StreamContext;
+use crate::transport::context::SocketContext;
 use crate::service::admission::Connections;
 use crate::endpoint::definition::{Endpoint, Endpoints};
 use crate::endpoint::server_handle::ServerHandle;
@@ -373,7 +373,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             shutdown.clone(),
             config.shutdown_timeout,
         );
-        let streams = Arc::new(StreamContext {
+        let streams = Arc::new(SocketContext {
             endpoints: self.endpoints,
             authentication: self.authentication,
             config,

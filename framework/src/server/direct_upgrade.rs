@@ -20,7 +20,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::transport::endpoint_socket::Io;
+use crate::transport::context::Io;
 use crate::service::admission::Ticket;
 use crate::protocol::ModelSet;
 use crate::service::StreampodService;

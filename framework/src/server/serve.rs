@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use crate::transport::endpoint_socket::Io;
+use crate::transport::context::Io;
 use crate::service::admission::{Connections, Refusal, Ticket};
 use crate::server::direct_upgrade::{self, Head, Prefixed};
 use crate::endpoint::server_handle::ServerHandle;

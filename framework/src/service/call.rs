@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::response::{json, ResponseBody};
 use super::state::ServiceState;
-use crate::transport::endpoint_socket::panic_message;
+use crate::util::panic_text::panic_message;
 use crate::methods::Session;
 use crate::methods::{parse_args, Args, MethodError, MethodInfo};
 use crate::protocol::{auth, ModelSet};

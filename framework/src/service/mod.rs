@@ -113,7 +113,7 @@ impl<P: ModelSet> StreampodService<P> {
     pub(crate) fn session(
         &self,
         accepted: upgrade::Accepted,
-        io: impl crate::transport::endpoint_socket::Io,
+        io: impl crate::transport::context::Io,
         peer: SocketAddr,
     ) -> impl Future<Output = ()> + Send + 'static {
         upgrade::session(&self.state, accepted, io, peer)

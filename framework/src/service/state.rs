@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::transport::endpoint_socket::StreamContext;
+use crate::transport::context::SocketContext;
 use crate::service::admission::Connections;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::transport::method_socket::MethodSocketContext;
@@ -20,7 +20,7 @@ pub(crate) struct StaticFile {
 
 /// Everything one [`StreampodService`](super::StreampodService) answers from.
 pub(crate) struct ServiceState<P: ModelSet> {
-    pub(crate) streams: Arc<StreamContext<P>>,
+    pub(crate) streams: Arc<SocketContext<P>>,
     pub(crate) methods: Arc<MethodEndpoints<P>>,
     /// What `/v1/websocket` sockets (streaming methods) serve from.
     pub(crate) method_sockets: Arc<MethodSocketContext<P>>,

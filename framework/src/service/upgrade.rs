@@ -156,7 +156,7 @@ pub(crate) fn check<P: ModelSet, B>(
 pub(crate) fn session<P: ModelSet>(
     server: &ServiceState<P>,
     accepted: Accepted,
-    io: impl endpoint_socket::Io,
+    io: impl crate::transport::context::Io,
     peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     match accepted.kind {

@@ -4,74 +4,39 @@
 use std::any::Any;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::time::Instant;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::{AuthInfo, DynAuthenticationHandler};
-use crate::config::ServerConfig;
-use crate::endpoint::definition::{Denied, Endpoints};
-use crate::util::log_limit::RateLimitedLog;
-use crate::messages::central::MessageCentral;
-use crate::metrics::Metrics;
-use crate::session::outbound::{Batch, Limits, TotalHeld};
+use super::close::{answer_close, close_abusive, close_on_read_error};
+use super::context::{Io, SocketContext};
+use super::keepalive::Keepalive;
+use super::write_task::write_loop;
+use crate::auth::AuthInfo;
+use crate::endpoint::definition::Denied;
+use crate::endpoint::streaming_session::StreamingSession;
+use crate::messages::membership::release_session;
 use crate::protocol::frame::{ErrorFrame, Frame, MessageFrame, PONG};
 use crate::protocol::{auth, DecodeError, ErrorCode, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
-use crate::session::registry::SessionRegistry;
-use crate::session::state::{SessionHandle, SessionId, SessionShared};
-use crate::ws::reader::{FrameReader, Incoming, ReadError};
+use crate::session::outbound::Limits;
+use crate::session::state::{SessionHandle, SessionShared};
+use crate::util::log_limit::RateLimitedLog;
+use crate::util::panic_text::panic_message;
 use crate::ws::frame::TextFrame;
-use crate::ws::writer::{close_frame, pong_frame, rest_of_cut_frame, write_frames, PING};
-use crate::endpoint::streaming_session::StreamingSession;
-use crate::messages::membership::release_session;
-use prometheus_client::metrics::histogram::Histogram;
-
-/// What a WebSocket runs over: an upgraded HTTP connection, or any byte stream (a test's
-/// in-memory pipe).
-pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
-
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for S {}
-
-/// What serving a WebSocket needs: the endpoints and who may use them, the
-/// configuration, the live sessions, the message central, and the metrics.
-pub(crate) struct StreamContext<P: ModelSet> {
-    pub(crate) endpoints: Endpoints<P>,
-    pub(crate) authentication: Option<Arc<dyn DynAuthenticationHandler>>,
-    pub(crate) config: Arc<ServerConfig>,
-    pub(crate) sessions: Arc<SessionRegistry>,
-    /// The streaming-method sockets (`/v1/websocket`), apart: broadcasts to sessions
-    /// must not reach them; the memory guard sheds them like sessions.
-    pub(crate) method_sockets: Arc<SessionRegistry>,
-    pub(crate) messages: MessageCentral<P>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Bytes queued for all sessions, for the memory guard.
-    pub(crate) held_bytes: Arc<TotalHeld>,
-    /// Cancelled when the server shuts down: a socket opened after it closes at once.
-    pub(crate) shutdown: CancellationToken,
-    /// The next session's id (start at 1).
-    pub(crate) next_id: AtomicU64,
-}
-
-impl<P: ModelSet> StreamContext<P> {
-    pub(crate) fn next_session_id(&self) -> SessionId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-}
+use crate::ws::reader::{FrameReader, Incoming};
+use crate::ws::control::pong_frame;
 
 /// A session on one upgraded socket: the future serves it until it closes, then runs
 /// `stream_closed`. `extended`: the client negotiated streampod's extended frames (error
 /// and batch frames). Not an `async fn`: what is set up here is moved into the returned
 /// future, which the socket keeps for its whole life, rather than kept beside it.
 pub(crate) fn run<P: ModelSet>(
-    server: Arc<StreamContext<P>>,
+    server: Arc<SocketContext<P>>,
     io: impl Io,
     remote_addr: SocketAddr,
     auth_key: Option<String>,
@@ -128,7 +93,7 @@ pub(crate) fn run<P: ModelSet>(
 const SLOW_OPENING: Duration = Duration::from_secs(3);
 
 struct Connection<P: ModelSet> {
-    server: Arc<StreamContext<P>>,
+    server: Arc<SocketContext<P>>,
     shared: Arc<SessionShared>,
     handle: SessionHandle<P>,
     /// Each endpoint's open stream: its `stream_opened` succeeded and `stream_closed`
@@ -556,45 +521,6 @@ impl<P: ModelSet> Connection<P> {
     }
 }
 
-/// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
-/// peer vanished.
-pub(crate) fn close_on_read_error(shared: &SessionShared, error: &ReadError) {
-    let code = match error {
-        ReadError::Utf8 => CloseCode::Invalid,
-        ReadError::TooLarge { .. } => CloseCode::Size,
-        ReadError::Protocol(_) => CloseCode::Protocol,
-        ReadError::Ended | ReadError::Io(_) => {
-            tracing::debug!(target: "streampod::connection", %error, "peer went away");
-            return;
-        }
-    };
-    let reason = error.to_string();
-    // A peer can trigger this at will: one line per interval, with a count.
-    static BAD_INPUT: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
-    if let Some(suppressed) = BAD_INPUT.ready() {
-        tracing::info!(target: "streampod::connection", code = u16::from(code), %reason, suppressed, "closing on bad input");
-    } else {
-        tracing::debug!(target: "streampod::connection", code = u16::from(code), %reason, "closing on bad input");
-    }
-    shared.close(code, &reason);
-}
-
-/// Closes a client that kept sending past its inbound rate `limit` (1008).
-pub(crate) fn close_abusive(shared: &SessionShared, limit: crate::rate_limit::RateLimit) {
-    static ABUSE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
-    if let Some(suppressed) = ABUSE.ready() {
-        tracing::info!(target: "streampod::connection", per_second = limit.per_second, burst = limit.burst, suppressed, "closing a client that kept sending past its rate limit");
-    }
-    shared.close(CloseCode::Policy, "inbound rate limit exceeded");
-}
-
-/// Answers the peer's close frame: the answer echoes its code (RFC 6455 §5.5.1), and
-/// nothing follows it.
-pub(crate) fn answer_close(shared: &SessionShared, close: Option<&(u16, String)>) {
-    let reply = close_frame(close.map(|(code, reason)| (*code, reason.as_str())));
-    shared.outbound.push_control(&reply, true);
-}
-
 /// Describes a handler's error or panic, or `None` when it succeeded.
 fn failure<E: std::fmt::Display>(
     outcome: Result<Result<(), E>, Box<dyn Any + Send>>,
@@ -606,214 +532,6 @@ fn failure<E: std::fmt::Display>(
     }
 }
 
-/// What a caught panic says: `panicked: <message>`.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
-        (Some(text), _) => format!("panicked: {text}"),
-        (_, Some(text)) => format!("panicked: {text}"),
-        _ => "panicked".to_owned(),
-    }
-}
-
-/// When to ping an idle socket, and when to give up on it.
-pub(crate) struct Keepalive {
-    interval: Duration,
-    timeout: Duration,
-    last_activity: Instant,
-    pinged_at: Option<Instant>,
-    /// Until the first frame arrives: when a socket that never sent one is closed.
-    first_frame_by: Option<Instant>,
-}
-
-/// What is due at a [`Keepalive`] deadline.
-#[derive(Debug, PartialEq, Eq)]
-enum Due {
-    /// The socket has been quiet for the interval: ping it.
-    Ping,
-    /// The ping went unanswered.
-    Unanswered,
-    /// The socket has sent nothing at all since it opened.
-    Silent,
-}
-
-impl Keepalive {
-    pub(crate) fn new(interval: Duration, timeout: Duration, first_frame: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            interval,
-            timeout,
-            last_activity: now,
-            pinged_at: None,
-            first_frame_by: Some(now + first_frame),
-        }
-    }
-
-    pub(crate) fn deadline(&self) -> Instant {
-        let keepalive = match self.pinged_at {
-            Some(pinged_at) => pinged_at + self.timeout,
-            None => self.last_activity + self.interval,
-        };
-        self.first_frame_by
-            .map_or(keepalive, |first| first.min(keepalive))
-    }
-
-    pub(crate) fn activity(&mut self) {
-        self.last_activity = Instant::now();
-        self.pinged_at = None;
-        self.first_frame_by = None;
-    }
-
-    /// At the deadline: pings a quiet socket, or closes one that stopped answering (or
-    /// never sent anything); `false` once the socket is closing.
-    pub(crate) fn at_deadline(&mut self, shared: &SessionShared) -> bool {
-        match self.due() {
-            Due::Ping => {
-                shared.outbound.ping();
-                true
-            }
-            Due::Unanswered => {
-                tracing::debug!(target: "streampod::connection", "keepalive timeout; closing");
-                shared.abort(CloseCode::Away, "keepalive timeout");
-                false
-            }
-            Due::Silent => {
-                tracing::debug!(target: "streampod::connection", "no frame since opening; closing");
-                shared.close(
-                    CloseCode::Policy,
-                    "no frame received since the socket opened",
-                );
-                false
-            }
-        }
-    }
-
-    /// Called at the deadline: what is due, recording a ping as sent.
-    fn due(&mut self) -> Due {
-        if self
-            .first_frame_by
-            .is_some_and(|first| Instant::now() >= first)
-        {
-            return Due::Silent;
-        }
-        if self.pinged_at.is_some() {
-            return Due::Unanswered;
-        }
-        self.pinged_at = Some(Instant::now());
-        Due::Ping
-    }
-}
-
-/// Takes everything queued, writes it, flushes once; repeats until the session closes.
-pub(crate) async fn write_loop(
-    mut io: WriteHalf<impl Io>,
-    shared: Arc<SessionShared>,
-    close_timeout: Duration,
-    batch_frames: Histogram,
-) {
-    let mut batch = Batch::default();
-    // Every close (graceful or not) closes the queue first, which wakes this loop.
-    while shared.outbound.next(&mut batch).await {
-        // Precision does not matter here: a count of frames as a histogram value.
-        #[allow(clippy::cast_precision_loss)]
-        batch_frames.observe(batch.frames.len() as f64);
-        // Boxed for the same reason as dispatching: one allocation per write, and the
-        // idle writer stays small.
-        match Box::pin(write_batch(&mut io, &shared, &mut batch)).await {
-            Written::All => {}
-            // The peer's close frame was answered: nothing may follow it.
-            Written::Closed => return,
-            Written::Aborted(rest) => {
-                // Finish the frame the abort cut, so the close frame is read as one.
-                let _ = Box::pin(tokio::time::timeout(close_timeout, io.write_all(&rest))).await;
-                break;
-            }
-            Written::Failed => {
-                // The peer is gone: there is nobody to send a close frame to.
-                shared.peer_closed();
-                return;
-            }
-        }
-    }
-    // Boxed: it runs once, at the end, and its timers would otherwise sit in the state
-    // of every idle session.
-    Box::pin(write_last(io, &shared, &mut batch, close_timeout)).await;
-}
-
-/// After the queue closed: what was queued still goes out (unless aborted), then the
-/// close frame, each within `close_timeout`.
-async fn write_last(
-    mut io: WriteHalf<impl Io>,
-    shared: &SessionShared,
-    batch: &mut Batch,
-    close_timeout: Duration,
-) {
-    if !shared.abort.is_raised() {
-        let written = tokio::time::timeout(close_timeout, write_batch(&mut io, shared, batch)).await;
-        if matches!(written, Ok(Written::Closed | Written::Failed)) {
-            return;
-        }
-    }
-    let close = shared.take_close_frame();
-    let frame = close_frame(close.as_ref().map(|c| (u16::from(c.code), c.reason.as_str())));
-    let _ = tokio::time::timeout(close_timeout, async {
-        io.write_all(&frame).await?;
-        io.flush().await
-    })
-    .await;
-}
-
-/// How writing a batch ended.
-enum Written {
-    All,
-    /// The batch ended with the answer to the peer's close frame.
-    Closed,
-    /// The session was aborted mid-write; what was left is dropped but for the rest of
-    /// the frame the abort cut.
-    Aborted(Vec<u8>),
-    /// The socket failed.
-    Failed,
-}
-
-/// Writes one batch (taken from the queue): its frames, then the reader's answers and
-/// a ping, in chunks of up to 64 KiB; flushes once.
-async fn write_batch(
-    io: &mut WriteHalf<impl Io>,
-    shared: &SessionShared,
-    batch: &mut Batch,
-) -> Written {
-    if batch.frames.is_empty() && batch.control.is_empty() && !batch.ping {
-        return Written::All;
-    }
-    let closes = crate::ws::writer::holds_close(&batch.control);
-    let mut tail = std::mem::take(&mut batch.control);
-    if std::mem::take(&mut batch.ping) && !closes {
-        tail.extend_from_slice(&PING);
-    }
-    // The write goes first: most batches complete without waiting, and then the abort
-    // token is never polled (polling it registers a waker under its lock).
-    let mut took = 0;
-    let written = tokio::select! {
-        biased;
-        result = write_frames(io, &batch.frames, &tail, &mut took) => match result {
-            Ok(()) if closes => Written::Closed,
-            Ok(()) => Written::All,
-            Err(error) => {
-                tracing::debug!(target: "streampod::connection", %error, "write failed");
-                Written::Failed
-            }
-        },
-        // Cut short; when the cut batch held the answer to the peer's close, no second
-        // close frame follows.
-        () = shared.abort.raised() => if closes {
-            Written::Closed
-        } else {
-            Written::Aborted(rest_of_cut_frame(&batch.frames, &tail, took))
-        },
-    };
-    batch.frames.clear();
-    written
-}
-
 /// A session served over an in-memory pipe: the whole socket path without a socket.
 #[cfg(test)]
 #[allow(unreachable_pub)] // the doc models are `pub`
@@ -823,8 +541,16 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::WebSocketStream;
 
+    use std::sync::atomic::AtomicU64;
+
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
-    use crate::endpoint::definition::{Endpoint, EndpointError};
+    use crate::config::ServerConfig;
+    use crate::endpoint::definition::{Endpoint, EndpointError, Endpoints};
+    use crate::messages::central::MessageCentral;
+    use crate::metrics::Metrics;
+    use crate::session::registry::SessionRegistry;
     use crate::session::owned::SessionLimits;
 
     crate::__doc_models!();
@@ -842,7 +568,7 @@ mod tests {
         }
     }
 
-    pub(super) fn context() -> Arc<StreamContext<Protocol>> {
+    pub(super) fn context() -> Arc<SocketContext<Protocol>> {
         let mut endpoints = Endpoints::default();
         assert!(endpoints.insert("echo", Arc::new(Echo)));
         let sessions = Arc::new(SessionRegistry::default());
@@ -856,7 +582,7 @@ mod tests {
             },
             tokio::runtime::Handle::current(),
         );
-        Arc::new(StreamContext {
+        Arc::new(SocketContext {
             endpoints,
             authentication: None,
             config: Arc::new(config),
@@ -943,7 +669,7 @@ mod idle_size {
         ));
         let (_, write) = tokio::io::split(tokio::io::duplex(64).0);
         let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0]);
-        let writer = super::write_loop(write, shared, std::time::Duration::from_secs(1), histogram);
+        let writer = crate::transport::write_task::write_loop(write, shared, std::time::Duration::from_secs(1), histogram);
         // Measured 608 and 232 bytes (2,064 and 744 before the boxing; the reader 1,552
         // with tungstenite reading, before the frame reader and the sync `run`/`serve`).
         assert!(std::mem::size_of_val(&reader) <= 640, "{}", std::mem::size_of_val(&reader));

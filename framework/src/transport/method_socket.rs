@@ -19,10 +19,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::AuthInfo;
-use crate::transport::endpoint_socket::{
-    answer_close, close_abusive, close_on_read_error, panic_message, write_loop, Io, Keepalive,
-    StreamContext,
-};
+use crate::transport::close::{answer_close, close_abusive, close_on_read_error};
+use crate::transport::context::{Io, SocketContext};
+use crate::transport::keepalive::Keepalive;
+use crate::transport::write_task::write_loop;
+use crate::util::panic_text::panic_message;
 use crate::ws::reader::{FrameReader, Incoming};
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
@@ -36,14 +37,14 @@ use crate::protocol::method_stream::{
 use crate::protocol::{auth, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::session::state::SessionShared;
-use crate::ws::writer::pong_frame;
+use crate::ws::control::pong_frame;
 use crate::ws::frame::TextFrame;
 use prometheus_client::metrics::gauge::Gauge;
 
 /// What serving a streaming-method socket needs: the streaming context (configuration,
 /// authentication, metrics, shutdown), the method endpoints and the server handle.
 pub(crate) struct MethodSocketContext<P: ModelSet> {
-    pub(crate) streams: Arc<StreamContext<P>>,
+    pub(crate) streams: Arc<SocketContext<P>>,
     pub(crate) methods: Arc<MethodEndpoints<P>>,
     pub(crate) handle: ServerHandle<P>,
 }

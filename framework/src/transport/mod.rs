@@ -1,7 +1,11 @@
-//! The sockets: what every socket shares (I/O, the writer task, keepalive, close
-//! answers) and one module per protocol: `/websocket` (endpoint streams) and
-//! `/v1/websocket` (streaming methods). A transport translates frames into operations on
-//! the core (session and message central) and back; it owns no limit.
+//! The sockets: what every socket shares (the server context, the writer task,
+//! keepalive, close answers) and one module per protocol: `/websocket` (endpoint streams)
+//! and `/v1/websocket` (streaming methods). A transport translates frames into
+//! operations on the core (session and message central) and back; it owns no limit.
 
+pub(crate) mod close;
+pub(crate) mod context;
 pub(crate) mod endpoint_socket;
+pub(crate) mod keepalive;
 pub(crate) mod method_socket;
+pub(crate) mod write_task;

@@ -1,5 +1,5 @@
 //! Leaf helpers every other folder may use and that use nothing of the crate: retry
-//! backoff, rate-limited logging, a one-way flag.
+//! backoff, rate-limited logging, a one-way flag, the text of a caught panic.
 
 #[cfg(any(feature = "server", feature = "client"))]
 pub(crate) mod backoff;
@@ -7,3 +7,5 @@ pub(crate) mod backoff;
 pub(crate) mod flag;
 #[cfg(feature = "server")]
 pub(crate) mod log_limit;
+#[cfg(feature = "server")]
+pub(crate) mod panic_text;

@@ -5,49 +5,7 @@
 
 use bytes::Bytes;
 
-/// Opcodes of the frames the server sends.
-pub(crate) const OPCODE_TEXT: u8 = 0x1;
-pub(crate) const OPCODE_CLOSE: u8 = 0x8;
-pub(crate) const OPCODE_PING: u8 = 0x9;
-pub(crate) const OPCODE_PONG: u8 = 0xa;
-
-/// The longest header: 2 bytes and a 64-bit length.
-const MAX_HEADER: usize = 10;
-
-/// The header of a final, unmasked frame.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Header {
-    bytes: [u8; MAX_HEADER],
-    len: u8,
-}
-
-impl Header {
-    pub(crate) fn new(opcode: u8, payload: usize) -> Self {
-        let mut bytes = [0; MAX_HEADER];
-        bytes[0] = 0x80 | opcode;
-        let len = match payload {
-            n if n < 126 => {
-                bytes[1] = n as u8;
-                2
-            }
-            n if n <= usize::from(u16::MAX) => {
-                bytes[1] = 126;
-                bytes[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-                4
-            }
-            n => {
-                bytes[1] = 127;
-                bytes[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-                10
-            }
-        };
-        Self { bytes, len }
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-}
+use super::header::{FrameHeader, OpCode, MAX_SERVER_HEADER};
 
 /// A whole text frame, header and payload, in one shared buffer: cloning it for another
 /// recipient is one reference count.
@@ -84,21 +42,21 @@ impl TextFrame {
         encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<Self, E> {
         // The header goes in front of the payload, once its length is known.
-        let mut buffer = Vec::with_capacity(MAX_HEADER + capacity);
-        buffer.resize(MAX_HEADER, 0);
+        let mut buffer = Vec::with_capacity(MAX_SERVER_HEADER + capacity);
+        buffer.resize(MAX_SERVER_HEADER, 0);
         encode(&mut buffer)?;
         Ok(Self::framed(buffer))
     }
 
-    /// Frames `buffer`: [`MAX_HEADER`] bytes of room, then the payload.
+    /// Frames `buffer`: [`MAX_SERVER_HEADER`] bytes of room, then the payload.
     fn framed(mut buffer: Vec<u8>) -> Self {
-        let room = MAX_HEADER;
+        let room = MAX_SERVER_HEADER;
         if std::str::from_utf8(&buffer[room..]).is_err() {
             let repaired = String::from_utf8_lossy(&buffer[room..]).into_owned();
             buffer.truncate(room);
             buffer.extend_from_slice(repaired.as_bytes());
         }
-        let header = Header::new(OPCODE_TEXT, buffer.len() - room);
+        let header = FrameHeader::server(OpCode::Text, buffer.len() - room).format();
         let start = room - header.as_slice().len();
         buffer[start..room].copy_from_slice(header.as_slice());
         Self(Bytes::from(buffer).slice(start..))
@@ -166,7 +124,7 @@ mod tests {
         for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
             let text = "x".repeat(len);
             let frame = TextFrame::from_text(&text);
-            let header = Header::new(OPCODE_TEXT, len);
+            let header = FrameHeader::server(OpCode::Text, len).format();
             assert_eq!(&frame.wire()[..header.as_slice().len()], header.as_slice(), "{len}");
             assert_eq!(frame.len(), len);
             assert_eq!(frame.text(), text);

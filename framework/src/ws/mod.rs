@@ -1,7 +1,10 @@
-//! The RFC 6455 codec the server speaks: frames as they go on the wire, the reader of a
-//! client's frames, and the writer that sends queued frames in a few large writes. No
-//! knowledge of sessions or protocols.
+//! The RFC 6455 codec the server speaks: one opcode and one header type (`header`), text
+//! frames framed once where they are encoded (`frame`), control frames (`control`), the
+//! reader of a client's frames and the writer that sends queued frames in a few large
+//! writes. It knows nothing of sessions or protocols.
 
+pub(crate) mod control;
 pub(crate) mod frame;
+pub(crate) mod header;
 pub(crate) mod reader;
 pub(crate) mod writer;

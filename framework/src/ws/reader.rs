@@ -12,16 +12,10 @@ use std::task::{ready, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::header::{FrameHeader, OpCode};
+
 /// Bytes read at once into the stack buffer.
 const READ_CHUNK: usize = 4096;
-
-/// Opcodes (RFC 6455 §5.2).
-const CONTINUATION: u8 = 0x0;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xa;
 
 /// A message (or control frame) the client sent.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,12 +76,12 @@ pub(crate) struct FrameReader {
     max_size: usize,
 }
 
-/// A frame's header, parsed.
+/// A client frame's header, checked, with the bytes it takes.
 struct Header {
     fin: bool,
-    opcode: u8,
+    opcode: OpCode,
     mask: [u8; 4],
-    /// Header bytes (2 to 14).
+    /// Header bytes (6 to 14).
     len: usize,
     payload: u64,
 }
@@ -152,56 +146,18 @@ impl FrameReader {
     /// The header at the start of `pending`, once it is all there; fails on a violation
     /// as soon as the bytes that show it have arrived.
     fn header(&self) -> Result<Option<Header>, ReadError> {
-        let buf = &self.pending;
-        let (Some(&first), Some(&second)) = (buf.first(), buf.get(1)) else {
+        let Some((header, len)) = FrameHeader::parse(&self.pending).map_err(ReadError::Protocol)?
+        else {
             return Ok(None);
         };
-        if first & 0x70 != 0 {
-            return Err(ReadError::Protocol("reserved bits are set"));
-        }
-        let fin = first & 0x80 != 0;
-        let opcode = first & 0x0f;
-        let control = opcode & 0x08 != 0;
-        match opcode {
-            CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG => {}
-            _ => return Err(ReadError::Protocol("unknown opcode")),
-        }
-        if second & 0x80 == 0 {
+        let Some(mask) = header.mask else {
             return Err(ReadError::Protocol("a client frame is not masked"));
-        }
-        let (extended, short) = match second & 0x7f {
-            126 => (2, None),
-            127 => (8, None),
-            n => (0, Some(u64::from(n))),
         };
-        if control && !fin {
-            return Err(ReadError::Protocol("a control frame is fragmented"));
-        }
-        // A control frame carries at most 125 bytes (§5.5): a 7-bit length.
-        if control && short.is_none() {
-            return Err(ReadError::Protocol("a control frame is longer than 125 bytes"));
-        }
-        let len = 2 + extended + 4;
-        let Some(rest) = buf.get(2..len) else {
-            return Ok(None);
-        };
-        let payload = match (short, extended) {
-            (Some(n), _) => n,
-            (None, 2) => u64::from(u16::from_be_bytes([rest[0], rest[1]])),
-            (None, _) => {
-                let mut bytes = [0; 8];
-                bytes.copy_from_slice(&rest[..8]);
-                let n = u64::from_be_bytes(bytes);
-                if n >> 63 != 0 {
-                    return Err(ReadError::Protocol("the payload length's top bit is set"));
-                }
-                n
-            }
-        };
+        let (opcode, payload) = (header.opcode, header.payload_len);
         let so_far = self
             .fragments
             .as_ref()
-            .filter(|_| opcode == CONTINUATION)
+            .filter(|_| opcode == OpCode::Continuation)
             .map_or(0, |f| f.payload.len() as u64);
         let size = so_far.saturating_add(payload);
         if size > self.max_size as u64 {
@@ -210,10 +166,8 @@ impl FrameReader {
                 max: self.max_size,
             });
         }
-        let mut mask = [0; 4];
-        mask.copy_from_slice(&rest[extended..]);
         Ok(Some(Header {
-            fin,
+            fin: header.fin,
             opcode,
             mask,
             len,
@@ -225,10 +179,10 @@ impl FrameReader {
     fn frame(&mut self, header: &Header, end: usize) -> Result<Option<Incoming>, ReadError> {
         let payload = &self.pending[header.len..end];
         match header.opcode {
-            PING => Ok(Some(Incoming::Ping(payload.to_vec()))),
-            PONG => Ok(Some(Incoming::Pong)),
-            CLOSE => close(payload).map(Some),
-            CONTINUATION => {
+            OpCode::Ping => Ok(Some(Incoming::Ping(payload.to_vec()))),
+            OpCode::Pong => Ok(Some(Incoming::Pong)),
+            OpCode::Close => close(payload).map(Some),
+            OpCode::Continuation => {
                 let Some(fragments) = self.fragments.as_mut() else {
                     return Err(ReadError::Protocol("a continuation frame without a message"));
                 };
@@ -247,7 +201,7 @@ impl FrameReader {
                         "a new message began before the fragmented one ended",
                     ));
                 }
-                let text = opcode == TEXT;
+                let text = opcode == OpCode::Text;
                 if header.fin {
                     return if text {
                         message(true, payload.to_vec()).map(Some)

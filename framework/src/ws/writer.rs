@@ -1,63 +1,18 @@
 //! The socket's writing side. Frames arrive framed (a broadcast's header is written once,
-//! beside its payload, see `wire_frame`); the writer copies what is queued into chunks
-//! and writes each at once, so an idle connection holds no write buffer at all. The
-//! reader's answers (pongs, the reply to a close frame) reach the writer already framed,
-//! as the queue's control bytes.
+//! beside its payload, see `frame`); the writer copies what is queued into chunks and
+//! writes each at once, so an idle connection holds no write buffer at all. The
+//! reader's answers (pongs, the reply to a close frame) reach the writer already framed
+//! (`control`).
 
 use std::collections::VecDeque;
 use std::io;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::ws::frame::{Header, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG};
 
 /// Bytes of frames copied into one write. A write holds this much (and at most one frame
 /// more) while the socket takes it, and nothing once it is done.
 const WRITE_CHUNK: usize = 64 << 10;
-
-/// Whether `bytes` (whole server frames, as queued for the writer) hold a close frame.
-pub(crate) fn holds_close(bytes: &[u8]) -> bool {
-    let mut rest = bytes;
-    while let [first, second, ..] = rest {
-        if first & 0x0f == OPCODE_CLOSE {
-            return true;
-        }
-        // Server frames are unmasked: the header is 2, 4 or 10 bytes.
-        let (header, len): (usize, usize) = match second & 0x7f {
-            126 => match rest.get(2..4) {
-                Some(n) => (4, usize::from(u16::from_be_bytes([n[0], n[1]]))),
-                None => return false,
-            },
-            127 => match rest.get(2..10).and_then(|n| <[u8; 8]>::try_from(n).ok()) {
-                Some(n) => (10, usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX)),
-                None => return false,
-            },
-            n => (2, usize::from(n)),
-        };
-        rest = rest.get(header.saturating_add(len)..).unwrap_or_default();
-    }
-    false
-}
-
-/// A ping frame with no payload.
-pub(crate) const PING: [u8; 2] = [0x80 | OPCODE_PING, 0];
-
-/// The pong answering a ping that carried `payload` (at most 125 bytes).
-pub(crate) fn pong_frame(payload: &[u8]) -> Vec<u8> {
-    [Header::new(OPCODE_PONG, payload.len()).as_slice(), payload].concat()
-}
-
-/// A close frame: `code` and `reason` (at most 123 bytes), or no payload.
-pub(crate) fn close_frame(close: Option<(u16, &str)>) -> Vec<u8> {
-    let Some((code, reason)) = close else {
-        return vec![0x80 | OPCODE_CLOSE, 0];
-    };
-    let mut frame = Vec::with_capacity(4 + reason.len());
-    frame.extend_from_slice(Header::new(OPCODE_CLOSE, 2 + reason.len()).as_slice());
-    frame.extend_from_slice(&code.to_be_bytes());
-    frame.extend_from_slice(reason.as_bytes());
-    frame
-}
 
 /// Writes `frames` (already framed), then `tail` (control frames), then flushes. Frames
 /// are copied into chunks of [`WRITE_CHUNK`] bytes, one write each: measured at 1,000
@@ -137,6 +92,7 @@ async fn write_counted<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::control::{close_frame, PING};
     use crate::ws::frame::TextFrame;
     use tokio_tungstenite::tungstenite::Message;
 
@@ -202,14 +158,5 @@ mod tests {
                 assert!(rest.is_empty(), "nothing to finish at a boundary ({cut})");
             }
         }
-    }
-
-    #[test]
-    fn a_close_frame_is_found_among_whole_frames() {
-        let pong = [0x8a, 2, b'h', b'i'];
-        assert!(!holds_close(&pong));
-        assert!(holds_close(&[&pong[..], &close_frame(None)].concat()));
-        assert!(holds_close(&close_frame(Some((1001, "away")))));
-        assert!(!holds_close(&[0x8a]), "a cut header is not a close frame");
     }
 }
