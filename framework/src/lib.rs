@@ -95,8 +95,7 @@ pub use {
     endpoint::definition::{Endpoint, EndpointError},
     endpoint::server_handle::ServerHandle,
     endpoint::streaming_session::StreamingSession,
-    methods::input::{InputError, MethodStream},
-    methods::{IntoMethodError, MethodError, Methods, Session},
+    methods::{InputError, IntoMethodError, MethodError, MethodStream, Methods, Session},
     rate_limit::RateLimit,
     server::builder::{ServerBuilder, StartError},
     server::serve::Server,
@@ -115,13 +114,16 @@ pub use streampod_protocol::__codegen;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::methods::input::Inputs;
-    pub use crate::methods::Session;
-    pub use crate::methods::{
-        answer_stream, answer_value, into_method_error, parse_args, respond_value, Answer, Args,
-        ErrorProbe, MethodFuture, MethodInfo, MethodTypes, Methods, OutputStream, ProbeTypes,
-        ProbeTypesFallback, TypeProbe,
+    pub use crate::methods::answer::{
+        answer_stream, answer_value, respond_value, Answer, MethodFuture, OutputStream,
     };
+    pub use crate::methods::args::{parse_args, Args};
+    pub use crate::methods::error::into_method_error;
+    pub use crate::methods::info::{MethodInfo, MethodTypes};
+    pub use crate::methods::input::Inputs;
+    pub use crate::methods::probe::{ErrorProbe, ProbeTypes, ProbeTypesFallback, TypeProbe};
+    pub use crate::methods::table::Methods;
+    pub use crate::methods::Session;
     pub use crate::protocol::ModelSet;
     pub use futures_util::StreamExt;
     pub use std::boxed::Box;

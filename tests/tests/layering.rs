@@ -156,7 +156,7 @@ fn imports(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
     imports_at(root)
         .into_iter()
         .map(|(module, targets)| {
-            let targets = targets.into_iter().map(|(target, _)| target).collect();
+            let targets = targets.into_keys().collect();
             (module, targets)
         })
         .collect()

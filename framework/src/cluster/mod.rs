@@ -97,6 +97,7 @@ impl fmt::Display for ClusterState {
 
 /// Why a global publish failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     /// Redis cannot be reached now.
     #[error(

@@ -15,7 +15,9 @@ use super::response::{json, ResponseBody};
 use super::state::ServiceState;
 use crate::util::panic_text::panic_message;
 use crate::methods::Session;
-use crate::methods::{parse_args, Args, MethodError, MethodInfo};
+use crate::methods::args::{parse_args, Args};
+use crate::methods::info::MethodInfo;
+use crate::methods::MethodError;
 use crate::protocol::{auth, ModelSet};
 
 /// A request body the service can read: any `http_body::Body` of bytes.

@@ -8,7 +8,7 @@ use crate::transport::context::SocketContext;
 use crate::service::admission::Connections;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::transport::method_socket::MethodSocketContext;
-use crate::methods::MethodEndpoints;
+use crate::methods::registry::MethodEndpoints;
 use crate::protocol::ModelSet;
 
 /// A file served at a fixed path.

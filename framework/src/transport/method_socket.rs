@@ -28,7 +28,11 @@ use crate::ws::reader::{FrameReader, Incoming};
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
 use crate::methods::input::{InputEvent, Inputs};
-use crate::methods::{Answer, Args, MethodEndpoints, MethodError, MethodInfo, Methods, Session};
+use crate::methods::answer::Answer;
+use crate::methods::args::Args;
+use crate::methods::registry::MethodEndpoints;
+use crate::methods::info::MethodInfo;
+use crate::methods::{MethodError, Methods, Session};
 use crate::session::outbound::{Limits, Push};
 use crate::protocol::method_stream::{
     answer_message_head, CallId, CloseReason, KeyForm, MethodStreamFrame, OpenCall, OpenResult,
