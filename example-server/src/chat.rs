@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use streampod::cluster::ClusterState;
-use streampod::messages::{ChannelConfig, HistoryConfig, MessageCentral, Reach};
+use streampod::messages::{ChannelConfig, HistoryConfig, JoinError, MessageCentral, Reach};
 use streampod::protocol::types::DateTime;
 use streampod::{
     endpoint, Endpoint, EndpointError, ModelSet, RateLimitedLog, Session, StreamingSession,
@@ -174,6 +174,15 @@ fn truncated(name: &str) -> &str {
     &name[..end]
 }
 
+/// Why a join of `room` (a stream's, or a streaming call's) was refused: the same
+/// answer on both sockets.
+fn join_refused(room: &str, error: &JoinError) -> InvalidRequest {
+    InvalidRequest {
+        message: format!("cannot join room '{}': {error}", truncated(room)),
+        field: Some("channelId".to_owned()),
+    }
+}
+
 fn refuse(
     session: &StreamingSession<Protocol>,
     message: String,
@@ -227,11 +236,8 @@ impl Endpoint<Protocol> for ChatEndpoint {
                             }
                         }
                         Err(error) => {
-                            return refuse(
-                                session,
-                                format!("cannot join room '{}': {error}", truncated(&room)),
-                                Some("channelId"),
-                            )
+                            session.send_stream_message(join_refused(&room, &error))?;
+                            return Ok(());
                         }
                     }
                 } else if messages.leave(&room_channel(&room)) {
@@ -316,7 +322,10 @@ impl ChatEndpoint {
         }
         let central = session.messages();
         self.configure_rooms(&central);
-        let room = central.create_stream(&room_channel(&channel_id));
+        // Counted against this socket's channel budget, as a join is; the same refusal.
+        let room = central
+            .create_stream(&room_channel(&channel_id))
+            .map_err(|error| join_refused(&channel_id, &error))?;
         Ok(room.filter_map(|message| {
             std::future::ready(match &*message {
                 Protocol::ChatMessage(chat) => Some(chat.clone()),

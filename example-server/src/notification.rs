@@ -85,7 +85,7 @@ impl NotificationEndpoint {
         let user = session
             .authenticated_user_id()
             .ok_or_else(|| EndpointError::msg("notifications opened without a user"))?;
-        let notes = session.messages().create_stream(&user_channel(user));
+        let notes = session.messages().create_stream(&user_channel(user))?;
         Ok(notes.filter_map(|message| {
             std::future::ready(match &*message {
                 Protocol::NotificationMessage(note) => Some(note.clone()),

@@ -71,9 +71,11 @@ fn posts(c: &mut Criterion) {
         let handles: Vec<_> = (0..listeners)
             .map(|_| {
                 let heard = heard.clone();
-                messages.add_listener(&channel, move |_| {
-                    heard.fetch_add(1, Ordering::Relaxed);
-                })
+                messages
+                    .add_listener(&channel, move |_| {
+                        heard.fetch_add(1, Ordering::Relaxed);
+                    })
+                    .expect("a short channel name")
             })
             .collect();
         group.throughput(Throughput::Elements(listeners as u64));

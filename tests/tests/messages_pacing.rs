@@ -95,11 +95,13 @@ async fn a_delivery_budget_stretches_the_interval_with_the_channel_size() {
     let _listeners: Vec<_> = (0..300)
         .map(|index| {
             let heard = heard.clone();
-            messages.add_listener("crowd", move |message| {
-                if index == 0 {
-                    let _ = heard.send((tokio::time::Instant::now(), message.clone()));
-                }
-            })
+            messages
+                .add_listener("crowd", move |message| {
+                    if index == 0 {
+                        let _ = heard.send((tokio::time::Instant::now(), message.clone()));
+                    }
+                })
+                .expect("a short channel name")
         })
         .collect();
     let interval = Duration::from_millis(20);
@@ -134,9 +136,11 @@ async fn a_delivery_budget_stretches_the_interval_with_the_channel_size() {
         .throttled("alone", interval)
         .with_delivery_budget(budget);
     let (heard, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
-    let _listener = messages.add_listener("alone", move |_| {
-        let _ = heard.send(tokio::time::Instant::now());
-    });
+    let _listener = messages
+        .add_listener("alone", move |_| {
+            let _ = heard.send(tokio::time::Instant::now());
+        })
+        .expect("a short channel name");
     let started = tokio::time::Instant::now();
     assert!(matches!(
         lone.post(chat("a".into())).unwrap(),
@@ -158,9 +162,11 @@ async fn batched_posts_arrive_as_frames_of_at_most_k_or_per_window() {
     let messages = server.handle().messages();
     let heard = Arc::new(AtomicUsize::new(0));
     let counter = heard.clone();
-    let _listener = messages.add_listener("ticks", move |_| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    });
+    let _listener = messages
+        .add_listener("ticks", move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .expect("a short channel name");
     let batched = messages.batched("ticks", Duration::from_millis(200), 10);
     let started = tokio::time::Instant::now();
     for i in 0..25 {

@@ -213,10 +213,14 @@ async fn callback_and_stream_listeners() {
     let server = start().await;
     let messages = server.handle().messages();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = messages.add_listener("news", move |message: &Protocol| {
-        let _ = tx.send(message.clone());
-    });
-    let mut stream = messages.create_stream("news");
+    let handle = messages
+        .add_listener("news", move |message: &Protocol| {
+            let _ = tx.send(message.clone());
+        })
+        .expect("a short channel name");
+    let mut stream = messages
+        .create_stream("news")
+        .expect("a short channel name");
     assert_eq!(messages.listener_count("news"), 2);
 
     // From a background task, as Serverpod's seeds do from method calls and jobs.

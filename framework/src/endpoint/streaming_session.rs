@@ -326,8 +326,9 @@ mod tests {
         let counter = heard.clone();
         let handle = fixture.central.add_listener("news", move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
-        });
-        let mut stream = fixture.central.create_stream("news");
+        })
+        .unwrap();
+        let mut stream = fixture.central.create_stream("news").unwrap();
         let session = fixture.session(8);
         session.messages().join("news").unwrap();
         for text in ["a", "b"] {

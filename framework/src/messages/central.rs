@@ -4,7 +4,7 @@
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use super::channel::{Channel, ChannelConfig, ChannelMap, Listener};
 use super::gate::{Gate, Positioned, Target};
@@ -13,7 +13,7 @@ use super::history::{History, Kept};
 use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
 use crate::cluster::{Backplane, ClusterState, Envelope, Record};
 use crate::config::SlowConsumerPolicy;
-use crate::session::owned::{ListenerId, Owned, SessionLimits};
+use crate::session::owned::{JoinError, ListenerId, Owned, SessionLimits};
 use crate::protocol::ModelSet;
 use crate::session::registry::SessionRegistry;
 use crate::session::state::SessionShared;
@@ -46,14 +46,51 @@ pub(crate) struct Central<P> {
 }
 
 /// The message central of a server: cheap to clone, usable from any task.
+///
+/// The central a streaming-method call gets ([`Session::messages`](crate::Session::messages))
+/// subscribes on behalf of the caller's socket: the channel streams and listeners it
+/// creates count against that socket's
+/// [`max_channels_per_session`](crate::ServerConfig::max_channels_per_session), as an
+/// endpoint stream's joins do, and are removed when the call ends.
 pub struct MessageCentral<P> {
     pub(crate) inner: Arc<Central<P>>,
+    /// Who what this handle subscribes is counted against, if anyone.
+    owner: Option<Arc<Owner>>,
+}
+
+/// A socket that owns what a handle subscribes, under a tag (one per call).
+struct Owner {
+    session: Arc<SessionShared>,
+    tag: Arc<str>,
+}
+
+/// Removes what an owner's handle subscribed and still holds, when dropped (when the
+/// call it was made for ends, however it ends).
+pub(crate) struct ReleaseOnDrop<P> {
+    central: MessageCentral<P>,
+    owner: Arc<Owner>,
+}
+
+impl<P> Drop for ReleaseOnDrop<P> {
+    fn drop(&mut self) {
+        let taken = self
+            .owner
+            .session
+            .owned_listeners()
+            .as_mut()
+            .map(|owned| owned.take(Some(&self.owner.tag)))
+            .unwrap_or_default();
+        for listener in taken {
+            self.central.remove(&listener.channel, listener.id);
+        }
+    }
 }
 
 impl<P> Clone for MessageCentral<P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            owner: self.owner.clone(),
         }
     }
 }
@@ -67,6 +104,57 @@ impl<P> fmt::Debug for MessageCentral<P> {
 }
 
 impl<P> MessageCentral<P> {
+    /// A handle (with no owner) to the central `inner`.
+    pub(crate) fn from_inner(inner: Arc<Central<P>>) -> Self {
+        Self { inner, owner: None }
+    }
+
+    /// A handle to the same central whose subscriptions `session` owns under `tag`
+    /// (one per streaming-method call): each counts against the session's budget, and
+    /// what is left of them goes when the returned guard drops.
+    pub(crate) fn owned_by(
+        &self,
+        session: Arc<SessionShared>,
+        tag: Arc<str>,
+    ) -> (Self, ReleaseOnDrop<P>) {
+        let owner = Arc::new(Owner { session, tag });
+        let owned = Self {
+            inner: self.inner.clone(),
+            owner: Some(owner.clone()),
+        };
+        let release = ReleaseOnDrop {
+            central: self.clone(),
+            owner,
+        };
+        (owned, release)
+    }
+
+    /// Adds the listener `make` builds to `channel`, where every listener of an app (as
+    /// opposed to a session's join) is added: the name is checked against the limit,
+    /// and, when this handle has an owner, the owner's budget too (the listener is then
+    /// the owner's). Returns the id and the owner to forget it from when it goes.
+    pub(crate) fn add_checked(
+        &self,
+        channel: &str,
+        make: impl FnOnce(ListenerId) -> Listener<P>,
+    ) -> Result<(ListenerId, Option<Weak<SessionShared>>), JoinError> {
+        let Some(owner) = &self.owner else {
+            self.limits().check_name(channel)?;
+            return Ok((self.add(channel, make), None));
+        };
+        let mut owned = owner.session.owned_listeners();
+        let owned = owned.as_mut().ok_or(JoinError::Closed)?;
+        self.limits().check(owned, channel)?;
+        let id = self.add(channel, make);
+        owned.add_callback(Owned {
+            channel: Arc::from(channel),
+            id,
+            endpoint: owner.tag.clone(),
+        });
+        Ok((id, Some(Arc::downgrade(&owner.session))))
+    }
+
+
     /// Adds the listener `make` builds to `channel` (subscribing the cluster to a new
     /// channel).
     pub(crate) fn add(
@@ -157,6 +245,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 runtime,
                 presence_hooks: Hooks::default(),
             }),
+            owner: None,
         }
     }
 

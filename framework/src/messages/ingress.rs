@@ -21,7 +21,7 @@ impl<P: ModelSet> MessageCentral<P> {
         let central: Weak<Central<P>> = Arc::downgrade(&self.inner);
         let backplane = start(Box::new(move |received| {
             if let Some(inner) = central.upgrade() {
-                MessageCentral { inner }.receive(&received);
+                MessageCentral::from_inner(inner).receive(&received);
             }
         }))?;
         let mut resets = backplane.presence_resets();
@@ -33,7 +33,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 let Some(inner) = central.upgrade() else {
                     return;
                 };
-                MessageCentral { inner }.republish_presence();
+                MessageCentral::from_inner(inner).republish_presence();
             }
         });
         Ok(())

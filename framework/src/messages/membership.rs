@@ -225,7 +225,7 @@ impl<P: ModelSet> StreamScope<P> {
             .filter(|_| self.is_open())
             .ok_or(JoinError::Closed)?;
         self.central.limits().check(owned, channel)?;
-        let mut handle = self.central.add_listener(channel, listener);
+        let mut handle = self.central.add_listener(channel, listener)?;
         owned.add_callback(Owned {
             channel: handle.channel.clone(),
             id: handle.id,

@@ -11,6 +11,7 @@ use super::channel::Listener;
 use super::listener::ListenerHandle;
 use super::queue::StreamQueue;
 use crate::protocol::ModelSet;
+use crate::session::owned::JoinError;
 
 type Recv<P> = Pin<Box<dyn Future<Output = Option<Arc<P>>> + Send>>;
 
@@ -53,9 +54,7 @@ impl<P: ModelSet> futures_util::Stream for ChannelStream<P> {
 
 impl<P> Drop for ChannelStream<P> {
     fn drop(&mut self) {
-        self.guard
-            .central
-            .remove(&self.guard.channel, self.guard.id);
+        self.guard.forget_and_remove();
     }
 }
 
@@ -63,21 +62,28 @@ impl<P: ModelSet> MessageCentral<P> {
     /// A stream of the messages posted to `channel` from now on (Serverpod's
     /// `createStream`). It holds at most the server's outbound queue size; the
     /// channel's slow-consumer policy applies when it is full (`Disconnect` ends it).
-    pub fn create_stream(&self, channel: &str) -> ChannelStream<P> {
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::NameTooLong`] past
+    /// [`ServerConfig::max_channel_name_len`](crate::ServerConfig::max_channel_name_len);
+    /// from a streaming-method call's central (see [`MessageCentral`]) also
+    /// [`JoinError::TooManyChannels`] and [`JoinError::Closed`], as for a join.
+    pub fn create_stream(&self, channel: &str) -> Result<ChannelStream<P>, JoinError> {
         let queue = Arc::new(StreamQueue::new(self.stream_capacity()));
-        let id = self.add(channel, |id| Listener::Stream {
+        let (id, owner) = self.add_checked(channel, |id| Listener::Stream {
             id,
             queue: queue.clone(),
-        });
-        ChannelStream {
+        })?;
+        Ok(ChannelStream {
             queue,
             guard: ListenerHandle {
                 central: self.clone(),
                 channel: Arc::from(channel),
                 id,
-                owner: None,
+                owner,
             },
             pending: None,
-        }
+        })
     }
 }

@@ -49,7 +49,8 @@ fn answer_of<T: WireValue>(class_name: &str, item: Result<T, MethodError>) -> An
 }
 
 /// The answer stream of a method returning a stream: `open` runs the method (when the
-/// stream is first polled) and gives its stream or the error that refused the call.
+/// stream is first polled) and gives its stream or the error that refused the call (a
+/// refusal comes without [`Answer::Opened`] for a method without inputs).
 /// `has_inputs`: the method takes input streams (see [`Answer::Opened`]).
 #[doc(hidden)]
 pub fn answer_stream<'a, F, S, T>(has_inputs: bool, open: F) -> OutputStream<'a>
@@ -68,10 +69,9 @@ where
                     .chain(stream.map(move |item| answer_of(&class_name, item)))
                     .left_stream()
             }
-            Err(error) => {
-                futures_util::stream::iter(first.into_iter().chain([Answer::Failed(error)]))
-                    .right_stream()
-            }
+            // Not opened: the socket answers the refusal (an open result, or the
+            // call opened and ended with the error), as it sees fit.
+            Err(error) => futures_util::stream::iter([Answer::Failed(error)]).right_stream(),
         }
     });
     if has_inputs {

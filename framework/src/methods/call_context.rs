@@ -20,6 +20,9 @@ pub struct Session<P: ModelSet> {
     pub(crate) endpoint: Arc<str>,
     pub(crate) method: &'static str,
     pub(crate) server: ServerHandle<P>,
+    /// The central this call subscribes through (counted against its socket, for a
+    /// streaming call).
+    pub(crate) messages: MessageCentral<P>,
 }
 
 impl<P: ModelSet> fmt::Debug for Session<P> {
@@ -64,9 +67,12 @@ impl<P: ModelSet> Session<P> {
         self.method
     }
 
-    /// The message central: post to channels, broadcast to sessions.
+    /// The message central: post to channels, broadcast to sessions, listen. In a
+    /// streaming call, the streams and listeners it creates count against the caller's
+    /// socket (as joins do, [`ServerConfig::max_channels_per_session`](crate::ServerConfig::max_channels_per_session))
+    /// and are removed when the call ends.
     pub fn messages(&self) -> MessageCentral<P> {
-        self.server.messages()
+        self.messages.clone()
     }
 
     /// The server handle.

@@ -8,7 +8,7 @@ use http::StatusCode;
 
 use crate::cluster::ClusterError;
 use crate::endpoint::definition::EndpointError;
-use crate::messages::PostError;
+use crate::messages::{JoinError, PostError};
 use crate::protocol::SerializableException;
 
 
@@ -188,6 +188,18 @@ impl From<PostError> for MethodError {
         match &error {
             PostError::Cluster(cluster) => Self::cluster(cluster),
             _ => Self::internal(error),
+        }
+    }
+}
+
+/// A join, stream or listener refused by the core's limits: 400 `limit_exceeded` (a
+/// streaming call's open result `invalidArguments`); 410 `closed` once the caller's
+/// socket closed.
+impl From<JoinError> for MethodError {
+    fn from(error: JoinError) -> Self {
+        match error {
+            JoinError::Closed => Self::new(StatusCode::GONE, "closed", error),
+            _ => Self::new(StatusCode::BAD_REQUEST, "limit_exceeded", error),
         }
     }
 }

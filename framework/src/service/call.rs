@@ -202,6 +202,7 @@ async fn call<P: ModelSet, B: RequestBody>(
         endpoint: endpoint_name.clone(),
         method: info.name,
         server: server.handle.clone(),
+        messages: server.handle.messages(),
     };
     let span = tracing::info_span!(
         target: "streampod::call",

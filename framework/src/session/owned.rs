@@ -44,13 +44,20 @@ pub(crate) struct SessionLimits {
 }
 
 impl SessionLimits {
-    pub(crate) fn check(&self, owned: &OwnedListeners, channel: &str) -> Result<(), JoinError> {
+    /// Whether `channel` is a name the central takes (every listener's, owned or not).
+    pub(crate) fn check_name(&self, channel: &str) -> Result<(), JoinError> {
         if channel.len() > self.channel_name_len {
             return Err(JoinError::NameTooLong {
                 len: channel.len(),
                 limit: self.channel_name_len,
             });
         }
+        Ok(())
+    }
+
+    /// Whether a session holding `owned` may add a listener to `channel`.
+    pub(crate) fn check(&self, owned: &OwnedListeners, channel: &str) -> Result<(), JoinError> {
+        self.check_name(channel)?;
         if owned.len() >= self.channels {
             return Err(JoinError::TooManyChannels {
                 limit: self.channels,

@@ -15,10 +15,12 @@ use serde_json::value::RawValue;
 use tokio::io::ReadHalf;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use http::StatusCode;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::AuthInfo;
+use crate::messages::membership::release_session;
 use crate::transport::close::{answer_close, close_abusive, close_on_read_error};
 use crate::transport::context::{Io, SocketContext};
 use crate::transport::keepalive::Keepalive;
@@ -155,6 +157,8 @@ impl<P: ModelSet> Socket<P> {
         for (_, call) in self.calls.drain() {
             call.task.abort();
         }
+        // Whatever a call's clone of its central subscribed after the call ended.
+        release_session(&self.context.handle.messages(), &self.shared).await;
         registry.remove(self.shared.id);
         let grace = config.close_timeout + Duration::from_millis(500);
         if tokio::time::timeout(grace, writer).await.is_err() {
@@ -582,6 +586,21 @@ impl Drop for OpenCallCount {
     }
 }
 
+/// The open result for a method that failed before it opened, when the failure is a
+/// refusal an HTTP call gets as 400, 401, 403 or 404 (not an exception of the app's).
+fn open_refusal(failure: &MethodError) -> Option<OpenResult> {
+    if failure.is_exception() {
+        return None;
+    }
+    match failure.status() {
+        StatusCode::BAD_REQUEST => Some(OpenResult::InvalidArguments),
+        StatusCode::UNAUTHORIZED => Some(OpenResult::AuthenticationFailed),
+        StatusCode::FORBIDDEN => Some(OpenResult::AuthorizationDeclined),
+        StatusCode::NOT_FOUND => Some(OpenResult::EndpointNotFound),
+        _ => None,
+    }
+}
+
 /// One call, run on a task of its own.
 struct CallTask<P: ModelSet> {
     context: Arc<MethodSocketContext<P>>,
@@ -665,12 +684,21 @@ impl<P: ModelSet> CallTask<P> {
         args: HashMap<String, Box<RawValue>>,
         inputs: Inputs,
     ) -> Option<CloseReason> {
+        // What the call subscribes is the socket's, under the call's tag, and goes
+        // with `_release` when the call ends (or its task is aborted).
+        let tag = Arc::from(format!("call {}", self.serial));
+        let (messages, _release) = self
+            .context
+            .handle
+            .messages()
+            .owned_by(self.shared.clone(), tag);
         let session = Session {
             auth,
             remote_addr: self.shared.remote_addr,
             endpoint: self.endpoint.clone(),
             method: self.info.name,
             server: self.context.handle.clone(),
+            messages,
         };
         let stream = match self.methods.open_stream(
             self.index,
@@ -731,8 +759,14 @@ impl<P: ModelSet> CallTask<P> {
                 Some(Err(panic)) => MethodError::internal(panic_message(&*panic)),
             };
             if !opened {
-                // A panic while opening: the client still hears the call opened, then
-                // its end.
+                // Refused before it opened, as an HTTP call would be (a limit of the
+                // core, bad arguments, no access): the matching open result, and no
+                // stream. Anything else (an exception, a panic) still opens, then ends.
+                if let Some(refusal) = open_refusal(&failure) {
+                    tracing::debug!(target: "streampod::method_socket", error = %failure, result = refusal.as_str(), "call refused by the method");
+                    self.respond(refusal);
+                    return None;
+                }
                 opened = true;
                 self.respond(OpenResult::Success);
             }
