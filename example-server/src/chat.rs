@@ -11,7 +11,8 @@ use streampod::cluster::ClusterState;
 use streampod::messages::{ChannelConfig, HistoryConfig, JoinError, MessageCentral, Reach};
 use streampod::protocol::types::DateTime;
 use streampod::{
-    endpoint, Endpoint, EndpointError, ModelSet, RateLimitedLog, Session, StreamingSession,
+    endpoint, Endpoint, EndpointError, ModelSet, RateLimitedLog, ServerHandle, Session,
+    StreamingSession,
 };
 
 use crate::chat_store::{ChatStore, MAX_PAGE};
@@ -40,8 +41,6 @@ pub struct ChatEndpoint {
     member_counts: Arc<MemberCounts>,
     /// The history each room keeps for clients that reconnect, if any.
     room_history: Option<HistoryConfig>,
-    /// Set once the rooms' namespace is configured.
-    rooms_configured: std::sync::OnceLock<()>,
     /// Where messages are kept for late joiners and scrollback, if anywhere.
     store: Option<ChatStore>,
 }
@@ -107,23 +106,21 @@ impl ChatEndpoint {
         }
     }
 
-    /// Before the first join: every room has presence (its member counts come from it,
-    /// right across servers) and, if asked, history.
+    /// At startup: every room has presence (its member counts come from it, right
+    /// across servers) and, if asked, history.
     fn configure_rooms(&self, central: &MessageCentral<Protocol>) {
-        self.rooms_configured.get_or_init(|| {
-            let mut config = ChannelConfig::default().with_presence();
-            if let Some(history) = self.room_history {
-                config = config.with_history(history);
+        let mut config = ChannelConfig::default().with_presence();
+        if let Some(history) = self.room_history {
+            config = config.with_history(history);
+        }
+        let prefix = room_channel("");
+        central.configure_namespace(&prefix, config);
+        let counts = self.member_counts.clone();
+        let strip = prefix.clone();
+        central.on_presence(&prefix, move |central, change| {
+            if let Some(room) = change.channel.strip_prefix(&strip) {
+                counts.changed(central, room, &change.channel);
             }
-            let prefix = room_channel("");
-            central.configure_namespace(&prefix, config);
-            let counts = self.member_counts.clone();
-            let strip = prefix.clone();
-            central.on_presence(&prefix, move |central, change| {
-                if let Some(room) = change.channel.strip_prefix(&strip) {
-                    counts.changed(central, room, &change.channel);
-                }
-            });
         });
     }
 }
@@ -196,6 +193,10 @@ fn refuse(
 }
 
 impl Endpoint<Protocol> for ChatEndpoint {
+    fn on_start(&self, server: &ServerHandle<Protocol>) {
+        self.configure_rooms(&server.messages());
+    }
+
     async fn stream_opened(
         &self,
         session: &StreamingSession<Protocol>,
@@ -226,7 +227,6 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 }
                 // Members are counted from presence (see `members`).
                 if subscription.subscribe {
-                    self.configure_rooms(&messages.central_handle());
                     let nickname = subscription.nickname.as_deref().unwrap_or_default();
                     let (listed_as, _) = author(session, nickname);
                     match messages.join_with_info(&room_channel(&room), &listed_as) {
@@ -321,7 +321,6 @@ impl ChatEndpoint {
             });
         }
         let central = session.messages();
-        self.configure_rooms(&central);
         // Counted against this socket's channel budget, as a join is; the same refusal.
         let room = central
             .create_stream(&room_channel(&channel_id))

@@ -226,3 +226,70 @@ async fn shutdown_closes_every_socket_with_1001_and_runs_stream_closed() {
         3
     );
 }
+
+/// An endpoint that, at startup, starts a task posting to its channel.
+struct Ticker {
+    started: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+}
+
+impl streampod::Endpoint<Protocol> for Ticker {
+    async fn stream_opened(
+        &self,
+        session: &streampod::StreamingSession<Protocol>,
+    ) -> Result<(), streampod::EndpointError> {
+        session.messages().join("ticks")?;
+        Ok(())
+    }
+
+    fn on_start(&self, server: &streampod::ServerHandle<Protocol>) {
+        self.started.lock().unwrap().push("endpoint");
+        let messages = server.messages();
+        tokio::spawn(async move {
+            for n in 0.. {
+                let tick = ChatMessage {
+                    sender_name: "clock".into(),
+                    content: format!("tick {n}"),
+                    timestamp: None,
+                    channel_id: "ticks".into(),
+                    priority: Priority::Urgent,
+                };
+                let _ = messages.post_message("ticks", tick, streampod::messages::Reach::Local);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn startup_hooks_run_once_before_the_first_socket_and_their_tasks_post() {
+    let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let from_builder = started.clone();
+    let server = Server::builder()
+        .endpoint(
+            "ticker",
+            Ticker {
+                started: started.clone(),
+            },
+        )
+        .on_start(move |server| {
+            from_builder.lock().unwrap().push("builder");
+            assert_eq!(server.messages().session_count(), 0);
+        })
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    assert_eq!(*started.lock().unwrap(), ["endpoint", "builder"]);
+
+    let mut client = TestClient::connect(server.local_addr(), "").await;
+    let frame = client.next_json().await;
+    assert_eq!(frame["endpoint"], "ticker", "{frame}");
+    assert!(
+        frame["object"]["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("tick "),
+        "{frame}"
+    );
+    assert_eq!(started.lock().unwrap().len(), 2, "the hooks ran once");
+    server.shutdown().await;
+}

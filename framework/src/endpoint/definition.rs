@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::server_handle::ServerHandle;
 use crate::auth::{AuthInfo, Scope};
 use crate::protocol::ModelSet;
 use crate::rate_limit::RateLimit;
@@ -105,6 +106,14 @@ pub trait Endpoint<P: ModelSet>: Send + Sync + 'static {
     fn inbound_rate_limit(&self) -> Option<RateLimit> {
         None
     }
+
+    /// Runs once, when the server is built and before it serves a socket: configure
+    /// this endpoint's channels ([`MessageCentral::configure_namespace`](crate::messages::MessageCentral::configure_namespace)),
+    /// add presence hooks, start background tasks with `tokio::spawn` (clone the handle
+    /// into them). Default: nothing.
+    fn on_start(&self, server: &ServerHandle<P>) {
+        let _ = server;
+    }
 }
 
 /// An endpoint shared through an `Arc` (e.g. registered both as a streaming endpoint and
@@ -140,6 +149,10 @@ impl<P: ModelSet, T: Endpoint<P>> Endpoint<P> for Arc<T> {
     fn inbound_rate_limit(&self) -> Option<RateLimit> {
         (**self).inbound_rate_limit()
     }
+
+    fn on_start(&self, server: &ServerHandle<P>) {
+        (**self).on_start(server);
+    }
 }
 
 /// [`Endpoint`] as an object: what the registry stores, boxing each call's future once.
@@ -155,6 +168,7 @@ pub(crate) trait DynEndpoint<P: ModelSet>: Send + Sync + 'static {
     fn require_login(&self) -> bool;
     fn required_scopes(&self) -> &[Scope];
     fn inbound_rate_limit(&self) -> Option<RateLimit>;
+    fn on_start(&self, server: &ServerHandle<P>);
 }
 
 #[async_trait]
@@ -185,6 +199,10 @@ impl<P: ModelSet, E: Endpoint<P>> DynEndpoint<P> for E {
 
     fn inbound_rate_limit(&self) -> Option<RateLimit> {
         Endpoint::inbound_rate_limit(self)
+    }
+
+    fn on_start(&self, server: &ServerHandle<P>) {
+        Endpoint::on_start(self, server);
     }
 }
 

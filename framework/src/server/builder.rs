@@ -82,7 +82,12 @@ pub struct ServerBuilder<P: ModelSet> {
     cors: Option<Cors>,
     #[cfg(feature = "tls")]
     tls: Option<crate::server::tls::TlsIdentity>,
+    /// Run once the server is built, after each endpoint's `on_start`.
+    on_start: Vec<StartHook<P>>,
 }
+
+/// A startup hook ([`ServerBuilder::on_start`]).
+type StartHook<P> = Box<dyn FnOnce(&ServerHandle<P>) + Send>;
 
 impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,7 +120,42 @@ impl<P: ModelSet> ServerBuilder<P> {
             cors: None,
             #[cfg(feature = "tls")]
             tls: None,
+            on_start: Vec::new(),
         }
+    }
+
+    /// Runs `hook` once, when the server is built and before it serves anything (after
+    /// every endpoint's [`Endpoint::on_start`]): configure channels, add presence hooks,
+    /// start background tasks that post with the handle. For apps whose endpoints are
+    /// method tables only; an [`Endpoint`] can do the same in its own `on_start`.
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// use std::time::Duration;
+    /// use streampod::messages::{ChannelConfig, Reach};
+    ///
+    /// # async fn run() -> Result<(), streampod::StartError> {
+    /// let server = streampod::Server::<Protocol>::builder()
+    ///     .on_start(|server| {
+    ///         let messages = server.messages();
+    ///         messages.configure_namespace("room-", ChannelConfig::default().with_presence());
+    ///         tokio::spawn(async move {
+    ///             loop {
+    ///                 tokio::time::sleep(Duration::from_secs(60)).await;
+    ///                 let tick = ChatMessage { content: "a minute passed".into() };
+    ///                 let _ = messages.post_message("clock", tick, Reach::Local);
+    ///             }
+    ///         });
+    ///     })
+    ///     .bind("127.0.0.1:8080")
+    ///     .await?;
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_start(mut self, hook: impl FnOnce(&ServerHandle<P>) + Send + 'static) -> Self {
+        self.on_start.push(Box::new(hook));
+        self
     }
 
     /// Registers `endpoint` under `name` (the `"endpoint"` of frames addressed to it).
@@ -374,6 +414,12 @@ impl<P: ModelSet> ServerBuilder<P> {
             shutdown.clone(),
             config.shutdown_timeout,
         );
+        for registered in self.endpoints.iter() {
+            registered.endpoint.on_start(&handle);
+        }
+        for hook in self.on_start {
+            hook(&handle);
+        }
         let streams = Arc::new(SocketContext {
             endpoints: self.endpoints,
             authentication: self.authentication,
