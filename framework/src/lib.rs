@@ -37,6 +37,35 @@
 //! (`{"error":{"code":…,"message":…}}`, codes in [`protocol::ErrorCode`]) and the socket
 //! stays open; protocol violations close it with the RFC 6455 code (1007 invalid UTF-8,
 //! 1009 too large); a slow consumer is closed with 1008 without delaying anyone else.
+//!
+//! # Architecture
+//!
+//! One core (a session's state and the message central) that every transport goes
+//! through: a socket or an HTTP call only translates its frames into core operations,
+//! so limits, encoding, recovery and accounting hold on every path. The source has a
+//! folder per concept; each uses only those above it in this list (lowest first; a
+//! test, `tests/tests/layering.rs`, enforces the order):
+//!
+//! 1. `util`: leaf helpers (backoff, rate-limited log, one-way flag, panic text).
+//! 2. `ws`: the RFC 6455 codec: one opcode and header type, text and control frames,
+//!    the reader and the writer.
+//! 3. `config`, `auth`, `metrics`, `rate_limit`: leaves the runtime reads.
+//! 4. `session`: one socket's state: its bounded queue and slow-consumer policy, what
+//!    its streams own and the limits on it, the registry, the memory guard.
+//! 5. `cluster`: the backplane seam and its Redis implementation.
+//! 6. `messages`: the message central: channels, encode-once delivery, broadcasts,
+//!    pacing, history and join-with-recovery, presence.
+//! 7. `endpoint`: the [`Endpoint`] trait and registry, [`StreamingSession`], the
+//!    [`ServerHandle`].
+//! 8. `methods`: `#[endpoint]` method tables: arguments, errors, answers, input
+//!    streams, registry and schema, the call's [`Session`].
+//! 9. `transport`: what every socket shares (context, writer task, keepalive, close
+//!    answers) and one module per protocol: `/websocket`, `/v1/websocket`.
+//! 10. `service`: the tower [`Service`](tower_service::Service): upgrades, HTTP calls,
+//!     `/health`, `/metrics`, static files, CORS, connection admission.
+//! 11. `server`: the builder, the stand-alone server and its accept loop, TLS.
+//!
+//! [`client`] stands apart: it uses only the protocol crate and `util`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]
 
@@ -44,9 +73,8 @@
 #[cfg(all(test, feature = "server"))]
 extern crate self as streampod;
 
-// The server side: each file holds one concept, and imports run one way (checked by
-// tests/tests/layering.rs): session state ← message central ← endpoint streams ←
-// endpoints ← connection ← service ← convenience server ← builder.
+// The server side, a folder per concept in the order of the crate docs' architecture
+// section (checked by tests/tests/layering.rs).
 #[cfg(feature = "server")]
 macro_rules! server_modules {
     ($($(#[$attr:meta])* $vis:vis mod $name:ident;)*) => {
@@ -87,8 +115,6 @@ mod util;
 
 pub use streampod_protocol as protocol;
 pub use streampod_protocol::{ModelEnum, ModelSet, SerializableException, SerializableModel};
-#[cfg(any(feature = "server", feature = "client"))]
-pub use util::backoff::Backoff;
 #[cfg(feature = "server")]
 pub use {
     config::{ServerConfig, SlowConsumerPolicy},

@@ -7,7 +7,7 @@
 //! listener on `<name>` (plus `<prefix>:broadcast` for `to_all` / `to_user`), and a
 //! multiplexed connection that pipelines the `PUBLISH`es. Both are `PING`ed every
 //! second; a Redis that closes them, or hangs (no answer within 3 s:
-//! [`ClusterConfig::liveness`]), makes the node `Disconnected`: `/health` and metrics say
+//! `ClusterConfig::liveness`), makes the node `Disconnected`: `/health` and metrics say
 //! so, and the supervisor reconnects with jittered exponential backoff and re-subscribes
 //! every channel the node still has. Meanwhile global posts fail at once
 //! ([`PostError::Cluster`](crate::messages::PostError::Cluster) with

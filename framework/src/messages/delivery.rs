@@ -21,7 +21,7 @@ pub enum Reach {
     /// server's own listeners included, so everyone sees one order per channel). The
     /// post returns before delivery, with [`Delivery::Published`]; it fails at once while
     /// Redis is unreachable. Without a cluster configured
-    /// ([`ServerBuilder::cluster`](crate::ServerBuilder::cluster)) this is the same as
+    /// (`ServerBuilder::cluster`, feature `redis`) this is the same as
     /// `Local`.
     Global,
 }

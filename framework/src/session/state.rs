@@ -18,7 +18,7 @@ use crate::session::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DI
 use crate::session::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
-use crate::util::flag::Signal;
+use crate::util::flag::Flag;
 use crate::ws::frame::TextFrame;
 
 /// A session's id, unique within one server process.
@@ -48,10 +48,10 @@ pub(crate) struct SessionShared {
     pub(crate) outbound: Outbound,
     /// Raised when the session starts closing: the reader stops, the writer flushes
     /// (unless aborted) and sends the close frame.
-    pub(crate) closing: Signal,
+    pub(crate) closing: Flag,
     /// Raised when pending frames must be dropped and a blocked write abandoned (slow
     /// consumer, keepalive timeout); `closing` is raised with it.
-    pub(crate) abort: Signal,
+    pub(crate) abort: Flag,
     close_frame: Mutex<Option<CloseFrame>>,
     state: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     tags: RwLock<HashSet<String>>,
@@ -82,8 +82,8 @@ impl SessionShared {
             remote_addr,
             auth: RwLock::new(None),
             outbound: Outbound::new(limits, total),
-            closing: Signal::default(),
-            abort: Signal::default(),
+            closing: Flag::default(),
+            abort: Flag::default(),
             close_frame: Mutex::new(None),
             state: Mutex::new(HashMap::new()),
             tags: RwLock::new(HashSet::new()),

@@ -64,8 +64,8 @@ pub(crate) fn run<P: ModelSet>(
         extended,
         span.clone(),
     ));
-    // The reader parses frames as they arrive (see `frame_reader`); the writer task
-    // writes (see `socket_io`).
+    // The reader parses frames as they arrive (see `ws::reader`); the writer task
+    // writes (see `transport::write_task` and `ws::writer`).
     let (read, write) = tokio::io::split(io);
     let reader = FrameReader::new(config.max_frame_size);
     let streams = server.endpoints.iter().map(|_| None).collect();

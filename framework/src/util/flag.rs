@@ -11,12 +11,12 @@ use futures_util::task::AtomicWaker;
 
 /// A flag that wakes its waiter when raised.
 #[derive(Debug, Default)]
-pub(crate) struct Signal {
+pub(crate) struct Flag {
     raised: AtomicBool,
     waiter: AtomicWaker,
 }
 
-impl Signal {
+impl Flag {
     /// Raises the flag and wakes the waiter; later calls do nothing.
     pub(crate) fn raise(&self) {
         if !self.raised.swap(true, Ordering::AcqRel) {
@@ -52,33 +52,33 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::Signal;
+    use super::Flag;
 
     #[tokio::test]
     async fn the_waiter_wakes_once_raised_and_later_waits_return_at_once() {
-        let signal = Arc::new(Signal::default());
+        let flag = Arc::new(Flag::default());
         let waiter = {
-            let signal = signal.clone();
-            tokio::spawn(async move { signal.raised().await })
+            let flag = flag.clone();
+            tokio::spawn(async move { flag.raised().await })
         };
         tokio::task::yield_now().await;
-        assert!(!signal.is_raised());
+        assert!(!flag.is_raised());
         assert!(!waiter.is_finished());
-        signal.raise();
-        signal.raise();
+        flag.raise();
+        flag.raise();
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken")
             .expect("no panic");
-        assert!(signal.is_raised());
-        tokio::time::timeout(Duration::from_secs(5), signal.raised())
+        assert!(flag.is_raised());
+        tokio::time::timeout(Duration::from_secs(5), flag.raised())
             .await
-            .expect("an already raised signal does not wait");
+            .expect("an already raised flag does not wait");
     }
 
     #[test]
     fn waiting_costs_one_pointer() {
-        let signal = Signal::default();
-        assert!(std::mem::size_of_val(&signal.raised()) <= 16);
+        let flag = Flag::default();
+        assert!(std::mem::size_of_val(&flag.raised()) <= 16);
     }
 }
