@@ -8,7 +8,6 @@
 //! are read when scraped, so the delivery hot path pays nothing extra.
 
 use std::fmt;
-#[cfg(feature = "redis")]
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -323,11 +322,9 @@ impl Collector for Levels {
 }
 
 /// A duration in microseconds, shareable between tasks (the cluster's last round trip).
-#[cfg(feature = "redis")]
 #[derive(Debug, Default)]
 pub(crate) struct Micros(AtomicU64);
 
-#[cfg(feature = "redis")]
 impl Micros {
     pub(crate) fn set(&self, duration: Duration) {
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);

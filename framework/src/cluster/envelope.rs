@@ -97,18 +97,6 @@ fn write_str(out: &mut Vec<u8>, value: &str) {
     let _ = serde_json::to_writer(out, value);
 }
 
-/// A message received from another node (or this one) through Redis.
-#[cfg(feature = "redis")]
-pub(crate) struct Received<'a> {
-    /// The streampod channel, or `None` for the broadcast channel.
-    pub(crate) channel: Option<&'a str>,
-    pub(crate) payload: &'a [u8],
-}
-
-/// What the node's Redis subscriber hands received messages to.
-#[cfg(feature = "redis")]
-pub(crate) type Sink = Box<dyn Fn(Received<'_>) + Send + Sync>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,29 +47,36 @@
 //! # }
 //! ```
 //!
-//! The backplane sits behind the message central: Redis pub/sub is
-//! the one implementation (feature `redis`); another (NATS, Redis Cluster) plugs in at
-//! the same seam. Without a backplane, `Reach::Global` is the same as `Local`.
+//! The backplane sits behind the message central, at a seam of three small traits:
+//! [`PubSub`] (every backend), [`History`] and [`Presence`] (where a backend keeps
+//! them). Redis (feature `redis`) implements all three, one file each under `redis/`;
+//! on a Redis Cluster its history and presence answer `Unavailable` (pub/sub only). A
+//! backend of your own implements [`PubSub`] (and the others if it keeps them) and is
+//! plugged in with
+//! [`ServerBuilder::backplane`](crate::ServerBuilder::backplane). Without a backplane,
+//! `Reach::Global` is the same as `Local`.
 
+mod backplane;
 mod envelope;
 #[cfg(feature = "redis")]
 mod redis;
+mod seam;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
+pub(crate) use backplane::{Backplane, Record, DEFAULT_MAX_GLOBAL_AGE};
+pub use backplane::Backends;
 pub(crate) use envelope::{BroadcastTarget, Envelope};
-#[cfg(feature = "redis")]
-pub(crate) use envelope::{Received, Sink};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{ClusterConfig, InvalidRedisUrl};
 #[cfg(feature = "redis")]
 pub(crate) use redis::RedisBackplane;
+pub(crate) use seam::{Received, Sink};
+pub use seam::{
+    History, HistoryRead, Inbox, Presence, PubSub, Retention, StoredMember, Topic,
+};
 
 /// The state of a node's connection to the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,102 +137,4 @@ impl ClusterError {
     pub fn may_have_been_delivered(&self) -> bool {
         matches!(self, Self::Timeout(_) | Self::Unconfirmed(_))
     }
-}
-
-/// A publish waiting for the backplane's confirmation: the number of servers reached.
-pub(crate) type Confirmation<'a> =
-    Pin<Box<dyn Future<Output = Result<usize, ClusterError>> + Send + 'a>>;
-
-/// An answer from the backplane, pending.
-pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, ClusterError>> + Send + 'a>>;
-
-/// A history read from the backplane, pending.
-pub(crate) type Reading<'a> = Pending<'a, HistoryRead>;
-
-/// How a post to a channel with history is kept by the backplane: numbered in the
-/// channel's one cluster-wide order, the newest `size` kept for `ttl` each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub(crate) size: usize,
-    pub(crate) ttl: Duration,
-}
-
-/// A channel's history as the backplane holds it, read after this node subscribed to
-/// the channel (so every later post reaches the node live).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HistoryRead {
-    /// The history's epoch (made by this read when the channel had none).
-    pub(crate) epoch: String,
-    /// The newest offset given out, 0 before the first post.
-    pub(crate) newest: u64,
-    /// The unexpired messages after the offset asked for, oldest first: each offset
-    /// and the envelope it was published in.
-    pub(crate) entries: Vec<(u64, Vec<u8>)>,
-}
-
-/// What the message central needs from a cluster backplane: per-channel interest, fire
-/// and confirmed publishes, and the connection's state. Received messages go to the
-/// [`Sink`] the backplane was started with.
-pub(crate) trait Backplane: Send + Sync + 'static {
-    /// This node's id in envelopes.
-    fn node(&self) -> u64;
-    /// The backplane channel of streampod channel `name`.
-    fn channel_name(&self, name: &str) -> String;
-    /// The backplane channel of `to_all` / `to_user` broadcasts.
-    fn broadcast_name(&self) -> String;
-    /// The node got its first listener on `channel`.
-    fn subscribe(&self, channel: &str);
-    /// The node's last listener on `channel` left.
-    fn unsubscribe(&self, channel: &str);
-    /// Queues a publish; fails at once while disconnected or when the queue is full.
-    /// With `record`, the post is numbered and kept in the channel's history first, and
-    /// goes out with its position.
-    fn publish(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-        record: Option<Record>,
-    ) -> Result<(), ClusterError>;
-    /// Publishes and waits for the backplane: the number of nodes subscribed to `channel`.
-    fn publish_confirmed(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-        record: Option<Record>,
-    ) -> Confirmation<'_>;
-    /// Adds `member` (its JSON) to `channel`'s presence, under id `id`, and announces the
-    /// join to the channel's nodes. Fire and forget: lost while disconnected, and
-    /// written again on reconnect ([`Backplane::presence_resets`]).
-    fn presence_join(&self, channel: &str, id: &str, member: &str);
-    /// Removes member `id` from `channel`'s presence and announces the leave.
-    fn presence_leave(&self, channel: &str, id: &str);
-    /// Replaces every member this node wrote with `members` (channel, id, JSON),
-    /// announcing each as a join.
-    fn presence_resync(&self, members: Vec<(String, String, String)>);
-    /// The JSON of every member of `channel` on a live node.
-    fn presence_of(&self, channel: &str) -> Pending<'_, Vec<Vec<u8>>>;
-    /// How many members `channel` has on live nodes.
-    fn presence_count(&self, channel: &str) -> Pending<'_, usize>;
-    /// Counts up each time this node's members must be written again: Redis lost them
-    /// (restarted, or the node's heartbeat lapsed and others removed them).
-    // Read by the ingress, which only a backplane implementation (feature `redis`) feeds.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fn presence_resets(&self) -> watch::Receiver<u64>;
-    /// Reads streampod channel `channel`'s history after offset `after` (only its epoch
-    /// and newest offset when `None`), once this node's subscription to it is in place.
-    fn read_history(&self, channel: &str, after: Option<u64>, record: Record) -> Reading<'_>;
-    /// The current connection state.
-    fn state(&self) -> ClusterState;
-    /// A receiver of state changes.
-    fn state_changes(&self) -> watch::Receiver<ClusterState>;
-    /// How long the last publish took to be answered; `None` before one was.
-    fn last_round_trip(&self) -> Option<Duration>;
-    /// Global posts that failed after being queued, fire-and-forget ones included.
-    fn failed_posts(&self) -> u64;
-    /// Messages older than this on arrival are dropped.
-    // Read by the ingress, which only a backplane implementation (feature `redis`) feeds.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fn max_global_age(&self) -> Duration;
-    /// Stops the backplane's tasks; later publishes fail.
-    fn stop(&self);
 }

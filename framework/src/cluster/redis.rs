@@ -3,7 +3,6 @@
 //! pipelining the publishes (see the [module docs](super)).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,16 +11,13 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Backplane, ClusterError, ClusterState, Confirmation, Pending, Reading, Received, Record,
-    Sink,
-};
+use super::{ClusterError, ClusterState, Received, Record, Sink};
 use crate::util::backoff::Backoff;
 use crate::util::log_limit::RateLimitedLog;
-use crate::metrics::Micros;
 
 mod history;
 mod presence;
+mod pubsub;
 mod sharded;
 
 /// How a server joins a cluster. Its `Debug` shows the Redis host and port, never a
@@ -254,11 +250,6 @@ pub(crate) struct RedisBackplane {
     connection: watch::Receiver<Option<Publisher>>,
     publish_queue: usize,
     shutdown: CancellationToken,
-    /// The last publish pipeline's round trip.
-    round_trip: Arc<Micros>,
-    /// Global posts whose publish failed after they were queued (any outcome but
-    /// success), fire-and-forget ones included.
-    failed: Arc<AtomicU64>,
     max_global_age: Duration,
 }
 
@@ -284,11 +275,9 @@ impl RedisBackplane {
         let shutdown = CancellationToken::new();
         let prefix = config.prefix.clone();
         let publish_queue = config.publish_queue;
-        let round_trip = Arc::new(Micros::default());
-        let failed = Arc::new(AtomicU64::new(0));
         let max_global_age = config.max_global_age;
         let read_timeout = HISTORY_READ_TIMEOUT;
-        let node = crate::util::backoff::random_u64();
+        let node = crate::util::random::random_u64();
         let presence_names = presence::Names::new(&prefix, node);
         let (presence, presence_changes) = mpsc::unbounded_channel();
         let (resets_tx, presence_resets) = watch::channel(0);
@@ -317,8 +306,6 @@ impl RedisBackplane {
             connection.clone(),
             config.publish_timeout,
             shutdown.clone(),
-            round_trip.clone(),
-            failed.clone(),
         ));
         let supervisor = Supervisor {
             target,
@@ -346,8 +333,6 @@ impl RedisBackplane {
             connection,
             publish_queue,
             shutdown,
-            round_trip,
-            failed,
             max_global_age,
         })
     }
@@ -375,13 +360,17 @@ impl RedisBackplane {
         }
     }
 
+    /// Queues a publish on Redis channel `channel` (numbered and kept first with a
+    /// `record`); fails at once while disconnected or when the queue is full. The future
+    /// answers once Redis did.
     fn enqueue(
         &self,
         channel: String,
         payload: Vec<u8>,
         record: Option<Record>,
-        reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<impl std::future::Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    {
+        let (reply, confirmed) = oneshot::channel();
         match &*self.state.borrow() {
             ClusterState::Connected => {}
             ClusterState::Connecting => {
@@ -396,90 +385,15 @@ impl RedisBackplane {
                 record: record.map(|record| (record, self.history_keys(&channel))),
                 channel,
                 payload,
-                reply,
+                reply: Some(reply),
             })
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => ClusterError::Backlog(self.publish_queue),
                 mpsc::error::TrySendError::Closed(_) => {
                     ClusterError::Unavailable("the server is shutting down".into())
                 }
-            })
-    }
-}
-
-impl Backplane for RedisBackplane {
-    /// How long the last publish pipeline took to be answered; `None` before one was.
-    fn last_round_trip(&self) -> Option<Duration> {
-        self.round_trip.get()
-    }
-
-    fn failed_posts(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    fn max_global_age(&self) -> Duration {
-        self.max_global_age
-    }
-
-    /// The current connection state.
-    fn state(&self) -> ClusterState {
-        self.state.borrow().clone()
-    }
-
-    /// A receiver of state changes.
-    fn state_changes(&self) -> watch::Receiver<ClusterState> {
-        self.state.clone()
-    }
-
-    /// The Redis channel of streampod channel `name`.
-    fn node(&self) -> u64 {
-        self.node
-    }
-
-    fn channel_name(&self, name: &str) -> String {
-        format!("{}{name}", channel_prefix(&self.prefix))
-    }
-
-    /// The Redis channel of `to_all` / `to_user` broadcasts.
-    fn broadcast_name(&self) -> String {
-        broadcast_name(&self.prefix)
-    }
-
-    /// The node got its first listener on `channel`.
-    fn subscribe(&self, channel: &str) {
-        let _ = self
-            .wanted
-            .send(Change::Subscribe(self.channel_name(channel)));
-    }
-
-    /// The node's last listener on `channel` left.
-    fn unsubscribe(&self, channel: &str) {
-        let _ = self
-            .wanted
-            .send(Change::Unsubscribe(self.channel_name(channel)));
-    }
-
-    /// Queues a publish; fails at once while disconnected or when the queue is full.
-    fn publish(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-        record: Option<Record>,
-    ) -> Result<(), ClusterError> {
-        self.enqueue(channel, payload, record, None)
-    }
-
-    /// Publishes and waits for Redis: the number of nodes subscribed to `channel`.
-    fn publish_confirmed(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-        record: Option<Record>,
-    ) -> Confirmation<'_> {
-        let (reply, confirmed) = oneshot::channel();
-        let queued = self.enqueue(channel, payload, record, Some(reply));
-        Box::pin(async move {
-            queued?;
+            })?;
+        Ok(async move {
             confirmed.await.unwrap_or_else(|_| {
                 Err(ClusterError::Unavailable(
                     "the server is shutting down".into(),
@@ -488,70 +402,19 @@ impl Backplane for RedisBackplane {
         })
     }
 
-    fn presence_join(&self, channel: &str, id: &str, member: &str) {
-        let _ = self.presence.send(presence::Change::Join {
-            channel: channel.to_owned(),
-            id: id.to_owned(),
-            member: member.to_owned(),
-        });
+    /// This node's id in envelopes (it also names the node's presence keys).
+    pub(crate) fn node(&self) -> u64 {
+        self.node
     }
 
-    fn presence_leave(&self, channel: &str, id: &str) {
-        let _ = self.presence.send(presence::Change::Leave {
-            channel: channel.to_owned(),
-            id: id.to_owned(),
-        });
+    /// Messages older than this on arrival are dropped.
+    pub(crate) fn max_global_age(&self) -> Duration {
+        self.max_global_age
     }
 
-    fn presence_resync(&self, members: Vec<(String, String, String)>) {
-        let _ = self.presence.send(presence::Change::Resync(members));
-    }
-
-    fn presence_of(&self, channel: &str) -> Pending<'_, Vec<Vec<u8>>> {
-        let channel = channel.to_owned();
-        Box::pin(self.presence_read(move |names, mut connection| async move {
-            names.read(&mut connection, &channel).await
-        }))
-    }
-
-    fn presence_count(&self, channel: &str) -> Pending<'_, usize> {
-        let channel = channel.to_owned();
-        Box::pin(self.presence_read(move |names, mut connection| async move {
-            names.count(&mut connection, &channel).await
-        }))
-    }
-
-    fn presence_resets(&self) -> watch::Receiver<u64> {
-        self.presence_resets.clone()
-    }
-
-    /// Waits until this node's subscriptions (`channel`'s included, once its first
-    /// listener asked) are in place, then reads the history in one script.
-    fn read_history(&self, channel: &str, after: Option<u64>, record: Record) -> Reading<'_> {
-        let keys = history::Keys::new(&self.prefix, channel);
-        let (confirm, confirmed) = oneshot::channel();
-        let asked = self.wanted.send(Change::Confirm(confirm));
-        let timeout = self.read_timeout;
-        Box::pin(async move {
-            let unavailable = || ClusterError::Unavailable("not connected to Redis".into());
-            asked.map_err(|_| unavailable())?;
-            let read = async {
-                confirmed.await.map_err(|_| unavailable())?;
-                let current = self.connection.borrow().clone();
-                match current {
-                    Some(Publisher::Single(mut connection, scripts)) => {
-                        scripts.read(&mut connection, &keys, after, record).await
-                    }
-                    Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
-                        "channel history is kept on a single Redis, not on a Redis Cluster".into(),
-                    )),
-                    None => Err(unavailable()),
-                }
-            };
-            tokio::time::timeout(timeout, read)
-                .await
-                .unwrap_or(Err(ClusterError::Timeout(timeout)))
-        })
+    /// The Redis channel of streampod channel `name`.
+    fn channel_name(&self, name: &str) -> String {
+        format!("{}{name}", channel_prefix(&self.prefix))
     }
 
     /// Stops the supervisor and publisher; the connections close with them.
@@ -932,8 +795,6 @@ async fn publish_loop(
     connection: watch::Receiver<Option<Publisher>>,
     timeout: Duration,
     shutdown: CancellationToken,
-    round_trip: Arc<Micros>,
-    failed: Arc<AtomicU64>,
 ) {
     // Failures come in runs while Redis is in trouble: one line per interval, counted.
     static FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
@@ -958,19 +819,14 @@ async fn publish_loop(
             // Never written: certainly not published.
             None => vec![Err(ClusterError::Unavailable("connection lost".into())); batch.len()],
             Some(mut publisher) => {
-                let sent = tokio::time::Instant::now();
                 match tokio::time::timeout(timeout, publisher.publish(&batch)).await {
-                    Ok(outcomes) => {
-                        round_trip.set(sent.elapsed());
-                        outcomes
-                    }
+                    Ok(outcomes) => outcomes,
                     Err(_) => vec![Err(ClusterError::Timeout(timeout)); batch.len()],
                 }
             }
         };
         let failures = outcomes.iter().filter(|o| o.is_err()).count();
         if failures > 0 {
-            failed.fetch_add(failures as u64, Ordering::Relaxed);
             if let Some(left_out) = FAILED_LOG.ready() {
                 let error = outcomes.iter().find_map(|o| o.as_ref().err());
                 tracing::warn!(
@@ -1023,7 +879,7 @@ mod tests {
             .build()
             .unwrap();
         let _guard = runtime.enter();
-        let result = RedisBackplane::start(ClusterConfig::redis("not a url"), Box::new(|_| {}));
+        let result = RedisBackplane::start(ClusterConfig::redis("not a url"), Arc::new(|_| {}));
         assert!(result.is_err());
     }
 }

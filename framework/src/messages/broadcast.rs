@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::central::MessageCentral;
 use super::delivery::{Delivery, Payload, PostError, Reach};
-use crate::cluster::{BroadcastTarget, Envelope};
+use crate::cluster::{BroadcastTarget, Envelope, Topic};
 use crate::protocol::ModelSet;
 use crate::session::state::{SessionHandle, SessionId, SessionShared};
 
@@ -105,12 +105,12 @@ impl<P: ModelSet> Broadcast<P> {
             }
             let (channel, target, record) = match &self.target {
                 Target::Channel(channel) => (
-                    cluster.channel_name(channel),
+                    Topic::Channel(channel),
                     None,
                     self.central.record_of(channel),
                 ),
                 Target::All(endpoint) => (
-                    cluster.broadcast_name(),
+                    Topic::Broadcasts,
                     Some(BroadcastTarget {
                         endpoint,
                         user: None,
@@ -118,7 +118,7 @@ impl<P: ModelSet> Broadcast<P> {
                     None,
                 ),
                 Target::User(user, endpoint) => (
-                    cluster.broadcast_name(),
+                    Topic::Broadcasts,
                     Some(BroadcastTarget {
                         endpoint,
                         user: Some(user),

@@ -11,7 +11,7 @@ use super::gate::{Gate, Positioned, Target};
 use super::hooks::Hooks;
 use super::history::{History, Kept};
 use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
-use crate::cluster::{Backplane, ClusterState, Envelope, Record};
+use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
 use crate::config::SlowConsumerPolicy;
 use crate::session::owned::{JoinError, ListenerId, Owned, SessionLimits};
 use crate::protocol::ModelSet;
@@ -38,7 +38,7 @@ pub(crate) struct Central<P> {
     /// Global messages dropped on arrival for being older than `max_global_age`.
     stale_global: AtomicU64,
     /// The cluster backplane for `Global` posts, when configured.
-    pub(crate) cluster: OnceLock<Box<dyn Backplane>>,
+    pub(crate) cluster: OnceLock<Backplane>,
     /// Where throttled and batched posts schedule their timers.
     runtime: tokio::runtime::Handle,
     /// Who hears presence changes.
@@ -217,8 +217,8 @@ impl<P> MessageCentral<P> {
         &self.inner.runtime
     }
 
-    pub(crate) fn cluster(&self) -> Option<&dyn Backplane> {
-        self.inner.cluster.get().map(|cluster| &**cluster)
+    pub(crate) fn cluster(&self) -> Option<&Backplane> {
+        self.inner.cluster.get()
     }
 }
 
@@ -293,7 +293,7 @@ impl<P: ModelSet> MessageCentral<P> {
         match (reach, self.cluster()) {
             (Reach::Global, Some(cluster)) => {
                 let payload = Envelope::encode(cluster.node(), None, None, &message)?;
-                cluster.publish(cluster.channel_name(channel), payload, self.record_of(channel))?;
+                cluster.publish(Topic::Channel(channel), payload, self.record_of(channel))?;
                 self.count_post();
                 Ok(Delivery::Published)
             }
@@ -324,7 +324,7 @@ impl<P: ModelSet> MessageCentral<P> {
         let payload = Envelope::encode(cluster.node(), None, None, &message)?;
         self.count_post();
         Ok(cluster
-            .publish_confirmed(cluster.channel_name(channel), payload, self.record_of(channel))
+            .publish_confirmed(Topic::Channel(channel), payload, self.record_of(channel))
             .await?)
     }
 

@@ -16,10 +16,10 @@ impl<P: ModelSet> MessageCentral<P> {
     /// what other servers post. Called once, by the server builder.
     pub(crate) fn attach_backplane<E>(
         &self,
-        start: impl FnOnce(Sink) -> Result<Box<dyn Backplane>, E>,
+        start: impl FnOnce(Sink) -> Result<Backplane, E>,
     ) -> Result<(), E> {
         let central: Weak<Central<P>> = Arc::downgrade(&self.inner);
-        let backplane = start(Box::new(move |received| {
+        let backplane = start(Arc::new(move |received| {
             if let Some(inner) = central.upgrade() {
                 MessageCentral::from_inner(inner).receive(&received);
             }

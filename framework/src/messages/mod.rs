@@ -34,7 +34,6 @@ pub(crate) mod delivery;
 pub(crate) mod gate;
 pub(crate) mod history;
 pub(crate) mod hooks;
-#[cfg(feature = "redis")]
 mod ingress;
 pub(crate) mod listener;
 pub(crate) mod membership;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::central::MessageCentral;
 use super::channel::Listener;
 pub use super::hooks::{Member, PresenceChange};
-use crate::cluster::ClusterError;
+use crate::cluster::{Backplane, ClusterError, StoredMember};
 use crate::session::state::SessionShared;
 
 impl<P> MessageCentral<P> {
@@ -55,7 +55,7 @@ impl<P> MessageCentral<P> {
 
     /// This node's id in member ids, when in a cluster.
     fn member_of(&self, session: &SessionShared, info: Option<&Arc<str>>) -> Member {
-        let node = self.cluster().map(crate::cluster::Backplane::node);
+        let node = self.cluster().map(Backplane::node);
         Member {
             user_id: session.auth().map(|auth| auth.user_id.clone()),
             session: match node {
@@ -109,7 +109,6 @@ impl<P> MessageCentral<P> {
     }
 
     /// Writes every member this node has to the cluster again (after Redis lost them).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn republish_presence(&self) {
         let Some(cluster) = self.cluster() else {
             return;
@@ -123,7 +122,11 @@ impl<P> MessageCentral<P> {
                 if let Listener::Session { session, info, .. } = listener {
                     let member = self.member_of(session.as_ref(), info.as_ref());
                     let json = member_json(&member);
-                    members.push((channel.to_string(), member.session, json));
+                    members.push(StoredMember {
+                        channel: channel.to_string(),
+                        id: member.session,
+                        member: json,
+                    });
                 }
             }
         }

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthenticationHandler, DynAuthenticationHandler};
-use crate::cluster::{Backplane, ClusterState};
+use crate::cluster::{Backends, Backplane, ClusterState, Inbox, Sink, DEFAULT_MAX_GLOBAL_AGE};
 #[cfg(feature = "redis")]
 use crate::cluster::{ClusterConfig, RedisBackplane};
 use crate::config::ServerConfig;
@@ -75,8 +75,8 @@ pub struct ServerBuilder<P: ModelSet> {
     methods: MethodEndpoints<P>,
     authentication: Option<Arc<dyn DynAuthenticationHandler>>,
     config: ServerConfig,
-    #[cfg(feature = "redis")]
-    cluster: Option<ClusterConfig>,
+    /// Starts the cluster backplane, when the server joins one.
+    backplane: Option<StartBackplane>,
     path_prefix: Option<Arc<str>>,
     /// `None`: Serverpod's any-origin answer under `bind`, none when mounted.
     cors: Option<Cors>,
@@ -85,6 +85,10 @@ pub struct ServerBuilder<P: ModelSet> {
     /// Run once the server is built, after each endpoint's `on_start`.
     on_start: Vec<StartHook<P>>,
 }
+
+/// Starts a cluster backplane for a server's central ([`ServerBuilder::cluster`],
+/// [`ServerBuilder::backplane`]).
+type StartBackplane = Box<dyn FnOnce(Sink) -> Result<Backplane, StartError> + Send>;
 
 /// A startup hook ([`ServerBuilder::on_start`]).
 type StartHook<P> = Box<dyn FnOnce(&ServerHandle<P>) + Send>;
@@ -100,8 +104,7 @@ impl<P: ModelSet> std::fmt::Debug for ServerBuilder<P> {
             .field("config", &self.config)
             .field("path_prefix", &self.path_prefix)
             .field("cors", &self.cors);
-        #[cfg(feature = "redis")]
-        debug.field("cluster", &self.cluster);
+        debug.field("backplane", &self.backplane.is_some());
         debug.finish_non_exhaustive()
     }
 }
@@ -114,8 +117,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             methods: MethodEndpoints::default(),
             authentication: None,
             config: ServerConfig::default(),
-            #[cfg(feature = "redis")]
-            cluster: None,
+            backplane: None,
             path_prefix: None,
             cors: None,
             #[cfg(feature = "tls")]
@@ -276,7 +278,71 @@ impl<P: ModelSet> ServerBuilder<P> {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn cluster(mut self, config: ClusterConfig) -> Self {
-        self.cluster = Some(config);
+        self.backplane = Some(Box::new(move |sink| {
+            let redis = Arc::new(RedisBackplane::start(config, sink).map_err(StartError::Cluster)?);
+            let (node, max_global_age) = (redis.node(), redis.max_global_age());
+            let backends = Backends::new(redis.clone())
+                .with_history(redis.clone())
+                .with_presence(redis);
+            Ok(Backplane::new(node, backends, max_global_age))
+        }));
+        self
+    }
+
+    /// Joins a cluster through a backend of your own: `start` gets this server's
+    /// [`Inbox`] (where the backend hands what it receives) and returns its
+    /// [`Backends`]: a [`PubSub`](crate::cluster::PubSub), and the [`History`](crate::cluster::History) and
+    /// [`Presence`](crate::cluster::Presence) it keeps, if any. `Reach::Global` posts
+    /// and broadcasts then travel through it. Replaces an earlier
+    /// [`cluster`](Self::cluster).
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// use std::future::Future;
+    /// use streampod::cluster::{Backends, ClusterError, ClusterState, Inbox, PubSub, Topic};
+    /// use tokio::sync::watch;
+    ///
+    /// /// A "cluster" of one: what is published comes straight back.
+    /// struct Loopback {
+    ///     inbox: Inbox,
+    ///     state: watch::Sender<ClusterState>,
+    /// }
+    ///
+    /// impl PubSub for Loopback {
+    ///     fn subscribe(&self, _: Topic<'_>) {}
+    ///     fn unsubscribe(&self, _: Topic<'_>) {}
+    ///     fn publish(
+    ///         &self,
+    ///         topic: Topic<'_>,
+    ///         payload: Vec<u8>,
+    ///     ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ///     {
+    ///         self.inbox.deliver(topic, &payload);
+    ///         Ok(async { Ok(1) })
+    ///     }
+    ///     fn state(&self) -> watch::Receiver<ClusterState> {
+    ///         self.state.subscribe()
+    ///     }
+    /// }
+    ///
+    /// # async fn run() -> Result<(), streampod::StartError> {
+    /// let server = streampod::Server::<Protocol>::builder()
+    ///     .backplane(|inbox| {
+    ///         let state = watch::channel(ClusterState::Connected).0;
+    ///         Backends::new(Loopback { inbox, state })
+    ///     })
+    ///     .bind("127.0.0.1:8080")
+    ///     .await?;
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn backplane(mut self, start: impl FnOnce(Inbox) -> Backends + Send + 'static) -> Self {
+        self.backplane = Some(Box::new(move |sink| {
+            let backends = start(Inbox::new(sink));
+            let node = crate::util::random::random_u64();
+            Ok(Backplane::new(node, backends, DEFAULT_MAX_GLOBAL_AGE))
+        }));
         self
     }
 
@@ -392,14 +458,8 @@ impl<P: ModelSet> ServerBuilder<P> {
             },
             tokio::runtime::Handle::current(),
         );
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = self.cluster {
-            messages
-                .attach_backplane(|sink| {
-                    RedisBackplane::start(cluster, sink)
-                        .map(|backplane| Box::new(backplane) as Box<dyn Backplane>)
-                })
-                .map_err(StartError::Cluster)?;
+        if let Some(start) = self.backplane {
+            messages.attach_backplane(start)?;
         }
         let metrics = Arc::new(Metrics::new(scrape(
             messages.clone(),

@@ -1,7 +1,8 @@
 //! Leaf helpers every other folder may use and that use nothing of the crate: retry
-//! backoff, rate-limited logging, a one-way flag, the text of a caught panic.
+//! backoff, random numbers, rate-limited logging, a one-way flag, the text of a caught
+//! panic.
 
-#[cfg(any(feature = "server", feature = "client"))]
+#[cfg(any(feature = "client", feature = "redis"))]
 pub(crate) mod backoff;
 #[cfg(feature = "server")]
 pub(crate) mod flag;
@@ -9,3 +10,5 @@ pub(crate) mod flag;
 pub(crate) mod log_limit;
 #[cfg(feature = "server")]
 pub(crate) mod panic_text;
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) mod random;

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::super::{ClusterError, HistoryRead, Record};
+use super::super::{ClusterError, History, HistoryRead, Record, Retention};
+use super::{Change, Publisher, RedisBackplane};
 
 /// How long a channel's epoch and last offset outlive its last post or join, unless
 /// its history's TTL is longer: a client coming back within it can be told exactly
@@ -195,7 +196,63 @@ fn millis(duration: Duration) -> u64 {
 
 /// A new epoch: 16 hex digits, random.
 fn fresh_epoch() -> String {
-    format!("{:016x}", crate::util::backoff::random_u64())
+    format!("{:016x}", crate::util::random::random_u64())
+}
+
+/// Cluster-wide history on one Redis: an append-and-publish script numbers each post,
+/// keeps it in the channel's stream and publishes it with its position, in one step.
+impl History for RedisBackplane {
+    fn append_and_publish(
+        &self,
+        channel: &str,
+        payload: Vec<u8>,
+        retention: Retention,
+    ) -> Result<
+        impl std::future::Future<Output = Result<usize, ClusterError>> + Send + 'static,
+        ClusterError,
+    > {
+        let record = Record {
+            size: retention.size,
+            ttl: retention.ttl,
+        };
+        self.enqueue(self.channel_name(channel), payload, Some(record))
+    }
+
+    /// Waits until this node's subscriptions (`channel`'s included, once its first
+    /// listener asked) are in place, then reads the history in one script.
+    async fn read(
+        &self,
+        channel: &str,
+        after: Option<u64>,
+        retention: Retention,
+    ) -> Result<HistoryRead, ClusterError> {
+        let record = Record {
+            size: retention.size,
+            ttl: retention.ttl,
+        };
+        let keys = Keys::new(&self.prefix, channel);
+        let (confirm, confirmed) = tokio::sync::oneshot::channel();
+        let asked = self.wanted.send(Change::Confirm(confirm));
+        let timeout = self.read_timeout;
+        let unavailable = || ClusterError::Unavailable("not connected to Redis".into());
+        asked.map_err(|_| unavailable())?;
+        let read = async {
+            confirmed.await.map_err(|_| unavailable())?;
+            let current = self.connection.borrow().clone();
+            match current {
+                Some(Publisher::Single(mut connection, scripts)) => {
+                    scripts.read(&mut connection, &keys, after, record).await
+                }
+                Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
+                    "channel history is kept on a single Redis, not on a Redis Cluster".into(),
+                )),
+                None => Err(unavailable()),
+            }
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or(Err(ClusterError::Timeout(timeout)))
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::Publisher;
+use super::{Publisher, RedisBackplane};
+use crate::cluster::{ClusterError, Presence, StoredMember};
 use crate::util::log_limit::RateLimitedLog;
 
 /// How often a node beats its heartbeat and sweeps dead nodes.
@@ -346,3 +347,48 @@ pub(super) async fn run<S, F>(
         }
     }
 }
+/// Cluster-wide presence on one Redis: a hash of members per channel, each node's
+/// heartbeat keeping its members alive, changes announced on the channel.
+impl Presence for RedisBackplane {
+    fn join(&self, member: StoredMember) {
+        let _ = self.presence.send(Change::Join {
+            channel: member.channel,
+            id: member.id,
+            member: member.member,
+        });
+    }
+
+    fn leave(&self, channel: &str, id: &str) {
+        let _ = self.presence.send(Change::Leave {
+            channel: channel.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+
+    fn resync(&self, members: Vec<StoredMember>) {
+        let members = members
+            .into_iter()
+            .map(|m| (m.channel, m.id, m.member))
+            .collect();
+        let _ = self.presence.send(Change::Resync(members));
+    }
+
+    async fn members(&self, channel: &str) -> Result<Vec<Vec<u8>>, ClusterError> {
+        self.presence_read(|names, mut connection| async move {
+            names.read(&mut connection, channel).await
+        })
+        .await
+    }
+
+    async fn count(&self, channel: &str) -> Result<usize, ClusterError> {
+        self.presence_read(|names, mut connection| async move {
+            names.count(&mut connection, channel).await
+        })
+        .await
+    }
+
+    fn resets(&self) -> watch::Receiver<u64> {
+        self.presence_resets.clone()
+    }
+}
+
