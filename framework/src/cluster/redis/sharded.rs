@@ -10,7 +10,10 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInf
 use redis::{PushKind, Value};
 use tokio::sync::mpsc;
 
-use super::{Change, ClusterConfig, Ended, InvalidRedisUrl, Publisher, Supervisor, Target};
+use super::config::{ClusterConfig, InvalidRedisUrl};
+use super::publisher::Publisher;
+use super::supervisor::{Ended, Supervisor, Target};
+use super::Change;
 use crate::cluster::ClusterState;
 
 /// The Redis Cluster target of `config`, with the channel its pushes arrive on.

@@ -1,0 +1,269 @@
+//! The Redis backplane: two connections per node owned by one supervisor task, a
+//! pub/sub connection for the channels this node listens on and a multiplexed one
+//! pipelining the publishes (see the [module docs](super)).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{ClusterError, ClusterState, Record, Sink};
+
+mod config;
+mod history;
+mod presence;
+mod publisher;
+mod pubsub;
+mod sharded;
+mod supervisor;
+
+pub use config::{ClusterConfig, InvalidRedisUrl};
+use publisher::{publish_loop, Outgoing, Publisher};
+use supervisor::{Supervisor, Target};
+
+/// A node's handle on the cluster: cheap checks, never waits.
+pub(crate) struct RedisBackplane {
+    prefix: String,
+    /// This node's id in envelopes (random per process start).
+    node: u64,
+    state: watch::Receiver<ClusterState>,
+    wanted: mpsc::UnboundedSender<Change>,
+    publish: mpsc::Sender<Outgoing>,
+    /// How long a history read may wait for the subscription and Redis.
+    read_timeout: Duration,
+    /// Presence writes, for the presence task.
+    presence: mpsc::UnboundedSender<presence::Change>,
+    /// Counts up when this node's members must be written again.
+    presence_resets: watch::Receiver<u64>,
+    presence_names: presence::Names,
+    /// The connection publishes and history reads go out on, while connected.
+    connection: watch::Receiver<Option<Publisher>>,
+    publish_queue: usize,
+    shutdown: CancellationToken,
+    max_global_age: Duration,
+}
+
+enum Change {
+    Subscribe(String),
+    Unsubscribe(String),
+    /// Answered once every change before it is in place in Redis.
+    Confirm(oneshot::Sender<()>),
+}
+
+impl RedisBackplane {
+    /// Starts the supervisor and publisher tasks on the current runtime.
+    pub(crate) fn start(config: ClusterConfig, deliver: Sink) -> Result<Self, InvalidRedisUrl> {
+        let target = if config.cluster_nodes.is_empty() {
+            Target::Single(redis::Client::open(config.url.as_str()).map_err(InvalidRedisUrl)?)
+        } else {
+            sharded::target(&config)?
+        };
+        let (state_tx, state) = watch::channel(ClusterState::Connecting);
+        let (wanted, changes) = mpsc::unbounded_channel();
+        let (publish, outgoing) = mpsc::channel(config.publish_queue);
+        let (connection_tx, connection) = watch::channel(None);
+        let shutdown = CancellationToken::new();
+        let prefix = config.prefix.clone();
+        let publish_queue = config.publish_queue;
+        let max_global_age = config.max_global_age;
+        let read_timeout = HISTORY_READ_TIMEOUT;
+        let node = crate::util::random::random_u64();
+        let presence_names = presence::Names::new(&prefix, node);
+        let (presence, presence_changes) = mpsc::unbounded_channel();
+        let (resets_tx, presence_resets) = watch::channel(0);
+        let confirm_subscriptions = {
+            let wanted = wanted.clone();
+            move || {
+                let (confirm, confirmed) = oneshot::channel();
+                let asked = wanted.send(Change::Confirm(confirm));
+                async move {
+                    if asked.is_ok() {
+                        let _ = confirmed.await;
+                    }
+                }
+            }
+        };
+        tokio::spawn(presence::run(
+            presence_names.clone(),
+            presence_changes,
+            confirm_subscriptions,
+            connection.clone(),
+            resets_tx,
+            shutdown.clone(),
+        ));
+        tokio::spawn(publish_loop(
+            outgoing,
+            connection.clone(),
+            config.publish_timeout,
+            shutdown.clone(),
+        ));
+        let supervisor = Supervisor {
+            target,
+            broadcast: broadcast_name(&prefix),
+            channel_prefix: channel_prefix(&prefix),
+            config,
+            state: state_tx,
+            connection: connection_tx,
+            deliver,
+            wanted: HashSet::new(),
+            confirms: Vec::new(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(supervisor.run(changes));
+        Ok(Self {
+            prefix,
+            node,
+            presence,
+            presence_resets,
+            presence_names,
+            state,
+            wanted,
+            publish,
+            read_timeout,
+            connection,
+            publish_queue,
+            shutdown,
+            max_global_age,
+        })
+    }
+
+    /// Runs a presence read on the current connection, within the read timeout.
+    async fn presence_read<'a, T, F, R>(&'a self, read: F) -> Result<T, ClusterError>
+    where
+        F: FnOnce(&'a presence::Names, MultiplexedConnection) -> R,
+        R: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let current = self.connection.borrow().clone();
+        let connection = match current {
+            Some(Publisher::Single(connection, _)) => connection,
+            Some(Publisher::Sharded(_)) => {
+                return Err(ClusterError::Unavailable(
+                    "presence is kept on a single Redis, not on a Redis Cluster".into(),
+                ))
+            }
+            None => return Err(ClusterError::Unavailable("not connected to Redis".into())),
+        };
+        let timeout = self.read_timeout;
+        match tokio::time::timeout(timeout, read(&self.presence_names, connection)).await {
+            Ok(read) => read.map_err(|error| ClusterError::Unavailable(error.to_string())),
+            Err(_) => Err(ClusterError::Timeout(timeout)),
+        }
+    }
+
+    /// Queues a publish on Redis channel `channel` (numbered and kept first with a
+    /// `record`); fails at once while disconnected or when the queue is full. The future
+    /// answers once Redis did.
+    fn enqueue(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+        record: Option<Record>,
+    ) -> Result<impl std::future::Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    {
+        let (reply, confirmed) = oneshot::channel();
+        match &*self.state.borrow() {
+            ClusterState::Connected => {}
+            ClusterState::Connecting => {
+                return Err(ClusterError::Unavailable("still connecting".into()));
+            }
+            ClusterState::Disconnected { error } => {
+                return Err(ClusterError::Unavailable(error.clone()));
+            }
+        }
+        self.publish
+            .try_send(Outgoing {
+                record: record.map(|record| (record, self.history_keys(&channel))),
+                channel,
+                payload,
+                reply: Some(reply),
+            })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => ClusterError::Backlog(self.publish_queue),
+                mpsc::error::TrySendError::Closed(_) => {
+                    ClusterError::Unavailable("the server is shutting down".into())
+                }
+            })?;
+        Ok(async move {
+            confirmed.await.unwrap_or_else(|_| {
+                Err(ClusterError::Unavailable(
+                    "the server is shutting down".into(),
+                ))
+            })
+        })
+    }
+
+    /// This node's id in envelopes (it also names the node's presence keys).
+    pub(crate) fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Messages older than this on arrival are dropped.
+    pub(crate) fn max_global_age(&self) -> Duration {
+        self.max_global_age
+    }
+
+    /// The Redis channel of streampod channel `name`.
+    fn channel_name(&self, name: &str) -> String {
+        format!("{}{name}", channel_prefix(&self.prefix))
+    }
+
+    /// Stops the supervisor and publisher; the connections close with them.
+    fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for RedisBackplane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl RedisBackplane {
+    /// The history keys of Redis channel `channel` (`<prefix>:channel:<name>`).
+    fn history_keys(&self, channel: &str) -> history::Keys {
+        let name = channel
+            .strip_prefix(&channel_prefix(&self.prefix))
+            .unwrap_or(channel);
+        history::Keys::new(&self.prefix, name)
+    }
+}
+
+fn channel_prefix(prefix: &str) -> String {
+    format!("{prefix}:channel:")
+}
+
+fn broadcast_name(prefix: &str) -> String {
+    format!("{prefix}:broadcast")
+}
+
+/// How long a history read may wait for this node's subscription and for Redis: long
+/// enough for a thousand clients recovering at once, each reading its missed posts.
+const HISTORY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_carry_the_prefix() {
+        assert_eq!(channel_prefix("app"), "app:channel:");
+        assert_eq!(broadcast_name("app"), "app:broadcast");
+        let config = ClusterConfig::redis("redis://127.0.0.1/").prefix("app");
+        assert_eq!(config.prefix, "app");
+        assert_eq!(config.publish_queue(0).publish_queue, 1);
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_up_front() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let result = RedisBackplane::start(ClusterConfig::redis("not a url"), std::sync::Arc::new(|_| {}));
+        assert!(result.is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! The publishing side: the connection publishes go out on (one Redis, or a Redis
+//! Cluster's shards) and the task that sends everything queued as one pipeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::history;
+use crate::cluster::{ClusterError, Record};
+use crate::util::log_limit::RateLimitedLog;
+
+/// The connection publishes go out on: one Redis (pipelined `PUBLISH`) or a Redis
+/// Cluster (`SPUBLISH`, routed to each channel's shard).
+#[derive(Clone)]
+pub(super) enum Publisher {
+    Single(MultiplexedConnection, Arc<history::Scripts>),
+    Sharded(redis::cluster_async::ClusterConnection),
+}
+
+impl Publisher {
+    /// Publishes `batch` in order: for each post, how many nodes received it, or why
+    /// not (certainly not published, or maybe).
+    async fn publish(&mut self, batch: &[Outgoing]) -> Vec<Result<usize, ClusterError>> {
+        match self {
+            Publisher::Single(connection, scripts) => {
+                let mut pipe = redis::pipe();
+                for post in batch {
+                    match &post.record {
+                        Some((record, keys)) => {
+                            scripts.append(&mut pipe, keys, &post.channel, &post.payload, *record);
+                        }
+                        None => {
+                            pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
+                        }
+                    }
+                }
+                match pipe.query_async::<Vec<usize>>(connection).await {
+                    Ok(receivers) => receivers.into_iter().map(Ok).collect(),
+                    // Handed to the connection: some or all may have gone out (an error
+                    // reply in a pipeline does not undo the others).
+                    Err(error) => {
+                        vec![Err(ClusterError::Unconfirmed(error.to_string())); batch.len()]
+                    }
+                }
+            }
+            Publisher::Sharded(connection) => {
+                // Sent in order (each future is first polled in order), so a channel's
+                // posts reach its shard in order; shards answer independently.
+                let sends = batch.iter().map(|post| {
+                    let mut connection = connection.clone();
+                    async move {
+                        redis::cmd("SPUBLISH")
+                            .arg(&post.channel)
+                            .arg(&post.payload)
+                            .query_async::<usize>(&mut connection)
+                            .await
+                            .map_err(|error| match error.kind() {
+                                // The shard answered and refused (CLUSTERDOWN, …).
+                                redis::ErrorKind::Server(_) => {
+                                    ClusterError::Unavailable(error.to_string())
+                                }
+                                _ => ClusterError::Unconfirmed(error.to_string()),
+                            })
+                    }
+                });
+                futures_util::future::join_all(sends).await
+            }
+        }
+    }
+}
+
+pub(super) struct Outgoing {
+    pub(super) channel: String,
+    pub(super) payload: Vec<u8>,
+    /// Kept in the channel's history first (one Redis only; a Redis Cluster publishes
+    /// without).
+    pub(super) record: Option<(Record, history::Keys)>,
+    pub(super) reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
+}
+
+/// Sends queued publishes, everything queued at once as one pipeline (one round trip,
+/// order kept).
+pub(super) async fn publish_loop(
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    connection: watch::Receiver<Option<Publisher>>,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    // Failures come in runs while Redis is in trouble: one line per interval, counted.
+    static FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+    let mut batch = Vec::new();
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return,
+            first = outgoing.recv() => match first {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        batch.push(first);
+        while batch.len() < 1024 {
+            match outgoing.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let current = connection.borrow().clone();
+        let outcomes: Vec<Result<usize, ClusterError>> = match current {
+            // Never written: certainly not published.
+            None => vec![Err(ClusterError::Unavailable("connection lost".into())); batch.len()],
+            Some(mut publisher) => {
+                match tokio::time::timeout(timeout, publisher.publish(&batch)).await {
+                    Ok(outcomes) => outcomes,
+                    Err(_) => vec![Err(ClusterError::Timeout(timeout)); batch.len()],
+                }
+            }
+        };
+        let failures = outcomes.iter().filter(|o| o.is_err()).count();
+        if failures > 0 {
+            if let Some(left_out) = FAILED_LOG.ready() {
+                let error = outcomes.iter().find_map(|o| o.as_ref().err());
+                tracing::warn!(
+                    target: "streampod::cluster",
+                    error = %error.map(ToString::to_string).unwrap_or_default(),
+                    posts = failures, earlier_failures_left_out = left_out,
+                    "global posts failed (unavailable means not published; a timeout or unconfirmed one may have gone out)"
+                );
+            }
+        }
+        for (post, outcome) in batch.drain(..).zip(outcomes) {
+            if let Some(reply) = post.reply {
+                let _ = reply.send(outcome);
+            }
+        }
+        batch.clear();
+    }
+}
