@@ -12,7 +12,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::Instrument;
 
-use super::close::{answer_close, close_abusive, close_on_read_error};
+use super::close::{close_abusive, pong, triage, Read};
 use super::context::{Io, SocketContext};
 use super::keepalive::Keepalive;
 use super::write_task::write_loop;
@@ -28,8 +28,7 @@ use crate::session::state::{SessionHandle, SessionShared};
 use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
 use crate::ws::frame::TextFrame;
-use crate::ws::reader::{FrameReader, Incoming};
-use crate::ws::control::pong_frame;
+use crate::ws::reader::FrameReader;
 
 /// A session on one upgraded socket: the future serves it until it closes, then runs
 /// `stream_closed`. `extended`: the client negotiated streampod's extended frames (error
@@ -200,28 +199,19 @@ impl<P: ModelSet> Connection<P> {
                 () = self.shared.closing.raised() => return,
                 incoming = reader.next(read) => {
                     keepalive.activity();
-                    match incoming {
-                        // Boxed: dispatching is deep (the endpoint's own future), and
-                        // inline it would enlarge what every idle socket keeps by ~1.4 KB.
-                        Ok(Incoming::Text(text)) => Box::pin(self.handle_text(&text)).await,
-                        Ok(Incoming::Binary) => if self.admit(None) {
+                    // Boxed: dispatching is deep (the endpoint's own future), and
+                    // inline it would enlarge what every idle socket keeps by ~1.4 KB.
+                    match triage(&self.shared, incoming) {
+                        Read::Text(text) => Box::pin(self.handle_text(&text)).await,
+                        Read::Binary => if self.admit(None) {
                             self.reject(&ErrorFrame::new(ErrorCode::BinaryNotSupported, "binary frames are not supported; send JSON text frames"));
                         },
                         // Pings count against the inbound rate limit like any frame.
-                        // A pong past the cap on waiting pongs is dropped: RFC 6455
-                        // lets a pong answer only the latest ping.
-                        Ok(Incoming::Ping(payload)) => if self.admit(None) {
-                            self.shared.outbound.push_control(&pong_frame(&payload), false);
+                        Read::Ping(payload) => if self.admit(None) {
+                            pong(&self.shared, &payload);
                         },
-                        Ok(Incoming::Pong) => {}
-                        Ok(Incoming::Close(close)) => {
-                            answer_close(&self.shared, close.as_ref());
-                            return;
-                        }
-                        Err(error) => {
-                            close_on_read_error(&self.shared, &error);
-                            return;
-                        }
+                        Read::Nothing => {}
+                        Read::Stop => return,
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => if !keepalive.at_deadline(&self.shared) {

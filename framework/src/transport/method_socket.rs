@@ -21,12 +21,12 @@ use uuid::Uuid;
 
 use crate::auth::AuthInfo;
 use crate::messages::membership::release_session;
-use crate::transport::close::{answer_close, close_abusive, close_on_read_error};
+use crate::transport::close::{close_abusive, pong, triage, Read};
 use crate::transport::context::{Io, SocketContext};
 use crate::transport::keepalive::Keepalive;
 use crate::transport::write_task::write_loop;
 use crate::util::panic_text::panic_message;
-use crate::ws::reader::{FrameReader, Incoming};
+use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
 use crate::methods::input::{InputEvent, Inputs};
@@ -43,7 +43,6 @@ use crate::protocol::method_stream::{
 use crate::protocol::{auth, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::session::state::SessionShared;
-use crate::ws::control::pong_frame;
 use crate::ws::frame::TextFrame;
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -187,21 +186,14 @@ impl<P: ModelSet> Socket<P> {
                 Some(ended) = self.ended_rx.recv() => self.ended(ended),
                 incoming = reader.next(read) => {
                     keepalive.activity();
-                    match incoming {
-                        Ok(Incoming::Text(text)) => self.handle_text(&text),
-                        Ok(Incoming::Binary) => self.bad_request("(a binary frame)", "binary frames are not supported; send JSON text frames"),
-                        Ok(Incoming::Ping(payload)) => if self.admit() {
-                            self.shared.outbound.push_control(&pong_frame(&payload), false);
+                    match triage(&self.shared, incoming) {
+                        Read::Text(text) => self.handle_text(&text),
+                        Read::Binary => self.bad_request("(a binary frame)", "binary frames are not supported; send JSON text frames"),
+                        Read::Ping(payload) => if self.admit() {
+                            pong(&self.shared, &payload);
                         },
-                        Ok(Incoming::Pong) => {}
-                        Ok(Incoming::Close(close)) => {
-                            answer_close(&self.shared, close.as_ref());
-                            return;
-                        }
-                        Err(error) => {
-                            close_on_read_error(&self.shared, &error);
-                            return;
-                        }
+                        Read::Nothing => {}
+                        Read::Stop => return,
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => if !keepalive.at_deadline(&self.shared) {
