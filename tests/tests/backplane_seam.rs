@@ -200,6 +200,17 @@ async fn two_servers_share_posts_and_broadcasts_through_a_backend_of_their_own()
         .unwrap();
     assert_eq!(next_content(&mut on_a).await, "to everyone");
 
+    // From a thread outside the runtime (a blocking job), a fire-and-forget global post.
+    let messages = b.handle().messages();
+    std::thread::spawn(move || {
+        messages
+            .post_message("room-1", chat("from a thread"), Reach::Global)
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(next_content(&mut on_a).await, "from a thread");
+
     // The client leaves: A unsubscribes, and the bus reaches no one.
     on_a.send_model(
         "rooms",

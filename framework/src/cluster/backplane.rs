@@ -225,11 +225,14 @@ pub(crate) struct Backplane {
     counters: Arc<Counters>,
     /// The resets of a backend without presence: never.
     no_resets: watch::Sender<u64>,
+    /// Where fire-and-forget publishes wait for their confirmation (posts may come
+    /// from threads outside the runtime).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Backplane {
     /// Node `node` of a cluster on `backends`, dropping global messages older than
-    /// `max_global_age` on arrival.
+    /// `max_global_age` on arrival. Made on the server's runtime.
     pub(crate) fn new(node: u64, backends: Backends, max_global_age: Duration) -> Self {
         backends.pubsub.subscribe(Topic::Broadcasts);
         Self {
@@ -240,6 +243,7 @@ impl Backplane {
             max_global_age,
             counters: Arc::default(),
             no_resets: watch::channel(0).0,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -284,7 +288,7 @@ impl Backplane {
     ) -> Result<(), ClusterError> {
         let confirm = self.hand_over(topic, payload, record)?;
         let settle = self.counters.clone().settle(confirm, Instant::now());
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let _ = settle.await;
         });
         Ok(())
