@@ -186,12 +186,7 @@ impl<P: ModelSet> Connection<P> {
     }
 
     async fn read_loop<I: Io>(&mut self, read: &mut ReadHalf<I>, reader: &mut FrameReader) {
-        let config = &self.server.config;
-        let mut keepalive = Keepalive::new(
-            config.keepalive_interval,
-            config.keepalive_timeout,
-            config.first_frame_timeout,
-        );
+        let mut keepalive = Keepalive::for_sockets(&self.server.config);
         loop {
             let deadline = keepalive.deadline();
             tokio::select! {

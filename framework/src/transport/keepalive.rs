@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::config::ServerConfig;
 use crate::session::state::SessionShared;
 
 /// When to ping an idle socket, and when to give up on it.
@@ -30,6 +31,15 @@ enum Due {
 }
 
 impl Keepalive {
+    /// The keepalive `config` sets for every socket, from now.
+    pub(crate) fn for_sockets(config: &ServerConfig) -> Self {
+        Self::new(
+            config.keepalive_interval,
+            config.keepalive_timeout,
+            config.first_frame_timeout,
+        )
+    }
+
     pub(crate) fn new(interval: Duration, timeout: Duration, first_frame: Duration) -> Self {
         let now = Instant::now();
         Self {

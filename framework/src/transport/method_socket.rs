@@ -167,13 +167,8 @@ impl<P: ModelSet> Socket<P> {
     }
 
     async fn read_loop<I: Io>(&mut self, read: &mut ReadHalf<I>, reader: &mut FrameReader) {
-        let config = self.context.streams.config.clone();
         let shutdown = self.context.streams.shutdown.clone();
-        let mut keepalive = Keepalive::new(
-            config.keepalive_interval,
-            config.keepalive_timeout,
-            config.first_frame_timeout,
-        );
+        let mut keepalive = Keepalive::for_sockets(&self.context.streams.config);
         loop {
             let deadline = keepalive.deadline();
             tokio::select! {
