@@ -134,7 +134,7 @@ impl ClusterConfig {
     }
 
     /// Global posts that may wait to be published; beyond that a post fails with
-    /// [`ClusterError::Backlog`] instead of buffering.
+    /// [`ClusterError::Backlog`](crate::cluster::ClusterError::Backlog) instead of buffering.
     pub fn publish_queue(mut self, posts: usize) -> Self {
         self.publish_queue = posts.max(1);
         self
