@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use streampod::messages::{MessageCentral, Throttled};
+use streampod::PeerText;
 use tokio::sync::Notify;
 
 use crate::models::{Protocol, RoomUpdate};
@@ -85,7 +86,7 @@ impl RoomCounter {
                 members: i64::try_from(members).unwrap_or(i64::MAX),
             };
             if let Err(error) = poster.post(update) {
-                tracing::warn!(room = %self.room, %error, "could not post the member count");
+                tracing::warn!(room = %PeerText(&self.room), %error, "could not post the member count");
             }
             // Counting is a read (in a cluster, a Redis script over the room's members):
             // at most once an interval, however fast members come and go. Changes

@@ -130,6 +130,7 @@ pub use {
     session::state::{SendError, SessionHandle, SessionId},
     streampod_macros::endpoint,
     util::log_limit::RateLimitedLog,
+    util::peer_text::PeerText,
 };
 
 /// Items generated code refers to. Not a public API.

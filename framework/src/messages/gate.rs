@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::util::peer_text::PeerText;
 use crate::cluster::{ClusterError, Envelope, HistoryRead};
 use crate::config::SlowConsumerPolicy;
 use crate::util::log_limit::RateLimitedLog;
@@ -152,7 +153,7 @@ impl Gate {
                 static FAILED: RateLimitedLog =
                     RateLimitedLog::new(std::time::Duration::from_secs(10));
                 if let Some(left_out) = FAILED.ready() {
-                    tracing::warn!(target: "streampod::cluster", channel = to.channel, %error, left_out, "could not read a channel's history from Redis; the client is told it did not recover");
+                    tracing::warn!(target: "streampod::cluster", channel = %PeerText(to.channel), %error, left_out, "could not read a channel's history from Redis; the client is told it did not recover");
                 }
                 // No position to give: an empty epoch, replaced by the next post's.
                 let joined = JoinedFrame {

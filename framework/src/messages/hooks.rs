@@ -6,6 +6,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::util::peer_text::PeerText;
+
 /// A session in a channel with presence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -70,7 +72,7 @@ impl<C> Hooks<C> {
                 hook(central, change);
             }));
             if called.is_err() {
-                tracing::error!(target: "streampod::messages", channel = %change.channel, "a presence hook panicked");
+                tracing::error!(target: "streampod::messages", channel = %PeerText(&change.channel), "a presence hook panicked");
             }
         }
     }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::central::MessageCentral;
 use super::delivery::{DeliveryReport, PostError};
 use crate::protocol::ModelSet;
+use crate::util::peer_text::PeerText;
 
 /// Posts to one channel at most once per interval: a post inside the interval replaces
 /// any waiting one, and the newest waiting post goes out when the interval ends (never
@@ -187,7 +188,7 @@ impl<P: ModelSet> Throttled<P> {
         };
         if let Some(message) = waiting {
             if let Err(error) = self.send(message, now) {
-                tracing::error!(target: "streampod::messages", channel = %self.channel, %error, "throttled post failed");
+                tracing::error!(target: "streampod::messages", channel = %PeerText(&self.channel), %error, "throttled post failed");
             }
         }
     }
@@ -304,7 +305,7 @@ impl<P: ModelSet> Batched<P> {
             .unwrap_or_else(PoisonError::into_inner)
             .timer = false;
         if let Err(error) = self.flush() {
-            tracing::error!(target: "streampod::messages", channel = %self.channel, %error, "batched post failed");
+            tracing::error!(target: "streampod::messages", channel = %PeerText(&self.channel), %error, "batched post failed");
         }
     }
 }

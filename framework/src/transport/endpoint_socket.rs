@@ -27,6 +27,7 @@ use crate::session::outbound::Limits;
 use crate::session::state::{SessionHandle, SessionShared};
 use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
+use crate::util::peer_text::PeerText;
 use crate::ws::frame::TextFrame;
 use crate::ws::reader::FrameReader;
 
@@ -218,7 +219,7 @@ impl<P: ModelSet> Connection<P> {
 
     fn reject(&self, error: &ErrorFrame<'_>) {
         let sent = self.shared.push_error(error);
-        tracing::debug!(target: "streampod::connection", code = %error.code, message = %error.message, sent, "rejected frame");
+        tracing::debug!(target: "streampod::connection", code = %error.code, message = %PeerText(&error.message), sent, "rejected frame");
     }
 
     /// Whether a frame for the endpoint with index `endpoint` (or for the session) is

@@ -26,6 +26,7 @@ use crate::transport::context::{Io, SocketContext};
 use crate::transport::keepalive::Keepalive;
 use crate::transport::write_task::write_loop;
 use crate::util::panic_text::panic_message;
+use crate::util::peer_text::PeerText;
 use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
@@ -229,7 +230,7 @@ impl<P: ModelSet> Socket<P> {
     fn bad_request(&self, request: &str, why: &str) {
         static BAD_INPUT: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
         if let Some(suppressed) = BAD_INPUT.ready() {
-            tracing::info!(target: "streampod::method_socket", %why, suppressed, "closing on a bad request");
+            tracing::info!(target: "streampod::method_socket", why = %PeerText(why), suppressed, "closing on a bad request");
         }
         let mut end = request.len().min(ECHOED_REQUEST);
         while !request.is_char_boundary(end) {
@@ -294,7 +295,7 @@ impl<P: ModelSet> Socket<P> {
                 reason,
             } => self.cancel(&call, reason),
             MethodStreamFrame::BadRequest { request } => {
-                tracing::debug!(target: "streampod::method_socket", %request, "the client reported a bad request; closing");
+                tracing::debug!(target: "streampod::method_socket", request = %PeerText(&request), "the client reported a bad request; closing");
                 self.shared
                     .close(CloseCode::Normal, "the client reported a bad request");
             }
@@ -339,7 +340,7 @@ impl<P: ModelSet> Socket<P> {
             );
         }
         let refuse = |socket: &Self, result: OpenResult, why: &str| {
-            tracing::debug!(target: "streampod::method_socket", endpoint = %open.call.endpoint, method = %open.call.method, %why, result = result.as_str(), "call refused");
+            tracing::debug!(target: "streampod::method_socket", endpoint = %PeerText(&open.call.endpoint), method = %PeerText(&open.call.method), why = %PeerText(why), result = result.as_str(), "call refused");
             // Only names the server knows become labels.
             let (endpoint, method) = match socket.context.methods.get(&open.call.endpoint) {
                 Some((name, methods)) => (
@@ -474,7 +475,7 @@ impl<P: ModelSet> Socket<P> {
         if result.is_err() {
             static OVERFLOW: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
             if let Some(suppressed) = OVERFLOW.ready() {
-                tracing::info!(target: "streampod::method_socket", endpoint = %call.endpoint, method = %call.method, parameter, suppressed, "input stream closed: the client sent faster than the method read (or the method stopped reading)");
+                tracing::info!(target: "streampod::method_socket", endpoint = %PeerText(&call.endpoint), method = %PeerText(&call.method), parameter = %PeerText(parameter), suppressed, "input stream closed: the client sent faster than the method read (or the method stopped reading)");
             }
             self.close_input(call, parameter, Some(InputEvent::Overflow));
             self.send(
@@ -695,7 +696,7 @@ impl<P: ModelSet> CallTask<P> {
         ) {
             Ok(stream) => stream,
             Err(error) => {
-                tracing::debug!(target: "streampod::method_socket", %error, "arguments refused");
+                tracing::debug!(target: "streampod::method_socket", error = %PeerText(&error.to_string()), "arguments refused");
                 self.respond(OpenResult::InvalidArguments);
                 return None;
             }
@@ -750,7 +751,7 @@ impl<P: ModelSet> CallTask<P> {
                 // core, bad arguments, no access): the matching open result, and no
                 // stream. Anything else (an exception, a panic) still opens, then ends.
                 if let Some(refusal) = open_refusal(&failure) {
-                    tracing::debug!(target: "streampod::method_socket", error = %failure, result = refusal.as_str(), "call refused by the method");
+                    tracing::debug!(target: "streampod::method_socket", error = %PeerText(&failure.to_string()), result = refusal.as_str(), "call refused by the method");
                     self.respond(refusal);
                     return None;
                 }
@@ -771,7 +772,7 @@ impl<P: ModelSet> CallTask<P> {
                     tracing::error!(target: "streampod::method_socket", error = %detail, "streaming method failed");
                 }
                 None => {
-                    tracing::debug!(target: "streampod::method_socket", error = %failure, "streaming method ended with an error");
+                    tracing::debug!(target: "streampod::method_socket", error = %PeerText(&failure.to_string()), "streaming method ended with an error");
                 }
             }
             break CloseReason::Error;

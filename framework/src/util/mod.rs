@@ -1,6 +1,6 @@
 //! Leaf helpers every other folder may use and that use nothing of the crate: retry
-//! backoff, random numbers, rate-limited logging, a one-way flag, the text of a caught
-//! panic.
+//! backoff, random numbers, rate-limited logging and peer text made safe to log, a one-way flag, the text
+//! of a caught panic.
 
 #[cfg(any(feature = "client", feature = "redis"))]
 pub(crate) mod backoff;
@@ -10,5 +10,7 @@ pub(crate) mod flag;
 pub(crate) mod log_limit;
 #[cfg(feature = "server")]
 pub(crate) mod panic_text;
+#[cfg(feature = "server")]
+pub(crate) mod peer_text;
 #[cfg(any(feature = "server", feature = "client"))]
 pub(crate) mod random;

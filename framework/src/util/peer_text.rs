@@ -1,0 +1,58 @@
+//! Text a peer chose, made safe to log: control characters (a newline that would start a
+//! forged log line, terminal escapes) are written escaped, and the text is cut to a
+//! bounded length with the size of what was left out.
+
+use std::fmt;
+
+/// The most characters of a peer's text a log line shows.
+pub(crate) const MAX_LOGGED_CHARS: usize = 128;
+
+/// Displays text a peer chose (a room name, a frame's field) safe for a log line: control
+/// characters escaped, so no newline can start a forged line, and cut to 128
+/// characters with the size of the rest.
+///
+/// ```
+/// use streampod::PeerText;
+/// let room = "lobby\nINFO forged";
+/// tracing::info!(room = %PeerText(room), "joined");
+/// assert_eq!(PeerText(room).to_string(), "lobby\\u{a}INFO forged");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct PeerText<'a>(pub &'a str);
+
+impl fmt::Display for PeerText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (shown, (at, c)) in self.0.char_indices().enumerate() {
+            if shown == MAX_LOGGED_CHARS {
+                return write!(f, "…(+{} bytes)", self.0.len() - at);
+            }
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_so_no_line_can_be_forged() {
+        let shown = PeerText("x\nINFO forged\r\u{1b}[31m\u{202e}").to_string();
+        assert_eq!(shown, "x\\u{a}INFO forged\\u{d}\\u{1b}[31m\\u{202e}");
+        assert!(!shown.contains('\n'));
+    }
+
+    #[test]
+    fn long_text_is_cut_with_the_size_left_out() {
+        let long = "é".repeat(1000);
+        let shown = PeerText(&long).to_string();
+        assert!(shown.starts_with(&"é".repeat(MAX_LOGGED_CHARS)));
+        assert!(shown.ends_with(&format!("…(+{} bytes)", 2 * (1000 - MAX_LOGGED_CHARS))));
+        assert_eq!(PeerText("short").to_string(), "short");
+    }
+}
