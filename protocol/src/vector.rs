@@ -34,6 +34,11 @@ pub struct InvalidVector {
 }
 
 impl SparseVector {
+    /// The most dimensions a sparse vector read from text (the wire) may have:
+    /// 1,000,000, so [`to_dense`](Self::to_dense) of a peer's vector allocates at most
+    /// 8 MB. (pgvector allows more; a vector built in code is not limited.)
+    pub const MAX_DIMENSIONS: usize = 1_000_000;
+
     /// The non-zero entries of `dense`.
     pub fn from_dense(dense: &[f64]) -> Self {
         let (indices, values) = dense
@@ -104,7 +109,7 @@ impl FromStr for SparseVector {
     fn from_str(text: &str) -> Result<Self, InvalidVector> {
         let fail = |reason| InvalidVector {
             kind: "SparseVector",
-            text: text.to_owned(),
+            text: text.chars().take(64).collect(),
             reason,
         };
         let (body, dimensions) = text
@@ -115,6 +120,9 @@ impl FromStr for SparseVector {
             .trim()
             .parse()
             .map_err(|_| fail("bad dimensions"))?;
+        if dimensions > SparseVector::MAX_DIMENSIONS {
+            return Err(fail("more dimensions than SparseVector::MAX_DIMENSIONS"));
+        }
         let mut entries = Vec::new();
         for entry in body.split(',').filter(|e| !e.trim().is_empty()) {
             let (index, value) = entry
@@ -180,7 +188,7 @@ impl FromStr for Bits {
                 '1' => Ok(true),
                 _ => Err(InvalidVector {
                     kind: "Bit",
-                    text: text.to_owned(),
+                    text: text.chars().take(64).collect(),
                     reason: "only 0 and 1",
                 }),
             })
@@ -192,6 +200,20 @@ impl FromStr for Bits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_cannot_ask_for_a_dense_vector_of_a_billion_dimensions() {
+        let huge = format!("{{1:1}}/{}", SparseVector::MAX_DIMENSIONS + 1);
+        let error = huge.parse::<SparseVector>().unwrap_err();
+        assert!(error.to_string().contains("MAX_DIMENSIONS"), "{error}");
+        let at_limit = format!("{{1:1}}/{}", SparseVector::MAX_DIMENSIONS);
+        let v: SparseVector = at_limit.parse().unwrap();
+        assert_eq!(v.to_dense().len(), SparseVector::MAX_DIMENSIONS);
+        // The error quotes at most 64 characters of the text.
+        let long = format!("{{{}}}/5", "1:1,".repeat(10_000));
+        let message = long.parse::<SparseVector>().unwrap_err().to_string();
+        assert!(message.len() < 200, "{message}");
+    }
 
     #[test]
     fn sparse_vectors_read_and_write_pgvector_text() {

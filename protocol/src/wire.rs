@@ -253,6 +253,19 @@ wire_via_string!(
     |text| Uri::parse(text).map_err(|e| e.to_string())
 );
 
+/// The most decimal digits a `BigInt` read from the wire may have (a sign aside):
+/// 10,000, about 33,000 bits, far beyond any id or amount, while parsing stays in
+/// microseconds.
+pub const MAX_BIGINT_DIGITS: usize = 10_000;
+
+/// `text` cut to 64 characters for an error message.
+fn cut(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
 impl WireValue for BigInt {
     fn encode<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_string())
@@ -260,8 +273,16 @@ impl WireValue for BigInt {
 
     fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let visitor = StrVisitor::new("a BigInt as a decimal string", |text| {
+            // Decimal parsing costs the square of the length: a peer's megabyte of
+            // digits would take seconds.
+            let digits = text.trim_start_matches(['-', '+']).len();
+            if digits > MAX_BIGINT_DIGITS {
+                return Err(format!(
+                    "a BigInt of {digits} digits exceeds the limit of {MAX_BIGINT_DIGITS}"
+                ));
+            }
             text.parse::<BigInt>()
-                .map_err(|e| format!("invalid BigInt '{text}': {e}"))
+                .map_err(|e| format!("invalid BigInt '{}': {e}", cut(text)))
         })
         .with_int(|value| Ok(BigInt::from(value)));
         deserializer.deserialize_any(visitor)

@@ -136,6 +136,31 @@ fn entry_collections_refuse_lists_that_would_cost_quadratic_time() {
 }
 
 #[test]
+fn a_bigint_of_a_megabyte_of_digits_is_refused_at_once() {
+    use streampod_protocol::wire::MAX_BIGINT_DIGITS;
+    let digits = |n: usize| format!("\"-{}\"", "9".repeat(n));
+    assert_eq!(
+        decode::<BigInt>(&digits(MAX_BIGINT_DIGITS))
+            .unwrap()
+            .to_string()
+            .len(),
+        MAX_BIGINT_DIGITS + 1
+    );
+    let started = std::time::Instant::now();
+    let err = decode::<BigInt>(&digits(1_000_000)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a BigInt of 1000000 digits exceeds the limit of 10000"),
+        "{err}"
+    );
+    // Refused without parsing (a parse of a million digits takes seconds).
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    // A malformed one is quoted in part only.
+    let err = decode::<BigInt>(&format!("\"{}x\"", "1".repeat(5_000))).unwrap_err();
+    assert!(err.to_string().len() < 300, "{err}");
+}
+
+#[test]
 fn golden_uuid_uri_bigint_bytes() {
     golden(
         &Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap(),
