@@ -1,6 +1,7 @@
 //! The Redis Cluster backplane (`ClusterConfig::redis_cluster`): three streampod nodes
 //! over a real three-master Redis Cluster on loopback. Rooms spread over the shards
-//! (sharded pub/sub), every member gets every post once and in each publisher's order,
+//! (sharded pub/sub) whatever hash tags their names carry, every member gets every post
+//! once and in each publisher's order,
 //! and a killed master makes global posts fail honestly until it is back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -86,7 +87,9 @@ async fn rooms_spread_over_shards_and_every_member_gets_every_post_once_in_order
         node(&cluster).await,
         node(&cluster).await,
     ];
-    let rooms: Vec<String> = (0..12).map(|n| format!("room-{n}")).collect();
+    // Every room name carries the same Redis Cluster hash tag: were it not escaped, the
+    // client would put all of them on one shard.
+    let rooms: Vec<String> = (0..12).map(|n| format!("{{steer}}-{n}")).collect();
     let mut members = Vec::new();
     for node in &nodes {
         members.push(member(node, &rooms).await);

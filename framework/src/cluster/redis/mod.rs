@@ -2,6 +2,7 @@
 //! pub/sub connection for the channels this node listens on and a multiplexed one
 //! pipelining the publishes (see the [module docs](super)).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ use supervisor::{Supervisor, Target};
 /// A node's handle on the cluster: cheap checks, never waits.
 pub(crate) struct RedisBackplane {
     prefix: String,
+    /// On a Redis Cluster: channel names are escaped (see [`escape_hash_tags`]).
+    sharded: bool,
     /// This node's id in envelopes (random per process start).
     node: u64,
     state: watch::Receiver<ClusterState>,
@@ -55,7 +58,8 @@ enum Change {
 impl RedisBackplane {
     /// Starts the supervisor and publisher tasks on the current runtime.
     pub(crate) fn start(config: ClusterConfig, deliver: Sink) -> Result<Self, InvalidRedisUrl> {
-        let target = if config.cluster_nodes.is_empty() {
+        let sharded = !config.cluster_nodes.is_empty();
+        let target = if !sharded {
             Target::Single(redis::Client::open(config.url.as_str()).map_err(InvalidRedisUrl)?)
         } else {
             sharded::target(&config)?
@@ -114,6 +118,7 @@ impl RedisBackplane {
         tokio::spawn(supervisor.run(changes));
         Ok(Self {
             prefix,
+            sharded,
             node,
             presence,
             presence_resets,
@@ -206,7 +211,12 @@ impl RedisBackplane {
 
     /// The Redis channel of streampod channel `name`.
     fn channel_name(&self, name: &str) -> String {
-        format!("{}{name}", channel_prefix(&self.prefix))
+        let prefix = channel_prefix(&self.prefix);
+        if self.sharded {
+            format!("{prefix}{}", escape_hash_tags(name))
+        } else {
+            format!("{prefix}{name}")
+        }
     }
 
     /// Stops the supervisor and publisher; the connections close with them.
@@ -231,6 +241,50 @@ impl RedisBackplane {
     }
 }
 
+/// A channel's name as it goes into a Redis Cluster channel: `%`, `{` and `}` written as
+/// `%25`, `%7B` and `%7D`. Redis Cluster hashes only what stands between the first `{`
+/// and the next `}` when there is such a tag: unescaped, a client could name its rooms
+/// `{x}-1`, `{x}-2`, … and steer every one of them to one shard. Escaped, the server
+/// decides the slot (the hash of the whole name).
+fn escape_hash_tags(name: &str) -> Cow<'_, str> {
+    if !name.contains(['%', '{', '}']) {
+        return Cow::Borrowed(name);
+    }
+    let mut escaped = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            '{' => escaped.push_str("%7B"),
+            '}' => escaped.push_str("%7D"),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// The channel name [`escape_hash_tags`] made `escaped` from; `None` for a name it
+/// cannot have made.
+fn unescape_hash_tags(escaped: &str) -> Option<Cow<'_, str>> {
+    if !escaped.contains('%') {
+        return Some(Cow::Borrowed(escaped));
+    }
+    let mut name = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('%') {
+        name.push_str(&rest[..at]);
+        let (c, after) = match rest.get(at..at + 3)? {
+            "%25" => ('%', at + 3),
+            "%7B" => ('{', at + 3),
+            "%7D" => ('}', at + 3),
+            _ => return None,
+        };
+        name.push(c);
+        rest = &rest[after..];
+    }
+    name.push_str(rest);
+    Some(Cow::Owned(name))
+}
+
 fn channel_prefix(prefix: &str) -> String {
     format!("{prefix}:channel:")
 }
@@ -246,6 +300,18 @@ const HISTORY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_tags_in_names_are_escaped_and_come_back() {
+        for name in ["room-1", "{x}-1", "100%", "%7B", "a{b}c}{", "é{}%"] {
+            let escaped = escape_hash_tags(name);
+            assert!(!escaped.contains(['{', '}']), "{escaped}");
+            assert_eq!(unescape_hash_tags(&escaped).unwrap(), name);
+        }
+        assert_eq!(escape_hash_tags("{x}-1"), "%7Bx%7D-1");
+        assert_eq!(unescape_hash_tags("%zz"), None);
+        assert_eq!(unescape_hash_tags("50%"), None);
+    }
 
     #[test]
     fn channel_names_carry_the_prefix() {

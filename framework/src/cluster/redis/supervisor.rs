@@ -1,6 +1,7 @@
 //! The supervisor task that owns a node's Redis connections: connects, subscribes,
 //! receives, watches liveness, reconnects with backoff.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::publisher::Publisher;
-use super::{history, Change, ClusterConfig};
+use super::{history, unescape_hash_tags, Change, ClusterConfig};
 use crate::cluster::{ClusterState, Received, Sink};
 
 /// While Redis stays unreachable, one line per this long.
@@ -313,14 +314,27 @@ impl Supervisor {
 
     /// Hands a message of Redis channel `name` to the central.
     pub(super) fn deliver_from(&self, name: &str, payload: &[u8]) {
-        let channel = if name == self.broadcast {
-            None
-        } else if let Some(channel) = name.strip_prefix(&self.channel_prefix) {
-            Some(channel)
-        } else {
+        if name == self.broadcast {
+            return (self.deliver)(Received {
+                channel: None,
+                payload,
+            });
+        }
+        let Some(channel) = name.strip_prefix(&self.channel_prefix) else {
             return;
         };
-        (self.deliver)(Received { channel, payload });
+        // On a Redis Cluster the name went out escaped (see `escape_hash_tags`).
+        let channel = match self.target {
+            Target::Sharded { .. } => match unescape_hash_tags(channel) {
+                Some(channel) => channel,
+                None => return,
+            },
+            Target::Single(_) => Cow::Borrowed(channel),
+        };
+        (self.deliver)(Received {
+            channel: Some(&channel),
+            payload,
+        });
     }
 }
 
