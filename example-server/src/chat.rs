@@ -43,7 +43,12 @@ pub struct ChatEndpoint {
     room_history: Option<HistoryConfig>,
     /// Where messages are kept for late joiners and scrollback, if anywhere.
     store: Option<ChatStore>,
+    /// The longest message content taken, in bytes; `None`: [`MAX_MESSAGE_BYTES`].
+    max_message_bytes: Option<usize>,
 }
+
+/// The longest message content a room takes by default: 4 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 10;
 
 impl ChatEndpoint {
     /// Rooms keep `history` for clients that reconnect (`streampod.v1` clients recover
@@ -54,6 +59,15 @@ impl ChatEndpoint {
             room_history: Some(history),
             ..Self::default()
         }
+    }
+
+    /// Takes message contents of at most `bytes` (default [`MAX_MESSAGE_BYTES`]); a
+    /// longer one is refused to its sender with an `InvalidRequest`, and neither
+    /// stored nor posted.
+    #[must_use]
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
     }
 
     /// Keeps every room's messages in `store`: a session joining a room gets the newest
@@ -246,6 +260,17 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 Ok(())
             }
             Protocol::ChatMessage(mut chat) => {
+                let limit = self.max_message_bytes.unwrap_or(MAX_MESSAGE_BYTES);
+                if chat.content.len() > limit {
+                    return refuse(
+                        session,
+                        format!(
+                            "a message of {} bytes exceeds the limit of {limit} bytes",
+                            chat.content.len()
+                        ),
+                        Some("content"),
+                    );
+                }
                 if !joined.rooms().contains(&chat.channel_id) {
                     return refuse(
                         session,

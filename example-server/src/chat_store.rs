@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use streampod::protocol::types::DateTime;
@@ -17,6 +18,17 @@ use crate::models::ChatMessage;
 
 /// Most messages one page may hold (`chat.history`'s `limit`).
 pub const MAX_PAGE: u32 = 200;
+
+/// Most bytes of messages one page holds (a join's history, a `chat.history` answer):
+/// 256 KiB, whatever `limit` says. A page holds at least one message, so a message
+/// stored before posts were capped still reaches its readers, alone on its page.
+pub const PAGE_BYTES: usize = 256 << 10;
+
+/// The bytes a message counts for against [`PAGE_BYTES`]: its text, and a little for
+/// the rest of it.
+fn page_bytes(message: &ChatMessage) -> usize {
+    message.content.len() + message.sender_name.len() + message.channel_id.len() + 96
+}
 
 /// How long a query may wait for a pooled connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -190,7 +202,9 @@ impl ChatStore {
     }
 
     /// Up to `limit` of `room`'s messages with ids below `before` (the newest when
-    /// `None`), oldest first, and whether older ones remain.
+    /// `None`) and within [`PAGE_BYTES`], oldest first, and whether older ones remain.
+    /// Rows are read newest first and reading stops at the budget, so a page costs at
+    /// most one message more than it holds.
     ///
     /// # Errors
     ///
@@ -202,7 +216,7 @@ impl ChatStore {
         limit: u32,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let limit = limit.min(MAX_PAGE);
-        let rows = sqlx::query(
+        let mut rows = sqlx::query(
             "SELECT id, channel_id, sender_name, sender_id, content, sent_at_micros
              FROM chat_messages WHERE channel_id = $1 AND id < $2
              ORDER BY id DESC LIMIT $3",
@@ -211,14 +225,17 @@ impl ChatStore {
         .bind(before.unwrap_or(i64::MAX))
         // One more than asked: whether older messages remain.
         .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let more = rows.len() > limit as usize;
-        let mut messages = rows
-            .iter()
-            .take(limit as usize)
-            .map(message_of)
-            .collect::<Result<Vec<_>, _>>()?;
+        .fetch(&self.pool);
+        let (mut messages, mut bytes, mut more) = (Vec::new(), 0, false);
+        while let Some(row) = rows.try_next().await? {
+            let message = message_of(&row)?;
+            bytes += page_bytes(&message);
+            if messages.len() == limit as usize || (!messages.is_empty() && bytes > PAGE_BYTES) {
+                more = true;
+                break;
+            }
+            messages.push(message);
+        }
         messages.reverse();
         Ok((messages, more))
     }

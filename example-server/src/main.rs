@@ -83,6 +83,10 @@ struct Args {
     /// recover what they missed while disconnected; `0` (the default) keeps none.
     #[arg(long, env = "STREAMPOD_ROOM_HISTORY", default_value_t = 0)]
     room_history: usize,
+    /// The longest chat message content a room takes, in bytes; a longer one is refused
+    /// to its sender.
+    #[arg(long, env = "STREAMPOD_MAX_MESSAGE_BYTES", default_value_t = example_server::chat::MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
     /// Print what the HTTP methods take and answer (the JSON `streampod-codegen
     /// typescript … --methods` reads) and exit, serving nothing.
     #[arg(long)]
@@ -150,7 +154,8 @@ async fn main() -> std::process::ExitCode {
     let chat = match args.room_history {
         0 => ChatEndpoint::default(),
         size => ChatEndpoint::with_room_history(HistoryConfig::new(size, ROOM_HISTORY_TTL)),
-    };
+    }
+    .with_max_message_bytes(args.max_message_bytes);
     let chat = match args.database_url.as_str() {
         "none" => {
             tracing::info!("chat messages are not stored (--database-url none)");

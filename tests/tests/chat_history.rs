@@ -202,3 +202,76 @@ async fn a_cluster_shares_one_history_in_postgres() {
         node.shutdown().await;
     }
 }
+
+/// A stored message of `content` in room `lobby`.
+fn stored(content: String) -> example_server::models::ChatMessage {
+    example_server::models::ChatMessage {
+        id: None,
+        sender_name: "mallory (guest 1)".into(),
+        content,
+        timestamp: streampod::protocol::types::DateTime::from(std::time::SystemTime::now()),
+        channel_id: "lobby".into(),
+        exclude_sender: false,
+        sender_id: None,
+    }
+}
+
+#[tokio::test]
+async fn a_room_of_megabyte_posts_stays_joinable_and_big_posts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("chat.db").display());
+    // Nine posts of a megabyte each, as a server without the message cap stored them:
+    // 9 MB of history, more than a session's outbound queue holds (8 MiB).
+    let store = ChatStore::open(&url).await.unwrap();
+    for n in 0..9 {
+        store
+            .save(&stored(format!("{n}").repeat(1_000_000)))
+            .await
+            .unwrap();
+    }
+    let server = server_on(&url).await;
+
+    // Every newcomer can join: its history page stops at the byte budget (the newest
+    // message, alone) and says more remain; the socket stays open.
+    for _ in 0..3 {
+        let mut client = TestClient::connect(server.local_addr(), "").await;
+        client.chat_subscription("lobby", true).await;
+        let history = next_of(&mut client, "ChatHistory").await;
+        assert_eq!(contents(&history), ["8".repeat(1_000_000)]);
+        assert_eq!(history["hasMore"], true);
+        client.until_pong().await;
+    }
+
+    // `chat.history` with the largest limit answers one page within the budget too.
+    let (status, page) = history(&server, json!({"channelId": "lobby", "limit": 200})).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+
+    // A post over the cap (4 KiB) is refused to its sender, and not stored.
+    let mut client = TestClient::connect(server.local_addr(), "").await;
+    client.chat_subscription("lobby", true).await;
+    next_of(&mut client, "ChatHistory").await;
+    client
+        .send_model(
+            "chat",
+            "ChatMessage",
+            json!({"senderName": "ann", "content": "y".repeat(5_000), "channelId": "lobby"}),
+        )
+        .await;
+    let refused = next_of(&mut client, "InvalidRequest").await;
+    assert_eq!(refused["field"], "content");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("a message of 5000 bytes exceeds the limit of 4096 bytes"),
+        "{refused}"
+    );
+    let (newest, _) = store.page("lobby", None, 1).await.unwrap();
+    assert_eq!(
+        newest[0].content,
+        "8".repeat(1_000_000),
+        "nothing was stored"
+    );
+    server.shutdown().await;
+}
