@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde_json::json;
 use streampod::auth::{self, AuthInfo, Scope};
 use streampod::client::{
-    Backoff, CallError, Client, ClientError, CloseInfo, ConnectionState, Incoming, NoException,
+    Backoff, CallError, Client, ClientError, CloseInfo, ConnectionState, Incoming, MethodClient,
+    NoException,
 };
 use streampod::messages::Reach;
 use streampod::protocol::ErrorCode;
@@ -496,4 +497,71 @@ async fn a_serverpod_server_without_the_subprotocol_is_still_reached() {
         .unwrap();
     assert_eq!(next_message(&client).await.1.content, "from serverpod");
     client.close().await;
+}
+
+/// A server that reads one request and answers it with `head`, then, when `flood`, an
+/// endless body (counting what it managed to write), else nothing more for a minute.
+async fn hostile_http(head: &'static str, flood: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let count = written.clone();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = vec![0; 4096];
+        let _ = socket.read(&mut request).await;
+        socket.write_all(head.as_bytes()).await.unwrap();
+        if !flood {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return;
+        }
+        let chunk = vec![b'1'; 64 << 10];
+        while socket.write_all(&chunk).await.is_ok() {
+            count.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+    });
+    (addr, written)
+}
+
+#[tokio::test]
+async fn a_method_call_reads_a_bounded_answer_in_bounded_time() {
+    // A gigabyte announced and sent: the call fails at the limit, having read about it.
+    let (addr, written) = hostile_http(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n",
+        true,
+    )
+    .await;
+    let calls = MethodClient::new(&format!("http://{addr}"))
+        .unwrap()
+        .max_answer_bytes(1 << 20);
+    let result = calls
+        .call::<String, NoException>("greeter", "hello", json!({}))
+        .await;
+    assert!(
+        matches!(result, Err(CallError::AnswerTooLarge { limit }) if limit == 1 << 20),
+        "{result:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = written.load(Ordering::Relaxed);
+    assert!(
+        sent < 64 << 20,
+        "the client stopped reading: {sent} bytes sent"
+    );
+
+    // An answer that starts and never ends: the call gives up at its timeout.
+    let (addr, _) = hostile_http(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n\"abc",
+        false,
+    )
+    .await;
+    let calls = MethodClient::new(&format!("http://{addr}"))
+        .unwrap()
+        .call_timeout(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let result = calls
+        .call::<String, NoException>("greeter", "hello", json!({}))
+        .await;
+    assert!(matches!(result, Err(CallError::TimedOut(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

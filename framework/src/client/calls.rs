@@ -3,10 +3,11 @@
 //! or without a WebSocket open.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::Serialize;
 
 use super::error::{CallError, ClientError};
@@ -37,7 +38,17 @@ pub struct MethodClient {
     transport: Arc<Transport>,
     /// The `/v1/websocket` socket streaming calls share.
     streams: Arc<MethodSocket>,
+    /// The largest answer body a call reads.
+    max_answer_bytes: usize,
+    /// How long a call may take, answer read included.
+    call_timeout: Duration,
 }
+
+/// The largest answer body a method call reads by default: 16 MiB.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// How long a method call may take by default, its answer read included: 30 s.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for MethodClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +73,26 @@ impl MethodClient {
         Self {
             transport,
             streams: Arc::default(),
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
+    }
+
+    /// Reads answers of at most `bytes` (default [`DEFAULT_MAX_ANSWER_BYTES`]); a larger
+    /// one fails the call with [`CallError::AnswerTooLarge`] as soon as it passes the
+    /// limit, so a broken or hostile server cannot fill this process's memory.
+    #[must_use]
+    pub fn max_answer_bytes(mut self, bytes: usize) -> Self {
+        self.max_answer_bytes = bytes;
+        self
+    }
+
+    /// Gives each call at most `timeout` (default [`DEFAULT_CALL_TIMEOUT`]), its answer
+    /// read included; a slower one fails with [`CallError::TimedOut`].
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
     }
 
     /// Opens the streaming method `endpoint.method` (Serverpod 2.1+ streaming methods,
@@ -131,20 +161,31 @@ impl MethodClient {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallError::Arguments(Box::new(e)))?;
-        let response = self
-            .transport
-            .http
-            .request(request)
+        let limit = self.max_answer_bytes;
+        let exchange = async {
+            let response = self
+                .transport
+                .http
+                .request(request)
+                .await
+                .map_err(|e| CallError::Transport(Box::new(e)))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|error| {
+                    if error.downcast_ref::<LengthLimitError>().is_some() {
+                        CallError::AnswerTooLarge { limit }
+                    } else {
+                        CallError::Transport(error)
+                    }
+                })?
+                .to_bytes();
+            answer(status, &body)
+        };
+        tokio::time::timeout(self.call_timeout, exchange)
             .await
-            .map_err(|e| CallError::Transport(Box::new(e)))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| CallError::Transport(Box::new(e)))?
-            .to_bytes();
-        answer(status, &body)
+            .unwrap_or(Err(CallError::TimedOut(self.call_timeout)))
     }
 }
 

@@ -127,4 +127,16 @@ pub enum CallError<E> {
     /// The request could not be sent or the answer read.
     #[error("the request failed")]
     Transport(#[source] BoxError),
+    /// The answer's body was larger than
+    /// [`MethodClient::max_answer_bytes`](super::MethodClient::max_answer_bytes); it
+    /// was not read further.
+    #[error("the answer exceeds the limit of {limit} bytes")]
+    AnswerTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The call took longer than
+    /// [`MethodClient::call_timeout`](super::MethodClient::call_timeout).
+    #[error("the call took longer than {0:?}")]
+    TimedOut(std::time::Duration),
 }

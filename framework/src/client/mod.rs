@@ -37,7 +37,9 @@ mod text;
 mod transport;
 
 pub use crate::protocol::method_stream::OpenResult;
-pub use calls::{CallException, MethodClient, NoException};
+pub use calls::{
+    CallException, MethodClient, NoException, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_ANSWER_BYTES,
+};
 pub use connection::{Client, ClientBuilder, ConnectionState, Incoming};
 pub use error::{BoxError, CallError, ClientError, CloseInfo};
 pub use method_streams::{InputSink, StreamCall, StreamCallError};
