@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 runs=${1:-10000000}
 seconds=${2:-900}
-targets=(frame wire_values call_args codegen_yaml)
+targets=(frame wire_values call_args codegen_yaml method_stream)
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
