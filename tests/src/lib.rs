@@ -5,6 +5,7 @@
 //! compiled by `cargo test`.
 #![doc = include_str!("../../README.md")]
 
+pub mod captured_log;
 pub mod client;
 pub mod cut_proxy;
 pub mod http;

@@ -6,37 +6,16 @@
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::json;
 use streampod::Server;
+use streampod_tests::captured_log::Captured;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::Protocol;
 use streampod_tests::recorder::Recorder;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// Opens a `/v1/websocket` socket, sends `frame`, and waits until the server closed it.
 async fn send_bad_frame(addr: std::net::SocketAddr, frame: String) {
@@ -61,13 +40,7 @@ async fn send_bad_frame(addr: std::net::SocketAddr, frame: String) {
 
 #[tokio::test]
 async fn what_a_peer_chose_is_logged_escaped_and_cut() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("streampod=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = Captured::install("streampod=debug");
 
     let server: Server<Protocol> = Server::builder()
         .endpoint("chat", Recorder::default())
