@@ -83,6 +83,13 @@ pub struct ServerConfig {
     /// it, a flood does. `None` switches it off; an endpoint can set its own
     /// ([`Endpoint::inbound_rate_limit`](crate::Endpoint::inbound_rate_limit)).
     pub inbound_rate_limit: Option<RateLimit>,
+    /// HTTP method calls per second one client address may make, as a token bucket;
+    /// a call over it gets `429` with `Retry-After` and a JSON body (code
+    /// `rate_limited`) and is not run. Default 50 per second with bursts of 200: a page
+    /// or an app calls a few times a second, a script guessing keys or flooding does
+    /// not get far. Clients behind one NAT or proxy share it: raise it there, or `None`
+    /// to switch it off (and limit at the proxy).
+    pub http_call_rate_limit: Option<RateLimit>,
     /// Most TCP connections open at once. At the cap, the connection that has waited
     /// longest without a complete request (new, or idle between keep-alive requests)
     /// is closed to admit the new one; when every connection is busy the new one gets
@@ -152,6 +159,7 @@ impl Default for ServerConfig {
             max_channel_name_len: 255,
             max_total_queued_bytes: 1 << 30,
             inbound_rate_limit: Some(RateLimit::default()),
+            http_call_rate_limit: Some(RateLimit::new(50, 200)),
             max_connections: default_max_connections(),
             max_connections_per_ip: None,
             listen_backlog: 65_535,
@@ -196,6 +204,7 @@ setters! {
     max_channel_name_len: usize,
     max_total_queued_bytes: usize,
     inbound_rate_limit: Option<RateLimit>,
+    http_call_rate_limit: Option<RateLimit>,
     max_connections: usize,
     max_connections_per_ip: Option<usize>,
     listen_backlog: u32,

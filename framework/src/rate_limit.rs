@@ -74,6 +74,13 @@ impl Bucket {
         self.limit
     }
 
+    /// Whether the bucket would be full at `now` (it has been idle long enough).
+    fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated);
+        self.tokens + elapsed.as_secs_f64() * f64::from(self.limit.per_second)
+            >= f64::from(self.limit.burst)
+    }
+
     /// Takes a token for one frame arriving at `now`.
     pub(crate) fn take(&mut self, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.updated);
@@ -131,10 +138,78 @@ impl InboundLimiter {
     }
 }
 
+/// Most client addresses [`PerAddress`] tracks before it forgets the idle ones.
+const TRACKED_ADDRESSES: usize = 16_384;
+
+/// One bucket per client address (HTTP method calls), bounded in memory: once
+/// [`TRACKED_ADDRESSES`] are tracked, buckets that have refilled are forgotten (a
+/// forgotten one would start full anyway), and if all are busy, all start afresh.
+#[derive(Debug)]
+pub(crate) struct PerAddress {
+    limit: RateLimit,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Bucket>>,
+}
+
+impl PerAddress {
+    pub(crate) fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            buckets: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Takes a token for one call from `address`: `Err` with the seconds to wait when
+    /// it is over the limit.
+    pub(crate) fn take(&self, address: std::net::IpAddr) -> Result<(), u32> {
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= TRACKED_ADDRESSES && !buckets.contains_key(&address) {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+            if buckets.len() >= TRACKED_ADDRESSES {
+                // That many addresses busy at once: start every bucket afresh rather
+                // than grow (each address gets one more burst).
+                buckets.clear();
+            }
+        }
+        let bucket = buckets
+            .entry(address)
+            .or_insert_with(|| Bucket::new(self.limit, now));
+        match bucket.take(now) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Refused | Verdict::Abusive => {
+                // A token comes back every 1 / per_second seconds.
+                let wait = 1.0 / f64::from(self.limit.per_second.max(1));
+                Err(wait.ceil().max(1.0) as u32)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn each_address_has_its_bucket_and_idle_ones_are_forgotten() {
+        let limiter = PerAddress::new(RateLimit::new(1, 2));
+        let (a, b) = (
+            std::net::IpAddr::from([10, 0, 0, 1]),
+            std::net::IpAddr::from([10, 0, 0, 2]),
+        );
+        assert_eq!(limiter.take(a), Ok(()));
+        assert_eq!(limiter.take(a), Ok(()));
+        assert_eq!(limiter.take(a), Err(1));
+        assert_eq!(limiter.take(b), Ok(()), "another address is not held back");
+        // Many addresses: the idle (full) buckets go, the map stays bounded.
+        for n in 0..u32::try_from(TRACKED_ADDRESSES * 2).unwrap() {
+            let _ = limiter.take(std::net::IpAddr::from((n + (1 << 24)).to_be_bytes()));
+        }
+        assert!(limiter.buckets.lock().unwrap().len() <= TRACKED_ADDRESSES + 1);
+    }
 
     /// How long a bucket at `limit` takes to refill completely.
     fn refill_time(limit: RateLimit) -> Duration {

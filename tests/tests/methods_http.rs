@@ -13,7 +13,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use streampod::auth::{self, AuthInfo, Scope};
 use streampod::messages::Reach;
-use streampod::{endpoint, EndpointError, MethodError, Server, ServerConfig, Session};
+use streampod::{endpoint, EndpointError, MethodError, RateLimit, Server, ServerConfig, Session};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Protocol, RoomNotFound};
 use streampod_tests::http::{post, request};
@@ -474,4 +474,51 @@ async fn calls_run_concurrently() {
         "20 calls of 300 ms took {elapsed:?}: not concurrent"
     );
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_past_the_per_address_rate_limit_get_429_with_retry_after() {
+    let limited = Server::builder()
+        .methods("calc", Calc)
+        .config(ServerConfig::default().http_call_rate_limit(Some(RateLimit::new(1, 3))))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = limited.local_addr();
+    for _ in 0..3 {
+        assert_eq!(
+            post(addr, "/calc/add", r#"{"a":1,"b":1}"#).await.status,
+            StatusCode::OK
+        );
+    }
+    // Unknown methods count too: guessing names costs the same.
+    let refused = post(addr, "/calc/nope", r#"{}"#).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.body["error"]["code"], "rate_limited");
+    // A token comes back after a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        post(addr, "/calc/add", r#"{"a":1,"b":1}"#).await.status,
+        StatusCode::OK
+    );
+    limited.shutdown().await;
+
+    // Switched off, a burst of 300 calls all run.
+    let unlimited = Server::builder()
+        .methods("calc", Calc)
+        .config(ServerConfig::default().http_call_rate_limit(None))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        let answer = post(unlimited.local_addr(), "/calc/add", r#"{"a":1,"b":1}"#).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    unlimited.shutdown().await;
 }

@@ -54,6 +54,13 @@ impl MethodError {
         }
     }
 
+    /// 429 `rate_limited`, to try again after `retry_after` seconds.
+    pub(crate) fn rate_limited(message: impl fmt::Display, retry_after: u32) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        error.retry_after = Some(retry_after);
+        error
+    }
+
     /// 400 `bad_request`.
     pub fn bad_request(message: impl fmt::Display) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)

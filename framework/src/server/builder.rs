@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
+use crate::rate_limit::PerAddress;
 use crate::auth::{AuthenticationHandler, DynAuthenticationHandler};
 use crate::cluster::{Backends, Backplane, ClusterState, Inbox, Sink, DEFAULT_MAX_GLOBAL_AGE};
 #[cfg(feature = "redis")]
@@ -467,6 +468,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             connections.clone(),
         )));
         let shutdown = CancellationToken::new();
+        let config_call_limit = self.config.http_call_rate_limit;
         let config = Arc::new(self.config);
         let handle = ServerHandle::new(
             messages.clone(),
@@ -514,6 +516,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             handle,
             connections,
             cors: self.cors.as_ref().and_then(Cors::layer),
+            call_limiter: config_call_limit.map(PerAddress::new),
         }))
     }
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::header::{self, HeaderValue};
@@ -13,6 +14,7 @@ use tracing::Instrument;
 
 use super::response::{json, ResponseBody};
 use super::state::ServiceState;
+use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
 use crate::methods::Session;
 use crate::methods::args::{parse_args, Args};
@@ -45,7 +47,24 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
     let started = std::time::Instant::now();
     // Only names the server knows become metric labels: a client cannot grow them.
     let mut called: Option<(Arc<str>, &'static str)> = None;
-    let response = match call(server, request, path, remote_addr, &mut called).await {
+    let admitted = match &server.call_limiter {
+        Some(limiter) => limiter.take(remote_addr.ip()).map_err(|retry_after| {
+            static LIMITED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+            if let Some(suppressed) = LIMITED.ready() {
+                tracing::info!(target: "streampod::call", suppressed, "an address called past the HTTP call rate limit; answered 429");
+            }
+            MethodError::rate_limited(
+                "too many method calls from this address; wait and retry",
+                retry_after,
+            )
+        }),
+        None => Ok(()),
+    };
+    let outcome = match admitted {
+        Ok(()) => call(server, request, path, remote_addr, &mut called).await,
+        Err(refused) => Err(refused),
+    };
+    let response = match outcome {
         Ok(answer) => json(StatusCode::OK, answer),
         Err(error) => {
             let mut response = Response::new(ResponseBody::from(error.body().to_owned()));

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::rate_limit::PerAddress;
 use crate::transport::context::SocketContext;
 use crate::service::admission::Connections;
 use crate::endpoint::server_handle::ServerHandle;
@@ -32,4 +33,6 @@ pub(crate) struct ServiceState<P: ModelSet> {
     pub(crate) connections: Option<Arc<Connections>>,
     /// The CORS answer for browsers on other origins; `None` leaves it to the host app.
     pub(crate) cors: Option<tower_http::cors::CorsLayer>,
+    /// HTTP method calls per client address ([`ServerConfig::http_call_rate_limit`](crate::ServerConfig::http_call_rate_limit)).
+    pub(crate) call_limiter: Option<PerAddress>,
 }
