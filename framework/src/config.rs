@@ -117,6 +117,12 @@ pub struct ServerConfig {
     /// How long a method call's body may take to arrive; slower ones get `408`.
     /// Default 30 s: a 1 MiB body over a poor mobile link.
     pub http_body_timeout: Duration,
+    /// How long writing an HTTP answer may make no progress (the client reads none of
+    /// it) before the connection is dropped and the answer freed, under the convenience
+    /// server (a host app's server sets its own when the service is mounted). Default
+    /// 30 s: ten clients that ask for large answers and never read them cannot hold the
+    /// answers' memory for longer.
+    pub http_write_timeout: Duration,
     /// How long the WebSocket upgrade may take after the `101` answer before the
     /// connection is dropped. Default 10 s.
     pub websocket_handshake_timeout: Duration,
@@ -165,6 +171,7 @@ impl Default for ServerConfig {
             listen_backlog: 65_535,
             http_header_timeout: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(30),
+            http_write_timeout: Duration::from_secs(30),
             websocket_handshake_timeout: Duration::from_secs(10),
             first_frame_timeout: Duration::from_secs(30),
             metrics_path: Some("/metrics".to_owned()),
@@ -210,6 +217,7 @@ setters! {
     listen_backlog: u32,
     http_header_timeout: Duration,
     http_body_timeout: Duration,
+    http_write_timeout: Duration,
     websocket_handshake_timeout: Duration,
     first_frame_timeout: Duration,
     metrics_path: Option<String>,

@@ -9,8 +9,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use http::Method;
 use serde_json::json;
-use streampod::{Server, ServerConfig};
+use streampod::{endpoint, Server, ServerConfig};
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::Protocol;
 use streampod_tests::rooms::Rooms;
@@ -26,6 +27,40 @@ async fn start(config: ServerConfig) -> Server<Protocol> {
         .bind("127.0.0.1:0")
         .await
         .unwrap()
+}
+
+/// Answers as large as asked for (public: its method is its API).
+#[allow(missing_debug_implementations)]
+pub struct Bulk;
+
+#[endpoint]
+impl Bulk {
+    /// `bytes` bytes of text.
+    pub async fn text(&self, bytes: i64) -> String {
+        "x".repeat(usize::try_from(bytes).unwrap_or(0))
+    }
+}
+
+/// An answer far larger than what the kernel's socket buffers hold on loopback.
+const LARGE_ANSWER: usize = 32 << 20;
+
+/// Opens a connection that asks for [`LARGE_ANSWER`] bytes and reads nothing yet.
+async fn ask_for_a_large_answer(addr: SocketAddr) -> TcpStream {
+    let body = format!(r#"{{"bytes":{LARGE_ANSWER}}}"#);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /bulk/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Connections open, as `/health` counts them (the asking one included).
+async fn open_connections(addr: SocketAddr) -> u64 {
+    let health = streampod_tests::http::request(addr, Method::GET, "/health", "", &[]).await;
+    health.body["connections"].as_u64().unwrap()
 }
 
 fn short_timeouts() -> ServerConfig {
@@ -120,6 +155,84 @@ async fn a_websocket_that_never_sends_a_frame_is_closed() {
     talking.round_trip().await;
     tokio::time::sleep(SHORT * 2).await;
     talking.round_trip().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_nobody_reads_are_dropped_after_the_write_timeout() {
+    let server = Server::<Protocol>::builder()
+        .methods("bulk", Bulk)
+        .config(ServerConfig::default().http_write_timeout(SHORT))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let started = Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..10 {
+        callers.push(ask_for_a_large_answer(addr).await);
+    }
+    // The ten answers (320 MB) are dropped once they waited the write timeout with
+    // nothing read (without it they are held as long as the callers keep still).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_connections(addr).await > 1 {
+        assert!(Instant::now() < deadline, "the stalled answers were kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() >= SHORT, "dropped before the timeout");
+    for mut caller in callers {
+        let mut received = Vec::new();
+        let _ = caller.read_to_end(&mut received).await;
+        assert!(received.starts_with(b"HTTP/1.1 200"));
+        assert!(
+            received.len() < LARGE_ANSWER,
+            "a dropped answer arrived whole"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_still_receiving_its_answer_is_not_evicted_as_idle() {
+    let server = Server::<Protocol>::builder()
+        .methods("bulk", Bulk)
+        .config(ServerConfig::default().max_connections(2))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut caller = ask_for_a_large_answer(addr).await;
+    // Its answer is being written (more than the socket buffers take).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two newcomers at a cap of two: the waiting newcomer makes room, not the caller.
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    read_until_closed(&mut first).await;
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = vec![0_u8; 1 << 16];
+        while let Ok(read @ 1..) = caller.read(&mut chunk).await {
+            received.extend_from_slice(&chunk[..read]);
+            if received.ends_with(b"xx\"") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(received.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        received.len() > LARGE_ANSWER,
+        "the answer was cut after {} bytes",
+        received.len()
+    );
+    // Written whole, the caller waits for its next request: evictable again.
+    let _third = TcpStream::connect(addr).await.unwrap();
+    let _fourth = TcpStream::connect(addr).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), caller.read_to_end(&mut rest))
+        .await
+        .expect("the idle caller is evicted")
+        .unwrap();
     server.shutdown().await;
 }
 

@@ -22,6 +22,8 @@ use crate::server::direct_upgrade::{self, Head, Prefixed};
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
 use crate::protocol::ModelSet;
+use crate::server::write_deadline::WriteDeadline;
+use crate::server::idle_after_answer::AnswerWatch;
 use crate::service::{HeldConnection, RemoteAddr, StreampodService};
 
 /// A running server. Dropping it leaves the server running in the background; call
@@ -323,13 +325,15 @@ async fn serve_http<P: ModelSet>(
     peer: SocketAddr,
     ticket: Ticket,
 ) {
-    let header_timeout = service.state().streams.config.http_header_timeout;
+    let config = &service.state().streams.config;
+    let (header_timeout, write_timeout) = (config.http_header_timeout, config.http_write_timeout);
     let shutdown = service.handle().shutdown_signal().clone();
     let ticket = Arc::new(ticket);
+    let watch = AnswerWatch::new(ticket.clone());
     let serve_request = {
-        let ticket = ticket.clone();
+        let (ticket, watch) = (ticket.clone(), watch.clone());
         service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            let (service, ticket) = (service.clone(), ticket.clone());
+            let (service, ticket, watch) = (service.clone(), ticket.clone(), watch.clone());
             async move {
                 ticket.busy();
                 request.extensions_mut().insert(RemoteAddr(peer));
@@ -337,17 +341,18 @@ async fn serve_http<P: ModelSet>(
                     _ticket: ticket.clone(),
                 });
                 let response = service.respond(request).await;
-                if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-                    ticket.idle();
-                }
-                Ok::<_, Infallible>(response)
+                let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                Ok::<_, Infallible>(response.map(|body| watch.body(body, upgrade)))
             }
         })
     };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(stream), serve_request)
+        .serve_connection(
+            TokioIo::new(watch.io(WriteDeadline::new(stream, write_timeout))),
+            serve_request,
+        )
         .with_upgrades();
     tokio::pin!(connection);
     let result = tokio::select! {
