@@ -16,7 +16,7 @@ use streampod::{
 };
 
 use crate::chat_store::{ChatStore, MAX_PAGE};
-use crate::members::MemberCounts;
+use crate::members::{self, MemberCounts};
 use crate::models::{ChatHistory, ChatMessage, InvalidRequest, Protocol, RoomMembers};
 
 /// The channel behind a chat room.
@@ -358,28 +358,26 @@ impl ChatEndpoint {
         }))
     }
 
-    /// Who is in `channelId`, on every server, by the names they joined with.
+    /// Who is in `channelId`, on every server: the first 100 names (sorted) and how
+    /// many there are. Signed-in users only: the list names users (with their ids), and
+    /// an HTTP call cannot show it comes from a member of the room. Guests in a room
+    /// get the same list on their socket with every `RoomUpdate`.
+    #[method(require_login)]
     pub async fn members(
         &self,
         session: &Session<Protocol>,
         channel_id: String,
     ) -> Result<RoomMembers, InvalidRequest> {
-        let listed = session
-            .messages()
-            .presence(&room_channel(&channel_id))
+        let (members, count) = members::list(&session.messages(), &room_channel(&channel_id))
             .await
             .map_err(|error| InvalidRequest {
                 message: format!("the member list cannot be read now ({error}); try again"),
                 field: None,
             })?;
-        let mut members: Vec<String> = listed
-            .into_iter()
-            .map(|member| member.info.unwrap_or_else(|| "anonymous".to_owned()))
-            .collect();
-        members.sort_unstable();
         Ok(RoomMembers {
             channel_id,
             members,
+            count: i64::try_from(count).unwrap_or(i64::MAX),
         })
     }
 

@@ -1,13 +1,15 @@
-//! Room member counts from presence: every join or leave anywhere in the cluster makes
+//! Room member lists from presence: every join or leave anywhere in the cluster makes
 //! each server with members in the room count the room again (across servers, at most
-//! once per [`MEMBER_UPDATE_INTERVAL`]) and tell its own members, throttled, so counts
-//! are right on every node.
+//! once per [`MEMBER_UPDATE_INTERVAL`]) and tell its own members the count and the first
+//! [`LISTED_NAMES`] names, throttled, so lists are right on every node and only a room's
+//! members hear who is in it.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use streampod::cluster::ClusterError;
 use streampod::messages::{MessageCentral, Throttled};
 use streampod::PeerText;
 use tokio::sync::Notify;
@@ -23,6 +25,32 @@ const MEMBER_UPDATE_INTERVAL: Duration = Duration::from_millis(250);
 /// 2.5 s (at 4 a second it would cost 40,000 frames a second, and as much again
 /// while 10,000 clients join at once after a deploy).
 const MEMBER_UPDATE_BUDGET: NonZeroU32 = NonZeroU32::new(4_000).unwrap();
+
+/// Most names a member list holds (`RoomUpdate.names`, `chat.members`): what a client
+/// shows, and a bound on what one list costs to read and send, whatever the room's size.
+pub(crate) const LISTED_NAMES: usize = 100;
+
+/// How often a room's counter looks whether the room still has members here even when
+/// no change woke it: a last leave this node never heard of (Redis was away when it was
+/// announced) must not keep the counter forever.
+const IDLE_CHECK: Duration = Duration::from_secs(30);
+
+/// The first [`LISTED_NAMES`] names of the sessions in `channel` (sorted) and how many
+/// sessions it has in all, on every server.
+pub(crate) async fn list(
+    central: &MessageCentral<Protocol>,
+    channel: &str,
+) -> Result<(Vec<String>, usize), ClusterError> {
+    let listed = central.presence(channel, LISTED_NAMES).await?;
+    let count = central.presence_count(channel).await?;
+    let mut names: Vec<String> = listed
+        .into_iter()
+        .map(|member| member.info.unwrap_or_else(|| "anonymous".to_owned()))
+        .collect();
+    names.sort_unstable();
+    let count = count.max(names.len());
+    Ok((names, count))
+}
 
 /// One counting task per room with members here, woken by presence changes.
 #[derive(Debug, Default)]
@@ -75,23 +103,15 @@ impl RoomCounter {
             .throttled(&self.channel, MEMBER_UPDATE_INTERVAL)
             .with_delivery_budget(MEMBER_UPDATE_BUDGET);
         loop {
-            self.notify.notified().await;
-            // Across the cluster; this server's own count while Redis cannot say.
-            let members = match self.central.presence_count(&self.channel).await {
-                Ok(members) => members,
-                Err(_) => self.central.listener_count(&self.channel),
-            };
-            let update = RoomUpdate {
-                channel_id: self.room.clone(),
-                members: i64::try_from(members).unwrap_or(i64::MAX),
-            };
-            if let Err(error) = poster.post(update) {
-                tracing::warn!(room = %PeerText(&self.room), %error, "could not post the member count");
+            let woken = tokio::time::timeout(IDLE_CHECK, self.notify.notified()).await;
+            if woken.is_ok() {
+                self.post_count(&poster).await;
+                // Counting is a read (in a cluster, two Redis scripts over the room's
+                // members): at most once an interval, however fast members come and
+                // go. Changes meanwhile leave a wake-up behind, so the newest count
+                // still goes out.
+                tokio::time::sleep(MEMBER_UPDATE_INTERVAL).await;
             }
-            // Counting is a read (in a cluster, a Redis script over the room's members):
-            // at most once an interval, however fast members come and go. Changes
-            // meanwhile leave a wake-up behind, so the newest count still goes out.
-            tokio::time::sleep(MEMBER_UPDATE_INTERVAL).await;
             // No members here: nobody to tell. Checked under the map's lock, so a join
             // after it finds no counter and starts a new one.
             let mut rooms = self
@@ -108,6 +128,23 @@ impl RoomCounter {
                 }
                 return;
             }
+        }
+    }
+
+    /// Tells the room's members here who is in it.
+    async fn post_count(&self, poster: &Throttled<Protocol>) {
+        // Across the cluster; this server's own count while Redis cannot say.
+        let (names, members) = match list(&self.central, &self.channel).await {
+            Ok(listed) => listed,
+            Err(_) => (Vec::new(), self.central.listener_count(&self.channel)),
+        };
+        let update = RoomUpdate {
+            channel_id: self.room.clone(),
+            members: i64::try_from(members).unwrap_or(i64::MAX),
+            names,
+        };
+        if let Err(error) = poster.post(update) {
+            tracing::warn!(room = %PeerText(&self.room), %error, "could not post the member count");
         }
     }
 }

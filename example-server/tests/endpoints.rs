@@ -186,6 +186,83 @@ async fn rooms_announce_their_member_counts() {
     server.shutdown().await;
 }
 
+/// The next room update whose count is `count`.
+async fn update_of(socket: &mut Socket, count: i64) -> Value {
+    loop {
+        let Some(Ok(Message::Text(text))) =
+            tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .unwrap()
+        else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["object"]["className"] == "RoomUpdate"
+            && value["object"]["data"]["members"] == count
+        {
+            return value["object"]["data"].clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn member_lists_reach_the_rooms_members_and_signed_in_users_only_capped() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let mut crowd = Vec::new();
+    for n in 0..105 {
+        let mut socket = connect(addr, if n == 0 { "?auth=token-1" } else { "" }).await;
+        send(
+            &mut socket,
+            "ChannelSubscription",
+            json!({"channelId": "crowd", "subscribe": true, "nickname": format!("n{n:03}")}),
+        )
+        .await;
+        sync(&mut socket).await;
+        crowd.push(socket);
+    }
+    // The room's members hear the count and the first 100 names, sorted.
+    let update = update_of(&mut crowd[104], 105).await;
+    let names: Vec<&str> = update["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 100, "{update}");
+    assert!(names.is_sorted());
+    assert!(names.iter().all(|name| name.starts_with('n')), "{names:?}");
+
+    // Over HTTP, an anonymous caller gets 401 and no names; a signed-in one the same
+    // capped list and the count.
+    use example_server::models::{InvalidRequest, RoomMembers};
+    use streampod::client::{CallError, Client};
+    let base = format!("http://{addr}");
+    let anonymous = Client::<example_server::Protocol>::builder(base.as_str())
+        .method_client()
+        .unwrap();
+    let asked = json!({"channelId": "crowd"});
+    match anonymous
+        .call::<RoomMembers, InvalidRequest>("chat", "members", asked.clone())
+        .await
+    {
+        Err(CallError::Unauthenticated { .. }) => {}
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let signed_in = Client::<example_server::Protocol>::builder(base.as_str())
+        .auth_key("token-1")
+        .method_client()
+        .unwrap();
+    let listed = signed_in
+        .call::<RoomMembers, InvalidRequest>("chat", "members", asked)
+        .await
+        .unwrap();
+    assert_eq!(listed.count, 105);
+    assert_eq!(listed.members.len(), 100);
+    assert!(listed.members[0].contains("(user 1)"), "{listed:?}");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn notifications_reach_every_device_of_a_user_and_announcements_everyone() {
     let server = start().await;

@@ -86,6 +86,26 @@ impl RedisServer {
         Ok(connection)
     }
 
+    /// Runs `command` and answers its reply.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer or the reply is not a `T`.
+    pub fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> T {
+        let mut connection = self.connection().expect("redis answers");
+        command.query(&mut connection).expect("the command's reply")
+    }
+
+    /// Runs the commands of `pipe`, ignoring their replies.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer or a command fails.
+    pub fn run(&self, pipe: &redis::Pipeline) {
+        let mut connection = self.connection().expect("redis answers");
+        pipe.query::<()>(&mut connection).expect("the commands ran");
+    }
+
     /// Subscribers of each Redis channel (`PUBSUB NUMSUB`).
     ///
     /// # Panics

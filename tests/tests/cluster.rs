@@ -371,17 +371,23 @@ async fn redis_outage_fails_global_posts_fast_and_delivery_resumes() {
     }
 }
 
-/// The newest member count `client` hears for `room` within `wait` of quiet.
-async fn last_member_count(client: &mut TestClient, room: &str, wait: Duration) -> Option<i64> {
+/// The newest room update `client` hears for `room` within `wait` of quiet.
+async fn last_room_update(client: &mut TestClient, room: &str, wait: Duration) -> Option<Value> {
     let mut last = None;
     while let Some(frame) = client.try_next_json(wait).await {
         if frame["object"]["className"] == "RoomUpdate"
             && frame["object"]["data"]["channelId"] == room
         {
-            last = frame["object"]["data"]["members"].as_i64();
+            last = Some(frame["object"]["data"].clone());
         }
     }
     last
+}
+
+/// The newest member count `client` hears for `room` within `wait` of quiet.
+async fn last_member_count(client: &mut TestClient, room: &str, wait: Duration) -> Option<i64> {
+    let update = last_room_update(client, room, wait).await?;
+    update["members"].as_i64()
 }
 
 #[tokio::test]
@@ -393,29 +399,15 @@ async fn member_counts_count_every_node_s_members() {
     let mut last = chat_client(&nodes[2]).await;
     // Not `join`: its ping round trip would skip the count this join brings.
     last.chat_subscription("counted", true).await;
-    for client in &mut clients {
-        assert_eq!(
-            last_member_count(client, "counted", Duration::from_millis(700)).await,
-            Some(5),
-            "every node's members, on every node"
-        );
-    }
-    assert_eq!(
-        last_member_count(&mut last, "counted", Duration::from_millis(700)).await,
-        Some(5)
-    );
-    // Every node lists every node's members by the names they joined with.
-    for node in &nodes {
-        let answer = request(
-            node.local_addr(),
-            Method::POST,
-            "/chat/members",
-            r#"{"channelId":"counted"}"#,
-            &[],
-        )
-        .await;
-        let names = answer.body["members"].as_array().unwrap();
-        assert_eq!(names.len(), 5, "{}", answer.body);
+    // Every node's members hear every node's members: the count, and the names they
+    // joined with.
+    for client in clients.iter_mut().chain([&mut last]) {
+        let update = last_room_update(client, "counted", Duration::from_millis(700))
+            .await
+            .expect("a room update");
+        assert_eq!(update["members"], 5, "{update}");
+        let names = update["names"].as_array().unwrap();
+        assert_eq!(names.len(), 5, "{update}");
         assert!(names
             .iter()
             .all(|name| name.as_str().unwrap().starts_with("anonymous (guest ")));

@@ -105,7 +105,12 @@ async fn a_dead_nodes_members_leave_everyones_presence_within_the_bound() {
     for server in [&first, &second, &third] {
         until_count(server, 60, Duration::from_secs(5)).await;
     }
-    let members = first.handle().messages().presence(ROOM).await.unwrap();
+    let members = first
+        .handle()
+        .messages()
+        .presence(ROOM, 1_000)
+        .await
+        .unwrap();
     let mut sessions: Vec<&str> = members.iter().map(|m| m.session.as_str()).collect();
     sessions.sort_unstable();
     sessions.dedup();

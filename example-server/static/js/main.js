@@ -121,25 +121,24 @@ async function loadOlder() {
         showFailure("history", error);
     }
 }
-/** The member list, from chat.members (presence: every server's members). */
-async function showMembers() {
-    const client = state.client;
-    const asked = state.room;
-    if (client === null || asked === null)
-        return;
-    try {
-        const listed = await client.chat.members(asked);
-        if (asked !== state.room)
-            return;
-        ui.memberList.replaceChildren(...listed.members.map((name) => {
-            const item = document.createElement("li");
-            item.textContent = name;
-            return item;
-        }));
+/**
+ * The member list, from the room's RoomUpdate (presence: every server's members; the
+ * first names and the count, sent to the room's members only).
+ */
+function showMembers(update) {
+    ui.members.textContent = `${update.members} in ${update.channelId}`;
+    const items = update.names.map((name) => {
+        const item = document.createElement("li");
+        item.textContent = name;
+        return item;
+    });
+    const unlisted = update.members - update.names.length;
+    if (unlisted > 0) {
+        const more = document.createElement("li");
+        more.textContent = `and ${unlisted} more`;
+        items.push(more);
     }
-    catch (error) {
-        showFailure("members", error);
-    }
+    ui.memberList.replaceChildren(...items);
 }
 function missedNotice() {
     const item = line("more messages came while you were offline than are shown here: ", "notice", "");
@@ -195,10 +194,8 @@ function receive(message, endpoint) {
             showHistory(message.data);
             break;
         case "RoomUpdate":
-            if (message.data.channelId === state.room) {
-                ui.members.textContent = `${message.data.members} in ${state.room}`;
-                void showMembers();
-            }
+            if (message.data.channelId === state.room)
+                showMembers(message.data);
             break;
         case "AnnouncementMessage":
         case "NotificationMessage":

@@ -9,6 +9,7 @@ import {
   type ChatHistory,
   type ChatMessage,
   type Protocol,
+  type RoomUpdate,
   type StateChange,
 } from "./generated/protocol.js";
 
@@ -127,24 +128,24 @@ async function loadOlder(): Promise<void> {
   }
 }
 
-/** The member list, from chat.members (presence: every server's members). */
-async function showMembers(): Promise<void> {
-  const client = state.client;
-  const asked = state.room;
-  if (client === null || asked === null) return;
-  try {
-    const listed = await client.chat.members(asked);
-    if (asked !== state.room) return;
-    ui.memberList.replaceChildren(
-      ...listed.members.map((name) => {
-        const item = document.createElement("li");
-        item.textContent = name;
-        return item;
-      }),
-    );
-  } catch (error) {
-    showFailure("members", error);
+/**
+ * The member list, from the room's RoomUpdate (presence: every server's members; the
+ * first names and the count, sent to the room's members only).
+ */
+function showMembers(update: RoomUpdate): void {
+  ui.members.textContent = `${update.members} in ${update.channelId}`;
+  const items = update.names.map((name) => {
+    const item = document.createElement("li");
+    item.textContent = name;
+    return item;
+  });
+  const unlisted = update.members - update.names.length;
+  if (unlisted > 0) {
+    const more = document.createElement("li");
+    more.textContent = `and ${unlisted} more`;
+    items.push(more);
   }
+  ui.memberList.replaceChildren(...items);
 }
 
 function missedNotice(): void {
@@ -200,10 +201,7 @@ function receive(message: Protocol, endpoint: string): void {
       showHistory(message.data);
       break;
     case "RoomUpdate":
-      if (message.data.channelId === state.room) {
-        ui.members.textContent = `${message.data.members} in ${state.room}`;
-        void showMembers();
-      }
+      if (message.data.channelId === state.room) showMembers(message.data);
       break;
     case "AnnouncementMessage":
     case "NotificationMessage":

@@ -84,7 +84,7 @@ trait DynHistory: Send + Sync + 'static {
     fn read<'a>(
         &'a self,
         channel: &'a str,
-        after: Option<u64>,
+        since: Option<(&'a str, u64)>,
         retention: Retention,
     ) -> Pending<'a, HistoryRead>;
 }
@@ -103,10 +103,10 @@ impl<T: History> DynHistory for T {
     fn read<'a>(
         &'a self,
         channel: &'a str,
-        after: Option<u64>,
+        since: Option<(&'a str, u64)>,
         retention: Retention,
     ) -> Pending<'a, HistoryRead> {
-        Box::pin(History::read(self, channel, after, retention))
+        Box::pin(History::read(self, channel, since, retention))
     }
 }
 
@@ -115,7 +115,7 @@ trait DynPresence: Send + Sync + 'static {
     fn join(&self, member: StoredMember);
     fn leave(&self, channel: &str, id: &str);
     fn resync(&self, members: Vec<StoredMember>);
-    fn members<'a>(&'a self, channel: &'a str) -> Pending<'a, Vec<Vec<u8>>>;
+    fn members<'a>(&'a self, channel: &'a str, limit: usize) -> Pending<'a, Vec<Vec<u8>>>;
     fn count<'a>(&'a self, channel: &'a str) -> Pending<'a, usize>;
     fn resets(&self) -> watch::Receiver<u64>;
 }
@@ -133,8 +133,8 @@ impl<T: Presence> DynPresence for T {
         Presence::resync(self, members);
     }
 
-    fn members<'a>(&'a self, channel: &'a str) -> Pending<'a, Vec<Vec<u8>>> {
-        Box::pin(Presence::members(self, channel))
+    fn members<'a>(&'a self, channel: &'a str, limit: usize) -> Pending<'a, Vec<Vec<u8>>> {
+        Box::pin(Presence::members(self, channel, limit))
     }
 
     fn count<'a>(&'a self, channel: &'a str) -> Pending<'a, usize> {
@@ -335,10 +335,14 @@ impl Backplane {
         ClusterError::Unavailable("this cluster backend keeps no presence".into())
     }
 
-    /// The JSON of every member of `channel` on a live node.
-    pub(crate) fn presence_of<'a>(&'a self, channel: &'a str) -> Pending<'a, Vec<Vec<u8>>> {
+    /// The JSON of at most `limit` members of `channel` on live nodes.
+    pub(crate) fn presence_of<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: usize,
+    ) -> Pending<'a, Vec<Vec<u8>>> {
         match &self.presence {
-            Some(presence) => presence.members(channel),
+            Some(presence) => presence.members(channel, limit),
             None => Box::pin(std::future::ready(Err(Self::no_presence()))),
         }
     }
@@ -359,16 +363,15 @@ impl Backplane {
         }
     }
 
-    /// Reads `channel`'s history after `after` (only its epoch and newest offset when
-    /// `None`), once this node's subscription to it is in place.
+    /// Reads `channel`'s history after `since` (see [`History::read`]).
     pub(crate) fn read_history<'a>(
         &'a self,
         channel: &'a str,
-        after: Option<u64>,
+        since: Option<(&'a str, u64)>,
         record: Record,
     ) -> Pending<'a, HistoryRead> {
         match &self.history {
-            Some(history) => history.read(channel, after, record.retention()),
+            Some(history) => history.read(channel, since, record.retention()),
             None => Box::pin(std::future::ready(Err(ClusterError::Unavailable(
                 "this cluster backend keeps no history".into(),
             )))),

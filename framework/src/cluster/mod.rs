@@ -73,9 +73,10 @@ pub(crate) use envelope::{BroadcastTarget, Envelope};
 pub use redis::{ClusterConfig, InvalidRedisUrl};
 #[cfg(feature = "redis")]
 pub(crate) use redis::RedisBackplane;
-pub(crate) use seam::{Received, Sink};
+pub(crate) use seam::{is_provisional, Received, Sink};
 pub use seam::{
     History, HistoryRead, Inbox, Presence, PubSub, Retention, StoredMember, Topic,
+    PROVISIONAL_EPOCH,
 };
 
 /// The state of a node's connection to the cluster.

@@ -117,16 +117,38 @@ pub struct Retention {
 
 /// A channel's history as a backend holds it, read after this node subscribed to the
 /// channel (so every later post reaches the node live).
+///
+/// A channel nobody has posted to has no stored history and a *provisional* epoch, one
+/// that starts with [`PROVISIONAL_EPOCH`]: the backend makes it up at the read and
+/// stores nothing for it, so readers of rooms that stay silent leave nothing behind.
+/// The first post starts the real epoch at offset 1, which continues a provisional
+/// epoch's offset 0: live, a reader at offset 0 of a provisional epoch takes offset 1
+/// of any epoch as the next post (and keeps the provisional epoch with the real one's
+/// offsets, as clients only learn epochs from `joined` frames); recovering, the backend
+/// says whether the current epoch continues the reader's provisional one
+/// ([`continues`](Self::continues)), and the reader's offsets are then the current
+/// epoch's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRead {
-    /// The history's epoch: changes whenever the history may have been lost (made by
-    /// this read when the channel had none).
+    /// The history's epoch: changes whenever the history may have been lost;
+    /// provisional (see above) while the channel has none.
     pub epoch: String,
     /// The newest offset given out, 0 before the first post.
     pub newest: u64,
     /// The unexpired posts after the offset asked for, oldest first: each offset and the
-    /// payload it was published with.
+    /// payload it was published with (at most the retention's size of them).
     pub entries: Vec<(u64, Vec<u8>)>,
+    /// Whether `epoch` continues the provisional epoch the read was asked from: the
+    /// reader's offsets are `epoch`'s, and it missed nothing before its offset 1.
+    pub continues: bool,
+}
+
+/// How a provisional epoch starts (see [`HistoryRead`]).
+pub const PROVISIONAL_EPOCH: char = '~';
+
+/// Whether `epoch` is provisional (see [`HistoryRead`]).
+pub(crate) fn is_provisional(epoch: &str) -> bool {
+    epoch.starts_with(PROVISIONAL_EPOCH)
 }
 
 /// Cluster-wide history for channels that keep it: a backend numbers each post in the
@@ -145,12 +167,14 @@ pub trait History: Send + Sync + 'static {
         retention: Retention,
     ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>;
 
-    /// Reads `channel`'s history after offset `after` (only its epoch and newest offset
-    /// when `None`), once this node's subscription to it is in place.
+    /// Reads `channel`'s history after the position `since` (an epoch and the last
+    /// offset the reader has; only the epoch and newest offset when `None`), once this
+    /// node's subscription to it is in place. Stores nothing for a channel without
+    /// history (its epoch is provisional, see [`HistoryRead`]).
     fn read(
         &self,
         channel: &str,
-        after: Option<u64>,
+        since: Option<(&str, u64)>,
         retention: Retention,
     ) -> impl Future<Output = Result<HistoryRead, ClusterError>> + Send;
 }
@@ -180,9 +204,13 @@ pub trait Presence: Send + Sync + 'static {
     /// Replaces every member this node wrote with `members`, announcing each as a join.
     fn resync(&self, members: Vec<StoredMember>);
 
-    /// The JSON of every member of `channel` on a live node.
-    fn members(&self, channel: &str)
-        -> impl Future<Output = Result<Vec<Vec<u8>>, ClusterError>> + Send;
+    /// The JSON of at most `limit` members of `channel` on live nodes (which ones is
+    /// the backend's choice).
+    fn members(
+        &self,
+        channel: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, ClusterError>> + Send;
 
     /// How many members `channel` has on live nodes.
     fn count(&self, channel: &str) -> impl Future<Output = Result<usize, ClusterError>> + Send;
@@ -235,10 +263,10 @@ impl<T: History> History for Arc<T> {
     fn read(
         &self,
         channel: &str,
-        after: Option<u64>,
+        since: Option<(&str, u64)>,
         retention: Retention,
     ) -> impl Future<Output = Result<HistoryRead, ClusterError>> + Send {
-        (**self).read(channel, after, retention)
+        (**self).read(channel, since, retention)
     }
 }
 
@@ -258,8 +286,9 @@ impl<T: Presence> Presence for Arc<T> {
     fn members(
         &self,
         channel: &str,
+        limit: usize,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, ClusterError>> + Send {
-        (**self).members(channel)
+        (**self).members(channel, limit)
     }
 
     fn count(&self, channel: &str) -> impl Future<Output = Result<usize, ClusterError>> + Send {

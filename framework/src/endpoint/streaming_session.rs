@@ -253,7 +253,7 @@ mod tests {
         ann.messages().join_with_info("room-1", "Ann").unwrap();
         bob.messages().join("room-1").unwrap();
         bob.messages().join("other").unwrap();
-        let members = fixture.central.presence("room-1").await.unwrap();
+        let members = fixture.central.presence("room-1", 100).await.unwrap();
         let listed: Vec<(String, Option<String>)> = members
             .into_iter()
             .map(|member| (member.session, member.info))
@@ -263,7 +263,7 @@ mod tests {
             [("1".to_owned(), Some("Ann".to_owned())), ("2".to_owned(), None)]
         );
         assert!(
-            fixture.central.presence("other").await.unwrap().is_empty(),
+            fixture.central.presence("other", 100).await.unwrap().is_empty(),
             "a channel without presence lists nobody"
         );
         bob.end().await;

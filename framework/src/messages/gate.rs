@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::util::peer_text::PeerText;
-use crate::cluster::{ClusterError, Envelope, HistoryRead};
+use crate::cluster::{is_provisional, ClusterError, Envelope, HistoryRead};
 use crate::config::SlowConsumerPolicy;
 use crate::util::log_limit::RateLimitedLog;
 use crate::session::outbound::{ChannelKey, Push};
@@ -196,7 +196,11 @@ impl Gate {
         if same_epoch && offset <= after {
             return None;
         }
-        if !same_epoch || offset > after + 1 {
+        // The first post of a channel that had no history when the session joined.
+        let first_post = after == 0
+            && offset == 1
+            && state.epoch.as_deref().is_some_and(is_provisional);
+        if !first_post && (!same_epoch || offset > after + 1) {
             let joined = JoinedFrame {
                 endpoint: to.endpoint.to_owned(),
                 channel: to.channel.to_owned(),
@@ -223,8 +227,9 @@ impl State {
     /// newest offset the session now has.
     fn replay(&mut self, to: &Target<'_>, since: Option<&Position>, read: HistoryRead) -> u64 {
         let epoch: Arc<str> = Arc::from(read.epoch);
+        let continues = read.continues;
         let replay = since
-            .filter(|since| *since.epoch == *epoch && since.offset <= read.newest)
+            .filter(|since| (*since.epoch == *epoch || continues) && since.offset <= read.newest)
             .filter(|since| {
                 let wanted = read.newest - since.offset;
                 read.entries.len() as u64 == wanted
@@ -330,6 +335,7 @@ mod tests {
             entries: entries
                 .map(|offset| (offset, br#"{"node":1,"object":{"className":"N","data":{}}}"#.to_vec()))
                 .collect(),
+            continues: false,
         }
     }
 
@@ -419,5 +425,50 @@ mod tests {
             ["joined:false@0", "joined:false@8", "m9"],
             "at once without a position, then the post's"
         );
+    }
+
+    #[test]
+    fn the_first_post_continues_a_provisional_epoch_and_a_gap_still_shows() {
+        let session = session();
+        let to = Target {
+            session: &session,
+            endpoint: "rooms",
+            channel: "room",
+        };
+        let e1: Arc<str> = Arc::from("e1");
+        let gate = Gate::closed();
+        gate.open(&to, None, Ok(read("~g:100", 0, std::iter::empty())));
+        post(&gate, &to, &e1, 1, true);
+        post(&gate, &to, &e1, 2, true);
+        assert_eq!(
+            drain(&session),
+            ["joined:false@0", "m1", "m2"],
+            "no second joined: nothing was missed"
+        );
+        let late = Gate::closed();
+        late.open(&to, None, Ok(read("~g:100", 0, std::iter::empty())));
+        post(&late, &to, &e1, 3, true);
+        assert_eq!(drain(&session), ["joined:false@0", "joined:false@2", "m3"]);
+    }
+
+    #[test]
+    fn a_provisional_position_recovers_when_the_backend_says_the_epoch_continues_it() {
+        let session = session();
+        let to = Target {
+            session: &session,
+            endpoint: "rooms",
+            channel: "room",
+        };
+        let since = Position::new("~g:100", 0);
+        let gate = Gate::closed();
+        let continued = HistoryRead {
+            continues: true,
+            ..read("e1", 2, 1..=2)
+        };
+        gate.open(&to, Some(&since), Ok(continued));
+        assert_eq!(drain(&session), ["joined:true@2", "m1", "m2"]);
+        let other = Gate::closed();
+        other.open(&to, Some(&since), Ok(read("e1", 2, 1..=2)));
+        assert_eq!(drain(&session), ["joined:false@2"], "not continued");
     }
 }

@@ -134,11 +134,11 @@ impl<P: ModelSet> StreamScope<P> {
             let (session, endpoint, channel) =
                 (session.clone(), self.endpoint.clone(), channel.to_owned());
             self.central.runtime().spawn(async move {
-                let after = since.as_ref().map(|since| since.offset);
                 let Some(cluster) = central.cluster() else {
                     return;
                 };
-                let read = cluster.read_history(&channel, after, record).await;
+                let from = since.as_ref().map(|since| (&*since.epoch, since.offset));
+                let read = cluster.read_history(&channel, from, record).await;
                 // Left (or left and joined again) meanwhile: nothing to open.
                 let still_joined = session
                     .owned_listeners()

@@ -133,17 +133,20 @@ impl<P> MessageCentral<P> {
         cluster.presence_resync(members);
     }
 
-    /// The members of `channel`, on every node (none when it has no presence).
+    /// At most `limit` of the members of `channel`, on every node (none when it has no
+    /// presence); which ones is unspecified. [`presence_count`](Self::presence_count)
+    /// counts them all. The limit bounds what a read costs and answers, whatever the
+    /// room's size: list a page for a UI, not a whole stadium.
     ///
     /// # Errors
     ///
     /// In a cluster, when Redis cannot be read ([`ClusterError`]).
-    pub async fn presence(&self, channel: &str) -> Result<Vec<Member>, ClusterError> {
-        if !self.has_presence(channel) {
+    pub async fn presence(&self, channel: &str, limit: usize) -> Result<Vec<Member>, ClusterError> {
+        if !self.has_presence(channel) || limit == 0 {
             return Ok(Vec::new());
         }
         if let Some(cluster) = self.cluster() {
-            let members = cluster.presence_of(channel).await?;
+            let members = cluster.presence_of(channel, limit).await?;
             return Ok(members
                 .iter()
                 .filter_map(|member| serde_json::from_slice(member).ok())
@@ -161,6 +164,7 @@ impl<P> MessageCentral<P> {
                 }
                 _ => None,
             })
+            .take(limit)
             .collect())
     }
 

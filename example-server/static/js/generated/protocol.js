@@ -215,12 +215,14 @@ export const RoomMembersCodec = {
         return {
             channelId: asString(o["channelId"], `${path}.channelId`),
             members: asList(o["members"], `${path}.members`, (j, p) => asString(j, p)),
+            count: asInt(o["count"], `${path}.count`),
         };
     },
     toJson(value) {
         const json = { __className__: "RoomMembers" };
         json["channelId"] = value.channelId;
         json["members"] = value.members.map((v) => v);
+        json["count"] = value.count;
         return json;
     },
 };
@@ -232,12 +234,14 @@ export const RoomUpdateCodec = {
         return {
             channelId: asString(o["channelId"], `${path}.channelId`),
             members: asInt(o["members"], `${path}.members`),
+            names: asList(o["names"], `${path}.names`, (j, p) => asString(j, p)),
         };
     },
     toJson(value) {
         const json = { __className__: "RoomUpdate" };
         json["channelId"] = value.channelId;
         json["members"] = value.members;
+        json["names"] = value.names.map((v) => v);
         return json;
     },
 };
@@ -355,9 +359,13 @@ export class ChatMethods {
         return this.client.openStream("chat", "messages", args, {}, (json) => ChatMessageCodec.fromJson(json, "chat.messages"));
     }
     /**
-     * Who is in `channelId`, on every server, by the names they joined with.
+     * Who is in `channelId`, on every server: the first 100 names (sorted) and how
+     * many there are. Signed-in users only: the list names users (with their ids), and
+     * an HTTP call cannot show it comes from a member of the room. Guests in a room
+     * get the same list on their socket with every `RoomUpdate`.
      *
      * `POST /chat/members`.
+     * Needs a signed-in key.
      * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
      * @throws {MethodCallError} on any other failure (status and message).
      */

@@ -331,12 +331,17 @@ export const NotificationMessageCodec = {
 };
 
 /**
- * Who is in a chat room, on every server: each session's name as it joined
- * (`ChannelSubscription.nickname`, marked by the server), sorted.
+ * Who is in a chat room, on every server: the first names (sorted; at most 100 of
+ * them) of the sessions there, each as it joined (`ChannelSubscription.nickname`,
+ * marked by the server), and how many there are in all.
  */
 export interface RoomMembers {
   channelId: string;
   members: string[];
+  /**
+   * How many sessions are in the room; `members` lists at most 100 of them.
+   */
+  count: number;
 }
 
 /** Reads and writes `RoomMembers` in Serverpod's JSON. */
@@ -347,22 +352,33 @@ export const RoomMembersCodec = {
     return {
       channelId: asString(o["channelId"], `${path}.channelId`),
       members: asList(o["members"], `${path}.members`, (j, p) => asString(j, p)),
+      count: asInt(o["count"], `${path}.count`),
     };
   },
   toJson(value: RoomMembers): { [key: string]: unknown } {
     const json: { [key: string]: unknown } = { __className__: "RoomMembers" };
     json["channelId"] = value.channelId;
     json["members"] = value.members.map((v) => v);
+    json["count"] = value.count;
     return json;
   },
 };
 
 /**
- * How many sessions are in a chat room; sent to the room whenever someone joins or leaves.
+ * Who is in a chat room; sent to the room's members (and only them) whenever someone
+ * joins or leaves, throttled.
  */
 export interface RoomUpdate {
   channelId: string;
+  /**
+   * How many sessions are in the room, on every server.
+   */
   members: number;
+  /**
+   * The first names among them (sorted; at most 100 of them, however large the room),
+   * each as the session joined (`ChannelSubscription.nickname`, marked by the server).
+   */
+  names: string[];
 }
 
 /** Reads and writes `RoomUpdate` in Serverpod's JSON. */
@@ -373,12 +389,14 @@ export const RoomUpdateCodec = {
     return {
       channelId: asString(o["channelId"], `${path}.channelId`),
       members: asInt(o["members"], `${path}.members`),
+      names: asList(o["names"], `${path}.names`, (j, p) => asString(j, p)),
     };
   },
   toJson(value: RoomUpdate): { [key: string]: unknown } {
     const json: { [key: string]: unknown } = { __className__: "RoomUpdate" };
     json["channelId"] = value.channelId;
     json["members"] = value.members;
+    json["names"] = value.names.map((v) => v);
     return json;
   },
 };
@@ -542,9 +560,13 @@ export class ChatMethods {
   }
 
   /**
-   * Who is in `channelId`, on every server, by the names they joined with.
+   * Who is in `channelId`, on every server: the first 100 names (sorted) and how
+   * many there are. Signed-in users only: the list names users (with their ids), and
+   * an HTTP call cannot show it comes from a member of the room. Guests in a room
+   * get the same list on their socket with every `RoomUpdate`.
    *
    * `POST /chat/members`.
+   * Needs a signed-in key.
    * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
    * @throws {MethodCallError} on any other failure (status and message).
    */

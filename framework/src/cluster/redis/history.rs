@@ -6,9 +6,12 @@
 //! milliseconds, and `d`, the envelope), trimmed to about the history's size
 //! (`MAXLEN ~`: whole blocks at a time, never below the size). A post runs one script that numbers it, keeps
 //! it and publishes it with its position, so every node delivers the same offsets in
-//! the same order, whichever node posted. A new epoch is made whenever the meta key is
-//! missing: Redis restarted or was flushed, or the channel saw no post nor join for the
-//! meta's lifetime; clients holding older positions are then told `recovered: false`.
+//! the same order, whichever node posted. A new epoch is made by the first post whenever
+//! the meta key is missing: Redis restarted or was flushed, or the channel saw no post
+//! nor join for the meta's lifetime; clients holding older positions are then told
+//! `recovered: false`. Reading a channel that has no history writes nothing (its epoch
+//! is provisional, see [`HistoryRead`]): joining a thousand silent rooms leaves no key
+//! behind.
 //!
 //! Why scripts and not a Redis Stream read by every node: a script does offset, append
 //! and publish atomically in one round trip, and nodes keep receiving through the
@@ -29,16 +32,18 @@ pub(super) const META_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Numbers, keeps and publishes one post. KEYS: stream, meta. ARGV: the Redis channel,
 /// the envelope, size, TTL (ms), meta TTL (ms), a fresh epoch. Returns PUBLISH's count.
+/// The first post of an epoch creates the meta, with the epoch's start (`started`,
+/// Redis' clock in milliseconds).
 const APPEND: &str = r#"
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[6]
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0, 'started', ms)
 end
 local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], offset .. '-0', 't', ms, 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -46,30 +51,59 @@ local positioned = '{"epoch":"' .. epoch .. '","offset":' .. offset .. ',' .. st
 return redis.call('PUBLISH', ARGV[1], positioned)
 "#;
 
-/// Reads the epoch, the newest offset and, when ARGV[1] is an offset, the unexpired
-/// posts after it. KEYS: stream, meta. ARGV: after ('' for none), TTL (ms), meta TTL
-/// (ms), a fresh epoch (used when the channel has none yet).
+/// Reads the epoch, the newest offset and, when ARGV[2] is an offset, at most ARGV[5] of
+/// the unexpired posts after it; writes nothing for a channel without history, whose
+/// epoch is provisional: `~<generation>:<now>`. The generation (KEYS[3], one key per
+/// prefix) changes when Redis loses its data, so a provisional epoch from before that
+/// is never taken as continued. A real epoch continues a provisional one when it started
+/// after it, and too soon after for another epoch to have started and expired in
+/// between (ARGV[7], the shortest a meta key lives): a reader that joined before the
+/// first post keeps the provisional epoch with the offsets of the real one.
+///
+/// KEYS: stream, meta, generation. ARGV: the reader's epoch ('' for none), its offset
+/// ('' for none), TTL (ms), meta TTL (ms), most posts, a fresh generation, the meta's
+/// shortest life (ms). Returns epoch, newest offset, entries, 1 when continued.
 const READ: &str = r#"
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local generation = redis.call('GET', KEYS[3])
+if not generation then
+  generation = ARGV[6]
+  redis.call('SET', KEYS[3], generation)
+end
+local provisional_at = nil
+local given, at = string.match(ARGV[1], '^~([^:]+):(%d+)$')
+if given == generation then
+  provisional_at = tonumber(at)
+end
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
-  epoch = ARGV[4]
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+  local continues = 0
+  if provisional_at and ARGV[2] == '0' then
+    continues = 1
+  end
+  return {'~' .. generation .. ':' .. ms, '0', {}, continues}
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local newest = redis.call('HGET', KEYS[2], 'offset')
+local continues = 0
+if provisional_at then
+  local started = tonumber(redis.call('HGET', KEYS[2], 'started') or '-1')
+  if started >= provisional_at and started - provisional_at < tonumber(ARGV[7]) then
+    continues = 1
+  end
+end
 local entries = {}
-if ARGV[1] ~= '' then
-  local now = redis.call('TIME')
-  local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[2])
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '+')) do
+if ARGV[2] ~= '' then
+  local oldest = ms - tonumber(ARGV[3])
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[2] .. '-0', '+', 'COUNT', ARGV[5])) do
     local fields = entry[2]
     if tonumber(fields[2]) >= oldest then
       table.insert(entries, {entry[1], fields[4]})
     end
   end
 end
-return {epoch, newest, entries}
+return {epoch, newest, entries, continues}
 "#;
 
 /// The two scripts' SHA1s on one Redis, loaded when the node connects.
@@ -121,27 +155,32 @@ impl Scripts {
             .arg(fresh_epoch());
     }
 
-    /// Reads a channel's history after `after`.
+    /// Reads a channel's history after `since` (see [`History::read`]).
     pub(super) async fn read(
         &self,
         connection: &mut MultiplexedConnection,
         keys: &Keys,
-        after: Option<u64>,
+        since: Option<(&str, u64)>,
         record: Record,
     ) -> Result<HistoryRead, ClusterError> {
-        let reply: (String, String, Vec<(String, Vec<u8>)>) = redis::cmd("EVALSHA")
+        let (epoch, after) = since.map_or((None, None), |(epoch, offset)| (Some(epoch), Some(offset)));
+        let reply: (String, String, Vec<(String, Vec<u8>)>, u8) = redis::cmd("EVALSHA")
             .arg(&self.read)
-            .arg(2)
+            .arg(3)
             .arg(&keys.stream)
             .arg(&keys.meta)
+            .arg(&keys.generation)
+            .arg(epoch.unwrap_or_default())
             .arg(after.map(|after| after.to_string()).unwrap_or_default())
             .arg(millis(record.ttl))
             .arg(millis(meta_ttl(record)))
+            .arg(record.size.max(1))
             .arg(fresh_epoch())
+            .arg(millis(META_TTL))
             .query_async(connection)
             .await
             .map_err(|error| ClusterError::Unavailable(error.to_string()))?;
-        let (epoch, newest, entries) = reply;
+        let (epoch, newest, entries, continues) = reply;
         let newest = newest.parse().map_err(|_| malformed("offset"))?;
         let entries = entries
             .into_iter()
@@ -157,6 +196,7 @@ impl Scripts {
             epoch,
             newest,
             entries,
+            continues: continues == 1,
         })
     }
 }
@@ -172,6 +212,8 @@ fn malformed(what: &str) -> ClusterError {
 pub(super) struct Keys {
     stream: String,
     meta: String,
+    /// One per prefix: names what this Redis holds (see `READ`).
+    generation: String,
 }
 
 impl Keys {
@@ -180,6 +222,7 @@ impl Keys {
         Self {
             stream: format!("{prefix}:history:{name}"),
             meta: format!("{prefix}:history-meta:{name}"),
+            generation: format!("{prefix}:history-generation"),
         }
     }
 }
@@ -223,7 +266,7 @@ impl History for RedisBackplane {
     async fn read(
         &self,
         channel: &str,
-        after: Option<u64>,
+        since: Option<(&str, u64)>,
         retention: Retention,
     ) -> Result<HistoryRead, ClusterError> {
         let record = Record {
@@ -241,7 +284,7 @@ impl History for RedisBackplane {
             let current = self.connection.borrow().clone();
             match current {
                 Some(Publisher::Single(mut connection, scripts)) => {
-                    scripts.read(&mut connection, &keys, after, record).await
+                    scripts.read(&mut connection, &keys, since, record).await
                 }
                 Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
                     "channel history is kept on a single Redis, not on a Redis Cluster".into(),

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -37,7 +38,7 @@ pub(crate) struct RedisBackplane {
     /// How long a history read may wait for the subscription and Redis.
     read_timeout: Duration,
     /// Presence writes, for the presence task.
-    presence: mpsc::UnboundedSender<presence::Change>,
+    presence: Arc<presence::Queue>,
     /// Counts up when this node's members must be written again.
     presence_resets: watch::Receiver<u64>,
     presence_names: presence::Names,
@@ -75,7 +76,7 @@ impl RedisBackplane {
         let read_timeout = HISTORY_READ_TIMEOUT;
         let node = crate::util::random::random_u64();
         let presence_names = presence::Names::new(&prefix, node);
-        let (presence, presence_changes) = mpsc::unbounded_channel();
+        let (presence, presence_changes) = presence::Queue::new();
         let (resets_tx, presence_resets) = watch::channel(0);
         let confirm_subscriptions = {
             let wanted = wanted.clone();
@@ -91,6 +92,7 @@ impl RedisBackplane {
         };
         tokio::spawn(presence::run(
             presence_names.clone(),
+            presence.clone(),
             presence_changes,
             confirm_subscriptions,
             connection.clone(),

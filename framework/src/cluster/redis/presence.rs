@@ -1,15 +1,20 @@
 //! Presence in Redis: who is in each channel, on every node.
 //!
 //! `<prefix>:presence:<channel>` is a hash from member id (`<node>-<session>`) to the
-//! member's JSON; `<prefix>:presence-of:<node>` the set of channels a node has written
-//! members to; `<prefix>:nodes` a sorted set of node ids scored by their last heartbeat
-//! (Redis' clock, in milliseconds). Joins and leaves run one script each that writes and
-//! publishes a notice (`{"presence":{"channel":…,"member":…,"joined":…}}`) on the
-//! channel's pub/sub channel, so every node with members there hears it. Every
-//! [`HEARTBEAT`] each node beats and sweeps: a node whose heartbeat is older than
-//! [`NODE_TTL`] is removed with its members, each announced as a leave; reads skip such
-//! members even before a sweep.
+//! member's JSON; `<prefix>:memberships:<node>` the set of `<member id> <channel>` a node
+//! has written, so it shrinks with every leave and says exactly what to remove when the
+//! node dies; `<prefix>:nodes` a sorted set of node ids scored by their last heartbeat
+//! (Redis' clock, in milliseconds); `<prefix>:sweeping` the dead nodes whose members are
+//! still being removed. Joins and leaves run one script each that writes and publishes a
+//! notice (`{"presence":{"channel":…,"member":…,"joined":…}}`) on the channel's pub/sub
+//! channel, so every node with members there hears it. Every [`HEARTBEAT`] each node
+//! beats and sweeps: a node whose heartbeat is older than [`NODE_TTL`] is moved to the
+//! sweeping set and its members are removed, each announced as a leave, [`BATCH`] per
+//! script call, so no call walks an unbounded set while Redis serves no one else; reads
+//! skip such members even before a sweep.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -26,13 +31,27 @@ pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A node whose heartbeat is this old is dead: its members leave.
 pub(super) const NODE_TTL: Duration = Duration::from_secs(6);
 
+/// Most memberships one script call removes (a sweep, a clear), and most members a
+/// read scans at once: Redis runs one script at a time, so each call stays short.
+pub(super) const BATCH: usize = 500;
+
+/// Most sweep calls one heartbeat makes (`BATCH` memberships each); the rest waits for
+/// the next beat, of this node or another.
+const SWEEP_CALLS_PER_BEAT: usize = 100;
+
+/// Most presence changes queued for Redis. Past it (Redis slow or hanging) changes are
+/// dropped and the node's members are written again from scratch once Redis answers,
+/// so the queue's memory stays bounded and nothing is lost for good.
+pub(super) const MAX_QUEUED_CHANGES: usize = 10_000;
+
 const JOIN: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1] .. ' ' .. ARGV[3])
 redis.call('PUBLISH', ARGV[4], cjson.encode({presence = {channel = ARGV[3], member = cjson.decode(ARGV[2]), joined = true}}))
 "#;
 
 const LEAVE: &str = r#"
+redis.call('SREM', KEYS[2], ARGV[1] .. ' ' .. ARGV[2])
 local member = redis.call('HGET', KEYS[1], ARGV[1])
 if member then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -40,83 +59,126 @@ if member then
 end
 "#;
 
-/// Removes every member this node wrote, without notices (the joins that follow in the
-/// same pipeline announce the members it still has). KEYS: the node's channel set.
-/// ARGV: this node, the key prefix.
-const CLEAR: &str = r#"
-local node = ARGV[1]
-for _, channel in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local hash = ARGV[2] .. ':presence:' .. channel
-  for _, id in ipairs(redis.call('HKEYS', hash)) do
-    if string.sub(id, 1, #node + 1) == node .. '-' then
-      redis.call('HDEL', hash, id)
-    end
-  end
-end
-redis.call('DEL', KEYS[1])
-"#;
-
-/// KEYS: the channel's hash, the nodes. ARGV: node TTL (ms), `1` to count the members
-/// (reading only their ids) instead of returning their JSON.
-const READ: &str = r#"
-local now = redis.call('TIME')
-local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
-local count_only = ARGV[2] == '1'
-local alive = {}
-local members = {}
-local count = 0
-local entries, step
-if count_only then
-  entries, step = redis.call('HKEYS', KEYS[1]), 1
-else
-  entries, step = redis.call('HGETALL', KEYS[1]), 2
-end
-for i = 1, #entries, step do
-  local node = string.match(entries[i], '^([^-]+)-')
-  local live = alive[node]
-  if live == nil then
-    local beat = redis.call('ZSCORE', KEYS[2], node)
-    live = (beat ~= false and beat ~= nil and tonumber(beat) >= oldest)
-    alive[node] = live
-  end
-  if live then
-    count = count + 1
-    if not count_only then
-      table.insert(members, entries[i + 1])
-    end
-  end
-end
-if count_only then
-  return count
-end
-return members
-"#;
-
-/// KEYS: the nodes. ARGV: this node, node TTL (ms), the key prefix. Returns 1 when this
-/// node was not in the set (new, or swept): its members must be written again.
-const BEAT: &str = r#"
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-local added = redis.call('ZADD', KEYS[1], ms, ARGV[1])
-local prefix = ARGV[3]
-for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))) do
-  if redis.call('ZREM', KEYS[1], node) == 1 then
-    local channels = prefix .. ':presence-of:' .. node
-    for _, channel in ipairs(redis.call('SMEMBERS', channels)) do
+/// A Lua function the scripts that remove memberships share: `drain(memberships,
+/// prefix, batch, announce)` removes up to `batch` of the set `memberships` (a node's)
+/// from their channels, announcing each as a leave when `announce`, and returns how
+/// many it took.
+macro_rules! drain_function {
+    () => {
+        r#"
+local function drain(memberships, prefix, batch, announce)
+  local taken = redis.call('SPOP', memberships, batch)
+  for _, entry in ipairs(taken) do
+    local id, channel = string.match(entry, '^(%S+) (.*)$')
+    if id then
       local hash = prefix .. ':presence:' .. channel
-      for _, id in ipairs(redis.call('HKEYS', hash)) do
-        if string.sub(id, 1, #node + 1) == node .. '-' then
-          local member = redis.call('HGET', hash, id)
-          redis.call('HDEL', hash, id)
+      local member = redis.call('HGET', hash, id)
+      if member then
+        redis.call('HDEL', hash, id)
+        if announce then
           redis.call('PUBLISH', prefix .. ':channel:' .. channel, cjson.encode({presence = {channel = channel, member = cjson.decode(member), joined = false}}))
         end
       end
     end
-    redis.call('DEL', channels)
   end
+  return #taken
+end
+"#
+    };
+}
+
+/// KEYS: this node's memberships. ARGV: the key prefix, the batch. Removes up to a batch
+/// of them without notices (the joins written after announce the members the node
+/// still has). Returns how many it removed.
+const CLEAR: &str = concat!(
+    drain_function!(),
+    "return drain(KEYS[1], ARGV[1], tonumber(ARGV[2]), false)"
+);
+
+/// KEYS: the channel's hash, the nodes. ARGV: node TTL (ms), `1` to count the members
+/// (reading only their ids) instead of returning their JSON, the most to return.
+const READ: &str = r#"
+local now = redis.call('TIME')
+local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
+local count_only = ARGV[2] == '1'
+local limit = tonumber(ARGV[3])
+local alive = {}
+local function live(id)
+  local node = string.match(id, '^([^-]+)-')
+  local known = alive[node]
+  if known == nil then
+    local beat = redis.call('ZSCORE', KEYS[2], node)
+    known = (beat ~= false and beat ~= nil and tonumber(beat) >= oldest)
+    alive[node] = known
+  end
+  return known
+end
+if count_only then
+  local count = 0
+  for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if live(id) then
+      count = count + 1
+    end
+  end
+  return count
+end
+local members = {}
+local seen = {}
+local cursor = '0'
+repeat
+  local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 100)
+  cursor = page[1]
+  local entries = page[2]
+  for i = 1, #entries, 2 do
+    local id = entries[i]
+    if not seen[id] and live(id) then
+      seen[id] = true
+      table.insert(members, entries[i + 1])
+      if #members >= limit then
+        return members
+      end
+    end
+  end
+until cursor == '0'
+return members
+"#;
+
+/// KEYS: the nodes, the sweeping set. ARGV: this node, node TTL (ms). Moves the dead
+/// nodes to the sweeping set. Returns 1 when this node was not in the set (new, or
+/// swept): its members must be written again.
+const BEAT: &str = r#"
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local added = redis.call('ZADD', KEYS[1], ms, ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))) do
+  redis.call('ZREM', KEYS[1], node)
+  redis.call('SADD', KEYS[2], node)
 end
 return added
 "#;
+
+/// KEYS: the nodes, the sweeping set. ARGV: the key prefix, the batch. Removes up to a
+/// batch of one dead node's members, each announced as a leave (a node that beat again
+/// meanwhile is left to write its own members). Returns 1 while nodes remain to sweep.
+const SWEEP: &str = concat!(
+    drain_function!(),
+    r#"
+local node = redis.call('SRANDMEMBER', KEYS[2])
+if not node then
+  return 0
+end
+if redis.call('ZSCORE', KEYS[1], node) then
+  redis.call('SREM', KEYS[2], node)
+elseif drain(ARGV[1] .. ':memberships:' .. node, ARGV[1], tonumber(ARGV[2]), true) < tonumber(ARGV[2]) then
+  redis.call('SREM', KEYS[2], node)
+end
+if redis.call('SCARD', KEYS[2]) > 0 then
+  return 1
+end
+return 0
+"#
+);
 
 /// A presence write for the presence task.
 pub(super) enum Change {
@@ -160,6 +222,16 @@ impl Names {
         format!("{}{channel}", super::channel_prefix(&self.prefix))
     }
 
+    fn sweeping(&self) -> String {
+        format!("{}:sweeping", self.prefix)
+    }
+
+    fn memberships(&self) -> String {
+        format!("{}:memberships:{}", self.prefix, self.node)
+    }
+
+    /// Adds a join or a leave to `pipe` (a resync is written by [`Names::clear`] and
+    /// the joins that follow it).
     fn add(&self, pipe: &mut redis::Pipeline, change: &Change) {
         match change {
             Change::Join {
@@ -171,7 +243,7 @@ impl Names {
                     .arg(JOIN)
                     .arg(2)
                     .arg(self.hash(channel))
-                    .arg(self.node_channels())
+                    .arg(self.memberships())
                     .arg(id)
                     .arg(member)
                     .arg(channel)
@@ -180,20 +252,14 @@ impl Names {
             Change::Leave { channel, id } => {
                 pipe.cmd("EVAL")
                     .arg(LEAVE)
-                    .arg(1)
+                    .arg(2)
                     .arg(self.hash(channel))
+                    .arg(self.memberships())
                     .arg(id)
                     .arg(channel)
                     .arg(self.pubsub(channel));
             }
             Change::Resync(members) => {
-                pipe.cmd("EVAL")
-                    .arg(CLEAR)
-                    .arg(1)
-                    .arg(self.node_channels())
-                    .arg(&self.node)
-                    .arg(&self.prefix)
-                    .ignore();
                 for (channel, id, member) in members {
                     let join = Change::Join {
                         channel: channel.clone(),
@@ -208,17 +274,66 @@ impl Names {
         pipe.ignore();
     }
 
-    fn node_channels(&self) -> String {
-        format!("{}:presence-of:{}", self.prefix, self.node)
+    /// Removes every member this node wrote, a batch per call, without notices.
+    async fn clear(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        loop {
+            let removed: usize = redis::cmd("EVAL")
+                .arg(CLEAR)
+                .arg(1)
+                .arg(self.memberships())
+                .arg(&self.prefix)
+                .arg(BATCH)
+                .query_async(connection)
+                .await?;
+            if removed < BATCH {
+                return Ok(());
+            }
+        }
     }
 
-    /// The JSON of `channel`'s members on live nodes.
+    /// Beats this node's heartbeat and marks dead nodes for sweeping; `true` when this
+    /// node had been swept (or is new): its members must be written again.
+    async fn beat(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
+        let added: i64 = redis::cmd("EVAL")
+            .arg(BEAT)
+            .arg(2)
+            .arg(self.nodes())
+            .arg(self.sweeping())
+            .arg(&self.node)
+            .arg(millis(NODE_TTL))
+            .query_async(connection)
+            .await?;
+        Ok(added == 1)
+    }
+
+    /// Removes dead nodes' members, a batch per call, at most
+    /// [`SWEEP_CALLS_PER_BEAT`] calls.
+    async fn sweep(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        for _ in 0..SWEEP_CALLS_PER_BEAT {
+            let more: i64 = redis::cmd("EVAL")
+                .arg(SWEEP)
+                .arg(2)
+                .arg(self.nodes())
+                .arg(self.sweeping())
+                .arg(&self.prefix)
+                .arg(BATCH)
+                .query_async(connection)
+                .await?;
+            if more == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON of at most `limit` of `channel`'s members on live nodes.
     pub(super) async fn read(
         &self,
         connection: &mut MultiplexedConnection,
         channel: &str,
+        limit: usize,
     ) -> redis::RedisResult<Vec<Vec<u8>>> {
-        self.read_command(channel, false)
+        self.read_command(channel, false, limit)
             .query_async(connection)
             .await
     }
@@ -229,12 +344,12 @@ impl Names {
         connection: &mut MultiplexedConnection,
         channel: &str,
     ) -> redis::RedisResult<usize> {
-        self.read_command(channel, true)
+        self.read_command(channel, true, 0)
             .query_async(connection)
             .await
     }
 
-    fn read_command(&self, channel: &str, count_only: bool) -> redis::Cmd {
+    fn read_command(&self, channel: &str, count_only: bool, limit: usize) -> redis::Cmd {
         let mut command = redis::cmd("EVAL");
         command
             .arg(READ)
@@ -242,7 +357,8 @@ impl Names {
             .arg(self.hash(channel))
             .arg(self.nodes())
             .arg(millis(NODE_TTL))
-            .arg(u8::from(count_only));
+            .arg(u8::from(count_only))
+            .arg(limit.max(1));
         command
     }
 }
@@ -255,15 +371,62 @@ fn millis(duration: Duration) -> u64 {
 /// anyway (its notices may then not reach this node's own hooks).
 const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
 
+/// The presence changes waiting for Redis: at most [`MAX_QUEUED_CHANGES`]; past it they
+/// are dropped and the node's members written again from scratch once Redis answers.
+#[derive(Debug)]
+pub(super) struct Queue {
+    changes: mpsc::UnboundedSender<Change>,
+    queued: AtomicUsize,
+    overflowed: AtomicBool,
+}
+
+impl Queue {
+    pub(super) fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Change>) {
+        let (changes, receiver) = mpsc::unbounded_channel();
+        let queue = Arc::new(Self {
+            changes,
+            queued: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
+        });
+        (queue, receiver)
+    }
+
+    /// Queues `change`, or drops it (and asks for a resync) when the queue is full; a
+    /// resync is always queued: it replaces everything before it.
+    pub(super) fn push(&self, change: Change) {
+        let resync = matches!(change, Change::Resync(_));
+        if !resync && self.queued.load(Ordering::Relaxed) >= MAX_QUEUED_CHANGES {
+            self.overflowed.store(true, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.changes.send(change).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The task took `count` changes off the queue.
+    fn taken(&self, count: usize) {
+        self.queued.fetch_sub(count, Ordering::Relaxed);
+    }
+
+    /// Whether changes were dropped since the last call.
+    fn take_overflow(&self) -> bool {
+        self.overflowed.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// Writes presence changes as they come and beats the heartbeat; counts up `resets`
-/// when this node's members must be written again: on every (re)connect, and when the
-/// node finds it was swept. Changes made while disconnected are dropped (the resync
-/// after the reconnect writes the current members, and removes any that left).
+/// when this node's members must be written again: on every (re)connect, when the node
+/// finds it was swept, and when changes were dropped at the queue's bound. Changes made
+/// while disconnected are dropped (the resync after the reconnect writes the current
+/// members, and removes any that left).
 ///
 /// Joins are written once `subscribed()` resolves: once this node is subscribed to the
 /// channels its members joined, so it hears its own join notices too.
 pub(super) async fn run<S, F>(
     names: Names,
+    queue: Arc<Queue>,
     mut changes: mpsc::UnboundedReceiver<Change>,
     subscribed: S,
     mut connection: watch::Receiver<Option<Publisher>>,
@@ -299,20 +462,13 @@ pub(super) async fn run<S, F>(
             }
             _ = beat.tick() => {
                 let Some(mut connection) = single else { continue };
-                let added: redis::RedisResult<i64> = redis::cmd("EVAL")
-                    .arg(BEAT)
-                    .arg(1)
-                    .arg(names.nodes())
-                    .arg(&names.node)
-                    .arg(millis(NODE_TTL))
-                    .arg(&names.prefix)
-                    .query_async(&mut connection)
-                    .await;
-                match added {
-                    Ok(1) => {
-                        resets.send_modify(|count| *count += 1);
-                    }
-                    Ok(_) => {}
+                let beaten = match names.beat(&mut connection).await {
+                    Ok(swept) => names.sweep(&mut connection).await.map(|()| swept),
+                    Err(error) => Err(error),
+                };
+                match beaten {
+                    Ok(true) => resets.send_modify(|count| *count += 1),
+                    Ok(false) => {}
                     Err(error) => {
                         if let Some(left_out) = FAILED.ready() {
                             tracing::warn!(target: "streampod::cluster", %error, left_out, "presence heartbeat failed");
@@ -326,32 +482,59 @@ pub(super) async fn run<S, F>(
                 while let Ok(next) = changes.try_recv() {
                     batch.push(next);
                 }
+                queue.taken(batch.len());
                 let Some(mut connection) = single else {
                     batch.clear();
                     continue;
                 };
-                if batch.iter().any(|change| !matches!(change, Change::Leave { .. })) {
-                    let _ = tokio::time::timeout(SUBSCRIBED_WAIT, subscribed()).await;
-                }
-                let mut pipe = redis::pipe();
-                for change in &batch {
-                    names.add(&mut pipe, change);
-                }
-                batch.clear();
-                if let Err(error) = pipe.query_async::<()>(&mut connection).await {
+                if let Err(error) = write(&names, &mut connection, &mut batch, &subscribed).await {
                     if let Some(left_out) = FAILED.ready() {
                         tracing::warn!(target: "streampod::cluster", %error, left_out, "presence changes not written");
                     }
+                }
+                batch.clear();
+                if queue.take_overflow() {
+                    resets.send_modify(|count| *count += 1);
                 }
             }
         }
     }
 }
+
+/// Writes `batch` in order: a resync supersedes whatever came before it, so its clear
+/// (in batches) runs first, then its joins and the changes after it in one pipeline.
+async fn write<S, F>(
+    names: &Names,
+    connection: &mut MultiplexedConnection,
+    batch: &mut Vec<Change>,
+    subscribed: &S,
+) -> redis::RedisResult<()>
+where
+    S: Fn() -> F,
+    F: std::future::Future<Output = ()>,
+{
+    if let Some(last_resync) = batch
+        .iter()
+        .rposition(|change| matches!(change, Change::Resync(_)))
+    {
+        batch.drain(..last_resync);
+        names.clear(connection).await?;
+    }
+    if batch.iter().any(|change| !matches!(change, Change::Leave { .. })) {
+        let _ = tokio::time::timeout(SUBSCRIBED_WAIT, subscribed()).await;
+    }
+    let mut pipe = redis::pipe();
+    for change in batch.iter() {
+        names.add(&mut pipe, change);
+    }
+    pipe.query_async::<()>(connection).await
+}
+
 /// Cluster-wide presence on one Redis: a hash of members per channel, each node's
 /// heartbeat keeping its members alive, changes announced on the channel.
 impl Presence for RedisBackplane {
     fn join(&self, member: StoredMember) {
-        let _ = self.presence.send(Change::Join {
+        self.presence.push(Change::Join {
             channel: member.channel,
             id: member.id,
             member: member.member,
@@ -359,7 +542,7 @@ impl Presence for RedisBackplane {
     }
 
     fn leave(&self, channel: &str, id: &str) {
-        let _ = self.presence.send(Change::Leave {
+        self.presence.push(Change::Leave {
             channel: channel.to_owned(),
             id: id.to_owned(),
         });
@@ -370,12 +553,12 @@ impl Presence for RedisBackplane {
             .into_iter()
             .map(|m| (m.channel, m.id, m.member))
             .collect();
-        let _ = self.presence.send(Change::Resync(members));
+        self.presence.push(Change::Resync(members));
     }
 
-    async fn members(&self, channel: &str) -> Result<Vec<Vec<u8>>, ClusterError> {
+    async fn members(&self, channel: &str, limit: usize) -> Result<Vec<Vec<u8>>, ClusterError> {
         self.presence_read(|names, mut connection| async move {
-            names.read(&mut connection, channel).await
+            names.read(&mut connection, channel, limit).await
         })
         .await
     }
@@ -392,3 +575,37 @@ impl Presence for RedisBackplane {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(n: usize) -> Change {
+        Change::Join {
+            channel: "room".into(),
+            id: format!("n-{n}"),
+            member: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn past_its_bound_the_queue_drops_changes_and_asks_for_a_resync() {
+        let (queue, mut changes) = Queue::new();
+        for n in 0..MAX_QUEUED_CHANGES + 5 {
+            queue.push(join(n));
+        }
+        assert_eq!(queue.queued.load(Ordering::Relaxed), MAX_QUEUED_CHANGES);
+        // A resync is queued even so: it replaces everything before it.
+        queue.push(Change::Resync(Vec::new()));
+        let mut taken = 0;
+        while changes.try_recv().is_ok() {
+            taken += 1;
+        }
+        assert_eq!(taken, MAX_QUEUED_CHANGES + 1);
+        queue.taken(taken);
+        assert!(queue.take_overflow());
+        assert!(!queue.take_overflow(), "asked once");
+        queue.push(join(0));
+        assert_eq!(queue.queued.load(Ordering::Relaxed), 1);
+    }
+}
