@@ -4,8 +4,14 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::rate_limit::{PerAddress, RateLimit};
+use crate::util::log_limit::RateLimitedLog;
 
 /// A permission a signed-in user may hold, such as `"admin"`.
 ///
@@ -95,6 +101,80 @@ pub(crate) trait DynAuthenticationHandler: Send + Sync + 'static {
 impl<H: AuthenticationHandler> DynAuthenticationHandler for H {
     async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
         AuthenticationHandler::authenticate(self, key).await
+    }
+}
+
+/// What checking a key found.
+#[derive(Debug)]
+pub(crate) enum KeyCheck {
+    /// The key signs in this user.
+    Accepted(AuthInfo),
+    /// The handler did not accept the key (or the server has none).
+    Refused,
+    /// The client's address sent too many refused keys lately: the key was not even
+    /// looked at. Try again after the seconds given.
+    Throttled(u32),
+}
+
+/// The one place every transport checks an auth key: the app's handler behind a
+/// per-address limit on refused keys, so guessing keys costs an attacker time
+/// ([`ServerConfig::failed_auth_rate_limit`](crate::ServerConfig::failed_auth_rate_limit)).
+#[derive(Clone, Default)]
+pub(crate) struct Authenticator {
+    handler: Option<Arc<dyn DynAuthenticationHandler>>,
+    refused: Option<Arc<PerAddress>>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("handler", &self.handler.is_some())
+            .field("throttled", &self.refused.is_some())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// `handler` (none: every key is refused) with refused keys limited per address to
+    /// `limit` (none: unlimited).
+    pub(crate) fn new(
+        handler: Option<Arc<dyn DynAuthenticationHandler>>,
+        limit: Option<RateLimit>,
+    ) -> Self {
+        Self {
+            handler,
+            refused: limit.map(|limit| Arc::new(PerAddress::new(limit))),
+        }
+    }
+
+    /// Whether the server checks keys at all.
+    pub(crate) fn has_handler(&self) -> bool {
+        self.handler.is_some()
+    }
+
+    /// Checks `key` (its `Bearer`/`Basic` wrapping already taken off) from `peer`.
+    pub(crate) async fn check(&self, peer: IpAddr, key: &str) -> KeyCheck {
+        static THROTTLED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+        let Some(handler) = &self.handler else {
+            return KeyCheck::Refused;
+        };
+        if let Some(refused) = &self.refused {
+            if let Err(retry_after) = refused.check(peer) {
+                if let Some(left_out) = THROTTLED.ready() {
+                    tracing::warn!(target: "streampod::auth", %peer, left_out, "refusing keys from an address that sent too many refused keys (guessing?); see ServerConfig::failed_auth_rate_limit");
+                }
+                return KeyCheck::Throttled(retry_after);
+            }
+        }
+        match handler.authenticate(key).await {
+            Some(auth) => KeyCheck::Accepted(auth),
+            None => {
+                if let Some(refused) = &self.refused {
+                    let _ = refused.take(peer);
+                }
+                KeyCheck::Refused
+            }
+        }
     }
 }
 

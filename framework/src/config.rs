@@ -90,6 +90,13 @@ pub struct ServerConfig {
     /// not get far. Clients behind one NAT or proxy share it: raise it there, or `None`
     /// to switch it off (and limit at the proxy).
     pub http_call_rate_limit: Option<RateLimit>,
+    /// Refused auth keys per client address, on every path (the socket's key and
+    /// `auth` command, streaming-method opens, HTTP calls): past it keys from that
+    /// address are refused without being checked (`429` + `Retry-After`, a
+    /// `rate_limited` error frame, `authenticationFailed`) and one line per 10 s is
+    /// logged. Default 1 a second with bursts of 20: a user mistyping a key never meets
+    /// it, a script guessing keys gets one guess a second. `None` switches it off.
+    pub failed_auth_rate_limit: Option<RateLimit>,
     /// Most TCP connections open at once. At the cap, the connection that has waited
     /// longest without a complete request (new, or idle between keep-alive requests)
     /// is closed to admit the new one; when every connection is busy the new one gets
@@ -166,6 +173,7 @@ impl Default for ServerConfig {
             max_total_queued_bytes: 1 << 30,
             inbound_rate_limit: Some(RateLimit::default()),
             http_call_rate_limit: Some(RateLimit::new(50, 200)),
+            failed_auth_rate_limit: Some(RateLimit::new(1, 20)),
             max_connections: default_max_connections(),
             max_connections_per_ip: None,
             listen_backlog: 65_535,
@@ -212,6 +220,7 @@ setters! {
     max_total_queued_bytes: usize,
     inbound_rate_limit: Option<RateLimit>,
     http_call_rate_limit: Option<RateLimit>,
+    failed_auth_rate_limit: Option<RateLimit>,
     max_connections: usize,
     max_connections_per_ip: Option<usize>,
     listen_backlog: u32,

@@ -81,6 +81,12 @@ impl Bucket {
             >= f64::from(self.limit.burst)
     }
 
+    /// Whether a token would be there at `now` (without taking it).
+    fn has_token(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated);
+        self.tokens + elapsed.as_secs_f64() * f64::from(self.limit.per_second) >= 1.0
+    }
+
     /// Takes a token for one frame arriving at `now`.
     pub(crate) fn take(&mut self, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.updated);
@@ -158,6 +164,25 @@ impl PerAddress {
         }
     }
 
+    /// Whether `address` is within the limit now (`Err` with the seconds to wait when
+    /// not), without taking a token.
+    pub(crate) fn check(&self, address: std::net::IpAddr) -> Result<(), u32> {
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match buckets.get(&address) {
+            Some(bucket) if !bucket.has_token(Instant::now()) => Err(self.wait()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Seconds until a token comes back (one every 1 / per_second seconds).
+    fn wait(&self) -> u32 {
+        let wait = 1.0 / f64::from(self.limit.per_second.max(1));
+        wait.ceil().max(1.0) as u32
+    }
+
     /// Takes a token for one call from `address`: `Err` with the seconds to wait when
     /// it is over the limit.
     pub(crate) fn take(&self, address: std::net::IpAddr) -> Result<(), u32> {
@@ -179,11 +204,7 @@ impl PerAddress {
             .or_insert_with(|| Bucket::new(self.limit, now));
         match bucket.take(now) {
             Verdict::Allowed => Ok(()),
-            Verdict::Refused | Verdict::Abusive => {
-                // A token comes back every 1 / per_second seconds.
-                let wait = 1.0 / f64::from(self.limit.per_second.max(1));
-                Err(wait.ceil().max(1.0) as u32)
-            }
+            Verdict::Refused | Verdict::Abusive => Err(self.wait()),
         }
     }
 }

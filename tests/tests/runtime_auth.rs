@@ -272,3 +272,104 @@ async fn a_stream_kept_past_an_identity_change_can_no_longer_join_or_send() {
     assert_eq!(messages.listener_count("elsewhere"), 1);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn refused_keys_are_throttled_per_address_on_sockets_and_http_calls() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use http::{Method, StatusCode};
+    use streampod::{RateLimit, ServerConfig};
+    use streampod_tests::captured_log::Captured;
+    use streampod_tests::http::request;
+
+    let log = Captured::install("streampod::auth=warn");
+    let checked = Arc::new(AtomicUsize::new(0));
+    let counter = checked.clone();
+    let server = Server::<Protocol>::builder()
+        .endpoint("open", Recorder::default())
+        .methods("who", Who)
+        .authentication(auth::from_fn(move |key: String| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async move { (key == "ann-key").then(|| AuthInfo::new("1")) }
+        }))
+        .config(ServerConfig::default().failed_auth_rate_limit(Some(RateLimit::new(1, 3))))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let signing_in = |key: &'static str| async move {
+        let mut client = TestClient::connect(addr, "").await;
+        client
+            .send_text(&serde_json::json!({"command": "auth", "args": {"key": key}}).to_string())
+            .await;
+        client
+    };
+
+    // Three wrong keys, each checked and refused.
+    for _ in 0..3 {
+        let mut client = signing_in("wrong-key-123").await;
+        client.expect_error("unauthenticated").await;
+    }
+    assert_eq!(checked.load(Ordering::Relaxed), 3);
+    // The fourth is not even checked; nor is a right key from the same address now.
+    let mut client = signing_in("wrong-key-123").await;
+    let refused = client.expect_error("rate_limited").await;
+    assert!(
+        refused.to_string().contains("too many refused auth keys"),
+        "{refused}"
+    );
+    let mut client = signing_in("ann-key").await;
+    client.expect_error("rate_limited").await;
+    let answer = request(
+        addr,
+        Method::POST,
+        "/who/amI",
+        "{}",
+        &[("authorization", "Bearer ann-key")],
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert_eq!(answer.body["error"]["code"], "rate_limited");
+    assert_eq!(
+        checked.load(Ordering::Relaxed),
+        3,
+        "no key was checked meanwhile"
+    );
+    // One log line for the whole flood, naming the setting.
+    let text = log.text();
+    assert_eq!(text.matches("too many refused keys").count(), 1, "{text}");
+    assert!(text.contains("failed_auth_rate_limit"), "{text}");
+    assert!(
+        !text.contains("ann-key") && !text.contains("wrong-key"),
+        "{text}"
+    );
+
+    // A second later a token is back: the right key signs in.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut client = signing_in("ann-key").await;
+    client.until_pong().await;
+    assert_eq!(checked.load(Ordering::Relaxed), 4);
+    server.shutdown().await;
+}
+
+/// An HTTP method that tells who called it.
+#[derive(Debug)]
+pub struct Who;
+
+#[streampod::endpoint]
+impl Who {
+    /// The caller's user id, if signed in.
+    pub async fn am_i(&self, session: &streampod::Session<Protocol>) -> String {
+        session
+            .authenticated_user_id()
+            .unwrap_or("nobody")
+            .to_owned()
+    }
+}

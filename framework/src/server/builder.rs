@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
 use crate::rate_limit::PerAddress;
-use crate::auth::{AuthenticationHandler, DynAuthenticationHandler};
+use crate::auth::{AuthenticationHandler, Authenticator, DynAuthenticationHandler};
 use crate::cluster::{Backends, Backplane, ClusterState, Inbox, Sink, DEFAULT_MAX_GLOBAL_AGE};
 #[cfg(feature = "redis")]
 use crate::cluster::{ClusterConfig, RedisBackplane};
@@ -484,7 +484,7 @@ impl<P: ModelSet> ServerBuilder<P> {
         }
         let streams = Arc::new(SocketContext {
             endpoints: self.endpoints,
-            authentication: self.authentication,
+            authentication: Authenticator::new(self.authentication, config.failed_auth_rate_limit),
             config,
             sessions,
             method_sockets: Arc::default(),

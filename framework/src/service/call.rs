@@ -19,6 +19,7 @@ use crate::util::panic_text::panic_message;
 use crate::methods::Session;
 use crate::methods::args::{parse_args, Args};
 use crate::methods::info::MethodInfo;
+use crate::auth::KeyCheck;
 use crate::methods::MethodError;
 use crate::protocol::{auth, ModelSet};
 
@@ -187,9 +188,18 @@ async fn call<P: ModelSet, B: RequestBody>(
         });
     }
 
-    let auth = match (&key, &server.streams.authentication) {
-        (Some(key), Some(handler)) => handler.authenticate(key).await.map(Arc::new),
-        _ => None,
+    let auth = match &key {
+        Some(key) => match server.streams.authentication.check(remote_addr.ip(), key).await {
+            KeyCheck::Accepted(auth) => Some(Arc::new(auth)),
+            KeyCheck::Refused => None,
+            KeyCheck::Throttled(retry_after) => {
+                return Err(MethodError::rate_limited(
+                    "too many refused auth keys from this address: the key was not checked; retry after the Retry-After seconds",
+                    retry_after,
+                ));
+            }
+        },
+        None => None,
     };
     if info.require_login || !info.scopes.is_empty() {
         let Some(auth) = &auth else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::DynAuthenticationHandler;
+use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::endpoint::definition::Endpoints;
 use crate::messages::central::MessageCentral;
@@ -26,7 +26,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> I
 /// configuration, the live sessions, the message central, and the metrics.
 pub(crate) struct SocketContext<P: ModelSet> {
     pub(crate) endpoints: Endpoints<P>,
-    pub(crate) authentication: Option<Arc<dyn DynAuthenticationHandler>>,
+    pub(crate) authentication: Authenticator,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) sessions: Arc<SessionRegistry>,
     /// The streaming-method sockets (`/v1/websocket`), apart: broadcasts to sessions

@@ -16,7 +16,7 @@ use super::close::{close_abusive, pong, triage, Read};
 use super::context::{Io, SocketContext};
 use super::keepalive::Keepalive;
 use super::write_task::write_loop;
-use crate::auth::AuthInfo;
+use crate::auth::{AuthInfo, KeyCheck};
 use crate::endpoint::definition::Denied;
 use crate::endpoint::streaming_session::StreamingSession;
 use crate::messages::membership::release_session;
@@ -313,23 +313,26 @@ impl<P: ModelSet> Connection<P> {
     }
 
     /// Who `key` signs the session in as; `None` signs out. A key the handler does not
-    /// accept gets an `unauthenticated` error frame (and signs out).
+    /// accept gets an `unauthenticated` error frame, and one from an address that sent
+    /// too many such keys a `rate_limited` one (either signs out).
     async fn resolve(&self, key: Option<&str>) -> Option<AuthInfo> {
         let key = key?;
-        let auth = match &self.server.authentication {
-            Some(handler) => handler.authenticate(&auth::unwrap_key(key)).await,
-            None => {
-                tracing::warn!(target: "streampod::connection", "auth key sent but the server has no authentication handler");
-                None
-            }
-        };
-        if auth.is_none() {
-            self.reject(&ErrorFrame::new(
+        if !self.server.authentication.has_handler() {
+            tracing::warn!(target: "streampod::connection", "auth key sent but the server has no authentication handler");
+        }
+        let peer = self.shared.remote_addr.ip();
+        match self.server.authentication.check(peer, &auth::unwrap_key(key)).await {
+            KeyCheck::Accepted(auth) => return Some(auth),
+            KeyCheck::Refused => self.reject(&ErrorFrame::new(
                 ErrorCode::Unauthenticated,
                 "the auth key was not accepted; the session is signed out",
-            ));
+            )),
+            KeyCheck::Throttled(retry_after) => self.reject(&ErrorFrame::new(
+                ErrorCode::RateLimited,
+                format!("too many refused auth keys from this address: the key was not checked; try again in {retry_after} s (the session is signed out)"),
+            )),
         }
-        auth
+        None
     }
 
     /// Makes `auth` the session's identity. When it differs from the current one (sign
@@ -570,7 +573,7 @@ mod tests {
         );
         Arc::new(SocketContext {
             endpoints,
-            authentication: None,
+            authentication: crate::auth::Authenticator::default(),
             config: Arc::new(config),
             sessions,
             method_sockets: Arc::default(),

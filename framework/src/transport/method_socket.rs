@@ -19,7 +19,7 @@ use http::StatusCode;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::auth::AuthInfo;
+use crate::auth::{AuthInfo, KeyCheck};
 use crate::messages::membership::release_session;
 use crate::transport::close::{close_abusive, pong, triage, Read};
 use crate::transport::context::{Io, SocketContext};
@@ -640,12 +640,19 @@ impl<P: ModelSet> CallTask<P> {
 
     /// Who the key signs in, and whether the method lets them in, as for HTTP calls.
     async fn authorize(&self, key: Option<&str>) -> Result<Option<Arc<AuthInfo>>, OpenResult> {
-        let auth = match (key, &self.context.streams.authentication) {
-            (Some(key), Some(handler)) => handler
-                .authenticate(&auth::unwrap_key(key))
-                .await
-                .map(Arc::new),
-            _ => None,
+        let auth = match key {
+            Some(key) => {
+                let peer = self.shared.remote_addr.ip();
+                match self.context.streams.authentication.check(peer, &auth::unwrap_key(key)).await {
+                    KeyCheck::Accepted(auth) => Some(Arc::new(auth)),
+                    KeyCheck::Refused => None,
+                    KeyCheck::Throttled(_) => {
+                        // Serverpod's clients know no "slow down": a refused sign-in.
+                        return Err(OpenResult::AuthenticationFailed);
+                    }
+                }
+            }
+            None => None,
         };
         let info = self.info;
         if info.require_login || !info.scopes.is_empty() {
