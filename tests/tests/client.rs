@@ -555,9 +555,11 @@ async fn a_method_call_reads_a_bounded_answer_in_bounded_time() {
         false,
     )
     .await;
-    let calls = MethodClient::new(&format!("http://{addr}"))
-        .unwrap()
-        .call_timeout(Duration::from_millis(300));
+    // (Configured through the socket client's builder, as an app using both would.)
+    let calls = streampod::client::Client::<Protocol>::builder(format!("http://{addr}"))
+        .method_calls(|calls| calls.call_timeout(Duration::from_millis(300)))
+        .method_client()
+        .unwrap();
     let started = std::time::Instant::now();
     let result = calls
         .call::<String, NoException>("greeter", "hello", json!({}))

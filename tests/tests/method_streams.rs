@@ -265,6 +265,52 @@ fn is_close(frame: &Value, n: usize, parameter: Option<&str>, reason: &str) -> b
 }
 
 #[tokio::test]
+async fn the_rust_client_closes_a_call_its_app_does_not_read_and_the_others_go_on() {
+    use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
+
+    let live = Live::default();
+    let dropped = live.dropped.clone();
+    let server = start_with(live, ServerConfig::default()).await;
+    let calls = MethodClient::new(&format!("http://{}", server.local_addr()))
+        .unwrap()
+        .max_stream_queue_bytes(1024);
+    let mut unread = calls
+        .call_stream::<i64, NoException>("live", "forever", args!({}), &[])
+        .await
+        .unwrap();
+    let mut read = calls
+        .call_stream::<i64, NoException>("live", "forever", args!({}), &[])
+        .await
+        .unwrap();
+    // A value every 10 ms: the unread call passes 1 KiB (about 15 values) long before
+    // the read one has given 60.
+    for expected in 0..60 {
+        assert_eq!(read.next().await.unwrap().unwrap(), expected);
+    }
+    streampod_tests::eventually("the unread call was cancelled on the server", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let mut values = 0;
+    let ended = loop {
+        match unread.next().await {
+            Some(Ok(_)) => values += 1,
+            Some(Err(error)) => break error,
+            None => panic!("ended without saying why"),
+        }
+    };
+    assert!(
+        matches!(ended, StreamCallError::Overflow { limit: 1024 }),
+        "{ended:?}"
+    );
+    assert!((1..=16).contains(&values), "{values} values were held");
+    assert!(unread.next().await.is_none());
+    // The read call goes on.
+    assert_eq!(read.next().await.unwrap().unwrap(), 60);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_opened_call_streams_its_values_then_closes_done() {
     let server = start().await;
     let mut client = Raw::connect(server.local_addr()).await;

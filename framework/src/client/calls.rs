@@ -42,6 +42,8 @@ pub struct MethodClient {
     max_answer_bytes: usize,
     /// How long a call may take, answer read included.
     call_timeout: Duration,
+    /// The most bytes of a streaming call's values that wait unread.
+    max_stream_queue_bytes: usize,
 }
 
 /// The largest answer body a method call reads by default: 16 MiB.
@@ -49,6 +51,9 @@ pub const DEFAULT_MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// How long a method call may take by default, its answer read included: 30 s.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most bytes of a streaming call's values that wait unread by default: 16 MiB.
+pub const DEFAULT_MAX_STREAM_QUEUE_BYTES: usize = 16 << 20;
 
 impl std::fmt::Debug for MethodClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +80,7 @@ impl MethodClient {
             streams: Arc::default(),
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            max_stream_queue_bytes: DEFAULT_MAX_STREAM_QUEUE_BYTES,
         }
     }
 
@@ -92,6 +98,17 @@ impl MethodClient {
     #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// Lets at most `bytes` of each streaming call's values (default
+    /// [`DEFAULT_MAX_STREAM_QUEUE_BYTES`]) wait for the app to read them. A server that
+    /// sends faster than the app reads does not fill this process's memory: past the
+    /// limit the call is closed (the server cancels the method) and ends with
+    /// [`StreamCallError::Overflow`]. Other calls on the socket are not held up.
+    #[must_use]
+    pub fn max_stream_queue_bytes(mut self, bytes: usize) -> Self {
+        self.max_stream_queue_bytes = bytes;
         self
     }
 
@@ -130,7 +147,13 @@ impl MethodClient {
         inputs: &[&str],
     ) -> Result<StreamCall<R, E>, StreamCallError<E>> {
         self.streams
-            .call(&self.transport, endpoint, method, args, inputs)
+            .call(
+                &self.transport,
+                (endpoint, method),
+                args,
+                inputs,
+                self.max_stream_queue_bytes,
+            )
             .await
     }
 

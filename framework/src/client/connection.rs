@@ -99,7 +99,11 @@ pub struct ClientBuilder<P> {
     queue: usize,
     roots: ExtraRoots,
     on_connect: Option<Hook<P>>,
+    configure_calls: Option<ConfigureCalls>,
 }
+
+/// What [`ClientBuilder::method_calls`] keeps.
+type ConfigureCalls = Arc<dyn Fn(MethodClient) -> MethodClient + Send + Sync>;
 
 impl<P> fmt::Debug for ClientBuilder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,7 +187,28 @@ impl<P: ModelSet> ClientBuilder<P> {
     /// As [`connect`](Self::connect), before any connection is tried.
     pub fn method_client(&self) -> Result<MethodClient, ClientError> {
         let transport = Transport::new(&self.base, self.auth_key.as_deref(), &self.roots)?;
-        Ok(MethodClient::over(Arc::new(transport)))
+        Ok(self.calls_over(Arc::new(transport)))
+    }
+
+    /// Configures the method calls of the client this builds ([`Client::call`],
+    /// [`Client::call_stream`], [`method_client`](Self::method_client)) with
+    /// [`MethodClient`]'s setters:
+    /// `builder.method_calls(|calls| calls.call_timeout(Duration::from_secs(5)))`.
+    pub fn method_calls(
+        mut self,
+        configure: impl Fn(MethodClient) -> MethodClient + Send + Sync + 'static,
+    ) -> Self {
+        self.configure_calls = Some(Arc::new(configure));
+        self
+    }
+
+    /// A method client over `transport`, configured as asked.
+    fn calls_over(&self, transport: Arc<Transport>) -> MethodClient {
+        let calls = MethodClient::over(transport);
+        match &self.configure_calls {
+            Some(configure) => configure(calls),
+            None => calls,
+        }
     }
 
     /// Connects, waiting for the first connection (retrying per the backoff, up to the
@@ -204,7 +229,7 @@ impl<P: ModelSet> ClientBuilder<P> {
         let (state_tx, mut state_rx) = watch::channel(ConnectionState::Connecting);
         let (incoming_tx, incoming_rx) = mpsc::channel(self.queue);
         let inner = Arc::new(Inner {
-            calls: MethodClient::over(transport.clone()),
+            calls: self.calls_over(transport.clone()),
             transport,
             outgoing: Mutex::new(None),
             positions: Mutex::new(Positions::default()),
@@ -331,6 +356,7 @@ impl<P: ModelSet> Client<P> {
             queue: 1024,
             roots: ExtraRoots::default(),
             on_connect: None,
+            configure_calls: None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -72,7 +73,20 @@ pub enum StreamCallError<E> {
     /// A value did not decode as the expected type.
     #[error("unexpected value")]
     Decode(#[source] serde_json::Error),
+    /// The app read the call's values too slowly: more than `limit` bytes of them waited
+    /// ([`MethodClient::max_stream_queue_bytes`](super::MethodClient::max_stream_queue_bytes)),
+    /// so the call was closed (the server cancels the method). Open it again and read
+    /// faster, or raise the limit.
+    #[error("more than {limit} bytes of the call's values waited unread; the call was closed")]
+    Overflow {
+        /// The limit that was passed.
+        limit: usize,
+    },
 }
+
+/// What one queued value counts against a call's queue besides its text: the event and
+/// the string's own bookkeeping.
+const VALUE_OVERHEAD: usize = 64;
 
 /// What the reader hands one call.
 #[derive(Debug)]
@@ -81,12 +95,19 @@ enum CallEvent {
     Exception(String),
     Closed(CloseReason),
     Lost,
+    /// The call's queue passed its limit (in bytes); the reader closed the call.
+    Overflow(usize),
 }
 
 /// One call as the connection keeps it.
 struct Slot {
     opened: Option<oneshot::Sender<OpenResult>>,
     events: mpsc::UnboundedSender<CallEvent>,
+    /// Bytes of values waiting in `events` (see [`VALUE_OVERHEAD`]), shared with the
+    /// call, which takes them off as it reads.
+    queued: Arc<AtomicUsize>,
+    /// The most `queued` may reach.
+    limit: usize,
 }
 
 /// The socket calls share.
@@ -165,8 +186,27 @@ impl Connection {
         };
         let (call, event) = event;
         let mut calls = self.calls();
-        let closed = matches!(event, CallEvent::Closed(_));
+        let mut closed = matches!(event, CallEvent::Closed(_));
         if let Some(slot) = calls.get(&call.connection_id) {
+            let event = match event {
+                CallEvent::Value(object) => {
+                    let cost = object.len() + VALUE_OVERHEAD;
+                    if slot.queued.load(Ordering::Relaxed) + cost > slot.limit {
+                        // The app is not reading: close the call rather than hold more.
+                        closed = true;
+                        self.send(&MethodStreamFrame::Close {
+                            call: call.clone(),
+                            parameter: None,
+                            reason: CloseReason::Done,
+                        });
+                        CallEvent::Overflow(slot.limit)
+                    } else {
+                        slot.queued.fetch_add(cost, Ordering::Relaxed);
+                        CallEvent::Value(object)
+                    }
+                }
+                other => other,
+            };
             let _ = slot.events.send(event);
         }
         if closed {
@@ -230,14 +270,15 @@ pub(crate) struct MethodSocket {
 }
 
 impl MethodSocket {
-    /// Opens `endpoint.method` with `args` and the input streams named `inputs`.
+    /// Opens `endpoint.method` with `args` and the input streams named `inputs`; at
+    /// most `queue_limit` bytes of its values wait unread.
     pub(crate) async fn call<R: WireValue, E: SerializableModel>(
         &self,
         transport: &Transport,
-        endpoint: &str,
-        method: &str,
+        (endpoint, method): (&str, &str),
         args: impl Serialize,
         inputs: &[&str],
+        queue_limit: usize,
     ) -> Result<StreamCall<R, E>, StreamCallError<E>> {
         let args =
             serde_json::to_string(&args).map_err(|e| StreamCallError::Arguments(Box::new(e)))?;
@@ -261,11 +302,14 @@ impl MethodSocket {
         };
         let (opened_tx, opened) = oneshot::channel();
         let (events_tx, events) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         connection.calls().insert(
             call.connection_id,
             Slot {
                 opened: Some(opened_tx),
                 events: events_tx,
+                queued: queued.clone(),
+                limit: queue_limit,
             },
         );
         let authentication = transport
@@ -298,6 +342,7 @@ impl MethodSocket {
         Ok(StreamCall {
             shared: Arc::new(CallShared { connection, call }),
             events,
+            queued,
             ended: false,
             _types: PhantomData,
         })
@@ -314,10 +359,14 @@ struct CallShared {
 /// method ends (an error item, then the end, when it failed). Dropping it closes the
 /// call on the server, which cancels the method.
 ///
-/// Values wait here until read, without bound: read them.
+/// Values wait here until read, up to the client's
+/// [`max_stream_queue_bytes`](super::MethodClient::max_stream_queue_bytes); past it the
+/// call is closed and ends with [`StreamCallError::Overflow`].
 pub struct StreamCall<R, E> {
     shared: Arc<CallShared>,
     events: mpsc::UnboundedReceiver<CallEvent>,
+    /// Bytes of values waiting (shared with the reader).
+    queued: Arc<AtomicUsize>,
     ended: bool,
     _types: PhantomData<fn() -> (R, E)>,
 }
@@ -369,7 +418,13 @@ impl<R: WireValue, E: SerializableModel> StreamCall<R, E> {
     fn event(&mut self, event: CallEvent) -> Option<Result<R, StreamCallError<E>>> {
         match event {
             CallEvent::Value(object) => {
+                self.queued
+                    .fetch_sub(object.len() + VALUE_OVERHEAD, Ordering::Relaxed);
                 Some(unwrap_value::<R>(&object).map_err(StreamCallError::Decode))
+            }
+            CallEvent::Overflow(limit) => {
+                self.ended = true;
+                Some(Err(StreamCallError::Overflow { limit }))
             }
             CallEvent::Exception(object) => {
                 self.ended = true;

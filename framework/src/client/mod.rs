@@ -39,6 +39,7 @@ mod transport;
 pub use crate::protocol::method_stream::OpenResult;
 pub use calls::{
     CallException, MethodClient, NoException, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_MAX_STREAM_QUEUE_BYTES,
 };
 pub use connection::{Client, ClientBuilder, ConnectionState, Incoming};
 pub use error::{BoxError, CallError, ClientError, CloseInfo};
