@@ -1,8 +1,8 @@
 //! Redis state that shrinks (issue "hostile peers, round two"): a socket joining and
 //! leaving a thousand fresh rooms of the example server (history and presence in Redis)
 //! leaves no key behind; a dead node's memberships are swept in bounded batches; a
-//! provisional epoch from before Redis lost its data is never taken as
-//! continued.
+//! provisional epoch from before Redis lost its data is never taken as continued; global
+//! posts waiting for a hung Redis are bounded in bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -230,5 +230,126 @@ async fn a_provisional_epoch_is_continued_by_the_first_post_unless_redis_lost_it
     let joined = join(&mut back, "quiet", Some(&provisional)).await;
     assert_eq!(joined["recovering"], true, "{joined}");
     assert_eq!(joined["recovered"], false, "{joined}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn global_posts_waiting_for_a_hung_redis_are_bounded_in_bytes() {
+    use streampod::cluster::ClusterError;
+    use streampod::messages::{PostError, Reach};
+
+    let redis = RedisServer::start();
+    let config = ClusterConfig::redis(redis.url())
+        .prefix(PREFIX)
+        .publish_timeout(Duration::from_secs(5))
+        .publish_queue_bytes(1 << 20);
+    let server = example_server::server()
+        .cluster(config)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state == ClusterState::Connected),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    redis.pause();
+    let messages = server.handle().messages();
+    let post = || {
+        let message = example_server::models::ChatMessage {
+            id: None,
+            sender_name: "server".into(),
+            content: "z".repeat(300_000),
+            timestamp: streampod::protocol::types::DateTime::from(std::time::SystemTime::now()),
+            channel_id: "big".into(),
+            exclude_sender: false,
+            sender_id: None,
+        };
+        messages.post_message("big", message, Reach::Global)
+    };
+    // Three posts of 300 KB wait (900 KB); the fourth would pass 1 MiB.
+    for _ in 0..3 {
+        post().unwrap();
+    }
+    match post() {
+        Err(PostError::Cluster(ClusterError::Backlog(what))) => {
+            assert!(what.contains("1048576 bytes"), "{what}");
+        }
+        other => panic!("expected a byte backlog, got {other:?}"),
+    }
+    redis.resume();
+    // Once Redis answers, the bytes are given back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while post().is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_room_s_history_in_redis_is_bounded_in_bytes_as_well_as_posts() {
+    let redis = RedisServer::start();
+    let history = HistoryConfig::new(100, Duration::from_secs(60)).with_max_bytes(10_000);
+    let server = example_server::server_with_chat(ChatEndpoint::with_room_history(history))
+        .cluster(ClusterConfig::redis(redis.url()).prefix(PREFIX))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state == ClusterState::Connected),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // Twenty posts of about 2 KB to a history of a hundred posts and 10 KB.
+    for _ in 0..20 {
+        let message = example_server::models::ChatMessage {
+            id: None,
+            sender_name: "server".into(),
+            content: "w".repeat(2_000),
+            timestamp: streampod::protocol::types::DateTime::from(std::time::SystemTime::now()),
+            channel_id: "wide".into(),
+            exclude_sender: false,
+            sender_id: None,
+        };
+        server
+            .handle()
+            .messages()
+            .post_global(&example_server::chat::room_channel("wide"), message)
+            .await
+            .unwrap();
+    }
+    let stream = format!("{PREFIX}:history:chat-room-wide");
+    let kept: usize = redis.query(redis::cmd("XLEN").arg(&stream));
+    let bytes: usize = redis.query(
+        redis::cmd("HGET")
+            .arg(format!("{PREFIX}:history-meta:chat-room-wide"))
+            .arg("bytes"),
+    );
+    assert!((1..=5).contains(&kept), "{kept} posts kept");
+    assert!(bytes <= 10_000, "{bytes} bytes kept");
+    // The newest are the ones kept: offsets 16 to 20 (at most).
+    let (first, _): (String, Vec<String>) = {
+        let entries: Vec<(String, Vec<String>)> = redis.query(
+            redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1),
+        );
+        entries.into_iter().next().unwrap()
+    };
+    let first: u64 = first.strip_suffix("-0").unwrap().parse().unwrap();
+    assert!(first >= 16, "the oldest kept is {first}");
     server.shutdown().await;
 }

@@ -154,3 +154,48 @@ async fn drop_oldest_keeps_a_slow_client_with_the_newest_frames() {
     );
     run.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_frame_larger_than_the_queue_cap_is_refused_to_its_poster_not_the_reader() {
+    use streampod::messages::{PostError, Reach};
+    use streampod::SendError;
+
+    let server = Server::builder()
+        .endpoint("rooms", streampod_tests::rooms::Rooms::default())
+        .config(ServerConfig::default().outbound_queue_bytes(64 << 10))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut reader = TestClient::connect(server.local_addr(), "").await;
+    let join = serde_json::json!({"senderName": "r", "content": "join", "channelId": "flood"});
+    reader.send_model("rooms", "ChatMessage", join).await;
+    assert_eq!(
+        reader.next_json().await["object"]["data"]["content"],
+        "ack:join"
+    );
+    let messages = server.handle().messages();
+    let handle = server.handle().sessions().pop().unwrap();
+
+    // 100 KB through a 64 KiB queue: no reader could ever take it.
+    let big = message(1, &"x".repeat(100_000));
+    match messages.post_message("flood", big.clone(), Reach::Local) {
+        Err(PostError::TooLarge { bytes, limit }) => {
+            assert!(bytes > 100_000, "{bytes}");
+            assert_eq!(limit, 64 << 10);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    match handle.send("rooms", big) {
+        Err(SendError::TooLarge { limit, .. }) => assert_eq!(limit, 64 << 10),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // The reader was not cut for it: it still talks and gets what fits.
+    let report = messages
+        .post_message("flood", message(2, "small"), Reach::Local)
+        .unwrap();
+    assert_eq!(report.delivered(), Some(1));
+    let frame = reader.next_json().await;
+    assert_eq!(frame["object"]["data"]["content"], "small", "{frame}");
+    reader.round_trip().await;
+    server.shutdown().await;
+}

@@ -28,6 +28,17 @@ pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, ClusterEr
 pub(crate) struct Record {
     pub(crate) size: usize,
     pub(crate) ttl: Duration,
+    pub(crate) bytes: usize,
+}
+
+impl From<Retention> for Record {
+    fn from(retention: Retention) -> Self {
+        Self {
+            size: retention.size,
+            ttl: retention.ttl,
+            bytes: retention.bytes,
+        }
+    }
 }
 
 impl Record {
@@ -35,6 +46,7 @@ impl Record {
         Retention {
             size: self.size,
             ttl: self.ttl,
+            bytes: self.bytes,
         }
     }
 }

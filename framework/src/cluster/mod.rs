@@ -113,12 +113,12 @@ pub enum ClusterError {
          (local posts still work)"
     )]
     Unavailable(String),
-    /// Too many global posts are already waiting.
+    /// Too many global posts, or too many bytes of them, are already waiting.
     #[error(
-        "{0} global posts are already waiting for Redis; post less often or raise \
-         ClusterConfig::publish_queue"
+        "global posts are already waiting for Redis up to {0}; post less often or raise \
+         ClusterConfig::publish_queue and publish_queue_bytes"
     )]
-    Backlog(usize),
+    Backlog(String),
     /// Redis did not confirm in time: the publish was written and may still go out.
     #[error("Redis did not confirm the publish within {0:?}; it may or may not have gone out")]
     Timeout(Duration),

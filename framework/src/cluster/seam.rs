@@ -113,6 +113,9 @@ pub struct Retention {
     pub size: usize,
     /// How long each is kept.
     pub ttl: std::time::Duration,
+    /// Most bytes of posts kept: the oldest go first past it (the newest stays even
+    /// when it alone is larger).
+    pub bytes: usize,
 }
 
 /// A channel's history as a backend holds it, read after this node subscribed to the

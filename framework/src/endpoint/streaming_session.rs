@@ -167,6 +167,7 @@ mod tests {
                 SessionLimits {
                     channels: 4,
                     channel_name_len: 16,
+                    frame_bytes: 1 << 20,
                 },
                 tokio::runtime::Handle::current(),
             );

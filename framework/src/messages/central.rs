@@ -10,7 +10,9 @@ use super::channel::{Channel, ChannelConfig, ChannelMap, Listener};
 use super::gate::{Gate, Positioned, Target};
 use super::hooks::Hooks;
 use super::history::{History, Kept};
-use super::delivery::{Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach};
+use super::delivery::{
+    check_size, Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach,
+};
 use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
 use crate::config::SlowConsumerPolicy;
 use crate::session::owned::{JoinError, ListenerId, Owned, SessionLimits};
@@ -293,6 +295,7 @@ impl<P: ModelSet> MessageCentral<P> {
         match (reach, self.cluster()) {
             (Reach::Global, Some(cluster)) => {
                 let payload = Envelope::encode(cluster.node(), None, None, &message)?;
+                check_size(payload.len(), self.inner.limits.frame_bytes)?;
                 cluster.publish(Topic::Channel(channel), payload, self.record_of(channel))?;
                 self.count_post();
                 Ok(Delivery::Published)
@@ -322,6 +325,7 @@ impl<P: ModelSet> MessageCentral<P> {
             return Ok(usize::from(report.delivered > 0));
         };
         let payload = Envelope::encode(cluster.node(), None, None, &message)?;
+        check_size(payload.len(), self.inner.limits.frame_bytes)?;
         self.count_post();
         Ok(cluster
             .publish_confirmed(Topic::Channel(channel), payload, self.record_of(channel))
@@ -338,6 +342,7 @@ impl<P: ModelSet> MessageCentral<P> {
             .map(|history| Record {
                 size: history.size,
                 ttl: history.ttl,
+                bytes: history.max_bytes,
             })
     }
 
@@ -383,6 +388,7 @@ impl<P: ModelSet> MessageCentral<P> {
         let mut frames = Frames::new(
             |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
             &self.inner.frames_encoded,
+            self.inner.limits.frame_bytes,
         );
         let mut report = DeliveryReport::default();
         for session in sessions.iter().filter(|s| include(s)) {
@@ -418,6 +424,7 @@ impl<P: ModelSet> MessageCentral<P> {
         let mut frames = Frames::new(
             |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
             &self.inner.frames_encoded,
+            self.inner.limits.frame_bytes,
         );
         let report = self.fan_out(&channel, payload, &include, |session, endpoint, _, report| {
             match payload.batch() {
@@ -449,7 +456,11 @@ impl<P: ModelSet> MessageCentral<P> {
         include: &impl Fn(&Arc<SessionShared>) -> bool,
     ) -> Result<DeliveryReport, PostError> {
         let mut total = DeliveryReport::default();
-        for kept in Kept::of(payload)? {
+        let messages = Kept::of(payload)?;
+        for kept in &messages {
+            check_size(kept.object.len(), self.inner.limits.frame_bytes)?;
+        }
+        for kept in messages {
             let mut ring = history.lock();
             let offset = ring.append(kept.clone());
             // Looked up under the lock: a listener that joined before it is found.
@@ -464,6 +475,7 @@ impl<P: ModelSet> MessageCentral<P> {
                     Ok(())
                 },
                 counter,
+                self.inner.limits.frame_bytes,
             );
             let mut positioned = Frames::new(
                 |endpoint: &str, out: &mut Vec<u8>| {
@@ -471,6 +483,7 @@ impl<P: ModelSet> MessageCentral<P> {
                     Ok(())
                 },
                 counter,
+                self.inner.limits.frame_bytes,
             );
             let one = kept.payload();
             let report = self.fan_out(&channel, &one, include, |session, endpoint, _, report| {
@@ -510,6 +523,7 @@ impl<P: ModelSet> MessageCentral<P> {
         let mut plain = Frames::new(
             |endpoint: &str, out: &mut Vec<u8>| payload.encode(endpoint, out),
             counter,
+            self.inner.limits.frame_bytes,
         );
         let mut positioned = Frames::new(
             |endpoint: &str, out: &mut Vec<u8>| {
@@ -518,6 +532,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 Ok(())
             },
             counter,
+            self.inner.limits.frame_bytes,
         );
         // Sessions left out still move their gate past the post (else the next one
         // would look like a gap).

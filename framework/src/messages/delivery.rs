@@ -57,6 +57,7 @@ impl DeliveryReport {
                     self.dropped += dropped;
                 }
                 Push::Dropped(dropped) => self.dropped += dropped,
+                Push::TooLarge => self.dropped += 1,
                 Push::Overflow => {
                     self.disconnected += 1;
                     return;
@@ -77,6 +78,7 @@ impl DeliveryReport {
                 self.dropped += dropped;
             }
             Push::Dropped(dropped) => self.dropped += dropped,
+            Push::TooLarge => self.dropped += 1,
             Push::Overflow => self.disconnected += 1,
             Push::Closed => {}
         }
@@ -120,6 +122,17 @@ pub enum PostError {
     /// A `Global` post could not be handed to the cluster.
     #[error("global post failed: {0}")]
     Cluster(#[from] ClusterError),
+    /// The message's frame is larger than a session's outbound byte cap
+    /// ([`ServerConfig::outbound_queue_bytes`](crate::ServerConfig::outbound_queue_bytes)),
+    /// so no session could take it: it was not posted, kept or published. Post less at
+    /// once (page it), or raise the cap.
+    #[error("a message of {bytes} bytes exceeds the outbound cap of {limit} bytes; not posted")]
+    TooLarge {
+        /// The encoded message's size.
+        bytes: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// A `Global` broadcast had a filter: the closure cannot run on other servers.
     #[error(
         "a Global broadcast cannot carry a filter (the closure cannot run on other \
@@ -154,6 +167,8 @@ pub struct MessageStats {
 /// The frames of one post, encoded lazily once per endpoint name.
 pub(crate) struct Frames<'a, E> {
     encode: E,
+    /// The largest frame a session takes: a larger one fails the post.
+    limit: usize,
     encoded: Vec<(Arc<str>, TextFrame)>,
     /// A batch as separate message frames, per endpoint, for Serverpod clients.
     separate: Vec<(Arc<str>, Vec<TextFrame>)>,
@@ -161,9 +176,10 @@ pub(crate) struct Frames<'a, E> {
 }
 
 impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
-    pub(crate) fn new(encode: E, counter: &'a AtomicU64) -> Self {
+    pub(crate) fn new(encode: E, counter: &'a AtomicU64, limit: usize) -> Self {
         Self {
             encode,
+            limit,
             encoded: Vec::new(),
             separate: Vec::new(),
             counter,
@@ -176,15 +192,16 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
         &mut self,
         endpoint: &Arc<str>,
         messages: &[Arc<P>],
-    ) -> Result<&[TextFrame], EncodeError> {
+    ) -> Result<&[TextFrame], PostError> {
         let index = match self.separate.iter().position(|(name, _)| name == endpoint) {
             Some(index) => index,
             None => {
                 let mut frames = Vec::with_capacity(messages.len());
                 for message in messages {
-                    frames.push(TextFrame::encode(128, |out| {
+                    let frame = TextFrame::encode(128, |out| {
                         frame::encode_message(endpoint, &**message, out)
-                    })?);
+                    })?;
+                    frames.push(self.within_limit(frame)?);
                 }
                 self.counter
                     .fetch_add(frames.len() as u64, Ordering::Relaxed);
@@ -195,7 +212,13 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
         Ok(&self.separate[index].1)
     }
 
-    pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<TextFrame, EncodeError> {
+    /// `frame`, if a session can take it.
+    fn within_limit(&self, frame: TextFrame) -> Result<TextFrame, PostError> {
+        check_size(frame.len(), self.limit)?;
+        Ok(frame)
+    }
+
+    pub(crate) fn get(&mut self, endpoint: &Arc<str>) -> Result<TextFrame, PostError> {
         // Sessions share their endpoint's registered name, so the pointer usually
         // matches and the string compare (a `memcmp` per delivery) is skipped.
         let found = self
@@ -206,10 +229,19 @@ impl<'a, E: Fn(&str, &mut Vec<u8>) -> Result<(), EncodeError>> Frames<'a, E> {
             return Ok(frame.clone());
         }
         let frame = TextFrame::encode(128, |out| (self.encode)(endpoint, out))?;
+        let frame = self.within_limit(frame)?;
         self.counter.fetch_add(1, Ordering::Relaxed);
         self.encoded.push((endpoint.clone(), frame.clone()));
         Ok(frame)
     }
+}
+
+/// `Ok` when a message of `bytes` fits a session's outbound cap `limit`.
+pub(crate) fn check_size(bytes: usize, limit: usize) -> Result<(), PostError> {
+    if bytes > limit {
+        return Err(PostError::TooLarge { bytes, limit });
+    }
+    Ok(())
 }
 
 /// What a post carries: models (a local post), or a frame object that came through the

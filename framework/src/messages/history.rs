@@ -28,19 +28,38 @@ use crate::protocol::{frame, EncodeError, ModelSet};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HistoryConfig {
-    /// Most messages kept; older ones are forgotten first. In a cluster Redis trims
-    /// its stream in whole blocks (`XADD … MAXLEN ~`, several times cheaper than an
-    /// exact trim on every post), so it may keep up to about a hundred more, which
-    /// clients then recover too.
+    /// Most messages kept; older ones are forgotten first (in a cluster as well: the
+    /// append script trims Redis' stream exactly, by count and by bytes).
     pub size: usize,
     /// How long a message is kept.
     pub ttl: Duration,
+    /// Most bytes of messages kept (their encoded objects): past it the oldest are
+    /// forgotten first, so a channel's history holds at most this much however large
+    /// its posts (the newest stays even when it alone is larger; a post never exceeds
+    /// a session's outbound cap). Default [`DEFAULT_HISTORY_BYTES`].
+    pub max_bytes: usize,
 }
 
+/// How many bytes of messages a channel's history keeps by default: 4 MiB, a thousand
+/// posts of 4 KiB.
+pub const DEFAULT_HISTORY_BYTES: usize = 4 << 20;
+
 impl HistoryConfig {
-    /// Keep at most `size` messages, each for at most `ttl`.
+    /// Keep at most `size` messages, each for at most `ttl`, and at most
+    /// [`DEFAULT_HISTORY_BYTES`] of them.
     pub fn new(size: usize, ttl: Duration) -> Self {
-        Self { size, ttl }
+        Self {
+            size,
+            ttl,
+            max_bytes: DEFAULT_HISTORY_BYTES,
+        }
+    }
+
+    /// Keeps at most `bytes` of messages (see [`max_bytes`](Self::max_bytes)).
+    #[must_use]
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
     }
 }
 
@@ -123,6 +142,8 @@ pub(crate) struct Ring<P> {
     epoch: Arc<str>,
     newest: u64,
     entries: VecDeque<Entry<P>>,
+    /// The bytes of the kept messages' objects.
+    bytes: usize,
     config: HistoryConfig,
 }
 
@@ -141,6 +162,7 @@ impl<P> History<P> {
                 epoch,
                 newest: 0,
                 entries: VecDeque::new(),
+                bytes: 0,
                 config,
             }),
         }
@@ -170,6 +192,7 @@ impl<P> Ring<P> {
     pub(crate) fn append(&mut self, message: Kept<P>) -> u64 {
         self.newest += 1;
         let now = Instant::now();
+        self.bytes += message.object.len();
         self.entries.push_back(Entry {
             offset: self.newest,
             kept_at: now,
@@ -180,15 +203,18 @@ impl<P> Ring<P> {
     }
 
     fn forget(&mut self, now: Instant) {
-        while self.entries.len() > self.config.size {
-            self.entries.pop_front();
-        }
-        while self
-            .entries
-            .front()
-            .is_some_and(|entry| now.duration_since(entry.kept_at) > self.config.ttl)
+        let ttl = self.config.ttl;
+        while self.entries.len() > self.config.size
+            || (self.bytes > self.config.max_bytes && self.entries.len() > 1)
+            || self
+                .entries
+                .front()
+                .is_some_and(|entry| now.duration_since(entry.kept_at) > ttl)
         {
-            self.entries.pop_front();
+            let Some(oldest) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.message.object.len();
         }
     }
 
@@ -264,6 +290,23 @@ mod tests {
         assert_eq!(offsets(ring.since(&Position::new("e1", 2))), Some(vec![3, 4, 5]));
         assert_eq!(offsets(ring.since(&Position::new("e1", 5))), Some(vec![]));
         assert_eq!(offsets(ring.since(&Position::new("e1", 0))), Some(vec![1, 2, 3, 4, 5]));
+    }
+
+    #[test]
+    fn past_its_bytes_the_oldest_go_and_the_newest_stays() {
+        let config = HistoryConfig::new(100, Duration::from_secs(60)).with_max_bytes(10);
+        let history = History::new(Arc::from("e1"), config);
+        let mut ring = history.lock();
+        for n in 100..=104 {
+            // Three bytes each: three fit in ten.
+            ring.append(kept(n));
+        }
+        assert_eq!(ring.bytes, 9);
+        assert_eq!(offsets(ring.since(&Position::new("e1", 2))), Some(vec![3, 4, 5]));
+        assert_eq!(offsets(ring.since(&Position::new("e1", 1))), None, "2 went");
+        ring.append(Kept::encoded(Arc::from("x".repeat(50))));
+        assert_eq!(ring.entries.len(), 1, "the newest alone stays");
+        assert_eq!(ring.bytes, 50);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::history::Since;
 use super::listener::ListenerHandle;
 use crate::protocol::history::{JoinedFrame, Position};
 use crate::protocol::ModelSet;
+use crate::session::outbound::Push;
 use crate::session::owned::{JoinError, Owned};
 use crate::session::state::SessionShared;
 use crate::ws::frame::TextFrame;
@@ -195,9 +196,14 @@ impl<P: ModelSet> StreamScope<P> {
         }
         for entry in replay.into_iter().flatten() {
             let at = extended.then_some((channel, entry.offset));
-            session.push(TextFrame::encode_infallible(|out| {
+            let pushed = session.push(TextFrame::encode_infallible(|out| {
                 entry.message.encode(&self.endpoint, at, out);
             }));
+            // A session that overflowed (or closed) takes nothing more: stop copying
+            // under the history's lock.
+            if matches!(pushed, Push::Overflow | Push::Closed) {
+                break;
+            }
         }
         Ok(recovery)
     }

@@ -46,7 +46,7 @@ pub use broadcast::Broadcast;
 pub use central::MessageCentral;
 pub use channel::ChannelConfig;
 pub use delivery::{Delivery, DeliveryReport, MessageStats, PostError, Reach};
-pub use history::HistoryConfig;
+pub use history::{HistoryConfig, DEFAULT_HISTORY_BYTES};
 pub use listener::ListenerHandle;
 pub use pacing::{Batched, Throttle, Throttled};
 pub use presence::{Member, PresenceChange};

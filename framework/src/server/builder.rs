@@ -456,6 +456,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             SessionLimits {
                 channels: self.config.max_channels_per_session,
                 channel_name_len: self.config.max_channel_name_len,
+                frame_bytes: self.config.outbound_queue_bytes,
             },
             tokio::runtime::Handle::current(),
         );

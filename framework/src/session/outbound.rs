@@ -34,6 +34,9 @@ pub(crate) enum Push {
     Overflow,
     /// The session is closing; the frame was not queued.
     Closed,
+    /// Not queued: the frame alone is larger than the queue's byte cap, so no reader
+    /// could ever take it. The session is not at fault and stays open.
+    TooLarge,
 }
 
 /// Limits of one queue.
@@ -173,6 +176,11 @@ impl Outbound {
         }
     }
 
+    /// The queue's byte cap: no single frame larger than it is taken.
+    pub(crate) fn byte_limit(&self) -> usize {
+        self.limits.bytes
+    }
+
     /// Offers a frame from `channel` under `policy`. Never waits.
     pub(crate) fn push(
         &self,
@@ -181,6 +189,9 @@ impl Outbound {
         policy: SlowConsumerPolicy,
     ) -> Push {
         let len = frame.len();
+        if len > self.limits.bytes {
+            return Push::TooLarge;
+        }
         let mut state = self.lock();
         if state.closed {
             return Push::Closed;

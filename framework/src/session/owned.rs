@@ -41,6 +41,8 @@ pub enum JoinError {
 pub(crate) struct SessionLimits {
     pub(crate) channels: usize,
     pub(crate) channel_name_len: usize,
+    /// The largest frame a session's outbound queue takes (its byte cap).
+    pub(crate) frame_bytes: usize,
 }
 
 impl SessionLimits {

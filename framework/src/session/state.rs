@@ -7,6 +7,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -19,6 +20,7 @@ use crate::session::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
 use crate::util::flag::Flag;
+use crate::util::log_limit::RateLimitedLog;
 use crate::ws::frame::TextFrame;
 
 /// A session's id, unique within one server process.
@@ -38,6 +40,16 @@ pub enum SendError {
     /// The message could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The message's frame alone is larger than the session's outbound byte cap
+    /// ([`ServerConfig::outbound_queue_bytes`](crate::ServerConfig::outbound_queue_bytes)):
+    /// it was not sent, and the session stays open. Send less at once.
+    #[error("a frame of {bytes} bytes exceeds the session's outbound cap of {limit} bytes; not sent")]
+    TooLarge {
+        /// The frame's size.
+        bytes: usize,
+        /// The cap.
+        limit: usize,
+    },
 }
 
 /// Per-session state shared by the connection's tasks and every handle.
@@ -140,6 +152,7 @@ impl SessionShared {
         channel: ChannelKey,
         policy: SlowConsumerPolicy,
     ) -> Push {
+        let frame_len = frame.len();
         let outcome = self.outbound.push(frame, channel, policy);
         match outcome {
             Push::Overflow => {
@@ -161,6 +174,19 @@ impl SessionShared {
                 parent: &self.span,
                 "outbound queue full; dropped a frame"
             ),
+            Push::TooLarge => {
+                static TOO_LARGE: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+                if let Some(left_out) = TOO_LARGE.ready() {
+                    tracing::warn!(
+                        target: "streampod::session",
+                        parent: &self.span,
+                        bytes = frame_len,
+                        limit = self.outbound.byte_limit(),
+                        left_out,
+                        "a frame larger than a session's outbound byte cap was not sent (raise ServerConfig::outbound_queue_bytes, or send less at once)"
+                    );
+                }
+            }
             Push::Queued | Push::Closed => {}
         }
         outcome
@@ -309,10 +335,15 @@ impl<P: ModelSet> SessionHandle<P> {
 
     /// Queues an already encoded frame.
     pub(crate) fn send_frame(&self, frame: TextFrame) -> Result<(), SendError> {
+        let frame_len = frame.len();
         match self.shared.push(frame) {
             Push::Queued | Push::QueuedDropping(_) | Push::Dropped(_) => Ok(()),
             Push::Overflow => Err(SendError::SlowConsumer),
             Push::Closed => Err(SendError::Closed),
+            Push::TooLarge => Err(SendError::TooLarge {
+                bytes: frame_len,
+                limit: self.shared.outbound.byte_limit(),
+            }),
         }
     }
 

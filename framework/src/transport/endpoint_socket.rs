@@ -568,6 +568,7 @@ mod tests {
             SessionLimits {
                 channels: 8,
                 channel_name_len: 64,
+                frame_bytes: config.outbound_queue_bytes,
             },
             tokio::runtime::Handle::current(),
         );

@@ -746,7 +746,11 @@ impl<P: ModelSet> CallTask<P> {
                     let Ok(frame) = framed;
                     let frame = frame.holding(slot);
                     match self.shared.push(frame) {
-                        Push::Closed | Push::Overflow => return Some(CloseReason::Error),
+                        // A value too large for any socket ends the call as failed
+                        // (the session logs it); the socket goes on.
+                        Push::Closed | Push::Overflow | Push::TooLarge => {
+                            return Some(CloseReason::Error)
+                        }
                         _ => continue,
                     }
                 }

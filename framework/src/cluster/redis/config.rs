@@ -18,6 +18,7 @@ pub struct ClusterConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect: Backoff,
     pub(crate) publish_queue: usize,
+    pub(crate) publish_queue_bytes: usize,
     pub(crate) liveness_interval: Duration,
     pub(crate) liveness_timeout: Duration,
     pub(crate) max_global_age: Duration,
@@ -31,6 +32,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("publish_timeout", &self.publish_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("publish_queue", &self.publish_queue)
+            .field("publish_queue_bytes", &self.publish_queue_bytes)
             .field("liveness_interval", &self.liveness_interval)
             .field("liveness_timeout", &self.liveness_timeout)
             .field("max_global_age", &self.max_global_age)
@@ -55,7 +57,8 @@ impl ClusterConfig {
 
     /// A cluster through the Redis at `url` (`redis://host:port/`), with defaults:
     /// prefix `streampod`, publish timeout 500 ms, connect timeout 1 s, reconnect
-    /// backoff 100 ms doubling up to 2 s (jittered), 10,000 queued global posts, a
+    /// backoff 100 ms doubling up to 2 s (jittered), 10,000 queued global posts of at
+    /// most 64 MiB in all, a
     /// liveness `PING` on both connections every 1 s that must be answered within 3 s,
     /// and global messages older than 5 s dropped on arrival.
     pub fn redis(url: impl Into<String>) -> Self {
@@ -67,6 +70,7 @@ impl ClusterConfig {
             connect_timeout: Duration::from_secs(1),
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
             publish_queue: 10_000,
+            publish_queue_bytes: 64 << 20,
             liveness_interval: Duration::from_secs(1),
             liveness_timeout: Duration::from_secs(3),
             max_global_age: Duration::from_secs(5),
@@ -137,6 +141,15 @@ impl ClusterConfig {
     /// [`ClusterError::Backlog`](crate::cluster::ClusterError::Backlog) instead of buffering.
     pub fn publish_queue(mut self, posts: usize) -> Self {
         self.publish_queue = posts.max(1);
+        self
+    }
+
+    /// Bytes of global posts that may wait to be published (default 64 MiB): a burst
+    /// of large posts while Redis is slow fails with
+    /// [`ClusterError::Backlog`](crate::cluster::ClusterError::Backlog) past it instead
+    /// of holding [`publish_queue`](Self::publish_queue) times the largest post.
+    pub fn publish_queue_bytes(mut self, bytes: usize) -> Self {
+        self.publish_queue_bytes = bytes.max(1);
         self
     }
 }

@@ -3,9 +3,9 @@
 //! Each channel with history has two keys: `<prefix>:history-meta:<name>`, a hash with
 //! the history's `epoch` and the last `offset` given out, and `<prefix>:history:<name>`,
 //! a stream of the kept posts (entry id `<offset>-0`, fields `t`, Redis' clock in
-//! milliseconds, and `d`, the envelope), trimmed to about the history's size
-//! (`MAXLEN ~`: whole blocks at a time, never below the size). A post runs one script that numbers it, keeps
-//! it and publishes it with its position, so every node delivers the same offsets in
+//! milliseconds, and `d`, the envelope), trimmed to the history's size and bytes (the
+//! meta counts them). A post runs one script that numbers it, keeps it and publishes it
+//! with its position, so every node delivers the same offsets in
 //! the same order, whichever node posted. A new epoch is made by the first post whenever
 //! the meta key is missing: Redis restarted or was flushed, or the channel saw no post
 //! nor join for the meta's lifetime; clients holding older positions are then told
@@ -31,9 +31,11 @@ use super::{Change, Publisher, RedisBackplane};
 pub(super) const META_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Numbers, keeps and publishes one post. KEYS: stream, meta. ARGV: the Redis channel,
-/// the envelope, size, TTL (ms), meta TTL (ms), a fresh epoch. Returns PUBLISH's count.
-/// The first post of an epoch creates the meta, with the epoch's start (`started`,
-/// Redis' clock in milliseconds).
+/// the envelope, size, TTL (ms), meta TTL (ms), a fresh epoch, most bytes. Returns
+/// PUBLISH's count. The first post of an epoch creates the meta, with the epoch's start
+/// (`started`, Redis' clock in milliseconds); the meta also counts the bytes the stream
+/// holds, and the oldest posts go while it holds more than the size or the bytes (the
+/// newest always stays).
 const APPEND: &str = r#"
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -41,10 +43,22 @@ local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[6]
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0, 'started', ms)
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0, 'started', ms, 'bytes', 0)
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[2], 'bytes', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], offset .. '-0', 't', ms, 'd', ARGV[2])
+redis.call('XADD', KEYS[1], offset .. '-0', 't', ms, 'd', ARGV[2])
+local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', #ARGV[2])
+local length = redis.call('XLEN', KEYS[1])
+local size = tonumber(ARGV[3])
+local most = tonumber(ARGV[7])
+while length > 1 and (length > size or bytes > most) do
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  redis.call('XDEL', KEYS[1], oldest[1])
+  bytes = redis.call('HINCRBY', KEYS[2], 'bytes', -#oldest[2][4])
+  length = length - 1
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local positioned = '{"epoch":"' .. epoch .. '","offset":' .. offset .. ',' .. string.sub(ARGV[2], 2)
@@ -152,7 +166,8 @@ impl Scripts {
             .arg(record.size.max(1))
             .arg(millis(record.ttl))
             .arg(millis(meta_ttl(record)))
-            .arg(fresh_epoch());
+            .arg(fresh_epoch())
+            .arg(record.bytes.max(1));
     }
 
     /// Reads a channel's history after `since` (see [`History::read`]).
@@ -254,10 +269,7 @@ impl History for RedisBackplane {
         impl std::future::Future<Output = Result<usize, ClusterError>> + Send + 'static,
         ClusterError,
     > {
-        let record = Record {
-            size: retention.size,
-            ttl: retention.ttl,
-        };
+        let record = Record::from(retention);
         self.enqueue(self.channel_name(channel), payload, Some(record))
     }
 
@@ -269,10 +281,7 @@ impl History for RedisBackplane {
         since: Option<(&str, u64)>,
         retention: Retention,
     ) -> Result<HistoryRead, ClusterError> {
-        let record = Record {
-            size: retention.size,
-            ttl: retention.ttl,
-        };
+        let record = Record::from(retention);
         let keys = Keys::new(&self.prefix, channel);
         let (confirm, confirmed) = tokio::sync::oneshot::channel();
         let asked = self.wanted.send(Change::Confirm(confirm));
@@ -311,6 +320,7 @@ mod tests {
         let short = Record {
             size: 10,
             ttl: Duration::from_secs(1),
+            bytes: 1 << 20,
         };
         assert_eq!(meta_ttl(short), META_TTL);
     }

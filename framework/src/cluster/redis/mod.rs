@@ -22,7 +22,7 @@ mod sharded;
 mod supervisor;
 
 pub use config::{ClusterConfig, InvalidRedisUrl};
-use publisher::{publish_loop, Outgoing, Publisher};
+use publisher::{publish_loop, Outgoing, Publisher, QueuedBytes};
 use supervisor::{Supervisor, Target};
 
 /// A node's handle on the cluster: cheap checks, never waits.
@@ -45,6 +45,9 @@ pub(crate) struct RedisBackplane {
     /// The connection publishes and history reads go out on, while connected.
     connection: watch::Receiver<Option<Publisher>>,
     publish_queue: usize,
+    /// Bytes of posts waiting to be published, and the most that may.
+    queued_bytes: Arc<QueuedBytes>,
+    publish_queue_bytes: usize,
     shutdown: CancellationToken,
     max_global_age: Duration,
 }
@@ -72,6 +75,7 @@ impl RedisBackplane {
         let shutdown = CancellationToken::new();
         let prefix = config.prefix.clone();
         let publish_queue = config.publish_queue;
+        let publish_queue_bytes = config.publish_queue_bytes;
         let max_global_age = config.max_global_age;
         let read_timeout = HISTORY_READ_TIMEOUT;
         let node = crate::util::random::random_u64();
@@ -131,6 +135,8 @@ impl RedisBackplane {
             read_timeout,
             connection,
             publish_queue,
+            queued_bytes: Arc::default(),
+            publish_queue_bytes,
             shutdown,
             max_global_age,
         })
@@ -179,15 +185,22 @@ impl RedisBackplane {
                 return Err(ClusterError::Unavailable(error.clone()));
             }
         }
+        let held = self
+            .queued_bytes
+            .hold(payload.len(), self.publish_queue_bytes)
+            .ok_or_else(|| ClusterError::Backlog(format!("{} bytes", self.publish_queue_bytes)))?;
         self.publish
             .try_send(Outgoing {
                 record: record.map(|record| (record, self.history_keys(&channel))),
                 channel,
                 payload,
                 reply: Some(reply),
+                _held: held,
             })
             .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => ClusterError::Backlog(self.publish_queue),
+                mpsc::error::TrySendError::Full(_) => {
+                    ClusterError::Backlog(format!("{} posts", self.publish_queue))
+                }
                 mpsc::error::TrySendError::Closed(_) => {
                     ClusterError::Unavailable("the server is shutting down".into())
                 }
