@@ -607,6 +607,26 @@ async fn an_input_sent_faster_than_read_is_closed_with_error() {
 }
 
 #[tokio::test]
+async fn input_values_waiting_for_their_method_are_bounded_in_bytes_per_socket() {
+    // Room for 32 values per input, but only 256 KiB of them on the socket.
+    let server = start_with(
+        Live::default(),
+        ServerConfig::default().outbound_queue_bytes(256 << 10),
+    )
+    .await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "deaf", json!({}), &["numbers"]).await;
+    let big = "x".repeat(100_000);
+    for _ in 0..3 {
+        client
+            .input(1, "deaf", "numbers", "String", json!(big))
+            .await;
+    }
+    let frame = client.next().await;
+    assert!(is_close(&frame, 1, Some("numbers"), "error"), "{frame}");
+}
+
+#[tokio::test]
 async fn a_bad_frame_is_answered_with_brm_and_the_socket_closes() {
     let server = start().await;
     for (bad, why) in [

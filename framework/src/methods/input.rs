@@ -12,12 +12,14 @@ use tokio::sync::mpsc;
 
 use crate::protocol::method_stream::{unwrap_value, Wrapped};
 use crate::protocol::wire::WireValue;
+use crate::util::byte_budget::HeldBytes;
 
 /// What the socket hands an input stream.
 #[derive(Debug)]
 pub(crate) enum InputEvent {
-    /// A value: the `{"className":…,"data":…}` of an `msm`, as JSON text.
-    Value(Box<RawValue>),
+    /// A value: the `{"className":…,"data":…}` of an `msm`, as JSON text, and its
+    /// bytes held in the socket's input budget until the method reads it.
+    Value(Box<RawValue>, HeldBytes),
     /// The client sent an exception (`msse`): the stream ends with it.
     Exception(Box<RawValue>),
     /// The client closed the stream with `cr: error`.
@@ -136,7 +138,7 @@ impl<T: WireValue> Stream for MethodStream<T> {
         match receiver.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => self.end(None),
-            Poll::Ready(Some(InputEvent::Value(object))) => match decode::<T>(&object) {
+            Poll::Ready(Some(InputEvent::Value(object, _held))) => match decode::<T>(&object) {
                 Ok(value) => Poll::Ready(Some(value)),
                 Err(error) => self.end(Some(error)),
             },
@@ -190,16 +192,24 @@ mod tests {
         RawValue::from_string(text.to_owned()).unwrap()
     }
 
+    /// A value event for `text`, held in a budget of its own.
+    fn value(text: &str) -> InputEvent {
+        let held = crate::util::byte_budget::ByteBudget::new(1 << 20)
+            .hold(text.len())
+            .unwrap();
+        InputEvent::Value(raw(text), held)
+    }
+
     #[tokio::test]
     async fn values_decode_in_order_and_a_clean_close_ends_without_error() {
         let (sender, receiver) = mpsc::channel(4);
         let mut stream = MethodStream::<i64>::new(receiver);
         sender
-            .send(InputEvent::Value(raw(r#"{"className":"int","data":1}"#)))
+            .send(value(r#"{"className":"int","data":1}"#))
             .await
             .unwrap();
         sender
-            .send(InputEvent::Value(raw(r#"{"className":"int","data":2}"#)))
+            .send(value(r#"{"className":"int","data":2}"#))
             .await
             .unwrap();
         drop(sender);
@@ -214,7 +224,7 @@ mod tests {
         let (sender, receiver) = mpsc::channel(4);
         let mut stream = MethodStream::<i64>::new(receiver);
         sender
-            .send(InputEvent::Value(raw(r#"{"className":"String","data":"x"}"#)))
+            .send(value(r#"{"className":"String","data":"x"}"#))
             .await
             .unwrap();
         assert_eq!(stream.next().await, None);
@@ -240,7 +250,7 @@ mod tests {
         let (sender, receiver) = mpsc::channel(4);
         let mut stream = MethodStream::<Option<i64>>::new(receiver);
         sender
-            .send(InputEvent::Value(raw(r#"{"className":"null","data":null}"#)))
+            .send(value(r#"{"className":"null","data":null}"#))
             .await
             .unwrap();
         sender.send(InputEvent::ClosedWithError).await.unwrap();

@@ -16,6 +16,7 @@ use super::response::{json, ResponseBody};
 use super::state::ServiceState;
 use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
+use crate::util::peer_text::ErrorText;
 use crate::methods::Session;
 use crate::methods::args::{parse_args, Args};
 use crate::methods::info::MethodInfo;
@@ -251,7 +252,7 @@ async fn call<P: ModelSet, B: RequestBody>(
     };
     if let Err(error) = &result {
         span.in_scope(|| match error.detail() {
-            Some(detail) => tracing::error!(target: "streampod::call", error = %detail, "method failed"),
+            Some(detail) => tracing::error!(target: "streampod::call", error = %ErrorText(detail), "method failed"),
             None => tracing::debug!(target: "streampod::call", status = %error.status(), "method refused the call"),
         });
     }

@@ -27,7 +27,7 @@ use crate::session::outbound::Limits;
 use crate::session::state::{SessionHandle, SessionShared};
 use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
-use crate::util::peer_text::PeerText;
+use crate::util::peer_text::{ErrorText, PeerText};
 use crate::ws::frame::TextFrame;
 use crate::ws::reader::FrameReader;
 
@@ -433,7 +433,7 @@ impl<P: ModelSet> Connection<P> {
                     target: "streampod::endpoint",
                     endpoint = %registered.name,
                     class = %message.class_name,
-                    error = %failure,
+                    error = %ErrorText(&failure),
                     "handle_stream_message failed"
                 );
             });
@@ -476,7 +476,7 @@ impl<P: ModelSet> Connection<P> {
                 Some(failure) => {
                     // Whatever it joined before failing goes with it.
                     session.end().await;
-                    tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_opened failed");
+                    tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %ErrorText(&failure), "stream_opened failed");
                     self.reject(
                         &ErrorFrame::new(
                             ErrorCode::Internal,
@@ -502,7 +502,7 @@ impl<P: ModelSet> Connection<P> {
                 .await
                 .map(Ok::<(), std::convert::Infallible>);
             if let Some(failure) = failure(outcome) {
-                tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %failure, "stream_closed panicked");
+                tracing::error!(target: "streampod::endpoint", endpoint = %registered.name, error = %ErrorText(&failure), "stream_closed panicked");
             }
             self.server.metrics.streams(&registered.name).dec();
             session.end().await;

@@ -26,9 +26,10 @@ use crate::transport::context::{Io, SocketContext};
 use crate::transport::keepalive::Keepalive;
 use crate::transport::write_task::write_loop;
 use crate::util::panic_text::panic_message;
-use crate::util::peer_text::PeerText;
+use crate::util::peer_text::{ErrorText, PeerText};
 use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
+use crate::util::byte_budget::ByteBudget;
 use crate::util::log_limit::RateLimitedLog;
 use crate::methods::input::{InputEvent, Inputs};
 use crate::methods::answer::Answer;
@@ -89,6 +90,7 @@ pub(crate) fn run<P: ModelSet>(
     let (read, write) = tokio::io::split(io);
     let reader = FrameReader::new(config.max_frame_size);
     let inbound = InboundLimiter::new(config.inbound_rate_limit, std::iter::empty());
+    let input_bytes = ByteBudget::new(config.outbound_queue_bytes);
     let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let socket = Socket {
         context,
@@ -99,6 +101,7 @@ pub(crate) fn run<P: ModelSet>(
         ended_rx,
         next_serial: 0,
         inbound,
+        input_bytes,
     };
     socket.serve(read, write, reader).instrument(span)
 }
@@ -133,6 +136,9 @@ struct Socket<P: ModelSet> {
     ended_rx: mpsc::UnboundedReceiver<Ended>,
     next_serial: u64,
     inbound: InboundLimiter,
+    /// Bytes of input values waiting for their methods, over all of the socket's calls:
+    /// at most its outbound byte cap, as what the socket sends.
+    input_bytes: Arc<ByteBudget>,
 }
 
 impl<P: ModelSet> Socket<P> {
@@ -262,7 +268,13 @@ impl<P: ModelSet> Socket<P> {
                 parameter: Some(parameter),
                 object,
             } => match RawValue::from_string(object) {
-                Ok(object) => self.feed(&call, &parameter, InputEvent::Value(object), form),
+                Ok(object) => match self.input_bytes.hold(object.get().len()) {
+                    Some(held) => {
+                        self.feed(&call, &parameter, InputEvent::Value(object, held), form);
+                    }
+                    // The socket holds as much input as it may: this stream overflows.
+                    None => self.overflow(&call, &parameter, form),
+                },
                 Err(_) => self.bad_request(text, "'o' is not JSON"),
             },
             MethodStreamFrame::Exception {
@@ -473,20 +485,26 @@ impl<P: ModelSet> Socket<P> {
             Err(())
         };
         if result.is_err() {
-            static OVERFLOW: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
-            if let Some(suppressed) = OVERFLOW.ready() {
-                tracing::info!(target: "streampod::method_socket", endpoint = %PeerText(&call.endpoint), method = %PeerText(&call.method), parameter = %PeerText(parameter), suppressed, "input stream closed: the client sent faster than the method read (or the method stopped reading)");
-            }
-            self.close_input(call, parameter, Some(InputEvent::Overflow));
-            self.send(
-                &MethodStreamFrame::Close {
-                    call: call.clone(),
-                    parameter: Some(parameter.to_owned()),
-                    reason: CloseReason::Error,
-                },
-                form,
-            );
+            self.overflow(call, parameter, form);
         }
+    }
+
+    /// Closes an input stream the client sent faster than its method read (past the
+    /// stream's queue, or the socket's input bytes) with `error`.
+    fn overflow(&mut self, call: &CallId, parameter: &str, form: KeyForm) {
+        static OVERFLOW: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(5));
+        if let Some(suppressed) = OVERFLOW.ready() {
+            tracing::info!(target: "streampod::method_socket", endpoint = %PeerText(&call.endpoint), method = %PeerText(&call.method), parameter = %PeerText(parameter), suppressed, "input stream closed: the client sent faster than the method read (or the method stopped reading)");
+        }
+        self.close_input(call, parameter, Some(InputEvent::Overflow));
+        self.send(
+            &MethodStreamFrame::Close {
+                call: call.clone(),
+                parameter: Some(parameter.to_owned()),
+                reason: CloseReason::Error,
+            },
+            form,
+        );
     }
 
     /// Ends an input stream (after `last`, if any).
@@ -780,7 +798,7 @@ impl<P: ModelSet> CallTask<P> {
             }
             match failure.detail() {
                 Some(detail) => {
-                    tracing::error!(target: "streampod::method_socket", error = %detail, "streaming method failed");
+                    tracing::error!(target: "streampod::method_socket", error = %ErrorText(detail), "streaming method failed");
                 }
                 None => {
                     tracing::debug!(target: "streampod::method_socket", error = %PeerText(&failure.to_string()), "streaming method ended with an error");

@@ -1,9 +1,11 @@
 //! Leaf helpers every other folder may use and that use nothing of the crate: retry
 //! backoff, random numbers, rate-limited logging and peer text made safe to log, a one-way flag, the text
-//! of a caught panic.
+//! of a caught panic, a budget of bytes held.
 
 #[cfg(any(feature = "client", feature = "redis"))]
 pub(crate) mod backoff;
+#[cfg(feature = "server")]
+pub(crate) mod byte_budget;
 #[cfg(feature = "server")]
 pub(crate) mod flag;
 #[cfg(feature = "server")]

@@ -22,18 +22,37 @@ pub struct PeerText<'a>(pub &'a str);
 
 impl fmt::Display for PeerText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (shown, (at, c)) in self.0.char_indices().enumerate() {
-            if shown == MAX_LOGGED_CHARS {
-                return write!(f, "…(+{} bytes)", self.0.len() - at);
-            }
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
-                write!(f, "{}", c.escape_unicode())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
+        write_escaped(f, self.0, MAX_LOGGED_CHARS)
     }
+}
+
+/// The most characters of an error's text a log line shows.
+const MAX_LOGGED_ERROR_CHARS: usize = 2048;
+
+/// An error's text (a method's failure, a panic's message), which may quote what a
+/// peer sent: shown like [`PeerText`], with room for a longer explanation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorText<'a>(pub(crate) &'a str);
+
+impl fmt::Display for ErrorText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_escaped(f, self.0, MAX_LOGGED_ERROR_CHARS)
+    }
+}
+
+/// Writes `text` with control characters escaped, cut after `max` characters.
+fn write_escaped(f: &mut fmt::Formatter<'_>, text: &str, max: usize) -> fmt::Result {
+    for (shown, (at, c)) in text.char_indices().enumerate() {
+        if shown == max {
+            return write!(f, "…(+{} bytes)", text.len() - at);
+        }
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
+            write!(f, "{}", c.escape_unicode())?;
+        } else {
+            write!(f, "{c}")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

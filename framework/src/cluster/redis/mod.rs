@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClusterError, ClusterState, Record, Sink};
+use crate::util::byte_budget::ByteBudget;
 
 mod config;
 mod history;
@@ -22,7 +23,7 @@ mod sharded;
 mod supervisor;
 
 pub use config::{ClusterConfig, InvalidRedisUrl};
-use publisher::{publish_loop, Outgoing, Publisher, QueuedBytes};
+use publisher::{publish_loop, Outgoing, Publisher};
 use supervisor::{Supervisor, Target};
 
 /// A node's handle on the cluster: cheap checks, never waits.
@@ -45,9 +46,8 @@ pub(crate) struct RedisBackplane {
     /// The connection publishes and history reads go out on, while connected.
     connection: watch::Receiver<Option<Publisher>>,
     publish_queue: usize,
-    /// Bytes of posts waiting to be published, and the most that may.
-    queued_bytes: Arc<QueuedBytes>,
-    publish_queue_bytes: usize,
+    /// Bytes of posts waiting to be published.
+    queued_bytes: Arc<ByteBudget>,
     shutdown: CancellationToken,
     max_global_age: Duration,
 }
@@ -135,8 +135,7 @@ impl RedisBackplane {
             read_timeout,
             connection,
             publish_queue,
-            queued_bytes: Arc::default(),
-            publish_queue_bytes,
+            queued_bytes: ByteBudget::new(publish_queue_bytes),
             shutdown,
             max_global_age,
         })
@@ -185,10 +184,9 @@ impl RedisBackplane {
                 return Err(ClusterError::Unavailable(error.clone()));
             }
         }
-        let held = self
-            .queued_bytes
-            .hold(payload.len(), self.publish_queue_bytes)
-            .ok_or_else(|| ClusterError::Backlog(format!("{} bytes", self.publish_queue_bytes)))?;
+        let held = self.queued_bytes.hold(payload.len()).ok_or_else(|| {
+            ClusterError::Backlog(format!("{} bytes", self.queued_bytes.ceiling()))
+        })?;
         self.publish
             .try_send(Outgoing {
                 record: record.map(|record| (record, self.history_keys(&channel))),

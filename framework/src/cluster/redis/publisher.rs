@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::history;
 use crate::cluster::{ClusterError, Record};
+use crate::util::byte_budget::HeldBytes;
 use crate::util::log_limit::RateLimitedLog;
 
 /// The connection publishes go out on: one Redis (pipelined `PUBLISH`) or a Redis
@@ -81,48 +82,6 @@ pub(super) struct Outgoing {
     pub(super) reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
     /// The payload's bytes, counted in the queue's total until the post is done with.
     pub(super) _held: HeldBytes,
-}
-
-/// Bytes of posts waiting to be published, over all of a node's posts.
-#[derive(Debug, Default)]
-pub(super) struct QueuedBytes(std::sync::atomic::AtomicUsize);
-
-impl QueuedBytes {
-    /// Counts `bytes` more, unless that would pass `limit`.
-    pub(super) fn hold(self: &Arc<Self>, bytes: usize, limit: usize) -> Option<HeldBytes> {
-        use std::sync::atomic::Ordering;
-        let mut current = self.0.load(Ordering::Relaxed);
-        loop {
-            let next = current.checked_add(bytes).filter(|next| *next <= limit)?;
-            match self
-                .0
-                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    return Some(HeldBytes {
-                        queue: self.clone(),
-                        bytes,
-                    })
-                }
-                Err(actual) => current = actual,
-            }
-        }
-    }
-}
-
-/// Bytes held in a [`QueuedBytes`] total; given back when dropped.
-#[derive(Debug)]
-pub(super) struct HeldBytes {
-    queue: Arc<QueuedBytes>,
-    bytes: usize,
-}
-
-impl Drop for HeldBytes {
-    fn drop(&mut self) {
-        self.queue
-            .0
-            .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Sends queued publishes, everything queued at once as one pipeline (one round trip,
