@@ -140,8 +140,15 @@ test("chat, typed method calls, errors and a server restart", { timeout: 60_000 
   // Typed method calls: an answer, and a typed exception with its fields.
   const page = await bob.chat.history("lobby");
   assert.ok(page.messages.some((m) => m.content === "hello from node"));
-  const members = await bob.chat.members("lobby");
+  // The member list names users: signed-in callers only (ann), with the count.
+  const members = await ann.chat.members("lobby");
   assert.equal(members.members.length, 2);
+  assert.equal(members.count, 2);
+  await assert.rejects(bob.chat.members("lobby"), (error) => {
+    assert.ok(error instanceof MethodCallError, String(error));
+    assert.equal(error.status, 401);
+    return true;
+  });
   await assert.rejects(bob.chat.history("lobby", null, 500), (error) => {
     assert.ok(error instanceof InvalidRequestError, String(error));
     assert.equal(error.data.field, "limit");
