@@ -105,10 +105,12 @@ impl Live {
         stream::repeat("h".repeat(64 << 10))
     }
 
-    /// Never reads its input.
+    /// Never reads its input, and keeps it open while the call runs.
     pub async fn deaf(&self, numbers: MethodStream<i64>) -> impl Stream<Item = i64> {
-        let _kept = numbers;
-        stream::pending()
+        stream::once(async move {
+            let _kept = numbers;
+            std::future::pending::<i64>().await
+        })
     }
 
     #[method(require_login)]
@@ -862,6 +864,40 @@ async fn the_memory_guard_sheds_a_streaming_socket_that_stopped_reading() {
     other
         .open_ok(1, "count", json!({"from": 1, "to": 1}), &[])
         .await;
+}
+
+#[tokio::test]
+async fn the_memory_guard_counts_input_waiting_for_a_method_too() {
+    let server = start_with(
+        Live::default(),
+        ServerConfig::default()
+            .outbound_queue_bytes(4 << 20)
+            .max_total_queued_bytes(1 << 20),
+    )
+    .await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client.open_ok(1, "deaf", json!({}), &["numbers"]).await;
+    // Values the method never reads: 1.5 MB held for it, over the server's 1 MiB.
+    let big = "x".repeat(100_000);
+    for _ in 0..15 {
+        client
+            .input(1, "deaf", "numbers", "String", json!(big))
+            .await;
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.ws.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket was closed, not left to hold it");
+    assert_eq!(closed, Some((1008, "server memory limit".to_owned())));
 }
 
 #[tokio::test]

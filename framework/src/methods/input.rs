@@ -12,14 +12,14 @@ use tokio::sync::mpsc;
 
 use crate::protocol::method_stream::{unwrap_value, Wrapped};
 use crate::protocol::wire::WireValue;
-use crate::util::byte_budget::HeldBytes;
+use crate::session::state::HeldInput;
 
 /// What the socket hands an input stream.
 #[derive(Debug)]
 pub(crate) enum InputEvent {
     /// A value: the `{"className":…,"data":…}` of an `msm`, as JSON text, and its
     /// bytes held in the socket's input budget until the method reads it.
-    Value(Box<RawValue>, HeldBytes),
+    Value(Box<RawValue>, HeldInput),
     /// The client sent an exception (`msse`): the stream ends with it.
     Exception(Box<RawValue>),
     /// The client closed the stream with `cr: error`.
@@ -192,12 +192,9 @@ mod tests {
         RawValue::from_string(text.to_owned()).unwrap()
     }
 
-    /// A value event for `text`, held in a budget of its own.
+    /// A value event for `text`.
     fn value(text: &str) -> InputEvent {
-        let held = crate::util::byte_budget::ByteBudget::new(1 << 20)
-            .hold(text.len())
-            .unwrap();
-        InputEvent::Value(raw(text), held)
+        InputEvent::Value(raw(text), HeldInput::untracked())
     }
 
     #[tokio::test]

@@ -93,6 +93,9 @@ struct State {
     /// Bytes of the batch the writer took and is still writing: they are still held, so
     /// they count against the byte limit until the writer asks for the next batch.
     in_flight: usize,
+    /// Bytes that came in and wait for the socket's methods (streaming-method inputs):
+    /// at most the byte limit too, and counted in the server-wide total.
+    input: usize,
     /// Whole frames the reader queued as answers; see [`Batch::control`].
     control: Vec<u8>,
     ping: bool,
@@ -161,7 +164,8 @@ impl Outbound {
 
     /// Brings the server-wide total up to date with `state`, in whole steps.
     fn report(&self, state: &mut State) {
-        let held = (state.bytes + state.in_flight) / TotalHeld::STEP * TotalHeld::STEP;
+        let held =
+            (state.bytes + state.in_flight + state.input) / TotalHeld::STEP * TotalHeld::STEP;
         if held != state.reported {
             if held > state.reported {
                 self.total
@@ -334,7 +338,26 @@ impl Outbound {
     /// Bytes held for this session: queued, and taken by the writer but not yet written.
     pub(crate) fn held_bytes(&self) -> usize {
         let state = self.lock();
-        state.bytes + state.in_flight
+        state.bytes + state.in_flight + state.input
+    }
+
+    /// Holds `bytes` that came in for the socket's methods, unless that passes the byte
+    /// limit; `false` then.
+    pub(crate) fn hold_input(&self, bytes: usize) -> bool {
+        let mut state = self.lock();
+        if state.input + bytes > self.limits.bytes {
+            return false;
+        }
+        state.input += bytes;
+        self.report(&mut state);
+        true
+    }
+
+    /// Gives back `bytes` of [`hold_input`](Self::hold_input).
+    pub(crate) fn release_input(&self, bytes: usize) {
+        let mut state = self.lock();
+        state.input = state.input.saturating_sub(bytes);
+        self.report(&mut state);
     }
 
     /// Frames waiting.

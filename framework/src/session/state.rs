@@ -52,6 +52,37 @@ pub enum SendError {
     },
 }
 
+/// Input bytes a session holds for one of its methods; given back when dropped.
+pub(crate) struct HeldInput {
+    session: Option<Arc<SessionShared>>,
+    bytes: usize,
+}
+
+impl fmt::Debug for HeldInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldInput").field("bytes", &self.bytes).finish()
+    }
+}
+
+impl HeldInput {
+    /// A value held by nothing (tests that feed methods without a socket).
+    #[cfg(test)]
+    pub(crate) fn untracked() -> Self {
+        Self {
+            session: None,
+            bytes: 0,
+        }
+    }
+}
+
+impl Drop for HeldInput {
+    fn drop(&mut self) {
+        if let Some(session) = &self.session {
+            session.outbound.release_input(self.bytes);
+        }
+    }
+}
+
 /// Per-session state shared by the connection's tasks and every handle.
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
@@ -137,6 +168,16 @@ impl SessionShared {
         *self.auth.write().unwrap_or_else(PoisonError::into_inner) = auth.map(Arc::new);
         let user = user.unwrap_or_else(|| "-".to_owned());
         self.span.record("user", tracing::field::display(user));
+    }
+
+    /// Holds `bytes` that came in and wait for one of the socket's methods (within the
+    /// outbound byte limit, counted by the memory guard) until the guard drops; `None`
+    /// when the socket holds as much input as it may.
+    pub(crate) fn hold_input(self: &Arc<Self>, bytes: usize) -> Option<HeldInput> {
+        self.outbound.hold_input(bytes).then(|| HeldInput {
+            session: Some(self.clone()),
+            bytes,
+        })
     }
 
     /// Queues a frame sent to this session directly.

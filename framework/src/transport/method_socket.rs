@@ -29,7 +29,6 @@ use crate::util::panic_text::panic_message;
 use crate::util::peer_text::{ErrorText, PeerText};
 use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
-use crate::util::byte_budget::ByteBudget;
 use crate::util::log_limit::RateLimitedLog;
 use crate::methods::input::{InputEvent, Inputs};
 use crate::methods::answer::Answer;
@@ -90,7 +89,6 @@ pub(crate) fn run<P: ModelSet>(
     let (read, write) = tokio::io::split(io);
     let reader = FrameReader::new(config.max_frame_size);
     let inbound = InboundLimiter::new(config.inbound_rate_limit, std::iter::empty());
-    let input_bytes = ByteBudget::new(config.outbound_queue_bytes);
     let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let socket = Socket {
         context,
@@ -101,7 +99,6 @@ pub(crate) fn run<P: ModelSet>(
         ended_rx,
         next_serial: 0,
         inbound,
-        input_bytes,
     };
     socket.serve(read, write, reader).instrument(span)
 }
@@ -136,9 +133,6 @@ struct Socket<P: ModelSet> {
     ended_rx: mpsc::UnboundedReceiver<Ended>,
     next_serial: u64,
     inbound: InboundLimiter,
-    /// Bytes of input values waiting for their methods, over all of the socket's calls:
-    /// at most its outbound byte cap, as what the socket sends.
-    input_bytes: Arc<ByteBudget>,
 }
 
 impl<P: ModelSet> Socket<P> {
@@ -268,7 +262,9 @@ impl<P: ModelSet> Socket<P> {
                 parameter: Some(parameter),
                 object,
             } => match RawValue::from_string(object) {
-                Ok(object) => match self.input_bytes.hold(object.get().len()) {
+                // Input waiting for the socket's methods is held within its byte
+                // limit and counted by the memory guard, as what it sends.
+                Ok(object) => match self.shared.hold_input(object.get().len()) {
                     Some(held) => {
                         self.feed(&call, &parameter, InputEvent::Value(object, held), form);
                     }

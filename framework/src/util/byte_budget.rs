@@ -1,6 +1,6 @@
-//! A shared count of bytes held somewhere (posts waiting for Redis, a socket's input
-//! values waiting for their methods) with a ceiling: what wants to hold more than the
-//! ceiling allows is refused, and what is held is given back when its guard drops.
+//! A shared count of bytes held somewhere (posts waiting for Redis) with a ceiling: what
+//! wants to hold more than the ceiling allows is refused, and what is held is given back
+//! when its guard drops.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,6 @@ impl ByteBudget {
     }
 
     /// The most this budget holds.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn ceiling(&self) -> usize {
         self.ceiling
     }
