@@ -32,8 +32,9 @@ pub(crate) const LISTED_NAMES: usize = 100;
 
 /// How often a room's counter looks whether the room still has members here even when
 /// no change woke it: a last leave this node never heard of (Redis was away when it was
-/// announced) must not keep the counter forever.
-const IDLE_CHECK: Duration = Duration::from_secs(30);
+/// announced) must not keep the counter forever. A local lookup, cheap at any number of
+/// rooms.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// The first [`LISTED_NAMES`] names of the sessions in `channel` (sorted) and how many
 /// sessions it has in all, on every server.
@@ -59,6 +60,14 @@ pub(crate) struct MemberCounts {
 }
 
 impl MemberCounts {
+    /// Rooms counted now (a task each).
+    pub(crate) fn rooms(&self) -> usize {
+        self.rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// `room` (its channel `channel`) changed: count it again soon. Changes that come
     /// while a count is under way make one more count, not one each.
     pub(crate) fn changed(

@@ -331,3 +331,49 @@ async fn the_rust_client_recovers_by_itself_after_its_connection_is_cut() {
     client.close().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_recovery_larger_than_half_the_queue_says_not_recovered_and_keeps_the_reader() {
+    let server = Server::builder()
+        .endpoint("rooms", Rooms::default())
+        .config(streampod::ServerConfig::default().outbound_queue_bytes(64 << 10))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    server.handle().messages().configure_channel(
+        ROOM,
+        ChannelConfig::default().with_history(HistoryConfig::new(1_000, Duration::from_secs(60))),
+    );
+    let mut first = TestClient::connect(server.local_addr(), "").await;
+    let (joined, _) = join(&mut first, None).await;
+    let position = joined["position"].clone();
+    drop(first);
+    // 50 posts of 2 KB missed: 100 KB to replay, more than the whole 64 KiB queue.
+    for _ in 0..50 {
+        post(&server, &"y".repeat(2_000));
+    }
+    let mut back = TestClient::connect(server.local_addr(), "").await;
+    let (joined, replayed) = join(&mut back, Some(&position)).await;
+    assert_eq!(joined["recovering"], true, "{joined}");
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert!(replayed.is_empty());
+    // Not cut as a slow consumer for what the server would have composed.
+    back.round_trip().await;
+    post(&server, "live");
+    assert_eq!(back.next_json().await["object"]["data"]["content"], "live");
+    // A recovery that fits is replayed as ever.
+    let (joined, _) = join(
+        &mut TestClient::connect(server.local_addr(), "").await,
+        None,
+    )
+    .await;
+    let position = joined["position"].clone();
+    for n in 0..5 {
+        post(&server, &n.to_string());
+    }
+    let mut again = TestClient::connect(server.local_addr(), "").await;
+    let (joined, replayed) = join(&mut again, Some(&position)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(replayed.len(), 5);
+    server.shutdown().await;
+}

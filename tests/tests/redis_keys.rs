@@ -353,3 +353,60 @@ async fn a_room_s_history_in_redis_is_bounded_in_bytes_as_well_as_posts() {
     assert!(first >= 16, "the oldest kept is {first}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_room_whose_last_leave_this_node_never_heard_is_let_go() {
+    let redis = RedisServer::start();
+    let chat = ChatEndpoint::default();
+    let counted = chat.counted_rooms();
+    let server = example_server::server_with_chat(chat)
+        .cluster(ClusterConfig::redis(redis.url()).prefix(PREFIX))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state == ClusterState::Connected),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut client = TestClient::connect(server.local_addr(), "").await;
+    client.chat_subscription("lonely", true).await;
+    client.until_pong().await;
+    streampod_tests::eventually("the room is counted", || counted() == 1).await;
+    // Its counter has counted and waits for the next change.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The last member leaves while Redis is gone, and Redis comes back empty: the leave
+    // is never announced, so no presence change wakes the room's counter.
+    let port = redis.port();
+    redis.kill();
+    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state != ClusterState::Connected),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    client.chat_subscription("lonely", false).await;
+    client.until_pong().await;
+    let _redis = RedisServer::start_on(port);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state == ClusterState::Connected),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while counted() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the counter of a room with no members here was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}

@@ -23,6 +23,8 @@ use crate::protocol::history::{JoinedFrame, Position};
 use crate::session::state::SessionShared;
 use crate::ws::frame::TextFrame;
 
+use super::history::REPLAY_FRAME_OVERHEAD;
+
 /// Most live frames a gate holds while its read is out; past that it drops them and
 /// the client is told `recovered: false` with the next post.
 const MAX_HELD: usize = 4096;
@@ -238,7 +240,16 @@ impl State {
                         .first()
                         .is_none_or(|(offset, _)| *offset == since.offset + 1)
             })
-            .map(|_| read.entries);
+            .map(|_| read.entries)
+            // Too much to replay at once: not recovered, rather than a reader cut for
+            // what the server chose to send.
+            .filter(|entries| {
+                let bytes = entries
+                    .iter()
+                    .map(|(_, envelope)| envelope.len() + REPLAY_FRAME_OVERHEAD)
+                    .sum();
+                to.session.can_take_replay(bytes)
+            });
         let joined = JoinedFrame {
             endpoint: to.endpoint.to_owned(),
             channel: to.channel.to_owned(),

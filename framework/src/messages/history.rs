@@ -63,6 +63,10 @@ impl HistoryConfig {
     }
 }
 
+/// What a replayed message's frame adds to its object (the endpoint, the channel and
+/// offset, the frame's keys), as counted against what a session can take at once.
+pub(crate) const REPLAY_FRAME_OVERHEAD: usize = 128;
+
 /// A kept message: its frame object `{"className":…,"data":…}`, encoded once, and the
 /// model itself when it was posted here (callbacks and streams get it without a decode).
 pub(crate) struct Kept<P> {

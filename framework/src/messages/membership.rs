@@ -11,7 +11,7 @@ use super::central::MessageCentral;
 use super::channel::Listener;
 use super::delivery::{Delivery, PostError, Reach};
 use super::gate::{Gate, Target as GateTarget};
-use super::history::Since;
+use super::history::{Since, REPLAY_FRAME_OVERHEAD};
 use super::listener::ListenerHandle;
 use crate::protocol::history::{JoinedFrame, Position};
 use crate::protocol::ModelSet;
@@ -175,6 +175,15 @@ impl<P: ModelSet> StreamScope<P> {
             },
             None => None,
         };
+        // Too much to replay at once: not recovered (the client reloads) rather than
+        // a reader cut as a slow consumer for what the server chose to send.
+        let replay = replay.filter(|entries| {
+            let bytes = entries
+                .iter()
+                .map(|entry| entry.message.object.len() + REPLAY_FRAME_OVERHEAD)
+                .sum();
+            session.can_take_replay(bytes)
+        });
         let recovery = Recovery {
             joined: true,
             recovered: replay.is_some(),

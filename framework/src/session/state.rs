@@ -180,6 +180,14 @@ impl SessionShared {
         })
     }
 
+    /// Whether a replay of `bytes` (a recovery the server composes at once) fits this
+    /// session: at most half its outbound byte cap, so a reader that keeps up is never
+    /// cut for what the server chose to send, and live posts still have room. A larger
+    /// one is not replayed: the client is told `recovered: false` and reloads.
+    pub(crate) fn can_take_replay(&self, bytes: usize) -> bool {
+        bytes <= self.outbound.byte_limit() / 2
+    }
+
     /// Queues a frame sent to this session directly.
     pub(crate) fn push(&self, frame: TextFrame) -> Push {
         self.push_from(frame, DIRECT, self.direct_policy)

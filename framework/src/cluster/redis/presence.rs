@@ -527,6 +527,10 @@ where
     for change in batch.iter() {
         names.add(&mut pipe, change);
     }
+    if pipe.is_empty() {
+        // A resync of a node with no members: the clear was all of it.
+        return Ok(());
+    }
     pipe.query_async::<()>(connection).await
 }
 
