@@ -369,7 +369,8 @@ impl ChatEndpoint {
     /// Who is in `channelId`, on every server: the first 100 names (sorted) and how
     /// many there are. Signed-in users only: the list names users (with their ids), and
     /// an HTTP call cannot show it comes from a member of the room. Guests in a room
-    /// get the same list on their socket with every `RoomUpdate`.
+    /// get the names on their socket with every `RoomUpdate` while it has at most 100
+    /// members.
     #[method(require_login)]
     pub async fn members(
         &self,

@@ -210,7 +210,7 @@ async fn member_lists_reach_the_rooms_members_and_signed_in_users_only_capped() 
     let server = start().await;
     let addr = server.local_addr();
     let mut crowd = Vec::new();
-    for n in 0..105 {
+    let join = |n: usize| async move {
         let mut socket = connect(addr, if n == 0 { "?auth=token-1" } else { "" }).await;
         send(
             &mut socket,
@@ -219,10 +219,13 @@ async fn member_lists_reach_the_rooms_members_and_signed_in_users_only_capped() 
         )
         .await;
         sync(&mut socket).await;
-        crowd.push(socket);
+        socket
+    };
+    for n in 0..100 {
+        crowd.push(join(n).await);
     }
-    // The room's members hear the count and the first 100 names, sorted.
-    let update = update_of(&mut crowd[104], 105).await;
+    // While the room has at most 100 members, its members hear every name, sorted.
+    let update = update_of(&mut crowd[99], 100).await;
     let names: Vec<&str> = update["names"]
         .as_array()
         .unwrap()
@@ -232,6 +235,12 @@ async fn member_lists_reach_the_rooms_members_and_signed_in_users_only_capped() 
     assert_eq!(names.len(), 100, "{update}");
     assert!(names.is_sorted());
     assert!(names.iter().all(|name| name.starts_with('n')), "{names:?}");
+    // Beyond, the count alone: a hundred names to every member on every change costs.
+    for n in 100..105 {
+        crowd.push(join(n).await);
+    }
+    let update = update_of(&mut crowd[104], 105).await;
+    assert_eq!(update["names"], json!([]), "{update}");
 
     // Over HTTP, an anonymous caller gets 401 and no names; a signed-in one the same
     // capped list and the count.

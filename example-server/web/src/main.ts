@@ -130,7 +130,7 @@ async function loadOlder(): Promise<void> {
 
 /**
  * The member list, from the room's RoomUpdate (presence: every server's members; the
- * first names and the count, sent to the room's members only).
+ * count, and the names while there are at most 100, sent to the room's members only).
  */
 function showMembers(update: RoomUpdate): void {
   ui.members.textContent = `${update.members} in ${update.channelId}`;
@@ -139,11 +139,10 @@ function showMembers(update: RoomUpdate): void {
     item.textContent = name;
     return item;
   });
-  const unlisted = update.members - update.names.length;
-  if (unlisted > 0) {
-    const more = document.createElement("li");
-    more.textContent = `and ${unlisted} more`;
-    items.push(more);
+  if (update.names.length === 0 && update.members > 0) {
+    const many = document.createElement("li");
+    many.textContent = "too many to list";
+    items.push(many);
   }
   ui.memberList.replaceChildren(...items);
 }

@@ -375,8 +375,10 @@ export interface RoomUpdate {
    */
   members: number;
   /**
-   * The first names among them (sorted; at most 100 of them, however large the room),
-   * each as the session joined (`ChannelSubscription.nickname`, marked by the server).
+   * Every member's name (sorted) while the room has at most 100 members, each as the
+   * session joined (`ChannelSubscription.nickname`, marked by the server); empty in a
+   * larger room, whose updates carry the count alone (signed-in users can still ask
+   * `chat.members` for the first 100).
    */
   names: string[];
 }
@@ -563,7 +565,8 @@ export class ChatMethods {
    * Who is in `channelId`, on every server: the first 100 names (sorted) and how
    * many there are. Signed-in users only: the list names users (with their ids), and
    * an HTTP call cannot show it comes from a member of the room. Guests in a room
-   * get the same list on their socket with every `RoomUpdate`.
+   * get the names on their socket with every `RoomUpdate` while it has at most 100
+   * members.
    *
    * `POST /chat/members`.
    * Needs a signed-in key.
