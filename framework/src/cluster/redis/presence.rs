@@ -39,10 +39,13 @@ pub(super) const BATCH: usize = 500;
 /// the next beat, of this node or another.
 const SWEEP_CALLS_PER_BEAT: usize = 100;
 
-/// Most presence changes queued for Redis. Past it (Redis slow or hanging) changes are
-/// dropped and the node's members are written again from scratch once Redis answers,
-/// so the queue's memory stays bounded and nothing is lost for good.
-pub(super) const MAX_QUEUED_CHANGES: usize = 10_000;
+/// Most presence changes queued for Redis: a change is a member's id, channel and JSON
+/// (about 200 bytes), so at most about 20 MB. Past it (Redis slow or hanging) changes
+/// are dropped and the node's members are written again from scratch once Redis
+/// answers, so the queue's memory stays bounded and nothing is lost for good. Well
+/// above a storm: 10,000 clients joining at once queue 10,000 changes while a write is
+/// out, and a resync then would double the work.
+pub(super) const MAX_QUEUED_CHANGES: usize = 100_000;
 
 const JOIN: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
