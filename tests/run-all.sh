@@ -41,4 +41,5 @@ if [ ! -x codegen/typescript/node_modules/.bin/tsc ] || [ ! -d codegen/typescrip
     (cd codegen/typescript && npm ci --no-audit --no-fund)
 fi
 
-cargo test --workspace
+# Every test binary runs, whatever fails: the summary at the end lists all failures.
+cargo test --workspace --no-fail-fast

@@ -73,6 +73,16 @@ async fn handler_failures_are_logged_inside_the_session_span() {
         captured.text().contains("closes a socket whose first ping")
     })
     .await;
+    // A client without streampod.v1 gets no error frame for a bad one: the log says so.
+    client
+        .send_model("nope", "ChatMessage", chat_json("to nowhere"))
+        .await;
+    eventually("the unanswered rejection is logged", || {
+        captured
+            .text()
+            .contains("rejected a frame of a client without the streampod.v1 subprotocol")
+    })
+    .await;
     slow.shutdown().await;
 
     // A cluster whose Redis is gone: the loss is logged once, and thirty room posts that

@@ -34,6 +34,14 @@ impl Endpoint<Protocol> for Rooms {
                 let room = format!("room-{channel_id}");
                 if subscribe {
                     messages.join(&room)?; // at most 128 rooms per session
+                    let welcome = ChatMessage {
+                        sender_name: "server".into(),
+                        content: format!("welcome to {channel_id}"),
+                        channel_id,
+                        exclude_sender: false,
+                        timestamp: DateTime::from(std::time::SystemTime::now()),
+                    };
+                    session.send_stream_message(welcome)?; // to the joiner alone
                 } else {
                     messages.leave(&room);
                 }

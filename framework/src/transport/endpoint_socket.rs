@@ -219,7 +219,17 @@ impl<P: ModelSet> Connection<P> {
 
     fn reject(&self, error: &ErrorFrame<'_>) {
         let sent = self.shared.push_error(error);
-        tracing::debug!(target: "streampod::connection", code = %error.code, message = %PeerText(&error.message), sent, "rejected frame");
+        if sent {
+            tracing::debug!(target: "streampod::connection", code = %error.code, message = %PeerText(&error.message), "rejected frame");
+            return;
+        }
+        // A client without `streampod.v1` gets no error frame (Serverpod's would drop
+        // the socket on one): say it in the log instead, so a developer on a raw
+        // socket sees why nothing came back.
+        static UNANSWERED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+        if let Some(left_out) = UNANSWERED.ready() {
+            tracing::info!(target: "streampod::connection", code = %error.code, message = %PeerText(&error.message), left_out, "rejected a frame of a client without the streampod.v1 subprotocol (it gets no error frame; connect with it to see errors)");
+        }
     }
 
     /// Whether a frame for the endpoint with index `endpoint` (or for the session) is
