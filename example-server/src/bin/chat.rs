@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use example_server::models::{ChannelSubscription, ChatMessage, Protocol};
+use example_server::models::{ChannelSubscription, ChatHistory, ChatMessage, Protocol};
 use streampod::client::{Backoff, Client, ConnectionState, Incoming};
 use streampod::protocol::types::DateTime;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -125,13 +125,11 @@ async fn main() -> std::process::ExitCode {
 fn print_incoming(incoming: Incoming<Protocol>) {
     match incoming {
         Incoming::Message { message, endpoint } => match message {
-            Protocol::ChatMessage(chat) => {
-                println!(
-                    "[{}] {}: {}",
-                    chat.timestamp.format("%H:%M:%S"),
-                    chat.sender_name,
-                    chat.content
-                );
+            Protocol::ChatMessage(chat) => println!("{}", chat_line(&chat)),
+            Protocol::ChatHistory(history) => {
+                for line in history_lines(&history) {
+                    println!("{line}");
+                }
             }
             Protocol::RoomUpdate(update) => {
                 println!("({} in {})", update.members, update.channel_id);
@@ -154,5 +152,63 @@ fn print_incoming(incoming: Incoming<Protocol>) {
             ..
         } => eprintln!("(messages in {channel} were missed while disconnected)"),
         _ => {}
+    }
+}
+
+/// A chat message as the terminal shows it: `[12:00:00] ann: hi`.
+fn chat_line(chat: &ChatMessage) -> String {
+    format!(
+        "[{}] {}: {}",
+        chat.timestamp.format("%H:%M:%S"),
+        chat.sender_name,
+        chat.content
+    )
+}
+
+/// A joined room's stored messages as chat lines, under a line that says how many and
+/// whether older ones exist.
+fn history_lines(history: &ChatHistory) -> Vec<String> {
+    let older = if history.has_more {
+        ", older ones kept"
+    } else {
+        ""
+    };
+    let mut lines = vec![format!(
+        "(history of {}: {} messages{older})",
+        history.channel_id,
+        history.messages.len()
+    )];
+    lines.extend(history.messages.iter().map(chat_line));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_reads_like_the_chat_it_was() {
+        let message = |content: &str| ChatMessage {
+            id: Some(1),
+            sender_name: "ann (guest 1)".into(),
+            content: content.into(),
+            timestamp: DateTime::from(std::time::UNIX_EPOCH),
+            channel_id: "lobby".into(),
+            exclude_sender: false,
+            sender_id: None,
+        };
+        let history = ChatHistory {
+            channel_id: "lobby".into(),
+            messages: vec![message("hi"), message("there")],
+            has_more: true,
+        };
+        assert_eq!(
+            history_lines(&history),
+            [
+                "(history of lobby: 2 messages, older ones kept)",
+                "[00:00:00] ann (guest 1): hi",
+                "[00:00:00] ann (guest 1): there",
+            ]
+        );
     }
 }
