@@ -49,8 +49,8 @@ async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
     }
 }
 
-/// The next room member count.
-async fn members(socket: &mut Socket) -> i64 {
+/// The next room update whose data `wanted` accepts.
+async fn update_where(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
     loop {
         let Some(Ok(Message::Text(text))) =
             tokio::time::timeout(Duration::from_secs(10), socket.next())
@@ -60,10 +60,18 @@ async fn members(socket: &mut Socket) -> i64 {
             continue;
         };
         let value: Value = serde_json::from_str(&text).unwrap();
-        if value["object"]["className"] == "RoomUpdate" {
-            return value["object"]["data"]["members"].as_i64().unwrap();
+        let data = &value["object"]["data"];
+        if value["object"]["className"] == "RoomUpdate" && wanted(data) {
+            return data.clone();
         }
     }
+}
+
+/// The next room member count.
+async fn members(socket: &mut Socket) -> i64 {
+    update_where(socket, |_| true).await["members"]
+        .as_i64()
+        .unwrap()
 }
 
 async fn next(socket: &mut Socket) -> Value {
@@ -188,21 +196,7 @@ async fn rooms_announce_their_member_counts() {
 
 /// The next room update whose count is `count`.
 async fn update_of(socket: &mut Socket, count: i64) -> Value {
-    loop {
-        let Some(Ok(Message::Text(text))) =
-            tokio::time::timeout(Duration::from_secs(10), socket.next())
-                .await
-                .unwrap()
-        else {
-            continue;
-        };
-        let value: Value = serde_json::from_str(&text).unwrap();
-        if value["object"]["className"] == "RoomUpdate"
-            && value["object"]["data"]["members"] == count
-        {
-            return value["object"]["data"].clone();
-        }
-    }
+    update_where(socket, |data| data["members"] == count).await
 }
 
 #[tokio::test]

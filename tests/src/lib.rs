@@ -57,6 +57,30 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (up to 10 s) until the cluster state of `server` satisfies `wanted`.
+///
+/// # Panics
+///
+/// When it does not in time, or `server` is not a cluster node.
+#[allow(clippy::expect_used)] // a test helper: a panic is the test failing
+pub async fn wait_for_cluster<P: streampod::protocol::ModelSet>(
+    server: &streampod::Server<P>,
+    wanted: impl Fn(&streampod::cluster::ClusterState) -> bool,
+) {
+    let mut changes = server
+        .handle()
+        .messages()
+        .cluster_state_changes()
+        .expect("a cluster node");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        changes.wait_for(|state| wanted(state)),
+    )
+    .await
+    .expect("the cluster state within 10 s")
+    .expect("the node runs");
+}
+
 /// A `ChatMessage` in its JSON form, with `content`.
 pub fn chat_json(content: &str) -> serde_json::Value {
     serde_json::json!({"senderName": "ann", "content": content, "channelId": "room-1"})

@@ -45,14 +45,7 @@ async fn node(redis_url: String) -> (Server<Protocol>, Arc<Mutex<Vec<PresenceCha
 }
 
 async fn wait_connected(server: &Server<Protocol>) {
-    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|state| *state == ClusterState::Connected),
-    )
-    .await
-    .expect("connected within 10 s")
-    .unwrap();
+    streampod_tests::wait_for_cluster(server, |state| *state == ClusterState::Connected).await;
 }
 
 /// 20 clients of `server` in the room.

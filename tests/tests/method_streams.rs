@@ -200,6 +200,26 @@ impl Raw {
         self.try_next().await.expect("the socket is open")
     }
 
+    /// Skips frames until the server closes the socket (within `wait`, else `Err`);
+    /// its close code and reason, if it sent a close frame.
+    async fn close_frame(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<(u16, String)>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(wait, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(frame))) => {
+                        return frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+    }
+
     async fn open(&mut self, n: usize, method: &str, args: Value, inputs: &[&str]) {
         self.send(json!({"type": "omsc", "data": {
             "en": "live", "m": method, "cid": cid(n),
@@ -845,19 +865,10 @@ async fn the_memory_guard_sheds_a_streaming_socket_that_stopped_reading() {
     client.open_ok(1, "heavy", json!({}), &[]).await;
     // The client reads nothing for a while: the socket's queue passes the server's limit.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let closed = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match client.ws.next().await {
-                Some(Ok(Message::Close(frame))) => {
-                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()))
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await
-    .expect("the socket was closed, not left to grow");
+    let closed = client
+        .close_frame(Duration::from_secs(30))
+        .await
+        .expect("the socket was closed, not left to grow");
     assert_eq!(closed, Some((1008, "server memory limit".to_owned())));
     // Others are served still.
     let mut other = Raw::connect(server.local_addr()).await;
@@ -884,19 +895,10 @@ async fn the_memory_guard_counts_input_waiting_for_a_method_too() {
             .input(1, "deaf", "numbers", "String", json!(big))
             .await;
     }
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match client.ws.next().await {
-                Some(Ok(Message::Close(frame))) => {
-                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()))
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await
-    .expect("the socket was closed, not left to hold it");
+    let closed = client
+        .close_frame(Duration::from_secs(10))
+        .await
+        .expect("the socket was closed, not left to hold it");
     assert_eq!(closed, Some((1008, "server memory limit".to_owned())));
 }
 

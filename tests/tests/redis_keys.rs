@@ -15,6 +15,7 @@ use streampod::messages::HistoryConfig;
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::redis_server::RedisServer;
+use streampod_tests::wait_for_cluster;
 
 const PREFIX: &str = "keys-test";
 
@@ -25,14 +26,7 @@ async fn node(redis: &RedisServer) -> Server<Protocol> {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|state| *state == ClusterState::Connected),
-    )
-    .await
-    .expect("connected within 10 s")
-    .unwrap();
+    wait_for_cluster(&server, |state| *state == ClusterState::Connected).await;
     server
 }
 
@@ -248,14 +242,7 @@ async fn global_posts_waiting_for_a_hung_redis_are_bounded_in_bytes() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|state| *state == ClusterState::Connected),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    wait_for_cluster(&server, |state| *state == ClusterState::Connected).await;
     redis.pause();
     let messages = server.handle().messages();
     let post = || {
@@ -302,14 +289,7 @@ async fn a_room_s_history_in_redis_is_bounded_in_bytes_as_well_as_posts() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|state| *state == ClusterState::Connected),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    wait_for_cluster(&server, |state| *state == ClusterState::Connected).await;
     // Twenty posts of about 2 KB to a history of a hundred posts and 10 KB.
     for _ in 0..20 {
         let message = example_server::models::ChatMessage {
@@ -364,14 +344,7 @@ async fn a_room_whose_last_leave_this_node_never_heard_is_let_go() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|state| *state == ClusterState::Connected),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    wait_for_cluster(&server, |state| *state == ClusterState::Connected).await;
     let mut client = TestClient::connect(server.local_addr(), "").await;
     client.chat_subscription("lonely", true).await;
     client.until_pong().await;
@@ -382,24 +355,11 @@ async fn a_room_whose_last_leave_this_node_never_heard_is_let_go() {
     // is never announced, so no presence change wakes the room's counter.
     let port = redis.port();
     redis.kill();
-    let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|state| *state != ClusterState::Connected),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    wait_for_cluster(&server, |state| *state != ClusterState::Connected).await;
     client.chat_subscription("lonely", false).await;
     client.until_pong().await;
     let _redis = RedisServer::start_on(port);
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|state| *state == ClusterState::Connected),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    wait_for_cluster(&server, |state| *state == ClusterState::Connected).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while counted() > 0 {
         assert!(
