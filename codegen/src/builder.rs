@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 use crate::external::{ExternalModels, Qualifier};
-use crate::{expand, typescript, validate, Error};
+use crate::{calls, expand, typescript, validate, Error};
 use streampod_protocol::schema::MethodSchema;
 
 /// Options for a generator run. Start from [`configure`](crate::configure).
@@ -24,6 +24,10 @@ pub struct Builder {
     typescript_out: Option<PathBuf>,
     /// The server's methods, for typed calls in the TypeScript client.
     methods: Option<MethodSchema>,
+    /// A file to read the server's methods from, instead of [`Builder::methods`].
+    methods_file: Option<PathBuf>,
+    /// Whether the Rust output also has typed calls of the methods.
+    rust_calls: bool,
 }
 
 impl Default for Builder {
@@ -37,6 +41,8 @@ impl Default for Builder {
             externals: Vec::new(),
             typescript_out: None,
             methods: None,
+            methods_file: None,
+            rust_calls: false,
         }
     }
 }
@@ -250,11 +256,20 @@ impl Builder {
         if diagnostics.has_errors() {
             return Err(Error::Models(diagnostics.items));
         }
-        let code = expand::format(expand::file(&set, &runtime))
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let methods = self.method_schema()?;
+        let mut tokens = expand::file(&set, &runtime);
+        if self.rust_calls {
+            let mut problems = Vec::new();
+            let schema = methods.clone().unwrap_or_default();
+            tokens.extend(calls::calls(&set, &runtime, &schema, &mut problems));
+            if !problems.is_empty() {
+                return Err(Error::RustCallsUnsupported(problems));
+            }
+        }
+        let code = expand::format(tokens).map_err(|e| Error::Internal(e.to_string()))?;
         let typescript = match &self.typescript_out {
             Some(_) => Some(
-                typescript::file(&set, self.methods.as_ref())
+                typescript::file(&set, methods.as_ref())
                     .map_err(|unsupported| Error::TypeScriptUnsupported(unsupported.0))?,
             ),
             None => None,
@@ -270,6 +285,7 @@ impl Builder {
                 .iter()
                 .map(|file| file.path.clone())
                 .chain(external_inputs)
+                .chain(self.methods_file.clone())
                 .collect(),
             warnings: diagnostics
                 .items
@@ -303,6 +319,9 @@ impl Builder {
             for path in model_files(dir).unwrap_or_default() {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
+            if let Some(path) = &self.methods_file {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
         }
         let mut generated = result?;
         let path = out_dir.join(&self.file_name);
@@ -326,6 +345,53 @@ impl Builder {
     pub fn methods(mut self, schema: MethodSchema) -> Self {
         self.methods = Some(schema);
         self
+    }
+
+    /// Reads the server's methods from `path` when generating: the JSON
+    /// `ServerBuilder::write_method_schema` writes (a test of the server crate keeps it
+    /// current), watched like a model file. For typed calls in the TypeScript client and,
+    /// with [`Builder::rust_calls`], in Rust.
+    ///
+    /// ```no_run
+    /// // build.rs
+    /// streampod_codegen::configure()
+    ///     .methods_file("methods.json")
+    ///     .rust_calls()
+    ///     .typescript_out("web/src/protocol.ts")
+    ///     .compile_or_exit("models");
+    /// ```
+    pub fn methods_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.methods_file = Some(path.into());
+        self
+    }
+
+    /// Also generates typed Rust calls of the server's methods ([`Builder::methods`] or
+    /// [`Builder::methods_file`]): a `MethodCalls` trait that gives any
+    /// `streampod::client::Client` or `MethodClient` one accessor per endpoint, and per
+    /// endpoint a struct with one `async fn` per method, so
+    /// `client.chat().history("lobby", None, None).await?` answers a `ChatHistory` and a
+    /// thrown exception arrives typed. The generated code uses `streampod::client`: the
+    /// crate needs streampod's `client` feature.
+    pub fn rust_calls(mut self) -> Self {
+        self.rust_calls = true;
+        self
+    }
+
+    /// The method schema given, or read from the methods file.
+    fn method_schema(&self) -> Result<Option<MethodSchema>, Error> {
+        let Some(path) = &self.methods_file else {
+            return Ok(self.methods.clone());
+        };
+        let text = fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| Error::MethodsFile {
+                path: path.clone(),
+                problem: error.to_string(),
+            })
     }
 
     /// [`Builder::compile`], printing the errors (all of them, rustc style) to stderr and

@@ -36,6 +36,11 @@ pub(crate) fn file(set: &ModelSet, rt: &syn::Path) -> TokenStream {
     }
 }
 
+/// The Rust type generated code names `ty` with.
+pub(crate) fn rust_type(set: &ModelSet, rt: &syn::Path, ty: &Type) -> TokenStream {
+    Context { set, rt }.ty(ty)
+}
+
 /// Formats generated tokens as a Rust file with the generated-code header.
 pub(crate) fn format(tokens: TokenStream) -> Result<String, syn::Error> {
     let file: syn::File = syn::parse2(tokens)?;

@@ -84,11 +84,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod calls;
 mod defaults;
 mod diagnostic;
 mod expand;
 mod external;
 mod ir;
+mod method_types;
 mod types;
 mod typescript;
 mod validate;
@@ -129,6 +131,18 @@ pub enum Error {
     /// the TypeScript emitter does not cover yet; each line names a field.
     #[error("no TypeScript for these models yet:\n  {}", .0.join("\n  "))]
     TypeScriptUnsupported(Vec<String>),
+    /// A methods file ([`Builder::methods_file`]) holds no method schema.
+    #[error("{} is no method schema (the JSON ServerBuilder::write_method_schema writes): {problem}", path.display())]
+    MethodsFile {
+        /// The file.
+        path: PathBuf,
+        /// What does not fit.
+        problem: String,
+    },
+    /// Rust method calls were asked for ([`Builder::rust_calls`]) and some methods name
+    /// types a Rust call cannot: each line names the method.
+    #[error("no Rust calls for these methods:\n  {}", .0.join("\n  "))]
+    RustCallsUnsupported(Vec<String>),
     /// The generator produced code that does not parse: a bug in streampod-codegen.
     #[error("streampod-codegen generated invalid Rust ({0}); this is a bug, please report it with your model files")]
     Internal(String),

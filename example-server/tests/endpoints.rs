@@ -238,17 +238,14 @@ async fn member_lists_reach_the_rooms_members_and_signed_in_users_only_capped() 
 
     // Over HTTP, an anonymous caller gets 401 and no names; a signed-in one the same
     // capped list and the count.
-    use example_server::models::{InvalidRequest, RoomMembers};
+    use example_server::models::MethodCalls;
     use streampod::client::{CallError, Client};
     let base = format!("http://{addr}");
     let anonymous = Client::<example_server::Protocol>::builder(base.as_str())
         .method_client()
         .unwrap();
-    let asked = json!({"channelId": "crowd"});
-    match anonymous
-        .call::<RoomMembers, InvalidRequest>("chat", "members", asked.clone())
-        .await
-    {
+    // The typed call generated from web/methods.json (build.rs).
+    match anonymous.chat().members("crowd").await {
         Err(CallError::Unauthenticated { .. }) => {}
         other => panic!("expected 401, got {other:?}"),
     }
@@ -256,10 +253,7 @@ async fn member_lists_reach_the_rooms_members_and_signed_in_users_only_capped() 
         .auth_key("token-1")
         .method_client()
         .unwrap();
-    let listed = signed_in
-        .call::<RoomMembers, InvalidRequest>("chat", "members", asked)
-        .await
-        .unwrap();
+    let listed = signed_in.chat().members("crowd").await.unwrap();
     assert_eq!(listed.count, 105);
     assert_eq!(listed.members.len(), 100);
     assert!(listed.members[0].contains("(user 1)"), "{listed:?}");
@@ -327,6 +321,81 @@ async fn notifications_reach_every_device_of_a_user_and_announcements_everyone()
         next_within(&mut anonymous, Duration::from_millis(300)).await,
         None
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn typed_calls_send_numbers_leave_out_absent_arguments_and_type_exceptions() {
+    use example_server::chat::ChatEndpoint;
+    use example_server::chat_store::ChatStore;
+    use example_server::models::MethodCalls;
+    use streampod::client::{CallError, Client};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("chat.db").display());
+    let store = ChatStore::open(&url).await.unwrap();
+    let server = example_server::server_with_chat(ChatEndpoint::default().with_store(store))
+        .authentication(auth::from_fn(|key: String| async move {
+            key.strip_prefix("token-").map(AuthInfo::new)
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let calls = Client::<example_server::Protocol>::builder(format!("http://{addr}"))
+        .auth_key("token-7")
+        .method_client()
+        .unwrap();
+
+    // An int and a String argument.
+    let mut phone = connect(addr, "?auth=token-42").await;
+    sync(&mut phone).await;
+    let devices = calls.notification().send_notification(42, "typed").await;
+    assert_eq!(devices.unwrap(), 1);
+    assert_eq!(next(&mut phone).await["object"]["data"]["text"], "typed");
+
+    // Absent optional arguments are left out; a given one is sent.
+    let mut poster = connect(addr, "").await;
+    send(
+        &mut poster,
+        "ChannelSubscription",
+        json!({"channelId": "lobby", "subscribe": true, "nickname": "ann"}),
+    )
+    .await;
+    for content in ["one", "two", "three"] {
+        send(
+            &mut poster,
+            "ChatMessage",
+            json!({"senderName": "ann", "content": content, "channelId": "lobby"}),
+        )
+        .await;
+    }
+    let mut stored = Vec::new();
+    for _ in 0..50 {
+        stored = calls
+            .chat()
+            .history("lobby", None, None)
+            .await
+            .unwrap()
+            .messages;
+        if stored.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    let page = calls.chat().history("lobby", None, Some(2)).await.unwrap();
+    let contents: Vec<&str> = page.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["two", "three"]);
+    assert!(page.has_more);
+
+    // The method's exception arrives as its model.
+    match calls.chat().history("lobby", None, Some(0)).await {
+        Err(CallError::Exception(refused)) => {
+            assert_eq!(refused.field.as_deref(), Some("limit"), "{refused:?}");
+        }
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
     server.shutdown().await;
 }
 
@@ -574,8 +643,8 @@ async fn rooms_with_history_replay_what_a_reconnecting_client_missed() {
 
 #[tokio::test]
 async fn streaming_methods_follow_a_room_and_a_users_notifications() {
-    use example_server::models::{ChatMessage, InvalidRequest};
-    use streampod::client::{Client, MethodClient, NoException, OpenResult, StreamCallError};
+    use example_server::models::{InvalidRequest, MethodCalls};
+    use streampod::client::{Client, MethodClient, OpenResult, StreamCallError};
 
     let server = start().await;
     let addr = server.local_addr();
@@ -584,15 +653,7 @@ async fn streaming_methods_follow_a_room_and_a_users_notifications() {
 
     // `chat.messages`: the room's messages, posted by a `/websocket` client. The call
     // has joined the room by the time it is open: nothing posted after is missed.
-    let mut room = calls
-        .call_stream::<ChatMessage, InvalidRequest>(
-            "chat",
-            "messages",
-            json!({"channelId": "lobby"}),
-            &[],
-        )
-        .await
-        .unwrap();
+    let mut room = calls.chat().messages("lobby").await.unwrap();
     let mut poster = connect(addr, "").await;
     send(
         &mut poster,
@@ -611,15 +672,7 @@ async fn streaming_methods_follow_a_room_and_a_users_notifications() {
     assert_eq!(heard.content, "hello");
     assert!(heard.sender_name.starts_with("ann (guest"), "{heard:?}");
 
-    let mut nowhere = calls
-        .call_stream::<ChatMessage, InvalidRequest>(
-            "chat",
-            "messages",
-            json!({"channelId": ""}),
-            &[],
-        )
-        .await
-        .unwrap();
+    let mut nowhere = calls.chat().messages("").await.unwrap();
     match nowhere.next().await {
         Some(Err(StreamCallError::Exception(InvalidRequest { field, .. }))) => {
             assert_eq!(field.as_deref(), Some("channelId"));
@@ -628,15 +681,7 @@ async fn streaming_methods_follow_a_room_and_a_users_notifications() {
     }
 
     // `notification.notifications`: signed in only, this user's notifications.
-    match calls
-        .call_stream::<NotificationMessage, NoException>(
-            "notification",
-            "notifications",
-            json!({}),
-            &[],
-        )
-        .await
-    {
+    match calls.notification().notifications().await {
         Err(StreamCallError::Refused(OpenResult::AuthenticationFailed)) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -644,15 +689,7 @@ async fn streaming_methods_follow_a_room_and_a_users_notifications() {
         .auth_key("token-42")
         .method_client()
         .unwrap();
-    let mut notes = signed_in
-        .call_stream::<NotificationMessage, NoException>(
-            "notification",
-            "notifications",
-            json!({}),
-            &[],
-        )
-        .await
-        .unwrap();
+    let mut notes = signed_in.notification().notifications().await.unwrap();
     notify(&server, "7", "not for 42");
     notify(&server, "42", "for 42");
     assert_eq!(notes.next().await.unwrap().unwrap().text, "for 42");

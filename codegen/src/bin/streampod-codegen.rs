@@ -5,21 +5,21 @@
 //! streampod-codegen typescript MODELS_DIR OUT.ts [--methods SCHEMA.json]
 //!                                                  # TypeScript for browser and Node clients,
 //!                                                  # and the runtime beside it (streampod.ts)
-//! streampod-codegen rust MODELS_DIR OUT.rs         # the Rust a build script would generate
+//! streampod-codegen rust MODELS_DIR OUT.rs [--methods SCHEMA.json]
+//!                                                  # the Rust a build script would generate
+//!                                                  # (with typed method calls)
 //! streampod-codegen check MODELS_DIR               # only check the model files
 //! ```
 //!
-//! `--methods` takes the JSON of a server's `ServerBuilder::method_schema()`, so the
-//! client gets a typed function per HTTP method.
+//! `--methods` takes the JSON `ServerBuilder::write_method_schema` writes, so the client
+//! gets a typed function per method.
 //!
 //! Exits with 1 and the problems on stderr when the models have errors, 2 on bad usage.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use streampod_codegen::MethodSchema;
-
-const USAGE: &str = "usage: streampod-codegen typescript MODELS_DIR OUT.ts [--methods SCHEMA.json] | rust MODELS_DIR OUT.rs | check MODELS_DIR";
+const USAGE: &str = "usage: streampod-codegen typescript MODELS_DIR OUT.ts [--methods SCHEMA.json] | rust MODELS_DIR OUT.rs [--methods SCHEMA.json] | check MODELS_DIR";
 
 /// What the command line asked for.
 enum Command<'a> {
@@ -31,6 +31,7 @@ enum Command<'a> {
     Rust {
         dir: &'a str,
         out: &'a str,
+        methods: Option<&'a str>,
     },
     Check {
         dir: &'a str,
@@ -49,7 +50,16 @@ fn parse<'a>(args: &[&'a str]) -> Option<Command<'a>> {
             out,
             methods: Some(methods),
         },
-        ["rust", dir, out] => Command::Rust { dir, out },
+        ["rust", dir, out] => Command::Rust {
+            dir,
+            out,
+            methods: None,
+        },
+        ["rust", dir, out, "--methods", methods] => Command::Rust {
+            dir,
+            out,
+            methods: Some(methods),
+        },
         ["check", dir] => Command::Check { dir },
         _ => return None,
     })
@@ -78,11 +88,17 @@ fn run(command: &Command<'_>) -> Result<(), String> {
             // Asks for the TypeScript; `generate` writes nothing.
             builder = builder.typescript_out(out);
             if let Some(path) = methods {
-                builder = builder.methods(read_schema(path)?);
+                builder = builder.methods_file(path);
             }
             dir
         }
-        Command::Rust { dir, .. } | Command::Check { dir } => dir,
+        Command::Rust { dir, methods, .. } => {
+            if let Some(path) = methods {
+                builder = builder.methods_file(path).rust_calls();
+            }
+            dir
+        }
+        Command::Check { dir } => dir,
     };
     let generated = builder.generate(dir).map_err(|error| error.to_string())?;
     for warning in &generated.warnings {
@@ -101,12 +117,4 @@ fn run(command: &Command<'_>) -> Result<(), String> {
             Ok(())
         }
     }
-}
-
-fn read_schema(path: &str) -> Result<MethodSchema, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))?;
-    serde_json::from_str(&text).map_err(|error| {
-        format!("{path} is no method schema (the JSON of ServerBuilder::method_schema()): {error}")
-    })
 }

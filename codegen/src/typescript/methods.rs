@@ -7,8 +7,8 @@ use std::fmt::Write;
 use streampod_protocol::schema::{EndpointSchema, MethodSchema, MethodSignature};
 
 use super::{decode, doc, encode, literal, push_lines, ts_type, unsupported_type};
-use crate::ir::{ModelKind, ModelSet, Record, Scalar, Type};
-use crate::types::{self, TypeExpr, TypeKind};
+use crate::ir::{ModelSet, Type};
+use crate::method_types::{self, camel, is_exception, pascal, Answer, Signature};
 
 /// Members of the runtime's client an endpoint property must not hide.
 const CLIENT_MEMBERS: [&str; 13] = [
@@ -26,17 +26,6 @@ const CLIENT_MEMBERS: [&str; 13] = [
     "position",
     "call",
 ];
-
-/// A method's answer: a value, nothing (`void`), or a stream of values.
-enum Answer {
-    Value(Type),
-    Void,
-    Stream(Type),
-}
-
-/// What a streaming method's signature adds: its input streams' names, item types and
-/// the class names their values are sent with.
-struct Inputs(Vec<(String, Type, String)>);
 
 /// Appends the endpoint classes and the `Client`; problems (types the schema names that
 /// the models do not define or TypeScript does not cover) are pushed, naming the method.
@@ -120,9 +109,7 @@ fn emit_endpoint(
     for method in &endpoint.methods {
         let at = format!("{}.{}", endpoint.name, method.name);
         match signature(set, method) {
-            Ok((args, answer, inputs)) => {
-                emit_method(out, set, &endpoint.name, method, &args, &answer, &inputs);
-            }
+            Ok(signature) => emit_method(out, set, &endpoint.name, method, &signature),
             Err(problem) => problems.push(format!("{at}: {problem}")),
         }
     }
@@ -134,28 +121,25 @@ fn emit_method(
     set: &ModelSet,
     endpoint: &str,
     method: &MethodSignature,
-    args: &[Type],
-    answer: &Answer,
-    inputs: &Inputs,
+    signature: &Signature,
 ) {
+    let (args, answer, inputs) = (&signature.args, &signature.answer, &signature.inputs);
     out.push('\n');
     let mut docs: Vec<String> = method.docs.lines().map(str::to_owned).collect();
     if !docs.is_empty() {
         docs.push(String::new());
     }
-    if method.streaming {
-        docs.push(format!(
-            "A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values{}.",
-            if inputs.0.is_empty() { "" } else { ", and send on `call.inputs`" }
-        ));
+    let what = if method.streaming {
+        format!(
+            "A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values{}",
+            if inputs.is_empty() { "" } else { ", and send on `call.inputs`" }
+        )
     } else {
-        docs.push(format!("`POST /{endpoint}/{}`.", method.name));
-    }
-    if method.require_login {
-        docs.push("Needs a signed-in key.".to_owned());
-    }
-    if !method.scopes.is_empty() {
-        docs.push(format!("Needs the scopes {}.", method.scopes.join(", ")));
+        format!("`POST /{endpoint}/{}`", method.name)
+    };
+    match method_types::access(method) {
+        Some(access) => docs.push(format!("{what}; {access}.")),
+        None => docs.push(format!("{what}.")),
     }
     for exception in &method.exceptions {
         if is_exception(set, exception) {
@@ -201,7 +185,6 @@ fn emit_method(
     };
     let returns = if method.streaming {
         let sinks: Vec<String> = inputs
-            .0
             .iter()
             .map(|(name, ty, _)| format!("{}: InputSink<{}>", literal(name), ts_type(ty)))
             .collect();
@@ -244,7 +227,6 @@ fn emit_method(
             Answer::Void => "undefined".to_owned(),
         };
         let encoders: Vec<String> = inputs
-            .0
             .iter()
             .map(|(name, ty, class)| {
                 let wrapped = match ty {
@@ -298,138 +280,15 @@ fn emit_method(
     let _ = writeln!(out, "  }}");
 }
 
-/// The argument types, the answer and the input streams of `method`, resolved against
-/// the models.
-fn signature(
-    set: &ModelSet,
-    method: &MethodSignature,
-) -> Result<(Vec<Type>, Answer, Inputs), String> {
-    let mut args = Vec::with_capacity(method.args.len());
-    for arg in &method.args {
-        let ty = resolve_text(set, &arg.ty).map_err(|e| format!("argument {}: {e}", arg.name))?;
-        args.push(ty);
+/// The method's types, when TypeScript covers every one of them.
+fn signature(set: &ModelSet, method: &MethodSignature) -> Result<Signature, String> {
+    let signature = method_types::signature(set, method)?;
+    for ty in signature.types() {
+        if let Some(what) = unsupported_type(ty) {
+            return Err(format!("a type is {what}, which has no TypeScript yet"));
+        }
     }
-    let mut inputs = Vec::with_capacity(method.input_streams.len());
-    for input in &method.input_streams {
-        let ty = resolve_text(set, &input.ty)
-            .map_err(|e| format!("input stream {}: {e}", input.name))?;
-        let class = input.ty.trim_end_matches('?').to_owned();
-        inputs.push((input.name.clone(), ty, class));
-    }
-    let answer = if method.returns == "void" {
-        Answer::Void
-    } else if let Some(item) = method
-        .returns
-        .strip_prefix("Stream<")
-        .and_then(|rest| rest.strip_suffix('>'))
-    {
-        Answer::Stream(resolve_text(set, item).map_err(|e| format!("answer: {e}"))?)
-    } else {
-        Answer::Value(resolve_text(set, &method.returns).map_err(|e| format!("answer: {e}"))?)
-    };
-    Ok((args, answer, Inputs(inputs)))
-}
-
-fn resolve_text(set: &ModelSet, text: &str) -> Result<Type, String> {
-    let expr =
-        types::parse(text).map_err(|e| format!("type '{text}' does not parse: {}", e.message))?;
-    let ty = resolve(set, &expr)?;
-    match unsupported_type(&ty) {
-        Some(what) => Err(format!(
-            "type '{text}' is {what}, which has no TypeScript yet"
-        )),
-        None => Ok(ty),
-    }
-}
-
-fn resolve(set: &ModelSet, expr: &TypeExpr) -> Result<Type, String> {
-    let ty = match &expr.kind {
-        // Dart's `dynamic` includes null, as in the models.
-        TypeKind::Named(name) if name == "dynamic" => {
-            return Ok(Type::Option(Box::new(Type::Scalar(Scalar::Dynamic))))
-        }
-        TypeKind::Named(name) => {
-            if let Some(scalar) = Scalar::from_name(name) {
-                Type::Scalar(scalar)
-            } else if set.families.iter().any(|f| &f.name == name) {
-                // As in Dart: a value of a class with descendants may be any of them.
-                Type::Family(name.clone())
-            } else if set.models.iter().any(|m| &m.name == name) {
-                Type::Model(name.clone())
-            } else if set.enums.iter().any(|e| &e.name == name) {
-                Type::Enum(name.clone())
-            } else {
-                return Err(format!(
-                    "'{name}' is no model, enum or Serverpod type of these model files"
-                ));
-            }
-        }
-        TypeKind::List(inner) => Type::List(Box::new(resolve(set, inner)?)),
-        TypeKind::Set(inner) => Type::Set(Box::new(resolve(set, inner)?)),
-        TypeKind::Map(key, value) => {
-            Type::Map(Box::new(resolve(set, key)?), Box::new(resolve(set, value)?))
-        }
-        TypeKind::Vector(name, _) => match Scalar::vector(name) {
-            Some(scalar) => Type::Scalar(scalar),
-            None => return Err(format!("'{name}' is no pgvector type")),
-        },
-        TypeKind::Record { positional, named } => {
-            let mut record = Record {
-                positional: Vec::with_capacity(positional.len()),
-                named: Vec::with_capacity(named.len()),
-                struct_name: None,
-            };
-            for (index, (_, expr)) in positional.iter().enumerate() {
-                record
-                    .positional
-                    .push((format!("p{}", index + 1), resolve(set, expr)?));
-            }
-            for (name, expr) in named {
-                record
-                    .named
-                    .push((name.clone(), name.clone(), resolve(set, expr)?));
-            }
-            Type::Record(Box::new(record))
-        }
-        TypeKind::Module { name, .. } | TypeKind::Package { name, .. } => {
-            return Err(format!(
-                "'{name}' is another package's model, which has no TypeScript yet"
-            ))
-        }
-    };
-    Ok(if expr.nullable && !matches!(ty, Type::Option(_)) {
-        Type::Option(Box::new(ty))
-    } else {
-        ty
-    })
-}
-
-fn is_exception(set: &ModelSet, class: &str) -> bool {
-    set.models
-        .iter()
-        .any(|m| m.name == class && m.kind == ModelKind::Exception)
-}
-
-/// `serverpod_auth.status` → `ServerpodAuthStatus`.
-fn pascal(name: &str) -> String {
-    name.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_ascii_uppercase().to_string() + chars.as_str()
-            })
-        })
-        .collect()
-}
-
-/// `serverpod_auth.status` → `serverpodAuthStatus`.
-fn camel(name: &str) -> String {
-    let pascal = pascal(name);
-    let mut chars = pascal.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_ascii_lowercase().to_string() + chars.as_str()
-    })
+    Ok(signature)
 }
 
 /// A TypeScript identifier for a wire name (reserved words get a trailing `_`).
@@ -461,9 +320,6 @@ mod tests {
 
     #[test]
     fn names_become_identifiers() {
-        assert_eq!(pascal("serverpod_auth.status"), "ServerpodAuthStatus");
-        assert_eq!(camel("chat"), "chat");
-        assert_eq!(camel("serverpod_auth.status"), "serverpodAuthStatus");
         assert_eq!(param_name("new"), "new_");
         assert_eq!(param_name("args"), "args_");
         assert_eq!(param_name("channelId"), "channelId");

@@ -5,13 +5,16 @@
 //! ```
 //!
 //! Lines typed are posted to the room; everything the room, your notifications and the
-//! announcements bring is printed. It reconnects by itself and re-joins the room.
+//! announcements bring is printed. It reconnects by itself and re-joins the room. `/who`
+//! lists the room's members (a typed method call; signed in with `--token` only).
 
 use std::time::Duration;
 
 use clap::Parser;
-use example_server::models::{ChannelSubscription, ChatHistory, ChatMessage, Protocol};
-use streampod::client::{Backoff, Client, ConnectionState, Incoming};
+use example_server::models::{
+    ChannelSubscription, ChatHistory, ChatMessage, MethodCalls, Protocol, RoomMembers,
+};
+use streampod::client::{Backoff, CallError, Client, ConnectionState, Incoming};
 use streampod::protocol::types::DateTime;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -71,7 +74,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     eprintln!(
-        "connected to {}; type to chat in '{}', Ctrl-D to quit",
+        "connected to {}; type to chat in '{}', /who for its members, Ctrl-D to quit",
         args.server, args.room
     );
 
@@ -102,6 +105,16 @@ async fn main() -> std::process::ExitCode {
     while let Ok(Some(line)) = lines.next_line().await {
         let content = line.trim();
         if content.is_empty() {
+            continue;
+        }
+        if content == "/who" {
+            match client.chat().members(&args.room).await {
+                Ok(members) => println!("{}", members_line(&args.room, &members)),
+                Err(CallError::Unauthenticated { .. }) => {
+                    eprintln!("(only signed-in users list members: start with --token)");
+                }
+                Err(error) => eprintln!("(members unknown: {error})"),
+            }
             continue;
         }
         let message = ChatMessage {
@@ -162,6 +175,23 @@ fn chat_line(chat: &ChatMessage) -> String {
         chat.timestamp.format("%H:%M:%S"),
         chat.sender_name,
         chat.content
+    )
+}
+
+/// `/who`'s answer: `(3 in lobby: ann, bob, cy)`, saying when the list is cut short.
+fn members_line(room: &str, members: &RoomMembers) -> String {
+    let more = usize::try_from(members.count)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(members.members.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "({} in {room}: {}{more})",
+        members.count,
+        members.members.join(", ")
     )
 }
 

@@ -212,6 +212,72 @@ impl MethodClient {
     }
 }
 
+/// What generated typed calls go through: a [`MethodClient`], or a [`Client`](super::Client)
+/// (its built-in one). `streampod-codegen` (`Builder::method_calls`) generates a
+/// `MethodCalls` trait implemented for every `AsMethodClient`, so with it in scope
+/// `client.chat().history("lobby", None, None).await?` is typed end to end.
+pub trait AsMethodClient {
+    /// The method client calls go through.
+    fn as_method_client(&self) -> &MethodClient;
+}
+
+impl AsMethodClient for MethodClient {
+    fn as_method_client(&self) -> &MethodClient {
+        self
+    }
+}
+
+/// A method call's named arguments, added one by one in Serverpod's JSON: what generated
+/// typed calls pass to [`MethodClient::call`]. A value that cannot be encoded (a map
+/// with keys JSON cannot hold) fails the call with [`CallError::Arguments`] when sent.
+///
+/// ```
+/// use streampod::client::NamedArgs;
+///
+/// let args = NamedArgs::new().arg("channelId", "lobby").arg("limit", Some(20));
+/// assert_eq!(serde_json::to_string(&args)?, r#"{"channelId":"lobby","limit":20}"#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct NamedArgs {
+    values: serde_json::Map<String, serde_json::Value>,
+    /// The first value that could not be encoded, reported when the arguments are sent.
+    failed: Option<String>,
+}
+
+impl NamedArgs {
+    /// No arguments yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds argument `name`; a `None` is left out (the server reads it as absent).
+    #[must_use]
+    pub fn arg(mut self, name: &str, value: impl Serialize) -> Self {
+        match serde_json::to_value(value) {
+            Ok(serde_json::Value::Null) => {}
+            Ok(value) => {
+                self.values.insert(name.to_owned(), value);
+            }
+            Err(error) => {
+                self.failed
+                    .get_or_insert_with(|| format!("argument {name}: {error}"));
+            }
+        }
+        self
+    }
+}
+
+impl Serialize for NamedArgs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.failed {
+            Some(problem) => Err(serde::ser::Error::custom(problem)),
+            None => self.values.serialize(serializer),
+        }
+    }
+}
+
 /// What a method call's error type must be: an `exception:` model
 /// ([`SerializableException`](crate::protocol::SerializableException)), or [`NoException`].
 pub trait CallException: SerializableModel + std::error::Error {}

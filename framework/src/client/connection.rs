@@ -288,6 +288,12 @@ impl<P: ModelSet> ClientBuilder<P> {
     }
 }
 
+impl<P> super::calls::AsMethodClient for Client<P> {
+    fn as_method_client(&self) -> &MethodClient {
+        &self.inner.calls
+    }
+}
+
 struct Inner<P> {
     transport: Arc<Transport>,
     calls: MethodClient,

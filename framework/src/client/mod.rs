@@ -38,8 +38,8 @@ mod transport;
 
 pub use crate::protocol::method_stream::OpenResult;
 pub use calls::{
-    CallException, MethodClient, NoException, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_ANSWER_BYTES,
-    DEFAULT_MAX_STREAM_QUEUE_BYTES,
+    AsMethodClient, CallException, MethodClient, NamedArgs, NoException, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_STREAM_QUEUE_BYTES,
 };
 pub use connection::{Client, ClientBuilder, ConnectionState, Incoming};
 pub use error::{BoxError, CallError, ClientError, CloseInfo};

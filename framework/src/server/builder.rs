@@ -222,6 +222,38 @@ impl<P: ModelSet> ServerBuilder<P> {
         self.methods.schema()
     }
 
+    /// Writes [`ServerBuilder::method_schema`] as pretty JSON to `path` when the file
+    /// does not already hold it, and says whether it wrote. `streampod-codegen` reads
+    /// the file (`Builder::methods_file`) to generate typed calls for the Rust and
+    /// TypeScript clients; call this from a test so a changed method fails the test once
+    /// and updates the file:
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # fn server() -> streampod::ServerBuilder<Protocol> { streampod::Server::builder() }
+    /// #[test]
+    /// fn method_schema_is_current() {
+    ///     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/methods.json");
+    ///     let wrote = server().write_method_schema(path).expect("methods.json is writable");
+    ///     assert!(!wrote, "methods.json was stale and is now rewritten: build again");
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The I/O error when the file cannot be written.
+    pub fn write_method_schema(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<bool> {
+        let mut json = serde_json::to_string_pretty(&self.method_schema())
+            .map_err(std::io::Error::other)?;
+        json.push('\n');
+        let path = path.as_ref();
+        if std::fs::read(path).is_ok_and(|existing| existing == json.as_bytes()) {
+            return Ok(false);
+        }
+        std::fs::write(path, json)?;
+        Ok(true)
+    }
+
     /// Registers one value both as the streaming endpoint `name` and for its HTTP
     /// methods, sharing its state.
     ///

@@ -568,8 +568,7 @@ export class ChatMethods {
    * get the names on their socket with every `RoomUpdate` while it has at most 100
    * members.
    *
-   * `POST /chat/members`.
-   * Needs a signed-in key.
+   * `POST /chat/members`; needs a signed-in key.
    * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
    * @throws {MethodCallError} on any other failure (status and message).
    */
@@ -606,8 +605,7 @@ export class NotificationMethods {
    * The signed-in user's notifications from now on, as a streaming method (Serverpod
    * 2.1+ clients, `/v1/websocket`): what `sendNotification` sends to this user.
    *
-   * A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values.
-   * Needs a signed-in key.
+   * A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values; needs a signed-in key.
    * @throws {StreamCallRefused} when the server refuses to open the call (its open result).
    * @throws {StreamCallError} from the iteration when the call fails otherwise.
    */
@@ -620,8 +618,7 @@ export class NotificationMethods {
    * Sends `message` to every device of `targetUserId`; answers how many devices got it
    * (in a cluster: how many servers have a device of that user).
    *
-   * `POST /notification/sendNotification`.
-   * Needs a signed-in key.
+   * `POST /notification/sendNotification`; needs a signed-in key.
    * @throws {MethodCallError} on any other failure (status and message).
    */
   async sendNotification(targetUserId: number, message: string): Promise<number> {
@@ -635,9 +632,7 @@ export class NotificationMethods {
   /**
    * Announces `message` to every signed-in session (admins only).
    *
-   * `POST /notification/broadcastAnnouncement`.
-   * Needs a signed-in key.
-   * Needs the scopes admin.
+   * `POST /notification/broadcastAnnouncement`; needs a key with the scopes admin.
    * @throws {MethodCallError} on any other failure (status and message).
    */
   async broadcastAnnouncement(message: string): Promise<number> {
@@ -651,9 +646,7 @@ export class NotificationMethods {
    * Sends a system notice to every connected session, signed in or not (admins only);
    * answers how many got it here (in a cluster: 0, delivery goes through Redis).
    *
-   * `POST /notification/notifyAllUsers`.
-   * Needs a signed-in key.
-   * Needs the scopes admin.
+   * `POST /notification/notifyAllUsers`; needs a key with the scopes admin.
    * @throws {MethodCallError} on any other failure (status and message).
    */
   async notifyAllUsers(notification: SystemNotification): Promise<number> {
@@ -667,8 +660,7 @@ export class NotificationMethods {
    * Sends `notification` to every device of `userId`; the notification must name the
    * same user.
    *
-   * `POST /notification/notifyUser`.
-   * Needs a signed-in key.
+   * `POST /notification/notifyUser`; needs a signed-in key.
    * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
    * @throws {MethodCallError} on any other failure (status and message).
    */
