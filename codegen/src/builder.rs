@@ -256,7 +256,12 @@ impl Builder {
         if diagnostics.has_errors() {
             return Err(Error::Models(diagnostics.items));
         }
-        let methods = self.method_schema()?;
+        let mut warnings: Vec<Diagnostic> = diagnostics
+            .items
+            .into_iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .collect();
+        let methods = self.method_schema(&mut warnings)?;
         let mut tokens = expand::file(&set, &runtime);
         if self.rust_calls {
             let mut problems = Vec::new();
@@ -287,11 +292,7 @@ impl Builder {
                 .chain(external_inputs)
                 .chain(self.methods_file.clone())
                 .collect(),
-            warnings: diagnostics
-                .items
-                .into_iter()
-                .filter(|d| d.severity == Severity::Warning)
-                .collect(),
+            warnings,
             typescript,
             typescript_runtime,
         })
@@ -377,15 +378,36 @@ impl Builder {
         self
     }
 
-    /// The method schema given, or read from the methods file.
-    fn method_schema(&self) -> Result<Option<MethodSchema>, Error> {
+    /// The method schema given, or read from the methods file; a methods file not
+    /// written yet is no schema, with a warning that says how to write it.
+    fn method_schema(&self, warnings: &mut Vec<Diagnostic>) -> Result<Option<MethodSchema>, Error> {
         let Some(path) = &self.methods_file else {
             return Ok(self.methods.clone());
         };
-        let text = fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                warnings.push(Diagnostic {
+                    severity: Severity::Warning,
+                    file: path.clone(),
+                    line: 1,
+                    column: 1,
+                    len: 1,
+                    message: "not written yet, so no typed method calls: write it with \
+                        ServerBuilder::write_method_schema (a test of the server does), \
+                        then build again"
+                        .to_owned(),
+                    source_line: None,
+                });
+                return Ok(None);
+            }
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        };
         serde_json::from_str(&text)
             .map(Some)
             .map_err(|error| Error::MethodsFile {

@@ -91,6 +91,7 @@ mod expand;
 mod external;
 mod ir;
 mod method_types;
+pub mod scaffold;
 mod types;
 mod typescript;
 mod validate;

@@ -9,6 +9,8 @@
 //!                                                  # the Rust a build script would generate
 //!                                                  # (with typed method calls)
 //! streampod-codegen check MODELS_DIR               # only check the model files
+//! streampod-codegen new DIR [--name NAME] [--streampod CHECKOUT]
+//!                                                  # a new server crate in DIR
 //! ```
 //!
 //! `--methods` takes the JSON `ServerBuilder::write_method_schema` writes, so the client
@@ -19,7 +21,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: streampod-codegen typescript MODELS_DIR OUT.ts [--methods SCHEMA.json] | rust MODELS_DIR OUT.rs [--methods SCHEMA.json] | check MODELS_DIR";
+const USAGE: &str = "usage: streampod-codegen typescript MODELS_DIR OUT.ts [--methods SCHEMA.json] | rust MODELS_DIR OUT.rs [--methods SCHEMA.json] | check MODELS_DIR | new DIR [--name NAME] [--streampod CHECKOUT]";
 
 /// What the command line asked for.
 enum Command<'a> {
@@ -35,6 +37,11 @@ enum Command<'a> {
     },
     Check {
         dir: &'a str,
+    },
+    New {
+        dir: &'a str,
+        name: Option<&'a str>,
+        streampod: Option<&'a str>,
     },
 }
 
@@ -61,6 +68,21 @@ fn parse<'a>(args: &[&'a str]) -> Option<Command<'a>> {
             methods: Some(methods),
         },
         ["check", dir] => Command::Check { dir },
+        ["new", dir, options @ ..] => {
+            let (mut name, mut streampod) = (None, None);
+            for pair in options.chunks(2) {
+                match pair {
+                    ["--name", value] => name = Some(*value),
+                    ["--streampod", value] => streampod = Some(*value),
+                    _ => return None,
+                }
+            }
+            Command::New {
+                dir,
+                name,
+                streampod,
+            }
+        }
         _ => return None,
     })
 }
@@ -82,6 +104,14 @@ fn main() -> ExitCode {
 }
 
 fn run(command: &Command<'_>) -> Result<(), String> {
+    if let Command::New {
+        dir,
+        name,
+        streampod,
+    } = *command
+    {
+        return new(dir, name, streampod);
+    }
     let mut builder = streampod_codegen::configure();
     let dir = match *command {
         Command::TypeScript { dir, out, methods } => {
@@ -98,7 +128,7 @@ fn run(command: &Command<'_>) -> Result<(), String> {
             }
             dir
         }
-        Command::Check { dir } => dir,
+        Command::Check { dir } | Command::New { dir, .. } => dir,
     };
     let generated = builder.generate(dir).map_err(|error| error.to_string())?;
     for warning in &generated.warnings {
@@ -112,9 +142,34 @@ fn run(command: &Command<'_>) -> Result<(), String> {
         }
         Command::Rust { out, .. } => std::fs::write(out, generated.code)
             .map_err(|error| format!("cannot write {out}: {error}")),
-        Command::Check { dir } => {
+        Command::Check { dir } | Command::New { dir, .. } => {
             eprintln!("{dir}: models are valid");
             Ok(())
         }
     }
+}
+
+/// `new`: the crate, then what to run.
+fn new(dir: &str, name: Option<&str>, streampod: Option<&str>) -> Result<(), String> {
+    use streampod_codegen::scaffold::{self, Scaffold};
+    let path = Path::new(dir);
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("{dir} names no directory: pass --name"))?,
+    };
+    let streampod = match streampod {
+        Some(path) => Path::new(path).to_path_buf(),
+        None => scaffold::own_checkout()
+            .ok_or("this streampod-codegen was not built from a checkout: pass --streampod PATH")?,
+    };
+    let written =
+        scaffold::create(path, &Scaffold { name, streampod }).map_err(|error| error.to_string())?;
+    eprintln!("wrote {} files into {dir}; now:", written.len());
+    eprintln!("  cd {dir} && cargo run                # the server, on 127.0.0.1:8080");
+    eprintln!("  cargo run --bin client               # (another terminal) the typed Rust client");
+    eprintln!("  cd web && npm install && npm run build && npm start   # the TypeScript client");
+    Ok(())
 }
