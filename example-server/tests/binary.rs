@@ -216,7 +216,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
         "join room 'elsewhere' before posting to it"
     );
 
-    // The README's chat.history call: the message is in the default SQLite database.
+    // The example README's chat.history call: the message is in the default SQLite database.
     let (status, stored) = post(
         &addr,
         "/chat/history",
@@ -228,7 +228,7 @@ async fn two_clients_chat_in_a_room_then_sigterm_shuts_down_gracefully() {
     assert_eq!(stored["messages"][0]["content"], "hi bob");
     assert_eq!(stored["hasMore"], false);
 
-    // The README's curl call: a method call reaches every device of the user.
+    // The server guide's curl call: a method call reaches every device of the user.
     let mut phone = connect_as(&addr, "?auth=ann-secret-1").await;
     round_trip(&mut phone).await;
     let (status, body) = post(

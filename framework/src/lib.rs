@@ -114,6 +114,41 @@ server_modules! {
 #[cfg_attr(docsrs, doc(cfg(all(feature = "server", feature = "tls"))))]
 pub use server::tls;
 
+/// The guides of `framework/docs/` (the README links them): how to build a server, and
+/// what channels, clusters, limits, the TypeScript client, axum and the wire do.
+///
+/// Their code blocks use the example server's models: the `streampod-tests` crate
+/// compiles them (with the README), so they are shown here, not tested here.
+pub mod guide {
+    /// A guide: its page in the docs, its title for the compiler's `missing_docs`.
+    macro_rules! guide {
+        ($name:ident, $file:literal, $title:literal) => {
+            #[cfg_attr(doc, doc = include_str!($file))]
+            #[cfg_attr(not(doc), doc = $title)]
+            pub mod $name {}
+        };
+    }
+    guide!(server, "../docs/server.md", "Building a server.");
+    guide!(
+        channels,
+        "../docs/channels.md",
+        "Channels and broadcasting."
+    );
+    guide!(cluster, "../docs/cluster.md", "Clusters.");
+    guide!(limits, "../docs/limits.md", "Limits and timeouts.");
+    guide!(
+        typescript,
+        "../docs/typescript.md",
+        "Browser and Node clients."
+    );
+    guide!(
+        axum,
+        "../docs/axum.md",
+        "Mounting streampod in an axum app."
+    );
+    guide!(wire, "../docs/wire.md", "The wire.");
+}
+
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;

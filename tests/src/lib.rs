@@ -1,9 +1,28 @@
 //! End-to-end tests of streampod. The tests live in `tests/`; this library holds what
 //! they share: the fixture models and small WebSocket, HTTP and WebDriver clients.
 //!
-//! The README is this crate's documentation (below), so every Rust block in it is
-//! compiled by `cargo test`.
+//! The README is this crate's documentation (below), and the guides of
+//! `framework/docs/` are its `guides` module's, so every Rust block in them is compiled
+//! by `cargo test`.
 #![doc = include_str!("../../README.md")]
+
+/// The guides `streampod::guide` shows, compiled here where the example's models are.
+pub mod guides {
+    #[doc = include_str!("../../framework/docs/server.md")]
+    pub mod server {}
+    #[doc = include_str!("../../framework/docs/channels.md")]
+    pub mod channels {}
+    #[doc = include_str!("../../framework/docs/cluster.md")]
+    pub mod cluster {}
+    #[doc = include_str!("../../framework/docs/limits.md")]
+    pub mod limits {}
+    #[doc = include_str!("../../framework/docs/typescript.md")]
+    pub mod typescript {}
+    #[doc = include_str!("../../framework/docs/axum.md")]
+    pub mod axum {}
+    #[doc = include_str!("../../framework/docs/wire.md")]
+    pub mod wire {}
+}
 
 pub mod captured_log;
 pub mod client;
