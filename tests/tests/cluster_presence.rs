@@ -116,7 +116,7 @@ async fn a_dead_nodes_members_leave_everyones_presence_within_the_bound() {
     // happened, its own included: the first node all 60, the second at least its own
     // 20 and the third's 20 (the first node's came before it had members there).
     for (heard, expected) in [(&first_heard, 60), (&second_heard, 40)] {
-        // Distinct members: a resync after a reconnect announces joins again.
+        // Distinct members: a resync after Redis lost its data announces them again.
         let joins = || {
             let heard = heard.lock().unwrap();
             let joined: std::collections::HashSet<&str> = heard
@@ -180,6 +180,18 @@ async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard() {
     redis = RedisServer::start_on(port);
     wait_connected(&first).await;
     wait_connected(&second).await;
+    // Redis came back empty: a node's first read waits for its own members to be
+    // written back rather than count without them (a member list going 0 → 1 → 2).
+    let first_read = first
+        .handle()
+        .messages()
+        .presence_count(ROOM)
+        .await
+        .unwrap();
+    assert!(
+        first_read >= 19,
+        "the first count after the restart was {first_read}"
+    );
     until_count(&second, 20, Duration::from_secs(5)).await;
 
     // A leave after the restart is heard on the other node.
@@ -194,4 +206,74 @@ async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard() {
     first.shutdown().await;
     second.shutdown().await;
     drop(redis);
+}
+
+fn joins(heard: &Mutex<Vec<PresenceChange>>) -> usize {
+    heard.lock().unwrap().iter().filter(|c| c.joined).count()
+}
+
+#[tokio::test]
+async fn a_reconnect_writes_the_members_back_without_a_dip_or_a_join_announced_again() {
+    let redis = RedisServer::start();
+    let proxy = CutProxy::start(format!("127.0.0.1:{}", redis.port()).parse().unwrap()).await;
+    // The first node reaches Redis through a proxy the test cuts; Redis keeps its data.
+    let (first, _) = node(format!("redis://{}/", proxy.addr())).await;
+    let (second, second_heard) = node(redis.url()).await;
+    let mut clients = members(&first).await;
+    let mut watcher = TestClient::connect_legacy(second.local_addr(), "").await;
+    command(&mut watcher, "join", ROOM).await;
+    until_count(&second, 21, Duration::from_secs(5)).await;
+    let (joins_before, leaves_before) = (joins(&second_heard), leaves(&second_heard));
+
+    // The second node counts all along; the lowest count it sees is the dip.
+    let central = second.handle().messages();
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let sampling = sampling.clone();
+        async move {
+            let mut lowest = usize::MAX;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(count) = central.presence_count(ROOM).await {
+                    lowest = lowest.min(count);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            lowest
+        }
+    });
+
+    proxy.cut();
+    let mut changes = first.handle().messages().cluster_state_changes().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|state| *state != ClusterState::Connected),
+    )
+    .await
+    .expect("the cut noticed")
+    .unwrap();
+    // One member leaves while the node cannot tell Redis.
+    clients.pop().unwrap().close().await;
+    wait_connected(&first).await;
+    until_count(&second, 20, Duration::from_secs(5)).await;
+    // Let the node's resync finish, and any announcement of it arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let lowest = sampler.await.unwrap();
+
+    assert_eq!(
+        lowest, 20,
+        "the room's count dipped to {lowest} while the node wrote its members back"
+    );
+    assert_eq!(
+        joins(&second_heard),
+        joins_before,
+        "members Redis still held were announced as joining again"
+    );
+    assert_eq!(
+        leaves(&second_heard),
+        leaves_before + 1,
+        "the member that left during the cut is announced once"
+    );
+    first.shutdown().await;
+    second.shutdown().await;
 }

@@ -42,6 +42,8 @@ pub(crate) struct RedisBackplane {
     presence: Arc<presence::Queue>,
     /// Counts up when this node's members must be written again.
     presence_resets: watch::Receiver<u64>,
+    /// Whether this node's members are written (see [`presence::SYNCED_WAIT`]).
+    presence_synced: watch::Receiver<bool>,
     presence_names: presence::Names,
     /// The connection publishes and history reads go out on, while connected.
     connection: watch::Receiver<Option<Publisher>>,
@@ -82,6 +84,7 @@ impl RedisBackplane {
         let presence_names = presence::Names::new(&prefix, node);
         let (presence, presence_changes) = presence::Queue::new();
         let (resets_tx, presence_resets) = watch::channel(0);
+        let (synced_tx, presence_synced) = watch::channel(false);
         let confirm_subscriptions = {
             let wanted = wanted.clone();
             move || {
@@ -101,6 +104,7 @@ impl RedisBackplane {
             confirm_subscriptions,
             connection.clone(),
             resets_tx,
+            synced_tx,
             shutdown.clone(),
         ));
         tokio::spawn(publish_loop(
@@ -128,6 +132,7 @@ impl RedisBackplane {
             node,
             presence,
             presence_resets,
+            presence_synced,
             presence_names,
             state,
             wanted,
@@ -147,16 +152,19 @@ impl RedisBackplane {
         F: FnOnce(&'a presence::Names, MultiplexedConnection) -> R,
         R: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let current = self.connection.borrow().clone();
-        let connection = match current {
-            Some(Publisher::Single(connection, _)) => connection,
-            Some(Publisher::Sharded(_)) => {
-                return Err(ClusterError::Unavailable(
-                    "presence is kept on a single Redis, not on a Redis Cluster".into(),
-                ))
-            }
-            None => return Err(ClusterError::Unavailable("not connected to Redis".into())),
+        let current = || match self.connection.borrow().clone() {
+            Some(Publisher::Single(connection, _)) => Ok(connection),
+            Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
+                "presence is kept on a single Redis, not on a Redis Cluster".into(),
+            )),
+            None => Err(ClusterError::Unavailable("not connected to Redis".into())),
         };
+        current()?;
+        // Connected: this node's own members first, as a read before they are back in
+        // Redis would count without them.
+        let mut synced = self.presence_synced.clone();
+        let _ = tokio::time::timeout(presence::SYNCED_WAIT, synced.wait_for(|synced| *synced)).await;
+        let connection = current()?;
         let timeout = self.read_timeout;
         match tokio::time::timeout(timeout, read(&self.presence_names, connection)).await {
             Ok(read) => read.map_err(|error| ClusterError::Unavailable(error.to_string())),

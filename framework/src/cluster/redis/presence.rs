@@ -47,10 +47,19 @@ const SWEEP_CALLS_PER_BEAT: usize = 100;
 /// out, and a resync then would double the work.
 pub(super) const MAX_QUEUED_CHANGES: usize = 100_000;
 
+/// KEYS: the channel's hash, this node's memberships, and (in a resync) the set of
+/// memberships it keeps. ARGV: the member's id, its JSON, the channel, the channel's
+/// Redis channel. A member Redis already holds (a resync writing it again) is not
+/// announced again: nobody joined.
 const JOIN: &str = r#"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1] .. ' ' .. ARGV[3])
-redis.call('PUBLISH', ARGV[4], cjson.encode({presence = {channel = ARGV[3], member = cjson.decode(ARGV[2]), joined = true}}))
+if KEYS[3] then
+  redis.call('SADD', KEYS[3], ARGV[1] .. ' ' .. ARGV[3])
+end
+if added == 1 then
+  redis.call('PUBLISH', ARGV[4], cjson.encode({presence = {channel = ARGV[3], member = cjson.decode(ARGV[2]), joined = true}}))
+end
 "#;
 
 const LEAVE: &str = r#"
@@ -63,15 +72,19 @@ end
 "#;
 
 /// A Lua function the scripts that remove memberships share: `drain(memberships,
-/// prefix, batch, announce)` removes up to `batch` of the set `memberships` (a node's)
-/// from their channels, announcing each as a leave when `announce`, and returns how
-/// many it took.
+/// prefix, batch, announce, also)` removes up to `batch` of the set `memberships` (a
+/// node's, or those of its memberships a resync did not keep) from their channels, and
+/// from the set `also` when given, announcing each as a leave when `announce`, and
+/// returns how many it took.
 macro_rules! drain_function {
     () => {
         r#"
-local function drain(memberships, prefix, batch, announce)
+local function drain(memberships, prefix, batch, announce, also)
   local taken = redis.call('SPOP', memberships, batch)
   for _, entry in ipairs(taken) do
+    if also then
+      redis.call('SREM', also, entry)
+    end
     local id, channel = string.match(entry, '^(%S+) (.*)$')
     if id then
       local hash = prefix .. ':presence:' .. channel
@@ -90,12 +103,12 @@ end
     };
 }
 
-/// KEYS: this node's memberships. ARGV: the key prefix, the batch. Removes up to a batch
-/// of them without notices (the joins written after announce the members the node
-/// still has). Returns how many it removed.
-const CLEAR: &str = concat!(
+/// KEYS: the memberships a resync did not keep, this node's memberships. ARGV: the key
+/// prefix, the batch. Removes up to a batch of them, each announced as a leave (the
+/// member left while Redis could not hear it). Returns how many it removed.
+const FORGET: &str = concat!(
     drain_function!(),
-    "return drain(KEYS[1], ARGV[1], tonumber(ARGV[2]), false)"
+    "return drain(KEYS[1], ARGV[1], tonumber(ARGV[2]), true, KEYS[2])"
 );
 
 /// KEYS: the channel's hash, the nodes. ARGV: node TTL (ms), `1` to count the members
@@ -173,7 +186,7 @@ if not node then
 end
 if redis.call('ZSCORE', KEYS[1], node) then
   redis.call('SREM', KEYS[2], node)
-elseif drain(ARGV[1] .. ':memberships:' .. node, ARGV[1], tonumber(ARGV[2]), true) < tonumber(ARGV[2]) then
+elseif drain(ARGV[1] .. ':memberships:' .. node, ARGV[1], tonumber(ARGV[2]), true, nil) < tonumber(ARGV[2]) then
   redis.call('SREM', KEYS[2], node)
 end
 if redis.call('SCARD', KEYS[2]) > 0 then
@@ -194,7 +207,9 @@ pub(super) enum Change {
         channel: String,
         id: String,
     },
-    /// Replaces everything this node wrote with these members (channel, id, JSON).
+    /// Replaces everything this node wrote with these members (channel, id, JSON):
+    /// the ones Redis holds stay unannounced, new ones are announced as joins, the
+    /// ones it no longer has as leaves.
     Resync(Vec<(String, String, String)>),
 }
 
@@ -233,8 +248,43 @@ impl Names {
         format!("{}:memberships:{}", self.prefix, self.node)
     }
 
-    /// Adds a join or a leave to `pipe` (a resync is written by [`Names::clear`] and
-    /// the joins that follow it).
+    /// The memberships a resync writes (kept only while it runs).
+    fn kept(&self) -> String {
+        format!("{}:memberships-kept:{}", self.prefix, self.node)
+    }
+
+    /// The memberships a resync did not keep, to be removed (only while it runs).
+    fn stale(&self) -> String {
+        format!("{}:memberships-stale:{}", self.prefix, self.node)
+    }
+
+    /// Adds a join to `pipe`; in a resync, also to the memberships it keeps.
+    fn add_join(
+        &self,
+        pipe: &mut redis::Pipeline,
+        (channel, id, member): (&str, &str, &str),
+        resync: bool,
+    ) {
+        let command = pipe.cmd("EVAL").arg(JOIN);
+        if resync {
+            command.arg(3);
+        } else {
+            command.arg(2);
+        }
+        command.arg(self.hash(channel)).arg(self.memberships());
+        if resync {
+            command.arg(self.kept());
+        }
+        command
+            .arg(id)
+            .arg(member)
+            .arg(channel)
+            .arg(self.pubsub(channel))
+            .ignore();
+    }
+
+    /// Adds a join or a leave to `pipe`; a resync's joins and the set difference that
+    /// finds what it did not keep ([`Names::forget`] removes those).
     fn add(&self, pipe: &mut redis::Pipeline, change: &Change) {
         match change {
             Change::Join {
@@ -242,15 +292,8 @@ impl Names {
                 id,
                 member,
             } => {
-                pipe.cmd("EVAL")
-                    .arg(JOIN)
-                    .arg(2)
-                    .arg(self.hash(channel))
-                    .arg(self.memberships())
-                    .arg(id)
-                    .arg(member)
-                    .arg(channel)
-                    .arg(self.pubsub(channel));
+                self.add_join(pipe, (channel, id, member), false);
+                return;
             }
             Change::Leave { channel, id } => {
                 pipe.cmd("EVAL")
@@ -263,26 +306,30 @@ impl Names {
                     .arg(self.pubsub(channel));
             }
             Change::Resync(members) => {
+                pipe.del(self.kept()).ignore();
                 for (channel, id, member) in members {
-                    let join = Change::Join {
-                        channel: channel.clone(),
-                        id: id.clone(),
-                        member: member.clone(),
-                    };
-                    self.add(pipe, &join);
+                    self.add_join(pipe, (channel, id, member), true);
                 }
+                pipe.cmd("SDIFFSTORE")
+                    .arg(self.stale())
+                    .arg(self.memberships())
+                    .arg(self.kept())
+                    .ignore();
+                pipe.del(self.kept()).ignore();
                 return;
             }
         }
         pipe.ignore();
     }
 
-    /// Removes every member this node wrote, a batch per call, without notices.
-    async fn clear(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    /// Removes the memberships the last resync did not keep, a batch per call, each
+    /// announced as a leave.
+    async fn forget(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<()> {
         loop {
             let removed: usize = redis::cmd("EVAL")
-                .arg(CLEAR)
-                .arg(1)
+                .arg(FORGET)
+                .arg(2)
+                .arg(self.stale())
                 .arg(self.memberships())
                 .arg(&self.prefix)
                 .arg(BATCH)
@@ -374,6 +421,11 @@ fn millis(duration: Duration) -> u64 {
 /// anyway (its notices may then not reach this node's own hooks).
 const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a read waits for this node's members to be written back after a reconnect
+/// (or a sweep, or dropped changes) before it reads anyway: a count taken before would
+/// miss them, and a member list would jump `0 → 1 → 2` as they come back.
+pub(super) const SYNCED_WAIT: Duration = Duration::from_secs(2);
+
 /// The presence changes waiting for Redis: at most [`MAX_QUEUED_CHANGES`]; past it they
 /// are dropped and the node's members written again from scratch once Redis answers.
 #[derive(Debug)]
@@ -434,6 +486,7 @@ pub(super) async fn run<S, F>(
     subscribed: S,
     mut connection: watch::Receiver<Option<Publisher>>,
     resets: watch::Sender<u64>,
+    synced: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) where
     S: Fn() -> F,
@@ -444,6 +497,15 @@ pub(super) async fn run<S, F>(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
     let mut was_connected = false;
+    // Whether this node's members are in Redis as it knows them: beaten since the
+    // connection came up, and no resync pending. Reads wait for it (see `Synced`).
+    let mut beaten = false;
+    let mut resync_pending = false;
+    let reset = |resync_pending: &mut bool| {
+        *resync_pending = true;
+        synced.send_replace(false);
+        resets.send_modify(|count| *count += 1);
+    };
     loop {
         let current = connection.borrow_and_update().clone();
         let single = match current {
@@ -451,7 +513,8 @@ pub(super) async fn run<S, F>(
             _ => None,
         };
         if single.is_some() && !was_connected {
-            resets.send_modify(|count| *count += 1);
+            beaten = false;
+            reset(&mut resync_pending);
             // Beat at once: until it does, reads skip this node's members.
             beat.reset_immediately();
         }
@@ -465,13 +528,22 @@ pub(super) async fn run<S, F>(
             }
             _ = beat.tick() => {
                 let Some(mut connection) = single else { continue };
-                let beaten = match names.beat(&mut connection).await {
+                let beaten_now = match names.beat(&mut connection).await {
                     Ok(swept) => names.sweep(&mut connection).await.map(|()| swept),
                     Err(error) => Err(error),
                 };
-                match beaten {
-                    Ok(true) => resets.send_modify(|count| *count += 1),
-                    Ok(false) => {}
+                match beaten_now {
+                    // New here, or swept: beaten, and the members to write again.
+                    Ok(true) => {
+                        beaten = true;
+                        reset(&mut resync_pending);
+                    }
+                    Ok(false) => {
+                        beaten = true;
+                        if !resync_pending {
+                            synced.send_replace(true);
+                        }
+                    }
                     Err(error) => {
                         if let Some(left_out) = FAILED.ready() {
                             tracing::warn!(target: "streampod::cluster", %error, left_out, "presence heartbeat failed");
@@ -490,51 +562,80 @@ pub(super) async fn run<S, F>(
                     batch.clear();
                     continue;
                 };
-                if let Err(error) = write(&names, &mut connection, &mut batch, &subscribed).await {
-                    if let Some(left_out) = FAILED.ready() {
-                        tracing::warn!(target: "streampod::cluster", %error, left_out, "presence changes not written");
+                match write(&names, &mut connection, &mut batch, &subscribed).await {
+                    Ok(true) => {
+                        resync_pending = false;
+                        if beaten {
+                            synced.send_replace(true);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        if let Some(left_out) = FAILED.ready() {
+                            tracing::warn!(target: "streampod::cluster", %error, left_out, "presence changes not written");
+                        }
                     }
                 }
                 batch.clear();
                 if queue.take_overflow() {
-                    resets.send_modify(|count| *count += 1);
+                    reset(&mut resync_pending);
                 }
             }
         }
     }
 }
 
-/// Writes `batch` in order: a resync supersedes whatever came before it, so its clear
-/// (in batches) runs first, then its joins and the changes after it in one pipeline.
+/// The most members a resync writes in one transaction: Redis serves nobody else while
+/// it runs (about 20 µs a member), so a larger resync goes as a plain pipeline, and
+/// other nodes may read part of it for the moment it takes.
+const ATOMIC_RESYNC: usize = 5_000;
+
+/// Writes `batch` in order and says whether it held a resync. A resync supersedes
+/// whatever came before it: its joins go first, in one transaction with the set
+/// difference of what it did not keep (so a reader sees the node's members before or
+/// after it, never half of them, and members Redis held are not announced again), then
+/// the memberships it did not keep are removed (in batches, announced as leaves), then
+/// the changes after it (a resync of more than [`ATOMIC_RESYNC`] members goes as a plain
+/// pipeline).
 async fn write<S, F>(
     names: &Names,
     connection: &mut MultiplexedConnection,
     batch: &mut Vec<Change>,
     subscribed: &S,
-) -> redis::RedisResult<()>
+) -> redis::RedisResult<bool>
 where
     S: Fn() -> F,
     F: std::future::Future<Output = ()>,
 {
-    if let Some(last_resync) = batch
-        .iter()
-        .rposition(|change| matches!(change, Change::Resync(_)))
-    {
-        batch.drain(..last_resync);
-        names.clear(connection).await?;
-    }
     if batch.iter().any(|change| !matches!(change, Change::Leave { .. })) {
         let _ = tokio::time::timeout(SUBSCRIBED_WAIT, subscribed()).await;
     }
+    let resynced = match batch
+        .iter()
+        .rposition(|change| matches!(change, Change::Resync(_)))
+    {
+        Some(last_resync) => {
+            batch.drain(..last_resync);
+            let mut pipe = redis::pipe();
+            if matches!(&batch[0], Change::Resync(members) if members.len() <= ATOMIC_RESYNC) {
+                pipe.atomic();
+            }
+            names.add(&mut pipe, &batch[0]);
+            pipe.query_async::<()>(connection).await?;
+            names.forget(connection).await?;
+            batch.remove(0);
+            true
+        }
+        None => false,
+    };
     let mut pipe = redis::pipe();
     for change in batch.iter() {
         names.add(&mut pipe, change);
     }
-    if pipe.is_empty() {
-        // A resync of a node with no members: the clear was all of it.
-        return Ok(());
+    if !pipe.is_empty() {
+        pipe.query_async::<()>(connection).await?;
     }
-    pipe.query_async::<()>(connection).await
+    Ok(resynced)
 }
 
 /// Cluster-wide presence on one Redis: a hash of members per channel, each node's
