@@ -103,8 +103,10 @@ impl RedisBackplane {
             presence_changes,
             confirm_subscriptions,
             connection.clone(),
-            resets_tx,
-            synced_tx,
+            presence::Signals {
+                resets: resets_tx,
+                synced: synced_tx,
+            },
             shutdown.clone(),
         ));
         tokio::spawn(publish_loop(

@@ -471,6 +471,14 @@ impl Queue {
     }
 }
 
+/// What the presence task tells the rest of the backplane.
+pub(super) struct Signals {
+    /// Counts up whenever this node's members must be written again.
+    pub(super) resets: watch::Sender<u64>,
+    /// Whether they are written (reads wait for it, up to [`SYNCED_WAIT`]).
+    pub(super) synced: watch::Sender<bool>,
+}
+
 /// Writes presence changes as they come and beats the heartbeat; counts up `resets`
 /// when this node's members must be written again: on every (re)connect, when the node
 /// finds it was swept, and when changes were dropped at the queue's bound. Changes made
@@ -485,8 +493,7 @@ pub(super) async fn run<S, F>(
     mut changes: mpsc::UnboundedReceiver<Change>,
     subscribed: S,
     mut connection: watch::Receiver<Option<Publisher>>,
-    resets: watch::Sender<u64>,
-    synced: watch::Sender<bool>,
+    signals: Signals,
     shutdown: CancellationToken,
 ) where
     S: Fn() -> F,
@@ -501,6 +508,7 @@ pub(super) async fn run<S, F>(
     // connection came up, and no resync pending. Reads wait for it (see `Synced`).
     let mut beaten = false;
     let mut resync_pending = false;
+    let Signals { resets, synced } = signals;
     let reset = |resync_pending: &mut bool| {
         *resync_pending = true;
         synced.send_replace(false);
