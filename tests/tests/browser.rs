@@ -1,5 +1,5 @@
 //! The browser chat page (built on the generated TypeScript client) in headless Chromium:
-//! two browser sessions in one room see each other's messages, the room's member count,
+//! it connects on load; two browser sessions in one room see each other's messages, the room's member count,
 //! its member list and the room list, and one page whose socket is cut comes back by itself; a late joiner sees the room's stored
 //! messages and pages back through older ones; a page whose server restarts shows what
 //! was said meanwhile, once (saying it is retrying while away), and says "reload" when
@@ -27,6 +27,10 @@ async fn two_browsers_chat_in_one_room() {
 
     for (browser, name, page) in [(&ann, "ann", &page), (&bob, "bob", &bobs_page)] {
         browser.open(page).await;
+        // The page connects on load: its badge says so before any room is joined.
+        browser
+            .wait_for_text("#status", "the page to connect on load", |s| s == "online")
+            .await;
         browser.fill("#name", name).await;
         browser.fill("#room", "lobby").await;
         browser.click("#join").await;

@@ -227,16 +227,20 @@ function subscribe(channelId: string, subscribe: boolean): boolean {
   return state.client?.send("chat", { className: "ChannelSubscription", data }) ?? false;
 }
 
+/** The connection badge: its text, and its colour through `body[data-connection]`. */
 function showState(change: StateChange): void {
   const online = change.state === "open";
-  ui.message.disabled = !online;
-  ui.send.disabled = !online;
+  // Sending needs the socket and a room.
+  ui.message.disabled = !online || state.room === null;
+  ui.send.disabled = ui.message.disabled;
   document.body.dataset["connection"] = change.state;
+  const why = change.reason ? ` (${change.reason})` : "";
   if (online) ui.status.textContent = "online";
   else if (change.state === "reconnecting" && change.retryInMs !== undefined)
-    ui.status.textContent = `offline, retrying in ${(change.retryInMs / 1000).toFixed(1)} s`;
-  else if (change.state === "reconnecting") ui.status.textContent = "reconnecting…";
-  else ui.status.textContent = change.state === "connecting" ? "connecting…" : "offline";
+    ui.status.textContent = `offline, retrying in ${(change.retryInMs / 1000).toFixed(1)} s${why}`;
+  else if (change.state === "reconnecting") ui.status.textContent = `reconnecting…${why}`;
+  else if (change.state === "connecting") ui.status.textContent = "connecting…";
+  else ui.status.textContent = `offline${why}`;
 }
 
 function connect(): Client {
@@ -293,12 +297,18 @@ function join(): void {
     ui.members.textContent = "";
   }
   state.room = next;
+  const online = state.client.state === "open";
+  ui.message.disabled = !online;
+  ui.send.disabled = !online;
   if (!state.rooms.includes(next)) state.rooms.push(next);
   showRooms();
   show(`joined ${next}`, "notice", "");
 }
 
 ui.join.addEventListener("click", join);
+// Connected from the start, so the badge says what the connection does; Join picks the
+// room (and the name it is joined with).
+state.client = connect();
 ui.token.addEventListener("change", () => {
   const client = state.client;
   if (client === null) return;
