@@ -123,8 +123,8 @@ pub mod guide {
     /// A guide: its page in the docs, its title for the compiler's `missing_docs`.
     macro_rules! guide {
         ($name:ident, $file:literal, $title:literal) => {
-            #[cfg_attr(doc, doc = include_str!($file))]
-            #[cfg_attr(not(doc), doc = $title)]
+            #[cfg_attr(all(doc, not(doctest)), doc = include_str!($file))]
+            #[cfg_attr(any(not(doc), doctest), doc = $title)]
             pub mod $name {}
         };
     }
