@@ -196,14 +196,13 @@ fn method_call(
         args.push(quote!(.arg(#key, #value)));
     }
     let docs = docs(endpoint, method, signature);
-    let (answer, returns) = match &signature.answer {
-        Answer::Void => (quote!(()), None),
-        Answer::Value(ty) => (rust_type(set, rt, ty), None),
-        Answer::Stream(ty) => (rust_type(set, rt, ty), Some(())),
+    let answer = match &signature.answer {
+        Answer::Void => quote!(()),
+        Answer::Value(ty) | Answer::Stream(ty) => rust_type(set, rt, ty),
     };
     let method_name = &method.name;
     let call_args = quote!(#client::NamedArgs::new() #(#args)*);
-    if method.streaming || returns.is_some() {
+    if method.streaming || matches!(signature.answer, Answer::Stream(_)) {
         let inputs = signature.inputs.iter().map(|(name, _, _)| name);
         quote! {
             #(#[doc = #docs])*

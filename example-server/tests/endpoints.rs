@@ -81,6 +81,15 @@ async fn next(socket: &mut Socket) -> Value {
 }
 
 /// A ping round trip: everything sent before it has been handled.
+async fn join_lobby_as_ann(socket: &mut Socket) {
+    send(
+        socket,
+        "ChannelSubscription",
+        json!({"channelId": "lobby", "subscribe": true, "nickname": "ann"}),
+    )
+    .await;
+}
+
 async fn sync(socket: &mut Socket) {
     socket
         .send(Message::text(r#"{"command":"ping"}"#))
@@ -90,7 +99,14 @@ async fn sync(socket: &mut Socket) {
 }
 
 async fn start() -> streampod::Server<example_server::Protocol> {
-    example_server::server()
+    start_with(example_server::chat::ChatEndpoint::default()).await
+}
+
+/// The example with `chat` as its chat endpoint; keys `token-<user>` sign in as `<user>`.
+async fn start_with(
+    chat: example_server::chat::ChatEndpoint,
+) -> streampod::Server<example_server::Protocol> {
+    example_server::server_with_chat(chat)
         .authentication(auth::from_fn(|key: String| async move {
             key.strip_prefix("token-").map(AuthInfo::new)
         }))
@@ -334,13 +350,7 @@ async fn typed_calls_send_numbers_leave_out_absent_arguments_and_type_exceptions
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("chat.db").display());
     let store = ChatStore::open(&url).await.unwrap();
-    let server = example_server::server_with_chat(ChatEndpoint::default().with_store(store))
-        .authentication(auth::from_fn(|key: String| async move {
-            key.strip_prefix("token-").map(AuthInfo::new)
-        }))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = start_with(ChatEndpoint::default().with_store(store)).await;
     let addr = server.local_addr();
     let calls = Client::<example_server::Protocol>::builder(format!("http://{addr}"))
         .auth_key("token-7")
@@ -356,12 +366,7 @@ async fn typed_calls_send_numbers_leave_out_absent_arguments_and_type_exceptions
 
     // Absent optional arguments are left out; a given one is sent.
     let mut poster = connect(addr, "").await;
-    send(
-        &mut poster,
-        "ChannelSubscription",
-        json!({"channelId": "lobby", "subscribe": true, "nickname": "ann"}),
-    )
-    .await;
+    join_lobby_as_ann(&mut poster).await;
     for content in ["one", "two", "three"] {
         send(
             &mut poster,
@@ -655,12 +660,7 @@ async fn streaming_methods_follow_a_room_and_a_users_notifications() {
     // has joined the room by the time it is open: nothing posted after is missed.
     let mut room = calls.chat().messages("lobby").await.unwrap();
     let mut poster = connect(addr, "").await;
-    send(
-        &mut poster,
-        "ChannelSubscription",
-        json!({"channelId": "lobby", "subscribe": true, "nickname": "ann"}),
-    )
-    .await;
+    join_lobby_as_ann(&mut poster).await;
     sync(&mut poster).await;
     send(
         &mut poster,
