@@ -654,6 +654,12 @@ impl Context<'_> {
                 fn class_names() -> &'static [&'static str] {
                     &[#(#class_names),*]
                 }
+
+                fn model(&self) -> &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync) {
+                    match *self {
+                        #(Self::#names(ref model) => model,)*
+                    }
+                }
             }
 
             #(

@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
 use streampod::cluster::ClusterState;
-use streampod::messages::{ChannelConfig, HistoryConfig, JoinError, MessageCentral, Reach};
+use streampod::messages::{
+    ChannelConfig, ChannelFeed, HistoryConfig, JoinError, MessageCentral, Reach,
+};
 use streampod::protocol::types::DateTime;
 use streampod::{
     endpoint, Endpoint, EndpointError, ModelSet, RateLimitedLog, ServerHandle, Session,
@@ -339,31 +340,26 @@ impl Endpoint<Protocol> for ChatEndpoint {
 #[endpoint]
 impl ChatEndpoint {
     /// The messages posted to room `channelId` from now on, as a streaming method
-    /// (Serverpod 2.1+ clients, `/v1/websocket`): the call joins the room through the
-    /// message central and leaves it when the client closes the call. Posting stays on
-    /// the `/websocket` stream (or any method that posts to the room).
+    /// (Serverpod 2.1+ clients, `/v1/websocket`): the call listens to the room through
+    /// the message central (each message is encoded once for every call) and stops
+    /// when the client closes the call. Posting stays on the `/websocket` stream (or any
+    /// method that posts to the room).
     pub async fn messages(
         &self,
         session: &Session<Protocol>,
         channel_id: String,
-    ) -> Result<impl Stream<Item = ChatMessage> + Send + 'static, InvalidRequest> {
+    ) -> Result<ChannelFeed<ChatMessage>, InvalidRequest> {
         if channel_id.is_empty() {
             return Err(InvalidRequest {
                 message: "channelId cannot be empty".into(),
                 field: Some("channelId".into()),
             });
         }
-        let central = session.messages();
         // Counted against this socket's channel budget, as a join is; the same refusal.
-        let room = central
-            .create_stream(&room_channel(&channel_id))
-            .map_err(|error| join_refused(&channel_id, &error))?;
-        Ok(room.filter_map(|message| {
-            std::future::ready(match &*message {
-                Protocol::ChatMessage(chat) => Some(chat.clone()),
-                _ => None,
-            })
-        }))
+        session
+            .messages()
+            .channel_stream::<ChatMessage>(&room_channel(&channel_id))
+            .map_err(|error| join_refused(&channel_id, &error))
     }
 
     /// Who is in `channelId`, on every server: the first 100 names (sorted) and how

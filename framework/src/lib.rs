@@ -183,7 +183,7 @@ pub use streampod_protocol::__codegen;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::methods::answer::{
-        answer_stream, answer_value, respond_value, Answer, MethodFuture, OutputStream,
+        answer_feed, answer_stream, answer_value, respond_value, Answer, MethodFuture, OutputStream,
     };
     pub use crate::methods::args::{parse_args, Args};
     pub use crate::methods::error::into_method_error;
@@ -266,6 +266,10 @@ macro_rules! __doc_models {
             }
             fn class_names() -> &'static [&'static str] {
                 &["ChatMessage"]
+            }
+            fn model(&self) -> &(dyn ::std::any::Any + Send + Sync) {
+                let Self::ChatMessage(message) = self;
+                message
             }
         }
     };

@@ -142,6 +142,7 @@ fn types_arm(index: usize, method: &Method) -> TokenStream {
             item,
             item_error,
             open_error,
+            ..
         }) => {
             let item = model_type(item);
             let exception = match (item_error, open_error) {
@@ -214,6 +215,7 @@ fn open_arm(index: usize, method: &Method) -> TokenStream {
             item,
             item_error,
             open_error,
+            feed,
         }) => {
             let opened = match open_error {
                 Some(err) => {
@@ -238,6 +240,17 @@ fn open_arm(index: usize, method: &Method) -> TokenStream {
                 None => quote!(::core::result::Result::Ok),
             };
             let has_inputs = method.args.iter().any(|arg| arg.input_stream);
+            if *feed {
+                return quote! {
+                    #index => {
+                        #decode
+                        ::core::result::Result::Ok(::streampod::__private::answer_feed::<_, #item>(#has_inputs, async move {
+                            let opened: ::core::result::Result<_, ::streampod::MethodError> = #opened;
+                            opened
+                        }))
+                    }
+                };
+            }
             quote_spanned! {item.span()=>
                 ::streampod::__private::answer_stream::<_, _, #item>(#has_inputs, async move {
                     let opened: ::core::result::Result<_, ::streampod::MethodError> = #opened;

@@ -32,6 +32,9 @@ pub(crate) struct StreamOutput {
     pub(crate) item_error: Option<Box<Type>>,
     /// `E` of `-> Result<impl Stream…, E>`: the method refused before streaming.
     pub(crate) open_error: Option<Box<Type>>,
+    /// The method returns a `ChannelFeed<T>` by name: the socket sends its values
+    /// straight from the message central.
+    pub(crate) feed: bool,
 }
 
 pub(crate) struct Argument {
@@ -453,7 +456,7 @@ fn stream_item(ty: &Type) -> Option<Option<Type>> {
                     return stream_item(&inner);
                 }
             }
-            ["BoxStream", "MethodStream"]
+            ["BoxStream", "MethodStream", "ChannelFeed"]
                 .iter()
                 .find_map(|name| last_segment_generic(ty, name))
         }
@@ -493,6 +496,7 @@ fn stream_output(ty: &Type, open_error: Option<Type>) -> syn::Result<StreamOutpu
         item: Box::new(item),
         item_error,
         open_error: open_error.map(Box::new),
+        feed: last_segment_generic(ty, "ChannelFeed").is_some(),
     })
 }
 

@@ -429,6 +429,7 @@ pub const EXTENDED_SUBPROTOCOL: &str = "streampod.v1";
 /// #     fn decode(_: &str, _: &RawValue) -> Result<Self, DecodeError> { Ok(Hello) }
 /// #     fn encode_data(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> { out.extend_from_slice(b"{}"); Ok(()) }
 /// #     fn class_names() -> &'static [&'static str] { &["Hello"] }
+/// #     fn model(&self) -> &(dyn std::any::Any + Send + Sync) { self }
 /// # }
 /// let mut out = Vec::new();
 /// frame::encode_message("chat", &Hello, &mut out)?;

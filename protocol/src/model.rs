@@ -50,6 +50,10 @@ pub trait ModelSet: Sized + Send + Sync + 'static {
 
     /// Every class name in this set, in declaration order.
     fn class_names() -> &'static [&'static str];
+
+    /// The model this value holds, to be downcast to its type (a typed channel stream
+    /// takes the values of one model type out of a channel's posts this way).
+    fn model(&self) -> &(dyn std::any::Any + Send + Sync);
 }
 
 /// How a generated enum is written on the wire.

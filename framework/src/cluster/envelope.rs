@@ -118,6 +118,9 @@ mod tests {
         fn class_names() -> &'static [&'static str] {
             &["Note"]
         }
+        fn model(&self) -> &(dyn std::any::Any + Send + Sync) {
+            self
+        }
     }
 
     #[test]

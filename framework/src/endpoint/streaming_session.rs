@@ -220,7 +220,7 @@ mod tests {
         batch
             .frames
             .into_iter()
-            .map(|queued| queued.frame.text().to_owned())
+            .map(|queued| queued.frame.text().into_owned())
             .collect()
     }
 

@@ -11,7 +11,7 @@ use super::gate::{Gate, Positioned, Target};
 use super::hooks::Hooks;
 use super::history::{History, Kept};
 use super::delivery::{
-    check_size, Delivery, DeliveryReport, Frames, MessageStats, Payload, PostError, Reach,
+    check_size, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post, PostError, Reach,
 };
 use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
 use crate::config::SlowConsumerPolicy;
@@ -426,7 +426,7 @@ impl<P: ModelSet> MessageCentral<P> {
             &self.inner.frames_encoded,
             self.inner.limits.frame_bytes,
         );
-        let report = self.fan_out(&channel, payload, &include, |session, endpoint, _, report| {
+        let report = self.fan_out(&channel, payload, None, &include, |session, endpoint, _, report| {
             match payload.batch() {
                 // A Serverpod client would fail on a batch frame.
                 Some(messages) if !session.is_extended() => {
@@ -486,7 +486,8 @@ impl<P: ModelSet> MessageCentral<P> {
                 self.inner.limits.frame_bytes,
             );
             let one = kept.payload();
-            let report = self.fan_out(&channel, &one, include, |session, endpoint, _, report| {
+            let object = Some(&*kept.object);
+            let report = self.fan_out(&channel, &one, object, include, |session, endpoint, _, report| {
                 let frame = if session.is_extended() {
                     positioned.get(endpoint)?
                 } else {
@@ -537,7 +538,7 @@ impl<P: ModelSet> MessageCentral<P> {
         // Sessions left out still move their gate past the post (else the next one
         // would look like a gap).
         let everyone = |_: &Arc<SessionShared>| true;
-        let report = self.fan_out(&channel, payload, &everyone, |session, endpoint, gate, report| {
+        let report = self.fan_out(&channel, payload, None, &everyone, |session, endpoint, gate, report| {
             let included = include(session);
             match gate {
                 Some(gate) => {
@@ -573,11 +574,13 @@ impl<P: ModelSet> MessageCentral<P> {
     }
 
     /// Hands `payload` to every listener of `channel`: sessions through `to_session`
-    /// (which picks and pushes their frame), callbacks and streams each message.
+    /// (which picks and pushes their frame), callbacks and streams each message, feeds
+    /// what is of their type. `object`: the payload's one object, when already encoded.
     fn fan_out(
         &self,
         channel: &Channel<P>,
         payload: &Payload<'_, P>,
+        object: Option<&str>,
         include: &impl Fn(&Arc<SessionShared>) -> bool,
         mut to_session: impl FnMut(
             &Arc<SessionShared>,
@@ -589,8 +592,13 @@ impl<P: ModelSet> MessageCentral<P> {
         let listeners = channel.snapshot();
         let policy = channel.policy();
         let mut report = DeliveryReport::default();
-        // Decoded only if a callback or stream listens (a remote post arrives encoded).
-        let mut models = None;
+        // Models decoded, and call bodies encoded, only if a listener takes them.
+        let mut post = Post::new(
+            payload,
+            object,
+            &self.inner.frames_encoded,
+            self.inner.limits.frame_bytes,
+        );
         for listener in listeners.iter() {
             match listener {
                 Listener::Session {
@@ -604,8 +612,7 @@ impl<P: ModelSet> MessageCentral<P> {
                     }
                 }
                 Listener::Callback { callback, .. } => {
-                    let messages: &[Arc<P>] = models.get_or_insert_with(|| payload.models());
-                    for message in messages {
+                    for message in post.models() {
                         if std::panic::catch_unwind(AssertUnwindSafe(|| callback(message))).is_ok()
                         {
                             report.delivered += 1;
@@ -616,11 +623,11 @@ impl<P: ModelSet> MessageCentral<P> {
                     }
                 }
                 Listener::Stream { queue, .. } => {
-                    let messages: &[Arc<P>] = models.get_or_insert_with(|| payload.models());
-                    for message in messages {
+                    for message in post.models() {
                         report.count(queue.push(message.clone(), policy));
                     }
                 }
+                Listener::Feed { feed, .. } => feed.offer(&mut post, policy, &mut report)?,
             }
         }
         Ok(report)

@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
+use super::delivery::FeedSink;
 use super::gate::Gate;
 use super::history::{new_epoch, History, HistoryConfig};
 use super::queue::StreamQueue;
@@ -73,6 +74,11 @@ pub(crate) enum Listener<P> {
         id: ListenerId,
         queue: Arc<StreamQueue<P>>,
     },
+    /// A [`ChannelFeed`](super::feed::ChannelFeed): values of one model type.
+    Feed {
+        id: ListenerId,
+        feed: Arc<dyn FeedSink<P>>,
+    },
 }
 
 impl<P> Listener<P> {
@@ -80,7 +86,8 @@ impl<P> Listener<P> {
         match self {
             Listener::Session { id, .. }
             | Listener::Callback { id, .. }
-            | Listener::Stream { id, .. } => *id,
+            | Listener::Stream { id, .. }
+            | Listener::Feed { id, .. } => *id,
         }
     }
 }
@@ -109,6 +116,10 @@ impl<P> Clone for Listener<P> {
             Listener::Stream { id, queue } => Listener::Stream {
                 id: *id,
                 queue: queue.clone(),
+            },
+            Listener::Feed { id, feed } => Listener::Feed {
+                id: *id,
+                feed: feed.clone(),
             },
         }
     }
@@ -375,8 +386,10 @@ impl<P> ChannelMap<P> {
         let index = listeners.iter().position(|l| l.id() == id)?;
         let next = Arc::make_mut(&mut listeners);
         let removed = next.remove(index);
-        if let Listener::Stream { queue, .. } = &removed {
-            queue.close();
+        match &removed {
+            Listener::Stream { queue, .. } => queue.close(),
+            Listener::Feed { feed, .. } => feed.close(),
+            _ => {}
         }
         let now_empty = next.is_empty();
         drop(listeners);
@@ -386,6 +399,11 @@ impl<P> ChannelMap<P> {
             emptied();
         }
         Some(removed)
+    }
+
+    /// A key no channel has: a feed's own key in a socket's queue.
+    pub(crate) fn new_key(&self) -> ChannelKey {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Every channel with its listeners now.

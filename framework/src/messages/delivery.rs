@@ -1,15 +1,19 @@
 //! What a post carries and what it did: the reach of a post, its report, its errors,
-//! and the frames it encodes once per endpoint name.
+//! the frames it encodes once per endpoint name, and the call bodies it encodes once
+//! for every streaming-method call that takes it.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 
 use crate::cluster::ClusterError;
-use crate::ws::frame::TextFrame;
-use crate::session::outbound::Push;
+use crate::protocol::method_stream::ANSWER_MESSAGE_TAIL;
 use crate::protocol::{frame, EncodeError, ModelSet};
+use crate::session::outbound::Push;
+use crate::config::SlowConsumerPolicy;
+use crate::ws::frame::TextFrame;
 
 /// Where a post goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -286,6 +290,135 @@ impl<P: ModelSet> Payload<'_, P> {
             },
         }
     }
+}
+
+/// One value of a post as streaming-method calls send it: its class, and its
+/// `{"className":…,"data":…}` followed by the end of an answer frame, encoded once for
+/// every call (each call puts its own head in front).
+pub(crate) struct CallBody {
+    pub(crate) class_name: Cow<'static, str>,
+    pub(crate) body: Bytes,
+}
+
+impl CallBody {
+    /// The body of `object`, a frame object.
+    fn of_object(object: &str) -> Self {
+        let class_name = Cow::Owned(object_class(object).unwrap_or_default().to_owned());
+        let mut body = Vec::with_capacity(object.len() + ANSWER_MESSAGE_TAIL.len());
+        body.extend_from_slice(object.as_bytes());
+        body.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
+        Self {
+            class_name,
+            body: Bytes::from(body),
+        }
+    }
+
+    fn encode<P: ModelSet>(message: &P) -> Result<Self, EncodeError> {
+        let mut body = Vec::with_capacity(256);
+        frame::encode_object(message, &mut body)?;
+        body.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
+        Ok(Self {
+            class_name: Cow::Borrowed(message.class_name()),
+            body: Bytes::from(body),
+        })
+    }
+}
+
+/// A post on its way through a channel's listeners: its payload, and what listeners
+/// other than sessions take, each made at most once per post (models decoded from a
+/// remote object, call bodies encoded).
+pub(crate) struct Post<'p, 'a, P> {
+    payload: &'p Payload<'a, P>,
+    /// The post's one object, when already encoded (a channel with history keeps it).
+    object: Option<&'p str>,
+    models: Option<Cow<'p, [Arc<P>]>>,
+    bodies: Option<Vec<CallBody>>,
+    counter: &'p AtomicU64,
+    limit: usize,
+}
+
+impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
+    /// `payload`, whose one object is `object` if it is already encoded; encodes count
+    /// in `counter`, and a body larger than `limit` fails the post.
+    pub(crate) fn new(
+        payload: &'p Payload<'a, P>,
+        object: Option<&'p str>,
+        counter: &'p AtomicU64,
+        limit: usize,
+    ) -> Self {
+        Self {
+            payload,
+            object,
+            models: None,
+            bodies: None,
+            counter,
+            limit,
+        }
+    }
+
+    /// The messages, for callbacks and streams.
+    pub(crate) fn models(&mut self) -> &[Arc<P>] {
+        let payload = self.payload;
+        self.models.get_or_insert_with(|| payload.models())
+    }
+
+    /// The messages as streaming-method calls send them.
+    pub(crate) fn bodies(&mut self) -> Result<&[CallBody], PostError> {
+        if self.bodies.is_none() {
+            let bodies = match (self.object, self.payload) {
+                (Some(object), _) | (None, &Payload::Object(object)) => {
+                    vec![CallBody::of_object(object)]
+                }
+                (None, Payload::Models(messages)) => messages
+                    .iter()
+                    .map(|message| CallBody::encode(&**message))
+                    .collect::<Result<_, _>>()?,
+            };
+            for body in &bodies {
+                check_size(body.body.len(), self.limit)?;
+            }
+            self.counter
+                .fetch_add(bodies.len() as u64, Ordering::Relaxed);
+            self.bodies = Some(bodies);
+        }
+        Ok(self.bodies.as_deref().unwrap_or_default())
+    }
+}
+
+/// What a channel's listener list holds for a [`ChannelFeed`](super::ChannelFeed): the
+/// feed, whatever its item type.
+pub(crate) trait FeedSink<P>: Send + Sync {
+    /// Takes what of `post` is of the feed's type: queued for the stream, or, once the
+    /// feed sends to a socket, pushed there as frames.
+    fn offer(
+        &self,
+        post: &mut Post<'_, '_, P>,
+        policy: SlowConsumerPolicy,
+        report: &mut DeliveryReport,
+    ) -> Result<(), PostError>;
+
+    /// The listener was removed: the feed ends.
+    fn close(&self);
+}
+
+/// The class name of a frame object: `{"className":"…"` as this crate writes it, or
+/// read properly from any other form; `None` when there is none.
+fn object_class(object: &str) -> Option<&str> {
+    if let Some(rest) = object.strip_prefix(r#"{"className":""#) {
+        if let Some(end) = rest.find(['"', '\\']) {
+            if rest.as_bytes()[end] == b'"' {
+                return Some(&rest[..end]);
+            }
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Class<'a> {
+        #[serde(rename = "className", borrow)]
+        class_name: &'a str,
+    }
+    serde_json::from_str::<Class<'_>>(object)
+        .ok()
+        .map(|class| class.class_name)
 }
 
 /// Decodes a frame object `{"className":…,"data":…}`.

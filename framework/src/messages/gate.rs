@@ -308,7 +308,7 @@ mod tests {
             .frames
             .into_iter()
             .map(|queued| {
-                let value: serde_json::Value = serde_json::from_str(queued.frame.text()).unwrap();
+                let value: serde_json::Value = serde_json::from_str(&queued.frame.text()).unwrap();
                 match value["command"].as_str() {
                     Some("joined") => format!(
                         "joined:{}@{}",

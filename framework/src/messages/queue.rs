@@ -78,6 +78,17 @@ impl<P> StreamQueue<P> {
     }
 
     pub(crate) async fn recv(self: Arc<Self>) -> Option<Arc<P>> {
+        self.recv_ref().await
+    }
+
+    /// Takes everything queued now.
+    pub(crate) fn take_all(&self) -> Vec<Arc<P>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.items.drain(..).collect()
+    }
+
+    /// The next item, or `None` once closed and empty.
+    pub(crate) async fn recv_ref(&self) -> Option<Arc<P>> {
         loop {
             {
                 let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

@@ -6,7 +6,10 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 
 use super::error::MethodError;
+use crate::messages::feed::FeedAnswer;
+use crate::messages::ChannelFeed;
 use crate::protocol::wire::{Wire, WireValue};
+use crate::protocol::SerializableModel;
 
 
 /// The future of one method call: the encoded JSON answer or an error.
@@ -24,6 +27,11 @@ pub enum Answer {
     Opened,
     /// A value, as `{"className":…,"data":…}` JSON text.
     Value(Vec<u8>),
+    /// The method returned a channel feed: the socket sends its values straight from
+    /// the message central (after [`Answer::Opened`] for a method with inputs; for one
+    /// without, the feed comes first and the call opens when it is taken over). The
+    /// call lasts until the feed ends.
+    Feed(FeedAnswer),
     /// The error that ends the call.
     Failed(MethodError),
 }
@@ -72,6 +80,28 @@ where
             // Not opened: the socket answers the refusal (an open result, or the
             // call opened and ended with the error), as it sees fit.
             Err(error) => futures_util::stream::iter([Answer::Failed(error)]).right_stream(),
+        }
+    });
+    if has_inputs {
+        Box::pin(futures_util::stream::iter([Answer::Opened]).chain(opened))
+    } else {
+        Box::pin(opened)
+    }
+}
+
+/// The answer stream of a method returning a [`ChannelFeed`]: `open` runs the method
+/// (when the stream is first polled) and gives the feed, or the error that refused the
+/// call. `has_inputs`: as for [`answer_stream`].
+#[doc(hidden)]
+pub fn answer_feed<'a, F, T>(has_inputs: bool, open: F) -> OutputStream<'a>
+where
+    F: Future<Output = Result<ChannelFeed<T>, MethodError>> + Send + 'a,
+    T: SerializableModel + WireValue + Clone,
+{
+    let opened = futures_util::stream::once(async move {
+        match open.await {
+            Ok(feed) => Answer::Feed(FeedAnswer(Box::new(feed))),
+            Err(error) => Answer::Failed(error),
         }
     });
     if has_inputs {

@@ -69,10 +69,9 @@ pub(crate) struct Queued {
     pub(crate) frame: TextFrame,
 }
 
-impl AsRef<[u8]> for Queued {
-    /// The frame as it goes on the wire.
-    fn as_ref(&self) -> &[u8] {
-        self.frame.wire()
+impl AsRef<TextFrame> for Queued {
+    fn as_ref(&self) -> &TextFrame {
+        &self.frame
     }
 }
 
@@ -387,7 +386,7 @@ mod tests {
         batch
             .frames
             .iter()
-            .map(|q| (q.channel, q.frame.text().to_owned()))
+            .map(|q| (q.channel, q.frame.text().into_owned()))
             .collect()
     }
 
@@ -580,9 +579,9 @@ mod tests {
                 let mut batch = Batch::default();
                 let mut seen = Vec::new();
                 while q.next(&mut batch).await {
-                    seen.extend(batch.frames.drain(..).map(|f| f.frame.text().to_owned()));
+                    seen.extend(batch.frames.drain(..).map(|f| f.frame.text().into_owned()));
                 }
-                seen.extend(batch.frames.drain(..).map(|f| f.frame.text().to_owned()));
+                seen.extend(batch.frames.drain(..).map(|f| f.frame.text().into_owned()));
                 seen
             }
         });

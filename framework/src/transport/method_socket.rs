@@ -10,6 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use tokio::io::ReadHalf;
@@ -31,6 +32,7 @@ use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
 use crate::methods::input::{InputEvent, Inputs};
+use crate::messages::feed::FeedAnswer;
 use crate::methods::answer::Answer;
 use crate::methods::args::Args;
 use crate::methods::registry::MethodEndpoints;
@@ -639,6 +641,11 @@ impl<P: ModelSet> CallTask<P> {
     }
 
     fn respond(&self, result: OpenResult) {
+        self.shared.push(self.open_response(result));
+    }
+
+    /// The call's open response, counted in the metrics.
+    fn open_response(&self, result: OpenResult) -> TextFrame {
         self.context.streams.metrics.method_stream_opened(
             &self.endpoint,
             self.info.name,
@@ -648,8 +655,7 @@ impl<P: ModelSet> CallTask<P> {
             call: self.call.clone(),
             result,
         };
-        self.shared
-            .push(TextFrame::from_text(&frame.to_json(self.form)));
+        TextFrame::from_text(&frame.to_json(self.form))
     }
 
     /// Who the key signs in, and whether the method lets them in, as for HTTP calls.
@@ -767,6 +773,25 @@ impl<P: ModelSet> CallTask<P> {
                         }
                         _ => continue,
                     }
+                }
+                Some(Ok(Answer::Feed(FeedAnswer(feed)))) => {
+                    // The open response (if it still has to go), what the feed holds,
+                    // then every post: in order, from the message central.
+                    let first = (!opened).then(|| self.open_response(OpenResult::Success));
+                    feed.send_to(&self.shared, Bytes::from(head.clone().into_bytes()), first);
+                    if !opened {
+                        opened = true;
+                        open_calls = Some(OpenCallCount::new(
+                            self.context
+                                .streams
+                                .metrics
+                                .method_streams(&self.endpoint, self.info.name),
+                        ));
+                    }
+                    feed.ended().await;
+                    // Its listener went without the call closing: the app released
+                    // the call's subscriptions.
+                    break CloseReason::Error;
                 }
                 Some(Ok(Answer::Failed(error))) => error,
                 Some(Err(panic)) => MethodError::internal(panic_message(&*panic)),

@@ -9,6 +9,8 @@ use std::io;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::frame::TextFrame;
+
 
 /// Bytes of frames copied into one write. A write holds this much (and at most one frame
 /// more) while the socket takes it, and nothing once it is done.
@@ -20,18 +22,20 @@ const WRITE_CHUNK: usize = 64 << 10;
 /// cost the kernel about three times as much copying as one contiguous buffer, more than
 /// the copy saves. `written` counts the bytes the socket took, so that a caller that
 /// stops waiting mid-write can finish the frame it cut ([`rest_of_cut_frame`]).
-pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
     io: &mut W,
     frames: &VecDeque<F>,
     tail: &[u8],
     written: &mut usize,
 ) -> io::Result<()> {
-    let total: usize = frames.iter().map(|f| f.as_ref().len()).sum::<usize>() + tail.len();
+    let total: usize = frames.iter().map(|f| f.as_ref().wire_len()).sum::<usize>() + tail.len();
     let mut chunk = Vec::with_capacity(total.min(WRITE_CHUNK));
     let mut frames = frames.iter().peekable();
     loop {
         while let Some(queued) = frames.next_if(|_| chunk.len() < WRITE_CHUNK) {
-            chunk.extend_from_slice(queued.as_ref());
+            for part in queued.as_ref().wire_parts() {
+                chunk.extend_from_slice(part);
+            }
         }
         let last = frames.peek().is_none();
         if last {
@@ -47,19 +51,19 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
 
 /// The bytes that complete the frame a write of `frames` then `tail` stopped inside
 /// after `written` bytes; empty when it stopped between frames.
-pub(crate) fn rest_of_cut_frame<F: AsRef<[u8]>>(
+pub(crate) fn rest_of_cut_frame<F: AsRef<TextFrame>>(
     frames: &VecDeque<F>,
     tail: &[u8],
     written: usize,
 ) -> Vec<u8> {
     let mut start = 0;
     for queued in frames {
-        let wire = queued.as_ref();
-        let end = start + wire.len();
+        let frame = queued.as_ref();
+        let end = start + frame.wire_len();
         if written < end {
             // Cut inside this frame, or (at its start) between frames.
             return match written.checked_sub(start) {
-                Some(into) if into > 0 => wire.get(into..).unwrap_or_default().to_vec(),
+                Some(into) if into > 0 => frame.wire_parts().concat().get(into..).unwrap_or_default().to_vec(),
                 _ => Vec::new(),
             };
         }
@@ -93,7 +97,6 @@ async fn write_counted<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::ws::control::{close_frame, PING};
-    use crate::ws::frame::TextFrame;
     use tokio_tungstenite::tungstenite::Message;
 
     fn queued(texts: &[String]) -> VecDeque<TextFrame> {

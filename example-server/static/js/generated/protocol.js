@@ -344,9 +344,10 @@ export class ChatMethods {
     }
     /**
      * The messages posted to room `channelId` from now on, as a streaming method
-     * (Serverpod 2.1+ clients, `/v1/websocket`): the call joins the room through the
-     * message central and leaves it when the client closes the call. Posting stays on
-     * the `/websocket` stream (or any method that posts to the room).
+     * (Serverpod 2.1+ clients, `/v1/websocket`): the call listens to the room through
+     * the message central (each message is encoded once for every call) and stops
+     * when the client closes the call. Posting stays on the `/websocket` stream (or any
+     * method that posts to the room).
      *
      * A streaming method, opened over `/v1/websocket`: iterate the call (`for await`) for its values.
      * @throws {InvalidRequestError} when the method throws `InvalidRequest`.

@@ -1,0 +1,301 @@
+//! A channel's values of one model type as a streaming method's answer
+//! ([`ChannelFeed`]): returned by a method, its values go from the post straight into
+//! the caller's socket queue, encoded once per post for every call that takes them,
+//! under the channel's slow-consumer policy — as a channel's posts reach endpoint
+//! streams. Used any other way it is an async stream of the values.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::central::MessageCentral;
+use super::channel::Listener;
+use super::delivery::{DeliveryReport, FeedSink, Post, PostError};
+use super::listener::ListenerHandle;
+use super::queue::StreamQueue;
+use crate::config::SlowConsumerPolicy;
+use crate::protocol::method_stream::{write_wrapped, ANSWER_MESSAGE_TAIL};
+use crate::protocol::wire::WireValue;
+use crate::protocol::{ModelSet, SerializableModel};
+use crate::session::outbound::ChannelKey;
+use crate::session::owned::JoinError;
+use crate::session::state::SessionShared;
+use crate::ws::frame::TextFrame;
+
+/// Where a feed sends once a call took it over.
+struct Socket {
+    session: Arc<SessionShared>,
+    /// The call's frame head (see `answer_message_head`).
+    head: Bytes,
+}
+
+/// What a feed and its listener share.
+struct FeedCore<T> {
+    class_name: &'static str,
+    /// The feed's own key in the socket's queue: its policy drops only its frames.
+    key: ChannelKey,
+    /// The values, while the feed is a stream (and those posted before a call took it).
+    queue: StreamQueue<T>,
+    /// Set once, by a call taking the feed over; read without a lock per post.
+    socket: OnceLock<Socket>,
+    /// Held by a post queueing a value and by the takeover, so no value is queued
+    /// after the takeover drained the queue.
+    switch: Mutex<()>,
+    closed: AtomicBool,
+    ended: Notify,
+}
+
+impl<T: SerializableModel + Clone> FeedCore<T> {
+    /// Pushes what of `post` is of this feed's type to the socket.
+    fn send(
+        &self,
+        socket: &Socket,
+        post: &mut Post<'_, '_, impl ModelSet>,
+        policy: SlowConsumerPolicy,
+        report: &mut DeliveryReport,
+    ) -> Result<(), PostError> {
+        let bodies = post.bodies()?;
+        let mut mine = bodies
+            .iter()
+            .filter(|body| body.class_name == self.class_name)
+            .peekable();
+        let Some(first) = mine.next() else {
+            return Ok(());
+        };
+        let push = |body: &Bytes| {
+            socket
+                .session
+                .push_from(TextFrame::joined(&socket.head, body), self.key, policy)
+        };
+        if mine.peek().is_none() {
+            report.count(push(&first.body));
+        } else {
+            report.count_separate(std::iter::once(first).chain(mine).map(|b| push(&b.body)));
+        }
+        Ok(())
+    }
+
+    /// Marks the feed ended and wakes whoever waits for it.
+    fn end(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.ended.notify_waiters();
+        self.queue.close();
+    }
+}
+
+impl<P: ModelSet, T: SerializableModel + Clone> FeedSink<P> for FeedCore<T> {
+    fn offer(
+        &self,
+        post: &mut Post<'_, '_, P>,
+        policy: SlowConsumerPolicy,
+        report: &mut DeliveryReport,
+    ) -> Result<(), PostError> {
+        if let Some(socket) = self.socket.get() {
+            return self.send(socket, post, policy, report);
+        }
+        let _switch = self.switch.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(socket) = self.socket.get() {
+            return self.send(socket, post, policy, report);
+        }
+        for message in post.models() {
+            if message.class_name() != self.class_name {
+                continue;
+            }
+            if let Some(value) = message.model().downcast_ref::<T>() {
+                report.count(self.queue.push(Arc::new(value.clone()), policy));
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.end();
+    }
+}
+
+type Recv<T> = Pin<Box<dyn Future<Output = Option<Arc<T>>> + Send>>;
+
+/// The values of type `T` posted to one channel from now on, for a streaming method to
+/// return:
+///
+/// ```no_run
+/// # streampod::__doc_models!();
+/// use streampod::{endpoint, messages::ChannelFeed, messages::JoinError, Session};
+///
+/// struct Chat;
+///
+/// #[endpoint]
+/// impl Chat {
+///     /// The messages posted to `room`, as they come.
+///     pub async fn messages(&self, session: &Session<Protocol>, room: String) -> Result<ChannelFeed<ChatMessage>, JoinError> {
+///         session.messages().channel_stream::<ChatMessage>(&room)
+///     }
+/// }
+/// ```
+///
+/// Returned so (the method's return type names `ChannelFeed`), the call's values go
+/// from each post straight into the socket's queue: the value is encoded once for every
+/// call that takes it, and the channel's slow-consumer policy applies to the socket as
+/// to an endpoint stream's (`Disconnect` closes a socket that fell that far behind).
+/// Anywhere else — mapped, merged, read by a task, returned as `impl Stream` — it is an
+/// async [`Stream`](futures_util::Stream) of the values, holding at most the server's
+/// stream queue size, and it ends when it fell behind under `Disconnect`. Dropping it
+/// removes its listener.
+pub struct ChannelFeed<T> {
+    core: Arc<FeedCore<T>>,
+    listener: Box<dyn RemoveListener>,
+    pending: Option<Recv<T>>,
+}
+
+/// A listener handle, whatever its model set.
+trait RemoveListener: Send + Sync {
+    fn remove(&self);
+    fn channel(&self) -> &str;
+}
+
+impl<P: Send + Sync> RemoveListener for ListenerHandle<P> {
+    fn remove(&self) {
+        self.forget_and_remove();
+    }
+
+    fn channel(&self) -> &str {
+        &self.channel
+    }
+}
+
+impl<T> fmt::Debug for ChannelFeed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelFeed")
+            .field("channel", &self.listener.channel())
+            .field("class_name", &self.core.class_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for ChannelFeed<T> {
+    fn drop(&mut self) {
+        self.listener.remove();
+    }
+}
+
+impl<T: SerializableModel + Clone> futures_util::Stream for ChannelFeed<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let core = self.core.clone();
+        let pending = self
+            .pending
+            .get_or_insert_with(|| Box::pin(async move { core.queue.recv_ref().await }));
+        let result = pending.as_mut().poll(cx);
+        if result.is_ready() {
+            self.pending = None;
+        }
+        result.map(|value| value.map(|value| Arc::unwrap_or_clone(value)))
+    }
+}
+
+/// A feed a streaming-method call sends from, whatever its item type.
+pub(crate) trait CallFeed: Send {
+    /// From now on, sends the feed's values to `session` as joined frames starting
+    /// with `head`: first `first` (the call's open response, if it still has to go),
+    /// then what the feed holds, then each post as it comes.
+    fn send_to(&self, session: &Arc<SessionShared>, head: Bytes, first: Option<TextFrame>);
+
+    /// Waits until the feed's listener is removed (its call or socket went, or the
+    /// app's subscriptions for the call were released).
+    fn ended(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
+    fn send_to(&self, session: &Arc<SessionShared>, head: Bytes, first: Option<TextFrame>) {
+        let core = &self.core;
+        let _switch = core.switch.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(first) = first {
+            session.push(first);
+        }
+        let class_name = crate::protocol::method_stream::wrapped_class::<T>();
+        for value in core.queue.take_all() {
+            let mut body = Vec::with_capacity(256);
+            if write_wrapped(&mut body, &class_name, &*value).is_err() {
+                // A model that encoded when posted encodes now; nothing to send if not.
+                continue;
+            }
+            body.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
+            // At most the stream queue's size, posted while the method ran: a socket
+            // that cannot take that many more frames is as far behind as `Disconnect` means.
+            let frame = TextFrame::joined(&head, &Bytes::from(body));
+            session.push_from(frame, core.key, SlowConsumerPolicy::Disconnect);
+        }
+        let _ = core.socket.set(Socket {
+            session: session.clone(),
+            head,
+        });
+    }
+
+    fn ended(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let core = self.core.clone();
+        Box::pin(async move {
+            loop {
+                let notified = core.ended.notified();
+                if core.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+    }
+}
+
+/// A feed a method returned, on its way to the call that sends from it.
+#[doc(hidden)]
+pub struct FeedAnswer(pub(crate) Box<dyn CallFeed>);
+
+impl fmt::Debug for FeedAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FeedAnswer")
+    }
+}
+
+impl<P: ModelSet> MessageCentral<P> {
+    /// The values of type `T` posted to `channel` from now on, as a [`ChannelFeed`]: a
+    /// streaming method that returns it sends each value to its caller encoded once
+    /// for all the calls that take it.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_stream`](Self::create_stream): [`JoinError::NameTooLong`], and from
+    /// a streaming-method call's central [`JoinError::TooManyChannels`] and
+    /// [`JoinError::Closed`].
+    pub fn channel_stream<T: SerializableModel + Clone + WireValue>(
+        &self,
+        channel: &str,
+    ) -> Result<ChannelFeed<T>, JoinError> {
+        let core = Arc::new(FeedCore {
+            class_name: T::CLASS_NAME,
+            key: self.inner.channels.new_key(),
+            queue: StreamQueue::new(self.stream_capacity()),
+            socket: OnceLock::new(),
+            switch: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            ended: Notify::new(),
+        });
+        let sink: Arc<dyn FeedSink<P>> = core.clone();
+        let (id, owner) = self.add_checked(channel, |id| Listener::Feed { id, feed: sink })?;
+        Ok(ChannelFeed {
+            core,
+            listener: Box::new(ListenerHandle {
+                central: self.clone(),
+                channel: Arc::from(channel),
+                id,
+                owner,
+            }),
+            pending: None,
+        })
+    }
+}
