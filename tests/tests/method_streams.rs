@@ -16,8 +16,9 @@ use std::time::Duration;
 use futures_util::{stream, SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
 use streampod::auth::{self, AuthInfo, Scope};
-use streampod::{endpoint, MethodStream, Server, ServerConfig, Session};
-use streampod_tests::fixtures::{ChatMessage, Protocol, RoomNotFound};
+use streampod::messages::{ChannelFeed, Reach};
+use streampod::{endpoint, MethodError, MethodStream, Server, ServerConfig, Session};
+use streampod_tests::fixtures::{ChatMessage, Priority, Protocol, RoomNotFound};
 use streampod_tests::http::post;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -126,6 +127,52 @@ impl Live {
     /// A plain method: called over HTTP, not opened as a stream.
     pub async fn add(&self, a: i64, b: i64) -> i64 {
         a + b
+    }
+
+    /// The chat messages posted to `room`: a feed the socket sends from.
+    pub async fn room(
+        &self,
+        session: &Session<Protocol>,
+        room: String,
+    ) -> Result<ChannelFeed<ChatMessage>, MethodError> {
+        Ok(session.messages().channel_stream::<ChatMessage>(&room)?)
+    }
+
+    /// As `room`, after posting `first` to the room itself (once subscribed, before
+    /// the call opened).
+    pub async fn room_after(
+        &self,
+        session: &Session<Protocol>,
+        room: String,
+        first: String,
+    ) -> Result<ChannelFeed<ChatMessage>, MethodError> {
+        let feed = session.messages().channel_stream::<ChatMessage>(&room)?;
+        session
+            .messages()
+            .post_message(&room, chat(&room, &first), Reach::Local)
+            .map_err(MethodError::internal)?;
+        Ok(feed)
+    }
+
+    /// The contents of the chat messages posted to `room`: a feed read as a stream.
+    pub async fn room_contents(
+        &self,
+        session: &Session<Protocol>,
+        room: String,
+    ) -> Result<impl Stream<Item = String>, MethodError> {
+        let feed = session.messages().channel_stream::<ChatMessage>(&room)?;
+        Ok(feed.map(|message| message.content))
+    }
+}
+
+/// A chat message in `room`.
+fn chat(room: &str, content: &str) -> ChatMessage {
+    ChatMessage {
+        sender_name: "test".into(),
+        content: content.into(),
+        timestamp: None,
+        channel_id: room.into(),
+        priority: Priority::Normal,
     }
 }
 
@@ -947,4 +994,157 @@ async fn metrics_count_opens_by_result_and_calls_open() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Posts `count` chat messages to `room` through the server's central, numbered from 0.
+fn post_chats(server: &Server<Protocol>, room: &str, count: usize) {
+    for n in 0..count {
+        server
+            .handle()
+            .messages()
+            .post_message(room, chat(room, &n.to_string()), Reach::Local)
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_feed_sends_each_post_encoded_once_to_every_call_and_only_its_type() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let messages = server.handle().messages();
+    // Ten sockets with two calls each on "lobby", and one call on "attic".
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut client = Raw::connect(addr).await;
+        client
+            .open_ok(1, "room", json!({"room": "lobby"}), &[])
+            .await;
+        client
+            .open_ok(2, "room", json!({"room": "lobby"}), &[])
+            .await;
+        clients.push(client);
+    }
+    let mut attic = Raw::connect(addr).await;
+    attic
+        .open_ok(1, "room", json!({"room": "attic"}), &[])
+        .await;
+    assert_eq!(messages.listener_count("lobby"), 20);
+    let encoded = messages.stats().frames_encoded;
+    for n in 0..50 {
+        // Another model on the same channel: no call takes it, nothing is encoded.
+        let other = RoomNotFound {
+            room_id: "lobby".into(),
+            message: None,
+        };
+        messages.post_message("lobby", other, Reach::Local).unwrap();
+        messages
+            .post_message("lobby", chat("lobby", &n.to_string()), Reach::Local)
+            .unwrap();
+    }
+    for client in &mut clients {
+        let mut next = [0; 3];
+        while next[1] < 50 || next[2] < 50 {
+            let frame = client.next().await;
+            let id = frame["data"]["cid"].as_str().unwrap().to_owned();
+            let n: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+            assert_eq!(frame["data"]["o"]["className"], "ChatMessage", "{frame}");
+            assert_eq!(
+                value_of(&frame, n)["content"],
+                next[n].to_string(),
+                "in order"
+            );
+            next[n] += 1;
+        }
+    }
+    assert_eq!(
+        messages.stats().frames_encoded - encoded,
+        50,
+        "one encode per chat message for all twenty calls"
+    );
+    // Nothing posted to the attic, nothing sent there; a post there reaches it alone.
+    post_chats(&server, "attic", 1);
+    assert_eq!(value_of(&attic.next().await, 1)["content"], "0");
+    // A closed call, and a dropped socket, take their listeners with them.
+    clients[0].close_call(1, "room", None).await;
+    assert!(is_close(&clients[0].next().await, 1, None, "done"));
+    clients.truncate(5);
+    streampod_tests::eventually("the listeners of closed calls went", || {
+        messages.listener_count("lobby") == 9
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_value_posted_while_the_method_runs_comes_after_the_open_result() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client
+        .open_ok(
+            1,
+            "roomAfter",
+            json!({"room": "lobby", "first": "hello"}),
+            &[],
+        )
+        .await;
+    assert_eq!(value_of(&client.next().await, 1)["content"], "hello");
+    post_chats(&server, "lobby", 3);
+    for n in 0..3 {
+        assert_eq!(value_of(&client.next().await, 1)["content"], n.to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_feed_read_as_a_stream_gives_its_values_to_the_method() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    client
+        .open_ok(1, "roomContents", json!({"room": "lobby"}), &[])
+        .await;
+    post_chats(&server, "lobby", 3);
+    for n in 0..3 {
+        let frame = client.next().await;
+        assert_eq!(frame["data"]["o"]["className"], "String", "{frame}");
+        assert_eq!(value_of(&frame, 1), json!(n.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn a_socket_that_stops_reading_its_feed_is_closed_as_a_slow_consumer_alone() {
+    let mut config = ServerConfig::default();
+    config.outbound_queue_frames = 64;
+    let server = start_with(Live::default(), config).await;
+    let addr = server.local_addr();
+    let mut reader = Raw::connect(addr).await;
+    reader
+        .open_ok(1, "room", json!({"room": "lobby"}), &[])
+        .await;
+    let mut stalled = Raw::connect(addr).await;
+    stalled
+        .open_ok(1, "room", json!({"room": "lobby"}), &[])
+        .await;
+    // The reader keeps up; the stalled socket reads nothing until the server gave up on
+    // it (its kernel buffers fill first, then its 64-frame queue).
+    let posting = async {
+        for n in 0..2_000 {
+            let content = format!("{n} {}", "x".repeat(4_000));
+            server
+                .handle()
+                .messages()
+                .post_message("lobby", chat("lobby", &content), Reach::Local)
+                .unwrap();
+            if n % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    let reading = async {
+        for n in 0..2_000 {
+            let frame = reader.next().await;
+            let content = value_of(&frame, 1)["content"].as_str().unwrap().to_owned();
+            assert!(content.starts_with(&format!("{n} ")), "in order, none lost");
+        }
+    };
+    tokio::join!(posting, reading);
+    let closed = stalled.close_frame(WAIT).await.expect("closed in time");
+    assert_eq!(closed, Some((1008, "slow consumer".to_owned())));
 }

@@ -13,7 +13,7 @@ use crate::protocol::method_stream::ANSWER_MESSAGE_TAIL;
 use crate::protocol::{frame, EncodeError, ModelSet};
 use crate::session::outbound::Push;
 use crate::config::SlowConsumerPolicy;
-use crate::ws::frame::TextFrame;
+use crate::ws::frame::{CallFrameShape, TextFrame};
 
 /// Where a post goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -294,10 +294,10 @@ impl<P: ModelSet> Payload<'_, P> {
 
 /// One value of a post as streaming-method calls send it: its class, and its
 /// `{"className":…,"data":…}` followed by the end of an answer frame, encoded once for
-/// every call (each call puts its own head in front).
-pub(crate) struct CallBody {
-    pub(crate) class_name: Cow<'static, str>,
-    pub(crate) body: Bytes,
+/// every call.
+struct CallBody {
+    class_name: Cow<'static, str>,
+    body: Bytes,
 }
 
 impl CallBody {
@@ -333,6 +333,8 @@ pub(crate) struct Post<'p, 'a, P> {
     object: Option<&'p str>,
     models: Option<Cow<'p, [Arc<P>]>>,
     bodies: Option<Vec<CallBody>>,
+    /// The frames of the bodies of one class, per call frame shape.
+    frames: Vec<(Arc<CallFrameShape>, Vec<TextFrame>)>,
     counter: &'p AtomicU64,
     limit: usize,
 }
@@ -351,6 +353,7 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
             object,
             models: None,
             bodies: None,
+            frames: Vec::new(),
             counter,
             limit,
         }
@@ -362,8 +365,45 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
         self.models.get_or_insert_with(|| payload.models())
     }
 
+    /// The frames of the messages of class `class_name` for calls of `shape`, each
+    /// framed once per post for every call of that shape (none encoded when no message
+    /// is of that class).
+    pub(crate) fn call_frames(
+        &mut self,
+        class_name: &str,
+        shape: &Arc<CallFrameShape>,
+    ) -> Result<&[TextFrame], PostError> {
+        // A method's calls share one shape, and a method returns one class.
+        if let Some(index) = self
+            .frames
+            .iter()
+            .position(|(known, _)| Arc::ptr_eq(known, shape))
+        {
+            return Ok(&self.frames[index].1);
+        }
+        let carries = match (self.object, self.payload) {
+            (Some(object), _) | (None, &Payload::Object(object)) => {
+                object_class(object) == Some(class_name)
+            }
+            (None, Payload::Models(messages)) => messages
+                .iter()
+                .any(|message| message.class_name() == class_name),
+        };
+        let frames = if carries {
+            self.bodies()?
+                .iter()
+                .filter(|body| body.class_name == class_name)
+                .map(|body| shape.frame(&body.body))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.frames.push((shape.clone(), frames));
+        Ok(&self.frames[self.frames.len() - 1].1)
+    }
+
     /// The messages as streaming-method calls send them.
-    pub(crate) fn bodies(&mut self) -> Result<&[CallBody], PostError> {
+    fn bodies(&mut self) -> Result<&[CallBody], PostError> {
         if self.bodies.is_none() {
             let bodies = match (self.object, self.payload) {
                 (Some(object), _) | (None, &Payload::Object(object)) => {

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use tokio::sync::Notify;
+use uuid::Uuid;
 
 use super::central::MessageCentral;
 use super::channel::Listener;
@@ -26,13 +25,13 @@ use crate::protocol::{ModelSet, SerializableModel};
 use crate::session::outbound::ChannelKey;
 use crate::session::owned::JoinError;
 use crate::session::state::SessionShared;
-use crate::ws::frame::TextFrame;
+use crate::ws::frame::{CallFrameShape, TextFrame};
 
 /// Where a feed sends once a call took it over.
 struct Socket {
     session: Arc<SessionShared>,
-    /// The call's frame head (see `answer_message_head`).
-    head: Bytes,
+    /// The shape of the call's frames.
+    shape: Arc<CallFrameShape>,
 }
 
 /// What a feed and its listener share.
@@ -48,7 +47,8 @@ struct FeedCore<T> {
     /// after the takeover drained the queue.
     switch: Mutex<()>,
     closed: AtomicBool,
-    ended: Notify,
+    /// Told once when the feed ends after a call took it over.
+    on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl<T: SerializableModel + Clone> FeedCore<T> {
@@ -60,32 +60,31 @@ impl<T: SerializableModel + Clone> FeedCore<T> {
         policy: SlowConsumerPolicy,
         report: &mut DeliveryReport,
     ) -> Result<(), PostError> {
-        let bodies = post.bodies()?;
-        let mut mine = bodies
-            .iter()
-            .filter(|body| body.class_name == self.class_name)
-            .peekable();
-        let Some(first) = mine.next() else {
-            return Ok(());
-        };
-        let push = |body: &Bytes| {
-            socket
-                .session
-                .push_from(TextFrame::joined(&socket.head, body), self.key, policy)
-        };
-        if mine.peek().is_none() {
-            report.count(push(&first.body));
-        } else {
-            report.count_separate(std::iter::once(first).chain(mine).map(|b| push(&b.body)));
+        // The socket named the call after the feed's key: its writer puts the id in.
+        let push = |frame: &TextFrame| socket.session.push_from(frame.clone(), self.key, policy);
+        match post.call_frames(self.class_name, &socket.shape)? {
+            [] => {}
+            [one] => report.count(push(one)),
+            several => report.count_separate(several.iter().map(push)),
         }
         Ok(())
     }
 
-    /// Marks the feed ended and wakes whoever waits for it.
+    /// Marks the feed ended and tells whoever waits for it.
     fn end(&self) {
         self.closed.store(true, Ordering::Release);
-        self.ended.notify_waiters();
+        if let Some(socket) = self.socket.get() {
+            socket.session.end_call(self.key);
+        }
         self.queue.close();
+        let on_end = self
+            .on_end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(on_end) = on_end {
+            on_end();
+        }
     }
 }
 
@@ -202,23 +201,36 @@ impl<T: SerializableModel + Clone> futures_util::Stream for ChannelFeed<T> {
 
 /// A feed a streaming-method call sends from, whatever its item type.
 pub(crate) trait CallFeed: Send {
-    /// From now on, sends the feed's values to `session` as joined frames starting
-    /// with `head`: first `first` (the call's open response, if it still has to go),
-    /// then what the feed holds, then each post as it comes.
-    fn send_to(&self, session: &Arc<SessionShared>, head: Bytes, first: Option<TextFrame>);
-
-    /// Waits until the feed's listener is removed (its call or socket went, or the
-    /// app's subscriptions for the call were released).
-    fn ended(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// From now on, sends the feed's values to `session` as frames of `shape` for
+    /// `call`: first `first` (the call's open response, if it still has to go),
+    /// then what the feed holds, then each post as it comes. `on_end` runs if the
+    /// feed's listener is removed afterwards (its call or socket went, or the app's
+    /// subscriptions for the call were released); at once if it already was.
+    fn send_to(
+        &self,
+        session: &Arc<SessionShared>,
+        shape: Arc<CallFrameShape>,
+        call: Uuid,
+        first: Option<TextFrame>,
+        on_end: Box<dyn FnOnce() + Send>,
+    );
 }
 
 impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
-    fn send_to(&self, session: &Arc<SessionShared>, head: Bytes, first: Option<TextFrame>) {
+    fn send_to(
+        &self,
+        session: &Arc<SessionShared>,
+        shape: Arc<CallFrameShape>,
+        call: Uuid,
+        first: Option<TextFrame>,
+        on_end: Box<dyn FnOnce() + Send>,
+    ) {
         let core = &self.core;
-        let _switch = core.switch.lock().unwrap_or_else(PoisonError::into_inner);
+        let switch = core.switch.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(first) = first {
             session.push(first);
         }
+        session.name_call(core.key, call);
         let class_name = crate::protocol::method_stream::wrapped_class::<T>();
         for value in core.queue.take_all() {
             let mut body = Vec::with_capacity(256);
@@ -229,26 +241,21 @@ impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
             body.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
             // At most the stream queue's size, posted while the method ran: a socket
             // that cannot take that many more frames is as far behind as `Disconnect` means.
-            let frame = TextFrame::joined(&head, &Bytes::from(body));
-            session.push_from(frame, core.key, SlowConsumerPolicy::Disconnect);
+            session.push_from(shape.frame(&body), core.key, SlowConsumerPolicy::Disconnect);
         }
         let _ = core.socket.set(Socket {
             session: session.clone(),
-            head,
+            shape,
         });
-    }
-
-    fn ended(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let core = self.core.clone();
-        Box::pin(async move {
-            loop {
-                let notified = core.ended.notified();
-                if core.closed.load(Ordering::Acquire) {
-                    return;
-                }
-                notified.await;
+        drop(switch);
+        *core.on_end.lock().unwrap_or_else(PoisonError::into_inner) = Some(on_end);
+        if core.closed.load(Ordering::Acquire) {
+            // Ended before `on_end` was in place: run it now (once, whoever takes it).
+            let on_end = core.on_end.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(on_end) = on_end {
+                on_end();
             }
-        })
+        }
     }
 }
 
@@ -283,7 +290,7 @@ impl<P: ModelSet> MessageCentral<P> {
             socket: OnceLock::new(),
             switch: Mutex::new(()),
             closed: AtomicBool::new(false),
-            ended: Notify::new(),
+            on_end: Mutex::new(None),
         });
         let sink: Arc<dyn FeedSink<P>> = core.clone();
         let (id, owner) = self.add_checked(channel, |id| Listener::Feed { id, feed: sink })?;

@@ -539,6 +539,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             streams: streams.clone(),
             methods: methods.clone(),
             handle: handle.clone(),
+            shapes: Default::default(),
         });
         Ok(StreampodService::new(ServiceState {
             streams,

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
+use uuid::Uuid;
+
 use crate::ws::frame::TextFrame;
 
 use crate::config::SlowConsumerPolicy;
@@ -75,10 +77,33 @@ impl AsRef<TextFrame> for Queued {
     }
 }
 
+impl Batch {
+    /// The id of the call `queued` (a call frame) goes to; the nil id if it has none
+    /// (never: a call is named before its first frame, and forgotten after its last).
+    pub(crate) fn call_id(&self, queued: &Queued) -> Uuid {
+        self.calls
+            .iter()
+            .find(|(key, _)| *key == queued.channel)
+            .map_or(Uuid::nil(), |(_, id)| *id)
+    }
+}
+
+/// The id of the call whose frames carry a queue key, as the writer puts it into
+/// them (a call frame is shared by every call; see `ws::frame`).
+#[derive(Debug, Clone, Copy)]
+struct CallName {
+    key: ChannelKey,
+    id: Uuid,
+    /// The call ended: the name goes once no frame of it is left.
+    ended: bool,
+}
+
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub(crate) frames: VecDeque<Queued>,
+    /// The names of the calls whose frames are among `frames`.
+    calls: Vec<(ChannelKey, Uuid)>,
     /// The reader's answers (pongs, the reply to a close frame), sent after `frames`.
     pub(crate) control: Vec<u8>,
     /// Send a WebSocket ping after the frames.
@@ -97,6 +122,8 @@ struct State {
     input: usize,
     /// Whole frames the reader queued as answers; see [`Batch::control`].
     control: Vec<u8>,
+    /// The calls this socket's call frames go to (a streaming-method socket's).
+    calls: Vec<CallName>,
     ping: bool,
     closed: bool,
     /// The writer task, parked because there was nothing to write. A push takes it out
@@ -321,6 +348,18 @@ impl Outbound {
             }
             std::mem::swap(&mut state.frames, &mut batch.frames);
             state.in_flight = std::mem::take(&mut state.bytes);
+            if !state.calls.is_empty() {
+                // The names the batch's frames need; ended calls whose last frames
+                // were written (everything queued is in the batch now) are forgotten.
+                let frames = &batch.frames;
+                state
+                    .calls
+                    .retain(|call| !call.ended || frames.iter().any(|q| q.channel == call.key));
+                batch.calls.clear();
+                batch
+                    .calls
+                    .extend(state.calls.iter().map(|call| (call.key, call.id)));
+            }
             self.report(&mut state);
             batch.ping = std::mem::take(&mut state.ping);
             if batch.ping && batch.frames.is_empty() {
@@ -357,6 +396,26 @@ impl Outbound {
         let mut state = self.lock();
         state.input = state.input.saturating_sub(bytes);
         self.report(&mut state);
+    }
+
+    /// Names the call whose call frames are queued with `key`: the writer writes `id`
+    /// into them.
+    pub(crate) fn name_call(&self, key: ChannelKey, id: Uuid) {
+        let mut state = self.lock();
+        state.calls.retain(|call| call.key != key);
+        state.calls.push(CallName {
+            key,
+            id,
+            ended: false,
+        });
+    }
+
+    /// The call queued with `key` ended: its name goes once its frames are written.
+    pub(crate) fn end_call(&self, key: ChannelKey) {
+        let mut state = self.lock();
+        if let Some(call) = state.calls.iter_mut().find(|call| call.key == key) {
+            call.ended = true;
+        }
     }
 
     /// Frames waiting.

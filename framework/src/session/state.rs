@@ -188,6 +188,17 @@ impl SessionShared {
         bytes <= self.outbound.byte_limit() / 2
     }
 
+    /// Names the call whose frames this session queues with `key` (see
+    /// `ws::frame`): its writer writes `id` into them.
+    pub(crate) fn name_call(&self, key: ChannelKey, id: uuid::Uuid) {
+        self.outbound.name_call(key, id);
+    }
+
+    /// The call named with `key` ended.
+    pub(crate) fn end_call(&self, key: ChannelKey) {
+        self.outbound.end_call(key);
+    }
+
     /// Queues a frame sent to this session directly.
     pub(crate) fn push(&self, frame: TextFrame) -> Push {
         self.push_from(frame, DIRECT, self.direct_policy)

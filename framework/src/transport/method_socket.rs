@@ -10,7 +10,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use tokio::io::ReadHalf;
@@ -32,7 +31,7 @@ use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
 use crate::methods::input::{InputEvent, Inputs};
-use crate::messages::feed::FeedAnswer;
+use crate::messages::feed::{CallFeed, FeedAnswer};
 use crate::methods::answer::Answer;
 use crate::methods::args::Args;
 use crate::methods::registry::MethodEndpoints;
@@ -46,7 +45,7 @@ use crate::protocol::method_stream::{
 use crate::protocol::{auth, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::session::state::SessionShared;
-use crate::ws::frame::TextFrame;
+use crate::ws::frame::{CallFrameShape, TextFrame};
 use prometheus_client::metrics::gauge::Gauge;
 
 /// What serving a streaming-method socket needs: the streaming context (configuration,
@@ -55,6 +54,35 @@ pub(crate) struct MethodSocketContext<P: ModelSet> {
     pub(crate) streams: Arc<SocketContext<P>>,
     pub(crate) methods: Arc<MethodEndpoints<P>>,
     pub(crate) handle: ServerHandle<P>,
+    /// The shapes of call frames in use, one per method and key form, shared by every
+    /// call on every socket: a post frames a value once per shape.
+    pub(crate) shapes: CallShapes,
+}
+
+/// The shapes of call frames, by endpoint, method and key form. At most two per
+/// registered streaming method (one per key form): a call is shaped only once its
+/// method was found.
+#[derive(Default)]
+pub(crate) struct CallShapes(std::sync::Mutex<Vec<Shaped>>);
+
+/// One method's shape in one key form: endpoint, method, form, shape.
+type Shaped = (Arc<str>, &'static str, KeyForm, Arc<CallFrameShape>);
+
+impl CallShapes {
+    /// The shape of `call`'s answer messages in `form`.
+    fn of(&self, endpoint: &Arc<str>, method: &'static str, call: &CallId, form: KeyForm) -> Option<Arc<CallFrameShape>> {
+        let mut shapes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((.., shape)) = shapes
+            .iter()
+            .find(|(e, m, f, _)| e == endpoint && *m == method && *f == form)
+        {
+            return Some(shape.clone());
+        }
+        let head = answer_message_head(call, form);
+        let shape = Arc::new(CallFrameShape::around(&head, &call.connection_id.to_string())?);
+        shapes.push((endpoint.clone(), method, form, shape.clone()));
+        Some(shape)
+    }
 }
 
 /// The longest part of a bad frame echoed back in a `brm` answer.
@@ -91,14 +119,12 @@ pub(crate) fn run<P: ModelSet>(
     let (read, write) = tokio::io::split(io);
     let reader = FrameReader::new(config.max_frame_size);
     let inbound = InboundLimiter::new(config.inbound_rate_limit, std::iter::empty());
-    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let socket = Socket {
         context,
         shared,
         auth_key: auth_key.map(Arc::from),
         calls: HashMap::new(),
-        ended_tx,
-        ended_rx,
+        endings: Arc::default(),
         next_serial: 0,
         inbound,
     };
@@ -114,16 +140,74 @@ struct Call {
     form: KeyForm,
     /// Input streams by name; `None` once closed.
     inputs: Vec<(String, Option<mpsc::Sender<InputEvent>>)>,
-    task: tokio::task::JoinHandle<()>,
+    /// The call's task, until it ends (or hands its feed over).
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// The feed the call sends from, once its task handed it over: the call lasts
+    /// as long as this, and holds no task meanwhile.
+    fed: Option<Box<Fed>>,
+}
+
+impl Call {
+    fn abort(&self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A call whose values go from the message central straight to the socket: its feed,
+/// what the call subscribed (released when dropped), and its count among open calls.
+struct Fed {
+    _feed: Box<dyn CallFeed>,
+    _release: Box<dyn Send>,
+    _open: OpenCallCount,
 }
 
 /// A call task's end, reported to the reader.
-#[derive(Clone, Copy)]
 struct Ended {
     connection_id: Uuid,
     serial: u64,
-    /// How the answer stream closed, or `None` when the call was refused at opening.
-    reason: Option<CloseReason>,
+    how: EndedHow,
+}
+
+/// Call ends reported to the reader: a list and a wake-up, which hold nothing while
+/// no call ends (a channel would hold a block of slots per socket).
+#[derive(Default)]
+struct Endings {
+    ended: std::sync::Mutex<Vec<Ended>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Endings {
+    fn push(&self, ended: Ended) {
+        self.ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ended);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<Ended> {
+        std::mem::take(
+            &mut *self
+                .ended
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// How a call's task ended.
+enum EndedHow {
+    /// Refused at opening: the open response was sent.
+    Refused,
+    /// The answer stream closed with this reason; the task sent the close.
+    Closed(CloseReason),
+    /// The task handed its feed over: the call goes on without it.
+    Fed(Box<Fed>),
+    /// A handed-over feed ended on its own (its listener was removed): the reader
+    /// closes the call with this reason.
+    FeedEnded(CloseReason),
 }
 
 struct Socket<P: ModelSet> {
@@ -131,8 +215,7 @@ struct Socket<P: ModelSet> {
     shared: Arc<SessionShared>,
     auth_key: Option<Arc<str>>,
     calls: HashMap<Uuid, Call>,
-    ended_tx: mpsc::UnboundedSender<Ended>,
-    ended_rx: mpsc::UnboundedReceiver<Ended>,
+    endings: Arc<Endings>,
     next_serial: u64,
     inbound: InboundLimiter,
 }
@@ -157,7 +240,7 @@ impl<P: ModelSet> Socket<P> {
             self.shared.peer_closed();
         }
         for (_, call) in self.calls.drain() {
-            call.task.abort();
+            call.abort();
         }
         // Whatever a call's clone of its central subscribed after the call ended.
         release_session(&self.context.handle.messages(), &self.shared).await;
@@ -181,7 +264,11 @@ impl<P: ModelSet> Socket<P> {
                     self.shared.close(CloseCode::Away, "server shutting down");
                     return;
                 }
-                Some(ended) = self.ended_rx.recv() => self.ended(ended),
+                () = self.endings.wake.notified() => {
+                    for ended in self.endings.take() {
+                        self.ended(ended);
+                    }
+                }
                 incoming = reader.next(read) => {
                     keepalive.activity();
                     match triage(&self.shared, incoming) {
@@ -439,7 +526,7 @@ impl<P: ModelSet> Socket<P> {
             info,
             call: open.call.clone(),
             form,
-            ended: self.ended_tx.clone(),
+            endings: self.endings.clone(),
             serial,
         };
         let span = tracing::debug_span!(target: "streampod::method_socket", "call", endpoint = %open.call.endpoint, method = info.name, cid = %connection_id);
@@ -451,7 +538,8 @@ impl<P: ModelSet> Socket<P> {
                 id: open.call,
                 form,
                 inputs,
-                task,
+                task: Some(task),
+                fed: None,
             },
         );
     }
@@ -524,24 +612,33 @@ impl<P: ModelSet> Socket<P> {
         let Some(open) = self.calls.remove(&call.connection_id) else {
             return;
         };
-        open.task.abort();
+        open.abort();
         self.closed(&open, reason);
     }
 
-    /// A call task ended: forget it and close its inputs.
+    /// A call task ended: forget it and close its inputs; or it handed its feed over:
+    /// keep that; or that feed ended: close the call.
     fn ended(&mut self, ended: Ended) {
-        let Some(open) = self.calls.get(&ended.connection_id) else {
+        let Some(open) = self.calls.get_mut(&ended.connection_id) else {
             return;
         };
         if open.serial != ended.serial {
             return;
         }
+        if let EndedHow::Fed(fed) = ended.how {
+            // The task is done: its handle (and the memory of its future) goes too.
+            open.task = None;
+            open.fed = Some(fed);
+            return;
+        }
         let Some(open) = self.calls.remove(&ended.connection_id) else {
             return;
         };
-        if let Some(reason) = ended.reason {
+        match ended.how {
+            EndedHow::Refused | EndedHow::Fed(_) => {}
             // The task already sent the call's close.
-            self.close_inputs(&open, reason);
+            EndedHow::Closed(reason) => self.close_inputs(&open, reason),
+            EndedHow::FeedEnded(reason) => self.closed(&open, reason),
         }
     }
 
@@ -615,7 +712,7 @@ struct CallTask<P: ModelSet> {
     info: &'static MethodInfo,
     call: CallId,
     form: KeyForm,
-    ended: mpsc::UnboundedSender<Ended>,
+    endings: Arc<Endings>,
     serial: u64,
 }
 
@@ -626,17 +723,17 @@ impl<P: ModelSet> CallTask<P> {
         args: HashMap<String, Box<RawValue>>,
         inputs: Inputs,
     ) {
-        let reason = match self.authorize(key.as_deref()).await {
+        let how = match self.authorize(key.as_deref()).await {
             Ok(auth) => self.serve(auth, args, inputs).await,
             Err(result) => {
                 self.respond(result);
-                None
+                EndedHow::Refused
             }
         };
-        let _ = self.ended.send(Ended {
+        self.endings.push(Ended {
             connection_id: self.call.connection_id,
             serial: self.serial,
-            reason,
+            how,
         });
     }
 
@@ -692,17 +789,17 @@ impl<P: ModelSet> CallTask<P> {
         Ok(auth)
     }
 
-    /// Opens the method and forwards its answer stream; the close reason sent.
+    /// Opens the method and forwards its answer stream, or hands its feed over.
     async fn serve(
         &self,
         auth: Option<Arc<AuthInfo>>,
         args: HashMap<String, Box<RawValue>>,
         inputs: Inputs,
-    ) -> Option<CloseReason> {
+    ) -> EndedHow {
         // What the call subscribes is the socket's, under the call's tag, and goes
         // with `_release` when the call ends (or its task is aborted).
         let tag = Arc::from(format!("call {}", self.serial));
-        let (messages, _release) = self
+        let (messages, release) = self
             .context
             .handle
             .messages()
@@ -725,7 +822,7 @@ impl<P: ModelSet> CallTask<P> {
             Err(error) => {
                 tracing::debug!(target: "streampod::method_socket", error = %PeerText(&error.to_string()), "arguments refused");
                 self.respond(OpenResult::InvalidArguments);
-                return None;
+                return EndedHow::Refused;
             }
         };
         let head = answer_message_head(&self.call, self.form);
@@ -769,7 +866,7 @@ impl<P: ModelSet> CallTask<P> {
                         // A value too large for any socket ends the call as failed
                         // (the session logs it); the socket goes on.
                         Push::Closed | Push::Overflow | Push::TooLarge => {
-                            return Some(CloseReason::Error)
+                            return EndedHow::Closed(CloseReason::Error)
                         }
                         _ => continue,
                     }
@@ -778,20 +875,35 @@ impl<P: ModelSet> CallTask<P> {
                     // The open response (if it still has to go), what the feed holds,
                     // then every post: in order, from the message central.
                     let first = (!opened).then(|| self.open_response(OpenResult::Success));
-                    feed.send_to(&self.shared, Bytes::from(head.clone().into_bytes()), first);
-                    if !opened {
-                        opened = true;
-                        open_calls = Some(OpenCallCount::new(
+                    let open = open_calls.take().unwrap_or_else(|| {
+                        OpenCallCount::new(
                             self.context
                                 .streams
                                 .metrics
                                 .method_streams(&self.endpoint, self.info.name),
-                        ));
-                    }
-                    feed.ended().await;
-                    // Its listener went without the call closing: the app released
-                    // the call's subscriptions.
-                    break CloseReason::Error;
+                        )
+                    });
+                    // Should its listener go while the call is open (the app released
+                    // what the call subscribed), the reader closes the call.
+                    let endings = self.endings.clone();
+                    let (connection_id, serial) = (self.call.connection_id, self.serial);
+                    let on_end = Box::new(move || {
+                        endings.push(Ended {
+                            connection_id,
+                            serial,
+                            how: EndedHow::FeedEnded(CloseReason::Error),
+                        });
+                    });
+                    let Some(shape) = self.context.shapes.of(&self.endpoint, self.info.name, &self.call, self.form) else {
+                        // Never: the head names the call's id.
+                        break CloseReason::Error;
+                    };
+                    feed.send_to(&self.shared, shape, self.call.connection_id, first, on_end);
+                    return EndedHow::Fed(Box::new(Fed {
+                        _feed: feed,
+                        _release: Box::new(release),
+                        _open: open,
+                    }));
                 }
                 Some(Ok(Answer::Failed(error))) => error,
                 Some(Err(panic)) => MethodError::internal(panic_message(&*panic)),
@@ -803,7 +915,7 @@ impl<P: ModelSet> CallTask<P> {
                 if let Some(refusal) = open_refusal(&failure) {
                     tracing::debug!(target: "streampod::method_socket", error = %PeerText(&failure.to_string()), result = refusal.as_str(), "call refused by the method");
                     self.respond(refusal);
-                    return None;
+                    return EndedHow::Refused;
                 }
                 opened = true;
                 self.respond(OpenResult::Success);
@@ -838,6 +950,7 @@ impl<P: ModelSet> CallTask<P> {
         self.shared
             .push(TextFrame::from_text(&frame.to_json(self.form)));
         drop(open_calls);
-        Some(reason)
+        drop(release);
+        EndedHow::Closed(reason)
     }
 }

@@ -104,7 +104,7 @@ async fn write_batch(
     let mut took = 0;
     let written = tokio::select! {
         biased;
-        result = write_frames(io, &batch.frames, &tail, &mut took) => match result {
+        result = write_frames(io, &batch.frames, |queued| batch.call_id(queued), &tail, &mut took) => match result {
             Ok(()) if closes => Written::Closed,
             Ok(()) => Written::All,
             Err(error) => {
@@ -117,7 +117,7 @@ async fn write_batch(
         () = shared.abort.raised() => if closes {
             Written::Closed
         } else {
-            Written::Aborted(rest_of_cut_frame(&batch.frames, &tail, took))
+            Written::Aborted(rest_of_cut_frame(&batch.frames, |queued| batch.call_id(queued), &tail, took))
         },
     };
     batch.frames.clear();

@@ -1,32 +1,73 @@
 //! Server frames as they go on the wire (RFC 6455 §5.2: final, unmasked). A text frame
 //! is framed where it is encoded: the header sits in the same shared buffer, right
 //! before the payload, so a broadcast is framed once for all its recipients and each
-//! recipient's writer sends it as one contiguous slice. A frame whose payload starts
-//! differently per recipient (a streaming-method call's head) is joined instead: its
-//! header, the recipient's head and the shared rest, each held, none copied.
+//! recipient's writer sends it as one contiguous slice. A streaming-method call's frame
+//! differs per recipient only in its call id: every call of one method shares one
+//! frame, framed once, with the id left out; each socket's writer puts its call's id
+//! in as it copies (the id is the socket's to know, by the frame's queue key).
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use uuid::Uuid;
 
 use super::header::{FrameHeader, OpCode, MAX_SERVER_HEADER};
 
-/// A whole text frame, ready for the wire: cloning it for another recipient is one
-/// or two reference counts.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct TextFrame(Repr);
+/// The length of a call id as text (a hyphenated UUID).
+const CALL_ID_LEN: usize = 36;
 
+/// The first byte of a call frame's bytes. A whole frame's first byte has FIN set, so
+/// it is never 0.
+const CALL_FRAME: u8 = 0;
+
+/// What a call frame's bytes hold before the frame: the mark and where the id goes.
+const CALL_PREFIX: usize = 3;
+
+/// A text frame, ready for the wire (a call frame once given its id): cloning it for
+/// another recipient is one reference count, and it is one `Bytes` in size (queues
+/// hold many).
 #[derive(Clone, PartialEq, Eq)]
-enum Repr {
-    /// Header and payload in one shared buffer.
-    Whole(Bytes),
-    /// The header, then `head` (one recipient's), then `body` (shared by recipients).
-    Joined {
-        header: [u8; 10],
-        header_len: u8,
-        head: Bytes,
-        body: Bytes,
-    },
+pub(crate) struct TextFrame(Bytes);
+
+/// The text of one method's call frames around the call id and the value: a frame's
+/// payload is `before_id`, the call id, `after_id`, then the value's text.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CallFrameShape {
+    before_id: Box<[u8]>,
+    after_id: Box<[u8]>,
+}
+
+impl CallFrameShape {
+    /// The shape of `text` (valid UTF-8), split where `id` is; `None` without it, or
+    /// when what comes before it is longer than a call frame marks (64 KiB).
+    pub(crate) fn around(text: &str, id: &str) -> Option<Self> {
+        let at = text.find(id)?;
+        if at + MAX_SERVER_HEADER > usize::from(u16::MAX) {
+            return None;
+        }
+        Some(Self {
+            before_id: text.as_bytes()[..at].into(),
+            after_id: text.as_bytes()[at + id.len()..].into(),
+        })
+    }
+
+    /// The frame of this shape carrying `value` (valid UTF-8, whole characters), framed
+    /// once for every call of the shape; each socket's writer puts its call's id in.
+    pub(crate) fn frame(&self, value: &[u8]) -> TextFrame {
+        let payload = self.before_id.len() + CALL_ID_LEN + self.after_id.len() + value.len();
+        let header = FrameHeader::server(OpCode::Text, payload).format();
+        let header = header.as_slice();
+        let mut bytes = Vec::with_capacity(CALL_PREFIX + header.len() + payload - CALL_ID_LEN);
+        // `around` keeps this within 16 bits.
+        let at = u16::try_from(header.len() + self.before_id.len()).unwrap_or(u16::MAX);
+        bytes.push(CALL_FRAME);
+        bytes.extend_from_slice(&at.to_be_bytes());
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&self.before_id);
+        bytes.extend_from_slice(&self.after_id);
+        bytes.extend_from_slice(value);
+        TextFrame(Bytes::from(bytes))
+    }
 }
 
 /// A frame's bytes with something that lives as long as they do.
@@ -45,42 +86,28 @@ impl TextFrame {
     /// The same frame, keeping `owner` until the last copy is dropped (after the writer
     /// wrote it, or when a queue drops it): a per-stream queue slot rides along.
     pub(crate) fn holding<O: Send + 'static>(self, owner: O) -> Self {
-        match self.0 {
-            Repr::Whole(bytes) => Self(Repr::Whole(Bytes::from_owner(Held {
-                bytes,
-                _owner: owner,
-            }))),
-            Repr::Joined {
-                header,
-                header_len,
-                head,
-                body,
-            } => Self(Repr::Joined {
-                header,
-                header_len,
-                head,
-                body: Bytes::from_owner(Held {
-                    bytes: body,
-                    _owner: owner,
-                }),
-            }),
-        }
+        Self(Bytes::from_owner(Held {
+            bytes: self.0,
+            _owner: owner,
+        }))
     }
 
-    /// The frame whose payload is `head` then `body`, both valid UTF-8 (whole
-    /// characters each), without copying either.
-    pub(crate) fn joined(head: &Bytes, body: &Bytes) -> Self {
-        let header = FrameHeader::server(OpCode::Text, head.len() + body.len()).format();
-        let written = header.as_slice();
-        let mut bytes = [0; 10];
-        bytes[..written.len()].copy_from_slice(written);
-        Self(Repr::Joined {
-            header: bytes,
-            // At most 10: the longest header of a server frame.
-            header_len: written.len() as u8,
-            head: head.clone(),
-            body: body.clone(),
-        })
+    /// Whether this is a call frame, which needs its call's id to be written.
+    pub(crate) fn is_call_frame(&self) -> bool {
+        self.0.first() == Some(&CALL_FRAME)
+    }
+
+    /// A call frame's two sides of the call id; `None` for a whole frame.
+    fn call_sides(&self) -> Option<(&[u8], &[u8])> {
+        if !self.is_call_frame() {
+            return None;
+        }
+        let (prefix, frame) = self.0.split_at(CALL_PREFIX.min(self.0.len()));
+        let at = match prefix {
+            [_, high, low] => usize::from(u16::from_be_bytes([*high, *low])),
+            _ => 0,
+        };
+        Some(frame.split_at(at.min(frame.len())))
     }
 
     /// The frame whose payload `encode` appends to the buffer it is given (with room for
@@ -108,7 +135,7 @@ impl TextFrame {
         let header = FrameHeader::server(OpCode::Text, buffer.len() - room).format();
         let start = room - header.as_slice().len();
         buffer[start..room].copy_from_slice(header.as_slice());
-        Self(Repr::Whole(Bytes::from(buffer).slice(start..)))
+        Self(Bytes::from(buffer).slice(start..))
     }
 
     /// A frame carrying `text`.
@@ -128,44 +155,47 @@ impl TextFrame {
         }
     }
 
-    /// The frame as written: its parts in order (empty ones at the end).
-    pub(crate) fn wire_parts(&self) -> [&[u8]; 3] {
-        match &self.0 {
-            Repr::Whole(bytes) => [bytes, &[], &[]],
-            Repr::Joined {
-                header,
-                header_len,
-                head,
-                body,
-            } => [&header[..usize::from(*header_len)], head, body],
+    /// Appends the frame as written to `out`; a call frame with the id `call_id` gives
+    /// (asked only for call frames).
+    pub(crate) fn append_wire(&self, out: &mut Vec<u8>, call_id: impl FnOnce() -> Uuid) {
+        match self.call_sides() {
+            None => out.extend_from_slice(&self.0),
+            Some((before, after)) => {
+                out.extend_from_slice(before);
+                let mut id = [0; CALL_ID_LEN];
+                out.extend_from_slice(call_id().hyphenated().encode_lower(&mut id).as_bytes());
+                out.extend_from_slice(after);
+            }
         }
     }
 
     /// The whole frame's length on the wire.
     pub(crate) fn wire_len(&self) -> usize {
-        self.wire_parts().iter().map(|part| part.len()).sum()
+        if self.is_call_frame() {
+            self.0.len() - CALL_PREFIX + CALL_ID_LEN
+        } else {
+            self.0.len()
+        }
     }
 
     /// The payload's length in bytes (what queue limits count).
     pub(crate) fn len(&self) -> usize {
-        match &self.0 {
-            Repr::Whole(bytes) => bytes.len() - whole_header_len(bytes),
-            Repr::Joined { head, body, .. } => head.len() + body.len(),
+        match self.call_sides() {
+            None => self.0.len() - whole_header_len(&self.0),
+            Some((with_header, _)) => self.wire_len() - whole_header_len(with_header),
         }
     }
 
-    /// The payload, as text.
+    /// The payload, as text (a call frame's with the nil call id: the id is its
+    /// socket's).
     pub(crate) fn text(&self) -> Cow<'_, str> {
-        match &self.0 {
-            Repr::Whole(bytes) => {
-                String::from_utf8_lossy(&bytes[whole_header_len(bytes)..])
-            }
-            Repr::Joined { head, body, .. } => {
-                let mut text = String::from_utf8_lossy(head).into_owned();
-                text.push_str(&String::from_utf8_lossy(body));
-                Cow::Owned(text)
-            }
+        if !self.is_call_frame() {
+            return String::from_utf8_lossy(&self.0[whole_header_len(&self.0)..]);
         }
+        let mut wire = Vec::with_capacity(self.wire_len());
+        self.append_wire(&mut wire, Uuid::nil);
+        let payload = wire.get(whole_header_len(&wire)..).unwrap_or_default();
+        Cow::Owned(String::from_utf8_lossy(payload).into_owned())
     }
 }
 
@@ -200,7 +230,9 @@ mod tests {
             let text = "x".repeat(len);
             let frame = TextFrame::from_text(&text);
             let header = FrameHeader::server(OpCode::Text, len).format();
-            assert_eq!(&frame.wire_parts()[0][..header.as_slice().len()], header.as_slice(), "{len}");
+            let mut wire = Vec::new();
+            frame.append_wire(&mut wire, Uuid::nil);
+            assert_eq!(&wire[..header.as_slice().len()], header.as_slice(), "{len}");
             assert_eq!(frame.len(), len);
             assert_eq!(frame.text(), text);
         }
@@ -214,20 +246,37 @@ mod tests {
         })
         .expect("encoded");
         assert_eq!(frame.text(), "a\u{fffd}b");
-        assert_eq!(frame.wire_parts()[0][1] as usize, frame.len());
+        let mut wire = Vec::new();
+        frame.append_wire(&mut wire, Uuid::nil);
+        assert_eq!(wire[1] as usize, frame.len());
     }
 
     #[test]
-    fn a_joined_frame_is_its_header_head_and_body_for_every_length_class() {
-        for len in [0, 1, 125, 126, 127, 65_535, 65_536] {
-            let head = Bytes::from_static(b"{\"head\":");
-            let body = Bytes::from("y".repeat(len));
-            let frame = TextFrame::joined(&head, &body);
-            let whole = TextFrame::from_text(&format!("{{\"head\":{}", "y".repeat(len)));
-            assert_eq!(frame.wire_parts().concat(), whole.wire_parts().concat(), "{len}");
+    fn a_text_frame_is_one_buffer_in_size() {
+        assert_eq!(std::mem::size_of::<TextFrame>(), std::mem::size_of::<Bytes>());
+    }
+
+    #[test]
+    fn a_call_frame_is_its_shape_with_the_call_id_and_value_for_every_length_class() {
+        let call = Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef);
+        let shape = CallFrameShape::around(r#"{"cid":"ID","o":"#, "ID").expect("split");
+        for len in [0, 1, 70, 71, 72, 65_479, 65_480, 70_000] {
+            let value = "y".repeat(len);
+            let frame = shape.frame(value.as_bytes());
+            assert!(frame.is_call_frame());
+            let whole = TextFrame::from_text(&format!(r#"{{"cid":"{call}","o":{value}"#));
+            assert!(!whole.is_call_frame());
+            let mut wire = Vec::new();
+            frame.append_wire(&mut wire, || call);
+            let mut expected = Vec::new();
+            whole.append_wire(&mut expected, || unreachable!("a whole frame has no call"));
+            assert_eq!(wire, expected, "{len}");
             assert_eq!(frame.len(), whole.len());
             assert_eq!(frame.wire_len(), whole.wire_len());
-            assert_eq!(frame.text(), whole.text());
+            assert_eq!(
+                frame.text(),
+                whole.text().replace(&call.to_string(), &Uuid::nil().to_string())
+            );
         }
     }
 }

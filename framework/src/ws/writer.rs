@@ -9,6 +9,8 @@ use std::io;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use uuid::Uuid;
+
 use super::frame::TextFrame;
 
 
@@ -25,6 +27,7 @@ const WRITE_CHUNK: usize = 64 << 10;
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
     io: &mut W,
     frames: &VecDeque<F>,
+    call_id: impl Fn(&F) -> Uuid,
     tail: &[u8],
     written: &mut usize,
 ) -> io::Result<()> {
@@ -33,9 +36,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
     let mut frames = frames.iter().peekable();
     loop {
         while let Some(queued) = frames.next_if(|_| chunk.len() < WRITE_CHUNK) {
-            for part in queued.as_ref().wire_parts() {
-                chunk.extend_from_slice(part);
-            }
+            queued.as_ref().append_wire(&mut chunk, || call_id(queued));
         }
         let last = frames.peek().is_none();
         if last {
@@ -53,6 +54,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
 /// after `written` bytes; empty when it stopped between frames.
 pub(crate) fn rest_of_cut_frame<F: AsRef<TextFrame>>(
     frames: &VecDeque<F>,
+    call_id: impl Fn(&F) -> Uuid,
     tail: &[u8],
     written: usize,
 ) -> Vec<u8> {
@@ -63,7 +65,11 @@ pub(crate) fn rest_of_cut_frame<F: AsRef<TextFrame>>(
         if written < end {
             // Cut inside this frame, or (at its start) between frames.
             return match written.checked_sub(start) {
-                Some(into) if into > 0 => frame.wire_parts().concat().get(into..).unwrap_or_default().to_vec(),
+                Some(into) if into > 0 => {
+                    let mut wire = Vec::with_capacity(frame.wire_len());
+                    frame.append_wire(&mut wire, || call_id(queued));
+                    wire.split_off(into)
+                }
                 _ => Vec::new(),
             };
         }
@@ -97,10 +103,40 @@ async fn write_counted<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::ws::control::{close_frame, PING};
+    use crate::ws::frame::CallFrameShape;
     use tokio_tungstenite::tungstenite::Message;
 
+    /// `texts` as frames: whole ones, and every other one a call frame.
     fn queued(texts: &[String]) -> VecDeque<TextFrame> {
-        texts.iter().map(|t| TextFrame::from_text(t)).collect()
+        texts
+            .iter()
+            .enumerate()
+            .map(|(n, text)| match n % 2 {
+                0 => TextFrame::from_text(text),
+                _ => call_frame(text),
+            })
+            .collect()
+    }
+
+    /// `{"cid":"<a call id>"}` then `text`, as a call frame.
+    fn call_frame(text: &str) -> TextFrame {
+        let shape = CallFrameShape::around(r#"{"cid":"ID"}"#, "ID").expect("split");
+        shape.frame(text.as_bytes())
+    }
+
+    /// The id of every call frame here.
+    fn call_id(_: &TextFrame) -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    /// What [`queued`] made of `texts`, as text.
+    fn sent(texts: &[String]) -> Vec<String> {
+        let nil = Uuid::nil().to_string();
+        let id = Uuid::from_u128(7).to_string();
+        queued(texts)
+            .iter()
+            .map(|f| f.text().replace(&nil, &id))
+            .collect()
     }
 
     /// What a real WebSocket client reads from the bytes the writer wrote.
@@ -129,14 +165,14 @@ mod tests {
             let mut out = Vec::new();
             let tail = [PING.to_vec(), close_frame(Some((1000, "bye")))].concat();
             let mut written = 0;
-            write_frames(&mut out, &frames, &tail, &mut written).await.expect("written");
+            write_frames(&mut out, &frames, call_id, &tail, &mut written).await.expect("written");
             assert_eq!(written, out.len());
             let messages = read_back(out).await;
             let read: Vec<String> = messages
                 .iter()
                 .filter_map(|m| m.to_text().ok().filter(|_| m.is_text()).map(str::to_owned))
                 .collect();
-            assert_eq!(read, texts);
+            assert_eq!(read, sent(&texts));
             assert!(messages.iter().any(Message::is_ping));
             assert!(
                 matches!(messages.last(), Some(Message::Close(Some(frame))) if frame.reason == "bye" && u16::from(frame.code) == 1000)
@@ -149,11 +185,12 @@ mod tests {
         let texts: Vec<String> = vec!["first".into(), "x".repeat(300), "third".into()];
         let frames = queued(&texts);
         let mut whole = Vec::new();
-        write_frames(&mut whole, &frames, &PING, &mut 0).await.expect("written");
-        // Frame boundaries: 2 + 5, then 4 + 300, then 2 + 5, then the 2-byte ping.
-        let boundaries = [0, 7, 311, 318, 320];
+        write_frames(&mut whole, &frames, call_id, &PING, &mut 0).await.expect("written");
+        // Frame boundaries: 2 + 5, then 4 + 346 (a call frame: 46 bytes more), then
+        // 2 + 5, then the 2-byte ping.
+        let boundaries = [0, 7, 357, 364, 366];
         for cut in 0..=whole.len() {
-            let rest = rest_of_cut_frame(&frames, &PING, cut);
+            let rest = rest_of_cut_frame(&frames, call_id, &PING, cut);
             let end = cut + rest.len();
             assert!(boundaries.contains(&end), "a cut at {cut} is completed to {end}");
             assert_eq!(rest, whole[cut..end], "the rest is the frame's own bytes");
