@@ -11,7 +11,8 @@ use super::gate::{Gate, Positioned, Target};
 use super::hooks::Hooks;
 use super::history::{History, Kept};
 use super::delivery::{
-    check_size, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post, PostError, Reach,
+    check_size, push_call_frames, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post,
+    PostError, Reach,
 };
 use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
 use crate::config::SlowConsumerPolicy;
@@ -628,6 +629,16 @@ impl<P: ModelSet> MessageCentral<P> {
                     }
                 }
                 Listener::Feed { feed, .. } => feed.offer(&mut post, policy, &mut report)?,
+                Listener::Call {
+                    session,
+                    key,
+                    shape,
+                    feed,
+                    ..
+                } => {
+                    let frames = post.call_frames(shape, || feed.class_name())?;
+                    push_call_frames(session, *key, frames, policy, &mut report);
+                }
             }
         }
         Ok(report)

@@ -14,6 +14,7 @@ use crate::config::SlowConsumerPolicy;
 use crate::session::outbound::ChannelKey;
 use crate::session::owned::ListenerId;
 use crate::session::state::SessionShared;
+use crate::ws::frame::CallFrameShape;
 
 /// Per-channel settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,6 +80,15 @@ pub(crate) enum Listener<P> {
         id: ListenerId,
         feed: Arc<dyn FeedSink<P>>,
     },
+    /// A feed a streaming-method call took over: its values go to `session` as call
+    /// frames of `shape` under `key` (what a post needs, without going through `feed`).
+    Call {
+        id: ListenerId,
+        session: Arc<SessionShared>,
+        key: ChannelKey,
+        shape: Arc<CallFrameShape>,
+        feed: Arc<dyn FeedSink<P>>,
+    },
 }
 
 impl<P> Listener<P> {
@@ -87,7 +97,8 @@ impl<P> Listener<P> {
             Listener::Session { id, .. }
             | Listener::Callback { id, .. }
             | Listener::Stream { id, .. }
-            | Listener::Feed { id, .. } => *id,
+            | Listener::Feed { id, .. }
+            | Listener::Call { id, .. } => *id,
         }
     }
 }
@@ -119,6 +130,19 @@ impl<P> Clone for Listener<P> {
             },
             Listener::Feed { id, feed } => Listener::Feed {
                 id: *id,
+                feed: feed.clone(),
+            },
+            Listener::Call {
+                id,
+                session,
+                key,
+                shape,
+                feed,
+            } => Listener::Call {
+                id: *id,
+                session: session.clone(),
+                key: *key,
+                shape: shape.clone(),
                 feed: feed.clone(),
             },
         }
@@ -388,7 +412,7 @@ impl<P> ChannelMap<P> {
         let removed = next.remove(index);
         match &removed {
             Listener::Stream { queue, .. } => queue.close(),
-            Listener::Feed { feed, .. } => feed.close(),
+            Listener::Feed { feed, .. } | Listener::Call { feed, .. } => feed.close(),
             _ => {}
         }
         let now_empty = next.is_empty();
@@ -404,6 +428,32 @@ impl<P> ChannelMap<P> {
     /// A key no channel has: a feed's own key in a socket's queue.
     pub(crate) fn new_key(&self) -> ChannelKey {
         self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Replaces the listener `id` of `channel` with what `make` makes of it; `false`
+    /// when it is not there (or `make` made nothing).
+    pub(crate) fn replace(
+        &self,
+        channel: &str,
+        id: ListenerId,
+        make: impl FnOnce(&Listener<P>) -> Option<Listener<P>>,
+    ) -> bool {
+        let Some(entry) = self.get(channel) else {
+            return false;
+        };
+        let mut listeners = entry
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(index) = listeners.iter().position(|l| l.id() == id) else {
+            return false;
+        };
+        let Some(new) = make(&listeners[index]) else {
+            return false;
+        };
+        // Copies the list only while a post still iterates the old one.
+        Arc::make_mut(&mut listeners)[index] = new;
+        true
     }
 
     /// Every channel with its listeners now.

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use crate::cluster::ClusterError;
 use crate::protocol::method_stream::ANSWER_MESSAGE_TAIL;
 use crate::protocol::{frame, EncodeError, ModelSet};
-use crate::session::outbound::Push;
+use crate::session::outbound::{ChannelKey, Push};
+use crate::session::state::SessionShared;
 use crate::config::SlowConsumerPolicy;
 use crate::ws::frame::{CallFrameShape, TextFrame};
 
@@ -365,13 +366,13 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
         self.models.get_or_insert_with(|| payload.models())
     }
 
-    /// The frames of the messages of class `class_name` for calls of `shape`, each
-    /// framed once per post for every call of that shape (none encoded when no message
-    /// is of that class).
+    /// The frames of the messages of the class `class_name` gives for calls of
+    /// `shape`, each framed once per post for every call of that shape (none encoded
+    /// when no message is of that class).
     pub(crate) fn call_frames(
         &mut self,
-        class_name: &str,
         shape: &Arc<CallFrameShape>,
+        class_name: impl FnOnce() -> &'static str,
     ) -> Result<&[TextFrame], PostError> {
         // A method's calls share one shape, and a method returns one class.
         if let Some(index) = self
@@ -381,6 +382,7 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
         {
             return Ok(&self.frames[index].1);
         }
+        let class_name = class_name();
         let carries = match (self.object, self.payload) {
             (Some(object), _) | (None, &Payload::Object(object)) => {
                 object_class(object) == Some(class_name)
@@ -439,6 +441,25 @@ pub(crate) trait FeedSink<P>: Send + Sync {
 
     /// The listener was removed: the feed ends.
     fn close(&self);
+
+    /// The class of the feed's values.
+    fn class_name(&self) -> &'static str;
+}
+
+/// Pushes the call frames of one post to the call queued under `key` on `session`.
+pub(crate) fn push_call_frames(
+    session: &SessionShared,
+    key: ChannelKey,
+    frames: &[TextFrame],
+    policy: SlowConsumerPolicy,
+    report: &mut DeliveryReport,
+) {
+    let push = |frame: &TextFrame| session.push_from(frame.clone(), key, policy);
+    match frames {
+        [] => {}
+        [one] => report.count(push(one)),
+        several => report.count_separate(several.iter().map(push)),
+    }
 }
 
 /// The class name of a frame object: `{"className":"…"` as this crate writes it, or

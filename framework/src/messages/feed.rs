@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::central::MessageCentral;
 use super::channel::Listener;
-use super::delivery::{DeliveryReport, FeedSink, Post, PostError};
+use super::delivery::{push_call_frames, DeliveryReport, FeedSink, Post, PostError};
 use super::listener::ListenerHandle;
 use super::queue::StreamQueue;
 use crate::config::SlowConsumerPolicy;
@@ -61,12 +61,8 @@ impl<T: SerializableModel + Clone> FeedCore<T> {
         report: &mut DeliveryReport,
     ) -> Result<(), PostError> {
         // The socket named the call after the feed's key: its writer puts the id in.
-        let push = |frame: &TextFrame| socket.session.push_from(frame.clone(), self.key, policy);
-        match post.call_frames(self.class_name, &socket.shape)? {
-            [] => {}
-            [one] => report.count(push(one)),
-            several => report.count_separate(several.iter().map(push)),
-        }
+        let frames = post.call_frames(&socket.shape, || self.class_name)?;
+        push_call_frames(&socket.session, self.key, frames, policy, report);
         Ok(())
     }
 
@@ -116,6 +112,10 @@ impl<P: ModelSet, T: SerializableModel + Clone> FeedSink<P> for FeedCore<T> {
     fn close(&self) {
         self.end();
     }
+
+    fn class_name(&self) -> &'static str {
+        self.class_name
+    }
 }
 
 type Recv<T> = Pin<Box<dyn Future<Output = Option<Arc<T>>> + Send>>;
@@ -148,23 +148,47 @@ type Recv<T> = Pin<Box<dyn Future<Output = Option<Arc<T>>> + Send>>;
 /// removes its listener.
 pub struct ChannelFeed<T> {
     core: Arc<FeedCore<T>>,
-    listener: Box<dyn RemoveListener>,
+    listener: Box<dyn FeedListener>,
     pending: Option<Recv<T>>,
 }
 
-/// A listener handle, whatever its model set.
-trait RemoveListener: Send + Sync {
+/// A feed's listener, whatever its model set.
+trait FeedListener: Send + Sync {
     fn remove(&self);
+
     fn channel(&self) -> &str;
+
+    /// Has posts push to `session` themselves, as call frames of `shape` under `key`,
+    /// rather than through the feed (one pointer less per delivery).
+    fn go_inline(&self, session: &Arc<SessionShared>, key: ChannelKey, shape: &Arc<CallFrameShape>);
 }
 
-impl<P: Send + Sync> RemoveListener for ListenerHandle<P> {
+/// A feed's listener handle and what the channel holds for it.
+struct Listening<P> {
+    handle: ListenerHandle<P>,
+    sink: Arc<dyn FeedSink<P>>,
+}
+
+impl<P: Send + Sync + 'static> FeedListener for Listening<P> {
     fn remove(&self) {
-        self.forget_and_remove();
+        self.handle.forget_and_remove();
     }
 
     fn channel(&self) -> &str {
-        &self.channel
+        &self.handle.channel
+    }
+
+    fn go_inline(&self, session: &Arc<SessionShared>, key: ChannelKey, shape: &Arc<CallFrameShape>) {
+        let handle = &self.handle;
+        handle.central.inner.channels.replace(&handle.channel, handle.id, |old| {
+            matches!(old, Listener::Feed { .. }).then(|| Listener::Call {
+                id: handle.id,
+                session: session.clone(),
+                key,
+                shape: shape.clone(),
+                feed: self.sink.clone(),
+            })
+        });
     }
 }
 
@@ -245,9 +269,11 @@ impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
         }
         let _ = core.socket.set(Socket {
             session: session.clone(),
-            shape,
+            shape: shape.clone(),
         });
         drop(switch);
+        // Posts that took the listener list before this still go through the feed.
+        self.listener.go_inline(session, core.key, &shape);
         *core.on_end.lock().unwrap_or_else(PoisonError::into_inner) = Some(on_end);
         if core.closed.load(Ordering::Acquire) {
             // Ended before `on_end` was in place: run it now (once, whoever takes it).
@@ -293,14 +319,18 @@ impl<P: ModelSet> MessageCentral<P> {
             on_end: Mutex::new(None),
         });
         let sink: Arc<dyn FeedSink<P>> = core.clone();
-        let (id, owner) = self.add_checked(channel, |id| Listener::Feed { id, feed: sink })?;
+        let feed = sink.clone();
+        let (id, owner) = self.add_checked(channel, |id| Listener::Feed { id, feed })?;
         Ok(ChannelFeed {
             core,
-            listener: Box::new(ListenerHandle {
-                central: self.clone(),
-                channel: Arc::from(channel),
-                id,
-                owner,
+            listener: Box::new(Listening {
+                handle: ListenerHandle {
+                    central: self.clone(),
+                    channel: Arc::from(channel),
+                    id,
+                    owner,
+                },
+                sink,
             }),
             pending: None,
         })

@@ -10,7 +10,7 @@ use std::task::{Poll, Waker};
 
 use uuid::Uuid;
 
-use crate::ws::frame::TextFrame;
+use crate::ws::frame::{CallIdText, TextFrame};
 
 use crate::config::SlowConsumerPolicy;
 
@@ -80,11 +80,11 @@ impl AsRef<TextFrame> for Queued {
 impl Batch {
     /// The id of the call `queued` (a call frame) goes to; the nil id if it has none
     /// (never: a call is named before its first frame, and forgotten after its last).
-    pub(crate) fn call_id(&self, queued: &Queued) -> Uuid {
+    pub(crate) fn call_id(&self, queued: &Queued) -> CallIdText {
         self.calls
             .iter()
             .find(|(key, _)| *key == queued.channel)
-            .map_or(Uuid::nil(), |(_, id)| *id)
+            .map_or_else(|| Uuid::nil().into(), |(_, id)| *id)
     }
 }
 
@@ -93,7 +93,7 @@ impl Batch {
 #[derive(Debug, Clone, Copy)]
 struct CallName {
     key: ChannelKey,
-    id: Uuid,
+    id: CallIdText,
     /// The call ended: the name goes once no frame of it is left.
     ended: bool,
 }
@@ -103,7 +103,7 @@ struct CallName {
 pub(crate) struct Batch {
     pub(crate) frames: VecDeque<Queued>,
     /// The names of the calls whose frames are among `frames`.
-    calls: Vec<(ChannelKey, Uuid)>,
+    calls: Vec<(ChannelKey, CallIdText)>,
     /// The reader's answers (pongs, the reply to a close frame), sent after `frames`.
     pub(crate) control: Vec<u8>,
     /// Send a WebSocket ping after the frames.
@@ -405,7 +405,7 @@ impl Outbound {
         state.calls.retain(|call| call.key != key);
         state.calls.push(CallName {
             key,
-            id,
+            id: id.into(),
             ended: false,
         });
     }

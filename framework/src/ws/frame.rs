@@ -23,6 +23,18 @@ const CALL_FRAME: u8 = 0;
 /// What a call frame's bytes hold before the frame: the mark and where the id goes.
 const CALL_PREFIX: usize = 3;
 
+/// A call id as a call frame carries it: formatted once per call, not per frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallIdText([u8; CALL_ID_LEN]);
+
+impl From<Uuid> for CallIdText {
+    fn from(id: Uuid) -> Self {
+        let mut text = [0; CALL_ID_LEN];
+        id.hyphenated().encode_lower(&mut text);
+        Self(text)
+    }
+}
+
 /// A text frame, ready for the wire (a call frame once given its id): cloning it for
 /// another recipient is one reference count, and it is one `Bytes` in size (queues
 /// hold many).
@@ -66,7 +78,8 @@ impl CallFrameShape {
         bytes.extend_from_slice(&self.before_id);
         bytes.extend_from_slice(&self.after_id);
         bytes.extend_from_slice(value);
-        TextFrame(Bytes::from(bytes))
+        // Sliced, so it is shared from the start: each recipient's clone is one count.
+        TextFrame(Bytes::from(bytes).slice(..))
     }
 }
 
@@ -157,13 +170,12 @@ impl TextFrame {
 
     /// Appends the frame as written to `out`; a call frame with the id `call_id` gives
     /// (asked only for call frames).
-    pub(crate) fn append_wire(&self, out: &mut Vec<u8>, call_id: impl FnOnce() -> Uuid) {
+    pub(crate) fn append_wire(&self, out: &mut Vec<u8>, call_id: impl FnOnce() -> CallIdText) {
         match self.call_sides() {
             None => out.extend_from_slice(&self.0),
             Some((before, after)) => {
                 out.extend_from_slice(before);
-                let mut id = [0; CALL_ID_LEN];
-                out.extend_from_slice(call_id().hyphenated().encode_lower(&mut id).as_bytes());
+                out.extend_from_slice(&call_id().0);
                 out.extend_from_slice(after);
             }
         }
@@ -193,7 +205,7 @@ impl TextFrame {
             return String::from_utf8_lossy(&self.0[whole_header_len(&self.0)..]);
         }
         let mut wire = Vec::with_capacity(self.wire_len());
-        self.append_wire(&mut wire, Uuid::nil);
+        self.append_wire(&mut wire, || Uuid::nil().into());
         let payload = wire.get(whole_header_len(&wire)..).unwrap_or_default();
         Cow::Owned(String::from_utf8_lossy(payload).into_owned())
     }
@@ -231,7 +243,7 @@ mod tests {
             let frame = TextFrame::from_text(&text);
             let header = FrameHeader::server(OpCode::Text, len).format();
             let mut wire = Vec::new();
-            frame.append_wire(&mut wire, Uuid::nil);
+            frame.append_wire(&mut wire, || Uuid::nil().into());
             assert_eq!(&wire[..header.as_slice().len()], header.as_slice(), "{len}");
             assert_eq!(frame.len(), len);
             assert_eq!(frame.text(), text);
@@ -247,7 +259,7 @@ mod tests {
         .expect("encoded");
         assert_eq!(frame.text(), "a\u{fffd}b");
         let mut wire = Vec::new();
-        frame.append_wire(&mut wire, Uuid::nil);
+        frame.append_wire(&mut wire, || Uuid::nil().into());
         assert_eq!(wire[1] as usize, frame.len());
     }
 
@@ -267,7 +279,7 @@ mod tests {
             let whole = TextFrame::from_text(&format!(r#"{{"cid":"{call}","o":{value}"#));
             assert!(!whole.is_call_frame());
             let mut wire = Vec::new();
-            frame.append_wire(&mut wire, || call);
+            frame.append_wire(&mut wire, || call.into());
             let mut expected = Vec::new();
             whole.append_wire(&mut expected, || unreachable!("a whole frame has no call"));
             assert_eq!(wire, expected, "{len}");

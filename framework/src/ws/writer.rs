@@ -9,9 +9,7 @@ use std::io;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use uuid::Uuid;
-
-use super::frame::TextFrame;
+use super::frame::{CallIdText, TextFrame};
 
 
 /// Bytes of frames copied into one write. A write holds this much (and at most one frame
@@ -27,7 +25,7 @@ const WRITE_CHUNK: usize = 64 << 10;
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
     io: &mut W,
     frames: &VecDeque<F>,
-    call_id: impl Fn(&F) -> Uuid,
+    call_id: impl Fn(&F) -> CallIdText,
     tail: &[u8],
     written: &mut usize,
 ) -> io::Result<()> {
@@ -54,7 +52,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
 /// after `written` bytes; empty when it stopped between frames.
 pub(crate) fn rest_of_cut_frame<F: AsRef<TextFrame>>(
     frames: &VecDeque<F>,
-    call_id: impl Fn(&F) -> Uuid,
+    call_id: impl Fn(&F) -> CallIdText,
     tail: &[u8],
     written: usize,
 ) -> Vec<u8> {
@@ -125,14 +123,14 @@ mod tests {
     }
 
     /// The id of every call frame here.
-    fn call_id(_: &TextFrame) -> Uuid {
-        Uuid::from_u128(7)
+    fn call_id(_: &TextFrame) -> CallIdText {
+        uuid::Uuid::from_u128(7).into()
     }
 
     /// What [`queued`] made of `texts`, as text.
     fn sent(texts: &[String]) -> Vec<String> {
-        let nil = Uuid::nil().to_string();
-        let id = Uuid::from_u128(7).to_string();
+        let nil = uuid::Uuid::nil().to_string();
+        let id = uuid::Uuid::from_u128(7).to_string();
         queued(texts)
             .iter()
             .map(|f| f.text().replace(&nil, &id))
