@@ -17,7 +17,15 @@
 //! | an exception thrown | `msse` | `method_stream_serializable_exception` | `en m cid p? ex` / `… parameter? exception` |
 //! | close a stream | `cmsc` | `close_method_stream_command` | `en m cid p? cr` / `… parameter? reason` |
 //! | a frame that made no sense | `brm` | `bad_request_message` | `req` / `request` |
+//! | where a call stands (streampod) | `msp` | `method_stream_position` | `en m cid pos? rec` / `… position? recovered` |
 //!
+//! streampod's extension, for clients that ask for it (Serverpod's never do, and never
+//! see any of it): an open with `pos` (`true`, or the position `{"epoch":…,"offset":…}`
+//! to resume after) gets an `msp` right after its `success`, saying where the call's
+//! channel stands and whether everything after the given position follows (`rec`);
+//! its answer messages then carry their offset (`at`), so a client that lost its socket
+//! opens the call again from the last one it got. `pos` is absent from `msp` when the
+//! call has no positions to give (its channel keeps no history).
 //! `args` is a string holding the JSON object of named arguments; `is` names the
 //! arguments that are input streams; `o` and `ex` are `{"className":…,"data":…}`; `p`
 //! names the input stream a message, exception or close is for (absent: the method's own
@@ -62,6 +70,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::frame::write_str;
+use crate::history::Position;
 use crate::wire::{FromWire, Wire, WireValue};
 
 /// Which generation of key names a peer used.
@@ -156,6 +165,36 @@ pub struct OpenCall {
     pub authentication: Option<String>,
     /// Serverpod 4's web auth mode (`am`): how a browser's cookie may authenticate.
     pub auth_mode: Option<String>,
+    /// streampod's extension (`pos`): the client wants positions, and to resume after
+    /// one if it gives one. `None` for Serverpod's clients.
+    pub resume: Option<Resume>,
+}
+
+/// What a client that wants positions asks of a call (`pos` of `omsc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Positions from now on (`true`).
+    Fresh,
+    /// Everything after this position first, then on (`{"epoch":…,"offset":…}`).
+    After(Position),
+}
+
+impl<'de> Deserialize<'de> for Resume {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Flag(bool),
+            After(Position),
+        }
+        match Form::deserialize(deserializer)? {
+            Form::Flag(true) => Ok(Self::Fresh),
+            Form::Flag(false) => Err(serde::de::Error::custom(
+                "'false' asks for nothing: leave the key out",
+            )),
+            Form::After(position) => Ok(Self::After(position)),
+        }
+    }
 }
 
 /// One frame of the streaming-method protocol.
@@ -184,6 +223,9 @@ pub enum MethodStreamFrame {
         parameter: Option<String>,
         /// `{"className":…,"data":…}`, as JSON text.
         object: String,
+        /// The value's offset in its channel (`at`), for a call that asked for
+        /// positions; `None` otherwise.
+        at: Option<u64>,
     },
     /// An exception on a stream, `{"className":…,"data":…}`.
     Exception {
@@ -202,6 +244,18 @@ pub enum MethodStreamFrame {
         parameter: Option<String>,
         /// Why.
         reason: CloseReason,
+    },
+    /// Where a call that asked for positions stands (streampod's extension), sent
+    /// right after its `success`.
+    Position {
+        /// The call.
+        call: CallId,
+        /// The newest position of the call's channel when the call opened; `None` when
+        /// the call gives no positions.
+        position: Option<Position>,
+        /// Whether everything after the position the client resumed from follows
+        /// before anything new; `false` when it asked to resume and cannot.
+        recovered: bool,
     },
     /// The other side sent a frame that made no sense; `request` is that frame's text.
     BadRequest {
@@ -242,7 +296,7 @@ pub enum MethodStreamError {
 }
 
 /// The message types: (short name, long name).
-const TYPES: [(&str, &str); 8] = [
+const TYPES: [(&str, &str); 9] = [
     ("ping", "ping_command"),
     ("pong", "pong_command"),
     ("omsc", "open_method_stream_command"),
@@ -251,6 +305,7 @@ const TYPES: [(&str, &str); 8] = [
     ("msse", "method_stream_serializable_exception"),
     ("cmsc", "close_method_stream_command"),
     ("brm", "bad_request_message"),
+    ("msp", "method_stream_position"),
 ];
 
 /// A data key in both forms.
@@ -320,6 +375,18 @@ const CLOSE_REASON: Key = Key {
 const REQUEST: Key = Key {
     short: "req",
     long: "request",
+};
+const RESUME: Key = Key {
+    short: "pos",
+    long: "position",
+};
+const AT: Key = Key {
+    short: "at",
+    long: "offset",
+};
+const RECOVERED: Key = Key {
+    short: "rec",
+    long: "recovered",
 };
 
 #[derive(Deserialize)]
@@ -438,6 +505,7 @@ impl MethodStreamFrame {
                 input_streams: data.optional(INPUT_STREAMS)?.unwrap_or_default(),
                 authentication: data.optional(AUTHENTICATION)?,
                 auth_mode: data.optional(AUTH_MODE)?,
+                resume: data.optional(RESUME)?,
             }),
             "omsr" => {
                 let name: String = data.required(RESPONSE)?;
@@ -453,6 +521,12 @@ impl MethodStreamFrame {
                 call: data.call()?,
                 parameter: data.optional(PARAMETER)?,
                 object: data.object(OBJECT)?,
+                at: data.optional(AT)?,
+            },
+            "msp" => Self::Position {
+                call: data.call()?,
+                position: data.optional(RESUME)?,
+                recovered: data.optional(RECOVERED)?.unwrap_or(false),
             },
             "msse" => Self::Exception {
                 call: data.call()?,
@@ -519,6 +593,14 @@ impl MethodStreamFrame {
                 if let Some(mode) = &open.auth_mode {
                     writer.string(AUTH_MODE, mode);
                 }
+                match &open.resume {
+                    None => {}
+                    Some(Resume::Fresh) => {
+                        writer.key(RESUME);
+                        writer.out.extend_from_slice(b"true");
+                    }
+                    Some(Resume::After(position)) => writer.position(RESUME, position),
+                }
             }
             Self::OpenResponse { call, result } => {
                 writer.start(kind("omsr"), true);
@@ -529,12 +611,32 @@ impl MethodStreamFrame {
                 call,
                 parameter,
                 object,
+                at,
             } => {
                 writer.start(kind("msm"), true);
                 writer.call(call);
                 writer.parameter(parameter.as_deref());
                 writer.key(OBJECT);
                 writer.out.extend_from_slice(object.as_bytes());
+                if let Some(at) = at {
+                    writer.key(AT);
+                    writer.out.extend_from_slice(at.to_string().as_bytes());
+                }
+            }
+            Self::Position {
+                call,
+                position,
+                recovered,
+            } => {
+                writer.start(kind("msp"), true);
+                writer.call(call);
+                if let Some(position) = position {
+                    writer.position(RESUME, position);
+                }
+                writer.key(RECOVERED);
+                writer
+                    .out
+                    .extend_from_slice(if *recovered { b"true" } else { b"false" });
             }
             Self::Exception {
                 call,
@@ -685,7 +787,7 @@ pub const ANSWER_MESSAGE_TAIL: &str = "}}";
 /// };
 /// let object = r#"{"className":"int","data":1}"#;
 /// let text = format!("{}{object}{ANSWER_MESSAGE_TAIL}", answer_message_head(&call, KeyForm::Short));
-/// let frame = MethodStreamFrame::Message { call, parameter: None, object: object.into() };
+/// let frame = MethodStreamFrame::Message { call, parameter: None, object: object.into(), at: None };
 /// assert_eq!(text, frame.to_json(KeyForm::Short));
 /// ```
 pub fn answer_message_head(call: &CallId, form: KeyForm) -> String {
@@ -693,6 +795,7 @@ pub fn answer_message_head(call: &CallId, form: KeyForm) -> String {
         call: call.clone(),
         parameter: None,
         object: String::new(),
+        at: None,
     }
     .to_json(form);
     text.truncate(text.len() - ANSWER_MESSAGE_TAIL.len());
@@ -735,6 +838,12 @@ impl Writer<'_> {
         self.string(CONNECTION_ID, &call.connection_id.hyphenated().to_string());
     }
 
+    fn position(&mut self, key: Key, position: &Position) {
+        self.key(key);
+        // A string and a number: cannot fail.
+        let _ = serde_json::to_writer(&mut *self.out, position);
+    }
+
     fn parameter(&mut self, parameter: Option<&str>) {
         if let Some(parameter) = parameter {
             self.string(PARAMETER, parameter);
@@ -770,6 +879,7 @@ mod tests {
                 input_streams: vec!["words".into()],
                 authentication: Some("Bearer key".into()),
                 auth_mode: None,
+                resume: Some(Resume::After(Position::new("e1", 16))),
             }),
             MethodStreamFrame::OpenResponse {
                 call: call(),
@@ -779,11 +889,23 @@ mod tests {
                 call: call(),
                 parameter: Some("words".into()),
                 object: object(r#"{"className":"String","data":"hi"}"#),
+                at: None,
             },
             MethodStreamFrame::Message {
                 call: call(),
                 parameter: None,
                 object: object(r#"{"className":"ChatMessage","data":{"content":"x"}}"#),
+                at: Some(17),
+            },
+            MethodStreamFrame::Position {
+                call: call(),
+                position: Some(Position::new("e1", 17)),
+                recovered: true,
+            },
+            MethodStreamFrame::Position {
+                call: call(),
+                position: None,
+                recovered: false,
             },
             MethodStreamFrame::Exception {
                 call: call(),

@@ -103,7 +103,7 @@ proptest! {
         use streampod_protocol::method_stream::{CallId, KeyForm, MethodStreamFrame};
         let call = CallId { endpoint, method, connection_id: uuid::Uuid::from_u128(id) };
         let object = serde_json::json!({"className": "String", "data": data}).to_string();
-        let frame = MethodStreamFrame::Message { call, parameter, object };
+        let frame = MethodStreamFrame::Message { call, parameter, object, at: None };
         for form in [KeyForm::Short, KeyForm::Long] {
             let (parsed, read) = MethodStreamFrame::parse(&frame.to_json(form)).unwrap();
             prop_assert_eq!(&parsed, &frame);

@@ -1148,3 +1148,88 @@ async fn a_socket_that_stops_reading_its_feed_is_closed_as_a_slow_consumer_alone
     let closed = stalled.close_frame(WAIT).await.expect("closed in time");
     assert_eq!(closed, Some((1008, "slow consumer".to_owned())));
 }
+
+/// Opens call `n` of `room` on `room` with `pos` (streampod's position extension).
+async fn open_positioned(client: &mut Raw, n: usize, room: &str, pos: Value) {
+    client
+        .send(json!({"type": "omsc", "data": {
+            "en": "live", "m": "room", "cid": cid(n),
+            "args": json!({"room": room}).to_string(), "is": [], "pos": pos,
+        }}))
+        .await;
+    let answer = client.next().await;
+    assert_eq!(answer["data"]["res"], "success", "{answer}");
+}
+
+#[tokio::test]
+async fn a_call_that_asks_for_positions_resumes_from_its_last_one_on_a_new_socket() {
+    use streampod::messages::{ChannelConfig, HistoryConfig};
+
+    let server = start().await;
+    let history = HistoryConfig::new(100, Duration::from_secs(60));
+    server
+        .handle()
+        .messages()
+        .configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    let mut client = Raw::connect(server.local_addr()).await;
+    open_positioned(&mut client, 1, "kept-1", json!(true)).await;
+    let position = client.next().await;
+    assert_eq!(position["type"], "msp", "{position}");
+    assert_eq!(position["data"]["rec"], true);
+    assert_eq!(position["data"]["pos"]["offset"], 0);
+    let epoch = position["data"]["pos"]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post_chats(&server, "kept-1", 5);
+    for n in 0..5 {
+        let frame = client.next().await;
+        assert_eq!(value_of(&frame, 1)["content"], n.to_string());
+        assert_eq!(frame["data"]["at"], n + 1, "{frame}");
+    }
+    // The socket goes; three more posts are missed; a new socket resumes after 5.
+    drop(client);
+    post_chats(&server, "kept-1", 3);
+    let mut again = Raw::connect(server.local_addr()).await;
+    open_positioned(
+        &mut again,
+        2,
+        "kept-1",
+        json!({"epoch": epoch, "offset": 5}),
+    )
+    .await;
+    let position = again.next().await;
+    assert_eq!(position["data"]["rec"], true, "{position}");
+    assert_eq!(position["data"]["pos"]["offset"], 8);
+    for offset in 6..=8 {
+        let frame = again.next().await;
+        assert_eq!(
+            frame["data"]["at"], offset,
+            "the missed ones, in order: {frame}"
+        );
+    }
+    post_chats(&server, "kept-1", 1);
+    assert_eq!(again.next().await["data"]["at"], 9, "then new ones");
+    // From another epoch (or too far back): not recovered, and it goes on.
+    let mut lost = Raw::connect(server.local_addr()).await;
+    open_positioned(
+        &mut lost,
+        3,
+        "kept-1",
+        json!({"epoch": "other", "offset": 1}),
+    )
+    .await;
+    let position = lost.next().await;
+    assert_eq!(position["data"]["rec"], false, "{position}");
+    post_chats(&server, "kept-1", 1);
+    assert_eq!(lost.next().await["data"]["at"], 10);
+    // A Serverpod client (no `pos`) sees none of it on the same channel.
+    let mut plain = Raw::connect(server.local_addr()).await;
+    plain
+        .open_ok(4, "room", json!({"room": "kept-1"}), &[])
+        .await;
+    post_chats(&server, "kept-1", 1);
+    let frame = plain.next().await;
+    assert_eq!(frame["type"], "msm", "{frame}");
+    assert!(frame["data"].get("at").is_none(), "{frame}");
+}

@@ -169,6 +169,7 @@ impl Connection {
                 call,
                 parameter: None,
                 object,
+                ..
             } => (call, CallEvent::Value(object)),
             MethodStreamFrame::Exception {
                 call,
@@ -323,6 +324,7 @@ impl MethodSocket {
             input_streams: inputs.iter().map(|name| (*name).to_owned()).collect(),
             authentication,
             auth_mode: None,
+            resume: None,
         });
         if !connection.send(&open) {
             connection.calls().remove(&call.connection_id);
@@ -519,6 +521,7 @@ impl<T: WireValue> InputSink<T> {
             call: self.shared.call.clone(),
             parameter: Some(self.parameter.clone()),
             object,
+            at: None,
         };
         if self.shared.connection.send(&frame) {
             Ok(())

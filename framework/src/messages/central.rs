@@ -17,6 +17,7 @@ use super::delivery::{
 use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
 use crate::config::SlowConsumerPolicy;
 use crate::session::owned::{JoinError, ListenerId, Owned, SessionLimits};
+use crate::protocol::method_stream::Resume;
 use crate::protocol::ModelSet;
 use crate::session::registry::SessionRegistry;
 use crate::session::state::SessionShared;
@@ -65,6 +66,8 @@ pub struct MessageCentral<P> {
 struct Owner {
     session: Arc<SessionShared>,
     tag: Arc<str>,
+    /// What the call's client asked of positions (streampod's clients ask).
+    resume: Option<Resume>,
 }
 
 /// Removes what an owner's handle subscribed and still holds, when dropped (when the
@@ -119,8 +122,13 @@ impl<P> MessageCentral<P> {
         &self,
         session: Arc<SessionShared>,
         tag: Arc<str>,
+        resume: Option<Resume>,
     ) -> (Self, ReleaseOnDrop<P>) {
-        let owner = Arc::new(Owner { session, tag });
+        let owner = Arc::new(Owner {
+            session,
+            tag,
+            resume,
+        });
         let owned = Self {
             inner: self.inner.clone(),
             owner: Some(owner.clone()),
@@ -130,6 +138,11 @@ impl<P> MessageCentral<P> {
             owner,
         };
         (owned, release)
+    }
+
+    /// What the client of the call this handle subscribes for asked of positions.
+    pub(crate) fn resume(&self) -> Option<&Resume> {
+        self.owner.as_ref().and_then(|owner| owner.resume.as_ref())
     }
 
     /// Adds the listener `make` builds to `channel`, where every listener of an app (as
@@ -427,7 +440,7 @@ impl<P: ModelSet> MessageCentral<P> {
             &self.inner.frames_encoded,
             self.inner.limits.frame_bytes,
         );
-        let report = self.fan_out(&channel, payload, None, &include, |session, endpoint, _, report| {
+        let report = self.fan_out(&channel, payload, (None, None), &include, |session, endpoint, _, report| {
             match payload.batch() {
                 // A Serverpod client would fail on a batch frame.
                 Some(messages) if !session.is_extended() => {
@@ -487,8 +500,8 @@ impl<P: ModelSet> MessageCentral<P> {
                 self.inner.limits.frame_bytes,
             );
             let one = kept.payload();
-            let object = Some(&*kept.object);
-            let report = self.fan_out(&channel, &one, object, include, |session, endpoint, _, report| {
+            let kept_at = (Some(&*kept.object), Some(offset));
+            let report = self.fan_out(&channel, &one, kept_at, include, |session, endpoint, _, report| {
                 let frame = if session.is_extended() {
                     positioned.get(endpoint)?
                 } else {
@@ -539,7 +552,7 @@ impl<P: ModelSet> MessageCentral<P> {
         // Sessions left out still move their gate past the post (else the next one
         // would look like a gap).
         let everyone = |_: &Arc<SessionShared>| true;
-        let report = self.fan_out(&channel, payload, None, &everyone, |session, endpoint, gate, report| {
+        let report = self.fan_out(&channel, payload, (None, None), &everyone, |session, endpoint, gate, report| {
             let included = include(session);
             match gate {
                 Some(gate) => {
@@ -576,12 +589,13 @@ impl<P: ModelSet> MessageCentral<P> {
 
     /// Hands `payload` to every listener of `channel`: sessions through `to_session`
     /// (which picks and pushes their frame), callbacks and streams each message, feeds
-    /// what is of their type. `object`: the payload's one object, when already encoded.
+    /// what is of their type. `kept`: the payload's one object, when already encoded,
+    /// and its offset in the channel's history.
     fn fan_out(
         &self,
         channel: &Channel<P>,
         payload: &Payload<'_, P>,
-        object: Option<&str>,
+        kept: (Option<&str>, Option<u64>),
         include: &impl Fn(&Arc<SessionShared>) -> bool,
         mut to_session: impl FnMut(
             &Arc<SessionShared>,
@@ -596,7 +610,7 @@ impl<P: ModelSet> MessageCentral<P> {
         // Models decoded, and call bodies encoded, only if a listener takes them.
         let mut post = Post::new(
             payload,
-            object,
+            kept,
             &self.inner.frames_encoded,
             self.inner.limits.frame_bytes,
         );
@@ -633,10 +647,11 @@ impl<P: ModelSet> MessageCentral<P> {
                     session,
                     key,
                     shape,
+                    positioned,
                     feed,
                     ..
                 } => {
-                    let frames = post.call_frames(shape, || feed.class_name())?;
+                    let frames = post.call_frames(shape, *positioned, || feed.class_name())?;
                     push_call_frames(session, *key, frames, policy, &mut report);
                 }
             }

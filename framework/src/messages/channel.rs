@@ -81,12 +81,14 @@ pub(crate) enum Listener<P> {
         feed: Arc<dyn FeedSink<P>>,
     },
     /// A feed a streaming-method call took over: its values go to `session` as call
-    /// frames of `shape` under `key` (what a post needs, without going through `feed`).
+    /// frames of `shape` under `key`, with their offsets if `positioned` (what a post
+    /// needs, without going through `feed`).
     Call {
         id: ListenerId,
         session: Arc<SessionShared>,
         key: ChannelKey,
         shape: Arc<CallFrameShape>,
+        positioned: bool,
         feed: Arc<dyn FeedSink<P>>,
     },
 }
@@ -137,12 +139,14 @@ impl<P> Clone for Listener<P> {
                 session,
                 key,
                 shape,
+                positioned,
                 feed,
             } => Listener::Call {
                 id: *id,
                 session: session.clone(),
                 key: *key,
                 shape: shape.clone(),
+                positioned: *positioned,
                 feed: feed.clone(),
             },
         }

@@ -294,34 +294,40 @@ impl<P: ModelSet> Payload<'_, P> {
 }
 
 /// One value of a post as streaming-method calls send it: its class, and its
-/// `{"className":…,"data":…}` followed by the end of an answer frame, encoded once for
-/// every call.
+/// `{"className":…,"data":…}`, encoded once for every call.
 struct CallBody {
     class_name: Cow<'static, str>,
-    body: Bytes,
+    object: Bytes,
 }
 
 impl CallBody {
     /// The body of `object`, a frame object.
     fn of_object(object: &str) -> Self {
-        let class_name = Cow::Owned(object_class(object).unwrap_or_default().to_owned());
-        let mut body = Vec::with_capacity(object.len() + ANSWER_MESSAGE_TAIL.len());
-        body.extend_from_slice(object.as_bytes());
-        body.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
         Self {
-            class_name,
-            body: Bytes::from(body),
+            class_name: Cow::Owned(object_class(object).unwrap_or_default().to_owned()),
+            object: Bytes::copy_from_slice(object.as_bytes()),
         }
     }
 
     fn encode<P: ModelSet>(message: &P) -> Result<Self, EncodeError> {
-        let mut body = Vec::with_capacity(256);
-        frame::encode_object(message, &mut body)?;
-        body.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
+        let mut object = Vec::with_capacity(256);
+        frame::encode_object(message, &mut object)?;
         Ok(Self {
             class_name: Cow::Borrowed(message.class_name()),
-            body: Bytes::from(body),
+            object: Bytes::from(object),
         })
+    }
+}
+
+/// The end of a call frame carrying `object`: its offset `at` when given, then the
+/// frame's close.
+pub(crate) fn call_frame_value<'v>(
+    object: &'v [u8],
+    at: Option<&'v str>,
+) -> [&'v [u8]; 4] {
+    match at {
+        Some(at) => [object, b",\"at\":", at.as_bytes(), ANSWER_MESSAGE_TAIL.as_bytes()],
+        None => [object, b"", b"", ANSWER_MESSAGE_TAIL.as_bytes()],
     }
 }
 
@@ -332,32 +338,42 @@ pub(crate) struct Post<'p, 'a, P> {
     payload: &'p Payload<'a, P>,
     /// The post's one object, when already encoded (a channel with history keeps it).
     object: Option<&'p str>,
+    /// Its offset in the channel's history, when it has one here.
+    at: Option<u64>,
     models: Option<Cow<'p, [Arc<P>]>>,
     bodies: Option<Vec<CallBody>>,
-    /// The frames of the bodies of one class, per call frame shape.
-    frames: Vec<(Arc<CallFrameShape>, Vec<TextFrame>)>,
+    /// The frames of the bodies of one class, per call frame shape and whether they
+    /// carry the offset.
+    frames: Vec<(Arc<CallFrameShape>, bool, Vec<TextFrame>)>,
     counter: &'p AtomicU64,
     limit: usize,
 }
 
 impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
-    /// `payload`, whose one object is `object` if it is already encoded; encodes count
-    /// in `counter`, and a body larger than `limit` fails the post.
+    /// `payload`, whose one object is `object` if it is already encoded, at offset
+    /// `at` of its channel's history if it has one here; encodes count in `counter`,
+    /// and a body larger than `limit` fails the post.
     pub(crate) fn new(
         payload: &'p Payload<'a, P>,
-        object: Option<&'p str>,
+        (object, at): (Option<&'p str>, Option<u64>),
         counter: &'p AtomicU64,
         limit: usize,
     ) -> Self {
         Self {
             payload,
             object,
+            at,
             models: None,
             bodies: None,
             frames: Vec::new(),
             counter,
             limit,
         }
+    }
+
+    /// The post's offset in its channel's history, when it has one here.
+    pub(crate) fn at(&self) -> Option<u64> {
+        self.at
     }
 
     /// The messages, for callbacks and streams.
@@ -367,20 +383,22 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
     }
 
     /// The frames of the messages of the class `class_name` gives for calls of
-    /// `shape`, each framed once per post for every call of that shape (none encoded
-    /// when no message is of that class).
+    /// `shape`, with the post's offset if `positioned` (and it has one), each framed
+    /// once per post for every call of that shape (none encoded when no message is of
+    /// that class).
     pub(crate) fn call_frames(
         &mut self,
         shape: &Arc<CallFrameShape>,
+        positioned: bool,
         class_name: impl FnOnce() -> &'static str,
     ) -> Result<&[TextFrame], PostError> {
         // A method's calls share one shape, and a method returns one class.
         if let Some(index) = self
             .frames
             .iter()
-            .position(|(known, _)| Arc::ptr_eq(known, shape))
+            .position(|(known, with_at, _)| Arc::ptr_eq(known, shape) && *with_at == positioned)
         {
-            return Ok(&self.frames[index].1);
+            return Ok(&self.frames[index].2);
         }
         let class_name = class_name();
         let carries = match (self.object, self.payload) {
@@ -391,17 +409,18 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
                 .iter()
                 .any(|message| message.class_name() == class_name),
         };
+        let at = self.at.filter(|_| positioned).map(|at| at.to_string());
         let frames = if carries {
             self.bodies()?
                 .iter()
                 .filter(|body| body.class_name == class_name)
-                .map(|body| shape.frame(&body.body))
+                .map(|body| shape.frame(&call_frame_value(&body.object, at.as_deref())))
                 .collect()
         } else {
             Vec::new()
         };
-        self.frames.push((shape.clone(), frames));
-        Ok(&self.frames[self.frames.len() - 1].1)
+        self.frames.push((shape.clone(), positioned, frames));
+        Ok(&self.frames[self.frames.len() - 1].2)
     }
 
     /// The messages as streaming-method calls send them.
@@ -417,7 +436,7 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
                     .collect::<Result<_, _>>()?,
             };
             for body in &bodies {
-                check_size(body.body.len(), self.limit)?;
+                check_size(body.object.len(), self.limit)?;
             }
             self.counter
                 .fetch_add(bodies.len() as u64, Ordering::Relaxed);
@@ -430,8 +449,8 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
 /// What a channel's listener list holds for a [`ChannelFeed`](super::ChannelFeed): the
 /// feed, whatever its item type.
 pub(crate) trait FeedSink<P>: Send + Sync {
-    /// Takes what of `post` is of the feed's type: queued for the stream, or, once the
-    /// feed sends to a socket, pushed there as frames.
+    /// Takes what of `post` is of the feed's type: queued for the stream (with the
+    /// post's offset), or, once the feed sends to a socket, pushed there as frames.
     fn offer(
         &self,
         post: &mut Post<'_, '_, P>,

@@ -15,11 +15,15 @@ use uuid::Uuid;
 
 use super::central::MessageCentral;
 use super::channel::Listener;
-use super::delivery::{push_call_frames, DeliveryReport, FeedSink, Post, PostError};
+use super::delivery::{
+    call_frame_value, push_call_frames, DeliveryReport, FeedSink, Post, PostError,
+};
+use super::history::{Entry, Since, REPLAY_FRAME_OVERHEAD};
 use super::listener::ListenerHandle;
 use super::queue::StreamQueue;
 use crate::config::SlowConsumerPolicy;
-use crate::protocol::method_stream::{write_wrapped, ANSWER_MESSAGE_TAIL};
+use crate::protocol::history::Position;
+use crate::protocol::method_stream::{write_wrapped, Resume};
 use crate::protocol::wire::WireValue;
 use crate::protocol::{ModelSet, SerializableModel};
 use crate::session::outbound::ChannelKey;
@@ -34,13 +38,31 @@ struct Socket {
     shape: Arc<CallFrameShape>,
 }
 
+/// A value waiting in a feed, with its offset when its channel gave one.
+struct Held<T> {
+    value: T,
+    at: Option<u64>,
+}
+
+/// Where a feed whose call asked for positions started: its channel's newest position
+/// then, whether everything after the position the client resumed from is in
+/// `replay`, and that replay (offsets and objects), oldest first.
+struct Start {
+    position: Position,
+    recovered: bool,
+    replay: Vec<(u64, Arc<str>)>,
+}
+
 /// What a feed and its listener share.
 struct FeedCore<T> {
     class_name: &'static str,
     /// The feed's own key in the socket's queue: its policy drops only its frames.
     key: ChannelKey,
     /// The values, while the feed is a stream (and those posted before a call took it).
-    queue: StreamQueue<T>,
+    queue: StreamQueue<Held<T>>,
+    /// Set (once, while the listener is added) for a call that asked for positions on
+    /// a channel that keeps history here.
+    start: OnceLock<Start>,
     /// Set once, by a call taking the feed over; read without a lock per post.
     socket: OnceLock<Socket>,
     /// Held by a post queueing a value and by the takeover, so no value is queued
@@ -61,7 +83,8 @@ impl<T: SerializableModel + Clone> FeedCore<T> {
         report: &mut DeliveryReport,
     ) -> Result<(), PostError> {
         // The socket named the call after the feed's key: its writer puts the id in.
-        let frames = post.call_frames(&socket.shape, || self.class_name)?;
+        let positioned = self.start.get().is_some();
+        let frames = post.call_frames(&socket.shape, positioned, || self.class_name)?;
         push_call_frames(&socket.session, self.key, frames, policy, report);
         Ok(())
     }
@@ -98,12 +121,17 @@ impl<P: ModelSet, T: SerializableModel + Clone> FeedSink<P> for FeedCore<T> {
         if let Some(socket) = self.socket.get() {
             return self.send(socket, post, policy, report);
         }
+        let at = post.at();
         for message in post.models() {
             if message.class_name() != self.class_name {
                 continue;
             }
             if let Some(value) = message.model().downcast_ref::<T>() {
-                report.count(self.queue.push(Arc::new(value.clone()), policy));
+                let held = Held {
+                    value: value.clone(),
+                    at,
+                };
+                report.count(self.queue.push(Arc::new(held), policy));
             }
         }
         Ok(())
@@ -118,7 +146,7 @@ impl<P: ModelSet, T: SerializableModel + Clone> FeedSink<P> for FeedCore<T> {
     }
 }
 
-type Recv<T> = Pin<Box<dyn Future<Output = Option<Arc<T>>> + Send>>;
+type Recv<T> = Pin<Box<dyn Future<Output = Option<Arc<Held<T>>>> + Send>>;
 
 /// The values of type `T` posted to one channel from now on, for a streaming method to
 /// return:
@@ -160,7 +188,13 @@ trait FeedListener: Send + Sync {
 
     /// Has posts push to `session` themselves, as call frames of `shape` under `key`,
     /// rather than through the feed (one pointer less per delivery).
-    fn go_inline(&self, session: &Arc<SessionShared>, key: ChannelKey, shape: &Arc<CallFrameShape>);
+    fn go_inline(
+        &self,
+        session: &Arc<SessionShared>,
+        key: ChannelKey,
+        shape: &Arc<CallFrameShape>,
+        positioned: bool,
+    );
 }
 
 /// A feed's listener handle and what the channel holds for it.
@@ -178,7 +212,13 @@ impl<P: Send + Sync + 'static> FeedListener for Listening<P> {
         &self.handle.channel
     }
 
-    fn go_inline(&self, session: &Arc<SessionShared>, key: ChannelKey, shape: &Arc<CallFrameShape>) {
+    fn go_inline(
+        &self,
+        session: &Arc<SessionShared>,
+        key: ChannelKey,
+        shape: &Arc<CallFrameShape>,
+        positioned: bool,
+    ) {
         let handle = &self.handle;
         handle.central.inner.channels.replace(&handle.channel, handle.id, |old| {
             matches!(old, Listener::Feed { .. }).then(|| Listener::Call {
@@ -186,6 +226,7 @@ impl<P: Send + Sync + 'static> FeedListener for Listening<P> {
                 session: session.clone(),
                 key,
                 shape: shape.clone(),
+                positioned,
                 feed: self.sink.clone(),
             })
         });
@@ -219,53 +260,78 @@ impl<T: SerializableModel + Clone> futures_util::Stream for ChannelFeed<T> {
         if result.is_ready() {
             self.pending = None;
         }
-        result.map(|value| value.map(|value| Arc::unwrap_or_clone(value)))
+        result.map(|held| {
+            held.map(|held| match Arc::try_unwrap(held) {
+                Ok(held) => held.value,
+                Err(shared) => shared.value.clone(),
+            })
+        })
     }
 }
 
 /// A feed a streaming-method call sends from, whatever its item type.
 pub(crate) trait CallFeed: Send {
+    /// Where the feed's channel stood when the feed began, and whether the position
+    /// the call resumed from was recovered; `None` when the feed gives no positions
+    /// (the call did not ask, or the channel keeps no history here).
+    fn start(&self) -> Option<(Position, bool)>;
+
     /// From now on, sends the feed's values to `session` as frames of `shape` for
-    /// `call`: first `first` (the call's open response, if it still has to go),
-    /// then what the feed holds, then each post as it comes. `on_end` runs if the
-    /// feed's listener is removed afterwards (its call or socket went, or the app's
-    /// subscriptions for the call were released); at once if it already was.
+    /// `call`: first `first` (the call's open response, if it still has to go, and
+    /// where the call stands), then the replay and what the feed holds, then each post
+    /// as it comes. `on_end` runs if the feed's listener is removed afterwards (its
+    /// call or socket went, or the app's subscriptions for the call were released); at
+    /// once if it already was.
     fn send_to(
         &self,
         session: &Arc<SessionShared>,
         shape: Arc<CallFrameShape>,
         call: Uuid,
-        first: Option<TextFrame>,
+        first: Vec<TextFrame>,
         on_end: Box<dyn FnOnce() + Send>,
     );
 }
 
 impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
+    fn start(&self) -> Option<(Position, bool)> {
+        let start = self.core.start.get()?;
+        Some((start.position.clone(), start.recovered))
+    }
+
     fn send_to(
         &self,
         session: &Arc<SessionShared>,
         shape: Arc<CallFrameShape>,
         call: Uuid,
-        first: Option<TextFrame>,
+        first: Vec<TextFrame>,
         on_end: Box<dyn FnOnce() + Send>,
     ) {
         let core = &self.core;
         let switch = core.switch.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(first) = first {
-            session.push(first);
+        for frame in first {
+            session.push(frame);
         }
         session.name_call(core.key, call);
+        let positioned = core.start.get().is_some();
+        // The replay and what was posted while the method ran: bounded (the replay by
+        // half the socket's cap, the rest by the stream queue's size), so a socket that
+        // cannot take them is as far behind as `Disconnect` means.
+        let push = |object: &[u8], at: Option<u64>| {
+            let at = at.filter(|_| positioned).map(|at| at.to_string());
+            let frame = shape.frame(&call_frame_value(object, at.as_deref()));
+            session.push_from(frame, core.key, SlowConsumerPolicy::Disconnect);
+        };
+        for (offset, object) in core.start.get().map(|start| &start.replay[..]).unwrap_or_default() {
+            push(object.as_bytes(), Some(*offset));
+        }
         let class_name = crate::protocol::method_stream::wrapped_class::<T>();
-        for value in core.queue.take_all() {
-            let mut body = Vec::with_capacity(256);
-            if write_wrapped(&mut body, &class_name, &*value).is_err() {
+        for held in core.queue.take_all() {
+            let mut object = Vec::with_capacity(256);
+            if write_wrapped(&mut object, &class_name, &held.value).is_err() {
                 // A model that encoded when posted encodes now; nothing to send if not.
                 continue;
             }
-            body.extend_from_slice(ANSWER_MESSAGE_TAIL.as_bytes());
-            // At most the stream queue's size, posted while the method ran: a socket
-            // that cannot take that many more frames is as far behind as `Disconnect` means.
-            session.push_from(shape.frame(&body), core.key, SlowConsumerPolicy::Disconnect);
+            push(&object, held.at);
         }
         let _ = core.socket.set(Socket {
             session: session.clone(),
@@ -273,7 +339,7 @@ impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
         });
         drop(switch);
         // Posts that took the listener list before this still go through the feed.
-        self.listener.go_inline(session, core.key, &shape);
+        self.listener.go_inline(session, core.key, &shape, positioned);
         *core.on_end.lock().unwrap_or_else(PoisonError::into_inner) = Some(on_end);
         if core.closed.load(Ordering::Acquire) {
             // Ended before `on_end` was in place: run it now (once, whoever takes it).
@@ -313,6 +379,7 @@ impl<P: ModelSet> MessageCentral<P> {
             class_name: T::CLASS_NAME,
             key: self.inner.channels.new_key(),
             queue: StreamQueue::new(self.stream_capacity()),
+            start: OnceLock::new(),
             socket: OnceLock::new(),
             switch: Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -320,7 +387,47 @@ impl<P: ModelSet> MessageCentral<P> {
         });
         let sink: Arc<dyn FeedSink<P>> = core.clone();
         let feed = sink.clone();
+        // Positions, for a call that asked, where this server keeps the history (in a
+        // cluster it is in Redis: no positions, and a resume is not recovered).
+        let resume = self.resume();
+        let history = resume
+            .filter(|_| self.cluster().is_none())
+            .and_then(|_| self.history_of(channel));
+        // Posts number, keep and deliver under this lock: each lands either in the
+        // replay or, live, after it.
+        let ring = history.as_ref().map(|history| history.lock());
         let (id, owner) = self.add_checked(channel, |id| Listener::Feed { id, feed })?;
+        if let (Some(ring), Some(resume)) = (ring, resume) {
+            let replay = match resume {
+                Resume::After(since) => match ring.since(since) {
+                    Since::Recovered(entries) => Some(entries),
+                    Since::Lost => None,
+                },
+                Resume::Fresh => Some(Vec::new()),
+            };
+            // Too much to replay at once: not recovered (the client reloads) rather
+            // than a reader cut as a slow consumer for what the server chose to send.
+            let fits = |entries: &Vec<&Entry<P>>| {
+                let bytes = entries
+                    .iter()
+                    .map(|entry| entry.message.object.len() + REPLAY_FRAME_OVERHEAD)
+                    .sum();
+                owner
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade)
+                    .is_some_and(|session| session.can_take_replay(bytes))
+            };
+            let replay = replay.filter(fits);
+            let _ = core.start.set(Start {
+                position: ring.newest(),
+                recovered: replay.is_some(),
+                replay: replay
+                    .into_iter()
+                    .flatten()
+                    .map(|entry| (entry.offset, entry.message.object.clone()))
+                    .collect(),
+            });
+        }
         Ok(ChannelFeed {
             core,
             listener: Box::new(Listening {

@@ -40,8 +40,10 @@ use crate::methods::{MethodError, Methods, Session};
 use crate::session::outbound::{Limits, Push};
 use crate::protocol::method_stream::{
     answer_message_head, CallId, CloseReason, KeyForm, MethodStreamFrame, OpenCall, OpenResult,
+    Resume,
     ANSWER_MESSAGE_TAIL,
 };
+use crate::protocol::history::Position;
 use crate::protocol::{auth, ModelSet};
 use crate::rate_limit::{InboundLimiter, Verdict};
 use crate::session::state::SessionShared;
@@ -350,6 +352,7 @@ impl<P: ModelSet> Socket<P> {
                 call,
                 parameter: Some(parameter),
                 object,
+                ..
             } => match RawValue::from_string(object) {
                 // Input waiting for the socket's methods is held within its byte
                 // limit and counted by the memory guard, as what it sends.
@@ -526,6 +529,7 @@ impl<P: ModelSet> Socket<P> {
             info,
             call: open.call.clone(),
             form,
+            resume: open.resume.clone(),
             endings: self.endings.clone(),
             serial,
         };
@@ -712,6 +716,8 @@ struct CallTask<P: ModelSet> {
     info: &'static MethodInfo,
     call: CallId,
     form: KeyForm,
+    /// What the client asked of positions (streampod's clients).
+    resume: Option<Resume>,
     endings: Arc<Endings>,
     serial: u64,
 }
@@ -753,6 +759,23 @@ impl<P: ModelSet> CallTask<P> {
             result,
         };
         TextFrame::from_text(&frame.to_json(self.form))
+    }
+
+    /// Where the call stands, for a client that asked for positions (`None` for one
+    /// that did not): `start` from its feed, if it has one that gives positions.
+    fn position_frame(&self, start: Option<(Position, bool)>) -> Option<TextFrame> {
+        let resume = self.resume.as_ref()?;
+        let asked_to_recover = matches!(resume, Resume::After(_));
+        let (position, recovered) = match start {
+            Some((position, recovered)) => (Some(position), recovered),
+            None => (None, !asked_to_recover),
+        };
+        let frame = MethodStreamFrame::Position {
+            call: self.call.clone(),
+            position,
+            recovered,
+        };
+        Some(TextFrame::from_text(&frame.to_json(self.form)))
     }
 
     /// Who the key signs in, and whether the method lets them in, as for HTTP calls.
@@ -803,7 +826,7 @@ impl<P: ModelSet> CallTask<P> {
             .context
             .handle
             .messages()
-            .owned_by(self.shared.clone(), tag);
+            .owned_by(self.shared.clone(), tag, self.resume.clone());
         let session = Session {
             auth,
             remote_addr: self.shared.remote_addr,
@@ -839,6 +862,11 @@ impl<P: ModelSet> CallTask<P> {
                 Some(Ok(Answer::Opened)) => {
                     opened = true;
                     self.respond(OpenResult::Success);
+                    if let Some(position) = self.position_frame(None) {
+                        // A method that streams values of its own gives no positions
+                        // (one with inputs that returns a feed says so again later).
+                        self.shared.push(position);
+                    }
                     open_calls = Some(OpenCallCount::new(
                         self.context
                             .streams
@@ -874,7 +902,11 @@ impl<P: ModelSet> CallTask<P> {
                 Some(Ok(Answer::Feed(FeedAnswer(feed)))) => {
                     // The open response (if it still has to go), what the feed holds,
                     // then every post: in order, from the message central.
-                    let first = (!opened).then(|| self.open_response(OpenResult::Success));
+                    let opening = (!opened).then(|| self.open_response(OpenResult::Success));
+                    let first = opening
+                        .into_iter()
+                        .chain(self.position_frame(feed.start()))
+                        .collect();
                     let open = open_calls.take().unwrap_or_else(|| {
                         OpenCallCount::new(
                             self.context

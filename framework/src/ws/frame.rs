@@ -63,10 +63,12 @@ impl CallFrameShape {
         })
     }
 
-    /// The frame of this shape carrying `value` (valid UTF-8, whole characters), framed
-    /// once for every call of the shape; each socket's writer puts its call's id in.
-    pub(crate) fn frame(&self, value: &[u8]) -> TextFrame {
-        let payload = self.before_id.len() + CALL_ID_LEN + self.after_id.len() + value.len();
+    /// The frame of this shape ending in `value`'s parts (valid UTF-8, whole
+    /// characters each), framed once for every call of the shape; each socket's writer
+    /// puts its call's id in.
+    pub(crate) fn frame(&self, value: &[&[u8]]) -> TextFrame {
+        let value_len: usize = value.iter().map(|part| part.len()).sum();
+        let payload = self.before_id.len() + CALL_ID_LEN + self.after_id.len() + value_len;
         let header = FrameHeader::server(OpCode::Text, payload).format();
         let header = header.as_slice();
         let mut bytes = Vec::with_capacity(CALL_PREFIX + header.len() + payload - CALL_ID_LEN);
@@ -77,7 +79,9 @@ impl CallFrameShape {
         bytes.extend_from_slice(header);
         bytes.extend_from_slice(&self.before_id);
         bytes.extend_from_slice(&self.after_id);
-        bytes.extend_from_slice(value);
+        for part in value {
+            bytes.extend_from_slice(part);
+        }
         // Sliced, so it is shared from the start: each recipient's clone is one count.
         TextFrame(Bytes::from(bytes).slice(..))
     }
@@ -274,7 +278,7 @@ mod tests {
         let shape = CallFrameShape::around(r#"{"cid":"ID","o":"#, "ID").expect("split");
         for len in [0, 1, 70, 71, 72, 65_479, 65_480, 70_000] {
             let value = "y".repeat(len);
-            let frame = shape.frame(value.as_bytes());
+            let frame = shape.frame(&[value.as_bytes()]);
             assert!(frame.is_call_frame());
             let whole = TextFrame::from_text(&format!(r#"{{"cid":"{call}","o":{value}"#));
             assert!(!whole.is_call_frame());

@@ -119,7 +119,7 @@ mod tests {
     /// `{"cid":"<a call id>"}` then `text`, as a call frame.
     fn call_frame(text: &str) -> TextFrame {
         let shape = CallFrameShape::around(r#"{"cid":"ID"}"#, "ID").expect("split");
-        shape.frame(text.as_bytes())
+        shape.frame(&[text.as_bytes()])
     }
 
     /// The id of every call frame here.
