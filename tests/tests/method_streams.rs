@@ -1233,3 +1233,122 @@ async fn a_call_that_asks_for_positions_resumes_from_its_last_one_on_a_new_socke
     assert_eq!(frame["type"], "msm", "{frame}");
     assert!(frame["data"].get("at").is_none(), "{frame}");
 }
+
+#[tokio::test]
+async fn a_thousand_calls_resume_without_loss_or_repeat_after_their_sockets_are_cut() {
+    use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
+    use streampod::messages::{ChannelConfig, HistoryConfig};
+    use streampod_tests::cut_proxy::CutProxy;
+
+    const ROOMS: usize = 10;
+    const POSTS: usize = 100;
+    let server = start().await;
+    let history = HistoryConfig::new(1_000, Duration::from_secs(60));
+    let messages = server.handle().messages();
+    messages.configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    let proxy = CutProxy::start(server.local_addr()).await;
+    // A hundred sockets (one client each), ten calls on each: one per room.
+    let mut calls = Vec::new();
+    for _ in 0..100 {
+        let client = MethodClient::new(&format!("http://{}", proxy.addr())).unwrap();
+        for room in 0..ROOMS {
+            let call = client
+                .call_stream::<ChatMessage, NoException>(
+                    "live",
+                    "room",
+                    args!({"room": format!("kept-{room}")}),
+                    &[],
+                )
+                .await
+                .unwrap();
+            calls.push(call);
+        }
+    }
+    assert_eq!(messages.listener_count("kept-0"), 100);
+    let readers = calls.into_iter().map(|mut call| {
+        tokio::spawn(async move {
+            let mut next = 0;
+            let mut notices = 0;
+            while next < POSTS {
+                match tokio::time::timeout(WAIT, call.next())
+                    .await
+                    .expect("a value in time")
+                {
+                    Some(Ok(message)) => {
+                        assert_eq!(
+                            message.content,
+                            next.to_string(),
+                            "every value once, in order"
+                        );
+                        next += 1;
+                    }
+                    Some(Err(StreamCallError::NotRecovered)) => notices += 1,
+                    other => panic!("the call ended: {other:?}"),
+                }
+            }
+            (call.resumes(), notices)
+        })
+    });
+    let readers: Vec<_> = readers.collect();
+    // Half the posts, the cut (both sides of every socket dropped), the other half.
+    for n in 0..POSTS {
+        if n == POSTS / 2 {
+            proxy.cut();
+        }
+        for room in 0..ROOMS {
+            let room = format!("kept-{room}");
+            messages
+                .post_message(&room, chat(&room, &n.to_string()), Reach::Local)
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut resumed = 0;
+    for reader in readers {
+        let (resumes, notices) = reader.await.unwrap();
+        assert_eq!(notices, 0, "everything was recovered");
+        resumed += usize::from(resumes > 0);
+    }
+    assert_eq!(resumed, 1_000, "every call went on on a new socket");
+}
+
+#[tokio::test]
+async fn a_call_that_cannot_recover_says_so_once_and_goes_on() {
+    use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
+    use streampod::messages::{ChannelConfig, HistoryConfig};
+    use streampod_tests::cut_proxy::CutProxy;
+
+    let server = start().await;
+    let history = HistoryConfig::new(5, Duration::from_secs(60));
+    let messages = server.handle().messages();
+    messages.configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    let proxy = CutProxy::start(server.local_addr()).await;
+    let client = MethodClient::new(&format!("http://{}", proxy.addr())).unwrap();
+    let mut call = client
+        .call_stream::<ChatMessage, NoException>("live", "room", args!({"room": "kept-1"}), &[])
+        .await
+        .unwrap();
+    post_chats(&server, "kept-1", 1);
+    assert_eq!(call.next().await.unwrap().unwrap().content, "0");
+    // Cut while twenty are posted: more than the five the history keeps. (The client
+    // may notice the cut before or during them.)
+    proxy.cut();
+    post_chats(&server, "kept-1", 20);
+    let notice = tokio::time::timeout(WAIT, call.next())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(notice, Some(Err(StreamCallError::NotRecovered))),
+        "{notice:?}"
+    );
+    assert_eq!(call.resumes(), 1);
+    post_chats(&server, "kept-1", 1);
+    let next = tokio::time::timeout(WAIT, call.next())
+        .await
+        .expect("in time");
+    assert_eq!(
+        next.unwrap().unwrap().content,
+        "0",
+        "it goes on with what comes next"
+    );
+}

@@ -15,6 +15,7 @@ use super::method_streams::{MethodSocket, StreamCall, StreamCallError};
 use super::transport::{ExtraRoots, Transport};
 use crate::protocol::wire::{FromWire, WireValue};
 use crate::protocol::SerializableModel;
+use crate::util::backoff::Backoff;
 
 /// Calls a server's endpoint methods over HTTP, without opening a WebSocket. Cheap to
 /// clone. Make one with [`MethodClient::new`] or
@@ -44,6 +45,8 @@ pub struct MethodClient {
     call_timeout: Duration,
     /// The most bytes of a streaming call's values that wait unread.
     max_stream_queue_bytes: usize,
+    /// The waits before each try to open a streaming call again after its socket was lost.
+    resume_backoff: Backoff,
 }
 
 /// The largest answer body a method call reads by default: 16 MiB.
@@ -81,6 +84,7 @@ impl MethodClient {
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_stream_queue_bytes: DEFAULT_MAX_STREAM_QUEUE_BYTES,
+            resume_backoff: Backoff::default(),
         }
     }
 
@@ -109,6 +113,18 @@ impl MethodClient {
     #[must_use]
     pub fn max_stream_queue_bytes(mut self, bytes: usize) -> Self {
         self.max_stream_queue_bytes = bytes;
+        self
+    }
+
+    /// Sets the waits before each try to open a streaming call again after its socket
+    /// was lost (default [`Backoff::default`]: jittered, from 100 ms up to 10 s). A
+    /// call without input streams on a channel that keeps history goes on by itself
+    /// from the last value it got (see [`StreamCall`]); after
+    /// [`MAX_RESUME_ATTEMPTS`](super::MAX_RESUME_ATTEMPTS) failed tries it ends with
+    /// [`StreamCallError::ConnectionLost`].
+    #[must_use]
+    pub fn resume_backoff(mut self, backoff: Backoff) -> Self {
+        self.resume_backoff = backoff;
         self
     }
 
@@ -152,7 +168,7 @@ impl MethodClient {
                 (endpoint, method),
                 args,
                 inputs,
-                self.max_stream_queue_bytes,
+                (self.max_stream_queue_bytes, self.resume_backoff),
             )
             .await
     }

@@ -20,12 +20,14 @@ use uuid::Uuid;
 
 use super::error::BoxError;
 use super::transport::{Socket, Transport};
+use crate::protocol::history::Position;
 use crate::protocol::method_stream::{
     unwrap_value, wrap_value, CallId, CloseReason, KeyForm, MethodStreamFrame, OpenCall,
-    OpenResult, Wrapped,
+    OpenResult, Resume, Wrapped,
 };
 use crate::protocol::wire::WireValue;
 use crate::protocol::SerializableModel;
+use crate::util::backoff::Backoff;
 
 /// The client pings every 20 s and gives a socket up after 40 s without a frame, as
 /// Serverpod's client does.
@@ -58,9 +60,17 @@ pub enum StreamCallError<E> {
     /// The call ended with an error the server did not describe (a failure it logs).
     #[error("the call ended with an error")]
     Failed,
-    /// The socket was lost while the call ran; open it again to go on.
+    /// The socket was lost while the call ran, and the call could not go on on a new
+    /// one (it gives no positions, takes input streams, or no socket opened again in
+    /// [`MAX_RESUME_ATTEMPTS`] tries); open it again to go on.
     #[error("the connection to the server was lost")]
     ConnectionLost,
+    /// Not an end: the socket was lost, the call went on on a new one, but what was
+    /// posted meanwhile could not all be recovered (too old, or the channel's history
+    /// was reset). Values may be missing before the next one; reload what the app
+    /// shows if that matters. The stream goes on.
+    #[error("the call went on after a lost connection, but values in between may be missing")]
+    NotRecovered,
     /// The socket could not be opened.
     #[error("cannot open the streaming-method socket")]
     Connect(#[source] BoxError),
@@ -88,10 +98,19 @@ pub enum StreamCallError<E> {
 /// the string's own bookkeeping.
 const VALUE_OVERHEAD: usize = 64;
 
+/// Tries to open a call again after its socket was lost, each after a jittered wait
+/// (up to the client's backoff cap), before it ends with
+/// [`StreamCallError::ConnectionLost`].
+pub const MAX_RESUME_ATTEMPTS: u32 = 8;
+
 /// What the reader hands one call.
 #[derive(Debug)]
 enum CallEvent {
-    Value(String),
+    /// A value, with its offset when the call has positions.
+    Value(String, Option<u64>),
+    /// Where the call stands (`msp`): its channel's position, and whether a resume
+    /// was recovered.
+    Position(Option<Position>, bool),
     Exception(String),
     Closed(CloseReason),
     Lost,
@@ -169,8 +188,13 @@ impl Connection {
                 call,
                 parameter: None,
                 object,
-                ..
-            } => (call, CallEvent::Value(object)),
+                at,
+            } => (call, CallEvent::Value(object, at)),
+            MethodStreamFrame::Position {
+                call,
+                position,
+                recovered,
+            } => (call, CallEvent::Position(position, recovered)),
             MethodStreamFrame::Exception {
                 call,
                 parameter: None,
@@ -190,7 +214,7 @@ impl Connection {
         let mut closed = matches!(event, CallEvent::Closed(_));
         if let Some(slot) = calls.get(&call.connection_id) {
             let event = match event {
-                CallEvent::Value(object) => {
+                CallEvent::Value(object, at) => {
                     let cost = object.len() + VALUE_OVERHEAD;
                     if slot.queued.load(Ordering::Relaxed) + cost > slot.limit {
                         // The app is not reading: close the call rather than hold more.
@@ -203,7 +227,7 @@ impl Connection {
                         CallEvent::Overflow(slot.limit)
                     } else {
                         slot.queued.fetch_add(cost, Ordering::Relaxed);
-                        CallEvent::Value(object)
+                        CallEvent::Value(object, at)
                     }
                 }
                 other => other,
@@ -270,32 +294,88 @@ pub(crate) struct MethodSocket {
     current: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
+/// A call opened on a connection: what a [`StreamCall`] reads from.
+struct Opened {
+    shared: Arc<CallShared>,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// What a call needs to be opened again on a new socket.
+struct Reopen {
+    socket: Arc<MethodSocket>,
+    transport: Arc<Transport>,
+    endpoint: String,
+    method: String,
+    args: String,
+    queue_limit: usize,
+    backoff: Backoff,
+}
+
+impl Reopen {
+    /// Opens the call again after `last`, on the socket's current connection or a new
+    /// one, waiting a jittered while before each try.
+    async fn resume<E: SerializableModel>(
+        self: Arc<Self>,
+        last: Position,
+    ) -> Result<Opened, StreamCallError<E>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Every call of a lost socket resumes at once: spread them out.
+            tokio::time::sleep(self.backoff.jittered(attempt)).await;
+            let opened = self
+                .socket
+                .open(
+                    &self.transport,
+                    (&self.endpoint, &self.method),
+                    &self.args,
+                    &[],
+                    Resume::After(last.clone()),
+                    self.queue_limit,
+                )
+                .await;
+            match opened {
+                Ok(opened) => return Ok(opened),
+                Err(refused @ StreamCallError::Refused(_)) => return Err(refused),
+                Err(error) if attempt >= MAX_RESUME_ATTEMPTS => {
+                    tracing::debug!(target: "streampod::client", %error, attempt, "a streaming call could not go on after its socket was lost");
+                    return Err(StreamCallError::ConnectionLost);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 impl MethodSocket {
-    /// Opens `endpoint.method` with `args` and the input streams named `inputs`; at
-    /// most `queue_limit` bytes of its values wait unread.
-    pub(crate) async fn call<R: WireValue, E: SerializableModel>(
+    /// The current connection, or a new one when there is none or it was lost.
+    async fn connection(&self, transport: &Transport) -> Result<Arc<Connection>, BoxError> {
+        let mut current = self.current.lock().await;
+        if let Some(connection) = current.as_ref().filter(|c| !c.is_lost()) {
+            return Ok(connection.clone());
+        }
+        let connection = Connection::open(transport).await?;
+        *current = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Opens `endpoint.method` with `args` (a JSON object's text) and the input streams
+    /// named `inputs`, asking for positions; at most `queue_limit` bytes of its values
+    /// wait unread.
+    async fn open<E: SerializableModel>(
         &self,
         transport: &Transport,
         (endpoint, method): (&str, &str),
-        args: impl Serialize,
+        args: &str,
         inputs: &[&str],
+        resume: Resume,
         queue_limit: usize,
-    ) -> Result<StreamCall<R, E>, StreamCallError<E>> {
-        let args =
-            serde_json::to_string(&args).map_err(|e| StreamCallError::Arguments(Box::new(e)))?;
-        let connection = {
-            let mut current = self.current.lock().await;
-            match current.as_ref().filter(|c| !c.is_lost()) {
-                Some(connection) => connection.clone(),
-                None => {
-                    let connection = Connection::open(transport)
-                        .await
-                        .map_err(StreamCallError::Connect)?;
-                    *current = Some(connection.clone());
-                    connection
-                }
-            }
-        };
+    ) -> Result<Opened, StreamCallError<E>> {
+        let connection = self
+            .connection(transport)
+            .await
+            .map_err(StreamCallError::Connect)?;
         let call = CallId {
             endpoint: endpoint.to_owned(),
             method: method.to_owned(),
@@ -320,11 +400,11 @@ impl MethodSocket {
             .map(str::to_owned);
         let open = MethodStreamFrame::Open(OpenCall {
             call: call.clone(),
-            args,
+            args: args.to_owned(),
             input_streams: inputs.iter().map(|name| (*name).to_owned()).collect(),
             authentication,
             auth_mode: None,
-            resume: None,
+            resume: Some(resume),
         });
         if !connection.send(&open) {
             connection.calls().remove(&call.connection_id);
@@ -341,11 +421,58 @@ impl MethodSocket {
         if result != OpenResult::Success {
             return Err(StreamCallError::Refused(result));
         }
-        Ok(StreamCall {
+        Ok(Opened {
             shared: Arc::new(CallShared { connection, call }),
             events,
             queued,
+        })
+    }
+
+    /// Opens `endpoint.method` with `args` and the input streams named `inputs`; at
+    /// most `queue_limit` bytes of its values wait unread. A call without input
+    /// streams whose method gives positions goes on by itself on a new socket when
+    /// its socket is lost, after `backoff`'s jittered waits.
+    pub(crate) async fn call<R: WireValue, E: SerializableModel>(
+        self: &Arc<Self>,
+        transport: &Arc<Transport>,
+        (endpoint, method): (&str, &str),
+        args: impl Serialize,
+        inputs: &[&str],
+        (queue_limit, backoff): (usize, Backoff),
+    ) -> Result<StreamCall<R, E>, StreamCallError<E>> {
+        let args =
+            serde_json::to_string(&args).map_err(|e| StreamCallError::Arguments(Box::new(e)))?;
+        let opened = self
+            .open(
+                transport,
+                (endpoint, method),
+                &args,
+                inputs,
+                Resume::Fresh,
+                queue_limit,
+            )
+            .await?;
+        let reopen = inputs.is_empty().then(|| {
+            Arc::new(Reopen {
+                socket: self.clone(),
+                transport: transport.clone(),
+                endpoint: endpoint.to_owned(),
+                method: method.to_owned(),
+                args,
+                queue_limit,
+                backoff,
+            })
+        });
+        Ok(StreamCall {
+            shared: opened.shared,
+            events: opened.events,
+            queued: opened.queued,
             ended: false,
+            reopen,
+            last: None,
+            resuming: None,
+            resumed: false,
+            resumes: 0,
             _types: PhantomData,
         })
     }
@@ -370,8 +497,22 @@ pub struct StreamCall<R, E> {
     /// Bytes of values waiting (shared with the reader).
     queued: Arc<AtomicUsize>,
     ended: bool,
+    /// How to open the call again, when it can go on after a lost socket.
+    reopen: Option<Arc<Reopen>>,
+    /// The position of the last value read (or where the call began): where a resume
+    /// starts; `None` while the call gives no positions.
+    last: Option<Position>,
+    /// The call being opened again.
+    resuming: Option<Resuming<E>>,
+    /// Opened again; its position frame says whether it recovered.
+    resumed: bool,
+    resumes: u32,
     _types: PhantomData<fn() -> (R, E)>,
 }
+
+/// A call being opened again.
+type Resuming<E> =
+    Pin<Box<dyn std::future::Future<Output = Result<Opened, StreamCallError<E>>> + Send>>;
 
 impl<R, E> fmt::Debug for StreamCall<R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -391,6 +532,11 @@ impl<R, E> StreamCall<R, E> {
             parameter: parameter.to_owned(),
             _item: PhantomData,
         }
+    }
+
+    /// How many times the call went on on a new socket after its socket was lost.
+    pub fn resumes(&self) -> u32 {
+        self.resumes
     }
 
     /// Closes the call (the server cancels the method); the stream ends.
@@ -419,10 +565,21 @@ impl<R, E> Drop for StreamCall<R, E> {
 impl<R: WireValue, E: SerializableModel> StreamCall<R, E> {
     fn event(&mut self, event: CallEvent) -> Option<Result<R, StreamCallError<E>>> {
         match event {
-            CallEvent::Value(object) => {
+            CallEvent::Value(object, at) => {
                 self.queued
                     .fetch_sub(object.len() + VALUE_OVERHEAD, Ordering::Relaxed);
+                if let (Some(at), Some(last)) = (at, self.last.as_mut()) {
+                    last.offset = at;
+                }
                 Some(unwrap_value::<R>(&object).map_err(StreamCallError::Decode))
+            }
+            CallEvent::Position(position, recovered) => {
+                let resumed = std::mem::take(&mut self.resumed);
+                if !resumed || !recovered {
+                    // Where the call (or, unrecovered, its new start) begins.
+                    self.last = position;
+                }
+                (resumed && !recovered).then_some(Err(StreamCallError::NotRecovered))
             }
             CallEvent::Overflow(limit) => {
                 self.ended = true;
@@ -450,10 +607,17 @@ impl<R: WireValue, E: SerializableModel> StreamCall<R, E> {
                 self.ended = true;
                 (reason == CloseReason::Error).then_some(Err(StreamCallError::Failed))
             }
-            CallEvent::Lost => {
-                self.ended = true;
-                Some(Err(StreamCallError::ConnectionLost))
-            }
+            CallEvent::Lost => match (&self.reopen, &self.last) {
+                (Some(reopen), Some(last)) => {
+                    tracing::debug!(target: "streampod::client", offset = last.offset, "socket lost; resuming the call");
+                    self.resuming = Some(Box::pin(reopen.clone().resume(last.clone())));
+                    None
+                }
+                _ => {
+                    self.ended = true;
+                    Some(Err(StreamCallError::ConnectionLost))
+                }
+            },
         }
     }
 }
@@ -465,6 +629,24 @@ impl<R: WireValue, E: SerializableModel> Stream for StreamCall<R, E> {
         loop {
             if self.ended {
                 return Poll::Ready(None);
+            }
+            if let Some(resuming) = self.resuming.as_mut() {
+                match resuming.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(opened)) => {
+                        self.resuming = None;
+                        self.shared = opened.shared;
+                        self.events = opened.events;
+                        self.queued = opened.queued;
+                        self.resumed = true;
+                        self.resumes += 1;
+                    }
+                    Poll::Ready(Err(error)) => {
+                        self.resuming = None;
+                        self.ended = true;
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
             }
             match self.events.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,

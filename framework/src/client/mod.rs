@@ -43,7 +43,7 @@ pub use calls::{
 };
 pub use connection::{Client, ClientBuilder, ConnectionState, Incoming};
 pub use error::{BoxError, CallError, ClientError, CloseInfo};
-pub use method_streams::{InputSink, StreamCall, StreamCallError};
+pub use method_streams::{InputSink, StreamCall, StreamCallError, MAX_RESUME_ATTEMPTS};
 pub use serde_json::json;
 
 pub use crate::util::backoff::Backoff;
