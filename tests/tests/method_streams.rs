@@ -1352,3 +1352,35 @@ async fn a_call_that_cannot_recover_says_so_once_and_goes_on() {
         "it goes on with what comes next"
     );
 }
+
+#[tokio::test]
+async fn serverpod_clients_get_serverpod_frames_key_for_key() {
+    use streampod::messages::{ChannelConfig, HistoryConfig};
+
+    let fixtures: Value =
+        serde_json::from_str(include_str!("../fixtures/serverpod-method-frames.json")).unwrap();
+    let server = start().await;
+    let history = HistoryConfig::new(100, Duration::from_secs(60));
+    server
+        .handle()
+        .messages()
+        .configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    for conversation in fixtures["conversations"].as_array().unwrap() {
+        let name = &conversation["name"];
+        let mut client = Raw::connect(server.local_addr()).await;
+        for step in conversation["steps"].as_array().unwrap() {
+            if let Some(frame) = step.get("send") {
+                client.send(frame.clone()).await;
+            } else if let Some(expected) = step.get("expect") {
+                assert_eq!(&client.next().await, expected, "{name}");
+            } else if let Some(content) = step["post"].as_str() {
+                let room = "kept-fixture";
+                server
+                    .handle()
+                    .messages()
+                    .post_message(room, chat(room, content), Reach::Local)
+                    .unwrap();
+            }
+        }
+    }
+}
