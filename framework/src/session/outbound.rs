@@ -83,15 +83,16 @@ impl Batch {
     pub(crate) fn call_id(&self, queued: &Queued) -> CallIdText {
         self.calls
             .iter()
-            .find(|(key, _)| *key == queued.channel)
-            .map_or_else(|| Uuid::nil().into(), |(_, id)| *id)
+            .flat_map(|calls| calls.iter())
+            .find(|call| call.key == queued.channel)
+            .map_or_else(|| Uuid::nil().into(), |call| call.id)
     }
 }
 
 /// The id of the call whose frames carry a queue key, as the writer puts it into
 /// them (a call frame is shared by every call; see `ws::frame`).
 #[derive(Debug, Clone, Copy)]
-struct CallName {
+pub(crate) struct CallName {
     key: ChannelKey,
     id: CallIdText,
     /// The call ended: the name goes once no frame of it is left.
@@ -102,8 +103,9 @@ struct CallName {
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub(crate) frames: VecDeque<Queued>,
-    /// The names of the calls whose frames are among `frames`.
-    calls: Vec<(ChannelKey, CallIdText)>,
+    /// The names of the calls whose frames are among `frames` (shared with the queue
+    /// until a call is named or forgotten); `None` on a socket without calls.
+    calls: Option<Arc<Vec<CallName>>>,
     /// The reader's answers (pongs, the reply to a close frame), sent after `frames`.
     pub(crate) control: Vec<u8>,
     /// Send a WebSocket ping after the frames.
@@ -122,8 +124,9 @@ struct State {
     input: usize,
     /// Whole frames the reader queued as answers; see [`Batch::control`].
     control: Vec<u8>,
-    /// The calls this socket's call frames go to (a streaming-method socket's).
-    calls: Vec<CallName>,
+    /// The calls this socket's call frames go to (a streaming-method socket's; `None`
+    /// until one is named).
+    calls: Option<Arc<Vec<CallName>>>,
     ping: bool,
     closed: bool,
     /// The writer task, parked because there was nothing to write. A push takes it out
@@ -348,17 +351,19 @@ impl Outbound {
             }
             std::mem::swap(&mut state.frames, &mut batch.frames);
             state.in_flight = std::mem::take(&mut state.bytes);
-            if !state.calls.is_empty() {
-                // The names the batch's frames need; ended calls whose last frames
-                // were written (everything queued is in the batch now) are forgotten.
-                let frames = &batch.frames;
-                state
-                    .calls
-                    .retain(|call| !call.ended || frames.iter().any(|q| q.channel == call.key));
-                batch.calls.clear();
-                batch
-                    .calls
-                    .extend(state.calls.iter().map(|call| (call.key, call.id)));
+            if let Some(calls) = state.calls.as_mut() {
+                if calls.iter().any(|call| call.ended) {
+                    // Ended calls whose last frames were written (everything queued is
+                    // in the batch now) are forgotten.
+                    let frames = &batch.frames;
+                    Arc::make_mut(calls).retain(|call| {
+                        !call.ended || frames.iter().any(|q| q.channel == call.key)
+                    });
+                }
+                // The names the batch's frames need.
+                if !batch.calls.as_ref().is_some_and(|held| Arc::ptr_eq(held, calls)) {
+                    batch.calls = Some(calls.clone());
+                }
             }
             self.report(&mut state);
             batch.ping = std::mem::take(&mut state.ping);
@@ -402,8 +407,11 @@ impl Outbound {
     /// into them.
     pub(crate) fn name_call(&self, key: ChannelKey, id: Uuid) {
         let mut state = self.lock();
-        state.calls.retain(|call| call.key != key);
-        state.calls.push(CallName {
+        let calls = Arc::make_mut(state.calls.get_or_insert_with(Arc::default));
+        calls.retain(|call| call.key != key);
+        // Most sockets hold a call or two: no room for four.
+        calls.reserve_exact(1);
+        calls.push(CallName {
             key,
             id: id.into(),
             ended: false,
@@ -413,7 +421,10 @@ impl Outbound {
     /// The call queued with `key` ended: its name goes once its frames are written.
     pub(crate) fn end_call(&self, key: ChannelKey) {
         let mut state = self.lock();
-        if let Some(call) = state.calls.iter_mut().find(|call| call.key == key) {
+        let Some(calls) = state.calls.as_mut() else {
+            return;
+        };
+        if let Some(call) = Arc::make_mut(calls).iter_mut().find(|call| call.key == key) {
             call.ended = true;
         }
     }

@@ -125,7 +125,7 @@ pub(crate) fn run<P: ModelSet>(
         context,
         shared,
         auth_key: auth_key.map(Arc::from),
-        calls: HashMap::new(),
+        calls: Calls::default(),
         endings: Arc::default(),
         next_serial: 0,
         inbound,
@@ -147,6 +147,42 @@ struct Call {
     /// The feed the call sends from, once its task handed it over: the call lasts
     /// as long as this, and holds no task meanwhile.
     fed: Option<Box<Fed>>,
+}
+
+/// A socket's open calls, found by connection id. A list, grown one at a time: most
+/// sockets hold a call or two, and a map would hold room for four (the search is over
+/// at most `max_method_calls_per_socket`).
+#[derive(Default)]
+struct Calls(Vec<Call>);
+
+impl Calls {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, id: &Uuid) -> Option<&Call> {
+        self.0.iter().find(|call| call.id.connection_id == *id)
+    }
+
+    fn get_mut(&mut self, id: &Uuid) -> Option<&mut Call> {
+        self.0.iter_mut().find(|call| call.id.connection_id == *id)
+    }
+
+    fn insert(&mut self, call: Call) {
+        if self.0.len() == self.0.capacity() {
+            self.0.reserve_exact(self.0.len().max(1));
+        }
+        self.0.push(call);
+    }
+
+    fn remove(&mut self, id: &Uuid) -> Option<Call> {
+        let index = self.0.iter().position(|call| call.id.connection_id == *id)?;
+        Some(self.0.swap_remove(index))
+    }
+
+    fn drain(&mut self) -> std::vec::Drain<'_, Call> {
+        self.0.drain(..)
+    }
 }
 
 impl Call {
@@ -216,7 +252,7 @@ struct Socket<P: ModelSet> {
     context: Arc<MethodSocketContext<P>>,
     shared: Arc<SessionShared>,
     auth_key: Option<Arc<str>>,
-    calls: HashMap<Uuid, Call>,
+    calls: Calls,
     endings: Arc<Endings>,
     next_serial: u64,
     inbound: InboundLimiter,
@@ -241,7 +277,7 @@ impl<P: ModelSet> Socket<P> {
         if !self.shared.closing.is_raised() {
             self.shared.peer_closed();
         }
-        for (_, call) in self.calls.drain() {
+        for call in self.calls.drain() {
             call.abort();
         }
         // Whatever a call's clone of its central subscribed after the call ended.
@@ -433,7 +469,7 @@ impl<P: ModelSet> Socket<P> {
 
     fn open(&mut self, open: OpenCall, form: KeyForm) {
         let connection_id = open.call.connection_id;
-        if self.calls.contains_key(&connection_id) {
+        if self.calls.get(&connection_id).is_some() {
             return self.bad_request(
                 &connection_id.to_string(),
                 "a call with this connection id is already open",
@@ -535,17 +571,14 @@ impl<P: ModelSet> Socket<P> {
         };
         let span = tracing::debug_span!(target: "streampod::method_socket", "call", endpoint = %open.call.endpoint, method = info.name, cid = %connection_id);
         let task = tokio::spawn(task.run(key, args, Inputs::new(receivers)).instrument(span));
-        self.calls.insert(
-            connection_id,
-            Call {
-                serial,
-                id: open.call,
-                form,
-                inputs,
-                task: Some(task),
-                fed: None,
-            },
-        );
+        self.calls.insert(Call {
+            serial,
+            id: open.call,
+            form,
+            inputs,
+            task: Some(task),
+            fed: None,
+        });
     }
 
     /// Hands `event` to an input stream; a value for a stream that is not open, or one
