@@ -1384,3 +1384,36 @@ async fn serverpod_clients_get_serverpod_frames_key_for_key() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_call_listening_to_a_room_with_presence_is_a_member_while_it_lasts() {
+    use streampod::messages::ChannelConfig;
+
+    let server = start().await;
+    let messages = server.handle().messages();
+    messages.configure_namespace("here-", ChannelConfig::default().with_presence());
+    let mut client = Raw::connect(server.local_addr()).await;
+    client
+        .send(json!({"type": "omsc", "data": {
+            "en": "live", "m": "room", "cid": cid(1),
+            "args": json!({"room": "here-1"}).to_string(), "is": [], "auth": "ann",
+        }}))
+        .await;
+    assert_eq!(client.next().await["data"]["res"], "success");
+    assert_eq!(messages.presence_count("here-1").await.unwrap(), 1);
+    let members = messages.presence("here-1", 10).await.unwrap();
+    assert_eq!(members[0].user_id.as_deref(), Some("1"), "the call's user");
+    // The same client again without a key: a second member (each call is one), a guest.
+    client
+        .open_ok(2, "room", json!({"room": "here-1"}), &[])
+        .await;
+    assert_eq!(messages.presence_count("here-1").await.unwrap(), 2);
+    let members = messages.presence("here-1", 10).await.unwrap();
+    assert_ne!(members[0].session, members[1].session);
+    assert!(members.iter().any(|member| member.user_id.is_none()));
+    client.close_call(1, "room", None).await;
+    assert!(is_close(&client.next().await, 1, None, "done"));
+    drop(client);
+    streampod_tests::eventually("both calls left", || messages.listener_count("here-1") == 0).await;
+    assert_eq!(messages.presence_count("here-1").await.unwrap(), 0);
+}

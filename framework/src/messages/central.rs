@@ -11,7 +11,7 @@ use super::gate::{Gate, Positioned, Target};
 use super::hooks::Hooks;
 use super::history::{History, Kept};
 use super::delivery::{
-    check_size, push_call_frames, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post,
+    check_size, CallMember, push_call_frames, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post,
     PostError, Reach,
 };
 use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
@@ -66,6 +66,8 @@ pub struct MessageCentral<P> {
 struct Owner {
     session: Arc<SessionShared>,
     tag: Arc<str>,
+    /// The user the call signed in as.
+    user: Option<String>,
     /// What the call's client asked of positions (streampod's clients ask).
     resume: Option<Resume>,
 }
@@ -121,12 +123,13 @@ impl<P> MessageCentral<P> {
     pub(crate) fn owned_by(
         &self,
         session: Arc<SessionShared>,
-        tag: Arc<str>,
+        (tag, user): (Arc<str>, Option<String>),
         resume: Option<Resume>,
     ) -> (Self, ReleaseOnDrop<P>) {
         let owner = Arc::new(Owner {
             session,
             tag,
+            user,
             resume,
         });
         let owned = Self {
@@ -138,6 +141,15 @@ impl<P> MessageCentral<P> {
             owner,
         };
         (owned, release)
+    }
+
+    /// The member a listener this handle adds is, for a call's handle.
+    pub(crate) fn call_member(&self) -> Option<CallMember> {
+        self.owner.as_ref().map(|owner| CallMember {
+            session: owner.session.clone(),
+            call: owner.tag.clone(),
+            user: owner.user.clone(),
+        })
     }
 
     /// What the client of the call this handle subscribes for asked of positions.
@@ -193,9 +205,9 @@ impl<P> MessageCentral<P> {
                 cluster.unsubscribe(channel);
             }
         });
-        if let Some(Listener::Session { session, info, .. }) = &removed {
+        if let Some(member) = removed.as_ref().and_then(|l| self.member_of_listener(l)) {
             if self.has_presence(channel) {
-                self.presence_changed(channel, session, info.as_ref(), false);
+                self.announce(channel, member, false);
             }
         }
         removed.is_some()

@@ -463,6 +463,18 @@ pub(crate) trait FeedSink<P>: Send + Sync {
 
     /// The class of the feed's values.
     fn class_name(&self) -> &'static str;
+
+    /// The call the feed listens for, as a member of a channel with presence.
+    fn member(&self) -> Option<&CallMember>;
+}
+
+/// A streaming-method call as a member of a channel with presence: its socket, the
+/// call (its tag on the socket: each call is a member of its own), and the user it
+/// signed in as.
+pub(crate) struct CallMember {
+    pub(crate) session: Arc<SessionShared>,
+    pub(crate) call: Arc<str>,
+    pub(crate) user: Option<String>,
 }
 
 /// Pushes the call frames of one post to the call queued under `key` on `session`.

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::central::MessageCentral;
 use super::channel::Listener;
 use super::delivery::{
-    call_frame_value, push_call_frames, DeliveryReport, FeedSink, Post, PostError,
+    call_frame_value, push_call_frames, CallMember, DeliveryReport, FeedSink, Post, PostError,
 };
 use super::history::{Entry, Since, REPLAY_FRAME_OVERHEAD};
 use super::listener::ListenerHandle;
@@ -71,6 +71,8 @@ struct FeedCore<T> {
     closed: AtomicBool,
     /// Told once when the feed ends after a call took it over.
     on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The call it listens for, a member of a channel with presence.
+    member: Option<CallMember>,
 }
 
 impl<T: SerializableModel + Clone> FeedCore<T> {
@@ -143,6 +145,10 @@ impl<P: ModelSet, T: SerializableModel + Clone> FeedSink<P> for FeedCore<T> {
 
     fn class_name(&self) -> &'static str {
         self.class_name
+    }
+
+    fn member(&self) -> Option<&CallMember> {
+        self.member.as_ref()
     }
 }
 
@@ -384,6 +390,7 @@ impl<P: ModelSet> MessageCentral<P> {
             switch: Mutex::new(()),
             closed: AtomicBool::new(false),
             on_end: Mutex::new(None),
+            member: self.call_member(),
         });
         let sink: Arc<dyn FeedSink<P>> = core.clone();
         let feed = sink.clone();
@@ -397,6 +404,10 @@ impl<P: ModelSet> MessageCentral<P> {
         // replay or, live, after it.
         let ring = history.as_ref().map(|history| history.lock());
         let (id, owner) = self.add_checked(channel, |id| Listener::Feed { id, feed })?;
+        // A call listening to a room with presence is a member of it while it lasts.
+        if let Some(member) = core.member.as_ref().filter(|_| self.has_presence(channel)) {
+            self.announce(channel, self.member_of_call(member), true);
+        }
         if let (Some(ring), Some(resume)) = (ring, resume) {
             let replay = match resume {
                 Resume::After(since) => match ring.since(since) {

@@ -15,7 +15,9 @@ pub struct Member {
     /// The signed-in user, if any.
     pub user_id: Option<String>,
     /// The session, unique in the cluster (`<node>-<session id>`, or the session id on
-    /// a single server).
+    /// a single server); for a streaming-method call listening through a
+    /// [`ChannelFeed`](crate::messages::ChannelFeed), its socket's, then `/call <n>`
+    /// (each call is a member of its own).
     pub session: String,
     /// What the app joined with ([`SessionMessages::join_with_info`](crate::messages::SessionMessages::join_with_info)).
     pub info: Option<String>,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::central::MessageCentral;
 use super::channel::Listener;
+use super::delivery::CallMember;
 pub use super::hooks::{Member, PresenceChange};
 use crate::cluster::{Backplane, ClusterError, StoredMember};
 use crate::session::state::SessionShared;
@@ -66,6 +67,27 @@ impl<P> MessageCentral<P> {
         }
     }
 
+    /// The member a streaming-method call's feed is.
+    pub(crate) fn member_of_call(&self, call: &CallMember) -> Member {
+        let mut member = self.member_of(&call.session, None);
+        member.user_id.clone_from(&call.user);
+        member.session = format!("{}/{}", member.session, call.call);
+        member
+    }
+
+    /// Who `listener` is as a member of a channel with presence: a session that
+    /// joined, or a streaming-method call listening through a feed; `None` for the
+    /// app's own listeners.
+    pub(crate) fn member_of_listener(&self, listener: &Listener<P>) -> Option<Member> {
+        match listener {
+            Listener::Session { session, info, .. } => Some(self.member_of(session, info.as_ref())),
+            Listener::Feed { feed, .. } | Listener::Call { feed, .. } => {
+                feed.member().map(|call| self.member_of_call(call))
+            }
+            Listener::Callback { .. } | Listener::Stream { .. } => None,
+        }
+    }
+
     /// A session joined or left a channel with presence: tells the cluster, or, on a
     /// single server, the hooks.
     pub(crate) fn presence_changed(
@@ -75,7 +97,12 @@ impl<P> MessageCentral<P> {
         info: Option<&Arc<str>>,
         joined: bool,
     ) {
-        let member = self.member_of(session, info);
+        self.announce(channel, self.member_of(session, info), joined);
+    }
+
+    /// `member` joined or left a channel with presence: tells the cluster, or, on a
+    /// single server, the hooks.
+    pub(crate) fn announce(&self, channel: &str, member: Member, joined: bool) {
         match self.cluster() {
             Some(cluster) if joined => {
                 cluster.presence_join(channel, &member.session, &member_json(&member));
@@ -118,16 +145,13 @@ impl<P> MessageCentral<P> {
             if !self.has_presence(&channel) {
                 continue;
             }
-            for listener in listeners.iter() {
-                if let Listener::Session { session, info, .. } = listener {
-                    let member = self.member_of(session.as_ref(), info.as_ref());
-                    let json = member_json(&member);
-                    members.push(StoredMember {
-                        channel: channel.to_string(),
-                        id: member.session,
-                        member: json,
-                    });
-                }
+            for member in listeners.iter().filter_map(|l| self.member_of_listener(l)) {
+                let json = member_json(&member);
+                members.push(StoredMember {
+                    channel: channel.to_string(),
+                    id: member.session,
+                    member: json,
+                });
             }
         }
         cluster.presence_resync(members);
@@ -158,12 +182,7 @@ impl<P> MessageCentral<P> {
         Ok(found
             .snapshot()
             .iter()
-            .filter_map(|listener| match listener {
-                Listener::Session { session, info, .. } => {
-                    Some(self.member_of(session.as_ref(), info.as_ref()))
-                }
-                _ => None,
-            })
+            .filter_map(|listener| self.member_of_listener(listener))
             .take(limit)
             .collect())
     }
@@ -185,7 +204,13 @@ impl<P> MessageCentral<P> {
             found
                 .snapshot()
                 .iter()
-                .filter(|listener| matches!(listener, Listener::Session { .. }))
+                .filter(|listener| match listener {
+                    Listener::Session { .. } => true,
+                    Listener::Feed { feed, .. } | Listener::Call { feed, .. } => {
+                        feed.member().is_some()
+                    }
+                    Listener::Callback { .. } | Listener::Stream { .. } => false,
+                })
                 .count()
         }))
     }

@@ -859,7 +859,11 @@ impl<P: ModelSet> CallTask<P> {
             .context
             .handle
             .messages()
-            .owned_by(self.shared.clone(), tag, self.resume.clone());
+            .owned_by(
+                self.shared.clone(),
+                (tag, auth.as_ref().map(|auth| auth.user_id.clone())),
+                self.resume.clone(),
+            );
         let session = Session {
             auth,
             remote_addr: self.shared.remote_addr,
