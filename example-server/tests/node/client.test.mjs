@@ -267,3 +267,40 @@ test("a client that loses its socket gets what it missed, once and in order (roo
   assert.deepEqual(heard, expected, "every message once, in order");
   assert.ok(joins.some((j) => j.recovering && j.recovered), JSON.stringify(joins));
 });
+
+test("a streaming call whose socket is lost goes on by itself: nothing missed, nothing twice (room history)", { timeout: 60_000 }, async () => {
+  const server = await startServer("--room-history", "1000");
+  const room = "resume";
+  const ann = newClient(server, { authKey: "ann-secret-key" });
+  const bob = newClient(server);
+  ann.connect();
+  await opened(ann);
+  await join(ann, room);
+  const say = (n) => assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: `s-${n}`, channelId: room } }), true);
+
+  // bob follows the room through `chat.messages` only.
+  const messages = await bob.chat.messages(room);
+  const heard = [];
+  const resumed = [];
+  messages.onresume = (recovered) => resumed.push(recovered);
+  const read = async (upTo) => {
+    while (heard.length < upTo) {
+      const { value, done } = await messages.next();
+      assert.equal(done, false, "the call goes on");
+      heard.push(value.content);
+    }
+  };
+  for (let n = 0; n < 10; n++) say(n);
+  await read(10);
+
+  // Bob's streaming socket dies without a close handshake while ann goes on talking.
+  bob.methodSocket.socket.terminate();
+  for (let n = 10; n < 60; n++) say(n);
+  await read(60);
+  assert.deepEqual(heard, Array.from({ length: 60 }, (_, n) => `s-${n}`), "every message once, in order");
+  assert.equal(messages.resumes, 1);
+  assert.deepEqual(resumed, [true], "recovered");
+  messages.close();
+  ann.close();
+  bob.close();
+});

@@ -182,11 +182,16 @@ export class StreampodClient {
      * `result` says why) or `StreamCallLost`.
      */
     openStream(endpoint, method, args, inputs, decode) {
+        const authentication = this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null;
+        const reopen = (call, after) => this.streamingSocket().reopen(call, args, after, authentication);
+        return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication, reopen);
+    }
+    /** The streaming-method socket, opened again if it was lost. */
+    streamingSocket() {
         if (this.methodSocket === null || this.methodSocket.lost) {
             this.methodSocket = new MethodSocket(this.protocol, this.options, socketConstructor(this.options));
         }
-        const authentication = this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null;
-        return this.methodSocket.open(endpoint, method, args, inputs, decode, authentication);
+        return this.methodSocket;
     }
     open() {
         const Socket = socketConstructor(this.options);
@@ -410,11 +415,19 @@ export class StreamCallError extends Error {
         this.name = "StreamCallError";
     }
 }
+/** Tries to open a streaming call again after its socket was lost, before it fails. */
+const MAX_RESUME_ATTEMPTS = 8;
 /**
  * One open streaming-method call: iterate it (`for await`) for the method's values; it
  * ends when the method ends, throwing its exception if it threw one. `close()` (or
  * leaving the loop early) closes the call, and the server cancels the method. Values
  * wait here until read.
+ *
+ * A call without input streams on a channel that keeps history goes on by itself when
+ * its socket is lost: it is opened again on a new socket (jittered waits, up to
+ * `MAX_RESUME_ATTEMPTS` tries) from the last value it got, and everything missed comes
+ * first, once and in order. `resumes` counts those; `onresume` hears each, with
+ * `recovered` false when values in between could not all be recovered (reload then).
  */
 export class MethodStreamCall {
     socket;
@@ -422,19 +435,39 @@ export class MethodStreamCall {
     method;
     id;
     decode;
+    reopen;
     events = [];
     waiting = null;
     ended = false;
+    /** Where the call resumes from: its last value's position (or where it began). */
+    last = undefined;
+    /** Opened again; its position frame says whether it recovered. */
+    resuming = false;
+    /** How many times the call went on on a new socket. */
+    resumes = 0;
+    /** Hears each time the call went on on a new socket; `recovered` false: values in between may be missing. */
+    onresume = null;
     /** A sink per input stream, to send values to the method. */
     inputs;
     /** @internal */
-    constructor(socket, endpoint, method, id, decode, inputs) {
+    constructor(socket, endpoint, method, id, decode, inputs, reopen) {
         this.socket = socket;
         this.endpoint = endpoint;
         this.method = method;
         this.id = id;
         this.decode = decode;
+        this.reopen = reopen;
         this.inputs = inputs(this);
+    }
+    /** @internal Being opened again: the next position frame says whether it recovered. */
+    resumingNow() {
+        this.resuming = true;
+    }
+    /** @internal The call's new socket and id, once opened again. */
+    moved(socket, id) {
+        this.socket = socket;
+        this.id = id;
+        this.resumes += 1;
     }
     /** The next value, or the end. */
     next() {
@@ -471,7 +504,9 @@ export class MethodStreamCall {
         this.push({ done: true });
     }
     /** @internal */
-    deliver(data) {
+    deliver(data, at) {
+        if (at !== undefined && this.last !== undefined)
+            this.last = { epoch: this.last.epoch, offset: at };
         let value;
         try {
             value = this.decode(data);
@@ -482,6 +517,44 @@ export class MethodStreamCall {
             return;
         }
         this.push({ value });
+    }
+    /** @internal */
+    position(position, recovered) {
+        const resumed = this.resuming;
+        this.resuming = false;
+        if (!resumed || !recovered)
+            this.last = position;
+        if (resumed)
+            this.onresume?.(recovered);
+    }
+    /** @internal */
+    lose(error) {
+        const after = this.last;
+        if (this.ended || this.reopen === null || after === undefined) {
+            this.fail(error);
+            return;
+        }
+        void this.resume(after, error);
+    }
+    async resume(after, error) {
+        for (let attempt = 1; attempt <= MAX_RESUME_ATTEMPTS && !this.ended; attempt++) {
+            // Every call of a lost socket resumes at once: spread them out (full jitter).
+            const limit = Math.min(10_000, 100 * 2 ** (attempt - 1));
+            await new Promise((resolve) => setTimeout(resolve, Math.random() * limit));
+            if (this.ended || this.reopen === null)
+                return;
+            try {
+                await this.reopen(this, after);
+                return;
+            }
+            catch (refused) {
+                if (refused instanceof StreamCallRefused) {
+                    this.fail(refused);
+                    return;
+                }
+            }
+        }
+        this.fail(error);
     }
     /** @internal */
     fail(error) {
@@ -573,23 +646,51 @@ class MethodSocket {
             // A close event follows.
         };
     }
-    open(endpoint, method, args, inputs, decode, authentication) {
+    open(endpoint, method, args, inputs, decode, authentication, reopen) {
         const id = randomUuid();
+        // A call with input streams cannot go on from a position: it is not reopened.
+        const resumable = Object.keys(inputs).length === 0;
         const call = new MethodStreamCall(this, endpoint, method, id, decode, (target) => {
             const sinks = {};
             for (const [name, encode] of Object.entries(inputs))
                 sinks[name] = new InputSink(target, name, encode);
             return sinks;
-        });
+        }, resumable ? reopen : null);
         const data = { en: endpoint, m: method, cid: id, args: JSON.stringify(args), is: Object.keys(inputs) };
         if (authentication !== null)
             data["auth"] = authentication;
+        // streampod's extension: positions, so the call can go on after a lost socket.
+        if (resumable)
+            data["pos"] = true;
+        return this.start(call, data).then(() => call);
+    }
+    /** Opens `call` again on this socket, after `after`, as a new call id. */
+    reopen(call, args, after, authentication) {
+        const id = randomUuid();
+        const data = { en: call.endpoint, m: call.method, cid: id, args: JSON.stringify(args), is: [], pos: after };
+        if (authentication !== null)
+            data["auth"] = authentication;
+        const handle = {
+            endpoint: call.endpoint,
+            method: call.method,
+            id,
+            deliver: (value, at) => call.deliver(value, at),
+            position: (position, recovered) => call.position(position, recovered),
+            lose: (error) => call.lose(error),
+            fail: (error) => call.fail(error),
+            finish: () => call.finish(),
+        };
+        // Its position frame may be read before the open's promise settles.
+        call.resumingNow();
+        return this.start(handle, data).then(() => call.moved(this, id));
+    }
+    start(call, data) {
         return new Promise((resolve, reject) => {
             if (this.lost) {
-                reject(new StreamCallError(`${endpoint}.${method}: the streaming-method socket is closed`, true));
+                reject(new StreamCallError(`${call.endpoint}.${call.method}: the streaming-method socket is closed`, true));
                 return;
             }
-            this.openings.set(id, { call, resolve: () => resolve(call), reject });
+            this.openings.set(call.id, { call, resolve, reject });
             this.send("omsc", data);
         });
     }
@@ -623,7 +724,7 @@ class MethodSocket {
         }
         this.openings.clear();
         for (const call of this.calls.values()) {
-            call.fail(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
+            call.lose(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
         }
         this.calls.clear();
     }
@@ -660,8 +761,17 @@ class MethodSocket {
             }
             case "msm": {
                 const object = isObject(data["o"]) ? data["o"] : {};
+                const at = typeof data["at"] === "number" ? data["at"] : undefined;
                 if (toAnswer)
-                    this.calls.get(id)?.deliver(object["data"]);
+                    this.calls.get(id)?.deliver(object["data"], at);
+                return;
+            }
+            case "msp": {
+                const position = isObject(data["pos"]) ? data["pos"] : undefined;
+                const at = position !== undefined && typeof position["epoch"] === "string" && typeof position["offset"] === "number"
+                    ? { epoch: position["epoch"], offset: position["offset"] }
+                    : undefined;
+                this.calls.get(id)?.position(at, data["rec"] === true);
                 return;
             }
             case "msse": {

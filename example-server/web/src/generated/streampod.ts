@@ -309,11 +309,18 @@ export class StreampodClient<P extends ProtocolValue> {
     inputs: I,
     decode: (data: unknown) => T,
   ): Promise<MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>> {
+    const authentication = this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null;
+    const reopen = (call: MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>, after: Position): Promise<void> =>
+      this.streamingSocket().reopen(call, args, after, authentication);
+    return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication, reopen);
+  }
+
+  /** The streaming-method socket, opened again if it was lost. */
+  private streamingSocket(): MethodSocket {
     if (this.methodSocket === null || this.methodSocket.lost) {
       this.methodSocket = new MethodSocket(this.protocol, this.options, socketConstructor(this.options));
     }
-    const authentication = this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null;
-    return this.methodSocket.open(endpoint, method, args, inputs, decode, authentication);
+    return this.methodSocket;
   }
 
   private open(): void {
@@ -547,13 +554,20 @@ interface CallHandle {
   readonly endpoint: string;
   readonly method: string;
   readonly id: string;
-  /** Decodes and queues a value; a value that does not decode fails the call. */
-  deliver(data: unknown): void;
+  /** Decodes and queues a value (at `at` of its channel, when the call has positions); a value that does not decode fails the call. */
+  deliver(data: unknown, at: number | undefined): void;
+  /** Where the call stands (streampod's `msp`): its channel's position, and whether a resume was recovered. */
+  position(position: Position | undefined, recovered: boolean): void;
+  /** The socket was lost: the call goes on on a new one if it can, else ends with `error`. */
+  lose(error: Error): void;
   /** Ends the call with `error`. */
   fail(error: Error): void;
   /** Ends the call. */
   finish(): void;
 }
+
+/** Tries to open a streaming call again after its socket was lost, before it fails. */
+const MAX_RESUME_ATTEMPTS = 8;
 
 /** Where an input sink sends. */
 interface InputTarget {
@@ -566,24 +580,51 @@ interface InputTarget {
  * ends when the method ends, throwing its exception if it threw one. `close()` (or
  * leaving the loop early) closes the call, and the server cancels the method. Values
  * wait here until read.
+ *
+ * A call without input streams on a channel that keeps history goes on by itself when
+ * its socket is lost: it is opened again on a new socket (jittered waits, up to
+ * `MAX_RESUME_ATTEMPTS` tries) from the last value it got, and everything missed comes
+ * first, once and in order. `resumes` counts those; `onresume` hears each, with
+ * `recovered` false when values in between could not all be recovered (reload then).
  */
 export class MethodStreamCall<T, I> implements AsyncIterable<T>, CallHandle, InputTarget {
   private readonly events: CallEvent<T>[] = [];
   private waiting: ((event: CallEvent<T>) => void) | null = null;
   private ended = false;
+  /** Where the call resumes from: its last value's position (or where it began). */
+  private last: Position | undefined = undefined;
+  /** Opened again; its position frame says whether it recovered. */
+  private resuming = false;
+  /** How many times the call went on on a new socket. */
+  resumes = 0;
+  /** Hears each time the call went on on a new socket; `recovered` false: values in between may be missing. */
+  onresume: ((recovered: boolean) => void) | null = null;
   /** A sink per input stream, to send values to the method. */
   readonly inputs: I;
 
   /** @internal */
   constructor(
-    private readonly socket: MethodSocket,
+    private socket: MethodSocket,
     readonly endpoint: string,
     readonly method: string,
-    readonly id: string,
+    public id: string,
     private readonly decode: (data: unknown) => T,
     inputs: (target: InputTarget) => I,
+    private readonly reopen: ((call: MethodStreamCall<T, I>, after: Position) => Promise<void>) | null,
   ) {
     this.inputs = inputs(this);
+  }
+
+  /** @internal Being opened again: the next position frame says whether it recovered. */
+  resumingNow(): void {
+    this.resuming = true;
+  }
+
+  /** @internal The call's new socket and id, once opened again. */
+  moved(socket: MethodSocket, id: string): void {
+    this.socket = socket;
+    this.id = id;
+    this.resumes += 1;
   }
 
   /** The next value, or the end. */
@@ -619,7 +660,8 @@ export class MethodStreamCall<T, I> implements AsyncIterable<T>, CallHandle, Inp
   }
 
   /** @internal */
-  deliver(data: unknown): void {
+  deliver(data: unknown, at: number | undefined): void {
+    if (at !== undefined && this.last !== undefined) this.last = { epoch: this.last.epoch, offset: at };
     let value: T;
     try {
       value = this.decode(data);
@@ -629,6 +671,43 @@ export class MethodStreamCall<T, I> implements AsyncIterable<T>, CallHandle, Inp
       return;
     }
     this.push({ value });
+  }
+
+  /** @internal */
+  position(position: Position | undefined, recovered: boolean): void {
+    const resumed = this.resuming;
+    this.resuming = false;
+    if (!resumed || !recovered) this.last = position;
+    if (resumed) this.onresume?.(recovered);
+  }
+
+  /** @internal */
+  lose(error: Error): void {
+    const after = this.last;
+    if (this.ended || this.reopen === null || after === undefined) {
+      this.fail(error);
+      return;
+    }
+    void this.resume(after, error);
+  }
+
+  private async resume(after: Position, error: Error): Promise<void> {
+    for (let attempt = 1; attempt <= MAX_RESUME_ATTEMPTS && !this.ended; attempt++) {
+      // Every call of a lost socket resumes at once: spread them out (full jitter).
+      const limit = Math.min(10_000, 100 * 2 ** (attempt - 1));
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * limit));
+      if (this.ended || this.reopen === null) return;
+      try {
+        await this.reopen(this, after);
+        return;
+      } catch (refused) {
+        if (refused instanceof StreamCallRefused) {
+          this.fail(refused);
+          return;
+        }
+      }
+    }
+    this.fail(error);
   }
 
   /** @internal */
@@ -737,21 +816,58 @@ class MethodSocket {
     inputs: { [name: string]: (value: never) => WrappedValue },
     decode: (data: unknown) => T,
     authentication: string | null,
+    reopen: (call: MethodStreamCall<T, I>, after: Position) => Promise<void>,
   ): Promise<MethodStreamCall<T, I>> {
     const id = randomUuid();
-    const call = new MethodStreamCall<T, I>(this, endpoint, method, id, decode, (target) => {
-      const sinks: { [name: string]: InputSink<never> } = {};
-      for (const [name, encode] of Object.entries(inputs)) sinks[name] = new InputSink(target, name, encode);
-      return sinks as I;
-    });
+    // A call with input streams cannot go on from a position: it is not reopened.
+    const resumable = Object.keys(inputs).length === 0;
+    const call = new MethodStreamCall<T, I>(
+      this,
+      endpoint,
+      method,
+      id,
+      decode,
+      (target) => {
+        const sinks: { [name: string]: InputSink<never> } = {};
+        for (const [name, encode] of Object.entries(inputs)) sinks[name] = new InputSink(target, name, encode);
+        return sinks as I;
+      },
+      resumable ? reopen : null,
+    );
     const data: { [key: string]: unknown } = { en: endpoint, m: method, cid: id, args: JSON.stringify(args), is: Object.keys(inputs) };
     if (authentication !== null) data["auth"] = authentication;
+    // streampod's extension: positions, so the call can go on after a lost socket.
+    if (resumable) data["pos"] = true;
+    return this.start(call, data).then(() => call);
+  }
+
+  /** Opens `call` again on this socket, after `after`, as a new call id. */
+  reopen<T, I>(call: MethodStreamCall<T, I>, args: { [name: string]: unknown }, after: Position, authentication: string | null): Promise<void> {
+    const id = randomUuid();
+    const data: { [key: string]: unknown } = { en: call.endpoint, m: call.method, cid: id, args: JSON.stringify(args), is: [], pos: after };
+    if (authentication !== null) data["auth"] = authentication;
+    const handle: CallHandle = {
+      endpoint: call.endpoint,
+      method: call.method,
+      id,
+      deliver: (value, at) => call.deliver(value, at),
+      position: (position, recovered) => call.position(position, recovered),
+      lose: (error) => call.lose(error),
+      fail: (error) => call.fail(error),
+      finish: () => call.finish(),
+    };
+    // Its position frame may be read before the open's promise settles.
+    call.resumingNow();
+    return this.start(handle, data).then(() => call.moved(this, id));
+  }
+
+  private start(call: CallHandle, data: { [key: string]: unknown }): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.lost) {
-        reject(new StreamCallError(`${endpoint}.${method}: the streaming-method socket is closed`, true));
+        reject(new StreamCallError(`${call.endpoint}.${call.method}: the streaming-method socket is closed`, true));
         return;
       }
-      this.openings.set(id, { call, resolve: () => resolve(call), reject });
+      this.openings.set(call.id, { call, resolve, reject });
       this.send("omsc", data);
     });
   }
@@ -784,7 +900,7 @@ class MethodSocket {
     }
     this.openings.clear();
     for (const call of this.calls.values()) {
-      call.fail(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
+      call.lose(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
     }
     this.calls.clear();
   }
@@ -818,7 +934,17 @@ class MethodSocket {
       }
       case "msm": {
         const object = isObject(data["o"]) ? data["o"] : {};
-        if (toAnswer) this.calls.get(id)?.deliver(object["data"]);
+        const at = typeof data["at"] === "number" ? data["at"] : undefined;
+        if (toAnswer) this.calls.get(id)?.deliver(object["data"], at);
+        return;
+      }
+      case "msp": {
+        const position = isObject(data["pos"]) ? data["pos"] : undefined;
+        const at =
+          position !== undefined && typeof position["epoch"] === "string" && typeof position["offset"] === "number"
+            ? { epoch: position["epoch"], offset: position["offset"] }
+            : undefined;
+        this.calls.get(id)?.position(at, data["rec"] === true);
         return;
       }
       case "msse": {
