@@ -196,9 +196,11 @@ impl TextFrame {
 
     /// The payload's length in bytes (what queue limits count).
     pub(crate) fn len(&self) -> usize {
-        match self.call_sides() {
-            None => self.0.len() - whole_header_len(&self.0),
-            Some((with_header, _)) => self.wire_len() - whole_header_len(with_header),
+        if self.is_call_frame() {
+            let frame = self.0.get(CALL_PREFIX..).unwrap_or_default();
+            frame.len() - whole_header_len(frame) + CALL_ID_LEN
+        } else {
+            self.0.len() - whole_header_len(&self.0)
         }
     }
 
