@@ -159,15 +159,15 @@ type Recv<T> = Pin<Box<dyn Future<Output = Option<Arc<Held<T>>>> + Send>>;
 ///
 /// ```no_run
 /// # streampod::__doc_models!();
-/// use streampod::{endpoint, messages::ChannelFeed, messages::JoinError, Session};
+/// use streampod::{endpoint, messages::ChannelFeed, MethodError, Session};
 ///
 /// struct Chat;
 ///
 /// #[endpoint]
 /// impl Chat {
 ///     /// The messages posted to `room`, as they come.
-///     pub async fn messages(&self, session: &Session<Protocol>, room: String) -> Result<ChannelFeed<ChatMessage>, JoinError> {
-///         session.messages().channel_stream::<ChatMessage>(&room)
+///     pub async fn messages(&self, session: &Session<Protocol>, room: String) -> Result<ChannelFeed<ChatMessage>, MethodError> {
+///         Ok(session.messages().channel_stream::<ChatMessage>(&room)?)
 ///     }
 /// }
 /// ```
