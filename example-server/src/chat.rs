@@ -115,6 +115,26 @@ impl ChatEndpoint {
 
     /// Stores `chat` and sets its id, when messages are kept; a message the database
     /// refuses still goes out, without an id.
+    /// Makes `chat` the room's: its author, the server's time, and its stored id.
+    async fn stamp(&self, chat: &mut ChatMessage, name: String, user: Option<String>) {
+        chat.timestamp = DateTime::from(std::time::SystemTime::now());
+        chat.sender_name = name;
+        chat.sender_id = user;
+        chat.id = None;
+        self.store(chat).await;
+    }
+
+    /// The refusal of a message longer than this room takes.
+    fn too_long(&self, content: &str) -> Option<String> {
+        let limit = self.max_message_bytes.unwrap_or(MAX_MESSAGE_BYTES);
+        (content.len() > limit).then(|| {
+            format!(
+                "a message of {} bytes exceeds the limit of {limit} bytes",
+                content.len()
+            )
+        })
+    }
+
     async fn store(&self, chat: &mut ChatMessage) {
         let Some(store) = &self.store else {
             return;
@@ -170,6 +190,13 @@ pub const JOIN_HISTORY: u32 = 50;
 /// cannot pass for someone else: the mark comes from the session, and parentheses are
 /// taken out of nicknames so no nickname can carry a mark of its own.
 fn author(session: &StreamingSession<Protocol>, nickname: &str) -> (String, Option<String>) {
+    let guest = session.id().to_string();
+    named(nickname, session.authenticated_user_id(), &guest)
+}
+
+/// `nickname` (cleaned and cut short) with who posted it: `name (user 7)` for a
+/// signed-in user, `name (guest <guest>)` otherwise.
+fn named(nickname: &str, user: Option<String>, guest: &str) -> (String, Option<String>) {
     let nickname: String = nickname
         .chars()
         .filter(|c| !matches!(c, '(' | ')') && !c.is_control())
@@ -179,9 +206,24 @@ fn author(session: &StreamingSession<Protocol>, nickname: &str) -> (String, Opti
         "" => "anonymous",
         trimmed => trimmed,
     };
-    match session.authenticated_user_id() {
+    match user {
         Some(user) => (format!("{nickname} (user {user})"), Some(user)),
-        None => (format!("{nickname} (guest {})", session.id()), None),
+        None => (format!("{nickname} (guest {guest})"), None),
+    }
+}
+
+/// How far a room's posts go: every server of a cluster (`--redis`) while it is
+/// connected, this server's members alone while it is not (rooms keep working within
+/// each server), and without a cluster the same as local.
+fn room_reach(central: &MessageCentral<Protocol>) -> Reach {
+    match central.cluster_state() {
+        Some(ClusterState::Connected) | None => Reach::Global,
+        Some(state) => {
+            if let Some(left_out) = LOCAL_FALLBACKS.ready() {
+                tracing::warn!(%state, posts = left_out + 1, "cluster unavailable: room posts since the last line reached this server's members only");
+            }
+            Reach::Local
+        }
     }
 }
 
@@ -269,16 +311,8 @@ impl Endpoint<Protocol> for ChatEndpoint {
                 Ok(())
             }
             Protocol::ChatMessage(mut chat) => {
-                let limit = self.max_message_bytes.unwrap_or(MAX_MESSAGE_BYTES);
-                if chat.content.len() > limit {
-                    return refuse(
-                        session,
-                        format!(
-                            "a message of {} bytes exceeds the limit of {limit} bytes",
-                            chat.content.len()
-                        ),
-                        Some("content"),
-                    );
+                if let Some(why) = self.too_long(&chat.content) {
+                    return refuse(session, why, Some("content"));
                 }
                 if !joined.rooms().contains(&chat.channel_id) {
                     return refuse(
@@ -287,25 +321,10 @@ impl Endpoint<Protocol> for ChatEndpoint {
                         Some("channelId"),
                     );
                 }
-                chat.timestamp = DateTime::from(std::time::SystemTime::now());
                 let (name, id) = author(session, &chat.sender_name);
-                chat.sender_name = name;
-                chat.sender_id = id;
-                chat.id = None;
-                self.store(&mut chat).await;
+                self.stamp(&mut chat, name, id).await;
                 let channel = room_channel(&chat.channel_id);
-                // Global: with a cluster (`--redis`) the room spans every server;
-                // without one it is the same as Local. While Redis is down, rooms keep
-                // working within each server.
-                let reach = match messages.central_handle().cluster_state() {
-                    Some(ClusterState::Connected) | None => Reach::Global,
-                    Some(state) => {
-                        if let Some(left_out) = LOCAL_FALLBACKS.ready() {
-                            tracing::warn!(%state, posts = left_out + 1, "cluster unavailable: room posts since the last line reached this server's members only");
-                        }
-                        Reach::Local
-                    }
-                };
+                let reach = room_reach(&messages.central_handle());
                 if chat.exclude_sender {
                     messages.to_others(&channel).reach(reach).post(chat)?;
                 } else {
@@ -360,6 +379,49 @@ impl ChatEndpoint {
             .messages()
             .channel_stream::<ChatMessage>(&room_channel(&channel_id))
             .map_err(|error| join_refused(&channel_id, &error))
+    }
+
+    /// Posts `content` to room `channelId` as `senderName`, over HTTP: what a client
+    /// that follows the room through `messages` alone (no `/websocket` stream) sends
+    /// with. Answers the message as posted (stored id, time, author).
+    pub async fn post(
+        &self,
+        session: &Session<Protocol>,
+        channel_id: String,
+        sender_name: String,
+        content: String,
+    ) -> Result<ChatMessage, InvalidRequest> {
+        let refused = |message: String, field: &str| InvalidRequest {
+            message,
+            field: Some(field.to_owned()),
+        };
+        if channel_id.is_empty() {
+            return Err(refused("channelId cannot be empty".into(), "channelId"));
+        }
+        if let Some(why) = self.too_long(&content) {
+            return Err(refused(why, "content"));
+        }
+        let user = session.authenticated_user_id().map(str::to_owned);
+        let (name, user) = named(&sender_name, user, "http");
+        let mut chat = ChatMessage {
+            sender_name: String::new(),
+            content,
+            timestamp: DateTime::from(std::time::SystemTime::now()),
+            channel_id,
+            exclude_sender: false,
+            sender_id: None,
+            id: None,
+        };
+        self.stamp(&mut chat, name, user).await;
+        let central = session.messages();
+        let channel = room_channel(&chat.channel_id);
+        central
+            .post_message(&channel, chat.clone(), room_reach(&central))
+            .map_err(|error| InvalidRequest {
+                message: format!("not posted: {error}"),
+                field: None,
+            })?;
+        Ok(chat)
     }
 
     /// Who is in `channelId`, on every server: the first 100 names (sorted) and how

@@ -649,7 +649,7 @@ async fn rooms_with_history_replay_what_a_reconnecting_client_missed() {
 #[tokio::test]
 async fn streaming_methods_follow_a_room_and_a_users_notifications() {
     use example_server::models::{InvalidRequest, MethodCalls};
-    use streampod::client::{Client, MethodClient, OpenResult, StreamCallError};
+    use streampod::client::{CallError, Client, MethodClient, OpenResult, StreamCallError};
 
     let server = start().await;
     let addr = server.local_addr();
@@ -671,6 +671,35 @@ async fn streaming_methods_follow_a_room_and_a_users_notifications() {
     let heard = room.next().await.unwrap().unwrap();
     assert_eq!(heard.content, "hello");
     assert!(heard.sender_name.starts_with("ann (guest"), "{heard:?}");
+
+    // `chat.post` over HTTP reaches the call too, as posted (author, time), and refuses
+    // an empty room or too long a message naming the field.
+    let posted = calls
+        .chat()
+        .post("lobby", "bob", "over http")
+        .await
+        .unwrap();
+    assert_eq!(posted.sender_name, "bob (guest http)");
+    let heard = room.next().await.unwrap().unwrap();
+    assert_eq!(
+        (heard.content.as_str(), heard.timestamp),
+        ("over http", posted.timestamp)
+    );
+    for (channel, content, field) in [
+        ("", "x".to_owned(), "channelId"),
+        (
+            "lobby",
+            "x".repeat(example_server::chat::MAX_MESSAGE_BYTES + 1),
+            "content",
+        ),
+    ] {
+        match calls.chat().post(channel, "bob", &content).await {
+            Err(CallError::Exception(InvalidRequest { field: refused, .. })) => {
+                assert_eq!(refused.as_deref(), Some(field));
+            }
+            other => panic!("expected InvalidRequest on {field}, got {other:?}"),
+        }
+    }
 
     let mut nowhere = calls.chat().messages("").await.unwrap();
     match nowhere.next().await {

@@ -3,7 +3,8 @@
 //! its member list and the room list, and one page whose socket is cut comes back by itself; a late joiner sees the room's stored
 //! messages and pages back through older ones; a page whose server restarts shows what
 //! was said meanwhile, once (saying it is retrying while away), and says "reload" when
-//! more was said than it can show.
+//! more was said than it can show; a page on streaming methods alone (`?via=methods`)
+//! whose socket is cut loses nothing.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -234,6 +235,69 @@ async fn a_page_shows_what_was_said_while_its_server_was_away() {
         !bob.text("#log").await.contains("flood 9."),
         "a gap, not a page"
     );
+    bob.quit().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_streaming_methods_alone_loses_nothing_when_its_socket_is_cut() {
+    use example_server::chat::room_channel;
+    use streampod::messages::{HistoryConfig, Reach};
+
+    let history = HistoryConfig::new(1_000, std::time::Duration::from_secs(300));
+    let server = example_server::server_with_chat(ChatEndpoint::with_room_history(history))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let network = CutProxy::start(server.local_addr()).await;
+    let driver = Driver::start().await;
+    let bob = driver.browser().await;
+    bob.open(&format!("http://{}/?via=methods", network.addr()))
+        .await;
+    bob.fill("#name", "bob").await;
+    bob.fill("#room", "lobby").await;
+    bob.click("#join").await;
+    bob.wait_for_text("#status", "the room's call to open", |s| s == "online")
+        .await;
+    let room = room_channel("lobby");
+    let say = |n: usize| {
+        let message = lobby_message(format!("msg {n:03}."));
+        server
+            .handle()
+            .messages()
+            .post_message(&room, message, Reach::Local)
+            .unwrap();
+    };
+    for n in 0..10 {
+        say(n);
+    }
+    bob.wait_for_text("#log", "the first ten", |log| log.contains("msg 009."))
+        .await;
+    // The page's network fails mid-conversation; the room goes on without it.
+    network.cut();
+    for n in 10..30 {
+        say(n);
+    }
+    bob.wait_for_text("#log", "the rest, after the call resumed", |log| {
+        log.contains("msg 029.")
+    })
+    .await;
+    let log = bob.text("#log").await;
+    for n in 0..30 {
+        let line = format!("msg {n:03}.");
+        assert_eq!(log.matches(&line).count(), 1, "{line} once: {log}");
+    }
+    assert!(
+        !log.contains("more messages came"),
+        "everything was recovered: {log}"
+    );
+    // Posting goes over HTTP (`chat.post`), and comes back through the call.
+    bob.fill("#message", "bob on methods").await;
+    bob.click("#send").await;
+    bob.wait_for_text("#log", "bob's own post", |log| {
+        log.contains("bob (guest http)") && log.contains("bob on methods")
+    })
+    .await;
     bob.quit().await;
     server.shutdown().await;
 }

@@ -22,9 +22,17 @@ const ui = {
     message: element("message"),
     send: element("send"),
 };
+/**
+ * `?via=methods`: the page follows its room through the streaming method
+ * `chat.messages` and posts with `chat.post` (HTTP), with no `/websocket` stream at
+ * all; a lost streaming socket is resumed by the client, nothing missed.
+ */
+const viaMethods = new URLSearchParams(location.search).get("via") === "methods";
 /** The page's own state: the room shown and what of it is on screen. */
 const state = {
     client: null,
+    /** In `?via=methods`: the call that follows the room. */
+    following: null,
     room: null,
     /** Rooms joined on this page, for the room list. */
     rooms: [],
@@ -237,10 +245,29 @@ function showState(change) {
     else
         ui.status.textContent = `offline${why}`;
 }
+/** In `?via=methods`: follows `room` through `chat.messages`, until another room is followed. */
+async function follow(client, room) {
+    state.following?.close();
+    const messages = await client.chat.messages(room);
+    state.following = messages;
+    // Its socket was lost and it went on on a new one: say so when values may be missing.
+    messages.onresume = (recovered) => {
+        if (!recovered)
+            missedNotice();
+    };
+    showState({ state: "open", attempt: 0 });
+    for await (const message of messages)
+        showChat(message);
+}
 function connect() {
     const token = ui.token.value.trim();
     // The page's directory: /websocket at the root, /rt/websocket when mounted under /rt/.
     const client = new Client({ url: new URL(".", location.href).toString(), authKey: token || null });
+    if (viaMethods) {
+        // No stream socket: the badge follows the room's call.
+        showState({ state: "connecting", attempt: 0 });
+        return client;
+    }
     client.onState(showState);
     client.onMessage((message, context) => receive(message, context.endpoint));
     client.onError((error) => show(error.message, "error", error.code));
@@ -276,6 +303,9 @@ function join() {
         return;
     if (state.client === null)
         state.client = connect();
+    else if (viaMethods) {
+        void follow(state.client, next).catch((error) => showFailure("messages", error));
+    }
     else {
         if (state.room !== null && state.room !== next)
             subscribe(state.room, false);
@@ -290,7 +320,7 @@ function join() {
         ui.members.textContent = "";
     }
     state.room = next;
-    const online = state.client.state === "open";
+    const online = viaMethods || state.client.state === "open";
     ui.message.disabled = !online;
     ui.send.disabled = !online;
     if (!state.rooms.includes(next))
@@ -317,6 +347,15 @@ ui.compose.addEventListener("submit", (event) => {
     const room = state.room;
     if (content === "" || room === null || state.client === null)
         return;
+    if (viaMethods) {
+        state.client.chat
+            .post(room, nickname(), content)
+            .then(() => {
+            ui.message.value = "";
+        })
+            .catch((error) => showFailure("post", error));
+        return;
+    }
     const message = { senderName: nickname(), content, channelId: room };
     if (state.client.send("chat", { className: "ChatMessage", data: message }))
         ui.message.value = "";

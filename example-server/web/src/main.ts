@@ -34,9 +34,18 @@ const ui = {
   send: element<HTMLButtonElement>("send"),
 };
 
+/**
+ * `?via=methods`: the page follows its room through the streaming method
+ * `chat.messages` and posts with `chat.post` (HTTP), with no `/websocket` stream at
+ * all; a lost streaming socket is resumed by the client, nothing missed.
+ */
+const viaMethods = new URLSearchParams(location.search).get("via") === "methods";
+
 /** The page's own state: the room shown and what of it is on screen. */
 const state = {
   client: null as Client | null,
+  /** In `?via=methods`: the call that follows the room. */
+  following: null as { close(): void } | null,
   room: null as string | null,
   /** Rooms joined on this page, for the room list. */
   rooms: [] as string[],
@@ -243,10 +252,28 @@ function showState(change: StateChange): void {
   else ui.status.textContent = `offline${why}`;
 }
 
+/** In `?via=methods`: follows `room` through `chat.messages`, until another room is followed. */
+async function follow(client: Client, room: string): Promise<void> {
+  state.following?.close();
+  const messages = await client.chat.messages(room);
+  state.following = messages;
+  // Its socket was lost and it went on on a new one: say so when values may be missing.
+  messages.onresume = (recovered) => {
+    if (!recovered) missedNotice();
+  };
+  showState({ state: "open", attempt: 0 });
+  for await (const message of messages) showChat(message);
+}
+
 function connect(): Client {
   const token = ui.token.value.trim();
   // The page's directory: /websocket at the root, /rt/websocket when mounted under /rt/.
   const client = new Client({ url: new URL(".", location.href).toString(), authKey: token || null });
+  if (viaMethods) {
+    // No stream socket: the badge follows the room's call.
+    showState({ state: "connecting", attempt: 0 });
+    return client;
+  }
   client.onState(showState);
   client.onMessage((message, context) => receive(message, context.endpoint));
   client.onError((error) => show(error.message, "error", error.code));
@@ -284,7 +311,9 @@ function join(): void {
   const next = ui.room.value.trim();
   if (next === "") return;
   if (state.client === null) state.client = connect();
-  else {
+  else if (viaMethods) {
+    void follow(state.client, next).catch((error: unknown) => showFailure("messages", error));
+  } else {
     if (state.room !== null && state.room !== next) subscribe(state.room, false);
     subscribe(next, true);
   }
@@ -297,7 +326,7 @@ function join(): void {
     ui.members.textContent = "";
   }
   state.room = next;
-  const online = state.client.state === "open";
+  const online = viaMethods || state.client.state === "open";
   ui.message.disabled = !online;
   ui.send.disabled = !online;
   if (!state.rooms.includes(next)) state.rooms.push(next);
@@ -321,6 +350,15 @@ ui.compose.addEventListener("submit", (event) => {
   const content = ui.message.value.trim();
   const room = state.room;
   if (content === "" || room === null || state.client === null) return;
+  if (viaMethods) {
+    state.client.chat
+      .post(room, nickname(), content)
+      .then(() => {
+        ui.message.value = "";
+      })
+      .catch((error: unknown) => showFailure("post", error));
+    return;
+  }
   const message: ChatMessage = { senderName: nickname(), content, channelId: room };
   if (state.client.send("chat", { className: "ChatMessage", data: message })) ui.message.value = "";
   else show("not sent: the connection is down; it is kept in the box", "error", "offline");

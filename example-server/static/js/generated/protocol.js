@@ -360,6 +360,23 @@ export class ChatMethods {
         return this.client.openStream("chat", "messages", args, {}, (json) => ChatMessageCodec.fromJson(json, "chat.messages"));
     }
     /**
+     * Posts `content` to room `channelId` as `senderName`, over HTTP: what a client
+     * that follows the room through `messages` alone (no `/websocket` stream) sends
+     * with. Answers the message as posted (stored id, time, author).
+     *
+     * `POST /chat/post`.
+     * @throws {InvalidRequestError} when the method throws `InvalidRequest`.
+     * @throws {MethodCallError} on any other failure (status and message).
+     */
+    async post(channelId, senderName, content) {
+        const args = {};
+        args["channelId"] = channelId;
+        args["senderName"] = senderName;
+        args["content"] = content;
+        const json = await this.client.call("chat", "post", args);
+        return ChatMessageCodec.fromJson(json, "chat.post");
+    }
+    /**
      * Who is in `channelId`, on every server: the first 100 names (sorted) and how
      * many there are. Signed-in users only: the list names users (with their ids), and
      * an HTTP call cannot show it comes from a member of the room. Guests in a room
