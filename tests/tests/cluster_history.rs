@@ -2,7 +2,8 @@
 //! delivers the same offsets in one order; a subscriber cut off on one node recovers
 //! every missed post, once and in order, on another; posts racing a recovering join
 //! are neither lost nor duplicated; Redis losing the history (a restart) tells clients
-//! `recovered: false`, live and on recovery.
+//! `recovered: false`, live and on recovery; streaming calls on the room resume after a
+//! cut socket from the cluster's history.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,9 +21,25 @@ use streampod_tests::rooms::Rooms;
 
 const ROOM: &str = "cluster-history-room";
 
+/// The room as a streaming method.
+#[derive(Debug)]
+pub struct Feeds;
+
+#[streampod::endpoint]
+impl Feeds {
+    /// The room's chat messages.
+    pub async fn room(
+        &self,
+        session: &streampod::Session<Protocol>,
+    ) -> Result<streampod::messages::ChannelFeed<ChatMessage>, streampod::MethodError> {
+        Ok(session.messages().channel_stream::<ChatMessage>(ROOM)?)
+    }
+}
+
 async fn node(redis: &RedisServer) -> Server<Protocol> {
     let server = Server::builder()
         .endpoint("rooms", Rooms::default())
+        .methods("feeds", Feeds)
         .cluster(ClusterConfig::redis(redis.url()).prefix("history-test"))
         .bind("127.0.0.1:0")
         .await
@@ -315,4 +332,63 @@ async fn a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_
     eprintln!("1,000 clients reconnected and recovered 100 posts each in {took:?}");
     restarted.shutdown().await;
     poster.shutdown().await;
+}
+
+#[tokio::test]
+async fn streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut() {
+    use futures_util::StreamExt;
+    use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
+    use streampod_tests::cut_proxy::CutProxy;
+
+    let redis = RedisServer::start();
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let network = CutProxy::start(nodes[0].local_addr()).await;
+    let client = MethodClient::new(&format!("http://{}", network.addr())).unwrap();
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let call = client
+            .call_stream::<ChatMessage, NoException>("feeds", "room", args!({}), &[])
+            .await
+            .unwrap();
+        calls.push(call);
+    }
+    // Posts come from the other two nodes, in turns; the calls' socket is cut halfway.
+    let posters = [nodes[1].handle().messages(), nodes[2].handle().messages()];
+    let readers: Vec<_> = calls
+        .into_iter()
+        .map(|mut call| {
+            tokio::spawn(async move {
+                let mut next = 1_u32;
+                while next <= 300 {
+                    match tokio::time::timeout(Duration::from_secs(20), call.next()).await {
+                        Ok(Some(Ok(message))) => {
+                            assert_eq!(
+                                message.content,
+                                next.to_string(),
+                                "every post once, in order"
+                            );
+                            next += 1;
+                        }
+                        Ok(Some(Err(StreamCallError::NotRecovered))) => {
+                            panic!("the cluster's history has everything")
+                        }
+                        other => panic!("the call ended: {other:?}"),
+                    }
+                }
+                call.resumes()
+            })
+        })
+        .collect();
+    for n in 1..=300_u32 {
+        if n == 150 {
+            network.cut();
+        }
+        post(&posters[n as usize % 2], n.to_string()).await;
+    }
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), 1, "each call went on once");
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
 }

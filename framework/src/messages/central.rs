@@ -564,7 +564,7 @@ impl<P: ModelSet> MessageCentral<P> {
         // Sessions left out still move their gate past the post (else the next one
         // would look like a gap).
         let everyone = |_: &Arc<SessionShared>| true;
-        let report = self.fan_out(&channel, payload, (None, None), &everyone, |session, endpoint, gate, report| {
+        let report = self.fan_out(&channel, payload, (None, Some(offset)), &everyone, |session, endpoint, gate, report| {
             let included = include(session);
             match gate {
                 Some(gate) => {

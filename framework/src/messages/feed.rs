@@ -18,7 +18,11 @@ use super::channel::Listener;
 use super::delivery::{
     call_frame_value, push_call_frames, CallMember, DeliveryReport, FeedSink, Post, PostError,
 };
+use super::gate::Recovered;
 use super::history::{Entry, Since, REPLAY_FRAME_OVERHEAD};
+use crate::cluster::{ClusterError, HistoryRead};
+use crate::util::log_limit::RateLimitedLog;
+use tokio::sync::Notify;
 use super::listener::ListenerHandle;
 use super::queue::StreamQueue;
 use crate::config::SlowConsumerPolicy;
@@ -48,7 +52,8 @@ struct Held<T> {
 /// then, whether everything after the position the client resumed from is in
 /// `replay`, and that replay (offsets and objects), oldest first.
 struct Start {
-    position: Position,
+    /// `None` when the cluster's history could not be read.
+    position: Option<Position>,
     recovered: bool,
     replay: Vec<(u64, Arc<str>)>,
 }
@@ -60,9 +65,14 @@ struct FeedCore<T> {
     key: ChannelKey,
     /// The values, while the feed is a stream (and those posted before a call took it).
     queue: StreamQueue<Held<T>>,
-    /// Set (once, while the listener is added) for a call that asked for positions on
-    /// a channel that keeps history here.
+    /// Set once for a call that asked for positions on a channel that keeps history:
+    /// while the listener is added (history here), or when the cluster's history was
+    /// read (see `reading`).
     start: OnceLock<Start>,
+    /// The cluster's history is being read: the call waits for `start` (and `started`)
+    /// before it sends anything.
+    reading: AtomicBool,
+    started: Notify,
     /// Set once, by a call taking the feed over; read without a lock per post.
     socket: OnceLock<Socket>,
     /// Held by a post queueing a value and by the takeover, so no value is queued
@@ -85,10 +95,57 @@ impl<T: SerializableModel + Clone> FeedCore<T> {
         report: &mut DeliveryReport,
     ) -> Result<(), PostError> {
         // The socket named the call after the feed's key: its writer puts the id in.
-        let positioned = self.start.get().is_some();
+        let positioned = self
+            .start
+            .get()
+            .is_some_and(|start| start.position.is_some());
         let frames = post.call_frames(&socket.shape, positioned, || self.class_name)?;
         push_call_frames(&socket.session, self.key, frames, policy, report);
         Ok(())
+    }
+
+    /// The cluster's history was read for a call that resumes after `since` (or starts
+    /// with positions): where the call starts, and what it replays. A failed read gives
+    /// no positions (the client is told it did not recover).
+    fn read_done(
+        &self,
+        read: Result<HistoryRead, ClusterError>,
+        since: Option<&Position>,
+        owner: Option<&std::sync::Weak<SessionShared>>,
+    ) {
+        let start = match read {
+            Ok(read) => {
+                let fits = |bytes| {
+                    owner
+                        .and_then(std::sync::Weak::upgrade)
+                        .is_some_and(|session| session.can_take_replay(bytes))
+                };
+                let recovery = Recovered::of(since, read, fits);
+                Start {
+                    position: Some(Position::new(&*recovery.epoch, recovery.newest)),
+                    // Nothing asked, nothing lost; asked: all of it, or not.
+                    recovered: since.is_none() || recovery.replay.is_some(),
+                    replay: recovery
+                        .objects()
+                        .map(|(offset, object)| (offset, Arc::from(object)))
+                        .collect(),
+                }
+            }
+            Err(error) => {
+                static FAILED: RateLimitedLog = RateLimitedLog::new(std::time::Duration::from_secs(10));
+                if let Some(left_out) = FAILED.ready() {
+                    tracing::warn!(target: "streampod::cluster", %error, left_out, "could not read a channel's history for a streaming call; it goes on without positions");
+                }
+                Start {
+                    position: None,
+                    recovered: since.is_none(),
+                    replay: Vec::new(),
+                }
+            }
+        };
+        let _ = self.start.set(start);
+        self.reading.store(false, Ordering::Release);
+        self.started.notify_waiters();
     }
 
     /// Marks the feed ended and tells whoever waits for it.
@@ -280,7 +337,10 @@ pub(crate) trait CallFeed: Send {
     /// Where the feed's channel stood when the feed began, and whether the position
     /// the call resumed from was recovered; `None` when the feed gives no positions
     /// (the call did not ask, or the channel keeps no history here).
-    fn start(&self) -> Option<(Position, bool)>;
+    fn start(&self) -> Option<(Option<Position>, bool)>;
+
+    /// Waits until the feed knows where it starts (a cluster's history read is back).
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
     /// From now on, sends the feed's values to `session` as frames of `shape` for
     /// `call`: first `first` (the call's open response, if it still has to go, and
@@ -299,9 +359,22 @@ pub(crate) trait CallFeed: Send {
 }
 
 impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
-    fn start(&self) -> Option<(Position, bool)> {
+    fn start(&self) -> Option<(Option<Position>, bool)> {
         let start = self.core.start.get()?;
         Some((start.position.clone(), start.recovered))
+    }
+
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let core = &self.core;
+        Box::pin(async move {
+            loop {
+                let started = core.started.notified();
+                if !core.reading.load(Ordering::Acquire) {
+                    return;
+                }
+                started.await;
+            }
+        })
     }
 
     fn send_to(
@@ -318,7 +391,11 @@ impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
             session.push(frame);
         }
         session.name_call(core.key, call);
-        let positioned = core.start.get().is_some();
+        let start = core.start.get();
+        let positioned = start.is_some_and(|start| start.position.is_some());
+        // What the replay (or the channel, when the call began) has: held posts at or
+        // before it came in while the cluster's history was read.
+        let newest = start.and_then(|start| start.position.as_ref()).map(|p| p.offset);
         // The replay and what was posted while the method ran: bounded (the replay by
         // half the socket's cap, the rest by the stream queue's size), so a socket that
         // cannot take them is as far behind as `Disconnect` means.
@@ -332,6 +409,11 @@ impl<T: SerializableModel + WireValue + Clone> CallFeed for ChannelFeed<T> {
         }
         let class_name = crate::protocol::method_stream::wrapped_class::<T>();
         for held in core.queue.take_all() {
+            if let (Some(at), Some(newest)) = (held.at, newest) {
+                if at <= newest {
+                    continue;
+                }
+            }
             let mut object = Vec::with_capacity(256);
             if write_wrapped(&mut object, &class_name, &held.value).is_err() {
                 // A model that encoded when posted encodes now; nothing to send if not.
@@ -386,6 +468,8 @@ impl<P: ModelSet> MessageCentral<P> {
             key: self.inner.channels.new_key(),
             queue: StreamQueue::new(self.stream_capacity()),
             start: OnceLock::new(),
+            reading: AtomicBool::new(false),
+            started: Notify::new(),
             socket: OnceLock::new(),
             switch: Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -400,6 +484,12 @@ impl<P: ModelSet> MessageCentral<P> {
         let history = resume
             .filter(|_| self.cluster().is_none())
             .and_then(|_| self.history_of(channel));
+        // In a cluster a channel's history is in the cluster: read after the listener
+        // is in place (live posts wait in the feed, with their offsets, meanwhile).
+        let record = resume
+            .and(self.cluster())
+            .and_then(|_| self.record_of(channel));
+        core.reading.store(record.is_some(), Ordering::Release);
         // Posts number, keep and deliver under this lock: each lands either in the
         // replay or, live, after it.
         let ring = history.as_ref().map(|history| history.lock());
@@ -430,13 +520,29 @@ impl<P: ModelSet> MessageCentral<P> {
             };
             let replay = replay.filter(fits);
             let _ = core.start.set(Start {
-                position: ring.newest(),
+                position: Some(ring.newest()),
                 recovered: replay.is_some(),
                 replay: replay
                     .into_iter()
                     .flatten()
                     .map(|entry| (entry.offset, entry.message.object.clone()))
                     .collect(),
+            });
+        }
+        if let (Some(record), Some(resume)) = (record, resume) {
+            let since = match resume {
+                Resume::After(since) => Some(since.clone()),
+                Resume::Fresh => None,
+            };
+            let (central, channel, core) = (self.clone(), channel.to_owned(), core.clone());
+            let owner = owner.clone();
+            self.runtime().spawn(async move {
+                let Some(cluster) = central.cluster() else {
+                    return;
+                };
+                let from = since.as_ref().map(|since| (&*since.epoch, since.offset));
+                let read = cluster.read_history(&channel, from, record).await;
+                core.read_done(read, since.as_ref(), owner.as_ref());
             });
         }
         Ok(ChannelFeed {

@@ -228,6 +228,45 @@ impl State {
     /// Sends `joined` and, when `since` is recovered, every post after it; answers the
     /// newest offset the session now has.
     fn replay(&mut self, to: &Target<'_>, since: Option<&Position>, read: HistoryRead) -> u64 {
+        let recovery = Recovered::of(since, read, |bytes| to.session.can_take_replay(bytes));
+        let joined = JoinedFrame {
+            endpoint: to.endpoint.to_owned(),
+            channel: to.channel.to_owned(),
+            position: Position::new(&*recovery.epoch, recovery.newest),
+            recovering: since.is_some(),
+            recovered: recovery.replay.is_some(),
+            replayed: recovery.replay.as_ref().map_or(0, |entries| entries.len() as u64),
+        };
+        to.session
+            .push(TextFrame::encode_infallible(|out| joined.encode(out)));
+        for (offset, object) in recovery.objects() {
+            to.session.push(TextFrame::encode_infallible(|out| {
+                frame::encode_message_with_object(to.endpoint, object, out);
+                frame::append_offset(out, to.channel, offset);
+            }));
+        }
+        self.epoch = Some(recovery.epoch);
+        recovery.newest
+    }
+}
+
+/// What a history read from the cluster recovers for a client that had `since`.
+pub(crate) struct Recovered {
+    pub(crate) epoch: Arc<str>,
+    pub(crate) newest: u64,
+    /// Every post after `since`, oldest first, as published (envelopes); `None` when
+    /// they are not all there (another epoch, expired, or too much to replay at once).
+    pub(crate) replay: Option<Vec<(u64, Vec<u8>)>>,
+}
+
+impl Recovered {
+    /// What `read` recovers after `since`; `fits` says whether a replay of that many
+    /// bytes may be sent at once.
+    pub(crate) fn of(
+        since: Option<&Position>,
+        read: HistoryRead,
+        fits: impl FnOnce(usize) -> bool,
+    ) -> Self {
         let epoch: Arc<str> = Arc::from(read.epoch);
         let continues = read.continues;
         let replay = since
@@ -244,34 +283,27 @@ impl State {
             // Too much to replay at once: not recovered, rather than a reader cut for
             // what the server chose to send.
             .filter(|entries| {
-                let bytes = entries
-                    .iter()
-                    .map(|(_, envelope)| envelope.len() + REPLAY_FRAME_OVERHEAD)
-                    .sum();
-                to.session.can_take_replay(bytes)
+                fits(
+                    entries
+                        .iter()
+                        .map(|(_, envelope)| envelope.len() + REPLAY_FRAME_OVERHEAD)
+                        .sum(),
+                )
             });
-        let joined = JoinedFrame {
-            endpoint: to.endpoint.to_owned(),
-            channel: to.channel.to_owned(),
-            position: Position::new(&*epoch, read.newest),
-            recovering: since.is_some(),
-            recovered: replay.is_some(),
-            replayed: replay.as_ref().map_or(0, |entries| entries.len() as u64),
-        };
-        to.session
-            .push(TextFrame::encode_infallible(|out| joined.encode(out)));
-        for (offset, envelope) in replay.into_iter().flatten() {
-            let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(&envelope) else {
-                continue;
-            };
-            let object = envelope.object.get();
-            to.session.push(TextFrame::encode_infallible(|out| {
-                frame::encode_message_with_object(to.endpoint, object, out);
-                frame::append_offset(out, to.channel, offset);
-            }));
+        Self {
+            epoch,
+            newest: read.newest,
+            replay,
         }
-        self.epoch = Some(epoch);
-        read.newest
+    }
+
+    /// The replay's frame objects, with their offsets (an envelope that does not read
+    /// is left out).
+    pub(crate) fn objects(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.replay.iter().flatten().filter_map(|(offset, envelope)| {
+            let envelope = serde_json::from_slice::<Envelope<'_>>(envelope).ok()?;
+            Some((*offset, envelope.object.get()))
+        })
     }
 }
 

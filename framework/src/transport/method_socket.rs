@@ -796,13 +796,10 @@ impl<P: ModelSet> CallTask<P> {
 
     /// Where the call stands, for a client that asked for positions (`None` for one
     /// that did not): `start` from its feed, if it has one that gives positions.
-    fn position_frame(&self, start: Option<(Position, bool)>) -> Option<TextFrame> {
+    fn position_frame(&self, start: Option<(Option<Position>, bool)>) -> Option<TextFrame> {
         let resume = self.resume.as_ref()?;
         let asked_to_recover = matches!(resume, Resume::After(_));
-        let (position, recovered) = match start {
-            Some((position, recovered)) => (Some(position), recovered),
-            None => (None, !asked_to_recover),
-        };
+        let (position, recovered) = start.unwrap_or((None, !asked_to_recover));
         let frame = MethodStreamFrame::Position {
             call: self.call.clone(),
             position,
@@ -937,6 +934,8 @@ impl<P: ModelSet> CallTask<P> {
                     }
                 }
                 Some(Ok(Answer::Feed(FeedAnswer(feed)))) => {
+                    // In a cluster, a resuming call's history read comes back first.
+                    feed.ready().await;
                     // The open response (if it still has to go), what the feed holds,
                     // then every post: in order, from the message central.
                     let opening = (!opened).then(|| self.open_response(OpenResult::Success));
