@@ -304,3 +304,27 @@ test("a streaming call whose socket is lost goes on by itself: nothing missed, n
   ann.close();
   bob.close();
 });
+
+test("a new identity keeps no streaming call of the old one: calls that can resume are opened again with the new key", { timeout: 60_000 }, async () => {
+  const server = await startServer("--room-history", "1000");
+  const ann = newClient(server, { authKey: "ann-secret-key" });
+  const poster = newClient(server);
+  poster.connect();
+  await opened(poster);
+  await join(poster, "switch");
+  const notes = await ann.notification.notifications();
+  const room = await ann.chat.messages("switch");
+  assert.equal(poster.send("chat", { className: "ChatMessage", data: { senderName: "p", content: "before", channelId: "switch" } }), true);
+  assert.equal((await room.next()).value.content, "before");
+
+  // Ann signs out: her notifications (signed-in only, no positions) end; the room's
+  // call is opened again, anonymously, from where it was.
+  ann.setAuthKey(null);
+  await assert.rejects(notes.next(), (error) => error.lost === true);
+  assert.equal(poster.send("chat", { className: "ChatMessage", data: { senderName: "p", content: "after", channelId: "switch" } }), true);
+  assert.equal((await room.next()).value.content, "after");
+  assert.equal(room.resumes, 1);
+  room.close();
+  ann.close();
+  poster.close();
+});

@@ -102,6 +102,12 @@ export class StreampodClient {
     setAuthKey(key) {
         this.authKey = key;
         this.sendFrame({ command: "auth", args: { key } });
+        // Streaming calls were authorized with the old key: none keeps its identity. Their
+        // socket goes; calls that can resume open again with the new key (and end if it
+        // may not open them), the others end as lost.
+        const calls = this.methodSocket;
+        this.methodSocket = null;
+        calls?.drop("identity changed");
     }
     /** Calls `listener` with every message from `endpoint`. */
     on(endpoint, listener) {
@@ -182,9 +188,10 @@ export class StreampodClient {
      * `result` says why) or `StreamCallLost`.
      */
     openStream(endpoint, method, args, inputs, decode) {
-        const authentication = this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null;
-        const reopen = (call, after) => this.streamingSocket().reopen(call, args, after, authentication);
-        return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication, reopen);
+        // Each open (and reopen) is authorized with the key the client has then.
+        const authentication = () => (this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null);
+        const reopen = (call, after) => this.streamingSocket().reopen(call, args, after, authentication());
+        return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication(), reopen);
     }
     /** The streaming-method socket, opened again if it was lost. */
     streamingSocket() {
@@ -709,11 +716,17 @@ class MethodSocket {
             this.send("cmsc", { en: call.endpoint, m: call.method, cid: call.id, cr: "done" });
         }
     }
+    /** Closes the socket: its calls end (the client closed), none resumes. */
     close() {
         this.socket.close(1000, "client closed");
+        this.end(false);
+    }
+    /** Closes the socket as if lost: calls that can resume open again on a new socket. */
+    drop(reason) {
+        this.socket.close(1000, reason);
         this.end();
     }
-    end() {
+    end(resume = true) {
         if (this.lost)
             return;
         this.lost = true;
@@ -724,7 +737,11 @@ class MethodSocket {
         }
         this.openings.clear();
         for (const call of this.calls.values()) {
-            call.lose(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
+            const error = new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true);
+            if (resume)
+                call.lose(error);
+            else
+                call.fail(error);
         }
         this.calls.clear();
     }

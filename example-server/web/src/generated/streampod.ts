@@ -219,6 +219,12 @@ export class StreampodClient<P extends ProtocolValue> {
   setAuthKey(key: string | null): void {
     this.authKey = key;
     this.sendFrame({ command: "auth", args: { key } });
+    // Streaming calls were authorized with the old key: none keeps its identity. Their
+    // socket goes; calls that can resume open again with the new key (and end if it
+    // may not open them), the others end as lost.
+    const calls = this.methodSocket;
+    this.methodSocket = null;
+    calls?.drop("identity changed");
   }
 
   /** Calls `listener` with every message from `endpoint`. */
@@ -309,10 +315,11 @@ export class StreampodClient<P extends ProtocolValue> {
     inputs: I,
     decode: (data: unknown) => T,
   ): Promise<MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>> {
-    const authentication = this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null;
+    // Each open (and reopen) is authorized with the key the client has then.
+    const authentication = (): string | null => (this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null);
     const reopen = (call: MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>, after: Position): Promise<void> =>
-      this.streamingSocket().reopen(call, args, after, authentication);
-    return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication, reopen);
+      this.streamingSocket().reopen(call, args, after, authentication());
+    return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication(), reopen);
   }
 
   /** The streaming-method socket, opened again if it was lost. */
@@ -886,12 +893,19 @@ class MethodSocket {
     }
   }
 
+  /** Closes the socket: its calls end (the client closed), none resumes. */
   close(): void {
     this.socket.close(1000, "client closed");
+    this.end(false);
+  }
+
+  /** Closes the socket as if lost: calls that can resume open again on a new socket. */
+  drop(reason: string): void {
+    this.socket.close(1000, reason);
     this.end();
   }
 
-  private end(): void {
+  private end(resume = true): void {
     if (this.lost) return;
     this.lost = true;
     if (this.keepalive !== null) clearInterval(this.keepalive);
@@ -900,7 +914,9 @@ class MethodSocket {
     }
     this.openings.clear();
     for (const call of this.calls.values()) {
-      call.lose(new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true));
+      const error = new StreamCallError(`${call.endpoint}.${call.method}: the connection was lost`, true);
+      if (resume) call.lose(error);
+      else call.fail(error);
     }
     this.calls.clear();
   }
