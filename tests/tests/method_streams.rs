@@ -962,9 +962,15 @@ async fn metrics_count_opens_by_result_and_calls_open() {
     assert_eq!(client.next_open_result(3).await, "endpointNotFound");
     client.open(4, "whoami", json!({}), &[]).await;
     assert_eq!(client.next_open_result(4).await, "authenticationFailed");
+    // A call served from the central through a feed is counted as any other.
+    client
+        .open_ok(5, "room", json!({"room": "counted"}), &[])
+        .await;
     let open = r#"streampod_method_streams_open{endpoint="live",method="forever"}"#;
+    let fed = r#"streampod_method_streams_open{endpoint="live",method="room"}"#;
     let (_, scrape) = get_text(addr, "/metrics").await;
     assert_eq!(metric_value(&scrape, open), 2.0);
+    assert_eq!(metric_value(&scrape, fed), 1.0);
     for (labels, count) in [
         (r#"endpoint="live",method="forever",result="success""#, 2.0),
         (
@@ -981,11 +987,11 @@ async fn metrics_count_opens_by_result_and_calls_open() {
     }
     client.close_call(1, "forever", None).await;
     drop(client);
-    // Both calls end (one closed, one with its socket): the gauge comes back to 0.
+    // The calls end (one closed, the others with their socket): the gauges come back to 0.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (_, scrape) = get_text(addr, "/metrics").await;
-        if metric_value(&scrape, open) == 0.0 {
+        if metric_value(&scrape, open) == 0.0 && metric_value(&scrape, fed) == 0.0 {
             break;
         }
         assert!(
