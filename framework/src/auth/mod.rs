@@ -6,12 +6,18 @@ use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
 use crate::rate_limit::{PerAddress, RateLimit};
 use crate::util::log_limit::RateLimitedLog;
+
+#[cfg(feature = "jwt")]
+mod jwt;
+
+#[cfg(feature = "jwt")]
+pub use jwt::{Jwt, JwtError};
 
 /// A permission a signed-in user may hold, such as `"admin"`.
 ///
@@ -54,6 +60,8 @@ pub struct AuthInfo {
     pub user_id: String,
     /// The scopes the user holds.
     pub scopes: HashSet<Scope>,
+    /// When the key stops being valid (a token's `exp`), if it does.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl AuthInfo {
@@ -62,7 +70,15 @@ impl AuthInfo {
         Self {
             user_id: user_id.into(),
             scopes: HashSet::new(),
+            expires_at: None,
         }
+    }
+
+    /// The same identity, valid until `at`.
+    #[must_use]
+    pub fn expiring_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
     }
 
     /// Adds scopes.
