@@ -45,7 +45,9 @@ export type StreamErrorCode =
   | "forbidden"
   | "binary_not_supported"
   | "internal"
-  | "rate_limited";
+  | "rate_limited"
+  | "auth_expiring"
+  | "auth_expired";
 
 /** An error frame from the server: a frame of this client was refused. */
 export class StreamError extends Error {

@@ -33,11 +33,17 @@ pub enum ErrorCode {
     /// The session sent more frames per second than the server allows; the frame was
     /// not handled. Slow down (a client that keeps going is closed with 1008).
     RateLimited,
+    /// The session's auth key (a token with an expiry) expires soon: send a fresh one
+    /// with the `auth` command; the same user keeps every stream.
+    AuthExpiring,
+    /// The session's auth key expired without a fresh one: the session is signed out
+    /// (what the identity opened or joined closed), and stays open.
+    AuthExpired,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         Self::InvalidJson,
         Self::InvalidFrame,
         Self::UnknownCommand,
@@ -49,6 +55,8 @@ impl ErrorCode {
         Self::BinaryNotSupported,
         Self::Internal,
         Self::RateLimited,
+        Self::AuthExpiring,
+        Self::AuthExpired,
     ];
 
     /// The code's wire name.
@@ -65,6 +73,8 @@ impl ErrorCode {
             Self::BinaryNotSupported => "binary_not_supported",
             Self::Internal => "internal",
             Self::RateLimited => "rate_limited",
+            Self::AuthExpiring => "auth_expiring",
+            Self::AuthExpired => "auth_expired",
         }
     }
 }

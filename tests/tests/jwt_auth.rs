@@ -179,3 +179,67 @@ async fn a_jwks_verifies_by_key_id_and_bad_key_material_is_a_clear_error() {
         .to_string()
         .contains("no usable key"));
 }
+
+#[tokio::test]
+async fn a_token_that_expires_is_announced_and_signs_the_session_out_unless_refreshed() {
+    use std::time::Duration;
+    use streampod_tests::client::TestClient;
+    use streampod_tests::recorder::{whoami, Recorder};
+
+    let secret = b"a shared secret of at least thirty-two bytes";
+    let members = Recorder {
+        login: true,
+        ..Recorder::default()
+    };
+    let server = Server::builder()
+        .endpoint("members", members.clone())
+        .authentication(Jwt::hs256(secret).leeway(Duration::ZERO))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let token = |exp: i64| {
+        let claims = json!({"sub": "42", "exp": exp});
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let sign_in = |token: String| format!(r#"{{"command":"auth","args":{{"key":"{token}"}}}}"#);
+
+    // Seconds to live, never refreshed: told at once (less than a minute is left),
+    // then signed out: the login-only stream closes, the socket stays.
+    let mut lapsing = TestClient::connect(addr, "").await;
+    lapsing.send_text(&sign_in(token(at(3)))).await;
+    let notice = lapsing.expect_error("auth_expiring").await;
+    assert!(
+        notice["message"].as_str().unwrap().contains("auth command"),
+        "{notice}"
+    );
+    let (user, id) = whoami(&mut lapsing, "members").await;
+    assert_eq!(user, "42");
+    lapsing.expect_error("auth_expired").await;
+    assert_eq!(
+        members.closed_count(id),
+        1,
+        "what the identity opened closed"
+    );
+    lapsing.ping().await;
+    lapsing.until_pong().await;
+
+    // Refreshed in band with a token of the same user: every stream stays.
+    let mut refreshed = TestClient::connect(addr, "").await;
+    refreshed.send_text(&sign_in(token(at(3)))).await;
+    refreshed.expect_error("auth_expiring").await;
+    let (_, id) = whoami(&mut refreshed, "members").await;
+    refreshed.send_text(&sign_in(token(at(600)))).await;
+    assert!(
+        refreshed.is_quiet(Duration::from_secs(4)).await,
+        "no expiry after the refresh"
+    );
+    assert_eq!(members.closed_count(id), 0, "the stream stayed");
+    assert_eq!(whoami(&mut refreshed, "members").await.0, "42");
+    server.shutdown().await;
+}

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -82,6 +82,7 @@ pub(crate) fn run<P: ModelSet>(
         server,
         streams,
         inbound,
+        expiry: Expiry::default(),
     };
     connection
         .serve(write, read, reader, auth_key)
@@ -101,6 +102,32 @@ struct Connection<P: ModelSet> {
     streams: Vec<Option<StreamingSession<P>>>,
     /// The session's inbound rate limits.
     inbound: InboundLimiter,
+    /// When the session's identity expires, and whether it was told.
+    expiry: Expiry,
+}
+
+/// How long before its key expires a `streampod.v1` session is told (`auth_expiring`).
+const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
+
+/// When the session's identity expires (its key's expiry, `AuthInfo::expires_at`).
+#[derive(Default)]
+struct Expiry {
+    at: Option<SystemTime>,
+    told: bool,
+}
+
+impl Expiry {
+    /// When the session next needs attention: the notice (for a client that can be
+    /// told), or the expiry.
+    fn next(&self, tell: bool) -> Option<tokio::time::Instant> {
+        let left = self.at?.duration_since(SystemTime::now()).unwrap_or_default();
+        let wait = if tell && !self.told {
+            left.saturating_sub(EXPIRY_NOTICE)
+        } else {
+            left
+        };
+        Some(tokio::time::Instant::now() + wait)
+    }
 }
 
 impl<P: ModelSet> Connection<P> {
@@ -189,7 +216,13 @@ impl<P: ModelSet> Connection<P> {
     async fn read_loop<I: Io>(&mut self, read: &mut ReadHalf<I>, reader: &mut FrameReader) {
         let mut keepalive = Keepalive::for_sockets(&self.server.config);
         loop {
-            let deadline = keepalive.deadline();
+            // One timer for both: the keepalive's, or the identity's expiry if sooner.
+            let alive = keepalive.deadline();
+            let expiry = self
+                .expiry
+                .next(self.shared.is_extended())
+                .filter(|at| *at < alive);
+            let deadline = expiry.unwrap_or(alive);
             tokio::select! {
                 biased;
                 () = self.shared.closing.raised() => return,
@@ -210,9 +243,41 @@ impl<P: ModelSet> Connection<P> {
                         Read::Stop => return,
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => if !keepalive.at_deadline(&self.shared) {
-                    return;
+                () = tokio::time::sleep_until(deadline) => {
+                    if expiry.is_some() {
+                        Box::pin(self.expiry_due()).await;
+                    } else if !keepalive.at_deadline(&self.shared) {
+                        return;
+                    }
                 }
+            }
+        }
+    }
+
+    /// The identity's expiry needs attention: a `streampod.v1` client is told it comes
+    /// (once, [`EXPIRY_NOTICE`] before); once it passed without a fresh key, the session
+    /// is signed out as by an `auth` command without a key, and stays open.
+    async fn expiry_due(&mut self) {
+        let Some(at) = self.expiry.at else {
+            return;
+        };
+        match at.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() => {
+                if !self.expiry.told {
+                    self.expiry.told = true;
+                    self.shared.push_error(&ErrorFrame::new(
+                        ErrorCode::AuthExpiring,
+                        format!("the auth key expires in {} s: send a fresh one with the auth command to keep the session's streams", left.as_secs()),
+                    ));
+                }
+            }
+            _ => {
+                tracing::debug!(target: "streampod::connection", "auth key expired; signing the session out");
+                self.change_identity(None).await;
+                self.shared.push_error(&ErrorFrame::new(
+                    ErrorCode::AuthExpired,
+                    "the auth key expired: the session is signed out (send a fresh key with the auth command)",
+                ));
             }
         }
     }
@@ -351,6 +416,18 @@ impl<P: ModelSet> Connection<P> {
     /// may use open again: no channel outlives the identity that joined it.
     async fn change_identity(&mut self, auth: Option<AuthInfo>) {
         let old = self.shared.auth();
+        self.expiry = Expiry {
+            at: auth.as_ref().and_then(|auth| auth.expires_at),
+            told: false,
+        };
+        if let (Some(old), Some(new)) = (&old, &auth) {
+            if old.user_id == new.user_id && old.scopes == new.scopes {
+                // A fresh key for the same identity (a refreshed token): every stream
+                // stays; only the expiry moves.
+                self.shared.set_auth(auth);
+                return;
+            }
+        }
         if old.as_deref() == auth.as_ref() {
             return;
         }
