@@ -185,6 +185,11 @@ async fn start_with(live: Live, config: ServerConfig) -> Server<Protocol> {
             match key.as_str() {
                 "ann" => Some(AuthInfo::new("1")),
                 "root" => Some(AuthInfo::new("2").with_scopes([ADMIN])),
+                // A key that lapses a second after it is checked.
+                "brief" => Some(
+                    AuthInfo::new("3")
+                        .expiring_at(std::time::SystemTime::now() + Duration::from_secs(1)),
+                ),
                 _ => None,
             }
         }))
@@ -1422,4 +1427,43 @@ async fn a_call_listening_to_a_room_with_presence_is_a_member_while_it_lasts() {
     drop(client);
     streampod_tests::eventually("both calls left", || messages.listener_count("here-1") == 0).await;
     assert_eq!(messages.presence_count("here-1").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_call_lasts_no_longer_than_the_key_it_was_opened_with() {
+    let server = start().await;
+    let mut client = Raw::connect(server.local_addr()).await;
+    // A method's own stream, a call served from a feed, and a call with a lasting key.
+    client.open_with_key(1, "forever", "brief").await;
+    assert_eq!(client.next_open_result(1).await, "success");
+    client
+        .send(json!({"type": "omsc", "data": {
+            "en": "live", "m": "room", "cid": cid(2),
+            "args": json!({"room": "lapsing"}).to_string(), "is": [], "auth": "brief",
+        }}))
+        .await;
+    assert_eq!(client.next_open_result(2).await, "success");
+    client.open_with_key(3, "forever", "ann").await;
+    assert_eq!(client.next_open_result(3).await, "success");
+    let started = tokio::time::Instant::now();
+    let mut closed = Vec::new();
+    while closed.len() < 2 {
+        let frame = client.next().await;
+        if frame["type"] == "cmsc" {
+            assert_eq!(frame["data"]["cr"], "error", "{frame}");
+            closed.push(frame["data"]["cid"].as_str().unwrap().to_owned());
+        }
+    }
+    closed.sort();
+    assert_eq!(closed, [cid(1), cid(2)], "the two calls of the lapsing key");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The third goes on.
+    loop {
+        let frame = client.next().await;
+        if frame["type"] == "msm" {
+            assert_eq!(frame["data"]["cid"], cid(3));
+            break;
+        }
+        assert_ne!(frame["type"], "cmsc", "{frame}");
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
@@ -183,6 +183,35 @@ impl Calls {
     fn drain(&mut self) -> std::vec::Drain<'_, Call> {
         self.0.drain(..)
     }
+
+    /// When the first key of a call served from a feed expires.
+    fn first_expiry(&self) -> Option<SystemTime> {
+        self.0
+            .iter()
+            .filter_map(|call| call.fed.as_ref()?.expires_at)
+            .min()
+    }
+
+    /// Takes the calls served from a feed whose key expired.
+    fn take_expired(&mut self) -> Vec<Call> {
+        let now = SystemTime::now();
+        let expired = |call: &Call| {
+            call.fed
+                .as_ref()
+                .and_then(|fed| fed.expires_at)
+                .is_some_and(|at| at <= now)
+        };
+        let mut taken = Vec::new();
+        let mut index = 0;
+        while index < self.0.len() {
+            if expired(&self.0[index]) {
+                taken.push(self.0.swap_remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        taken
+    }
 }
 
 impl Call {
@@ -199,6 +228,18 @@ struct Fed {
     _feed: Box<dyn CallFeed>,
     _release: Box<dyn Send>,
     _open: OpenCallCount,
+    /// When the key the call was opened with expires: the call closes then.
+    expires_at: Option<SystemTime>,
+}
+
+/// Waits until `at`; forever without one.
+async fn until(at: Option<SystemTime>) {
+    match at {
+        Some(at) => {
+            tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default()).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// A call task's end, reported to the reader.
@@ -305,6 +346,13 @@ impl<P: ModelSet> Socket<P> {
                 () = self.endings.wake.notified() => {
                     for ended in self.endings.take() {
                         self.ended(ended);
+                    }
+                }
+                () = until(self.calls.first_expiry()) => {
+                    // A call lasts no longer than the key it was opened with.
+                    for open in self.calls.take_expired() {
+                        tracing::debug!(target: "streampod::method_socket", "a call's auth key expired; closing it");
+                        self.closed(&open, CloseReason::Error);
                     }
                 }
                 incoming = reader.next(read) => {
@@ -882,6 +930,10 @@ impl<P: ModelSet> CallTask<P> {
                 return EndedHow::Refused;
             }
         };
+        // A call lasts no longer than the key it was opened with (a token's `exp`).
+        let expires_at = session.auth.as_ref().and_then(|auth| auth.expires_at);
+        let expiry = until(expires_at);
+        tokio::pin!(expiry);
         let head = answer_message_head(&self.call, self.form);
         let slots = Arc::new(Semaphore::new(
             self.context.streams.config.method_stream_queue.max(1),
@@ -891,7 +943,15 @@ impl<P: ModelSet> CallTask<P> {
         // Counted while open; dropped with this future, also when the call is aborted.
         let mut open_calls: Option<OpenCallCount> = None;
         let reason = loop {
-            let failure = match stream.next().await {
+            let next = tokio::select! {
+                biased;
+                () = &mut expiry => {
+                    tracing::debug!(target: "streampod::method_socket", "the call's auth key expired; closing it");
+                    break CloseReason::Error;
+                }
+                next = stream.next() => next,
+            };
+            let failure = match next {
                 None => break CloseReason::Done,
                 Some(Ok(Answer::Opened)) => {
                     opened = true;
@@ -971,6 +1031,7 @@ impl<P: ModelSet> CallTask<P> {
                         _feed: feed,
                         _release: Box::new(release),
                         _open: open,
+                        expires_at,
                     }));
                 }
                 Some(Ok(Answer::Failed(error))) => error,
