@@ -107,6 +107,8 @@ pub(crate) struct SessionShared {
     /// [`EXTENDED_SUBPROTOCOL`](crate::protocol::frame::EXTENDED_SUBPROTOCOL)); a
     /// Serverpod client did not and gets neither.
     extended: bool,
+    /// The client was told its key expires soon (`auth_expiring`); reset with the key.
+    pub(crate) expiry_told: std::sync::atomic::AtomicBool,
     pub(crate) span: tracing::Span,
 }
 
@@ -136,6 +138,7 @@ impl SessionShared {
                 other => other,
             },
             extended,
+            expiry_told: std::sync::atomic::AtomicBool::new(false),
             span,
         }
     }

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -82,7 +83,6 @@ pub(crate) fn run<P: ModelSet>(
         server,
         streams,
         inbound,
-        expiry: Expiry::default(),
     };
     connection
         .serve(write, read, reader, auth_key)
@@ -102,33 +102,10 @@ struct Connection<P: ModelSet> {
     streams: Vec<Option<StreamingSession<P>>>,
     /// The session's inbound rate limits.
     inbound: InboundLimiter,
-    /// When the session's identity expires, and whether it was told.
-    expiry: Expiry,
 }
 
 /// How long before its key expires a `streampod.v1` session is told (`auth_expiring`).
 const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
-
-/// When the session's identity expires (its key's expiry, `AuthInfo::expires_at`).
-#[derive(Default)]
-struct Expiry {
-    at: Option<SystemTime>,
-    told: bool,
-}
-
-impl Expiry {
-    /// When the session next needs attention: the notice (for a client that can be
-    /// told), or the expiry.
-    fn next(&self, tell: bool) -> Option<tokio::time::Instant> {
-        let left = self.at?.duration_since(SystemTime::now()).unwrap_or_default();
-        let wait = if tell && !self.told {
-            left.saturating_sub(EXPIRY_NOTICE)
-        } else {
-            left
-        };
-        Some(tokio::time::Instant::now() + wait)
-    }
-}
 
 impl<P: ModelSet> Connection<P> {
     /// Not an `async fn`: its arguments would be kept twice, as arguments and as the
@@ -218,11 +195,10 @@ impl<P: ModelSet> Connection<P> {
         loop {
             // One timer for both: the keepalive's, or the identity's expiry if sooner.
             let alive = keepalive.deadline();
-            let expiry = self
-                .expiry
-                .next(self.shared.is_extended())
-                .filter(|at| *at < alive);
-            let deadline = expiry.unwrap_or(alive);
+            let (deadline, expiring) = match self.expiry_event() {
+                Some(at) if at < alive => (at, true),
+                _ => (alive, false),
+            };
             tokio::select! {
                 biased;
                 () = self.shared.closing.raised() => return,
@@ -244,7 +220,7 @@ impl<P: ModelSet> Connection<P> {
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => {
-                    if expiry.is_some() {
+                    if expiring {
                         Box::pin(self.expiry_due()).await;
                     } else if !keepalive.at_deadline(&self.shared) {
                         return;
@@ -258,13 +234,12 @@ impl<P: ModelSet> Connection<P> {
     /// (once, [`EXPIRY_NOTICE`] before); once it passed without a fresh key, the session
     /// is signed out as by an `auth` command without a key, and stays open.
     async fn expiry_due(&mut self) {
-        let Some(at) = self.expiry.at else {
+        let Some(at) = self.shared.auth().and_then(|auth| auth.expires_at) else {
             return;
         };
         match at.duration_since(SystemTime::now()) {
             Ok(left) if !left.is_zero() => {
-                if !self.expiry.told {
-                    self.expiry.told = true;
+                if !self.shared.expiry_told.swap(true, Ordering::Relaxed) {
                     self.shared.push_error(&ErrorFrame::new(
                         ErrorCode::AuthExpiring,
                         format!("the auth key expires in {} s: send a fresh one with the auth command to keep the session's streams", left.as_secs()),
@@ -414,12 +389,23 @@ impl<P: ModelSet> Connection<P> {
     /// in, sign out, another user, other scopes), every endpoint stream closes under the
     /// old identity, taking what it joined with it, and the endpoints the new identity
     /// may use open again: no channel outlives the identity that joined it.
+    /// When the session's identity next needs attention: the notice before its key
+    /// expires (for a client that can be told), or the expiry; `None` for a key that
+    /// does not expire.
+    fn expiry_event(&self) -> Option<tokio::time::Instant> {
+        let at = self.shared.auth()?.expires_at?;
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        let wait = if self.shared.is_extended() && !self.shared.expiry_told.load(Ordering::Relaxed) {
+            left.saturating_sub(EXPIRY_NOTICE)
+        } else {
+            left
+        };
+        Some(tokio::time::Instant::now() + wait)
+    }
+
     async fn change_identity(&mut self, auth: Option<AuthInfo>) {
         let old = self.shared.auth();
-        self.expiry = Expiry {
-            at: auth.as_ref().and_then(|auth| auth.expires_at),
-            told: false,
-        };
+        self.shared.expiry_told.store(false, Ordering::Relaxed);
         if let (Some(old), Some(new)) = (&old, &auth) {
             if old.user_id == new.user_id && old.scopes == new.scopes {
                 // A fresh key for the same identity (a refreshed token): every stream
