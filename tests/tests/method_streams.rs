@@ -1160,6 +1160,17 @@ async fn a_socket_that_stops_reading_its_feed_is_closed_as_a_slow_consumer_alone
     assert_eq!(closed, Some((1008, "slow consumer".to_owned())));
 }
 
+/// Channels named `kept-…` keep their last `size` posts for a minute.
+fn keep_history(server: &Server<Protocol>, size: usize) {
+    use streampod::messages::{ChannelConfig, HistoryConfig};
+
+    let history = HistoryConfig::new(size, Duration::from_secs(60));
+    server
+        .handle()
+        .messages()
+        .configure_namespace("kept-", ChannelConfig::default().with_history(history));
+}
+
 /// Opens call `n` of `room` on `room` with `pos` (streampod's position extension).
 async fn open_positioned(client: &mut Raw, n: usize, room: &str, pos: Value) {
     client
@@ -1174,14 +1185,8 @@ async fn open_positioned(client: &mut Raw, n: usize, room: &str, pos: Value) {
 
 #[tokio::test]
 async fn a_call_that_asks_for_positions_resumes_from_its_last_one_on_a_new_socket() {
-    use streampod::messages::{ChannelConfig, HistoryConfig};
-
     let server = start().await;
-    let history = HistoryConfig::new(100, Duration::from_secs(60));
-    server
-        .handle()
-        .messages()
-        .configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    keep_history(&server, 100);
     let mut client = Raw::connect(server.local_addr()).await;
     open_positioned(&mut client, 1, "kept-1", json!(true)).await;
     let position = client.next().await;
@@ -1248,15 +1253,13 @@ async fn a_call_that_asks_for_positions_resumes_from_its_last_one_on_a_new_socke
 #[tokio::test]
 async fn a_thousand_calls_resume_without_loss_or_repeat_after_their_sockets_are_cut() {
     use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
-    use streampod::messages::{ChannelConfig, HistoryConfig};
     use streampod_tests::cut_proxy::CutProxy;
 
     const ROOMS: usize = 10;
     const POSTS: usize = 100;
     let server = start().await;
-    let history = HistoryConfig::new(1_000, Duration::from_secs(60));
     let messages = server.handle().messages();
-    messages.configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    keep_history(&server, 1_000);
     let proxy = CutProxy::start(server.local_addr()).await;
     // A hundred sockets (one client each), ten calls on each: one per room.
     let mut calls = Vec::new();
@@ -1326,13 +1329,10 @@ async fn a_thousand_calls_resume_without_loss_or_repeat_after_their_sockets_are_
 #[tokio::test]
 async fn a_call_that_cannot_recover_says_so_once_and_goes_on() {
     use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
-    use streampod::messages::{ChannelConfig, HistoryConfig};
     use streampod_tests::cut_proxy::CutProxy;
 
     let server = start().await;
-    let history = HistoryConfig::new(5, Duration::from_secs(60));
-    let messages = server.handle().messages();
-    messages.configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    keep_history(&server, 5);
     let proxy = CutProxy::start(server.local_addr()).await;
     let client = MethodClient::new(&format!("http://{}", proxy.addr())).unwrap();
     let mut call = client
@@ -1366,16 +1366,10 @@ async fn a_call_that_cannot_recover_says_so_once_and_goes_on() {
 
 #[tokio::test]
 async fn serverpod_clients_get_serverpod_frames_key_for_key() {
-    use streampod::messages::{ChannelConfig, HistoryConfig};
-
     let fixtures: Value =
         serde_json::from_str(include_str!("../fixtures/serverpod-method-frames.json")).unwrap();
     let server = start().await;
-    let history = HistoryConfig::new(100, Duration::from_secs(60));
-    server
-        .handle()
-        .messages()
-        .configure_namespace("kept-", ChannelConfig::default().with_history(history));
+    keep_history(&server, 100);
     for conversation in fixtures["conversations"].as_array().unwrap() {
         let name = &conversation["name"];
         let mut client = Raw::connect(server.local_addr()).await;

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{AuthInfo, AuthenticationHandler, Scope};
 use crate::util::log_limit::RateLimitedLog;
+use crate::util::peer_text::PeerText;
 
 /// Why a [`Jwt`] could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +238,7 @@ impl AuthenticationHandler for Jwt {
             Ok(auth) => Some(auth),
             Err(why) => {
                 if let Some(left_out) = REFUSED.ready() {
-                    tracing::debug!(target: "streampod::auth", %why, left_out, "token refused");
+                    tracing::debug!(target: "streampod::auth", why = %PeerText(&why), left_out, "token refused");
                 }
                 None
             }
