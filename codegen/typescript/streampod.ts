@@ -47,7 +47,8 @@ export type StreamErrorCode =
   | "internal"
   | "rate_limited"
   | "auth_expiring"
-  | "auth_expired";
+  | "auth_expired"
+  | "auth_revoked";
 
 /** An error frame from the server: a frame of this client was refused. */
 export class StreamError extends Error {

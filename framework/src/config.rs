@@ -154,6 +154,15 @@ pub struct ServerConfig {
     /// slows that call only) and each input stream's values waiting for the method (a
     /// client that sends past it gets the input closed with `error`). Default 32.
     pub method_stream_queue: usize,
+    /// How long a revocation ([`ServerHandle::revoke_key`](crate::ServerHandle::revoke_key),
+    /// [`revoke_user`](crate::ServerHandle::revoke_user)) keeps refusing the keys it
+    /// names. Default 24 h: longer than the access tokens it is meant for live; keys
+    /// that live longer must also be refused by the authentication handler (or their
+    /// issuer).
+    pub revocation_retention: Duration,
+    /// Most revocations kept at once (about 100 bytes each); past it the oldest is
+    /// forgotten first. Default 100,000.
+    pub max_revocations: usize,
 }
 
 impl Default for ServerConfig {
@@ -184,6 +193,8 @@ impl Default for ServerConfig {
             first_frame_timeout: Duration::from_secs(30),
             metrics_path: Some("/metrics".to_owned()),
             max_method_calls_per_socket: 128,
+            revocation_retention: crate::auth::DEFAULT_REVOCATION_RETENTION,
+            max_revocations: crate::auth::DEFAULT_MAX_REVOCATIONS,
             method_stream_queue: 32,
         }
     }
@@ -232,6 +243,8 @@ setters! {
     metrics_path: Option<String>,
     max_method_calls_per_socket: usize,
     method_stream_queue: usize,
+    revocation_retention: Duration,
+    max_revocations: usize,
 }
 
 /// The default `max_connections`: the process's open-file limit less a reserve for

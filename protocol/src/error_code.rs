@@ -39,11 +39,15 @@ pub enum ErrorCode {
     /// The session's auth key expired without a fresh one: the session is signed out
     /// (what the identity opened or joined closed), and stays open.
     AuthExpired,
+    /// The session's identity was revoked (its user or its key, on any node of the
+    /// cluster): the session is signed out as for `auth_expired`; a revoked key is
+    /// refused from then on.
+    AuthRevoked,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::InvalidJson,
         Self::InvalidFrame,
         Self::UnknownCommand,
@@ -57,6 +61,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::AuthExpiring,
         Self::AuthExpired,
+        Self::AuthRevoked,
     ];
 
     /// The code's wire name.
@@ -75,6 +80,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::AuthExpiring => "auth_expiring",
             Self::AuthExpired => "auth_expired",
+            Self::AuthRevoked => "auth_revoked",
         }
     }
 }

@@ -177,7 +177,7 @@ async fn a_rejected_key_is_reported_and_leaves_the_session_signed_out() {
     let error = client.expect_error("unauthenticated").await;
     assert_eq!(
         error["message"],
-        "the auth key was not accepted; the session is signed out"
+        "the auth key was not accepted (not_accepted); the session is signed out"
     );
     assert_eq!(whoami(&mut client, "open").await.0, "-");
 

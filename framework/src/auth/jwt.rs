@@ -10,7 +10,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use super::{AuthInfo, AuthenticationHandler, Scope};
+use super::{AuthInfo, AuthenticationHandler, Refusal, Scope};
+use jsonwebtoken::errors::ErrorKind;
 use crate::util::log_limit::RateLimitedLog;
 use crate::util::peer_text::PeerText;
 
@@ -180,10 +181,14 @@ impl Jwt {
         self
     }
 
-    /// The identity `token` proves, or why not.
-    fn verify(&self, token: &str) -> Result<AuthInfo, String> {
-        let header = decode_header(token).map_err(|e| format!("not a token: {e}"))?;
-        let mut last = "no key for the token's algorithm or key id".to_owned();
+    /// The identity `token` proves, or why not (for the client, and for the log).
+    fn verify(&self, token: &str) -> Result<AuthInfo, (Refusal, String)> {
+        let header =
+            decode_header(token).map_err(|e| (Refusal::Malformed, format!("not a token: {e}")))?;
+        let mut last = (
+            Refusal::BadSignature,
+            "no key for the token's algorithm or key id".to_owned(),
+        );
         for (kid, key, algorithm) in &self.keys {
             if *algorithm != header.alg || (header.kid.is_some() && kid.is_some() && *kid != header.kid) {
                 continue;
@@ -200,8 +205,12 @@ impl Jwt {
                 validation.set_issuer(&[issuer]);
             }
             match decode::<Value>(token, key, &validation) {
-                Ok(data) => return self.identity(&data.claims),
-                Err(error) => last = error.to_string(),
+                Ok(data) => {
+                    return self
+                        .identity(&data.claims)
+                        .map_err(|why| (Refusal::Malformed, why));
+                }
+                Err(error) => last = (refusal_of(error.kind()), error.to_string()),
             }
         }
         Err(last)
@@ -227,22 +236,38 @@ impl Jwt {
             .map(|exp| UNIX_EPOCH + Duration::from_secs(exp));
         let mut auth = AuthInfo::new(user).with_scopes(scopes);
         auth.expires_at = expires_at;
+        auth.issued_at = claims["iat"]
+            .as_u64()
+            .map(|iat| UNIX_EPOCH + Duration::from_secs(iat));
         Ok(auth)
+    }
+}
+
+/// What a client is told of a token `jsonwebtoken` refused.
+fn refusal_of(kind: &ErrorKind) -> Refusal {
+    match kind {
+        ErrorKind::ExpiredSignature => Refusal::Expired,
+        ErrorKind::ImmatureSignature => Refusal::NotAccepted,
+        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => Refusal::BadSignature,
+        ErrorKind::InvalidAudience => Refusal::WrongAudience,
+        ErrorKind::InvalidIssuer => Refusal::WrongIssuer,
+        _ => Refusal::Malformed,
     }
 }
 
 impl AuthenticationHandler for Jwt {
     async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
+        self.check(key).await.ok()
+    }
+
+    async fn check(&self, key: &str) -> Result<AuthInfo, Refusal> {
         static REFUSED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
-        match self.verify(key) {
-            Ok(auth) => Some(auth),
-            Err(why) => {
-                if let Some(left_out) = REFUSED.ready() {
-                    tracing::debug!(target: "streampod::auth", why = %PeerText(&why), left_out, "token refused");
-                }
-                None
+        self.verify(key).map_err(|(refusal, why)| {
+            if let Some(left_out) = REFUSED.ready() {
+                tracing::debug!(target: "streampod::auth", reason = refusal.as_str(), why = %PeerText(&why), left_out, "token refused");
             }
-        }
+            refusal
+        })
     }
 }
 
@@ -294,18 +319,18 @@ mod tests {
         assert!(jwt.verify(&token(&good)).is_ok());
         let mut expired = good.clone();
         expired["exp"] = json!(unix_time(-600));
-        assert!(jwt.verify(&token(&expired)).unwrap_err().contains("Expired"));
+        assert_eq!(jwt.verify(&token(&expired)).unwrap_err().0, Refusal::Expired);
         let forged = encode(&Header::new(Algorithm::HS256), &good, &EncodingKey::from_secret(b"another secret, also long enough")).unwrap();
-        assert!(jwt.verify(&forged).unwrap_err().contains("Signature"));
+        assert_eq!(jwt.verify(&forged).unwrap_err().0, Refusal::BadSignature);
         let mut elsewhere = good.clone();
         elsewhere["aud"] = json!("billing");
-        assert!(jwt.verify(&token(&elsewhere)).unwrap_err().contains("Audience"));
+        assert_eq!(jwt.verify(&token(&elsewhere)).unwrap_err().0, Refusal::WrongAudience);
         let mut other_issuer = good.clone();
         other_issuer["iss"] = json!("someone");
-        assert!(jwt.verify(&token(&other_issuer)).unwrap_err().contains("Issuer"));
+        assert_eq!(jwt.verify(&token(&other_issuer)).unwrap_err().0, Refusal::WrongIssuer);
         let mut nobody = good.clone();
         nobody.as_object_mut().unwrap().remove("sub");
         assert!(jwt.verify(&token(&nobody)).is_err());
-        assert!(jwt.verify("not.a.token").is_err());
+        assert_eq!(jwt.verify("not.a.token").unwrap_err().0, Refusal::Malformed);
     }
 }

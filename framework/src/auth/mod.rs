@@ -15,9 +15,14 @@ use crate::util::log_limit::RateLimitedLog;
 
 #[cfg(feature = "jwt")]
 mod jwt;
+mod revocation;
 
 #[cfg(feature = "jwt")]
 pub use jwt::{Jwt, JwtError};
+pub(crate) use revocation::{
+    Fingerprint, KeyStamp, Revocations, Revoked, DEFAULT_MAX as DEFAULT_MAX_REVOCATIONS,
+    DEFAULT_RETENTION as DEFAULT_REVOCATION_RETENTION,
+};
 
 /// A permission a signed-in user may hold, such as `"admin"`.
 ///
@@ -53,7 +58,7 @@ impl fmt::Display for Scope {
 }
 
 /// Who a session is: what an [`AuthenticationHandler`] returns for a valid key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AuthInfo {
     /// The user's id (numeric ids are written as decimal strings).
@@ -62,7 +67,25 @@ pub struct AuthInfo {
     pub scopes: HashSet<Scope>,
     /// When the key stops being valid (a token's `exp`), if it does.
     pub expires_at: Option<SystemTime>,
+    /// When the key was issued (a token's `iat`), if the handler knows: a
+    /// [`revoke_user`](crate::ServerHandle::revoke_user) refuses the user's keys issued
+    /// before it from then on.
+    pub issued_at: Option<SystemTime>,
+    /// Which key signed the identity in, and when: what a revocation matches. Set by
+    /// the server when it accepts a key; not part of the identity's equality.
+    pub(crate) key: Option<KeyStamp>,
 }
+
+impl PartialEq for AuthInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.user_id == other.user_id
+            && self.scopes == other.scopes
+            && self.expires_at == other.expires_at
+            && self.issued_at == other.issued_at
+    }
+}
+
+impl Eq for AuthInfo {}
 
 impl AuthInfo {
     /// A user with no scopes.
@@ -71,6 +94,8 @@ impl AuthInfo {
             user_id: user_id.into(),
             scopes: HashSet::new(),
             expires_at: None,
+            issued_at: None,
+            key: None,
         }
     }
 
@@ -78,6 +103,13 @@ impl AuthInfo {
     #[must_use]
     pub fn expiring_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
+        self
+    }
+
+    /// The same identity, from a key issued at `at`.
+    #[must_use]
+    pub fn issued(mut self, at: SystemTime) -> Self {
+        self.issued_at = Some(at);
         self
     }
 
@@ -105,18 +137,76 @@ pub trait AuthenticationHandler: Send + Sync + 'static {
     /// The user behind `key`, or `None` when the key is not valid. Write it as
     /// `async fn authenticate(&self, key: &str) -> Option<AuthInfo>`.
     fn authenticate(&self, key: &str) -> impl Future<Output = Option<AuthInfo>> + Send;
+
+    /// The user behind `key`, or why the key is refused: what the server calls, and
+    /// what clients are told (an error frame, a `401` body's `reason`). By default
+    /// [`authenticate`](Self::authenticate)'s answer, a refusal being
+    /// [`Refusal::NotAccepted`]; a handler that knows more ([`Jwt`] does) says so here.
+    fn check(&self, key: &str) -> impl Future<Output = Result<AuthInfo, Refusal>> + Send {
+        async move { self.authenticate(key).await.ok_or(Refusal::NotAccepted) }
+    }
+}
+
+/// Why an auth key was refused, as clients are told. The wording never repeats the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The handler did not accept the key and said no more.
+    NotAccepted,
+    /// The key (a token) expired.
+    Expired,
+    /// The token is not signed by any of the configured keys.
+    BadSignature,
+    /// The token is for another audience (`aud`).
+    WrongAudience,
+    /// The token comes from another issuer (`iss`).
+    WrongIssuer,
+    /// The key is not a token the handler can read (or misses a required claim).
+    Malformed,
+    /// The key was revoked ([`ServerHandle::revoke_key`](crate::ServerHandle::revoke_key)).
+    Revoked,
+}
+
+impl Refusal {
+    /// A short snake_case name for programs: `not_accepted`, `expired`,
+    /// `bad_signature`, `wrong_audience`, `wrong_issuer`, `malformed`, `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAccepted => "not_accepted",
+            Self::Expired => "expired",
+            Self::BadSignature => "bad_signature",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::Malformed => "malformed",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotAccepted => "the auth key was not accepted",
+            Self::Expired => "the auth key expired",
+            Self::BadSignature => "the auth key's signature does not match",
+            Self::WrongAudience => "the auth key is for another audience",
+            Self::WrongIssuer => "the auth key is from another issuer",
+            Self::Malformed => "the auth key is malformed",
+            Self::Revoked => "the auth key was revoked",
+        })
+    }
 }
 
 /// [`AuthenticationHandler`] as an object, as the server stores it.
 #[async_trait]
 pub(crate) trait DynAuthenticationHandler: Send + Sync + 'static {
-    async fn authenticate(&self, key: &str) -> Option<AuthInfo>;
+    async fn check(&self, key: &str) -> Result<AuthInfo, Refusal>;
 }
 
 #[async_trait]
 impl<H: AuthenticationHandler> DynAuthenticationHandler for H {
-    async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
-        AuthenticationHandler::authenticate(self, key).await
+    async fn check(&self, key: &str) -> Result<AuthInfo, Refusal> {
+        AuthenticationHandler::check(self, key).await
     }
 }
 
@@ -125,8 +215,8 @@ impl<H: AuthenticationHandler> DynAuthenticationHandler for H {
 pub(crate) enum KeyCheck {
     /// The key signs in this user.
     Accepted(AuthInfo),
-    /// The handler did not accept the key (or the server has none).
-    Refused,
+    /// The handler did not accept the key (or the server has none), for this reason.
+    Refused(Refusal),
     /// The client's address sent too many refused keys lately: the key was not even
     /// looked at. Try again after the seconds given.
     Throttled(u32),
@@ -139,6 +229,7 @@ pub(crate) enum KeyCheck {
 pub(crate) struct Authenticator {
     handler: Option<Arc<dyn DynAuthenticationHandler>>,
     refused: Option<Arc<PerAddress>>,
+    revocations: Arc<Revocations>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -156,11 +247,18 @@ impl Authenticator {
     pub(crate) fn new(
         handler: Option<Arc<dyn DynAuthenticationHandler>>,
         limit: Option<RateLimit>,
+        revocations: Arc<Revocations>,
     ) -> Self {
         Self {
             handler,
             refused: limit.map(|limit| Arc::new(PerAddress::new(limit))),
+            revocations,
         }
+    }
+
+    /// What is revoked on this server (and its cluster).
+    pub(crate) fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// Whether the server checks keys at all.
@@ -172,7 +270,7 @@ impl Authenticator {
     pub(crate) async fn check(&self, peer: IpAddr, key: &str) -> KeyCheck {
         static THROTTLED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
         let Some(handler) = &self.handler else {
-            return KeyCheck::Refused;
+            return KeyCheck::Refused(Refusal::NotAccepted);
         };
         if let Some(refused) = &self.refused {
             if let Err(retry_after) = refused.check(peer) {
@@ -182,13 +280,27 @@ impl Authenticator {
                 return KeyCheck::Throttled(retry_after);
             }
         }
-        match handler.authenticate(key).await {
-            Some(auth) => KeyCheck::Accepted(auth),
-            None => {
+        let fingerprint = Fingerprint::of(key);
+        let checked = handler.check(key).await.and_then(|auth| {
+            if self.revocations.refuses(fingerprint, &auth) {
+                Err(Refusal::Revoked)
+            } else {
+                Ok(auth)
+            }
+        });
+        match checked {
+            Ok(mut auth) => {
+                auth.key = Some(KeyStamp {
+                    fingerprint,
+                    accepted: std::time::Instant::now(),
+                });
+                KeyCheck::Accepted(auth)
+            }
+            Err(refusal) => {
                 if let Some(refused) = &self.refused {
                     let _ = refused.take(peer);
                 }
-                KeyCheck::Refused
+                KeyCheck::Refused(refusal)
             }
         }
     }

@@ -2,12 +2,15 @@
 //! sessions, and graceful shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Fingerprint, Revoked};
+use crate::protocol::auth;
+use crate::cluster::ClusterError;
 use crate::messages::central::MessageCentral;
 use crate::protocol::ModelSet;
 use crate::session::registry::SessionRegistry;
@@ -96,6 +99,60 @@ impl<P: ModelSet> ServerHandle<P> {
             .into_iter()
             .map(SessionHandle::new)
             .collect()
+    }
+
+    /// Revokes every identity of `user_id`, on every server of the cluster: its
+    /// endpoint sessions are signed out (`auth_revoked` error frame for `streampod.v1`
+    /// clients; what the identity opened or joined closes, the socket stays), and its
+    /// streaming-method calls close with `error`. Keys of the user issued before now
+    /// are refused from then on when the authentication handler says when a key was
+    /// issued ([`AuthInfo::issued_at`](crate::auth::AuthInfo::issued_at); [`Jwt`]
+    /// reads `iat`), for [`revocation_retention`](crate::ServerConfig::revocation_retention);
+    /// a key without an issue time signs the user in again, so keep a ban in the
+    /// handler. Returns the number of servers reached: 1 on a single server, the
+    /// servers the backplane reached in a cluster.
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # async fn demo(server: streampod::ServerHandle<Protocol>) -> Result<(), streampod::cluster::ClusterError> {
+    /// // The user signed out everywhere (or was banned): close what they have open.
+    /// server.revoke_user("42").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`Jwt`]: crate::auth::Jwt
+    ///
+    /// # Errors
+    ///
+    /// The backplane's [`ClusterError`] when the revocation could not be published;
+    /// it holds on this server either way, and retrying is harmless.
+    pub async fn revoke_user(&self, user_id: &str) -> Result<usize, ClusterError> {
+        self.revoke(Revoked::User {
+            user: user_id.to_owned(),
+            at: SystemTime::now(),
+        })
+        .await
+    }
+
+    /// Revokes one auth key (a token), on every server of the cluster: every session
+    /// and streaming-method call signed in with it ends as for
+    /// [`revoke_user`](Self::revoke_user), and the key is refused from then on (with
+    /// reason `revoked`) for [`revocation_retention`](crate::ServerConfig::revocation_retention).
+    /// Only a fingerprint of the key (SHA-256) is kept and sent over the backplane.
+    /// Returns the number of servers reached, as `revoke_user`.
+    ///
+    /// # Errors
+    ///
+    /// As [`revoke_user`](Self::revoke_user).
+    pub async fn revoke_key(&self, key: &str) -> Result<usize, ClusterError> {
+        self.revoke(Revoked::Key(Fingerprint::of(&auth::unwrap_key(key))))
+            .await
+    }
+
+    async fn revoke(&self, revoked: Revoked) -> Result<usize, ClusterError> {
+        tracing::info!(target: "streampod::server", what = match &revoked { Revoked::User { .. } => "user", Revoked::Key(_) => "key" }, "revoking an identity");
+        let reached = self.state.messages.revoke(revoked).await?;
+        Ok(reached.max(1))
     }
 
     /// Whether shutdown has begun.

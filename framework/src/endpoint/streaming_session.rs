@@ -170,6 +170,7 @@ mod tests {
                     frame_bytes: 1 << 20,
                 },
                 tokio::runtime::Handle::current(),
+                std::sync::Arc::default(),
             );
             Self {
                 central,

@@ -14,6 +14,7 @@ use super::delivery::{
     check_size, CallMember, push_call_frames, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post,
     PostError, Reach,
 };
+use crate::auth::Revocations;
 use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
 use crate::config::SlowConsumerPolicy;
 use crate::session::owned::{JoinError, ListenerId, Owned, SessionLimits};
@@ -47,6 +48,8 @@ pub(crate) struct Central<P> {
     runtime: tokio::runtime::Handle,
     /// Who hears presence changes.
     pub(crate) presence_hooks: Hooks<MessageCentral<P>>,
+    /// What is revoked, here and (through the backplane) on every node.
+    pub(crate) revocations: Arc<Revocations>,
 }
 
 /// The message central of a server: cheap to clone, usable from any task.
@@ -256,6 +259,7 @@ impl<P: ModelSet> MessageCentral<P> {
         stream_capacity: usize,
         limits: SessionLimits,
         runtime: tokio::runtime::Handle,
+        revocations: Arc<Revocations>,
     ) -> Self {
         Self {
             inner: Arc::new(Central {
@@ -272,6 +276,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 cluster: OnceLock::new(),
                 runtime,
                 presence_hooks: Hooks::default(),
+                revocations,
             }),
             owner: None,
         }

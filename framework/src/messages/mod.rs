@@ -41,6 +41,7 @@ pub(crate) mod membership;
 pub(crate) mod pacing;
 pub(crate) mod presence;
 pub(crate) mod queue;
+mod revocation;
 pub(crate) mod stream;
 
 pub use broadcast::Broadcast;

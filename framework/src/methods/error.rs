@@ -6,6 +6,7 @@ use std::fmt;
 use http::StatusCode;
 
 
+use crate::auth::Refusal;
 use crate::cluster::ClusterError;
 use crate::endpoint::definition::EndpointError;
 use crate::messages::{JoinError, PostError};
@@ -74,6 +75,20 @@ impl MethodError {
     /// 401 `unauthenticated`.
     pub fn unauthenticated(message: impl fmt::Display) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 401 `unauthenticated` for a key that was refused, the body saying why in
+    /// `reason` (`expired`, `bad_signature`, `revoked`, …).
+    pub(crate) fn refused_key(message: impl fmt::Display, refusal: Refusal) -> Self {
+        let body = serde_json::json!({"error": {
+            "code": "unauthenticated",
+            "message": message.to_string(),
+            "reason": refusal.as_str(),
+        }});
+        Self {
+            body: body.to_string(),
+            ..Self::unauthenticated("")
+        }
     }
 
     /// 403 `forbidden`.

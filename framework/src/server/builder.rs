@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
 use crate::rate_limit::PerAddress;
-use crate::auth::{AuthenticationHandler, Authenticator, DynAuthenticationHandler};
+use crate::auth::{AuthenticationHandler, Authenticator, DynAuthenticationHandler, Revocations};
 use crate::cluster::{Backends, Backplane, ClusterState, Inbox, Sink, DEFAULT_MAX_GLOBAL_AGE};
 #[cfg(feature = "redis")]
 use crate::cluster::{ClusterConfig, RedisBackplane};
@@ -482,6 +482,10 @@ impl<P: ModelSet> ServerBuilder<P> {
         connections: Option<Arc<Connections>>,
     ) -> Result<StreampodService<P>, StartError> {
         let sessions = Arc::new(SessionRegistry::default());
+        let revocations = Arc::new(Revocations::new(
+            self.config.revocation_retention,
+            self.config.max_revocations,
+        ));
         let messages = MessageCentral::new(
             sessions.clone(),
             self.config.outbound_queue_frames,
@@ -491,6 +495,7 @@ impl<P: ModelSet> ServerBuilder<P> {
                 frame_bytes: self.config.outbound_queue_bytes,
             },
             tokio::runtime::Handle::current(),
+            revocations.clone(),
         );
         if let Some(start) = self.backplane {
             messages.attach_backplane(start)?;
@@ -517,7 +522,11 @@ impl<P: ModelSet> ServerBuilder<P> {
         }
         let streams = Arc::new(SocketContext {
             endpoints: self.endpoints,
-            authentication: Authenticator::new(self.authentication, config.failed_auth_rate_limit),
+            authentication: Authenticator::new(
+                self.authentication,
+                config.failed_auth_rate_limit,
+                revocations.clone(),
+            ),
             config,
             sessions,
             method_sockets: Arc::default(),
@@ -526,6 +535,20 @@ impl<P: ModelSet> ServerBuilder<P> {
             held_bytes: Arc::default(),
             shutdown,
             next_id: AtomicU64::new(1),
+        });
+        // A revocation wakes the sessions it names, and every streaming-method socket
+        // (each call has its own identity): their readers look at their identities.
+        let (endpoint_sessions, method_sockets) = (
+            Arc::downgrade(&streams.sessions),
+            Arc::downgrade(&streams.method_sockets),
+        );
+        revocations.on_revoke(move |revoked| {
+            if let Some(sessions) = endpoint_sessions.upgrade() {
+                sessions.recheck_revoked(revoked);
+            }
+            if let Some(sockets) = method_sockets.upgrade() {
+                sockets.recheck_all();
+            }
         });
         tokio::spawn(memory_guard::run(
             [streams.sessions.clone(), streams.method_sockets.clone()],

@@ -189,10 +189,14 @@ async fn call<P: ModelSet, B: RequestBody>(
         });
     }
 
+    let mut refusal = None;
     let auth = match &key {
         Some(key) => match server.streams.authentication.check(remote_addr.ip(), key).await {
             KeyCheck::Accepted(auth) => Some(Arc::new(auth)),
-            KeyCheck::Refused => None,
+            KeyCheck::Refused(why) => {
+                refusal = Some(why);
+                None
+            }
             KeyCheck::Throttled(retry_after) => {
                 return Err(MethodError::rate_limited(
                     "too many refused auth keys from this address: the key was not checked; retry after the Retry-After seconds",
@@ -204,15 +208,13 @@ async fn call<P: ModelSet, B: RequestBody>(
     };
     if info.require_login || !info.scopes.is_empty() {
         let Some(auth) = &auth else {
-            let why = if key.is_some() {
-                "the auth key was not accepted"
-            } else {
-                "no Authorization header"
+            let message = |why: &dyn std::fmt::Display| {
+                format!("'{endpoint_name}.{}' requires a signed-in caller: {why}", info.name)
             };
-            return Err(MethodError::unauthenticated(format!(
-                "'{endpoint_name}.{}' requires a signed-in caller: {why}",
-                info.name
-            )));
+            return Err(match refusal {
+                Some(refusal) => MethodError::refused_key(message(&refusal), refusal),
+                None => MethodError::unauthenticated(message(&"no Authorization header")),
+            });
         };
         if let Some(missing) = info
             .scopes

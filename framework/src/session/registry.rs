@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::auth::Revoked;
 use crate::session::state::{SessionId, SessionShared};
 
 const SHARDS: usize = 16;
@@ -85,6 +86,35 @@ impl SessionRegistry {
     /// Every open session signed in as `user`.
     pub(crate) fn sessions_of_user(&self, user: &str) -> Vec<Arc<SessionShared>> {
         self.user_shard(user).get(user).cloned().unwrap_or_default()
+    }
+
+    /// Wakes the sessions `revoked` may concern, so their readers look at their
+    /// identity again: a user's sessions, or every session holding the key.
+    pub(crate) fn recheck_revoked(&self, revoked: &Revoked) {
+        let concerned = match revoked {
+            Revoked::User { user, .. } => self.sessions_of_user(user),
+            Revoked::Key(key) => {
+                let mut holding = self.snapshot();
+                holding.retain(|session| {
+                    session
+                        .auth()
+                        .and_then(|auth| auth.key)
+                        .is_some_and(|stamp| stamp.fingerprint == *key)
+                });
+                holding
+            }
+        };
+        for session in concerned {
+            session.recheck_identity.raise();
+        }
+    }
+
+    /// Wakes every session to look at the identities it holds again (a
+    /// streaming-method socket's calls each have their own).
+    pub(crate) fn recheck_all(&self) {
+        for session in self.snapshot() {
+            session.recheck_identity.raise();
+        }
     }
 
     pub(crate) fn get(&self, id: SessionId) -> Option<Arc<SessionShared>> {

@@ -19,7 +19,7 @@ use crate::session::outbound::{ChannelKey, Limits, Outbound, Push, TotalHeld, DI
 use crate::session::owned::OwnedListeners;
 use crate::protocol::frame::{self, ErrorFrame};
 use crate::protocol::{EncodeError, ModelSet};
-use crate::util::flag::Flag;
+use crate::util::flag::{Flag, Nudge};
 use crate::util::log_limit::RateLimitedLog;
 use crate::ws::frame::TextFrame;
 
@@ -109,6 +109,9 @@ pub(crate) struct SessionShared {
     extended: bool,
     /// The client was told its key expires soon (`auth_expiring`); reset with the key.
     pub(crate) expiry_told: std::sync::atomic::AtomicBool,
+    /// Raised when a revocation may concern the session (or, on a streaming-method
+    /// socket, one of its calls): its reader looks at the identities it holds again.
+    pub(crate) recheck_identity: Nudge,
     pub(crate) span: tracing::Span,
 }
 
@@ -139,6 +142,7 @@ impl SessionShared {
             },
             extended,
             expiry_told: std::sync::atomic::AtomicBool::new(false),
+            recheck_identity: Nudge::default(),
             span,
         }
     }

@@ -17,7 +17,7 @@ use super::close::{close_abusive, pong, triage, Read};
 use super::context::{Io, SocketContext};
 use super::keepalive::Keepalive;
 use super::write_task::write_loop;
-use crate::auth::{AuthInfo, KeyCheck};
+use crate::auth::{AuthInfo, KeyCheck, Refusal};
 use crate::endpoint::definition::Denied;
 use crate::endpoint::streaming_session::StreamingSession;
 use crate::messages::membership::release_session;
@@ -219,6 +219,9 @@ impl<P: ModelSet> Connection<P> {
                         Read::Stop => return,
                     }
                 }
+                () = self.shared.recheck_identity.raised() => {
+                    Box::pin(self.recheck_identity()).await;
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     if expiring {
                         Box::pin(self.expiry_due()).await;
@@ -254,6 +257,23 @@ impl<P: ModelSet> Connection<P> {
                     "the auth key expired: the session is signed out (send a fresh key with the auth command)",
                 ));
             }
+        }
+    }
+
+    /// A revocation may concern the session: if its identity was revoked (its user or
+    /// its key, here or on another node), the session is signed out as at an expiry.
+    async fn recheck_identity(&mut self) {
+        let revoked = self
+            .shared
+            .auth()
+            .is_some_and(|auth| self.server.authentication.revocations().is_revoked(&auth));
+        if revoked {
+            tracing::debug!(target: "streampod::connection", "identity revoked; signing the session out");
+            self.change_identity(None).await;
+            self.shared.push_error(&ErrorFrame::new(
+                ErrorCode::AuthRevoked,
+                "the session's identity was revoked: the session is signed out",
+            ));
         }
     }
 
@@ -373,10 +393,17 @@ impl<P: ModelSet> Connection<P> {
         let peer = self.shared.remote_addr.ip();
         match self.server.authentication.check(peer, &auth::unwrap_key(key)).await {
             KeyCheck::Accepted(auth) => return Some(auth),
-            KeyCheck::Refused => self.reject(&ErrorFrame::new(
-                ErrorCode::Unauthenticated,
-                "the auth key was not accepted; the session is signed out",
-            )),
+            KeyCheck::Refused(refusal) => {
+                let code = match refusal {
+                    Refusal::Expired => ErrorCode::AuthExpired,
+                    Refusal::Revoked => ErrorCode::AuthRevoked,
+                    _ => ErrorCode::Unauthenticated,
+                };
+                self.reject(&ErrorFrame::new(
+                    code,
+                    format!("{refusal} ({}); the session is signed out", refusal.as_str()),
+                ));
+            }
             KeyCheck::Throttled(retry_after) => self.reject(&ErrorFrame::new(
                 ErrorCode::RateLimited,
                 format!("too many refused auth keys from this address: the key was not checked; try again in {retry_after} s (the session is signed out)"),
@@ -644,6 +671,7 @@ mod tests {
                 frame_bytes: config.outbound_queue_bytes,
             },
             tokio::runtime::Handle::current(),
+                std::sync::Arc::default(),
         );
         Arc::new(SocketContext {
             endpoints,

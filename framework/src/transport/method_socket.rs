@@ -19,7 +19,7 @@ use http::StatusCode;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::auth::{AuthInfo, KeyCheck};
+use crate::auth::{AuthInfo, KeyCheck, Revocations};
 use crate::messages::membership::release_session;
 use crate::transport::close::{close_abusive, pong, triage, Read};
 use crate::transport::context::{Io, SocketContext};
@@ -188,23 +188,37 @@ impl Calls {
     fn first_expiry(&self) -> Option<SystemTime> {
         self.0
             .iter()
-            .filter_map(|call| call.fed.as_ref()?.expires_at)
+            .filter_map(|call| call.fed.as_ref()?.auth.as_ref()?.expires_at)
             .min()
+    }
+
+    /// Takes the calls served from a feed whose identity was revoked (a call with its
+    /// own task watches for revocations itself).
+    fn take_revoked(&mut self, revocations: &Revocations) -> Vec<Call> {
+        self.take_where(|fed| {
+            fed.auth
+                .as_ref()
+                .is_some_and(|auth| revocations.is_revoked(auth))
+        })
     }
 
     /// Takes the calls served from a feed whose key expired.
     fn take_expired(&mut self) -> Vec<Call> {
         let now = SystemTime::now();
-        let expired = |call: &Call| {
-            call.fed
+        self.take_where(|fed| {
+            fed.auth
                 .as_ref()
-                .and_then(|fed| fed.expires_at)
+                .and_then(|auth| auth.expires_at)
                 .is_some_and(|at| at <= now)
-        };
+        })
+    }
+
+    /// Takes the calls served from a feed for which `lapsed` holds.
+    fn take_where(&mut self, lapsed: impl Fn(&Fed) -> bool) -> Vec<Call> {
         let mut taken = Vec::new();
         let mut index = 0;
         while index < self.0.len() {
-            if expired(&self.0[index]) {
+            if self.0[index].fed.as_deref().is_some_and(&lapsed) {
                 taken.push(self.0.swap_remove(index));
             } else {
                 index += 1;
@@ -228,8 +242,36 @@ struct Fed {
     _feed: Box<dyn CallFeed>,
     _release: Box<dyn Send>,
     _open: OpenCallCount,
-    /// When the key the call was opened with expires: the call closes then.
-    expires_at: Option<SystemTime>,
+    /// Who opened the call: it closes when the key expires or is revoked.
+    auth: Option<Arc<AuthInfo>>,
+}
+
+/// Waits until the identity a call was opened with lapses: its key expires, or it is
+/// revoked; forever for a call without one.
+async fn lapse(auth: Option<Arc<AuthInfo>>, revocations: Arc<Revocations>) {
+    let Some(auth) = auth else {
+        return std::future::pending().await;
+    };
+    let mut changes = revocations.changes();
+    if revocations.is_revoked(&auth) {
+        return;
+    }
+    let expiry = until(auth.expires_at);
+    tokio::pin!(expiry);
+    loop {
+        tokio::select! {
+            () = &mut expiry => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The server is gone; the expiry still counts.
+                    return expiry.await;
+                }
+                if revocations.is_revoked(&auth) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Waits until `at`; forever without one.
@@ -346,6 +388,13 @@ impl<P: ModelSet> Socket<P> {
                 () = self.endings.wake.notified() => {
                     for ended in self.endings.take() {
                         self.ended(ended);
+                    }
+                }
+                () = self.shared.recheck_identity.raised() => {
+                    let revocations = self.context.streams.authentication.revocations().clone();
+                    for open in self.calls.take_revoked(&revocations) {
+                        tracing::debug!(target: "streampod::method_socket", "a call's identity was revoked; closing it");
+                        self.closed(&open, CloseReason::Error);
                     }
                 }
                 () = until(self.calls.first_expiry()) => {
@@ -863,7 +912,10 @@ impl<P: ModelSet> CallTask<P> {
                 let peer = self.shared.remote_addr.ip();
                 match self.context.streams.authentication.check(peer, &auth::unwrap_key(key)).await {
                     KeyCheck::Accepted(auth) => Some(Arc::new(auth)),
-                    KeyCheck::Refused => None,
+                    KeyCheck::Refused(refusal) => {
+                        tracing::debug!(target: "streampod::method_socket", reason = refusal.as_str(), "auth key refused");
+                        None
+                    }
                     KeyCheck::Throttled(_) => {
                         // Serverpod's clients know no "slow down": a refused sign-in.
                         return Err(OpenResult::AuthenticationFailed);
@@ -930,10 +982,14 @@ impl<P: ModelSet> CallTask<P> {
                 return EndedHow::Refused;
             }
         };
-        // A call lasts no longer than the key it was opened with (a token's `exp`).
-        let expires_at = session.auth.as_ref().and_then(|auth| auth.expires_at);
-        let expiry = until(expires_at);
-        tokio::pin!(expiry);
+        // A call lasts no longer than the key it was opened with (a token's `exp`, or
+        // a revocation).
+        let auth = session.auth.clone();
+        let lapsed = lapse(
+            auth.clone(),
+            self.context.streams.authentication.revocations().clone(),
+        );
+        tokio::pin!(lapsed);
         let head = answer_message_head(&self.call, self.form);
         let slots = Arc::new(Semaphore::new(
             self.context.streams.config.method_stream_queue.max(1),
@@ -945,8 +1001,8 @@ impl<P: ModelSet> CallTask<P> {
         let reason = loop {
             let next = tokio::select! {
                 biased;
-                () = &mut expiry => {
-                    tracing::debug!(target: "streampod::method_socket", "the call's auth key expired; closing it");
+                () = &mut lapsed => {
+                    tracing::debug!(target: "streampod::method_socket", "the call's auth key expired or was revoked; closing it");
                     break CloseReason::Error;
                 }
                 next = stream.next() => next,
@@ -1031,7 +1087,7 @@ impl<P: ModelSet> CallTask<P> {
                         _feed: feed,
                         _release: Box::new(release),
                         _open: open,
-                        expires_at,
+                        auth,
                     }));
                 }
                 Some(Ok(Answer::Failed(error))) => error,

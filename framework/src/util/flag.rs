@@ -47,6 +47,38 @@ impl Flag {
     }
 }
 
+/// A wake-up one task waits on, raised any number of times: each wait returns once it
+/// was raised since the last one returned (raises in between count as one). What a
+/// session's reader waits on to look at its identity again.
+#[derive(Debug, Default)]
+pub(crate) struct Nudge {
+    raised: AtomicBool,
+    waiter: AtomicWaker,
+}
+
+impl Nudge {
+    /// Raises it and wakes the waiter.
+    pub(crate) fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.waiter.wake();
+    }
+
+    /// Waits until raised, and lowers it. One task waits at a time.
+    pub(crate) fn raised(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| {
+            if self.raised.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.waiter.register(cx.waker());
+            if self.raised.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -74,6 +106,30 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), flag.raised())
             .await
             .expect("an already raised flag does not wait");
+    }
+
+    #[tokio::test]
+    async fn a_nudge_wakes_once_per_raise_seen() {
+        let nudge = Arc::new(super::Nudge::default());
+        nudge.raise();
+        nudge.raise();
+        tokio::time::timeout(Duration::from_secs(5), nudge.raised())
+            .await
+            .expect("raised before the wait");
+        let waiter = {
+            let nudge = nudge.clone();
+            tokio::spawn(async move { nudge.raised().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "both raises were taken by the first wait"
+        );
+        nudge.raise();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("no panic");
     }
 
     #[test]
