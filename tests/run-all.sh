@@ -3,7 +3,8 @@
 # packages the end-to-end tests drive (Chromium and its WebDriver; redis-server, which
 # the cluster tests start privately on free ports, and redis-cli, which joins three of
 # them into a Redis Cluster; PostgreSQL, of which the chat-history test starts a
-# private server), then runs every test of the workspace.
+# private server), then runs every test of the workspace, then the publish API's Python
+# test against the release example server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,4 +43,18 @@ if [ ! -x codegen/typescript/node_modules/.bin/tsc ] || [ ! -d codegen/typescrip
 fi
 
 # Every test binary runs, whatever fails: the summary at the end lists all failures.
-cargo test --workspace --no-fail-fast
+status=0
+cargo test --workspace --no-fail-fast || status=$?
+
+# The publish API as a Python backend drives it (requests, websocket-client, pinned in
+# tests/python/requirements.txt) against two release example servers and a private Redis.
+echo "== publish API from Python, against the release example server"
+cargo build --release -p example-server
+if [ ! -f target/python-deps/.installed ] || ! cmp -s tests/python/requirements.txt target/python-deps/.installed; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target target/python-deps \
+        -r tests/python/requirements.txt
+    cp tests/python/requirements.txt target/python-deps/.installed
+fi
+PYTHONPATH=target/python-deps STREAMPOD_EXAMPLE_SERVER=target/release/example-server \
+    python3 tests/python/publish_api_test.py || status=$?
+exit "$status"

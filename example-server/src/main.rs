@@ -4,7 +4,7 @@
 //! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope+…]]… [--tokens-file PATH]
 //!                [--redis URL | --redis-cluster URL,…] [--redis-prefix PREFIX]
 //!                [--database-url URL] [--room-history N] [--max-frames-per-second N]
-//!                [--max-connections-per-ip N]
+//!                [--max-connections-per-ip N] [--api-key KEY]
 //! example-server --print-method-schema    # the methods' JSON for streampod-codegen, then exit
 //! ```
 //!
@@ -87,6 +87,11 @@ struct Args {
     /// to its sender.
     #[arg(long, env = "STREAMPOD_MAX_MESSAGE_BYTES", default_value_t = example_server::chat::MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    /// Open the publish API (`POST /api/publish`, `/api/broadcast`, `/api/history`,
+    /// `/api/presence`; `GET /api/openapi.json`) to other backends that send this key
+    /// (`Authorization: Bearer KEY` or `X-API-Key: KEY`). Off by default. Never logged.
+    #[arg(long, env = "STREAMPOD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Print what the HTTP methods take and answer (the JSON `streampod-codegen
     /// typescript … --methods` reads) and exit, serving nothing.
     #[arg(long)]
@@ -175,6 +180,10 @@ async fn main() -> std::process::ExitCode {
     let mut builder = example_server::server_with_chat(chat)
         .authentication(tokens)
         .config(config);
+    if let Some(key) = &args.api_key {
+        tracing::info!("the publish API is open at /api/ to callers with the API key");
+        builder = builder.publish_api(key);
+    }
     // The URL itself is not logged: it may carry a password. The cluster logs its
     // host and port once connected.
     if let Some(url) = &args.redis {

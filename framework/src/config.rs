@@ -163,6 +163,10 @@ pub struct ServerConfig {
     /// Most revocations kept at once (about 100 bytes each); past it the oldest is
     /// forgotten first. Default 100,000.
     pub max_revocations: usize,
+    /// How long the publish API remembers an `Idempotency-Key` and its answer: a retry
+    /// within it (on any server of the cluster) gets the first answer and posts
+    /// nothing. Default 5 minutes; at most 100,000 keys are kept (the oldest go first).
+    pub idempotency_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -195,6 +199,7 @@ impl Default for ServerConfig {
             max_method_calls_per_socket: 128,
             revocation_retention: crate::auth::DEFAULT_REVOCATION_RETENTION,
             max_revocations: crate::auth::DEFAULT_MAX_REVOCATIONS,
+            idempotency_window: crate::messages::idempotency::DEFAULT_WINDOW,
             method_stream_queue: 32,
         }
     }
@@ -245,6 +250,7 @@ setters! {
     method_stream_queue: usize,
     revocation_retention: Duration,
     max_revocations: usize,
+    idempotency_window: Duration,
 }
 
 /// The default `max_connections`: the process's open-file limit less a reserve for

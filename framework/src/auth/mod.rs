@@ -266,19 +266,33 @@ impl Authenticator {
         self.handler.is_some()
     }
 
+    /// Whether `peer` sent too many refused keys lately: `Err` with the seconds to wait.
+    pub(crate) fn throttled(&self, peer: IpAddr) -> Result<(), u32> {
+        let Some(refused) = &self.refused else {
+            return Ok(());
+        };
+        refused.check(peer).inspect_err(|_| {
+            static THROTTLED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+            if let Some(left_out) = THROTTLED.ready() {
+                tracing::warn!(target: "streampod::auth", %peer, left_out, "refusing keys from an address that sent too many refused keys (guessing?); see ServerConfig::failed_auth_rate_limit");
+            }
+        })
+    }
+
+    /// Counts a key refused from `peer`.
+    pub(crate) fn count_refused(&self, peer: IpAddr) {
+        if let Some(refused) = &self.refused {
+            let _ = refused.take(peer);
+        }
+    }
+
     /// Checks `key` (its `Bearer`/`Basic` wrapping already taken off) from `peer`.
     pub(crate) async fn check(&self, peer: IpAddr, key: &str) -> KeyCheck {
-        static THROTTLED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
         let Some(handler) = &self.handler else {
             return KeyCheck::Refused(Refusal::NotAccepted);
         };
-        if let Some(refused) = &self.refused {
-            if let Err(retry_after) = refused.check(peer) {
-                if let Some(left_out) = THROTTLED.ready() {
-                    tracing::warn!(target: "streampod::auth", %peer, left_out, "refusing keys from an address that sent too many refused keys (guessing?); see ServerConfig::failed_auth_rate_limit");
-                }
-                return KeyCheck::Throttled(retry_after);
-            }
+        if let Err(retry_after) = self.throttled(peer) {
+            return KeyCheck::Throttled(retry_after);
         }
         let fingerprint = Fingerprint::of(key);
         let checked = handler.check(key).await.and_then(|auth| {
@@ -297,9 +311,7 @@ impl Authenticator {
                 KeyCheck::Accepted(auth)
             }
             Err(refusal) => {
-                if let Some(refused) = &self.refused {
-                    let _ = refused.take(peer);
-                }
+                self.count_refused(peer);
                 KeyCheck::Refused(refusal)
             }
         }

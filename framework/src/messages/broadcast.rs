@@ -100,37 +100,72 @@ impl<P: ModelSet> Broadcast<P> {
     pub fn post(self, message: impl Into<P>) -> Result<Delivery, PostError> {
         let message = message.into();
         if let (Reach::Global, Some(cluster)) = (self.reach, self.central.cluster()) {
-            if self.filter.is_some() {
-                return Err(PostError::GlobalFilter);
-            }
-            let (channel, target, record) = match &self.target {
-                Target::Channel(channel) => (
-                    Topic::Channel(channel),
-                    None,
-                    self.central.record_of(channel),
-                ),
-                Target::All(endpoint) => (
-                    Topic::Broadcasts,
-                    Some(BroadcastTarget {
-                        endpoint,
-                        user: None,
-                    }),
-                    None,
-                ),
-                Target::User(user, endpoint) => (
-                    Topic::Broadcasts,
-                    Some(BroadcastTarget {
-                        endpoint,
-                        user: Some(user),
-                    }),
-                    None,
-                ),
-            };
-            let payload = Envelope::encode(cluster.node(), self.except, target, &message)?;
-            cluster.publish(channel, payload, record)?;
+            let (topic, payload, record) = self.global(cluster.node(), &message)?;
+            cluster.publish(topic, payload, record)?;
             self.central.count_post();
             return Ok(Delivery::Published);
         }
+        self.deliver_here(message)
+    }
+
+    /// Sends the message to every server of the cluster, whatever
+    /// [`reach`](Broadcast::reach) says, and waits until the backplane took it: the
+    /// number of servers reached. Without a cluster it is delivered here, and the
+    /// answer is 1 when it reached someone, else 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`post`](Broadcast::post) with `Global`; [`PostError::Cluster`] also when the
+    /// backplane did not confirm in time (the broadcast may have gone out).
+    pub async fn post_confirmed(self, message: impl Into<P>) -> Result<usize, PostError> {
+        let message = message.into();
+        let Some(cluster) = self.central.cluster() else {
+            let delivered = self.deliver_here(message)?.delivered().unwrap_or(0);
+            return Ok(usize::from(delivered > 0));
+        };
+        let (topic, payload, record) = self.global(cluster.node(), &message)?;
+        self.central.count_post();
+        Ok(cluster.publish_confirmed(topic, payload, record).await?)
+    }
+
+    /// Where a broadcast to the cluster goes, and its envelope.
+    fn global(
+        &self,
+        node: u64,
+        message: &P,
+    ) -> Result<(Topic<'_>, Vec<u8>, Option<crate::cluster::Record>), PostError> {
+        if self.filter.is_some() {
+            return Err(PostError::GlobalFilter);
+        }
+        let (topic, target, record) = match &self.target {
+            Target::Channel(channel) => (
+                Topic::Channel(channel),
+                None,
+                self.central.record_of(channel),
+            ),
+            Target::All(endpoint) => (
+                Topic::Broadcasts,
+                Some(BroadcastTarget {
+                    endpoint,
+                    user: None,
+                }),
+                None,
+            ),
+            Target::User(user, endpoint) => (
+                Topic::Broadcasts,
+                Some(BroadcastTarget {
+                    endpoint,
+                    user: Some(user),
+                }),
+                None,
+            ),
+        };
+        let payload = Envelope::encode(node, self.except, target, message)?;
+        Ok((topic, payload, record))
+    }
+
+    /// Delivers the message to this server's recipients.
+    fn deliver_here(self, message: P) -> Result<Delivery, PostError> {
         let messages = [Arc::new(message)];
         let include = |session: &Arc<SessionShared>| {
             Some(session.id) != self.except

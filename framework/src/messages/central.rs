@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use super::channel::{Channel, ChannelConfig, ChannelMap, Listener};
 use super::gate::{Gate, Positioned, Target};
 use super::hooks::Hooks;
+use super::idempotency::Idempotency;
 use super::history::{History, Kept};
 use super::delivery::{
     check_size, CallMember, push_call_frames, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post,
@@ -50,6 +51,8 @@ pub(crate) struct Central<P> {
     pub(crate) presence_hooks: Hooks<MessageCentral<P>>,
     /// What is revoked, here and (through the backplane) on every node.
     pub(crate) revocations: Arc<Revocations>,
+    /// The idempotency keys of recent posts (the publish API's), cluster-wide.
+    pub(crate) idempotency: Idempotency,
 }
 
 /// The message central of a server: cheap to clone, usable from any task.
@@ -277,6 +280,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 runtime,
                 presence_hooks: Hooks::default(),
                 revocations,
+                idempotency: Idempotency::default(),
             }),
             owner: None,
         }

@@ -232,6 +232,23 @@ impl<P> Ring<P> {
         self.position(self.newest)
     }
 
+    /// The unexpired messages after `offset` (each offset and object), oldest first.
+    pub(crate) fn kept_after(&self, offset: u64) -> Vec<(u64, Arc<str>)> {
+        let now = Instant::now();
+        self.entries
+            .iter()
+            .filter(|entry| {
+                entry.offset > offset && now.duration_since(entry.kept_at) <= self.config.ttl
+            })
+            .map(|entry| (entry.offset, entry.message.object.clone()))
+            .collect()
+    }
+
+    /// The history's epoch.
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
     /// The messages after `since`, if history still holds all of them.
     pub(crate) fn since(&self, since: &Position) -> Since<'_, P> {
         let offset = since.offset;

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
 use crate::rate_limit::PerAddress;
+use crate::service::publish_api::PublishApi;
 use crate::auth::{AuthenticationHandler, Authenticator, DynAuthenticationHandler, Revocations};
 use crate::cluster::{Backends, Backplane, ClusterState, Inbox, Sink, DEFAULT_MAX_GLOBAL_AGE};
 #[cfg(feature = "redis")]
@@ -81,6 +82,8 @@ pub struct ServerBuilder<P: ModelSet> {
     path_prefix: Option<Arc<str>>,
     /// `None`: Serverpod's any-origin answer under `bind`, none when mounted.
     cors: Option<Cors>,
+    /// The publish API, when it has a key.
+    publish_api: Option<PublishApi>,
     #[cfg(feature = "tls")]
     tls: Option<crate::server::tls::TlsIdentity>,
     /// Run once the server is built, after each endpoint's `on_start`.
@@ -121,6 +124,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             backplane: None,
             path_prefix: None,
             cors: None,
+            publish_api: None,
             #[cfg(feature = "tls")]
             tls: None,
             on_start: Vec::new(),
@@ -403,6 +407,25 @@ impl<P: ModelSet> ServerBuilder<P> {
         self
     }
 
+    /// Opens the publish API for other backends (Django, Rails, Node, Go, …) to
+    /// requests carrying `api_key` (`Authorization: Bearer <key>` or `X-API-Key`):
+    /// `POST /api/publish`, `/api/broadcast`, `/api/history`, `/api/presence`, with an
+    /// OpenAPI description at `GET /api/openapi.json`. Off until called; the key is
+    /// kept as a digest only. Guide: "The publish API" in `framework/docs/server.md`.
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # fn demo() {
+    /// let key = std::env::var("STREAMPOD_API_KEY").expect("an API key");
+    /// let builder = streampod::Server::<Protocol>::builder().publish_api(&key);
+    /// # let _ = builder;
+    /// # }
+    /// ```
+    pub fn publish_api(mut self, api_key: &str) -> Self {
+        self.publish_api = Some(PublishApi::new(api_key));
+        self
+    }
+
     /// Which web origins browsers may call from (see [`Cors`]). Default: any origin
     /// under [`bind`](Self::bind)/[`serve`](Self::serve), as Serverpod answers; none
     /// added to a mounted [`into_service`](Self::into_service), whose host app has its
@@ -497,6 +520,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             tokio::runtime::Handle::current(),
             revocations.clone(),
         );
+        messages.set_idempotency_window(self.config.idempotency_window);
         if let Some(start) = self.backplane {
             messages.attach_backplane(start)?;
         }
@@ -574,6 +598,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             connections,
             cors: self.cors.as_ref().and_then(Cors::layer),
             call_limiter: config_call_limit.map(PerAddress::new),
+            publish_api: self.publish_api,
         }))
     }
 }

@@ -262,7 +262,7 @@ async fn call<P: ModelSet, B: RequestBody>(
 }
 
 /// The body, at most `limit` bytes, arriving within `timeout`.
-async fn read_body<B: RequestBody>(
+pub(crate) async fn read_body<B: RequestBody>(
     request: Request<B>,
     limit: usize,
     timeout: std::time::Duration,

@@ -18,6 +18,7 @@
 
 pub(crate) mod admission;
 mod call;
+pub(crate) mod publish_api;
 pub(crate) mod cors;
 mod response;
 mod state;
@@ -177,7 +178,12 @@ impl<P: ModelSet> StreampodService<P> {
                 "method_not_allowed",
                 "use GET /health",
             ),
-            _ => call::handle(server, request, &path, remote_addr).await,
+            _ => match &server.publish_api {
+                Some(api) if publish_api::is_api_path(&path) => {
+                    publish_api::handle(server, api, request, &path, remote_addr).await
+                }
+                _ => call::handle(server, request, &path, remote_addr).await,
+            },
         }
     }
 }

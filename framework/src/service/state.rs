@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::rate_limit::PerAddress;
+use crate::service::publish_api::PublishApi;
 use crate::transport::context::SocketContext;
 use crate::service::admission::Connections;
 use crate::endpoint::server_handle::ServerHandle;
@@ -35,4 +36,6 @@ pub(crate) struct ServiceState<P: ModelSet> {
     pub(crate) cors: Option<tower_http::cors::CorsLayer>,
     /// HTTP method calls per client address ([`ServerConfig::http_call_rate_limit`](crate::ServerConfig::http_call_rate_limit)).
     pub(crate) call_limiter: Option<PerAddress>,
+    /// The publish API for other backends, when the server has an API key.
+    pub(crate) publish_api: Option<PublishApi>,
 }
