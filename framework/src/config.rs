@@ -167,6 +167,13 @@ pub struct ServerConfig {
     /// within it (on any server of the cluster) gets the first answer and posts
     /// nothing. Default 5 minutes; at most 100,000 keys are kept (the oldest go first).
     pub idempotency_window: Duration,
+    /// What one signed-in user may post across all their sessions (endpoint-stream
+    /// messages and HTTP method calls), and in a cluster across every server (servers
+    /// share what their users spent every 100 ms). Past it a message gets a
+    /// `rate_limited` error frame (the socket stays) and a call `429` with
+    /// `Retry-After`. Default `None` (off): the per-socket
+    /// [`inbound_rate_limit`](Self::inbound_rate_limit) still holds.
+    pub user_rate_limit: Option<RateLimit>,
 }
 
 impl Default for ServerConfig {
@@ -200,6 +207,7 @@ impl Default for ServerConfig {
             revocation_retention: crate::auth::DEFAULT_REVOCATION_RETENTION,
             max_revocations: crate::auth::DEFAULT_MAX_REVOCATIONS,
             idempotency_window: crate::messages::idempotency::DEFAULT_WINDOW,
+            user_rate_limit: None,
             method_stream_queue: 32,
         }
     }
@@ -251,6 +259,7 @@ setters! {
     revocation_retention: Duration,
     max_revocations: usize,
     idempotency_window: Duration,
+    user_rate_limit: Option<RateLimit>,
 }
 
 /// The default `max_connections`: the process's open-file limit less a reserve for

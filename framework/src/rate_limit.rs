@@ -87,6 +87,18 @@ impl Bucket {
         self.tokens + elapsed.as_secs_f64() * f64::from(self.limit.per_second) >= 1.0
     }
 
+    /// Takes `count` tokens at `now` for frames counted elsewhere, down to one burst of
+    /// debt (so a flood elsewhere holds the key back for at most two refill times).
+    fn debit(&mut self, now: Instant, count: u32) {
+        let elapsed = now.saturating_duration_since(self.updated);
+        self.updated = now;
+        let burst = f64::from(self.limit.burst);
+        self.tokens = ((self.tokens + elapsed.as_secs_f64() * f64::from(self.limit.per_second))
+            .min(burst)
+            - f64::from(count))
+        .max(-burst);
+    }
+
     /// Takes a token for one frame arriving at `now`.
     pub(crate) fn take(&mut self, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.updated);
@@ -144,19 +156,25 @@ impl InboundLimiter {
     }
 }
 
-/// Most client addresses [`PerAddress`] tracks before it forgets the idle ones.
+/// Most keys (client addresses, users) a [`PerKey`] tracks before it forgets the idle
+/// ones.
 const TRACKED_ADDRESSES: usize = 16_384;
 
-/// One bucket per client address (HTTP method calls), bounded in memory: once
-/// [`TRACKED_ADDRESSES`] are tracked, buckets that have refilled are forgotten (a
-/// forgotten one would start full anyway), and if all are busy, all start afresh.
+/// One bucket per key (a client address for HTTP method calls and refused keys, a user
+/// for [`ServerConfig::user_rate_limit`](crate::ServerConfig::user_rate_limit)), bounded
+/// in memory: once [`TRACKED_ADDRESSES`] are tracked, buckets that have refilled are
+/// forgotten (a forgotten one would start full anyway), and if all are busy, all start
+/// afresh.
 #[derive(Debug)]
-pub(crate) struct PerAddress {
+pub(crate) struct PerKey<K> {
     limit: RateLimit,
-    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Bucket>>,
+    buckets: std::sync::Mutex<std::collections::HashMap<K, Bucket>>,
 }
 
-impl PerAddress {
+/// One bucket per client address.
+pub(crate) type PerAddress = PerKey<std::net::IpAddr>;
+
+impl<K: std::hash::Hash + Eq + Clone> PerKey<K> {
     pub(crate) fn new(limit: RateLimit) -> Self {
         Self {
             limit,
@@ -166,12 +184,12 @@ impl PerAddress {
 
     /// Whether `address` is within the limit now (`Err` with the seconds to wait when
     /// not), without taking a token.
-    pub(crate) fn check(&self, address: std::net::IpAddr) -> Result<(), u32> {
+    pub(crate) fn check(&self, address: &K) -> Result<(), u32> {
         let buckets = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match buckets.get(&address) {
+        match buckets.get(address) {
             Some(bucket) if !bucket.has_token(Instant::now()) => Err(self.wait()),
             _ => Ok(()),
         }
@@ -185,27 +203,38 @@ impl PerAddress {
 
     /// Takes a token for one call from `address`: `Err` with the seconds to wait when
     /// it is over the limit.
-    pub(crate) fn take(&self, address: std::net::IpAddr) -> Result<(), u32> {
+    pub(crate) fn take(&self, address: K) -> Result<(), u32> {
         let now = Instant::now();
+        self.with_bucket(address, now, |bucket| match bucket.take(now) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Refused | Verdict::Abusive => Err(self.wait()),
+        })
+    }
+
+    /// Takes `count` tokens from `key`'s bucket for frames counted elsewhere (another
+    /// server of the cluster); it may go into debt down to one burst.
+    pub(crate) fn debit(&self, key: K, count: u32) {
+        let now = Instant::now();
+        self.with_bucket(key, now, |bucket| bucket.debit(now, count));
+    }
+
+    fn with_bucket<T>(&self, key: K, now: Instant, use_it: impl FnOnce(&mut Bucket) -> T) -> T {
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= TRACKED_ADDRESSES && !buckets.contains_key(&address) {
+        if buckets.len() >= TRACKED_ADDRESSES && !buckets.contains_key(&key) {
             buckets.retain(|_, bucket| !bucket.is_full(now));
             if buckets.len() >= TRACKED_ADDRESSES {
-                // That many addresses busy at once: start every bucket afresh rather
-                // than grow (each address gets one more burst).
+                // That many keys busy at once: start every bucket afresh rather than
+                // grow (each gets one more burst).
                 buckets.clear();
             }
         }
         let bucket = buckets
-            .entry(address)
+            .entry(key)
             .or_insert_with(|| Bucket::new(self.limit, now));
-        match bucket.take(now) {
-            Verdict::Allowed => Ok(()),
-            Verdict::Refused | Verdict::Abusive => Err(self.wait()),
-        }
+        use_it(bucket)
     }
 }
 
@@ -230,6 +259,22 @@ mod tests {
             let _ = limiter.take(std::net::IpAddr::from((n + (1 << 24)).to_be_bytes()));
         }
         assert!(limiter.buckets.lock().unwrap().len() <= TRACKED_ADDRESSES + 1);
+    }
+
+    #[test]
+    fn tokens_counted_elsewhere_are_debited_down_to_one_burst_of_debt() {
+        let limiter = PerKey::new(RateLimit::new(1_000, 10));
+        limiter.debit("42".to_owned(), 8);
+        assert_eq!(limiter.take("42".to_owned()), Ok(()));
+        assert_eq!(limiter.take("42".to_owned()), Ok(()));
+        assert!(limiter.take("42".to_owned()).is_err());
+        assert_eq!(limiter.take("7".to_owned()), Ok(()), "another user is not held back");
+        let start = Instant::now();
+        let mut bucket = Bucket::new(RateLimit::new(10, 5), start);
+        bucket.debit(start, 1_000);
+        // Five in debt at ten a second: the next token is there after 0.6 s.
+        assert_eq!(bucket.take(start + Duration::from_millis(500)), Verdict::Refused);
+        assert_eq!(bucket.take(start + Duration::from_millis(700)), Verdict::Allowed);
     }
 
     /// How long a bucket at `limit` takes to refill completely.

@@ -271,7 +271,7 @@ impl Authenticator {
         let Some(refused) = &self.refused else {
             return Ok(());
         };
-        refused.check(peer).inspect_err(|_| {
+        refused.check(&peer).inspect_err(|_| {
             static THROTTLED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
             if let Some(left_out) = THROTTLED.ready() {
                 tracing::warn!(target: "streampod::auth", %peer, left_out, "refusing keys from an address that sent too many refused keys (guessing?); see ServerConfig::failed_auth_rate_limit");

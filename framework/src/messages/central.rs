@@ -53,6 +53,8 @@ pub(crate) struct Central<P> {
     pub(crate) revocations: Arc<Revocations>,
     /// The idempotency keys of recent posts (the publish API's), cluster-wide.
     pub(crate) idempotency: Idempotency,
+    /// What each signed-in user may post, when limited.
+    pub(crate) user_budget: super::user_budget::Slot,
 }
 
 /// The message central of a server: cheap to clone, usable from any task.
@@ -281,6 +283,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 presence_hooks: Hooks::default(),
                 revocations,
                 idempotency: Idempotency::default(),
+                user_budget: OnceLock::new(),
             }),
             owner: None,
         }

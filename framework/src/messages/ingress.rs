@@ -45,6 +45,10 @@ impl<P: ModelSet> MessageCentral<P> {
             self.presence_announced(received.payload);
             return;
         }
+        if received.payload.starts_with(b"{\"spent\":") {
+            self.spending_arrived(received.payload);
+            return;
+        }
         if received.payload.starts_with(b"{\"idempotent\":") {
             self.idempotent_answer_arrived(received.payload);
             return;

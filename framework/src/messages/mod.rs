@@ -45,6 +45,7 @@ pub(crate) mod presence;
 pub(crate) mod queue;
 mod revocation;
 pub(crate) mod stream;
+mod user_budget;
 
 pub use broadcast::Broadcast;
 pub use central::MessageCentral;

@@ -524,6 +524,9 @@ impl<P: ModelSet> ServerBuilder<P> {
         if let Some(start) = self.backplane {
             messages.attach_backplane(start)?;
         }
+        if let Some(limit) = self.config.user_rate_limit {
+            messages.set_user_rate_limit(limit);
+        }
         let metrics = Arc::new(Metrics::new(scrape(
             messages.clone(),
             sessions.clone(),

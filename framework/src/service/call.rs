@@ -206,6 +206,21 @@ async fn call<P: ModelSet, B: RequestBody>(
         },
         None => None,
     };
+    if let Some(auth) = &auth {
+        server
+            .streams
+            .messages
+            .spend_user_budget(&auth.user_id)
+            .map_err(|(limit, retry_after)| {
+                MethodError::rate_limited(
+                    format!(
+                        "this user called more than {} times per second across their sessions; wait and retry",
+                        limit.per_second
+                    ),
+                    retry_after,
+                )
+            })?;
+    }
     if info.require_login || !info.scopes.is_empty() {
         let Some(auth) = &auth else {
             let message = |why: &dyn std::fmt::Display| {

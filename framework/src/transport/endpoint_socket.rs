@@ -319,6 +319,29 @@ impl<P: ModelSet> Connection<P> {
         }
     }
 
+    /// Whether the signed-in user may post one more message (across their sessions and
+    /// servers, [`ServerConfig::user_rate_limit`](crate::ServerConfig::user_rate_limit));
+    /// refuses it if not. The socket stays: the user's other devices may be the cause.
+    fn within_user_budget(&self) -> bool {
+        let Some(auth) = self.shared.auth() else {
+            return true;
+        };
+        match self.server.messages.spend_user_budget(&auth.user_id) {
+            Ok(()) => true,
+            Err((limit, _)) => {
+                self.server.metrics.rate_limited.inc();
+                self.reject(&ErrorFrame::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this user sent more than {} messages per second across their sessions (bursts of {}); this message was not handled, slow down",
+                        limit.per_second, limit.burst
+                    ),
+                ));
+                false
+            }
+        }
+    }
+
     async fn handle_text(&mut self, text: &str) {
         let frame = Frame::parse(text);
         let endpoint = match &frame {
@@ -330,7 +353,11 @@ impl<P: ModelSet> Connection<P> {
         }
         match frame {
             Err(error) => self.reject(&ErrorFrame::new(error.code(), error.to_string())),
-            Ok(Frame::Message(message)) => self.dispatch(message).await,
+            Ok(Frame::Message(message)) => {
+                if self.within_user_budget() {
+                    self.dispatch(message).await;
+                }
+            }
             Ok(Frame::Ping) => {
                 self.shared.push(TextFrame::from_text(PONG));
             }
