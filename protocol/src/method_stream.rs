@@ -257,6 +257,24 @@ pub enum MethodStreamFrame {
         /// before anything new; `false` when it asked to resume and cannot.
         recovered: bool,
     },
+    /// A fresh key for the socket's calls (streampod's extension): every open call
+    /// signed in as the same user with the same scopes takes the new key's expiry and
+    /// goes on; later opens without a key of their own use it. `None` forgets the
+    /// socket's key for later opens.
+    Auth {
+        /// The key, as for an open's `authentication`.
+        key: Option<String>,
+    },
+    /// The server's answer to [`MethodStreamFrame::Auth`].
+    AuthResponse {
+        /// `success`, or `authenticationFailed` when the key was refused (the calls keep
+        /// their keys, and end when those expire).
+        result: OpenResult,
+        /// How many open calls took the new key.
+        refreshed: u32,
+        /// Why the key was refused (`expired`, `bad_signature`, `revoked`, …).
+        reason: Option<String>,
+    },
     /// The other side sent a frame that made no sense; `request` is that frame's text.
     BadRequest {
         /// The frame as it came (the server cuts it to a bounded length).
@@ -296,7 +314,7 @@ pub enum MethodStreamError {
 }
 
 /// The message types: (short name, long name).
-const TYPES: [(&str, &str); 9] = [
+const TYPES: [(&str, &str); 10] = [
     ("ping", "ping_command"),
     ("pong", "pong_command"),
     ("omsc", "open_method_stream_command"),
@@ -306,6 +324,7 @@ const TYPES: [(&str, &str); 9] = [
     ("cmsc", "close_method_stream_command"),
     ("brm", "bad_request_message"),
     ("msp", "method_stream_position"),
+    ("msa", "method_stream_auth"),
 ];
 
 /// A data key in both forms.
@@ -383,6 +402,14 @@ const RESUME: Key = Key {
 const AT: Key = Key {
     short: "at",
     long: "offset",
+};
+const REFRESHED: Key = Key {
+    short: "calls",
+    long: "refreshedCalls",
+};
+const REASON: Key = Key {
+    short: "why",
+    long: "refusal",
 };
 const RECOVERED: Key = Key {
     short: "rec",
@@ -528,6 +555,18 @@ impl MethodStreamFrame {
                 position: data.optional(RESUME)?,
                 recovered: data.optional(RECOVERED)?.unwrap_or(false),
             },
+            "msa" => match data.optional::<String>(RESPONSE)? {
+                Some(name) => Self::AuthResponse {
+                    result: OpenResult::from_name(&name).ok_or_else(|| {
+                        data.invalid(RESPONSE, format_args!("unknown response type '{name}'"))
+                    })?,
+                    refreshed: data.optional(REFRESHED)?.unwrap_or(0),
+                    reason: data.optional(REASON)?,
+                },
+                None => Self::Auth {
+                    key: data.optional(AUTHENTICATION)?,
+                },
+            },
             "msse" => Self::Exception {
                 call: data.call()?,
                 parameter: data.optional(PARAMETER)?,
@@ -658,6 +697,27 @@ impl MethodStreamFrame {
                 writer.call(call);
                 writer.parameter(parameter.as_deref());
                 writer.string(CLOSE_REASON, reason.as_str());
+            }
+            Self::Auth { key } => {
+                writer.start(kind("msa"), true);
+                if let Some(key) = key {
+                    writer.string(AUTHENTICATION, key);
+                }
+            }
+            Self::AuthResponse {
+                result,
+                refreshed,
+                reason,
+            } => {
+                writer.start(kind("msa"), true);
+                writer.string(RESPONSE, result.as_str());
+                writer.key(REFRESHED);
+                writer
+                    .out
+                    .extend_from_slice(refreshed.to_string().as_bytes());
+                if let Some(reason) = reason {
+                    writer.string(REASON, reason);
+                }
             }
             Self::BadRequest { request } => {
                 writer.start(kind("brm"), true);
@@ -921,6 +981,20 @@ mod tests {
                 call: call(),
                 parameter: None,
                 reason: CloseReason::Error,
+            },
+            MethodStreamFrame::Auth {
+                key: Some("Bearer fresh".into()),
+            },
+            MethodStreamFrame::Auth { key: None },
+            MethodStreamFrame::AuthResponse {
+                result: OpenResult::Success,
+                refreshed: 2,
+                reason: None,
+            },
+            MethodStreamFrame::AuthResponse {
+                result: OpenResult::AuthenticationFailed,
+                refreshed: 0,
+                reason: Some("expired".into()),
             },
             MethodStreamFrame::BadRequest {
                 request: r#"{"type":"nonsense"}"#.into(),

@@ -4,7 +4,8 @@
 //! are refused with the reason on every path; on three servers sharing a private
 //! Redis, a revocation made on one reaches the sessions of the others within a second.
 //! Also: why a key was refused (expired, bad signature, another audience) reaches the
-//! client.
+//! client; a streaming-method socket's calls take a fresh key in band (`msa`) and go on
+//! past the old one's expiry.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -77,9 +78,14 @@ fn now() -> i64 {
 
 /// A token of `user`, issued `issued` seconds from now, valid ten minutes.
 fn token(user: &str, issued: i64) -> String {
+    token_until(user, issued, 600)
+}
+
+/// A token of `user`, issued `issued` seconds from now, expiring `expires` from now.
+fn token_until(user: &str, issued: i64, expires: i64) -> String {
     encode(
         &Header::new(Algorithm::HS256),
-        &json!({"sub": user, "iat": now() + issued, "exp": now() + 600, "aud": "chat"}),
+        &json!({"sub": user, "iat": now() + issued, "exp": now() + expires, "aud": "chat"}),
         &EncodingKey::from_secret(SECRET),
     )
     .unwrap()
@@ -149,6 +155,16 @@ impl Calls {
             .unwrap();
         let answer = self.until(|frame| frame["type"] == "omsr").await;
         assert_eq!(answer["data"]["res"], "success", "{answer}");
+    }
+
+    /// Sends a fresh key (`msa`) and returns the server's answer.
+    async fn refresh(&mut self, key: &str) -> Value {
+        let frame = json!({"type": "msa", "data": {"auth": key}});
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+        self.until(|frame| frame["type"] == "msa").await["data"].clone()
     }
 
     /// The next frame for which `wanted` holds, skipping others.
@@ -406,4 +422,57 @@ async fn a_revocation_on_one_node_reaches_the_sessions_of_the_others_within_a_se
     for server in nodes {
         server.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_streaming_socket_takes_a_fresh_key_in_band_and_its_calls_outlive_the_old_one() {
+    let recorder = members();
+    let server = node(&recorder, None).await;
+    let addr = server.local_addr();
+    let mut calls = Calls::connect(addr).await;
+    let lapsing = token_until("42", -10, 2);
+    calls.open(1, "room", &lapsing).await;
+    calls.open(2, "me", &lapsing).await;
+    calls.open(3, "me", &token_until("7", -10, 2)).await;
+
+    // A refused key changes nothing, and says why.
+    let refused = calls.refresh(&token_until("42", -700, -600)).await;
+    assert_eq!(
+        refused,
+        json!({"res": "authenticationFailed", "calls": 0, "why": "expired"})
+    );
+    // A fresh key of user 42: both of 42's calls take it, user 7's does not.
+    let fresh = calls.refresh(&token("42", 0)).await;
+    assert_eq!(fresh, json!({"res": "success", "calls": 2}));
+    // Past the old expiry only user 7's call closes.
+    assert_eq!(calls.closed(1).await, [cid(3)]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Both of 42's calls are still open: closing one gets its `done`, not an earlier close.
+    let close =
+        json!({"type": "cmsc", "data": {"en": "feeds", "m": "room", "cid": cid(1), "cr": "done"}});
+    calls
+        .ws
+        .send(Message::text(close.to_string()))
+        .await
+        .unwrap();
+    let frame = calls.until(|frame| frame["type"] == "cmsc").await;
+    assert_eq!(
+        (&frame["data"]["cid"], &frame["data"]["cr"]),
+        (&json!(cid(1)), &json!("done")),
+        "{frame}"
+    );
+    // Later opens without a key of their own use the socket's fresh key.
+    let frame = json!({"type": "omsc", "data": {"en": "feeds", "m": "me", "cid": cid(4), "args": "{}", "is": []}});
+    calls
+        .ws
+        .send(Message::text(frame.to_string()))
+        .await
+        .unwrap();
+    let answer = calls.until(|frame| frame["type"] == "omsr").await;
+    assert_eq!(answer["data"]["res"], "success", "{answer}");
+    let value = calls
+        .until(|frame| frame["type"] == "msm" && frame["data"]["cid"] == cid(4))
+        .await;
+    assert_eq!(value["data"]["o"]["data"], "42");
+    server.shutdown().await;
 }

@@ -25,6 +25,7 @@ use crate::transport::close::{close_abusive, pong, triage, Read};
 use crate::transport::context::{Io, SocketContext};
 use crate::transport::keepalive::Keepalive;
 use crate::transport::write_task::write_loop;
+use crate::util::flag::Nudge;
 use crate::util::panic_text::panic_message;
 use crate::util::peer_text::{ErrorText, PeerText};
 use crate::ws::reader::FrameReader;
@@ -147,6 +148,38 @@ struct Call {
     /// The feed the call sends from, once its task handed it over: the call lasts
     /// as long as this, and holds no task meanwhile.
     fed: Option<Box<Fed>>,
+    /// Who the call is signed in as, once its task authorized it: the call closes when
+    /// the key expires or is revoked; an `msa` frame with a fresh key of the same user
+    /// and scopes replaces it.
+    identity: Identity,
+}
+
+/// A call's identity, shared by the reader and the call's task.
+type Identity = Arc<IdentityCell>;
+
+/// Who a call is signed in as, and a wake-up for its task when that changes: a lock
+/// and a nudge, lighter than a watch channel in every open call.
+#[derive(Default)]
+struct IdentityCell {
+    auth: std::sync::Mutex<Option<Arc<AuthInfo>>>,
+    changed: Nudge,
+}
+
+impl IdentityCell {
+    fn get(&self) -> Option<Arc<AuthInfo>> {
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, auth: Option<Arc<AuthInfo>>) {
+        *self
+            .auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = auth;
+        self.changed.raise();
+    }
 }
 
 /// A socket's open calls, found by connection id. A list, grown one at a time: most
@@ -188,37 +221,30 @@ impl Calls {
     fn first_expiry(&self) -> Option<SystemTime> {
         self.0
             .iter()
-            .filter_map(|call| call.fed.as_ref()?.auth.as_ref()?.expires_at)
+            .filter(|call| call.fed.is_some())
+            .filter_map(|call| call.identity.get()?.expires_at)
             .min()
     }
 
     /// Takes the calls served from a feed whose identity was revoked (a call with its
     /// own task watches for revocations itself).
     fn take_revoked(&mut self, revocations: &Revocations) -> Vec<Call> {
-        self.take_where(|fed| {
-            fed.auth
-                .as_ref()
-                .is_some_and(|auth| revocations.is_revoked(auth))
-        })
+        self.take_where(|auth| revocations.is_revoked(auth))
     }
 
     /// Takes the calls served from a feed whose key expired.
     fn take_expired(&mut self) -> Vec<Call> {
         let now = SystemTime::now();
-        self.take_where(|fed| {
-            fed.auth
-                .as_ref()
-                .and_then(|auth| auth.expires_at)
-                .is_some_and(|at| at <= now)
-        })
+        self.take_where(|auth| auth.expires_at.is_some_and(|at| at <= now))
     }
 
-    /// Takes the calls served from a feed for which `lapsed` holds.
-    fn take_where(&mut self, lapsed: impl Fn(&Fed) -> bool) -> Vec<Call> {
+    /// Takes the calls served from a feed whose identity `lapsed`.
+    fn take_where(&mut self, lapsed: impl Fn(&AuthInfo) -> bool) -> Vec<Call> {
         let mut taken = Vec::new();
         let mut index = 0;
         while index < self.0.len() {
-            if self.0[index].fed.as_deref().is_some_and(&lapsed) {
+            let call = &self.0[index];
+            if call.fed.is_some() && call.identity.get().as_deref().is_some_and(&lapsed) {
                 taken.push(self.0.swap_remove(index));
             } else {
                 index += 1;
@@ -242,34 +268,26 @@ struct Fed {
     _feed: Box<dyn CallFeed>,
     _release: Box<dyn Send>,
     _open: OpenCallCount,
-    /// Who opened the call: it closes when the key expires or is revoked.
-    auth: Option<Arc<AuthInfo>>,
 }
 
-/// Waits until the identity a call was opened with lapses: its key expires, or it is
-/// revoked; forever for a call without one.
-async fn lapse(auth: Option<Arc<AuthInfo>>, revocations: Arc<Revocations>) {
-    let Some(auth) = auth else {
-        return std::future::pending().await;
-    };
+/// Waits until a call's identity lapses: its key expires (a fresh key replaces it
+/// meanwhile), or it is revoked; forever for a call without one.
+async fn lapse(identity: Identity, revocations: Arc<Revocations>) {
     let mut changes = revocations.changes();
-    if revocations.is_revoked(&auth) {
-        return;
-    }
-    let expiry = until(auth.expires_at);
-    tokio::pin!(expiry);
     loop {
+        let Some(auth) = identity.get() else {
+            return std::future::pending().await;
+        };
+        if revocations.is_revoked(&auth) {
+            return;
+        }
         tokio::select! {
-            () = &mut expiry => return,
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    // The server is gone; the expiry still counts.
-                    return expiry.await;
-                }
-                if revocations.is_revoked(&auth) {
-                    return;
-                }
-            }
+            () = until(auth.expires_at) => return,
+            changed = changes.changed() => if changed.is_err() {
+                // The server is gone; the expiry still counts.
+                return until(auth.expires_at).await;
+            },
+            () = identity.changed.raised() => {}
         }
     }
 }
@@ -407,7 +425,10 @@ impl<P: ModelSet> Socket<P> {
                 incoming = reader.next(read) => {
                     keepalive.activity();
                     match triage(&self.shared, incoming) {
-                        Read::Text(text) => self.handle_text(&text),
+                        Read::Text(text) => if let Some((key, form)) = self.handle_text(&text) {
+                            // Rare: boxed, so the key check does not enlarge the reader.
+                            Box::pin(self.refresh(key, form)).await;
+                        },
                         Read::Binary => self.bad_request("(a binary frame)", "binary frames are not supported; send JSON text frames"),
                         Read::Ping(payload) => if self.admit() {
                             pong(&self.shared, &payload);
@@ -468,15 +489,75 @@ impl<P: ModelSet> Socket<P> {
             .close(CloseCode::Policy, &format!("bad request: {why}"));
     }
 
-    fn handle_text(&mut self, text: &str) {
+    /// Handles a text frame; a fresh key (`msa`) is handed back, to be checked with
+    /// [`refresh`](Self::refresh).
+    fn handle_text(&mut self, text: &str) -> Option<(Option<String>, KeyForm)> {
         let admitted = self.admit();
         let (frame, form) = match MethodStreamFrame::parse(text) {
             Ok(parsed) => parsed,
-            Err(error) => return self.bad_request(text, &error.to_string()),
+            Err(error) => {
+                self.bad_request(text, &error.to_string());
+                return None;
+            }
         };
         if !admitted {
-            return self.refuse(frame, form);
+            self.refuse(frame, form);
+            return None;
         }
+        if let MethodStreamFrame::Auth { key } = frame {
+            return Some((key, form));
+        }
+        self.handle_frame(frame, form, text);
+        None
+    }
+
+    /// Checks a fresh key sent on the socket (streampod's `msa`): every open call signed
+    /// in as the same user with the same scopes takes it (its new expiry), and later
+    /// opens without a key of their own use it. A refused key changes nothing.
+    async fn refresh(&mut self, key: Option<String>, form: KeyForm) {
+        let answer = |result, refreshed, reason: Option<&str>| MethodStreamFrame::AuthResponse {
+            result,
+            refreshed,
+            reason: reason.map(str::to_owned),
+        };
+        let Some(key) = key else {
+            self.auth_key = None;
+            return self.send(&answer(OpenResult::Success, 0, None), form);
+        };
+        let peer = self.shared.remote_addr.ip();
+        let checked = self
+            .context
+            .streams
+            .authentication
+            .check(peer, &auth::unwrap_key(&key))
+            .await;
+        let fresh = match checked {
+            KeyCheck::Accepted(fresh) => Arc::new(fresh),
+            KeyCheck::Refused(refusal) => {
+                let frame = answer(OpenResult::AuthenticationFailed, 0, Some(refusal.as_str()));
+                return self.send(&frame, form);
+            }
+            KeyCheck::Throttled(_) => {
+                let frame = answer(OpenResult::AuthenticationFailed, 0, Some("rate_limited"));
+                return self.send(&frame, form);
+            }
+        };
+        let mut refreshed = 0u32;
+        for call in &self.calls.0 {
+            let same = call.identity.get().is_some_and(|held| {
+                held.user_id == fresh.user_id && held.scopes == fresh.scopes
+            });
+            if same {
+                call.identity.set(Some(fresh.clone()));
+                refreshed += 1;
+            }
+        }
+        tracing::debug!(target: "streampod::method_socket", refreshed, "a fresh key for the socket's calls");
+        self.auth_key = Some(Arc::from(key));
+        self.send(&answer(OpenResult::Success, refreshed, None), form);
+    }
+
+    fn handle_frame(&mut self, frame: MethodStreamFrame, form: KeyForm, text: &str) {
         match frame {
             MethodStreamFrame::Ping => self.send(&MethodStreamFrame::Pong, form),
             MethodStreamFrame::Pong | MethodStreamFrame::OpenResponse { .. } => {}
@@ -665,7 +746,9 @@ impl<P: ModelSet> Socket<P> {
             resume: open.resume.clone(),
             endings: self.endings.clone(),
             serial,
+            identity: Identity::default(),
         };
+        let identity = task.identity.clone();
         let span = tracing::debug_span!(target: "streampod::method_socket", "call", endpoint = %open.call.endpoint, method = info.name, cid = %connection_id);
         let task = tokio::spawn(task.run(key, args, Inputs::new(receivers)).instrument(span));
         self.calls.insert(Call {
@@ -675,6 +758,7 @@ impl<P: ModelSet> Socket<P> {
             inputs,
             task: Some(task),
             fed: None,
+            identity,
         });
     }
 
@@ -850,6 +934,7 @@ struct CallTask<P: ModelSet> {
     resume: Option<Resume>,
     endings: Arc<Endings>,
     serial: u64,
+    identity: Identity,
 }
 
 impl<P: ModelSet> CallTask<P> {
@@ -982,11 +1067,11 @@ impl<P: ModelSet> CallTask<P> {
                 return EndedHow::Refused;
             }
         };
-        // A call lasts no longer than the key it was opened with (a token's `exp`, or
-        // a revocation).
-        let auth = session.auth.clone();
+        // A call lasts no longer than its key (a token's `exp`, or a revocation; a fresh
+        // key of the same identity sent on the socket moves the expiry).
+        self.identity.set(session.auth.clone());
         let lapsed = lapse(
-            auth.clone(),
+            self.identity.clone(),
             self.context.streams.authentication.revocations().clone(),
         );
         tokio::pin!(lapsed);
@@ -1087,7 +1172,6 @@ impl<P: ModelSet> CallTask<P> {
                         _feed: feed,
                         _release: Box::new(release),
                         _open: open,
-                        auth,
                     }));
                 }
                 Some(Ok(Answer::Failed(error))) => error,
