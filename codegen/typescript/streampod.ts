@@ -133,6 +133,13 @@ export interface ClientOptions {
   readonly backoffMaxMs?: number;
   /** Positions kept for recovery, least recently heard dropped first (default 128). */
   readonly maxRecoveredChannels?: number;
+  /**
+   * Called when the server says the key expires within a minute (`auth_expiring`):
+   * return a fresh key of the same user (a refreshed token) and it is sent at once with
+   * `refreshAuthKey`, keeping every stream and streaming call; return `null` to let the
+   * key lapse (the session is then signed out, its calls end).
+   */
+  readonly onAuthExpiring?: () => Promise<string | null> | string | null;
 }
 
 type Listener<T> = (value: T) => void;
@@ -228,6 +235,18 @@ export class StreampodClient<P extends ProtocolValue> {
     const calls = this.methodSocket;
     this.methodSocket = null;
     calls?.drop("identity changed");
+  }
+
+  /**
+   * A fresh key of the same user (a refreshed token), sent at once on both sockets: the
+   * session's streams stay (the `auth` command) and so do the streaming calls of that
+   * user (streampod's `msa` frame), which then last as long as the new key. To change who
+   * is signed in, use `setAuthKey`.
+   */
+  refreshAuthKey(key: string): void {
+    this.authKey = key;
+    this.sendFrame({ command: "auth", args: { key } });
+    this.methodSocket?.send("msa", { auth: `Bearer ${key}` });
   }
 
   /** Calls `listener` with every message from `endpoint`. */
@@ -439,6 +458,7 @@ export class StreampodClient<P extends ProtocolValue> {
           typeof error["endpoint"] === "string" ? error["endpoint"] : endpoint,
         ),
       );
+      if (error["code"] === "auth_expiring") this.authExpiring();
     } else if (endpoint !== undefined && Array.isArray(frame["batch"])) {
       for (const object of frame["batch"]) this.deliver(endpoint, object, {});
     } else if (endpoint !== undefined && isObject(frame["object"])) {
@@ -450,6 +470,22 @@ export class StreampodClient<P extends ProtocolValue> {
       this.joined(frame["args"]);
     }
     // `pong` and commands this version does not know need nothing.
+  }
+
+  /** Asks the app for a fresh key (`onAuthExpiring`) and sends it. */
+  private authExpiring(): void {
+    const refresh = this.options.onAuthExpiring;
+    if (refresh === undefined) return;
+    const asked = this.authKey;
+    Promise.resolve()
+      .then(() => refresh())
+      .then(
+        (key) => {
+          // Unless the app changed the key meanwhile.
+          if (typeof key === "string" && key !== "" && this.authKey === asked && !this.stopped) this.refreshAuthKey(key);
+        },
+        (error: unknown) => this.errors.emit(new StreamError("auth_refresh_failed", `onAuthExpiring failed: ${String(error)}`, undefined)),
+      );
   }
 
   /** Moves `channel`'s position to `offset`; false when the message was seen already. */

@@ -1,16 +1,20 @@
 //! Demo authentication: a fixed table of tokens, given on the command line
 //! (`--token TOKEN=USER[:scope+scope]`, repeatable). There is no default token: without
 //! any, every session is anonymous, so nobody can act as a user unless the operator
-//! said so. For real deployments implement `AuthenticationHandler` against your users.
+//! said so. With `--jwt-secret`, JSON Web Tokens signed with that secret (HS256) sign in
+//! their `sub` as well (`streampod::auth::Jwt`), with their expiry. For real deployments
+//! implement `AuthenticationHandler` against your users, or use `Jwt` with your issuer's
+//! keys.
 
 use std::collections::HashMap;
 
-use streampod::auth::{AuthInfo, AuthenticationHandler, Scope};
+use streampod::auth::{AuthInfo, AuthenticationHandler, Jwt, Refusal, Scope};
 
-/// Tokens and who they sign in as.
+/// Tokens and who they sign in as, and the JSON Web Tokens accepted besides.
 #[derive(Debug, Clone, Default)]
 pub struct DemoTokens {
     tokens: HashMap<String, AuthInfo>,
+    jwt: Option<Jwt>,
 }
 
 impl DemoTokens {
@@ -66,6 +70,11 @@ impl DemoTokens {
         Ok(())
     }
 
+    /// Accepts JSON Web Tokens that `jwt` verifies too.
+    pub fn accept_jwt(&mut self, jwt: Jwt) {
+        self.jwt = Some(jwt);
+    }
+
     /// How many tokens there are.
     pub fn len(&self) -> usize {
         self.tokens.len()
@@ -79,7 +88,17 @@ impl DemoTokens {
 
 impl AuthenticationHandler for DemoTokens {
     async fn authenticate(&self, key: &str) -> Option<AuthInfo> {
-        self.tokens.get(key).cloned()
+        self.check(key).await.ok()
+    }
+
+    async fn check(&self, key: &str) -> Result<AuthInfo, Refusal> {
+        if let Some(auth) = self.tokens.get(key) {
+            return Ok(auth.clone());
+        }
+        match &self.jwt {
+            Some(jwt) => jwt.check(key).await,
+            None => Err(Refusal::NotAccepted),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope+…]]… [--tokens-file PATH]
 //!                [--redis URL | --redis-cluster URL,…] [--redis-prefix PREFIX]
 //!                [--database-url URL] [--room-history N] [--max-frames-per-second N]
-//!                [--max-connections-per-ip N] [--api-key KEY]
+//!                [--max-connections-per-ip N] [--api-key KEY] [--jwt-secret SECRET]
 //! example-server --print-method-schema    # the methods' JSON for streampod-codegen, then exit
 //! ```
 //!
@@ -41,6 +41,11 @@ struct Args {
     /// repeatable, and separated by spaces in the environment variable.
     #[arg(long = "token", env = "STREAMPOD_TOKENS", value_delimiter = ' ')]
     tokens: Vec<String>,
+    /// Also sign in with JSON Web Tokens (HS256) signed with this secret: `sub` is the
+    /// user, `scope` the scopes, `exp` the expiry (sessions are told a minute before
+    /// and signed out at it unless they send a fresh token). Never logged.
+    #[arg(long, env = "STREAMPOD_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
     /// A file of demo tokens, one `TOKEN=USER[:scopes]` per line.
     #[arg(long, env = "STREAMPOD_TOKENS_FILE")]
     tokens_file: Option<PathBuf>,
@@ -143,7 +148,15 @@ async fn main() -> std::process::ExitCode {
         eprintln!("{message}");
         return std::process::ExitCode::from(2);
     }
-    if tokens.is_empty() {
+    if let Some(secret) = &args.jwt_secret {
+        if secret.len() < 32 {
+            eprintln!("--jwt-secret must be at least 32 bytes (HS256 keys shorter than the hash are weak)");
+            return std::process::ExitCode::from(2);
+        }
+        tokens.accept_jwt(streampod::auth::Jwt::hs256(secret.as_bytes()));
+        tracing::info!("JSON Web Tokens signed with the --jwt-secret are accepted");
+    }
+    if tokens.is_empty() && args.jwt_secret.is_none() {
         tracing::info!("no demo tokens: every session is anonymous (see --token)");
     } else {
         tracing::info!(tokens = tokens.len(), "demo tokens loaded");

@@ -1,13 +1,14 @@
 // The generated TypeScript client (the page's committed build, static/js/generated) under
 // Node against the example server's binary, run by example-server/tests/node_client.rs:
 // chat between two clients, a method call answered with a typed exception, an error
-// frame, both clients coming back by themselves after the server restarts, and the
-// streaming methods (`/v1/websocket`).
+// frame, both clients coming back by themselves after the server restarts, the
+// streaming methods (`/v1/websocket`), and a JSON Web Token refreshed before it expires.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { createRequire } from "node:module";
+import { createHmac } from "node:crypto";
 
 const { WebSocket } = createRequire(process.env.STREAMPOD_TYPESCRIPT_PACKAGE)("ws");
 const { Client, InvalidRequestError, MethodCallError, StreamCallRefused } = await import(process.env.STREAMPOD_CLIENT);
@@ -327,4 +328,59 @@ test("a new identity keeps no streaming call of the old one: calls that can resu
   room.close();
   ann.close();
   poster.close();
+});
+
+const JWT_SECRET = "a secret of the node test, at least thirty-two bytes long";
+
+/** An HS256 JSON Web Token of `claims`, signed with JWT_SECRET. */
+function jwt(claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${body}.${createHmac("sha256", JWT_SECRET).update(body).digest("base64url")}`;
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
+test("a token about to expire is refreshed through onAuthExpiring: the session and its streaming calls go on past the old expiry", { timeout: 60_000 }, async () => {
+  const server = await startServer("--jwt-secret", JWT_SECRET);
+  const lapsing = () => jwt({ sub: "1", iat: now(), exp: now() + 3 });
+  // Ann's app hands a fresh token once her calls are open; Bob's never does.
+  let callsOpen;
+  const open = new Promise((resolve) => (callsOpen = resolve));
+  let asked = 0;
+  const ann = newClient(server, {
+    authKey: lapsing(),
+    onAuthExpiring: async () => {
+      asked += 1;
+      await open;
+      return jwt({ sub: "1", iat: now(), exp: now() + 600 });
+    },
+  });
+  const bob = newClient(server, { authKey: lapsing() });
+  const errors = { ann: [], bob: [] };
+  ann.onError((error) => errors.ann.push(error.code));
+  bob.onError((error) => errors.bob.push(error.code));
+  ann.connect();
+  bob.connect();
+  await opened(ann);
+  await opened(bob);
+  await join(ann, "fresh");
+  // Streaming calls opened with the lapsing token: each lasts as long as its key.
+  const annRoom = await ann.chat.messages("fresh");
+  const bobRoom = await bob.chat.messages("fresh");
+  callsOpen();
+  await new Promise((resolve) => setTimeout(resolve, 4_500));
+
+  assert.equal(asked, 1, "asked once, at the notice");
+  assert.deepEqual(errors.ann, ["auth_expiring"], "refreshed: never signed out");
+  assert.ok(errors.bob.includes("auth_expired"), `not refreshed: signed out (${errors.bob})`);
+  await assert.rejects(bobRoom.next(), (error) => error.lost === false, "Bob's call ended with his key");
+  // Ann is still in the room on both sockets.
+  const back = chatFrom(ann, "after the old expiry");
+  assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "a", content: "after the old expiry", channelId: "fresh" } }), true);
+  await back;
+  assert.equal((await annRoom.next()).value.content, "after the old expiry");
+  annRoom.close();
+  ann.close();
+  bob.close();
 });

@@ -109,6 +109,17 @@ export class StreampodClient {
         this.methodSocket = null;
         calls?.drop("identity changed");
     }
+    /**
+     * A fresh key of the same user (a refreshed token), sent at once on both sockets: the
+     * session's streams stay (the `auth` command) and so do the streaming calls of that
+     * user (streampod's `msa` frame), which then last as long as the new key. To change who
+     * is signed in, use `setAuthKey`.
+     */
+    refreshAuthKey(key) {
+        this.authKey = key;
+        this.sendFrame({ command: "auth", args: { key } });
+        this.methodSocket?.send("msa", { auth: `Bearer ${key}` });
+    }
     /** Calls `listener` with every message from `endpoint`. */
     on(endpoint, listener) {
         let listeners = this.messageListeners.get(endpoint);
@@ -307,6 +318,8 @@ export class StreampodClient {
         if (isObject(frame["error"])) {
             const error = frame["error"];
             this.errors.emit(new StreamError(typeof error["code"] === "string" ? error["code"] : "internal", typeof error["message"] === "string" ? error["message"] : "error frame without a message", typeof error["endpoint"] === "string" ? error["endpoint"] : endpoint));
+            if (error["code"] === "auth_expiring")
+                this.authExpiring();
         }
         else if (endpoint !== undefined && Array.isArray(frame["batch"])) {
             for (const object of frame["batch"])
@@ -323,6 +336,20 @@ export class StreampodClient {
             this.joined(frame["args"]);
         }
         // `pong` and commands this version does not know need nothing.
+    }
+    /** Asks the app for a fresh key (`onAuthExpiring`) and sends it. */
+    authExpiring() {
+        const refresh = this.options.onAuthExpiring;
+        if (refresh === undefined)
+            return;
+        const asked = this.authKey;
+        Promise.resolve()
+            .then(() => refresh())
+            .then((key) => {
+            // Unless the app changed the key meanwhile.
+            if (typeof key === "string" && key !== "" && this.authKey === asked && !this.stopped)
+                this.refreshAuthKey(key);
+        }, (error) => this.errors.emit(new StreamError("auth_refresh_failed", `onAuthExpiring failed: ${String(error)}`, undefined)));
     }
     /** Moves `channel`'s position to `offset`; false when the message was seen already. */
     advance(channel, offset) {
