@@ -476,3 +476,90 @@ async fn a_streaming_socket_takes_a_fresh_key_in_band_and_its_calls_outlive_the_
     assert_eq!(value["data"]["o"]["data"], "42");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_rust_client_refreshes_a_lapsing_token_at_the_notice_and_keeps_its_session_and_calls() {
+    use streampod::client::{Client, Incoming, NoException};
+    use streampod_tests::fixtures::Priority;
+
+    let recorder = members();
+    let server = node(&recorder, None).await;
+    let base = format!("http://{}", server.local_addr());
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The fresh token is handed over once the call below is open, so it reaches the
+    // streaming socket in band (a token refreshed before would only sign later opens in).
+    let (calls_open, open) = tokio::sync::watch::channel(false);
+    let client = Client::<Protocol>::builder(&base)
+        .auth_key(token_until("42", -10, 3))
+        .on_auth_expiring({
+            let asked = asked.clone();
+            move || {
+                let (asked, mut open) = (asked.clone(), open.clone());
+                async move {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = open.wait_for(|open| *open).await;
+                    Some(token("42", 0))
+                }
+            }
+        })
+        .connect()
+        .await
+        .unwrap();
+    let mut room = client
+        .call_stream::<ChatMessage, NoException>("feeds", "room", json!({}), &[])
+        .await
+        .unwrap();
+    calls_open.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+
+    assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let chat = |content: &str| ChatMessage {
+        sender_name: "t".into(),
+        content: content.into(),
+        timestamp: None,
+        channel_id: "revocation-room".into(),
+        priority: Priority::Normal,
+    };
+    // The session is still signed in: the login-only endpoint answers.
+    client.send("members", chat("whoami")).unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), client.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Incoming::Message {
+                message: Protocol::ChatMessage(answer),
+                ..
+            } => {
+                assert!(answer.content.starts_with("42 "), "{answer:?}");
+                break;
+            }
+            Incoming::Error { code, message } => {
+                assert_eq!(code.as_str(), "auth_expiring", "{message}");
+            }
+            _ => {}
+        }
+    }
+    // The streaming call too: a post after the old token's expiry reaches it.
+    server
+        .handle()
+        .messages()
+        .post_message(
+            "revocation-room",
+            chat("still here"),
+            streampod::messages::Reach::Local,
+        )
+        .unwrap();
+    let value = tokio::time::timeout(Duration::from_secs(10), room.next())
+        .await
+        .unwrap();
+    assert_eq!(value.unwrap().unwrap().content, "still here");
+    assert_eq!(
+        recorder.events().len(),
+        1,
+        "one stream_opened, never closed"
+    );
+    client.close().await;
+    server.shutdown().await;
+}

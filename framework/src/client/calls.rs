@@ -77,6 +77,11 @@ impl MethodClient {
         Transport::new(base, None, &ExtraRoots::default()).map(|t| Self::over(Arc::new(t)))
     }
 
+    /// Sends a fresh key to the streaming-method socket, if one is open.
+    pub(crate) async fn refresh_streams(&self, authorization: &str) {
+        self.streams.refresh(authorization).await;
+    }
+
     pub(crate) fn over(transport: Arc<Transport>) -> Self {
         Self {
             transport,
@@ -194,8 +199,8 @@ impl MethodClient {
             .method(Method::POST)
             .uri(format!("{}/{endpoint}/{method}", self.transport.http_base))
             .header("content-type", "application/json");
-        if let Some(value) = &self.transport.authorization {
-            request = request.header(http::header::AUTHORIZATION, value.clone());
+        if let Some(value) = self.transport.authorization() {
+            request = request.header(http::header::AUTHORIZATION, value);
         }
         let request = request
             .body(Full::new(Bytes::from(body)))

@@ -86,6 +86,9 @@ pub enum Incoming<P> {
 
 type Hook<P> = Arc<dyn Fn(Client<P>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// What [`ClientBuilder::on_auth_expiring`] keeps.
+type AuthHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<String>> + Send>> + Send + Sync>;
+
 /// Configures and opens a [`Client`].
 #[must_use]
 pub struct ClientBuilder<P> {
@@ -99,6 +102,7 @@ pub struct ClientBuilder<P> {
     queue: usize,
     roots: ExtraRoots,
     on_connect: Option<Hook<P>>,
+    on_auth_expiring: Option<AuthHook>,
     configure_calls: Option<ConfigureCalls>,
 }
 
@@ -179,6 +183,32 @@ impl<P: ModelSet> ClientBuilder<P> {
         self
     }
 
+    /// Runs `hook` when the server says the key expires within a minute
+    /// (`auth_expiring`, a `streampod.v1` server): a fresh key of the same user it
+    /// returns is sent at once ([`Client::refresh_auth_key`]), and the session's
+    /// streams and the streaming calls of that user go on; `None` lets the key lapse.
+    /// The notice still arrives as an [`Incoming::Error`].
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// # async fn fresh_token() -> Option<String> { None }
+    /// # async fn demo() -> Result<(), streampod::client::ClientError> {
+    /// let client = streampod::client::Client::<Protocol>::builder("http://127.0.0.1:8080")
+    ///     .auth_key("a short-lived token")
+    ///     .on_auth_expiring(|| async { fresh_token().await })
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn on_auth_expiring<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.on_auth_expiring = Some(Arc::new(move || Box::pin(hook())));
+        self
+    }
+
     /// A client for HTTP method calls only, with this builder's server, auth key and
     /// certificates: no WebSocket is opened.
     ///
@@ -249,6 +279,7 @@ impl<P: ModelSet> ClientBuilder<P> {
             keepalive: self.keepalive,
             queue: self.queue,
             on_connect: self.on_connect,
+            on_auth_expiring: self.on_auth_expiring,
         };
         tokio::spawn(supervisor.run());
         let first = async {
@@ -362,6 +393,7 @@ impl<P: ModelSet> Client<P> {
             queue: 1024,
             roots: ExtraRoots::default(),
             on_connect: None,
+            on_auth_expiring: None,
             configure_calls: None,
         }
     }
@@ -461,6 +493,32 @@ impl<P: ModelSet> Client<P> {
             .await
     }
 
+    /// Uses `key`, a fresh key of the same user (a refreshed token), from now on: sent
+    /// at once with the `auth` command (the session's streams stay) and to the
+    /// streaming-method socket (streampod's `msa`: that user's calls go on with it), and
+    /// used by later method calls and reconnects. To sign in as someone else, connect
+    /// a new client.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidAuthKey`] when `key` cannot be sent in a header.
+    pub async fn refresh_auth_key(&self, key: &str) -> Result<(), ClientError> {
+        let inner = &self.inner;
+        inner.transport.set_auth_key(key)?;
+        let command = serde_json::json!({"command": "auth", "args": {"key": key}}).to_string();
+        let outgoing = inner
+            .outgoing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(outgoing) = outgoing {
+            // Full or closed: the next connection signs in with the new key anyway.
+            let _ = outgoing.try_send(Message::text(command));
+        }
+        inner.calls.refresh_streams(&format!("Bearer {key}")).await;
+        Ok(())
+    }
+
     /// The method client this client calls through (clone it for another task).
     pub fn method_client(&self) -> MethodClient {
         self.inner.calls.clone()
@@ -488,6 +546,7 @@ struct Supervisor<P> {
     keepalive: Duration,
     queue: usize,
     on_connect: Option<Hook<P>>,
+    on_auth_expiring: Option<AuthHook>,
 }
 
 impl<P: ModelSet> Supervisor<P> {
@@ -618,6 +677,22 @@ impl<P: ModelSet> Supervisor<P> {
         closed
     }
 
+    /// Asks the app for a fresh key ([`ClientBuilder::on_auth_expiring`]) and sends it.
+    fn auth_expiring(&self) {
+        let Some(hook) = self.on_auth_expiring.clone() else {
+            return;
+        };
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let Some(key) = hook().await else {
+                return;
+            };
+            if let Err(error) = client.refresh_auth_key(&key).await {
+                tracing::warn!(target: "streampod::client", %error, "the fresh key from on_auth_expiring cannot be sent");
+            }
+        });
+    }
+
     /// Decodes a frame (unpacking batches) and hands it to `recv`; `false` when nobody
     /// receives anymore.
     async fn deliver(&self, text: &str) -> bool {
@@ -629,10 +704,15 @@ impl<P: ModelSet> Supervisor<P> {
             }
         };
         let incoming: Vec<Incoming<P>> = match frame {
-            Frame::Error(error) => vec![Incoming::Error {
-                code: error.code,
-                message: error.message.into_owned(),
-            }],
+            Frame::Error(error) => {
+                if error.code == ErrorCode::AuthExpiring {
+                    self.auth_expiring();
+                }
+                vec![Incoming::Error {
+                    code: error.code,
+                    message: error.message.into_owned(),
+                }]
+            }
             Frame::Joined(joined) => {
                 self.client.inner.positions().joined(&joined);
                 vec![Incoming::Joined {

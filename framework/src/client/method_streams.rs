@@ -207,6 +207,12 @@ impl Connection {
             } => (call, CallEvent::Closed(reason)),
             // Closes of input streams (the call's own close follows), pongs, and
             // frames a server does not send.
+            MethodStreamFrame::AuthResponse { result, reason, .. }
+                if result != OpenResult::Success =>
+            {
+                tracing::info!(target: "streampod::client", result = result.as_str(), reason = reason.as_deref().unwrap_or("-"), "the server refused the fresh key; the calls keep their old one");
+                return;
+            }
             _ => return,
         };
         let (call, event) = event;
@@ -349,6 +355,17 @@ impl Reopen {
 }
 
 impl MethodSocket {
+    /// Sends a fresh key (`Bearer <key>`) to the open socket, if any (streampod's
+    /// `msa`): its calls of the same user go on with it.
+    pub(crate) async fn refresh(&self, authorization: &str) {
+        let current = self.current.lock().await;
+        if let Some(connection) = current.as_ref().filter(|c| !c.is_lost()) {
+            connection.send(&MethodStreamFrame::Auth {
+                key: Some(authorization.to_owned()),
+            });
+        }
+    }
+
     /// The current connection, or a new one when there is none or it was lost.
     async fn connection(&self, transport: &Transport) -> Result<Arc<Connection>, BoxError> {
         let mut current = self.current.lock().await;
@@ -394,10 +411,8 @@ impl MethodSocket {
             },
         );
         let authentication = transport
-            .authorization
-            .as_ref()
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+            .authorization()
+            .and_then(|value| value.to_str().ok().map(str::to_owned));
         let open = MethodStreamFrame::Open(OpenCall {
             call: call.clone(),
             args: args.to_owned(),

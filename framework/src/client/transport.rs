@@ -37,8 +37,8 @@ pub(crate) struct Transport {
     pub(crate) http_base: String,
     /// `ws(s)://host:port`, for the socket.
     pub(crate) ws_base: String,
-    /// `Authorization: Bearer <key>`, checked once.
-    pub(crate) authorization: Option<HeaderValue>,
+    /// `Authorization: Bearer <key>`, checked when set; a refreshed key replaces it.
+    authorization: std::sync::RwLock<Option<HeaderValue>>,
     pub(crate) http: HttpClient,
     /// The server answered without streampod's subprotocol once: ask no more.
     legacy_server: AtomicBool,
@@ -54,6 +54,11 @@ type TlsConfig = std::sync::Arc<rustls::ClientConfig>;
 /// What a TLS connection is opened with (nothing can be, without the `tls` feature).
 #[cfg(not(feature = "tls"))]
 enum TlsConfig {}
+
+/// `Bearer <key>` as a header value.
+fn bearer(key: &str) -> Result<HeaderValue, ClientError> {
+    HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ClientError::InvalidAuthKey)
+}
 
 /// The HTTP connector, and the TLS configuration when the server is `secure`.
 #[cfg(feature = "tls")]
@@ -113,10 +118,7 @@ impl Transport {
         if rest.is_empty() || rest.contains(char::is_whitespace) {
             return Err(ClientError::InvalidUrl(base.to_owned()));
         }
-        let authorization = auth_key
-            .map(|key| HeaderValue::from_str(&format!("Bearer {key}")))
-            .transpose()
-            .map_err(|_| ClientError::InvalidAuthKey)?;
+        let authorization = auth_key.map(bearer).transpose()?;
         let (http_base, ws_base) = if secure {
             (format!("https://{rest}"), format!("wss://{rest}"))
         } else {
@@ -126,12 +128,30 @@ impl Transport {
         Ok(Self {
             http_base,
             ws_base,
-            authorization,
+            authorization: std::sync::RwLock::new(authorization),
             http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .build(connector),
             legacy_server: AtomicBool::new(false),
             tls,
         })
+    }
+
+    /// `Authorization: Bearer <key>` for the key in use, if any.
+    pub(crate) fn authorization(&self) -> Option<HeaderValue> {
+        self.authorization
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Uses `key` from now on (method calls, reconnects, streaming opens).
+    pub(crate) fn set_auth_key(&self, key: &str) -> Result<(), ClientError> {
+        let value = bearer(key)?;
+        *self
+            .authorization
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
+        Ok(())
     }
 
     /// Opens the WebSocket at `/websocket`, signed in with the auth key if there is one,
@@ -171,10 +191,10 @@ impl Transport {
     ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
         let url = format!("{}{path}", self.ws_base);
         let mut request = url.into_client_request()?;
-        if let Some(value) = &self.authorization {
+        if let Some(value) = self.authorization() {
             request
                 .headers_mut()
-                .insert(http::header::AUTHORIZATION, value.clone());
+                .insert(http::header::AUTHORIZATION, value);
         }
         if extended {
             request.headers_mut().insert(
