@@ -206,7 +206,7 @@ impl Default for ServerConfig {
             max_method_calls_per_socket: 128,
             revocation_retention: crate::auth::DEFAULT_REVOCATION_RETENTION,
             max_revocations: crate::auth::DEFAULT_MAX_REVOCATIONS,
-            idempotency_window: crate::messages::idempotency::DEFAULT_WINDOW,
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             user_rate_limit: None,
             method_stream_queue: 32,
         }
@@ -261,6 +261,9 @@ setters! {
     idempotency_window: Duration,
     user_rate_limit: Option<RateLimit>,
 }
+
+/// How long the publish API remembers an idempotency key by default: 5 minutes.
+pub(crate) const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// The default `max_connections`: the process's open-file limit less a reserve for
 /// everything else the process opens (a twentieth, at least 64), so accepting never

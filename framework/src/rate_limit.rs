@@ -238,6 +238,28 @@ impl<K: std::hash::Hash + Eq + Clone> PerKey<K> {
     }
 }
 
+/// What each signed-in user may post ([`ServerConfig::user_rate_limit`](crate::ServerConfig::user_rate_limit)):
+/// a bucket per user, and what this server's users spent since it last told the other
+/// servers (the message central shares and applies it).
+pub(crate) struct UserBudget {
+    pub(crate) limit: RateLimit,
+    pub(crate) buckets: PerKey<String>,
+    pub(crate) spent: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Whether spending is counted for other servers (a cluster).
+    pub(crate) shared: bool,
+}
+
+impl UserBudget {
+    pub(crate) fn new(limit: RateLimit, shared: bool) -> Self {
+        Self {
+            limit,
+            buckets: PerKey::new(limit),
+            spent: std::sync::Mutex::default(),
+            shared,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

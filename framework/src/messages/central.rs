@@ -9,13 +9,14 @@ use std::sync::{Arc, OnceLock, Weak};
 use super::channel::{Channel, ChannelConfig, ChannelMap, Listener};
 use super::gate::{Gate, Positioned, Target};
 use super::hooks::Hooks;
-use super::idempotency::Idempotency;
+use super::idempotency_keys::Idempotency;
 use super::history::{History, Kept};
 use super::delivery::{
     check_size, CallMember, push_call_frames, Delivery, DeliveryReport, Frames, MessageStats, Payload, Post,
     PostError, Reach,
 };
 use crate::auth::Revocations;
+use crate::rate_limit::UserBudget;
 use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
 use crate::config::SlowConsumerPolicy;
 use crate::session::owned::{JoinError, ListenerId, Owned, SessionLimits};
@@ -54,7 +55,7 @@ pub(crate) struct Central<P> {
     /// The idempotency keys of recent posts (the publish API's), cluster-wide.
     pub(crate) idempotency: Idempotency,
     /// What each signed-in user may post, when limited.
-    pub(crate) user_budget: super::user_budget::Slot,
+    pub(crate) user_budget: OnceLock<Arc<UserBudget>>,
 }
 
 /// The message central of a server: cheap to clone, usable from any task.

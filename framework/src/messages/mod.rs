@@ -37,6 +37,7 @@ pub(crate) mod history;
 mod history_read;
 pub(crate) mod hooks;
 pub(crate) mod idempotency;
+mod idempotency_keys;
 mod ingress;
 pub(crate) mod listener;
 pub(crate) mod membership;

@@ -6,24 +6,16 @@
 //! what one interval lets through before the others hear of it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use super::central::MessageCentral;
 use crate::cluster::{Backplane, Topic};
 use crate::protocol::ModelSet;
-use crate::rate_limit::{PerKey, RateLimit};
+use crate::rate_limit::{RateLimit, UserBudget};
 
 /// How often a server tells the others what its users spent.
 pub(crate) const SHARE_INTERVAL: Duration = Duration::from_millis(100);
-
-/// The buckets, and what this server's users spent since it last told the others.
-pub(crate) struct UserBudget {
-    limit: RateLimit,
-    buckets: PerKey<String>,
-    spent: Mutex<HashMap<String, u32>>,
-    shared: bool,
-}
 
 /// What a server's users spent, on the backplane.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -43,12 +35,7 @@ impl<P: ModelSet> MessageCentral<P> {
     /// attached.
     pub(crate) fn set_user_rate_limit(&self, limit: RateLimit) {
         let shared = self.cluster().is_some();
-        let budget = UserBudget {
-            limit,
-            buckets: PerKey::new(limit),
-            spent: Mutex::default(),
-            shared,
-        };
+        let budget = UserBudget::new(limit, shared);
         if self.inner.user_budget.set(Arc::new(budget)).is_err() || !shared {
             return;
         }
@@ -126,6 +113,3 @@ impl<P: ModelSet> MessageCentral<P> {
         }
     }
 }
-
-/// Where the central keeps the budget: set once.
-pub(crate) type Slot = OnceLock<Arc<UserBudget>>;

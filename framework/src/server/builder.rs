@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
 use crate::rate_limit::PerAddress;
-use crate::service::publish_api::PublishApi;
+use crate::service::PublishApi;
 use crate::auth::{AuthenticationHandler, Authenticator, DynAuthenticationHandler, Revocations};
 use crate::cluster::{Backends, Backplane, ClusterState, Inbox, Sink, DEFAULT_MAX_GLOBAL_AGE};
 #[cfg(feature = "redis")]

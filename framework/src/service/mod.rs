@@ -17,6 +17,7 @@
 //! ```
 
 pub(crate) mod admission;
+mod api_key;
 mod call;
 pub(crate) mod publish_api;
 pub(crate) mod cors;
@@ -34,6 +35,7 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response, StatusCode};
 
 pub use response::ResponseBody;
+pub(crate) use api_key::PublishApi;
 pub(crate) use state::{ServiceState, StaticFile};
 pub(crate) use upgrade::HeldConnection;
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::rate_limit::PerAddress;
-use crate::service::publish_api::PublishApi;
+use crate::service::api_key::PublishApi;
 use crate::transport::context::SocketContext;
 use crate::service::admission::Connections;
 use crate::endpoint::server_handle::ServerHandle;

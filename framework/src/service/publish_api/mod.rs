@@ -12,8 +12,8 @@ use http::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use super::api_key::PublishApi;
 use super::call::{read_body, RequestBody};
 use super::response::{self, ResponseBody};
 use super::state::ServiceState;
@@ -36,37 +36,6 @@ const MAX_HISTORY_PAGE: usize = 1_000;
 const MAX_PRESENCE_PAGE: usize = 1_000;
 /// Longest idempotency key taken.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-
-/// The API's configuration: the digest of its key (the key itself is not kept).
-#[derive(Clone)]
-pub(crate) struct PublishApi {
-    key_digest: [u8; 32],
-}
-
-impl std::fmt::Debug for PublishApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PublishApi { key: <redacted> }")
-    }
-}
-
-impl PublishApi {
-    /// The API, open to requests that carry `key`.
-    pub(crate) fn new(key: &str) -> Self {
-        Self {
-            key_digest: Sha256::digest(key.as_bytes()).into(),
-        }
-    }
-
-    /// Whether `offered` is the key, compared in constant time (through digests).
-    fn accepts(&self, offered: &str) -> bool {
-        let offered: [u8; 32] = Sha256::digest(offered.as_bytes()).into();
-        offered
-            .iter()
-            .zip(self.key_digest)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
-    }
-}
 
 /// Whether `path` is one of the API's.
 pub(crate) fn is_api_path(path: &str) -> bool {
@@ -448,15 +417,6 @@ async fn presence<P: ModelSet>(server: &ServiceState<P>, body: &[u8]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_key_is_checked_by_value_and_never_shown() {
-        let api = PublishApi::new("s3cret");
-        assert!(api.accepts("s3cret"));
-        assert!(!api.accepts("s3cret "));
-        assert!(!api.accepts(""));
-        assert!(!format!("{api:?}").contains("s3cret"));
-    }
 
     #[test]
     fn the_openapi_description_is_json_and_names_every_route() {
