@@ -2,7 +2,9 @@
 //! public `streampod::cluster::PubSub` trait only (an in-process bus, no Redis), carries
 //! two servers' global posts and broadcasts to each other's clients over real sockets;
 //! a bus that goes down makes global posts fail at once, honestly, while local ones go
-//! on. What a third party does to add a backend.
+//! on. What a third party does to add a backend. And a history backend whose live copy
+//! of a post arrives after a history read that had it: a resuming streaming call gets
+//! the post once.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -262,4 +264,174 @@ async fn two_servers_share_posts_and_broadcasts_through_a_backend_of_their_own()
 
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Each kept post's offset and payload.
+type Kept = Vec<(u64, Vec<u8>)>;
+
+/// A one-node history on the bus whose live copies wait until released: a post can be
+/// in a history read before its live copy reaches the node (Redis' reply to a read and
+/// its pub/sub message travel on two connections).
+#[derive(Clone)]
+struct SlowHistory {
+    bus: Bus,
+    kept: Arc<Mutex<Kept>>,
+    held: Arc<Mutex<Vec<Published>>>,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowHistory {
+    const EPOCH: &'static str = "e1";
+
+    fn new(bus: &Bus) -> Self {
+        Self {
+            bus: bus.clone(),
+            kept: Arc::default(),
+            held: Arc::default(),
+            hold: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+
+    /// Sends what was held, and everything from now on at once.
+    fn release(&self) {
+        self.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+        for published in self.held.lock().unwrap().drain(..) {
+            let _ = self.bus.published.send(published);
+        }
+    }
+}
+
+impl streampod::cluster::History for SlowHistory {
+    fn append_and_publish(
+        &self,
+        channel: &str,
+        payload: Vec<u8>,
+        _retention: streampod::cluster::Retention,
+    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    {
+        let mut kept = self.kept.lock().unwrap();
+        let offset = kept.len() as u64 + 1;
+        kept.push((offset, payload.clone()));
+        // The position goes first in the payload's object, as the Redis backend puts it.
+        let mut positioned =
+            format!(r#"{{"epoch":"{}","offset":{offset},"#, Self::EPOCH).into_bytes();
+        positioned.extend_from_slice(&payload[1..]);
+        let (reached, answer) = oneshot::channel();
+        let published = Published {
+            topic: key(Topic::Channel(channel)),
+            payload: positioned,
+            reached,
+        };
+        if self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            self.held.lock().unwrap().push(published);
+        } else {
+            let _ = self.bus.published.send(published);
+        }
+        Ok(async move { Ok(answer.await.unwrap_or(0)) })
+    }
+
+    fn read(
+        &self,
+        _channel: &str,
+        since: Option<(&str, u64)>,
+        _retention: streampod::cluster::Retention,
+    ) -> impl Future<Output = Result<streampod::cluster::HistoryRead, ClusterError>> + Send {
+        let kept = self.kept.lock().unwrap().clone();
+        let after = since.map_or(u64::MAX, |(_, offset)| offset);
+        async move {
+            Ok(streampod::cluster::HistoryRead {
+                epoch: Self::EPOCH.to_owned(),
+                newest: kept.len() as u64,
+                entries: kept
+                    .into_iter()
+                    .filter(|(offset, _)| *offset > after)
+                    .collect(),
+                continues: false,
+            })
+        }
+    }
+}
+
+/// The room as a streaming method.
+#[derive(Debug)]
+pub struct Feeds;
+
+#[streampod::endpoint]
+impl Feeds {
+    /// The room's chat messages.
+    pub async fn room(
+        &self,
+        session: &streampod::Session<Protocol>,
+    ) -> Result<streampod::messages::ChannelFeed<ChatMessage>, streampod::MethodError> {
+        Ok(session.messages().channel_stream::<ChatMessage>("room-1")?)
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_call_gets_a_post_once_when_its_live_copy_arrives_after_the_history_read() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::Duration;
+    use streampod::messages::{ChannelConfig, HistoryConfig};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let bus = Bus::start();
+    let history = SlowHistory::new(&bus);
+    let server = {
+        let (bus, history) = (bus.clone(), history.clone());
+        Server::builder()
+            .methods("feeds", Feeds)
+            .backplane(move |inbox| Backends::new(bus.node(1, inbox)).with_history(history))
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap()
+    };
+    server.handle().messages().configure_channel(
+        "room-1",
+        ChannelConfig::default().with_history(HistoryConfig::new(100, Duration::from_secs(60))),
+    );
+    // Kept as offset 1, its live copy held back.
+    server
+        .handle()
+        .messages()
+        .post_message("room-1", chat("first"), Reach::Global)
+        .unwrap();
+    // A call that had nothing of epoch e1 resumes from offset 0: the read replays "first".
+    let url = format!("ws://{}/v1/websocket", server.local_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let open = json!({"type": "omsc", "data": {
+        "en": "feeds", "m": "room", "cid": "00000000-0000-4000-8000-000000000001",
+        "args": "{}", "is": [], "pos": {"epoch": "e1", "offset": 0},
+    }});
+    ws.send(Message::text(open.to_string())).await.unwrap();
+    let mut contents = Vec::new();
+    let mut next = async || loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .unwrap();
+        let frame: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        if frame["type"] == "msm" {
+            return frame["data"]["o"]["data"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+    };
+    contents.push(next().await);
+    // Now the live copy of "first" arrives, then a new post.
+    history.release();
+    server
+        .handle()
+        .messages()
+        .post_global("room-1", chat("second"))
+        .await
+        .unwrap();
+    contents.push(next().await);
+    assert_eq!(
+        contents,
+        ["first", "second"],
+        "the replayed post is not sent again"
+    );
+    server.shutdown().await;
 }

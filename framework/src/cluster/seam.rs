@@ -158,7 +158,10 @@ pub(crate) fn is_provisional(epoch: &str) -> bool {
 /// channel's one order, keeps it, and publishes it with its position, in one step.
 pub trait History: Send + Sync + 'static {
     /// Numbers `payload` in `channel`'s order, keeps it as `retention` says, and
-    /// publishes it on [`Topic::Channel`] with its position.
+    /// publishes it on [`Topic::Channel`] with its position: `"epoch":"<epoch>",
+    /// "offset":<offset>,` inserted right after the payload's opening `{` (the payload
+    /// is a JSON object). A node may get the live copy after a history read that
+    /// already had the post; it sends it once.
     ///
     /// # Errors
     ///

@@ -465,7 +465,7 @@ impl<P: ModelSet> MessageCentral<P> {
             &self.inner.frames_encoded,
             self.inner.limits.frame_bytes,
         );
-        let report = self.fan_out(&channel, payload, (None, None), &include, |session, endpoint, _, report| {
+        let report = self.fan_out(&channel, payload, (None, None, None), &include, |session, endpoint, _, report| {
             match payload.batch() {
                 // A Serverpod client would fail on a batch frame.
                 Some(messages) if !session.is_extended() => {
@@ -525,7 +525,7 @@ impl<P: ModelSet> MessageCentral<P> {
                 self.inner.limits.frame_bytes,
             );
             let one = kept.payload();
-            let kept_at = (Some(&*kept.object), Some(offset));
+            let kept_at = (Some(&*kept.object), Some(offset), None);
             let report = self.fan_out(&channel, &one, kept_at, include, |session, endpoint, _, report| {
                 let frame = if session.is_extended() {
                     positioned.get(endpoint)?
@@ -577,7 +577,7 @@ impl<P: ModelSet> MessageCentral<P> {
         // Sessions left out still move their gate past the post (else the next one
         // would look like a gap).
         let everyone = |_: &Arc<SessionShared>| true;
-        let report = self.fan_out(&channel, payload, (None, Some(offset)), &everyone, |session, endpoint, gate, report| {
+        let report = self.fan_out(&channel, payload, (None, Some(offset), Some(&*epoch)), &everyone, |session, endpoint, gate, report| {
             let included = include(session);
             match gate {
                 Some(gate) => {
@@ -620,7 +620,7 @@ impl<P: ModelSet> MessageCentral<P> {
         &self,
         channel: &Channel<P>,
         payload: &Payload<'_, P>,
-        kept: (Option<&str>, Option<u64>),
+        (object, at, epoch): (Option<&str>, Option<u64>, Option<&str>),
         include: &impl Fn(&Arc<SessionShared>) -> bool,
         mut to_session: impl FnMut(
             &Arc<SessionShared>,
@@ -635,10 +635,11 @@ impl<P: ModelSet> MessageCentral<P> {
         // Models decoded, and call bodies encoded, only if a listener takes them.
         let mut post = Post::new(
             payload,
-            kept,
+            (object, at),
             &self.inner.frames_encoded,
             self.inner.limits.frame_bytes,
-        );
+        )
+        .in_epoch(epoch);
         for listener in listeners.iter() {
             match listener {
                 Listener::Session {
@@ -676,6 +677,9 @@ impl<P: ModelSet> MessageCentral<P> {
                     feed,
                     ..
                 } => {
+                    if feed.has(&post) {
+                        continue;
+                    }
                     let frames = post.call_frames(shape, *positioned, || feed.class_name())?;
                     push_call_frames(session, *key, frames, policy, &mut report);
                 }

@@ -340,6 +340,9 @@ pub(crate) struct Post<'p, 'a, P> {
     object: Option<&'p str>,
     /// Its offset in the channel's history, when it has one here.
     at: Option<u64>,
+    /// The epoch of that history, for a post a cluster numbered (a local history's
+    /// posts are numbered under its lock, after any replay).
+    epoch: Option<&'p str>,
     models: Option<Cow<'p, [Arc<P>]>>,
     bodies: Option<Vec<CallBody>>,
     /// The frames of the bodies of one class, per call frame shape and whether they
@@ -363,6 +366,7 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
             payload,
             object,
             at,
+            epoch: None,
             models: None,
             bodies: None,
             frames: Vec::new(),
@@ -374,6 +378,22 @@ impl<'p, 'a, P: ModelSet> Post<'p, 'a, P> {
     /// The post's offset in its channel's history, when it has one here.
     pub(crate) fn at(&self) -> Option<u64> {
         self.at
+    }
+
+    /// The same post, numbered by the cluster in `epoch`.
+    pub(crate) fn in_epoch(mut self, epoch: Option<&'p str>) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// Whether the post is at or before `start` in its epoch: a call that started
+    /// there (its replay came from the cluster's history) has it already, though the
+    /// cluster's live copy may arrive after the history read.
+    pub(crate) fn is_at_or_before(&self, start: &crate::protocol::history::Position) -> bool {
+        match (self.epoch, self.at) {
+            (Some(epoch), Some(at)) => epoch == start.epoch && at <= start.offset,
+            _ => false,
+        }
     }
 
     /// The messages, for callbacks and streams.
@@ -466,6 +486,9 @@ pub(crate) trait FeedSink<P>: Send + Sync {
 
     /// The call the feed listens for, as a member of a channel with presence.
     fn member(&self) -> Option<&CallMember>;
+
+    /// Whether the feed's call has `post` already (from its replay).
+    fn has(&self, post: &Post<'_, '_, P>) -> bool;
 }
 
 /// A streaming-method call as a member of a channel with presence: its socket, the

@@ -94,6 +94,9 @@ impl<T: SerializableModel + Clone> FeedCore<T> {
         policy: SlowConsumerPolicy,
         report: &mut DeliveryReport,
     ) -> Result<(), PostError> {
+        if self.has(post) {
+            return Ok(());
+        }
         // The socket named the call after the feed's key: its writer puts the id in.
         let positioned = self
             .start
@@ -206,6 +209,13 @@ impl<P: ModelSet, T: SerializableModel + Clone> FeedSink<P> for FeedCore<T> {
 
     fn member(&self) -> Option<&CallMember> {
         self.member.as_ref()
+    }
+
+    fn has(&self, post: &Post<'_, '_, P>) -> bool {
+        self.start
+            .get()
+            .and_then(|start| start.position.as_ref())
+            .is_some_and(|start| post.is_at_or_before(start))
     }
 }
 
