@@ -294,3 +294,44 @@ fn memchr_count(haystack: &[u8], needle: &[u8]) -> usize {
         .filter(|w| *w == needle)
         .count()
 }
+
+/// The conformance target (`tests/autobahn.sh` runs the Autobahn suite against it) under
+/// a tungstenite client: text and binary messages (one of 70,000 bytes) come back as
+/// sent; a ping gets its pong; a close gets the same code.
+#[tokio::test]
+async fn the_echo_target_echoes_what_the_codec_reads() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let echo = tokio::spawn(streampod::__private::ws_echo(server, 1 << 20));
+    let mut ws =
+        tokio_tungstenite::WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+    let long = "x".repeat(70_000);
+    for message in [
+        Message::text("héllo"),
+        Message::binary(vec![0_u8, 1, 2, 255]),
+        Message::text(long.clone()),
+        Message::Ping(b"are you there".to_vec().into()),
+    ] {
+        ws.send(message.clone()).await.unwrap();
+        let back = ws.next().await.unwrap().unwrap();
+        match message {
+            Message::Ping(payload) => assert_eq!(back, Message::Pong(payload)),
+            message => assert_eq!(back, message),
+        }
+    }
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let Some(Ok(Message::Close(Some(close)))) = ws.next().await else {
+        panic!("a close frame back");
+    };
+    assert_eq!(close.code, CloseCode::Away);
+    echo.await.unwrap().unwrap();
+}

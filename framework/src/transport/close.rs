@@ -63,7 +63,7 @@ pub(crate) enum Read {
 pub(crate) fn triage(shared: &SessionShared, incoming: Result<Incoming, ReadError>) -> Read {
     match incoming {
         Ok(Incoming::Text(text)) => Read::Text(text),
-        Ok(Incoming::Binary) => Read::Binary,
+        Ok(Incoming::Binary(_)) => Read::Binary,
         Ok(Incoming::Ping(payload)) => Read::Ping(payload),
         Ok(Incoming::Pong) => Read::Nothing,
         Ok(Incoming::Close(close)) => {

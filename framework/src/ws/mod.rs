@@ -4,6 +4,7 @@
 //! writes. It knows nothing of sessions or protocols.
 
 pub(crate) mod control;
+pub(crate) mod echo;
 pub(crate) mod frame;
 pub(crate) mod header;
 pub(crate) mod reader;

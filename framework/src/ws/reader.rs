@@ -22,8 +22,9 @@ const READ_CHUNK: usize = 4096;
 pub(crate) enum Incoming {
     /// A whole text message, UTF-8 checked.
     Text(String),
-    /// A whole binary message (its content is not kept).
-    Binary,
+    /// A whole binary message (the server refuses them; the conformance echo echoes
+    /// them).
+    Binary(Vec<u8>),
     /// A ping, with the payload its pong must carry.
     Ping(Vec<u8>),
     /// A pong.
@@ -203,11 +204,7 @@ impl FrameReader {
                 }
                 let text = opcode == OpCode::Text;
                 if header.fin {
-                    return if text {
-                        message(true, payload.to_vec()).map(Some)
-                    } else {
-                        Ok(Some(Incoming::Binary))
-                    };
+                    return message(text, payload.to_vec()).map(Some);
                 }
                 self.fragments = Some(Box::new(Fragments {
                     text,
@@ -231,7 +228,7 @@ impl FrameReader {
 /// A whole data message.
 fn message(text: bool, payload: Vec<u8>) -> Result<Incoming, ReadError> {
     if !text {
-        return Ok(Incoming::Binary);
+        return Ok(Incoming::Binary(payload));
     }
     String::from_utf8(payload)
         .map(Incoming::Text)
@@ -349,7 +346,7 @@ mod tests {
                 Incoming::Text("x".repeat(125)),
                 Incoming::Text("z".repeat(126)),
                 Incoming::Text(long.clone()),
-                Incoming::Binary,
+                Incoming::Binary(vec![1, 2, 3]),
                 Incoming::Ping(b"ping".to_vec()),
                 Incoming::Pong,
                 Incoming::Ping(Vec::new()),
