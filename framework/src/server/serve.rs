@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::StatusCode;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -303,6 +303,10 @@ async fn serve_connection<P: ModelSet>(
                 None => return,
             }
         }
+        Ok(Ok(Head::Other(bytes))) if bytes.starts_with(HTTP2_PREFACE_START) => {
+            // HTTP/2 with prior knowledge (h2c), or negotiated by TLS ALPN.
+            return serve_http2(service, Prefixed::new(bytes, stream), peer, ticket).await;
+        }
         Ok(Ok(Head::Other(bytes))) => (bytes, stream, ticket),
         Ok(Ok(Head::Closed)) => return,
         Ok(Err(error)) => {
@@ -315,6 +319,58 @@ async fn serve_connection<P: ModelSet>(
         }
     };
     serve_http(service, Prefixed::new(bytes, stream), peer, ticket).await;
+}
+
+/// How an HTTP/2 connection starts (RFC 9113 §3.4: `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`);
+/// the request head reader stops after its first blank line.
+const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+
+/// Serves HTTP/2 with hyper, WebSockets included (RFC 8441 extended CONNECT): many
+/// requests and streams on one connection. Such a connection counts as busy from its
+/// first request on (it may carry a WebSocket), so the connection cap never evicts it;
+/// graceful shutdown as for HTTP/1.1.
+async fn serve_http2<P: ModelSet>(
+    service: StreampodService<P>,
+    stream: impl Io,
+    peer: SocketAddr,
+    ticket: Ticket,
+) {
+    let config = &service.state().streams.config;
+    let write_timeout = config.http_write_timeout;
+    let shutdown = service.handle().shutdown_signal().clone();
+    let ticket = Arc::new(ticket);
+    let serve_request = {
+        let ticket = ticket.clone();
+        service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            let (service, ticket) = (service.clone(), ticket.clone());
+            async move {
+                ticket.busy();
+                request.extensions_mut().insert(RemoteAddr(peer));
+                request.extensions_mut().insert(HeldConnection {
+                    _ticket: ticket.clone(),
+                });
+                Ok::<_, Infallible>(service.respond(request).await)
+            }
+        })
+    };
+    let connection = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(stream, write_timeout)),
+            serve_request,
+        );
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(target: "streampod::http", %peer, %error, "HTTP/2 connection ended with an error");
+    }
 }
 
 /// Serves HTTP/1.1 with hyper: the header and keep-alive timeout, eviction at the

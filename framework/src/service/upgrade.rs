@@ -51,8 +51,9 @@ impl SocketKind {
 pub(crate) struct Accepted {
     /// The protocol the socket speaks.
     pub(crate) kind: SocketKind,
-    /// `Sec-WebSocket-Accept`, derived from the client's key.
-    accept: String,
+    /// `Sec-WebSocket-Accept`, derived from the client's key; `None` for a WebSocket
+    /// over HTTP/2 (RFC 8441), which is answered `200` without one.
+    accept: Option<String>,
     /// Whether the client offered streampod's extended frames (the subprotocol).
     pub(crate) extended: bool,
     /// The auth key from the header or the query, if any.
@@ -64,7 +65,7 @@ impl Accepted {
     pub(crate) fn response_head(&self) -> Vec<u8> {
         let mut head = Vec::with_capacity(160);
         head.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ");
-        head.extend_from_slice(self.accept.as_bytes());
+        head.extend_from_slice(self.accept.as_deref().unwrap_or_default().as_bytes());
         if self.extended {
             head.extend_from_slice(b"\r\nsec-websocket-protocol: ");
             head.extend_from_slice(EXTENDED_SUBPROTOCOL.as_bytes());
@@ -80,11 +81,72 @@ pub(crate) fn check<P: ModelSet, B>(
     request: &Request<B>,
     kind: SocketKind,
 ) -> Result<Accepted, Box<Response<ResponseBody>>> {
+    let headers = request.headers();
+    // HTTP/2 (RFC 8441): a CONNECT whose `:protocol` is `websocket`, on a stream of its own.
+    let over_http2 = request.version() == http::Version::HTTP_2
+        && request.method() == Method::CONNECT
+        && request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"));
+    if !over_http2 {
+        check_http1(request)?;
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut response = error(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported_version",
+            "only WebSocket version 13 is supported",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(Box::new(response));
+    }
+    let accept = if over_http2 {
+        None
+    } else {
+        let Some(key) = headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .filter(|key| is_valid_key(key.as_bytes()))
+        else {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Sec-WebSocket-Key must be the base64 of 16 bytes",
+            )));
+        };
+        Some(derive_accept_key(key.as_bytes()))
+    };
+    if server.handle.is_shutting_down() {
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; reconnect to another one",
+        )));
+    }
+    Ok(Accepted {
+        kind,
+        accept,
+        // Streaming-method sockets have one protocol, Serverpod's.
+        extended: kind == SocketKind::Endpoints && offers_extended(headers),
+        auth_key: auth_key(request),
+    })
+}
+
+/// The HTTP/1.1 side of a handshake: `GET` with `Connection: Upgrade` and
+/// `Upgrade: websocket`.
+fn check_http1<B>(request: &Request<B>) -> Result<(), Box<Response<ResponseBody>>> {
     if request.method() != Method::GET {
         return Err(Box::new(error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "open the stream with GET on the websocket path",
+            "open the stream with GET on the websocket path (or CONNECT with :protocol websocket over HTTP/2)",
         )));
     }
     let headers = request.headers();
@@ -103,53 +165,14 @@ pub(crate) fn check<P: ModelSet, B>(
             "the websocket path needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
         )));
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
-        let mut response = error(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported_version",
-            "only WebSocket version 13 is supported",
-        );
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return Err(Box::new(response));
-    }
     if request.version() != http::Version::HTTP_11 {
         return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "a WebSocket upgrade needs HTTP/1.1 (WebSockets over HTTP/2 are not supported)",
+            "a WebSocket upgrade needs HTTP/1.1, or HTTP/2's extended CONNECT (RFC 8441)",
         )));
     }
-    let Some(key) = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|key| is_valid_key(key.as_bytes()))
-    else {
-        return Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Sec-WebSocket-Key must be the base64 of 16 bytes",
-        )));
-    };
-    if server.handle.is_shutting_down() {
-        return Err(Box::new(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down; reconnect to another one",
-        )));
-    }
-    Ok(Accepted {
-        kind,
-        accept: derive_accept_key(key.as_bytes()),
-        // Streaming-method sockets have one protocol, Serverpod's.
-        extended: kind == SocketKind::Endpoints && offers_extended(headers),
-        auth_key: auth_key(request),
-    })
+    Ok(())
 }
 
 /// The session of an accepted socket: it serves `io` until the socket closes.
@@ -217,12 +240,16 @@ pub(crate) fn upgrade<P: ModelSet, B>(
         }
     });
     let mut response = Response::new(ResponseBody::default());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    if accept.is_some() {
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    }
     let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(accept) = accept {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(accept) = HeaderValue::from_str(&accept) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
     }
     if extended {
         headers.insert(

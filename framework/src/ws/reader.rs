@@ -64,6 +64,26 @@ pub(crate) enum ReadError {
 struct Fragments {
     text: bool,
     payload: Vec<u8>,
+    /// How much of a text message's payload is known to be valid UTF-8: each fragment
+    /// is checked as it comes, so invalid text fails at once (1007), not at the end.
+    valid: usize,
+}
+
+impl Fragments {
+    /// Checks what arrived since the last check; an incomplete character at the end
+    /// waits for the next fragment.
+    fn check_utf8(&mut self) -> Result<(), ReadError> {
+        if !self.text {
+            return Ok(());
+        }
+        let rest = self.payload.get(self.valid..).unwrap_or_default();
+        match std::str::from_utf8(rest) {
+            Ok(_) => self.valid = self.payload.len(),
+            Err(error) if error.error_len().is_some() => return Err(ReadError::Utf8),
+            Err(error) => self.valid += error.valid_up_to(),
+        }
+        Ok(())
+    }
 }
 
 /// Parses a client's frames; see the module docs.
@@ -189,6 +209,7 @@ impl FrameReader {
                 };
                 fragments.payload.extend_from_slice(payload);
                 if !header.fin {
+                    fragments.check_utf8()?;
                     return Ok(None);
                 }
                 let Some(done) = self.fragments.take() else {
@@ -206,10 +227,13 @@ impl FrameReader {
                 if header.fin {
                     return message(text, payload.to_vec()).map(Some);
                 }
-                self.fragments = Some(Box::new(Fragments {
+                let mut fragments = Box::new(Fragments {
                     text,
                     payload: payload.to_vec(),
-                }));
+                    valid: 0,
+                });
+                fragments.check_utf8()?;
+                self.fragments = Some(fragments);
                 Ok(None)
             }
         }
@@ -420,6 +444,22 @@ mod tests {
             violation(&frame(0x88, &[0x03, 0xe8, 0xff]), 1024).await,
             ReadError::Utf8
         ));
+    }
+
+    #[tokio::test]
+    async fn invalid_text_fails_at_its_fragment_and_a_character_may_span_two() {
+        // "é" is 0xc3 0xa9: split across fragments it is fine.
+        let mut split = frame(0x01, b"caf\xc3");
+        split.extend(frame(0x80, b"\xa9"));
+        let (read, error) = read_all(&split, 3, 1024).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(read, [Incoming::Text("café".into())]);
+        // An invalid byte fails as soon as its fragment is in, before the message ends
+        // (the next fragment never comes).
+        let invalid = frame(0x01, b"ok \xff then more");
+        let (read, error) = read_all(&invalid, 5, 1024).await;
+        assert!(read.is_empty());
+        assert!(matches!(error, Some(ReadError::Utf8)), "{error:?}");
     }
 
     #[tokio::test]
