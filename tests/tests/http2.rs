@@ -2,7 +2,7 @@
 //! hyper's HTTP/2 server and through the convenience server (h2c, prior knowledge): a
 //! real HTTP/2 client (hyper's) opens a `streampod.v1` stream with `CONNECT :protocol
 //! websocket` and calls an HTTP method on the same connection; the method's post
-//! reaches the stream.
+//! reaches the stream. Over TLS the convenience server offers `h2` by ALPN.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -101,11 +101,51 @@ async fn the_convenience_server_speaks_http2_with_prior_knowledge() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_convenience_server_offers_http2_by_alpn_over_tls() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let identity = streampod::tls::TlsIdentity::from_pem(
+        certified.cert.pem().as_bytes(),
+        certified.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let server = builder().tls(identity).bind("127.0.0.1:0").await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    stream_and_call_over(tls, server.local_addr()).await;
+    server.shutdown().await;
+}
+
 /// Opens a stream and calls a method on one HTTP/2 connection to `addr`.
 async fn stream_and_call_on_one_connection(addr: SocketAddr) {
     let tcp = TcpStream::connect(addr).await.unwrap();
+    stream_and_call_over(tcp, addr).await;
+}
+
+/// Opens a stream and calls a method on one HTTP/2 connection over `io` (to `addr`).
+async fn stream_and_call_over(
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    addr: SocketAddr,
+) {
     let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
             .await
             .unwrap();
     tokio::spawn(connection);

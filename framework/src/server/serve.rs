@@ -328,7 +328,8 @@ const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
 /// Serves HTTP/2 with hyper, WebSockets included (RFC 8441 extended CONNECT): many
 /// requests and streams on one connection. Such a connection counts as busy from its
 /// first request on (it may carry a WebSocket), so the connection cap never evicts it;
-/// graceful shutdown as for HTTP/1.1.
+/// HTTP/2 pings at the keepalive interval drop a dead peer; graceful shutdown as for
+/// HTTP/1.1.
 async fn serve_http2<P: ModelSet>(
     service: StreampodService<P>,
     stream: impl Io,
@@ -337,6 +338,8 @@ async fn serve_http2<P: ModelSet>(
 ) {
     let config = &service.state().streams.config;
     let write_timeout = config.http_write_timeout;
+    // HTTP/2 pings find a dead peer as the WebSocket keepalive does.
+    let (ping_every, ping_timeout) = (config.keepalive_interval, config.keepalive_timeout);
     let shutdown = service.handle().shutdown_signal().clone();
     let ticket = Arc::new(ticket);
     let serve_request = {
@@ -355,6 +358,8 @@ async fn serve_http2<P: ModelSet>(
     };
     let connection = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .keep_alive_interval(ping_every)
+        .keep_alive_timeout(ping_timeout)
         .enable_connect_protocol()
         .serve_connection(
             TokioIo::new(WriteDeadline::new(stream, write_timeout)),

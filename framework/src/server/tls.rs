@@ -70,14 +70,16 @@ impl TlsIdentity {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(TlsError::Config)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first (WebSockets included, RFC 8441), HTTP/1.1 for everyone else.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             config: Arc::new(config),
         })
     }
 
     /// A rustls configuration built elsewhere (client certificates, certificate
-    /// resolvers, another crypto provider). Its ALPN list should offer `http/1.1`.
+    /// resolvers, another crypto provider). Its ALPN list should offer `http/1.1`, and
+    /// `h2` for HTTP/2.
     pub fn from_config(config: Arc<rustls::ServerConfig>) -> Self {
         Self { config }
     }
