@@ -48,14 +48,7 @@ async fn node(redis: Option<&RedisServer>) -> Server<Protocol> {
     }
     let server = builder.bind("127.0.0.1:0").await.unwrap();
     if redis.is_some() {
-        let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            changes.wait_for(|state| *state == ClusterState::Connected),
-        )
-        .await
-        .expect("connected to Redis within 10 s")
-        .unwrap();
+        streampod_tests::wait_for_cluster(&server, |state| *state == ClusterState::Connected).await;
     }
     server
 }

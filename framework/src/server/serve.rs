@@ -325,6 +325,10 @@ async fn serve_connection<P: ModelSet>(
 /// the request head reader stops after its first blank line.
 const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
 
+/// Most streams (requests, WebSockets) one HTTP/2 connection may have open at once: the
+/// connection caps count TCP connections, so this bounds what one of them holds.
+const HTTP2_MAX_STREAMS: u32 = 128;
+
 /// Serves HTTP/2 with hyper, WebSockets included (RFC 8441 extended CONNECT): many
 /// requests and streams on one connection. Such a connection counts as busy from its
 /// first request on (it may carry a WebSocket), so the connection cap never evicts it;
@@ -360,6 +364,7 @@ async fn serve_http2<P: ModelSet>(
         .timer(TokioTimer::new())
         .keep_alive_interval(ping_every)
         .keep_alive_timeout(ping_timeout)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
         .enable_connect_protocol()
         .serve_connection(
             TokioIo::new(WriteDeadline::new(stream, write_timeout)),

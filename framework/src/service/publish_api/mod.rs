@@ -72,7 +72,7 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
                 .get("idempotency-key")
                 .map(|value| value.to_str().map(str::to_owned));
             match idempotency_key {
-                None => answer(server, request, operation).await,
+                None => respond(outcome(server, request, operation).await),
                 Some(Ok(key)) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => {
                     once(server, request, operation, &key).await
                 }
@@ -168,44 +168,45 @@ async fn once<P: ModelSet, B: RequestBody>(
             return response;
         }
     };
-    let response = answer(server, request, operation).await;
+    let outcome = outcome(server, request, operation).await;
     // A success, or a post that may have gone out, is kept: a retry gets it again and
     // posts nothing. Any other failure posted nothing, and the key is free to retry.
-    let status = response.status();
-    if status == StatusCode::OK || status == StatusCode::GATEWAY_TIMEOUT {
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .map(http_body_util::Collected::to_bytes)
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if let Ok(raw) = RawValue::from_string(text) {
+    let kept = match &outcome {
+        Ok(body) => Some((StatusCode::OK, body.to_string())),
+        Err(error) if error.status() == StatusCode::GATEWAY_TIMEOUT => {
+            Some((error.status(), error.body().to_owned()))
+        }
+        Err(_) => None,
+    };
+    if let Some((status, body)) = kept {
+        if let Ok(body) = RawValue::from_string(body) {
             claimed.settle(Answer {
                 status: status.as_u16(),
-                body: raw.clone(),
+                body,
             });
-            return response::json(status, raw.get().as_bytes().to_vec());
         }
-        return response::json(status, body.to_vec());
     }
-    response
+    respond(outcome)
 }
 
-/// Reads the body and runs the operation.
-async fn answer<P: ModelSet, B: RequestBody>(
+/// Reads the body and runs the operation: its answer's JSON, or why not.
+async fn outcome<P: ModelSet, B: RequestBody>(
     server: &ServiceState<P>,
     request: Request<B>,
     operation: &str,
-) -> Response<ResponseBody> {
+) -> Result<Value, MethodError> {
     let config = &server.streams.config;
-    let outcome = match read_body(request, config.max_body_size, config.http_body_timeout).await {
-        Err(error) => Err(error),
-        Ok(body) => match operation {
-            "publish" => publish(server, &body).await,
-            "broadcast" => broadcast(server, &body).await,
-            "history" => history(server, &body).await,
-            _ => presence(server, &body).await,
-        },
-    };
+    let body = read_body(request, config.max_body_size, config.http_body_timeout).await?;
+    match operation {
+        "publish" => publish(server, &body).await,
+        "broadcast" => broadcast(server, &body).await,
+        "history" => history(server, &body).await,
+        _ => presence(server, &body).await,
+    }
+}
+
+/// The response for an operation's outcome.
+fn respond(outcome: Result<Value, MethodError>) -> Response<ResponseBody> {
     match outcome {
         Ok(body) => response::json(StatusCode::OK, body.to_string().into_bytes()),
         Err(error) => error_response(&error),
