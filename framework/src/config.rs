@@ -174,6 +174,13 @@ pub struct ServerConfig {
     /// `Retry-After`. Default `None` (off): the per-socket
     /// [`inbound_rate_limit`](Self::inbound_rate_limit) still holds.
     pub user_rate_limit: Option<RateLimit>,
+    /// WebSocket compression (`permessage-deflate`, RFC 7692): `Some(min)` accepts a
+    /// client's offer (browsers and Dart make one) and sends messages of at least `min`
+    /// bytes compressed, each compressed once however many sockets it goes to (no
+    /// context takeover); `None` declines every offer. Messages from the client are
+    /// inflated to at most [`max_frame_size`](Self::max_frame_size) bytes (more closes
+    /// with 1009). Default `Some(512)`: see `BENCHMARKS.md` for what it saves and costs.
+    pub websocket_compression: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -209,6 +216,7 @@ impl Default for ServerConfig {
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             user_rate_limit: None,
             method_stream_queue: 32,
+            websocket_compression: Some(DEFAULT_COMPRESSION_MIN_SIZE),
         }
     }
 }
@@ -260,7 +268,11 @@ setters! {
     max_revocations: usize,
     idempotency_window: Duration,
     user_rate_limit: Option<RateLimit>,
+    websocket_compression: Option<usize>,
 }
+
+/// The shortest message sent compressed by default: 512 bytes.
+pub(crate) const DEFAULT_COMPRESSION_MIN_SIZE: usize = 512;
 
 /// How long the publish API remembers an idempotency key by default: 5 minutes.
 pub(crate) const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(5 * 60);

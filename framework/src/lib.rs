@@ -193,7 +193,7 @@ pub mod __private {
     pub use crate::methods::table::Methods;
     pub use crate::methods::Session;
     pub use crate::protocol::ModelSet;
-    pub use crate::ws::echo::echo as ws_echo;
+    pub use crate::ws::echo::{echo as ws_echo, EchoExtensions};
     pub use futures_util::StreamExt;
     pub use std::boxed::Box;
 }

@@ -1,6 +1,9 @@
 //! WebSocket frames at the byte level, for clients that bypass tungstenite: the load
 //! generator's subscribers and the wire tests.
 
+// Test helpers: a panic is the test failing with a location.
+#![allow(clippy::expect_used, clippy::missing_panics_doc)]
+
 use std::ops::Range;
 
 /// Any fixed key is valid; the server only has to unmask.
@@ -24,6 +27,57 @@ pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(&MASK);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
     frame
+}
+
+/// A final, masked, compressed (`permessage-deflate`, RSV1) client frame carrying
+/// `payload`.
+pub fn compressed_client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = client_frame(opcode, &deflate(payload));
+    frame[0] |= 0x40;
+    frame
+}
+
+/// `payload` compressed as one `permessage-deflate` message: raw deflate, sync
+/// flushed, without the flush's 4-byte tail (RFC 7692 §7.2.1).
+pub fn deflate(payload: &[u8]) -> Vec<u8> {
+    let mut compressor = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    let mut input = payload;
+    loop {
+        let before = compressor.total_in();
+        compressor
+            .compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+            .expect("compressed");
+        input = &input[(compressor.total_in() - before) as usize..];
+        if input.is_empty() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity());
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A compressed message's payload, inflated (RFC 7692 §7.2.2), with a window of its
+/// own.
+pub fn inflate(payload: &[u8]) -> Vec<u8> {
+    let mut decompressor = flate2::Decompress::new(false);
+    let mut out = Vec::with_capacity(payload.len() * 4 + 64);
+    for mut input in [payload, &[0, 0, 0xff, 0xff][..]] {
+        loop {
+            let before = decompressor.total_in();
+            decompressor
+                .decompress_vec(input, &mut out, flate2::FlushDecompress::Sync)
+                .expect("valid deflate data");
+            input = &input[(decompressor.total_in() - before) as usize..];
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity());
+        }
+    }
+    out
 }
 
 /// The first complete unmasked (server) frame in `bytes`: its opcode, where its payload

@@ -306,7 +306,11 @@ async fn the_echo_target_echoes_what_the_codec_reads() {
     use tokio_tungstenite::tungstenite::Message;
 
     let (client, server) = tokio::io::duplex(1 << 16);
-    let echo = tokio::spawn(streampod::__private::ws_echo(server, 1 << 20));
+    let echo = tokio::spawn(streampod::__private::ws_echo(
+        server,
+        1 << 20,
+        Default::default(),
+    ));
     let mut ws =
         tokio_tungstenite::WebSocketStream::from_raw_socket(client, Role::Client, None).await;
     let long = "x".repeat(70_000);

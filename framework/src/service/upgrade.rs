@@ -16,6 +16,7 @@ use crate::transport::method_socket;
 use crate::service::admission::Ticket;
 use crate::protocol::frame::EXTENDED_SUBPROTOCOL;
 use crate::protocol::ModelSet;
+use crate::ws::deflate::Deflate;
 
 /// The convenience server's place for this TCP connection, as a request extension: an
 /// upgrade keeps it until the WebSocket ends, so the connection cap counts sockets.
@@ -58,6 +59,8 @@ pub(crate) struct Accepted {
     pub(crate) extended: bool,
     /// The auth key from the header or the query, if any.
     pub(crate) auth_key: Option<String>,
+    /// `permessage-deflate`, if the client offered it and the server accepts it.
+    pub(crate) deflate: Option<Deflate>,
 }
 
 impl Accepted {
@@ -69,6 +72,10 @@ impl Accepted {
         if self.extended {
             head.extend_from_slice(b"\r\nsec-websocket-protocol: ");
             head.extend_from_slice(EXTENDED_SUBPROTOCOL.as_bytes());
+        }
+        if let Some(deflate) = self.deflate {
+            head.extend_from_slice(b"\r\nsec-websocket-extensions: ");
+            head.extend_from_slice(deflate.response().as_bytes());
         }
         head.extend_from_slice(b"\r\n\r\n");
         head
@@ -136,6 +143,17 @@ pub(crate) fn check<P: ModelSet, B>(
         // Streaming-method sockets have one protocol, Serverpod's.
         extended: kind == SocketKind::Endpoints && offers_extended(headers),
         auth_key: auth_key(request),
+        deflate: server
+            .streams
+            .config
+            .websocket_compression
+            .and_then(|min_size| {
+                let offers = headers
+                    .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok());
+                Some(Deflate::negotiate(offers)?.sending_from(min_size))
+            }),
     })
 }
 
@@ -189,12 +207,14 @@ pub(crate) fn session<P: ModelSet>(
             peer,
             accepted.auth_key,
             accepted.extended,
+            accepted.deflate,
         )),
         SocketKind::Methods => futures_util::future::Either::Right(method_socket::run(
             server.method_sockets.clone(),
             io,
             peer,
             accepted.auth_key,
+            accepted.deflate,
         )),
     }
 }
@@ -212,6 +232,7 @@ pub(crate) fn upgrade<P: ModelSet, B>(
     };
     let accept = accepted.accept.clone();
     let extended = accepted.extended;
+    let deflate = accepted.deflate;
     let on_upgrade = hyper::upgrade::on(&mut request);
     let server_state = server.clone();
     // The socket's place is held until the WebSocket ends.
@@ -256,6 +277,9 @@ pub(crate) fn upgrade<P: ModelSet, B>(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(EXTENDED_SUBPROTOCOL),
         );
+    }
+    if let Some(deflate) = deflate.and_then(|d| HeaderValue::from_str(&d.response()).ok()) {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, deflate);
     }
     response
 }

@@ -14,14 +14,9 @@ use crate::ws::control::{close_frame, pong_frame};
 /// Closes with the RFC 6455 code matching a protocol violation, or just ends when the
 /// peer vanished.
 pub(crate) fn close_on_read_error(shared: &SessionShared, error: &ReadError) {
-    let code = match error {
-        ReadError::Utf8 => CloseCode::Invalid,
-        ReadError::TooLarge { .. } => CloseCode::Size,
-        ReadError::Protocol(_) => CloseCode::Protocol,
-        ReadError::Ended | ReadError::Io(_) => {
-            tracing::debug!(target: "streampod::connection", %error, "peer went away");
-            return;
-        }
+    let Some(code) = error.close_code().map(CloseCode::from) else {
+        tracing::debug!(target: "streampod::connection", %error, "peer went away");
+        return;
     };
     let reason = error.to_string();
     // A peer can trigger this at will: one line per interval, with a count.

@@ -30,6 +30,7 @@ use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
 use crate::util::peer_text::{ErrorText, PeerText};
 use crate::ws::frame::TextFrame;
+use crate::ws::deflate::Deflate;
 use crate::ws::reader::FrameReader;
 
 /// A session on one upgraded socket: the future serves it until it closes, then runs
@@ -42,6 +43,7 @@ pub(crate) fn run<P: ModelSet>(
     remote_addr: SocketAddr,
     auth_key: Option<String>,
     extended: bool,
+    deflate: Option<Deflate>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let config = &server.config;
     let id = server.next_session_id();
@@ -68,7 +70,7 @@ pub(crate) fn run<P: ModelSet>(
     // The reader parses frames as they arrive (see `ws::reader`); the writer task
     // writes (see `transport::write_task` and `ws::writer`).
     let (read, write) = tokio::io::split(io);
-    let reader = FrameReader::new(config.max_frame_size);
+    let reader = FrameReader::new(config.max_frame_size).inflating(deflate);
     let streams = server.endpoints.iter().map(|_| None).collect();
     let inbound = InboundLimiter::new(
         config.inbound_rate_limit,
@@ -127,7 +129,7 @@ impl<P: ModelSet> Connection<P> {
             // Two tasks per socket: the writer's own lets reading and writing run on two
             // workers, and a writer wake-up does not poll the reader (one task for both cost
             // 10-20 % more CPU per delivery at 1,000 subscribers for 0.17 KiB less memory).
-            let writer = self.spawn_writer(write);
+            let writer = self.spawn_writer(write, reader.deflate());
 
             // The opening and closing steps run once per socket: boxed, so their state does
             // not enlarge the future every idle socket keeps for its whole life.
@@ -152,11 +154,16 @@ impl<P: ModelSet> Connection<P> {
 
     /// Starts the writer task. Not inline in `serve`: there the writer's future would
     /// take room in the reader's state for the socket's whole life.
-    fn spawn_writer(&self, write: WriteHalf<impl Io>) -> tokio::task::JoinHandle<()> {
+    fn spawn_writer(
+        &self,
+        write: WriteHalf<impl Io>,
+        deflate: Option<Deflate>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(
             write_loop(
                 write,
                 self.shared.clone(),
+                deflate,
                 self.server.config.close_timeout,
                 self.server.metrics.writer_batch_frames.clone(),
             )
@@ -736,6 +743,7 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 9)),
             None,
             true,
+            None,
         ));
         let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
         client
@@ -775,7 +783,7 @@ mod idle_size {
     async fn an_idle_session_s_futures_stay_small() {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
         let (io, _client) = tokio::io::duplex(64);
-        let reader = super::run(super::tests::context(), io, addr, None, true);
+        let reader = super::run(super::tests::context(), io, addr, None, true, None);
         let shared = Arc::new(SessionShared::new(
             1,
             addr,
@@ -787,7 +795,7 @@ mod idle_size {
         ));
         let (_, write) = tokio::io::split(tokio::io::duplex(64).0);
         let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0]);
-        let writer = crate::transport::write_task::write_loop(write, shared, std::time::Duration::from_secs(1), histogram);
+        let writer = crate::transport::write_task::write_loop(write, shared, None, std::time::Duration::from_secs(1), histogram);
         // Measured 608 and 232 bytes (2,064 and 744 before the boxing; the reader 1,552
         // with tungstenite reading, before the frame reader and the sync `run`/`serve`).
         assert!(std::mem::size_of_val(&reader) <= 640, "{}", std::mem::size_of_val(&reader));

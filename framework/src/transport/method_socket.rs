@@ -28,6 +28,7 @@ use crate::transport::write_task::write_loop;
 use crate::util::flag::Nudge;
 use crate::util::panic_text::panic_message;
 use crate::util::peer_text::{ErrorText, PeerText};
+use crate::ws::deflate::Deflate;
 use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::util::log_limit::RateLimitedLog;
@@ -98,6 +99,7 @@ pub(crate) fn run<P: ModelSet>(
     io: impl Io,
     remote_addr: SocketAddr,
     auth_key: Option<String>,
+    deflate: Option<Deflate>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let config = &context.streams.config;
     let id = context.streams.next_session_id();
@@ -120,7 +122,7 @@ pub(crate) fn run<P: ModelSet>(
         span.clone(),
     ));
     let (read, write) = tokio::io::split(io);
-    let reader = FrameReader::new(config.max_frame_size);
+    let reader = FrameReader::new(config.max_frame_size).inflating(deflate);
     let inbound = InboundLimiter::new(config.inbound_rate_limit, std::iter::empty());
     let socket = Socket {
         context,
@@ -360,7 +362,12 @@ struct Socket<P: ModelSet> {
 }
 
 impl<P: ModelSet> Socket<P> {
-    async fn serve<I: Io>(mut self, mut read: ReadHalf<I>, write: tokio::io::WriteHalf<I>, mut reader: FrameReader) {
+    async fn serve<I: Io>(
+        mut self,
+        mut read: ReadHalf<I>,
+        write: tokio::io::WriteHalf<I>,
+        mut reader: FrameReader,
+    ) {
         tracing::debug!(target: "streampod::method_socket", "socket opened");
         let registry = self.context.streams.method_sockets.clone();
         registry.insert(self.shared.clone());
@@ -369,6 +376,7 @@ impl<P: ModelSet> Socket<P> {
             write_loop(
                 write,
                 self.shared.clone(),
+                reader.deflate(),
                 config.close_timeout,
                 self.context.streams.metrics.writer_batch_frames.clone(),
             )

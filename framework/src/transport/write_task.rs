@@ -11,12 +11,15 @@ use super::context::Io;
 use crate::session::outbound::Batch;
 use crate::session::state::SessionShared;
 use crate::ws::control::{close_frame, holds_close, PING};
+use crate::ws::deflate::Deflate;
 use crate::ws::writer::{rest_of_cut_frame, write_frames};
 
-/// Takes everything queued, writes it, flushes once; repeats until the session closes.
+/// Takes everything queued, writes it (compressed where it pays, if the socket
+/// negotiated `deflate`), flushes once; repeats until the session closes.
 pub(crate) async fn write_loop(
     mut io: WriteHalf<impl Io>,
     shared: Arc<SessionShared>,
+    deflate: Option<Deflate>,
     close_timeout: Duration,
     batch_frames: Histogram,
 ) {
@@ -28,7 +31,7 @@ pub(crate) async fn write_loop(
         batch_frames.observe(batch.frames.len() as f64);
         // Boxed for the same reason as dispatching: one allocation per write, and the
         // idle writer stays small.
-        match Box::pin(write_batch(&mut io, &shared, &mut batch)).await {
+        match Box::pin(write_batch(&mut io, &shared, deflate, &mut batch)).await {
             Written::All => {}
             // The peer's close frame was answered: nothing may follow it.
             Written::Closed => return,
@@ -46,7 +49,7 @@ pub(crate) async fn write_loop(
     }
     // Boxed: it runs once, at the end, and its timers would otherwise sit in the state
     // of every idle session.
-    Box::pin(write_last(io, &shared, &mut batch, close_timeout)).await;
+    Box::pin(write_last(io, &shared, deflate, &mut batch, close_timeout)).await;
 }
 
 /// After the queue closed: what was queued still goes out (unless aborted), then the
@@ -54,11 +57,12 @@ pub(crate) async fn write_loop(
 async fn write_last(
     mut io: WriteHalf<impl Io>,
     shared: &SessionShared,
+    deflate: Option<Deflate>,
     batch: &mut Batch,
     close_timeout: Duration,
 ) {
     if !shared.abort.is_raised() {
-        let written = tokio::time::timeout(close_timeout, write_batch(&mut io, shared, batch)).await;
+        let written = tokio::time::timeout(close_timeout, write_batch(&mut io, shared, deflate, batch)).await;
         if matches!(written, Ok(Written::Closed | Written::Failed)) {
             return;
         }
@@ -89,6 +93,7 @@ enum Written {
 async fn write_batch(
     io: &mut WriteHalf<impl Io>,
     shared: &SessionShared,
+    deflate: Option<Deflate>,
     batch: &mut Batch,
 ) -> Written {
     if batch.frames.is_empty() && batch.control.is_empty() && !batch.ping {
@@ -104,7 +109,7 @@ async fn write_batch(
     let mut took = 0;
     let written = tokio::select! {
         biased;
-        result = write_frames(io, &batch.frames, |queued| batch.call_id(queued), &tail, &mut took) => match result {
+        result = write_frames(io, &batch.frames, |queued| batch.call_id(queued), deflate, &tail, &mut took) => match result {
             Ok(()) if closes => Written::Closed,
             Ok(()) => Written::All,
             Err(error) => {
@@ -117,7 +122,7 @@ async fn write_batch(
         () = shared.abort.raised() => if closes {
             Written::Closed
         } else {
-            Written::Aborted(rest_of_cut_frame(&batch.frames, |queued| batch.call_id(queued), &tail, took))
+            Written::Aborted(rest_of_cut_frame(&batch.frames, |queued| batch.call_id(queued), deflate, &tail, took))
         },
     };
     batch.frames.clear();

@@ -8,13 +8,32 @@ use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::control::{close_frame, pong_frame};
+use super::deflate::Deflate;
 use super::frame::{CallIdText, TextFrame};
 use super::header::{FrameHeader, OpCode};
-use super::reader::{FrameReader, Incoming, ReadError};
+use super::reader::{FrameReader, Incoming};
 use super::writer::write_frames;
 
+/// The extensions the echo target accepts from a handshake: `permessage-deflate` as
+/// the server's sockets accept it, sending every text message it can shorten
+/// compressed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoExtensions(Option<Deflate>);
+
+impl EchoExtensions {
+    /// What the client's `Sec-WebSocket-Extensions` value (if any) gets.
+    pub fn from_offer(offer: Option<&str>) -> Self {
+        Self(offer.and_then(|offer| Deflate::negotiate([offer])))
+    }
+
+    /// The answer's `Sec-WebSocket-Extensions` value, if anything was accepted.
+    pub fn response(&self) -> Option<String> {
+        self.0.map(Deflate::response)
+    }
+}
+
 /// Echoes the messages of one upgraded connection until it closes; frames and messages
-/// up to `max_size` bytes.
+/// up to `max_size` bytes, with the `extensions` its handshake accepted.
 ///
 /// # Errors
 ///
@@ -22,8 +41,10 @@ use super::writer::write_frames;
 pub async fn echo<I: AsyncRead + AsyncWrite + Unpin>(
     mut io: I,
     max_size: usize,
+    extensions: EchoExtensions,
 ) -> std::io::Result<()> {
-    let mut reader = FrameReader::new(max_size);
+    let deflate = extensions.0;
+    let mut reader = FrameReader::new(max_size).inflating(deflate);
     // Echoed frames are no call frames: the id is never asked for.
     let no_call = |_: &TextFrame| CallIdText::from(uuid::Uuid::nil());
     loop {
@@ -31,7 +52,7 @@ pub async fn echo<I: AsyncRead + AsyncWrite + Unpin>(
             Ok(Incoming::Text(text)) => {
                 let frames = VecDeque::from([TextFrame::from_text(&text)]);
                 let mut written = 0;
-                write_frames(&mut io, &frames, no_call, &[], &mut written).await?;
+                write_frames(&mut io, &frames, no_call, deflate, &[], &mut written).await?;
                 continue;
             }
             Ok(Incoming::Binary(payload)) => {
@@ -46,11 +67,8 @@ pub async fn echo<I: AsyncRead + AsyncWrite + Unpin>(
                 return io.shutdown().await;
             }
             Err(error) => {
-                let code = match error {
-                    ReadError::Protocol(_) => 1002,
-                    ReadError::Utf8 => 1007,
-                    ReadError::TooLarge { .. } => 1009,
-                    ReadError::Ended | ReadError::Io(_) => return Ok(()),
+                let Some(code) = error.close_code() else {
+                    return Ok(());
                 };
                 io.write_all(&close_frame(Some((code, "")))).await?;
                 return io.shutdown().await;

@@ -61,6 +61,8 @@ pub(crate) const MAX_SERVER_HEADER: usize = 10;
 pub(crate) struct FrameHeader {
     /// The last frame of its message.
     pub(crate) fin: bool,
+    /// RSV1: the message this frame begins is compressed (`permessage-deflate`).
+    pub(crate) compressed: bool,
     pub(crate) opcode: OpCode,
     /// The masking key: every client frame has one, no server frame does.
     pub(crate) mask: Option<[u8; 4]>,
@@ -87,6 +89,7 @@ impl FrameHeader {
     pub(crate) fn server(opcode: OpCode, payload_len: usize) -> Self {
         Self {
             fin: true,
+            compressed: false,
             opcode,
             mask: None,
             payload_len: payload_len as u64,
@@ -96,7 +99,9 @@ impl FrameHeader {
     /// The header's bytes.
     pub(crate) fn format(&self) -> HeaderBytes {
         let mut bytes = [0; MAX_HEADER];
-        bytes[0] = if self.fin { 0x80 } else { 0 } | self.opcode.bits();
+        bytes[0] = if self.fin { 0x80 } else { 0 }
+            | if self.compressed { 0x40 } else { 0 }
+            | self.opcode.bits();
         let masked = if self.mask.is_some() { 0x80 } else { 0 };
         let mut len = match self.payload_len {
             n if n < 126 => {
@@ -126,17 +131,22 @@ impl FrameHeader {
 
     /// The header at the start of `bytes` and its length in bytes, once all of it is
     /// there (`Ok(None)` before). Fails on what no frame may carry, as soon as the
-    /// bytes that show it have arrived: reserved bits or opcodes, a fragmented or long
-    /// control frame, a length with its top bit set.
+    /// bytes that show it have arrived: reserved bits (RSV1 is `compressed`, for the
+    /// reader to judge) or opcodes, a fragmented, long or compressed control frame, a
+    /// length with its top bit set.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Option<(Self, usize)>, &'static str> {
         let (Some(&first), Some(&second)) = (bytes.first(), bytes.get(1)) else {
             return Ok(None);
         };
-        if first & 0x70 != 0 {
+        if first & 0x30 != 0 {
             return Err("reserved bits are set");
         }
         let fin = first & 0x80 != 0;
+        let compressed = first & 0x40 != 0;
         let opcode = OpCode::from_bits(first & 0x0f).ok_or("unknown opcode")?;
+        if compressed && opcode.is_control() {
+            return Err("a control frame has RSV1 set");
+        }
         let (extended, short) = match second & 0x7f {
             126 => (2, None),
             127 => (8, None),
@@ -174,6 +184,7 @@ impl FrameHeader {
         });
         let header = Self {
             fin,
+            compressed,
             opcode,
             mask,
             payload_len,
@@ -202,6 +213,7 @@ mod tests {
             for mask in [None, Some([1, 2, 3, 4])] {
                 let header = FrameHeader {
                     fin: true,
+                    compressed: payload_len % 2 == 0,
                     opcode: OpCode::Binary,
                     mask,
                     payload_len,
@@ -218,7 +230,9 @@ mod tests {
 
     #[test]
     fn violations_are_named() {
-        assert_eq!(FrameHeader::parse(&[0xc1, 0]), Err("reserved bits are set"));
+        assert_eq!(FrameHeader::parse(&[0xa1, 0]), Err("reserved bits are set"));
+        assert_eq!(FrameHeader::parse(&[0x91, 0]), Err("reserved bits are set"));
+        assert_eq!(FrameHeader::parse(&[0xc9, 0]), Err("a control frame has RSV1 set"));
         assert_eq!(FrameHeader::parse(&[0x83, 0]), Err("unknown opcode"));
         assert_eq!(FrameHeader::parse(&[0x09, 0]), Err("a control frame is fragmented"));
         assert_eq!(

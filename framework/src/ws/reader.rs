@@ -12,6 +12,7 @@ use std::task::{ready, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::deflate::{inflate, Deflate, InflateError};
 use super::header::{FrameHeader, OpCode};
 
 /// Bytes read at once into the stack buffer.
@@ -51,6 +52,15 @@ pub(crate) enum ReadError {
         /// The limit.
         max: usize,
     },
+    /// A compressed message inflates to more than the limit: close with 1009.
+    #[error("a compressed message inflates past the limit of {max} bytes")]
+    InflatedTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A compressed message is not valid deflate data: close with 1007.
+    #[error("a compressed message is not valid deflate data")]
+    Corrupt,
     /// The connection ended without a close frame.
     #[error("connection closed without a close frame")]
     Ended,
@@ -59,10 +69,25 @@ pub(crate) enum ReadError {
     Io(#[from] io::Error),
 }
 
+impl ReadError {
+    /// The close code (RFC 6455 §7.4.1) this error closes the socket with; `None` when
+    /// the peer is gone and nothing can be sent.
+    pub(crate) fn close_code(&self) -> Option<u16> {
+        match self {
+            Self::Protocol(_) => Some(1002),
+            Self::Utf8 | Self::Corrupt => Some(1007),
+            Self::TooLarge { .. } | Self::InflatedTooLarge { .. } => Some(1009),
+            Self::Ended | Self::Io(_) => None,
+        }
+    }
+}
+
 /// A fragmented message's parts so far.
 #[derive(Debug)]
 struct Fragments {
     text: bool,
+    /// The message is compressed: its text is checked once inflated.
+    compressed: bool,
     payload: Vec<u8>,
     /// How much of a text message's payload is known to be valid UTF-8: each fragment
     /// is checked as it comes, so invalid text fails at once (1007), not at the end.
@@ -73,7 +98,7 @@ impl Fragments {
     /// Checks what arrived since the last check; an incomplete character at the end
     /// waits for the next fragment.
     fn check_utf8(&mut self) -> Result<(), ReadError> {
-        if !self.text {
+        if !self.text || self.compressed {
             return Ok(());
         }
         let rest = self.payload.get(self.valid..).unwrap_or_default();
@@ -93,13 +118,17 @@ pub(crate) struct FrameReader {
     pending: Vec<u8>,
     /// The message whose first frame had no FIN bit, until its last frame.
     fragments: Option<Box<Fragments>>,
-    /// The largest frame and message accepted.
+    /// The largest frame and message accepted, compressed or inflated.
     max_size: usize,
+    /// What the socket negotiated of `permessage-deflate`, if anything: a message's
+    /// first frame may have RSV1 set.
+    deflate: Option<Deflate>,
 }
 
 /// A client frame's header, checked, with the bytes it takes.
 struct Header {
     fin: bool,
+    compressed: bool,
     opcode: OpCode,
     mask: [u8; 4],
     /// Header bytes (6 to 14).
@@ -114,7 +143,20 @@ impl FrameReader {
             pending: Vec::new(),
             fragments: None,
             max_size,
+            deflate: None,
         }
+    }
+
+    /// The same reader, for a socket that negotiated `deflate` (if anything):
+    /// compressed messages are inflated, to at most the same limit.
+    pub(crate) fn inflating(mut self, deflate: Option<Deflate>) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// What the socket negotiated of `permessage-deflate` (the writer sends with it).
+    pub(crate) fn deflate(&self) -> Option<Deflate> {
+        self.deflate
     }
 
     /// The next message or control frame. Cancel-safe: bytes read stay in the reader.
@@ -175,6 +217,12 @@ impl FrameReader {
             return Err(ReadError::Protocol("a client frame is not masked"));
         };
         let (opcode, payload) = (header.opcode, header.payload_len);
+        if header.compressed && self.deflate.is_none() {
+            return Err(ReadError::Protocol("reserved bits are set"));
+        }
+        if header.compressed && opcode == OpCode::Continuation {
+            return Err(ReadError::Protocol("a continuation frame has RSV1 set"));
+        }
         let so_far = self
             .fragments
             .as_ref()
@@ -189,6 +237,7 @@ impl FrameReader {
         }
         Ok(Some(Header {
             fin: header.fin,
+            compressed: header.compressed,
             opcode,
             mask,
             len,
@@ -215,7 +264,12 @@ impl FrameReader {
                 let Some(done) = self.fragments.take() else {
                     return Ok(None);
                 };
-                message(done.text, done.payload).map(Some)
+                let payload = if done.compressed {
+                    self.inflate(&done.payload)?
+                } else {
+                    done.payload
+                };
+                message(done.text, payload).map(Some)
             }
             opcode => {
                 if self.fragments.is_some() {
@@ -225,10 +279,16 @@ impl FrameReader {
                 }
                 let text = opcode == OpCode::Text;
                 if header.fin {
-                    return message(text, payload.to_vec()).map(Some);
+                    let payload = if header.compressed {
+                        self.inflate(payload)?
+                    } else {
+                        payload.to_vec()
+                    };
+                    return message(text, payload).map(Some);
                 }
                 let mut fragments = Box::new(Fragments {
                     text,
+                    compressed: header.compressed,
                     payload: payload.to_vec(),
                     valid: 0,
                 });
@@ -237,6 +297,14 @@ impl FrameReader {
                 Ok(None)
             }
         }
+    }
+
+    /// A compressed message's payload, inflated within the size limit.
+    fn inflate(&self, compressed: &[u8]) -> Result<Vec<u8>, ReadError> {
+        inflate(compressed, self.max_size).map_err(|error| match error {
+            InflateError::TooLarge => ReadError::InflatedTooLarge { max: self.max_size },
+            InflateError::Corrupt => ReadError::Corrupt,
+        })
     }
 
     /// Drops the first `end` bytes; frees the buffer when nothing is left in it.
@@ -321,6 +389,16 @@ mod tests {
 
     /// Everything `bytes` hold, read in pieces of `piece` bytes, until the first error.
     async fn read_all(bytes: &[u8], piece: usize, max: usize) -> (Vec<Incoming>, Option<ReadError>) {
+        read_all_with(bytes, piece, FrameReader::new(max)).await
+    }
+
+    /// Everything `bytes` hold, read by `reader` in pieces of `piece` bytes, until the
+    /// first error.
+    async fn read_all_with(
+        bytes: &[u8],
+        piece: usize,
+        mut reader: FrameReader,
+    ) -> (Vec<Incoming>, Option<ReadError>) {
         let (mut client, mut server) = tokio::io::duplex(piece.max(1));
         let bytes = bytes.to_vec();
         let writer = tokio::spawn(async move {
@@ -331,7 +409,6 @@ mod tests {
                 }
             }
         });
-        let mut reader = FrameReader::new(max);
         let mut read = Vec::new();
         let error = loop {
             match reader.next(&mut server).await {
@@ -342,6 +419,69 @@ mod tests {
         writer.abort();
         let error = (!matches!(error, ReadError::Ended)).then_some(error);
         (read, error)
+    }
+
+    /// `text`, compressed as a message's payload.
+    fn compressed(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::super::deflate::compress(&[text], &mut out);
+        out
+    }
+
+    fn inflating(max: usize) -> FrameReader {
+        FrameReader::new(max).inflating(Some(Deflate::for_tests(15, 0)))
+    }
+
+    #[tokio::test]
+    async fn compressed_messages_are_inflated_whole_or_fragmented() {
+        let text = r#"{"say":"hello hello hello hello"}"#.repeat(50);
+        let packed = compressed(text.as_bytes());
+        let mut bytes = frame(0xc1, &packed);
+        bytes.extend(frame(0x81, b"plain"));
+        let (first, rest) = packed.split_at(packed.len() / 2);
+        bytes.extend(frame(0x41, first));
+        bytes.extend(frame(0x89, b""));
+        bytes.extend(frame(0x80, rest));
+        bytes.extend(frame(0xc2, &compressed(&[7; 300])));
+        for piece in [1, 5, bytes.len()] {
+            let (read, error) = read_all_with(&bytes, piece, inflating(1 << 20)).await;
+            assert!(error.is_none(), "piece {piece}: {error:?}");
+            assert_eq!(
+                read,
+                vec![
+                    Incoming::Text(text.clone()),
+                    Incoming::Text("plain".into()),
+                    Incoming::Ping(Vec::new()),
+                    Incoming::Text(text.clone()),
+                    Incoming::Binary(vec![7; 300]),
+                ]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn compression_is_refused_where_it_was_not_agreed_and_bounded_where_it_was() {
+        let packed = compressed(b"hello");
+        // Not negotiated: RSV1 is a reserved bit.
+        let (_, error) = read_all(&frame(0xc1, &packed), 64, 1 << 10).await;
+        assert!(matches!(error, Some(ReadError::Protocol("reserved bits are set"))), "{error:?}");
+        // RSV1 belongs on a message's first frame only.
+        let mut bytes = frame(0x41, &packed);
+        bytes.extend(frame(0xc0, b""));
+        let (_, error) = read_all_with(&bytes, 64, inflating(1 << 10)).await;
+        assert!(matches!(error, Some(ReadError::Protocol(_))), "{error:?}");
+        // A bomb: 8 MiB of zeros in a few KiB, against a 64 KiB limit.
+        let bomb = compressed(&vec![0; 8 << 20]);
+        assert!(bomb.len() < 16 << 10);
+        let (_, error) = read_all_with(&frame(0xc2, &bomb), 4096, inflating(64 << 10)).await;
+        let error = error.expect("refused");
+        assert!(matches!(error, ReadError::InflatedTooLarge { max } if max == 64 << 10), "{error:?}");
+        assert_eq!(error.close_code(), Some(1009));
+        // Not deflate data, or deflate data that is not UTF-8 in a text message.
+        let (_, error) = read_all_with(&frame(0xc1, &[0xff; 8]), 64, inflating(1 << 10)).await;
+        assert_eq!(error.map(|e| e.close_code()), Some(Some(1007)));
+        let (_, error) = read_all_with(&frame(0xc1, &compressed(b"a\xffb")), 64, inflating(1 << 10)).await;
+        assert!(matches!(error, Some(ReadError::Utf8)), "{error:?}");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use std::io;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::deflate::Deflate;
 use super::frame::{CallIdText, TextFrame};
 
 
@@ -21,20 +22,29 @@ const WRITE_CHUNK: usize = 64 << 10;
 /// subscribers, gathering each frame as its own slice (`writev` of up to 1,024 slices)
 /// cost the kernel about three times as much copying as one contiguous buffer, more than
 /// the copy saves. `written` counts the bytes the socket took, so that a caller that
-/// stops waiting mid-write can finish the frame it cut ([`rest_of_cut_frame`]).
+/// stops waiting mid-write can finish the frame it cut ([`rest_of_cut_frame`]). On a
+/// socket that negotiated `deflate`, frames go compressed where that pays (see
+/// `frame`).
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
     io: &mut W,
     frames: &VecDeque<F>,
     call_id: impl Fn(&F) -> CallIdText,
+    deflate: Option<Deflate>,
     tail: &[u8],
     written: &mut usize,
 ) -> io::Result<()> {
-    let total: usize = frames.iter().map(|f| f.as_ref().wire_len()).sum::<usize>() + tail.len();
+    let total: usize = frames
+        .iter()
+        .map(|f| f.as_ref().wire_len(deflate))
+        .sum::<usize>()
+        + tail.len();
     let mut chunk = Vec::with_capacity(total.min(WRITE_CHUNK));
     let mut frames = frames.iter().peekable();
     loop {
         while let Some(queued) = frames.next_if(|_| chunk.len() < WRITE_CHUNK) {
-            queued.as_ref().append_wire(&mut chunk, || call_id(queued));
+            queued
+                .as_ref()
+                .append_wire(&mut chunk, || call_id(queued), deflate);
         }
         let last = frames.peek().is_none();
         if last {
@@ -48,24 +58,26 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<TextFrame>>(
     }
 }
 
-/// The bytes that complete the frame a write of `frames` then `tail` stopped inside
-/// after `written` bytes; empty when it stopped between frames.
+/// The bytes that complete the frame a write of `frames` then `tail` (to a socket that
+/// negotiated `deflate`, if any) stopped inside after `written` bytes; empty when it
+/// stopped between frames.
 pub(crate) fn rest_of_cut_frame<F: AsRef<TextFrame>>(
     frames: &VecDeque<F>,
     call_id: impl Fn(&F) -> CallIdText,
+    deflate: Option<Deflate>,
     tail: &[u8],
     written: usize,
 ) -> Vec<u8> {
     let mut start = 0;
     for queued in frames {
         let frame = queued.as_ref();
-        let end = start + frame.wire_len();
+        let end = start + frame.wire_len(deflate);
         if written < end {
             // Cut inside this frame, or (at its start) between frames.
             return match written.checked_sub(start) {
                 Some(into) if into > 0 => {
-                    let mut wire = Vec::with_capacity(frame.wire_len());
-                    frame.append_wire(&mut wire, || call_id(queued));
+                    let mut wire = Vec::with_capacity(frame.wire_len(deflate));
+                    frame.append_wire(&mut wire, || call_id(queued), deflate);
                     wire.split_off(into)
                 }
                 _ => Vec::new(),
@@ -163,7 +175,7 @@ mod tests {
             let mut out = Vec::new();
             let tail = [PING.to_vec(), close_frame(Some((1000, "bye")))].concat();
             let mut written = 0;
-            write_frames(&mut out, &frames, call_id, &tail, &mut written).await.expect("written");
+            write_frames(&mut out, &frames, call_id, None, &tail, &mut written).await.expect("written");
             assert_eq!(written, out.len());
             let messages = read_back(out).await;
             let read: Vec<String> = messages
@@ -183,12 +195,12 @@ mod tests {
         let texts: Vec<String> = vec!["first".into(), "x".repeat(300), "third".into()];
         let frames = queued(&texts);
         let mut whole = Vec::new();
-        write_frames(&mut whole, &frames, call_id, &PING, &mut 0).await.expect("written");
+        write_frames(&mut whole, &frames, call_id, None, &PING, &mut 0).await.expect("written");
         // Frame boundaries: 2 + 5, then 4 + 346 (a call frame: 46 bytes more), then
         // 2 + 5, then the 2-byte ping.
         let boundaries = [0, 7, 357, 364, 366];
         for cut in 0..=whole.len() {
-            let rest = rest_of_cut_frame(&frames, call_id, &PING, cut);
+            let rest = rest_of_cut_frame(&frames, call_id, None, &PING, cut);
             let end = cut + rest.len();
             assert!(boundaries.contains(&end), "a cut at {cut} is completed to {end}");
             assert_eq!(rest, whole[cut..end], "the rest is the frame's own bytes");

@@ -12,6 +12,7 @@
 // A test tool: failing loudly on a broken setup is the right behaviour.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use streampod::__private::EchoExtensions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -34,16 +35,16 @@ async fn main() {
     loop {
         let (socket, _) = listener.accept().await.expect("accept");
         tokio::spawn(async move {
-            if let Some(socket) = handshake(socket).await {
-                let _ = streampod::__private::ws_echo(socket, MAX_MESSAGE).await;
+            if let Some((socket, extensions)) = handshake(socket).await {
+                let _ = streampod::__private::ws_echo(socket, MAX_MESSAGE, extensions).await;
             }
         });
     }
 }
 
 /// Reads the upgrade request (byte by byte, so no frame byte is read with it) and
-/// answers 101; `None` for anything else.
-async fn handshake(mut socket: TcpStream) -> Option<TcpStream> {
+/// answers 101 (accepting `permessage-deflate` if offered); `None` for anything else.
+async fn handshake(mut socket: TcpStream) -> Option<(TcpStream, EchoExtensions)> {
     let mut request = Vec::new();
     while !request.ends_with(b"\r\n\r\n") {
         if request.len() > MAX_REQUEST {
@@ -52,16 +53,24 @@ async fn handshake(mut socket: TcpStream) -> Option<TcpStream> {
         request.push(socket.read_u8().await.ok()?);
     }
     let text = String::from_utf8_lossy(&request);
-    let key = text.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-key")
-            .then(|| value.trim().to_owned())
-    })?;
+    let header = |wanted: &str| {
+        text.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let key = header("sec-websocket-key")?;
+    let extensions = EchoExtensions::from_offer(header("sec-websocket-extensions").as_deref());
+    let accepted = extensions
+        .response()
+        .map(|value| format!("sec-websocket-extensions: {value}\r\n"))
+        .unwrap_or_default();
     let answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n{accepted}\r\n",
         derive_accept_key(key.as_bytes())
     );
     socket.write_all(answer.as_bytes()).await.ok()?;
-    Some(socket)
+    Some((socket, extensions))
 }

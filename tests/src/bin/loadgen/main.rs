@@ -157,6 +157,15 @@ struct Common {
     /// Gives up after this many seconds and reports what was delivered by then.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
+    /// Subscribers offer `permessage-deflate` (as browsers do) and inflate what comes
+    /// compressed; the report's `wire_bytes` is what a delivery took on the wire.
+    #[arg(long)]
+    deflate: bool,
+    /// The padding is JSON text shaped like a dashboard update (numbers that vary,
+    /// keys that repeat) instead of one repeated letter, so compression sees realistic
+    /// text.
+    #[arg(long)]
+    json_padding: bool,
     /// Subscribers follow the room through the streaming method `chat.messages` on
     /// `/v1/websocket` (one call per socket) instead of joining it on `--url`; the
     /// publisher still posts on `--url`.
@@ -299,6 +308,9 @@ struct Tally {
     out_of_order: u64,
     /// Payload bytes of the counted messages.
     bytes: u64,
+    /// Text frames received (warm-up ones too) and their bytes on the wire.
+    wire_frames: u64,
+    wire_bytes: u64,
     /// The first counted message as a template (subscriber 0 only).
     template: Option<String>,
 }
@@ -333,6 +345,8 @@ impl Subscribers {
                 all.samples.append(&mut tally.samples);
                 all.out_of_order += tally.out_of_order;
                 all.bytes += tally.bytes;
+                all.wire_frames += tally.wire_frames;
+                all.wire_bytes += tally.wire_bytes;
                 all.template = all.template.or(tally.template);
             }
         }
@@ -350,11 +364,12 @@ async fn open_subscriber(common: &Common, index: usize, ping: bool) -> std::io::
     let stream = connect(addr, index, common.source_addresses).await?;
     if common.method_stream {
         let path = path.replace("/websocket", "/v1/websocket");
-        let mut socket = RawSocket::upgrade(stream, addr, &path, false).await?;
+        let mut socket = RawSocket::upgrade(stream, addr, &path, false, common.deflate).await?;
         socket.send_text(&method_stream_open(common)).await?;
         return Ok(socket);
     }
-    let mut socket = RawSocket::upgrade(stream, addr, &path, common.extended).await?;
+    let mut socket =
+        RawSocket::upgrade(stream, addr, &path, common.extended, common.deflate).await?;
     socket.send_text(&join_frame(common)).await?;
     if ping {
         socket.send_text(PING).await?;
@@ -496,6 +511,8 @@ async fn read_subscriber(
             }
         }
     }
+    tally.wire_frames = socket.text_frames;
+    tally.wire_bytes = socket.text_wire_bytes;
     (tally, socket)
 }
 
@@ -520,7 +537,11 @@ impl Publish {
         });
         Self {
             room: common.room.clone(),
-            padding: "x".repeat(common.padding),
+            padding: if common.json_padding {
+                dashboard_text(common.padding)
+            } else {
+                "x".repeat(common.padding)
+            },
             template,
         }
     }
@@ -539,6 +560,41 @@ impl Publish {
     fn warm_up(&self) -> Message {
         self.frame(WARM_UP)
     }
+}
+
+/// About `len` bytes of JSON text like a dashboard's update: widgets with a title, a
+/// status and a series of timestamped values (varying numbers, repeating keys). Fixed
+/// for a run (the same seed), so every message is the same size.
+fn dashboard_text(len: usize) -> String {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut text = String::from(r#"{"type":"dashboard","widgets":["#);
+    let mut widget = 0;
+    while text.len() < len {
+        let status = ["ok", "warn", "critical"][(next() % 3) as usize];
+        text.push_str(&format!(
+            r#"{{"id":"w{widget}","title":"Requests per second","status":"{status}","series":["#
+        ));
+        for point in 0..8 {
+            let value = next() % 100_000;
+            text.push_str(&format!(
+                r#"{{"t":{},"v":{}.{:02}}},"#,
+                1_765_000_000 + point * 10,
+                value / 100,
+                value % 100
+            ));
+        }
+        text.pop();
+        text.push_str("]},");
+        widget += 1;
+    }
+    text.truncate(len);
+    text
 }
 
 fn chat_frame(room: &str, content: &str) -> Message {
@@ -676,6 +732,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 fn tally_fields(tally: &Tally, deliveries: u64) -> Value {
     json!({
         "frame_bytes": (deliveries > 0).then(|| tally.bytes as f64 / deliveries as f64),
+        "wire_bytes": (tally.wire_frames > 0).then(|| tally.wire_bytes as f64 / tally.wire_frames as f64),
         "out_of_order": tally.out_of_order,
         "frame_template": tally.template,
     })

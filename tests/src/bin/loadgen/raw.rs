@@ -1,11 +1,14 @@
 //! The subscribers' side of a WebSocket, kept as cheap as it can be so the generator
 //! saturates later than the server: an HTTP upgrade written by hand, one masked text
 //! frame out (the join), then server frames parsed straight out of one read buffer with
-//! no per-frame allocation. Pings are answered; a close frame ends the socket.
+//! no per-frame allocation. Pings are answered; a close frame ends the socket. With
+//! `--deflate` the upgrade offers `permessage-deflate` and compressed frames are
+//! inflated (into one buffer per socket, reused) before they are counted.
 
 use std::io;
 use std::net::SocketAddr;
 
+use flate2::{Decompress, FlushDecompress};
 use streampod_tests::ws_frames::{client_frame, frame_at};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,6 +21,13 @@ pub(crate) struct RawSocket {
     /// Bytes of `buffer` not yet parsed: `buffer[start..end]`.
     start: usize,
     end: usize,
+    /// The server accepted `permessage-deflate`.
+    deflate: bool,
+    /// A compressed frame's payload, inflated.
+    inflated: Vec<u8>,
+    /// Text frames received, and their bytes on the wire (headers included).
+    pub(crate) text_frames: u64,
+    pub(crate) text_wire_bytes: u64,
 }
 
 /// Why a socket stopped.
@@ -36,21 +46,28 @@ const OPCODE_PONG: u8 = 0xA;
 
 impl RawSocket {
     /// Upgrades `stream` (connected to `addr`) to a WebSocket at `path`, asking for
-    /// the `streampod.v1` subprotocol when `extended`.
+    /// the `streampod.v1` subprotocol when `extended`, and offering `permessage-deflate`
+    /// as browsers do when `deflate` (the server must accept it).
     pub(crate) async fn upgrade(
         mut stream: TcpStream,
         addr: SocketAddr,
         path: &str,
         extended: bool,
+        deflate: bool,
     ) -> io::Result<Self> {
         let subprotocol = if extended {
             "Sec-WebSocket-Protocol: streampod.v1\r\n"
         } else {
             ""
         };
+        let extensions = if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{subprotocol}\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{subprotocol}{extensions}\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
         let mut buffer = vec![0; 16 << 10];
@@ -78,11 +95,21 @@ impl RawSocket {
                 status.lines().next().unwrap_or_default()
             )));
         }
+        let head = String::from_utf8_lossy(&buffer[..head_len]).to_ascii_lowercase();
+        if deflate && !head.contains("sec-websocket-extensions: permessage-deflate") {
+            return Err(io::Error::other(
+                "the server did not accept permessage-deflate",
+            ));
+        }
         Ok(Self {
             stream,
             buffer,
             start: head_len,
             end,
+            deflate,
+            inflated: Vec::new(),
+            text_frames: 0,
+            text_wire_bytes: 0,
         })
     }
 
@@ -123,9 +150,25 @@ impl RawSocket {
         self.end += read;
         let mut pong = None;
         while let Some((opcode, payload, next)) = frame_at(&self.buffer[self.start..self.end]) {
+            let compressed = self.buffer[self.start] & 0x40 != 0;
             let payload = self.start + payload.start..self.start + payload.end;
             self.start += next;
+            if opcode == OPCODE_TEXT {
+                self.text_frames += 1;
+                self.text_wire_bytes += next as u64;
+            }
             match opcode {
+                OPCODE_TEXT if compressed => {
+                    if !self.deflate {
+                        return Err(io::Error::other(
+                            "a compressed frame without permessage-deflate",
+                        ));
+                    }
+                    inflate(&self.buffer[payload.clone()], &mut self.inflated)?;
+                    if !on_text(&self.inflated) {
+                        return Ok(None);
+                    }
+                }
                 OPCODE_TEXT if !on_text(&self.buffer[payload.clone()]) => return Ok(None),
                 OPCODE_PING => pong = Some(self.buffer[payload].to_vec()),
                 OPCODE_CLOSE => {
@@ -144,4 +187,32 @@ impl RawSocket {
         }
         Ok(None)
     }
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Decompress> = std::cell::RefCell::new(Decompress::new(false));
+}
+
+/// Inflates one compressed message's payload into `out` (RFC 7692 §7.2.2: the payload
+/// and the sync flush's tail, with a fresh window: the server takes no context over).
+fn inflate(payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    out.clear();
+    DECOMPRESSOR.with_borrow_mut(|decompressor| {
+        decompressor.reset(false);
+        for mut input in [payload, &[0, 0, 0xff, 0xff][..]] {
+            loop {
+                out.reserve(input.len().max(1024));
+                let before = decompressor.total_in();
+                decompressor
+                    .decompress_vec(input, out, FlushDecompress::Sync)
+                    .map_err(io::Error::other)?;
+                let took = (decompressor.total_in() - before) as usize;
+                input = &input[took..];
+                if input.is_empty() && out.len() < out.capacity() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
 }

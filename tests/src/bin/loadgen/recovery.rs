@@ -47,7 +47,7 @@ async fn first_visit(common: Arc<Common>, index: usize, place: Arc<Place>) {
     let stream = connect(addr, index, common.source_addresses)
         .await
         .expect("subscriber connects");
-    let mut socket = RawSocket::upgrade(stream, addr, &path, true)
+    let mut socket = RawSocket::upgrade(stream, addr, &path, true, false)
         .await
         .expect("subscriber upgrades");
     socket
@@ -91,7 +91,7 @@ async fn come_back(
     let (addr, path) = server_addr(&common.url);
     let opened = async {
         let stream = connect(addr, index, common.source_addresses).await?;
-        let mut socket = RawSocket::upgrade(stream, addr, &path, true).await?;
+        let mut socket = RawSocket::upgrade(stream, addr, &path, true, false).await?;
         socket.send_text(&recover.to_string()).await?;
         socket.send_text(&join_frame(&common)).await?;
         Ok::<_, std::io::Error>(socket)

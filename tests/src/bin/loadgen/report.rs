@@ -49,7 +49,7 @@ pub(crate) fn table(rows: &[Value]) -> String {
             load,
             num("deliveries_per_s", 0),
             num("server_cpu_us_per_delivery", 3),
-            num("frame_bytes", 0),
+            frame_bytes(r),
             num("p50_ms", 1),
             num("p99_ms", 1),
             num("max_ms", 1),
@@ -60,6 +60,17 @@ pub(crate) fn table(rows: &[Value]) -> String {
         ));
     }
     out
+}
+
+/// A delivery's payload bytes, and its bytes on the wire when compression made them
+/// fewer (`wire_bytes` counts headers, so a plain frame's is never less).
+fn frame_bytes(r: &Value) -> String {
+    let payload = r["frame_bytes"].as_f64();
+    match (payload, r["wire_bytes"].as_f64()) {
+        (Some(payload), Some(wire)) if wire < payload => format!("{payload:.0} (wire {wire:.0})"),
+        (Some(payload), _) => format!("{payload:.0}"),
+        _ => "–".to_owned(),
+    }
 }
 
 fn scenario(r: &Value) -> String {
