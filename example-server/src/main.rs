@@ -92,6 +92,11 @@ struct Args {
     /// to its sender.
     #[arg(long, env = "STREAMPOD_MAX_MESSAGE_BYTES", default_value_t = example_server::chat::MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    /// WebSocket compression (`permessage-deflate`): messages of at least this many
+    /// bytes go compressed to clients that offer it (browsers do); `0` compresses
+    /// everything, `off` declines every offer.
+    #[arg(long, env = "STREAMPOD_COMPRESS_FROM", default_value = "512", value_parser = parse_compress_from)]
+    compress_from: CompressFrom,
     /// Open the publish API (`POST /api/publish`, `/api/broadcast`, `/api/history`,
     /// `/api/presence`; `GET /api/openapi.json`) to other backends that send this key
     /// (`Authorization: Bearer KEY` or `X-API-Key: KEY`). Off by default. Never logged.
@@ -101,6 +106,20 @@ struct Args {
     /// typescript … --methods` reads) and exit, serving nothing.
     #[arg(long)]
     print_method_schema: bool,
+}
+
+/// `--compress-from`: the shortest message sent compressed, or `None` (`off`).
+#[derive(Debug, Clone, Copy)]
+struct CompressFrom(Option<usize>);
+
+fn parse_compress_from(value: &str) -> Result<CompressFrom, String> {
+    match value {
+        "off" => Ok(CompressFrom(None)),
+        bytes => bytes
+            .parse()
+            .map(|bytes| CompressFrom(Some(bytes)))
+            .map_err(|_| format!("expected a size in bytes or `off`, not {bytes:?}")),
+    }
 }
 
 /// How long a room keeps a message for clients that reconnect (`--room-history`).
@@ -168,7 +187,8 @@ async fn main() -> std::process::ExitCode {
     });
     let config = ServerConfig::default()
         .inbound_rate_limit(inbound_rate_limit)
-        .max_connections_per_ip(args.max_connections_per_ip);
+        .max_connections_per_ip(args.max_connections_per_ip)
+        .websocket_compression(args.compress_from.0);
     let chat = match args.room_history {
         0 => ChatEndpoint::default(),
         size => ChatEndpoint::with_room_history(HistoryConfig::new(size, ROOM_HISTORY_TTL)),

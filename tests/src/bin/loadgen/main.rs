@@ -308,8 +308,7 @@ struct Tally {
     out_of_order: u64,
     /// Payload bytes of the counted messages.
     bytes: u64,
-    /// Text frames received (warm-up ones too) and their bytes on the wire.
-    wire_frames: u64,
+    /// Bytes on the wire of the counted messages (headers included).
     wire_bytes: u64,
     /// The first counted message as a template (subscriber 0 only).
     template: Option<String>,
@@ -345,7 +344,6 @@ impl Subscribers {
                 all.samples.append(&mut tally.samples);
                 all.out_of_order += tally.out_of_order;
                 all.bytes += tally.bytes;
-                all.wire_frames += tally.wire_frames;
                 all.wire_bytes += tally.wire_bytes;
                 all.template = all.template.or(tally.template);
             }
@@ -465,7 +463,7 @@ async fn read_subscriber(
     let mut is_ready = false;
     while !(is_ready && count >= expected) {
         let read = socket
-            .read_frames(|payload| {
+            .read_frames(|payload, wire_len| {
                 match parse(payload) {
                     Some((sequence, sent)) => {
                         if sequence != count {
@@ -476,6 +474,7 @@ async fn read_subscriber(
                         }
                         count += 1;
                         tally.bytes += payload.len() as u64;
+                        tally.wire_bytes += wire_len as u64;
                         if sample {
                             let now = start.elapsed().as_micros() as u64;
                             tally
@@ -511,8 +510,6 @@ async fn read_subscriber(
             }
         }
     }
-    tally.wire_frames = socket.text_frames;
-    tally.wire_bytes = socket.text_wire_bytes;
     (tally, socket)
 }
 
@@ -732,7 +729,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 fn tally_fields(tally: &Tally, deliveries: u64) -> Value {
     json!({
         "frame_bytes": (deliveries > 0).then(|| tally.bytes as f64 / deliveries as f64),
-        "wire_bytes": (tally.wire_frames > 0).then(|| tally.wire_bytes as f64 / tally.wire_frames as f64),
+        "wire_bytes": (deliveries > 0).then(|| tally.wire_bytes as f64 / deliveries as f64),
         "out_of_order": tally.out_of_order,
         "frame_template": tally.template,
     })

@@ -25,9 +25,6 @@ pub(crate) struct RawSocket {
     deflate: bool,
     /// A compressed frame's payload, inflated.
     inflated: Vec<u8>,
-    /// Text frames received, and their bytes on the wire (headers included).
-    pub(crate) text_frames: u64,
-    pub(crate) text_wire_bytes: u64,
 }
 
 /// Why a socket stopped.
@@ -108,8 +105,6 @@ impl RawSocket {
             end,
             deflate,
             inflated: Vec::new(),
-            text_frames: 0,
-            text_wire_bytes: 0,
         })
     }
 
@@ -123,12 +118,13 @@ impl RawSocket {
         self.send(OPCODE_TEXT, text.as_bytes()).await
     }
 
-    /// Reads what has arrived and hands every complete text frame's payload to
-    /// `on_text`, which returns `false` to stop early. Returns `Ok(None)` to be called
+    /// Reads what has arrived and hands every complete text frame's payload (inflated
+    /// if it came compressed) and its bytes on the wire to `on_text`, which returns
+    /// `false` to stop early. Returns `Ok(None)` to be called
     /// again, or why the socket ended.
     pub(crate) async fn read_frames(
         &mut self,
-        mut on_text: impl FnMut(&[u8]) -> bool,
+        mut on_text: impl FnMut(&[u8], usize) -> bool,
     ) -> io::Result<Option<Ended>> {
         if self.start == self.end {
             self.start = 0;
@@ -153,10 +149,6 @@ impl RawSocket {
             let compressed = self.buffer[self.start] & 0x40 != 0;
             let payload = self.start + payload.start..self.start + payload.end;
             self.start += next;
-            if opcode == OPCODE_TEXT {
-                self.text_frames += 1;
-                self.text_wire_bytes += next as u64;
-            }
             match opcode {
                 OPCODE_TEXT if compressed => {
                     if !self.deflate {
@@ -165,11 +157,11 @@ impl RawSocket {
                         ));
                     }
                     inflate(&self.buffer[payload.clone()], &mut self.inflated)?;
-                    if !on_text(&self.inflated) {
+                    if !on_text(&self.inflated, next) {
                         return Ok(None);
                     }
                 }
-                OPCODE_TEXT if !on_text(&self.buffer[payload.clone()]) => return Ok(None),
+                OPCODE_TEXT if !on_text(&self.buffer[payload.clone()], next) => return Ok(None),
                 OPCODE_PING => pong = Some(self.buffer[payload].to_vec()),
                 OPCODE_CLOSE => {
                     let body = &self.buffer[payload];

@@ -56,7 +56,7 @@ async fn first_visit(common: Arc<Common>, index: usize, place: Arc<Place>) {
         .expect("subscriber joins");
     loop {
         let read = socket
-            .read_frames(|payload| {
+            .read_frames(|payload, _| {
                 if let Ok(frame) = serde_json::from_slice::<Value>(payload) {
                     note_place(&frame, &place);
                 }
@@ -109,7 +109,7 @@ async fn come_back(
     let (mut recovered, mut got) = (false, 0);
     while got < missed {
         let read = socket
-            .read_frames(|payload| {
+            .read_frames(|payload, _| {
                 if memchr::memmem::find(payload, MISSED.as_bytes()).is_some() {
                     got += 1;
                 } else if memchr::memmem::find(payload, b"\"joined\"").is_some() {

@@ -63,7 +63,7 @@ pub(crate) fn table(rows: &[Value]) -> String {
 }
 
 /// A delivery's payload bytes, and its bytes on the wire when compression made them
-/// fewer (`wire_bytes` counts headers, so a plain frame's is never less).
+/// fewer (`wire_bytes` counts headers, so a plain frame's is never fewer).
 fn frame_bytes(r: &Value) -> String {
     let payload = r["frame_bytes"].as_f64();
     match (payload, r["wire_bytes"].as_f64()) {
