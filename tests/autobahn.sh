@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the Autobahn test suite's fuzzing client (cases 1-7, 9 and 10; 12-13 need
-# permessage-deflate, which the codec does not speak yet) against the codec's echo
-# target (tests/src/bin/ws_echo.rs: streampod's own frame reader and writer), using the
-# runner in ../shared/autobahn. Prints one line per case group and exits non-zero when a
-# case FAILED. Loopback only; the echo target is stopped by its PID.
+# Runs the Autobahn test suite's fuzzing client (cases 1-7, 9, 10, and 12-13 for
+# permessage-deflate) against the codec's echo target (tests/src/bin/ws_echo.rs:
+# streampod's own frame reader and writer, accepting permessage-deflate as the server
+# does), using the runner in ../shared/autobahn. Prints one line per case group and
+# exits non-zero when a case FAILED. Loopback only; the echo target is stopped by its
+# PID.
 #
 #   bash tests/autobahn.sh            # every case
 #   bash tests/autobahn.sh --no-perf  # without the large 9.* cases
@@ -25,4 +26,4 @@ for _ in $(seq 100); do
 done
 # The runner's virtualenv and reports stay in this checkout's target directory.
 VENV="${VENV:-$PWD/target/autobahn-venv}" REPORT_DIR="${REPORT_DIR:-$PWD/target/autobahn-report}" \
-    "$runner" "ws://127.0.0.1:$port" --agent streampod "$@"
+    "$runner" "ws://127.0.0.1:$port" --agent streampod --deflate "$@"

@@ -602,6 +602,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             cors: self.cors.as_ref().and_then(Cors::layer),
             call_limiter: config_call_limit.map(PerAddress::new),
             publish_api: self.publish_api,
+            event_streams: Arc::default(),
         }))
     }
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tracing::Instrument;
 
-use super::response::{json, ResponseBody};
+use super::response::{json, method_error, ResponseBody};
 use super::state::ServiceState;
 use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
@@ -39,6 +39,28 @@ impl<B> RequestBody for B where
 {
 }
 
+/// Whether `remote_addr` may make another HTTP call now
+/// ([`ServerConfig::http_call_rate_limit`](crate::ServerConfig::http_call_rate_limit));
+/// the 429 to answer if not.
+pub(crate) fn admit<P: ModelSet>(
+    server: &ServiceState<P>,
+    remote_addr: SocketAddr,
+) -> Result<(), MethodError> {
+    let Some(limiter) = &server.call_limiter else {
+        return Ok(());
+    };
+    limiter.take(remote_addr.ip()).map_err(|retry_after| {
+        static LIMITED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+        if let Some(suppressed) = LIMITED.ready() {
+            tracing::info!(target: "streampod::call", suppressed, "an address called past the HTTP call rate limit; answered 429");
+        }
+        MethodError::rate_limited(
+            "too many HTTP calls from this address; wait and retry",
+            retry_after,
+        )
+    })
+}
+
 /// Answers `POST /<endpoint>/<method>` or `POST /<endpoint>` with `"method"` in the body.
 pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
     server: &ServiceState<P>,
@@ -49,39 +71,14 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
     let started = std::time::Instant::now();
     // Only names the server knows become metric labels: a client cannot grow them.
     let mut called: Option<(Arc<str>, &'static str)> = None;
-    let admitted = match &server.call_limiter {
-        Some(limiter) => limiter.take(remote_addr.ip()).map_err(|retry_after| {
-            static LIMITED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
-            if let Some(suppressed) = LIMITED.ready() {
-                tracing::info!(target: "streampod::call", suppressed, "an address called past the HTTP call rate limit; answered 429");
-            }
-            MethodError::rate_limited(
-                "too many method calls from this address; wait and retry",
-                retry_after,
-            )
-        }),
-        None => Ok(()),
-    };
+    let admitted = admit(server, remote_addr);
     let outcome = match admitted {
         Ok(()) => call(server, request, path, remote_addr, &mut called).await,
         Err(refused) => Err(refused),
     };
     let response = match outcome {
         Ok(answer) => json(StatusCode::OK, answer),
-        Err(error) => {
-            let mut response = Response::new(ResponseBody::from(error.body().to_owned()));
-            *response.status_mut() = error.status();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            if let Some(seconds) = error.retry_after() {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            }
-            response
-        }
+        Err(error) => method_error(&error),
     };
     let (endpoint, method) = called
         .as_ref()

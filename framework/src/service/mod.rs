@@ -19,6 +19,7 @@
 pub(crate) mod admission;
 mod api_key;
 mod call;
+mod event_stream;
 pub(crate) mod publish_api;
 pub(crate) mod cors;
 mod response;
@@ -170,6 +171,9 @@ impl<P: ModelSet> StreampodService<P> {
         }
         if let Some(kind) = upgrade::SocketKind::at(&path) {
             return upgrade::upgrade(server, request, remote_addr, kind);
+        }
+        if let Some(route) = event_stream::Route::at(&path) {
+            return event_stream::handle(server, request, route, remote_addr).await;
         }
         match path.as_str() {
             "/health" if request.method() == Method::GET => {

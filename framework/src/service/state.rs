@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::rate_limit::PerAddress;
 use crate::service::api_key::PublishApi;
 use crate::transport::context::SocketContext;
+use crate::transport::event_stream::EventStreams;
 use crate::service::admission::Connections;
 use crate::endpoint::server_handle::ServerHandle;
 use crate::transport::method_socket::MethodSocketContext;
@@ -38,4 +39,6 @@ pub(crate) struct ServiceState<P: ModelSet> {
     pub(crate) call_limiter: Option<PerAddress>,
     /// The publish API for other backends, when the server has an API key.
     pub(crate) publish_api: Option<PublishApi>,
+    /// The HTTP fallback's sessions (`/websocket/events`).
+    pub(crate) event_streams: Arc<EventStreams>,
 }

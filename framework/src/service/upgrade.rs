@@ -308,7 +308,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 /// The auth key from the `Authorization` header, or else from `?auth=` (wrapped form;
 /// unwrapped later). The header wins: URLs end up in logs and browser history, so
 /// clients that can set a header should.
-fn auth_key<B>(request: &Request<B>) -> Option<String> {
+pub(crate) fn auth_key<B>(request: &Request<B>) -> Option<String> {
     let from_header = request
         .headers()
         .get(header::AUTHORIZATION)

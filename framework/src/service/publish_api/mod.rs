@@ -65,7 +65,7 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
         }
     };
     let response = match admit(server, api, &request, remote_addr) {
-        Err(refused) => error_response(&refused),
+        Err(refused) => response::method_error(&refused),
         Ok(()) => {
             let idempotency_key = request
                 .headers()
@@ -76,7 +76,7 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
                 Some(Ok(key)) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => {
                     once(server, request, operation, &key).await
                 }
-                Some(_) => error_response(&MethodError::bad_request(format!(
+                Some(_) => response::method_error(&MethodError::bad_request(format!(
                     "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
                 ))),
             }
@@ -151,7 +151,7 @@ async fn once<P: ModelSet, B: RequestBody>(
     let claimed = match server.streams.messages.claim_once(key) {
         Claim::First(claimed) => claimed,
         Claim::Pending => {
-            return error_response(&MethodError::new(
+            return response::method_error(&MethodError::new(
                 StatusCode::CONFLICT,
                 "idempotency_conflict",
                 "a request with this Idempotency-Key is still being served; retry in a moment",
@@ -209,18 +209,8 @@ async fn outcome<P: ModelSet, B: RequestBody>(
 fn respond(outcome: Result<Value, MethodError>) -> Response<ResponseBody> {
     match outcome {
         Ok(body) => response::json(StatusCode::OK, body.to_string().into_bytes()),
-        Err(error) => error_response(&error),
+        Err(error) => response::method_error(&error),
     }
-}
-
-fn error_response(error: &MethodError) -> Response<ResponseBody> {
-    let mut response = response::json(error.status(), error.body().as_bytes().to_vec());
-    if let Some(seconds) = error.retry_after() {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
 }
 
 /// A JSON body as `T`, or 400 saying what is wrong.
