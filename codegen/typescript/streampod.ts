@@ -77,6 +77,12 @@ export class MethodCallError extends Error {
 /** Where the connection is. */
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 
+/**
+ * What carries the session: a WebSocket, or the HTTP fallback (`events`: Server-Sent
+ * Events from the server, POSTs to it) where WebSockets do not pass.
+ */
+export type Transport = "websocket" | "events";
+
 /** A change of connection state; `retryInMs` is set while reconnecting. */
 export interface StateChange {
   readonly state: ConnectionState;
@@ -85,6 +91,8 @@ export interface StateChange {
   readonly retryInMs?: number;
   /** Why the socket closed, when it did. */
   readonly reason?: string;
+  /** What carries the session, once open. */
+  readonly transport?: Transport;
 }
 
 /** Where a message of a history channel sits in its channel. */
@@ -140,6 +148,15 @@ export interface ClientOptions {
    * key lapse (the session is then signed out, its calls end).
    */
   readonly onAuthExpiring?: () => Promise<string | null> | string | null;
+  /**
+   * Where a WebSocket cannot open, or dies as soon as it opens (a proxy that refuses or
+   * kills upgrades), carry the session over HTTP instead: Server-Sent Events from
+   * `<url>websocket/events`, POSTs to it (default true). Everything else stays the same:
+   * sign-in, recovery, keepalive. WebSockets are tried again every `webSocketRetryMs`.
+   */
+  readonly fallback?: boolean;
+  /** While on the HTTP fallback, a WebSocket is tried this often (default 60 000 ms). */
+  readonly webSocketRetryMs?: number;
 }
 
 type Listener<T> = (value: T) => void;
@@ -159,6 +176,146 @@ class Listeners<T> {
 }
 
 const OPEN = 1;
+const CLOSED = 3;
+
+/** A WebSocket that opened and closed within this long is taken for a blocked one. */
+const DIED_AT_ONCE_MS = 3_000;
+
+/** Calls a `WebSocketLike` handler (typed to take anything) with `event`. */
+function fire(handler: ((this: never, event: never) => unknown) | null, event: unknown): void {
+  if (handler !== null) (handler as unknown as (event: unknown) => unknown)(event);
+}
+
+/**
+ * The HTTP fallback, as a `WebSocketLike`: the session's frames arrive as Server-Sent
+ * Events on one `fetch` of `<base>websocket/events` (read as a stream, so it works in
+ * Node too); the client's frames go out as POSTs of JSON arrays to the session's URL,
+ * one POST at a time so they arrive in order. Nothing reconnects here: a lost stream
+ * closes it like a lost socket, and the client reconnects (and recovers) as usual.
+ */
+class EventStreamSocket implements WebSocketLike {
+  readyState = 0;
+  readonly protocol = "streampod.v1";
+  onopen: ((this: never, event: never) => unknown) | null = null;
+  onmessage: ((this: never, event: never) => unknown) | null = null;
+  onclose: ((this: never, event: never) => unknown) | null = null;
+  onerror: ((this: never, event: never) => unknown) | null = null;
+  private postUrl = "";
+  private readonly outbox: string[] = [];
+  private posting = false;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly base: string,
+    private readonly fetchFn: typeof fetch,
+  ) {
+    void this.read();
+  }
+
+  send(data: string): void {
+    if (this.readyState !== OPEN) throw new Error("the event stream is not open");
+    this.outbox.push(data);
+    void this.flush();
+  }
+
+  close(code = 1000, reason = ""): void {
+    this.finish(code, reason);
+  }
+
+  private async read(): Promise<void> {
+    // Called unbound: the browser's `fetch` refuses any `this` but the window.
+    const fetchFn = this.fetchFn;
+    let response: Response;
+    try {
+      response = await fetchFn(new URL("websocket/events", this.base).toString(), {
+        headers: { accept: "text/event-stream" },
+        cache: "no-store",
+        signal: this.abort.signal,
+      });
+    } catch (error) {
+      this.finish(1006, `the event stream could not open: ${String(error)}`);
+      return;
+    }
+    if (!response.ok || response.body === null) {
+      this.finish(1006, `the event stream answered ${response.status}`);
+      return;
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let pending = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        pending += value;
+        for (let end = pending.indexOf("\n\n"); end >= 0; end = pending.indexOf("\n\n")) {
+          const block = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          this.event(block);
+          if (this.readyState === CLOSED) return;
+        }
+      }
+    } catch {
+      // Cut: closed below.
+    }
+    this.finish(1006, "the event stream ended");
+  }
+
+  /** One event: `session` opens, `close` closes, anything else is a frame. */
+  private event(block: string): void {
+    let name = "message";
+    const data: string[] = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) name = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+    }
+    // Comments (`: ping`) keep proxies from timing the stream out; nothing to do.
+    if (data.length === 0) return;
+    const text = data.join("\n");
+    if (name === "session") {
+      const session: unknown = JSON.parse(text);
+      const token = isObject(session) && typeof session["session"] === "string" ? session["session"] : "";
+      this.postUrl = new URL(`websocket/events/${token}`, this.base).toString();
+      this.readyState = OPEN;
+      fire(this.onopen, {});
+    } else if (name === "close") {
+      const close: unknown = JSON.parse(text);
+      const code = isObject(close) && typeof close["code"] === "number" ? close["code"] : 1005;
+      const reason = isObject(close) && typeof close["reason"] === "string" ? close["reason"] : "";
+      this.finish(code, reason);
+    } else if (this.readyState === OPEN) {
+      fire(this.onmessage, { data: text });
+    }
+  }
+
+  /** Sends what is waiting, one POST at a time. */
+  private async flush(): Promise<void> {
+    if (this.posting) return;
+    this.posting = true;
+    const fetchFn = this.fetchFn;
+    while (this.outbox.length > 0 && this.readyState === OPEN) {
+      const batch = this.outbox.splice(0);
+      try {
+        const response = await fetchFn(this.postUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: `[${batch.join(",")}]`,
+        });
+        if (!response.ok) this.finish(1006, `sending answered ${response.status}`);
+      } catch (error) {
+        this.finish(1006, `sending failed: ${String(error)}`);
+      }
+    }
+    this.posting = false;
+  }
+
+  private finish(code: number, reason: string): void {
+    if (this.readyState === CLOSED) return;
+    this.readyState = CLOSED;
+    this.outbox.length = 0;
+    this.abort.abort();
+    fire(this.onclose, { code, reason });
+  }
+}
 
 /**
  * One WebSocket to a streampod server under the `streampod.v1` subprotocol, reconnected
@@ -171,6 +328,10 @@ const OPEN = 1;
  */
 export class StreampodClient<P extends ProtocolValue> {
   private socket: WebSocketLike | null = null;
+  /** What the next (re)connection uses. */
+  private transport: Transport = "websocket";
+  /** While on the fallback: the timer of the next WebSocket try. */
+  private probeTimer: ReturnType<typeof setTimeout> | null = null;
   private methodSocket: MethodSocket | null = null;
   private stateNow: ConnectionState = "closed";
   private attempt = 0;
@@ -213,6 +374,7 @@ export class StreampodClient<P extends ProtocolValue> {
     this.stopped = true;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.stopProbe();
     this.stopKeepalive();
     const socket = this.socket;
     this.socket = null;
@@ -353,12 +515,18 @@ export class StreampodClient<P extends ProtocolValue> {
   }
 
   private open(): void {
-    const Socket = socketConstructor(this.options);
+    const transport = this.options.fallback === false ? "websocket" : this.transport;
     this.setState({ state: this.attempt === 0 ? "connecting" : "reconnecting", attempt: this.attempt });
-    const socket = new Socket(socketUrl(this.options, "websocket"), "streampod.v1");
+    const socket: WebSocketLike =
+      transport === "events"
+        ? new EventStreamSocket(baseUrl(this.options.url), this.options.fetch ?? globalThis.fetch)
+        : new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
     this.socket = socket;
+    let openedAt = 0;
+    let heard = false;
     socket.onopen = () => {
       if (this.socket !== socket) return;
+      openedAt = Date.now();
       this.attempt = 0;
       this.lastHeard = Date.now();
       // The key first, so what follows happens under the signed-in identity; the key
@@ -370,12 +538,14 @@ export class StreampodClient<P extends ProtocolValue> {
         this.sendFrame({ command: "recover", args: { channels } });
       }
       this.startKeepalive();
-      this.setState({ state: "open", attempt: 0 });
+      if (transport === "events") this.scheduleProbe();
+      this.setState({ state: "open", attempt: 0, transport });
       this.opens.emit();
     };
     socket.onmessage = (event: never) => {
       if (this.socket !== socket) return;
       this.lastHeard = Date.now();
+      heard = true;
       const data: unknown = (event as { data: unknown }).data;
       if (typeof data === "string") this.receive(data);
     };
@@ -384,11 +554,72 @@ export class StreampodClient<P extends ProtocolValue> {
       const { code, reason } = event as { code?: number; reason?: string };
       this.socket = null;
       this.stopKeepalive();
-      this.retry(reason !== undefined && reason !== "" ? `${code ?? ""} ${reason}` : `closed (${code ?? "no code"})`);
+      this.stopProbe();
+      const why = reason !== undefined && reason !== "" ? `${code ?? ""} ${reason}` : `closed (${code ?? "no code"})`;
+      // Never opened, or cut without a close frame as soon as it did, before a frame
+      // came: a proxy that refuses or kills upgrades (or a server that is down).
+      const diedAtOnce = openedAt === 0 || (code === 1006 && !heard && Date.now() - openedAt < DIED_AT_ONCE_MS);
+      if (transport === "websocket" && diedAtOnce && this.options.fallback !== false) {
+        // The HTTP fallback says which, at once.
+        this.transport = "events";
+        this.reconnectNow(why);
+        return;
+      }
+      // The fallback did not open either: the next round starts with a WebSocket.
+      if (transport === "events" && openedAt === 0) this.transport = "websocket";
+      this.retry(why);
     };
     socket.onerror = () => {
       // A close event follows; reconnecting starts there.
     };
+  }
+
+  /** While on the fallback: tries a WebSocket in `webSocketRetryMs`, and moves to it if it opens. */
+  private scheduleProbe(): void {
+    this.stopProbe();
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      const current = this.socket;
+      if (current === null || this.stopped) return;
+      let probe: WebSocketLike;
+      try {
+        probe = new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
+      } catch {
+        this.scheduleProbe();
+        return;
+      }
+      let opened = false;
+      probe.onopen = () => {
+        opened = true;
+        probe.close(1000, "probe");
+        if (this.socket !== current) return;
+        // WebSockets pass again: move over (recovery fills the gap, as after a cut).
+        this.transport = "websocket";
+        this.socket = null;
+        this.stopKeepalive();
+        current.close(1000, "moving to a WebSocket");
+        this.reconnectNow("moving to a WebSocket");
+      };
+      probe.onclose = () => {
+        if (!opened && this.socket === current) this.scheduleProbe();
+      };
+      probe.onerror = () => {};
+    }, this.options.webSocketRetryMs ?? 60_000);
+  }
+
+  /** Reconnects without waiting (another transport, not another try of the same). */
+  private reconnectNow(reason: string): void {
+    if (this.stopped) return;
+    this.setState({ state: "reconnecting", attempt: this.attempt, retryInMs: 0, reason });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.stopped) this.open();
+    }, 0);
+  }
+
+  private stopProbe(): void {
+    if (this.probeTimer !== null) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
   }
 
   private retry(reason: string): void {

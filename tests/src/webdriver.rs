@@ -183,6 +183,16 @@ impl Browser {
         .await;
     }
 
+    /// Runs `script` in the page; what it returns.
+    pub async fn execute(&self, script: &str) -> Value {
+        self.command(
+            Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
     /// The visible text of `css`.
     pub async fn text(&self, css: &str) -> String {
         let script = json!({"script": "return document.querySelector(arguments[0]).innerText;", "args": [css]});

@@ -4,7 +4,9 @@
 //! messages and pages back through older ones; a page whose server restarts shows what
 //! was said meanwhile, once (saying it is retrying while away), and says "reload" when
 //! more was said than it can show; a page on streaming methods alone (`?via=methods`)
-//! whose socket is cut loses nothing.
+//! whose socket is cut loses nothing; a page behind a proxy that refuses WebSocket
+//! upgrades chats over the HTTP fallback (Server-Sent Events and POSTs), comes back
+//! after a cut and loses nothing.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -298,6 +300,70 @@ async fn a_page_on_streaming_methods_alone_loses_nothing_when_its_socket_is_cut(
         log.contains("bob (guest http)") && log.contains("bob on methods")
     })
     .await;
+    bob.quit().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_websockets_are_blocked_chats_over_the_http_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("chat.db").display());
+    let server = stored_chat(&url, 0).await;
+    let addr = server.local_addr();
+    // Bob's network passes HTTP but refuses WebSocket upgrades.
+    let network = CutProxy::refusing_upgrades(addr).await;
+    let driver = Driver::start().await;
+    let bob = driver.browser().await;
+    bob.open(&format!("http://{}/", network.addr())).await;
+    bob.fill("#name", "bob").await;
+    bob.fill("#room", "lobby").await;
+    bob.click("#join").await;
+    bob.wait_for_text("#status", "the page online over the fallback", |s| {
+        s == "online (HTTP fallback)"
+    })
+    .await;
+
+    // Ann is on a WebSocket; they hear each other.
+    let mut ann = streampod_tests::client::TestClient::connect(addr, "").await;
+    ann.chat_subscription("lobby", true).await;
+    let say = |n: usize| serde_json::json!({"senderName": "ann", "content": format!("msg {n:03}."), "channelId": "lobby"});
+    for n in 0..10 {
+        ann.send_model("chat", "ChatMessage", say(n)).await;
+    }
+    bob.wait_for_text("#log", "the first ten", |log| log.contains("msg 009."))
+        .await;
+    bob.fill("#message", "bob behind the proxy").await;
+    bob.click("#send").await;
+    loop {
+        let frame = ann.next_json().await;
+        if frame["object"]["data"]["content"] == "bob behind the proxy" {
+            break;
+        }
+    }
+
+    // Bob's network fails mid-conversation; ann goes on. His page comes back over the
+    // fallback again and shows what was said meanwhile, once.
+    network.cut();
+    for n in 10..30 {
+        ann.send_model("chat", "ChatMessage", say(n)).await;
+    }
+    bob.wait_for_text("#log", "the rest, after the page came back", |log| {
+        log.contains("msg 029.")
+    })
+    .await;
+    bob.wait_for_text("#status", "the page online over the fallback again", |s| {
+        s == "online (HTTP fallback)"
+    })
+    .await;
+    let log = bob.text("#log").await;
+    for n in 0..30 {
+        let line = format!("msg {n:03}.");
+        assert_eq!(log.matches(&line).count(), 1, "{line} once: {log}");
+    }
+    assert!(
+        !log.contains("offline than are shown"),
+        "everything was recovered: {log}"
+    );
     bob.quit().await;
     server.shutdown().await;
 }

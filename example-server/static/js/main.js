@@ -235,7 +235,7 @@ function showState(change) {
     document.body.dataset["connection"] = change.state;
     const why = change.reason ? ` (${change.reason})` : "";
     if (online)
-        ui.status.textContent = "online";
+        ui.status.textContent = change.transport === "events" ? "online (HTTP fallback)" : "online";
     else if (change.state === "reconnecting" && change.retryInMs !== undefined)
         ui.status.textContent = `offline, retrying in ${(change.retryInMs / 1000).toFixed(1)} s${why}`;
     else if (change.state === "reconnecting")

@@ -2,7 +2,8 @@
 // Node against the example server's binary, run by example-server/tests/node_client.rs:
 // chat between two clients, a method call answered with a typed exception, an error
 // frame, both clients coming back by themselves after the server restarts, the
-// streaming methods (`/v1/websocket`), and a JSON Web Token refreshed before it expires.
+// streaming methods (`/v1/websocket`), a JSON Web Token refreshed before it expires, and
+// the HTTP fallback where WebSockets are refused (and the move back once they pass).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -383,4 +384,58 @@ test("a token about to expire is refreshed through onAuthExpiring: the session a
   annRoom.close();
   ann.close();
   bob.close();
+});
+
+test("a client whose WebSockets are refused goes over the HTTP fallback and moves back once they pass, losing nothing (room history)", { timeout: 60_000 }, async () => {
+  const server = await startServer("--room-history", "1000");
+  const room = "fallback";
+  // A network that refuses upgrades until `open` is set: the socket closes (1006) unopened.
+  const gate = { open: false };
+  function GatedWebSocket(url, protocols) {
+    if (gate.open) return new WebSocket(url, protocols);
+    const refused = { readyState: 0, protocol: "", onopen: null, onmessage: null, onclose: null, onerror: null, send() {}, close() {} };
+    setTimeout(() => {
+      refused.readyState = 3;
+      refused.onerror?.({});
+      refused.onclose?.({ code: 1006, reason: "" });
+    }, 5);
+    return refused;
+  }
+  const ann = newClient(server, { authKey: "ann-secret-key" });
+  const bob = newClient(server, { WebSocket: GatedWebSocket, webSocketRetryMs: 500 });
+  const transports = [];
+  bob.onState((change) => {
+    if (change.state === "open") transports.push(change.transport);
+  });
+  const heard = [];
+  bob.on("chat", (message) => {
+    if (message.className === "ChatMessage" && message.data.channelId === room) heard.push(message.data.content);
+  });
+  const joined = [ann, bob].map((client) => {
+    const history = next((l) => client.on("chat", l), (m) => (m.className === "ChatHistory" ? true : undefined), "the first join");
+    client.onOpen(() => void join(client, room).catch(() => {}));
+    client.connect();
+    return history;
+  });
+  await Promise.all(joined);
+  assert.deepEqual(transports, ["events"], "the first session goes over the fallback");
+
+  const say = (n) => assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: `f-${n}`, channelId: room } }), true);
+  for (let n = 0; n < 10; n++) say(n);
+  await next((l) => bob.on("chat", l), (m) => (m.className === "ChatMessage" && m.data.content === "f-9" ? true : undefined), "f-9");
+  // Bob is heard too: his frames go up as POSTs.
+  assert.equal(bob.send("chat", { className: "ChatMessage", data: { senderName: "bob", content: "bob over http", channelId: room } }), true);
+  await chatFrom(ann, "bob over http");
+
+  // The network lets WebSockets through again: within the retry interval the client
+  // moves to one, and what was said around the move arrives once, in order.
+  gate.open = true;
+  const moved = next((l) => bob.onState(l), (change) => (change.state === "open" && change.transport === "websocket" ? true : undefined), "the move to a WebSocket");
+  for (let n = 10; n < 20; n++) say(n);
+  await moved;
+  for (let n = 20; n < 30; n++) say(n);
+  await next((l) => bob.on("chat", l), (m) => (m.className === "ChatMessage" && m.data.content === "f-29" ? true : undefined), "f-29");
+  const expected = Array.from({ length: 30 }, (_, n) => `f-${n}`);
+  assert.deepEqual(heard.filter((content) => content.startsWith("f-")), expected, "every message once, in order");
+  assert.deepEqual(transports, ["events", "websocket"]);
 });

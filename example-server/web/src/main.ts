@@ -244,7 +244,7 @@ function showState(change: StateChange): void {
   ui.send.disabled = ui.message.disabled;
   document.body.dataset["connection"] = change.state;
   const why = change.reason ? ` (${change.reason})` : "";
-  if (online) ui.status.textContent = "online";
+  if (online) ui.status.textContent = change.transport === "events" ? "online (HTTP fallback)" : "online";
   else if (change.state === "reconnecting" && change.retryInMs !== undefined)
     ui.status.textContent = `offline, retrying in ${(change.retryInMs / 1000).toFixed(1)} s${why}`;
   else if (change.state === "reconnecting") ui.status.textContent = `reconnecting…${why}`;

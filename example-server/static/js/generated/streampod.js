@@ -36,6 +36,152 @@ class Listeners {
     }
 }
 const OPEN = 1;
+const CLOSED = 3;
+/** A WebSocket that opened and closed within this long is taken for a blocked one. */
+const DIED_AT_ONCE_MS = 3_000;
+/** Calls a `WebSocketLike` handler (typed to take anything) with `event`. */
+function fire(handler, event) {
+    if (handler !== null)
+        handler(event);
+}
+/**
+ * The HTTP fallback, as a `WebSocketLike`: the session's frames arrive as Server-Sent
+ * Events on one `fetch` of `<base>websocket/events` (read as a stream, so it works in
+ * Node too); the client's frames go out as POSTs of JSON arrays to the session's URL,
+ * one POST at a time so they arrive in order. Nothing reconnects here: a lost stream
+ * closes it like a lost socket, and the client reconnects (and recovers) as usual.
+ */
+class EventStreamSocket {
+    base;
+    fetchFn;
+    readyState = 0;
+    protocol = "streampod.v1";
+    onopen = null;
+    onmessage = null;
+    onclose = null;
+    onerror = null;
+    postUrl = "";
+    outbox = [];
+    posting = false;
+    abort = new AbortController();
+    constructor(base, fetchFn) {
+        this.base = base;
+        this.fetchFn = fetchFn;
+        void this.read();
+    }
+    send(data) {
+        if (this.readyState !== OPEN)
+            throw new Error("the event stream is not open");
+        this.outbox.push(data);
+        void this.flush();
+    }
+    close(code = 1000, reason = "") {
+        this.finish(code, reason);
+    }
+    async read() {
+        // Called unbound: the browser's `fetch` refuses any `this` but the window.
+        const fetchFn = this.fetchFn;
+        let response;
+        try {
+            response = await fetchFn(new URL("websocket/events", this.base).toString(), {
+                headers: { accept: "text/event-stream" },
+                cache: "no-store",
+                signal: this.abort.signal,
+            });
+        }
+        catch (error) {
+            this.finish(1006, `the event stream could not open: ${String(error)}`);
+            return;
+        }
+        if (!response.ok || response.body === null) {
+            this.finish(1006, `the event stream answered ${response.status}`);
+            return;
+        }
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let pending = "";
+        try {
+            for (;;) {
+                const { value, done } = await reader.read();
+                if (done)
+                    break;
+                pending += value;
+                for (let end = pending.indexOf("\n\n"); end >= 0; end = pending.indexOf("\n\n")) {
+                    const block = pending.slice(0, end);
+                    pending = pending.slice(end + 2);
+                    this.event(block);
+                    if (this.readyState === CLOSED)
+                        return;
+                }
+            }
+        }
+        catch {
+            // Cut: closed below.
+        }
+        this.finish(1006, "the event stream ended");
+    }
+    /** One event: `session` opens, `close` closes, anything else is a frame. */
+    event(block) {
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+            if (line.startsWith("event:"))
+                name = line.slice(6).trim();
+            else if (line.startsWith("data:"))
+                data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+        }
+        // Comments (`: ping`) keep proxies from timing the stream out; nothing to do.
+        if (data.length === 0)
+            return;
+        const text = data.join("\n");
+        if (name === "session") {
+            const session = JSON.parse(text);
+            const token = isObject(session) && typeof session["session"] === "string" ? session["session"] : "";
+            this.postUrl = new URL(`websocket/events/${token}`, this.base).toString();
+            this.readyState = OPEN;
+            fire(this.onopen, {});
+        }
+        else if (name === "close") {
+            const close = JSON.parse(text);
+            const code = isObject(close) && typeof close["code"] === "number" ? close["code"] : 1005;
+            const reason = isObject(close) && typeof close["reason"] === "string" ? close["reason"] : "";
+            this.finish(code, reason);
+        }
+        else if (this.readyState === OPEN) {
+            fire(this.onmessage, { data: text });
+        }
+    }
+    /** Sends what is waiting, one POST at a time. */
+    async flush() {
+        if (this.posting)
+            return;
+        this.posting = true;
+        const fetchFn = this.fetchFn;
+        while (this.outbox.length > 0 && this.readyState === OPEN) {
+            const batch = this.outbox.splice(0);
+            try {
+                const response = await fetchFn(this.postUrl, {
+                    method: "POST",
+                    headers: { "content-type": "application/json" },
+                    body: `[${batch.join(",")}]`,
+                });
+                if (!response.ok)
+                    this.finish(1006, `sending answered ${response.status}`);
+            }
+            catch (error) {
+                this.finish(1006, `sending failed: ${String(error)}`);
+            }
+        }
+        this.posting = false;
+    }
+    finish(code, reason) {
+        if (this.readyState === CLOSED)
+            return;
+        this.readyState = CLOSED;
+        this.outbox.length = 0;
+        this.abort.abort();
+        fire(this.onclose, { code, reason });
+    }
+}
 /**
  * One WebSocket to a streampod server under the `streampod.v1` subprotocol, reconnected
  * with jittered exponential backoff, plus method calls over `fetch`.
@@ -49,6 +195,10 @@ export class StreampodClient {
     protocol;
     options;
     socket = null;
+    /** What the next (re)connection uses. */
+    transport = "websocket";
+    /** While on the fallback: the timer of the next WebSocket try. */
+    probeTimer = null;
     methodSocket = null;
     stateNow = "closed";
     attempt = 0;
@@ -88,6 +238,7 @@ export class StreampodClient {
         if (this.retryTimer !== null)
             clearTimeout(this.retryTimer);
         this.retryTimer = null;
+        this.stopProbe();
         this.stopKeepalive();
         const socket = this.socket;
         this.socket = null;
@@ -212,13 +363,18 @@ export class StreampodClient {
         return this.methodSocket;
     }
     open() {
-        const Socket = socketConstructor(this.options);
+        const transport = this.options.fallback === false ? "websocket" : this.transport;
         this.setState({ state: this.attempt === 0 ? "connecting" : "reconnecting", attempt: this.attempt });
-        const socket = new Socket(socketUrl(this.options, "websocket"), "streampod.v1");
+        const socket = transport === "events"
+            ? new EventStreamSocket(baseUrl(this.options.url), this.options.fetch ?? globalThis.fetch)
+            : new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
         this.socket = socket;
+        let openedAt = 0;
+        let heard = false;
         socket.onopen = () => {
             if (this.socket !== socket)
                 return;
+            openedAt = Date.now();
             this.attempt = 0;
             this.lastHeard = Date.now();
             // The key first, so what follows happens under the signed-in identity; the key
@@ -232,13 +388,16 @@ export class StreampodClient {
                 this.sendFrame({ command: "recover", args: { channels } });
             }
             this.startKeepalive();
-            this.setState({ state: "open", attempt: 0 });
+            if (transport === "events")
+                this.scheduleProbe();
+            this.setState({ state: "open", attempt: 0, transport });
             this.opens.emit();
         };
         socket.onmessage = (event) => {
             if (this.socket !== socket)
                 return;
             this.lastHeard = Date.now();
+            heard = true;
             const data = event.data;
             if (typeof data === "string")
                 this.receive(data);
@@ -249,11 +408,77 @@ export class StreampodClient {
             const { code, reason } = event;
             this.socket = null;
             this.stopKeepalive();
-            this.retry(reason !== undefined && reason !== "" ? `${code ?? ""} ${reason}` : `closed (${code ?? "no code"})`);
+            this.stopProbe();
+            const why = reason !== undefined && reason !== "" ? `${code ?? ""} ${reason}` : `closed (${code ?? "no code"})`;
+            // Never opened, or cut without a close frame as soon as it did, before a frame
+            // came: a proxy that refuses or kills upgrades (or a server that is down).
+            const diedAtOnce = openedAt === 0 || (code === 1006 && !heard && Date.now() - openedAt < DIED_AT_ONCE_MS);
+            if (transport === "websocket" && diedAtOnce && this.options.fallback !== false) {
+                // The HTTP fallback says which, at once.
+                this.transport = "events";
+                this.reconnectNow(why);
+                return;
+            }
+            // The fallback did not open either: the next round starts with a WebSocket.
+            if (transport === "events" && openedAt === 0)
+                this.transport = "websocket";
+            this.retry(why);
         };
         socket.onerror = () => {
             // A close event follows; reconnecting starts there.
         };
+    }
+    /** While on the fallback: tries a WebSocket in `webSocketRetryMs`, and moves to it if it opens. */
+    scheduleProbe() {
+        this.stopProbe();
+        this.probeTimer = setTimeout(() => {
+            this.probeTimer = null;
+            const current = this.socket;
+            if (current === null || this.stopped)
+                return;
+            let probe;
+            try {
+                probe = new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
+            }
+            catch {
+                this.scheduleProbe();
+                return;
+            }
+            let opened = false;
+            probe.onopen = () => {
+                opened = true;
+                probe.close(1000, "probe");
+                if (this.socket !== current)
+                    return;
+                // WebSockets pass again: move over (recovery fills the gap, as after a cut).
+                this.transport = "websocket";
+                this.socket = null;
+                this.stopKeepalive();
+                current.close(1000, "moving to a WebSocket");
+                this.reconnectNow("moving to a WebSocket");
+            };
+            probe.onclose = () => {
+                if (!opened && this.socket === current)
+                    this.scheduleProbe();
+            };
+            probe.onerror = () => { };
+        }, this.options.webSocketRetryMs ?? 60_000);
+    }
+    /** Reconnects without waiting (another transport, not another try of the same). */
+    reconnectNow(reason) {
+        if (this.stopped)
+            return;
+        this.setState({ state: "reconnecting", attempt: this.attempt, retryInMs: 0, reason });
+        this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            if (!this.stopped)
+                this.open();
+        }, 0);
+    }
+    stopProbe() {
+        if (this.probeTimer !== null)
+            clearTimeout(this.probeTimer);
+        this.probeTimer = null;
     }
     retry(reason) {
         if (this.stopped)
