@@ -1,5 +1,7 @@
-//! streampod as a tower [`Service`](tower_service::Service): the WebSocket upgrade, HTTP method calls, `/health`
-//! and `/metrics` for any `http::Request`, so it mounts in axum, hyper or any tower stack.
+//! streampod as a tower [`Service`](tower_service::Service): the WebSocket upgrade, the
+//! HTTP fallback for endpoint streams (`/websocket/events`: Server-Sent Events and
+//! POSTs), HTTP method calls, `/health` and `/metrics` for any `http::Request`, so it
+//! mounts in axum, hyper or any tower stack.
 //!
 //! ```no_run
 //! # streampod::__doc_models!();
