@@ -97,6 +97,11 @@ struct Args {
     /// everything, `off` declines every offer.
     #[arg(long, env = "STREAMPOD_COMPRESS_FROM", default_value = "512", value_parser = parse_compress_from)]
     compress_from: CompressFrom,
+    /// On SIGTERM or Ctrl-C, drain over this many seconds before stopping: `/health`
+    /// answers 503 at once, and the sockets are closed in waves with 1012 so their
+    /// clients move to other servers spread over the window. `0` stops at once (1001).
+    #[arg(long, env = "STREAMPOD_DRAIN_SECONDS", default_value_t = 0)]
+    drain_seconds: u64,
     /// Open the publish API (`POST /api/publish`, `/api/broadcast`, `/api/history`,
     /// `/api/presence`; `GET /api/openapi.json`) to other backends that send this key
     /// (`Authorization: Bearer KEY` or `X-API-Key: KEY`). Off by default. Never logged.
@@ -238,7 +243,17 @@ async fn main() -> std::process::ExitCode {
     // Tests and scripts read the address from this line.
     println!("listening on {}", server.local_addr());
     tracing::info!("chat page: http://{}/", server.local_addr());
-    server.run_until(shutdown_signal()).await;
+    let handle = server.handle();
+    let drain = Duration::from_secs(args.drain_seconds);
+    server
+        .run_until(async move {
+            shutdown_signal().await;
+            if !drain.is_zero() {
+                tracing::info!(seconds = drain.as_secs(), "draining before the stop");
+                handle.drain(drain).await;
+            }
+        })
+        .await;
     std::process::ExitCode::SUCCESS
 }
 

@@ -3,7 +3,8 @@
 // chat between two clients, a method call answered with a typed exception, an error
 // frame, both clients coming back by themselves after the server restarts, the
 // streaming methods (`/v1/websocket`), a JSON Web Token refreshed before it expires, and
-// the HTTP fallback where WebSockets are refused (and the move back once they pass).
+// the HTTP fallback where WebSockets are refused (and the move back once they pass), and
+// a client moving to its alternate server when its server drains (SIGTERM).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -438,4 +439,39 @@ test("a client whose WebSockets are refused goes over the HTTP fallback and move
   const expected = Array.from({ length: 30 }, (_, n) => `f-${n}`);
   assert.deepEqual(heard.filter((content) => content.startsWith("f-")), expected, "every message once, in order");
   assert.deepEqual(transports, ["events", "websocket"]);
+});
+
+test("a client given two servers moves to the other when its server drains on SIGTERM", { timeout: 60_000 }, async () => {
+  const draining = await startServer("--drain-seconds", "1");
+  const other = await startServer();
+  const room = "drain";
+  const ann = newClient(draining, { alternateUrls: [other.url] });
+  const bob = newClient(other);
+  const closes = [];
+  ann.onState((change) => {
+    if (change.state === "reconnecting" && change.reason !== undefined) closes.push(change.reason);
+  });
+  for (const client of [ann, bob]) {
+    client.onOpen(() => void join(client, room).catch(() => {}));
+    const first = next((l) => client.on("chat", l), (m) => (m.className === "ChatHistory" ? true : undefined), "the first join");
+    client.connect();
+    await first;
+  }
+  // Ann's server drains: /health says so at once, then her socket is closed with 1012
+  // and she comes back on the other server, where bob hears her.
+  const rejoined = next((l) => ann.on("chat", l), (m) => (m.className === "ChatHistory" ? true : undefined), "the join on the other server");
+  draining.process.kill("SIGTERM");
+  for (let i = 0; i < 100; i++) {
+    const health = await fetch(`${draining.url}health`).catch(() => null);
+    if (health !== null && health.status === 503) {
+      assert.equal((await health.json()).status, "draining");
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await rejoined;
+  assert.ok(closes.some((reason) => reason.startsWith("1012")), JSON.stringify(closes));
+  const heard = chatFrom(bob, "ann after the move");
+  assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: "ann after the move", channelId: room } }), true);
+  await heard;
 });

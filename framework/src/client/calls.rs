@@ -61,7 +61,7 @@ pub const DEFAULT_MAX_STREAM_QUEUE_BYTES: usize = 16 << 20;
 impl std::fmt::Debug for MethodClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MethodClient")
-            .field("server", &self.transport.http_base)
+            .field("server", &self.transport.http_base())
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +74,8 @@ impl MethodClient {
     /// [`ClientError::InvalidUrl`]; [`ClientError::TlsNotEnabled`] for `https://` without
     /// the `tls` feature.
     pub fn new(base: &str) -> Result<Self, ClientError> {
-        Transport::new(base, None, &ExtraRoots::default()).map(|t| Self::over(Arc::new(t)))
+        Transport::new(&[base.to_owned()], None, &ExtraRoots::default())
+            .map(|t| Self::over(Arc::new(t)))
     }
 
     /// Sends a fresh key to the streaming-method socket, if one is open.
@@ -197,7 +198,10 @@ impl MethodClient {
         let body = serde_json::to_vec(&args).map_err(|e| CallError::Arguments(Box::new(e)))?;
         let mut request = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}/{endpoint}/{method}", self.transport.http_base))
+            .uri(format!(
+                "{}/{endpoint}/{method}",
+                self.transport.http_base()
+            ))
             .header("content-type", "application/json");
         if let Some(value) = self.transport.authorization() {
             request = request.header(http::header::AUTHORIZATION, value);

@@ -92,7 +92,8 @@ type AuthHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<String>> + Se
 /// Configures and opens a [`Client`].
 #[must_use]
 pub struct ClientBuilder<P> {
-    base: String,
+    /// The service's addresses: the one given, then the alternates.
+    bases: Vec<String>,
     auth_key: Option<String>,
     backoff: Backoff,
     max_attempts: Option<u32>,
@@ -112,7 +113,7 @@ type ConfigureCalls = Arc<dyn Fn(MethodClient) -> MethodClient + Send + Sync>;
 impl<P> fmt::Debug for ClientBuilder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("base", &self.base)
+            .field("bases", &self.bases)
             .field("backoff", &self.backoff)
             .field("max_attempts", &self.max_attempts)
             .field("connect_timeout", &self.connect_timeout)
@@ -125,6 +126,16 @@ impl<P: ModelSet> ClientBuilder<P> {
     /// `Authorization: Bearer` header on both (never in the URL, which proxies log).
     pub fn auth_key(mut self, key: impl Into<String>) -> Self {
         self.auth_key = Some(key.into());
+        self
+    }
+
+    /// Another address of the same service (a server of its cluster), taken in turn:
+    /// when connecting fails, or the server closes the socket because it is draining
+    /// (1012) or going away (1001), the client reconnects to the next address, and
+    /// method calls follow it. History channels lose nothing across the move (the
+    /// client recovers them from its positions).
+    pub fn alternate_url(mut self, base: impl Into<String>) -> Self {
+        self.bases.push(base.into());
         self
     }
 
@@ -216,7 +227,7 @@ impl<P: ModelSet> ClientBuilder<P> {
     ///
     /// As [`connect`](Self::connect), before any connection is tried.
     pub fn method_client(&self) -> Result<MethodClient, ClientError> {
-        let transport = Transport::new(&self.base, self.auth_key.as_deref(), &self.roots)?;
+        let transport = Transport::new(&self.bases, self.auth_key.as_deref(), &self.roots)?;
         Ok(self.calls_over(Arc::new(transport)))
     }
 
@@ -252,7 +263,7 @@ impl<P: ModelSet> ClientBuilder<P> {
     /// [`ClientError::ConnectTimeout`] when no connection opened in time.
     pub async fn connect(self) -> Result<Client<P>, ClientError> {
         let transport = Arc::new(Transport::new(
-            &self.base,
+            &self.bases,
             self.auth_key.as_deref(),
             &self.roots,
         )?);
@@ -373,7 +384,7 @@ impl<P> Clone for Client<P> {
 impl<P> fmt::Debug for Client<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.inner.transport.ws_base)
+            .field("server", &self.inner.transport.ws_base())
             .field("state", &*self.inner.state.borrow())
             .finish_non_exhaustive()
     }
@@ -383,7 +394,7 @@ impl<P: ModelSet> Client<P> {
     /// A builder for a server at `base` (`http(s)://host:port` or `ws(s)://host:port`).
     pub fn builder(base: impl Into<String>) -> ClientBuilder<P> {
         ClientBuilder {
-            base: base.into(),
+            bases: vec![base.into()],
             auth_key: None,
             backoff: Backoff::default(),
             max_attempts: None,
@@ -572,6 +583,10 @@ impl<P: ModelSet> Supervisor<P> {
                     }
                     if let Some(close) = closed {
                         tracing::info!(target: "streampod::client", code = close.code, reason = %close.reason, "the server closed the connection");
+                        // Draining for a restart, or going away: another server takes over.
+                        if matches!(close.code, 1001 | 1012) {
+                            inner.transport.rotate();
+                        }
                         *inner
                             .last_close
                             .lock()
@@ -584,6 +599,7 @@ impl<P: ModelSet> Supervisor<P> {
                 Err(error) => {
                     failures += 1;
                     tracing::debug!(target: "streampod::client", %error, failures, "connect failed");
+                    inner.transport.rotate();
                     *inner
                         .last_failure
                         .lock()

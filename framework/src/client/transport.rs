@@ -1,7 +1,7 @@
 //! Reaching the server: its address (plain or TLS), the WebSocket handshake, and the
 //! HTTP client for method calls.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -31,12 +31,56 @@ pub(crate) type HttpClient = hyper_util::client::legacy::Client<Connector, Full<
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(crate) struct ExtraRoots(pub(crate) Vec<Vec<u8>>);
 
-/// Where the server is, and how to reach it.
-pub(crate) struct Transport {
+/// One address of the service.
+#[derive(Debug)]
+struct ServerAddress {
     /// `http(s)://host:port`, for method calls.
-    pub(crate) http_base: String,
+    http_base: String,
     /// `ws(s)://host:port`, for the socket.
-    pub(crate) ws_base: String,
+    ws_base: String,
+    /// Reached over TLS.
+    secure: bool,
+}
+
+impl ServerAddress {
+    /// Parses `base` (`http(s)://` or `ws(s)://host[:port]`).
+    fn parse(base: &str) -> Result<Self, ClientError> {
+        let trimmed = base.trim_end_matches('/');
+        let (secure, rest) = if let Some(rest) = trimmed
+            .strip_prefix("http://")
+            .or_else(|| trimmed.strip_prefix("ws://"))
+        {
+            (false, rest)
+        } else if let Some(rest) = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("wss://"))
+        {
+            (true, rest)
+        } else {
+            return Err(ClientError::InvalidUrl(base.to_owned()));
+        };
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(ClientError::InvalidUrl(base.to_owned()));
+        }
+        let (http_base, ws_base) = if secure {
+            (format!("https://{rest}"), format!("wss://{rest}"))
+        } else {
+            (format!("http://{rest}"), format!("ws://{rest}"))
+        };
+        Ok(Self {
+            http_base,
+            ws_base,
+            secure,
+        })
+    }
+}
+
+/// Where the service is (one address, or several taken in turn), and how to reach it.
+pub(crate) struct Transport {
+    /// The service's addresses: the first given, then the alternates.
+    servers: Vec<ServerAddress>,
+    /// The address in use (an index into `servers`).
+    current: AtomicUsize,
     /// `Authorization: Bearer <key>`, checked when set; a refreshed key replaces it.
     authorization: std::sync::RwLock<Option<HeaderValue>>,
     pub(crate) http: HttpClient,
@@ -95,45 +139,69 @@ fn connector(
 }
 
 impl Transport {
-    /// Parses `base` (`http(s)://` or `ws(s)://host[:port]`) and builds the clients.
+    /// Parses `bases` (each `http(s)://` or `ws(s)://host[:port]`; the first is used
+    /// first) and builds the clients.
     pub(crate) fn new(
-        base: &str,
+        bases: &[String],
         auth_key: Option<&str>,
         roots: &ExtraRoots,
     ) -> Result<Self, ClientError> {
-        let trimmed = base.trim_end_matches('/');
-        let (secure, rest) = if let Some(rest) = trimmed
-            .strip_prefix("http://")
-            .or_else(|| trimmed.strip_prefix("ws://"))
-        {
-            (false, rest)
-        } else if let Some(rest) = trimmed
-            .strip_prefix("https://")
-            .or_else(|| trimmed.strip_prefix("wss://"))
-        {
-            (true, rest)
-        } else {
-            return Err(ClientError::InvalidUrl(base.to_owned()));
+        let servers = bases
+            .iter()
+            .map(|base| ServerAddress::parse(base))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(secure) = servers.iter().find(|server| server.secure) else {
+            let first = bases.first().map_or("", String::as_str);
+            let (connector, tls) = connector(first, false, roots)?;
+            return Self::with(servers, auth_key, connector, tls);
         };
-        if rest.is_empty() || rest.contains(char::is_whitespace) {
-            return Err(ClientError::InvalidUrl(base.to_owned()));
-        }
+        let (connector, tls) = connector(&secure.http_base, true, roots)?;
+        Self::with(servers, auth_key, connector, tls)
+    }
+
+    fn with(
+        servers: Vec<ServerAddress>,
+        auth_key: Option<&str>,
+        connector: Connector,
+        tls: Option<TlsConfig>,
+    ) -> Result<Self, ClientError> {
         let authorization = auth_key.map(bearer).transpose()?;
-        let (http_base, ws_base) = if secure {
-            (format!("https://{rest}"), format!("wss://{rest}"))
-        } else {
-            (format!("http://{rest}"), format!("ws://{rest}"))
-        };
-        let (connector, tls) = connector(base, secure, roots)?;
         Ok(Self {
-            http_base,
-            ws_base,
+            servers,
+            current: AtomicUsize::new(0),
             authorization: std::sync::RwLock::new(authorization),
             http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .build(connector),
             legacy_server: AtomicBool::new(false),
             tls,
         })
+    }
+
+    /// The address in use.
+    fn server(&self) -> &ServerAddress {
+        let current = self.current.load(Ordering::Relaxed);
+        &self.servers[current % self.servers.len()]
+    }
+
+    /// `http(s)://host:port` of the address in use, for method calls.
+    pub(crate) fn http_base(&self) -> &str {
+        &self.server().http_base
+    }
+
+    /// `ws(s)://host:port` of the address in use, for the sockets.
+    pub(crate) fn ws_base(&self) -> &str {
+        &self.server().ws_base
+    }
+
+    /// Moves to the next address, when there are several; whether it moved.
+    pub(crate) fn rotate(&self) -> bool {
+        if self.servers.len() < 2 {
+            return false;
+        }
+        let next = (self.current.load(Ordering::Relaxed) + 1) % self.servers.len();
+        self.current.store(next, Ordering::Relaxed);
+        tracing::info!(target: "streampod::client", server = %self.servers[next].ws_base, "moving to another server");
+        true
     }
 
     /// `Authorization: Bearer <key>` for the key in use, if any.
@@ -189,7 +257,7 @@ impl Transport {
         path: &str,
         extended: bool,
     ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-        let url = format!("{}{path}", self.ws_base);
+        let url = format!("{}{path}", self.ws_base());
         let mut request = url.into_client_request()?;
         if let Some(value) = self.authorization() {
             request
@@ -203,7 +271,7 @@ impl Transport {
             );
         }
         #[cfg(feature = "tls")]
-        if let Some(tls) = &self.tls {
+        if let Some(tls) = self.tls.as_ref().filter(|_| self.server().secure) {
             let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
             let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
                 request,

@@ -1,6 +1,7 @@
 //! The handle background tasks use to reach a server: its message central, its live
-//! sessions, and graceful shutdown.
+//! sessions, and graceful drain and shutdown.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,10 +17,24 @@ use crate::protocol::ModelSet;
 use crate::session::registry::SessionRegistry;
 use crate::session::state::{SessionHandle, SessionId};
 
+/// The close reason of a drained socket (with 1012).
+const DRAIN_REASON: &str = "server restarting; reconnect to another server";
+
+/// Waves to drain `sockets` in over `over`: one per 100 ms, no more than sockets, at
+/// least one.
+fn drain_waves(over: Duration, sockets: usize) -> usize {
+    let slots = usize::try_from(over.as_millis() / 100).unwrap_or(usize::MAX);
+    slots.min(sockets).max(1)
+}
+
 /// What a handle reaches.
 struct HandleState<P> {
     messages: MessageCentral<P>,
     sessions: Arc<SessionRegistry>,
+    /// The streaming-method sockets (`/v1/websocket`), drained like sessions.
+    method_sockets: Arc<SessionRegistry>,
+    /// Set when a drain begins: `/health` answers 503, new sockets are refused.
+    draining: AtomicBool,
     /// Cancelled when shutdown begins: the accept loop stops, new sockets close at once.
     shutdown: CancellationToken,
     /// Every socket's task, awaited on shutdown.
@@ -52,6 +67,7 @@ impl<P: ModelSet> ServerHandle<P> {
     pub(crate) fn new(
         messages: MessageCentral<P>,
         sessions: Arc<SessionRegistry>,
+        method_sockets: Arc<SessionRegistry>,
         shutdown: CancellationToken,
         shutdown_timeout: Duration,
     ) -> Self {
@@ -59,6 +75,8 @@ impl<P: ModelSet> ServerHandle<P> {
             state: Arc::new(HandleState {
                 messages,
                 sessions,
+                method_sockets,
+                draining: AtomicBool::new(false),
                 shutdown,
                 tasks: TaskTracker::new(),
                 shutdown_timeout,
@@ -158,6 +176,78 @@ impl<P: ModelSet> ServerHandle<P> {
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.state.shutdown.is_cancelled()
+    }
+
+    /// Whether a [`drain`](Self::drain) has begun.
+    pub fn is_draining(&self) -> bool {
+        self.state.draining.load(Ordering::Relaxed)
+    }
+
+    /// Why a new socket (a WebSocket or an event stream) is refused now, if it is: the
+    /// error code and message of the `503` answer.
+    pub(crate) fn refuses_sockets(&self) -> Option<(&'static str, &'static str)> {
+        if self.is_shutting_down() {
+            Some((
+                "shutting_down",
+                "the server is shutting down; reconnect to another one",
+            ))
+        } else if self.is_draining() {
+            Some((
+                "draining",
+                "the server is draining for a restart; connect to another one",
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Takes the server out of service for a deploy without sending every client back
+    /// in the same second: `/health` answers `503` `"draining"` at once (load balancers
+    /// stop sending new clients), new WebSockets and event streams are refused with
+    /// `503` (clients go to another server), and the open sessions and streaming-method
+    /// sockets are closed in waves spread evenly over `over` (one wave per 100 ms) with
+    /// 1012 "server restarting; reconnect to another server", after their queued frames.
+    /// A client that reconnects at once lands on another server, and the reconnects
+    /// arrive at about `sockets / over` per second rather than all at once; history
+    /// channels lose nothing across the move (recovery). HTTP method calls are still
+    /// answered. Returns once every socket was asked to close (a second call returns at
+    /// once); [`shutdown`](Self::shutdown) then finishes the job.
+    pub async fn drain(&self, over: Duration) {
+        if self.state.draining.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let sockets: Vec<_> = self
+            .state
+            .sessions
+            .snapshot()
+            .into_iter()
+            .chain(self.state.method_sockets.snapshot())
+            .collect();
+        let waves = drain_waves(over, sockets.len());
+        tracing::info!(target: "streampod::server", sockets = sockets.len(), waves, over_ms = over.as_millis() as u64, "draining");
+        let started = tokio::time::Instant::now();
+        let count = sockets.len();
+        let mut sockets = sockets.into_iter();
+        for wave in 0..waves {
+            // Wave `wave` closes the sockets up to its share of the whole, at its time.
+            let until = count * (wave + 1) / waves;
+            let at = over.mul_f64(wave as f64 / waves as f64);
+            tokio::time::sleep_until(started + at).await;
+            for socket in sockets.by_ref().take(until - count * wave / waves) {
+                socket.close(CloseCode::Restart, DRAIN_REASON);
+            }
+        }
+        // Sockets that opened while the refusal took effect.
+        for socket in self
+            .state
+            .sessions
+            .snapshot()
+            .into_iter()
+            .chain(self.state.method_sockets.snapshot())
+        {
+            socket.close(CloseCode::Restart, DRAIN_REASON);
+        }
+        tracing::info!(target: "streampod::server", "drained");
     }
 
     /// Stops accepting connections, closes every session with 1001 "server shutting

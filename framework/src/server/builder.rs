@@ -535,9 +535,11 @@ impl<P: ModelSet> ServerBuilder<P> {
         let shutdown = CancellationToken::new();
         let config_call_limit = self.config.http_call_rate_limit;
         let config = Arc::new(self.config);
+        let method_socket_registry: Arc<SessionRegistry> = Arc::default();
         let handle = ServerHandle::new(
             messages.clone(),
             sessions.clone(),
+            method_socket_registry.clone(),
             shutdown.clone(),
             config.shutdown_timeout,
         );
@@ -556,7 +558,7 @@ impl<P: ModelSet> ServerBuilder<P> {
             ),
             config,
             sessions,
-            method_sockets: Arc::default(),
+            method_sockets: method_socket_registry,
             messages,
             metrics,
             held_bytes: Arc::default(),

@@ -87,12 +87,8 @@ fn open<P: ModelSet, B>(
     request: &Request<B>,
     peer: SocketAddr,
 ) -> Response<ResponseBody> {
-    if server.handle.is_shutting_down() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down; reconnect to another one",
-        );
+    if let Some((code, message)) = server.handle.refuses_sockets() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, code, message);
     }
     let events = server.event_streams.open(
         &server.streams,

@@ -179,7 +179,13 @@ impl<P: ModelSet> StreampodService<P> {
         }
         match path.as_str() {
             "/health" if request.method() == Method::GET => {
-                response::json(StatusCode::OK, health(server))
+                // Draining: load balancers take the server out of rotation.
+                let status = if server.handle.is_draining() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                response::json(status, health(server))
             }
             "/health" => response::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -226,7 +232,7 @@ fn remote_addr<B>(request: &Request<B>) -> SocketAddr {
 /// while Redis is away, so the status stays ok).
 fn health<P: ModelSet>(server: &ServiceState<P>) -> Vec<u8> {
     let mut body = serde_json::json!({
-        "status": "ok",
+        "status": if server.handle.is_draining() { "draining" } else { "ok" },
         "sessions": server.handle.session_count(),
     });
     if let Some(connections) = server.connections.as_ref() {

@@ -130,12 +130,8 @@ pub(crate) fn check<P: ModelSet, B>(
         };
         Some(derive_accept_key(key.as_bytes()))
     };
-    if server.handle.is_shutting_down() {
-        return Err(Box::new(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down; reconnect to another one",
-        )));
+    if let Some((code, message)) = server.handle.refuses_sockets() {
+        return Err(Box::new(error(StatusCode::SERVICE_UNAVAILABLE, code, message)));
     }
     Ok(Accepted {
         kind,

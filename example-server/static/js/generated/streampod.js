@@ -195,6 +195,8 @@ export class StreampodClient {
     protocol;
     options;
     socket = null;
+    /** Which of `url` and `alternateUrls` is in use. */
+    urlIndex = 0;
     /** What the next (re)connection uses. */
     transport = "websocket";
     /** While on the fallback: the timer of the next WebSocket try. */
@@ -314,7 +316,7 @@ export class StreampodClient {
         const headers = { "content-type": "application/json" };
         if (this.authKey !== null && this.authKey !== "")
             headers["authorization"] = `Bearer ${this.authKey}`;
-        const url = new URL(`${endpoint}/${method}`, baseUrl(this.options.url)).toString();
+        const url = new URL(`${endpoint}/${method}`, baseUrl(this.url())).toString();
         let response;
         try {
             response = await fetchFn(url, { method: "POST", headers, body: JSON.stringify(args) });
@@ -358,7 +360,7 @@ export class StreampodClient {
     /** The streaming-method socket, opened again if it was lost. */
     streamingSocket() {
         if (this.methodSocket === null || this.methodSocket.lost) {
-            this.methodSocket = new MethodSocket(this.protocol, this.options, socketConstructor(this.options));
+            this.methodSocket = new MethodSocket(this.protocol, { ...this.options, url: this.url() }, socketConstructor(this.options));
         }
         return this.methodSocket;
     }
@@ -366,8 +368,8 @@ export class StreampodClient {
         const transport = this.options.fallback === false ? "websocket" : this.transport;
         this.setState({ state: this.attempt === 0 ? "connecting" : "reconnecting", attempt: this.attempt });
         const socket = transport === "events"
-            ? new EventStreamSocket(baseUrl(this.options.url), this.options.fetch ?? globalThis.fetch)
-            : new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
+            ? new EventStreamSocket(baseUrl(this.url()), this.options.fetch ?? globalThis.fetch)
+            : new (socketConstructor(this.options))(socketUrl(this.url(), "websocket"), "streampod.v1");
         this.socket = socket;
         let openedAt = 0;
         let heard = false;
@@ -419,9 +421,17 @@ export class StreampodClient {
                 this.reconnectNow(why);
                 return;
             }
-            // The fallback did not open either: the next round starts with a WebSocket.
-            if (transport === "events" && openedAt === 0)
+            // The fallback did not open either: the next round starts with a WebSocket, on
+            // the next address if there are several.
+            if (openedAt === 0) {
                 this.transport = "websocket";
+                this.nextUrl();
+            }
+            // Draining for a restart, or going away: another server takes over, at once.
+            if ((code === 1012 || code === 1001) && this.nextUrl()) {
+                this.reconnectNow(why);
+                return;
+            }
             this.retry(why);
         };
         socket.onerror = () => {
@@ -438,7 +448,7 @@ export class StreampodClient {
                 return;
             let probe;
             try {
-                probe = new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
+                probe = new (socketConstructor(this.options))(socketUrl(this.url(), "websocket"), "streampod.v1");
             }
             catch {
                 this.scheduleProbe();
@@ -464,7 +474,19 @@ export class StreampodClient {
             probe.onerror = () => { };
         }, this.options.webSocketRetryMs ?? 60_000);
     }
-    /** Reconnects without waiting (another transport, not another try of the same). */
+    /** The address in use: `url`, or one of `alternateUrls`. */
+    url() {
+        const urls = [this.options.url, ...(this.options.alternateUrls ?? [])];
+        return urls[this.urlIndex % urls.length] ?? this.options.url;
+    }
+    /** Moves to the next address; false when there is only one. */
+    nextUrl() {
+        if ((this.options.alternateUrls ?? []).length === 0)
+            return false;
+        this.urlIndex += 1;
+        return true;
+    }
+    /** Reconnects without waiting (another transport or server, not another try of the same). */
     reconnectNow(reason) {
         if (this.stopped)
             return;
@@ -636,8 +658,8 @@ function baseUrl(url) {
     return url.endsWith("/") ? url : `${url}/`;
 }
 /** `path` below the base URL, as a WebSocket URL. */
-function socketUrl(options, path) {
-    const url = new URL(path, baseUrl(options.url));
+function socketUrl(base, path) {
+    const url = new URL(path, baseUrl(base));
     url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
     return url.toString();
 }
@@ -879,7 +901,7 @@ class MethodSocket {
     lost = false;
     constructor(protocol, options, Socket) {
         this.protocol = protocol;
-        this.socket = new Socket(socketUrl(options, "v1/websocket"));
+        this.socket = new Socket(socketUrl(options.url, "v1/websocket"));
         this.socket.onopen = () => {
             for (const text of this.outbox.splice(0))
                 this.socket.send(text);

@@ -157,6 +157,13 @@ export interface ClientOptions {
   readonly fallback?: boolean;
   /** While on the HTTP fallback, a WebSocket is tried this often (default 60 000 ms). */
   readonly webSocketRetryMs?: number;
+  /**
+   * Other addresses of the same service (the servers of a cluster), taken in turn: when
+   * connecting fails, or a server closes the socket because it drains for a restart
+   * (1012) or goes away (1001), the client reconnects to the next one, and method calls
+   * follow it. History channels lose nothing across the move (recovery).
+   */
+  readonly alternateUrls?: readonly string[];
 }
 
 type Listener<T> = (value: T) => void;
@@ -328,6 +335,8 @@ class EventStreamSocket implements WebSocketLike {
  */
 export class StreampodClient<P extends ProtocolValue> {
   private socket: WebSocketLike | null = null;
+  /** Which of `url` and `alternateUrls` is in use. */
+  private urlIndex = 0;
   /** What the next (re)connection uses. */
   private transport: Transport = "websocket";
   /** While on the fallback: the timer of the next WebSocket try. */
@@ -460,7 +469,7 @@ export class StreampodClient<P extends ProtocolValue> {
     const fetchFn = this.options.fetch ?? globalThis.fetch;
     const headers: { [name: string]: string } = { "content-type": "application/json" };
     if (this.authKey !== null && this.authKey !== "") headers["authorization"] = `Bearer ${this.authKey}`;
-    const url = new URL(`${endpoint}/${method}`, baseUrl(this.options.url)).toString();
+    const url = new URL(`${endpoint}/${method}`, baseUrl(this.url())).toString();
     let response: Response;
     try {
       response = await fetchFn(url, { method: "POST", headers, body: JSON.stringify(args) });
@@ -509,7 +518,7 @@ export class StreampodClient<P extends ProtocolValue> {
   /** The streaming-method socket, opened again if it was lost. */
   private streamingSocket(): MethodSocket {
     if (this.methodSocket === null || this.methodSocket.lost) {
-      this.methodSocket = new MethodSocket(this.protocol, this.options, socketConstructor(this.options));
+      this.methodSocket = new MethodSocket(this.protocol, { ...this.options, url: this.url() }, socketConstructor(this.options));
     }
     return this.methodSocket;
   }
@@ -519,8 +528,8 @@ export class StreampodClient<P extends ProtocolValue> {
     this.setState({ state: this.attempt === 0 ? "connecting" : "reconnecting", attempt: this.attempt });
     const socket: WebSocketLike =
       transport === "events"
-        ? new EventStreamSocket(baseUrl(this.options.url), this.options.fetch ?? globalThis.fetch)
-        : new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
+        ? new EventStreamSocket(baseUrl(this.url()), this.options.fetch ?? globalThis.fetch)
+        : new (socketConstructor(this.options))(socketUrl(this.url(), "websocket"), "streampod.v1");
     this.socket = socket;
     let openedAt = 0;
     let heard = false;
@@ -565,8 +574,17 @@ export class StreampodClient<P extends ProtocolValue> {
         this.reconnectNow(why);
         return;
       }
-      // The fallback did not open either: the next round starts with a WebSocket.
-      if (transport === "events" && openedAt === 0) this.transport = "websocket";
+      // The fallback did not open either: the next round starts with a WebSocket, on
+      // the next address if there are several.
+      if (openedAt === 0) {
+        this.transport = "websocket";
+        this.nextUrl();
+      }
+      // Draining for a restart, or going away: another server takes over, at once.
+      if ((code === 1012 || code === 1001) && this.nextUrl()) {
+        this.reconnectNow(why);
+        return;
+      }
       this.retry(why);
     };
     socket.onerror = () => {
@@ -583,7 +601,7 @@ export class StreampodClient<P extends ProtocolValue> {
       if (current === null || this.stopped) return;
       let probe: WebSocketLike;
       try {
-        probe = new (socketConstructor(this.options))(socketUrl(this.options, "websocket"), "streampod.v1");
+        probe = new (socketConstructor(this.options))(socketUrl(this.url(), "websocket"), "streampod.v1");
       } catch {
         this.scheduleProbe();
         return;
@@ -607,7 +625,20 @@ export class StreampodClient<P extends ProtocolValue> {
     }, this.options.webSocketRetryMs ?? 60_000);
   }
 
-  /** Reconnects without waiting (another transport, not another try of the same). */
+  /** The address in use: `url`, or one of `alternateUrls`. */
+  private url(): string {
+    const urls = [this.options.url, ...(this.options.alternateUrls ?? [])];
+    return urls[this.urlIndex % urls.length] ?? this.options.url;
+  }
+
+  /** Moves to the next address; false when there is only one. */
+  private nextUrl(): boolean {
+    if ((this.options.alternateUrls ?? []).length === 0) return false;
+    this.urlIndex += 1;
+    return true;
+  }
+
+  /** Reconnects without waiting (another transport or server, not another try of the same). */
   private reconnectNow(reason: string): void {
     if (this.stopped) return;
     this.setState({ state: "reconnecting", attempt: this.attempt, retryInMs: 0, reason });
@@ -779,8 +810,8 @@ function baseUrl(url: string): string {
 }
 
 /** `path` below the base URL, as a WebSocket URL. */
-function socketUrl(options: ClientOptions, path: string): string {
-  const url = new URL(path, baseUrl(options.url));
+function socketUrl(base: string, path: string): string {
+  const url = new URL(path, baseUrl(base));
   url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
   return url.toString();
 }
@@ -1061,7 +1092,7 @@ class MethodSocket {
     options: ClientOptions,
     Socket: WebSocketConstructor,
   ) {
-    this.socket = new Socket(socketUrl(options, "v1/websocket"));
+    this.socket = new Socket(socketUrl(options.url, "v1/websocket"));
     this.socket.onopen = () => {
       for (const text of this.outbox.splice(0)) this.socket.send(text);
       const every = options.keepaliveMs ?? 20_000;
