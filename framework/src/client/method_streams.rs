@@ -348,7 +348,11 @@ impl Reopen {
                     tracing::debug!(target: "streampod::client", %error, attempt, "a streaming call could not go on after its socket was lost");
                     return Err(StreamCallError::ConnectionLost);
                 }
-                Err(_) => {}
+                // The server is gone or refuses sockets (draining): the next address,
+                // if the client has several.
+                Err(_) => {
+                    self.transport.rotate();
+                }
             }
         }
     }

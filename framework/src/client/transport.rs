@@ -316,3 +316,31 @@ fn tls_config(roots: &ExtraRoots) -> Result<rustls::ClientConfig, ClientError> {
         .with_no_client_auth();
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_addresses_are_taken_in_turn() {
+        let bases = ["http://a:1".to_owned(), "ws://b:2/".to_owned()];
+        let transport = Transport::new(&bases, None, &ExtraRoots::default()).unwrap();
+        assert_eq!(
+            (transport.http_base(), transport.ws_base()),
+            ("http://a:1", "ws://a:1")
+        );
+        assert!(transport.rotate());
+        assert_eq!(
+            (transport.http_base(), transport.ws_base()),
+            ("http://b:2", "ws://b:2")
+        );
+        assert!(transport.rotate());
+        assert_eq!(transport.ws_base(), "ws://a:1");
+        let one = Transport::new(&bases[..1], None, &ExtraRoots::default()).unwrap();
+        assert!(!one.rotate());
+        assert!(matches!(
+            Transport::new(&["http://a:1".to_owned(), "ftp://b".to_owned()], None, &ExtraRoots::default()),
+            Err(ClientError::InvalidUrl(url)) if url == "ftp://b"
+        ));
+    }
+}

@@ -278,3 +278,16 @@ impl<P: ModelSet> ServerHandle<P> {
         state.messages.leave_cluster();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_has_a_wave_per_100_ms_but_never_more_than_sockets() {
+        assert_eq!(drain_waves(Duration::from_secs(2), 5_000), 20);
+        assert_eq!(drain_waves(Duration::from_secs(2), 7), 7);
+        assert_eq!(drain_waves(Duration::from_millis(50), 100), 1);
+        assert_eq!(drain_waves(Duration::ZERO, 0), 1);
+    }
+}
