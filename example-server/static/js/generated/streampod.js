@@ -354,7 +354,17 @@ export class StreampodClient {
     openStream(endpoint, method, args, inputs, decode) {
         // Each open (and reopen) is authorized with the key the client has then.
         const authentication = () => (this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null);
-        const reopen = (call, after) => this.streamingSocket().reopen(call, args, after, authentication());
+        const reopen = async (call, after) => {
+            try {
+                await this.streamingSocket().reopen(call, args, after, authentication());
+            }
+            catch (error) {
+                // The server is gone or refuses sockets (draining): the next address, if any.
+                if (!(error instanceof StreamCallRefused))
+                    this.nextUrl();
+                throw error;
+            }
+        };
         return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication(), reopen);
     }
     /** The streaming-method socket, opened again if it was lost. */

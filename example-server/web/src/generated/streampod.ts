@@ -510,8 +510,15 @@ export class StreampodClient<P extends ProtocolValue> {
   ): Promise<MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>> {
     // Each open (and reopen) is authorized with the key the client has then.
     const authentication = (): string | null => (this.authKey !== null && this.authKey !== "" ? `Bearer ${this.authKey}` : null);
-    const reopen = (call: MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>, after: Position): Promise<void> =>
-      this.streamingSocket().reopen(call, args, after, authentication());
+    const reopen = async (call: MethodStreamCall<T, { [K in keyof I]: InputSink<Parameters<I[K]>[0]> }>, after: Position): Promise<void> => {
+      try {
+        await this.streamingSocket().reopen(call, args, after, authentication());
+      } catch (error) {
+        // The server is gone or refuses sockets (draining): the next address, if any.
+        if (!(error instanceof StreamCallRefused)) this.nextUrl();
+        throw error;
+      }
+    };
     return this.streamingSocket().open(endpoint, method, args, inputs, decode, authentication(), reopen);
   }
 
