@@ -82,6 +82,9 @@ pub struct MessageFrame<'a> {
     /// For a message from a history channel (`streampod.v1`): the channel and the
     /// message's position there.
     pub at: Option<ChannelOffset<'a>>,
+    /// The W3C `traceparent` of the sender's span (optional, client → server): the
+    /// server's span for the message continues that trace (feature `otel`).
+    pub traceparent: Option<Cow<'a, str>>,
 }
 
 impl PartialEq for MessageFrame<'_> {
@@ -90,6 +93,7 @@ impl PartialEq for MessageFrame<'_> {
             && self.class_name == other.class_name
             && self.data.get() == other.data.get()
             && self.at == other.at
+            && self.traceparent == other.traceparent
     }
 }
 
@@ -238,11 +242,13 @@ impl<'a> Frame<'a> {
                 batch: None,
                 channel,
                 offset,
+                traceparent,
                 ..
             } => Ok(Frame::Message(MessageFrame {
                 endpoint: endpoint.0,
                 class_name: object.class_name.0,
                 data: object.data,
+                traceparent: traceparent.map(|traceparent| traceparent.0),
                 at: match (channel, offset) {
                     (Some(channel), Some(offset)) => Some(ChannelOffset {
                         channel: channel.0,
@@ -351,6 +357,12 @@ impl<'a> Frame<'a> {
                 if let Some(at) = &message.at {
                     append_offset(out, &at.channel, at.offset);
                 }
+                if let Some(traceparent) = &message.traceparent {
+                    out.pop();
+                    out.extend_from_slice(b",\"traceparent\":");
+                    write_str(out, traceparent);
+                    out.push(b'}');
+                }
             }
             Frame::Joined(joined) => joined.encode(out),
             Frame::Recover(recover) => recover.encode(out),
@@ -392,6 +404,7 @@ impl<'a> Frame<'a> {
                     class_name,
                     data: data.0,
                     at: None,
+                    traceparent: None,
                 })
                 .collect(),
             _ => Vec::new(),
@@ -588,6 +601,8 @@ struct RawFrame<'a> {
     channel: Option<CowStr<'a>>,
     #[serde(default)]
     offset: Option<u64>,
+    #[serde(borrow, default)]
+    traceparent: Option<CowStr<'a>>,
 }
 
 #[derive(Deserialize)]

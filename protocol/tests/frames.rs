@@ -33,13 +33,14 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
 
 proptest! {
     #[test]
-    fn message_frames_round_trip(endpoint in ".*", class_name in ".*", data in json_value()) {
+    fn message_frames_round_trip(endpoint in ".*", class_name in ".*", data in json_value(), traceparent in proptest::option::of(".*")) {
         let raw = RawValue::from_string(data.to_string()).unwrap();
         let frame = Frame::Message(MessageFrame {
             endpoint: Cow::Owned(endpoint),
             class_name: Cow::Owned(class_name),
             data: &raw,
             at: None,
+            traceparent: traceparent.map(Cow::Owned),
         });
         let text = frame.to_json();
         prop_assert_eq!(Frame::parse(&text).unwrap(), frame);
@@ -121,6 +122,7 @@ fn golden_frames() {
         class_name: "ChatMessage".into(),
         data: &data,
         at: None,
+        traceparent: None,
     });
     assert_eq!(
         frame.to_json(),

@@ -33,6 +33,9 @@ pub(crate) struct Envelope<'a> {
     pub(crate) endpoint: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) user: Option<Cow<'a, str>>,
+    /// The W3C `traceparent` of the post's span on the posting node (feature `otel`).
+    #[serde(borrow, default)]
+    pub(crate) traceparent: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub(crate) object: &'a RawValue,
 }
@@ -67,6 +70,10 @@ impl Envelope<'_> {
                 out.extend_from_slice(b",\"user\":");
                 write_str(&mut out, user);
             }
+        }
+        if let Some(traceparent) = crate::util::trace_context::current() {
+            out.extend_from_slice(b",\"traceparent\":");
+            write_str(&mut out, &traceparent);
         }
         out.extend_from_slice(b",\"object\":");
         frame::encode_object(message, &mut out)?;

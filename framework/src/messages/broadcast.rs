@@ -9,6 +9,7 @@ use super::delivery::{Delivery, Payload, PostError, Reach};
 use crate::cluster::{BroadcastTarget, Envelope, Topic};
 use crate::protocol::ModelSet;
 use crate::session::state::{SessionHandle, SessionId, SessionShared};
+use crate::util::trace_context;
 
 enum Target {
     All(Arc<str>),
@@ -160,7 +161,13 @@ impl<P: ModelSet> Broadcast<P> {
                 None,
             ),
         };
-        let payload = Envelope::encode(node, self.except, target, message)?;
+        let payload = {
+            let _post = trace_context::post_span(match topic {
+                Topic::Channel(channel) => Some(channel),
+                Topic::Broadcasts => None,
+            });
+            Envelope::encode(node, self.except, target, message)?
+        };
         Ok((topic, payload, record))
     }
 

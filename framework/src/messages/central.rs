@@ -24,6 +24,7 @@ use crate::protocol::method_stream::Resume;
 use crate::protocol::ModelSet;
 use crate::session::registry::SessionRegistry;
 use crate::session::state::SessionShared;
+use crate::util::trace_context;
 
 /// Listeners removed between two yields to the runtime, so a session holding many
 /// channels never stalls other tasks while it closes.
@@ -333,7 +334,10 @@ impl<P: ModelSet> MessageCentral<P> {
         let message = message.into();
         match (reach, self.cluster()) {
             (Reach::Global, Some(cluster)) => {
-                let payload = Envelope::encode(cluster.node(), None, None, &message)?;
+                let payload = {
+                    let _post = trace_context::post_span(Some(channel));
+                    Envelope::encode(cluster.node(), None, None, &message)?
+                };
                 check_size(payload.len(), self.inner.limits.frame_bytes)?;
                 cluster.publish(Topic::Channel(channel), payload, self.record_of(channel))?;
                 self.count_post();
@@ -363,7 +367,10 @@ impl<P: ModelSet> MessageCentral<P> {
             let report = self.deliver(channel, &[Arc::new(message)], |_| true)?;
             return Ok(usize::from(report.delivered > 0));
         };
-        let payload = Envelope::encode(cluster.node(), None, None, &message)?;
+        let payload = {
+            let _post = trace_context::post_span(Some(channel));
+            Envelope::encode(cluster.node(), None, None, &message)?
+        };
         check_size(payload.len(), self.inner.limits.frame_bytes)?;
         self.count_post();
         Ok(cluster

@@ -10,6 +10,7 @@ use crate::cluster::{Backplane, Envelope, Received, Sink};
 use crate::util::log_limit::RateLimitedLog;
 use crate::protocol::ModelSet;
 use crate::session::state::SessionShared;
+use crate::util::trace_context;
 
 impl<P: ModelSet> MessageCentral<P> {
     /// Connects this central to the backplane `start` makes, handing it the sink for
@@ -75,6 +76,8 @@ impl<P: ModelSet> MessageCentral<P> {
             return;
         }
         let node = self.cluster().map(Backplane::node);
+        let span = trace_context::deliver_span(received.channel, node, envelope.traceparent.as_deref());
+        let _delivering = span.enter();
         // Session ids are per server: `except` applies on the posting server only.
         let except = envelope.except.filter(|_| Some(envelope.node) == node);
         let include = |session: &Arc<SessionShared>| Some(session.id) != except;

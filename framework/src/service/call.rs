@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::response::{json, method_error, ResponseBody};
 use super::state::ServiceState;
 use crate::util::log_limit::RateLimitedLog;
+use crate::util::trace_context;
 use crate::util::panic_text::panic_message;
 use crate::util::peer_text::ErrorText;
 use crate::methods::Session;
@@ -73,7 +74,17 @@ pub(crate) async fn handle<P: ModelSet, B: RequestBody>(
     let mut called: Option<(Arc<str>, &'static str)> = None;
     let admitted = admit(server, remote_addr);
     let outcome = match admitted {
-        Ok(()) => call(server, request, path, remote_addr, &mut called).await,
+        Ok(()) => {
+            // The caller's trace goes on here (feature `otel`).
+            let traceparent = request
+                .headers()
+                .get("traceparent")
+                .and_then(|value| value.to_str().ok());
+            let span = trace_context::call_span(path, traceparent);
+            call(server, request, path, remote_addr, &mut called)
+                .instrument(span)
+                .await
+        }
         Err(refused) => Err(refused),
     };
     let response = match outcome {

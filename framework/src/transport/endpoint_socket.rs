@@ -30,6 +30,7 @@ use crate::util::log_limit::RateLimitedLog;
 use crate::util::panic_text::panic_message;
 use crate::util::peer_text::{ErrorText, PeerText};
 use crate::ws::frame::TextFrame;
+use crate::util::trace_context;
 use crate::ws::deflate::Deflate;
 use crate::ws::reader::FrameReader;
 
@@ -556,6 +557,8 @@ impl<P: ModelSet> Connection<P> {
             endpoint = %registered.name,
             class = %message.class_name,
         );
+        // The sender's trace goes on here (feature `otel`).
+        let span = trace_context::continue_from(span, message.traceparent.as_deref());
         let outcome =
             AssertUnwindSafe(registered.endpoint.handle_stream_message(&session, decoded))
                 .catch_unwind()
