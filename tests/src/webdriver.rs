@@ -5,6 +5,7 @@
 #![allow(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,7 +19,9 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// The driver Debian's `chromium-driver` package installs.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A running `chromedriver`, stopped (by its PID) when dropped.
+/// A running `chromedriver`, stopped when dropped together with the browsers it started
+/// (they share its process group, which is signalled by its ID: a test that fails
+/// before `quit` leaves no Chromium behind).
 #[derive(Debug)]
 pub struct Driver {
     process: Child,
@@ -41,6 +44,8 @@ impl Driver {
             .port();
         let process = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // A process group of its own, which its browsers join.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -94,13 +99,18 @@ impl Driver {
         Browser {
             driver: self.addr,
             session,
-            _profile: profile,
+            profile,
         }
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's ID is chromedriver's PID: its browsers go with it.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.process.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
@@ -111,7 +121,7 @@ impl Drop for Driver {
 pub struct Browser {
     driver: SocketAddr,
     session: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -181,6 +191,11 @@ impl Browser {
             json!({}),
         )
         .await;
+    }
+
+    /// The browser's profile directory (its `--user-data-dir`).
+    pub fn profile_dir(&self) -> &std::path::Path {
+        self.profile.path()
     }
 
     /// Runs `script` in the page; what it returns.

@@ -367,3 +367,22 @@ async fn a_page_whose_websockets_are_blocked_chats_over_the_http_fallback() {
     bob.quit().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_driver_takes_its_browsers_with_it() {
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.open("about:blank").await;
+    let profile = format!("--user-data-dir={}", browser.profile_dir().display());
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&profile))
+        })
+    };
+    assert!(running(), "the browser runs with its profile");
+    // As a failing test would: no `quit`.
+    drop(driver);
+    streampod_tests::eventually("the browser to go with its driver", || !running()).await;
+    drop(browser);
+}
