@@ -31,6 +31,10 @@ use crate::ws::header::{FrameHeader, OpCode};
 /// Bytes the pipe between the session and the event stream buffers each way.
 const PIPE_BYTES: usize = 64 << 10;
 
+/// Bytes of the pipe read at once: a fallback session holds this much while it lives,
+/// besides what a frame not yet whole keeps.
+const READ_CHUNK: usize = 8 << 10;
+
 /// Event-stream chunks waiting for the HTTP connection to take them. Each holds
 /// whatever frames one read of the pipe found, so this bounds the bytes held to a few
 /// pipe reads.
@@ -193,7 +197,7 @@ async fn translate(
     token: String,
 ) {
     let mut pending = Vec::new();
-    let mut chunk = vec![0; PIPE_BYTES];
+    let mut chunk = vec![0; READ_CHUNK];
     // Until the session's end (or the pipe's failure) is read.
     while let Ok(read_len @ 1..) = read.read(&mut chunk).await {
         pending.extend_from_slice(&chunk[..read_len]);
