@@ -13,6 +13,11 @@
 //! is provisional, see [`HistoryRead`]): joining a thousand silent rooms leaves no key
 //! behind.
 //!
+//! On a Redis Cluster the keys and the channel carry the channel's hash tag (see
+//! [`layout`](super::layout)), so the script runs on the channel's shard and publishes
+//! with `SPUBLISH` there: each channel keeps one order, and channels spread over the
+//! shards.
+//!
 //! Why scripts and not a Redis Stream read by every node: a script does offset, append
 //! and publish atomically in one round trip, and nodes keep receiving through the
 //! pub/sub subscriptions they already hold. The stream is only read when a client
@@ -20,9 +25,10 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 
 use super::super::{ClusterError, History, HistoryRead, Record, Retention};
+use super::connection::Connection;
+use super::layout::Layout;
 use super::{Change, Publisher, RedisBackplane};
 
 /// How long a channel's epoch and last offset outlive its last post or join, unless
@@ -31,8 +37,9 @@ use super::{Change, Publisher, RedisBackplane};
 pub(super) const META_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Numbers, keeps and publishes one post. KEYS: stream, meta. ARGV: the Redis channel,
-/// the envelope, size, TTL (ms), meta TTL (ms), a fresh epoch, most bytes. Returns
-/// PUBLISH's count. The first post of an epoch creates the meta, with the epoch's start
+/// the envelope, size, TTL (ms), meta TTL (ms), a fresh epoch, most bytes, the publish
+/// command (`PUBLISH`, or `SPUBLISH` on a Redis Cluster, where the channel shares the
+/// keys' slot). Returns the publish's count. The first post of an epoch creates the meta, with the epoch's start
 /// (`started`, Redis' clock in milliseconds); the meta also counts the bytes the stream
 /// holds, and the oldest posts go while it holds more than the size or the bytes (the
 /// newest always stays).
@@ -62,13 +69,13 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local positioned = '{"epoch":"' .. epoch .. '","offset":' .. offset .. ',' .. string.sub(ARGV[2], 2)
-return redis.call('PUBLISH', ARGV[1], positioned)
+return redis.call(ARGV[8], ARGV[1], positioned)
 "#;
 
 /// Reads the epoch, the newest offset and, when ARGV[2] is an offset, at most ARGV[5] of
 /// the unexpired posts after it; writes nothing for a channel without history, whose
 /// epoch is provisional: `~<generation>:<now>`. The generation (KEYS[3], one key per
-/// prefix) changes when Redis loses its data, so a provisional epoch from before that
+/// prefix, or per slot on a Redis Cluster) changes when Redis loses its data, so a provisional epoch from before that
 /// is never taken as continued. A real epoch continues a provisional one when it started
 /// after it, and too soon after for another epoch to have started and expired in
 /// between (ARGV[7], the shortest a meta key lives): a reader that joined before the
@@ -120,44 +127,32 @@ end
 return {epoch, newest, entries, continues}
 "#;
 
-/// The two scripts' SHA1s on one Redis, loaded when the node connects.
+/// The two scripts, loaded on every Redis (or every master of a cluster) when the node
+/// connects, and again by a shard that lost them (see [`Connection::eval`]).
 #[derive(Debug, Clone)]
 pub(super) struct Scripts {
-    append: String,
-    read: String,
+    append: redis::Script,
+    read: redis::Script,
 }
 
 impl Scripts {
     /// Loads both scripts (`SCRIPT LOAD`).
-    pub(super) async fn load(connection: &mut MultiplexedConnection) -> redis::RedisResult<Self> {
-        let load = |script: &'static str| {
-            let mut connection = connection.clone();
-            async move {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(script)
-                    .query_async::<String>(&mut connection)
-                    .await
-            }
+    pub(super) async fn load(connection: &mut Connection) -> redis::RedisResult<Self> {
+        let scripts = Self {
+            append: redis::Script::new(APPEND),
+            read: redis::Script::new(READ),
         };
-        Ok(Self {
-            append: load(APPEND).await?,
-            read: load(READ).await?,
-        })
+        scripts.append.load_async(connection).await?;
+        scripts.read.load_async(connection).await?;
+        Ok(scripts)
     }
 
-    /// Adds a recorded publish of `payload` on Redis channel `channel` (streampod
-    /// channel `name`) to `pipe`.
-    pub(super) fn append(
-        &self,
-        pipe: &mut redis::Pipeline,
-        keys: &Keys,
-        channel: &str,
-        payload: &[u8],
-        record: Record,
-    ) {
-        pipe.cmd("EVALSHA")
-            .arg(&self.append)
+    /// A recorded publish of `payload` on Redis channel `channel` (streampod channel
+    /// `name`): the append script's `EVALSHA`.
+    pub(super) fn append(&self, keys: &Keys, channel: &str, payload: &[u8], record: Record) -> redis::Cmd {
+        let mut command = redis::cmd("EVALSHA");
+        command
+            .arg(self.append.get_hash())
             .arg(2)
             .arg(&keys.stream)
             .arg(&keys.meta)
@@ -167,20 +162,29 @@ impl Scripts {
             .arg(millis(record.ttl))
             .arg(millis(meta_ttl(record)))
             .arg(fresh_epoch())
-            .arg(record.bytes.max(1));
+            .arg(record.bytes.max(1))
+            .arg(keys.publish);
+        command
+    }
+
+    /// Runs an [`append`](Self::append) command on its own (a Redis Cluster's shard),
+    /// loading the script first where the shard lost it.
+    pub(super) async fn run_append(&self, connection: &mut Connection, command: &redis::Cmd) -> redis::RedisResult<usize> {
+        connection.eval(&self.append, command).await
     }
 
     /// Reads a channel's history after `since` (see [`History::read`]).
     pub(super) async fn read(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Connection,
         keys: &Keys,
         since: Option<(&str, u64)>,
         record: Record,
     ) -> Result<HistoryRead, ClusterError> {
         let (epoch, after) = since.map_or((None, None), |(epoch, offset)| (Some(epoch), Some(offset)));
-        let reply: (String, String, Vec<(String, Vec<u8>)>, u8) = redis::cmd("EVALSHA")
-            .arg(&self.read)
+        let mut command = redis::cmd("EVALSHA");
+        command
+            .arg(self.read.get_hash())
             .arg(3)
             .arg(&keys.stream)
             .arg(&keys.meta)
@@ -191,8 +195,9 @@ impl Scripts {
             .arg(millis(meta_ttl(record)))
             .arg(record.size.max(1))
             .arg(fresh_epoch())
-            .arg(millis(META_TTL))
-            .query_async(connection)
+            .arg(millis(META_TTL));
+        let reply: (String, String, Vec<(String, Vec<u8>)>, u8) = connection
+            .eval(&self.read, &command)
             .await
             .map_err(|error| ClusterError::Unavailable(error.to_string()))?;
         let (epoch, newest, entries, continues) = reply;
@@ -222,22 +227,24 @@ fn malformed(what: &str) -> ClusterError {
     ))
 }
 
-/// The Redis keys of one channel's history.
+/// The Redis keys of one channel's history, and how to publish on its channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Keys {
     stream: String,
     meta: String,
-    /// One per prefix: names what this Redis holds (see `READ`).
+    /// Names what this Redis (or shard) holds (see `READ`).
     generation: String,
+    publish: &'static str,
 }
 
 impl Keys {
-    /// The keys of streampod channel `name` under `prefix`.
-    pub(super) fn new(prefix: &str, name: &str) -> Self {
+    /// The keys of streampod channel `name`.
+    pub(super) fn new(layout: &Layout, name: &str) -> Self {
         Self {
-            stream: format!("{prefix}:history:{name}"),
-            meta: format!("{prefix}:history-meta:{name}"),
-            generation: format!("{prefix}:history-generation"),
+            stream: layout.channel_key("history", name),
+            meta: layout.channel_key("history-meta", name),
+            generation: layout.generation(name),
+            publish: layout.publish_command(),
         }
     }
 }
@@ -270,7 +277,8 @@ impl History for RedisBackplane {
         ClusterError,
     > {
         let record = Record::from(retention);
-        self.enqueue(self.channel_name(channel), payload, Some(record))
+        let keys = Keys::new(&self.layout, channel);
+        self.enqueue(self.layout.channel(channel), payload, Some((record, keys)))
     }
 
     /// Waits until this node's subscriptions (`channel`'s included, once its first
@@ -282,7 +290,7 @@ impl History for RedisBackplane {
         retention: Retention,
     ) -> Result<HistoryRead, ClusterError> {
         let record = Record::from(retention);
-        let keys = Keys::new(&self.prefix, channel);
+        let keys = Keys::new(&self.layout, channel);
         let (confirm, confirmed) = tokio::sync::oneshot::channel();
         let asked = self.wanted.send(Change::Confirm(confirm));
         let timeout = self.read_timeout;
@@ -292,12 +300,10 @@ impl History for RedisBackplane {
             confirmed.await.map_err(|_| unavailable())?;
             let current = self.connection.borrow().clone();
             match current {
-                Some(Publisher::Single(mut connection, scripts)) => {
-                    scripts.read(&mut connection, &keys, since, record).await
-                }
-                Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
-                    "channel history is kept on a single Redis, not on a Redis Cluster".into(),
-                )),
+                Some(Publisher {
+                    mut connection,
+                    scripts,
+                }) => scripts.read(&mut connection, &keys, since, record).await,
                 None => Err(unavailable()),
             }
         };
@@ -313,9 +319,10 @@ mod tests {
 
     #[test]
     fn keys_carry_the_prefix_and_the_channel() {
-        let keys = Keys::new("app", "room-1");
+        let keys = Keys::new(&Layout::new("app", false), "room-1");
         assert_eq!(keys.stream, "app:history:room-1");
         assert_eq!(keys.meta, "app:history-meta:room-1");
+        assert_eq!(keys.publish, "PUBLISH");
         assert_eq!(fresh_epoch().len(), 16);
         let short = Record {
             size: 10,

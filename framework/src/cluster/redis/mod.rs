@@ -2,12 +2,10 @@
 //! pub/sub connection for the channels this node listens on and a multiplexed one
 //! pipelining the publishes (see the [module docs](super)).
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +13,9 @@ use super::{ClusterError, ClusterState, Record, Sink};
 use crate::util::byte_budget::ByteBudget;
 
 mod config;
+mod connection;
 mod history;
+mod layout;
 mod presence;
 mod publisher;
 mod pubsub;
@@ -23,14 +23,15 @@ mod sharded;
 mod supervisor;
 
 pub use config::{ClusterConfig, InvalidRedisUrl};
+use connection::Connection;
+use layout::Layout;
 use publisher::{publish_loop, Outgoing, Publisher};
 use supervisor::{Supervisor, Target};
 
 /// A node's handle on the cluster: cheap checks, never waits.
 pub(crate) struct RedisBackplane {
-    prefix: String,
-    /// On a Redis Cluster: channel names are escaped (see [`escape_hash_tags`]).
-    sharded: bool,
+    /// Where this app's data lives in Redis.
+    layout: Layout,
     /// This node's id in envelopes (random per process start).
     node: u64,
     state: watch::Receiver<ClusterState>,
@@ -75,13 +76,13 @@ impl RedisBackplane {
         let (publish, outgoing) = mpsc::channel(config.publish_queue);
         let (connection_tx, connection) = watch::channel(None);
         let shutdown = CancellationToken::new();
-        let prefix = config.prefix.clone();
+        let layout = Layout::new(&config.prefix, sharded);
         let publish_queue = config.publish_queue;
         let publish_queue_bytes = config.publish_queue_bytes;
         let max_global_age = config.max_global_age;
         let read_timeout = HISTORY_READ_TIMEOUT;
         let node = crate::util::random::random_u64();
-        let presence_names = presence::Names::new(&prefix, node);
+        let presence_names = presence::Names::new(layout.clone(), node);
         let (presence, presence_changes) = presence::Queue::new();
         let (resets_tx, presence_resets) = watch::channel(0);
         let (synced_tx, presence_synced) = watch::channel(false);
@@ -117,8 +118,8 @@ impl RedisBackplane {
         ));
         let supervisor = Supervisor {
             target,
-            broadcast: broadcast_name(&prefix),
-            channel_prefix: channel_prefix(&prefix),
+            broadcast: layout.broadcast(),
+            layout: layout.clone(),
             config,
             state: state_tx,
             connection: connection_tx,
@@ -129,8 +130,7 @@ impl RedisBackplane {
         };
         tokio::spawn(supervisor.run(changes));
         Ok(Self {
-            prefix,
-            sharded,
+            layout,
             node,
             presence,
             presence_resets,
@@ -151,14 +151,11 @@ impl RedisBackplane {
     /// Runs a presence read on the current connection, within the read timeout.
     async fn presence_read<'a, T, F, R>(&'a self, read: F) -> Result<T, ClusterError>
     where
-        F: FnOnce(&'a presence::Names, MultiplexedConnection) -> R,
+        F: FnOnce(&'a presence::Names, Connection) -> R,
         R: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let current = || match self.connection.borrow().clone() {
-            Some(Publisher::Single(connection, _)) => Ok(connection),
-            Some(Publisher::Sharded(_)) => Err(ClusterError::Unavailable(
-                "presence is kept on a single Redis, not on a Redis Cluster".into(),
-            )),
+            Some(publisher) => Ok(publisher.connection),
             None => Err(ClusterError::Unavailable("not connected to Redis".into())),
         };
         current()?;
@@ -181,7 +178,7 @@ impl RedisBackplane {
         &self,
         channel: String,
         payload: Vec<u8>,
-        record: Option<Record>,
+        record: Option<(Record, history::Keys)>,
     ) -> Result<impl std::future::Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
     {
         let (reply, confirmed) = oneshot::channel();
@@ -199,7 +196,7 @@ impl RedisBackplane {
         })?;
         self.publish
             .try_send(Outgoing {
-                record: record.map(|record| (record, self.history_keys(&channel))),
+                record,
                 channel,
                 payload,
                 reply: Some(reply),
@@ -232,16 +229,6 @@ impl RedisBackplane {
         self.max_global_age
     }
 
-    /// The Redis channel of streampod channel `name`.
-    fn channel_name(&self, name: &str) -> String {
-        let prefix = channel_prefix(&self.prefix);
-        if self.sharded {
-            format!("{prefix}{}", escape_hash_tags(name))
-        } else {
-            format!("{prefix}{name}")
-        }
-    }
-
     /// Stops the supervisor and publisher; the connections close with them.
     fn stop(&self) {
         self.shutdown.cancel();
@@ -254,68 +241,6 @@ impl Drop for RedisBackplane {
     }
 }
 
-impl RedisBackplane {
-    /// The history keys of Redis channel `channel` (`<prefix>:channel:<name>`).
-    fn history_keys(&self, channel: &str) -> history::Keys {
-        let name = channel
-            .strip_prefix(&channel_prefix(&self.prefix))
-            .unwrap_or(channel);
-        history::Keys::new(&self.prefix, name)
-    }
-}
-
-/// A channel's name as it goes into a Redis Cluster channel: `%`, `{` and `}` written as
-/// `%25`, `%7B` and `%7D`. Redis Cluster hashes only what stands between the first `{`
-/// and the next `}` when there is such a tag: unescaped, a client could name its rooms
-/// `{x}-1`, `{x}-2`, … and steer every one of them to one shard. Escaped, the server
-/// decides the slot (the hash of the whole name).
-fn escape_hash_tags(name: &str) -> Cow<'_, str> {
-    if !name.contains(['%', '{', '}']) {
-        return Cow::Borrowed(name);
-    }
-    let mut escaped = String::with_capacity(name.len() + 8);
-    for c in name.chars() {
-        match c {
-            '%' => escaped.push_str("%25"),
-            '{' => escaped.push_str("%7B"),
-            '}' => escaped.push_str("%7D"),
-            c => escaped.push(c),
-        }
-    }
-    Cow::Owned(escaped)
-}
-
-/// The channel name [`escape_hash_tags`] made `escaped` from; `None` for a name it
-/// cannot have made.
-fn unescape_hash_tags(escaped: &str) -> Option<Cow<'_, str>> {
-    if !escaped.contains('%') {
-        return Some(Cow::Borrowed(escaped));
-    }
-    let mut name = String::with_capacity(escaped.len());
-    let mut rest = escaped;
-    while let Some(at) = rest.find('%') {
-        name.push_str(&rest[..at]);
-        let (c, after) = match rest.get(at..at + 3)? {
-            "%25" => ('%', at + 3),
-            "%7B" => ('{', at + 3),
-            "%7D" => ('}', at + 3),
-            _ => return None,
-        };
-        name.push(c);
-        rest = &rest[after..];
-    }
-    name.push_str(rest);
-    Some(Cow::Owned(name))
-}
-
-fn channel_prefix(prefix: &str) -> String {
-    format!("{prefix}:channel:")
-}
-
-fn broadcast_name(prefix: &str) -> String {
-    format!("{prefix}:broadcast")
-}
-
 /// How long a history read may wait for this node's subscription and for Redis: long
 /// enough for a thousand clients recovering at once, each reading its missed posts.
 const HISTORY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -325,21 +250,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_tags_in_names_are_escaped_and_come_back() {
-        for name in ["room-1", "{x}-1", "100%", "%7B", "a{b}c}{", "é{}%"] {
-            let escaped = escape_hash_tags(name);
-            assert!(!escaped.contains(['{', '}']), "{escaped}");
-            assert_eq!(unescape_hash_tags(&escaped).unwrap(), name);
-        }
-        assert_eq!(escape_hash_tags("{x}-1"), "%7Bx%7D-1");
-        assert_eq!(unescape_hash_tags("%zz"), None);
-        assert_eq!(unescape_hash_tags("50%"), None);
-    }
-
-    #[test]
-    fn channel_names_carry_the_prefix() {
-        assert_eq!(channel_prefix("app"), "app:channel:");
-        assert_eq!(broadcast_name("app"), "app:broadcast");
+    fn the_config_keeps_its_prefix() {
         let config = ClusterConfig::redis("redis://127.0.0.1/").prefix("app");
         assert_eq!(config.prefix, "app");
         assert_eq!(config.publish_queue(0).publish_queue, 1);

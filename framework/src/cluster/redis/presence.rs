@@ -5,22 +5,29 @@
 //! has written, so it shrinks with every leave and says exactly what to remove when the
 //! node dies; `<prefix>:nodes` a sorted set of node ids scored by their last heartbeat
 //! (Redis' clock, in milliseconds); `<prefix>:sweeping` the dead nodes whose members are
-//! still being removed. Joins and leaves run one script each that writes and publishes a
-//! notice (`{"presence":{"channel":…,"member":…,"joined":…}}`) on the channel's pub/sub
-//! channel, so every node with members there hears it. Every [`HEARTBEAT`] each node
-//! beats and sweeps: a node whose heartbeat is older than [`NODE_TTL`] is moved to the
-//! sweeping set and its members are removed, each announced as a leave, [`BATCH`] per
-//! script call, so no call walks an unbounded set while Redis serves no one else; reads
-//! skip such members even before a sweep.
+//! still being removed. A join or leave runs one script on the channel's hash that
+//! writes and publishes a notice (`{"presence":{"channel":…,"member":…,"joined":…}}`) on
+//! the channel's pub/sub channel, so every node with members there hears it, and
+//! updates the node's memberships beside it. Every [`HEARTBEAT`] each node beats and
+//! sweeps: a node whose heartbeat is older than [`NODE_TTL`] is moved to the sweeping
+//! set and its members are removed, each announced as a leave, [`BATCH`] per round;
+//! reads take the live nodes first and skip other nodes' members even before a sweep.
+//!
+//! No script touches keys of two groups (a channel's, the node list's, a node's), so
+//! the same commands serve a Redis Cluster, where each group carries a hash tag of its
+//! own (see [`layout`](super::layout)): a channel's presence lives on the channel's
+//! shard, beside its history.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::AsyncCommands;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::connection::Connection;
+use super::layout::Layout;
 use super::{Publisher, RedisBackplane};
 use crate::cluster::{ClusterError, Presence, StoredMember};
 use crate::util::log_limit::RateLimitedLog;
@@ -31,12 +38,12 @@ pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A node whose heartbeat is this old is dead: its members leave.
 pub(super) const NODE_TTL: Duration = Duration::from_secs(6);
 
-/// Most memberships one script call removes (a sweep, a clear), and most members a
-/// read scans at once: Redis runs one script at a time, so each call stays short.
+/// Most memberships one round of a sweep or a clear removes (a pipeline of one short
+/// script per membership).
 pub(super) const BATCH: usize = 500;
 
-/// Most sweep calls one heartbeat makes (`BATCH` memberships each); the rest waits for
-/// the next beat, of this node or another.
+/// Most sweep rounds one heartbeat makes (`BATCH` memberships each); the rest waits
+/// for the next beat, of this node or another.
 const SWEEP_CALLS_PER_BEAT: usize = 100;
 
 /// Most presence changes queued for Redis: a change is a member's id, channel and JSON
@@ -47,87 +54,44 @@ const SWEEP_CALLS_PER_BEAT: usize = 100;
 /// out, and a resync then would double the work.
 pub(super) const MAX_QUEUED_CHANGES: usize = 100_000;
 
-/// KEYS: the channel's hash, this node's memberships, and (in a resync) the set of
-/// memberships it keeps. ARGV: the member's id, its JSON, the channel, the channel's
-/// Redis channel. A member Redis already holds (a resync writing it again) is not
-/// announced again: nobody joined.
+/// KEYS: the channel's hash. ARGV: the member's id, its JSON, the channel, the channel's
+/// Redis channel, the publish command. A member Redis already holds (a resync writing it
+/// again) is not announced again: nobody joined.
 const JOIN: &str = r#"
-local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1] .. ' ' .. ARGV[3])
-if KEYS[3] then
-  redis.call('SADD', KEYS[3], ARGV[1] .. ' ' .. ARGV[3])
-end
-if added == 1 then
-  redis.call('PUBLISH', ARGV[4], cjson.encode({presence = {channel = ARGV[3], member = cjson.decode(ARGV[2]), joined = true}}))
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call(ARGV[5], ARGV[4], cjson.encode({presence = {channel = ARGV[3], member = cjson.decode(ARGV[2]), joined = true}}))
 end
 "#;
 
+/// KEYS: the channel's hash. ARGV: the member's id, the channel, the channel's Redis
+/// channel, the publish command. Announces the leave of a member Redis held.
 const LEAVE: &str = r#"
-redis.call('SREM', KEYS[2], ARGV[1] .. ' ' .. ARGV[2])
 local member = redis.call('HGET', KEYS[1], ARGV[1])
 if member then
   redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('PUBLISH', ARGV[3], cjson.encode({presence = {channel = ARGV[2], member = cjson.decode(member), joined = false}}))
+  redis.call(ARGV[4], ARGV[3], cjson.encode({presence = {channel = ARGV[2], member = cjson.decode(member), joined = false}}))
 end
 "#;
 
-/// A Lua function the scripts that remove memberships share: `drain(memberships,
-/// prefix, batch, announce, also)` removes up to `batch` of the set `memberships` (a
-/// node's, or those of its memberships a resync did not keep) from their channels, and
-/// from the set `also` when given, announcing each as a leave when `announce`, and
-/// returns how many it took.
-macro_rules! drain_function {
-    () => {
-        r#"
-local function drain(memberships, prefix, batch, announce, also)
-  local taken = redis.call('SPOP', memberships, batch)
-  for _, entry in ipairs(taken) do
-    if also then
-      redis.call('SREM', also, entry)
-    end
-    local id, channel = string.match(entry, '^(%S+) (.*)$')
-    if id then
-      local hash = prefix .. ':presence:' .. channel
-      local member = redis.call('HGET', hash, id)
-      if member then
-        redis.call('HDEL', hash, id)
-        if announce then
-          redis.call('PUBLISH', prefix .. ':channel:' .. channel, cjson.encode({presence = {channel = channel, member = cjson.decode(member), joined = false}}))
-        end
-      end
-    end
-  end
-  return #taken
-end
-"#
-    };
-}
-
-/// KEYS: the memberships a resync did not keep, this node's memberships. ARGV: the key
-/// prefix, the batch. Removes up to a batch of them, each announced as a leave (the
-/// member left while Redis could not hear it). Returns how many it removed.
-const FORGET: &str = concat!(
-    drain_function!(),
-    "return drain(KEYS[1], ARGV[1], tonumber(ARGV[2]), true, KEYS[2])"
-);
-
-/// KEYS: the channel's hash, the nodes. ARGV: node TTL (ms), `1` to count the members
-/// (reading only their ids) instead of returning their JSON, the most to return.
-const READ: &str = r#"
+/// KEYS: the nodes. ARGV: node TTL (ms). Returns the ids of the live nodes.
+const LIVE: &str = r#"
 local now = redis.call('TIME')
 local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
-local count_only = ARGV[2] == '1'
-local limit = tonumber(ARGV[3])
+return redis.call('ZRANGEBYSCORE', KEYS[1], oldest, '+inf')
+"#;
+
+/// KEYS: the channel's hash. ARGV: `1` to count the members (reading only their ids)
+/// instead of returning their JSON, the most to return, then the live nodes' ids.
+const READ: &str = r#"
+local count_only = ARGV[1] == '1'
+local limit = tonumber(ARGV[2])
 local alive = {}
+for i = 3, #ARGV do
+  alive[ARGV[i]] = true
+end
 local function live(id)
   local node = string.match(id, '^([^-]+)-')
-  local known = alive[node]
-  if known == nil then
-    local beat = redis.call('ZSCORE', KEYS[2], node)
-    known = (beat ~= false and beat ~= nil and tonumber(beat) >= oldest)
-    alive[node] = known
-  end
-  return known
+  return node ~= nil and alive[node] == true
 end
 if count_only then
   local count = 0
@@ -160,8 +124,8 @@ return members
 "#;
 
 /// KEYS: the nodes, the sweeping set. ARGV: this node, node TTL (ms). Moves the dead
-/// nodes to the sweeping set. Returns 1 when this node was not in the set (new, or
-/// swept): its members must be written again.
+/// nodes to the sweeping set. Returns 1 when this node was not in the set (new, swept,
+/// or taken out by a sweep it came back during): its members must be written again.
 const BEAT: &str = r#"
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -174,27 +138,31 @@ end
 return added
 "#;
 
-/// KEYS: the nodes, the sweeping set. ARGV: the key prefix, the batch. Removes up to a
-/// batch of one dead node's members, each announced as a leave (a node that beat again
-/// meanwhile is left to write its own members). Returns 1 while nodes remain to sweep.
-const SWEEP: &str = concat!(
-    drain_function!(),
-    r#"
-local node = redis.call('SRANDMEMBER', KEYS[2])
-if not node then
-  return 0
+/// KEYS: the nodes, the sweeping set. Returns a dead node whose members are still to
+/// be removed (dropping from the set those that beat again), or nil.
+const DEAD: &str = r#"
+for _ = 1, 10 do
+  local node = redis.call('SRANDMEMBER', KEYS[2])
+  if not node then
+    return false
+  end
+  if redis.call('ZSCORE', KEYS[1], node) then
+    redis.call('SREM', KEYS[2], node)
+  else
+    return node
+  end
 end
-if redis.call('ZSCORE', KEYS[1], node) then
-  redis.call('SREM', KEYS[2], node)
-elseif drain(ARGV[1] .. ':memberships:' .. node, ARGV[1], tonumber(ARGV[2]), true, nil) < tonumber(ARGV[2]) then
-  redis.call('SREM', KEYS[2], node)
+return false
+"#;
+
+/// KEYS: the nodes. ARGV: a node being swept. A node that beat again while its members
+/// were being removed may have written some of them back meanwhile: it is taken out of
+/// the nodes, so its next beat writes them all again.
+const REVIVED: &str = r#"
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
 end
-if redis.call('SCARD', KEYS[2]) > 0 then
-  return 1
-end
-return 0
-"#
-);
+"#;
 
 /// A presence write for the presence task.
 pub(super) enum Change {
@@ -213,73 +181,84 @@ pub(super) enum Change {
     Resync(Vec<(String, String, String)>),
 }
 
-/// The Redis keys and names presence uses under one prefix.
+/// The Redis keys and names presence uses: a hash per channel beside the channel
+/// (its shard, on a cluster), the nodes and sweeping sets together, and each node's
+/// memberships together. No script touches keys of two of these groups, so presence
+/// works the same on one Redis and on a Redis Cluster.
 #[derive(Debug, Clone)]
 pub(super) struct Names {
-    prefix: String,
+    layout: Layout,
     node: String,
 }
 
 impl Names {
-    pub(super) fn new(prefix: &str, node: u64) -> Self {
+    pub(super) fn new(layout: Layout, node: u64) -> Self {
         Self {
-            prefix: prefix.to_owned(),
+            layout,
             node: format!("{node:x}"),
         }
     }
 
     fn hash(&self, channel: &str) -> String {
-        format!("{}:presence:{channel}", self.prefix)
+        self.layout.channel_key("presence", channel)
     }
 
     fn nodes(&self) -> String {
-        format!("{}:nodes", self.prefix)
-    }
-
-    fn pubsub(&self, channel: &str) -> String {
-        format!("{}{channel}", super::channel_prefix(&self.prefix))
+        self.layout.shared_key("nodes")
     }
 
     fn sweeping(&self) -> String {
-        format!("{}:sweeping", self.prefix)
+        self.layout.shared_key("sweeping")
+    }
+
+    /// The set of `<member id> <channel>` node `node` has written.
+    fn memberships_of(&self, node: &str) -> String {
+        self.layout.node_key("memberships", node)
     }
 
     fn memberships(&self) -> String {
-        format!("{}:memberships:{}", self.prefix, self.node)
+        self.memberships_of(&self.node)
     }
 
     /// The memberships a resync writes (kept only while it runs).
     fn kept(&self) -> String {
-        format!("{}:memberships-kept:{}", self.prefix, self.node)
+        self.layout.node_key("memberships-kept", &self.node)
     }
 
     /// The memberships a resync did not keep, to be removed (only while it runs).
     fn stale(&self) -> String {
-        format!("{}:memberships-stale:{}", self.prefix, self.node)
+        self.layout.node_key("memberships-stale", &self.node)
     }
 
     /// Adds a join to `pipe`; in a resync, also to the memberships it keeps.
-    fn add_join(
-        &self,
-        pipe: &mut redis::Pipeline,
-        (channel, id, member): (&str, &str, &str),
-        resync: bool,
-    ) {
-        let command = pipe.cmd("EVAL").arg(JOIN);
+    fn add_join(&self, pipe: &mut redis::Pipeline, (channel, id, member): (&str, &str, &str), resync: bool) {
+        let membership = format!("{id} {channel}");
+        pipe.sadd(self.memberships(), &membership).ignore();
         if resync {
-            command.arg(3);
-        } else {
-            command.arg(2);
+            pipe.sadd(self.kept(), &membership).ignore();
         }
-        command.arg(self.hash(channel)).arg(self.memberships());
-        if resync {
-            command.arg(self.kept());
-        }
-        command
+        pipe.cmd("EVAL")
+            .arg(JOIN)
+            .arg(1)
+            .arg(self.hash(channel))
             .arg(id)
             .arg(member)
             .arg(channel)
-            .arg(self.pubsub(channel))
+            .arg(self.layout.channel(channel))
+            .arg(self.layout.publish_command())
+            .ignore();
+    }
+
+    /// Adds the removal of member `id` from `channel` to `pipe`, announced as a leave.
+    fn add_leave(&self, pipe: &mut redis::Pipeline, channel: &str, id: &str) {
+        pipe.cmd("EVAL")
+            .arg(LEAVE)
+            .arg(1)
+            .arg(self.hash(channel))
+            .arg(id)
+            .arg(channel)
+            .arg(self.layout.channel(channel))
+            .arg(self.layout.publish_command())
             .ignore();
     }
 
@@ -291,19 +270,11 @@ impl Names {
                 channel,
                 id,
                 member,
-            } => {
-                self.add_join(pipe, (channel, id, member), false);
-                return;
-            }
+            } => self.add_join(pipe, (channel, id, member), false),
             Change::Leave { channel, id } => {
-                pipe.cmd("EVAL")
-                    .arg(LEAVE)
-                    .arg(2)
-                    .arg(self.hash(channel))
-                    .arg(self.memberships())
-                    .arg(id)
-                    .arg(channel)
-                    .arg(self.pubsub(channel));
+                self.add_leave(pipe, channel, id);
+                pipe.srem(self.memberships(), format!("{id} {channel}"))
+                    .ignore();
             }
             Change::Resync(members) => {
                 pipe.del(self.kept()).ignore();
@@ -316,26 +287,35 @@ impl Names {
                     .arg(self.kept())
                     .ignore();
                 pipe.del(self.kept()).ignore();
-                return;
             }
         }
-        pipe.ignore();
     }
 
-    /// Removes the memberships the last resync did not keep, a batch per call, each
+    /// Removes memberships `taken` (`<member id> <channel>`) from their channels, each
+    /// announced as a leave, then from the sets `from`.
+    async fn remove(&self, connection: &mut Connection, taken: &[String], from: &[String]) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for membership in taken {
+            if let Some((id, channel)) = membership.split_once(' ') {
+                self.add_leave(&mut pipe, channel, id);
+            }
+        }
+        for set in from {
+            pipe.srem(set, taken).ignore();
+        }
+        connection.run(&pipe).await
+    }
+
+    /// Removes the memberships the last resync did not keep, a batch per round, each
     /// announced as a leave.
-    async fn forget(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    async fn forget(&self, connection: &mut Connection) -> redis::RedisResult<()> {
+        let sets = [self.stale(), self.memberships()];
         loop {
-            let removed: usize = redis::cmd("EVAL")
-                .arg(FORGET)
-                .arg(2)
-                .arg(self.stale())
-                .arg(self.memberships())
-                .arg(&self.prefix)
-                .arg(BATCH)
-                .query_async(connection)
-                .await?;
-            if removed < BATCH {
+            let taken: Vec<String> = connection.srandmember_multiple(&sets[0], BATCH as isize).await?;
+            if !taken.is_empty() {
+                self.remove(connection, &taken, &sets).await?;
+            }
+            if taken.len() < BATCH {
                 return Ok(());
             }
         }
@@ -343,7 +323,7 @@ impl Names {
 
     /// Beats this node's heartbeat and marks dead nodes for sweeping; `true` when this
     /// node had been swept (or is new): its members must be written again.
-    async fn beat(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
+    async fn beat(&self, connection: &mut Connection) -> redis::RedisResult<bool> {
         let added: i64 = redis::cmd("EVAL")
             .arg(BEAT)
             .arg(2)
@@ -356,21 +336,31 @@ impl Names {
         Ok(added == 1)
     }
 
-    /// Removes dead nodes' members, a batch per call, at most
-    /// [`SWEEP_CALLS_PER_BEAT`] calls.
-    async fn sweep(&self, connection: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    /// Removes dead nodes' members, a batch per round, at most
+    /// [`SWEEP_CALLS_PER_BEAT`] rounds.
+    async fn sweep(&self, connection: &mut Connection) -> redis::RedisResult<()> {
         for _ in 0..SWEEP_CALLS_PER_BEAT {
-            let more: i64 = redis::cmd("EVAL")
-                .arg(SWEEP)
+            let dead: Option<String> = redis::cmd("EVAL")
+                .arg(DEAD)
                 .arg(2)
                 .arg(self.nodes())
                 .arg(self.sweeping())
-                .arg(&self.prefix)
-                .arg(BATCH)
                 .query_async(connection)
                 .await?;
-            if more == 0 {
-                break;
+            let Some(dead) = dead else { break };
+            let memberships = self.memberships_of(&dead);
+            let taken: Vec<String> = connection.srandmember_multiple(&memberships, BATCH as isize).await?;
+            self.remove(connection, &taken, std::slice::from_ref(&memberships))
+                .await?;
+            redis::cmd("EVAL")
+                .arg(REVIVED)
+                .arg(1)
+                .arg(self.nodes())
+                .arg(&dead)
+                .query_async::<()>(connection)
+                .await?;
+            if taken.len() < BATCH {
+                connection.srem::<_, _, ()>(self.sweeping(), &dead).await?;
             }
         }
         Ok(())
@@ -379,37 +369,45 @@ impl Names {
     /// The JSON of at most `limit` of `channel`'s members on live nodes.
     pub(super) async fn read(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Connection,
         channel: &str,
         limit: usize,
     ) -> redis::RedisResult<Vec<Vec<u8>>> {
-        self.read_command(channel, false, limit)
-            .query_async(connection)
-            .await
+        let command = self.read_command(connection, channel, false, limit).await?;
+        command.query_async(connection).await
     }
 
     /// How many members `channel` has on live nodes (their JSON stays in Redis).
-    pub(super) async fn count(
-        &self,
-        connection: &mut MultiplexedConnection,
-        channel: &str,
-    ) -> redis::RedisResult<usize> {
-        self.read_command(channel, true, 0)
-            .query_async(connection)
-            .await
+    pub(super) async fn count(&self, connection: &mut Connection, channel: &str) -> redis::RedisResult<usize> {
+        let command = self.read_command(connection, channel, true, 0).await?;
+        command.query_async(connection).await
     }
 
-    fn read_command(&self, channel: &str, count_only: bool, limit: usize) -> redis::Cmd {
+    /// The read of `channel`'s members, with the live nodes read first (their set
+    /// lives apart from the channel on a cluster).
+    async fn read_command(
+        &self,
+        connection: &mut Connection,
+        channel: &str,
+        count_only: bool,
+        limit: usize,
+    ) -> redis::RedisResult<redis::Cmd> {
+        let live: Vec<String> = redis::cmd("EVAL")
+            .arg(LIVE)
+            .arg(1)
+            .arg(self.nodes())
+            .arg(millis(NODE_TTL))
+            .query_async(connection)
+            .await?;
         let mut command = redis::cmd("EVAL");
         command
             .arg(READ)
-            .arg(2)
+            .arg(1)
             .arg(self.hash(channel))
-            .arg(self.nodes())
-            .arg(millis(NODE_TTL))
             .arg(u8::from(count_only))
-            .arg(limit.max(1));
-        command
+            .arg(limit.max(1))
+            .arg(live);
+        Ok(command)
     }
 }
 
@@ -516,10 +514,7 @@ pub(super) async fn run<S, F>(
     };
     loop {
         let current = connection.borrow_and_update().clone();
-        let single = match current {
-            Some(Publisher::Single(connection, _)) => Some(connection),
-            _ => None,
-        };
+        let single = current.map(|publisher: Publisher| publisher.connection);
         if single.is_some() && !was_connected {
             beaten = false;
             reset(&mut resync_pending);
@@ -604,10 +599,11 @@ const ATOMIC_RESYNC: usize = 5_000;
 /// after it, never half of them, and members Redis held are not announced again), then
 /// the memberships it did not keep are removed (in batches, announced as leaves), then
 /// the changes after it (a resync of more than [`ATOMIC_RESYNC`] members goes as a plain
-/// pipeline).
+/// pipeline, and on a Redis Cluster every resync does: a transaction cannot span
+/// shards; joins still go before the removals, so a member that stays never drops out).
 async fn write<S, F>(
     names: &Names,
-    connection: &mut MultiplexedConnection,
+    connection: &mut Connection,
     batch: &mut Vec<Change>,
     subscribed: &S,
 ) -> redis::RedisResult<bool>
@@ -629,7 +625,7 @@ where
                 pipe.atomic();
             }
             names.add(&mut pipe, &batch[0]);
-            pipe.query_async::<()>(connection).await?;
+            connection.run(&pipe).await?;
             names.forget(connection).await?;
             batch.remove(0);
             true
@@ -641,12 +637,12 @@ where
         names.add(&mut pipe, change);
     }
     if !pipe.is_empty() {
-        pipe.query_async::<()>(connection).await?;
+        connection.run(&pipe).await?;
     }
     Ok(resynced)
 }
 
-/// Cluster-wide presence on one Redis: a hash of members per channel, each node's
+/// Cluster-wide presence on one Redis or a Redis Cluster: a hash of members per channel, each node's
 /// heartbeat keeping its members alive, changes announced on the channel.
 impl Presence for RedisBackplane {
     fn join(&self, member: StoredMember) {

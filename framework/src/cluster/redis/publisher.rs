@@ -4,41 +4,47 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::connection::Connection;
 use super::history;
 use crate::cluster::{ClusterError, Record};
 use crate::util::byte_budget::HeldBytes;
 use crate::util::log_limit::RateLimitedLog;
 
-/// The connection publishes go out on: one Redis (pipelined `PUBLISH`) or a Redis
-/// Cluster (`SPUBLISH`, routed to each channel's shard).
+/// The connection publishes and reads go out on, with the history scripts it loaded.
 #[derive(Clone)]
-pub(super) enum Publisher {
-    Single(MultiplexedConnection, Arc<history::Scripts>),
-    Sharded(redis::cluster_async::ClusterConnection),
+pub(super) struct Publisher {
+    pub(super) connection: Connection,
+    pub(super) scripts: Arc<history::Scripts>,
 }
 
 impl Publisher {
     /// Publishes `batch` in order: for each post, how many nodes received it, or why
     /// not (certainly not published, or maybe).
     async fn publish(&mut self, batch: &[Outgoing]) -> Vec<Result<usize, ClusterError>> {
-        match self {
-            Publisher::Single(connection, scripts) => {
+        // Sharded pub/sub on a cluster: the channel's shard.
+        let publish = match self.connection {
+            Connection::Single(_) => "PUBLISH",
+            Connection::Sharded(_) => "SPUBLISH",
+        };
+        let command = |post: &Outgoing| match &post.record {
+            Some((record, keys)) => self.scripts.append(keys, &post.channel, &post.payload, *record),
+            None => {
+                let mut command = redis::cmd(publish);
+                command.arg(&post.channel).arg(&post.payload);
+                command
+            }
+        };
+        match &self.connection {
+            Connection::Single(connection) => {
                 let mut pipe = redis::pipe();
                 for post in batch {
-                    match &post.record {
-                        Some((record, keys)) => {
-                            scripts.append(&mut pipe, keys, &post.channel, &post.payload, *record);
-                        }
-                        None => {
-                            pipe.cmd("PUBLISH").arg(&post.channel).arg(&post.payload);
-                        }
-                    }
+                    pipe.add_command(command(post));
                 }
-                match pipe.query_async::<Vec<usize>>(connection).await {
+                let mut connection = connection.clone();
+                match pipe.query_async::<Vec<usize>>(&mut connection).await {
                     Ok(receivers) => receivers.into_iter().map(Ok).collect(),
                     // Handed to the connection: some or all may have gone out (an error
                     // reply in a pipeline does not undo the others).
@@ -47,24 +53,24 @@ impl Publisher {
                     }
                 }
             }
-            Publisher::Sharded(connection) => {
+            Connection::Sharded(_) => {
                 // Sent in order (each future is first polled in order), so a channel's
                 // posts reach its shard in order; shards answer independently.
                 let sends = batch.iter().map(|post| {
-                    let mut connection = connection.clone();
+                    let mut connection = self.connection.clone();
+                    let scripts = &self.scripts;
+                    let command = command(post);
                     async move {
-                        redis::cmd("SPUBLISH")
-                            .arg(&post.channel)
-                            .arg(&post.payload)
-                            .query_async::<usize>(&mut connection)
-                            .await
-                            .map_err(|error| match error.kind() {
-                                // The shard answered and refused (CLUSTERDOWN, …).
-                                redis::ErrorKind::Server(_) => {
-                                    ClusterError::Unavailable(error.to_string())
-                                }
-                                _ => ClusterError::Unconfirmed(error.to_string()),
-                            })
+                        let sent = if post.record.is_some() {
+                            scripts.run_append(&mut connection, &command).await
+                        } else {
+                            command.query_async::<usize>(&mut connection).await
+                        };
+                        sent.map_err(|error| match error.kind() {
+                            // The shard answered and refused (CLUSTERDOWN, …).
+                            redis::ErrorKind::Server(_) => ClusterError::Unavailable(error.to_string()),
+                            _ => ClusterError::Unconfirmed(error.to_string()),
+                        })
                     }
                 });
                 futures_util::future::join_all(sends).await
@@ -76,8 +82,7 @@ impl Publisher {
 pub(super) struct Outgoing {
     pub(super) channel: String,
     pub(super) payload: Vec<u8>,
-    /// Kept in the channel's history first (one Redis only; a Redis Cluster publishes
-    /// without).
+    /// Kept in the channel's history first.
     pub(super) record: Option<(Record, history::Keys)>,
     pub(super) reply: Option<oneshot::Sender<Result<usize, ClusterError>>>,
     /// The payload's bytes, counted in the queue's total until the post is done with.

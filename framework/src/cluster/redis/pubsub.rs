@@ -6,7 +6,7 @@ use std::future::Future;
 
 use tokio::sync::watch;
 
-use super::{broadcast_name, Change, RedisBackplane};
+use super::{Change, RedisBackplane};
 use crate::cluster::{ClusterError, ClusterState, PubSub, Topic};
 
 impl PubSub for RedisBackplane {
@@ -14,7 +14,7 @@ impl PubSub for RedisBackplane {
         if let Topic::Channel(channel) = topic {
             let _ = self
                 .wanted
-                .send(Change::Subscribe(self.channel_name(channel)));
+                .send(Change::Subscribe(self.layout.channel(channel)));
         }
     }
 
@@ -22,7 +22,7 @@ impl PubSub for RedisBackplane {
         if let Topic::Channel(channel) = topic {
             let _ = self
                 .wanted
-                .send(Change::Unsubscribe(self.channel_name(channel)));
+                .send(Change::Unsubscribe(self.layout.channel(channel)));
         }
     }
 
@@ -33,8 +33,8 @@ impl PubSub for RedisBackplane {
     ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
     {
         let name = match topic {
-            Topic::Channel(channel) => self.channel_name(channel),
-            Topic::Broadcasts => broadcast_name(&self.prefix),
+            Topic::Channel(channel) => self.layout.channel(channel),
+            Topic::Broadcasts => self.layout.broadcast(),
         };
         self.enqueue(name, payload, None)
     }

@@ -3,6 +3,7 @@
 //! RESP3 pushes, and a liveness `PING` to every master.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -11,6 +12,8 @@ use redis::{PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::config::{ClusterConfig, InvalidRedisUrl};
+use super::connection::Connection;
+use super::history;
 use super::publisher::Publisher;
 use super::supervisor::{Ended, Supervisor, Target};
 use super::Change;
@@ -81,11 +84,20 @@ impl Supervisor {
         if let Err(error) = self.sync_sharded(&mut connection, &mut subscribed).await {
             return (Ended::Lost(error), false);
         }
+        let shared = Connection::Sharded(connection.clone());
+        let scripts = match tokio::time::timeout(timeout, history::Scripts::load(&mut shared.clone())).await {
+            Ok(Ok(scripts)) => Arc::new(scripts),
+            Ok(Err(error)) => return (Ended::Lost(format!("SCRIPT LOAD failed: {error}")), false),
+            Err(_) => return (Ended::Lost(format!("SCRIPT LOAD not answered within {timeout:?}")), false),
+        };
         // Pushes from an earlier connection are not this session's.
         while received.try_recv().is_ok() {}
         let _ = self
             .connection
-            .send(Some(Publisher::Sharded(connection.clone())));
+            .send(Some(Publisher {
+                connection: shared,
+                scripts,
+            }));
         tracing::info!(
             target: "streampod::cluster",
             redis = %self.config.redacted(), channels = subscribed.len(),

@@ -1,7 +1,6 @@
 //! The supervisor task that owns a node's Redis connections: connects, subscribes,
 //! receives, watches liveness, reconnects with backoff.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +10,9 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::connection::Connection;
 use super::publisher::Publisher;
-use super::{history, unescape_hash_tags, Change, ClusterConfig};
+use super::{history, Change, ClusterConfig, Layout};
 use crate::cluster::{ClusterState, Received, Sink};
 
 /// While Redis stays unreachable, one line per this long.
@@ -21,8 +21,9 @@ pub(super) const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Owns the Redis connections: connects, subscribes, receives, reconnects.
 pub(super) struct Supervisor {
     pub(super) target: Target,
+    pub(super) layout: Layout,
+    /// The broadcasts' Redis channel (the layout's, made once: checked per message).
     pub(super) broadcast: String,
-    pub(super) channel_prefix: String,
     pub(super) config: ClusterConfig,
     pub(super) state: watch::Sender<ClusterState>,
     pub(super) connection: watch::Sender<Option<Publisher>>,
@@ -135,10 +136,10 @@ impl Supervisor {
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(None);
-            let mut connection = client
+            let connection = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            let scripts = history::Scripts::load(&mut connection).await?;
+            let scripts = history::Scripts::load(&mut Connection::Single(connection.clone())).await?;
             let (mut sink, stream) = pubsub.split();
             let channels: Vec<&String> = self.wanted.iter().collect();
             sink.subscribe(&channels).await?;
@@ -175,7 +176,10 @@ impl Supervisor {
         ));
         let _ = self
             .connection
-            .send(Some(Publisher::Single(connection.clone(), scripts)));
+            .send(Some(Publisher {
+                connection: Connection::Single(connection.clone()),
+                scripts,
+            }));
         tracing::info!(
             target: "streampod::cluster",
             redis = %self.config.redacted(), channels = subscribed.len(),
@@ -314,25 +318,16 @@ impl Supervisor {
 
     /// Hands a message of Redis channel `name` to the central.
     pub(super) fn deliver_from(&self, name: &str, payload: &[u8]) {
-        if name == self.broadcast {
-            return (self.deliver)(Received {
-                channel: None,
-                payload,
-            });
-        }
-        let Some(channel) = name.strip_prefix(&self.channel_prefix) else {
-            return;
-        };
-        // On a Redis Cluster the name went out escaped (see `escape_hash_tags`).
-        let channel = match self.target {
-            Target::Sharded { .. } => match unescape_hash_tags(channel) {
-                Some(channel) => channel,
+        let channel = if name == self.broadcast {
+            None
+        } else {
+            match self.layout.channel_of(name) {
+                Some(channel) => Some(channel),
                 None => return,
-            },
-            Target::Single(_) => Cow::Borrowed(channel),
+            }
         };
         (self.deliver)(Received {
-            channel: Some(&channel),
+            channel: channel.as_deref(),
             payload,
         });
     }
