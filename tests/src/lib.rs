@@ -130,3 +130,28 @@ pub async fn read_indexes_until(client: &mut client::TestClient, last: usize) ->
     }
     seen
 }
+
+/// Runs each named scenario (an `async fn(TestRedis)` of the test file) twice: as
+/// `on_redis::<name>` over one private Redis and as `on_redis_cluster::<name>` over a
+/// private three-master Redis Cluster.
+#[macro_export]
+macro_rules! on_redis_and_redis_cluster {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_redis {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($crate::redis_server::TestRedis::single()).await;
+                }
+            )*
+        }
+        mod on_redis_cluster {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($crate::redis_server::TestRedis::cluster()).await;
+                }
+            )*
+        }
+    };
+}

@@ -438,3 +438,89 @@ impl Drop for RedisCluster {
         }
     }
 }
+
+/// What a cluster of streampod nodes runs over in a test that runs against both: one
+/// private Redis, or a private three-master Redis Cluster.
+#[derive(Debug)]
+pub enum TestRedis {
+    /// One `redis-server`.
+    Single(RedisServer),
+    /// Three masters, no replicas.
+    Cluster(RedisCluster),
+}
+
+impl TestRedis {
+    /// One private Redis.
+    pub fn single() -> Self {
+        Self::Single(RedisServer::start())
+    }
+
+    /// A private three-master Redis Cluster.
+    pub fn cluster() -> Self {
+        Self::Cluster(RedisCluster::start())
+    }
+
+    /// How a node joins it: [`ClusterConfig::redis`](streampod::cluster::ClusterConfig::redis)
+    /// or [`ClusterConfig::redis_cluster`](streampod::cluster::ClusterConfig::redis_cluster)
+    /// (one seed: the other masters are discovered).
+    pub fn config(&self) -> streampod::cluster::ClusterConfig {
+        match self {
+            Self::Single(redis) => streampod::cluster::ClusterConfig::redis(redis.url()),
+            Self::Cluster(cluster) => {
+                streampod::cluster::ClusterConfig::redis_cluster([cluster.urls()[0].clone()])
+            }
+        }
+    }
+
+    /// Kills every server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        match self {
+            Self::Single(redis) => redis.stop(),
+            Self::Cluster(cluster) => {
+                for node in &mut cluster.nodes {
+                    node.stop();
+                }
+            }
+        }
+    }
+
+    /// Starts the [`kill`](Self::kill)ed servers again on their ports with nothing
+    /// stored (no persistence): Redis lost its data; a cluster keeps its slot map (its
+    /// config file).
+    ///
+    /// # Panics
+    ///
+    /// When a server does not come back.
+    pub fn start_empty(&mut self) {
+        match self {
+            Self::Single(redis) => *redis = RedisServer::start_on(redis.port()),
+            Self::Cluster(cluster) => {
+                for node in &mut cluster.nodes {
+                    node.spawn();
+                }
+                cluster.wait(|node| node.query(&redis::cmd("PING")).is_ok());
+                cluster.wait_until_ok();
+            }
+        }
+    }
+
+    /// Keys stored under `pattern`, over every server.
+    ///
+    /// # Panics
+    ///
+    /// When a server does not answer.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let command = redis::cmd("KEYS").arg(pattern).clone();
+        match self {
+            Self::Single(redis) => redis.query(&command),
+            Self::Cluster(cluster) => cluster
+                .nodes
+                .iter()
+                .flat_map(|node| {
+                    let keys = node.query(&command).expect("a master answers KEYS");
+                    redis::from_redis_value::<Vec<String>>(keys).expect("key names")
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! Channel history across a cluster of three servers and one private Redis: every node
+//! Channel history across a cluster of three servers over one private Redis, and over a
+//! private three-master Redis Cluster (every scenario runs on both): every node
 //! delivers the same offsets in one order; a subscriber cut off on one node recovers
 //! every missed post, once and in order, on another; posts racing a recovering join
 //! are neither lost nor duplicated; Redis losing the history (a restart) tells clients
@@ -11,15 +12,23 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use streampod::cluster::{ClusterConfig, ClusterState};
+use streampod::cluster::ClusterState;
 use streampod::messages::{ChannelConfig, HistoryConfig, MessageCentral, Reach};
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
-use streampod_tests::redis_server::RedisServer;
+use streampod_tests::redis_server::TestRedis;
 use streampod_tests::rooms::Rooms;
 
 const ROOM: &str = "cluster-history-room";
+
+streampod_tests::on_redis_and_redis_cluster!(
+    a_subscriber_cut_off_on_one_node_recovers_every_post_on_another,
+    posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_duplicated,
+    redis_losing_the_history_says_recovered_false_live_and_on_recovery,
+    a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_the_bound,
+    streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut,
+);
 
 /// The room as a streaming method.
 #[derive(Debug)]
@@ -36,11 +45,11 @@ impl Feeds {
     }
 }
 
-async fn node(redis: &RedisServer) -> Server<Protocol> {
+async fn node(redis: &TestRedis) -> Server<Protocol> {
     let server = Server::builder()
         .endpoint("rooms", Rooms::default())
         .methods("feeds", Feeds)
-        .cluster(ClusterConfig::redis(redis.url()).prefix("history-test"))
+        .cluster(redis.config().prefix("history-test"))
         .bind("127.0.0.1:0")
         .await
         .unwrap();
@@ -119,9 +128,7 @@ async fn offsets_until(client: &mut TestClient, mut seen: Vec<u64>, last: u64) -
     seen
 }
 
-#[tokio::test]
-async fn a_subscriber_cut_off_on_one_node_recovers_every_post_on_another() {
-    let redis = RedisServer::start();
+async fn a_subscriber_cut_off_on_one_node_recovers_every_post_on_another(redis: TestRedis) {
     let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
     let mut first = TestClient::connect(nodes[0].local_addr(), "").await;
     let joined = join(&mut first, None).await;
@@ -173,9 +180,9 @@ async fn a_subscriber_cut_off_on_one_node_recovers_every_post_on_another() {
     }
 }
 
-#[tokio::test]
-async fn posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_duplicated() {
-    let redis = RedisServer::start();
+async fn posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_duplicated(
+    redis: TestRedis,
+) {
     let nodes = [node(&redis).await, node(&redis).await];
     let poster_central = nodes[0].handle().messages();
     post(&poster_central, "0".into()).await;
@@ -222,10 +229,7 @@ async fn posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_dupli
     }
 }
 
-#[tokio::test]
-async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery() {
-    let mut redis = RedisServer::start();
-    let port = redis.port();
+async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery(mut redis: TestRedis) {
     let nodes = [node(&redis).await, node(&redis).await];
     let poster = nodes[0].handle().messages();
     post(&poster, "before".into()).await;
@@ -246,7 +250,7 @@ async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery() {
         .expect("the loss noticed within 10 s")
         .unwrap();
     }
-    redis = RedisServer::start_on(port);
+    redis.start_empty();
     for node in &nodes {
         connected(node).await;
     }
@@ -278,10 +282,10 @@ async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery() {
 /// missed posts each (100,000 replayed frames), in this debug build on two cores.
 const MASS_RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_the_bound() {
+async fn a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_the_bound(
+    redis: TestRedis,
+) {
     streampod_tests::raise_fd_limit();
-    let redis = RedisServer::start();
     let restarting = node(&redis).await;
     let poster = node(&redis).await;
     let posts = poster.handle().messages();
@@ -334,13 +338,13 @@ async fn a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_
     poster.shutdown().await;
 }
 
-#[tokio::test]
-async fn streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut() {
+async fn streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut(
+    redis: TestRedis,
+) {
     use futures_util::StreamExt;
     use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
     use streampod_tests::cut_proxy::CutProxy;
 
-    let redis = RedisServer::start();
     let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
     let network = CutProxy::start(nodes[0].local_addr()).await;
     let client = MethodClient::new(&format!("http://{}", network.addr())).unwrap();

@@ -294,6 +294,9 @@ impl Names {
     /// Removes memberships `taken` (`<member id> <channel>`) from their channels, each
     /// announced as a leave, then from the sets `from`.
     async fn remove(&self, connection: &mut Connection, taken: &[String], from: &[String]) -> redis::RedisResult<()> {
+        if taken.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for membership in taken {
             if let Some((id, channel)) = membership.split_once(' ') {

@@ -26,8 +26,14 @@ pub(super) fn target(config: &ClusterConfig) -> Result<Target, InvalidRedisUrl> 
         .use_protocol(redis::ProtocolVersion::RESP3)
         .push_sender(pushes_tx)
         .connection_timeout(config.connect_timeout)
-        // Our publish deadline decides; redis-rs's must not fire first.
-        .response_timeout(config.publish_timeout.saturating_mul(4))
+        // Our deadlines (publishes, history reads) decide; redis-rs's must not fire
+        // first.
+        .response_timeout(
+            config
+                .publish_timeout
+                .saturating_mul(4)
+                .max(super::HISTORY_READ_TIMEOUT),
+        )
         // A publish retried after a connection error could go out twice.
         .retries(1)
         .build()
@@ -66,17 +72,22 @@ impl Supervisor {
         changes: &mut mpsc::UnboundedReceiver<Change>,
     ) -> (Ended, bool) {
         let timeout = self.config.connect_timeout;
-        let mut connection =
-            match tokio::time::timeout(timeout, client.get_async_connection()).await {
-                Ok(Ok(connection)) => connection,
-                Ok(Err(error)) => return (Ended::Lost(error.to_string()), false),
-                Err(_) => {
-                    return (
-                        Ended::Lost(format!("no cluster connection within {timeout:?}")),
-                        false,
-                    )
-                }
-            };
+        // Two connections: one for publishes and reads, one for the liveness checks,
+        // so a burst of reads queued on the first is not taken for a silent Redis.
+        let connected = tokio::time::timeout(timeout, async {
+            Ok::<_, redis::RedisError>((client.get_async_connection().await?, client.get_async_connection().await?))
+        })
+        .await;
+        let (mut connection, mut liveness) = match connected {
+            Ok(Ok(connections)) => connections,
+            Ok(Err(error)) => return (Ended::Lost(error.to_string()), false),
+            Err(_) => {
+                return (
+                    Ended::Lost(format!("no cluster connection within {timeout:?}")),
+                    false,
+                )
+            }
+        };
         while let Ok(change) = changes.try_recv() {
             self.apply(change);
         }
@@ -111,7 +122,7 @@ impl Supervisor {
             tokio::select! {
                 () = self.shutdown.cancelled() => return (Ended::Shutdown, true),
                 _ = ticks.tick() => {
-                    if let Err(why) = self.ping_masters(&mut connection).await {
+                    if let Err(why) = self.ping_masters(&mut liveness).await {
                         return (Ended::Lost(why), true);
                     }
                 }
