@@ -1,8 +1,9 @@
-//! Presence across a cluster of three servers and one private Redis: every node lists
-//! every node's members and hears every join and leave; a node that dies (here: cut off
-//! from Redis for good, so its heartbeat stops) has its members leave everyone's
-//! presence, each announced, within the stated bound; a Redis restart loses nothing
-//! once the nodes are back.
+//! Presence across a cluster of three servers over one private Redis (and, for the
+//! scenarios in `on_redis_and_redis_cluster!`, over a private three-master Redis
+//! Cluster too): every node lists every node's members and hears every join and leave;
+//! a node that dies (cut off from Redis for good, or crashed) has its members leave
+//! everyone's presence, each announced, within the stated bound; a Redis restart loses
+//! nothing once the nodes are back.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,10 +17,15 @@ use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::cut_proxy::CutProxy;
 use streampod_tests::fixtures::Protocol;
-use streampod_tests::redis_server::RedisServer;
+use streampod_tests::redis_server::{RedisServer, TestRedis};
 use streampod_tests::rooms::{command, Rooms};
 
 const ROOM: &str = "presence-room";
+
+streampod_tests::on_redis_and_redis_cluster!(
+    a_crashed_nodes_members_leave_everyones_presence_within_the_bound,
+    members_are_written_again_after_redis_restarts_and_leaves_are_heard,
+);
 
 /// A dead node's members leave everyone's presence within the node TTL (6 s) after its
 /// last heartbeat, and heartbeats are 2 s apart: 8 s, plus a read's time.
@@ -27,9 +33,14 @@ const DEAD_NODE_BOUND: Duration = Duration::from_secs(9);
 
 /// A node whose hooks record every change they hear.
 async fn node(redis_url: String) -> (Server<Protocol>, Arc<Mutex<Vec<PresenceChange>>>) {
+    node_with(ClusterConfig::redis(redis_url)).await
+}
+
+/// A node joining the cluster as `config` says.
+async fn node_with(config: ClusterConfig) -> (Server<Protocol>, Arc<Mutex<Vec<PresenceChange>>>) {
     let server = Server::builder()
         .endpoint("rooms", Rooms::default())
-        .cluster(ClusterConfig::redis(redis_url).prefix("presence-test"))
+        .cluster(config.prefix("presence-test"))
         .bind("127.0.0.1:0")
         .await
         .unwrap();
@@ -50,9 +61,14 @@ async fn wait_connected(server: &Server<Protocol>) {
 
 /// 20 clients of `server` in the room.
 async fn members(server: &Server<Protocol>) -> Vec<TestClient> {
+    members_at(server.local_addr()).await
+}
+
+/// 20 clients of the server at `addr` in the room.
+async fn members_at(addr: std::net::SocketAddr) -> Vec<TestClient> {
     let mut clients = Vec::new();
     for _ in 0..20 {
-        let mut client = TestClient::connect_legacy(server.local_addr(), "").await;
+        let mut client = TestClient::connect_legacy(addr, "").await;
         command(&mut client, "join", ROOM).await;
         clients.push(client);
     }
@@ -78,6 +94,75 @@ async fn until_count(server: &Server<Protocol>, wanted: usize, within: Duration)
 
 fn leaves(heard: &Mutex<Vec<PresenceChange>>) -> usize {
     heard.lock().unwrap().iter().filter(|c| !c.joined).count()
+}
+
+/// A node in a runtime of its own, so the test can end it as a crash would: every
+/// task dropped at once, no leave written, no heartbeat after.
+struct CrashableNode {
+    runtime: tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+}
+
+impl CrashableNode {
+    async fn start(config: ClusterConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started, addr) = tokio::sync::oneshot::channel();
+        runtime.spawn(async move {
+            let (server, _) = node_with(config).await;
+            let _ = started.send(server.local_addr());
+            std::future::pending::<()>().await;
+            drop(server);
+        });
+        let addr = addr.await.unwrap();
+        Self { runtime, addr }
+    }
+
+    fn crash(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+async fn a_crashed_nodes_members_leave_everyones_presence_within_the_bound(redis: TestRedis) {
+    let (first, first_heard) = node_with(redis.config()).await;
+    let (second, second_heard) = node_with(redis.config()).await;
+    let third = CrashableNode::start(redis.config()).await;
+    let _clients = [
+        members(&first).await,
+        members(&second).await,
+        members_at(third.addr).await,
+    ];
+    for server in [&first, &second] {
+        until_count(server, 60, Duration::from_secs(5)).await;
+    }
+    let listed = first
+        .handle()
+        .messages()
+        .presence(ROOM, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 60, "every node's members, each once");
+
+    third.crash();
+    let took = until_count(&first, 40, DEAD_NODE_BOUND).await;
+    until_count(&second, 40, Duration::from_secs(1)).await;
+    let started = Instant::now();
+    while (leaves(&first_heard) < 20 || leaves(&second_heard) < 20)
+        && started.elapsed() < DEAD_NODE_BOUND
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (leaves(&first_heard), leaves(&second_heard)),
+        (20, 20),
+        "each of the crashed node's members announced leaving once, on both nodes"
+    );
+    eprintln!("a crashed node's 20 members left presence {took:?} after the crash");
+    first.shutdown().await;
+    second.shutdown().await;
 }
 
 #[tokio::test]
@@ -152,12 +237,9 @@ async fn a_dead_nodes_members_leave_everyones_presence_within_the_bound() {
     }
 }
 
-#[tokio::test]
-async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard() {
-    let mut redis = RedisServer::start();
-    let port = redis.port();
-    let (first, _) = node(redis.url()).await;
-    let (second, second_heard) = node(redis.url()).await;
+async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard(mut redis: TestRedis) {
+    let (first, _) = node_with(redis.config()).await;
+    let (second, second_heard) = node_with(redis.config()).await;
     let mut clients = members(&first).await;
     // Hooks hear a channel's changes on nodes with members in it.
     let mut watcher = TestClient::connect_legacy(second.local_addr(), "").await;
@@ -177,7 +259,7 @@ async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard() {
     }
     // One member leaves while Redis is away: it must not come back.
     clients.pop().unwrap().close().await;
-    redis = RedisServer::start_on(port);
+    redis.start_empty();
     wait_connected(&first).await;
     wait_connected(&second).await;
     // Redis came back empty: a node's first read waits for its own members to be

@@ -3,6 +3,7 @@
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
 use redis::{Cmd, RedisFuture, RedisResult, Value};
 
 /// A multiplexed connection to one Redis or to a Redis Cluster. Cheap to clone.
@@ -14,17 +15,39 @@ pub(super) enum Connection {
 
 impl Connection {
     /// Runs `pipe`'s commands in order and ignores their answers. On one Redis: one
-    /// pipeline (a transaction when `pipe` is atomic). On a Redis Cluster each command
-    /// goes to its shard, all sent at once in order (each future is first polled in
-    /// order), so the commands of one slot arrive in order; an atomic `pipe` is not
-    /// atomic there (a transaction cannot span shards).
+    /// pipeline (a transaction when `pipe` is atomic). On a Redis Cluster the commands
+    /// are grouped by the slot of their first key, each group a pipeline to its shard
+    /// (all groups at once): the commands of one slot run in order, those of different
+    /// slots in no set order, and an atomic `pipe` is not atomic there (a transaction
+    /// cannot span shards).
     pub(super) async fn run(&mut self, pipe: &redis::Pipeline) -> RedisResult<()> {
         match self {
             Connection::Single(connection) => pipe.query_async(connection).await,
             Connection::Sharded(connection) => {
-                let sends = pipe.cmd_iter().map(|command| {
+                let mut groups: Vec<(Slot, redis::Pipeline)> = Vec::new();
+                for command in pipe.cmd_iter() {
+                    let slot = first_key(command).map(Slot::for_key);
+                    let at = groups.iter().position(|(group, _)| Some(*group) == slot);
+                    match (at, slot) {
+                        (Some(at), _) => {
+                            groups[at].1.add_command(command.clone()).ignore();
+                        }
+                        (None, Some(slot)) => {
+                            let mut group = redis::pipe();
+                            group.add_command(command.clone()).ignore();
+                            groups.push((slot, group));
+                        }
+                        (None, None) => {
+                            return Err(redis::RedisError::from((
+                                redis::ErrorKind::Client,
+                                "a command without a key cannot be routed in a group",
+                            )))
+                        }
+                    }
+                }
+                let sends = groups.iter().map(|(_, group)| {
                     let mut connection = connection.clone();
-                    async move { command.query_async::<Value>(&mut connection).await }
+                    async move { group.query_async::<()>(&mut connection).await }
                 });
                 for outcome in futures_util::future::join_all(sends).await {
                     outcome?;
@@ -49,6 +72,25 @@ impl Connection {
             }
             outcome => outcome,
         }
+    }
+}
+
+/// The first key of `command`: the fourth argument of `EVAL`/`EVALSHA` with keys,
+/// otherwise the second (`SADD key …`, `DEL key`, …).
+fn first_key(command: &Cmd) -> Option<&[u8]> {
+    let mut args = command.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let name = args.next()??;
+    if name.eq_ignore_ascii_case(b"EVAL") || name.eq_ignore_ascii_case(b"EVALSHA") {
+        let keys = args.nth(1)??;
+        if keys == b"0" {
+            return None;
+        }
+        args.next()?
+    } else {
+        args.next()?
     }
 }
 
@@ -77,5 +119,24 @@ impl ConnectionLike for Connection {
             Connection::Single(connection) => connection.get_db(),
             Connection::Sharded(connection) => connection.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_grouped_by_their_first_key() {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg("return 1").arg(1).arg("the-key").arg("an-arg");
+        assert_eq!(first_key(&eval), Some(&b"the-key"[..]));
+        let mut keyless = redis::cmd("EVAL");
+        keyless.arg("return 1").arg(0);
+        assert_eq!(first_key(&keyless), None);
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg("set").arg("member");
+        assert_eq!(first_key(&sadd), Some(&b"set"[..]));
+        assert_eq!(first_key(&redis::cmd("PING")), None);
     }
 }

@@ -303,6 +303,7 @@ impl History for RedisBackplane {
                 Some(Publisher {
                     mut connection,
                     scripts,
+                    ..
                 }) => scripts.read(&mut connection, &keys, since, record).await,
                 None => Err(unavailable()),
             }

@@ -44,7 +44,7 @@ pub(crate) struct RedisBackplane {
     /// Counts up when this node's members must be written again.
     presence_resets: watch::Receiver<u64>,
     /// Whether this node's members are written (see [`presence::SYNCED_WAIT`]).
-    presence_synced: watch::Receiver<bool>,
+    presence_synced: watch::Receiver<Option<u64>>,
     presence_names: presence::Names,
     /// The connection publishes and history reads go out on, while connected.
     connection: watch::Receiver<Option<Publisher>>,
@@ -85,7 +85,7 @@ impl RedisBackplane {
         let presence_names = presence::Names::new(layout.clone(), node);
         let (presence, presence_changes) = presence::Queue::new();
         let (resets_tx, presence_resets) = watch::channel(0);
-        let (synced_tx, presence_synced) = watch::channel(false);
+        let (synced_tx, presence_synced) = watch::channel(None);
         let confirm_subscriptions = {
             let wanted = wanted.clone();
             move || {
@@ -127,6 +127,7 @@ impl RedisBackplane {
             wanted: HashSet::new(),
             confirms: Vec::new(),
             shutdown: shutdown.clone(),
+            sessions: 0,
         };
         tokio::spawn(supervisor.run(changes));
         Ok(Self {
@@ -155,15 +156,19 @@ impl RedisBackplane {
         R: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let current = || match self.connection.borrow().clone() {
-            Some(publisher) => Ok(publisher.connection),
+            Some(publisher) => Ok((publisher.connection, publisher.session)),
             None => Err(ClusterError::Unavailable("not connected to Redis".into())),
         };
-        current()?;
-        // Connected: this node's own members first, as a read before they are back in
-        // Redis would count without them.
+        let (_, session) = current()?;
+        // Connected: this node's own members first, written on this connection, as a
+        // read before they are back in Redis would count without them.
         let mut synced = self.presence_synced.clone();
-        let _ = tokio::time::timeout(presence::SYNCED_WAIT, synced.wait_for(|synced| *synced)).await;
-        let connection = current()?;
+        let _ = tokio::time::timeout(
+            presence::SYNCED_WAIT,
+            synced.wait_for(|synced| *synced == Some(session)),
+        )
+        .await;
+        let (connection, _) = current()?;
         let timeout = self.read_timeout;
         match tokio::time::timeout(timeout, read(&self.presence_names, connection)).await {
             Ok(read) => read.map_err(|error| ClusterError::Unavailable(error.to_string())),

@@ -477,7 +477,7 @@ pub(super) struct Signals {
     /// Counts up whenever this node's members must be written again.
     pub(super) resets: watch::Sender<u64>,
     /// Whether they are written (reads wait for it, up to [`SYNCED_WAIT`]).
-    pub(super) synced: watch::Sender<bool>,
+    pub(super) synced: watch::Sender<Option<u64>>,
 }
 
 /// Writes presence changes as they come and beats the heartbeat; counts up `resets`
@@ -504,27 +504,36 @@ pub(super) async fn run<S, F>(
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
-    let mut was_connected = false;
+    // The connection (its supervisor's session number) this node last wrote on.
+    let mut last_session = None;
     // Whether this node's members are in Redis as it knows them: beaten since the
-    // connection came up, and no resync pending. Reads wait for it (see `Synced`).
+    // connection came up, and no resync pending. Reads wait for it (`synced` names the
+    // session they are written on).
     let mut beaten = false;
     let mut resync_pending = false;
+    // A write failed: everything is written again after the next beat (at most one
+    // resync per beat while Redis keeps failing).
+    let mut write_failed = false;
     let Signals { resets, synced } = signals;
     let reset = |resync_pending: &mut bool| {
         *resync_pending = true;
-        synced.send_replace(false);
+        synced.send_replace(None);
         resets.send_modify(|count| *count += 1);
     };
     loop {
         let current = connection.borrow_and_update().clone();
+        let session = current.as_ref().map(|publisher| publisher.session);
         let single = current.map(|publisher: Publisher| publisher.connection);
-        if single.is_some() && !was_connected {
+        // A new connection, even one that replaced the last before this task saw it
+        // go: Redis may have lost everything meanwhile.
+        if session.is_some() && session != last_session {
             beaten = false;
+            write_failed = false;
             reset(&mut resync_pending);
             // Beat at once: until it does, reads skip this node's members.
             beat.reset_immediately();
         }
-        was_connected = single.is_some();
+        last_session = session;
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = connection.changed() => {
@@ -544,10 +553,15 @@ pub(super) async fn run<S, F>(
                         beaten = true;
                         reset(&mut resync_pending);
                     }
+                    Ok(false) if write_failed => {
+                        beaten = true;
+                        write_failed = false;
+                        reset(&mut resync_pending);
+                    }
                     Ok(false) => {
                         beaten = true;
                         if !resync_pending {
-                            synced.send_replace(true);
+                            synced.send_replace(session);
                         }
                     }
                     Err(error) => {
@@ -572,11 +586,12 @@ pub(super) async fn run<S, F>(
                     Ok(true) => {
                         resync_pending = false;
                         if beaten {
-                            synced.send_replace(true);
+                            synced.send_replace(session);
                         }
                     }
                     Ok(false) => {}
                     Err(error) => {
+                        write_failed = true;
                         if let Some(left_out) = FAILED.ready() {
                             tracing::warn!(target: "streampod::cluster", %error, left_out, "presence changes not written");
                         }

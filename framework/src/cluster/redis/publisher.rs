@@ -18,6 +18,8 @@ use crate::util::log_limit::RateLimitedLog;
 pub(super) struct Publisher {
     pub(super) connection: Connection,
     pub(super) scripts: Arc<history::Scripts>,
+    /// Which of the supervisor's connections this is (counts up with each).
+    pub(super) session: u64,
 }
 
 impl Publisher {

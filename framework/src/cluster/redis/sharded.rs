@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use super::config::{ClusterConfig, InvalidRedisUrl};
 use super::connection::Connection;
 use super::history;
-use super::publisher::Publisher;
 use super::supervisor::{Ended, Supervisor, Target};
 use super::Change;
 use crate::cluster::ClusterState;
@@ -103,12 +102,7 @@ impl Supervisor {
         };
         // Pushes from an earlier connection are not this session's.
         while received.try_recv().is_ok() {}
-        let _ = self
-            .connection
-            .send(Some(Publisher {
-                connection: shared,
-                scripts,
-            }));
+        self.hand_out(shared, scripts);
         tracing::info!(
             target: "streampod::cluster",
             redis = %self.config.redacted(), channels = subscribed.len(),

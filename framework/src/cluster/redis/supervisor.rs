@@ -33,6 +33,8 @@ pub(super) struct Supervisor {
     /// Waiting for the subscriptions wanted so far to be in place.
     pub(super) confirms: Vec<oneshot::Sender<()>>,
     pub(super) shutdown: CancellationToken,
+    /// Connections handed out so far (numbers each [`Publisher`]).
+    pub(super) sessions: u64,
 }
 
 /// What the supervisor connects to (one per node: size does not matter).
@@ -107,6 +109,16 @@ impl Supervisor {
         }
     }
 
+    /// Hands a new connection to the publisher, history reads and presence.
+    pub(super) fn hand_out(&mut self, connection: Connection, scripts: Arc<history::Scripts>) {
+        self.sessions += 1;
+        let _ = self.connection.send(Some(Publisher {
+            connection,
+            scripts,
+            session: self.sessions,
+        }));
+    }
+
     pub(super) fn set_state(&self, state: ClusterState) {
         self.state.send_if_modified(|current| {
             let changed = *current != state;
@@ -174,12 +186,7 @@ impl Supervisor {
             self.config.liveness_interval,
             self.config.liveness_timeout,
         ));
-        let _ = self
-            .connection
-            .send(Some(Publisher {
-                connection: Connection::Single(connection.clone()),
-                scripts,
-            }));
+        self.hand_out(Connection::Single(connection.clone()), scripts);
         tracing::info!(
             target: "streampod::cluster",
             redis = %self.config.redacted(), channels = subscribed.len(),
