@@ -1,8 +1,8 @@
 //! The backplane seam: small public traits a cluster backend implements. [`PubSub`]
 //! carries `Reach::Global` posts between the nodes; [`History`] numbers and keeps the
 //! posts of channels with history, in one order for all nodes; [`Presence`] keeps who is
-//! in a channel across nodes. Redis implements all three (a Redis Cluster: pub/sub
-//! only); a backend of your own needs only [`PubSub`] and is plugged in with
+//! in a channel across nodes. Redis implements all three (on one Redis or a Redis
+//! Cluster); a backend of your own needs only [`PubSub`] and is plugged in with
 //! [`ServerBuilder::backplane`](crate::ServerBuilder::backplane).
 //!
 //! Payloads are opaque bytes: the central encodes a post once (its envelope), the
