@@ -289,14 +289,24 @@ impl ClusterNode {
     }
 }
 
-/// A free loopback port whose cluster bus port (+10000) is free too.
+/// A free loopback port whose cluster bus port (+10000) is free too, both below the
+/// kernel's ephemeral range (32768 and up by default): a master killed by a test is
+/// started again on its port, and meanwhile no outgoing connection of another test may
+/// be given that port by the kernel.
 fn free_cluster_port() -> u16 {
-    loop {
-        let port = free_port();
-        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread over 10000–15999 (bus ports 20000–25999), starting at a point of this
+    // process's own, so parallel test binaries rarely try the same ports.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = u16::try_from(std::process::id() % 6_000).unwrap_or(0);
+    for _ in 0..6_000 {
+        let port = 10_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 6_000;
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(port) && free(port + 10_000) {
             return port;
         }
     }
+    panic!("no free port pair in 10000–15999 / 20000–25999 for a Redis Cluster node")
 }
 
 impl RedisCluster {

@@ -5,7 +5,9 @@
 //! duplicate, the publisher's order, nothing delivered that was reported not published,
 //! nothing later than `max_global_age`; where Redis is out, rooms keep working on each
 //! node and the cluster is back within [`RECOVERY`]. Each test starts its own Redis on a
-//! free loopback port and uses short intervals to stay quick.
+//! free loopback port and uses short intervals to stay quick. The faults every Redis
+//! has (killed and restarted, a node killed) run over one Redis and over a three-master
+//! Redis Cluster (`on_redis::…`, `on_redis_cluster::…`); the rest use one Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ use streampod::messages::{MessageCentral, PostError};
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::http::{get_text, metric_value, request};
-use streampod_tests::redis_server::RedisServer;
+use streampod_tests::redis_server::{RedisServer, TestRedis};
 
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
 const LIVENESS_TIMEOUT: Duration = Duration::from_millis(600);
@@ -30,17 +32,24 @@ const MAX_AGE: Duration = Duration::from_millis(1500);
 /// How soon after a fault ends every node is `Connected` again.
 const RECOVERY: Duration = Duration::from_secs(5);
 
+streampod_tests::on_redis_and_redis_cluster!(
+    a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_is_back,
+    method_calls_answer_503_with_retry_after_while_the_cluster_is_down,
+    a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins,
+);
+
 fn config(redis: &RedisServer) -> ClusterConfig {
-    ClusterConfig::redis(redis.url())
+    tuned(ClusterConfig::redis(redis.url()))
+}
+
+/// `config` with this file's deadlines.
+fn tuned(config: ClusterConfig) -> ClusterConfig {
+    config
         .prefix("faults")
         .liveness(LIVENESS_INTERVAL, LIVENESS_TIMEOUT)
         .publish_timeout(PUBLISH_TIMEOUT)
         .connect_timeout(Duration::from_millis(300))
         .max_global_age(MAX_AGE)
-}
-
-async fn node(redis: &RedisServer) -> Server<Protocol> {
-    node_with(config(redis)).await
 }
 
 async fn node_with(config: ClusterConfig) -> Server<Protocol> {
@@ -370,10 +379,9 @@ async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered(
     receiver.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_is_back() {
-    let redis = RedisServer::start();
-    let port = redis.port();
+async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_is_back(
+    mut redis: TestRedis,
+) {
     let Pair {
         poster,
         receiver,
@@ -381,7 +389,7 @@ async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_
         channel,
         messages,
         ..
-    } = pair(config(&redis)).await;
+    } = pair(tuned(redis.config())).await;
     let mut ledger = Ledger::default();
     redis.kill();
     wait_for(&poster, "disconnected", |s| {
@@ -399,7 +407,7 @@ async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_
     );
     assert_local_delivery(&poster).await;
 
-    let _redis = RedisServer::start_on(port);
+    redis.start_empty();
     wait_for(&poster, "connected again", |s| {
         *s == ClusterState::Connected
     })
@@ -636,10 +644,8 @@ async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
     receiver.shutdown().await;
 }
 
-#[tokio::test]
-async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down() {
-    let redis = RedisServer::start();
-    let server = node(&redis).await;
+async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down(mut redis: TestRedis) {
+    let server = node_with(tuned(redis.config())).await;
     redis.kill();
     wait_for(&server, "disconnected", |s| {
         matches!(s, ClusterState::Disconnected { .. })
@@ -666,13 +672,14 @@ async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins() {
-    let redis = RedisServer::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(redis: TestRedis) {
+    let (a, b) = (
+        node_with(tuned(redis.config())).await,
+        node_with(tuned(redis.config())).await,
+    );
     let mut on_b = member(&b, "hang").await;
     let channel = room_channel("hang");
-    let c = KillableNode::start(config(&redis));
+    let c = KillableNode::start(tuned(redis.config()));
     let mut on_c = member_at(c.addr, "hang").await;
     a.handle()
         .messages()
@@ -699,7 +706,7 @@ async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins() {
     ledger.check(&got, MAX_AGE);
 
     // A node started again joins and receives; nothing of the gap is replayed to it.
-    let c = KillableNode::start(config(&redis));
+    let c = KillableNode::start(tuned(redis.config()));
     let back = Listening::start(member_at(c.addr, "hang").await);
     let arrived = ledger
         .post_until_received(&messages, &channel, &back, "again")
