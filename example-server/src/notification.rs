@@ -55,8 +55,9 @@ fn count(delivered: usize) -> i64 {
     i64::try_from(delivered).unwrap_or(i64::MAX)
 }
 
-/// Posts to `channel`: on a single server, the sessions that got it; in a cluster
-/// (`--redis`), through Redis to every server, answering how many servers listen there.
+/// Posts to `channel`: on a single server, the sessions that got it; in a cluster,
+/// through the backplane to every server, answering how many servers listen there (-1
+/// on NATS, which does not count them).
 async fn post(
     session: &Session<Protocol>,
     channel: &str,
@@ -64,7 +65,8 @@ async fn post(
 ) -> Result<i64, EndpointError> {
     let messages = session.messages();
     if messages.cluster_state().is_some() {
-        return Ok(count(messages.post_global(channel, message).await?));
+        let servers = messages.post_global(channel, message).await?;
+        return Ok(servers.map_or(-1, count));
     }
     Ok(count(
         messages

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use streampod::cluster::{Backends, ClusterError, ClusterState, Inbox, PubSub, Topic};
+use streampod::cluster::{Backends, ClusterError, ClusterState, Inbox, PubSub, Reached, Topic};
 use streampod::messages::{PostError, Reach};
 use streampod::Server;
 use streampod_tests::client::TestClient;
@@ -115,7 +115,7 @@ impl PubSub for Node {
         &self,
         topic: Topic<'_>,
         payload: Vec<u8>,
-    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         if *self.bus.state.borrow() != ClusterState::Connected {
             return Err(ClusterError::Unavailable("the bus is down".into()));
@@ -132,6 +132,7 @@ impl PubSub for Node {
         Ok(async move {
             answer
                 .await
+                .map(Some)
                 .map_err(|_| ClusterError::Unconfirmed("the bus stopped".into()))
         })
     }
@@ -190,7 +191,7 @@ async fn two_servers_share_posts_and_broadcasts_through_a_backend_of_their_own()
         .post_global("room-1", chat("from b"))
         .await
         .unwrap();
-    assert_eq!(reached, 1);
+    assert_eq!(reached, Some(1));
     assert_eq!(next_content(&mut on_a).await, "from b");
 
     // A broadcast from B reaches every session of both servers.
@@ -227,7 +228,7 @@ async fn two_servers_share_posts_and_broadcasts_through_a_backend_of_their_own()
         .post_global("room-1", chat("to nobody"))
         .await
         .unwrap();
-    assert_eq!(reached, 0);
+    assert_eq!(reached, Some(0));
 
     // The bus goes down: global posts fail at once, certainly not published; local
     // posts still reach this server's listeners.
@@ -307,7 +308,7 @@ impl streampod::cluster::History for SlowHistory {
         channel: &str,
         payload: Vec<u8>,
         _retention: streampod::cluster::Retention,
-    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         let mut kept = self.kept.lock().unwrap();
         let offset = kept.len() as u64 + 1;
@@ -327,7 +328,7 @@ impl streampod::cluster::History for SlowHistory {
         } else {
             let _ = self.bus.published.send(published);
         }
-        Ok(async move { Ok(answer.await.unwrap_or(0)) })
+        Ok(async move { Ok(Some(answer.await.unwrap_or(0))) })
     }
 
     fn read(

@@ -135,7 +135,11 @@ fn chat(content: String) -> ChatMessage {
 /// Every global post a test makes, in order, with when and what the poster was told.
 #[derive(Default)]
 struct Ledger {
-    posts: Vec<(String, Instant, Result<usize, PostError>)>,
+    posts: Vec<(
+        String,
+        Instant,
+        Result<streampod::cluster::Reached, PostError>,
+    )>,
 }
 
 impl Ledger {

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::seam::{HistoryRead, Retention, StoredMember, Topic};
-use super::{ClusterError, ClusterState, History, Presence, PubSub};
+use super::{ClusterError, ClusterState, History, Presence, PubSub, Reached};
 use crate::metrics::Micros;
 
 /// A publish waiting for the backend's confirmation: the number of nodes reached.
 pub(crate) type Confirmation =
-    Pin<Box<dyn Future<Output = Result<usize, ClusterError>> + Send + 'static>>;
+    Pin<Box<dyn Future<Output = Result<Reached, ClusterError>> + Send + 'static>>;
 
 /// An answer from the backend, pending.
 pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, ClusterError>> + Send + 'a>>;
@@ -173,7 +173,7 @@ impl Counters {
         self: Arc<Self>,
         confirm: Confirmation,
         started: Instant,
-    ) -> Result<usize, ClusterError> {
+    ) -> Result<Reached, ClusterError> {
         let outcome = confirm.await;
         self.round_trip.set(started.elapsed());
         if outcome.is_err() {
@@ -306,13 +306,14 @@ impl Backplane {
         Ok(())
     }
 
-    /// Publishes and waits for the backend: the number of nodes subscribed to `topic`.
+    /// Publishes and waits for the backend: the number of nodes subscribed to `topic`,
+    /// where the backend counts them.
     pub(crate) async fn publish_confirmed(
         &self,
         topic: Topic<'_>,
         payload: Vec<u8>,
         record: Option<Record>,
-    ) -> Result<usize, ClusterError> {
+    ) -> Result<Reached, ClusterError> {
         let confirm = self.hand_over(topic, payload, record)?;
         self.counters.clone().settle(confirm, Instant::now()).await
     }

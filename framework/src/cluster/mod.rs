@@ -75,7 +75,7 @@ pub use redis::{ClusterConfig, InvalidRedisUrl};
 pub(crate) use redis::RedisBackplane;
 pub(crate) use seam::{is_provisional, Received, Sink};
 pub use seam::{
-    History, HistoryRead, Inbox, Presence, PubSub, Retention, StoredMember, Topic,
+    History, HistoryRead, Inbox, Presence, PubSub, Reached, Retention, StoredMember, Topic,
     PROVISIONAL_EPOCH,
 };
 

@@ -29,6 +29,11 @@ pub enum Topic<'a> {
     Broadcasts,
 }
 
+/// How many nodes a publish reached: `Some(n)` as the backend counted them (Redis:
+/// `PUBLISH`'s count), `None` when it cannot tell (core NATS confirms that the server
+/// took a message, not who received it).
+pub type Reached = Option<usize>;
+
 /// A message a backend received, as handed to the central.
 pub(crate) struct Received<'a> {
     /// The streampod channel, or `None` for the broadcasts.
@@ -91,13 +96,13 @@ pub trait PubSub: Send + Sync + 'static {
     ///
     /// At once, when the backend cannot take the message now (disconnected, its queue
     /// full): then it is certainly not published. Otherwise the returned future says
-    /// how it went: the number of nodes that received it, or an error that tells
+    /// how it went: the number of nodes that received it ([`Reached`]), or an error that tells
     /// ([`ClusterError::may_have_been_delivered`]) whether it may have gone out anyway.
     fn publish(
         &self,
         topic: Topic<'_>,
         payload: Vec<u8>,
-    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>;
+    ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>;
 
     /// The connection's state, and its changes.
     fn state(&self) -> watch::Receiver<ClusterState>;
@@ -171,7 +176,7 @@ pub trait History: Send + Sync + 'static {
         channel: &str,
         payload: Vec<u8>,
         retention: Retention,
-    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>;
+    ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>;
 
     /// Reads `channel`'s history after the position `since` (an epoch and the last
     /// offset the reader has; only the epoch and newest offset when `None`), once this
@@ -241,7 +246,7 @@ impl<T: PubSub> PubSub for Arc<T> {
         &self,
         topic: Topic<'_>,
         payload: Vec<u8>,
-    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         (**self).publish(topic, payload)
     }
@@ -261,7 +266,7 @@ impl<T: History> History for Arc<T> {
         channel: &str,
         payload: Vec<u8>,
         retention: Retention,
-    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         (**self).append_and_publish(channel, payload, retention)
     }

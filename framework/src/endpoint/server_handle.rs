@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Fingerprint, Revoked};
 use crate::protocol::auth;
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterError, Reached};
 use crate::messages::central::MessageCentral;
 use crate::protocol::ModelSet;
 use crate::session::registry::SessionRegistry;
@@ -144,7 +144,7 @@ impl<P: ModelSet> ServerHandle<P> {
     ///
     /// The backplane's [`ClusterError`] when the revocation could not be published;
     /// it holds on this server either way, and retrying is harmless.
-    pub async fn revoke_user(&self, user_id: &str) -> Result<usize, ClusterError> {
+    pub async fn revoke_user(&self, user_id: &str) -> Result<Reached, ClusterError> {
         self.revoke(Revoked::User {
             user: user_id.to_owned(),
             at: SystemTime::now(),
@@ -162,15 +162,15 @@ impl<P: ModelSet> ServerHandle<P> {
     /// # Errors
     ///
     /// As [`revoke_user`](Self::revoke_user).
-    pub async fn revoke_key(&self, key: &str) -> Result<usize, ClusterError> {
+    pub async fn revoke_key(&self, key: &str) -> Result<Reached, ClusterError> {
         self.revoke(Revoked::Key(Fingerprint::of(&auth::unwrap_key(key))))
             .await
     }
 
-    async fn revoke(&self, revoked: Revoked) -> Result<usize, ClusterError> {
+    async fn revoke(&self, revoked: Revoked) -> Result<Reached, ClusterError> {
         tracing::info!(target: "streampod::server", what = match &revoked { Revoked::User { .. } => "user", Revoked::Key(_) => "key" }, "revoking an identity");
         let reached = self.state.messages.revoke(revoked).await?;
-        Ok(reached.max(1))
+        Ok(reached.map(|servers| servers.max(1)))
     }
 
     /// Whether shutdown has begun.

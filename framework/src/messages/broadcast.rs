@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::central::MessageCentral;
 use super::delivery::{Delivery, Payload, PostError, Reach};
-use crate::cluster::{BroadcastTarget, Envelope, Topic};
+use crate::cluster::{BroadcastTarget, Envelope, Reached, Topic};
 use crate::protocol::ModelSet;
 use crate::session::state::{SessionHandle, SessionId, SessionShared};
 use crate::util::trace_context;
@@ -111,18 +111,19 @@ impl<P: ModelSet> Broadcast<P> {
 
     /// Sends the message to every server of the cluster, whatever
     /// [`reach`](Broadcast::reach) says, and waits until the backplane took it: the
-    /// number of servers reached. Without a cluster it is delivered here, and the
-    /// answer is 1 when it reached someone, else 0.
+    /// number of servers reached, where the backplane counts them (`None` on NATS).
+    /// Without a cluster it is delivered here, and the answer is 1 when it reached
+    /// someone, else 0.
     ///
     /// # Errors
     ///
     /// As [`post`](Broadcast::post) with `Global`; [`PostError::Cluster`] also when the
     /// backplane did not confirm in time (the broadcast may have gone out).
-    pub async fn post_confirmed(self, message: impl Into<P>) -> Result<usize, PostError> {
+    pub async fn post_confirmed(self, message: impl Into<P>) -> Result<Reached, PostError> {
         let message = message.into();
         let Some(cluster) = self.central.cluster() else {
             let delivered = self.deliver_here(message)?.delivered().unwrap_or(0);
-            return Ok(usize::from(delivered > 0));
+            return Ok(Some(usize::from(delivered > 0)));
         };
         let (topic, payload, record) = self.global(cluster.node(), &message)?;
         self.central.count_post();

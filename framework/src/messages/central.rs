@@ -17,7 +17,7 @@ use super::delivery::{
 };
 use crate::auth::Revocations;
 use crate::rate_limit::UserBudget;
-use crate::cluster::{Backplane, ClusterState, Envelope, Record, Topic};
+use crate::cluster::{Backplane, ClusterState, Envelope, Reached, Record, Topic};
 use crate::config::SlowConsumerPolicy;
 use crate::session::owned::{JoinError, ListenerId, Owned, SessionLimits};
 use crate::protocol::method_stream::Resume;
@@ -349,9 +349,10 @@ impl<P: ModelSet> MessageCentral<P> {
         }
     }
 
-    /// Posts `message` to `channel` on every server of the cluster and waits until Redis
-    /// took it: the number of servers listening on `channel` (0 when none is). Without
-    /// a cluster this posts locally and returns 1 when the channel has listeners here.
+    /// Posts `message` to `channel` on every server of the cluster and waits until the
+    /// backplane took it: the number of servers listening on `channel` (0 when none
+    /// is) where the backplane counts them, `None` where it cannot (NATS). Without a
+    /// cluster this posts locally and returns 1 when the channel has listeners here.
     ///
     /// # Errors
     ///
@@ -361,11 +362,11 @@ impl<P: ModelSet> MessageCentral<P> {
         &self,
         channel: &str,
         message: impl Into<P>,
-    ) -> Result<usize, PostError> {
+    ) -> Result<Reached, PostError> {
         let message = message.into();
         let Some(cluster) = self.cluster() else {
             let report = self.deliver(channel, &[Arc::new(message)], |_| true)?;
-            return Ok(usize::from(report.delivered > 0));
+            return Ok(Some(usize::from(report.delivered > 0)));
         };
         let payload = {
             let _post = trace_context::post_span(Some(channel));

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::central::MessageCentral;
 use crate::auth::{Fingerprint, Revoked};
-use crate::cluster::{Backplane, ClusterError, Topic};
+use crate::cluster::{Backplane, ClusterError, Reached, Topic};
 use crate::protocol::ModelSet;
 
 /// A revocation on the backplane.
@@ -31,16 +31,17 @@ struct Revocation {
 
 impl<P: ModelSet> MessageCentral<P> {
     /// Records `revoked` here and, in a cluster, sends it to every other node; the
-    /// number of nodes the backplane reached (0 on a single server).
+    /// number of nodes the backplane reached (0 on a single server; `None` where the
+    /// backplane cannot count).
     ///
     /// # Errors
     ///
     /// The backplane's error when the notice could not be published (it may have been,
     /// [`ClusterError::may_have_been_delivered`]); it holds on this server either way.
-    pub(crate) async fn revoke(&self, revoked: Revoked) -> Result<usize, ClusterError> {
+    pub(crate) async fn revoke(&self, revoked: Revoked) -> Result<Reached, ClusterError> {
         self.inner.revocations.record(&revoked);
         let Some(cluster) = self.cluster() else {
-            return Ok(0);
+            return Ok(Some(0));
         };
         let revocation = match revoked {
             Revoked::User { user, at } => Revocation {

@@ -336,7 +336,7 @@ impl<P: ModelSet> ServerBuilder<P> {
     /// ```no_run
     /// # streampod::__doc_models!();
     /// use std::future::Future;
-    /// use streampod::cluster::{Backends, ClusterError, ClusterState, Inbox, PubSub, Topic};
+    /// use streampod::cluster::{Backends, ClusterError, ClusterState, Inbox, PubSub, Reached, Topic};
     /// use tokio::sync::watch;
     ///
     /// /// A "cluster" of one: what is published comes straight back.
@@ -352,10 +352,10 @@ impl<P: ModelSet> ServerBuilder<P> {
     ///         &self,
     ///         topic: Topic<'_>,
     ///         payload: Vec<u8>,
-    ///     ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ///     ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     ///     {
     ///         self.inbox.deliver(topic, &payload);
-    ///         Ok(async { Ok(1) })
+    ///         Ok(async { Ok(Some(1)) })
     ///     }
     ///     fn state(&self) -> watch::Receiver<ClusterState> {
     ///         self.state.subscribe()

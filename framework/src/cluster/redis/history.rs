@@ -273,7 +273,7 @@ impl History for RedisBackplane {
         payload: Vec<u8>,
         retention: Retention,
     ) -> Result<
-        impl std::future::Future<Output = Result<usize, ClusterError>> + Send + 'static,
+        impl std::future::Future<Output = Result<crate::cluster::Reached, ClusterError>> + Send + 'static,
         ClusterError,
     > {
         let record = Record::from(retention);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterError, ClusterState, Record, Sink};
+use super::{ClusterError, ClusterState, Reached, Record, Sink};
 use crate::util::byte_budget::ByteBudget;
 
 mod config;
@@ -184,7 +184,7 @@ impl RedisBackplane {
         channel: String,
         payload: Vec<u8>,
         record: Option<(Record, history::Keys)>,
-    ) -> Result<impl std::future::Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ) -> Result<impl std::future::Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         let (reply, confirmed) = oneshot::channel();
         match &*self.state.borrow() {
@@ -216,11 +216,14 @@ impl RedisBackplane {
                 }
             })?;
         Ok(async move {
-            confirmed.await.unwrap_or_else(|_| {
-                Err(ClusterError::Unavailable(
-                    "the server is shutting down".into(),
-                ))
-            })
+            confirmed
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClusterError::Unavailable(
+                        "the server is shutting down".into(),
+                    ))
+                })
+                .map(Some)
         })
     }
 

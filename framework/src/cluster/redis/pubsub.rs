@@ -7,7 +7,7 @@ use std::future::Future;
 use tokio::sync::watch;
 
 use super::{Change, RedisBackplane};
-use crate::cluster::{ClusterError, ClusterState, PubSub, Topic};
+use crate::cluster::{ClusterError, ClusterState, PubSub, Reached, Topic};
 
 impl PubSub for RedisBackplane {
     fn subscribe(&self, topic: Topic<'_>) {
@@ -30,7 +30,7 @@ impl PubSub for RedisBackplane {
         &self,
         topic: Topic<'_>,
         payload: Vec<u8>,
-    ) -> Result<impl Future<Output = Result<usize, ClusterError>> + Send + 'static, ClusterError>
+    ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         let name = match topic {
             Topic::Channel(channel) => self.layout.channel(channel),
