@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian machine with Rust: installs the system
 # packages the end-to-end tests drive (Chromium and its WebDriver; redis-server, which
 # the cluster tests start privately on free ports, and redis-cli, which joins three of
-# them into a Redis Cluster; PostgreSQL, of which the chat-history test starts a
+# them into a Redis Cluster; nats-server, which the NATS tests start privately too;
+# PostgreSQL, of which the chat-history test starts a
 # private server), then runs every test of the workspace, then the publish API's Python
 # test against the release example server.
 set -euo pipefail
@@ -14,6 +15,8 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # redis-cli builds the Redis Cluster of the sharded-backplane test.
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+# nats-server (Debian installs it in /usr/sbin): the NATS backplane tests start their own.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 # PostgreSQL's server programs (initdb, pg_ctl): the chat-history test starts its own.
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     missing+=(postgresql)

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! example-server [--bind ADDR] [--log FILTER] [--token TOKEN=USER[:scope+…]]… [--tokens-file PATH]
-//!                [--redis URL | --redis-cluster URL,…] [--redis-prefix PREFIX]
+//!                [--redis URL | --redis-cluster URL,… | --nats URL] [--redis-prefix PREFIX]
 //!                [--database-url URL] [--room-history N] [--max-frames-per-second N]
 //!                [--max-connections-per-ip N] [--api-key KEY] [--jwt-secret SECRET]
 //! example-server --print-method-schema    # the methods' JSON for streampod-codegen, then exit
@@ -11,8 +11,9 @@
 //! Every flag also reads an environment variable (see `--help`). Tokens sign sessions and
 //! method calls in (`Authorization: Bearer TOKEN`, the `auth` command, or `?auth=TOKEN`
 //! where a client cannot set headers); there are none by
-//! default, so nobody can act as a user unless you say so. With `--redis`, several
-//! servers form one cluster: chat rooms and notifications reach users on every server.
+//! default, so nobody can act as a user unless you say so. With `--redis` (or
+//! `--redis-cluster`, or `--nats`), several servers form one cluster: chat rooms and
+//! notifications reach users on every server.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use clap::Parser;
 use example_server::chat::ChatEndpoint;
 use example_server::chat_store::ChatStore;
 use example_server::demo_auth::DemoTokens;
-use streampod::cluster::ClusterConfig;
+use streampod::cluster::{ClusterConfig, NatsConfig};
 use streampod::messages::HistoryConfig;
 use streampod::{RateLimit, ServerConfig};
 
@@ -51,13 +52,24 @@ struct Args {
     tokens_file: Option<PathBuf>,
     /// Join a cluster through this Redis (`redis://127.0.0.1:6379/`): chat rooms and
     /// notifications then reach every server started with the same URL and prefix.
-    #[arg(long, env = "STREAMPOD_REDIS", conflicts_with = "redis_cluster")]
+    #[arg(long, env = "STREAMPOD_REDIS", conflicts_with_all = ["redis_cluster", "nats"])]
     redis: Option<String>,
     /// Join a cluster through this Redis Cluster (seed nodes, comma-separated; Redis ≥ 7):
     /// rooms use sharded pub/sub and spread over its shards.
-    #[arg(long, env = "STREAMPOD_REDIS_CLUSTER", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "STREAMPOD_REDIS_CLUSTER",
+        value_delimiter = ',',
+        conflicts_with = "nats"
+    )]
     redis_cluster: Vec<String>,
-    /// Prefix of the Redis channel names, so several apps can share one Redis.
+    /// Join a cluster through NATS (`nats://127.0.0.1:4222`, several comma-separated):
+    /// chat and notifications reach every server on the same NATS and prefix (room
+    /// history and members stay each server's own).
+    #[arg(long, env = "STREAMPOD_NATS")]
+    nats: Option<String>,
+    /// Prefix of the Redis channel names (NATS subjects), so several apps can share one
+    /// Redis (NATS).
     #[arg(
         long,
         env = "STREAMPOD_REDIS_PREFIX",
@@ -232,6 +244,9 @@ async fn main() -> std::process::ExitCode {
         builder = builder.cluster(
             ClusterConfig::redis_cluster(args.redis_cluster.clone()).prefix(&args.redis_prefix),
         );
+    } else if let Some(url) = &args.nats {
+        tracing::info!(prefix = %args.redis_prefix, "joining a cluster through NATS");
+        builder = builder.nats(NatsConfig::new(url).prefix(&args.redis_prefix));
     }
     let server = match builder.bind(args.bind).await {
         Ok(server) => server,

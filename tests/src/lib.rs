@@ -28,6 +28,7 @@ pub mod captured_log;
 pub mod client;
 pub mod cut_proxy;
 pub mod http;
+pub mod nats_server;
 pub mod postgres_server;
 pub mod recorder;
 pub mod redis_server;

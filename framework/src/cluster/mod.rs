@@ -58,6 +58,8 @@
 
 mod backplane;
 mod envelope;
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "redis")]
 mod redis;
 mod seam;
@@ -73,6 +75,11 @@ pub(crate) use envelope::{BroadcastTarget, Envelope};
 pub use redis::{ClusterConfig, InvalidRedisUrl};
 #[cfg(feature = "redis")]
 pub(crate) use redis::RedisBackplane;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats::{InvalidNatsUrl, NatsConfig};
+#[cfg(feature = "nats")]
+pub(crate) use nats::NatsBackplane;
 pub(crate) use seam::{is_provisional, Received, Sink};
 pub use seam::{
     History, HistoryRead, Inbox, Presence, PubSub, Reached, Retention, StoredMember, Topic,

@@ -15,6 +15,8 @@ use crate::auth::{AuthenticationHandler, Authenticator, DynAuthenticationHandler
 use crate::cluster::{Backends, Backplane, ClusterState, Inbox, Sink, DEFAULT_MAX_GLOBAL_AGE};
 #[cfg(feature = "redis")]
 use crate::cluster::{ClusterConfig, RedisBackplane};
+#[cfg(feature = "nats")]
+use crate::cluster::{NatsBackplane, NatsConfig};
 use crate::config::ServerConfig;
 use crate::service::cors::Cors;
 use crate::transport::context::SocketContext;
@@ -46,6 +48,10 @@ pub enum StartError {
     #[cfg(feature = "redis")]
     #[error(transparent)]
     Cluster(crate::cluster::InvalidRedisUrl),
+    /// The NATS URL cannot be used; fix the URL given to [`NatsConfig::new`].
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    Nats(crate::cluster::InvalidNatsUrl),
 }
 
 /// Builds a [`Server`]: endpoints by name, authentication, configuration.
@@ -322,6 +328,36 @@ impl<P: ModelSet> ServerBuilder<P> {
                 .with_history(redis.clone())
                 .with_presence(redis);
             Ok(Backplane::new(node, backends, max_global_age))
+        }));
+        self
+    }
+
+    /// Joins a cluster through NATS: `Reach::Global` posts and broadcasts travel over
+    /// core NATS subjects to every server connected to the same NATS (see
+    /// [`NatsConfig`]). Pub/sub only for now: channel history and presence stay each
+    /// server's own. The server starts even while NATS is down and connects when it
+    /// comes up. Replaces an earlier [`cluster`](Self::cluster).
+    ///
+    /// ```no_run
+    /// # streampod::__doc_models!();
+    /// use streampod::cluster::NatsConfig;
+    ///
+    /// # async fn run() -> Result<(), streampod::StartError> {
+    /// let server = streampod::Server::<Protocol>::builder()
+    ///     .nats(NatsConfig::new("nats://127.0.0.1:4222").prefix("chat"))
+    ///     .bind("127.0.0.1:8080")
+    ///     .await?;
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn nats(mut self, config: NatsConfig) -> Self {
+        self.backplane = Some(Box::new(move |sink| {
+            let nats = NatsBackplane::start(config, sink).map_err(StartError::Nats)?;
+            let (node, max_global_age) = (nats.node(), nats.max_global_age());
+            Ok(Backplane::new(node, Backends::new(nats), max_global_age))
         }));
         self
     }

@@ -4,7 +4,7 @@
 
 #[cfg(any(feature = "client", feature = "redis"))]
 pub(crate) mod backoff;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) mod byte_budget;
 #[cfg(feature = "server")]
 pub(crate) mod flag;
