@@ -44,7 +44,7 @@ until redis-cli -p "${SHARDS[0]}" cluster info | grep -q cluster_state:ok; do sl
 ROOMS=()
 for shard in 0 1 2; do
     for n in $(seq 0 200); do
-        slot=$(redis-cli -p "${SHARDS[0]}" cluster keyslot "streampod-example:channel:chat-room-bench$n")
+        slot=$(redis-cli -p "${SHARDS[0]}" cluster keyslot "streampod-example:channel:{chat-room-bench$n}")
         if [ $((slot * 3 / 16384)) -eq "$shard" ]; then ROOMS+=("bench$n"); break; fi
     done
 done

@@ -171,6 +171,10 @@ struct Common {
     /// publisher still posts on `--url`.
     #[arg(long)]
     method_stream: bool,
+    /// The publisher posts through this server (another node of a cluster) instead of
+    /// `--url`, so every delivery crosses the backplane.
+    #[arg(long)]
+    publish_url: Option<String>,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -632,14 +636,14 @@ fn min_received(received: &[AtomicU64]) -> u64 {
 async fn publisher(common: &Common) -> Sink {
     let mut config = WebSocketConfig::default();
     config.write_buffer_size = 0;
-    let (addr, _) = server_addr(&common.url);
+    let url = common.publish_url.as_ref().unwrap_or(&common.url);
+    let (addr, _) = server_addr(url);
     let stream = connect(addr, 0, common.source_addresses)
         .await
         .expect("publisher connects");
-    let (mut socket, _) =
-        tokio_tungstenite::client_async_with_config(&common.url, stream, Some(config))
-            .await
-            .expect("publisher's WebSocket handshake");
+    let (mut socket, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .expect("publisher's WebSocket handshake");
     socket
         .send(Message::text(join_frame(common)))
         .await
