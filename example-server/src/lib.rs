@@ -9,6 +9,7 @@ pub mod chat_store;
 pub mod demo_auth;
 mod members;
 pub mod notification;
+pub mod telemetry;
 
 /// The models generated from `models/*.yaml`.
 pub mod models {

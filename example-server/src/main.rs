@@ -24,9 +24,13 @@ use clap::Parser;
 use example_server::chat::ChatEndpoint;
 use example_server::chat_store::ChatStore;
 use example_server::demo_auth::DemoTokens;
+use example_server::telemetry::Traces;
 use streampod::cluster::{ClusterConfig, NatsConfig};
 use streampod::messages::HistoryConfig;
 use streampod::{RateLimit, ServerConfig};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 /// Serves the streampod chat and notification example.
 #[derive(Debug, Parser)]
@@ -38,6 +42,11 @@ struct Args {
     /// Log filter, e.g. `info` or `streampod=debug,info`.
     #[arg(long, env = "STREAMPOD_LOG", default_value = "info")]
     log: String,
+    /// Send traces to this OpenTelemetry collector over OTLP/HTTP
+    /// (`http://127.0.0.1:4318`; `/v1/traces` is added): sessions, frames, method calls
+    /// and posts, joined across nodes by the W3C `traceparent`.
+    #[arg(long, env = "STREAMPOD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// A demo token, `TOKEN=USER` or `TOKEN=USER:scope+scope` (`,` works too);
     /// repeatable, and separated by spaces in the environment variable.
     #[arg(long = "token", env = "STREAMPOD_TOKENS", value_delimiter = ' ')]
@@ -164,10 +173,34 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let traces = match args
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| Traces::otlp(endpoint, "streampod-example"))
+    {
+        None => None,
+        Some(Ok(traces)) => Some(traces),
+        Some(Err(error)) => {
+            eprintln!("invalid --otlp-endpoint: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(filter),
+        )
+        // Spans at info (sessions, method calls, posts, deliveries) and streampod's at
+        // debug (each frame handled), whatever `--log` shows.
+        .with(traces.as_ref().map(|traces| {
+            traces
+                .layer()
+                .with_filter(tracing_subscriber::EnvFilter::new(
+                    "info,streampod=debug,tungstenite=off,tokio_tungstenite=off",
+                ))
+        }))
         .init();
 
     let mut tokens = DemoTokens::default();
@@ -269,6 +302,9 @@ async fn main() -> std::process::ExitCode {
             }
         })
         .await;
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     std::process::ExitCode::SUCCESS
 }
 
