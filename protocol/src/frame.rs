@@ -358,10 +358,7 @@ impl<'a> Frame<'a> {
                     append_offset(out, &at.channel, at.offset);
                 }
                 if let Some(traceparent) = &message.traceparent {
-                    out.pop();
-                    out.extend_from_slice(b",\"traceparent\":");
-                    write_str(out, traceparent);
-                    out.push(b'}');
+                    append_traceparent(out, traceparent);
                 }
             }
             Frame::Joined(joined) => joined.encode(out),
@@ -551,6 +548,28 @@ pub fn append_offset(out: &mut Vec<u8>, channel: &str, offset: u64) {
     write_str(out, channel);
     out.extend_from_slice(b",\"offset\":");
     crate::history::write_u64(out, offset);
+    out.push(b'}');
+}
+
+/// Adds the sender's W3C `traceparent` to the message frame that `out` ends with, so
+/// the server's handling continues the sender's trace.
+///
+/// ```
+/// use streampod_protocol::frame;
+/// let mut out = Vec::new();
+/// frame::encode_message_with_object("chat", r#"{"className":"Hi","data":{}}"#, &mut out);
+/// frame::append_traceparent(&mut out, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+/// assert_eq!(
+///     String::from_utf8(out).unwrap(),
+///     r#"{"endpoint":"chat","object":{"className":"Hi","data":{}},"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#
+/// );
+/// ```
+pub fn append_traceparent(out: &mut Vec<u8>, traceparent: &str) {
+    if out.last() == Some(&b'}') {
+        out.pop();
+    }
+    out.extend_from_slice(b",\"traceparent\":");
+    write_str(out, traceparent);
     out.push(b'}');
 }
 

@@ -150,6 +150,66 @@ async fn one_trace_follows_a_post_from_the_poster_s_node_to_the_subscriber_s() {
         ),
         "{calls:#?}"
     );
+
+    // Streampod's own Rust clients send the caller's trace: a message sent and a
+    // method called inside a span are handled in spans of the same trace.
+    let sender =
+        streampod::client::Client::<Protocol>::connect(format!("http://{}", b.local_addr()))
+            .await
+            .unwrap();
+    let methods =
+        streampod::client::MethodClient::new(&format!("http://{}", b.local_addr())).unwrap();
+    let client_span = tracing::info_span!("client_work");
+    async {
+        sender
+            .send(
+                "rooms",
+                ChatMessage {
+                    sender_name: "rust".into(),
+                    content: "tag:from-rust".into(),
+                    timestamp: None,
+                    channel_id: ROOM.into(),
+                    priority: Priority::Normal,
+                },
+            )
+            .unwrap();
+        // Any answer will do: the call's span is what counts.
+        let _ = methods
+            .call::<String, streampod::client::NoException>("rooms", "nothing", json!({}))
+            .await;
+    }
+    .instrument(client_span)
+    .await;
+    let mut exported = Vec::new();
+    for _ in 0..50 {
+        exported = spans(&provider, &exporter);
+        let client_work = named(&exported, "client_work");
+        let traced = |name: &str| {
+            client_work.first().is_some_and(|root| {
+                named(&exported, name)
+                    .iter()
+                    .any(|span| span.span_context.trace_id() == root.span_context.trace_id())
+            })
+        };
+        if traced("handle_stream_message") && traced("method_call") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let root = named(&exported, "client_work")[0];
+    for name in ["handle_stream_message", "method_call"] {
+        let continued = named(&exported, name)
+            .into_iter()
+            .find(|span| span.span_context.trace_id() == root.span_context.trace_id())
+            .unwrap_or_else(|| panic!("no {name} in the Rust client's trace: {exported:#?}"));
+        assert_eq!(
+            continued.parent_span_id,
+            root.span_context.span_id(),
+            "{name}"
+        );
+        assert!(continued.parent_span_is_remote, "{name}");
+    }
+    sender.close().await;
     a.shutdown().await;
     b.shutdown().await;
 }

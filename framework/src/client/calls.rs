@@ -206,6 +206,11 @@ impl MethodClient {
         if let Some(value) = self.transport.authorization() {
             request = request.header(http::header::AUTHORIZATION, value);
         }
+        // The server's method_call span continues the caller's trace (feature `otel`).
+        #[cfg(feature = "otel")]
+        if let Some(traceparent) = crate::util::trace_context::current() {
+            request = request.header("traceparent", traceparent);
+        }
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallError::Arguments(Box::new(e)))?;

@@ -427,6 +427,11 @@ impl<P: ModelSet> Client<P> {
     pub fn send(&self, endpoint: &str, message: impl Into<P>) -> Result<(), ClientError> {
         let mut buffer = Vec::with_capacity(128);
         frame::encode_message(endpoint, &message.into(), &mut buffer)?;
+        // The server's handling continues the caller's trace (feature `otel`).
+        #[cfg(feature = "otel")]
+        if let Some(traceparent) = crate::util::trace_context::current() {
+            frame::append_traceparent(&mut buffer, &traceparent);
+        }
         let text = crate::client::text::utf8_frame(buffer);
         self.send_text(text)
     }
