@@ -164,6 +164,13 @@ export interface ClientOptions {
    * follow it. History channels lose nothing across the move (recovery).
    */
   readonly alternateUrls?: readonly string[];
+  /**
+   * The caller's W3C `traceparent` (`00-<trace id>-<span id>-<flags>`, e.g. from your
+   * OpenTelemetry setup's propagator), asked for each message sent and each method
+   * call: it goes with them (a `"traceparent"` key, a `traceparent` header), so the
+   * server's spans continue the caller's trace. Return `null` to send none.
+   */
+  readonly traceparent?: () => string | null | undefined;
 }
 
 type Listener<T> = (value: T) => void;
@@ -393,7 +400,10 @@ export class StreampodClient<P extends ProtocolValue> {
 
   /** Sends `message` to `endpoint`; `false` (nothing sent) when the socket is not open. */
   send(endpoint: string, message: P): boolean {
-    return this.sendFrame({ endpoint, object: this.protocol.encode(message) });
+    const traceparent = this.options.traceparent?.();
+    const frame: { [key: string]: unknown } = { endpoint, object: this.protocol.encode(message) };
+    if (traceparent) frame["traceparent"] = traceparent;
+    return this.sendFrame(frame);
   }
 
   /** Changes the key: sent at once when open, and on every reconnect (`null` signs out). */
@@ -469,6 +479,8 @@ export class StreampodClient<P extends ProtocolValue> {
     const fetchFn = this.options.fetch ?? globalThis.fetch;
     const headers: { [name: string]: string } = { "content-type": "application/json" };
     if (this.authKey !== null && this.authKey !== "") headers["authorization"] = `Bearer ${this.authKey}`;
+    const traceparent = this.options.traceparent?.();
+    if (traceparent) headers["traceparent"] = traceparent;
     const url = new URL(`${endpoint}/${method}`, baseUrl(this.url())).toString();
     let response: Response;
     try {

@@ -4,11 +4,13 @@
 // frame, both clients coming back by themselves after the server restarts, the
 // streaming methods (`/v1/websocket`), a JSON Web Token refreshed before it expires, and
 // the HTTP fallback where WebSockets are refused (and the move back once they pass), and
-// a client moving to its alternate server when its server drains (SIGTERM).
+// a client moving to its alternate server when its server drains (SIGTERM), and the
+// client's traceparent continued in the server's spans, exported over OTLP/HTTP.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { createRequire } from "node:module";
 import { createHmac } from "node:crypto";
 
@@ -474,4 +476,43 @@ test("a client given two servers moves to the other when its server drains on SI
   const heard = chatFrom(bob, "ann after the move");
   assert.equal(ann.send("chat", { className: "ChatMessage", data: { senderName: "ann", content: "ann after the move", channelId: room } }), true);
   await heard;
+});
+
+test("a client's traceparent goes on in the server's spans, which the server exports over OTLP/HTTP", { timeout: 60_000 }, async () => {
+  // A collector: every POST's path, content type and body.
+  const exports = [];
+  const collector = createHttpServer((request, response) => {
+    const chunks = [];
+    request.on("data", (chunk) => chunks.push(chunk));
+    request.on("end", () => {
+      exports.push({ path: request.url, type: request.headers["content-type"], body: Buffer.concat(chunks) });
+      response.writeHead(200, { "content-type": "application/x-protobuf" });
+      response.end();
+    });
+  });
+  await new Promise((resolve) => collector.listen(0, "127.0.0.1", resolve));
+  after(() => collector.close());
+  const server = await startServer("--otlp-endpoint", `http://127.0.0.1:${collector.address().port}`);
+
+  const messageTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const callTrace = "0af7651916cd43dd8448eb211c80319c";
+  let traceparent = `00-${messageTrace}-00f067aa0ba902b7-01`;
+  const client = newClient(server, { traceparent: () => traceparent });
+  client.connect();
+  await opened(client);
+  await join(client, "traced");
+  traceparent = `00-${callTrace}-b7ad6b7169203331-01`;
+  await client.chat.history("traced");
+  traceparent = null;
+
+  // The server sends what is left when it stops.
+  await server.stop();
+  const traces = exports.filter((e) => e.path === "/v1/traces");
+  assert.ok(traces.length > 0, "nothing exported");
+  assert.ok(traces.every((e) => e.type === "application/x-protobuf"));
+  const all = Buffer.concat(traces.map((e) => e.body));
+  // Trace ids travel as their 16 bytes.
+  assert.ok(all.includes(Buffer.from(messageTrace, "hex")), "the message's trace is not in the server's spans");
+  assert.ok(all.includes(Buffer.from(callTrace, "hex")), "the call's trace is not in the server's spans");
+  assert.ok(all.includes(Buffer.from("streampod-example")), "no service name");
 });

@@ -249,7 +249,11 @@ export class StreampodClient {
     }
     /** Sends `message` to `endpoint`; `false` (nothing sent) when the socket is not open. */
     send(endpoint, message) {
-        return this.sendFrame({ endpoint, object: this.protocol.encode(message) });
+        const traceparent = this.options.traceparent?.();
+        const frame = { endpoint, object: this.protocol.encode(message) };
+        if (traceparent)
+            frame["traceparent"] = traceparent;
+        return this.sendFrame(frame);
     }
     /** Changes the key: sent at once when open, and on every reconnect (`null` signs out). */
     setAuthKey(key) {
@@ -316,6 +320,9 @@ export class StreampodClient {
         const headers = { "content-type": "application/json" };
         if (this.authKey !== null && this.authKey !== "")
             headers["authorization"] = `Bearer ${this.authKey}`;
+        const traceparent = this.options.traceparent?.();
+        if (traceparent)
+            headers["traceparent"] = traceparent;
         const url = new URL(`${endpoint}/${method}`, baseUrl(this.url())).toString();
         let response;
         try {
