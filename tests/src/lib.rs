@@ -24,6 +24,7 @@ pub mod guides {
     pub mod wire {}
 }
 
+pub mod backplanes;
 pub mod captured_log;
 pub mod client;
 pub mod cut_proxy;

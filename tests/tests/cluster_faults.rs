@@ -5,9 +5,10 @@
 //! duplicate, the publisher's order, nothing delivered that was reported not published,
 //! nothing later than `max_global_age`; where Redis is out, rooms keep working on each
 //! node and the cluster is back within [`RECOVERY`]. Each test starts its own Redis on a
-//! free loopback port and uses short intervals to stay quick. The faults every Redis
-//! has (killed and restarted, a node killed) run over one Redis and over a three-master
-//! Redis Cluster (`on_redis::…`, `on_redis_cluster::…`); the rest use one Redis.
+//! free loopback port and uses short intervals to stay quick. The faults every backplane
+//! has (killed and restarted, a node killed) run over one Redis, a three-master Redis
+//! Cluster and a NATS server (`on_redis::…`, `on_redis_cluster::…`, `on_nats::…`); the
+//! rest use one Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -21,9 +22,10 @@ use streampod::auth::{self, AuthInfo};
 use streampod::cluster::{ClusterConfig, ClusterState};
 use streampod::messages::{MessageCentral, PostError};
 use streampod::Server;
+use streampod_tests::backplanes::{Join, TestBackplane};
 use streampod_tests::client::TestClient;
 use streampod_tests::http::{get_text, metric_value, request};
-use streampod_tests::redis_server::{RedisServer, TestRedis};
+use streampod_tests::redis_server::RedisServer;
 
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
 const LIVENESS_TIMEOUT: Duration = Duration::from_millis(600);
@@ -32,7 +34,7 @@ const MAX_AGE: Duration = Duration::from_millis(1500);
 /// How soon after a fault ends every node is `Connected` again.
 const RECOVERY: Duration = Duration::from_secs(5);
 
-streampod_tests::on_redis_and_redis_cluster!(
+streampod_tests::on_every_backplane!(
     a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_is_back,
     method_calls_answer_503_with_retry_after_while_the_cluster_is_down,
     a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins,
@@ -52,9 +54,26 @@ fn tuned(config: ClusterConfig) -> ClusterConfig {
         .max_global_age(MAX_AGE)
 }
 
-async fn node_with(config: ClusterConfig) -> Server<Protocol> {
-    let server = example_server::server()
-        .cluster(config)
+/// How a node joins `backplane`, with this file's deadlines (NATS: a `PING` per
+/// liveness interval, two unanswered ones are a hang).
+fn joining(backplane: &TestBackplane) -> Join {
+    match backplane.join() {
+        Join::Redis(config) => Join::Redis(tuned(config)),
+        Join::Nats(config) => Join::Nats(
+            config
+                .prefix("faults")
+                .ping_interval(LIVENESS_INTERVAL)
+                .publish_timeout(PUBLISH_TIMEOUT)
+                .connect_timeout(Duration::from_millis(300))
+                .max_global_age(MAX_AGE),
+        ),
+    }
+}
+
+async fn node_with(join: impl Into<Join>) -> Server<Protocol> {
+    let server = join
+        .into()
+        .apply(example_server::server())
         .authentication(auth::from_fn(|key: String| async move {
             (key == "ann").then(|| AuthInfo::new("1"))
         }))
@@ -95,7 +114,7 @@ struct KillableNode {
 }
 
 impl KillableNode {
-    fn start(config: ClusterConfig) -> Self {
+    fn start(join: Join) -> Self {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (kill, killed) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -104,7 +123,7 @@ impl KillableNode {
                 .enable_all()
                 .build()
                 .unwrap();
-            let server = runtime.block_on(node_with(config));
+            let server = runtime.block_on(node_with(join));
             addr_tx.send(server.local_addr()).unwrap();
             let _ = killed.recv();
             drop(server);
@@ -384,7 +403,7 @@ async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered(
 }
 
 async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_is_back(
-    mut redis: TestRedis,
+    mut redis: TestBackplane,
 ) {
     let Pair {
         poster,
@@ -393,7 +412,7 @@ async fn a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_
         channel,
         messages,
         ..
-    } = pair(tuned(redis.config())).await;
+    } = pair(joining(&redis)).await;
     let mut ledger = Ledger::default();
     redis.kill();
     wait_for(&poster, "disconnected", |s| {
@@ -439,9 +458,10 @@ struct Pair {
     changes: tokio::sync::watch::Receiver<ClusterState>,
 }
 
-async fn pair(config: ClusterConfig) -> Pair {
-    let poster = node_with(config.clone()).await;
-    let receiver = node_with(config).await;
+async fn pair(join: impl Into<Join>) -> Pair {
+    let join = join.into();
+    let poster = node_with(join.clone()).await;
+    let receiver = node_with(join).await;
     let mut remote = member(&receiver, "hang").await;
     let channel = room_channel("hang");
     let messages = poster.handle().messages();
@@ -648,8 +668,10 @@ async fn debug_sleep_is_a_hang_too_and_the_node_recovers() {
     receiver.shutdown().await;
 }
 
-async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down(mut redis: TestRedis) {
-    let server = node_with(tuned(redis.config())).await;
+async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down(
+    mut redis: TestBackplane,
+) {
+    let server = node_with(joining(&redis)).await;
     redis.kill();
     wait_for(&server, "disconnected", |s| {
         matches!(s, ClusterState::Disconnected { .. })
@@ -676,14 +698,14 @@ async fn method_calls_answer_503_with_retry_after_while_the_cluster_is_down(mut 
     server.shutdown().await;
 }
 
-async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(redis: TestRedis) {
+async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(redis: TestBackplane) {
     let (a, b) = (
-        node_with(tuned(redis.config())).await,
-        node_with(tuned(redis.config())).await,
+        node_with(joining(&redis)).await,
+        node_with(joining(&redis)).await,
     );
     let mut on_b = member(&b, "hang").await;
     let channel = room_channel("hang");
-    let c = KillableNode::start(tuned(redis.config()));
+    let c = KillableNode::start(joining(&redis));
     let mut on_c = member_at(c.addr, "hang").await;
     a.handle()
         .messages()
@@ -710,7 +732,7 @@ async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(red
     ledger.check(&got, MAX_AGE);
 
     // A node started again joins and receives; nothing of the gap is replayed to it.
-    let c = KillableNode::start(tuned(redis.config()));
+    let c = KillableNode::start(joining(&redis));
     let back = Listening::start(member_at(c.addr, "hang").await);
     let arrived = ledger
         .post_until_received(&messages, &channel, &back, "again")

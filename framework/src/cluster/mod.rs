@@ -110,30 +110,35 @@ impl fmt::Display for ClusterState {
     }
 }
 
-/// Why a global publish failed.
+/// Why a global publish failed. The messages name the backplane generically; the text
+/// inside says which (Redis, NATS) and what happened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
-    /// Redis cannot be reached now.
+    /// The backplane (Redis, NATS) cannot be reached now.
     #[error(
-        "the cluster's Redis is unreachable ({0}); global posts fail until it is back \
+        "the cluster's backplane is unreachable ({0}); global posts fail until it is back \
          (local posts still work)"
     )]
     Unavailable(String),
     /// Too many global posts, or too many bytes of them, are already waiting.
     #[error(
-        "global posts are already waiting for Redis up to {0}; post less often or raise \
-         ClusterConfig::publish_queue and publish_queue_bytes"
+        "global posts are already waiting for the backplane up to {0}; post less often or \
+         raise the config's publish_queue and publish_queue_bytes"
     )]
     Backlog(String),
-    /// Redis did not confirm in time: the publish was written and may still go out.
-    #[error("Redis did not confirm the publish within {0:?}; it may or may not have gone out")]
+    /// The backplane did not confirm in time: the publish was written and may still go
+    /// out.
+    #[error(
+        "the backplane did not confirm the publish within {0:?}; it may or may not have \
+         gone out"
+    )]
     Timeout(Duration),
     /// The connection failed after the publish was written: it may or may not have gone
     /// out.
     #[error(
-        "the connection to Redis failed after the publish was sent ({0}); it may or may \
-         not have gone out"
+        "the connection to the backplane failed after the publish was sent ({0}); it may \
+         or may not have gone out"
     )]
     Unconfirmed(String),
 }

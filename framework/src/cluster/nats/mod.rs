@@ -176,7 +176,7 @@ impl PubSub for NatsBackplane {
                 return Err(ClusterError::Unavailable("still connecting to NATS".into()));
             }
             ClusterState::Disconnected { error } => {
-                return Err(ClusterError::Unavailable(error.clone()));
+                return Err(ClusterError::Unavailable(format!("NATS: {error}")));
             }
         }
         let held = self.queued_bytes.hold(payload.len()).ok_or_else(|| {

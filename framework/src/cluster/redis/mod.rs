@@ -190,10 +190,10 @@ impl RedisBackplane {
         match &*self.state.borrow() {
             ClusterState::Connected => {}
             ClusterState::Connecting => {
-                return Err(ClusterError::Unavailable("still connecting".into()));
+                return Err(ClusterError::Unavailable("still connecting to Redis".into()));
             }
             ClusterState::Disconnected { error } => {
-                return Err(ClusterError::Unavailable(error.clone()));
+                return Err(ClusterError::Unavailable(format!("Redis: {error}")));
             }
         }
         let held = self.queued_bytes.hold(payload.len()).ok_or_else(|| {
