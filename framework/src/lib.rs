@@ -70,7 +70,12 @@
 // The guides link items of every feature; a build without some of them shows those
 // links as plain text instead of failing (`cargo doc` works for every feature set).
 #![cfg_attr(
-    not(all(feature = "server", feature = "client", feature = "redis")),
+    not(all(
+        feature = "server",
+        feature = "client",
+        feature = "redis",
+        feature = "nats"
+    )),
     allow(rustdoc::broken_intra_doc_links)
 )]
 #![doc(test(no_crate_inject, attr(deny(rust_2018_idioms))))]

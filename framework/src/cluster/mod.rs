@@ -1,6 +1,8 @@
-//! The cluster backplane: `Reach::Global` posts travel through Redis pub/sub to every
-//! server (node) of the cluster, the posting node included, so every subscriber sees
-//! one order per channel.
+//! The cluster backplane: `Reach::Global` posts travel through Redis pub/sub (one
+//! Redis or a Redis Cluster; or through NATS, see [`NatsConfig`] with feature `nats`) to
+//! every server (node) of the cluster, the posting node included, so every subscriber
+//! sees one order per channel. What follows describes Redis; NATS behaves the same way
+//! towards the app (states, honest failures, `max_global_age`).
 //!
 //! Each node keeps two Redis connections, both owned by one supervisor task: a pub/sub
 //! connection that `SUBSCRIBE`s to `<prefix>:channel:<name>` while the node has a
