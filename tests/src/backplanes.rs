@@ -81,6 +81,30 @@ impl TestBackplane {
         }
     }
 
+    /// Freezes every server of it (SIGSTOP): sockets stay open, nothing is answered.
+    ///
+    /// # Panics
+    ///
+    /// When a server is not running.
+    pub fn pause(&self) {
+        match self {
+            Self::Redis(redis) => redis.pause(),
+            Self::Nats(nats) => nats.pause(),
+        }
+    }
+
+    /// Thaws what [`pause`](Self::pause) froze (SIGCONT).
+    ///
+    /// # Panics
+    ///
+    /// When a server is not running.
+    pub fn resume(&self) {
+        match self {
+            Self::Redis(redis) => redis.resume(),
+            Self::Nats(nats) => nats.resume(),
+        }
+    }
+
     /// Starts the [`kill`](Self::kill)ed servers again on their ports, with nothing
     /// stored.
     ///

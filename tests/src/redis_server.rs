@@ -514,6 +514,41 @@ impl TestRedis {
         }
     }
 
+    /// Freezes every server (SIGSTOP): sockets stay open, nothing is answered.
+    ///
+    /// # Panics
+    ///
+    /// When a server is not running.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws the servers [`pause`](Self::pause) froze (SIGCONT).
+    ///
+    /// # Panics
+    ///
+    /// When a server is not running.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pids: Vec<u32> = match self {
+            Self::Single(redis) => vec![redis.child.id()],
+            Self::Cluster(cluster) => cluster
+                .nodes
+                .iter()
+                .filter_map(|node| node.child.as_ref().map(Child::id))
+                .collect(),
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .args(pids.iter().map(ToString::to_string))
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Keys stored under `pattern`, over every server.
     ///
     /// # Panics

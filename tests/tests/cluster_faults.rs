@@ -6,7 +6,7 @@
 //! nothing later than `max_global_age`; where Redis is out, rooms keep working on each
 //! node and the cluster is back within [`RECOVERY`]. Each test starts its own Redis on a
 //! free loopback port and uses short intervals to stay quick. The faults every backplane
-//! has (killed and restarted, a node killed) run over one Redis, a three-master Redis
+//! has (killed and restarted, frozen, a node killed) run over one Redis, a three-master Redis
 //! Cluster and a NATS server (`on_redis::…`, `on_redis_cluster::…`, `on_nats::…`); the
 //! rest use one Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,6 +35,7 @@ const MAX_AGE: Duration = Duration::from_millis(1500);
 const RECOVERY: Duration = Duration::from_secs(5);
 
 streampod_tests::on_every_backplane!(
+    a_hung_backplane_is_detected_and_no_post_reported_unpublished_is_delivered,
     a_killed_redis_fails_posts_as_unpublished_and_delivery_resumes_when_it_is_back,
     method_calls_answer_503_with_retry_after_while_the_cluster_is_down,
     a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins,
@@ -340,9 +341,9 @@ async fn drain(client: &mut TestClient, quiet: Duration) -> Vec<(String, Instant
     received
 }
 
-#[tokio::test]
-async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered() {
-    let redis = RedisServer::start();
+async fn a_hung_backplane_is_detected_and_no_post_reported_unpublished_is_delivered(
+    redis: TestBackplane,
+) {
     let Pair {
         poster,
         receiver,
@@ -350,7 +351,7 @@ async fn a_hung_redis_is_detected_and_no_post_reported_unpublished_is_delivered(
         channel,
         messages,
         ..
-    } = pair(config(&redis)).await;
+    } = pair(joining(&redis)).await;
 
     // Post every 20 ms through a 3 s freeze.
     redis.pause();
