@@ -74,7 +74,7 @@ struct Args {
     redis_cluster: Vec<String>,
     /// Join a cluster through NATS (`nats://127.0.0.1:4222`, several comma-separated):
     /// chat and notifications reach every server on the same NATS and prefix (room
-    /// history and members stay each server's own).
+    /// history is not kept across servers, room counts are each server's own).
     #[arg(long, env = "STREAMPOD_NATS")]
     nats: Option<String>,
     /// Prefix of the Redis channel names (NATS subjects), so several apps can share one

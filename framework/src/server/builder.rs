@@ -334,8 +334,9 @@ impl<P: ModelSet> ServerBuilder<P> {
 
     /// Joins a cluster through NATS: `Reach::Global` posts and broadcasts travel over
     /// core NATS subjects to every server connected to the same NATS (see
-    /// [`NatsConfig`]). Pub/sub only for now: channel history and presence stay each
-    /// server's own. The server starts even while NATS is down and connects when it
+    /// [`NatsConfig`]). Pub/sub only for now: channels with history keep none across the
+    /// cluster (joins say `recovered: false`) and presence reads answer
+    /// [`ClusterError::Unavailable`](crate::cluster::ClusterError::Unavailable). The server starts even while NATS is down and connects when it
     /// comes up. Replaces an earlier [`cluster`](Self::cluster).
     ///
     /// ```no_run

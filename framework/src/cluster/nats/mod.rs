@@ -12,7 +12,7 @@
 //! at once as not published.
 //!
 //! Pub/sub only, for now: channels with history keep none across a NATS cluster (joins
-//! say `recovered: false`), and presence is each server's own.
+//! say `recovered: false`), and presence reads answer `Unavailable`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
