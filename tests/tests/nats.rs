@@ -268,3 +268,37 @@ async fn a_frozen_nats_is_noticed_and_no_post_reported_unpublished_is_delivered(
     poster.shutdown().await;
     receiver.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_post_larger_than_nats_takes_fails_as_not_published_and_the_connection_stays() {
+    let nats = NatsServer::start();
+    let server = example_server::server()
+        .config(streampod::ServerConfig::default().max_frame_size(4 << 20))
+        .nats(config(&nats))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    wait_for(&server, "connected", |s| *s == ClusterState::Connected).await;
+    let mut members = [member(&server).await];
+    until_subscribed(&server, &mut members).await;
+    let messages = server.handle().messages();
+    let error = messages
+        .post_global(&room_channel(ROOM), chat("x".repeat(2 << 20)))
+        .await
+        .expect_err("NATS takes 1 MiB by default");
+    let PostError::Cluster(error) = error else {
+        panic!("{error}")
+    };
+    assert!(!error.may_have_been_delivered(), "{error}");
+    assert!(error.to_string().contains("max_payload"), "{error}");
+    // The connection is still good: the next post goes out.
+    messages
+        .post_global(&room_channel(ROOM), chat("small".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        drain(&mut members[0], Duration::from_millis(300)).await,
+        ["small"]
+    );
+    server.shutdown().await;
+}

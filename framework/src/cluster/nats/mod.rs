@@ -369,6 +369,10 @@ async fn publish_loop(
                 Err(_) => break,
             }
         }
+        refuse_too_large(&client, &mut batch);
+        if batch.is_empty() {
+            continue;
+        }
         let outcome = match tokio::time::timeout(timeout, send(&client, &confirm_subject, &batch)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(ClusterError::Timeout(timeout)),
@@ -385,6 +389,29 @@ async fn publish_loop(
         for post in batch.drain(..) {
             let _ = post.reply.send(outcome.clone());
         }
+    }
+}
+
+/// Answers the posts of `batch` larger than the server takes (its `max_payload`, 1 MiB
+/// by default; unknown before the first connection) as certainly not published, and
+/// takes them out: the server would close the connection over them.
+fn refuse_too_large(client: &async_nats::Client, batch: &mut Vec<Outgoing>) {
+    let most = match client.server_info().max_payload {
+        0 => return,
+        most => most,
+    };
+    if batch.iter().all(|post| post.payload.len() <= most) {
+        return;
+    }
+    let (fit, too_large): (Vec<Outgoing>, Vec<Outgoing>) =
+        batch.drain(..).partition(|post| post.payload.len() <= most);
+    *batch = fit;
+    for post in too_large {
+        let _ = post.reply.send(Err(ClusterError::Unavailable(format!(
+            "NATS takes messages of at most {most} bytes (the server's max_payload), this \
+             post is {} bytes",
+            post.payload.len()
+        ))));
     }
 }
 
