@@ -126,7 +126,15 @@ impl NatsBackplane {
             shutdown: shutdown.clone(),
             max_global_age: config.max_global_age,
         };
-        tokio::spawn(run(config, subjects, node, state_tx, changes_rx, outgoing, deliver, shutdown));
+        let connection = Connection {
+            config,
+            subjects,
+            node,
+            state: state_tx,
+            deliver,
+            shutdown,
+        };
+        tokio::spawn(connection.run(changes_rx, outgoing));
         Ok(backplane)
     }
 
@@ -218,19 +226,32 @@ impl PubSub for NatsBackplane {
     }
 }
 
-/// Connects (in the background: the server starts while NATS is down), then serves
-/// subscription changes and publishes until shutdown.
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// What the connection task owns.
+struct Connection {
     config: NatsConfig,
     subjects: Subjects,
     node: u64,
     state: watch::Sender<ClusterState>,
-    mut changes: mpsc::UnboundedReceiver<Change>,
-    outgoing: mpsc::Receiver<Outgoing>,
     deliver: Sink,
     shutdown: CancellationToken,
+}
+
+impl Connection {
+/// Connects (in the background: the server starts while NATS is down), then serves
+/// subscription changes and publishes until shutdown.
+async fn run(
+    self,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+    outgoing: mpsc::Receiver<Outgoing>,
 ) {
+    let Connection {
+        config,
+        subjects,
+        node,
+        state,
+        deliver,
+        shutdown,
+    } = self;
     let state = Arc::new(state);
     let redacted = config.redacted();
     let events = {
@@ -304,6 +325,7 @@ async fn run(
     for (_, forward) in subscribed {
         forward.abort();
     }
+}
 }
 
 /// Turns the client's connection events into the node's cluster state.
