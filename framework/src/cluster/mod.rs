@@ -62,6 +62,8 @@ mod backplane;
 mod envelope;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod publish_queue;
 #[cfg(feature = "redis")]
 mod redis;
 mod seam;

@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClusterError, ClusterState, PubSub, Reached, Received, Sink, Topic};
-use crate::util::byte_budget::{ByteBudget, HeldBytes};
+use super::publish_queue::{next_batch, shutting_down, PublishQueue};
+use crate::util::byte_budget::HeldBytes;
 use crate::util::log_limit::RateLimitedLog;
 
 mod config;
@@ -37,9 +38,7 @@ pub(crate) struct NatsBackplane {
     node: u64,
     state: watch::Receiver<ClusterState>,
     changes: mpsc::UnboundedSender<Change>,
-    publish: mpsc::Sender<Outgoing>,
-    publish_queue: usize,
-    queued_bytes: Arc<ByteBudget>,
+    publish: PublishQueue<Outgoing>,
     shutdown: CancellationToken,
     max_global_age: Duration,
 }
@@ -111,7 +110,7 @@ impl NatsBackplane {
         }
         let (state_tx, state) = watch::channel(ClusterState::Connecting);
         let (changes, changes_rx) = mpsc::unbounded_channel();
-        let (publish, outgoing) = mpsc::channel(config.publish_queue);
+        let (publish, outgoing) = PublishQueue::new(config.publish_queue, config.publish_queue_bytes);
         let shutdown = CancellationToken::new();
         let subjects = Subjects::new(&config.prefix);
         let node = crate::util::random::random_u64();
@@ -121,8 +120,6 @@ impl NatsBackplane {
             state,
             changes,
             publish,
-            publish_queue: config.publish_queue,
-            queued_bytes: ByteBudget::new(config.publish_queue_bytes),
             shutdown: shutdown.clone(),
             max_global_age: config.max_global_age,
         };
@@ -178,42 +175,20 @@ impl PubSub for NatsBackplane {
         payload: Vec<u8>,
     ) -> Result<impl std::future::Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
-        match &*self.state.borrow() {
-            ClusterState::Connected => {}
-            ClusterState::Connecting => {
-                return Err(ClusterError::Unavailable("still connecting to NATS".into()));
-            }
-            ClusterState::Disconnected { error } => {
-                return Err(ClusterError::Unavailable(format!("NATS: {error}")));
-            }
-        }
-        let held = self.queued_bytes.hold(payload.len()).ok_or_else(|| {
-            ClusterError::Backlog(format!("{} bytes", self.queued_bytes.ceiling()))
-        })?;
-        let (reply, confirmed) = oneshot::channel();
         let subject = match topic {
             Topic::Channel(channel) => self.subjects.topic(Some(channel)),
             Topic::Broadcasts => self.subjects.topic(None),
         };
-        self.publish
-            .try_send(Outgoing {
-                subject,
-                payload: Bytes::from(payload),
-                reply,
-                _held: held,
-            })
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => {
-                    ClusterError::Backlog(format!("{} posts", self.publish_queue))
-                }
-                mpsc::error::TrySendError::Closed(_) => {
-                    ClusterError::Unavailable("the server is shutting down".into())
-                }
-            })?;
+        let (reply, confirmed) = oneshot::channel();
+        let bytes = payload.len();
+        self.publish.admit(&self.state.borrow(), "NATS", bytes, |held| Outgoing {
+            subject,
+            payload: Bytes::from(payload),
+            reply,
+            _held: held,
+        })?;
         Ok(async move {
-            confirmed.await.unwrap_or_else(|_| {
-                Err(ClusterError::Unavailable("the server is shutting down".into()))
-            })
+            confirmed.await.unwrap_or_else(|_| Err(shutting_down()))
         })
     }
 
@@ -376,21 +351,7 @@ async fn publish_loop(
 ) {
     static FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
     let mut batch = Vec::new();
-    loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return,
-            first = outgoing.recv() => match first {
-                Some(first) => first,
-                None => return,
-            },
-        };
-        batch.push(first);
-        while batch.len() < 1024 {
-            match outgoing.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut outgoing, &mut batch, &shutdown).await {
         refuse_too_large(&client, &mut batch);
         if batch.is_empty() {
             continue;

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClusterError, ClusterState, Reached, Record, Sink};
-use crate::util::byte_budget::ByteBudget;
+use super::publish_queue::{shutting_down, PublishQueue};
 
 mod config;
 mod connection;
@@ -36,7 +36,7 @@ pub(crate) struct RedisBackplane {
     node: u64,
     state: watch::Receiver<ClusterState>,
     wanted: mpsc::UnboundedSender<Change>,
-    publish: mpsc::Sender<Outgoing>,
+    publish: PublishQueue<Outgoing>,
     /// How long a history read may wait for the subscription and Redis.
     read_timeout: Duration,
     /// Presence writes, for the presence task.
@@ -48,9 +48,6 @@ pub(crate) struct RedisBackplane {
     presence_names: presence::Names,
     /// The connection publishes and history reads go out on, while connected.
     connection: watch::Receiver<Option<Publisher>>,
-    publish_queue: usize,
-    /// Bytes of posts waiting to be published.
-    queued_bytes: Arc<ByteBudget>,
     shutdown: CancellationToken,
     max_global_age: Duration,
 }
@@ -73,12 +70,11 @@ impl RedisBackplane {
         };
         let (state_tx, state) = watch::channel(ClusterState::Connecting);
         let (wanted, changes) = mpsc::unbounded_channel();
-        let (publish, outgoing) = mpsc::channel(config.publish_queue);
+        let (publish, outgoing) =
+            PublishQueue::new(config.publish_queue, config.publish_queue_bytes);
         let (connection_tx, connection) = watch::channel(None);
         let shutdown = CancellationToken::new();
         let layout = Layout::new(&config.prefix, sharded);
-        let publish_queue = config.publish_queue;
-        let publish_queue_bytes = config.publish_queue_bytes;
         let max_global_age = config.max_global_age;
         let read_timeout = HISTORY_READ_TIMEOUT;
         let node = crate::util::random::random_u64();
@@ -142,8 +138,6 @@ impl RedisBackplane {
             publish,
             read_timeout,
             connection,
-            publish_queue,
-            queued_bytes: ByteBudget::new(publish_queue_bytes),
             shutdown,
             max_global_age,
         })
@@ -187,42 +181,18 @@ impl RedisBackplane {
     ) -> Result<impl std::future::Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         let (reply, confirmed) = oneshot::channel();
-        match &*self.state.borrow() {
-            ClusterState::Connected => {}
-            ClusterState::Connecting => {
-                return Err(ClusterError::Unavailable("still connecting to Redis".into()));
-            }
-            ClusterState::Disconnected { error } => {
-                return Err(ClusterError::Unavailable(format!("Redis: {error}")));
-            }
-        }
-        let held = self.queued_bytes.hold(payload.len()).ok_or_else(|| {
-            ClusterError::Backlog(format!("{} bytes", self.queued_bytes.ceiling()))
+        let bytes = payload.len();
+        self.publish.admit(&self.state.borrow(), "Redis", bytes, |held| Outgoing {
+            record,
+            channel,
+            payload,
+            reply: Some(reply),
+            _held: held,
         })?;
-        self.publish
-            .try_send(Outgoing {
-                record,
-                channel,
-                payload,
-                reply: Some(reply),
-                _held: held,
-            })
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => {
-                    ClusterError::Backlog(format!("{} posts", self.publish_queue))
-                }
-                mpsc::error::TrySendError::Closed(_) => {
-                    ClusterError::Unavailable("the server is shutting down".into())
-                }
-            })?;
         Ok(async move {
             confirmed
                 .await
-                .unwrap_or_else(|_| {
-                    Err(ClusterError::Unavailable(
-                        "the server is shutting down".into(),
-                    ))
-                })
+                .unwrap_or_else(|_| Err(shutting_down()))
                 .map(Some)
         })
     }

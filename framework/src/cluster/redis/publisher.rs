@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::Connection;
 use super::history;
+use crate::cluster::publish_queue::next_batch;
 use crate::cluster::{ClusterError, Record};
 use crate::util::byte_budget::HeldBytes;
 use crate::util::log_limit::RateLimitedLog;
@@ -102,21 +103,7 @@ pub(super) async fn publish_loop(
     // Failures come in runs while Redis is in trouble: one line per interval, counted.
     static FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
     let mut batch = Vec::new();
-    loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return,
-            first = outgoing.recv() => match first {
-                Some(first) => first,
-                None => return,
-            },
-        };
-        batch.push(first);
-        while batch.len() < 1024 {
-            match outgoing.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut outgoing, &mut batch, &shutdown).await {
         let current = connection.borrow().clone();
         let outcomes: Vec<Result<usize, ClusterError>> = match current {
             // Never written: certainly not published.
