@@ -28,6 +28,17 @@ impl Join {
     }
 }
 
+impl Join {
+    /// With names under `prefix`, so tests sharing a server stay apart.
+    #[must_use]
+    pub fn prefix(self, prefix: &str) -> Self {
+        match self {
+            Join::Redis(config) => Join::Redis(config.prefix(prefix)),
+            Join::Nats(config) => Join::Nats(config.prefix(prefix)),
+        }
+    }
+}
+
 impl From<ClusterConfig> for Join {
     fn from(config: ClusterConfig) -> Self {
         Join::Redis(config)
@@ -114,7 +125,7 @@ impl TestBackplane {
     pub fn start_empty(&mut self) {
         match self {
             Self::Redis(redis) => redis.start_empty(),
-            Self::Nats(nats) => nats.restart(),
+            Self::Nats(nats) => nats.restart_empty(),
         }
     }
 }

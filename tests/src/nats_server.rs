@@ -1,4 +1,5 @@
-//! A private `nats-server` per test, on a free loopback port, stopped (by PID) on drop.
+//! A private `nats-server` per test, on a free loopback port, with JetStream storing in
+//! a temporary directory; stopped (by PID) on drop.
 
 // Test support: a failed expectation panics with a message, like an assertion.
 #![allow(clippy::expect_used)]
@@ -13,6 +14,7 @@ use crate::redis_server::free_port;
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
+    store: tempfile::TempDir,
 }
 
 /// Where Debian's package puts the server (`/usr/sbin`, not on every user's `PATH`).
@@ -34,6 +36,7 @@ impl NatsServer {
         let mut server = Self {
             child: None,
             port: free_port(),
+            store: tempfile::tempdir().expect("a temporary directory for JetStream"),
         };
         server.spawn();
         server
@@ -41,7 +44,15 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let child = Command::new(program())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -77,13 +88,25 @@ impl NatsServer {
         }
     }
 
-    /// Starts a [`kill`](Self::kill)ed server again on its port.
+    /// Starts a [`kill`](Self::kill)ed server again on its port, with what JetStream
+    /// stored.
     ///
     /// # Panics
     ///
     /// As [`NatsServer::start`].
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Starts a [`kill`](Self::kill)ed server again on its port, with nothing stored.
+    ///
+    /// # Panics
+    ///
+    /// As [`NatsServer::start`].
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        self.store = tempfile::tempdir().expect("a temporary directory for JetStream");
         self.spawn();
     }
 

@@ -1,9 +1,11 @@
-//! Channel history across a cluster of three servers over one private Redis, and over a
-//! private three-master Redis Cluster (every scenario runs on both): every node
+//! Channel history across a cluster of three servers over one private Redis, a private
+//! three-master Redis Cluster and a private NATS with JetStream (every scenario runs on
+//! each): every node
 //! delivers the same offsets in one order; a subscriber cut off on one node recovers
 //! every missed post, once and in order, on another; posts racing a recovering join
 //! are neither lost nor duplicated; Redis losing the history (a restart) tells clients
-//! `recovered: false`, live and on recovery; streaming calls on the room resume after a
+//! `recovered: false`, live and on recovery (as does a NATS restarted empty;
+//! one restarted with its data continues the epoch); streaming calls on the room resume after a
 //! cut socket from the cluster's history.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
@@ -15,14 +17,14 @@ use serde_json::{json, Value};
 use streampod::cluster::ClusterState;
 use streampod::messages::{ChannelConfig, HistoryConfig, MessageCentral, Reach};
 use streampod::Server;
+use streampod_tests::backplanes::TestBackplane;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
-use streampod_tests::redis_server::TestRedis;
 use streampod_tests::rooms::Rooms;
 
 const ROOM: &str = "cluster-history-room";
 
-streampod_tests::on_redis_and_redis_cluster!(
+streampod_tests::on_every_backplane!(
     a_subscriber_cut_off_on_one_node_recovers_every_post_on_another,
     posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_duplicated,
     redis_losing_the_history_says_recovered_false_live_and_on_recovery,
@@ -45,11 +47,14 @@ impl Feeds {
     }
 }
 
-async fn node(redis: &TestRedis) -> Server<Protocol> {
-    let server = Server::builder()
+async fn node(backplane: &TestBackplane) -> Server<Protocol> {
+    let builder = Server::builder()
         .endpoint("rooms", Rooms::default())
-        .methods("feeds", Feeds)
-        .cluster(redis.config().prefix("history-test"))
+        .methods("feeds", Feeds);
+    let server = backplane
+        .join()
+        .prefix("history-test")
+        .apply(builder)
         .bind("127.0.0.1:0")
         .await
         .unwrap();
@@ -68,7 +73,7 @@ async fn connected(server: &Server<Protocol>) {
         changes.wait_for(|state| *state == ClusterState::Connected),
     )
     .await
-    .expect("connected to Redis within 10 s")
+    .expect("connected to the backplane within 10 s")
     .unwrap();
 }
 
@@ -128,7 +133,7 @@ async fn offsets_until(client: &mut TestClient, mut seen: Vec<u64>, last: u64) -
     seen
 }
 
-async fn a_subscriber_cut_off_on_one_node_recovers_every_post_on_another(redis: TestRedis) {
+async fn a_subscriber_cut_off_on_one_node_recovers_every_post_on_another(redis: TestBackplane) {
     let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
     let mut first = TestClient::connect(nodes[0].local_addr(), "").await;
     let joined = join(&mut first, None).await;
@@ -181,7 +186,7 @@ async fn a_subscriber_cut_off_on_one_node_recovers_every_post_on_another(redis: 
 }
 
 async fn posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_duplicated(
-    redis: TestRedis,
+    redis: TestBackplane,
 ) {
     let nodes = [node(&redis).await, node(&redis).await];
     let poster_central = nodes[0].handle().messages();
@@ -229,7 +234,9 @@ async fn posts_racing_recovering_joins_on_other_nodes_are_neither_lost_nor_dupli
     }
 }
 
-async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery(mut redis: TestRedis) {
+async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery(
+    mut redis: TestBackplane,
+) {
     let nodes = [node(&redis).await, node(&redis).await];
     let poster = nodes[0].handle().messages();
     post(&poster, "before".into()).await;
@@ -283,7 +290,7 @@ async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery(mut 
 const MASS_RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
 async fn a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_the_bound(
-    redis: TestRedis,
+    redis: TestBackplane,
 ) {
     streampod_tests::raise_fd_limit();
     let restarting = node(&redis).await;
@@ -339,7 +346,7 @@ async fn a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_
 }
 
 async fn streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut(
-    redis: TestRedis,
+    redis: TestBackplane,
 ) {
     use futures_util::StreamExt;
     use streampod::client::{json as args, MethodClient, NoException, StreamCallError};
@@ -392,6 +399,70 @@ async fn streaming_calls_resume_from_the_clusters_history_after_their_sockets_ar
     for reader in readers {
         assert_eq!(reader.await.unwrap(), 1, "each call went on once");
     }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// Waits until every node noticed the backplane gone, then until it is back.
+async fn through_a_restart(nodes: &[Server<Protocol>], restart: impl FnOnce()) {
+    for node in nodes {
+        let mut changes = node.handle().messages().cluster_state_changes().unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|state| *state != ClusterState::Connected),
+        )
+        .await
+        .expect("the loss noticed within 10 s")
+        .unwrap();
+    }
+    restart();
+    for node in nodes {
+        connected(node).await;
+    }
+}
+
+#[tokio::test]
+async fn a_nats_restarted_with_its_data_keeps_the_epoch_and_clients_recover_across_it() {
+    let mut backplane = TestBackplane::nats();
+    let nodes = [node(&backplane).await, node(&backplane).await];
+    let poster = nodes[0].handle().messages();
+    for n in 1..=3 {
+        post(&poster, format!("before-{n}")).await;
+    }
+    let mut listener = TestClient::connect(nodes[1].local_addr(), "").await;
+    let joined = join(&mut listener, None).await;
+    assert_eq!(joined["position"]["offset"], 3);
+    let epoch = joined["position"]["epoch"].clone();
+    let mut cut = TestClient::connect(nodes[1].local_addr(), "").await;
+    let position = join(&mut cut, None).await["position"].clone();
+    drop(cut);
+
+    let TestBackplane::Nats(nats) = &mut backplane else {
+        unreachable!("a NATS backplane")
+    };
+    nats.kill();
+    through_a_restart(&nodes, || nats.restart()).await;
+    for n in 1..=3 {
+        post(&poster, format!("after-{n}")).await;
+    }
+    // The live subscriber goes on in the same epoch: no `joined` frame, no gap.
+    for (expected, content) in [(4, "after-1"), (5, "after-2"), (6, "after-3")] {
+        let frame = listener.next_json().await;
+        assert_eq!(frame["command"], Value::Null, "{frame}");
+        assert_eq!(
+            (offset(&frame), &frame["object"]["data"]["content"]),
+            (expected, &json!(content))
+        );
+    }
+    // A client cut off before the restart recovers what was posted after it.
+    let mut back = TestClient::connect(nodes[0].local_addr(), "").await;
+    let joined = join(&mut back, Some(&position)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(joined["replayed"], 3, "{joined}");
+    assert_eq!(joined["position"]["epoch"], epoch);
+    let replayed = offsets_until(&mut back, Vec::new(), 6).await;
+    assert_eq!(replayed, [4, 5, 6]);
     for node in nodes {
         node.shutdown().await;
     }

@@ -334,10 +334,11 @@ impl<P: ModelSet> ServerBuilder<P> {
 
     /// Joins a cluster through NATS: `Reach::Global` posts and broadcasts travel over
     /// core NATS subjects to every server connected to the same NATS (see
-    /// [`NatsConfig`]). Pub/sub only for now: channels with history keep none across the
-    /// cluster (joins say `recovered: false`) and presence reads answer
-    /// [`ClusterError::Unavailable`](crate::cluster::ClusterError::Unavailable). The server starts even while NATS is down and connects when it
-    /// comes up. Replaces an earlier [`cluster`](Self::cluster).
+    /// [`NatsConfig`]); channels with history keep it in JetStream. Presence is not kept
+    /// across the cluster yet: presence reads answer
+    /// [`ClusterError::Unavailable`](crate::cluster::ClusterError::Unavailable). The
+    /// server starts even while NATS is down and connects when it comes up. Replaces an
+    /// earlier [`cluster`](Self::cluster).
     ///
     /// ```no_run
     /// # streampod::__doc_models!();
@@ -356,9 +357,10 @@ impl<P: ModelSet> ServerBuilder<P> {
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub fn nats(mut self, config: NatsConfig) -> Self {
         self.backplane = Some(Box::new(move |sink| {
-            let nats = NatsBackplane::start(config, sink).map_err(StartError::Nats)?;
+            let nats = Arc::new(NatsBackplane::start(config, sink).map_err(StartError::Nats)?);
             let (node, max_global_age) = (nats.node(), nats.max_global_age());
-            Ok(Backplane::new(node, Backends::new(nats), max_global_age))
+            let backends = Backends::new(nats.clone()).with_history(nats);
+            Ok(Backplane::new(node, backends, max_global_age))
         }));
         self
     }

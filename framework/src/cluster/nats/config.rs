@@ -16,6 +16,8 @@ pub struct NatsConfig {
     pub(crate) publish_queue_bytes: usize,
     pub(crate) ping_interval: Duration,
     pub(crate) max_global_age: Duration,
+    pub(crate) history_in_memory: bool,
+    pub(crate) history_replicas: usize,
 }
 
 impl std::fmt::Debug for NatsConfig {
@@ -29,6 +31,8 @@ impl std::fmt::Debug for NatsConfig {
             .field("publish_queue_bytes", &self.publish_queue_bytes)
             .field("ping_interval", &self.ping_interval)
             .field("max_global_age", &self.max_global_age)
+            .field("history_in_memory", &self.history_in_memory)
+            .field("history_replicas", &self.history_replicas)
             .finish_non_exhaustive()
     }
 }
@@ -37,8 +41,10 @@ impl NatsConfig {
     /// A cluster through the NATS server at `url` (`nats://host:4222`, several
     /// comma-separated for a NATS cluster), with defaults: prefix `streampod`, publish
     /// timeout 500 ms, connect timeout 1 s, 10,000 queued global posts of at most 64 MiB
-    /// in all, a `PING` every second (a server that leaves two unanswered is gone), and
-    /// global messages older than 5 s dropped on arrival.
+    /// in all, a `PING` every second (a server that leaves two unanswered is gone),
+    /// global messages older than 5 s dropped on arrival, and channel histories in
+    /// JetStream streams on file with one replica (the server needs JetStream enabled:
+    /// `nats-server -js`).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -49,6 +55,8 @@ impl NatsConfig {
             publish_queue_bytes: 64 << 20,
             ping_interval: Duration::from_secs(1),
             max_global_age: Duration::from_secs(5),
+            history_in_memory: false,
+            history_replicas: 1,
         }
     }
 
@@ -97,6 +105,20 @@ impl NatsConfig {
     /// [`ClusterConfig::max_global_age`](crate::cluster::ClusterConfig::max_global_age)).
     pub fn max_global_age(mut self, age: Duration) -> Self {
         self.max_global_age = age;
+        self
+    }
+
+    /// Keeps channel histories in memory rather than on file: faster, lost when the
+    /// NATS server restarts (clients are then told they did not recover).
+    pub fn history_in_memory(mut self, in_memory: bool) -> Self {
+        self.history_in_memory = in_memory;
+        self
+    }
+
+    /// How many NATS servers of a JetStream cluster hold each channel's history
+    /// (default 1; 3 survives the loss of one server).
+    pub fn history_replicas(mut self, replicas: usize) -> Self {
+        self.history_replicas = replicas.max(1);
         self
     }
 

@@ -11,8 +11,9 @@
 //! not count receivers ([`Reached`] is `None`). While the connection is down, posts fail
 //! at once as not published.
 //!
-//! Pub/sub only, for now: channels with history keep none across a NATS cluster (joins
-//! say `recovered: false`), and presence reads answer `Unavailable`.
+//! Channels with history keep it in JetStream (see [`history`]): one stream per
+//! channel, whose sequence numbers the posts in one order for every node. Presence is
+//! not kept across a NATS cluster yet: presence reads answer `Unavailable`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,18 +24,27 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterError, ClusterState, PubSub, Reached, Received, Sink, Topic};
+use super::{
+    ClusterError, ClusterState, History, HistoryRead, PubSub, Reached, Received, Retention, Sink,
+    Topic,
+};
 use super::publish_queue::{next_batch, shutting_down, PublishQueue};
 use crate::util::byte_budget::HeldBytes;
 use crate::util::log_limit::RateLimitedLog;
+use history::{Ensured, Kept, Storage};
 
 mod config;
+mod history;
 
 pub use config::{InvalidNatsUrl, NatsConfig};
+
+/// How long a history read may wait for this node's feed of the channel and JetStream.
+const HISTORY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A node's handle on the NATS cluster: cheap checks, never waits.
 pub(crate) struct NatsBackplane {
     subjects: Subjects,
+    storage: Storage,
     node: u64,
     state: watch::Receiver<ClusterState>,
     changes: mpsc::UnboundedSender<Change>,
@@ -43,14 +53,25 @@ pub(crate) struct NatsBackplane {
     max_global_age: Duration,
 }
 
-/// A subscription change: `None` is the broadcasts.
+/// A subscription change (`None` is the broadcasts), or a history read asking for the
+/// channel's feed.
 enum Change {
     Subscribe(Option<String>),
     Unsubscribe(Option<String>),
+    Feed(String, oneshot::Sender<Feed>),
+}
+
+/// What a history read needs: JetStream, and this node's feed of the channel when the
+/// node subscribes to it (`true` once a read may follow).
+struct Feed {
+    js: async_nats::jetstream::Context,
+    ready: Option<watch::Receiver<bool>>,
 }
 
 struct Outgoing {
     subject: String,
+    /// Kept in the channel's history stream, then published from there.
+    kept: Option<Kept>,
     payload: Bytes,
     reply: oneshot::Sender<Result<Reached, ClusterError>>,
     _held: HeldBytes,
@@ -60,12 +81,15 @@ struct Outgoing {
 #[derive(Debug, Clone)]
 struct Subjects {
     prefix: String,
+    history: history::Names,
 }
 
 impl Subjects {
     fn new(prefix: &str) -> Self {
+        let prefix = escape(prefix);
         Self {
-            prefix: escape(prefix),
+            history: history::Names::new(&prefix),
+            prefix,
         }
     }
 
@@ -114,8 +138,13 @@ impl NatsBackplane {
         let shutdown = CancellationToken::new();
         let subjects = Subjects::new(&config.prefix);
         let node = crate::util::random::random_u64();
+        let storage = Storage {
+            memory: config.history_in_memory,
+            replicas: config.history_replicas,
+        };
         let backplane = Self {
             subjects: subjects.clone(),
+            storage,
             node,
             state,
             changes,
@@ -125,6 +154,7 @@ impl NatsBackplane {
         };
         let connection = Connection {
             config,
+            storage,
             subjects,
             node,
             state: state_tx,
@@ -179,17 +209,7 @@ impl PubSub for NatsBackplane {
             Topic::Channel(channel) => self.subjects.topic(Some(channel)),
             Topic::Broadcasts => self.subjects.topic(None),
         };
-        let (reply, confirmed) = oneshot::channel();
-        let bytes = payload.len();
-        self.publish.admit(&self.state.borrow(), "NATS", bytes, |held| Outgoing {
-            subject,
-            payload: Bytes::from(payload),
-            reply,
-            _held: held,
-        })?;
-        Ok(async move {
-            confirmed.await.unwrap_or_else(|_| Err(shutting_down()))
-        })
+        self.enqueue(subject, None, payload)
     }
 
     fn state(&self) -> watch::Receiver<ClusterState> {
@@ -201,9 +221,88 @@ impl PubSub for NatsBackplane {
     }
 }
 
+impl NatsBackplane {
+    /// Queues a publish (kept first when `kept` says so).
+    fn enqueue(
+        &self,
+        subject: String,
+        kept: Option<Kept>,
+        payload: Vec<u8>,
+    ) -> Result<impl std::future::Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
+    {
+        let (reply, confirmed) = oneshot::channel();
+        let bytes = payload.len();
+        self.publish.admit(&self.state.borrow(), "NATS", bytes, |held| Outgoing {
+            subject,
+            kept,
+            payload: Bytes::from(payload),
+            reply,
+            _held: held,
+        })?;
+        Ok(async move { confirmed.await.unwrap_or_else(|_| Err(shutting_down())) })
+    }
+
+    /// Waits until connected, this node's feed of `channel` is in place (when it
+    /// subscribes to the channel), then reads.
+    async fn read_when_fed(
+        &self,
+        channel: &str,
+        since: Option<(&str, u64)>,
+        retention: Retention,
+    ) -> Result<HistoryRead, ClusterError> {
+        let unavailable = || ClusterError::Unavailable("not connected to NATS".into());
+        let mut state = self.state.clone();
+        state
+            .wait_for(|state| *state == ClusterState::Connected)
+            .await
+            .map_err(|_| unavailable())?;
+        let (reply, fed) = oneshot::channel();
+        self.changes
+            .send(Change::Feed(channel.to_owned(), reply))
+            .map_err(|_| unavailable())?;
+        let Feed { js, ready } = fed.await.map_err(|_| unavailable())?;
+        if let Some(mut ready) = ready {
+            ready.wait_for(|ready| *ready).await.map_err(|_| unavailable())?;
+        }
+        history::read(&js, &self.subjects.history, self.storage, channel, since, retention).await
+    }
+}
+
+/// Cluster-wide history in JetStream: a stream per channel numbers and keeps its posts;
+/// each node follows the streams of its channels with an ordered consumer.
+impl History for NatsBackplane {
+    fn append_and_publish(
+        &self,
+        channel: &str,
+        payload: Vec<u8>,
+        retention: Retention,
+    ) -> Result<impl std::future::Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
+    {
+        let names = &self.subjects.history;
+        let kept = Kept {
+            stream: names.stream(channel),
+            subject: names.subject(channel),
+            retention,
+        };
+        self.enqueue(kept.subject.clone(), Some(kept), payload)
+    }
+
+    async fn read(
+        &self,
+        channel: &str,
+        since: Option<(&str, u64)>,
+        retention: Retention,
+    ) -> Result<HistoryRead, ClusterError> {
+        tokio::time::timeout(HISTORY_READ_TIMEOUT, self.read_when_fed(channel, since, retention))
+            .await
+            .unwrap_or(Err(ClusterError::Timeout(HISTORY_READ_TIMEOUT)))
+    }
+}
+
 /// What the connection task owns.
 struct Connection {
     config: NatsConfig,
+    storage: Storage,
     subjects: Subjects,
     node: u64,
     state: watch::Sender<ClusterState>,
@@ -221,6 +320,7 @@ async fn run(
 ) {
     let Connection {
         config,
+        storage,
         subjects,
         node,
         state,
@@ -257,14 +357,23 @@ async fn run(
             }
         },
     };
-    tokio::spawn(publish_loop(
-        client.clone(),
-        subjects.confirm(node),
-        config.publish_timeout,
-        outgoing,
-        shutdown.clone(),
-    ));
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(config.publish_timeout.max(Duration::from_secs(2)))
+        .ack_timeout(config.publish_timeout)
+        .build(client.clone());
+    tokio::spawn(
+        Publisher {
+            client: client.clone(),
+            js: js.clone(),
+            storage,
+            ensured: Ensured::default(),
+            confirm_subject: subjects.confirm(node),
+            timeout: config.publish_timeout,
+        }
+        .run(outgoing, shutdown.clone()),
+    );
     let mut subscribed: HashMap<Option<String>, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut feeds: HashMap<String, (tokio::task::JoinHandle<()>, watch::Receiver<bool>)> = HashMap::new();
     loop {
         let change = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -294,11 +403,37 @@ async fn run(
                     // Dropping the subscriber unsubscribes.
                     forward.abort();
                 }
+                if let Some((feed, _)) = topic.and_then(|channel| feeds.remove(&channel)) {
+                    feed.abort();
+                }
+            }
+            Change::Feed(channel, reply) => {
+                let ready = if subscribed.contains_key(&Some(channel.clone())) {
+                    let (_, ready) = feeds.entry(channel.clone()).or_insert_with(|| {
+                        let (ready_tx, ready) = watch::channel(false);
+                        let task = tokio::spawn(history::feed(
+                            js.clone(),
+                            client.clone(),
+                            subjects.history.stream(&channel),
+                            channel,
+                            deliver.clone(),
+                            ready_tx,
+                        ));
+                        (task, ready)
+                    });
+                    Some(ready.clone())
+                } else {
+                    None
+                };
+                let _ = reply.send(Feed { js: js.clone(), ready });
             }
         }
     }
     for (_, forward) in subscribed {
         forward.abort();
+    }
+    for (_, (feed, _)) in feeds {
+        feed.abort();
     }
 }
 }
@@ -340,38 +475,142 @@ async fn forward(mut subscriber: async_nats::Subscriber, topic: Option<String>, 
     }
 }
 
-/// Sends queued publishes, everything queued at once, then confirms them with one
-/// round trip through the server.
-async fn publish_loop(
+/// Sends queued publishes: core ones in order, then confirmed together with one round
+/// trip through the server; kept ones (history) each confirmed by JetStream's
+/// acknowledgement.
+struct Publisher {
     client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    storage: Storage,
+    ensured: Ensured,
     confirm_subject: String,
     timeout: Duration,
-    mut outgoing: mpsc::Receiver<Outgoing>,
-    shutdown: CancellationToken,
-) {
-    static FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
-    let mut batch = Vec::new();
-    while next_batch(&mut outgoing, &mut batch, &shutdown).await {
-        refuse_too_large(&client, &mut batch);
-        if batch.is_empty() {
-            continue;
-        }
-        let outcome = match tokio::time::timeout(timeout, send(&client, &confirm_subject, &batch)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(ClusterError::Timeout(timeout)),
-        };
-        if let Err(error) = &outcome {
-            if let Some(left_out) = FAILED_LOG.ready() {
-                tracing::warn!(
-                    target: "streampod::cluster",
-                    %error, posts = batch.len(), earlier_failures_left_out = left_out,
-                    "global posts not confirmed by NATS (a timeout or unconfirmed one may have gone out)"
-                );
+}
+
+/// Where one post of a batch stands.
+enum Sent {
+    /// Not handed to NATS (yet): certainly not published.
+    No,
+    /// Published on core NATS: confirmed with the batch.
+    Core,
+    /// Published to JetStream: its acknowledgement.
+    Kept(async_nats::jetstream::context::PublishAckFuture),
+    /// Being handed over, or published to JetStream and its acknowledgement awaited:
+    /// may have gone out.
+    Awaited,
+    /// Settled.
+    Done(Result<Reached, ClusterError>),
+}
+
+impl Publisher {
+    /// Sends everything queued at once, until shutdown.
+    async fn run(mut self, mut outgoing: mpsc::Receiver<Outgoing>, shutdown: CancellationToken) {
+        static FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+        let mut batch = Vec::new();
+        let mut connects = 0;
+        while next_batch(&mut outgoing, &mut batch, &shutdown).await {
+            refuse_too_large(&self.client, &mut batch);
+            if batch.is_empty() {
+                continue;
+            }
+            let now = self.client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed);
+            if now != connects {
+                // A new connection: NATS may have lost the streams.
+                self.ensured.forget(None);
+                connects = now;
+            }
+            let mut sent: Vec<Sent> = batch.iter().map(|_| Sent::No).collect();
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let _ = tokio::time::timeout_at(deadline, self.send(&batch, &mut sent)).await;
+            for (post, sent) in batch.drain(..).zip(sent) {
+                let outcome = match sent {
+                    Sent::Done(outcome) => outcome,
+                    Sent::No => Err(ClusterError::Unavailable("NATS did not take the post in time".into())),
+                    Sent::Core | Sent::Kept(_) | Sent::Awaited => Err(ClusterError::Timeout(self.timeout)),
+                };
+                if let Err(error) = &outcome {
+                    if let Some(left_out) = FAILED_LOG.ready() {
+                        tracing::warn!(
+                            target: "streampod::cluster",
+                            %error, earlier_failures_left_out = left_out,
+                            "a global post not confirmed by NATS (a timeout or unconfirmed one may have gone out)"
+                        );
+                    }
+                }
+                let _ = post.reply.send(outcome);
             }
         }
-        for post in batch.drain(..) {
-            let _ = post.reply.send(outcome.clone());
+    }
+
+    /// Publishes `batch` in order and settles what NATS confirms in `sent`.
+    async fn send(&mut self, batch: &[Outgoing], sent: &mut [Sent]) {
+        for (post, sent) in batch.iter().zip(sent.iter_mut()) {
+            // Cut off by the timeout from here on, the post may have gone out.
+            *sent = Sent::Awaited;
+            *sent = self.hand_over(post).await;
         }
+        if sent.iter().any(|sent| matches!(sent, Sent::Core)) {
+            let outcome = match self.client.request(self.confirm_subject.clone(), Bytes::new()).await {
+                // The server answered after handling every publish before the request.
+                Ok(_) => Ok(None),
+                Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => Ok(None),
+                Err(error) => Err(ClusterError::Unconfirmed(error.to_string())),
+            };
+            for sent in sent.iter_mut().filter(|sent| matches!(sent, Sent::Core)) {
+                *sent = Sent::Done(outcome.clone());
+            }
+        }
+        for (post, sent) in batch.iter().zip(sent.iter_mut()) {
+            if !matches!(sent, Sent::Kept(_)) {
+                continue;
+            }
+            let Sent::Kept(ack) = std::mem::replace(sent, Sent::Awaited) else {
+                continue;
+            };
+            *sent = match ack.await {
+                Ok(_) => Sent::Done(Ok(None)),
+                Err(error) if error.kind() == async_nats::jetstream::context::PublishErrorKind::StreamNotFound => {
+                    // The stream went (NATS lost it, or it was removed): make it again, once.
+                    if let Some(kept) = &post.kept {
+                        self.ensured.forget(Some(&kept.stream));
+                    }
+                    match self.hand_over(post).await {
+                        Sent::Kept(ack) => Sent::Done(ack.await.map(|_| None).map_err(|error| ack_error(&error))),
+                        other => other,
+                    }
+                }
+                Err(error) => Sent::Done(Err(ack_error(&error))),
+            };
+        }
+    }
+
+    /// Hands one post to NATS.
+    async fn hand_over(&mut self, post: &Outgoing) -> Sent {
+        let Some(kept) = &post.kept else {
+            return match self.client.publish(post.subject.clone(), post.payload.clone()).await {
+                Ok(()) => Sent::Core,
+                Err(error) => Sent::Done(Err(ClusterError::Unconfirmed(error.to_string()))),
+            };
+        };
+        if let Err(error) = self.ensured.ensure(&self.js, kept, self.storage).await {
+            return Sent::Done(Err(error));
+        }
+        match self.js.publish(kept.subject.clone(), post.payload.clone()).await {
+            Ok(ack) => Sent::Kept(ack),
+            Err(error) => Sent::Done(Err(ClusterError::Unconfirmed(error.to_string()))),
+        }
+    }
+}
+
+/// What a failed JetStream acknowledgement says about the post.
+fn ack_error(error: &async_nats::jetstream::context::PublishError) -> ClusterError {
+    use async_nats::jetstream::context::PublishErrorKind;
+    match error.kind() {
+        // Nothing took it: certainly not kept, nor published.
+        PublishErrorKind::StreamNotFound | PublishErrorKind::MaxPayloadExceeded => {
+            ClusterError::Unavailable(format!("JetStream did not keep the post: {error}"))
+        }
+        _ => ClusterError::Unconfirmed(error.to_string()),
     }
 }
 
@@ -395,22 +634,6 @@ fn refuse_too_large(client: &async_nats::Client, batch: &mut Vec<Outgoing>) {
              post is {} bytes",
             post.payload.len()
         ))));
-    }
-}
-
-/// Publishes `batch` in order, then asks the server to confirm it took them.
-async fn send(client: &async_nats::Client, confirm_subject: &str, batch: &[Outgoing]) -> Result<Reached, ClusterError> {
-    for post in batch {
-        client
-            .publish(post.subject.clone(), post.payload.clone())
-            .await
-            .map_err(|error| ClusterError::Unconfirmed(error.to_string()))?;
-    }
-    match client.request(confirm_subject.to_owned(), Bytes::new()).await {
-        // The server answered after handling every publish before the request.
-        Ok(_) => Ok(None),
-        Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => Ok(None),
-        Err(error) => Err(ClusterError::Unconfirmed(error.to_string())),
     }
 }
 
