@@ -1,6 +1,6 @@
 //! Presence across a cluster of three servers over one private Redis (and, for the
-//! scenarios in `on_redis_and_redis_cluster!`, over a private three-master Redis
-//! Cluster too): every node lists every node's members and hears every join and leave;
+//! scenarios in `on_every_backplane!`, over a private three-master Redis Cluster and a
+//! private NATS with JetStream too): every node lists every node's members and hears every join and leave;
 //! a node that dies (cut off from Redis for good, or crashed) has its members leave
 //! everyone's presence, each announced, within the stated bound; a Redis restart loses
 //! nothing once the nodes are back.
@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 use streampod::cluster::{ClusterConfig, ClusterState};
 use streampod::messages::{ChannelConfig, PresenceChange};
 use streampod::Server;
+use streampod_tests::backplanes::{Join, TestBackplane};
 use streampod_tests::client::TestClient;
 use streampod_tests::cut_proxy::CutProxy;
 use streampod_tests::fixtures::Protocol;
-use streampod_tests::redis_server::{RedisServer, TestRedis};
+use streampod_tests::redis_server::RedisServer;
 use streampod_tests::rooms::{command, Rooms};
 
 const ROOM: &str = "presence-room";
 
-streampod_tests::on_redis_and_redis_cluster!(
+streampod_tests::on_every_backplane!(
     a_crashed_nodes_members_leave_everyones_presence_within_the_bound,
     members_are_written_again_after_redis_restarts_and_leaves_are_heard,
 );
@@ -36,11 +37,13 @@ async fn node(redis_url: String) -> (Server<Protocol>, Arc<Mutex<Vec<PresenceCha
     node_with(ClusterConfig::redis(redis_url)).await
 }
 
-/// A node joining the cluster as `config` says.
-async fn node_with(config: ClusterConfig) -> (Server<Protocol>, Arc<Mutex<Vec<PresenceChange>>>) {
-    let server = Server::builder()
-        .endpoint("rooms", Rooms::default())
-        .cluster(config.prefix("presence-test"))
+/// A node joining the cluster as `join` says.
+async fn node_with(join: impl Into<Join>) -> (Server<Protocol>, Arc<Mutex<Vec<PresenceChange>>>) {
+    let builder = Server::builder().endpoint("rooms", Rooms::default());
+    let server = join
+        .into()
+        .prefix("presence-test")
+        .apply(builder)
         .bind("127.0.0.1:0")
         .await
         .unwrap();
@@ -104,7 +107,7 @@ struct CrashableNode {
 }
 
 impl CrashableNode {
-    async fn start(config: ClusterConfig) -> Self {
+    async fn start(join: Join) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -112,7 +115,7 @@ impl CrashableNode {
             .unwrap();
         let (started, addr) = tokio::sync::oneshot::channel();
         runtime.spawn(async move {
-            let (server, _) = node_with(config).await;
+            let (server, _) = node_with(join).await;
             let _ = started.send(server.local_addr());
             std::future::pending::<()>().await;
             drop(server);
@@ -126,10 +129,10 @@ impl CrashableNode {
     }
 }
 
-async fn a_crashed_nodes_members_leave_everyones_presence_within_the_bound(redis: TestRedis) {
-    let (first, first_heard) = node_with(redis.config()).await;
-    let (second, second_heard) = node_with(redis.config()).await;
-    let third = CrashableNode::start(redis.config()).await;
+async fn a_crashed_nodes_members_leave_everyones_presence_within_the_bound(redis: TestBackplane) {
+    let (first, first_heard) = node_with(redis.join()).await;
+    let (second, second_heard) = node_with(redis.join()).await;
+    let third = CrashableNode::start(redis.join()).await;
     let _clients = [
         members(&first).await,
         members(&second).await,
@@ -237,9 +240,11 @@ async fn a_dead_nodes_members_leave_everyones_presence_within_the_bound() {
     }
 }
 
-async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard(mut redis: TestRedis) {
-    let (first, _) = node_with(redis.config()).await;
-    let (second, second_heard) = node_with(redis.config()).await;
+async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard(
+    mut redis: TestBackplane,
+) {
+    let (first, _) = node_with(redis.join()).await;
+    let (second, second_heard) = node_with(redis.join()).await;
     let mut clients = members(&first).await;
     // Hooks hear a channel's changes on nodes with members in it.
     let mut watcher = TestClient::connect_legacy(second.local_addr(), "").await;

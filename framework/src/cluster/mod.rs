@@ -63,6 +63,8 @@ mod envelope;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(any(feature = "redis", feature = "nats"))]
+mod presence_queue;
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod publish_queue;
 #[cfg(feature = "redis")]
 mod redis;

@@ -334,11 +334,9 @@ impl<P: ModelSet> ServerBuilder<P> {
 
     /// Joins a cluster through NATS: `Reach::Global` posts and broadcasts travel over
     /// core NATS subjects to every server connected to the same NATS (see
-    /// [`NatsConfig`]); channels with history keep it in JetStream. Presence is not kept
-    /// across the cluster yet: presence reads answer
-    /// [`ClusterError::Unavailable`](crate::cluster::ClusterError::Unavailable). The
-    /// server starts even while NATS is down and connects when it comes up. Replaces an
-    /// earlier [`cluster`](Self::cluster).
+    /// [`NatsConfig`]); channels with history keep it in JetStream, presence lives in
+    /// JetStream key-value buckets. The server starts even while NATS is down and
+    /// connects when it comes up. Replaces an earlier [`cluster`](Self::cluster).
     ///
     /// ```no_run
     /// # streampod::__doc_models!();
@@ -359,7 +357,9 @@ impl<P: ModelSet> ServerBuilder<P> {
         self.backplane = Some(Box::new(move |sink| {
             let nats = Arc::new(NatsBackplane::start(config, sink).map_err(StartError::Nats)?);
             let (node, max_global_age) = (nats.node(), nats.max_global_age());
-            let backends = Backends::new(nats.clone()).with_history(nats);
+            let backends = Backends::new(nats.clone())
+                .with_history(nats.clone())
+                .with_presence(nats);
             Ok(Backplane::new(node, backends, max_global_age))
         }));
         self

@@ -12,8 +12,9 @@
 //! at once as not published.
 //!
 //! Channels with history keep it in JetStream (see [`history`]): one stream per
-//! channel, whose sequence numbers the posts in one order for every node. Presence is
-//! not kept across a NATS cluster yet: presence reads answer `Unavailable`.
+//! channel, whose sequence numbers the posts in one order for every node. Presence
+//! lives in JetStream key-value buckets (see [`presence`]), with the members of a node
+//! that stops beating removed and announced as leaves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,9 +25,10 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::presence_queue::{Change as PresenceChange, Queue as PresenceQueue};
 use super::{
-    ClusterError, ClusterState, History, HistoryRead, PubSub, Reached, Received, Retention, Sink,
-    Topic,
+    ClusterError, ClusterState, History, HistoryRead, Presence, PubSub, Reached, Received,
+    Retention, Sink, StoredMember, Topic,
 };
 use super::publish_queue::{next_batch, shutting_down, PublishQueue};
 use crate::util::byte_budget::HeldBytes;
@@ -35,6 +37,7 @@ use history::{Ensured, Kept, Storage};
 
 mod config;
 mod history;
+mod presence;
 
 pub use config::{InvalidNatsUrl, NatsConfig};
 
@@ -49,6 +52,8 @@ pub(crate) struct NatsBackplane {
     state: watch::Receiver<ClusterState>,
     changes: mpsc::UnboundedSender<Change>,
     publish: PublishQueue<Outgoing>,
+    presence: Arc<PresenceQueue>,
+    presence_shared: Arc<presence::Shared>,
     shutdown: CancellationToken,
     max_global_age: Duration,
 }
@@ -59,6 +64,8 @@ enum Change {
     Subscribe(Option<String>),
     Unsubscribe(Option<String>),
     Feed(String, oneshot::Sender<Feed>),
+    /// Answered once the changes before it are applied (the subscriptions sent).
+    Flush(oneshot::Sender<()>),
 }
 
 /// What a history read needs: JetStream, and this node's feed of the channel when the
@@ -138,6 +145,8 @@ impl NatsBackplane {
         let shutdown = CancellationToken::new();
         let subjects = Subjects::new(&config.prefix);
         let node = crate::util::random::random_u64();
+        let (presence, presence_changes) = PresenceQueue::new();
+        let presence_shared = presence::Shared::new(presence::Keys::new(&config.prefix, node));
         let storage = Storage {
             memory: config.history_in_memory,
             replicas: config.history_replicas,
@@ -149,12 +158,16 @@ impl NatsBackplane {
             state,
             changes,
             publish,
+            presence: presence.clone(),
+            presence_shared: presence_shared.clone(),
             shutdown: shutdown.clone(),
             max_global_age: config.max_global_age,
         };
         let connection = Connection {
             config,
             storage,
+            presence: (presence, presence_changes, presence_shared),
+            flush: backplane.changes.clone(),
             subjects,
             node,
             state: state_tx,
@@ -299,10 +312,75 @@ impl History for NatsBackplane {
     }
 }
 
+/// Cluster-wide presence in JetStream key-value buckets: a key per member, each node's
+/// heartbeat in a bucket every node watches, changes announced on the channel.
+impl Presence for NatsBackplane {
+    fn join(&self, member: StoredMember) {
+        self.presence.push(PresenceChange::Join {
+            channel: member.channel,
+            id: member.id,
+            member: member.member,
+        });
+    }
+
+    fn leave(&self, channel: &str, id: &str) {
+        self.presence.push(PresenceChange::Leave {
+            channel: channel.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+
+    fn resync(&self, members: Vec<StoredMember>) {
+        self.presence.push(PresenceChange::Resync(
+            members
+                .into_iter()
+                .map(|member| (member.channel, member.id, member.member))
+                .collect(),
+        ));
+    }
+
+    async fn members(&self, channel: &str, limit: usize) -> Result<Vec<Vec<u8>>, ClusterError> {
+        self.presence_read(channel, Some(limit.max(1)))
+            .await
+            .map(|(members, _)| members)
+    }
+
+    async fn count(&self, channel: &str) -> Result<usize, ClusterError> {
+        self.presence_read(channel, None).await.map(|(_, count)| count)
+    }
+
+    fn resets(&self) -> watch::Receiver<u64> {
+        self.presence_shared.resets.subscribe()
+    }
+}
+
+impl NatsBackplane {
+    /// Reads `channel`'s members once this node's own are written on this connection
+    /// (or a short wait passed), within the read timeout.
+    async fn presence_read(&self, channel: &str, limit: Option<usize>) -> Result<(Vec<Vec<u8>>, usize), ClusterError> {
+        if *self.state.borrow() != ClusterState::Connected {
+            return Err(ClusterError::Unavailable("not connected to NATS".into()));
+        }
+        let read = async {
+            self.presence_shared.synced().await;
+            self.presence_shared.read(channel, limit).await
+        };
+        tokio::time::timeout(HISTORY_READ_TIMEOUT, read)
+            .await
+            .unwrap_or(Err(ClusterError::Timeout(HISTORY_READ_TIMEOUT)))
+    }
+}
+
 /// What the connection task owns.
 struct Connection {
     config: NatsConfig,
     storage: Storage,
+    presence: (
+        Arc<PresenceQueue>,
+        mpsc::UnboundedReceiver<PresenceChange>,
+        Arc<presence::Shared>,
+    ),
+    flush: mpsc::UnboundedSender<Change>,
     subjects: Subjects,
     node: u64,
     state: watch::Sender<ClusterState>,
@@ -321,6 +399,8 @@ async fn run(
     let Connection {
         config,
         storage,
+        presence: (presence_queue, presence_changes, presence_shared),
+        flush,
         subjects,
         node,
         state,
@@ -372,6 +452,32 @@ async fn run(
         }
         .run(outgoing, shutdown.clone()),
     );
+    let presence_task = presence::Task {
+        shared: presence_shared,
+        js: js.clone(),
+        client: client.clone(),
+        channel_subject: {
+            let subjects = subjects.clone();
+            Box::new(move |channel| subjects.topic(Some(channel)))
+        },
+        storage,
+    };
+    let subscribed = move || {
+        let (done, flushed) = oneshot::channel();
+        let asked = flush.send(Change::Flush(done)).is_ok();
+        async move {
+            if asked {
+                let _ = flushed.await;
+            }
+        }
+    };
+    tokio::spawn(presence_task.run(
+        presence_queue,
+        presence_changes,
+        subscribed,
+        state.subscribe(),
+        shutdown.clone(),
+    ));
     let mut subscribed: HashMap<Option<String>, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut feeds: HashMap<String, (tokio::task::JoinHandle<()>, watch::Receiver<bool>)> = HashMap::new();
     loop {
@@ -426,6 +532,9 @@ async fn run(
                     None
                 };
                 let _ = reply.send(Feed { js: js.clone(), ready });
+            }
+            Change::Flush(done) => {
+                let _ = done.send(());
             }
         }
     }

@@ -40,7 +40,7 @@ pub(crate) struct RedisBackplane {
     /// How long a history read may wait for the subscription and Redis.
     read_timeout: Duration,
     /// Presence writes, for the presence task.
-    presence: Arc<presence::Queue>,
+    presence: Arc<super::presence_queue::Queue>,
     /// Counts up when this node's members must be written again.
     presence_resets: watch::Receiver<u64>,
     /// Whether this node's members are written (see [`presence::SYNCED_WAIT`]).
@@ -79,7 +79,7 @@ impl RedisBackplane {
         let read_timeout = HISTORY_READ_TIMEOUT;
         let node = crate::util::random::random_u64();
         let presence_names = presence::Names::new(layout.clone(), node);
-        let (presence, presence_changes) = presence::Queue::new();
+        let (presence, presence_changes) = super::presence_queue::Queue::new();
         let (resets_tx, presence_resets) = watch::channel(0);
         let (synced_tx, presence_synced) = watch::channel(None);
         let confirm_subscriptions = {

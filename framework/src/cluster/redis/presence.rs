@@ -18,7 +18,6 @@
 //! own (see [`layout`](super::layout)): a channel's presence lives on the channel's
 //! shard, beside its history.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::connection::Connection;
 use super::layout::Layout;
 use super::{Publisher, RedisBackplane};
+use crate::cluster::presence_queue::{Change, Queue};
 use crate::cluster::{ClusterError, Presence, StoredMember};
 use crate::util::log_limit::RateLimitedLog;
 
@@ -46,13 +46,6 @@ pub(super) const BATCH: usize = 500;
 /// for the next beat, of this node or another.
 const SWEEP_CALLS_PER_BEAT: usize = 100;
 
-/// Most presence changes queued for Redis: a change is a member's id, channel and JSON
-/// (about 200 bytes), so at most about 20 MB. Past it (Redis slow or hanging) changes
-/// are dropped and the node's members are written again from scratch once Redis
-/// answers, so the queue's memory stays bounded and nothing is lost for good. Well
-/// above a storm: 10,000 clients joining at once queue 10,000 changes while a write is
-/// out, and a resync then would double the work.
-pub(super) const MAX_QUEUED_CHANGES: usize = 100_000;
 
 /// KEYS: the channel's hash. ARGV: the member's id, its JSON, the channel, the channel's
 /// Redis channel, the publish command. A member Redis already holds (a resync writing it
@@ -163,23 +156,6 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
 end
 "#;
-
-/// A presence write for the presence task.
-pub(super) enum Change {
-    Join {
-        channel: String,
-        id: String,
-        member: String,
-    },
-    Leave {
-        channel: String,
-        id: String,
-    },
-    /// Replaces everything this node wrote with these members (channel, id, JSON):
-    /// the ones Redis holds stay unannounced, new ones are announced as joins, the
-    /// ones it no longer has as leaves.
-    Resync(Vec<(String, String, String)>),
-}
 
 /// The Redis keys and names presence uses: a hash per channel beside the channel
 /// (its shard, on a cluster), the nodes and sweeping sets together, and each node's
@@ -427,51 +403,6 @@ const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
 /// miss them, and a member list would jump `0 → 1 → 2` as they come back.
 pub(super) const SYNCED_WAIT: Duration = Duration::from_secs(2);
 
-/// The presence changes waiting for Redis: at most [`MAX_QUEUED_CHANGES`]; past it they
-/// are dropped and the node's members written again from scratch once Redis answers.
-#[derive(Debug)]
-pub(super) struct Queue {
-    changes: mpsc::UnboundedSender<Change>,
-    queued: AtomicUsize,
-    overflowed: AtomicBool,
-}
-
-impl Queue {
-    pub(super) fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Change>) {
-        let (changes, receiver) = mpsc::unbounded_channel();
-        let queue = Arc::new(Self {
-            changes,
-            queued: AtomicUsize::new(0),
-            overflowed: AtomicBool::new(false),
-        });
-        (queue, receiver)
-    }
-
-    /// Queues `change`, or drops it (and asks for a resync) when the queue is full; a
-    /// resync is always queued: it replaces everything before it.
-    pub(super) fn push(&self, change: Change) {
-        let resync = matches!(change, Change::Resync(_));
-        if !resync && self.queued.load(Ordering::Relaxed) >= MAX_QUEUED_CHANGES {
-            self.overflowed.store(true, Ordering::Relaxed);
-            return;
-        }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.changes.send(change).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The task took `count` changes off the queue.
-    fn taken(&self, count: usize) {
-        self.queued.fetch_sub(count, Ordering::Relaxed);
-    }
-
-    /// Whether changes were dropped since the last call.
-    fn take_overflow(&self) -> bool {
-        self.overflowed.swap(false, Ordering::Relaxed)
-    }
-}
-
 /// What the presence task tells the rest of the backplane.
 pub(super) struct Signals {
     /// Counts up whenever this node's members must be written again.
@@ -705,37 +636,3 @@ impl Presence for RedisBackplane {
     }
 }
 
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn join(n: usize) -> Change {
-        Change::Join {
-            channel: "room".into(),
-            id: format!("n-{n}"),
-            member: "{}".into(),
-        }
-    }
-
-    #[test]
-    fn past_its_bound_the_queue_drops_changes_and_asks_for_a_resync() {
-        let (queue, mut changes) = Queue::new();
-        for n in 0..MAX_QUEUED_CHANGES + 5 {
-            queue.push(join(n));
-        }
-        assert_eq!(queue.queued.load(Ordering::Relaxed), MAX_QUEUED_CHANGES);
-        // A resync is queued even so: it replaces everything before it.
-        queue.push(Change::Resync(Vec::new()));
-        let mut taken = 0;
-        while changes.try_recv().is_ok() {
-            taken += 1;
-        }
-        assert_eq!(taken, MAX_QUEUED_CHANGES + 1);
-        queue.taken(taken);
-        assert!(queue.take_overflow());
-        assert!(!queue.take_overflow(), "asked once");
-        queue.push(join(0));
-        assert_eq!(queue.queued.load(Ordering::Relaxed), 1);
-    }
-}
