@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Three example-server nodes over each backplane — one Redis, a three-master Redis
-# Cluster, one NATS server — with every delivery crossing it: a publisher on node 0,
+# Cluster, one NATS server with JetStream — with every delivery crossing it: a publisher on node 0,
 # subscribers on nodes 1 and 2 (one room each, one load generator each). Per backend,
 # one burst run (deliveries/s, all of both rooms over the longer generator's time) and
 # one rate run (publish-to-receive latency, 100 messages/s per room for 10 s).
@@ -33,7 +33,8 @@ for port in "${SHARDS[@]}"; do
         --cluster-enabled yes --cluster-config-file nodes.conf --dir "$OUT/redis-$port" >/dev/null 2>&1 &
     PIDS+=("$!")
 done
-taskset -c 0 "$NATS_SERVER" -a 127.0.0.1 -p "$NATS" >/dev/null 2>&1 &
+mkdir -p "$OUT/nats"
+taskset -c 0 "$NATS_SERVER" -a 127.0.0.1 -p "$NATS" -js -sd "$OUT/nats" >/dev/null 2>&1 &
 PIDS+=("$!")
 for port in "$SINGLE" "${SHARDS[@]}"; do
     until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done

@@ -72,9 +72,10 @@ struct Args {
         conflicts_with = "nats"
     )]
     redis_cluster: Vec<String>,
-    /// Join a cluster through NATS (`nats://127.0.0.1:4222`, several comma-separated):
-    /// chat and notifications reach every server on the same NATS and prefix (room
-    /// history is not kept across servers, room counts are each server's own).
+    /// Join a cluster through NATS (`nats://127.0.0.1:4222`, several comma-separated;
+    /// the server needs JetStream, `nats-server -js`): chat and notifications reach every
+    /// server on the same NATS and prefix, room history and members are kept in
+    /// JetStream.
     #[arg(long, env = "STREAMPOD_NATS")]
     nats: Option<String>,
     /// Prefix of the Redis channel names (NATS subjects), so several apps can share one

@@ -11,11 +11,11 @@
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use streampod::cluster::ClusterState;
-use streampod::messages::{ChannelConfig, HistoryConfig, MessageCentral, Reach};
+use streampod::messages::{ChannelConfig, HistoryConfig, MessageCentral, PostError, Reach};
 use streampod::Server;
 use streampod_tests::backplanes::TestBackplane;
 use streampod_tests::client::TestClient;
@@ -30,6 +30,7 @@ streampod_tests::on_every_backplane!(
     redis_losing_the_history_says_recovered_false_live_and_on_recovery,
     a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_the_bound,
     streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut,
+    a_frozen_backplane_keeps_every_confirmed_post_and_none_reported_unpublished,
 );
 
 /// The room as a streaming method.
@@ -463,6 +464,110 @@ async fn a_nats_restarted_with_its_data_keeps_the_epoch_and_clients_recover_acro
     assert_eq!(joined["position"]["epoch"], epoch);
     let replayed = offsets_until(&mut back, Vec::new(), 6).await;
     assert_eq!(replayed, [4, 5, 6]);
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// What became of posts to the room: confirmed, may have gone out, certainly not.
+#[derive(Debug, Default)]
+struct Outcomes {
+    confirmed: Vec<String>,
+    maybe: Vec<String>,
+    not_published: Vec<String>,
+}
+
+async fn a_frozen_backplane_keeps_every_confirmed_post_and_none_reported_unpublished(
+    redis: TestBackplane,
+) {
+    let nodes = [node(&redis).await, node(&redis).await];
+    let poster = nodes[0].handle().messages();
+    post(&poster, "before".into()).await;
+    let mut listener = TestClient::connect(nodes[1].local_addr(), "").await;
+    join(&mut listener, None).await;
+
+    // Posts every 50 ms through a freeze longer than the default liveness checks.
+    redis.pause();
+    let mut outcomes = Outcomes::default();
+    let started = Instant::now();
+    for n in 0.. {
+        if started.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+        let text = format!("frozen-{n:03}");
+        match poster.post_global(ROOM, chat(text.clone())).await {
+            Ok(_) => outcomes.confirmed.push(text),
+            Err(PostError::Cluster(error)) if error.may_have_been_delivered() => {
+                outcomes.maybe.push(text);
+            }
+            Err(PostError::Cluster(_)) => outcomes.not_published.push(text),
+            Err(other) => panic!("{other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.resume();
+    for node in &nodes {
+        connected(node).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while poster
+        .post_global(ROOM, chat("after".into()))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "posts never went out again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !outcomes.not_published.is_empty(),
+        "the freeze was noticed: {outcomes:?}"
+    );
+
+    // The history, read on the other node, holds every confirmed post, none reported
+    // not published, in one order.
+    let page = nodes[1]
+        .handle()
+        .messages()
+        .history(ROOM, None, 10_000)
+        .await
+        .unwrap();
+    let offsets: Vec<u64> = page.messages.iter().map(|entry| entry.offset).collect();
+    assert!(
+        offsets.windows(2).all(|pair| pair[0] < pair[1]),
+        "{offsets:?}"
+    );
+    let kept: Vec<String> = page
+        .messages
+        .iter()
+        .map(|entry| {
+            let message: Value = serde_json::from_str(entry.message.get()).unwrap();
+            message["data"]["content"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for text in &outcomes.confirmed {
+        assert!(
+            kept.contains(text),
+            "{text} was confirmed, yet not kept: {kept:?}"
+        );
+    }
+    for text in &outcomes.not_published {
+        assert!(
+            !kept.contains(text),
+            "{text} was reported not published, yet kept"
+        );
+    }
+    assert!(kept.contains(&"before".to_owned()) && kept.contains(&"after".to_owned()));
+    eprintln!(
+        "frozen backplane: {} confirmed, {} maybe ({} of them kept), {} not published",
+        outcomes.confirmed.len(),
+        outcomes.maybe.len(),
+        outcomes
+            .maybe
+            .iter()
+            .filter(|text| kept.contains(text))
+            .count(),
+        outcomes.not_published.len()
+    );
     for node in nodes {
         node.shutdown().await;
     }

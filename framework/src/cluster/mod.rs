@@ -52,7 +52,9 @@
 //! The backplane sits behind the message central, at a seam of three small traits:
 //! [`PubSub`] (every backend), [`History`] and [`Presence`] (where a backend keeps
 //! them). Redis (feature `redis`) implements all three, one file each under `redis/`,
-//! on one Redis and on a Redis Cluster alike (each channel's keys on its shard). A
+//! on one Redis and on a Redis Cluster alike (each channel's keys on its shard); NATS
+//! (feature `nats`) too, under `nats/`: history in a JetStream stream per channel,
+//! presence in JetStream key-value buckets. A
 //! backend of your own implements [`PubSub`] (and the others if it keeps them) and is
 //! plugged in with
 //! [`ServerBuilder::backplane`](crate::ServerBuilder::backplane). Without a backplane,

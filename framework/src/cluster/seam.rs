@@ -2,7 +2,7 @@
 //! carries `Reach::Global` posts between the nodes; [`History`] numbers and keeps the
 //! posts of channels with history, in one order for all nodes; [`Presence`] keeps who is
 //! in a channel across nodes. Redis implements all three (on one Redis or a Redis
-//! Cluster); a backend of your own needs only [`PubSub`] and is plugged in with
+//! Cluster), and so does NATS (history and presence in JetStream); a backend of your own needs only [`PubSub`] and is plugged in with
 //! [`ServerBuilder::backplane`](crate::ServerBuilder::backplane).
 //!
 //! Payloads are opaque bytes: the central encodes a post once (its envelope), the

@@ -123,7 +123,9 @@ fn stream_config(name: String, subject: String, retention: Retention, storage: S
 }
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> ClusterError {
-    ClusterError::Unavailable(format!("JetStream {what}: {error}"))
+    ClusterError::Unavailable(format!(
+        "JetStream {what}: {error} (channels with history need JetStream: nats-server -js)"
+    ))
 }
 
 fn stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
