@@ -38,11 +38,27 @@ impl NatsServer {
             port: free_port(),
             store: tempfile::tempdir().expect("a temporary directory for JetStream"),
         };
-        server.spawn();
-        server
+        // A port found free may be taken before the server binds it (by another test's
+        // connection): then it exits, and another port is tried.
+        for _ in 0..5 {
+            if server.try_spawn() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("nats-server could not bind a free port five times");
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "nats-server exited on {} (the port is taken?)",
+            self.port
+        );
+    }
+
+    /// Starts the server on its port; `false` when it exits at once.
+    fn try_spawn(&mut self) -> bool {
         let child = Command::new(program())
             .args([
                 "-a",
@@ -59,7 +75,18 @@ impl NatsServer {
             .expect("nats-server is installed (apt-get install nats-server)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not start on {}",

@@ -33,7 +33,14 @@ impl RedisServer {
     ///
     /// When `redis-server` is not installed or does not answer within 10 s.
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        // A port found free may be taken before the server binds it (by another test's
+        // connection): then it exits, and another port is tried.
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start_on(free_port()) {
+                return server;
+            }
+        }
+        panic!("redis-server could not bind a free port five times");
     }
 
     /// Starts a server on `port` (to bring a stopped one back).
@@ -42,6 +49,12 @@ impl RedisServer {
     ///
     /// As [`RedisServer::start`].
     pub fn start_on(port: u16) -> Self {
+        Self::try_start_on(port)
+            .unwrap_or_else(|| panic!("redis-server exited on {port} (the port is taken?)"))
+    }
+
+    /// Starts a server on `port`; `None` when it exits at once (the port is taken).
+    fn try_start_on(port: u16) -> Option<Self> {
         let dir = tempfile::tempdir().expect("a scratch directory");
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -54,20 +67,27 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (apt-get install redis-server)");
-        let server = Self {
+        let mut server = Self {
             child,
             port,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while server.connection().is_err() {
+            if matches!(server.child.try_wait(), Ok(Some(_))) {
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not start on {port}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        // Another test's server answered on the port this one could not bind.
+        if matches!(server.child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        Some(server)
     }
 
     /// `redis://127.0.0.1:<port>/`

@@ -31,6 +31,7 @@ streampod_tests::on_every_backplane!(
     a_thousand_clients_reconnecting_to_a_restarted_node_all_recover_within_the_bound,
     streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut,
     a_frozen_backplane_keeps_every_confirmed_post_and_none_reported_unpublished,
+    the_apps_own_listeners_hear_other_nodes_posts_to_a_history_channel,
 );
 
 /// The room as a streaming method.
@@ -568,6 +569,52 @@ async fn a_frozen_backplane_keeps_every_confirmed_post_and_none_reported_unpubli
             .count(),
         outcomes.not_published.len()
     );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+async fn the_apps_own_listeners_hear_other_nodes_posts_to_a_history_channel(redis: TestBackplane) {
+    let nodes = [node(&redis).await, node(&redis).await];
+    // A listener of the app's own, no session: nothing reads the history for it.
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    let _listener = nodes[1]
+        .handle()
+        .messages()
+        .add_listener(ROOM, move |message| {
+            if let Protocol::ChatMessage(chat) = message {
+                let _ = heard.send(chat.content.clone());
+            }
+        })
+        .unwrap();
+    let poster = nodes[0].handle().messages();
+    // The first posts may go out before the other node follows the channel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        post(&poster, "probe".into()).await;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), hearing.recv()).await
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listener never heard a post");
+    }
+    while tokio::time::timeout(Duration::from_millis(200), hearing.recv())
+        .await
+        .is_ok()
+    {}
+    for n in 0..20 {
+        post(&poster, format!("post-{n:02}")).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let text = tokio::time::timeout(Duration::from_secs(5), hearing.recv())
+            .await
+            .expect("every post heard")
+            .unwrap();
+        got.push(text);
+    }
+    let expected: Vec<String> = (0..20).map(|n| format!("post-{n:02}")).collect();
+    assert_eq!(got, expected, "every post once, in order");
     for node in nodes {
         node.shutdown().await;
     }

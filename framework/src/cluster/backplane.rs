@@ -93,6 +93,7 @@ trait DynHistory: Send + Sync + 'static {
         payload: Vec<u8>,
         retention: Retention,
     ) -> Result<Confirmation, ClusterError>;
+    fn follow(&self, channel: &str, retention: Retention);
     fn read<'a>(
         &'a self,
         channel: &'a str,
@@ -110,6 +111,10 @@ impl<T: History> DynHistory for T {
     ) -> Result<Confirmation, ClusterError> {
         History::append_and_publish(self, channel, payload, retention)
             .map(|confirm| Box::pin(confirm) as Confirmation)
+    }
+
+    fn follow(&self, channel: &str, retention: Retention) {
+        History::follow(self, channel, retention);
     }
 
     fn read<'a>(
@@ -264,9 +269,13 @@ impl Backplane {
         self.node
     }
 
-    /// The node got its first listener on `channel`.
-    pub(crate) fn subscribe(&self, channel: &str) {
+    /// The node got its first listener on `channel` (a channel with history when it
+    /// has a `record`).
+    pub(crate) fn subscribe(&self, channel: &str, record: Option<Record>) {
         self.pubsub.subscribe(Topic::Channel(channel));
+        if let (Some(record), Some(history)) = (record, &self.history) {
+            history.follow(channel, record.retention());
+        }
     }
 
     /// The node's last listener on `channel` left.

@@ -178,6 +178,15 @@ pub trait History: Send + Sync + 'static {
         retention: Retention,
     ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>;
 
+    /// This node got its first listener on `channel`, a channel with history (called
+    /// right after [`PubSub::subscribe`]): a backend that delivers such channels' posts
+    /// other than through its pub/sub subscription starts that here, so listeners that
+    /// never read the history (the app's own) get the posts too. Nothing by default:
+    /// Redis publishes them on the channel the node subscribed to.
+    fn follow(&self, channel: &str, retention: Retention) {
+        let _ = (channel, retention);
+    }
+
     /// Reads `channel`'s history after the position `since` (an epoch and the last
     /// offset the reader has; only the epoch and newest offset when `None`), once this
     /// node's subscription to it is in place. Stores nothing for a channel without
@@ -269,6 +278,10 @@ impl<T: History> History for Arc<T> {
     ) -> Result<impl Future<Output = Result<Reached, ClusterError>> + Send + 'static, ClusterError>
     {
         (**self).append_and_publish(channel, payload, retention)
+    }
+
+    fn follow(&self, channel: &str, retention: Retention) {
+        (**self).follow(channel, retention);
     }
 
     fn read(

@@ -202,7 +202,7 @@ impl<P> MessageCentral<P> {
     ) -> ListenerId {
         self.inner.channels.add(channel, make, || {
             if let Some(cluster) = self.inner.cluster.get() {
-                cluster.subscribe(channel);
+                cluster.subscribe(channel, self.record_of(channel));
             }
         })
     }
@@ -257,6 +257,20 @@ impl<P> MessageCentral<P> {
 
     pub(crate) fn cluster(&self) -> Option<&Backplane> {
         self.inner.cluster.get()
+    }
+
+    /// How the cluster keeps posts to `channel`: `Some` when it has history configured
+    /// (with or without a cluster).
+    pub(crate) fn record_of(&self, channel: &str) -> Option<Record> {
+        self.inner
+            .channels
+            .config_of(channel)
+            .history
+            .map(|history| Record {
+                size: history.size,
+                ttl: history.ttl,
+                bytes: history.max_bytes,
+            })
     }
 }
 
@@ -377,20 +391,6 @@ impl<P: ModelSet> MessageCentral<P> {
         Ok(cluster
             .publish_confirmed(Topic::Channel(channel), payload, self.record_of(channel))
             .await?)
-    }
-
-    /// How the cluster keeps posts to `channel`: `Some` when it has history configured
-    /// (with or without a cluster).
-    pub(crate) fn record_of(&self, channel: &str) -> Option<Record> {
-        self.inner
-            .channels
-            .config_of(channel)
-            .history
-            .map(|history| Record {
-                size: history.size,
-                ttl: history.ttl,
-                bytes: history.max_bytes,
-            })
     }
 
     /// The cluster connection's state; `None` without a cluster.

@@ -64,6 +64,8 @@ enum Change {
     Subscribe(Option<String>),
     Unsubscribe(Option<String>),
     Feed(String, oneshot::Sender<Feed>),
+    /// Starts this node's feed of a channel with history it subscribes to.
+    Follow(String),
     /// Answered once the changes before it are applied (the subscriptions sent).
     Flush(oneshot::Sender<()>),
 }
@@ -300,6 +302,10 @@ impl History for NatsBackplane {
         self.enqueue(kept.subject.clone(), Some(kept), payload)
     }
 
+    fn follow(&self, channel: &str, _retention: Retention) {
+        let _ = self.changes.send(Change::Follow(channel.to_owned()));
+    }
+
     async fn read(
         &self,
         channel: &str,
@@ -479,7 +485,13 @@ async fn run(
         shutdown.clone(),
     ));
     let mut subscribed: HashMap<Option<String>, tokio::task::JoinHandle<()>> = HashMap::new();
-    let mut feeds: HashMap<String, (tokio::task::JoinHandle<()>, watch::Receiver<bool>)> = HashMap::new();
+    let mut feeds = Feeds {
+        running: HashMap::new(),
+        js: js.clone(),
+        client: client.clone(),
+        names: subjects.history.clone(),
+        deliver: deliver.clone(),
+    };
     loop {
         let change = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -509,29 +521,20 @@ async fn run(
                     // Dropping the subscriber unsubscribes.
                     forward.abort();
                 }
-                if let Some((feed, _)) = topic.and_then(|channel| feeds.remove(&channel)) {
-                    feed.abort();
+                if let Some(channel) = topic {
+                    feeds.stop(&channel);
                 }
             }
             Change::Feed(channel, reply) => {
-                let ready = if subscribed.contains_key(&Some(channel.clone())) {
-                    let (_, ready) = feeds.entry(channel.clone()).or_insert_with(|| {
-                        let (ready_tx, ready) = watch::channel(false);
-                        let task = tokio::spawn(history::feed(
-                            js.clone(),
-                            client.clone(),
-                            subjects.history.stream(&channel),
-                            channel,
-                            deliver.clone(),
-                            ready_tx,
-                        ));
-                        (task, ready)
-                    });
-                    Some(ready.clone())
-                } else {
-                    None
-                };
+                let ready = subscribed
+                    .contains_key(&Some(channel.clone()))
+                    .then(|| feeds.follow(channel));
                 let _ = reply.send(Feed { js: js.clone(), ready });
+            }
+            Change::Follow(channel) => {
+                if subscribed.contains_key(&Some(channel.clone())) {
+                    feeds.follow(channel);
+                }
             }
             Change::Flush(done) => {
                 let _ = done.send(());
@@ -541,10 +544,45 @@ async fn run(
     for (_, forward) in subscribed {
         forward.abort();
     }
-    for (_, (feed, _)) in feeds {
+    for (_, (feed, _)) in feeds.running {
         feed.abort();
     }
 }
+}
+
+/// This node's feeds of its channels with history (see [`history::feed`]).
+struct Feeds {
+    running: HashMap<String, (tokio::task::JoinHandle<()>, watch::Receiver<bool>)>,
+    js: async_nats::jetstream::Context,
+    client: async_nats::Client,
+    names: history::Names,
+    deliver: Sink,
+}
+
+impl Feeds {
+    /// Starts `channel`'s feed unless it runs; says when a history read may follow.
+    fn follow(&mut self, channel: String) -> watch::Receiver<bool> {
+        let (_, ready) = self.running.entry(channel.clone()).or_insert_with(|| {
+            let (ready_tx, ready) = watch::channel(false);
+            let task = tokio::spawn(history::feed(
+                self.js.clone(),
+                self.client.clone(),
+                self.names.stream(&channel),
+                channel,
+                self.deliver.clone(),
+                ready_tx,
+            ));
+            (task, ready)
+        });
+        ready.clone()
+    }
+
+    /// Stops `channel`'s feed (this node's last listener left).
+    fn stop(&mut self, channel: &str) {
+        if let Some((feed, _)) = self.running.remove(channel) {
+            feed.abort();
+        }
+    }
 }
 
 /// Turns the client's connection events into the node's cluster state.
