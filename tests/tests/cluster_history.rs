@@ -32,6 +32,7 @@ streampod_tests::on_every_backplane!(
     streaming_calls_resume_from_the_clusters_history_after_their_sockets_are_cut,
     a_frozen_backplane_keeps_every_confirmed_post_and_none_reported_unpublished,
     the_apps_own_listeners_hear_other_nodes_posts_to_a_history_channel,
+    the_cluster_keeps_the_newest_posts_within_the_historys_size_bytes_and_age,
 );
 
 /// The room as a streaming method.
@@ -615,6 +616,103 @@ async fn the_apps_own_listeners_hear_other_nodes_posts_to_a_history_channel(redi
     }
     let expected: Vec<String> = (0..20).map(|n| format!("post-{n:02}")).collect();
     assert_eq!(got, expected, "every post once, in order");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// The contents a history page holds, oldest first.
+fn contents(page: &streampod::messages::HistoryPage) -> Vec<String> {
+    page.messages
+        .iter()
+        .map(|entry| {
+            let message: Value = serde_json::from_str(entry.message.get()).unwrap();
+            message["data"]["content"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+async fn the_cluster_keeps_the_newest_posts_within_the_historys_size_bytes_and_age(
+    redis: TestBackplane,
+) {
+    let nodes = [node(&redis).await, node(&redis).await];
+    let (poster, reader) = (nodes[0].handle().messages(), nodes[1].handle().messages());
+    let configure = |channel: &str, history: HistoryConfig| {
+        for node in &nodes {
+            let config = ChannelConfig::default().with_history(history);
+            node.handle().messages().configure_channel(channel, config);
+        }
+    };
+    let send = |channel: &'static str, text: String| {
+        let poster = poster.clone();
+        async move {
+            let mut message = chat(text);
+            message.channel_id = channel.into();
+            poster.post_global(channel, message).await.unwrap();
+        }
+    };
+    // By count: the newest five of eight.
+    configure(
+        "kept-by-count",
+        HistoryConfig::new(5, Duration::from_secs(60)),
+    );
+    for n in 1..=8 {
+        send("kept-by-count", format!("count-{n}")).await;
+    }
+    let page = reader.history("kept-by-count", None, 100).await.unwrap();
+    assert_eq!(page.newest, 8);
+    assert_eq!(
+        contents(&page),
+        ["count-4", "count-5", "count-6", "count-7", "count-8"]
+    );
+    assert!(!page.complete, "posts 1 to 3 were forgotten");
+
+    // By bytes: posts of about 1 KiB in 4 KiB: the newest few, never none.
+    configure(
+        "kept-by-bytes",
+        HistoryConfig::new(100, Duration::from_secs(60)).with_max_bytes(4096),
+    );
+    for n in 1..=10 {
+        send(
+            "kept-by-bytes",
+            format!("bytes-{n:02}-{}", "x".repeat(1000)),
+        )
+        .await;
+    }
+    let page = reader.history("kept-by-bytes", None, 100).await.unwrap();
+    let kept = contents(&page);
+    assert!((1..=4).contains(&kept.len()), "{} kept", kept.len());
+    assert!(
+        kept.last().unwrap().starts_with("bytes-10-"),
+        "the newest stays"
+    );
+    // One post larger than the bytes allowed: it stays, alone.
+    send("kept-by-bytes", format!("large-{}", "y".repeat(6000))).await;
+    let page = reader.history("kept-by-bytes", None, 100).await.unwrap();
+    let kept = contents(&page);
+    assert_eq!(kept.len(), 1, "only the newest");
+    assert!(kept[0].starts_with("large-"));
+    // The next post that fits pushes it out, oldest first.
+    send("kept-by-bytes", "small".into()).await;
+    let page = reader.history("kept-by-bytes", None, 100).await.unwrap();
+    assert_eq!(contents(&page), ["small"]);
+
+    // By age: gone after the TTL, the offsets stay.
+    configure(
+        "kept-by-age",
+        HistoryConfig::new(100, Duration::from_secs(1)),
+    );
+    for n in 1..=3 {
+        send("kept-by-age", format!("age-{n}")).await;
+    }
+    assert_eq!(
+        contents(&reader.history("kept-by-age", None, 100).await.unwrap()).len(),
+        3
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let page = reader.history("kept-by-age", None, 100).await.unwrap();
+    assert_eq!(page.newest, 3, "offsets outlive the posts");
+    assert!(contents(&page).is_empty(), "expired: {:?}", contents(&page));
     for node in nodes {
         node.shutdown().await;
     }

@@ -104,6 +104,20 @@ pub(super) struct Kept {
     pub(super) retention: Retention,
 }
 
+/// What JetStream counts of a stored message beyond its payload and subject (at most;
+/// file storage's record header is the larger).
+const STORED_OVERHEAD: usize = 64;
+
+/// The bytes a stream of `retention` may hold for a post of `post` bytes on `subject`:
+/// the retention's, or the post's own when it alone is larger. JetStream would discard
+/// a message larger than the stream's limit right after storing it (before any
+/// consumer saw it), where a history keeps its newest post whatever its size; the limit
+/// goes back down with the next post that fits, which then discards it, oldest first.
+fn max_bytes(retention: Retention, subject: &str, post: usize) -> i64 {
+    let stored = post + subject.len() + STORED_OVERHEAD;
+    i64::try_from(retention.bytes.max(stored)).unwrap_or(i64::MAX)
+}
+
 fn stream_config(name: String, subject: String, retention: Retention, storage: Storage) -> stream::Config {
     stream::Config {
         name,
@@ -145,24 +159,30 @@ fn created_nanos(info: &stream::Info) -> u64 {
     u64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(0)
 }
 
-/// The streams this node made sure exist with the retention it posts with; forgotten
-/// when a publish finds a stream gone.
+/// The streams this node made sure exist with the retention it posts with (and the
+/// bytes it set, see [`max_bytes`]); forgotten when a publish finds a stream gone.
 #[derive(Debug, Default)]
-pub(super) struct Ensured(std::collections::HashMap<String, Retention>);
+pub(super) struct Ensured(std::collections::HashMap<String, (Retention, i64)>);
 
 impl Ensured {
-    /// Makes sure `kept`'s stream exists with its retention (created, or updated when
-    /// an app changed its retention).
+    /// Makes sure `kept`'s stream exists with its retention, and holds a post of
+    /// `post` bytes (created, or updated when an app changed its retention or the post
+    /// alone is larger than its bytes).
     pub(super) async fn ensure(
         &mut self,
         js: &jetstream::Context,
         kept: &Kept,
+        post: usize,
         storage: Storage,
     ) -> Result<(), ClusterError> {
-        if self.0.get(&kept.stream) == Some(&kept.retention) {
+        let bytes = max_bytes(kept.retention, &kept.subject, post);
+        if self.0.get(&kept.stream) == Some(&(kept.retention, bytes)) {
             return Ok(());
         }
-        let config = stream_config(kept.stream.clone(), kept.subject.clone(), kept.retention, storage);
+        let config = stream::Config {
+            max_bytes: bytes,
+            ..stream_config(kept.stream.clone(), kept.subject.clone(), kept.retention, storage)
+        };
         let stream = match js.get_or_create_stream(config.clone()).await {
             Ok(stream) => stream,
             // Another node created it at the same moment.
@@ -179,7 +199,7 @@ impl Ensured {
                 .await
                 .map_err(|error| unavailable("cannot update the channel's history limits", error))?;
         }
-        self.0.insert(kept.stream.clone(), kept.retention);
+        self.0.insert(kept.stream.clone(), (kept.retention, bytes));
         Ok(())
     }
 
@@ -501,6 +521,17 @@ mod tests {
         assert_eq!(stream.len(), LONGEST_STREAM_NAME);
         assert_ne!(stream, names.stream(&"é".repeat(151)));
         assert!(!stream.contains(['.', '*', '>', ' ']));
+    }
+
+    #[test]
+    fn a_stream_holds_its_bytes_or_a_larger_post_alone() {
+        let retention = Retention {
+            size: 10,
+            ttl: Duration::from_secs(1),
+            bytes: 4096,
+        };
+        assert_eq!(max_bytes(retention, "s", 100), 4096);
+        assert_eq!(max_bytes(retention, "s", 6000), 6000 + 1 + STORED_OVERHEAD as i64);
     }
 
     #[test]

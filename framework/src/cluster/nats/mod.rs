@@ -739,7 +739,7 @@ impl Publisher {
                 Err(error) => Sent::Done(Err(ClusterError::Unconfirmed(error.to_string()))),
             };
         };
-        if let Err(error) = self.ensured.ensure(&self.js, kept, self.storage).await {
+        if let Err(error) = self.ensured.ensure(&self.js, kept, post.payload.len(), self.storage).await {
             return Sent::Done(Err(error));
         }
         match self.js.publish(kept.subject.clone(), post.payload.clone()).await {
