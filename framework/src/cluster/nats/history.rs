@@ -292,8 +292,9 @@ pub(super) async fn read(
             continues = created.saturating_add(skew) >= at && created < at.saturating_add(within);
         }
     }
+    // Posts of another epoch mean nothing to the reader: none are read for it.
     let entries = match since {
-        Some((_, after)) if after < newest => {
+        Some((given, after)) if after < newest && (given == epoch || continues) => {
             read_entries(&mut stream, after, newest, retention.size.max(1)).await?
         }
         _ => Vec::new(),
