@@ -3,7 +3,8 @@
 //! private NATS with JetStream too): every node lists every node's members and hears every join and leave;
 //! a node that dies (cut off from Redis for good, or crashed) has its members leave
 //! everyone's presence, each announced, within the stated bound; a Redis restart loses
-//! nothing once the nodes are back.
+//! nothing once the nodes are back, and a NATS frozen longer than the node TTL sweeps
+//! nobody when it is back.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -361,6 +362,37 @@ async fn a_reconnect_writes_the_members_back_without_a_dip_or_a_join_announced_a
         leaves_before + 1,
         "the member that left during the cut is announced once"
     );
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_nats_frozen_longer_than_the_node_ttl_sweeps_nobody_when_it_is_back() {
+    let nats = TestBackplane::nats();
+    let (first, first_heard) = node_with(nats.join()).await;
+    let (second, second_heard) = node_with(nats.join()).await;
+    let _clients = [members(&first).await, members(&second).await];
+    for server in [&first, &second] {
+        until_count(server, 40, Duration::from_secs(5)).await;
+    }
+
+    // Nobody beats while NATS is frozen: every heartbeat is older than the TTL after.
+    nats.pause();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    nats.resume();
+    for server in [&first, &second] {
+        wait_connected(server).await;
+    }
+    // Longer than a sweep would take (a beat, then the TTL from the reconnect).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        (leaves(&first_heard), leaves(&second_heard)),
+        (0, 0),
+        "nobody left: every node was alive all along"
+    );
+    for server in [&first, &second] {
+        until_count(server, 40, Duration::from_secs(5)).await;
+    }
     first.shutdown().await;
     second.shutdown().await;
 }

@@ -184,6 +184,14 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Takes every node known as heard now.
+    fn heard_all_now(&self) {
+        let now = Instant::now();
+        for (at, _) in self.heard().values_mut() {
+            *at = now;
+        }
+    }
+
     /// Whether `node` beat lately (this node always counts).
     fn is_live(&self, node: &str) -> bool {
         node == self.keys.node
@@ -390,6 +398,9 @@ impl Task {
                 beaten = false;
                 write_failed = false;
                 buckets = None;
+                // What this node did not hear while it was away says nothing of the
+                // others: each is dead only when not heard for the TTL from now on.
+                self.shared.heard_all_now();
                 reset(&mut resync_pending);
                 beat.reset_immediately();
             }
