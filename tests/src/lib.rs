@@ -27,6 +27,7 @@ pub mod guides {
 pub mod backplanes;
 pub mod captured_log;
 pub mod client;
+pub mod crashable;
 pub mod cut_proxy;
 pub mod http;
 pub mod nats_server;

@@ -24,6 +24,7 @@ use streampod::messages::{MessageCentral, PostError};
 use streampod::Server;
 use streampod_tests::backplanes::{Join, TestBackplane};
 use streampod_tests::client::TestClient;
+use streampod_tests::crashable::CrashableServer;
 use streampod_tests::http::{get_text, metric_value, request};
 use streampod_tests::redis_server::RedisServer;
 
@@ -104,40 +105,6 @@ async fn member_at(addr: std::net::SocketAddr, room: &str) -> TestClient {
     client.chat_subscription(room, true).await;
     client.until_pong().await;
     client
-}
-
-/// A node on a runtime (and thread) of its own, so that it can be killed: dropping the
-/// runtime ends its tasks and closes its sockets at once, with no shutdown.
-struct KillableNode {
-    addr: std::net::SocketAddr,
-    kill: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl KillableNode {
-    fn start(join: Join) -> Self {
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (kill, killed) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            let server = runtime.block_on(node_with(join));
-            addr_tx.send(server.local_addr()).unwrap();
-            let _ = killed.recv();
-            drop(server);
-            runtime.shutdown_background();
-        });
-        let addr = addr_rx.recv().expect("the node started");
-        Self { addr, kill, thread }
-    }
-
-    fn kill(self) {
-        let _ = self.kill.send(());
-        self.thread.join().unwrap();
-    }
 }
 
 fn chat(content: String) -> ChatMessage {
@@ -708,8 +675,11 @@ async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(red
     );
     let mut on_b = member(&b, "hang").await;
     let channel = room_channel("hang");
-    let c = KillableNode::start(joining(&redis));
-    let mut on_c = member_at(c.addr, "hang").await;
+    let c = {
+        let join = joining(&redis);
+        CrashableServer::start(move || node_with(join)).await
+    };
+    let mut on_c = member_at(c.addr(), "hang").await;
     a.handle()
         .messages()
         .post_global(&channel, chat("three".into()))
@@ -719,7 +689,7 @@ async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(red
     assert_eq!(drain(&mut on_c, Duration::from_millis(300)).await.len(), 1);
 
     // Node c dies (no shutdown: its sockets just close); a and b go on as before.
-    c.kill();
+    c.crash();
     assert!(
         on_c.try_next_json(Duration::from_secs(2)).await.is_none(),
         "c is gone"
@@ -735,8 +705,11 @@ async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(red
     ledger.check(&got, MAX_AGE);
 
     // A node started again joins and receives; nothing of the gap is replayed to it.
-    let c = KillableNode::start(joining(&redis));
-    let back = Listening::start(member_at(c.addr, "hang").await);
+    let c = {
+        let join = joining(&redis);
+        CrashableServer::start(move || node_with(join)).await
+    };
+    let back = Listening::start(member_at(c.addr(), "hang").await);
     let arrived = ledger
         .post_until_received(&messages, &channel, &back, "again")
         .await;
@@ -748,7 +721,7 @@ async fn a_killed_node_leaves_the_others_untouched_and_a_restarted_one_joins(red
     );
     ledger.check(&arrived, MAX_AGE);
     ledger.check(&drain(&mut on_b, Duration::from_millis(200)).await, MAX_AGE);
-    c.kill();
+    c.crash();
     for node in [a, b] {
         node.shutdown().await;
     }

@@ -17,6 +17,7 @@ use streampod::messages::{ChannelConfig, PresenceChange};
 use streampod::Server;
 use streampod_tests::backplanes::{Join, TestBackplane};
 use streampod_tests::client::TestClient;
+use streampod_tests::crashable::CrashableServer;
 use streampod_tests::cut_proxy::CutProxy;
 use streampod_tests::fixtures::Protocol;
 use streampod_tests::redis_server::RedisServer;
@@ -100,44 +101,15 @@ fn leaves(heard: &Mutex<Vec<PresenceChange>>) -> usize {
     heard.lock().unwrap().iter().filter(|c| !c.joined).count()
 }
 
-/// A node in a runtime of its own, so the test can end it as a crash would: every
-/// task dropped at once, no leave written, no heartbeat after.
-struct CrashableNode {
-    runtime: tokio::runtime::Runtime,
-    addr: std::net::SocketAddr,
-}
-
-impl CrashableNode {
-    async fn start(join: Join) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (started, addr) = tokio::sync::oneshot::channel();
-        runtime.spawn(async move {
-            let (server, _) = node_with(join).await;
-            let _ = started.send(server.local_addr());
-            std::future::pending::<()>().await;
-            drop(server);
-        });
-        let addr = addr.await.unwrap();
-        Self { runtime, addr }
-    }
-
-    fn crash(self) {
-        self.runtime.shutdown_background();
-    }
-}
-
 async fn a_crashed_nodes_members_leave_everyones_presence_within_the_bound(redis: TestBackplane) {
     let (first, first_heard) = node_with(redis.join()).await;
     let (second, second_heard) = node_with(redis.join()).await;
-    let third = CrashableNode::start(redis.join()).await;
+    let join = redis.join();
+    let third = CrashableServer::start(move || async move { node_with(join).await.0 }).await;
     let _clients = [
         members(&first).await,
         members(&second).await,
-        members_at(third.addr).await,
+        members_at(third.addr()).await,
     ];
     for server in [&first, &second] {
         until_count(server, 60, Duration::from_secs(5)).await;
