@@ -168,6 +168,10 @@ pub struct OpenCall {
     /// streampod's extension (`pos`): the client wants positions, and to resume after
     /// one if it gives one. `None` for Serverpod's clients.
     pub resume: Option<Resume>,
+    /// streampod's extension (`traceparent`): the W3C trace context of the caller, so
+    /// the server's handling of the call continues its trace. `None` for Serverpod's
+    /// clients.
+    pub traceparent: Option<String>,
 }
 
 /// What a client that wants positions asks of a call (`pos` of `omsc`).
@@ -399,6 +403,10 @@ const RESUME: Key = Key {
     short: "pos",
     long: "position",
 };
+const TRACEPARENT: Key = Key {
+    short: "traceparent",
+    long: "traceparent",
+};
 const AT: Key = Key {
     short: "at",
     long: "offset",
@@ -533,6 +541,7 @@ impl MethodStreamFrame {
                 authentication: data.optional(AUTHENTICATION)?,
                 auth_mode: data.optional(AUTH_MODE)?,
                 resume: data.optional(RESUME)?,
+                traceparent: data.optional(TRACEPARENT)?,
             }),
             "omsr" => {
                 let name: String = data.required(RESPONSE)?;
@@ -639,6 +648,9 @@ impl MethodStreamFrame {
                         writer.out.extend_from_slice(b"true");
                     }
                     Some(Resume::After(position)) => writer.position(RESUME, position),
+                }
+                if let Some(traceparent) = &open.traceparent {
+                    writer.string(TRACEPARENT, traceparent);
                 }
             }
             Self::OpenResponse { call, result } => {
@@ -940,6 +952,7 @@ mod tests {
                 authentication: Some("Bearer key".into()),
                 auth_mode: None,
                 resume: Some(Resume::After(Position::new("e1", 16))),
+                traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
             }),
             MethodStreamFrame::OpenResponse {
                 call: call(),

@@ -1,7 +1,8 @@
 //! A test endpoint over the message central, driven by `ChatMessage.content`:
 //! `join`/`leave` the message's channel, `listen` (a session-owned callback),
 //! `tag:<t>`, `others` (post to the channel but not the sender); anything else is posted
-//! to the channel. Each command is acknowledged with `ack:<command>`.
+//! to the channel. Each command is acknowledged with `ack:<command>`. And [`RoomFeeds`],
+//! a channel as a streaming method.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -99,4 +100,20 @@ pub fn content(frame: &serde_json::Value) -> &str {
     frame["object"]["data"]["content"]
         .as_str()
         .unwrap_or_default()
+}
+
+/// A channel as a streaming method: `room(room)` streams the channel's chat messages.
+#[derive(Debug)]
+pub struct RoomFeeds;
+
+#[streampod::endpoint]
+impl RoomFeeds {
+    /// The chat messages of channel `room`.
+    pub async fn room(
+        &self,
+        session: &streampod::Session<Protocol>,
+        room: String,
+    ) -> Result<streampod::messages::ChannelFeed<ChatMessage>, streampod::MethodError> {
+        Ok(session.messages().channel_stream::<ChatMessage>(&room)?)
+    }
 }

@@ -19,7 +19,7 @@ use streampod::messages::{PostError, Reach};
 use streampod::Server;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
-use streampod_tests::rooms::Rooms;
+use streampod_tests::rooms::{RoomFeeds, Rooms};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// A topic as the bus names it.
@@ -353,21 +353,6 @@ impl streampod::cluster::History for SlowHistory {
     }
 }
 
-/// The room as a streaming method.
-#[derive(Debug)]
-pub struct Feeds;
-
-#[streampod::endpoint]
-impl Feeds {
-    /// The room's chat messages.
-    pub async fn room(
-        &self,
-        session: &streampod::Session<Protocol>,
-    ) -> Result<streampod::messages::ChannelFeed<ChatMessage>, streampod::MethodError> {
-        Ok(session.messages().channel_stream::<ChatMessage>("room-1")?)
-    }
-}
-
 #[tokio::test]
 async fn a_resumed_call_gets_a_post_once_when_its_live_copy_arrives_after_the_history_read() {
     use futures_util::{SinkExt, StreamExt};
@@ -380,7 +365,7 @@ async fn a_resumed_call_gets_a_post_once_when_its_live_copy_arrives_after_the_hi
     let server = {
         let (bus, history) = (bus.clone(), history.clone());
         Server::builder()
-            .methods("feeds", Feeds)
+            .methods("feeds", RoomFeeds)
             .backplane(move |inbox| Backends::new(bus.node(1, inbox)).with_history(history))
             .bind("127.0.0.1:0")
             .await
@@ -401,7 +386,7 @@ async fn a_resumed_call_gets_a_post_once_when_its_live_copy_arrives_after_the_hi
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let open = json!({"type": "omsc", "data": {
         "en": "feeds", "m": "room", "cid": "00000000-0000-4000-8000-000000000001",
-        "args": "{}", "is": [], "pos": {"epoch": "e1", "offset": 0},
+        "args": r#"{"room":"room-1"}"#, "is": [], "pos": {"epoch": "e1", "offset": 0},
     }});
     ws.send(Message::text(open.to_string())).await.unwrap();
     let mut contents = Vec::new();

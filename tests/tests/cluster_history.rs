@@ -20,7 +20,7 @@ use streampod::Server;
 use streampod_tests::backplanes::TestBackplane;
 use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
-use streampod_tests::rooms::Rooms;
+use streampod_tests::rooms::{RoomFeeds, Rooms};
 
 const ROOM: &str = "cluster-history-room";
 
@@ -35,25 +35,10 @@ streampod_tests::on_every_backplane!(
     the_cluster_keeps_the_newest_posts_within_the_historys_size_bytes_and_age,
 );
 
-/// The room as a streaming method.
-#[derive(Debug)]
-pub struct Feeds;
-
-#[streampod::endpoint]
-impl Feeds {
-    /// The room's chat messages.
-    pub async fn room(
-        &self,
-        session: &streampod::Session<Protocol>,
-    ) -> Result<streampod::messages::ChannelFeed<ChatMessage>, streampod::MethodError> {
-        Ok(session.messages().channel_stream::<ChatMessage>(ROOM)?)
-    }
-}
-
 async fn node(backplane: &TestBackplane) -> Server<Protocol> {
     let builder = Server::builder()
         .endpoint("rooms", Rooms::default())
-        .methods("feeds", Feeds);
+        .methods("feeds", RoomFeeds);
     let server = backplane
         .join()
         .prefix("history-test")
@@ -361,7 +346,7 @@ async fn streaming_calls_resume_from_the_clusters_history_after_their_sockets_ar
     let mut calls = Vec::new();
     for _ in 0..10 {
         let call = client
-            .call_stream::<ChatMessage, NoException>("feeds", "room", args!({}), &[])
+            .call_stream::<ChatMessage, NoException>("feeds", "room", args!({"room": ROOM}), &[])
             .await
             .unwrap();
         calls.push(call);

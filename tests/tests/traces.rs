@@ -1,8 +1,9 @@
 //! Traces across nodes (feature `otel`), exported with the OpenTelemetry SDK's in-memory
 //! exporter through `tracing-opentelemetry`: a global post made on node A inside a
 //! request's span is delivered on node B in a span of the same trace (the `traceparent`
-//! travels in the backplane envelope), the client-side trace of a `streampod.v1` frame
-//! and of an HTTP call (`traceparent` header) goes on in the server's span.
+//! travels in the backplane envelope), the client-side trace of a `streampod.v1` frame,
+//! of an HTTP call (`traceparent` header) and of a streaming-method call (`traceparent`
+//! in its open command) goes on in the server's span.
 
 // Test helpers panic on failure by design: a panic is the test failing with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,7 +20,7 @@ use streampod_tests::client::TestClient;
 use streampod_tests::fixtures::{ChatMessage, Priority, Protocol};
 use streampod_tests::http::request;
 use streampod_tests::redis_server::RedisServer;
-use streampod_tests::rooms::{command, Rooms};
+use streampod_tests::rooms::{command, RoomFeeds, Rooms};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -28,6 +29,7 @@ const ROOM: &str = "traced";
 async fn node(redis: &RedisServer) -> Server<Protocol> {
     let server = Server::builder()
         .endpoint("rooms", Rooms::default())
+        .methods("feeds", RoomFeeds)
         .cluster(ClusterConfig::redis(redis.url()).prefix("traces-test"))
         .bind("127.0.0.1:0")
         .await
@@ -177,6 +179,15 @@ async fn one_trace_follows_a_post_from_the_poster_s_node_to_the_subscriber_s() {
         let _ = methods
             .call::<String, streampod::client::NoException>("rooms", "nothing", json!({}))
             .await;
+        let _stream = methods
+            .call_stream::<ChatMessage, streampod::client::NoException>(
+                "feeds",
+                "room",
+                json!({"room": ROOM}),
+                &[],
+            )
+            .await
+            .unwrap();
     }
     .instrument(client_span)
     .await;
@@ -191,13 +202,13 @@ async fn one_trace_follows_a_post_from_the_poster_s_node_to_the_subscriber_s() {
                     .any(|span| span.span_context.trace_id() == root.span_context.trace_id())
             })
         };
-        if traced("handle_stream_message") && traced("method_call") {
+        if traced("handle_stream_message") && traced("method_call") && traced("call") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let root = named(&exported, "client_work")[0];
-    for name in ["handle_stream_message", "method_call"] {
+    for name in ["handle_stream_message", "method_call", "call"] {
         let continued = named(&exported, name)
             .into_iter()
             .find(|span| span.span_context.trace_id() == root.span_context.trace_id())

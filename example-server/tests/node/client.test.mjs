@@ -496,6 +496,7 @@ test("a client's traceparent goes on in the server's spans, which the server exp
 
   const messageTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
   const callTrace = "0af7651916cd43dd8448eb211c80319c";
+  const streamTrace = "5cf92f3577b34da6a3ce929d0e0e4799";
   let traceparent = `00-${messageTrace}-00f067aa0ba902b7-01`;
   const client = newClient(server, { traceparent: () => traceparent });
   client.connect();
@@ -503,6 +504,9 @@ test("a client's traceparent goes on in the server's spans, which the server exp
   await join(client, "traced");
   traceparent = `00-${callTrace}-b7ad6b7169203331-01`;
   await client.chat.history("traced");
+  traceparent = `00-${streamTrace}-00f067aa0ba902b8-01`;
+  const room = await client.chat.messages("traced");
+  room.close();
   traceparent = null;
 
   // The server sends what is left when it stops.
@@ -514,5 +518,6 @@ test("a client's traceparent goes on in the server's spans, which the server exp
   // Trace ids travel as their 16 bytes.
   assert.ok(all.includes(Buffer.from(messageTrace, "hex")), "the message's trace is not in the server's spans");
   assert.ok(all.includes(Buffer.from(callTrace, "hex")), "the call's trace is not in the server's spans");
+  assert.ok(all.includes(Buffer.from(streamTrace, "hex")), "the streaming call's trace is not in the server's spans");
   assert.ok(all.includes(Buffer.from("streampod-example")), "no service name");
 });

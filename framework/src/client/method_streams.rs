@@ -424,6 +424,9 @@ impl MethodSocket {
             authentication,
             auth_mode: None,
             resume: Some(resume),
+            // The server's handling of the call continues the caller's trace (feature
+            // `otel`).
+            traceparent: crate::util::trace_context::current(),
         });
         if !connection.send(&open) {
             connection.calls().remove(&call.connection_id);

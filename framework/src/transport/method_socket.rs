@@ -28,6 +28,7 @@ use crate::transport::write_task::write_loop;
 use crate::util::flag::Nudge;
 use crate::util::panic_text::panic_message;
 use crate::util::peer_text::{ErrorText, PeerText};
+use crate::util::trace_context;
 use crate::ws::deflate::Deflate;
 use crate::ws::reader::FrameReader;
 use crate::endpoint::server_handle::ServerHandle;
@@ -758,6 +759,8 @@ impl<P: ModelSet> Socket<P> {
         };
         let identity = task.identity.clone();
         let span = tracing::debug_span!(target: "streampod::method_socket", "call", endpoint = %open.call.endpoint, method = info.name, cid = %connection_id);
+        // The caller's trace, when it sent one (feature `otel`).
+        let span = trace_context::continue_from(span, open.traceparent.as_deref());
         let task = tokio::spawn(task.run(key, args, Inputs::new(receivers)).instrument(span));
         self.calls.insert(Call {
             serial,

@@ -915,9 +915,11 @@ class MethodSocket {
     outbox = [];
     keepalive = null;
     lastHeard = Date.now();
+    traceparent;
     lost = false;
     constructor(protocol, options, Socket) {
         this.protocol = protocol;
+        this.traceparent = options.traceparent;
         this.socket = new Socket(socketUrl(options.url, "v1/websocket"));
         this.socket.onopen = () => {
             for (const text of this.outbox.splice(0))
@@ -989,6 +991,10 @@ class MethodSocket {
                 return;
             }
             this.openings.set(call.id, { call, resolve, reject });
+            // streampod's extension: the server's handling of the call continues the caller's trace.
+            const traceparent = this.traceparent?.();
+            if (traceparent)
+                data["traceparent"] = traceparent;
             this.send("omsc", data);
         });
     }

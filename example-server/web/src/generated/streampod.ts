@@ -166,9 +166,10 @@ export interface ClientOptions {
   readonly alternateUrls?: readonly string[];
   /**
    * The caller's W3C `traceparent` (`00-<trace id>-<span id>-<flags>`, e.g. from your
-   * OpenTelemetry setup's propagator), asked for each message sent and each method
-   * call: it goes with them (a `"traceparent"` key, a `traceparent` header), so the
-   * server's spans continue the caller's trace. Return `null` to send none.
+   * OpenTelemetry setup's propagator), asked for each message sent, each method call
+   * and each streaming-method call opened: it goes with them (a `"traceparent"` key, a
+   * `traceparent` header), so the server's spans continue the caller's trace. Return
+   * `null` to send none.
    */
   readonly traceparent?: () => string | null | undefined;
 }
@@ -1104,6 +1105,7 @@ class MethodSocket {
   private readonly outbox: string[] = [];
   private keepalive: ReturnType<typeof setInterval> | null = null;
   private lastHeard = Date.now();
+  private readonly traceparent: (() => string | null | undefined) | undefined;
   lost = false;
 
   constructor(
@@ -1111,6 +1113,7 @@ class MethodSocket {
     options: ClientOptions,
     Socket: WebSocketConstructor,
   ) {
+    this.traceparent = options.traceparent;
     this.socket = new Socket(socketUrl(options.url, "v1/websocket"));
     this.socket.onopen = () => {
       for (const text of this.outbox.splice(0)) this.socket.send(text);
@@ -1195,6 +1198,9 @@ class MethodSocket {
         return;
       }
       this.openings.set(call.id, { call, resolve, reject });
+      // streampod's extension: the server's handling of the call continues the caller's trace.
+      const traceparent = this.traceparent?.();
+      if (traceparent) data["traceparent"] = traceparent;
       this.send("omsc", data);
     });
   }
