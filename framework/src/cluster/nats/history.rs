@@ -112,7 +112,8 @@ const STORED_OVERHEAD: usize = 64;
 /// the retention's, or the post's own when it alone is larger. JetStream would discard
 /// a message larger than the stream's limit right after storing it (before any
 /// consumer saw it), where a history keeps its newest post whatever its size; the limit
-/// goes back down with the next post that fits, which then discards it, oldest first.
+/// goes back down with the posting node's next post that fits, which then discards it,
+/// oldest first (until then the stream may hold up to the large post's size).
 fn max_bytes(retention: Retention, subject: &str, post: usize) -> i64 {
     let stored = post + subject.len() + STORED_OVERHEAD;
     i64::try_from(retention.bytes.max(stored)).unwrap_or(i64::MAX)
