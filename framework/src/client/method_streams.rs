@@ -417,6 +417,12 @@ impl MethodSocket {
         let authentication = transport
             .authorization()
             .and_then(|value| value.to_str().ok().map(str::to_owned));
+        // The server's handling of the call continues the caller's trace (feature
+        // `otel`).
+        #[cfg(feature = "otel")]
+        let traceparent = crate::util::trace_context::current();
+        #[cfg(not(feature = "otel"))]
+        let traceparent = None;
         let open = MethodStreamFrame::Open(OpenCall {
             call: call.clone(),
             args: args.to_owned(),
@@ -424,9 +430,7 @@ impl MethodSocket {
             authentication,
             auth_mode: None,
             resume: Some(resume),
-            // The server's handling of the call continues the caller's trace (feature
-            // `otel`).
-            traceparent: crate::util::trace_context::current(),
+            traceparent,
         });
         if !connection.send(&open) {
             connection.calls().remove(&call.connection_id);
