@@ -235,20 +235,7 @@ async fn redis_losing_the_history_says_recovered_false_live_and_on_recovery(
 
     // Redis restarts empty: a new epoch from the next post on.
     redis.kill();
-    for node in &nodes {
-        let mut changes = node.handle().messages().cluster_state_changes().unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            changes.wait_for(|state| *state != ClusterState::Connected),
-        )
-        .await
-        .expect("the loss noticed within 10 s")
-        .unwrap();
-    }
-    redis.start_empty();
-    for node in &nodes {
-        connected(node).await;
-    }
+    through_a_restart(&nodes, || redis.start_empty()).await;
     post(&poster, "after".into()).await;
     let signal = listener.next_json().await;
     assert_eq!(signal["command"], "joined", "{signal}");
@@ -395,14 +382,7 @@ async fn streaming_calls_resume_from_the_clusters_history_after_their_sockets_ar
 /// Waits until every node noticed the backplane gone, then until it is back.
 async fn through_a_restart(nodes: &[Server<Protocol>], restart: impl FnOnce()) {
     for node in nodes {
-        let mut changes = node.handle().messages().cluster_state_changes().unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            changes.wait_for(|state| *state != ClusterState::Connected),
-        )
-        .await
-        .expect("the loss noticed within 10 s")
-        .unwrap();
+        streampod_tests::wait_for_cluster(node, |state| *state != ClusterState::Connected).await;
     }
     restart();
     for node in nodes {

@@ -226,14 +226,7 @@ async fn members_are_written_again_after_redis_restarts_and_leaves_are_heard(
 
     redis.kill();
     for server in [&first, &second] {
-        let mut changes = server.handle().messages().cluster_state_changes().unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            changes.wait_for(|state| *state != ClusterState::Connected),
-        )
-        .await
-        .expect("the loss noticed")
-        .unwrap();
+        streampod_tests::wait_for_cluster(server, |state| *state != ClusterState::Connected).await;
     }
     // One member leaves while Redis is away: it must not come back.
     clients.pop().unwrap().close().await;
